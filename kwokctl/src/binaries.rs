@@ -1,0 +1,347 @@
+//! Finding the component binaries: an explicit path, then the cache, then `PATH`,
+//! and otherwise building them from the pinned Go modules embedded in kwokctl.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::LazyLock,
+};
+
+/// Errors while finding, checking or building a binary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A path given explicitly does not exist or is not executable.
+    #[error("{component} binary {path} does not exist or is not executable")]
+    Missing {
+        /// Component name.
+        component: String,
+        /// The path that was given.
+        path: PathBuf,
+    },
+    /// A binary reports another version than the pinned one.
+    #[error("{component} binary {path} is not version {expected} (it says: {found})")]
+    WrongVersion {
+        /// Component name.
+        component: String,
+        /// The binary.
+        path: PathBuf,
+        /// The pinned version.
+        expected: String,
+        /// The first line it printed.
+        found: String,
+    },
+    /// The Go build failed.
+    #[error(
+        "failed to build {components} from the pinned Go modules (exit status {status}); is Go 1.26 installed?"
+    )]
+    Build {
+        /// Which components were being built.
+        components: String,
+        /// The build script's exit status.
+        status: String,
+    },
+    /// An I/O error on a named path.
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result of binary lookups.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The Go wrapper modules, embedded so an installed kwokctl can build the control
+/// plane without a source checkout. Paths are relative to `kwokctl/controlplane/`.
+const SOURCES: &[(&str, &str)] = &[
+    ("build.sh", include_str!("../controlplane/build.sh")),
+    (
+        "kubernetes/go.mod",
+        include_str!("../controlplane/kubernetes/go.mod"),
+    ),
+    (
+        "kubernetes/go.sum",
+        include_str!("../controlplane/kubernetes/go.sum"),
+    ),
+    (
+        "kubernetes/tools.go",
+        include_str!("../controlplane/kubernetes/tools.go"),
+    ),
+    ("etcd/go.mod", include_str!("../controlplane/etcd/go.mod")),
+    ("etcd/go.sum", include_str!("../controlplane/etcd/go.sum")),
+    ("etcd/tools.go", include_str!("../controlplane/etcd/tools.go")),
+    (
+        "etcd/cmd/etcd/main.go",
+        include_str!("../controlplane/etcd/cmd/etcd/main.go"),
+    ),
+];
+
+/// The pinned Kubernetes version, read from the embedded go.mod.
+pub static KUBE_VERSION: LazyLock<String> =
+    LazyLock::new(|| require_version(SOURCES[1].1, "k8s.io/kubernetes"));
+
+/// The pinned etcd version, read from the embedded go.mod.
+pub static ETCD_VERSION: LazyLock<String> =
+    LazyLock::new(|| require_version(SOURCES[4].1, "go.etcd.io/etcd/server/v3"));
+
+/// The version of this project's own binaries (`kwok`, `kwokctl`).
+pub const KWOK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn require_version(go_mod: &str, module: &str) -> String {
+    go_mod
+        .lines()
+        .map(|l| l.trim().trim_start_matches("require").trim())
+        .find_map(|l| {
+            l.strip_prefix(module)?
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("embedded go.mod does not require {module}"))
+}
+
+/// A component binary kwokctl knows how to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// etcd server.
+    Etcd,
+    /// etcdctl.
+    Etcdctl,
+    /// kube-apiserver.
+    KubeApiserver,
+    /// kube-controller-manager.
+    KubeControllerManager,
+    /// kube-scheduler.
+    KubeScheduler,
+    /// kubectl.
+    Kubectl,
+    /// This project's `kwok` controller.
+    Kwok,
+}
+
+impl Binary {
+    /// Every binary built from the Go modules.
+    pub const GO_BUILT: [Binary; 6] = [
+        Binary::Etcd,
+        Binary::Etcdctl,
+        Binary::KubeApiserver,
+        Binary::KubeControllerManager,
+        Binary::KubeScheduler,
+        Binary::Kubectl,
+    ];
+
+    /// The file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Etcd => "etcd",
+            Binary::Etcdctl => "etcdctl",
+            Binary::KubeApiserver => "kube-apiserver",
+            Binary::KubeControllerManager => "kube-controller-manager",
+            Binary::KubeScheduler => "kube-scheduler",
+            Binary::Kubectl => "kubectl",
+            Binary::Kwok => "kwok",
+        }
+    }
+
+    /// The pinned version.
+    pub fn version(self) -> &'static str {
+        match self {
+            Binary::Etcd | Binary::Etcdctl => &ETCD_VERSION,
+            Binary::Kwok => KWOK_VERSION,
+            _ => &KUBE_VERSION,
+        }
+    }
+
+    /// The arguments that make it print its version.
+    fn version_args(self) -> &'static [&'static str] {
+        match self {
+            Binary::Etcdctl => &["version"],
+            Binary::Kubectl => &["version", "--client"],
+            _ => &["--version"],
+        }
+    }
+
+    /// Where the cache keeps it.
+    pub fn cache_path(self, cache: &Path) -> PathBuf {
+        cache.join(self.name()).join(self.version()).join(self.name())
+    }
+}
+
+/// Finds binaries for one kwokctl invocation.
+#[derive(Debug, Clone)]
+pub struct Finder {
+    cache: PathBuf,
+}
+
+impl Finder {
+    /// A finder over the cache at `cache`.
+    pub fn new(cache: impl Into<PathBuf>) -> Self {
+        Self { cache: cache.into() }
+    }
+
+    /// Resolves `binary`: `explicit` if given (it must exist and have the pinned
+    /// version), else the cache, else `PATH` (only at the pinned version), else
+    /// `None`: the caller builds what is missing with [`Finder::build`].
+    pub fn find(&self, binary: Binary, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+        if let Some(path) = explicit {
+            if !is_executable(path) {
+                return Err(Error::Missing {
+                    component: binary.name().into(),
+                    path: path.into(),
+                });
+            }
+            check_version(binary, path)?;
+            return Ok(Some(path.into()));
+        }
+        let cached = binary.cache_path(&self.cache);
+        if is_executable(&cached) {
+            return Ok(Some(cached));
+        }
+        if binary == Binary::Kwok {
+            return Ok(sibling_of_current_exe(binary.name()));
+        }
+        Ok(on_path(binary.name()).filter(|p| check_version(binary, p).is_ok()))
+    }
+
+    /// Like [`Finder::find`], building the Go-built binaries that are missing.
+    pub fn find_or_build(&self, binary: Binary, explicit: Option<&Path>) -> Result<PathBuf> {
+        if let Some(path) = self.find(binary, explicit)? {
+            return Ok(path);
+        }
+        if binary == Binary::Kwok {
+            return Err(Error::Missing {
+                component: "kwok".into(),
+                path: "kwok (next to kwokctl or on PATH)".into(),
+            });
+        }
+        self.build(&[binary])?;
+        Ok(binary.cache_path(&self.cache))
+    }
+
+    /// Builds `binaries` into the cache from the embedded Go modules; what is cached is skipped.
+    /// Progress (what is built, elapsed time) goes to stderr.
+    pub fn build(&self, binaries: &[Binary]) -> Result<()> {
+        let src = self.unpack_sources()?;
+        let names: Vec<&str> = binaries.iter().map(|b| b.name()).collect();
+        let status = Command::new("bash")
+            .arg(src.join("build.sh"))
+            .args(&names)
+            .env("KWOK_CACHE_DIR", &self.cache)
+            .status()
+            .map_err(|source| Error::Io {
+                action: "run",
+                path: src.join("build.sh"),
+                source,
+            })?;
+        if !status.success() {
+            return Err(Error::Build {
+                components: names.join(", "),
+                status: status.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the embedded Go modules to `cache/src/<versions>/` and returns that folder.
+    fn unpack_sources(&self) -> Result<PathBuf> {
+        let dir = self
+            .cache
+            .join("src")
+            .join(format!("kubernetes-{}-etcd-{}", *KUBE_VERSION, *ETCD_VERSION));
+        for (rel, text) in SOURCES {
+            let path = dir.join(rel);
+            let parent = path.parent().expect("embedded sources are in folders");
+            fs::create_dir_all(parent).map_err(|source| Error::Io {
+                action: "create",
+                path: parent.into(),
+                source,
+            })?;
+            fs::write(&path, text).map_err(|source| Error::Io {
+                action: "write",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(dir)
+    }
+}
+
+/// Runs `path` with its version flag and checks the pinned version is in the output.
+pub fn check_version(binary: Binary, path: &Path) -> Result<()> {
+    let expected = binary.version();
+    let output = Command::new(path)
+        .args(binary.version_args())
+        .output()
+        .map_err(|source| Error::Io {
+            action: "run",
+            path: path.into(),
+            source,
+        })?;
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    // etcd prints "3.6.16" without the leading v.
+    if output.status.success() && text.contains(expected.trim_start_matches('v')) {
+        return Ok(());
+    }
+    Err(Error::WrongVersion {
+        component: binary.name().into(),
+        path: path.into(),
+        expected: expected.into(),
+        found: text.lines().next().unwrap_or("nothing").trim().into(),
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn sibling_of_current_exe(name: &str) -> Option<PathBuf> {
+    let sibling = std::env::current_exe().ok()?.with_file_name(name);
+    if is_executable(&sibling) {
+        Some(sibling)
+    } else {
+        on_path(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_versions_should_come_from_the_embedded_go_mod() {
+        assert!(KUBE_VERSION.starts_with("v1.36."), "{}", *KUBE_VERSION);
+        assert!(ETCD_VERSION.starts_with("v3.6."), "{}", *ETCD_VERSION);
+    }
+
+    #[test]
+    fn explicit_missing_binary_should_be_an_error_naming_it() {
+        let finder = Finder::new("/nonexistent-cache");
+        let err = finder
+            .find(Binary::KubeApiserver, Some(Path::new("/nope/kube-apiserver")))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kube-apiserver binary /nope/kube-apiserver does not exist or is not executable"
+        );
+    }
+
+    #[test]
+    fn explicit_wrong_version_binary_should_be_rejected() {
+        let err = check_version(Binary::Etcd, Path::new("/bin/true")).unwrap_err();
+        assert!(matches!(err, Error::WrongVersion { .. }), "{err}");
+    }
+}

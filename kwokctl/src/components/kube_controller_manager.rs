@@ -1,0 +1,25 @@
+//! kube-controller-manager: every default controller, signing with the cluster CA.
+
+use std::path::Path;
+
+use super::{Component, Context, path_arg, secure_serving_args};
+
+pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
+    let port = ctx.options.kube_controller_manager_port;
+    let pki = ctx.dir.pki();
+    let mut args = secure_serving_args(ctx, "kube-controller-manager", port);
+    args.extend([
+        path_arg("root-ca-file", pki.ca_cert()),
+        path_arg("service-account-private-key-file", pki.sa_key()),
+        path_arg("cluster-signing-cert-file", pki.ca_cert()),
+        path_arg("cluster-signing-key-file", pki.ca_key()),
+        "--use-service-account-credentials=true".into(),
+    ]);
+    Component {
+        name: "kube-controller-manager".into(),
+        binary: binary.into(),
+        args,
+        port,
+        health_url: format!("https://127.0.0.1:{port}/healthz"),
+    }
+}

@@ -1,0 +1,20 @@
+//! The `kwok` controller of this project, managing every node (binary runtime default).
+
+use std::path::Path;
+
+use super::{Component, Context, path_arg};
+
+pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
+    let port = ctx.options.kwok_controller_port;
+    Component {
+        name: "kwok-controller".into(),
+        binary: binary.into(),
+        args: vec![
+            path_arg("kubeconfig", ctx.dir.component_kubeconfig("kwok-controller")),
+            "--manage-all-nodes=true".into(),
+            format!("--server-address=127.0.0.1:{port}"),
+        ],
+        port,
+        health_url: format!("http://127.0.0.1:{port}/healthz"),
+    }
+}

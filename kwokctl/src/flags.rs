@@ -1,0 +1,165 @@
+//! Command-line flags, parsed into plain values with no I/O (upstream kwokctl's names).
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// kwokctl creates and manages clusters of real control-plane processes with fake
+/// nodes and pods driven by the kwok controller.
+#[derive(Debug, Parser)]
+#[command(name = "kwokctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Cluster name; valid before or after the subcommand.
+    #[arg(long, global = true, default_value = "kwok", env = "KWOK_NAME")]
+    pub name: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates a resource.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Deletes a resource.
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+    /// Shows resources.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Starts a stopped cluster with its data.
+    #[command(subcommand)]
+    Start(ClusterOnly),
+    /// Stops a cluster, keeping its data.
+    #[command(subcommand)]
+    Stop(ClusterOnly),
+    /// Runs kubectl against the cluster (every argument is passed on).
+    Kubectl(PassThrough),
+    /// Runs etcdctl against the cluster's etcd (every argument is passed on).
+    Etcdctl(PassThrough),
+    /// Prints the log of a component.
+    Logs(LogsArgs),
+    /// Builds the pinned control-plane binaries into the cache (skips what is there).
+    Install,
+}
+
+/// `create …`.
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Creates a cluster.
+    Cluster(CreateClusterArgs),
+}
+
+/// `delete …`.
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Deletes a cluster: stops its processes, removes its folder and kubeconfig context.
+    Cluster {
+        /// Delete every cluster.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `get …`.
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// Lists the clusters.
+    Clusters,
+    /// Prints the cluster's admin kubeconfig.
+    Kubeconfig,
+    /// Lists the cluster's components with pid, status and port.
+    Components,
+}
+
+/// Verbs that only take a cluster.
+#[derive(Debug, Subcommand)]
+pub enum ClusterOnly {
+    /// The cluster named by --name.
+    Cluster,
+}
+
+/// Arguments handed to another program untouched.
+#[derive(Debug, Args)]
+pub struct PassThrough {
+    /// Arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// `logs COMPONENT`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Component name (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok-controller).
+    pub component: String,
+    /// Keep printing what is appended.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// `create cluster` flags.
+#[derive(Debug, Args)]
+pub struct CreateClusterArgs {
+    /// Runtime: binary (local processes); docker, podman, nerdctl and kind need a container engine.
+    #[arg(long, default_value = "binary", env = "KWOK_RUNTIME")]
+    pub runtime: String,
+    /// kube-apiserver port (default: a free port).
+    #[arg(long, env = "KWOK_KUBE_APISERVER_PORT")]
+    pub kube_apiserver_port: Option<u16>,
+    /// etcd client port (default: a free port).
+    #[arg(long, env = "KWOK_ETCD_PORT")]
+    pub etcd_port: Option<u16>,
+    /// How long to wait for every component to become healthy.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// etcd binary (default: cache, PATH, else built from the pinned Go module).
+    #[arg(long, env = "KWOK_ETCD_BINARY")]
+    pub etcd_binary: Option<PathBuf>,
+    /// kube-apiserver binary.
+    #[arg(long, env = "KWOK_KUBE_APISERVER_BINARY")]
+    pub kube_apiserver_binary: Option<PathBuf>,
+    /// kube-controller-manager binary.
+    #[arg(long, env = "KWOK_KUBE_CONTROLLER_MANAGER_BINARY")]
+    pub kube_controller_manager_binary: Option<PathBuf>,
+    /// kube-scheduler binary.
+    #[arg(long, env = "KWOK_KUBE_SCHEDULER_BINARY")]
+    pub kube_scheduler_binary: Option<PathBuf>,
+    /// kwok controller binary (default: next to kwokctl, else PATH).
+    #[arg(long, env = "KWOK_CONTROLLER_BINARY")]
+    pub kwok_controller_binary: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_should_be_accepted_before_and_after_the_subcommand() {
+        let before = Cli::try_parse_from(["kwokctl", "--name", "x", "get", "kubeconfig"]).unwrap();
+        let after = Cli::try_parse_from(["kwokctl", "get", "kubeconfig", "--name", "x"]).unwrap();
+        assert_eq!(before.name, "x");
+        assert_eq!(after.name, "x");
+    }
+
+    #[test]
+    fn kubectl_should_pass_every_argument_on() {
+        let cli =
+            Cli::try_parse_from(["kwokctl", "--name", "x", "kubectl", "get", "ns", "-o", "yaml"]).unwrap();
+        let Command::Kubectl(pass) = cli.command else {
+            panic!("not kubectl")
+        };
+        assert_eq!(pass.args, ["get", "ns", "-o", "yaml"]);
+    }
+
+    #[test]
+    fn wait_should_parse_go_style_durations() {
+        let cli = Cli::try_parse_from(["kwokctl", "create", "cluster", "--wait", "1m30s"]).unwrap();
+        let Command::Create(CreateCommand::Cluster(args)) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!(args.wait, Duration::from_secs(90));
+    }
+}

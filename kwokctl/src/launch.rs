@@ -1,0 +1,157 @@
+//! Starting a cluster's components in order and waiting until each answers healthy.
+//!
+//! # Recovery
+//! [`Launch`] remembers every process it started. If a component dies or a deadline
+//! passes, [`Launch::abort`] stops them all, so a failed start leaves nothing running.
+
+use std::{
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use tracing::info;
+
+use crate::{
+    components::{Component, SEQUENTIAL_PREFIX},
+    paths::ClusterDir,
+    probe::Prober,
+    runtime::BinaryRuntime,
+};
+
+/// Errors while bringing components up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A component exited before it became healthy.
+    #[error("{component} exited during start-up ({status}); see {log}")]
+    Died {
+        /// The component.
+        component: String,
+        /// Its exit status.
+        status: String,
+        /// Its log file.
+        log: String,
+    },
+    /// A component did not become healthy in time.
+    #[error("{component} was not healthy after {waited:?} ({last}); see {log}")]
+    Timeout {
+        /// The component.
+        component: String,
+        /// How long we waited.
+        waited: Duration,
+        /// The last probe error.
+        last: String,
+        /// Its log file.
+        log: String,
+    },
+    /// The runtime could not start it.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::Error),
+}
+
+/// Result of launching.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Probe interval while waiting: short, since start-up takes seconds.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Processes started by one kwokctl command.
+pub struct Launch<'a> {
+    dir: &'a ClusterDir,
+    runtime: BinaryRuntime,
+    started: Vec<(String, Child)>,
+}
+
+impl<'a> Launch<'a> {
+    /// A launch into cluster folder `dir`.
+    pub fn new(dir: &'a ClusterDir, runtime: BinaryRuntime) -> Self {
+        Self {
+            dir,
+            runtime,
+            started: Vec::new(),
+        }
+    }
+
+    /// Starts `components` (skipping those in `skip`): the first [`SEQUENTIAL_PREFIX`]
+    /// one at a time, each healthy before the next, then the rest together.
+    pub async fn run(&mut self, components: &[Component], prober: &Prober, deadline: Instant) -> Result<()> {
+        let split = SEQUENTIAL_PREFIX.min(components.len());
+        let (first, rest) = components.split_at(split);
+        for component in first {
+            self.start(component)?;
+            self.wait_healthy(std::slice::from_ref(component), prober, deadline)
+                .await?;
+        }
+        for component in rest {
+            self.start(component)?;
+        }
+        self.wait_healthy(rest, prober, deadline).await
+    }
+
+    fn start(&mut self, component: &Component) -> Result<()> {
+        info!(component = %component.name, binary = %component.binary.display(), "starting");
+        let child = self.runtime.start(self.dir, component)?;
+        self.started.push((component.name.clone(), child));
+        Ok(())
+    }
+
+    async fn wait_healthy(
+        &mut self,
+        components: &[Component],
+        prober: &Prober,
+        deadline: Instant,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let mut pending: Vec<&Component> = components.iter().collect();
+        loop {
+            self.check_alive()?;
+            let mut still = Vec::new();
+            let mut last = String::new();
+            for component in pending {
+                match prober.get(&component.health_url).await {
+                    Ok(_) => info!(component = %component.name, elapsed = ?start.elapsed(), "healthy"),
+                    Err(e) => {
+                        last = e.to_string();
+                        still.push(component);
+                    }
+                }
+            }
+            pending = still;
+            let Some(first) = pending.first() else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    component: first.name.clone(),
+                    waited: start.elapsed(),
+                    last,
+                    log: self.dir.log(&first.name).display().to_string(),
+                });
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        for (name, child) in &mut self.started {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Error::Died {
+                    component: name.clone(),
+                    status: status.to_string(),
+                    log: self.dir.log(name).display().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every process this launch started, newest first.
+    pub fn abort(&mut self) {
+        for (name, mut child) in self.started.drain(..).rev() {
+            info!(component = %name, "stopping after failed start");
+            let _ = self.runtime.stop(self.dir, &name);
+            // Reap it: it is our child, and a zombie would look alive to a later check.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

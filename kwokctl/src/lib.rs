@@ -1,0 +1,19 @@
+//! kwokctl: creates and manages clusters of real control-plane processes (etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler) plus the kwok controller.
+//!
+//! Components are described as plain data ([`components`]) and run by a runtime
+//! ([`runtime`]); binaries come from the cache or are built from pinned Go modules
+//! ([`binaries`]).
+
+pub mod binaries;
+pub mod cmd;
+pub mod components;
+pub mod config;
+pub mod flags;
+pub mod kubeconfig;
+pub mod launch;
+pub mod paths;
+pub mod pki;
+pub mod ports;
+pub mod probe;
+pub mod runtime;

@@ -1,0 +1,110 @@
+//! Where kwokctl keeps things: the work dir (`~/.kwok`), its cache and cluster folders.
+
+use std::path::{Path, PathBuf};
+
+use crate::pki::PkiPaths;
+
+/// The kwokctl work dir: `$KWOK_WORKDIR`, else `~/.kwok`.
+#[derive(Debug, Clone)]
+pub struct Workdir {
+    root: PathBuf,
+    cache: PathBuf,
+}
+
+impl Workdir {
+    /// Resolves the work dir from the environment. `$KWOK_CACHE_DIR` moves only the
+    /// binary cache, so tests can isolate clusters while sharing built binaries.
+    pub fn from_env() -> Self {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let root = std::env::var_os("KWOK_WORKDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".kwok"));
+        let cache = std::env::var_os("KWOK_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("cache"));
+        Self { root, cache }
+    }
+
+    /// The folder holding one folder per cluster.
+    pub fn clusters(&self) -> PathBuf {
+        self.root.join("clusters")
+    }
+
+    /// The binary cache: `<component>/<version>/<component>`.
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    /// The folder of cluster `name`.
+    pub fn cluster(&self, name: &str) -> ClusterDir {
+        ClusterDir {
+            root: self.clusters().join(name),
+        }
+    }
+}
+
+/// The files of one cluster, under `~/.kwok/clusters/NAME/`.
+#[derive(Debug, Clone)]
+pub struct ClusterDir {
+    root: PathBuf,
+}
+
+impl ClusterDir {
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `kwok.yaml`: the resolved configuration, enough to start the cluster again.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("kwok.yaml")
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig.yaml")
+    }
+
+    /// The kubeconfig a control-plane component uses to reach the apiserver.
+    pub fn component_kubeconfig(&self, component: &str) -> PathBuf {
+        self.root.join("kubeconfigs").join(format!("{component}.yaml"))
+    }
+
+    /// The PKI folder.
+    pub fn pki(&self) -> PkiPaths {
+        PkiPaths::new(self.root.join("pki"))
+    }
+
+    /// The logs folder.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// A component's log file.
+    pub fn log(&self, component: &str) -> PathBuf {
+        self.logs().join(format!("{component}.log"))
+    }
+
+    /// A component's pid file.
+    pub fn pid(&self, component: &str) -> PathBuf {
+        self.root.join("pids").join(format!("{component}.pid"))
+    }
+
+    /// etcd's data dir.
+    pub fn etcd_data(&self) -> PathBuf {
+        self.root.join("etcd")
+    }
+
+    /// Every folder a new cluster needs.
+    pub fn folders(&self) -> [PathBuf; 5] {
+        [
+            self.root.join("pki"),
+            self.logs(),
+            self.root.join("pids"),
+            self.root.join("kubeconfigs"),
+            self.etcd_data(),
+        ]
+    }
+}

@@ -1,0 +1,287 @@
+//! The cluster's PKI, generated in process: a CA, serving and client certificates
+//! signed by it, and the service-account signing key pair.
+
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Errors while generating or writing the PKI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A key or certificate could not be generated.
+    #[error("failed to generate {what}: {source}")]
+    Generate {
+        /// Which certificate or key.
+        what: String,
+        /// The rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A PEM file could not be written.
+    #[error("failed to write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result of PKI operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Certificates stay valid for ten years: clusters are for tests, not for rotation drills.
+const VALIDITY: Duration = Duration::days(3650);
+
+/// The first address of the default service range (10.96.0.0/12): the `kubernetes` Service.
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
+
+/// A client identity: the certificate's common name (user) and organizations (groups).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIdentity<'a> {
+    /// File stem under `pki/`, e.g. `admin` gives `admin.crt` and `admin.key`.
+    pub file: &'a str,
+    /// User name (CN).
+    pub user: &'a str,
+    /// Groups (O).
+    pub groups: &'a [&'a str],
+}
+
+/// Client identities kwokctl issues. The control-plane ones use the user names the
+/// apiserver's bootstrap RBAC policy already grants their permissions to.
+pub const CLIENTS: &[ClientIdentity<'static>] = &[
+    ClientIdentity {
+        file: "admin",
+        user: "kwok-admin",
+        groups: &["system:masters"],
+    },
+    ClientIdentity {
+        file: "kube-controller-manager",
+        user: "system:kube-controller-manager",
+        groups: &[],
+    },
+    ClientIdentity {
+        file: "kube-scheduler",
+        user: "system:kube-scheduler",
+        groups: &[],
+    },
+    ClientIdentity {
+        file: "kwok-controller",
+        user: "kwok-controller",
+        groups: &["system:masters"],
+    },
+];
+
+/// Paths of the PEM files under a cluster's `pki/` folder.
+#[derive(Debug, Clone)]
+pub struct PkiPaths {
+    dir: PathBuf,
+}
+
+impl PkiPaths {
+    /// The PKI living in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// CA key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
+    /// Serving certificate shared by every TLS endpoint on loopback.
+    pub fn serving_cert(&self) -> PathBuf {
+        self.dir.join("serving.crt")
+    }
+
+    /// Serving key.
+    pub fn serving_key(&self) -> PathBuf {
+        self.dir.join("serving.key")
+    }
+
+    /// Service-account signing key (private).
+    pub fn sa_key(&self) -> PathBuf {
+        self.dir.join("sa.key")
+    }
+
+    /// Service-account verification key (public).
+    pub fn sa_pub(&self) -> PathBuf {
+        self.dir.join("sa.pub")
+    }
+
+    /// Client certificate of `file` (see [`ClientIdentity::file`]).
+    pub fn client_cert(&self, file: &str) -> PathBuf {
+        self.dir.join(format!("{file}.crt"))
+    }
+
+    /// Client key of `file`.
+    pub fn client_key(&self, file: &str) -> PathBuf {
+        self.dir.join(format!("{file}.key"))
+    }
+}
+
+/// Generates the whole PKI into `paths.dir()` (which must exist).
+pub fn generate(paths: &PkiPaths) -> Result<()> {
+    let ca_key = key("CA key")?;
+    let ca = CertifiedIssuer::self_signed(ca_params(), ca_key).map_err(gen_err("CA certificate"))?;
+    write(&paths.ca_cert(), &ca.pem())?;
+    write(&paths.ca_key(), &ca.key().serialize_pem())?;
+
+    let serving_key = key("serving key")?;
+    let serving = serving_params()
+        .signed_by(&serving_key, &ca)
+        .map_err(gen_err("serving certificate"))?;
+    write(&paths.serving_cert(), &serving.pem())?;
+    write(&paths.serving_key(), &serving_key.serialize_pem())?;
+
+    for client in CLIENTS {
+        let client_key = key(client.file)?;
+        let cert = client_params(client)
+            .signed_by(&client_key, &ca)
+            .map_err(gen_err(client.file))?;
+        write(&paths.client_cert(client.file), &cert.pem())?;
+        write(&paths.client_key(client.file), &client_key.serialize_pem())?;
+    }
+
+    let sa = key("service-account key")?;
+    write(&paths.sa_key(), &sa.serialize_pem())?;
+    write(&paths.sa_pub(), &sa.public_key_pem())?;
+    Ok(())
+}
+
+fn key(what: &str) -> Result<KeyPair> {
+    KeyPair::generate().map_err(gen_err(what))
+}
+
+fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
+    move |source| Error::Generate {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+fn write(path: &Path, pem: &str) -> Result<()> {
+    fs::write(path, pem).map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn base_params(common_name: &str, organizations: &[&str]) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for org in organizations {
+        dn.push(DnType::OrganizationName, *org);
+    }
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    let now = OffsetDateTime::now_utc();
+    // Back-date a little so a freshly started component never sees "not yet valid".
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + VALIDITY;
+    params
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = base_params("kwok-ca", &[]);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+fn serving_params() -> CertificateParams {
+    let mut params = base_params("kwok-serving", &[]);
+    params.subject_alt_names = vec![
+        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        SanType::IpAddress(IpAddr::V4(KUBERNETES_SERVICE_IP)),
+    ];
+    for dns in [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    ] {
+        params.subject_alt_names.push(SanType::DnsName(
+            dns.try_into().expect("static DNS names are valid"),
+        ));
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params
+}
+
+fn client_params(client: &ClientIdentity<'_>) -> CertificateParams {
+    let mut params = base_params(client.user, client.groups);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_should_write_every_pem_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path());
+        generate(&paths).unwrap();
+        let mut files = vec![
+            paths.ca_cert(),
+            paths.ca_key(),
+            paths.serving_cert(),
+            paths.serving_key(),
+        ];
+        files.extend([paths.sa_key(), paths.sa_pub()]);
+        for client in CLIENTS {
+            files.push(paths.client_cert(client.file));
+            files.push(paths.client_key(client.file));
+        }
+        for file in files {
+            let text = fs::read_to_string(&file).unwrap();
+            assert!(text.starts_with("-----BEGIN "), "{} is not PEM", file.display());
+        }
+        assert!(fs::read_to_string(paths.sa_pub()).unwrap().contains("PUBLIC KEY"));
+    }
+
+    #[test]
+    fn admin_certificate_should_carry_the_masters_group() {
+        let params = client_params(&CLIENTS[0]);
+        let dn: Vec<_> = params
+            .distinguished_name
+            .iter()
+            .map(|(t, v)| (t.clone(), v.clone()))
+            .collect();
+        assert!(dn.contains(&(DnType::CommonName, "kwok-admin".into())));
+        assert!(dn.contains(&(DnType::OrganizationName, "system:masters".into())));
+    }
+}

@@ -1,0 +1,158 @@
+//! The binary runtime: each component is a detached local process with a log file
+//! and a pid file.
+//!
+//! # Ownership
+//! A pid file names the process kwokctl started, whose working directory is the
+//! cluster's folder. Before signalling a pid, the runtime checks that the process is
+//! alive and still works in that folder, so a recycled pid of an unrelated process is
+//! never killed. That check needs no configuration, so even a half-made cluster
+//! whose `kwok.yaml` was never written is cleaned up.
+
+use std::{
+    fs::{self, OpenOptions},
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use super::{Error, Result};
+use crate::{components::Component, paths::ClusterDir};
+
+/// How long a component gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// Runs components as local processes.
+#[derive(Debug, Clone, Copy)]
+pub struct BinaryRuntime;
+
+/// Whether a component's process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Running with this pid.
+    Running(i32),
+    /// Not running.
+    Stopped,
+}
+
+impl BinaryRuntime {
+    /// Starts `component` detached (own process group, stdin closed, output appended
+    /// to its log) and records its pid.
+    pub fn start(&self, dir: &ClusterDir, component: &Component) -> Result<Child> {
+        let err = |action, source| Error::Process {
+            action,
+            component: component.name.clone(),
+            source,
+        };
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.log(&component.name))
+            .map_err(|e| err("open the log of", e))?;
+        let child = Command::new(&component.binary)
+            .args(&component.args)
+            .current_dir(dir.root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| err("open the log of", e))?)
+            .stderr(log)
+            // Its own process group: Ctrl-C in the shell that ran kwokctl does not reach it.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| err("start", e))?;
+        fs::write(dir.pid(&component.name), child.id().to_string())
+            .map_err(|e| err("record the pid of", e))?;
+        Ok(child)
+    }
+
+    /// The status of component `name` from its pid file.
+    pub fn status(&self, dir: &ClusterDir, name: &str) -> Status {
+        match read_pid(&dir.pid(name)) {
+            Some(pid) if owned_by(pid, dir.root()) => Status::Running(pid),
+            _ => Status::Stopped,
+        }
+    }
+
+    /// Stops component `name` (SIGTERM, then SIGKILL after a grace period) and removes
+    /// its pid file. Returns whether a process was stopped.
+    pub fn stop(&self, dir: &ClusterDir, name: &str) -> Result<bool> {
+        let pid_file = dir.pid(name);
+        let Status::Running(pid) = self.status(dir, name) else {
+            let _ = fs::remove_file(&pid_file);
+            return Ok(false);
+        };
+        let target = Pid::from_raw(pid);
+        let _ = kill(target, Signal::SIGTERM);
+        if !wait_gone(pid, STOP_GRACE) {
+            let _ = kill(target, Signal::SIGKILL);
+            if !wait_gone(pid, Duration::from_secs(5)) {
+                return Err(Error::Unkillable {
+                    component: name.to_owned(),
+                    pid,
+                });
+            }
+        }
+        let _ = fs::remove_file(&pid_file);
+        Ok(true)
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` is alive (not a zombie) and works in the cluster folder `root`.
+fn owned_by(pid: i32, root: &Path) -> bool {
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd"));
+    alive(pid) && cwd.is_ok_and(|cwd| fs::canonicalize(root).is_ok_and(|root| cwd == root))
+}
+
+/// Whether `pid` exists and is not a zombie (an exited process nobody reaped yet).
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
+}
+
+fn wait_gone(pid: i32, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !alive(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_should_see_this_process_and_not_a_reaped_child() {
+        assert!(alive(std::process::id() as i32));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn owned_by_should_require_the_cluster_folder_as_working_directory() {
+        let me = std::process::id() as i32;
+        let cwd = std::env::current_dir().unwrap();
+        assert!(owned_by(me, &cwd));
+        let other = tempfile::tempdir().unwrap();
+        assert!(!owned_by(me, other.path()));
+    }
+}

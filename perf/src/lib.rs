@@ -1,0 +1,2 @@
+//! Side-by-side macro benchmarks against upstream KWOK; they arrive with the
+//! "loadgen and perf" issue.

@@ -1,0 +1,53 @@
+//! The `kwok` controller binary.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use kwok_shards::{flags::Flags, server};
+use tokio::signal::unix::{SignalKind, signal};
+
+// mimalloc holds up better than glibc malloc under many small per-object allocations.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        // kwokctl sends the output to a log file: no colour codes there.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(Flags::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kwok: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(flags: Flags) -> Result<()> {
+    let client = kwok_shards::client(&flags).await?;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("failed to reach the apiserver")?;
+    tracing::info!(server_version = %version.git_version, "connected");
+    server::serve(&flags.server_address, shutdown()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown() {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
