@@ -11,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${KWOK_CACHE_DIR:-$HOME/.kwok/cache}"
 export CGO_ENABLED=0 GOTOOLCHAIN=local
 # Two packages at a time keeps a cold Kubernetes build under ~8 GiB.
-export GOFLAGS="${GOFLAGS:--p=2} -mod=readonly -trimpath"
+export GOFLAGS="${GOFLAGS:-} -p=2 -mod=readonly -trimpath"
 
 modversion() { # <module dir> <module path>
   awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1/go.mod"

@@ -22,17 +22,17 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A component exited before it became healthy.
-    #[error("{component} exited during start-up ({status}); see {log}")]
+    #[error("{component} exited during start-up ({status}); its last log line: {last_log_line}")]
     Died {
         /// The component.
         component: String,
         /// Its exit status.
         status: String,
-        /// Its log file.
-        log: String,
+        /// The last non-empty line of its log.
+        last_log_line: String,
     },
     /// A component did not become healthy in time.
-    #[error("{component} was not healthy after {waited:?} ({last}); see {log}")]
+    #[error("{component} was not healthy after {waited:?} ({last})")]
     Timeout {
         /// The component.
         component: String,
@@ -40,8 +40,6 @@ pub enum Error {
         waited: Duration,
         /// The last probe error.
         last: String,
-        /// Its log file.
-        log: String,
     },
     /// The runtime could not start it.
     #[error(transparent)]
@@ -50,6 +48,17 @@ pub enum Error {
 
 /// Result of launching.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The last non-empty line of `log`, the likeliest reason a component died.
+fn last_line(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("(empty log)")
+        .to_owned()
+}
 
 /// Probe interval while waiting: short, since start-up takes seconds.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
@@ -124,7 +133,6 @@ impl<'a> Launch<'a> {
                     component: first.name.clone(),
                     waited: start.elapsed(),
                     last,
-                    log: self.dir.log(&first.name).display().to_string(),
                 });
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
@@ -137,7 +145,7 @@ impl<'a> Launch<'a> {
                 return Err(Error::Died {
                     component: name.clone(),
                     status: status.to_string(),
-                    log: self.dir.log(name).display().to_string(),
+                    last_log_line: last_line(&self.dir.log(name)),
                 });
             }
         }

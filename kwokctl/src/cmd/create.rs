@@ -57,8 +57,11 @@ pub(super) async fn cluster(workdir: &Workdir, name: &str, args: CreateClusterAr
     drop(ports);
     if let Err(err) = make(&dir, &config, runtime, args.wait).await {
         let _ = kubeconfig::remove_from(&kubeconfig::user_kubeconfig_path(), name);
+        let logs = keep_logs(&dir, name);
         let _ = fs::remove_dir_all(dir.root());
-        return Err(err.context(format!("failed to create cluster {name:?}; nothing was kept")));
+        return Err(err.context(format!(
+            "failed to create cluster {name:?} (logs kept in {logs}; nothing else)"
+        )));
     }
     println!(
         "Cluster {name:?} is ready in {:.1}s; context {:?} added to {}",
@@ -108,6 +111,17 @@ fn write_files(dir: &ClusterDir, config: &ClusterConfig) -> Result<()> {
     config.save(&dir.config())?;
     info!(dir = %dir.root().display(), "cluster files written");
     Ok(())
+}
+
+/// Moves the logs of a failed cluster out of its folder (about to be removed) into
+/// the temp dir, where they explain the failure without looking like a cluster.
+fn keep_logs(dir: &ClusterDir, name: &str) -> String {
+    let kept = std::env::temp_dir().join(format!("kwokctl-{name}-logs-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&kept);
+    match fs::rename(dir.logs(), &kept) {
+        Ok(()) => kept.display().to_string(),
+        Err(_) => "nowhere: they could not be moved".into(),
+    }
 }
 
 fn resolve_options(ports: &mut Allocator, args: &CreateClusterArgs) -> Result<Options> {

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting and lints, then unit tests and the end-to-end
+# tests against a real etcd and kube-apiserver (built on first use, then cached).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The e2e suite runs the real binaries: build them, and the control plane, first.
+cargo build --workspace --bins
+target/debug/kwokctl install
+cargo test --workspace

@@ -1,0 +1,12 @@
+//! End-to-end tests: they run the built `kwokctl` (and through it `kwok` and the real
+//! etcd, kube-apiserver, kube-controller-manager and kube-scheduler) as a user would.
+//!
+//! Build the binaries first: `cargo build --workspace --bins` (the README's test
+//! command does). Each test gets its own work dir and kubeconfig; the binary cache is
+//! shared (`$KWOK_CACHE_DIR`, default `~/.kwok/cache`).
+
+mod util;
+
+mod artifacts;
+mod cluster;
+mod errors;
