@@ -1,6 +1,13 @@
 //! The pure simulation model of kwok-rs.
 //!
 //! Given an object and the current time, the engine decides which Stage applies and
-//! what happens next. It does no I/O and reads no clock. The Stage model arrives with
-//! the "engine" issue; until then the crate only holds its place in the workspace.
+//! what happens next. It does no I/O and reads no clock: time and randomness come in
+//! as arguments, so it is deterministic in tests and benchmarks.
 #![warn(missing_docs)]
+
+pub mod error;
+pub mod host;
+pub mod patch;
+pub mod selector;
+pub mod stage;
+pub mod template;

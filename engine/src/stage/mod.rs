@@ -1,0 +1,3 @@
+//! Stages: the YAML model ([`spec`]) and its compiled form.
+
+pub mod spec;
