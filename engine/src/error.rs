@@ -15,7 +15,10 @@ pub struct FieldError {
 impl FieldError {
     /// A field error at `field`.
     pub fn new(field: impl Into<String>, reason: impl fmt::Display) -> Self {
-        Self { field: field.into(), reason: reason.to_string() }
+        Self {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
     }
 
     /// Prefixes the field path with `parent` (`spec` + `delay` gives `spec.delay`).

@@ -29,9 +29,23 @@ pub trait Host {
     fn node_ips_with(&self, node_name: &str) -> Vec<String>;
     /// `PodIPWith nodeName hostNetwork uid podName podNamespace`: the pod's IP, stable
     /// for one pod uid; the node IP for host-network pods.
-    fn pod_ip_with(&self, node_name: &str, host_network: bool, uid: &str, name: &str, namespace: &str) -> String;
+    fn pod_ip_with(
+        &self,
+        node_name: &str,
+        host_network: bool,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> String;
     /// `PodIPsWith …`: every IP of the pod.
-    fn pod_ips_with(&self, node_name: &str, host_network: bool, uid: &str, name: &str, namespace: &str) -> Vec<String>;
+    fn pod_ips_with(
+        &self,
+        node_name: &str,
+        host_network: bool,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Vec<String>;
 }
 
 /// A deterministic [`Host`] for tests, benchmarks and dry runs: a fixed clock, node
@@ -49,7 +63,11 @@ pub struct FixedHost {
 impl FixedHost {
     /// A host whose clock reads `now` (also used as the start time).
     pub fn new(now: Timestamp) -> Self {
-        Self { now, start_time: now, pods: RefCell::default() }
+        Self {
+            now,
+            start_time: now,
+            pods: RefCell::default(),
+        }
     }
 
     /// The node IP every node gets.
@@ -91,10 +109,28 @@ impl Host for FixedHost {
     fn node_ips_with(&self, node_name: &str) -> Vec<String> {
         vec![self.node_ip_with(node_name)]
     }
-    fn pod_ip_with(&self, node_name: &str, host_network: bool, uid: &str, _name: &str, _namespace: &str) -> String {
-        if host_network { self.node_ip_with(node_name) } else { self.next_pod_ip(uid).to_string() }
+    fn pod_ip_with(
+        &self,
+        node_name: &str,
+        host_network: bool,
+        uid: &str,
+        _name: &str,
+        _namespace: &str,
+    ) -> String {
+        if host_network {
+            self.node_ip_with(node_name)
+        } else {
+            self.next_pod_ip(uid).to_string()
+        }
     }
-    fn pod_ips_with(&self, node_name: &str, host_network: bool, uid: &str, name: &str, namespace: &str) -> Vec<String> {
+    fn pod_ips_with(
+        &self,
+        node_name: &str,
+        host_network: bool,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Vec<String> {
         vec![self.pod_ip_with(node_name, host_network, uid, name, namespace)]
     }
 }

@@ -5,9 +5,13 @@
 //! as arguments, so it is deterministic in tests and benchmarks.
 #![warn(missing_docs)]
 
+pub mod delay;
+pub mod effect;
 pub mod error;
 pub mod host;
+pub mod lifecycle;
 pub mod patch;
 pub mod selector;
 pub mod stage;
 pub mod template;
+pub mod weight;

@@ -1,3 +1,137 @@
-//! Stages: the YAML model ([`spec`]) and its compiled form.
+//! Stages: the YAML model ([`spec`]), loading ([`load`]) and the compiled form that
+//! the engine evaluates ([`Stage`]).
 
+pub mod load;
 pub mod spec;
+mod step;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::Rng;
+use serde_json::Value;
+
+pub use step::Step;
+
+use crate::{
+    delay::Delay,
+    effect::Effect,
+    error::{FieldError, LoadError},
+    host::Host,
+    selector::Selector,
+    weight::Weight,
+};
+
+/// The API version of Stage documents.
+pub const API_VERSION: &str = "kwok.x-k8s.io/v1alpha1";
+
+/// A compiled Stage: selectors, queries and templates parsed once, shared by every
+/// evaluation (`Send + Sync`).
+#[derive(Debug, Clone)]
+pub struct Stage {
+    name: String,
+    resource: spec::ResourceRef,
+    /// `None`: the stage has no selector and never matches (KWOK's rule).
+    selector: Option<Selector>,
+    weight: Weight,
+    delay: Delay,
+    steps: Vec<Step>,
+    immediate_next_stage: bool,
+}
+
+impl Stage {
+    /// Compiles a Stage document read from `source`.
+    pub fn compile(doc: &spec::Stage, source: &load::Source) -> Result<Self, LoadError> {
+        Self::compile_spec(doc).map_err(|error| LoadError::Field {
+            file: source.file.clone(),
+            line: source.line,
+            stage: doc.metadata.name.clone(),
+            error,
+        })
+    }
+
+    fn compile_spec(doc: &spec::Stage) -> Result<Self, FieldError> {
+        if doc.api_version != API_VERSION {
+            return Err(FieldError::new(
+                "apiVersion",
+                format!("must be {API_VERSION}, got {:?}", doc.api_version),
+            ));
+        }
+        if doc.metadata.name.is_empty() {
+            return Err(FieldError::new("metadata.name", "must not be empty"));
+        }
+        let spec = &doc.spec;
+        if spec.resource_ref.kind.is_empty() {
+            return Err(FieldError::new("spec.resourceRef.kind", "must not be empty"));
+        }
+        Ok(Self {
+            name: doc.metadata.name.clone(),
+            resource: spec.resource_ref.clone(),
+            selector: spec
+                .selector
+                .as_ref()
+                .map(Selector::compile)
+                .transpose()
+                .map_err(|e| e.under("spec.selector"))?,
+            weight: Weight::compile(spec.weight, &spec.weight_from).map_err(|e| e.under("spec"))?,
+            delay: spec
+                .delay
+                .as_ref()
+                .map(Delay::compile)
+                .transpose()
+                .map_err(|e| e.under("spec.delay"))?
+                .unwrap_or_default(),
+            steps: step::compile(spec).map_err(|e| e.under("spec"))?,
+            immediate_next_stage: spec.immediate_next_stage,
+        })
+    }
+
+    /// The stage's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kind of object it applies to.
+    pub fn resource(&self) -> &spec::ResourceRef {
+        &self.resource
+    }
+
+    /// Whether `obj` is selected (a stage without a selector never matches).
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.selector.as_ref().is_some_and(|s| s.matches(obj))
+    }
+
+    /// The weight of this stage for `obj`.
+    pub fn weight(&self, obj: &Value) -> u64 {
+        self.weight.for_object(obj)
+    }
+
+    /// How long after matching `obj` at `now` its effects are due.
+    pub fn delay(&self, obj: &Value, now: Timestamp, rng: &mut impl Rng) -> Duration {
+        self.delay.for_object(obj, now, rng)
+    }
+
+    /// Whether to match the object again right after the stage's patches succeed.
+    pub fn immediate_next_stage(&self) -> bool {
+        self.immediate_next_stage
+    }
+
+    /// The compiled steps, in order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Renders the steps against `obj` into effects. Patches that would not change
+    /// the object are left out; a step that fails to render becomes [`Effect::Error`].
+    pub fn render(&self, obj: &Value, host: &dyn Host) -> Vec<Effect> {
+        self.steps
+            .iter()
+            .filter_map(|step| step.render(obj, &self.resource.kind, host).transpose())
+            .map(|r| {
+                r.unwrap_or_else(|message| Effect::Error {
+                    message: format!("stage {:?}: {message}", self.name),
+                })
+            })
+            .collect()
+    }
+}

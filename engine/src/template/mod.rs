@@ -27,7 +27,10 @@ pub struct Template {}
 impl Template {
     /// Compiles `text`.
     pub fn parse(_text: &str) -> Result<Self, Error> {
-        Err(Error::Parse { line: 1, reason: "templates are not implemented yet".into() })
+        Err(Error::Parse {
+            line: 1,
+            reason: "templates are not implemented yet".into(),
+        })
     }
 
     /// Renders with `data` as dot into `out`.

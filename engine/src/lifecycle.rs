@@ -1,0 +1,63 @@
+//! The stages of one resource kind and the choice among those that match an object.
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::{stage::Stage, weight};
+
+/// Matching stages above this count spill to the heap; typical sets match one or two.
+const INLINE_MATCHES: usize = 16;
+
+/// Every stage for one kind, in load order.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    stages: Vec<Stage>,
+}
+
+impl Lifecycle {
+    /// A lifecycle of `stages` (all for the same kind).
+    pub fn new(stages: Vec<Stage>) -> Self {
+        Self { stages }
+    }
+
+    /// The stages.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Every stage whose selector matches `obj`, in load order.
+    pub fn matching<'a>(&'a self, obj: &'a Value) -> impl Iterator<Item = &'a Stage> + 'a {
+        self.stages.iter().filter(move |s| s.matches(obj))
+    }
+
+    /// The stage that applies to `obj`: one of the matching stages, drawn by weight
+    /// with `rng`. No allocation while at most [`INLINE_MATCHES`] stages match.
+    pub fn select(&self, obj: &Value, rng: &mut impl Rng) -> Option<&Stage> {
+        let mut idx = [0usize; INLINE_MATCHES];
+        let mut weights = [0u64; INLINE_MATCHES];
+        let mut n = 0;
+        for (i, stage) in self.stages.iter().enumerate() {
+            if !stage.matches(obj) {
+                continue;
+            }
+            if n == INLINE_MATCHES {
+                return self.select_many(obj, rng);
+            }
+            idx[n] = i;
+            n += 1;
+        }
+        if n <= 1 {
+            return (n == 1).then(|| &self.stages[idx[0]]);
+        }
+        for (w, i) in weights.iter_mut().zip(&idx[..n]) {
+            *w = self.stages[*i].weight(obj);
+        }
+        weight::choose(&weights[..n], rng).map(|k| &self.stages[idx[k]])
+    }
+
+    fn select_many(&self, obj: &Value, rng: &mut impl Rng) -> Option<&Stage> {
+        let matched: Vec<&Stage> = self.stages.iter().filter(|s| s.matches(obj)).collect();
+        let weights: Vec<u64> = matched.iter().map(|s| s.weight(obj)).collect();
+        weight::choose(&weights, rng).map(|k| matched[k])
+    }
+}

@@ -1,0 +1,190 @@
+//! Reading Stage documents from multi-document YAML, keeping the line each document
+//! starts on so errors can point at it. Documents of other kinds (e.g.
+//! `KwokConfiguration`) are handed back untouched for the caller.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::spec;
+use crate::error::LoadError;
+
+/// Where a document came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// File name (or `<inline>`).
+    pub file: String,
+    /// 1-based line the document starts on.
+    pub line: usize,
+}
+
+/// The documents of one or more files.
+#[derive(Debug, Default)]
+pub struct Documents {
+    /// Stage documents with their source.
+    pub stages: Vec<(spec::Stage, Source)>,
+    /// Every other document (kind is not `Stage`), as JSON.
+    pub others: Vec<(Value, Source)>,
+}
+
+impl Documents {
+    /// Parses `text` (named `file` in errors) and appends its documents.
+    pub fn parse(&mut self, file: &str, text: &str) -> Result<(), LoadError> {
+        for (line, doc) in split(text) {
+            let source = Source {
+                file: file.to_owned(),
+                line,
+            };
+            let value: Value = serde_saphyr::from_str(doc).map_err(|e| syntax(&source, &e))?;
+            match value.get("kind").and_then(Value::as_str) {
+                Some("Stage") => self.stages.push((typed(doc, value, &source)?, source)),
+                _ if value.is_null() => {}
+                _ => self.others.push((value, source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `path`: a file, or every `*.yaml`/`*.yml` file of a folder in name order.
+    pub fn read(&mut self, path: &Path) -> Result<(), LoadError> {
+        let io = |source| LoadError::Io {
+            file: path.display().to_string(),
+            source,
+        };
+        if path.is_dir() {
+            let mut files: Vec<_> = std::fs::read_dir(path)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            files.sort();
+            return files.iter().try_for_each(|f| self.read(f));
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        self.parse(&path.display().to_string(), &text)
+    }
+}
+
+/// Splits a YAML stream at `---` lines; yields (1-based start line, text).
+fn split(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let (mut start_line, mut start_byte, mut offset) = (1, 0, 0);
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            docs.push((start_line, &text[start_byte..offset]));
+            start_line = i + 2;
+            start_byte = offset + line.len();
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start_byte..]));
+    docs.retain(|(_, d)| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    docs
+}
+
+/// Deserializes a Stage, reporting the exact line (from the YAML parser) and the
+/// field path (from the JSON value) of the first problem.
+fn typed(doc: &str, value: Value, source: &Source) -> Result<spec::Stage, LoadError> {
+    let line_err = serde_saphyr::from_str::<spec::Stage>(doc).err();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    match serde_path_to_error::deserialize::<_, spec::Stage>(value) {
+        Ok(stage) => Ok(stage),
+        Err(e) => {
+            let line = line_err
+                .and_then(|e| e.location())
+                .map_or(source.line, |l| source.line + l.line() as usize - 1);
+            let field = e.path().to_string();
+            let reason = e.into_inner().to_string();
+            Err(LoadError::Field {
+                file: source.file.clone(),
+                line,
+                stage: name,
+                error: crate::error::FieldError::new(field, reason),
+            })
+        }
+    }
+}
+
+fn syntax(source: &Source, e: &serde_saphyr::Error) -> LoadError {
+    let line = e
+        .location()
+        .map_or(source.line, |l| source.line + l.line() as usize - 1);
+    let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+    // "error: line 4 column 1: reason" → "reason"
+    let message = first.splitn(2, ": ").nth(1).map_or(first.clone(), |rest| {
+        rest.split_once(": ")
+            .map_or(rest.to_owned(), |(_, reason)| reason.to_owned())
+    });
+    LoadError::Syntax {
+        file: source.file.clone(),
+        line,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: a\nspec:\n  resourceRef:\n    kind: Pod\n---\n# comment\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\n---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: b\nspec:\n  resourceRef:\n    kind: Node\n";
+
+    #[test]
+    fn parse_should_separate_stages_from_other_documents_with_lines() {
+        let mut docs = Documents::default();
+        docs.parse("s.yaml", TWO).unwrap();
+        let names: Vec<_> = docs
+            .stages
+            .iter()
+            .map(|(s, src)| (s.metadata.name.as_str(), src.line))
+            .collect();
+        assert_eq!(names, [("a", 1), ("b", 13)]);
+        assert_eq!(docs.others.len(), 1);
+        assert_eq!(docs.others[0].1.line, 9);
+    }
+
+    #[test]
+    fn unknown_field_should_name_file_line_stage_and_path() {
+        let text = "kind: Stage\napiVersion: kwok.x-k8s.io/v1alpha1\nmetadata:\n  name: x\nspec:\n  resourceRef:\n    kind: Pod\n  selector:\n    matchLabelz: {}\n";
+        let mut docs = Documents::default();
+        let err = docs
+            .parse("bad.yaml", &format!("---\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "bad.yaml:10: stage \"x\": spec.selector.matchLabelz: unknown field `matchLabelz`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_should_name_the_field() {
+        let text = "kind: Stage\napiVersion: kwok.x-k8s.io/v1alpha1\nmetadata:\n  name: x\nspec:\n  resourceRef:\n    kind: Pod\n  weight: heavy\n";
+        let err = Documents::default()
+            .parse("w.yaml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("w.yaml:8: stage \"x\": spec.weight: invalid type: string \"heavy\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_yaml_should_be_a_one_line_syntax_error() {
+        let err = Documents::default()
+            .parse("y.yaml", "kind: Stage\n  bad: [\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("y.yaml:"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
