@@ -118,7 +118,7 @@ fn syntax(source: &Source, e: &serde_saphyr::Error) -> LoadError {
         .map_or(source.line, |l| source.line + l.line() as usize - 1);
     let first = e.to_string().lines().next().unwrap_or_default().to_owned();
     // "error: line 4 column 1: reason" → "reason"
-    let message = first.splitn(2, ": ").nth(1).map_or(first.clone(), |rest| {
+    let message = first.split_once(": ").map_or(first.clone(), |(_, rest)| {
         rest.split_once(": ")
             .map_or(rest.to_owned(), |(_, reason)| reason.to_owned())
     });
