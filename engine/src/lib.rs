@@ -12,6 +12,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod patch;
 pub mod selector;
+pub mod simulate;
 pub mod stage;
 pub mod template;
 pub mod weight;

@@ -61,3 +61,42 @@ impl Lifecycle {
         weight::choose(&weights, rng).map(|k| matched[k])
     }
 }
+
+/// The lifecycles of every kind named by a set of stages.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycles {
+    by_kind: Vec<(crate::stage::spec::ResourceRef, Lifecycle)>,
+}
+
+impl Lifecycles {
+    /// Groups compiled `stages` by the kind they apply to, keeping load order.
+    pub fn new(stages: impl IntoIterator<Item = Stage>) -> Self {
+        let mut by_kind: Vec<(crate::stage::spec::ResourceRef, Lifecycle)> = Vec::new();
+        for stage in stages {
+            match by_kind.iter_mut().find(|(r, _)| r == stage.resource()) {
+                Some((_, l)) => l.stages.push(stage),
+                None => by_kind.push((stage.resource().clone(), Lifecycle::new(vec![stage]))),
+            }
+        }
+        Self { by_kind }
+    }
+
+    /// Compiles every Stage of `docs`; the first bad stage is the error.
+    pub fn compile(docs: &crate::stage::load::Documents) -> Result<Self, crate::error::LoadError> {
+        let stages = docs.stages.iter().map(|(doc, src)| Stage::compile(doc, src)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(stages))
+    }
+
+    /// The lifecycle of objects of `kind` (any API group with that kind when `api_group` is `None`).
+    pub fn for_kind(&self, api_group: Option<&str>, kind: &str) -> Option<&Lifecycle> {
+        self.by_kind
+            .iter()
+            .find(|(r, _)| r.kind == kind && api_group.is_none_or(|g| g == r.api_group))
+            .map(|(_, l)| l)
+    }
+
+    /// Every kind with stages, and its lifecycle.
+    pub fn kinds(&self) -> impl Iterator<Item = (&crate::stage::spec::ResourceRef, &Lifecycle)> {
+        self.by_kind.iter().map(|(r, l)| (r, l))
+    }
+}

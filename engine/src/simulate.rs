@@ -1,0 +1,117 @@
+//! A dry run: stages applied to one object, step after step, without a cluster.
+//! The effects are applied locally with the same patch semantics the apiserver uses,
+//! so people who write Stages see what their YAML does.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::Rng;
+use serde_json::Value;
+
+use crate::{
+    effect::Effect,
+    host::Host,
+    lifecycle::Lifecycle,
+    patch::{self, PatchType},
+};
+
+/// What happened in one step of a dry run.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The stage that matched.
+    pub stage: String,
+    /// The delay chosen.
+    pub delay: Duration,
+    /// When the effects were due.
+    pub at: Timestamp,
+    /// The effects rendered.
+    pub effects: Vec<Effect>,
+    /// The object afterwards; `None` once it is deleted.
+    pub object: Option<Value>,
+}
+
+/// Why a dry run stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// No stage matched the object.
+    NoMatch,
+    /// The object was deleted.
+    Deleted,
+    /// The step limit was reached.
+    Limit,
+}
+
+/// Runs up to `max_steps` stages on `obj` of `kind`, starting at `now`. The clock
+/// advances by each delay; `host` renders templates (its clock is not consulted).
+pub fn run(
+    lifecycle: &Lifecycle,
+    kind: &str,
+    mut obj: Value,
+    mut now: Timestamp,
+    max_steps: usize,
+    host: &dyn Host,
+    rng: &mut impl Rng,
+) -> (Vec<Step>, End) {
+    let mut steps = Vec::new();
+    for _ in 0..max_steps {
+        let Some(stage) = lifecycle.select(&obj, rng) else { return (steps, End::NoMatch) };
+        let delay = stage.delay(&obj, now, rng);
+        now = now + delay;
+        let effects = stage.render(&obj, host);
+        let deleted = apply_all(&mut obj, kind, &effects, now);
+        let object = (!deleted).then(|| obj.clone());
+        steps.push(Step { stage: stage.name().to_owned(), delay, at: now, effects, object });
+        if deleted {
+            return (steps, End::Deleted);
+        }
+    }
+    (steps, End::Limit)
+}
+
+/// Applies `effects` to `obj` as the apiserver would; returns whether it is gone.
+pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp) -> bool {
+    let mut delete = false;
+    for effect in effects {
+        match effect {
+            Effect::Patch { subresource, ty, body, .. } => {
+                let _ = apply_patch(obj, kind, subresource.as_deref(), body, *ty);
+            }
+            Effect::Apply { subresource, body, .. } => {
+                let _ = apply_patch(obj, kind, subresource.as_deref(), body, PatchType::Merge);
+            }
+            Effect::Finalizers { .. } => {
+                if let Some(ops) = effect.finalizers_json_patch(obj) {
+                    let _ = patch::apply(obj, kind, &ops, PatchType::Json);
+                }
+            }
+            Effect::Delete => delete = true,
+            Effect::Event { .. } | Effect::Error { .. } => {}
+        }
+    }
+    delete && delete_object(obj, now)
+}
+
+/// A patch to the `status` subresource changes only `status`, like the apiserver.
+fn apply_patch(obj: &mut Value, kind: &str, sub: Option<&str>, body: &Value, ty: PatchType) -> Result<(), patch::Error> {
+    if sub != Some("status") {
+        return patch::apply(obj, kind, body, ty);
+    }
+    let mut patched = obj.clone();
+    patch::apply(&mut patched, kind, body, ty)?;
+    if let (Some(map), Some(status)) = (obj.as_object_mut(), patched.get_mut("status")) {
+        map.insert("status".into(), status.take());
+    }
+    Ok(())
+}
+
+/// An object with finalizers is only marked for deletion; without, it is gone.
+fn delete_object(obj: &mut Value, now: Timestamp) -> bool {
+    let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    if !has_finalizers {
+        return true;
+    }
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.entry("deletionTimestamp").or_insert_with(|| Value::String(now.to_string()));
+    }
+    false
+}
