@@ -43,7 +43,14 @@ static NODE_FAST_WITH_LEASE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The canonical set names, each accepted by [`set`].
-pub const SETS: &[&str] = &["node-fast", "node-fast-with-lease", "pod-fast", "pod-general", "node-chaos", "pod-chaos"];
+pub const SETS: &[&str] = &[
+    "node-fast",
+    "node-fast-with-lease",
+    "pod-fast",
+    "pod-general",
+    "node-chaos",
+    "pod-chaos",
+];
 
 /// The stages of set `name` as one multi-document YAML text, or `None` if there is no
 /// such set.
@@ -98,7 +105,10 @@ mod tests {
     /// The stage names of each set, in file order, as upstream names them.
     const EXPECTED: &[(&str, &[&str])] = &[
         ("node-fast", &["node-initialize", "node-heartbeat"]),
-        ("node-fast-with-lease", &["node-initialize", "node-heartbeat-with-lease"]),
+        (
+            "node-fast-with-lease",
+            &["node-initialize", "node-heartbeat-with-lease"],
+        ),
         ("pod-fast", &["pod-ready", "pod-complete", "pod-delete"]),
         (
             "pod-general",
@@ -122,7 +132,8 @@ mod tests {
     }
 
     fn all_stages() -> impl Iterator<Item = (&'static str, Stage)> {
-        SETS.iter().flat_map(|&set| parse(set).into_iter().map(move |stage| (set, stage)))
+        SETS.iter()
+            .flat_map(|&set| parse(set).into_iter().map(move |stage| (set, stage)))
     }
 
     /// Every `.metadata.annotations["…"]` name read by a jq expression.
@@ -142,7 +153,10 @@ mod tests {
         let next = stage.spec.next.as_ref();
         let status = next.and_then(|n| n.status_template.as_deref());
         let patches = next.and_then(|n| n.patches.as_deref()).unwrap_or_default();
-        status.into_iter().chain(patches.iter().map(|p| p.template.as_str())).collect()
+        status
+            .into_iter()
+            .chain(patches.iter().map(|p| p.template.as_str()))
+            .collect()
     }
 
     /// The first word of every `{{ … }}` action in `template`.
@@ -152,7 +166,11 @@ mod tests {
             .skip(1)
             .map(|rest| {
                 let action = rest.split("}}").next().unwrap_or_default();
-                action.trim_matches(|c: char| c == '-' || c.is_whitespace()).split_whitespace().next().unwrap_or("")
+                action
+                    .trim_matches(|c: char| c == '-' || c.is_whitespace())
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
             })
             .collect()
     }
@@ -189,7 +207,10 @@ mod tests {
             let prefix = if kind == "Node" { "node-" } else { "pod-" };
             assert!(kind == "Node" || kind == "Pod", "{at}: kind {kind}");
             assert!(stage.metadata.name.starts_with(prefix), "{at}: kind {kind}");
-            assert!(stage.spec.next.is_some() && stage.spec.steps.is_none(), "{at}: uses next");
+            assert!(
+                stage.spec.next.is_some() && stage.spec.steps.is_none(),
+                "{at}: uses next"
+            );
         }
     }
 
@@ -197,9 +218,17 @@ mod tests {
     fn every_stage_should_have_a_selector() {
         for (set, stage) in all_stages() {
             let selector = stage.spec.selector.as_ref();
-            let expressions = selector.and_then(|s| s.match_expressions.as_ref()).map_or(0, Vec::len);
-            let labels = selector.and_then(|s| s.match_labels.as_ref()).map_or(0, |l| l.len());
-            assert!(expressions + labels > 0, "set {set}: stage {} has no selector", stage.metadata.name);
+            let expressions = selector
+                .and_then(|s| s.match_expressions.as_ref())
+                .map_or(0, Vec::len);
+            let labels = selector
+                .and_then(|s| s.match_labels.as_ref())
+                .map_or(0, |l| l.len());
+            assert!(
+                expressions + labels > 0,
+                "set {set}: stage {} has no selector",
+                stage.metadata.name
+            );
         }
     }
 
@@ -211,13 +240,20 @@ mod tests {
             let fields: [(&str, Option<&ExpressionFrom>); 3] = [
                 ("weight", stage.spec.weight_from.as_ref()),
                 ("delay", delay.and_then(|d| d.duration_from.as_ref())),
-                ("jitter-delay", delay.and_then(|d| d.jitter_duration_from.as_ref())),
+                (
+                    "jitter-delay",
+                    delay.and_then(|d| d.jitter_duration_from.as_ref()),
+                ),
             ];
             for (suffix, from) in fields {
                 let from = from.unwrap_or_else(|| panic!("set {set}: stage {name}: no {suffix} override"));
                 let annotations = annotation_names(&from.expression_from);
                 let expected = format!("{name}.stage.kwok.x-k8s.io/{suffix}");
-                assert_eq!(annotations, [expected.as_str()], "set {set}: stage {name}: {suffix}");
+                assert_eq!(
+                    annotations,
+                    [expected.as_str()],
+                    "set {set}: stage {name}: {suffix}"
+                );
             }
         }
     }
@@ -227,11 +263,20 @@ mod tests {
         for (set, stage) in all_stages() {
             let name = &stage.metadata.name;
             let own = format!("{name}.stage.kwok.x-k8s.io");
-            let labels = stage.spec.selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
-            let texts = templates(&stage).into_iter().chain(labels.keys().map(String::as_str));
+            let labels = stage
+                .spec
+                .selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone())
+                .unwrap_or_default();
+            let texts = templates(&stage)
+                .into_iter()
+                .chain(labels.keys().map(String::as_str));
             for text in texts {
                 for (at, _) in text.match_indices(".stage.kwok.x-k8s.io") {
-                    let start = text[..at].rfind(|c: char| c == '"' || c.is_whitespace()).map_or(0, |i| i + 1);
+                    let start = text[..at]
+                        .rfind(|c: char| c == '"' || c.is_whitespace())
+                        .map_or(0, |i| i + 1);
                     assert_eq!(&text[start..at + 20], own, "set {set}: stage {name}");
                 }
             }
@@ -243,9 +288,16 @@ mod tests {
         for (set, stage) in all_stages() {
             for template in templates(&stage) {
                 let at = format!("set {set}: stage {}", stage.metadata.name);
-                assert_eq!(template.matches("{{").count(), template.matches("}}").count(), "{at}");
+                assert_eq!(
+                    template.matches("{{").count(),
+                    template.matches("}}").count(),
+                    "{at}"
+                );
                 let keywords = action_keywords(template);
-                let opened = keywords.iter().filter(|k| matches!(**k, "if" | "range" | "with")).count();
+                let opened = keywords
+                    .iter()
+                    .filter(|k| matches!(**k, "if" | "range" | "with"))
+                    .count();
                 let closed = keywords.iter().filter(|k| **k == "end").count();
                 assert_eq!(opened, closed, "{at}: if/range/with vs end");
                 for unsupported in ["define", "template", "block", "break", "continue"] {
@@ -278,7 +330,10 @@ mod tests {
     #[test]
     fn defaults_should_be_node_fast_and_pod_fast() {
         assert_eq!(defaults(), [NODE_FAST, POD_FAST]);
-        assert_eq!(defaults_with_lease(), [set("node-fast-with-lease").unwrap(), POD_FAST]);
+        assert_eq!(
+            defaults_with_lease(),
+            [set("node-fast-with-lease").unwrap(), POD_FAST]
+        );
     }
 
     #[test]
