@@ -5,6 +5,7 @@
 //! as arguments, so it is deterministic in tests and benchmarks.
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod delay;
 pub mod effect;
 pub mod error;
