@@ -83,7 +83,11 @@ impl Lifecycles {
 
     /// Compiles every Stage of `docs`; the first bad stage is the error.
     pub fn compile(docs: &crate::stage::load::Documents) -> Result<Self, crate::error::LoadError> {
-        let stages = docs.stages.iter().map(|(doc, src)| Stage::compile(doc, src)).collect::<Result<Vec<_>, _>>()?;
+        let stages = docs
+            .stages
+            .iter()
+            .map(|(doc, src)| Stage::compile(doc, src))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(stages))
     }
 

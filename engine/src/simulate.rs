@@ -54,13 +54,21 @@ pub fn run(
 ) -> (Vec<Step>, End) {
     let mut steps = Vec::new();
     for _ in 0..max_steps {
-        let Some(stage) = lifecycle.select(&obj, rng) else { return (steps, End::NoMatch) };
+        let Some(stage) = lifecycle.select(&obj, rng) else {
+            return (steps, End::NoMatch);
+        };
         let delay = stage.delay(&obj, now, rng);
         now = now + delay;
         let effects = stage.render(&obj, host);
         let deleted = apply_all(&mut obj, kind, &effects, now);
         let object = (!deleted).then(|| obj.clone());
-        steps.push(Step { stage: stage.name().to_owned(), delay, at: now, effects, object });
+        steps.push(Step {
+            stage: stage.name().to_owned(),
+            delay,
+            at: now,
+            effects,
+            object,
+        });
         if deleted {
             return (steps, End::Deleted);
         }
@@ -73,10 +81,17 @@ pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp
     let mut delete = false;
     for effect in effects {
         match effect {
-            Effect::Patch { subresource, ty, body, .. } => {
+            Effect::Patch {
+                subresource,
+                ty,
+                body,
+                ..
+            } => {
                 let _ = apply_patch(obj, kind, subresource.as_deref(), body, *ty);
             }
-            Effect::Apply { subresource, body, .. } => {
+            Effect::Apply {
+                subresource, body, ..
+            } => {
                 let _ = apply_patch(obj, kind, subresource.as_deref(), body, PatchType::Merge);
             }
             Effect::Finalizers { .. } => {
@@ -92,7 +107,13 @@ pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp
 }
 
 /// A patch to the `status` subresource changes only `status`, like the apiserver.
-fn apply_patch(obj: &mut Value, kind: &str, sub: Option<&str>, body: &Value, ty: PatchType) -> Result<(), patch::Error> {
+fn apply_patch(
+    obj: &mut Value,
+    kind: &str,
+    sub: Option<&str>,
+    body: &Value,
+    ty: PatchType,
+) -> Result<(), patch::Error> {
     if sub != Some("status") {
         return patch::apply(obj, kind, body, ty);
     }
@@ -106,12 +127,16 @@ fn apply_patch(obj: &mut Value, kind: &str, sub: Option<&str>, body: &Value, ty:
 
 /// An object with finalizers is only marked for deletion; without, it is gone.
 fn delete_object(obj: &mut Value, now: Timestamp) -> bool {
-    let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let has_finalizers = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
     if !has_finalizers {
         return true;
     }
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.entry("deletionTimestamp").or_insert_with(|| Value::String(now.to_string()));
+        meta.entry("deletionTimestamp")
+            .or_insert_with(|| Value::String(now.to_string()));
     }
     false
 }

@@ -1,8 +1,8 @@
-//! The `kwok` controller's flags (upstream KWOK's names).
+//! The `kwok` controller's flags (upstream KWOK's names), parsed with no I/O.
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// kwok makes fake nodes and pods look alive to a real Kubernetes control plane.
 #[derive(Debug, Parser)]
@@ -14,12 +14,78 @@ pub struct Flags {
     /// The address of the Kubernetes API server (overrides the kubeconfig's).
     #[arg(long)]
     pub master: Option<String>,
+    /// Stage and KwokConfiguration files or folders (multi-document YAML); repeatable.
+    #[arg(long = "config", short = 'c')]
+    pub config: Vec<PathBuf>,
     /// Manage every node in the cluster.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub manage_all_nodes: Option<bool>,
-    /// Address of the HTTP server for /healthz (e.g. 127.0.0.1:10247).
-    #[arg(long, default_value = "0.0.0.0:10247")]
+    /// Manage nodes whose annotations match this selector.
+    #[arg(long, default_value = "kwok.x-k8s.io/node=fake")]
+    pub manage_nodes_with_annotation_selector: String,
+    /// Manage nodes whose labels match this selector.
+    #[arg(long, default_value = "")]
+    pub manage_nodes_with_label_selector: String,
+    /// Manage only the node with this name.
+    #[arg(long, default_value = "")]
+    pub manage_single_node: String,
+    /// Leave the status of objects with these annotations alone.
+    #[arg(long, default_value = "")]
+    pub disregard_status_with_annotation_selector: String,
+    /// Leave the status of objects with these labels alone.
+    #[arg(long, default_value = "")]
+    pub disregard_status_with_label_selector: String,
+    /// CIDR that pod IPs come from when a node has no podCIDR.
+    #[arg(long, default_value = "10.0.0.1/24")]
+    pub cidr: String,
+    /// IP reported by `NodeIP`.
+    #[arg(long, default_value = "196.168.0.1")]
+    pub node_ip: String,
+    /// Name reported by `NodeName`.
+    #[arg(long, default_value = "")]
+    pub node_name: String,
+    /// Kubelet port reported by `NodePort`.
+    #[arg(long, default_value_t = 10247)]
+    pub node_port: u16,
+    /// Lease duration of nodes; 0 disables leases.
+    #[arg(long, default_value_t = 40)]
+    pub node_lease_duration_seconds: u32,
+    /// Lease renewals in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub node_lease_parallelism: usize,
+    /// Number of shard workers (default: number of cores).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Client-side QPS limit towards the apiserver.
+    #[arg(long, default_value_t = 5000.0)]
+    pub kube_api_qps: f64,
+    /// Client-side burst towards the apiserver.
+    #[arg(long, default_value_t = 10000)]
+    pub kube_api_burst: u32,
+    /// Identity written into Lease holderIdentity (default: kwok-<hostname>-<pid>).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:10247")]
     pub server_address: String,
+    /// Tools that run instead of the controller.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands (without one, kwok runs the controller).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Works with Stage files.
+    #[command(subcommand)]
+    Stage(StageCommand),
+}
+
+/// `kwok stage …`.
+#[derive(Debug, Subcommand)]
+pub enum StageCommand {
+    /// Dry-runs stages on one object and prints each step and the object after it.
+    Run(crate::dryrun::RunArgs),
 }
 
 #[cfg(test)]
@@ -32,5 +98,13 @@ mod tests {
         let explicit = Flags::try_parse_from(["kwok", "--manage-all-nodes=false"]).unwrap();
         assert_eq!(bare.manage_all_nodes, Some(true));
         assert_eq!(explicit.manage_all_nodes, Some(false));
+    }
+
+    #[test]
+    fn defaults_should_match_upstream() {
+        let f = Flags::try_parse_from(["kwok"]).unwrap();
+        assert_eq!(f.manage_nodes_with_annotation_selector, "kwok.x-k8s.io/node=fake");
+        assert_eq!(f.cidr, "10.0.0.1/24");
+        assert_eq!(f.server_address, "127.0.0.1:10247");
     }
 }

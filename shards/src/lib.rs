@@ -1,10 +1,21 @@
-//! The kwok controller's runtime. At this stage it connects to the apiserver and
-//! serves `/healthz`; the watch, shards, timer wheel and batcher arrive with the
-//! "shards" issue.
+//! The kwok controller's runtime: watches feed sharded caches; each shard matches
+//! Stages (engine), keeps its timers in a wheel and sends merged, rate-limited
+//! writes; a lease worker renews node Leases; `/metrics` shows it all.
 #![warn(missing_docs)]
 
+pub mod batcher;
+pub mod controller;
+pub mod dispatch;
+pub mod dryrun;
 pub mod flags;
+pub mod host;
+pub mod ipam;
+pub mod lease;
+pub mod metrics;
+pub mod selector;
 pub mod server;
+pub mod settings;
+pub mod shard;
 
 use anyhow::{Context as _, Result};
 use kube::{Client, Config, config::KubeConfigOptions};

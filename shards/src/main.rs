@@ -1,10 +1,15 @@
-//! The `kwok` controller binary.
+//! The `kwok` controller binary: parse, resolve, run; errors are one line, exit 2.
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use kwok_shards::{flags::Flags, server};
+use kwok_shards::{
+    controller, dryrun,
+    flags::{Command, Flags, StageCommand},
+    server,
+    settings::Settings,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 // mimalloc holds up better than glibc malloc under many small per-object allocations.
@@ -26,21 +31,25 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kwok: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
 
 async fn run(flags: Flags) -> Result<()> {
+    if let Some(Command::Stage(StageCommand::Run(args))) = &flags.command {
+        print!("{}", dryrun::run(args)?);
+        return Ok(());
+    }
+    let settings = Settings::resolve(&flags)?;
+    let listener = server::bind(&flags.server_address).await?;
     let client = kwok_shards::client(&flags).await?;
     let version = client
         .apiserver_version()
         .await
         .context("failed to reach the apiserver")?;
-    tracing::info!(server_version = %version.git_version, "connected");
-    server::serve(&flags.server_address, shutdown()).await?;
-    tracing::info!("stopped");
-    Ok(())
+    tracing::info!(server_version = %version.git_version, shards = settings.shards, "connected");
+    controller::run(client, settings, listener, shutdown()).await
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -1,0 +1,381 @@
+//! The write path: effects due for one object are merged into as few requests as
+//! possible and sent under a shared QPS limit, with retries on 429/5xx.
+//!
+//! # Merge rule
+//! Consecutive patches to the same subresource with the same merge-style type
+//! (merge or strategic) are deep-merged into one body: both types are "overlay"
+//! patches, so applying the merged body equals applying them in order, except for
+//! `null` deletions followed by re-additions, which keep their last value.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    core::ApiResource,
+};
+use kwok_engine::{effect::Effect, patch::PatchType};
+use rand::Rng;
+use serde_json::Value;
+use tracing::warn;
+
+use crate::metrics::Metrics;
+
+/// Attempts per request before it counts as failed.
+const MAX_ATTEMPTS: u32 = 6;
+/// First retry delay; doubles per attempt, with jitter.
+const BASE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Merges `effects` in place by the rule above; returns how many were merged away.
+pub fn coalesce(effects: &mut Vec<Effect>) -> usize {
+    let before = effects.len();
+    let mut out: Vec<Effect> = Vec::with_capacity(effects.len());
+    for effect in effects.drain(..) {
+        if let (
+            Some(Effect::Patch {
+                subresource: s1,
+                ty: t1,
+                body: b1,
+                impersonate: i1,
+            }),
+            Effect::Patch {
+                subresource: s2,
+                ty: t2,
+                body: b2,
+                impersonate: i2,
+            },
+        ) = (out.last_mut(), &effect)
+            && s1 == s2
+            && t1 == t2
+            && i1 == i2
+            && *t1 != PatchType::Json
+        {
+            deep_merge(b1, b2.clone());
+            continue;
+        }
+        out.push(effect);
+    }
+    *effects = out;
+    before - effects.len()
+}
+
+fn deep_merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    _ => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
+
+/// Where effects go.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The object's API resource.
+    pub resource: ApiResource,
+    /// Namespace (`None` for cluster-scoped kinds).
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// The object as last seen, for events and finalizer patches.
+    pub object: Value,
+}
+
+/// What became of an object's effects.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The object as the last successful patch returned it.
+    pub object: Option<Value>,
+    /// The object is gone (deleted by us, or not found).
+    pub gone: bool,
+    /// A write hit a conflict: the cached object is stale.
+    pub conflict: bool,
+    /// Writes sent.
+    pub writes: usize,
+}
+
+/// Sends effects to the apiserver.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    /// A writer limited to `qps` with `burst`.
+    pub fn new(client: Client, qps: f64, burst: u32, metrics: Arc<Metrics>) -> Self {
+        let per_second = std::num::NonZeroU32::new(qps.max(1.0) as u32).expect("at least 1");
+        let burst = std::num::NonZeroU32::new(burst.max(1)).expect("at least 1");
+        let limiter = Arc::new(RateLimiter::direct(
+            Quota::per_second(per_second).allow_burst(burst),
+        ));
+        Self {
+            client,
+            limiter,
+            metrics,
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends `effects` for `target` in order; stops at the first conflict or when the object is gone.
+    pub async fn execute(&self, target: &Target, effects: &[Effect]) -> Outcome {
+        let api = self.api(target);
+        let mut outcome = Outcome::default();
+        for effect in effects {
+            let result = match effect {
+                Effect::Patch {
+                    subresource,
+                    ty,
+                    body,
+                    ..
+                } => {
+                    self.patch(&api, &target.name, subresource.as_deref(), &to_patch(*ty, body))
+                        .await
+                }
+                Effect::Apply {
+                    subresource, body, ..
+                } => {
+                    let (params, patch) = (PatchParams::apply("kwok").force(), Patch::Apply(body));
+                    self.send("apply", || {
+                        patch_at(&api, &target.name, subresource.as_deref(), &params, &patch)
+                    })
+                    .await
+                }
+                Effect::Finalizers { .. } => match effect.finalizers_json_patch(&target.object) {
+                    Some(ops) => self.patch(&api, &target.name, None, &json_patch(&ops)).await,
+                    None => Ok(None),
+                },
+                Effect::Delete => self.delete(&api, &target.name).await.map(|()| None),
+                Effect::Event {
+                    type_,
+                    reason,
+                    message,
+                } => {
+                    self.event(target, type_, reason, message).await;
+                    Ok(None)
+                }
+                Effect::Error { message } => {
+                    warn!(object = %target.name, %message, "stage failed to render");
+                    Ok(None)
+                }
+            };
+            outcome.writes += 1;
+            match result {
+                Ok(Some(obj)) => outcome.object = Some(obj),
+                Ok(None) => outcome.gone |= matches!(effect, Effect::Delete),
+                Err(Failure::Conflict) => {
+                    outcome.conflict = true;
+                    return outcome;
+                }
+                Err(Failure::NotFound) => {
+                    outcome.gone = true;
+                    return outcome;
+                }
+                Err(Failure::Other) => return outcome,
+            }
+        }
+        outcome
+    }
+
+    fn api(&self, target: &Target) -> Api<DynamicObject> {
+        match &target.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &target.resource),
+            None => Api::all_with(self.client.clone(), &target.resource),
+        }
+    }
+
+    async fn patch(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        sub: Option<&str>,
+        patch: &Patch<Value>,
+    ) -> Result<Option<Value>, Failure> {
+        let params = PatchParams::default();
+        self.send("patch", || patch_at(api, name, sub, &params, patch))
+            .await
+    }
+
+    async fn delete(&self, api: &Api<DynamicObject>, name: &str) -> Result<(), Failure> {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        self.send("delete", || async {
+            api.delete(name, &params).await.map(|_| None::<Value>)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn event(&self, target: &Target, type_: &str, reason: &str, message: &str) {
+        let meta = &target.object["metadata"];
+        let namespace = target.namespace.clone().unwrap_or_else(|| "default".into());
+        let now = jiff::Timestamp::now().to_string();
+        let event = serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": { "generateName": format!("{}.", target.name), "namespace": namespace },
+            "involvedObject": {
+                "apiVersion": target.resource.api_version, "kind": target.resource.kind,
+                "name": target.name, "namespace": target.namespace, "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "type": type_, "reason": reason, "message": message,
+            "source": { "component": "kwok" }, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let ar = ApiResource::erase::<k8s_openapi::api::core::v1::Event>(&());
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &namespace, &ar);
+        let Ok(obj) = serde_json::from_value::<DynamicObject>(event) else {
+            return;
+        };
+        let _ = self
+            .send("create", || async {
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .map(|_| None::<Value>)
+            })
+            .await;
+    }
+
+    /// Runs `call` under the rate limit, retrying throttling and server errors.
+    async fn send<F, Fut>(&self, verb: &str, call: F) -> Result<Option<Value>, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<Value>, kube::Error>>,
+    {
+        for attempt in 0..MAX_ATTEMPTS {
+            self.limiter.until_ready().await;
+            let start = Instant::now();
+            let result = call().await;
+            let seconds = start.elapsed().as_secs_f64();
+            let code = match &result {
+                Ok(_) => "200".to_owned(),
+                Err(kube::Error::Api(status)) => status.code.to_string(),
+                Err(_) => "error".to_owned(),
+            };
+            self.metrics.request(verb, &code, seconds);
+            match result {
+                Ok(v) => return Ok(v),
+                Err(kube::Error::Api(s)) if s.code == 409 => return Err(Failure::Conflict),
+                Err(kube::Error::Api(s)) if s.code == 404 => return Err(Failure::NotFound),
+                Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => {
+                    warn!(verb, code = s.code, message = %s.message, "request refused");
+                    self.metrics.request_failures.inc();
+                    return Err(Failure::Other);
+                }
+                Err(e) if attempt + 1 == MAX_ATTEMPTS => {
+                    warn!(verb, error = %e, attempts = MAX_ATTEMPTS, "request failed for good");
+                    self.metrics.request_failures.inc();
+                    return Err(Failure::Other);
+                }
+                Err(_) => tokio::time::sleep(backoff(attempt)).await,
+            }
+        }
+        Err(Failure::Other)
+    }
+}
+
+/// Why a write did not succeed.
+#[derive(Debug)]
+enum Failure {
+    Conflict,
+    NotFound,
+    Other,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = BASE_BACKOFF * 2u32.pow(attempt.min(6));
+    base + Duration::from_millis(rand::rng().random_range(0..=base.as_millis() as u64 / 2))
+}
+
+fn to_patch(ty: PatchType, body: &Value) -> Patch<Value> {
+    match ty {
+        PatchType::Json => json_patch(body),
+        PatchType::Merge => Patch::Merge(body.clone()),
+        PatchType::Strategic => Patch::Strategic(body.clone()),
+    }
+}
+
+fn json_patch(ops: &Value) -> Patch<Value> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(ops.clone()).unwrap_or(json_patch::Patch(Vec::new()));
+    Patch::Json(patch)
+}
+
+async fn patch_at(
+    api: &Api<DynamicObject>,
+    name: &str,
+    sub: Option<&str>,
+    params: &PatchParams,
+    patch: &Patch<impl serde::Serialize + std::fmt::Debug>,
+) -> Result<Option<Value>, kube::Error> {
+    let obj = match sub {
+        None => api.patch(name, params, patch).await?,
+        Some(sub) => api.patch_subresource(sub, name, params, patch).await?,
+    };
+    Ok(serde_json::to_value(obj).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status_patch(body: Value) -> Effect {
+        Effect::Patch {
+            subresource: Some("status".into()),
+            ty: PatchType::Strategic,
+            body,
+            impersonate: None,
+        }
+    }
+
+    #[test]
+    fn coalesce_should_merge_consecutive_patches_to_the_same_subresource() {
+        let mut effects = vec![
+            status_patch(json!({"status": {"phase": "Running", "podIP": "10.0.0.1"}})),
+            status_patch(json!({"status": {"phase": "Succeeded"}})),
+            Effect::Delete,
+        ];
+        assert_eq!(coalesce(&mut effects), 1);
+        assert_eq!(
+            effects[0],
+            status_patch(json!({"status": {"phase": "Succeeded", "podIP": "10.0.0.1"}}))
+        );
+        assert_eq!(effects[1], Effect::Delete);
+    }
+
+    #[test]
+    fn coalesce_should_keep_json_patches_and_other_subresources_apart() {
+        let json = Effect::Patch {
+            subresource: None,
+            ty: PatchType::Json,
+            body: json!([]),
+            impersonate: None,
+        };
+        let mut effects = vec![
+            json.clone(),
+            json.clone(),
+            status_patch(json!({})),
+            Effect::Delete,
+        ];
+        assert_eq!(coalesce(&mut effects), 0);
+        assert_eq!(effects.len(), 4);
+    }
+}

@@ -1,0 +1,162 @@
+//! `kwok stage run`: shows what Stages do to one object, without a cluster.
+
+use std::{fmt::Write as _, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use jiff::Timestamp;
+use kwok_engine::{
+    effect::Effect,
+    host::FixedHost,
+    lifecycle::{Lifecycle, Lifecycles},
+    simulate::{self, End},
+};
+use rand::{SeedableRng, rngs::StdRng};
+use serde_json::Value;
+
+/// `kwok stage run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stage files or folders (multi-document YAML); default: the default node and pod stages.
+    #[arg(long = "config", value_name = "STAGES.yaml")]
+    pub config: Vec<PathBuf>,
+    /// The object to run the stages on (YAML or JSON).
+    #[arg(long, value_name = "OBJECT.yaml")]
+    pub object: PathBuf,
+    /// The clock at the start (RFC 3339); default: the object's creationTimestamp, else now.
+    #[arg(long)]
+    pub now: Option<Timestamp>,
+    /// Seed of the random choices (weights, jitter).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop after this many stages.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// List every matching stage with its weight and rendered steps instead of running.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Runs the dry run and returns the report text.
+pub fn run(args: &RunArgs) -> Result<String> {
+    let lifecycles = load_stages(&args.config)?;
+    let text = std::fs::read_to_string(&args.object)
+        .with_context(|| format!("failed to read --object {}", args.object.display()))?;
+    let obj: Value = serde_saphyr::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}",
+            args.object.display(),
+            e.to_string().lines().next().unwrap_or("")
+        )
+    })?;
+    let Some(kind) = obj.get("kind").and_then(Value::as_str).map(str::to_owned) else {
+        bail!("{}: the object has no kind", args.object.display());
+    };
+    let Some(lifecycle) = lifecycles.for_kind(None, &kind) else {
+        bail!("no stage applies to kind {kind:?}");
+    };
+    let now = args
+        .now
+        .or_else(|| creation_time(&obj))
+        .unwrap_or_else(Timestamp::now);
+    let host = FixedHost::new(now);
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    if args.all {
+        return Ok(list_matching(lifecycle, &obj, &host));
+    }
+    let (steps, end) = simulate::run(lifecycle, &kind, obj, now, args.steps, &host, &mut rng);
+    Ok(report(&steps, &end))
+}
+
+fn load_stages(paths: &[PathBuf]) -> Result<Lifecycles> {
+    crate::settings::load_stages(paths, false)
+}
+
+fn creation_time(obj: &Value) -> Option<Timestamp> {
+    obj.pointer("/metadata/creationTimestamp")?.as_str()?.parse().ok()
+}
+
+fn report(steps: &[simulate::Step], end: &End) -> String {
+    let mut out = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "# step {}: stage {:?} after {} (at {})",
+            i + 1,
+            step.stage,
+            human(step.delay),
+            step.at
+        );
+        for effect in &step.effects {
+            let _ = writeln!(out, "#   {}", describe(effect));
+        }
+        match &step.object {
+            Some(obj) => out.push_str(&yaml(obj)),
+            None => out.push_str("# (deleted)\n"),
+        }
+        out.push_str("---\n");
+    }
+    let why = match end {
+        End::NoMatch => "no stage matches",
+        End::Deleted => "the object was deleted",
+        End::Limit => "the step limit was reached",
+    };
+    let _ = writeln!(out, "# stopped after {} step(s): {why}", steps.len());
+    out
+}
+
+fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &FixedHost) -> String {
+    let mut out = String::new();
+    let mut any = false;
+    for stage in lifecycle.matching(obj) {
+        any = true;
+        let _ = writeln!(out, "stage {:?} weight {}", stage.name(), stage.weight(obj));
+        for effect in stage.render(obj, host) {
+            let _ = writeln!(out, "  - {}", describe(&effect));
+            if let Effect::Patch { body, .. } | Effect::Apply { body, .. } = &effect {
+                for line in yaml(body).lines() {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
+    }
+    if !any {
+        out.push_str("no stage matches\n");
+    }
+    out
+}
+
+fn describe(effect: &Effect) -> String {
+    match effect {
+        Effect::Event {
+            type_,
+            reason,
+            message,
+        } => format!("event {type_} {reason}: {message}"),
+        Effect::Finalizers { add, remove } => format!("finalizers add {add:?} remove {remove:?}"),
+        Effect::Patch {
+            subresource,
+            ty,
+            impersonate,
+            ..
+        } => format!(
+            "patch {} ({ty:?}){}",
+            subresource.as_deref().unwrap_or("object"),
+            impersonate
+                .as_deref()
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default()
+        ),
+        Effect::Apply { subresource, .. } => format!("apply {}", subresource.as_deref().unwrap_or("object")),
+        Effect::Delete => "delete".into(),
+        Effect::Error { message } => format!("error: {message}"),
+    }
+}
+
+fn yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+}
+
+fn human(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}

@@ -1,0 +1,184 @@
+//! The runtime side of KWOK's template functions: the real clock and the IP pools of
+//! one shard.
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    net::Ipv4Addr,
+    sync::{Arc, Mutex},
+};
+
+use jiff::Timestamp;
+use kwok_engine::host::Host;
+use serde_json::Value;
+
+use crate::ipam::{Cidr, Pool};
+
+/// IP state of one shard: a pool per node that has a podCIDR, the shared pool of
+/// `--cidr` for nodes without, and each node's InternalIP.
+pub struct Ips {
+    per_node: HashMap<String, Pool>,
+    node_ips: HashMap<String, String>,
+    global: Arc<Mutex<Pool>>,
+    /// Which pool each pod's IP came from, to release it there.
+    pod_pool: HashMap<String, Option<String>>,
+    default_node_ip: String,
+}
+
+impl Ips {
+    /// State for one shard sharing `global` with the others.
+    pub fn new(global: Arc<Mutex<Pool>>, default_node_ip: String) -> Self {
+        Self {
+            per_node: HashMap::new(),
+            node_ips: HashMap::new(),
+            global,
+            pod_pool: HashMap::new(),
+            default_node_ip,
+        }
+    }
+
+    /// Learns a node's podCIDR and InternalIP from its object.
+    pub fn observe_node(&mut self, name: &str, node: &Value) {
+        if let Some(cidr) = node
+            .pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .and_then(|c| Cidr::parse(c).ok())
+        {
+            self.per_node
+                .entry(name.to_owned())
+                .or_insert_with(|| Pool::new(cidr));
+        }
+        let internal = node
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x["type"] == "InternalIP")
+                    .and_then(|x| x["address"].as_str())
+            });
+        if let Some(ip) = internal {
+            self.node_ips.insert(name.to_owned(), ip.to_owned());
+        }
+    }
+
+    /// Forgets a node.
+    pub fn forget_node(&mut self, name: &str) {
+        self.per_node.remove(name);
+        self.node_ips.remove(name);
+    }
+
+    /// Records the IP a pod already has (after a restart), so it is not handed out again.
+    pub fn adopt_pod(&mut self, node: &str, uid: &str, ip: &str) {
+        let Ok(ip) = ip.parse::<Ipv4Addr>() else { return };
+        match self.per_node.get_mut(node) {
+            Some(pool) => pool.adopt(uid, ip),
+            None => self.global.lock().expect("ip pool lock").adopt(uid, ip),
+        }
+        self.pod_pool.insert(
+            uid.to_owned(),
+            self.per_node.contains_key(node).then(|| node.to_owned()),
+        );
+    }
+
+    /// Releases a pod's IP.
+    pub fn release_pod(&mut self, uid: &str) {
+        match self.pod_pool.remove(uid) {
+            Some(Some(node)) => {
+                if let Some(pool) = self.per_node.get_mut(&node) {
+                    pool.release(uid);
+                }
+            }
+            Some(None) => self.global.lock().expect("ip pool lock").release(uid),
+            None => {}
+        }
+    }
+
+    fn pod_ip(&mut self, node: &str, uid: &str) -> String {
+        let ip = match self.per_node.get_mut(node) {
+            Some(pool) => pool.get(uid),
+            None => self.global.lock().expect("ip pool lock").get(uid),
+        };
+        self.pod_pool.insert(
+            uid.to_owned(),
+            self.per_node.contains_key(node).then(|| node.to_owned()),
+        );
+        ip.map(|ip| ip.to_string()).unwrap_or_default()
+    }
+
+    fn node_ip(&self, node: &str) -> String {
+        self.node_ips
+            .get(node)
+            .cloned()
+            .unwrap_or_else(|| self.default_node_ip.clone())
+    }
+}
+
+/// A [`Host`] for one evaluation in a shard.
+pub struct RuntimeHost<'a> {
+    /// The clock reading of this evaluation.
+    pub now: Timestamp,
+    /// When the controller started.
+    pub start: Timestamp,
+    /// `NodeName`.
+    pub node_name: &'a str,
+    /// `NodeIP`.
+    pub node_ip: &'a str,
+    /// `NodePort`.
+    pub node_port: u16,
+    /// The shard's IPs.
+    pub ips: RefCell<&'a mut Ips>,
+}
+
+impl Host for RuntimeHost<'_> {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+    fn start_time(&self) -> Timestamp {
+        self.start
+    }
+    fn version(&self) -> &str {
+        concat!("kwok-rs-v", env!("CARGO_PKG_VERSION"))
+    }
+    fn node_name(&self) -> &str {
+        self.node_name
+    }
+    fn node_ip(&self) -> &str {
+        self.node_ip
+    }
+    fn node_port(&self) -> u16 {
+        self.node_port
+    }
+    fn pod_ip(&self) -> String {
+        let uid = format!("anonymous-{}", self.now.as_nanosecond());
+        self.ips.borrow_mut().pod_ip("", &uid)
+    }
+    fn node_ip_with(&self, node_name: &str) -> String {
+        self.ips.borrow().node_ip(node_name)
+    }
+    fn node_ips_with(&self, node_name: &str) -> Vec<String> {
+        vec![self.node_ip_with(node_name)]
+    }
+    fn pod_ip_with(
+        &self,
+        node_name: &str,
+        host_network: bool,
+        uid: &str,
+        _name: &str,
+        _namespace: &str,
+    ) -> String {
+        if host_network {
+            return self.node_ip_with(node_name);
+        }
+        self.ips.borrow_mut().pod_ip(node_name, uid)
+    }
+    fn pod_ips_with(
+        &self,
+        node_name: &str,
+        host_network: bool,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Vec<String> {
+        vec![self.pod_ip_with(node_name, host_network, uid, name, namespace)]
+    }
+}

@@ -1,0 +1,259 @@
+//! The lease worker: owns every managed node's Lease in `kube-node-lease`, renewing
+//! each at a quarter of its duration with jitter (as the kubelet does), many
+//! renewals in flight at once, and measures how late each renewal was.
+//!
+//! A Lease held, unexpired, by another holder is left alone and looked at again when
+//! it would expire, so two controllers never both drive a node's lease.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::time::{DelayQueue, delay_queue};
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+
+/// Namespace of node leases.
+pub const NAMESPACE: &str = "kube-node-lease";
+
+/// Messages from shards.
+#[derive(Debug)]
+pub enum LeaseMsg {
+    /// A node became managed.
+    Manage {
+        /// Node name.
+        name: String,
+        /// Node uid (owner reference of the Lease).
+        uid: String,
+    },
+    /// A node is no longer managed (or gone).
+    Release {
+        /// Node name.
+        name: String,
+    },
+}
+
+struct Held {
+    uid: String,
+    timer: delay_queue::Key,
+    /// When the renewal was meant to happen.
+    due: tokio::time::Instant,
+}
+
+/// The worker.
+pub struct LeaseWorker {
+    client: Client,
+    holder: String,
+    duration: Duration,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
+}
+
+/// Result of one renewal attempt, sent back to the worker loop.
+enum Renewed {
+    /// Renewed (or created); renew again after the normal interval.
+    Ok,
+    /// Another holder has it until this many seconds from now.
+    HeldElsewhere(Duration),
+    /// Failed; retry soon.
+    Failed,
+}
+
+impl LeaseWorker {
+    /// A worker renewing as `holder` for `duration`, at most `parallelism` requests at once.
+    pub fn new(
+        client: Client,
+        holder: String,
+        duration: Duration,
+        parallelism: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            holder,
+            duration,
+            metrics,
+            in_flight: Arc::new(Semaphore::new(parallelism)),
+        }
+    }
+
+    /// The renewal interval: a quarter of the duration, as the kubelet uses.
+    fn interval(&self) -> Duration {
+        self.duration / 4
+    }
+
+    /// Runs until `rx` closes.
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
+        let mut wheel: DelayQueue<String> = DelayQueue::new();
+        let mut held: HashMap<String, Held> = HashMap::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Renewed)>();
+        let me = Arc::new(self);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(LeaseMsg::Manage { name, uid }) => {
+                        if let Some(h) = held.get_mut(&name) {
+                            h.uid = uid;
+                            continue;
+                        }
+                        let due = tokio::time::Instant::now();
+                        let timer = wheel.insert_at(name.clone(), due);
+                        held.insert(name, Held { uid, timer, due });
+                    }
+                    Some(LeaseMsg::Release { name }) => {
+                        if let Some(h) = held.remove(&name) {
+                            wheel.try_remove(&h.timer);
+                        }
+                    }
+                    None => break,
+                },
+                Some(expired) = wheel.next(), if !wheel.is_empty() => {
+                    let name = expired.into_inner();
+                    let Some(h) = held.get(&name) else { continue };
+                    let late = tokio::time::Instant::now().saturating_duration_since(h.due);
+                    me.metrics.lease_lateness_seconds.observe(late.as_secs_f64());
+                    let (worker, done, uid) = (me.clone(), done_tx.clone(), h.uid.clone());
+                    tokio::spawn(async move {
+                        let _permit = worker.in_flight.acquire().await;
+                        let result = worker.renew(&name, &uid).await;
+                        let _ = done.send((name, result));
+                    });
+                }
+                Some((name, result)) = done_rx.recv() => {
+                    let Some(h) = held.get_mut(&name) else { continue };
+                    let after = match result {
+                        Renewed::Ok => jittered(me.interval()),
+                        Renewed::HeldElsewhere(left) => left + Duration::from_millis(100),
+                        Renewed::Failed => Duration::from_secs(1),
+                    };
+                    h.due = tokio::time::Instant::now() + after;
+                    h.timer = wheel.insert_at(name, h.due);
+                }
+            }
+            me.metrics.leases_held.set(held.len() as i64);
+        }
+    }
+
+    /// One renewal: patch our lease; create it if missing; respect another live holder.
+    async fn renew(&self, name: &str, uid: &str) -> Renewed {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let current = match api.get_opt(name).await {
+            Ok(current) => current,
+            Err(e) => {
+                warn!(lease = name, error = %e, "failed to read lease");
+                return Renewed::Failed;
+            }
+        };
+        self.metrics.request("get", "200", 0.0);
+        let now = Timestamp::now();
+        let Some(lease) = current else {
+            return self.create(&api, name, uid, now).await;
+        };
+        let spec = lease.spec.unwrap_or_default();
+        let holder = spec.holder_identity.unwrap_or_default();
+        let renewed = spec.renew_time.map(|t| t.0);
+        let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
+        let expires = renewed.map(|r| r + Duration::from_secs(seconds));
+        if holder != self.holder && !holder.is_empty() && expires.is_some_and(|e| e > now) {
+            let left = expires
+                .map(|e| e.duration_since(now))
+                .and_then(|d| Duration::try_from(d).ok());
+            return Renewed::HeldElsewhere(left.unwrap_or_default());
+        }
+        if expires.is_some_and(|e| e <= now) && holder == self.holder {
+            self.metrics.leases_expired.inc();
+        }
+        let patch = json!({"spec": {
+            "holderIdentity": self.holder,
+            "leaseDurationSeconds": self.duration.as_secs(),
+            "renewTime": micro_time(now),
+        }});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.metrics.request("patch", "200", 0.0);
+                Renewed::Ok
+            }
+            Err(e) => {
+                warn!(lease = name, error = %e, "failed to renew lease");
+                Renewed::Failed
+            }
+        }
+    }
+
+    async fn create(&self, api: &Api<Lease>, name: &str, uid: &str, now: Timestamp) -> Renewed {
+        let lease: Lease = match serde_json::from_value(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": { "name": name, "namespace": NAMESPACE, "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Node", "name": name, "uid": uid,
+            }]},
+            "spec": {
+                "holderIdentity": self.holder,
+                "leaseDurationSeconds": self.duration.as_secs(),
+                "renewTime": micro_time(now),
+                "acquireTime": micro_time(now),
+            },
+        })) {
+            Ok(lease) => lease,
+            Err(e) => {
+                warn!(lease = name, error = %e, "failed to build lease");
+                return Renewed::Failed;
+            }
+        };
+        match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => {
+                debug!(lease = name, "created");
+                self.metrics.request("create", "201", 0.0);
+                Renewed::Ok
+            }
+            Err(e) => {
+                warn!(lease = name, error = %e, "failed to create lease");
+                Renewed::Failed
+            }
+        }
+    }
+}
+
+/// Kubernetes MicroTime: RFC 3339 with microseconds.
+fn micro_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+/// `interval` minus up to 4% jitter, so renewals spread out and never drift late.
+fn jittered(interval: Duration) -> Duration {
+    let spread = interval.as_millis() as u64 / 25;
+    interval - Duration::from_millis(rand::rng().random_range(0..=spread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_time_should_have_six_fraction_digits() {
+        let t: Timestamp = "2026-01-02T03:04:05.123456789Z".parse().unwrap();
+        assert_eq!(micro_time(t), "2026-01-02T03:04:05.123456Z");
+    }
+
+    #[test]
+    fn jittered_should_stay_within_four_percent_below() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_secs(10));
+            assert!(
+                d <= Duration::from_secs(10) && d >= Duration::from_millis(9600),
+                "{d:?}"
+            );
+        }
+    }
+}

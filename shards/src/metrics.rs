@@ -1,0 +1,168 @@
+//! The controller's metrics, registered once and shared (`Arc<Metrics>`); every
+//! metric type is internally atomic, so shards update them without a lock of ours.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Label of per-shard gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// Shard index.
+    pub shard: String,
+}
+
+/// Label of per-stage counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// Stage name.
+    pub stage: String,
+}
+
+/// Labels of apiserver request counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    /// `patch`, `delete`, `create`, `get`, …
+    pub verb: String,
+    /// HTTP status code, or `error` when no answer came.
+    pub code: String,
+}
+
+/// Label of watch restarts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Resource kind.
+    pub kind: String,
+}
+
+/// Every metric of the controller.
+pub struct Metrics {
+    /// Managed nodes per shard.
+    pub managed_nodes: Family<ShardLabel, Gauge>,
+    /// Managed pods (and other objects) per shard.
+    pub managed_objects: Family<ShardLabel, Gauge>,
+    /// Stage transitions (effects sent) per stage.
+    pub transitions: Family<StageLabel, Counter>,
+    /// Effects merged away by the batcher.
+    pub effects_merged: Counter,
+    /// Apiserver requests by verb and status code.
+    pub requests: Family<RequestLabel, Counter>,
+    /// Apiserver request latency in seconds.
+    pub request_seconds: Histogram,
+    /// Requests that failed for good after retries.
+    pub request_failures: Counter,
+    /// Objects waiting for their write per shard (the batcher's queue depth).
+    pub queue_depth: Family<ShardLabel, Gauge>,
+    /// Timers pending in each shard's wheel.
+    pub pending_timers: Family<ShardLabel, Gauge>,
+    /// How late each lease renewal was sent, in seconds.
+    pub lease_lateness_seconds: Histogram,
+    /// Leases found expired when renewed.
+    pub leases_expired: Counter,
+    /// Leases held.
+    pub leases_held: Gauge,
+    /// Watch restarts (re-lists and reconnects) per kind.
+    pub watch_restarts: Family<KindLabel, Counter>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry` under `kwok_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let latency = || {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+        };
+        let m = Self {
+            managed_nodes: Family::default(),
+            managed_objects: Family::default(),
+            transitions: Family::default(),
+            effects_merged: Counter::default(),
+            requests: Family::default(),
+            request_seconds: latency(),
+            request_failures: Counter::default(),
+            queue_depth: Family::default(),
+            pending_timers: Family::default(),
+            lease_lateness_seconds: latency(),
+            leases_expired: Counter::default(),
+            leases_held: Gauge::default(),
+            watch_restarts: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("kwok");
+        r.register(
+            "managed_nodes",
+            "Managed nodes per shard",
+            m.managed_nodes.clone(),
+        );
+        r.register(
+            "managed_objects",
+            "Managed pods and other objects per shard",
+            m.managed_objects.clone(),
+        );
+        r.register(
+            "stage_transitions",
+            "Stage transitions per stage",
+            m.transitions.clone(),
+        );
+        r.register(
+            "effects_merged",
+            "Effects merged into another write",
+            m.effects_merged.clone(),
+        );
+        r.register(
+            "apiserver_requests",
+            "Apiserver requests by verb and code",
+            m.requests.clone(),
+        );
+        r.register(
+            "apiserver_request_seconds",
+            "Apiserver request latency",
+            m.request_seconds.clone(),
+        );
+        r.register(
+            "apiserver_request_failures",
+            "Writes that failed after retries",
+            m.request_failures.clone(),
+        );
+        r.register(
+            "batcher_queue_depth",
+            "Objects waiting for their write per shard",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "wheel_pending_timers",
+            "Pending stage timers per shard",
+            m.pending_timers.clone(),
+        );
+        r.register(
+            "lease_renewal_lateness_seconds",
+            "Lateness of lease renewals",
+            m.lease_lateness_seconds.clone(),
+        );
+        r.register(
+            "leases_expired",
+            "Leases found expired when renewed",
+            m.leases_expired.clone(),
+        );
+        r.register("leases_held", "Node leases held", m.leases_held.clone());
+        r.register(
+            "watch_restarts",
+            "Watch restarts per kind",
+            m.watch_restarts.clone(),
+        );
+        m
+    }
+
+    /// Counts one request.
+    pub fn request(&self, verb: &str, code: &str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabel {
+                verb: verb.into(),
+                code: code.into(),
+            })
+            .inc();
+        self.request_seconds.observe(seconds);
+    }
+}

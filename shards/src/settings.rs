@@ -1,0 +1,172 @@
+//! Flags resolved into what the controller runs with: selectors compiled, CIDR parsed,
+//! stages loaded. Everything that can be wrong with the input is found here, before
+//! anything touches the cluster.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result, bail};
+use kube::core::Selector;
+use kwok_engine::{lifecycle::Lifecycles, stage::load::Documents};
+use serde_json::Value;
+
+use crate::{flags::Flags, ipam::Cidr, selector};
+
+/// Which nodes this controller drives.
+#[derive(Debug, Clone)]
+pub enum NodeScope {
+    /// Every node.
+    All,
+    /// Only the node with this name.
+    Single(String),
+    /// Nodes whose annotations and labels match (each `None` matches anything).
+    Selected {
+        /// Annotation selector.
+        annotations: Option<Selector>,
+        /// Label selector.
+        labels: Option<Selector>,
+    },
+}
+
+/// The resolved configuration.
+pub struct Settings {
+    /// Which nodes to drive.
+    pub scope: NodeScope,
+    /// Objects whose status is left alone (annotations).
+    pub disregard_annotations: Option<Selector>,
+    /// Objects whose status is left alone (labels).
+    pub disregard_labels: Option<Selector>,
+    /// Pod IPs of nodes without a podCIDR.
+    pub cidr: Cidr,
+    /// `NodeIP`.
+    pub node_ip: String,
+    /// `NodeName`.
+    pub node_name: String,
+    /// `NodePort`.
+    pub node_port: u16,
+    /// Lease duration; 0 disables leases.
+    pub lease_seconds: u32,
+    /// Lease renewals in flight at once.
+    pub lease_parallelism: usize,
+    /// Shard workers.
+    pub shards: usize,
+    /// Client-side QPS limit.
+    pub kube_api_qps: f64,
+    /// Client-side burst.
+    pub kube_api_burst: u32,
+    /// Holder identity of leases.
+    pub id: String,
+    /// The stages, by kind.
+    pub lifecycles: Lifecycles,
+}
+
+impl Settings {
+    /// Resolves `flags`.
+    pub fn resolve(flags: &Flags) -> Result<Self> {
+        let scope = if flags.manage_all_nodes == Some(true) {
+            NodeScope::All
+        } else if !flags.manage_single_node.is_empty() {
+            NodeScope::Single(flags.manage_single_node.clone())
+        } else {
+            NodeScope::Selected {
+                annotations: selector::parse(&flags.manage_nodes_with_annotation_selector)
+                    .context("--manage-nodes-with-annotation-selector")?,
+                labels: selector::parse(&flags.manage_nodes_with_label_selector)
+                    .context("--manage-nodes-with-label-selector")?,
+            }
+        };
+        let shards = flags
+            .shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if shards == 0 {
+            bail!("--shards must be at least 1");
+        }
+        if !(flags.kube_api_qps > 0.0) || flags.kube_api_burst == 0 {
+            bail!("--kube-api-qps and --kube-api-burst must be positive");
+        }
+        Ok(Self {
+            scope,
+            disregard_annotations: selector::parse(&flags.disregard_status_with_annotation_selector)
+                .context("--disregard-status-with-annotation-selector")?,
+            disregard_labels: selector::parse(&flags.disregard_status_with_label_selector)
+                .context("--disregard-status-with-label-selector")?,
+            cidr: Cidr::parse(&flags.cidr).context("--cidr")?,
+            node_ip: flags.node_ip.clone(),
+            node_name: flags.node_name.clone(),
+            node_port: flags.node_port,
+            lease_seconds: flags.node_lease_duration_seconds,
+            lease_parallelism: flags.node_lease_parallelism.max(1),
+            shards,
+            kube_api_qps: flags.kube_api_qps,
+            kube_api_burst: flags.kube_api_burst,
+            id: flags.id.clone().unwrap_or_else(default_id),
+            lifecycles: load_stages(&flags.config, flags.node_lease_duration_seconds > 0)?,
+        })
+    }
+
+    /// Whether the node `obj` is driven by this controller.
+    pub fn manages_node(&self, obj: &Value) -> bool {
+        match &self.scope {
+            NodeScope::All => true,
+            NodeScope::Single(name) => obj.pointer("/metadata/name").and_then(Value::as_str) == Some(name),
+            NodeScope::Selected { annotations, labels } => {
+                annotations
+                    .as_ref()
+                    .is_none_or(|s| selector::matches(s, &string_map(obj, "annotations")))
+                    && labels
+                        .as_ref()
+                        .is_none_or(|s| selector::matches(s, &string_map(obj, "labels")))
+                    && (annotations.is_some() || labels.is_some())
+            }
+        }
+    }
+
+    /// Whether `obj`'s status is to be left alone.
+    pub fn disregards(&self, obj: &Value) -> bool {
+        self.disregard_annotations
+            .as_ref()
+            .is_some_and(|s| selector::matches(s, &string_map(obj, "annotations")))
+            || self
+                .disregard_labels
+                .as_ref()
+                .is_some_and(|s| selector::matches(s, &string_map(obj, "labels")))
+    }
+}
+
+/// Stages from `--config` files; the default node and pod stages when none are
+/// given (with the lease-based node heartbeat when leases are on, as kwokctl does).
+pub fn load_stages(paths: &[std::path::PathBuf], leases: bool) -> Result<Lifecycles> {
+    let mut docs = Documents::default();
+    for path in paths {
+        docs.read(path)?;
+    }
+    if docs.stages.is_empty() {
+        let defaults = if leases {
+            kwok_engine::catalog::defaults_with_lease()
+        } else {
+            kwok_engine::catalog::defaults()
+        };
+        for text in defaults {
+            docs.parse("<default stages>", text)?;
+        }
+    }
+    Ok(Lifecycles::compile(&docs)?)
+}
+
+fn string_map(obj: &Value, field: &str) -> BTreeMap<String, String> {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "kwok".into());
+    format!("kwok-{host}-{}", std::process::id())
+}

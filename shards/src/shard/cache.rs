@@ -1,0 +1,73 @@
+//! A shard's cache entries: the last state of each object and its scheduling state.
+
+use serde_json::Value;
+use tokio_util::time::delay_queue;
+
+/// Identity of a cached object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjKey {
+    /// Index into the kinds table.
+    pub kind: usize,
+    /// Namespace, empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjKey {
+    /// The key of `obj` of `kind`; `None` if it has no name.
+    pub fn of(kind: usize, obj: &Value) -> Option<Self> {
+        let meta = obj.get("metadata")?;
+        Some(Self {
+            kind,
+            namespace: meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            name: meta.get("name")?.as_str()?.to_owned(),
+        })
+    }
+}
+
+/// One cached object.
+#[derive(Debug)]
+pub struct Entry {
+    /// The object as last seen (watch or write response).
+    pub obj: Value,
+    /// Its resourceVersion.
+    pub rv: String,
+    /// Pending stage timer and the index of that stage in the kind's lifecycle.
+    pub timer: Option<(delay_queue::Key, usize)>,
+    /// A write for it is in flight.
+    pub in_flight: bool,
+    /// Events arrived while a write was in flight.
+    pub dirty: bool,
+    /// The in-flight stage asked to match again right after its write.
+    pub immediate: bool,
+    /// Not seen since the current re-list started.
+    pub stale: bool,
+}
+
+impl Entry {
+    /// An entry for `obj`.
+    pub fn new(obj: Value) -> Self {
+        Self {
+            obj,
+            rv: String::new(),
+            timer: None,
+            in_flight: false,
+            dirty: false,
+            immediate: false,
+            stale: false,
+        }
+    }
+}
+
+/// `metadata.resourceVersion`, or empty.
+pub fn resource_version(obj: &Value) -> String {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}

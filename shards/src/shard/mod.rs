@@ -1,0 +1,474 @@
+//! A shard: the single owner of a slice of the managed nodes and everything bound to
+//! them — their cached objects, their stage timers and their in-flight writes.
+//!
+//! # Data flow
+//! The dispatcher sends watch events on a bounded channel; the shard matches stages
+//! (engine), schedules the chosen stage in its timer wheel (tokio-util's hierarchical
+//! `DelayQueue`), and when a timer fires renders the effects, merges them
+//! ([`crate::batcher::coalesce`]) and hands them to a write task. Write results come
+//! back on an unbounded channel, so a full event channel can never block a writer
+//! that the shard is waiting for.
+//!
+//! # Invariants
+//! - At most one write is in flight per object (`Entry::in_flight`); events that
+//!   arrive meanwhile only mark the entry dirty and are evaluated when it lands.
+//! - An entry has a timer only while a stage is pending for it; re-matching the same
+//!   stage keeps the timer, matching another replaces it.
+
+mod cache;
+
+use std::{
+    cell::RefCell,
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::core::ApiResource;
+use kwok_engine::lifecycle::Lifecycle;
+use prometheus_client::metrics::gauge::Gauge;
+use rand::{SeedableRng, rngs::SmallRng};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::time::DelayQueue;
+
+use cache::Entry;
+pub use cache::ObjKey;
+
+use crate::{
+    batcher::{self, Outcome, Target, Writer},
+    host::{Ips, RuntimeHost},
+    ipam::Pool,
+    lease::LeaseMsg,
+    metrics::{Metrics, ShardLabel, StageLabel},
+    settings::Settings,
+};
+
+/// Capacity of a shard's event channel: enough to absorb a relist burst, small
+/// enough that a stuck shard pushes back on its watch instead of growing memory.
+pub const EVENT_BUFFER: usize = 4096;
+
+/// What a watched kind is to the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Nodes: managed by selector, routed by name.
+    Node,
+    /// Pods: routed by the node they are bound to.
+    Pod,
+    /// Any other kind a Stage names.
+    Other,
+}
+
+/// A watched kind and its stages.
+pub struct Kind {
+    /// API resource.
+    pub resource: ApiResource,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Its role.
+    pub role: Role,
+    /// Its stages.
+    pub lifecycle: Lifecycle,
+}
+
+/// Events for a shard.
+#[derive(Debug)]
+pub enum Input {
+    /// An object was added or changed.
+    Applied {
+        /// Index into the kinds table.
+        kind: usize,
+        /// The object.
+        obj: Value,
+    },
+    /// An object was deleted.
+    Deleted {
+        /// Index into the kinds table.
+        kind: usize,
+        /// The last state of the object.
+        obj: Value,
+    },
+    /// The watch of `kind` starts a full re-list.
+    Relisting(usize),
+    /// The re-list of `kind` is complete: objects not seen since `Relisting` are gone.
+    Relisted(usize),
+}
+
+/// Everything a shard is started with.
+pub struct ShardContext {
+    /// Index of this shard.
+    pub index: usize,
+    /// The watched kinds.
+    pub kinds: Arc<Vec<Kind>>,
+    /// Resolved settings.
+    pub settings: Arc<Settings>,
+    /// Writes go through this.
+    pub writer: Writer,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The lease worker, when leases are on.
+    pub leases: Option<mpsc::UnboundedSender<LeaseMsg>>,
+    /// The `--cidr` pool shared by all shards.
+    pub global_pool: Arc<Mutex<Pool>>,
+    /// When the controller started.
+    pub start: Timestamp,
+}
+
+/// A running shard.
+pub struct Shard {
+    ctx: ShardContext,
+    entries: HashMap<ObjKey, Entry>,
+    /// Managed nodes of this shard → pods bound to them.
+    nodes: HashMap<String, HashSet<ObjKey>>,
+    /// Pods seen on nodes not (yet) managed, by node name.
+    waiting: HashMap<String, HashSet<ObjKey>>,
+    wheel: DelayQueue<ObjKey>,
+    ips: Ips,
+    rng: SmallRng,
+    done_tx: mpsc::UnboundedSender<(ObjKey, Outcome)>,
+    done_rx: mpsc::UnboundedReceiver<(ObjKey, Outcome)>,
+    gauges: Gauges,
+}
+
+struct Gauges {
+    nodes: Gauge,
+    objects: Gauge,
+    pending: Gauge,
+    queue: Gauge,
+}
+
+impl Shard {
+    /// A shard ready to run.
+    pub fn new(ctx: ShardContext) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let label = ShardLabel {
+            shard: ctx.index.to_string(),
+        };
+        let gauges = Gauges {
+            nodes: ctx.metrics.managed_nodes.get_or_create_owned(&label),
+            objects: ctx.metrics.managed_objects.get_or_create_owned(&label),
+            pending: ctx.metrics.pending_timers.get_or_create_owned(&label),
+            queue: ctx.metrics.queue_depth.get_or_create_owned(&label),
+        };
+        let ips = Ips::new(ctx.global_pool.clone(), ctx.settings.node_ip.clone());
+        Self {
+            rng: SmallRng::seed_from_u64(ctx.index as u64 ^ ctx.start.as_nanosecond() as u64),
+            ctx,
+            entries: HashMap::new(),
+            nodes: HashMap::new(),
+            waiting: HashMap::new(),
+            wheel: DelayQueue::with_capacity(1024),
+            ips,
+            done_tx,
+            done_rx,
+            gauges,
+        }
+    }
+
+    /// Runs until the event channel closes.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Input>) {
+        loop {
+            tokio::select! {
+                biased;
+                Some((key, outcome)) = self.done_rx.recv() => self.written(key, outcome),
+                Some(expired) = self.wheel.next(), if !self.wheel.is_empty() => self.fire(expired.into_inner()),
+                input = events.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+            }
+            self.gauges.pending.set(self.wheel.len() as i64);
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Applied { kind, obj } => self.applied(kind, obj),
+            Input::Deleted { kind, obj } => {
+                if let Some(key) = ObjKey::of(kind, &obj) {
+                    self.remove(&key);
+                }
+            }
+            Input::Relisting(kind) => self
+                .entries
+                .iter_mut()
+                .filter(|(k, _)| k.kind == kind)
+                .for_each(|(_, e)| e.stale = true),
+            Input::Relisted(kind) => {
+                let gone: Vec<ObjKey> = self
+                    .entries
+                    .iter()
+                    .filter(|(k, e)| k.kind == kind && e.stale)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in gone {
+                    self.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn role(&self, key: &ObjKey) -> Role {
+        self.ctx.kinds[key.kind].role
+    }
+
+    fn applied(&mut self, kind: usize, obj: Value) {
+        let Some(key) = ObjKey::of(kind, &obj) else { return };
+        let rv = cache::resource_version(&obj);
+        let entry = self
+            .entries
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(Value::Null));
+        entry.stale = false;
+        // Our own write already told us this version: nothing new.
+        if !rv.is_empty() && entry.rv == rv {
+            return;
+        }
+        entry.rv = rv;
+        entry.obj = obj;
+        match self.role(&key) {
+            Role::Node => self.node_applied(&key),
+            Role::Pod => self.pod_applied(&key),
+            Role::Other => {}
+        }
+        self.gauges.objects.set(self.entries.len() as i64);
+        self.evaluate(&key);
+    }
+
+    fn node_applied(&mut self, key: &ObjKey) {
+        let obj = &self.entries[key].obj;
+        let managed = self.ctx.settings.manages_node(obj);
+        let name = key.name.clone();
+        let was = self.nodes.contains_key(&name);
+        if managed {
+            self.ips.observe_node(&name, obj);
+        }
+        if managed && !was {
+            let uid = obj
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            self.nodes
+                .insert(name.clone(), self.waiting.remove(&name).unwrap_or_default());
+            if let Some(leases) = &self.ctx.leases {
+                let _ = leases.send(LeaseMsg::Manage {
+                    name: name.clone(),
+                    uid,
+                });
+            }
+            let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
+            pods.iter().for_each(|p| self.evaluate(p));
+        } else if !managed && was {
+            self.unmanage_node(&name);
+        }
+        self.gauges.nodes.set(self.nodes.len() as i64);
+    }
+
+    fn unmanage_node(&mut self, name: &str) {
+        let pods = self.nodes.remove(name).unwrap_or_default();
+        for pod in &pods {
+            self.cancel(pod);
+        }
+        self.waiting.insert(name.to_owned(), pods);
+        self.ips.forget_node(name);
+        if let Some(leases) = &self.ctx.leases {
+            let _ = leases.send(LeaseMsg::Release {
+                name: name.to_owned(),
+            });
+        }
+    }
+
+    fn pod_applied(&mut self, key: &ObjKey) {
+        let obj = &self.entries[key].obj;
+        let Some(node) = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let host_network = obj
+            .pointer("/spec/hostNetwork")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
+            self.ips.adopt_pod(&node, &uid, ip);
+        }
+        match self.nodes.get_mut(&node) {
+            Some(pods) => pods.insert(key.clone()),
+            None => self.waiting.entry(node).or_default().insert(key.clone()),
+        };
+    }
+
+    /// Whether the object behind `key` is driven by this controller now.
+    fn eligible(&self, key: &ObjKey, obj: &Value) -> bool {
+        let owned = match self.role(key) {
+            Role::Node => self.nodes.contains_key(&key.name),
+            Role::Pod => obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| self.nodes.contains_key(n)),
+            Role::Other => true,
+        };
+        owned && !self.ctx.settings.disregards(obj)
+    }
+
+    /// Matches stages for `key` and (re)schedules its timer.
+    fn evaluate(&mut self, key: &ObjKey) {
+        let Some(entry) = self.entries.get(key) else {
+            return;
+        };
+        if entry.in_flight {
+            self.entries.get_mut(key).expect("present").dirty = true;
+            return;
+        }
+        if !self.eligible(key, &entry.obj) {
+            self.cancel(key);
+            return;
+        }
+        let kinds = self.ctx.kinds.clone();
+        let lifecycle = &kinds[key.kind].lifecycle;
+        let entry = self.entries.get_mut(key).expect("present");
+        let Some(stage) = lifecycle.select(&entry.obj, &mut self.rng) else {
+            if let Some((timer, _)) = entry.timer.take() {
+                self.wheel.remove(&timer);
+            }
+            return;
+        };
+        let index = lifecycle
+            .stages()
+            .iter()
+            .position(|s| std::ptr::eq(s, stage))
+            .expect("stage of this lifecycle");
+        if entry.timer.is_some_and(|(_, pending)| pending == index) {
+            return;
+        }
+        let delay = stage.delay(&entry.obj, Timestamp::now(), &mut self.rng);
+        match entry.timer {
+            Some((timer, _)) => self.wheel.reset(&timer, delay),
+            None => entry.timer = Some((self.wheel.insert(key.clone(), delay), index)),
+        }
+        if let Some(t) = entry.timer.as_mut() {
+            t.1 = index;
+        }
+    }
+
+    fn cancel(&mut self, key: &ObjKey) {
+        if let Some((timer, _)) = self.entries.get_mut(key).and_then(|e| e.timer.take()) {
+            self.wheel.remove(&timer);
+        }
+    }
+
+    fn remove(&mut self, key: &ObjKey) {
+        self.cancel(key);
+        let Some(entry) = self.entries.remove(key) else {
+            return;
+        };
+        match self.role(key) {
+            Role::Node => {
+                if self.nodes.contains_key(&key.name) {
+                    self.unmanage_node(&key.name);
+                }
+                self.waiting.remove(&key.name);
+            }
+            Role::Pod => {
+                if let Some(uid) = entry.obj.pointer("/metadata/uid").and_then(Value::as_str) {
+                    self.ips.release_pod(uid);
+                }
+                if let Some(node) = entry.obj.pointer("/spec/nodeName").and_then(Value::as_str) {
+                    self.nodes.get_mut(node).map(|p| p.remove(key));
+                    self.waiting.get_mut(node).map(|p| p.remove(key));
+                }
+            }
+            Role::Other => {}
+        }
+        self.gauges.nodes.set(self.nodes.len() as i64);
+        self.gauges.objects.set(self.entries.len() as i64);
+    }
+
+    /// A stage timer fired: render the effects and send them.
+    fn fire(&mut self, key: ObjKey) {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return;
+        };
+        let Some((_, index)) = entry.timer.take() else {
+            return;
+        };
+        let kinds = self.ctx.kinds.clone();
+        let stage = &kinds[key.kind].lifecycle.stages()[index];
+        let settings = &self.ctx.settings;
+        let host = RuntimeHost {
+            now: Timestamp::now(),
+            start: self.ctx.start,
+            node_name: &settings.node_name,
+            node_ip: &settings.node_ip,
+            node_port: settings.node_port,
+            ips: RefCell::new(&mut self.ips),
+        };
+        let mut effects = stage.render(&entry.obj, &host);
+        if effects.is_empty() {
+            return;
+        }
+        let merged = batcher::coalesce(&mut effects);
+        self.ctx.metrics.effects_merged.inc_by(merged as u64);
+        self.ctx
+            .metrics
+            .transitions
+            .get_or_create(&StageLabel {
+                stage: stage.name().to_owned(),
+            })
+            .inc();
+        entry.in_flight = true;
+        entry.immediate = stage.immediate_next_stage();
+        self.gauges.queue.inc();
+        let kind = &kinds[key.kind];
+        let target = Target {
+            resource: kind.resource.clone(),
+            namespace: kind.namespaced.then(|| key.namespace.clone()),
+            name: key.name.clone(),
+            object: entry.obj.clone(),
+        };
+        let (writer, done) = (self.ctx.writer.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let outcome = writer.execute(&target, &effects).await;
+            let _ = done.send((key, outcome));
+        });
+    }
+
+    /// A write landed.
+    fn written(&mut self, key: ObjKey, outcome: Outcome) {
+        self.gauges.queue.dec();
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return;
+        };
+        entry.in_flight = false;
+        let dirty = std::mem::take(&mut entry.dirty);
+        if outcome.gone {
+            return;
+        }
+        let mut again = dirty || outcome.conflict;
+        if let Some(obj) = outcome.object {
+            let rv = cache::resource_version(&obj);
+            // The patch response is newer than anything the watch delivered before it.
+            if rv > entry.rv || rv.len() > entry.rv.len() {
+                entry.rv = rv;
+                entry.obj = obj;
+                again |= entry.immediate;
+            }
+        }
+        if again {
+            self.evaluate(&key);
+        }
+    }
+}
+
+/// How long a shard keeps pending writes before it warns (used by tests of the loop).
+pub const WRITE_WARN_AFTER: Duration = Duration::from_secs(30);
