@@ -15,6 +15,15 @@
 //! maps, directive keys and `$patch` elements dropped). The apiserver keeps some of them in its
 //! intermediate map and drops them when it decodes into the typed object, so the stored object is
 //! the same.
+//!
+//! ## Warning
+//!
+//! Two corners are not reproduced, both outside what kwok's Stages send: a `$setElementOrder`
+//! list combined with `$patch: delete` elements of the same list can order the result
+//! differently (Go reads the deleted-from slice through a shared backing array), and a patch
+//! that both adds an item to a primitive list and removes it with `$deleteFromPrimitiveList` is
+//! applied in patch order (Go's order is random). A differential run over 1500 generated Node
+//! patches against `strategicpatch` v0.36.5 agreed on all but three cases, all of the first kind.
 
 use serde_json::{Map, Value};
 
