@@ -47,6 +47,8 @@ struct Held {
     timer: delay_queue::Key,
     /// When the renewal was meant to happen.
     due: tokio::time::Instant,
+    /// When we last renewed it; `Some` means we hold it and can patch without reading.
+    renewed: Option<tokio::time::Instant>,
 }
 
 /// The worker.
@@ -62,6 +64,8 @@ pub struct LeaseWorker {
 enum Renewed {
     /// Renewed (or created); renew again after the normal interval.
     Ok,
+    /// Our lease vanished or changed hands: read it before the next renewal.
+    Lost,
     /// Another holder has it until this many seconds from now.
     HeldElsewhere(Duration),
     /// Failed; retry soon.
@@ -107,7 +111,7 @@ impl LeaseWorker {
                         }
                         let due = tokio::time::Instant::now();
                         let timer = wheel.insert_at(name.clone(), due);
-                        held.insert(name, Held { uid, timer, due });
+                        held.insert(name, Held { uid, timer, due, renewed: None });
                     }
                     Some(LeaseMsg::Release { name }) => {
                         if let Some(h) = held.remove(&name) {
@@ -119,23 +123,37 @@ impl LeaseWorker {
                 Some(expired) = wheel.next(), if !wheel.is_empty() => {
                     let name = expired.into_inner();
                     let Some(h) = held.get(&name) else { continue };
-                    let late = tokio::time::Instant::now().saturating_duration_since(h.due);
-                    me.metrics.lease_lateness_seconds.observe(late.as_secs_f64());
-                    let (worker, done, uid) = (me.clone(), done_tx.clone(), h.uid.clone());
+                    let now = tokio::time::Instant::now();
+                    me.metrics.lease_lateness_seconds.observe(now.saturating_duration_since(h.due).as_secs_f64());
+                    if h.renewed.is_some_and(|r| now.duration_since(r) >= me.duration) {
+                        me.metrics.leases_expired.inc();
+                    }
+                    let (worker, done, uid, owned) = (me.clone(), done_tx.clone(), h.uid.clone(), h.renewed.is_some());
                     tokio::spawn(async move {
                         let _permit = worker.in_flight.acquire().await;
-                        let result = worker.renew(&name, &uid).await;
+                        let result = if owned { worker.patch(&name).await } else { worker.renew(&name, &uid).await };
                         let _ = done.send((name, result));
                     });
                 }
                 Some((name, result)) = done_rx.recv() => {
                     let Some(h) = held.get_mut(&name) else { continue };
+                    let now = tokio::time::Instant::now();
                     let after = match result {
-                        Renewed::Ok => jittered(me.interval()),
-                        Renewed::HeldElsewhere(left) => left + Duration::from_millis(100),
+                        Renewed::Ok => {
+                            h.renewed = Some(now);
+                            jittered(me.interval())
+                        }
+                        Renewed::Lost => {
+                            h.renewed = None;
+                            Duration::ZERO
+                        }
+                        Renewed::HeldElsewhere(left) => {
+                            h.renewed = None;
+                            left + Duration::from_millis(100)
+                        }
                         Renewed::Failed => Duration::from_secs(1),
                     };
-                    h.due = tokio::time::Instant::now() + after;
+                    h.due = now + after;
                     h.timer = wheel.insert_at(name, h.due);
                 }
             }
@@ -143,7 +161,8 @@ impl LeaseWorker {
         }
     }
 
-    /// One renewal: patch our lease; create it if missing; respect another live holder.
+    /// Acquisition: read the lease; create it if missing; take it if ours or expired;
+    /// respect another live holder.
     async fn renew(&self, name: &str, uid: &str) -> Renewed {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
         let current = match api.get_opt(name).await {
@@ -153,7 +172,7 @@ impl LeaseWorker {
                 return Renewed::Failed;
             }
         };
-        self.metrics.request("get", "200", 0.0);
+        self.metrics.count("get", "200");
         let now = Timestamp::now();
         let Some(lease) = current else {
             return self.create(&api, name, uid, now).await;
@@ -169,21 +188,35 @@ impl LeaseWorker {
                 .and_then(|d| Duration::try_from(d).ok());
             return Renewed::HeldElsewhere(left.unwrap_or_default());
         }
-        if expires.is_some_and(|e| e <= now) && holder == self.holder {
-            self.metrics.leases_expired.inc();
-        }
+        self.patch(name).await
+    }
+
+    /// Renewal of a lease we hold: one merge patch, no read.
+    async fn patch(&self, name: &str) -> Renewed {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
         let patch = json!({"spec": {
             "holderIdentity": self.holder,
             "leaseDurationSeconds": self.duration.as_secs(),
-            "renewTime": micro_time(now),
+            "renewTime": micro_time(Timestamp::now()),
         }});
-        match api
+        let start = std::time::Instant::now();
+        let result = api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {
-                self.metrics.request("patch", "200", 0.0);
-                Renewed::Ok
+            .await;
+        let seconds = start.elapsed().as_secs_f64();
+        match result {
+            Ok(lease) => {
+                self.metrics.request("patch", "200", seconds);
+                let holder = lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+                if holder == self.holder {
+                    Renewed::Ok
+                } else {
+                    Renewed::Lost
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.metrics.request("patch", "404", seconds);
+                Renewed::Lost
             }
             Err(e) => {
                 warn!(lease = name, error = %e, "failed to renew lease");
@@ -214,7 +247,7 @@ impl LeaseWorker {
         match api.create(&PostParams::default(), &lease).await {
             Ok(_) => {
                 debug!(lease = name, "created");
-                self.metrics.request("create", "201", 0.0);
+                self.metrics.count("create", "201");
                 Renewed::Ok
             }
             Err(e) => {

@@ -155,14 +155,19 @@ impl Metrics {
         m
     }
 
-    /// Counts one request.
+    /// Counts one request and its latency.
     pub fn request(&self, verb: &str, code: &str, seconds: f64) {
+        self.count(verb, code);
+        self.request_seconds.observe(seconds);
+    }
+
+    /// Counts one request whose latency was not measured.
+    pub fn count(&self, verb: &str, code: &str) {
         self.requests
             .get_or_create(&RequestLabel {
                 verb: verb.into(),
                 code: code.into(),
             })
             .inc();
-        self.request_seconds.observe(seconds);
     }
 }

@@ -4,6 +4,10 @@ use std::path::Path;
 
 use super::{Component, Context, path_arg, secure_serving_args};
 
+/// Pod network of the cluster: the CGNAT range, clear of the service range
+/// (10.96.0.0/12) and large enough for 16,384 nodes of 254 pods.
+pub const CLUSTER_CIDR: &str = "100.64.0.0/10";
+
 pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     let port = ctx.options.kube_controller_manager_port;
     let pki = ctx.dir.pki();
@@ -14,6 +18,11 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         path_arg("cluster-signing-cert-file", pki.ca_cert()),
         path_arg("cluster-signing-key-file", pki.ca_key()),
         "--use-service-account-credentials=true".into(),
+        // Every node gets a podCIDR, so kwok hands out pod IPs per node.
+        "--allocate-node-cidrs=true".into(),
+        format!("--cluster-cidr={CLUSTER_CIDR}"),
+        "--node-cidr-mask-size=24".into(),
+        "--service-cluster-ip-range=10.96.0.0/12".into(),
     ]);
     Component {
         name: "kube-controller-manager".into(),

@@ -12,6 +12,8 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         args: vec![
             path_arg("kubeconfig", ctx.dir.component_kubeconfig("kwok-controller")),
             "--manage-all-nodes=true".into(),
+            // 40 s, as the kubelet; renewed every 10 s.
+            "--node-lease-duration-seconds=40".into(),
             format!("--server-address=127.0.0.1:{port}"),
         ],
         port,

@@ -9,4 +9,5 @@ mod util;
 
 mod artifacts;
 mod cluster;
+mod controller;
 mod errors;
