@@ -1,24 +1,14 @@
-//! PLACEHOLDER (replaced by the selector work): Stage selectors and jq queries.
+//! Stage selectors and the compiled jq queries they (and `weightFrom`, `durationFrom`) use.
+
+mod jq;
+mod path;
+mod query;
+
+pub use query::Query;
 
 use serde_json::Value;
 
 use crate::{error::FieldError, stage::spec};
-
-/// A compiled jq expression evaluated against an object.
-#[derive(Debug, Clone)]
-pub struct Query {}
-
-impl Query {
-    /// Compiles `expr`.
-    pub fn compile(_expr: &str) -> Result<Self, String> {
-        Err("jq is not implemented yet".into())
-    }
-
-    /// Every output of the expression on `obj`; errors yield no output.
-    pub fn eval(&self, _obj: &Value) -> Vec<Value> {
-        Vec::new()
-    }
-}
 
 /// A compiled `spec.selector`.
 #[derive(Debug, Clone)]
