@@ -68,13 +68,20 @@ fn walk<'v>(segments: &[Segment], value: &'v Value, out: &mut dyn FnMut(&'v Valu
 /// hashing the key (Kubernetes objects have small maps at every level).
 const LINEAR_SEARCH_MAX: usize = 16;
 
+/// The value at `key` if `value` is an object that has it.
+pub(crate) fn get<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    match value {
+        Value::Object(map) if map.len() <= LINEAR_SEARCH_MAX => {
+            map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        }
+        Value::Object(map) => map.get(key),
+        _ => None,
+    }
+}
+
 fn field<'v>(value: &'v Value, key: &str) -> Result<&'v Value, PathError> {
     match value {
-        Value::Object(map) if map.len() <= LINEAR_SEARCH_MAX => Ok(map
-            .iter()
-            .find(|(k, _)| k.as_str() == key)
-            .map_or(&NULL, |(_, v)| v)),
-        Value::Object(map) => Ok(map.get(key).unwrap_or(&NULL)),
+        Value::Object(_) => Ok(get(value, key).unwrap_or(&NULL)),
         Value::Null => Ok(&NULL),
         _ => Err(PathError),
     }
