@@ -11,11 +11,9 @@ use jaq_json::{Num, Val};
 use serde::Deserialize;
 use serde_json::Value;
 
-type Filter = jaq_core::Filter<JustLut<Val>>;
+use super::{QueryError, path::Visitor};
 
-/// Why a jq filter failed at run time (the message is dropped: callers treat any error alike).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RunError;
+type Filter = jaq_core::Filter<JustLut<Val>>;
 
 /// A jq filter compiled with jaq's core, standard and JSON definitions.
 ///
@@ -56,11 +54,11 @@ impl Jq {
     }
 
     /// Calls `out` on every output for `input`, stopping at the first error.
-    pub(crate) fn visit(&self, input: &Value, out: &mut dyn FnMut(&Value)) -> Result<(), RunError> {
-        let input = Val::deserialize(input).map_err(|_| RunError)?;
+    pub(crate) fn visit(&self, input: &Value, out: &mut Visitor<'_>) -> Result<(), QueryError> {
+        let input = Val::deserialize(input).map_err(|_| QueryError)?;
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         for output in self.filter.id.run((ctx, input)) {
-            out(&to_json(&output.map_err(|_| RunError)?));
+            out(&to_json(&output.map_err(|_| QueryError)?))?;
         }
         Ok(())
     }
@@ -152,11 +150,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn run(code: &str, input: &Value) -> Result<Vec<Value>, RunError> {
+    fn run(code: &str, input: &Value) -> Result<Vec<Value>, QueryError> {
         let mut out = Vec::new();
-        Jq::compile(code)
-            .unwrap()
-            .visit(input, &mut |v| out.push(v.clone()))?;
+        Jq::compile(code).unwrap().visit(input, &mut |v| {
+            out.push(v.clone());
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -185,8 +184,8 @@ mod tests {
 
     #[test]
     fn jq_should_report_run_time_errors() {
-        assert_eq!(run(".a.b", &json!({"a": "text"})), Err(RunError));
-        assert_eq!(run(r#"error("x")"#, &json!(null)), Err(RunError));
+        assert_eq!(run(".a.b", &json!({"a": "text"})), Err(QueryError));
+        assert_eq!(run(r#"error("x")"#, &json!(null)), Err(QueryError));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod cel;
 mod jq;
 mod path;
+mod pipeline;
 mod query;
 mod requirement;
 

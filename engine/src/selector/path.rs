@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use super::QueryError;
+
 /// `null`, yielded for a missing key or an index past the end, as jq does.
 static NULL: Value = Value::Null;
 
@@ -19,10 +21,6 @@ pub(crate) enum Segment {
     Iter,
 }
 
-/// Why a path produced an error, as jq would (e.g. `.a` on a string).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PathError;
-
 /// A parsed plain path: jq's `.` followed by zero or more segments.
 ///
 /// # Implementation
@@ -34,10 +32,30 @@ pub(crate) struct Path {
 }
 
 impl Path {
-    /// Calls `out` on every output of the path on `obj`, in jq order, stopping at the first error.
+    /// Reads a plain path at the start of `s` (after optional spaces) and returns it with the
+    /// text after it; `None` if `s` does not start with one.
+    ///
+    /// The path must end at the end of `s`, a space, or one of `|=!),`: `.a-1` or `.a?` are not
+    /// paths.
+    pub(crate) fn parse(s: &str) -> Option<(Self, &str)> {
+        let mut p = Parser {
+            s: s.trim_start(),
+            segments: Vec::new(),
+        };
+        p.parse_path()?;
+        Some((Self { segments: p.segments }, p.s))
+    }
+
+    /// Whether the path yields exactly one output (or an error) on any input.
+    pub(crate) fn is_single(&self) -> bool {
+        !self.segments.contains(&Segment::Iter)
+    }
+
+    /// Calls `out` on every output of the path on `obj`, in jq order, stopping at the first error
+    /// (of the path or of `out`).
     ///
     /// Outputs produced before the error have already been passed to `out`.
-    pub(crate) fn visit<'v>(&self, obj: &'v Value, out: &mut dyn FnMut(&'v Value)) -> Result<(), PathError> {
+    pub(crate) fn visit(&self, obj: &Value, out: &mut Visitor<'_>) -> Result<(), QueryError> {
         walk(&self.segments, obj, out)
     }
 
@@ -48,10 +66,12 @@ impl Path {
     }
 }
 
-fn walk<'v>(segments: &[Segment], value: &'v Value, out: &mut dyn FnMut(&'v Value)) -> Result<(), PathError> {
+/// A callback receiving the outputs of a query; an error stops the query.
+pub(crate) type Visitor<'a> = dyn FnMut(&Value) -> Result<(), QueryError> + 'a;
+
+fn walk(segments: &[Segment], value: &Value, out: &mut Visitor<'_>) -> Result<(), QueryError> {
     let Some((first, rest)) = segments.split_first() else {
-        out(value);
-        return Ok(());
+        return out(value);
     };
     match first {
         Segment::Key(key) => walk(rest, field(value, key)?, out),
@@ -59,7 +79,7 @@ fn walk<'v>(segments: &[Segment], value: &'v Value, out: &mut dyn FnMut(&'v Valu
         Segment::Iter => match value {
             Value::Array(items) => items.iter().try_for_each(|v| walk(rest, v, out)),
             Value::Object(map) => map.values().try_for_each(|v| walk(rest, v, out)),
-            _ => Err(PathError),
+            _ => Err(QueryError),
         },
     }
 }
@@ -79,15 +99,15 @@ pub(crate) fn get<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
     }
 }
 
-fn field<'v>(value: &'v Value, key: &str) -> Result<&'v Value, PathError> {
+fn field<'v>(value: &'v Value, key: &str) -> Result<&'v Value, QueryError> {
     match value {
         Value::Object(_) => Ok(get(value, key).unwrap_or(&NULL)),
         Value::Null => Ok(&NULL),
-        _ => Err(PathError),
+        _ => Err(QueryError),
     }
 }
 
-fn element(value: &Value, i: i64) -> Result<&Value, PathError> {
+fn element(value: &Value, i: i64) -> Result<&Value, QueryError> {
     match value {
         Value::Array(items) => {
             let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
@@ -96,48 +116,11 @@ fn element(value: &Value, i: i64) -> Result<&Value, PathError> {
             Ok(at.and_then(|at| items.get(at)).unwrap_or(&NULL))
         }
         Value::Null => Ok(&NULL),
-        _ => Err(PathError),
+        _ => Err(QueryError),
     }
 }
 
 // ===== parsing =====
-
-/// How a jq expression starts, as far as the fast path is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Split<'s> {
-    /// The whole expression is a plain path.
-    Path(Path),
-    /// `path | rest`: a plain path piped into a filter (`rest` is not empty).
-    Pipe(Path, &'s str),
-    /// Anything else: the whole expression goes to jq.
-    Other,
-}
-
-/// Splits `expr` into a leading plain path and what follows it.
-///
-/// Only a path that is the whole left operand of the first `|` is split off: `|` binds
-/// loosest in jq, so `p | rest` always means "run `rest` on every output of `p`". A path
-/// followed by anything else (`,`, `as`, `?`, `|=`, an operator) is [`Split::Other`].
-pub(crate) fn split(expr: &str) -> Split<'_> {
-    let mut p = Parser {
-        s: expr.trim_start(),
-        segments: Vec::new(),
-    };
-    if p.parse_path().is_none() {
-        return Split::Other;
-    }
-    let path = Path { segments: p.segments };
-    let rest = p.s.trim_start();
-    if rest.is_empty() {
-        return Split::Path(path);
-    }
-    match rest.strip_prefix('|') {
-        Some(after) if !after.starts_with('=') && !after.trim().is_empty() => {
-            Split::Pipe(path, after.trim_start())
-        }
-        _ => Split::Other,
-    }
-}
 
 /// A cursor over the expression text; `s` is what is left to read.
 struct Parser<'s> {
@@ -166,8 +149,13 @@ impl Parser<'_> {
         }
     }
 
+    /// Whether the path ends here: at the end, a space, or a character that cannot continue a
+    /// path but can follow one (`|`, `=`, `!`, `)`, `,`); callers check what follows.
     fn at_end_of_path(&self) -> bool {
-        self.s.is_empty() || self.s.starts_with(char::is_whitespace) || self.s.starts_with('|')
+        self.s.is_empty()
+            || self
+                .s
+                .starts_with(|c: char| c.is_whitespace() || "|=!),".contains(c))
     }
 
     /// After a `.`: a name, a quoted name, or a bracket.
@@ -244,15 +232,18 @@ mod tests {
     use serde_json::json;
 
     fn path(expr: &str) -> Path {
-        match split(expr) {
-            Split::Path(p) => p,
+        match Path::parse(expr) {
+            Some((p, rest)) if rest.trim().is_empty() => p,
             other => panic!("{expr:?} is not a plain path: {other:?}"),
         }
     }
 
-    fn outputs(expr: &str, obj: &Value) -> Result<Vec<Value>, PathError> {
+    fn outputs(expr: &str, obj: &Value) -> Result<Vec<Value>, QueryError> {
         let mut out = Vec::new();
-        path(expr).visit(obj, &mut |v| out.push(v.clone()))?;
+        path(expr).visit(obj, &mut |v| {
+            out.push(v.clone());
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -261,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn split_should_parse_dotted_quoted_and_bracketed_segments() {
+    fn parse_should_read_dotted_quoted_and_bracketed_segments() {
         let p = path(r#".metadata.annotations["a/b-c"]."x y".list.[][0][ -1 ]"#);
         let want = [
             key("metadata"),
@@ -277,41 +268,33 @@ mod tests {
     }
 
     #[test]
-    fn split_should_accept_identity_and_surrounding_spaces() {
+    fn parse_should_accept_identity_and_surrounding_spaces() {
         assert_eq!(path(" . ").segments(), []);
         assert_eq!(path(" .a ").segments(), [key("a")]);
     }
 
     #[test]
-    fn split_should_separate_a_leading_path_from_a_pipe() {
-        let got = split(r#".status.conditions.[] | select( .type == "Ready" ) | .status"#);
-        let want = Path {
-            segments: vec![key("status"), key("conditions"), Segment::Iter],
-        };
-        assert_eq!(got, Split::Pipe(want, r#"select( .type == "Ready" ) | .status"#));
+    fn parse_should_stop_before_a_pipe() {
+        let (p, rest) = Path::parse(".status.conditions.[]| .status").unwrap();
+        assert_eq!(p.segments(), [key("status"), key("conditions"), Segment::Iter]);
+        assert_eq!(rest, "| .status");
     }
 
     #[test]
-    fn split_should_leave_everything_else_to_jq() {
+    fn parse_should_reject_what_is_not_a_plain_path() {
         for expr in [
             "..",
             ".a..b",
             ".5",
             ".a-1",
             ".a?",
-            ".a, .b",
-            ".a |= 1",
-            ".a as $x | $x",
-            ".a | ",
-            "length",
             r#".["a\"b"]"#,
             ".a[1:2]",
-            ".a == 1",
-            ".a.b or .c",
             "(.a)",
             ".[.a]",
+            "length",
         ] {
-            assert_eq!(split(expr), Split::Other, "{expr}");
+            assert_eq!(Path::parse(expr), None, "{expr}");
         }
     }
 
@@ -329,14 +312,14 @@ mod tests {
         let obj = json!({"a": [{"k": 1}, {"k": 2}], "o": {"x": 1, "y": "z"}});
         assert_eq!(outputs(".a.[].k", &obj), Ok(vec![json!(1), json!(2)]));
         assert_eq!(outputs(".o[]", &obj), Ok(vec![json!(1), json!("z")]));
-        assert_eq!(outputs(".none[]", &json!({})), Err(PathError));
+        assert_eq!(outputs(".none[]", &json!({})), Err(QueryError));
     }
 
     #[test]
     fn visit_should_fail_on_a_key_of_a_scalar_or_an_index_of_an_object() {
         let obj = json!({"s": "text", "o": {}});
-        assert_eq!(outputs(".s.x", &obj), Err(PathError));
-        assert_eq!(outputs(".o[0]", &obj), Err(PathError));
+        assert_eq!(outputs(".s.x", &obj), Err(QueryError));
+        assert_eq!(outputs(".o[0]", &obj), Err(QueryError));
     }
 
     #[test]
