@@ -82,10 +82,10 @@ impl Selector {
 
     /// Whether `obj` is selected.
     pub fn matches(&self, obj: &Value) -> bool {
-        let metadata = path::get(obj, "metadata");
-        has_all(metadata.and_then(|m| path::get(m, "labels")), &self.labels)
+        let metadata = path::lookup(obj, "metadata");
+        has_all(metadata.and_then(|m| path::lookup(m, "labels")), &self.labels)
             && has_all(
-                metadata.and_then(|m| path::get(m, "annotations")),
+                metadata.and_then(|m| path::lookup(m, "annotations")),
                 &self.annotations,
             )
             && self.expressions.iter().all(|e| e.matches(obj))
@@ -105,7 +105,7 @@ impl Expression {
 fn has_all(map: Option<&Value>, pairs: &[(String, String)]) -> bool {
     pairs
         .iter()
-        .all(|(k, v)| map.and_then(|m| path::get(m, k)).and_then(Value::as_str) == Some(v.as_str()))
+        .all(|(k, v)| map.and_then(|m| path::lookup(m, k)).and_then(Value::as_str) == Some(v.as_str()))
 }
 
 /// Compiles one `matchExpressions` entry; error fields are relative to the entry.

@@ -51,6 +51,21 @@ impl Path {
         !self.segments.contains(&Segment::Iter)
     }
 
+    /// The one output of a path without `[]` on `obj`, walked without callbacks.
+    ///
+    /// # Panics
+    /// In debug builds, if the path has a `[]` segment.
+    pub(crate) fn get<'v>(&self, obj: &'v Value) -> Result<&'v Value, QueryError> {
+        debug_assert!(self.is_single(), "get on a path with []: {self:?}");
+        self.segments
+            .iter()
+            .try_fold(obj, |value, segment| match segment {
+                Segment::Key(key) => field(value, key),
+                Segment::Index(i) => element(value, *i),
+                Segment::Iter => Err(QueryError),
+            })
+    }
+
     /// Calls `out` on every output of the path on `obj`, in jq order, stopping at the first error
     /// (of the path or of `out`).
     ///
@@ -89,7 +104,7 @@ fn walk(segments: &[Segment], value: &Value, out: &mut Visitor<'_>) -> Result<()
 const LINEAR_SEARCH_MAX: usize = 16;
 
 /// The value at `key` if `value` is an object that has it.
-pub(crate) fn get<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+pub(crate) fn lookup<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
     match value {
         Value::Object(map) if map.len() <= LINEAR_SEARCH_MAX => {
             map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
@@ -101,7 +116,7 @@ pub(crate) fn get<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
 
 fn field<'v>(value: &'v Value, key: &str) -> Result<&'v Value, QueryError> {
     match value {
-        Value::Object(_) => Ok(get(value, key).unwrap_or(&NULL)),
+        Value::Object(_) => Ok(lookup(value, key).unwrap_or(&NULL)),
         Value::Null => Ok(&NULL),
         _ => Err(QueryError),
     }

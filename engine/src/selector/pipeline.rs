@@ -58,6 +58,14 @@ impl Pipeline {
         matches!(self.steps.as_slice(), [Step::Path(_)])
     }
 
+    /// The path, if the pipeline is one path with exactly one output.
+    pub(crate) fn single_path(&self) -> Option<&Path> {
+        match self.steps.as_slice() {
+            [Step::Path(p)] if p.is_single() => Some(p),
+            _ => None,
+        }
+    }
+
     /// Calls `out` on every output on `obj`, in jq order, stopping at the first error.
     pub(crate) fn visit(&self, obj: &Value, out: &mut Visitor<'_>) -> Result<(), QueryError> {
         run(&self.steps, obj, out)

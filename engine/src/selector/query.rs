@@ -76,6 +76,15 @@ impl Query {
         matches!(&self.plan, Plan::Native(p) if p.is_plain_path())
     }
 
+    /// The only output on `obj`, if the query is a plain path without `[]` (the hot case,
+    /// evaluated without callbacks); `None` for other queries.
+    pub(crate) fn single<'v>(&self, obj: &'v Value) -> Option<Result<&'v Value, QueryError>> {
+        match &self.plan {
+            Plan::Native(p) => p.single_path().map(|path| path.get(obj)),
+            _ => None,
+        }
+    }
+
     /// Every output of the expression on `obj`; errors yield no output.
     pub fn eval(&self, obj: &Value) -> Vec<Value> {
         let mut out = Vec::new();
@@ -205,6 +214,13 @@ mod tests {
                     continue;
                 }
                 assert_eq!(ra, rb, "{expr} on {obj}");
+                if let Some(single) = fast.single(&obj) {
+                    assert_eq!(
+                        single.map(|v| vec![v.clone()]),
+                        ra.map(|()| a.clone()),
+                        "{expr} on {obj}"
+                    );
+                }
                 assert_eq!(a, b, "{expr} on {obj}");
             }
         }

@@ -80,17 +80,28 @@ impl Requirement {
 
     /// Whether `obj` satisfies the requirement.
     pub(crate) fn matches(&self, obj: &Value) -> bool {
-        let mut seen = Seen::default();
-        let ok = self
-            .query
-            .visit(obj, &mut |v| seen.record(v, &self.values))
-            .is_ok();
-        let seen = if ok { seen } else { Seen::default() };
+        let seen = match self.query.single(obj) {
+            Some(Ok(v)) => Seen::default().record(v, &self.values),
+            Some(Err(_)) => Seen::default(),
+            None => self.collect(obj),
+        };
         match self.operator {
             Operator::In => seen.listed,
             Operator::NotIn => !seen.listed,
             Operator::Exists => seen.present,
             Operator::DoesNotExist => !seen.present,
+        }
+    }
+
+    /// What all outputs held; nothing if the query fails anywhere.
+    fn collect(&self, obj: &Value) -> Seen {
+        let mut seen = Seen::default();
+        match self
+            .query
+            .visit(obj, &mut |v| seen = seen.record(v, &self.values))
+        {
+            Ok(()) => seen,
+            Err(_) => Seen::default(),
         }
     }
 }
@@ -105,9 +116,12 @@ struct Seen {
 }
 
 impl Seen {
-    fn record(&mut self, v: &Value, values: &Values) {
-        self.present = self.present || !v.is_null();
-        self.listed = self.listed || values.contains(v);
+    #[must_use]
+    fn record(self, v: &Value, values: &Values) -> Self {
+        Self {
+            present: self.present || !v.is_null(),
+            listed: self.listed || values.contains(v),
+        }
     }
 }
 
