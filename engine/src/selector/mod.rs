@@ -1,37 +1,140 @@
-//! PLACEHOLDER (replaced by the selector work): Stage selectors and jq queries.
+//! Stage selectors and the compiled jq queries they (and `weightFrom`, `durationFrom`) use.
+
+mod cel;
+mod jq;
+mod path;
+mod pipeline;
+mod query;
+mod requirement;
+
+pub use query::{Query, QueryError};
 
 use serde_json::Value;
 
+use self::{cel::Cel, requirement::Requirement};
 use crate::{error::FieldError, stage::spec};
 
-/// A compiled jq expression evaluated against an object.
+/// A compiled `spec.selector`: labels, annotations and expressions that must all hold.
+///
+/// An empty selector (`{}`) matches every object. A *missing* selector matches none, which is
+/// the caller's business: there is no `Selector` for it.
+///
+/// # Implementation
+/// Labels and annotations are compared first (a few string comparisons), then the
+/// expressions in their written order, stopping at the first that fails. jq keys that are
+/// plain paths are walked without jaq (see [`Query`]); CEL expressions convert the whole
+/// object per evaluation, so they are the expensive kind.
+///
+/// ```
+/// use kwok_engine::{selector::Selector, stage::spec};
+///
+/// let spec: spec::Selector = serde_json::from_value(serde_json::json!({
+///     "matchLabels": {"app": "web"},
+///     "matchExpressions": [
+///         {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+///         {"jq": {"key": ".status.phase", "operator": "In", "values": ["Pending"]}},
+///     ],
+/// }))
+/// .unwrap();
+/// let selector = Selector::compile(&spec).unwrap();
+/// let pod = serde_json::json!({
+///     "metadata": {"name": "a", "labels": {"app": "web"}},
+///     "status": {"phase": "Pending"},
+/// });
+/// assert!(selector.matches(&pod));
+/// ```
 #[derive(Debug, Clone)]
-pub struct Query {}
-
-impl Query {
-    /// Compiles `expr`.
-    pub fn compile(_expr: &str) -> Result<Self, String> {
-        Err("jq is not implemented yet".into())
-    }
-
-    /// Every output of the expression on `obj`; errors yield no output.
-    pub fn eval(&self, _obj: &Value) -> Vec<Value> {
-        Vec::new()
-    }
+pub struct Selector {
+    /// `matchLabels`, in key order.
+    labels: Vec<(String, String)>,
+    /// `matchAnnotations`, in key order.
+    annotations: Vec<(String, String)>,
+    /// `matchExpressions`, in written order.
+    expressions: Vec<Expression>,
 }
 
-/// A compiled `spec.selector`.
+/// One compiled entry of `matchExpressions`.
 #[derive(Debug, Clone)]
-pub struct Selector {}
+enum Expression {
+    /// The legacy (`key`/`operator`/`values`) or `jq:` form.
+    Jq(Requirement),
+    /// The `cel:` form.
+    Cel(Cel),
+}
 
 impl Selector {
-    /// Compiles `spec` (field paths in errors are relative to the selector).
-    pub fn compile(_spec: &spec::Selector) -> Result<Self, FieldError> {
-        Err(FieldError::new("", "selectors are not implemented yet"))
+    /// Compiles `spec` (field paths in errors are relative to the selector, e.g.
+    /// `matchExpressions[1].jq.key`).
+    pub fn compile(spec: &spec::Selector) -> Result<Self, FieldError> {
+        let pairs = |m: &Option<std::collections::BTreeMap<String, String>>| {
+            m.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let expressions =
+            spec.match_expressions.iter().flatten().enumerate().map(|(i, e)| {
+                compile_expression(e).map_err(|err| err.under(&format!("matchExpressions[{i}]")))
+            });
+        Ok(Self {
+            labels: pairs(&spec.match_labels),
+            annotations: pairs(&spec.match_annotations),
+            expressions: expressions.collect::<Result<_, _>>()?,
+        })
     }
 
     /// Whether `obj` is selected.
-    pub fn matches(&self, _obj: &Value) -> bool {
-        false
+    pub fn matches(&self, obj: &Value) -> bool {
+        let metadata = path::lookup(obj, "metadata");
+        has_all(metadata.and_then(|m| path::lookup(m, "labels")), &self.labels)
+            && has_all(
+                metadata.and_then(|m| path::lookup(m, "annotations")),
+                &self.annotations,
+            )
+            && self.expressions.iter().all(|e| e.matches(obj))
     }
 }
+
+impl Expression {
+    fn matches(&self, obj: &Value) -> bool {
+        match self {
+            Self::Jq(r) => r.matches(obj),
+            Self::Cel(c) => c.matches(obj),
+        }
+    }
+}
+
+/// Whether `map` holds every `(key, value)` pair as a string.
+fn has_all(map: Option<&Value>, pairs: &[(String, String)]) -> bool {
+    pairs
+        .iter()
+        .all(|(k, v)| map.and_then(|m| path::lookup(m, k)).and_then(Value::as_str) == Some(v.as_str()))
+}
+
+/// Compiles one `matchExpressions` entry; error fields are relative to the entry.
+fn compile_expression(e: &spec::SelectorExpression) -> Result<Expression, FieldError> {
+    let legacy = e.key.is_some() || e.operator.is_some() || e.values.is_some();
+    match (legacy, &e.jq, &e.cel) {
+        (true, None, None) => compile_legacy(e).map(Expression::Jq),
+        (false, Some(jq), None) => Requirement::compile(&jq.key, &jq.operator, &jq.values)
+            .map(Expression::Jq)
+            .map_err(|err| err.under("jq")),
+        (false, None, Some(cel)) => Cel::compile(&cel.expression)
+            .map(Expression::Cel)
+            .map_err(|reason| FieldError::new("cel.expression", reason)),
+        (false, None, None) => Err(FieldError::new("", "one of key, jq or cel is required")),
+        _ => Err(FieldError::new("", "only one of key, jq or cel may be set")),
+    }
+}
+
+fn compile_legacy(e: &spec::SelectorExpression) -> Result<Requirement, FieldError> {
+    let key = e
+        .key
+        .as_deref()
+        .ok_or_else(|| FieldError::new("key", "is required"))?;
+    let operator = e
+        .operator
+        .as_deref()
+        .ok_or_else(|| FieldError::new("operator", "is required"))?;
+    Requirement::compile(key, operator, e.values.as_deref().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests;
