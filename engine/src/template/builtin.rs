@@ -25,7 +25,9 @@ fn basic(v: View<'_>) -> Result<Basic<'_>, String> {
         View::Bool(b) => Basic::Bool(b),
         View::Int(i) => Basic::Int(i),
         View::Float(f) => Basic::Float(f),
-        View::Num(n) => n.as_i64().map_or_else(|| Basic::Float(n.as_f64().unwrap_or(f64::NAN)), Basic::Int),
+        View::Num(n) => n
+            .as_i64()
+            .map_or_else(|| Basic::Float(n.as_f64().unwrap_or(f64::NAN)), Basic::Int),
         View::Str(s) => Basic::Str(s),
         View::List(_) | View::Map(_) => return Err(format!("non-comparable type {}", v.type_name())),
     })
@@ -80,7 +82,9 @@ pub fn len<'a>(v: &Val<'a>) -> FnResult<'a> {
 fn int_index(v: &Val<'_>) -> Result<i64, String> {
     match v.view() {
         View::Nil => Err("cannot index slice/array with nil".into()),
-        v => v.as_i64().ok_or_else(|| format!("cannot index slice/array with type {}", v.type_name())),
+        v => v
+            .as_i64()
+            .ok_or_else(|| format!("cannot index slice/array with type {}", v.type_name())),
     }
 }
 
@@ -120,7 +124,10 @@ pub fn slice<'a>(item: &Val<'a>, idx: &[Val<'a>]) -> FnResult<'a> {
     let mut bounds = [0, len];
     for (i, v) in idx.iter().take(2).enumerate() {
         let n = int_index(v)?;
-        bounds[i] = usize::try_from(n).ok().filter(|&n| n <= len).ok_or_else(|| format!("index out of range: {n}"))?;
+        bounds[i] = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= len)
+            .ok_or_else(|| format!("index out of range: {n}"))?;
     }
     let [from, to] = bounds;
     if from > to {
@@ -128,7 +135,10 @@ pub fn slice<'a>(item: &Val<'a>, idx: &[Val<'a>]) -> FnResult<'a> {
     }
     match item.view() {
         View::Str(s) if idx.len() > 2 => Err(format!("cannot 3-index slice a string: {s:?}")),
-        View::Str(s) => s.get(from..to).map(Val::text).ok_or_else(|| "slice splits a character".into()),
+        View::Str(s) => s
+            .get(from..to)
+            .map(Val::text)
+            .ok_or_else(|| "slice splits a character".into()),
         View::List(l) => Ok(Val::Owned(Rc::new(Value::Array(l[from..to].to_vec())))),
         _ => Err("can't slice".into()),
     }
@@ -253,15 +263,26 @@ mod tests {
 
     #[test]
     fn slice_should_cut_strings_and_arrays() {
-        assert_eq!(slice(&Val::Str("hello"), &[Val::Int(1), Val::Int(3)]).unwrap().as_str(), Some("el"));
+        assert_eq!(
+            slice(&Val::Str("hello"), &[Val::Int(1), Val::Int(3)])
+                .unwrap()
+                .as_str(),
+            Some("el")
+        );
         let data = json!([1, 2, 3]);
-        assert_eq!(slice(&Val::from_data(&data), &[Val::Int(1)]).unwrap().to_value(), json!([2, 3]));
+        assert_eq!(
+            slice(&Val::from_data(&data), &[Val::Int(1)]).unwrap().to_value(),
+            json!([2, 3])
+        );
         assert!(slice(&Val::Str("a"), &[Val::Int(3)]).is_err());
     }
 
     #[test]
     fn sprint_should_space_only_between_non_strings() {
-        assert_eq!(sprint(&[Val::Str("a"), Val::Int(1), Val::Int(2), Val::Str("b")]), "a1 2b");
+        assert_eq!(
+            sprint(&[Val::Str("a"), Val::Int(1), Val::Int(2), Val::Str("b")]),
+            "a1 2b"
+        );
         assert_eq!(sprintln(&[Val::Str("a"), Val::Int(1)]), "a 1\n");
     }
 

@@ -23,7 +23,12 @@ const INLINE_ARGS: usize = 4;
 /// Renders `tree` with `data` as dot and `$`.
 pub fn execute(tree: &Tree, data: &Value, host: &dyn Host, out: &mut String) -> Result<(), Error> {
     let root = Val::from_data(data);
-    let mut exec = Exec { tree, host, vars: frame(&tree.main, &root), depth: 0 };
+    let mut exec = Exec {
+        tree,
+        host,
+        vars: frame(&tree.main, &root),
+        depth: 0,
+    };
     exec.run(&tree.main.nodes, &root, out)?;
     Ok(())
 }
@@ -155,13 +160,28 @@ impl<'a> Exec<'a> {
                 }
             }
             Val::Nil => {}
-            v => return Err(at(r.pipe.line, format!("range can't iterate over {}", super::format::sprint(&v)))),
+            v => {
+                return Err(at(
+                    r.pipe.line,
+                    format!("range can't iterate over {}", super::format::sprint(&v)),
+                ));
+            }
         }
-        if looped { Ok(Flow::Normal) } else { self.run(&r.otherwise, dot, out) }
+        if looped {
+            Ok(Flow::Normal)
+        } else {
+            self.run(&r.otherwise, dot, out)
+        }
     }
 
     /// Runs the range body once; `false` on `break`.
-    fn iteration(&mut self, r: &'a Range, key: Val<'a>, elem: Val<'a>, out: &mut String) -> Result<bool, Error> {
+    fn iteration(
+        &mut self,
+        r: &'a Range,
+        key: Val<'a>,
+        elem: Val<'a>,
+        out: &mut String,
+    ) -> Result<bool, Error> {
         if let Some(k) = r.key
             && let Some(slot) = self.vars.get_mut(k)
         {
@@ -175,13 +195,26 @@ impl<'a> Exec<'a> {
         Ok(self.run(&r.body, &elem, out)? != Flow::Break)
     }
 
-    fn template(&mut self, index: usize, pipe: Option<&'a Pipe>, line: usize, dot: &Val<'a>, out: &mut String) -> Result<(), Error> {
+    fn template(
+        &mut self,
+        index: usize,
+        pipe: Option<&'a Pipe>,
+        line: usize,
+        dot: &Val<'a>,
+        out: &mut String,
+    ) -> Result<(), Error> {
         let tree = self.tree;
         let Some(Some(body)) = tree.defs.get(index) else {
-            return Err(at(line, format!("no such template {:?}", tree.names.get(index).map_or("", |n| n))));
+            return Err(at(
+                line,
+                format!("no such template {:?}", tree.names.get(index).map_or("", |n| n)),
+            ));
         };
         if self.depth >= MAX_TEMPLATE_DEPTH {
-            return Err(at(line, format!("exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})")));
+            return Err(at(
+                line,
+                format!("exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})"),
+            ));
         }
         let new_dot = match pipe {
             Some(p) => self.eval_pipe(p, dot).map_err(|e| at(line, e))?,
@@ -254,8 +287,18 @@ impl<'a> Exec<'a> {
     }
 
     /// Evaluates `args` (then `piped`) into `buf`, which has room for exactly all of them.
-    fn fill(&mut self, buf: &mut [Val<'a>], args: &'a [Arg], dot: &Val<'a>, piped: Option<Val<'a>>) -> Result<(), String> {
-        debug_assert_eq!(buf.len(), args.len() + usize::from(piped.is_some()), "argument buffer size");
+    fn fill(
+        &mut self,
+        buf: &mut [Val<'a>],
+        args: &'a [Arg],
+        dot: &Val<'a>,
+        piped: Option<Val<'a>>,
+    ) -> Result<(), String> {
+        debug_assert_eq!(
+            buf.len(),
+            args.len() + usize::from(piped.is_some()),
+            "argument buffer size"
+        );
         for (slot, a) in buf.iter_mut().zip(args) {
             *slot = self.eval_arg(a, dot)?;
         }
@@ -266,7 +309,13 @@ impl<'a> Exec<'a> {
     }
 
     /// `and`/`or`: evaluates arguments only until one decides.
-    fn short_circuit(&mut self, f: Func, args: &'a [Arg], dot: &Val<'a>, piped: Option<Val<'a>>) -> FnResult<'a> {
+    fn short_circuit(
+        &mut self,
+        f: Func,
+        args: &'a [Arg],
+        dot: &Val<'a>,
+        piped: Option<Val<'a>>,
+    ) -> FnResult<'a> {
         if args.is_empty() && piped.is_none() {
             return f.call(&[], self.host);
         }
@@ -283,7 +332,14 @@ impl<'a> Exec<'a> {
 
     /// `set $d k v` / `unset $d k` on a variable: updates the variable in place, as Go's
     /// shared maps would.
-    fn mutate(&mut self, f: Func, slot: usize, rest: &'a [Arg], dot: &Val<'a>, piped: Option<Val<'a>>) -> FnResult<'a> {
+    fn mutate(
+        &mut self,
+        f: Func,
+        slot: usize,
+        rest: &'a [Arg],
+        dot: &Val<'a>,
+        piped: Option<Val<'a>>,
+    ) -> FnResult<'a> {
         let want = if f == Func::Set { 2 } else { 1 };
         let mut vals: [Val<'a>; 2] = Default::default();
         let n = rest.len() + usize::from(piped.is_some());
@@ -291,7 +347,9 @@ impl<'a> Exec<'a> {
             return f.call(&vec![Val::Nil; n + 1], self.host);
         }
         self.fill(&mut vals[..n], rest, dot, piped)?;
-        let Some(var) = self.vars.get_mut(slot) else { return Ok(Val::Nil) };
+        let Some(var) = self.vars.get_mut(slot) else {
+            return Ok(Val::Nil);
+        };
         let dict = std::mem::take(var);
         let result = match f {
             Func::Set => sprig::set(dict.clone(), &vals[0], &vals[1]),
@@ -326,8 +384,15 @@ fn walk<'a>(mut v: Val<'a>, chain: &[Box<str>]) -> FnResult<'a> {
 /// The (key, element) pairs of a computed list or map, maps in key order.
 fn owned_items<'a>(v: &Value) -> Vec<(Val<'a>, Val<'a>)> {
     match View::of(v) {
-        View::List(l) => l.iter().enumerate().map(|(i, e)| (Val::Int(i as i64), Val::from_value(e.clone()))).collect(),
-        View::Map(m) => sorted_entries(m).into_iter().map(|(k, e)| (Val::text(k.as_str()), Val::from_value(e.clone()))).collect(),
+        View::List(l) => l
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Val::Int(i as i64), Val::from_value(e.clone())))
+            .collect(),
+        View::Map(m) => sorted_entries(m)
+            .into_iter()
+            .map(|(k, e)| (Val::text(k.as_str()), Val::from_value(e.clone())))
+            .collect(),
         _ => Vec::new(),
     }
 }

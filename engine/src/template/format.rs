@@ -136,7 +136,13 @@ mod tests {
 
     #[test]
     fn floats_should_print_like_go_percent_v() {
-        let cases = [(1.0, "1"), (1.5, "1.5"), (1e21, "1e+21"), (1e20, "100000000000000000000"), (1e-5, "1e-05")];
+        let cases = [
+            (1.0, "1"),
+            (1.5, "1.5"),
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (1e-5, "1e-05"),
+        ];
         for (f, want) in cases {
             assert_eq!(v(View::Float(f)), want, "{f}");
         }

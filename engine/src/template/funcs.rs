@@ -152,15 +152,24 @@ impl Func {
         if args.len() < min || args.len() > max {
             return Err(self.arity_error(args.len()));
         }
-        self.dispatch(args, host).map_err(|e| format!("error calling {}: {e}", self.name()))
+        self.dispatch(args, host)
+            .map_err(|e| format!("error calling {}: {e}", self.name()))
     }
 
     fn arity_error(self, got: usize) -> String {
         let (min, max) = self.arity();
         match (min, max) {
-            (min, ANY) => format!("wrong number of args for {}: want at least {min} got {got}", self.name()),
-            (min, max) if min == max => format!("wrong number of args for {}: want {min} got {got}", self.name()),
-            (min, max) => format!("wrong number of args for {}: want {min} to {max} got {got}", self.name()),
+            (min, ANY) => format!(
+                "wrong number of args for {}: want at least {min} got {got}",
+                self.name()
+            ),
+            (min, max) if min == max => {
+                format!("wrong number of args for {}: want {min} got {got}", self.name())
+            }
+            (min, max) => format!(
+                "wrong number of args for {}: want {min} to {max} got {got}",
+                self.name()
+            ),
         }
     }
 
@@ -224,18 +233,32 @@ impl Func {
     fn dispatch_math<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
-            F::Add => Ok(Val::Int(a.iter().map(sprig::to_i64).fold(0i64, i64::wrapping_add))),
+            F::Add => Ok(Val::Int(
+                a.iter().map(sprig::to_i64).fold(0i64, i64::wrapping_add),
+            )),
             F::Add1 => Ok(Val::Int(sprig::to_i64(&a[0]).wrapping_add(1))),
             F::Sub => Ok(Val::Int(sprig::to_i64(&a[0]).wrapping_sub(sprig::to_i64(&a[1])))),
-            F::Mul => Ok(Val::Int(a.iter().map(sprig::to_i64).fold(1i64, i64::wrapping_mul))),
+            F::Mul => Ok(Val::Int(
+                a.iter().map(sprig::to_i64).fold(1i64, i64::wrapping_mul),
+            )),
             F::Div => sprig::div(&a[0], &a[1]),
             F::Mod => sprig::rem(&a[0], &a[1]),
             F::Max => Ok(Val::Int(a.iter().map(sprig::to_i64).max().unwrap_or(0))),
             F::Min => Ok(Val::Int(a.iter().map(sprig::to_i64).min().unwrap_or(0))),
             F::Addf => Ok(Val::Float(a.iter().map(sprig::to_f64).sum())),
-            F::Subf => Ok(Val::Float(a[1..].iter().map(sprig::to_f64).fold(sprig::to_f64(&a[0]), |x, y| x - y))),
+            F::Subf => Ok(Val::Float(
+                a[1..]
+                    .iter()
+                    .map(sprig::to_f64)
+                    .fold(sprig::to_f64(&a[0]), |x, y| x - y),
+            )),
             F::Mulf => Ok(Val::Float(a.iter().map(sprig::to_f64).product())),
-            F::Divf => Ok(Val::Float(a[1..].iter().map(sprig::to_f64).fold(sprig::to_f64(&a[0]), |x, y| x / y))),
+            F::Divf => Ok(Val::Float(
+                a[1..]
+                    .iter()
+                    .map(sprig::to_f64)
+                    .fold(sprig::to_f64(&a[0]), |x, y| x / y),
+            )),
             F::Int | F::Int64 => Ok(Val::Int(sprig::to_i64(&a[0]))),
             F::Float64 => Ok(Val::Float(sprig::to_f64(&a[0]))),
             F::Atoi => sprig::atoi(&a[0]),
@@ -292,7 +315,15 @@ mod tests {
 
     #[test]
     fn lookup_should_round_trip_every_name() {
-        for name in ["and", "printf", "default", "toJson", "Quote", "PodIPsWith", "NodeConditions"] {
+        for name in [
+            "and",
+            "printf",
+            "default",
+            "toJson",
+            "Quote",
+            "PodIPsWith",
+            "NodeConditions",
+        ] {
             assert_eq!(Func::lookup(name).map(Func::name), Some(name));
         }
         assert_eq!(Func::lookup("Foo"), None);

@@ -59,29 +59,41 @@ fn write_json_float(f: f64, out: &mut String) {
 pub fn write_json_str(s: &str, out: &mut String) {
     out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => Some(""),
-            c if (c as u32) < 0x20 => Some(""),
-            _ => None,
-        };
-        let Some(esc) = esc else { continue };
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", c as u32);
-        } else {
-            out.push_str(esc);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let special = b < 0x20
+            || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
+            || (b == 0xE2 && is_line_separator(&bytes[i..]));
+        if !special {
+            i += 1;
+            continue;
         }
-        start = i + c.len_utf8();
+        out.push_str(&s[start..i]);
+        let len = if b == 0xE2 { 3 } else { 1 };
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let c = s[i..i + len].chars().next().unwrap_or('\0');
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        i += len;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// U+2028 and U+2029 are `E2 80 A8` and `E2 80 A9`.
+fn is_line_separator(b: &[u8]) -> bool {
+    b.len() >= 3 && b[1] == 0x80 && (b[2] == 0xA8 || b[2] == 0xA9)
 }
 
 #[cfg(test)]
@@ -98,11 +110,15 @@ mod tests {
 
     #[test]
     fn objects_should_encode_with_sorted_keys() {
-        assert_eq!(enc(&json!({"b": 1, "a": [true, null, "x"]})), r#"{"a":[true,null,"x"],"b":1}"#);
+        assert_eq!(
+            enc(&json!({"b": 1, "a": [true, null, "x"]})),
+            r#"{"a":[true,null,"x"],"b":1}"#
+        );
     }
 
     #[test]
     fn strings_should_escape_html_characters_like_go() {
         assert_eq!(enc(&json!("<a&b>\n\u{1}")), r#""\u003ca\u0026b\u003e\n\u0001""#);
+        assert_eq!(enc(&json!("é\u{2028}\"\\")), r#""é\u2028\"\\""#);
     }
 }

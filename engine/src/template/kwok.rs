@@ -70,7 +70,9 @@ pub fn yaml<'a>(v: &Val<'a>, indent: Option<&Val<'a>>) -> FnResult<'a> {
     write_yaml(v.view(), &mut doc);
     let levels = match indent.map(Val::view) {
         None => 0,
-        Some(v) => v.as_i64().ok_or_else(|| format!("wrong type for value; expected int; got {}", v.type_name()))?,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| format!("wrong type for value; expected int; got {}", v.type_name()))?,
     };
     if levels <= 0 {
         return Ok(Val::text(doc));
@@ -104,10 +106,30 @@ pub fn node_conditions() -> &'static Value {
         };
         Value::Array(vec![
             c("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-            c("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            c("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            c("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            c("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route"),
+            c(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            c(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            ),
+            c(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+            c(
+                "NetworkUnavailable",
+                "False",
+                "RouteCreated",
+                "RouteController created a route",
+            ),
         ])
     });
     &CONDITIONS
@@ -117,7 +139,9 @@ pub fn node_conditions() -> &'static Value {
 pub fn string_arg<'v>(v: &'v Val<'_>) -> Result<&'v str, String> {
     match v {
         Val::Nil => Err("invalid value; expected string".into()),
-        v => v.as_str().ok_or_else(|| format!("wrong type for value; expected string; got {}", v.type_name())),
+        v => v
+            .as_str()
+            .ok_or_else(|| format!("wrong type for value; expected string; got {}", v.type_name())),
     }
 }
 
@@ -125,13 +149,18 @@ fn bool_arg(v: &Val<'_>) -> Result<bool, String> {
     match v {
         Val::Bool(b) => Ok(*b),
         Val::Nil => Err("invalid value; expected bool".into()),
-        v => Err(format!("wrong type for value; expected bool; got {}", v.type_name())),
+        v => Err(format!(
+            "wrong type for value; expected bool; got {}",
+            v.type_name()
+        )),
     }
 }
 
 /// A list of strings.
 pub fn strings<'a>(list: Vec<String>) -> Val<'a> {
-    Val::Owned(Rc::new(Value::Array(list.into_iter().map(Value::String).collect())))
+    Val::Owned(Rc::new(Value::Array(
+        list.into_iter().map(Value::String).collect(),
+    )))
 }
 
 /// `PodIPWith nodeName hostNetwork uid name namespace` (and `PodIPsWith`).
@@ -173,12 +202,29 @@ mod tests {
     fn yaml_with_indent_should_prefix_every_line() {
         let data = json!([{"address": "1.2.3.4", "type": "InternalIP"}]);
         let v = yaml(&Val::from_data(&data), Some(&Val::Int(1))).unwrap();
-        assert_eq!(v.as_str(), Some("\n  - address: 1.2.3.4\n    type: InternalIP\n  "));
+        assert_eq!(
+            v.as_str(),
+            Some("\n  - address: 1.2.3.4\n    type: InternalIP\n  ")
+        );
     }
 
     #[test]
     fn node_conditions_should_list_the_five_kubelet_conditions() {
-        let types: Vec<&str> = node_conditions().as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"]);
+        let types: Vec<&str> = node_conditions()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "Ready",
+                "MemoryPressure",
+                "DiskPressure",
+                "PIDPressure",
+                "NetworkUnavailable"
+            ]
+        );
     }
 }

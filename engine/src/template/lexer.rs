@@ -72,7 +72,13 @@ pub struct Token {
 
 /// Splits `src` into tokens.
 pub fn lex(src: &str) -> Result<Vec<Token>, Error> {
-    let mut lexer = Lexer { src, pos: 0, line: 1, tokens: Vec::new(), trim_next: false };
+    let mut lexer = Lexer {
+        src,
+        pos: 0,
+        line: 1,
+        tokens: Vec::new(),
+        trim_next: false,
+    };
     lexer.run()?;
     Ok(lexer.tokens)
 }
@@ -87,7 +93,10 @@ struct Lexer<'s> {
 }
 
 fn err(line: usize, reason: impl Into<String>) -> Error {
-    Error::Parse { line, reason: reason.into() }
+    Error::Parse {
+        line,
+        reason: reason.into(),
+    }
 }
 
 fn is_space(c: u8) -> bool {
@@ -112,14 +121,18 @@ impl Lexer<'_> {
     }
 
     fn advance(&mut self, n: usize) {
-        self.line += self.src[self.pos..self.pos + n].bytes().filter(|&b| b == b'\n').count();
+        self.line += self.src[self.pos..self.pos + n]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count();
         self.pos += n;
     }
 
     fn run(&mut self) -> Result<(), Error> {
         while self.pos < self.src.len() {
             let end = self.rest().find("{{").map_or(self.src.len(), |i| self.pos + i);
-            let trim_left = self.src[end..].starts_with("{{-") && is_space(self.src.as_bytes().get(end + 3).copied().unwrap_or(0));
+            let trim_left = self.src[end..].starts_with("{{-")
+                && is_space(self.src.as_bytes().get(end + 3).copied().unwrap_or(0));
             self.text(end, trim_left);
             if end == self.src.len() {
                 break;
@@ -246,14 +259,21 @@ impl Lexer<'_> {
 
     /// Reads an identifier starting `skip` bytes ahead.
     fn word(&mut self, skip: usize) -> String {
-        let n = self.src[self.pos + skip..].bytes().take_while(|&b| is_alnum(b)).count();
+        let n = self.src[self.pos + skip..]
+            .bytes()
+            .take_while(|&b| is_alnum(b))
+            .count();
         let word = self.src[self.pos + skip..self.pos + skip + n].to_owned();
         self.advance(skip + n);
         word
     }
 
     fn number(&mut self) -> Result<Tok, Error> {
-        let n = self.rest().bytes().take_while(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-')).count();
+        let n = self
+            .rest()
+            .bytes()
+            .take_while(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+            .count();
         let text = &self.src[self.pos..self.pos + n];
         let num = parse_number(text).ok_or_else(|| err(self.line, format!("bad number syntax: {text:?}")))?;
         self.advance(n);
@@ -270,16 +290,24 @@ impl Lexer<'_> {
     }
 
     fn quoted(&mut self) -> Result<Tok, Error> {
-        let (s, n) = unquote(&self.src[self.pos..], '"').ok_or_else(|| err(self.line, "unterminated quoted string"))?;
+        let (s, n) = unquote(&self.src[self.pos..], '"')
+            .ok_or_else(|| err(self.line, "unterminated quoted string"))?;
         self.advance(n);
         Ok(Tok::Str(s))
     }
 
     fn char_const(&mut self) -> Result<Tok, Error> {
-        let (s, n) = unquote(&self.src[self.pos..], '\'').ok_or_else(|| err(self.line, "unterminated character constant"))?;
+        let (s, n) = unquote(&self.src[self.pos..], '\'')
+            .ok_or_else(|| err(self.line, "unterminated character constant"))?;
         let mut chars = s.chars();
         let (Some(c), None) = (chars.next(), chars.next()) else {
-            return Err(err(self.line, format!("malformed character constant: {}", &self.src[self.pos..self.pos + n])));
+            return Err(err(
+                self.line,
+                format!(
+                    "malformed character constant: {}",
+                    &self.src[self.pos..self.pos + n]
+                ),
+            ));
         };
         self.advance(n);
         Ok(Tok::Num(Number::Int(c as i64)))
@@ -315,7 +343,9 @@ pub fn parse_number(text: &str) -> Option<Number> {
         _ => (false, clean.as_str()),
     };
     let lower = digits.to_ascii_lowercase();
-    let radix = [("0x", 16), ("0o", 8), ("0b", 2)].into_iter().find(|(p, _)| lower.starts_with(p));
+    let radix = [("0x", 16), ("0o", 8), ("0b", 2)]
+        .into_iter()
+        .find(|(p, _)| lower.starts_with(p));
     let int = match radix {
         Some((p, r)) => i64::from_str_radix(&digits[p.len()..], r).ok(),
         None if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) => {
@@ -326,7 +356,12 @@ pub fn parse_number(text: &str) -> Option<Number> {
     if let Some(i) = int {
         return Some(Number::Int(if neg { -i } else { i }));
     }
-    if radix.is_some() || !digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.') {
+    if radix.is_some()
+        || !digits
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+    {
         return None;
     }
     let f: f64 = digits.parse().ok()?;
@@ -388,13 +423,16 @@ mod tests {
 
     #[test]
     fn trim_markers_should_remove_adjacent_whitespace() {
-        assert_eq!(toks("a  {{- 1 -}}\n b"), [
-            Tok::Text("a".into()),
-            Tok::Open,
-            Tok::Num(Number::Int(1)),
-            Tok::Close,
-            Tok::Text("b".into())
-        ]);
+        assert_eq!(
+            toks("a  {{- 1 -}}\n b"),
+            [
+                Tok::Text("a".into()),
+                Tok::Open,
+                Tok::Num(Number::Int(1)),
+                Tok::Close,
+                Tok::Text("b".into())
+            ]
+        );
     }
 
     #[test]
@@ -404,7 +442,10 @@ mod tests {
 
     #[test]
     fn comments_should_produce_no_tokens() {
-        assert_eq!(toks("a {{- /* x\ny */ -}} b"), [Tok::Text("a".into()), Tok::Text("b".into())]);
+        assert_eq!(
+            toks("a {{- /* x\ny */ -}} b"),
+            [Tok::Text("a".into()), Tok::Text("b".into())]
+        );
     }
 
     #[test]
@@ -416,7 +457,11 @@ mod tests {
 
     #[test]
     fn numbers_should_parse_in_every_go_base() {
-        let cases = [("0x1F", Number::Int(31)), ("0o17", Number::Int(15)), ("1_000", Number::Int(1000))];
+        let cases = [
+            ("0x1F", Number::Int(31)),
+            ("0o17", Number::Int(15)),
+            ("1_000", Number::Int(1000)),
+        ];
         for (text, want) in cases {
             assert_eq!(parse_number(text), Some(want), "{text}");
         }
@@ -426,7 +471,13 @@ mod tests {
 
     #[test]
     fn an_unclosed_action_should_report_its_line() {
-        assert_eq!(lex("a\n{{ .x").unwrap_err(), Error::Parse { line: 2, reason: "unclosed action".into() });
+        assert_eq!(
+            lex("a\n{{ .x").unwrap_err(),
+            Error::Parse {
+                line: 2,
+                reason: "unclosed action".into()
+            }
+        );
     }
 
     #[test]

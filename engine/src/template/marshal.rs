@@ -96,7 +96,9 @@ fn is_plain_safe(s: &str) -> bool {
         return false;
     };
     let bad_start = "-?:,[]{}#&*!|>'\"%@` \t".contains(first);
-    let bad_char = s.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}'));
+    let bad_char = s
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}'));
     let bad_seq = s.contains(": ") || s.contains(" #") || last == ':' || last == ' ';
     !(bad_start || bad_char || bad_seq || looks_typed(s))
 }
@@ -104,11 +106,21 @@ fn is_plain_safe(s: &str) -> bool {
 /// Whether a reader (YAML 1.1 or 1.2) could take `s` for something other than a string.
 fn looks_typed(s: &str) -> bool {
     const YAML11: &[&str] = &["y", "yes", "n", "no", "on", "off", "true", "false", "null", "~"];
-    if YAML11.contains(&s.to_ascii_lowercase().as_str()) {
+    if s.len() <= 5 && YAML11.iter().any(|w| w.eq_ignore_ascii_case(s)) {
         return true;
     }
-    let clean = s.replace('_', "");
-    !matches!(plain_scalar(&clean), Scalar::Str) || parse_number(&clean).is_some() || s.contains(':') && s.bytes().all(|b| b.is_ascii_digit() || b == b':')
+    let first = s.as_bytes()[0];
+    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
+        return false;
+    }
+    let clean = if s.contains('_') {
+        s.replace('_', "").into()
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
+    !matches!(plain_scalar(&clean), Scalar::Str)
+        || parse_number(&clean).is_some()
+        || s.contains(':') && s.bytes().all(|b| b.is_ascii_digit() || b == b':')
 }
 
 #[cfg(test)]
@@ -132,8 +144,13 @@ mod tests {
 
     #[test]
     fn strings_that_would_change_type_should_be_quoted() {
-        let v = json!(["True", "yes", "100", "1Ti", "10.0.0.1", "", "a: b", "-x", "x\ny", "1_0"]);
-        assert_eq!(y(&v), "- \"True\"\n- \"yes\"\n- \"100\"\n- 1Ti\n- 10.0.0.1\n- \"\"\n- \"a: b\"\n- \"-x\"\n- \"x\\ny\"\n- \"1_0\"\n");
+        let v = json!([
+            "True", "yes", "100", "1Ti", "10.0.0.1", "", "a: b", "-x", "x\ny", "1_0"
+        ]);
+        assert_eq!(
+            y(&v),
+            "- \"True\"\n- \"yes\"\n- \"100\"\n- 1Ti\n- 10.0.0.1\n- \"\"\n- \"a: b\"\n- \"-x\"\n- \"x\\ny\"\n- \"1_0\"\n"
+        );
     }
 
     #[test]

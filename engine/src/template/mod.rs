@@ -84,7 +84,9 @@ pub struct Template {
 impl Template {
     /// Compiles `text`.
     pub fn parse(text: &str) -> Result<Self> {
-        Ok(Self { tree: Arc::new(parser::parse(text)?) })
+        Ok(Self {
+            tree: Arc::new(parser::parse(text)?),
+        })
     }
 
     /// Renders with `data` as dot into `out`.

@@ -20,15 +20,25 @@ pub struct Tree {
 
 /// Parses template text.
 pub fn parse(src: &str) -> Result<Tree, Error> {
-    let mut p =
-        Parser { toks: lex(src)?, pos: 0, scope: Vec::new(), slots: 1, range_depth: 0, nesting: 0, tree: Tree::default() };
+    let mut p = Parser {
+        toks: lex(src)?,
+        pos: 0,
+        scope: Vec::new(),
+        slots: 1,
+        range_depth: 0,
+        nesting: 0,
+        tree: Tree::default(),
+    };
     let (nodes, stop) = p.list()?;
     match stop {
         Stop::Eof => {}
         Stop::End(line) => return Err(err(line, "unexpected {{end}}")),
         Stop::Else(line) => return Err(err(line, "unexpected {{else}}")),
     }
-    p.tree.main = Body { nodes, slots: p.slots };
+    p.tree.main = Body {
+        nodes,
+        slots: p.slots,
+    };
     Ok(p.tree)
 }
 
@@ -61,7 +71,10 @@ struct Parser {
 }
 
 fn err(line: usize, reason: impl Into<String>) -> Error {
-    Error::Parse { line, reason: reason.into() }
+    Error::Parse {
+        line,
+        reason: reason.into(),
+    }
 }
 
 fn describe(tok: &Tok) -> String {
@@ -111,7 +124,10 @@ impl Parser {
         let line = self.line();
         match self.next() {
             Some(t) if &t.tok == want => Ok(()),
-            Some(t) => Err(err(t.line, format!("unexpected {} in {context}", describe(&t.tok)))),
+            Some(t) => Err(err(
+                t.line,
+                format!("unexpected {} in {context}", describe(&t.tok)),
+            )),
             None => Err(err(line, format!("unexpected EOF in {context}"))),
         }
     }
@@ -153,7 +169,9 @@ impl Parser {
                 self.nesting += 1;
                 let node = match kw {
                     Keyword::Range => self.range(line).map(|r| Node::Range(Box::new(r))),
-                    _ => self.cond(kw == Keyword::With, line).map(|c| Node::Cond(Box::new(c))),
+                    _ => self
+                        .cond(kw == Keyword::With, line)
+                        .map(|c| Node::Cond(Box::new(c))),
                 };
                 self.nesting -= 1;
                 node?
@@ -175,14 +193,26 @@ impl Parser {
             return Err(err(line, format!("{{{{{name}}}}} outside {{{{range}}}}")));
         }
         self.expect(&Tok::Close, name)?;
-        Ok(if kw == Keyword::Break { Node::Break } else { Node::Continue })
+        Ok(if kw == Keyword::Break {
+            Node::Break
+        } else {
+            Node::Continue
+        })
     }
 
     /// `if`/`with` after the keyword, through its `{{end}}`.
     fn cond(&mut self, with: bool, line: usize) -> Result<Cond, Error> {
-        let (name, kw) = if with { ("with", Keyword::With) } else { ("if", Keyword::If) };
+        let (name, kw) = if with {
+            ("with", Keyword::With)
+        } else {
+            ("if", Keyword::If)
+        };
         let mark = self.scope.len();
-        let mut cond = Cond { with, arms: Vec::new(), otherwise: Vec::new() };
+        let mut cond = Cond {
+            with,
+            arms: Vec::new(),
+            otherwise: Vec::new(),
+        };
         loop {
             let pipe = self.pipeline(Decl::One, name)?;
             self.expect(&Tok::Close, name)?;
@@ -190,7 +220,12 @@ impl Parser {
             cond.arms.push((pipe, body));
             match stop {
                 Stop::End(_) => break,
-                Stop::Eof => return Err(err(line, format!("unexpected EOF: missing {{{{end}}}} for {{{{{name}}}}}"))),
+                Stop::Eof => {
+                    return Err(err(
+                        line,
+                        format!("unexpected EOF: missing {{{{end}}}} for {{{{{name}}}}}"),
+                    ));
+                }
                 Stop::Else(_) if self.peek_tok(0) == Some(&Tok::Kw(kw)) => self.pos += 1,
                 Stop::Else(_) => {
                     self.expect(&Tok::Close, "else")?;
@@ -209,7 +244,10 @@ impl Parser {
         match stop {
             Stop::End(_) => Ok(nodes),
             Stop::Else(l) => Err(err(l, "expected end; found {{else}}")),
-            Stop::Eof => Err(err(line, format!("unexpected EOF: missing {{{{end}}}} for {{{{{name}}}}}"))),
+            Stop::Eof => Err(err(
+                line,
+                format!("unexpected EOF: missing {{{{end}}}} for {{{{{name}}}}}"),
+            )),
         }
     }
 
@@ -236,12 +274,21 @@ impl Parser {
             }
         };
         self.scope.truncate(mark);
-        Ok(Range { pipe, key, value, body, otherwise })
+        Ok(Range {
+            pipe,
+            key,
+            value,
+            body,
+            otherwise,
+        })
     }
 
     fn template_name(&mut self, context: &str) -> Result<usize, Error> {
         let line = self.line();
-        let Some(Token { tok: Tok::Str(name), .. }) = self.next() else {
+        let Some(Token {
+            tok: Tok::Str(name), ..
+        }) = self.next()
+        else {
             return Err(err(line, format!("expected template name in {context}")));
         };
         let index = match self.tree.names.iter().position(|n| **n == *name) {
@@ -280,7 +327,11 @@ impl Parser {
         let pipe = self.pipeline(Decl::None, "block")?;
         self.expect(&Tok::Close, "block")?;
         self.definition(index, line, "block")?;
-        Ok(Node::Template { index, pipe: Some(pipe), line })
+        Ok(Node::Template {
+            index,
+            pipe: Some(pipe),
+            line,
+        })
     }
 
     /// Parses a definition body through `{{end}}` in a fresh variable frame.
@@ -309,7 +360,10 @@ impl Parser {
         if cmds.iter().skip(1).any(|c| matches!(c, Cmd::Arg(_))) {
             return Err(err(line, "can't give argument to non-function"));
         }
-        let decl = names.iter().map(|n| self.bind(n, assign, line)).collect::<Result<_, _>>()?;
+        let decl = names
+            .iter()
+            .map(|n| self.bind(n, assign, line))
+            .collect::<Result<_, _>>()?;
         Ok(Pipe { decl, cmds, line })
     }
 
@@ -331,14 +385,16 @@ impl Parser {
                 self.pos += 2;
                 (vec![v], true)
             }
-            (Some(k), Some(Tok::Comma)) if decl == Decl::Range => match (var(self.peek_tok(2)), self.peek_tok(3)) {
-                (Some(v), Some(Tok::Declare | Tok::Assign)) => {
-                    let assign = self.peek_tok(3) == Some(&Tok::Assign);
-                    self.pos += 4;
-                    (vec![k, v], assign)
+            (Some(k), Some(Tok::Comma)) if decl == Decl::Range => {
+                match (var(self.peek_tok(2)), self.peek_tok(3)) {
+                    (Some(v), Some(Tok::Declare | Tok::Assign)) => {
+                        let assign = self.peek_tok(3) == Some(&Tok::Assign);
+                        self.pos += 4;
+                        (vec![k, v], assign)
+                    }
+                    _ => (Vec::new(), false),
                 }
-                _ => (Vec::new(), false),
-            },
+            }
             _ => (Vec::new(), false),
         }
     }
@@ -346,7 +402,9 @@ impl Parser {
     /// Declares a new slot for `name`, or finds it for an assignment.
     fn bind(&mut self, name: &str, assign: bool, line: usize) -> Result<Slot, Error> {
         if assign {
-            return self.lookup(name).ok_or_else(|| err(line, format!("undefined variable {name:?}")));
+            return self
+                .lookup(name)
+                .ok_or_else(|| err(line, format!("undefined variable {name:?}")));
         }
         let slot = self.slots;
         self.slots += 1;
@@ -362,7 +420,10 @@ impl Parser {
     }
 
     fn at_command_end(&self) -> bool {
-        matches!(self.peek_tok(0), None | Some(Tok::Close | Tok::RParen | Tok::Pipe))
+        matches!(
+            self.peek_tok(0),
+            None | Some(Tok::Close | Tok::RParen | Tok::Pipe)
+        )
     }
 
     fn command(&mut self, context: &str) -> Result<Cmd, Error> {
@@ -391,7 +452,9 @@ impl Parser {
 
     fn operand(&mut self) -> Result<Arg, Error> {
         let line = self.line();
-        let Some(t) = self.next() else { return Err(err(line, "unexpected EOF in operand")) };
+        let Some(t) = self.next() else {
+            return Err(err(line, "unexpected EOF in operand"));
+        };
         let arg = match t.tok {
             Tok::Dot => Arg::Dot,
             Tok::Nil => Arg::Nil,
@@ -405,7 +468,9 @@ impl Parser {
                 Arg::Field(chain.into())
             }
             Tok::Var(v) => {
-                let slot = self.lookup(&v).ok_or_else(|| err(t.line, format!("undefined variable {v:?}")))?;
+                let slot = self
+                    .lookup(&v)
+                    .ok_or_else(|| err(t.line, format!("undefined variable {v:?}")))?;
                 Arg::Var(slot, self.chain().into())
             }
             Tok::LParen => {
@@ -413,7 +478,9 @@ impl Parser {
                 self.expect(&Tok::RParen, "parenthesized pipeline")?;
                 Arg::Pipe(Box::new(pipe), self.chain().into())
             }
-            Tok::Ident(name) => Arg::Call(Func::lookup(&name).ok_or_else(|| err(t.line, format!("function {name:?} not defined")))?),
+            Tok::Ident(name) => Arg::Call(
+                Func::lookup(&name).ok_or_else(|| err(t.line, format!("function {name:?} not defined")))?,
+            ),
             tok => return Err(err(t.line, format!("unexpected {} in operand", describe(&tok)))),
         };
         Ok(arg)
@@ -422,7 +489,12 @@ impl Parser {
     /// Field names directly following an operand (`$x.a.b`, `(…).a`).
     fn chain(&mut self) -> Vec<Box<str>> {
         let mut chain = Vec::new();
-        while let Some(Token { tok: Tok::Field(f), space: false, .. }) = self.peek() {
+        while let Some(Token {
+            tok: Tok::Field(f),
+            space: false,
+            ..
+        }) = self.peek()
+        {
             chain.push(f.as_str().into());
             self.pos += 1;
         }
@@ -440,19 +512,28 @@ mod tests {
 
     #[test]
     fn unknown_functions_should_be_a_parse_error() {
-        assert_eq!(parse_err("a\n{{ Foo 1 }}"), "line 2: function \"Foo\" not defined");
+        assert_eq!(
+            parse_err("a\n{{ Foo 1 }}"),
+            "line 2: function \"Foo\" not defined"
+        );
     }
 
     #[test]
     fn a_missing_end_should_name_the_opening_action() {
-        assert_eq!(parse_err("{{ if .a }}\nx"), "line 1: unexpected EOF: missing {{end}} for {{if}}");
+        assert_eq!(
+            parse_err("{{ if .a }}\nx"),
+            "line 1: unexpected EOF: missing {{end}} for {{if}}"
+        );
         assert_eq!(parse_err("x {{ end }}"), "line 1: unexpected {{end}}");
     }
 
     #[test]
     fn undefined_variables_should_be_a_parse_error() {
         assert_eq!(parse_err("{{ $x }}"), "line 1: undefined variable \"$x\"");
-        assert_eq!(parse_err("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}"), "line 1: undefined variable \"$y\"");
+        assert_eq!(
+            parse_err("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}"),
+            "line 1: undefined variable \"$y\""
+        );
     }
 
     #[test]

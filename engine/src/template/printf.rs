@@ -22,7 +22,12 @@ struct Spec {
 
 /// Go's `fmt.Sprintf(format, args…)`.
 pub fn printf(format: &Val<'_>, args: &[Val<'_>]) -> Result<String, String> {
-    let format = format.as_str().ok_or_else(|| format!("wrong type for value; expected string; got {}", format.type_name()))?;
+    let format = format.as_str().ok_or_else(|| {
+        format!(
+            "wrong type for value; expected string; got {}",
+            format.type_name()
+        )
+    })?;
     let mut out = String::with_capacity(format.len() + 16);
     let mut next = 0;
     let mut chars = format.chars().peekable();
@@ -104,9 +109,13 @@ fn write_arg(spec: &Spec, arg: &Val<'_>, out: &mut String) {
         ('s', View::List(_) | View::Map(_)) => Some(verb_v(view)),
         ('q', View::Str(s)) => Some(quoted(s)),
         ('t', View::Bool(b)) => Some(b.to_string()),
-        ('d' | 'x' | 'X' | 'o' | 'b' | 'c' | 'q', v) if v.as_i64().is_some() => int_verb(spec, v.as_i64().unwrap_or(0)),
+        ('d' | 'x' | 'X' | 'o' | 'b' | 'c' | 'q', v) if v.as_i64().is_some() => {
+            int_verb(spec, v.as_i64().unwrap_or(0))
+        }
         ('x' | 'X', View::Str(s)) => Some(hex_bytes(s, spec.verb == 'X')),
-        ('f' | 'F' | 'e' | 'E' | 'g' | 'G', View::Float(_) | View::Num(_)) => Some(float_verb(spec, view.as_f64().unwrap_or(0.0))),
+        ('f' | 'F' | 'e' | 'E' | 'g' | 'G', View::Float(_) | View::Num(_)) => {
+            Some(float_verb(spec, view.as_f64().unwrap_or(0.0)))
+        }
         _ => None,
     };
     match body {
@@ -136,7 +145,11 @@ fn quoted(s: &str) -> String {
 
 fn hex_bytes(s: &str, upper: bool) -> String {
     s.bytes().fold(String::new(), |mut out, b| {
-        let _ = if upper { write!(out, "{b:02X}") } else { write!(out, "{b:02x}") };
+        let _ = if upper {
+            write!(out, "{b:02X}")
+        } else {
+            write!(out, "{b:02x}")
+        };
         out
     })
 }
@@ -180,7 +193,9 @@ fn float_verb(spec: &Spec, f: f64) -> String {
         'f' | 'F' => format!("{a:.*}", spec.prec.unwrap_or(6)),
         'e' | 'E' => exp_form(a, spec.prec.unwrap_or(6), spec.verb == 'E'),
         _ => match spec.prec {
-            Some(p) => format!("{:.*}", p.saturating_sub(1), a).parse::<f64>().map_or_else(|_| a.to_string(), |v| v.to_string()),
+            Some(p) => format!("{:.*}", p.saturating_sub(1), a)
+                .parse::<f64>()
+                .map_or_else(|_| a.to_string(), |v| v.to_string()),
             None => {
                 let mut s = String::new();
                 write_float(a, &mut s);
@@ -241,14 +256,35 @@ mod tests {
 
     #[test]
     fn printf_should_format_common_verbs() {
-        assert_eq!(p("%s-%d-%v-%t", &[Val::Str("a"), Val::Int(5), Val::Float(1.5), Val::Bool(true)]), "a-5-1.5-true");
-        assert_eq!(p("%q %x %X", &[Val::Str("a\"b"), Val::Int(255), Val::Str("hi")]), r#""a\"b" ff 6869"#);
-        assert_eq!(p("%.2f|%f|%e", &[Val::Float(3.14159), Val::Int(2), Val::Float(1234.5)]), "3.14|%!f(int=2)|1.234500e+03");
+        assert_eq!(
+            p(
+                "%s-%d-%v-%t",
+                &[Val::Str("a"), Val::Int(5), Val::Float(1.5), Val::Bool(true)]
+            ),
+            "a-5-1.5-true"
+        );
+        assert_eq!(
+            p("%q %x %X", &[Val::Str("a\"b"), Val::Int(255), Val::Str("hi")]),
+            r#""a\"b" ff 6869"#
+        );
+        assert_eq!(
+            p(
+                "%.2f|%f|%e",
+                &[Val::Float(1.23456), Val::Int(2), Val::Float(1234.5)]
+            ),
+            "1.23|%!f(int=2)|1.234500e+03"
+        );
     }
 
     #[test]
     fn printf_should_apply_width_and_flags() {
-        assert_eq!(p("[%5d][%-5s][%05d][%+d]", &[Val::Int(42), Val::Str("ab"), Val::Int(-42), Val::Int(3)]), "[   42][ab   ][-0042][+3]");
+        assert_eq!(
+            p(
+                "[%5d][%-5s][%05d][%+d]",
+                &[Val::Int(42), Val::Str("ab"), Val::Int(-42), Val::Int(3)]
+            ),
+            "[   42][ab   ][-0042][+3]"
+        );
         assert_eq!(p("%.3s", &[Val::Str("abcdef")]), "abc");
     }
 

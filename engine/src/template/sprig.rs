@@ -14,7 +14,9 @@ use super::{
 fn want_str<'v>(v: &'v Val<'_>) -> Result<&'v str, String> {
     match v {
         Val::Nil => Err("invalid value; expected string".into()),
-        v => v.as_str().ok_or_else(|| format!("wrong type for value; expected string; got {}", v.type_name())),
+        v => v
+            .as_str()
+            .ok_or_else(|| format!("wrong type for value; expected string; got {}", v.type_name())),
     }
 }
 
@@ -30,7 +32,10 @@ pub fn default<'a>(a: &[Val<'a>]) -> Val<'a> {
 pub fn ternary<'a>(a: &[Val<'a>]) -> FnResult<'a> {
     match a[2] {
         Val::Bool(b) => Ok(if b { a[0].clone() } else { a[1].clone() }),
-        ref v => Err(format!("wrong type for value; expected bool; got {}", v.type_name())),
+        ref v => Err(format!(
+            "wrong type for value; expected bool; got {}",
+            v.type_name()
+        )),
     }
 }
 
@@ -48,7 +53,11 @@ pub fn quote(a: &[Val<'_>]) -> String {
 
 /// `squote a b…`: each non-nil argument in single quotes, joined by spaces.
 pub fn squote(a: &[Val<'_>]) -> String {
-    let parts: Vec<String> = a.iter().filter(|v| !v.is_nil()).map(|v| format!("'{}'", sprint(v))).collect();
+    let parts: Vec<String> = a
+        .iter()
+        .filter(|v| !v.is_nil())
+        .map(|v| format!("'{}'", sprint(v)))
+        .collect();
     parts.join(" ")
 }
 
@@ -116,7 +125,12 @@ pub fn repeat<'a>(count: &Val<'a>, s: &Val<'a>) -> FnResult<'a> {
 pub fn split<'a>(sep: &Val<'a>, s: &Val<'a>, as_map: bool) -> FnResult<'a> {
     let parts = want_str(s)?.split(want_str(sep)?);
     let v = if as_map {
-        Value::Object(parts.enumerate().map(|(i, p)| (format!("_{i}"), Value::from(p))).collect())
+        Value::Object(
+            parts
+                .enumerate()
+                .map(|(i, p)| (format!("_{i}"), Value::from(p)))
+                .collect(),
+        )
     } else {
         Value::Array(parts.map(Value::from).collect())
     };
@@ -127,7 +141,11 @@ pub fn split<'a>(sep: &Val<'a>, s: &Val<'a>, as_map: bool) -> FnResult<'a> {
 pub fn join<'a>(sep: &Val<'a>, list: &Val<'a>) -> FnResult<'a> {
     let sep = want_str(sep)?;
     let parts: Vec<String> = match list.view() {
-        View::List(l) => l.iter().filter(|v| !v.is_null()).map(|v| sprint(&Val::from_data(v))).collect(),
+        View::List(l) => l
+            .iter()
+            .filter(|v| !v.is_null())
+            .map(|v| sprint(&Val::from_data(v)))
+            .collect(),
         View::Nil => Vec::new(),
         _ => vec![sprint(list)],
     };
@@ -177,12 +195,18 @@ pub fn to_f64(v: &Val<'_>) -> f64 {
 
 /// `div a b` on integers.
 pub fn div<'a>(a: &Val<'a>, b: &Val<'a>) -> FnResult<'a> {
-    to_i64(a).checked_div(to_i64(b)).map(Val::Int).ok_or_else(|| "integer divide by zero".into())
+    to_i64(a)
+        .checked_div(to_i64(b))
+        .map(Val::Int)
+        .ok_or_else(|| "integer divide by zero".into())
 }
 
 /// `mod a b` on integers.
 pub fn rem<'a>(a: &Val<'a>, b: &Val<'a>) -> FnResult<'a> {
-    to_i64(a).checked_rem(to_i64(b)).map(Val::Int).ok_or_else(|| "integer divide by zero".into())
+    to_i64(a)
+        .checked_rem(to_i64(b))
+        .map(Val::Int)
+        .ok_or_else(|| "integer divide by zero".into())
 }
 
 /// `atoi s`: 0 when `s` is not a decimal integer.
@@ -208,7 +232,10 @@ pub fn dict<'a>(a: &[Val<'a>]) -> Val<'a> {
 fn want_map<'v>(v: &'v Val<'_>) -> Result<&'v Map<String, Value>, String> {
     match v.view() {
         View::Map(m) => Ok(m),
-        v => Err(format!("wrong type for value; expected map[string]interface {{}}; got {}", v.type_name())),
+        v => Err(format!(
+            "wrong type for value; expected map[string]interface {{}}; got {}",
+            v.type_name()
+        )),
     }
 }
 
@@ -220,7 +247,10 @@ pub fn has_key<'a>(dict: &Val<'a>, key: &Val<'a>) -> FnResult<'a> {
 /// `get dict key`: `""` when missing.
 pub fn get<'a>(dict: &Val<'a>, key: &Val<'a>) -> FnResult<'a> {
     want_map(dict)?;
-    Ok(dict.field(want_str(key)?).filter(|v| !v.is_nil()).unwrap_or(Val::Str("")))
+    Ok(dict
+        .field(want_str(key)?)
+        .filter(|v| !v.is_nil())
+        .unwrap_or(Val::Str("")))
 }
 
 fn into_owned_map(dict: Val<'_>) -> Result<Rc<Value>, String> {
@@ -300,7 +330,10 @@ pub fn pick<'a>(list: &Val<'a>, which: Pick) -> FnResult<'a> {
     let n = l.len();
     Ok(match which {
         Pick::First => list.element(0).flatten().unwrap_or_default(),
-        Pick::Last => n.checked_sub(1).and_then(|i| list.element(i).flatten()).unwrap_or_default(),
+        Pick::Last => n
+            .checked_sub(1)
+            .and_then(|i| list.element(i).flatten())
+            .unwrap_or_default(),
         Pick::Rest => Val::Owned(Rc::new(Value::Array(l.get(1..).unwrap_or_default().to_vec()))),
         Pick::Initial => Val::Owned(Rc::new(Value::Array(l[..n.saturating_sub(1)].to_vec()))),
     })
@@ -348,7 +381,13 @@ mod tests {
     #[test]
     fn to_i64_should_cast_like_spf13_cast() {
         let data = json!(2.9);
-        let cases = [(Val::Str("0x10"), 16), (Val::Str("x"), 0), (Val::from_data(&data), 2), (Val::Bool(true), 1), (Val::Nil, 0)];
+        let cases = [
+            (Val::Str("0x10"), 16),
+            (Val::Str("x"), 0),
+            (Val::from_data(&data), 2),
+            (Val::Bool(true), 1),
+            (Val::Nil, 0),
+        ];
         for (v, want) in cases {
             assert_eq!(to_i64(&v), want, "{v:?}");
         }
@@ -362,13 +401,22 @@ mod tests {
         assert_eq!(pick(&l, Pick::First).unwrap().as_str(), Some("a"));
         assert!(pick(&l, Pick::Last).unwrap().is_nil());
         assert_eq!(join(&Val::Str(","), &l).unwrap().as_str(), Some("a,2"));
-        assert_eq!(split(&Val::Str(","), &Val::Str("a,b"), true).unwrap().to_value(), json!({"_0": "a", "_1": "b"}));
+        assert_eq!(
+            split(&Val::Str(","), &Val::Str("a,b"), true).unwrap().to_value(),
+            json!({"_0": "a", "_1": "b"})
+        );
     }
 
     #[test]
     fn string_functions_should_reject_non_strings() {
-        assert_eq!(map_str(&Val::Int(1), str::to_uppercase).unwrap_err(), "wrong type for value; expected string; got int");
-        assert_eq!(trim_prefix(&Val::Str("a"), &Val::Str("abc")).unwrap().as_str(), Some("bc"));
+        assert_eq!(
+            map_str(&Val::Int(1), str::to_uppercase).unwrap_err(),
+            "wrong type for value; expected string; got int"
+        );
+        assert_eq!(
+            trim_prefix(&Val::Str("a"), &Val::Str("abc")).unwrap().as_str(),
+            Some("bc")
+        );
         assert!(div(&Val::Int(1), &Val::Int(0)).is_err());
     }
 }

@@ -131,7 +131,7 @@ impl<'a> Val<'a> {
     /// Looks up `key` when this is a map; `None` when it is not a map.
     pub fn field(&self, key: &str) -> Option<Val<'a>> {
         match self {
-            Val::Data(Value::Object(m)) => Some(m.get(key).map_or(Val::Nil, Val::from_data)),
+            Val::Data(Value::Object(m)) => Some(lookup(m, key).map_or(Val::Nil, Val::from_data)),
             Val::Owned(v) => match &**v {
                 Value::Object(m) => Some(m.get(key).map_or(Val::Nil, |v| Val::from_value(v.clone()))),
                 _ => None,
@@ -156,6 +156,18 @@ impl<'a> Val<'a> {
     /// Go's name for the type of this value, for error messages.
     pub fn type_name(&self) -> &'static str {
         self.view().type_name()
+    }
+}
+
+/// Maps up to this size are searched linearly: faster than hashing the key.
+const LINEAR_LOOKUP_MAX: usize = 8;
+
+/// `m[key]`, by a linear scan for small maps.
+fn lookup<'m>(m: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if m.len() <= LINEAR_LOOKUP_MAX {
+        m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        m.get(key)
     }
 }
 
@@ -230,8 +242,16 @@ mod tests {
     #[test]
     fn truth_should_follow_go_for_each_kind() {
         let data = json!([0, 1, 0.0, "", "x", [], [1], {}, {"a": 1}]);
-        let truths: Vec<bool> = data.as_array().unwrap().iter().map(|v| Val::from_data(v).truth()).collect();
-        assert_eq!(truths, [false, true, false, false, true, false, true, false, true]);
+        let truths: Vec<bool> = data
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| Val::from_data(v).truth())
+            .collect();
+        assert_eq!(
+            truths,
+            [false, true, false, false, true, false, true, false, true]
+        );
         assert!(!Val::Nil.truth());
         assert!(!Val::Bool(false).truth());
     }

@@ -11,6 +11,8 @@
 //! slower but complete. Both follow the YAML 1.2 core schema: only `true`/`false` in their
 //! three spellings are booleans, so `yes`, `on` and quoted `"True"` stay strings.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 
 use super::Error;
@@ -81,7 +83,9 @@ fn number(s: &str) -> Scalar {
         _ => (false, s),
     };
     if !neg && s.as_bytes()[0] != b'+' {
-        let radix = [("0x", 16), ("0o", 8)].into_iter().find(|(p, _)| s.starts_with(p));
+        let radix = [("0x", 16), ("0o", 8)]
+            .into_iter()
+            .find(|(p, _)| s.starts_with(p));
         if let Some((p, r)) = radix {
             return i64::from_str_radix(&s[p.len()..], r).map_or(Scalar::Str, Scalar::Int);
         }
@@ -150,15 +154,28 @@ struct Reader<'s> {
     src: &'s str,
     pos: usize,
     peeked: Option<Line<'s>>,
+    /// Entries of the maps being read, innermost last; each map drains its tail into an
+    /// exactly sized `Map`, so maps never grow while reading.
+    entries: Vec<(String, Value)>,
+    /// Items of the sequences being read, likewise.
+    items: Vec<Value>,
 }
 
 impl<'s> Reader<'s> {
     fn new(src: &'s str) -> Self {
-        Self { src, pos: 0, peeked: None }
+        Self {
+            src,
+            pos: 0,
+            peeked: None,
+            entries: Vec::new(),
+            items: Vec::new(),
+        }
     }
 
     fn document(&mut self) -> Fast<Value> {
-        let Some(first) = self.peek()? else { return Ok(Value::Null) };
+        let Some(first) = self.peek()? else {
+            return Ok(Value::Null);
+        };
         let v = self.node(first)?;
         match self.peek()? {
             None => Ok(v),
@@ -181,12 +198,15 @@ impl<'s> Reader<'s> {
             let end = self.pos + (len + 1).min(rest.len());
             let raw = &rest[..len];
             let indent = raw.bytes().take_while(|&b| b == b' ').count();
-            let text = raw[indent..].trim_end();
+            let text = raw[indent..].trim_ascii_end();
             if text.is_empty() || text.starts_with('#') {
                 self.pos = end;
                 continue;
             }
-            if text.starts_with('\t') || (indent == 0 && (text.starts_with("---") || text.starts_with("...") || text.starts_with('%'))) {
+            if text.starts_with('\t')
+                || (indent == 0
+                    && (text.starts_with("---") || text.starts_with("...") || text.starts_with('%')))
+            {
                 return Err(Unsupported);
             }
             return Ok(Some(Line { indent, text, end }));
@@ -202,8 +222,8 @@ impl<'s> Reader<'s> {
     fn node(&mut self, line: Line<'s>) -> Fast<Value> {
         if is_seq_item(line.text) {
             self.seq(line.indent)
-        } else if split_key(line.text)?.is_some() {
-            self.map(line.indent)
+        } else if let Some(entry) = split_key(line.text)? {
+            self.map(line.indent, entry)
         } else {
             self.consume(line);
             let v = self.inline(line.text, line.indent)?;
@@ -214,7 +234,7 @@ impl<'s> Reader<'s> {
 
     /// A block sequence whose dashes sit at column `n`.
     fn seq(&mut self, n: usize) -> Fast<Value> {
-        let mut items = Vec::new();
+        let mark = self.items.len();
         while let Some(line) = self.peek()? {
             if line.indent != n || !is_seq_item(line.text) {
                 if line.indent > n {
@@ -225,9 +245,10 @@ impl<'s> Reader<'s> {
             self.consume(line);
             let rest = line.text[1..].trim_start();
             let col = n + (line.text.len() - rest.len());
-            items.push(self.item(rest, col, n, line.end)?);
+            let item = self.item(rest, col, n, line.end)?;
+            self.items.push(item);
         }
-        Ok(Value::Array(items))
+        Ok(Value::Array(self.items.drain(mark..).collect()))
     }
 
     /// The value after a `- ` at column `n`; `rest` starts at column `col`.
@@ -235,10 +256,21 @@ impl<'s> Reader<'s> {
         if rest.is_empty() || rest.starts_with('#') {
             return self.nested(n, false);
         }
-        if is_seq_item(rest) || split_key(rest)?.is_some() {
-            let virtual_line = Line { indent: col, text: rest, end };
-            self.peeked = Some(virtual_line);
-            return self.node(virtual_line);
+        if is_seq_item(rest) {
+            self.peeked = Some(Line {
+                indent: col,
+                text: rest,
+                end,
+            });
+            return self.seq(col);
+        }
+        if let Some(entry) = split_key(rest)? {
+            self.peeked = Some(Line {
+                indent: col,
+                text: rest,
+                end,
+            });
+            return self.map(col, entry);
         }
         let v = self.inline(rest, n)?;
         self.no_continuation(n)?;
@@ -254,9 +286,10 @@ impl<'s> Reader<'s> {
         }
     }
 
-    /// A block mapping whose keys sit at column `n`.
-    fn map(&mut self, n: usize) -> Fast<Value> {
-        let mut map = Map::new();
+    /// A block mapping whose keys sit at column `n`; `first` is the peeked line, split.
+    fn map(&mut self, n: usize, first: (Cow<'s, str>, &'s str)) -> Fast<Value> {
+        let mark = self.entries.len();
+        let mut first = Some(first);
         while let Some(line) = self.peek()? {
             if line.indent != n || is_seq_item(line.text) {
                 if line.indent > n {
@@ -264,7 +297,10 @@ impl<'s> Reader<'s> {
                 }
                 break;
             }
-            let (key, rest) = split_key(line.text)?.ok_or(Unsupported)?;
+            let (key, rest) = match first.take() {
+                Some(entry) => entry,
+                None => split_key(line.text)?.ok_or(Unsupported)?,
+            };
             self.consume(line);
             let value = if rest.is_empty() || rest.starts_with('#') {
                 self.nested(n, true)?
@@ -273,7 +309,11 @@ impl<'s> Reader<'s> {
                 self.no_continuation(n)?;
                 v
             };
-            map.insert(key, value);
+            self.entries.push((key.into_owned(), value));
+        }
+        let mut map = Map::with_capacity(self.entries.len() - mark);
+        for (k, v) in self.entries.drain(mark..) {
+            map.insert(k, v);
         }
         Ok(Value::Object(map))
     }
@@ -297,7 +337,7 @@ impl<'s> Reader<'s> {
             b'-' if is_seq_item(text) => Err(Unsupported),
             _ => {
                 let plain = strip_comment(text);
-                if plain.contains(": ") || plain.ends_with(':') {
+                if plain_colon(plain).is_some() {
                     return Err(Unsupported);
                 }
                 scalar_value(plain)
@@ -345,13 +385,19 @@ enum Chomp {
 
 impl Chomp {
     fn apply(self, lines: &[&str]) -> String {
-        let content = lines.iter().rposition(|l| !l.trim().is_empty()).map_or(0, |i| i + 1);
+        let content = lines
+            .iter()
+            .rposition(|l| !l.trim().is_empty())
+            .map_or(0, |i| i + 1);
         let mut out = lines[..content].join("\n");
         match self {
             Chomp::Strip => {}
             Chomp::Clip if content > 0 => out.push('\n'),
             Chomp::Clip => {}
-            Chomp::Keep => out.extend(std::iter::repeat_n('\n', lines.len() - content + usize::from(content > 0))),
+            Chomp::Keep => out.extend(std::iter::repeat_n(
+                '\n',
+                lines.len() - content + usize::from(content > 0),
+            )),
         }
         out
     }
@@ -367,40 +413,60 @@ fn is_seq_item(text: &str) -> bool {
 
 /// Cuts a ` #` comment off plain text.
 fn strip_comment(text: &str) -> &str {
-    match text.find(" #") {
+    let b = text.as_bytes();
+    match (1..b.len()).find(|&i| b[i] == b'#' && matches!(b[i - 1], b' ' | b'\t')) {
         Some(i) => text[..i].trim_end(),
         None => text,
     }
 }
 
+/// The byte offset of the `:` that ends a plain key (followed by a space or the end),
+/// looking no further than a comment.
+fn plain_colon(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b':' if matches!(b.get(i + 1), None | Some(b' ' | b'\t')) => return Some(i),
+            b'#' if i > 0 && matches!(b[i - 1], b' ' | b'\t') => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Splits `key: rest`; `None` when the line is not a mapping entry.
-fn split_key(text: &str) -> Fast<Option<(String, &str)>> {
+fn split_key(text: &str) -> Fast<Option<(Cow<'_, str>, &str)>> {
+    debug_assert!(!text.is_empty(), "lines are never empty");
     let (key, after) = match text.as_bytes()[0] {
         b'"' => quoted_key(text, double_quoted)?,
         b'\'' => quoted_key(text, single_quoted)?,
         b'{' | b'[' | b'&' | b'*' | b'!' | b'|' | b'>' | b'?' => return Ok(None),
         _ => {
-            let plain = strip_comment(text);
-            let colon = plain.find(": ").or_else(|| plain.ends_with(':').then(|| plain.len() - 1));
-            let Some(i) = colon else { return Ok(None) };
-            (plain[..i].trim_end().to_owned(), &text[i..])
+            let Some(i) = plain_colon(text) else {
+                return Ok(None);
+            };
+            (Cow::Borrowed(text[..i].trim_end()), &text[i..])
         }
     };
     match after.strip_prefix(':') {
-        Some(rest) if rest.is_empty() || rest.starts_with(' ') => Ok(Some((key, rest.trim_start()))),
+        Some(rest) if rest.is_empty() || rest.starts_with([' ', '\t']) => Ok(Some((key, rest.trim_start()))),
         _ => Ok(None),
     }
 }
 
-fn quoted_key<'t>(text: &'t str, parse: fn(&str) -> Fast<(String, usize)>) -> Fast<(String, &'t str)> {
+fn quoted_key<'t>(text: &'t str, parse: fn(&str) -> Fast<(String, usize)>) -> Fast<(Cow<'t, str>, &'t str)> {
     let (key, used) = parse(text)?;
-    Ok((key, text[used..].trim_start()))
+    Ok((Cow::Owned(key), text[used..].trim_start()))
 }
 
 /// Accepts a quoted scalar only when nothing but a comment follows it.
 fn end_of_scalar((s, used): (String, usize), text: &str) -> Fast<String> {
     let rest = text[used..].trim_start();
-    if rest.is_empty() || rest.starts_with('#') { Ok(s) } else { Err(Unsupported) }
+    if rest.is_empty() || rest.starts_with('#') {
+        Ok(s)
+    } else {
+        Err(Unsupported)
+    }
 }
 
 fn empty_flow(text: &str) -> Fast<Value> {
@@ -416,7 +482,10 @@ fn empty_flow(text: &str) -> Fast<Value> {
 /// A one-line double-quoted scalar at the start of `text`; returns it and the bytes used.
 fn double_quoted(text: &str) -> Fast<(String, usize)> {
     let body = &text[1..];
-    let close = body.bytes().position(|b| b == b'"' || b == b'\\').ok_or(Unsupported)?;
+    let close = body
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\')
+        .ok_or(Unsupported)?;
     if body.as_bytes()[close] == b'"' {
         return Ok((body[..close].to_owned(), close + 2));
     }
@@ -523,13 +592,20 @@ mod tests {
             ("2024-01-01T00:00:00Z", json!("2024-01-01T00:00:00Z")),
         ];
         for (text, want) in cases {
-            assert_eq!(to_json(&format!("k: {text}")).unwrap(), json!({ "k": want }), "{text}");
+            assert_eq!(
+                to_json(&format!("k: {text}")).unwrap(),
+                json!({ "k": want }),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn quoted_scalars_should_stay_strings() {
-        assert_eq!(to_json("a: \"True\"\nb: '1'\nc: \"\\u00e9\\n\\t\"").unwrap(), json!({"a": "True", "b": "1", "c": "é\n\t"}));
+        assert_eq!(
+            to_json("a: \"True\"\nb: '1'\nc: \"\\u00e9\\n\\t\"").unwrap(),
+            json!({"a": "True", "b": "1", "c": "é\n\t"})
+        );
     }
 
     #[test]
@@ -548,7 +624,10 @@ mod tests {
     fn unsupported_constructs_should_fall_back_to_the_full_parser() {
         let text = "a: &x [1, 2]\nb: *x\nc: >\n  folded\n  text\n";
         assert!(fast(text).is_none());
-        assert_eq!(to_json(text).unwrap(), json!({"a": [1, 2], "b": [1, 2], "c": "folded text\n"}));
+        assert_eq!(
+            to_json(text).unwrap(),
+            json!({"a": [1, 2], "b": [1, 2], "c": "folded text\n"})
+        );
     }
 
     #[test]
