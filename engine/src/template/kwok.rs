@@ -63,6 +63,9 @@ pub fn write_rfc3339_nano(t: Timestamp, out: &mut String) {
     out.push('Z');
 }
 
+/// The deepest `YAML` indent accepted (in levels of two spaces).
+const MAX_YAML_INDENT: i64 = 1024;
+
 /// `YAML v [indent]`: `v` marshalled as YAML; with `indent` > 0, every line is prefixed by
 /// a newline and `2 × indent` spaces (KWOK replaces each `\n` of `"\n" + yaml`).
 pub fn yaml<'a>(v: &Val<'a>, indent: Option<&Val<'a>>) -> FnResult<'a> {
@@ -76,6 +79,9 @@ pub fn yaml<'a>(v: &Val<'a>, indent: Option<&Val<'a>>) -> FnResult<'a> {
     };
     if levels <= 0 {
         return Ok(Val::text(doc));
+    }
+    if levels > MAX_YAML_INDENT {
+        return Err(format!("indent {levels} is larger than {MAX_YAML_INDENT}"));
     }
     let pad = " ".repeat(levels as usize * 2);
     let mut out = String::with_capacity(doc.len() * 2);

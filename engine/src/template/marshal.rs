@@ -92,15 +92,26 @@ fn write_str(s: &str, out: &mut String) {
 
 /// Whether `s` can be written unquoted and still read back as the same string.
 fn is_plain_safe(s: &str) -> bool {
-    let (Some(first), Some(last)) = (s.chars().next(), s.chars().last()) else {
+    let b = s.as_bytes();
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
         return false;
     };
-    let bad_start = "-?:,[]{}#&*!|>'\"%@` \t".contains(first);
-    let bad_char = s
-        .chars()
-        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}'));
-    let bad_seq = s.contains(": ") || s.contains(" #") || last == ':' || last == ' ';
-    !(bad_start || bad_char || bad_seq || looks_typed(s))
+    if b"-?:,[]{}#&*!|>'\"%@` \t".contains(&first) || last == b':' || last == b' ' {
+        return false;
+    }
+    let mut prev = 0u8;
+    for &c in b {
+        let bad = c < 0x20 || c == 0x7f || (c == b' ' && prev == b':') || (c == b'#' && prev == b' ');
+        if bad {
+            return false;
+        }
+        prev = c;
+    }
+    let unicode_ok = s.is_ascii()
+        || !s
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}'));
+    unicode_ok && !looks_typed(s)
 }
 
 /// Whether a reader (YAML 1.1 or 1.2) could take `s` for something other than a string.

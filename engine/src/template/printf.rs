@@ -76,10 +76,18 @@ fn parse_spec(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Spec {
     spec
 }
 
+/// Go rejects widths and precisions above this; here they are clamped to it.
+const MAX_WIDTH: usize = 1_000_000;
+
 fn digits(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
     let mut n: Option<usize> = None;
     while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-        n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
+        n = Some(
+            n.unwrap_or(0)
+                .saturating_mul(10)
+                .saturating_add(d as usize)
+                .min(MAX_WIDTH),
+        );
         chars.next();
     }
     n

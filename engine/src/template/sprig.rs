@@ -115,10 +115,18 @@ pub fn replace<'a>(old: &Val<'a>, new: &Val<'a>, src: &Val<'a>) -> FnResult<'a> 
     Ok(Val::text(want_str(src)?.replace(want_str(old)?, want_str(new)?)))
 }
 
+/// The longest string `repeat` and `indent` build; beyond it they fail instead of
+/// exhausting memory.
+const MAX_BUILT_LEN: usize = 16 << 20;
+
 /// `repeat count s`.
 pub fn repeat<'a>(count: &Val<'a>, s: &Val<'a>) -> FnResult<'a> {
     let n = usize::try_from(to_i64(count)).map_err(|_| "negative repeat count")?;
-    Ok(Val::text(want_str(s)?.repeat(n)))
+    let s = want_str(s)?;
+    if n.saturating_mul(s.len()) > MAX_BUILT_LEN {
+        return Err("repeat count causes overflow".into());
+    }
+    Ok(Val::text(s.repeat(n)))
 }
 
 /// `split sep s` (a map `_0`, `_1`, …) or `splitList sep s` (a list).
@@ -154,7 +162,11 @@ pub fn join<'a>(sep: &Val<'a>, list: &Val<'a>) -> FnResult<'a> {
 
 /// `indent n s` / `nindent n s`.
 pub fn indent<'a>(n: &Val<'a>, s: &Val<'a>, newline: bool) -> FnResult<'a> {
-    let pad = " ".repeat(usize::try_from(to_i64(n)).unwrap_or(0));
+    let n = usize::try_from(to_i64(n)).unwrap_or(0);
+    if n > MAX_BUILT_LEN {
+        return Err("indent causes overflow".into());
+    }
+    let pad = " ".repeat(n);
     let body = format!("{pad}{}", want_str(s)?.replace('\n', &format!("\n{pad}")));
     Ok(Val::text(if newline { format!("\n{body}") } else { body }))
 }

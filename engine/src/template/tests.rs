@@ -354,6 +354,19 @@ fn render_errors_should_never_panic_whatever_the_data() {
 }
 
 #[test]
+fn huge_sizes_should_fail_instead_of_exhausting_memory() {
+    let e = render_err("{{ repeat 1000000000000 \"ab\" }}", &json!({}));
+    assert_eq!(e, "line 1: error calling repeat: repeat count causes overflow");
+    assert!(render_err("{{ YAML . 100000000000 }}", &json!({})).contains("indent"));
+    assert!(
+        Template::parse("a: { #")
+            .unwrap()
+            .render_value(&json!({}), &host())
+            .is_err()
+    );
+}
+
+#[test]
 fn render_value_should_type_yaml_scalars_and_treat_empty_output_as_null() {
     let t = Template::parse("a: {{ .x }}\nb: \"True\"\nc: True\nd: yes\ne: 1.5\nf: null").unwrap();
     let want = json!({"a": 1, "b": "True", "c": true, "d": "yes", "e": 1.5, "f": null});

@@ -471,6 +471,9 @@ fn end_of_scalar((s, used): (String, usize), text: &str) -> Fast<String> {
 
 fn empty_flow(text: &str) -> Fast<Value> {
     let body = strip_comment(text);
+    if body.len() < 2 {
+        return Err(Unsupported);
+    }
     let inner = body[1..body.len() - 1].trim();
     match (body.as_bytes()[0], body.as_bytes()[body.len() - 1]) {
         (b'{', b'}') if inner.is_empty() => Ok(Value::Object(Map::new())),
