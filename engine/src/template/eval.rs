@@ -1,0 +1,398 @@
+//! The executor: walks a [`Tree`] over JSON data and writes the output.
+
+use serde_json::Value;
+
+use super::{
+    Error,
+    ast::{Arg, Body, Cmd, Cond, Lit, Node, Pipe, Range},
+    format::{print_action, sorted_entries},
+    funcs::{FnResult, Func},
+    kwok::write_quote,
+    parser::Tree,
+    sprig,
+    value::{Val, View},
+};
+use crate::host::Host;
+
+/// How deep `template` calls may nest before rendering fails.
+const MAX_TEMPLATE_DEPTH: usize = 100;
+
+/// Arguments up to this count are evaluated into a stack array, more into a `Vec`.
+const INLINE_ARGS: usize = 4;
+
+/// Renders `tree` with `data` as dot and `$`.
+pub fn execute(tree: &Tree, data: &Value, host: &dyn Host, out: &mut String) -> Result<(), Error> {
+    let root = Val::from_data(data);
+    let mut exec = Exec {
+        tree,
+        host,
+        vars: frame(&tree.main, &root),
+        depth: 0,
+    };
+    exec.run(&tree.main.nodes, &root, out)?;
+    Ok(())
+}
+
+fn frame<'a>(body: &Body, dot: &Val<'a>) -> Vec<Val<'a>> {
+    let mut vars = vec![Val::Nil; body.slots.max(1)];
+    vars[0] = dot.clone();
+    vars
+}
+
+fn at(line: usize, e: String) -> Error {
+    Error::Render(format!("line {line}: {e}"))
+}
+
+/// What a node asks of the enclosing `range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+/// One rendering: the variable frame of the body being run.
+struct Exec<'a> {
+    tree: &'a Tree,
+    host: &'a dyn Host,
+    /// Variables by slot; `vars[0]` is `$`.
+    vars: Vec<Val<'a>>,
+    depth: usize,
+}
+
+impl<'a> Exec<'a> {
+    fn run(&mut self, nodes: &'a [Node], dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+        for node in nodes {
+            let flow = self.node(node, dot, out)?;
+            if flow != Flow::Normal {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn node(&mut self, node: &'a Node, dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+        match node {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(pipe) => self.action(pipe, dot, out).map_err(|e| at(pipe.line, e))?,
+            Node::Cond(c) => return self.cond(c, dot, out),
+            Node::Range(r) => return self.range(r, dot, out),
+            Node::Template { index, pipe, line } => self.template(*index, pipe.as_ref(), *line, dot, out)?,
+            Node::Break => return Ok(Flow::Break),
+            Node::Continue => return Ok(Flow::Continue),
+        }
+        Ok(Flow::Normal)
+    }
+
+    /// Prints a pipeline; `… | Quote` is written straight into `out`.
+    fn action(&mut self, pipe: &'a Pipe, dot: &Val<'a>, out: &mut String) -> Result<(), String> {
+        if pipe.decl.is_empty()
+            && let Some((Cmd::Call(Func::KQuote, args), init)) = pipe.cmds.split_last()
+        {
+            let piped = self.eval_cmds(init, dot)?;
+            let arg = match (&args[..], piped) {
+                ([a], None) => self.eval_arg(a, dot)?,
+                ([], Some(p)) => p,
+                (_, piped) => self.call(Func::KQuote, args, dot, piped)?,
+            };
+            write_quote(&arg, out);
+            return Ok(());
+        }
+        let v = self.eval_pipe(pipe, dot)?;
+        if pipe.decl.is_empty() {
+            print_action(&v, out);
+        }
+        Ok(())
+    }
+
+    fn cond(&mut self, c: &'a Cond, dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+        for (pipe, body) in &c.arms {
+            let v = self.eval_pipe(pipe, dot).map_err(|e| at(pipe.line, e))?;
+            if v.truth() {
+                return self.run(body, if c.with { &v } else { dot }, out);
+            }
+        }
+        self.run(&c.otherwise, dot, out)
+    }
+
+    fn range(&mut self, r: &'a Range, dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+        let v = self.eval_pipe(&r.pipe, dot).map_err(|e| at(r.pipe.line, e))?;
+        let mut looped = false;
+        let mut each = |exec: &mut Self, key: Val<'a>, elem: Val<'a>| -> Result<bool, Error> {
+            looped = true;
+            exec.iteration(r, key, elem, out)
+        };
+        match v {
+            Val::Data(Value::Array(l)) => {
+                for (i, e) in l.iter().enumerate() {
+                    if !each(self, Val::Int(i as i64), Val::from_data(e))? {
+                        break;
+                    }
+                }
+            }
+            Val::Data(Value::Object(m)) => {
+                if m.keys().is_sorted() {
+                    for (k, e) in m {
+                        if !each(self, Val::Str(k), Val::from_data(e))? {
+                            break;
+                        }
+                    }
+                } else {
+                    for (k, e) in sorted_entries(m) {
+                        if !each(self, Val::Str(k), Val::from_data(e))? {
+                            break;
+                        }
+                    }
+                }
+            }
+            Val::Owned(rc) => {
+                for (k, e) in owned_items(&rc) {
+                    if !each(self, k, e)? {
+                        break;
+                    }
+                }
+            }
+            Val::Int(n) => {
+                for i in 0..n {
+                    if !each(self, Val::Int(i), Val::Int(i))? {
+                        break;
+                    }
+                }
+            }
+            Val::Nil => {}
+            v => {
+                return Err(at(
+                    r.pipe.line,
+                    format!("range can't iterate over {}", super::format::sprint(&v)),
+                ));
+            }
+        }
+        if looped {
+            Ok(Flow::Normal)
+        } else {
+            self.run(&r.otherwise, dot, out)
+        }
+    }
+
+    /// Runs the range body once; `false` on `break`.
+    fn iteration(
+        &mut self,
+        r: &'a Range,
+        key: Val<'a>,
+        elem: Val<'a>,
+        out: &mut String,
+    ) -> Result<bool, Error> {
+        if let Some(k) = r.key
+            && let Some(slot) = self.vars.get_mut(k)
+        {
+            *slot = key;
+        }
+        if let Some(v) = r.value
+            && let Some(slot) = self.vars.get_mut(v)
+        {
+            *slot = elem.clone();
+        }
+        Ok(self.run(&r.body, &elem, out)? != Flow::Break)
+    }
+
+    fn template(
+        &mut self,
+        index: usize,
+        pipe: Option<&'a Pipe>,
+        line: usize,
+        dot: &Val<'a>,
+        out: &mut String,
+    ) -> Result<(), Error> {
+        let tree = self.tree;
+        let Some(Some(body)) = tree.defs.get(index) else {
+            return Err(at(
+                line,
+                format!("no such template {:?}", tree.names.get(index).map_or("", |n| n)),
+            ));
+        };
+        if self.depth >= MAX_TEMPLATE_DEPTH {
+            return Err(at(
+                line,
+                format!("exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})"),
+            ));
+        }
+        let new_dot = match pipe {
+            Some(p) => self.eval_pipe(p, dot).map_err(|e| at(line, e))?,
+            None => Val::Nil,
+        };
+        let saved = std::mem::replace(&mut self.vars, frame(body, &new_dot));
+        self.depth += 1;
+        let result = self.run(&body.nodes, &new_dot, out);
+        self.depth -= 1;
+        self.vars = saved;
+        result.map(|_| ())
+    }
+
+    fn eval_pipe(&mut self, pipe: &'a Pipe, dot: &Val<'a>) -> FnResult<'a> {
+        let v = self.eval_cmds(&pipe.cmds, dot)?.unwrap_or_default();
+        for &slot in &pipe.decl {
+            if let Some(var) = self.vars.get_mut(slot) {
+                *var = v.clone();
+            }
+        }
+        Ok(v)
+    }
+
+    /// Runs commands in order, piping each result into the next; `None` for no commands.
+    fn eval_cmds(&mut self, cmds: &'a [Cmd], dot: &Val<'a>) -> Result<Option<Val<'a>>, String> {
+        let mut piped = None;
+        for cmd in cmds {
+            piped = Some(match cmd {
+                Cmd::Arg(a) => self.eval_arg(a, dot)?,
+                Cmd::Call(f, args) => self.call(*f, args, dot, piped.take())?,
+            });
+        }
+        Ok(piped)
+    }
+
+    fn eval_arg(&mut self, arg: &'a Arg, dot: &Val<'a>) -> FnResult<'a> {
+        match arg {
+            Arg::Dot => Ok(dot.clone()),
+            Arg::Nil => Ok(Val::Nil),
+            Arg::Lit(l) => Ok(literal(l)),
+            Arg::Field(chain) => walk(dot.clone(), chain),
+            Arg::Var(slot, chain) => walk(self.vars.get(*slot).cloned().unwrap_or_default(), chain),
+            Arg::Pipe(p, chain) => {
+                let v = self.eval_pipe(p, dot)?;
+                walk(v, chain)
+            }
+            Arg::Call(f) => self.call(*f, &[], dot, None),
+        }
+    }
+
+    fn call(&mut self, f: Func, args: &'a [Arg], dot: &Val<'a>, piped: Option<Val<'a>>) -> FnResult<'a> {
+        match (f, args.first()) {
+            (Func::And | Func::Or, _) => self.short_circuit(f, args, dot, piped),
+            (Func::Set | Func::Unset, Some(Arg::Var(slot, chain))) if chain.is_empty() => {
+                self.mutate(f, *slot, &args[1..], dot, piped)
+            }
+            _ => {
+                let n = args.len() + usize::from(piped.is_some());
+                if n <= INLINE_ARGS {
+                    let mut buf: [Val<'a>; INLINE_ARGS] = Default::default();
+                    self.fill(&mut buf[..n], args, dot, piped)?;
+                    f.call(&buf[..n], self.host)
+                } else {
+                    let mut buf = vec![Val::Nil; n];
+                    self.fill(&mut buf, args, dot, piped)?;
+                    f.call(&buf, self.host)
+                }
+            }
+        }
+    }
+
+    /// Evaluates `args` (then `piped`) into `buf`, which has room for exactly all of them.
+    fn fill(
+        &mut self,
+        buf: &mut [Val<'a>],
+        args: &'a [Arg],
+        dot: &Val<'a>,
+        piped: Option<Val<'a>>,
+    ) -> Result<(), String> {
+        debug_assert_eq!(
+            buf.len(),
+            args.len() + usize::from(piped.is_some()),
+            "argument buffer size"
+        );
+        for (slot, a) in buf.iter_mut().zip(args) {
+            *slot = self.eval_arg(a, dot)?;
+        }
+        if let (Some(p), Some(last)) = (piped, buf.last_mut()) {
+            *last = p;
+        }
+        Ok(())
+    }
+
+    /// `and`/`or`: evaluates arguments only until one decides.
+    fn short_circuit(
+        &mut self,
+        f: Func,
+        args: &'a [Arg],
+        dot: &Val<'a>,
+        piped: Option<Val<'a>>,
+    ) -> FnResult<'a> {
+        if args.is_empty() && piped.is_none() {
+            return f.call(&[], self.host);
+        }
+        let decides = |v: &Val<'_>| if f == Func::And { !v.truth() } else { v.truth() };
+        let mut last = Val::Nil;
+        for a in args {
+            last = self.eval_arg(a, dot)?;
+            if decides(&last) {
+                return Ok(last);
+            }
+        }
+        Ok(piped.unwrap_or(last))
+    }
+
+    /// `set $d k v` / `unset $d k` on a variable: updates the variable in place, as Go's
+    /// shared maps would.
+    fn mutate(
+        &mut self,
+        f: Func,
+        slot: usize,
+        rest: &'a [Arg],
+        dot: &Val<'a>,
+        piped: Option<Val<'a>>,
+    ) -> FnResult<'a> {
+        let want = if f == Func::Set { 2 } else { 1 };
+        let mut vals: [Val<'a>; 2] = Default::default();
+        let n = rest.len() + usize::from(piped.is_some());
+        if n != want {
+            return f.call(&vec![Val::Nil; n + 1], self.host);
+        }
+        self.fill(&mut vals[..n], rest, dot, piped)?;
+        let Some(var) = self.vars.get_mut(slot) else {
+            return Ok(Val::Nil);
+        };
+        let dict = std::mem::take(var);
+        let result = match f {
+            Func::Set => sprig::set(dict.clone(), &vals[0], &vals[1]),
+            _ => sprig::unset(dict.clone(), &vals[0]),
+        };
+        *var = result.as_ref().map_or(dict, Val::clone);
+        result.map_err(|e| format!("error calling {}: {e}", f.name()))
+    }
+}
+
+fn literal(l: &Lit) -> Val<'_> {
+    match l {
+        Lit::Str(s) => Val::Str(s),
+        Lit::Int(i) => Val::Int(*i),
+        Lit::Float(f) => Val::Float(*f),
+        Lit::Bool(b) => Val::Bool(*b),
+    }
+}
+
+/// Follows `.a.b` from `v`: a missing key is nil, a field of nil or of a non-map fails.
+fn walk<'a>(mut v: Val<'a>, chain: &[Box<str>]) -> FnResult<'a> {
+    for name in chain {
+        v = match v.field(name) {
+            Some(next) => next,
+            None if v.is_nil() => return Err(format!("nil pointer evaluating interface {{}}.{name}")),
+            None => return Err(format!("can't evaluate field {name} in type {}", v.type_name())),
+        };
+    }
+    Ok(v)
+}
+
+/// The (key, element) pairs of a computed list or map, maps in key order.
+fn owned_items<'a>(v: &Value) -> Vec<(Val<'a>, Val<'a>)> {
+    match View::of(v) {
+        View::List(l) => l
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Val::Int(i as i64), Val::from_value(e.clone())))
+            .collect(),
+        View::Map(m) => sorted_entries(m)
+            .into_iter()
+            .map(|(k, e)| (Val::text(k.as_str()), Val::from_value(e.clone())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}

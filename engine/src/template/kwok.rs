@@ -1,0 +1,236 @@
+//! KWOK's own template functions: `Quote`, `Now`, `YAML`, `NodeConditions` and the IP helpers.
+
+use std::{fmt::Write, rc::Rc, sync::LazyLock};
+
+use jiff::{Timestamp, tz::Offset};
+use serde_json::{Value, json};
+
+use super::{
+    format::write_go_quote,
+    funcs::FnResult,
+    json::{write_json, write_json_str},
+    marshal::write_yaml,
+    value::{Val, View},
+};
+use crate::host::Host;
+
+/// Writes KWOK's `Quote`: the JSON encoding of a string, or of anything else wrapped in a
+/// JSON string (`5` → `"5"`, nil → `"null"`), so the result is always a YAML string scalar.
+pub fn write_quote(v: &Val<'_>, out: &mut String) {
+    match v.view() {
+        View::Str(s) => write_json_str(s, out),
+        view => {
+            let mut json = String::new();
+            write_json(view, &mut json);
+            write_go_quote(&json, out);
+        }
+    }
+}
+
+/// `Quote v` as a string.
+pub fn quote(v: &Val<'_>) -> String {
+    let mut out = String::new();
+    write_quote(v, &mut out);
+    out
+}
+
+/// Go's `time.RFC3339Nano` in UTC: fraction digits only as needed, trailing zeros dropped.
+pub fn rfc3339_nano(t: Timestamp) -> String {
+    let mut out = String::with_capacity(30);
+    write_rfc3339_nano(t, &mut out);
+    out
+}
+
+/// Writes Go's `time.RFC3339Nano` of `t` in UTC.
+pub fn write_rfc3339_nano(t: Timestamp, out: &mut String) {
+    let dt = Offset::UTC.to_datetime(t);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    );
+    let nanos = dt.subsec_nanosecond();
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push('Z');
+}
+
+/// The deepest `YAML` indent accepted (in levels of two spaces).
+const MAX_YAML_INDENT: i64 = 1024;
+
+/// `YAML v [indent]`: `v` marshalled as YAML; with `indent` > 0, every line is prefixed by
+/// a newline and `2 × indent` spaces (KWOK replaces each `\n` of `"\n" + yaml`).
+pub fn yaml<'a>(v: &Val<'a>, indent: Option<&Val<'a>>) -> FnResult<'a> {
+    let mut doc = String::new();
+    write_yaml(v.view(), &mut doc);
+    let levels = match indent.map(Val::view) {
+        None => 0,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| format!("wrong type for value; expected int; got {}", v.type_name()))?,
+    };
+    if levels <= 0 {
+        return Ok(Val::text(doc));
+    }
+    if levels > MAX_YAML_INDENT {
+        return Err(format!("indent {levels} is larger than {MAX_YAML_INDENT}"));
+    }
+    let pad = " ".repeat(levels as usize * 2);
+    let mut out = String::with_capacity(doc.len() * 2);
+    out.push('\n');
+    out.push_str(&pad);
+    for c in doc.chars() {
+        out.push(c);
+        if c == '\n' {
+            out.push_str(&pad);
+        }
+    }
+    Ok(Val::text(out))
+}
+
+/// KWOK's default node conditions. As upstream, the times are null: stage templates set
+/// `lastHeartbeatTime`/`lastTransitionTime` themselves.
+pub fn node_conditions() -> &'static Value {
+    static CONDITIONS: LazyLock<Value> = LazyLock::new(|| {
+        let c = |ty: &str, status: &str, reason: &str, message: &str| {
+            json!({
+                "lastHeartbeatTime": null,
+                "lastTransitionTime": null,
+                "message": message,
+                "reason": reason,
+                "status": status,
+                "type": ty,
+            })
+        };
+        Value::Array(vec![
+            c("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            c(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            c(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            ),
+            c(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+            c(
+                "NetworkUnavailable",
+                "False",
+                "RouteCreated",
+                "RouteController created a route",
+            ),
+        ])
+    });
+    &CONDITIONS
+}
+
+/// A string argument of a KWOK function (nil is an error, as in Go).
+pub fn string_arg<'v>(v: &'v Val<'_>) -> Result<&'v str, String> {
+    match v {
+        Val::Nil => Err("invalid value; expected string".into()),
+        v => v
+            .as_str()
+            .ok_or_else(|| format!("wrong type for value; expected string; got {}", v.type_name())),
+    }
+}
+
+fn bool_arg(v: &Val<'_>) -> Result<bool, String> {
+    match v {
+        Val::Bool(b) => Ok(*b),
+        Val::Nil => Err("invalid value; expected bool".into()),
+        v => Err(format!(
+            "wrong type for value; expected bool; got {}",
+            v.type_name()
+        )),
+    }
+}
+
+/// A list of strings.
+pub fn strings<'a>(list: Vec<String>) -> Val<'a> {
+    Val::Owned(Rc::new(Value::Array(
+        list.into_iter().map(Value::String).collect(),
+    )))
+}
+
+/// `PodIPWith nodeName hostNetwork uid name namespace` (and `PodIPsWith`).
+pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &dyn Host, all: bool) -> FnResult<'a> {
+    let node = string_arg(&a[0])?;
+    let host_network = bool_arg(&a[1])?;
+    let (uid, name, namespace) = (string_arg(&a[2])?, string_arg(&a[3])?, string_arg(&a[4])?);
+    Ok(if all {
+        strings(host.pod_ips_with(node, host_network, uid, name, namespace))
+    } else {
+        Val::text(host.pod_ip_with(node, host_network, uid, name, namespace))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn quote_should_json_quote_strings_and_wrap_other_values() {
+        let data = json!({"b": 1, "a": "x"});
+        assert_eq!(quote(&Val::Str("a\"b")), r#""a\"b""#);
+        assert_eq!(quote(&Val::Int(5)), r#""5""#);
+        assert_eq!(quote(&Val::Nil), r#""null""#);
+        assert_eq!(quote(&Val::from_data(&data)), r#""{\"a\":\"x\",\"b\":1}""#);
+    }
+
+    #[test]
+    fn rfc3339_nano_should_trim_trailing_zeros_like_go() {
+        let t: Timestamp = "2024-01-02T03:04:05.120Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2024-01-02T03:04:05.12Z");
+        let t: Timestamp = "2024-01-02T03:04:05Z".parse().unwrap();
+        assert_eq!(rfc3339_nano(t), "2024-01-02T03:04:05Z");
+    }
+
+    #[test]
+    fn yaml_with_indent_should_prefix_every_line() {
+        let data = json!([{"address": "1.2.3.4", "type": "InternalIP"}]);
+        let v = yaml(&Val::from_data(&data), Some(&Val::Int(1))).unwrap();
+        assert_eq!(
+            v.as_str(),
+            Some("\n  - address: 1.2.3.4\n    type: InternalIP\n  ")
+        );
+    }
+
+    #[test]
+    fn node_conditions_should_list_the_five_kubelet_conditions() {
+        let types: Vec<&str> = node_conditions()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "Ready",
+                "MemoryPressure",
+                "DiskPressure",
+                "PIDPressure",
+                "NetworkUnavailable"
+            ]
+        );
+    }
+}

@@ -1,0 +1,568 @@
+//! End-to-end tests: templates parsed, rendered with [`FixedHost`] and read back as JSON.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::{Error, Template};
+use crate::host::FixedHost;
+
+const NOW: &str = "2024-05-06T07:08:09.12345Z";
+
+fn host() -> FixedHost {
+    FixedHost::new(NOW.parse::<Timestamp>().unwrap())
+}
+
+fn render(src: &str, data: &Value) -> String {
+    let mut out = String::new();
+    Template::parse(src)
+        .unwrap()
+        .render(data, &host(), &mut out)
+        .unwrap();
+    out
+}
+
+fn render_err(src: &str, data: &Value) -> String {
+    let mut out = String::new();
+    Template::parse(src)
+        .unwrap()
+        .render(data, &host(), &mut out)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn template_should_be_send_sync_and_clone() {
+    fn assert_traits<T: Send + Sync + Clone>() {}
+    assert_traits::<Template>();
+}
+
+#[test]
+fn fields_variables_and_parentheses_should_resolve() {
+    let data = json!({"a": {"b": {"c": "x"}}, "n": 3});
+    assert_eq!(
+        render(
+            "{{ .a.b.c }} {{ $v := .a }}{{ $v.b.c }} {{ $.n }} {{ (.a.b).c }}",
+            &data
+        ),
+        "x x 3 x"
+    );
+    assert_eq!(render("{{ $x := 1 }}{{ $x = 2 }}{{ $x }}", &data), "2");
+}
+
+#[test]
+fn missing_keys_should_print_no_value_and_nil_fields_should_fail() {
+    let data = json!({"a": null});
+    assert_eq!(render("{{ .missing }}|{{ .a }}", &data), "<no value>|<no value>");
+    assert_eq!(
+        render_err("\n{{ .missing.x }}", &data),
+        "line 2: nil pointer evaluating interface {}.x"
+    );
+    assert_eq!(
+        render_err("{{ $x := \"s\" }}{{ $x.y }}", &data),
+        "line 1: can't evaluate field y in type string"
+    );
+}
+
+#[test]
+fn values_should_print_like_go_fmt() {
+    let data = json!({"i": 3, "f": 1.5, "l": ["a", 1], "m": {"b": 2, "a": true}});
+    assert_eq!(
+        render("{{ .i }} {{ .f }} {{ .l }} {{ .m }} {{ 2.0 }} {{ 1e21 }}", &data),
+        "3 1.5 [a 1] map[a:true b:2] 2 1e+21"
+    );
+}
+
+#[test]
+fn literals_should_cover_go_syntax() {
+    let out = render(
+        r#"{{ "a\tb" }}|{{ `raw\n` }}|{{ 0x10 }}|{{ 'a' }}|{{ true }}|{{ -1.5 }}"#,
+        &json!({}),
+    );
+    assert_eq!(out, "a\tb|raw\\n|16|97|true|-1.5");
+}
+
+#[test]
+fn truthiness_should_follow_go() {
+    let data = json!({"zero": 0, "empty": "", "list": [], "map": {}, "f": false, "s": "x", "one": 1});
+    let src = "{{ range $k, $v := . }}{{ $k }}={{ if $v }}T{{ else }}F{{ end }} {{ end }}";
+    assert_eq!(render(src, &data), "empty=F f=F list=F map=F one=T s=T zero=F ");
+    assert_eq!(render("{{ if .missing }}T{{ else }}F{{ end }}", &data), "F");
+}
+
+#[test]
+fn if_else_if_chains_should_pick_the_first_true_arm() {
+    let src = "{{ if eq .x 1 }}one{{ else if eq .x 2 }}two{{ else }}many{{ end }}";
+    assert_eq!(render(src, &json!({"x": 2})), "two");
+    assert_eq!(render(src, &json!({"x": 5})), "many");
+}
+
+#[test]
+fn with_should_set_dot_and_else_should_keep_it() {
+    let src = "{{ with .a }}{{ . }}{{ else with .b }}b={{ . }}{{ else }}none{{ end }}";
+    assert_eq!(render(src, &json!({"a": "x"})), "x");
+    assert_eq!(render(src, &json!({"b": 2})), "b=2");
+    assert_eq!(render(src, &json!({})), "none");
+}
+
+#[test]
+fn range_over_map_should_visit_keys_in_sorted_order() {
+    let data = json!({"m": {"b": 2, "a": 1, "c": 3}});
+    assert_eq!(
+        render("{{ range $k, $v := .m }}{{ $k }}{{ $v }}{{ end }}", &data),
+        "a1b2c3"
+    );
+}
+
+#[test]
+fn range_should_bind_index_and_element_and_run_else_when_empty() {
+    let data = json!({"l": ["x", "y"], "e": []});
+    assert_eq!(
+        render("{{ range $i, $v := .l }}{{ $i }}:{{ $v }},{{ end }}", &data),
+        "0:x,1:y,"
+    );
+    assert_eq!(
+        render("{{ range .l }}{{ . }}{{ $ | len }}{{ end }}", &data),
+        "x2y2"
+    );
+    assert_eq!(render("{{ range .e }}x{{ else }}empty{{ end }}", &data), "empty");
+    assert_eq!(
+        render("{{ range .missing }}x{{ else }}none{{ end }}", &data),
+        "none"
+    );
+    assert_eq!(render("{{ range 3 }}{{ . }}{{ end }}", &data), "012");
+}
+
+#[test]
+fn break_and_continue_should_control_the_innermost_range() {
+    let data = json!({"l": [1, 2, 3, 4]});
+    let src = "{{ range .l }}{{ if eq . 2 }}{{ continue }}{{ end }}{{ if eq . 4 }}{{ break }}{{ end }}{{ . }}{{ end }}";
+    assert_eq!(render(src, &data), "13");
+}
+
+#[test]
+fn trim_markers_and_comments_should_remove_whitespace() {
+    assert_eq!(
+        render("a  \n {{- /* note */ -}} \n b {{- 1 }}", &json!({})),
+        "ab1"
+    );
+}
+
+#[test]
+fn define_template_and_block_should_render_with_the_given_dot() {
+    let src = r#"{{ define "t" }}[{{ .x }}{{ $ }}]{{ end }}{{ template "t" .a }}{{ block "b" . }}B{{ .a.x }}{{ end }}"#;
+    assert_eq!(render(src, &json!({"a": {"x": 1}})), "[1map[x:1]]B1");
+    assert_eq!(
+        render_err(r#"{{ template "nope" }}"#, &json!({})),
+        "line 1: no such template \"nope\""
+    );
+}
+
+#[test]
+fn pipelines_should_pass_the_value_as_the_last_argument() {
+    let data = json!({"s": "abc"});
+    assert_eq!(render(r#"{{ .s | printf "%s-%s" "x" }}"#, &data), "x-abc");
+    assert_eq!(render(r#"{{ .s | upper | trimPrefix "A" }}"#, &data), "BC");
+    assert_eq!(
+        render_err("{{ .s | not 1 }}", &data),
+        "line 1: wrong number of args for not: want 1 got 2"
+    );
+}
+
+#[test]
+fn and_or_should_short_circuit_and_return_the_deciding_value() {
+    let data = json!({"a": "x"});
+    assert_eq!(
+        render(
+            "{{ or .missing .a }}|{{ and .a 0 }}|{{ and 1 .a }}|{{ or 0 \"\" }}",
+            &data
+        ),
+        "x|0|x|"
+    );
+    assert_eq!(render("{{ or .a (index .missing 1) }}", &data), "x");
+}
+
+#[test]
+fn comparison_builtins_should_compare_basic_kinds() {
+    let data = json!({"n": 2, "f": 2.5});
+    let out = render(
+        "{{ eq .n 1 2 }} {{ ne .n 2 }} {{ lt .n .f }} {{ le 2 2 }} {{ gt \"b\" \"a\" }} {{ ge 1 2 }}",
+        &data,
+    );
+    assert_eq!(out, "true false true true true false");
+    assert_eq!(
+        render_err("{{ lt .n \"x\" }}", &data),
+        "line 1: error calling lt: incompatible types for comparison"
+    );
+}
+
+#[test]
+fn collection_builtins_should_follow_go() {
+    let data = json!({"l": [1, 2, 3], "m": {"k": ["v"]}, "s": "héllo"});
+    let out = render(
+        "{{ len .l }} {{ len .s }} {{ index .m \"k\" 0 }} {{ slice .l 1 }} {{ slice .s 0 1 }} {{ index .m \"x\" }}",
+        &data,
+    );
+    assert_eq!(out, "3 6 v [2 3] h <no value>");
+    assert_eq!(
+        render_err("{{ index .l 3 }}", &data),
+        "line 1: error calling index: index out of range: 3 (length 3)"
+    );
+}
+
+#[test]
+fn print_functions_and_escapers_should_follow_go() {
+    let out = render(
+        r#"{{ print "a" 1 2 }}|{{ println 1 "b" }}|{{ printf "%05.1f|%-3d|%q" 3.14159 7 "x" }}|{{ html "<b>" }}|{{ js "it's" }}|{{ urlquery "a b" }}"#,
+        &json!({}),
+    );
+    assert_eq!(out, "a1 2|1 b\n|003.1|7  |\"x\"|&lt;b&gt;|it\\'s|a+b");
+}
+
+#[test]
+fn sprig_defaults_and_strings_should_follow_sprig() {
+    let data = json!({"s": " Hi ", "e": "", "l": ["a", "b"]});
+    let src = r#"{{ default "d" .e }} {{ .e | default "p" }} {{ empty .e }} {{ coalesce .e .missing "c" }} {{ ternary "y" "n" true }} {{ quote "q" }} {{ squote "q" }} {{ trim .s | lower }} {{ join "," .l }} {{ replace "a" "b" "aa" }} {{ contains "el" "hello" }} {{ hasPrefix "he" "hello" }} {{ hasSuffix "x" "hello" }} {{ toString 5 }} {{ splitList "," "a,b" }}"#;
+    assert_eq!(
+        render(src, &data),
+        r#"d p true c y "q" 'q' hi a,b bb true true false 5 [a b]"#
+    );
+}
+
+#[test]
+fn sprig_math_should_use_integers_and_casts() {
+    let src = r#"{{ add 1 2 "3" }} {{ sub 5 2 }} {{ mul 2 3 4 }} {{ div 7 2 }} {{ mod 7 2 }} {{ max 1 9 3 }} {{ min 4 2 }} {{ int "42" }} {{ int64 2.9 }} {{ float64 "1.5" }} {{ atoi "x" }} {{ add1 1 }}"#;
+    assert_eq!(render(src, &json!({})), "6 3 24 3 1 9 2 42 2 1.5 0 2");
+    assert_eq!(
+        render_err("{{ div 1 0 }}", &json!({})),
+        "line 1: error calling div: integer divide by zero"
+    );
+}
+
+#[test]
+fn sprig_dicts_and_lists_should_build_values() {
+    let src = r#"{{ $d := dict "a" 1 "b" "x" }}{{ $_ := set $d "c" true }}{{ toJson $d }} {{ hasKey $d "c" }} {{ get $d "b" }} {{ keys $d }} {{ $l := list 1 "two" }}{{ toJson (append $l 3) }} {{ first $l }} {{ last $l }} {{ (dict "k" "v").k }}"#;
+    assert_eq!(
+        render(src, &json!({})),
+        r#"{"a":1,"b":"x","c":true} true x [a b c] [1,"two",3] 1 two v"#
+    );
+}
+
+#[test]
+fn to_json_and_from_json_should_round_trip() {
+    let data = json!({"m": {"b": [1, null], "a": "<"}});
+    assert_eq!(
+        render("{{ toJson .m }} {{ (fromJson \"{\\\"x\\\": 2}\").x }}", &data),
+        r#"{"a":"\u003c","b":[1,null]} 2"#
+    );
+}
+
+#[test]
+fn kwok_functions_should_use_the_host() {
+    let src = "{{ Now }} {{ StartTime }} {{ Version }} {{ NodeIP }} {{ NodeName }} {{ NodePort }} {{ NodeIPWith \"n\" }} {{ NodeIPsWith \"n\" }} {{ PodIPWith \"n\" false \"u1\" \"p\" \"ns\" }} {{ PodIPsWith \"n\" true \"u2\" \"p\" \"ns\" }} {{ PodIPWith \"n\" false \"u1\" \"p\" \"ns\" }}";
+    let want = format!(
+        "{NOW} {NOW} kwok-v0.8.0 196.168.0.1 kwok-node 10250 196.168.0.1 [196.168.0.1] 10.0.0.1 [196.168.0.1] 10.0.0.1"
+    );
+    assert_eq!(render(src, &json!({})), want);
+    assert_eq!(
+        render_err("{{ NodeIPWith .missing }}", &json!({})),
+        "line 1: error calling NodeIPWith: invalid value; expected string"
+    );
+}
+
+#[test]
+fn kwok_quote_and_yaml_should_produce_valid_yaml_scalars() {
+    let data = json!({"n": 5, "s": "a\"b", "m": {"b": ["x"], "a": "True"}});
+    assert_eq!(
+        render("{{ .n | Quote }} {{ Quote .s }} {{ .missing | Quote }}", &data),
+        r#""5" "a\"b" "null""#
+    );
+    assert_eq!(
+        render("m:{{ YAML .m 1 }}", &data),
+        "m:\n  a: \"True\"\n  b:\n  - x\n  "
+    );
+    let t = Template::parse("m: {{ YAML .m 1 }}").unwrap();
+    assert_eq!(
+        t.render_value(&data, &host()).unwrap(),
+        json!({"m": {"a": "True", "b": ["x"]}})
+    );
+}
+
+#[test]
+fn set_on_a_variable_should_update_it_in_place() {
+    let src = r#"{{ $d := dict }}{{ range $i, $v := list "a" "b" }}{{ $_ := set $d $v $i }}{{ end }}{{ toJson $d }}"#;
+    assert_eq!(render(src, &json!({})), r#"{"a":0,"b":1}"#);
+}
+
+#[test]
+fn parse_errors_should_carry_the_line_and_a_short_reason() {
+    let cases = [
+        (
+            "a\n\n{{ } }}",
+            Error::Parse {
+                line: 3,
+                reason: "unexpected \"}\" in operand".into(),
+            },
+        ),
+        (
+            "{{ Foo }}",
+            Error::Parse {
+                line: 1,
+                reason: "function \"Foo\" not defined".into(),
+            },
+        ),
+        (
+            "x\n{{ .a",
+            Error::Parse {
+                line: 2,
+                reason: "unclosed action".into(),
+            },
+        ),
+        (
+            "{{ range .a }}\n",
+            Error::Parse {
+                line: 1,
+                reason: "unexpected EOF: missing {{end}} for {{range}}".into(),
+            },
+        ),
+        (
+            "{{ .a .b }}",
+            Error::Parse {
+                line: 1,
+                reason: "can't give argument to non-function".into(),
+            },
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(Template::parse(src).unwrap_err(), want, "{src:?}");
+    }
+}
+
+#[test]
+fn render_errors_should_never_panic_whatever_the_data() {
+    let src = "{{ index . 1 }}{{ slice . 5 }}{{ len . }}{{ .a.b }}{{ add . . }}{{ printf \"%d\" . }}";
+    for data in [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([1]),
+        json!({"a": 1}),
+        json!(true),
+    ] {
+        let mut out = String::new();
+        let _ = Template::parse(src).unwrap().render(&data, &host(), &mut out);
+    }
+}
+
+#[test]
+fn huge_sizes_should_fail_instead_of_exhausting_memory() {
+    let e = render_err("{{ repeat 1000000000000 \"ab\" }}", &json!({}));
+    assert_eq!(e, "line 1: error calling repeat: repeat count causes overflow");
+    assert!(render_err("{{ YAML . 100000000000 }}", &json!({})).contains("indent"));
+    assert!(
+        Template::parse("a: { #")
+            .unwrap()
+            .render_value(&json!({}), &host())
+            .is_err()
+    );
+}
+
+#[test]
+fn render_value_should_type_yaml_scalars_and_treat_empty_output_as_null() {
+    let t = Template::parse("a: {{ .x }}\nb: \"True\"\nc: True\nd: yes\ne: 1.5\nf: null").unwrap();
+    let want = json!({"a": 1, "b": "True", "c": true, "d": "yes", "e": 1.5, "f": null});
+    assert_eq!(t.render_value(&json!({"x": 1}), &host()).unwrap(), want);
+    assert_eq!(
+        Template::parse("  {{/* */}}\n")
+            .unwrap()
+            .render_value(&json!({}), &host())
+            .unwrap(),
+        Value::Null
+    );
+}
+
+pub(crate) const POD_READY: &str = r#"{{ $now := Now }}
+
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: ContainersReady
+{{ range .spec.readinessGates }}
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: {{ .conditionType | Quote }}
+{{ end }}
+
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: true
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+
+initContainerStatuses:
+{{ range .spec.initContainers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: true
+  restartCount: 0
+  {{ if eq .restartPolicy "Always" }}
+  started: true
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+  {{ else }}
+  state:
+    terminated:
+      exitCode: 0
+      finishedAt: {{ $now | Quote }}
+      reason: Completed
+      startedAt: {{ $now | Quote }}
+  {{ end }}
+{{ end }}
+
+hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+phase: Running
+startTime: {{ $now | Quote }}
+"#;
+
+pub(crate) const NODE_INITIALIZE: &str = r#"{{ $now := Now }}
+{{ $lastTransitionTime := or .creationTimestamp $now }}
+conditions:
+{{ range NodeConditions }}
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $lastTransitionTime | Quote }}
+  message: {{ .message | Quote }}
+  reason: {{ .reason | Quote }}
+  status: {{ .status | Quote }}
+  type: {{ .type  | Quote}}
+{{ end }}
+
+addresses:
+{{ with .status.addresses }}
+{{ YAML . 1 }}
+{{ else }}
+{{ with NodeIP }}
+- address: {{ . | Quote }}
+  type: InternalIP
+{{ end }}
+{{ with NodeName }}
+- address: {{ . | Quote }}
+  type: Hostname
+{{ end }}
+{{ end }}
+
+{{ with NodePort }}
+daemonEndpoints:
+  kubeletEndpoint:
+    Port: {{ . }}
+{{ end }}
+
+allocatable:
+{{ with .status.allocatable }}
+{{ YAML . 1 }}
+{{ else }}
+  cpu: 1k
+  memory: 1Ti
+  pods: 1M
+{{ end }}
+capacity:
+{{ with .status.capacity }}
+{{ YAML . 1 }}
+{{ else }}
+  cpu: 1k
+  memory: 1Ti
+  pods: 1M
+{{ end }}
+{{ with .status.nodeInfo }}
+nodeInfo:
+  architecture: {{ with .architecture }} {{ . }} {{ else }} "amd64" {{ end }}
+  bootID: {{ with .bootID }} {{ . }} {{ else }} "" {{ end }}
+  containerRuntimeVersion: {{ with .containerRuntimeVersion }} {{ . }} {{ else }} "kwok-{{ Version }}" {{ end }}
+  kernelVersion: {{ with .kernelVersion }} {{ . }} {{ else }} "kwok-{{ Version }}" {{ end }}
+  kubeProxyVersion: {{ with .kubeProxyVersion }} {{ . }} {{ else }} "kwok-{{ Version }}" {{ end }}
+  kubeletVersion: {{ with .kubeletVersion }} {{ . }} {{ else }} "kwok-{{ Version }}" {{ end }}
+  machineID: {{ with .machineID }} {{ . }} {{ else }} "" {{ end }}
+  operatingSystem: {{ with .operatingSystem }} {{ . }} {{ else }} "linux" {{ end }}
+  osImage: {{ with .osImage }} {{ . }} {{ else }} "" {{ end }}
+  systemUUID: {{ with .systemUUID }} {{ . }} {{ else }} "" {{ end }}
+{{ end }}
+phase: Running
+"#;
+
+#[test]
+fn pod_ready_should_render_the_running_status() {
+    let pod = json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "u-1"},
+        "spec": {
+            "nodeName": "node-1",
+            "containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "busybox"}],
+            "initContainers": [{"name": "i", "image": "init", "restartPolicy": "Always"}, {"name": "j", "image": "init2"}],
+            "readinessGates": [{"conditionType": "example.com/gate"}]
+        }
+    });
+    let running = json!({"running": {"startedAt": NOW}});
+    let cond = |ty: &str| json!({"lastTransitionTime": NOW, "status": "True", "type": ty});
+    let want = json!({
+        "conditions": [cond("Initialized"), cond("Ready"), cond("ContainersReady"), cond("example.com/gate")],
+        "containerStatuses": [
+            {"image": "nginx", "name": "a", "ready": true, "restartCount": 0, "state": running},
+            {"image": "busybox", "name": "b", "ready": true, "restartCount": 0, "state": running},
+        ],
+        "initContainerStatuses": [
+            {"image": "init", "name": "i", "ready": true, "restartCount": 0, "started": true, "state": running},
+            {"image": "init2", "name": "j", "ready": true, "restartCount": 0, "state": {"terminated": {
+                "exitCode": 0, "finishedAt": NOW, "reason": "Completed", "startedAt": NOW}}},
+        ],
+        "hostIP": "196.168.0.1",
+        "podIP": "10.0.0.1",
+        "phase": "Running",
+        "startTime": NOW,
+    });
+    let t = Template::parse(POD_READY).unwrap();
+    assert_eq!(t.render_value(&pod, &host()).unwrap(), want);
+}
+
+#[test]
+fn node_initialize_should_render_a_ready_node() {
+    let node = json!({
+        "metadata": {"name": "node-1"},
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "nodeInfo": {"architecture": "arm64", "kubeletVersion": "fake"}
+        }
+    });
+    let cond = |ty: &str, status: &str, reason: &str, message: &str| json!({"lastHeartbeatTime": NOW, "lastTransitionTime": NOW, "message": message, "reason": reason, "status": status, "type": ty});
+    let want = json!({
+        "conditions": [
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            cond("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route"),
+        ],
+        "addresses": [{"address": "196.168.0.1", "type": "InternalIP"}, {"address": "kwok-node", "type": "Hostname"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+        "nodeInfo": {
+            "architecture": "arm64", "bootID": "", "containerRuntimeVersion": "kwok-kwok-v0.8.0",
+            "kernelVersion": "kwok-kwok-v0.8.0", "kubeProxyVersion": "kwok-kwok-v0.8.0", "kubeletVersion": "fake",
+            "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""
+        },
+        "phase": "Running",
+    });
+    let t = Template::parse(NODE_INITIALIZE).unwrap();
+    assert_eq!(t.render_value(&node, &host()).unwrap(), want);
+}

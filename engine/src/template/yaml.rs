@@ -1,0 +1,645 @@
+//! YAML → JSON for rendered templates: a fast reader for the block YAML templates emit,
+//! falling back to `serde-saphyr` for everything else.
+//!
+//! # Implementation
+//!
+//! The fast reader handles block mappings and sequences (also `key:\n- item` at the key's
+//! indentation), plain and quoted one-line scalars, empty flow collections `{}`/`[]`, `|`
+//! block scalars and comments. Anything else (anchors, tags, flow content, multi-line plain
+//! or quoted scalars, documents markers, tabs in indentation) makes it give up with
+//! [`Unsupported`], and the whole text goes to `serde-saphyr` instead, which is about 50×
+//! slower but complete. Both follow the YAML 1.2 core schema: only `true`/`false` in their
+//! three spellings are booleans, so `yes`, `on` and quoted `"True"` stay strings.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Number, Value};
+
+use super::Error;
+
+/// The fast reader met something it leaves to the full parser.
+#[derive(Debug)]
+struct Unsupported;
+
+type Fast<T> = Result<T, Unsupported>;
+
+/// Converts rendered YAML to JSON; empty or whitespace-only text is `null`.
+pub fn to_json(text: &str) -> Result<Value, Error> {
+    match Reader::new(text).document() {
+        Ok(v) => Ok(v),
+        Err(Unsupported) => full_parse(text),
+    }
+}
+
+fn full_parse(text: &str) -> Result<Value, Error> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        underscored_numbers_as_strings: true,
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::LastWins,
+    };
+    serde_saphyr::from_str_with_options::<Option<Value>>(text, options)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| Error::Render(format!("failed to parse rendered YAML: {e}")))
+}
+
+/// The type a plain scalar resolves to under the YAML 1.2 core schema.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar {
+    /// `null`, `~` or empty.
+    Null,
+    /// `true`/`false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// An integer above `i64::MAX`.
+    Uint(u64),
+    /// A float.
+    Float(f64),
+    /// `.inf`/`.nan`: no JSON form.
+    NonFinite,
+    /// A string.
+    Str,
+}
+
+/// Resolves a plain scalar.
+pub fn plain_scalar(s: &str) -> Scalar {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
+        "true" | "True" | "TRUE" => return Scalar::Bool(true),
+        "false" | "False" | "FALSE" => return Scalar::Bool(false),
+        _ => {}
+    }
+    let b = s.as_bytes();
+    if !(b[0].is_ascii_digit() || matches!(b[0], b'-' | b'+' | b'.')) {
+        return Scalar::Str;
+    }
+    number(s)
+}
+
+fn number(s: &str) -> Scalar {
+    let (neg, digits) = match s.as_bytes()[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if !neg && s.as_bytes()[0] != b'+' {
+        let radix = [("0x", 16), ("0o", 8)]
+            .into_iter()
+            .find(|(p, _)| s.starts_with(p));
+        if let Some((p, r)) = radix {
+            return i64::from_str_radix(&s[p.len()..], r).map_or(Scalar::Str, Scalar::Int);
+        }
+    }
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return integer(s);
+    }
+    if matches!(digits, ".inf" | ".Inf" | ".INF") || matches!(s, ".nan" | ".NaN" | ".NAN") {
+        return Scalar::NonFinite;
+    }
+    if is_float(digits) {
+        return s.parse().map_or(Scalar::Str, Scalar::Float);
+    }
+    Scalar::Str
+}
+
+fn integer(s: &str) -> Scalar {
+    if let Ok(i) = s.parse::<i64>() {
+        Scalar::Int(i)
+    } else if let Ok(u) = s.trim_start_matches('+').parse::<u64>() {
+        Scalar::Uint(u)
+    } else {
+        s.parse().map_or(Scalar::Str, Scalar::Float)
+    }
+}
+
+/// `(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`
+fn is_float(s: &str) -> bool {
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = digits(int) && digits(frac) && (!int.is_empty() || !frac.is_empty());
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exp_ok
+}
+
+fn scalar_value(s: &str) -> Fast<Value> {
+    Ok(match plain_scalar(s) {
+        Scalar::Null => Value::Null,
+        Scalar::Bool(b) => Value::Bool(b),
+        Scalar::Int(i) => Value::from(i),
+        Scalar::Uint(u) => Value::from(u),
+        Scalar::Float(f) => Value::Number(Number::from_f64(f).ok_or(Unsupported)?),
+        Scalar::NonFinite => return Err(Unsupported),
+        Scalar::Str => Value::String(s.to_owned()),
+    })
+}
+
+/// One significant line: indentation and content without the trailing whitespace.
+#[derive(Debug, Clone, Copy)]
+struct Line<'s> {
+    indent: usize,
+    text: &'s str,
+    /// Byte offset just past this line.
+    end: usize,
+}
+
+/// The fast reader. `peeked` may hold a virtual line: the rest of `- key: v` after the dash.
+struct Reader<'s> {
+    src: &'s str,
+    pos: usize,
+    peeked: Option<Line<'s>>,
+    /// Entries of the maps being read, innermost last; each map drains its tail into an
+    /// exactly sized `Map`, so maps never grow while reading.
+    entries: Vec<(String, Value)>,
+    /// Items of the sequences being read, likewise.
+    items: Vec<Value>,
+}
+
+impl<'s> Reader<'s> {
+    fn new(src: &'s str) -> Self {
+        Self {
+            src,
+            pos: 0,
+            peeked: None,
+            entries: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    fn document(&mut self) -> Fast<Value> {
+        let Some(first) = self.peek()? else {
+            return Ok(Value::Null);
+        };
+        let v = self.node(first)?;
+        match self.peek()? {
+            None => Ok(v),
+            Some(_) => Err(Unsupported),
+        }
+    }
+
+    fn peek(&mut self) -> Fast<Option<Line<'s>>> {
+        if self.peeked.is_none() {
+            self.peeked = self.scan()?;
+        }
+        Ok(self.peeked)
+    }
+
+    /// Finds the next line that is not blank or a comment.
+    fn scan(&mut self) -> Fast<Option<Line<'s>>> {
+        while self.pos < self.src.len() {
+            let rest = &self.src[self.pos..];
+            let len = memchr_newline(rest);
+            let end = self.pos + (len + 1).min(rest.len());
+            let raw = &rest[..len];
+            let indent = raw.bytes().take_while(|&b| b == b' ').count();
+            let text = raw[indent..].trim_ascii_end();
+            if text.is_empty() || text.starts_with('#') {
+                self.pos = end;
+                continue;
+            }
+            if text.starts_with('\t')
+                || (indent == 0
+                    && (text.starts_with("---") || text.starts_with("...") || text.starts_with('%')))
+            {
+                return Err(Unsupported);
+            }
+            return Ok(Some(Line { indent, text, end }));
+        }
+        Ok(None)
+    }
+
+    fn consume(&mut self, line: Line<'s>) {
+        self.peeked = None;
+        self.pos = line.end;
+    }
+
+    fn node(&mut self, line: Line<'s>) -> Fast<Value> {
+        if is_seq_item(line.text) {
+            self.seq(line.indent)
+        } else if let Some(entry) = split_key(line.text)? {
+            self.map(line.indent, entry)
+        } else {
+            self.consume(line);
+            let v = self.inline(line.text, line.indent)?;
+            self.no_continuation(line.indent)?;
+            Ok(v)
+        }
+    }
+
+    /// A block sequence whose dashes sit at column `n`.
+    fn seq(&mut self, n: usize) -> Fast<Value> {
+        let mark = self.items.len();
+        while let Some(line) = self.peek()? {
+            if line.indent != n || !is_seq_item(line.text) {
+                if line.indent > n {
+                    return Err(Unsupported);
+                }
+                break;
+            }
+            self.consume(line);
+            let rest = line.text[1..].trim_start();
+            let col = n + (line.text.len() - rest.len());
+            let item = self.item(rest, col, n, line.end)?;
+            self.items.push(item);
+        }
+        Ok(Value::Array(self.items.drain(mark..).collect()))
+    }
+
+    /// The value after a `- ` at column `n`; `rest` starts at column `col`.
+    fn item(&mut self, rest: &'s str, col: usize, n: usize, end: usize) -> Fast<Value> {
+        if rest.is_empty() || rest.starts_with('#') {
+            return self.nested(n, false);
+        }
+        if is_seq_item(rest) {
+            self.peeked = Some(Line {
+                indent: col,
+                text: rest,
+                end,
+            });
+            return self.seq(col);
+        }
+        if let Some(entry) = split_key(rest)? {
+            self.peeked = Some(Line {
+                indent: col,
+                text: rest,
+                end,
+            });
+            return self.map(col, entry);
+        }
+        let v = self.inline(rest, n)?;
+        self.no_continuation(n)?;
+        Ok(v)
+    }
+
+    /// The value on the lines after `key:` or `-` at column `n`.
+    fn nested(&mut self, n: usize, seq_at_same_indent: bool) -> Fast<Value> {
+        match self.peek()? {
+            Some(next) if next.indent > n => self.node(next),
+            Some(next) if seq_at_same_indent && next.indent == n && is_seq_item(next.text) => self.seq(n),
+            _ => Ok(Value::Null),
+        }
+    }
+
+    /// A block mapping whose keys sit at column `n`; `first` is the peeked line, split.
+    fn map(&mut self, n: usize, first: (Cow<'s, str>, &'s str)) -> Fast<Value> {
+        let mark = self.entries.len();
+        let mut first = Some(first);
+        while let Some(line) = self.peek()? {
+            if line.indent != n || is_seq_item(line.text) {
+                if line.indent > n {
+                    return Err(Unsupported);
+                }
+                break;
+            }
+            let (key, rest) = match first.take() {
+                Some(entry) => entry,
+                None => split_key(line.text)?.ok_or(Unsupported)?,
+            };
+            self.consume(line);
+            let value = if rest.is_empty() || rest.starts_with('#') {
+                self.nested(n, true)?
+            } else {
+                let v = self.inline(rest, n)?;
+                self.no_continuation(n)?;
+                v
+            };
+            self.entries.push((key.into_owned(), value));
+        }
+        let mut map = Map::with_capacity(self.entries.len() - mark);
+        for (k, v) in self.entries.drain(mark..) {
+            map.insert(k, v);
+        }
+        Ok(Value::Object(map))
+    }
+
+    /// Fails when the line after a scalar is indented deeper than `n` (a continuation).
+    fn no_continuation(&mut self, n: usize) -> Fast<()> {
+        match self.peek()? {
+            Some(next) if next.indent > n => Err(Unsupported),
+            _ => Ok(()),
+        }
+    }
+
+    /// A scalar or empty flow collection written on the current line; `n` is the parent column.
+    fn inline(&mut self, text: &'s str, n: usize) -> Fast<Value> {
+        match text.as_bytes()[0] {
+            b'"' => end_of_scalar(double_quoted(text)?, text).map(Value::String),
+            b'\'' => end_of_scalar(single_quoted(text)?, text).map(Value::String),
+            b'{' | b'[' => empty_flow(text),
+            b'|' => self.literal(text, n).map(Value::String),
+            b'>' | b'&' | b'*' | b'!' | b'%' | b'@' | b'`' | b'?' => Err(Unsupported),
+            b'-' if is_seq_item(text) => Err(Unsupported),
+            _ => {
+                let plain = strip_comment(text);
+                if plain_colon(plain).is_some() {
+                    return Err(Unsupported);
+                }
+                scalar_value(plain)
+            }
+        }
+    }
+
+    /// A `|` block scalar whose parent sits at column `n`; reads the raw lines after it.
+    fn literal(&mut self, header: &str, n: usize) -> Fast<String> {
+        let chomp = match strip_comment(header) {
+            "|" => Chomp::Clip,
+            "|-" => Chomp::Strip,
+            "|+" => Chomp::Keep,
+            _ => return Err(Unsupported),
+        };
+        self.peeked = None;
+        let mut lines: Vec<&str> = Vec::new();
+        let mut content_indent: Option<usize> = None;
+        while self.pos < self.src.len() {
+            let rest = &self.src[self.pos..];
+            let len = memchr_newline(rest);
+            let raw = &rest[..len];
+            let indent = raw.bytes().take_while(|&b| b == b' ').count();
+            if !raw.trim().is_empty() {
+                let ci = *content_indent.get_or_insert(indent);
+                if indent <= n || indent < ci {
+                    break;
+                }
+            }
+            let ci = content_indent.unwrap_or(len).min(len);
+            lines.push(&raw[ci..]);
+            self.pos += (len + 1).min(rest.len());
+        }
+        Ok(chomp.apply(&lines))
+    }
+}
+
+/// Block scalar chomping.
+#[derive(Debug, Clone, Copy)]
+enum Chomp {
+    Clip,
+    Strip,
+    Keep,
+}
+
+impl Chomp {
+    fn apply(self, lines: &[&str]) -> String {
+        let content = lines
+            .iter()
+            .rposition(|l| !l.trim().is_empty())
+            .map_or(0, |i| i + 1);
+        let mut out = lines[..content].join("\n");
+        match self {
+            Chomp::Strip => {}
+            Chomp::Clip if content > 0 => out.push('\n'),
+            Chomp::Clip => {}
+            Chomp::Keep => out.extend(std::iter::repeat_n(
+                '\n',
+                lines.len() - content + usize::from(content > 0),
+            )),
+        }
+        out
+    }
+}
+
+fn memchr_newline(s: &str) -> usize {
+    s.bytes().position(|b| b == b'\n').unwrap_or(s.len())
+}
+
+fn is_seq_item(text: &str) -> bool {
+    text == "-" || text.starts_with("- ")
+}
+
+/// Cuts a ` #` comment off plain text.
+fn strip_comment(text: &str) -> &str {
+    let b = text.as_bytes();
+    match (1..b.len()).find(|&i| b[i] == b'#' && matches!(b[i - 1], b' ' | b'\t')) {
+        Some(i) => text[..i].trim_end(),
+        None => text,
+    }
+}
+
+/// The byte offset of the `:` that ends a plain key (followed by a space or the end),
+/// looking no further than a comment.
+fn plain_colon(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b':' if matches!(b.get(i + 1), None | Some(b' ' | b'\t')) => return Some(i),
+            b'#' if i > 0 && matches!(b[i - 1], b' ' | b'\t') => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits `key: rest`; `None` when the line is not a mapping entry.
+fn split_key(text: &str) -> Fast<Option<(Cow<'_, str>, &str)>> {
+    debug_assert!(!text.is_empty(), "lines are never empty");
+    let (key, after) = match text.as_bytes()[0] {
+        b'"' => quoted_key(text, double_quoted)?,
+        b'\'' => quoted_key(text, single_quoted)?,
+        b'{' | b'[' | b'&' | b'*' | b'!' | b'|' | b'>' | b'?' => return Ok(None),
+        _ => {
+            let Some(i) = plain_colon(text) else {
+                return Ok(None);
+            };
+            (Cow::Borrowed(text[..i].trim_end()), &text[i..])
+        }
+    };
+    match after.strip_prefix(':') {
+        Some(rest) if rest.is_empty() || rest.starts_with([' ', '\t']) => Ok(Some((key, rest.trim_start()))),
+        _ => Ok(None),
+    }
+}
+
+fn quoted_key<'t>(text: &'t str, parse: fn(&str) -> Fast<(String, usize)>) -> Fast<(Cow<'t, str>, &'t str)> {
+    let (key, used) = parse(text)?;
+    Ok((Cow::Owned(key), text[used..].trim_start()))
+}
+
+/// Accepts a quoted scalar only when nothing but a comment follows it.
+fn end_of_scalar((s, used): (String, usize), text: &str) -> Fast<String> {
+    let rest = text[used..].trim_start();
+    if rest.is_empty() || rest.starts_with('#') {
+        Ok(s)
+    } else {
+        Err(Unsupported)
+    }
+}
+
+fn empty_flow(text: &str) -> Fast<Value> {
+    let body = strip_comment(text);
+    if body.len() < 2 {
+        return Err(Unsupported);
+    }
+    let inner = body[1..body.len() - 1].trim();
+    match (body.as_bytes()[0], body.as_bytes()[body.len() - 1]) {
+        (b'{', b'}') if inner.is_empty() => Ok(Value::Object(Map::new())),
+        (b'[', b']') if inner.is_empty() => Ok(Value::Array(Vec::new())),
+        _ => Err(Unsupported),
+    }
+}
+
+/// A one-line double-quoted scalar at the start of `text`; returns it and the bytes used.
+fn double_quoted(text: &str) -> Fast<(String, usize)> {
+    let body = &text[1..];
+    let close = body
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\')
+        .ok_or(Unsupported)?;
+    if body.as_bytes()[close] == b'"' {
+        return Ok((body[..close].to_owned(), close + 2));
+    }
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Ok((out, i + 2)),
+            '\\' => out.push(yaml_escape(&mut chars)?),
+            c => out.push(c),
+        }
+    }
+    Err(Unsupported)
+}
+
+fn yaml_escape(chars: &mut std::str::CharIndices<'_>) -> Fast<char> {
+    let (_, e) = chars.next().ok_or(Unsupported)?;
+    let hex = |chars: &mut std::str::CharIndices<'_>, n: usize| -> Fast<char> {
+        let digits: String = chars.take(n).map(|(_, c)| c).collect();
+        let code = u32::from_str_radix(&digits, 16).map_err(|_| Unsupported)?;
+        char::from_u32(code).ok_or(Unsupported)
+    };
+    Ok(match e {
+        '0' => '\0',
+        'a' => '\x07',
+        'b' => '\x08',
+        't' | '\t' => '\t',
+        'n' => '\n',
+        'v' => '\x0b',
+        'f' => '\x0c',
+        'r' => '\r',
+        'e' => '\x1b',
+        ' ' => ' ',
+        '"' => '"',
+        '/' => '/',
+        '\\' => '\\',
+        'N' => '\u{85}',
+        '_' => '\u{a0}',
+        'L' => '\u{2028}',
+        'P' => '\u{2029}',
+        'x' => hex(chars, 2)?,
+        'u' => hex(chars, 4)?,
+        'U' => hex(chars, 8)?,
+        _ => return Err(Unsupported),
+    })
+}
+
+/// A one-line single-quoted scalar (`''` is a quote).
+fn single_quoted(text: &str) -> Fast<(String, usize)> {
+    let mut out = String::new();
+    let bytes = text.as_bytes();
+    let mut i = 1;
+    let mut start = 1;
+    while i < bytes.len() {
+        if bytes[i] == b'\'' {
+            out.push_str(&text[start..i]);
+            if bytes.get(i + 1) == Some(&b'\'') {
+                out.push('\'');
+                i += 2;
+                start = i;
+                continue;
+            }
+            return Ok((out, i + 1));
+        }
+        i += 1;
+    }
+    Err(Unsupported)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fast(text: &str) -> Option<Value> {
+        Reader::new(text).document().ok()
+    }
+
+    #[test]
+    fn block_maps_and_sequences_should_read_as_json() {
+        let text = "\n\nconditions:\n- type: Ready\n  status: \"True\"\n\n  n: 1\nlist:\n  - a\n  - 'b''c'\nempty:\nflow: {}\nseq: []\nf: 1.5\n";
+        let want = json!({
+            "conditions": [{"type": "Ready", "status": "True", "n": 1}],
+            "list": ["a", "b'c"], "empty": null, "flow": {}, "seq": [], "f": 1.5
+        });
+        assert_eq!(fast(text), Some(want.clone()));
+        assert_eq!(to_json(text).unwrap(), want);
+    }
+
+    #[test]
+    fn plain_scalars_should_follow_the_yaml_1_2_core_schema() {
+        let cases = [
+            ("true", json!(true)),
+            ("True", json!(true)),
+            ("yes", json!("yes")),
+            ("on", json!("on")),
+            ("~", json!(null)),
+            ("-12", json!(-12)),
+            ("0x1F", json!(31)),
+            ("1e3", json!(1000.0)),
+            ("1Ti", json!("1Ti")),
+            ("10.0.0.1", json!("10.0.0.1")),
+            ("2024-01-01T00:00:00Z", json!("2024-01-01T00:00:00Z")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                to_json(&format!("k: {text}")).unwrap(),
+                json!({ "k": want }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn quoted_scalars_should_stay_strings() {
+        assert_eq!(
+            to_json("a: \"True\"\nb: '1'\nc: \"\\u00e9\\n\\t\"").unwrap(),
+            json!({"a": "True", "b": "1", "c": "é\n\t"})
+        );
+    }
+
+    #[test]
+    fn literal_block_scalars_should_honour_chomping() {
+        let text = "a: |\n  x\n    y\n\nb: |-\n  z\nc: x # comment\n";
+        assert_eq!(fast(text), Some(json!({"a": "x\n  y\n", "b": "z", "c": "x"})));
+    }
+
+    #[test]
+    fn nested_sequences_and_maps_in_items_should_read() {
+        let text = "- - a\n  - b\n- k: v\n  l:\n  - 1\n";
+        assert_eq!(fast(text), Some(json!([["a", "b"], {"k": "v", "l": [1]}])));
+    }
+
+    #[test]
+    fn unsupported_constructs_should_fall_back_to_the_full_parser() {
+        let text = "a: &x [1, 2]\nb: *x\nc: >\n  folded\n  text\n";
+        assert!(fast(text).is_none());
+        assert_eq!(
+            to_json(text).unwrap(),
+            json!({"a": [1, 2], "b": [1, 2], "c": "folded text\n"})
+        );
+    }
+
+    #[test]
+    fn empty_output_should_be_null() {
+        assert_eq!(to_json("  \n\n").unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn invalid_yaml_should_be_a_render_error() {
+        assert!(matches!(to_json("a: b: c"), Err(Error::Render(_))));
+    }
+}
