@@ -58,7 +58,7 @@ pub fn run(
             return (steps, End::NoMatch);
         };
         let delay = stage.delay(&obj, now, rng);
-        now = now + delay;
+        now += delay;
         let effects = stage.render(&obj, host);
         let deleted = apply_all(&mut obj, kind, &effects, now);
         let object = (!deleted).then(|| obj.clone());

@@ -80,7 +80,7 @@ impl Settings {
         if shards == 0 {
             bail!("--shards must be at least 1");
         }
-        if !(flags.kube_api_qps > 0.0) || flags.kube_api_burst == 0 {
+        if flags.kube_api_qps.is_nan() || flags.kube_api_qps <= 0.0 || flags.kube_api_burst == 0 {
             bail!("--kube-api-qps and --kube-api-burst must be positive");
         }
         Ok(Self {

@@ -43,8 +43,6 @@ pub struct Entry {
     pub in_flight: bool,
     /// Events arrived while a write was in flight.
     pub dirty: bool,
-    /// The in-flight stage asked to match again right after its write.
-    pub immediate: bool,
     /// Not seen since the current re-list started.
     pub stale: bool,
 }
@@ -58,7 +56,6 @@ impl Entry {
             timer: None,
             in_flight: false,
             dirty: false,
-            immediate: false,
             stale: false,
         }
     }

@@ -14,6 +14,10 @@
 //!   arrive meanwhile only mark the entry dirty and are evaluated when it lands.
 //! - An entry has a timer only while a stage is pending for it; re-matching the same
 //!   stage keeps the timer, matching another replaces it.
+//! - A successful write's response replaces the cached object and the object is
+//!   matched again at once (the watch event for that version is then skipped as
+//!   seen). Every stage thus behaves as if `immediateNextStage` were set, which only
+//!   saves the wait for the watch event.
 
 mod cache;
 
@@ -427,7 +431,6 @@ impl Shard {
             })
             .inc();
         entry.in_flight = true;
-        entry.immediate = stage.immediate_next_stage();
         self.gauges.queue.inc();
         let kind = &kinds[key.kind];
         let target = Target {
@@ -457,11 +460,12 @@ impl Shard {
         let mut again = dirty || outcome.conflict;
         if let Some(obj) = outcome.object {
             let rv = cache::resource_version(&obj);
-            // The patch response is newer than anything the watch delivered before it.
+            // The patch response is newer than anything the watch delivered before it,
+            // and the watch event for it will be skipped as already seen: match now.
             if rv > entry.rv || rv.len() > entry.rv.len() {
                 entry.rv = rv;
                 entry.obj = obj;
-                again |= entry.immediate;
+                again = true;
             }
         }
         if again {

@@ -85,7 +85,20 @@ impl Cluster {
         self.kwokctl.ok(&all)
     }
 
+    /// Applies `yaml`, retrying for a while: right after start-up the apiserver may
+    /// still refuse pods until the controller-manager made the default ServiceAccount.
     fn apply(&self, yaml: &str) {
+        let start = Instant::now();
+        loop {
+            match self.try_apply(yaml) {
+                Ok(()) => return,
+                Err(e) if start.elapsed() > Duration::from_secs(30) => panic!("apply failed: {e}"),
+                Err(_) => sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
+    fn try_apply(&self, yaml: &str) -> Result<(), String> {
         let bin = crate::util::bin_dir().join("kwokctl");
         let mut child = Command::new(bin)
             .args(["--name", self.name, "kubectl", "apply", "-f", "-"])
@@ -99,11 +112,11 @@ impl Cluster {
             .unwrap();
         child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Polls `args` until its output satisfies `done`, or fails after `within`.
