@@ -22,6 +22,34 @@ echo "==> creating cluster $name"
 "$kwokctl" create cluster --name "$name"
 "$kwokctl" get components --name "$name"
 "$kwokctl" --name "$name" kubectl get ns
+
+echo "==> 10 fake nodes and a Deployment of 20 pods"
+{
+  for i in $(seq 0 9); do
+    printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-%s\n  annotations: {kwok.x-k8s.io/node: fake}\n  labels: {type: kwok}\n---\n' "$i"
+  done
+  cat <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: demo, namespace: default}
+spec:
+  replicas: 20
+  selector: {matchLabels: {app: demo}}
+  template:
+    metadata: {labels: {app: demo}}
+    spec:
+      containers: [{name: app, image: fake}]
+YAML
+} > "${TMPDIR:-/tmp}/kwok-demo.yaml"
+# The default ServiceAccount appears a moment after start-up; retry until pods are accepted.
+for _ in $(seq 30); do
+  "$kwokctl" --name "$name" kubectl apply -f "${TMPDIR:-/tmp}/kwok-demo.yaml" && break
+  sleep 1
+done
+"$kwokctl" --name "$name" kubectl wait --for=condition=Ready node --all --timeout=60s
+"$kwokctl" --name "$name" kubectl rollout status deployment/demo --timeout=120s
+"$kwokctl" --name "$name" kubectl get nodes
+"$kwokctl" --name "$name" kubectl get pods -o wide | head -8
 echo
 echo "Done. Try: $kwokctl --name $name kubectl get pods -A"
 echo "Delete:   $kwokctl delete cluster --name $name"

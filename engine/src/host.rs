@@ -25,8 +25,10 @@ pub trait Host {
     fn pod_ip(&self) -> String;
     /// `NodeIPWith nodeName`: the IP of node `node_name`.
     fn node_ip_with(&self, node_name: &str) -> String;
-    /// `NodeIPsWith nodeName`: every IP of node `node_name`.
-    fn node_ips_with(&self, node_name: &str) -> Vec<String>;
+    /// `NodeIPsWith nodeName`: every IP of node `node_name` (default: the one IP).
+    fn node_ips_with(&self, node_name: &str) -> Vec<String> {
+        vec![self.node_ip_with(node_name)]
+    }
     /// `PodIPWith nodeName hostNetwork uid podName podNamespace`: the pod's IP, stable
     /// for one pod uid; the node IP for host-network pods.
     fn pod_ip_with(
@@ -37,7 +39,7 @@ pub trait Host {
         name: &str,
         namespace: &str,
     ) -> String;
-    /// `PodIPsWith …`: every IP of the pod.
+    /// `PodIPsWith …`: every IP of the pod (default: the one IP).
     fn pod_ips_with(
         &self,
         node_name: &str,
@@ -45,7 +47,9 @@ pub trait Host {
         uid: &str,
         name: &str,
         namespace: &str,
-    ) -> Vec<String>;
+    ) -> Vec<String> {
+        vec![self.pod_ip_with(node_name, host_network, uid, name, namespace)]
+    }
 }
 
 /// A deterministic [`Host`] for tests, benchmarks and dry runs: a fixed clock, node
@@ -106,9 +110,6 @@ impl Host for FixedHost {
     fn node_ip_with(&self, _node_name: &str) -> String {
         Self::NODE_IP.to_owned()
     }
-    fn node_ips_with(&self, node_name: &str) -> Vec<String> {
-        vec![self.node_ip_with(node_name)]
-    }
     fn pod_ip_with(
         &self,
         node_name: &str,
@@ -122,15 +123,5 @@ impl Host for FixedHost {
         } else {
             self.next_pod_ip(uid).to_string()
         }
-    }
-    fn pod_ips_with(
-        &self,
-        node_name: &str,
-        host_network: bool,
-        uid: &str,
-        name: &str,
-        namespace: &str,
-    ) -> Vec<String> {
-        vec![self.pod_ip_with(node_name, host_network, uid, name, namespace)]
     }
 }

@@ -160,3 +160,58 @@ fn yaml(value: &Value) -> String {
 fn human(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: default\n  uid: u-1\n  creationTimestamp: \"2026-01-01T00:00:00Z\"\n  ownerReferences:\n  - {apiVersion: batch/v1, kind: Job, name: j, uid: j-1}\nspec:\n  nodeName: n\n  restartPolicy: Never\n  containers:\n  - {name: c, image: x}\n";
+
+    fn args(dir: &tempfile::TempDir, object: &str, all: bool) -> RunArgs {
+        let path = dir.path().join("obj.yaml");
+        std::fs::write(&path, object).unwrap();
+        RunArgs {
+            config: vec![],
+            object: path,
+            now: None,
+            seed: 1,
+            steps: 10,
+            all,
+        }
+    }
+
+    #[test]
+    fn run_should_take_a_job_pod_through_the_default_stages_to_succeeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(&args(&dir, POD, false)).unwrap();
+        assert!(out.contains("# step 1: stage \"pod-ready\""), "{out}");
+        assert!(out.contains("# step 2: stage \"pod-complete\""), "{out}");
+        assert!(out.contains("phase: Succeeded"), "{out}");
+        assert!(out.trim_end().ends_with("no stage matches"), "{out}");
+    }
+
+    #[test]
+    fn all_should_list_matching_stages_with_weight_and_rendered_patch() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(&args(&dir, POD, true)).unwrap();
+        assert!(out.starts_with("stage \"pod-ready\" weight "), "{out}");
+        assert!(out.contains("patch status (Strategic)"), "{out}");
+        assert!(out.contains("phase: Running"), "{out}");
+    }
+
+    #[test]
+    fn a_bad_stage_file_should_be_one_line_naming_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let stages = dir.path().join("s.yaml");
+        let bad = "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata: {name: s}\nspec:\n  resourceRef: {kind: Pod}\n  selector: {}\n  delay: {durationMilliseconds: -5}\n";
+        std::fs::write(&stages, bad).unwrap();
+        let mut a = args(&dir, POD, false);
+        a.config = vec![stages.clone()];
+        let err = format!("{:#}", run(&a).unwrap_err());
+        let expected = format!(
+            "{}:1: stage \"s\": spec.delay.durationMilliseconds: must not be negative, got -5",
+            stages.display()
+        );
+        assert_eq!(err, expected);
+    }
+}

@@ -155,9 +155,6 @@ impl Host for RuntimeHost<'_> {
     fn node_ip_with(&self, node_name: &str) -> String {
         self.ips.borrow().node_ip(node_name)
     }
-    fn node_ips_with(&self, node_name: &str) -> Vec<String> {
-        vec![self.node_ip_with(node_name)]
-    }
     fn pod_ip_with(
         &self,
         node_name: &str,
@@ -170,15 +167,5 @@ impl Host for RuntimeHost<'_> {
             return self.node_ip_with(node_name);
         }
         self.ips.borrow_mut().pod_ip(node_name, uid)
-    }
-    fn pod_ips_with(
-        &self,
-        node_name: &str,
-        host_network: bool,
-        uid: &str,
-        name: &str,
-        namespace: &str,
-    ) -> Vec<String> {
-        vec![self.pod_ip_with(node_name, host_network, uid, name, namespace)]
     }
 }
