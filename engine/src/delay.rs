@@ -5,6 +5,8 @@
 //! else a Go duration). If a jitter bound is set (`jitterDurationMilliseconds`, or
 //! `jitterDurationFrom` when it yields a value) and exceeds the delay, the delay is
 //! drawn uniformly from `[delay, jitter)`: the jitter is an upper bound, not an addend.
+//! A jitter bound at or below the delay is used as the delay itself (KWOK's
+//! `Stage.Delay`, and its docs: "Otherwise, it will be used directly as the delay time").
 
 use std::time::Duration;
 
@@ -57,9 +59,11 @@ impl Delay {
         match jitter {
             Some(jitter) if jitter > base => {
                 let span = (jitter - base).as_millis() as u64;
-                base + Duration::from_millis(rng.random_range(0..span))
+                base + Duration::from_millis(rng.random_range(0..span.max(1)))
             }
-            _ => base,
+            // KWOK uses a jitter bound at or below the delay as the delay itself.
+            Some(jitter) => jitter,
+            None => base,
         }
     }
 }
@@ -139,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn jitter_below_duration_should_leave_the_duration() {
+    fn jitter_below_duration_should_be_the_delay_as_in_kwok() {
         let spec = spec::Delay {
             duration_milliseconds: Some(3000),
             jitter_duration_milliseconds: Some(1000),
@@ -147,7 +151,7 @@ mod tests {
         };
         let delay = Delay::compile(&spec).unwrap();
         let d = delay.for_object(&serde_json::json!({}), now(), &mut StdRng::seed_from_u64(1));
-        assert_eq!(d, Duration::from_secs(3));
+        assert_eq!(d, Duration::from_secs(1));
     }
 
     #[test]
