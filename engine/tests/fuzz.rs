@@ -225,6 +225,8 @@ fn odd_value(rng: &mut StdRng) -> Value {
         "2026-01-02T03:04:05Z",
         "0001-01-01T00:00:00Z",
         "9999-12-31T23:59:59Z",
+        "1ns",
+        "500us",
         "Running",
         "True",
         "Job",
