@@ -5,6 +5,8 @@
 //! else a Go duration). If a jitter bound is set (`jitterDurationMilliseconds`, or
 //! `jitterDurationFrom` when it yields a value) and exceeds the delay, the delay is
 //! drawn uniformly from `[delay, jitter)`: the jitter is an upper bound, not an addend.
+//! A jitter bound at or below the delay is used as the delay itself (KWOK's
+//! `Stage.Delay`, and its docs: "Otherwise, it will be used directly as the delay time").
 
 use std::time::Duration;
 
@@ -13,6 +15,11 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::{error::FieldError, selector::Query, stage::spec};
+
+/// The longest delay the engine hands out. A delay read from an annotation can be any
+/// Go duration (`99999999h`); beyond this, timers (tokio-util's `DelayQueue` holds
+/// about two years) and clock arithmetic would panic, and no simulation waits a year.
+pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// A compiled `spec.delay`.
 #[derive(Debug, Clone, Default)]
@@ -42,8 +49,12 @@ impl Delay {
             && self.jitter_from.is_none()
     }
 
-    /// The delay for `obj` at `now`, drawing jitter from `rng`.
+    /// The delay for `obj` at `now`, drawing jitter from `rng`; at most [`MAX_DELAY`].
     pub fn for_object(&self, obj: &Value, now: Timestamp, rng: &mut impl Rng) -> Duration {
+        self.unclamped(obj, now, rng).min(MAX_DELAY)
+    }
+
+    fn unclamped(&self, obj: &Value, now: Timestamp, rng: &mut impl Rng) -> Duration {
         let base = self
             .duration_from
             .as_ref()
@@ -57,9 +68,11 @@ impl Delay {
         match jitter {
             Some(jitter) if jitter > base => {
                 let span = (jitter - base).as_millis() as u64;
-                base + Duration::from_millis(rng.random_range(0..span))
+                base + Duration::from_millis(rng.random_range(0..span.max(1)))
             }
-            _ => base,
+            // KWOK uses a jitter bound at or below the delay as the delay itself.
+            Some(jitter) => jitter,
+            None => base,
         }
     }
 }
@@ -139,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn jitter_below_duration_should_leave_the_duration() {
+    fn jitter_below_duration_should_be_the_delay_as_in_kwok() {
         let spec = spec::Delay {
             duration_milliseconds: Some(3000),
             jitter_duration_milliseconds: Some(1000),
@@ -147,7 +160,26 @@ mod tests {
         };
         let delay = Delay::compile(&spec).unwrap();
         let d = delay.for_object(&serde_json::json!({}), now(), &mut StdRng::seed_from_u64(1));
-        assert_eq!(d, Duration::from_secs(3));
+        assert_eq!(d, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_huge_or_sub_millisecond_delay_from_an_annotation_should_not_panic() {
+        let spec = spec::Delay {
+            duration_from: Some(spec::ExpressionFrom {
+                expression_from: ".d".into(),
+            }),
+            jitter_duration_from: Some(spec::ExpressionFrom {
+                expression_from: ".j".into(),
+            }),
+            ..Default::default()
+        };
+        let delay = Delay::compile(&spec).unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        let obj = serde_json::json!({"d": "99999999999999h"});
+        assert_eq!(delay.for_object(&obj, now(), &mut rng), MAX_DELAY);
+        let obj = serde_json::json!({"j": "1ns"});
+        assert_eq!(delay.for_object(&obj, now(), &mut rng), Duration::ZERO);
     }
 
     #[test]

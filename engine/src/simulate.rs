@@ -98,6 +98,7 @@ pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp
                 if let Some(ops) = effect.finalizers_json_patch(obj) {
                     let _ = patch::apply(obj, kind, &ops, PatchType::Json);
                 }
+                drop_empty_finalizers(obj);
             }
             Effect::Delete => delete = true,
             Effect::Event { .. } | Effect::Error { .. } => {}
@@ -123,6 +124,19 @@ fn apply_patch(
         map.insert("status".into(), status.take());
     }
     Ok(())
+}
+
+/// The apiserver never stores an empty `metadata.finalizers` (it is `omitempty`), so a
+/// stage selecting on `.metadata.finalizers` `DoesNotExist` sees it absent.
+fn drop_empty_finalizers(obj: &mut Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+    {
+        meta.remove("finalizers");
+    }
 }
 
 /// An object with finalizers is only marked for deletion; without, it is gone.

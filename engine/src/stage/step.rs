@@ -1,5 +1,6 @@
 //! Compiled steps. The legacy `next` form converts to steps in the order
-//! event → finalizers → status template and patches → delete.
+//! event → finalizers → status template and patches, or event → finalizers → delete
+//! (a delete wins over the status template and patches, as in KWOK).
 
 use serde_json::{Map, Value};
 
@@ -87,6 +88,11 @@ fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>,
     if let Some(finalizers) = &next.finalizers {
         steps.push(Step::Finalizers(finalizers.clone()));
     }
+    // KWOK: "`delete: true` has higher priority than a non-empty `statusTemplate`".
+    if next.delete {
+        steps.push(Step::Delete);
+        return Ok(steps);
+    }
     if let Some(text) = &next.status_template {
         steps.push(Step::Patch(PatchStep {
             subresource: Some(next.status_subresource.clone().unwrap_or_else(|| "status".into())),
@@ -100,9 +106,6 @@ fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>,
         steps.push(Step::Patch(
             patch_step(p, default_ty).map_err(|e| e.under(&format!("patches[{i}]")))?,
         ));
-    }
-    if next.delete {
-        steps.push(Step::Delete);
     }
     Ok(steps)
 }

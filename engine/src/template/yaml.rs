@@ -39,7 +39,12 @@ fn full_parse(text: &str) -> Result<Value, Error> {
     };
     serde_saphyr::from_str_with_options::<Option<Value>>(text, options)
         .map(Option::unwrap_or_default)
-        .map_err(|e| Error::Render(format!("failed to parse rendered YAML: {e}")))
+        .map_err(|e| {
+            // The parser adds a source excerpt on further lines; render errors are one line.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            Error::Render(format!("failed to parse rendered YAML: {first}"))
+        })
 }
 
 /// The type a plain scalar resolves to under the YAML 1.2 core schema.

@@ -1,0 +1,260 @@
+//! Bad Stage input: each class of mistake is one line naming the file, the line, the
+//! stage, the field and the reason; a template that fails for one object is an
+//! [`Effect::Error`] beside the other effects, never a panic.
+
+mod common;
+
+use common::now;
+use kwok_engine::{
+    effect::Effect, error::LoadError, host::FixedHost, lifecycle::Lifecycles, stage::load::Documents,
+};
+use serde_json::json;
+
+/// A file whose first document is a `KwokConfiguration` (lines 1–3) and whose second,
+/// starting on line 5, is a Pod stage `my-stage` with `spec_tail` appended under `spec:`.
+/// Lines of the stage: 5 apiVersion … 9 spec, 10 resourceRef … 12 kind: Pod, 13 the tail.
+fn stage_yaml(spec_tail: &str) -> String {
+    format!(
+        "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {{}}\n---\n\
+         apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: my-stage\n\
+         spec:\n  resourceRef:\n    apiGroup: v1\n    kind: Pod\n{spec_tail}"
+    )
+}
+
+/// The one-line error of loading and compiling `text` as `stages.yaml`.
+fn error(text: &str) -> String {
+    let mut docs = Documents::default();
+    let err: LoadError = match docs.parse("stages.yaml", text) {
+        Err(e) => e,
+        Ok(()) => Lifecycles::compile(&docs).expect_err("the stage is refused"),
+    };
+    let line = err.to_string();
+    assert_eq!(line.lines().count(), 1, "one line: {line}");
+    line
+}
+
+/// The error of a stage with `spec_tail`.
+fn spec_error(spec_tail: &str) -> String {
+    error(&stage_yaml(spec_tail))
+}
+
+#[test]
+fn stage_yaml_without_a_mistake_should_load() {
+    let mut docs = Documents::default();
+    docs.parse("stages.yaml", &stage_yaml("  selector: {}\n"))
+        .unwrap();
+    Lifecycles::compile(&docs).unwrap();
+    assert_eq!(docs.others.len(), 1, "the KwokConfiguration");
+}
+
+// ===== refused while parsing: the exact line of the field =====
+
+#[test]
+fn unknown_field_should_name_its_line_and_path() {
+    assert_eq!(
+        spec_error("  selector:\n    matchLabelz: {}\n"),
+        "stages.yaml:14: stage \"my-stage\": spec.selector.matchLabelz: unknown field `matchLabelz`, \
+         expected one of `matchLabels`, `matchAnnotations`, `matchExpressions`"
+    );
+}
+
+#[test]
+fn wrong_type_should_name_its_line_and_path() {
+    assert_eq!(
+        spec_error("  selector: {}\n  weight: heavy\n"),
+        "stages.yaml:14: stage \"my-stage\": spec.weight: invalid type: string \"heavy\", expected i64"
+    );
+}
+
+#[test]
+fn invalid_yaml_should_be_a_one_line_syntax_error_with_its_line() {
+    assert_eq!(
+        spec_error("  selector: [\n"),
+        "stages.yaml:13: unclosed bracket '['"
+    );
+}
+
+// ===== refused while compiling: the line the stage document starts on =====
+
+#[test]
+fn bad_jq_in_a_selector_should_name_the_expression() {
+    assert_eq!(
+        spec_error(
+            "  selector:\n    matchExpressions:\n    - key: '.status.phase'\n      operator: Exists\n    - key: '.status.phase | ('\n      operator: Exists\n"
+        ),
+        "stages.yaml:5: stage \"my-stage\": spec.selector.matchExpressions[1].key: \
+         expected closing parenthesis, found end of input"
+    );
+}
+
+#[test]
+fn bad_jq_in_duration_from_should_name_the_expression() {
+    assert_eq!(
+        spec_error(
+            "  selector: {}\n  delay:\n    durationFrom:\n      expressionFrom: '.metadata.annotations[\"x\"'\n"
+        ),
+        "stages.yaml:5: stage \"my-stage\": spec.delay.durationFrom.expressionFrom: \
+         expected closing bracket, found end of input"
+    );
+}
+
+#[test]
+fn bad_template_syntax_should_name_the_status_template() {
+    assert_eq!(
+        spec_error(
+            "  selector: {}\n  next:\n    statusTemplate: |\n      phase: Running\n      {{ if .status }}\n"
+        ),
+        "stages.yaml:5: stage \"my-stage\": spec.next.statusTemplate: line 2: \
+         unexpected EOF: missing {{end}} for {{if}}"
+    );
+}
+
+#[test]
+fn unknown_template_function_should_name_the_function() {
+    assert_eq!(
+        spec_error("  selector: {}\n  next:\n    statusTemplate: '{{ NoSuchFunc .status }}'\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.next.statusTemplate: line 1: \
+         function \"NoSuchFunc\" not defined"
+    );
+}
+
+#[test]
+fn negative_delay_should_be_refused() {
+    assert_eq!(
+        spec_error("  selector: {}\n  delay:\n    durationMilliseconds: -5\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.delay.durationMilliseconds: must not be negative, got -5"
+    );
+    assert_eq!(
+        spec_error("  selector: {}\n  delay:\n    jitterDurationMilliseconds: -1\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.delay.jitterDurationMilliseconds: must not be negative, got -1"
+    );
+}
+
+#[test]
+fn unknown_operator_should_list_the_supported_ones() {
+    assert_eq!(
+        spec_error(
+            "  selector:\n    matchExpressions:\n    - key: '.status.phase'\n      operator: Within\n      values: [Running]\n"
+        ),
+        "stages.yaml:5: stage \"my-stage\": spec.selector.matchExpressions[0].operator: \
+         operator \"Within\" is not supported (use In, NotIn, Exists or DoesNotExist)"
+    );
+}
+
+#[test]
+fn in_without_values_should_be_refused() {
+    assert_eq!(
+        spec_error("  selector:\n    matchExpressions:\n    - key: '.status.phase'\n      operator: In\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.selector.matchExpressions[0].values: \
+         must not be empty for operator In"
+    );
+}
+
+#[test]
+fn unknown_patch_type_should_list_the_known_ones() {
+    assert_eq!(
+        spec_error("  selector: {}\n  steps:\n  - patch:\n      type: xml\n      template: 'a: b'\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.steps[0].patch.type: \
+         unknown patch type \"xml\" (json, merge or strategic)"
+    );
+    assert_eq!(
+        spec_error("  selector: {}\n  next:\n    patches:\n    - type: yaml\n      template: 'a: b'\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.next.patches[0].type: \
+         unknown patch type \"yaml\" (json, merge or strategic)"
+    );
+}
+
+#[test]
+fn next_and_steps_together_should_be_refused() {
+    assert_eq!(
+        spec_error("  selector: {}\n  next:\n    delete: true\n  steps:\n  - delete: {}\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.steps: set either next or steps, not both"
+    );
+}
+
+#[test]
+fn a_step_with_two_actions_should_be_refused() {
+    assert_eq!(
+        spec_error("  selector: {}\n  steps:\n  - delete: {}\n    event:\n      type: Normal\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.steps[0]: \
+         exactly one of patch, event, finalizers, delete, apply must be set"
+    );
+}
+
+#[test]
+fn wrong_api_version_should_be_refused() {
+    let text = stage_yaml("  selector: {}\n").replace("kwok.x-k8s.io/v1alpha1", "kwok.x-k8s.io/v1");
+    assert_eq!(
+        error(&text),
+        "stages.yaml:5: stage \"my-stage\": apiVersion: must be kwok.x-k8s.io/v1alpha1, got \"kwok.x-k8s.io/v1\""
+    );
+}
+
+#[test]
+fn the_first_bad_stage_of_several_files_should_be_reported_with_its_own_file() {
+    let mut docs = Documents::default();
+    docs.parse("a.yaml", &stage_yaml("  selector: {}\n")).unwrap();
+    docs.parse("b.yaml", &stage_yaml("  delay:\n    durationMilliseconds: -1\n"))
+        .unwrap();
+    let err = Lifecycles::compile(&docs).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "b.yaml:5: stage \"my-stage\": spec.delay.durationMilliseconds: must not be negative, got -1"
+    );
+}
+
+// ===== failing at render time =====
+
+fn render(template: &str, obj: &serde_json::Value) -> Vec<Effect> {
+    let text = stage_yaml(&format!(
+        "  selector: {{}}\n  next:\n    event:\n      type: Normal\n      reason: Tested\n      message: tested\n    statusTemplate: '{}'\n",
+        template.replace('\'', "''")
+    ));
+    let lcs = common::compile_text("stages.yaml", &text);
+    let stage = &lcs.for_kind(None, "Pod").unwrap().stages()[0];
+    stage.render(obj, &FixedHost::new(now()))
+}
+
+#[test]
+fn a_template_that_fails_for_one_object_should_be_an_error_effect_beside_the_others() {
+    let template = "ready: {{ index .spec.containers 1 }}";
+    let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+    let one = json!({"spec": {"containers": [{"name": "a"}]}});
+    let event = Effect::Event {
+        type_: "Normal".into(),
+        reason: "Tested".into(),
+        message: "tested".into(),
+    };
+    assert!(matches!(render(template, &two)[..], [_, Effect::Patch { .. }]));
+    assert_eq!(
+        render(template, &one),
+        [
+            event,
+            Effect::Error {
+                message: "stage \"my-stage\": template: line 1: error calling index: \
+                          index out of range: 1 (length 1)"
+                    .into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn render_errors_should_be_one_line_for_every_kind_of_failure() {
+    let obj = json!({"metadata": {"labels": {"a": "b"}}, "spec": {}, "status": {"phase": "Running"}});
+    for template in [
+        "phase: {{ .status.phase.foo }}",
+        "n: {{ len .spec.nodeName }}",
+        "a: {{ div 1 0 }}",
+        "a: {{ index .metadata.labels 3 }}",
+        "{{ printf \"%s\" }}: [",
+        "a: [\n  b: }",
+    ] {
+        let effects = render(template, &obj);
+        let Some(Effect::Error { message }) = effects.last() else {
+            panic!("{template}: {effects:?}");
+        };
+        assert!(message.starts_with("stage \"my-stage\": template: "), "{message}");
+        assert_eq!(message.lines().count(), 1, "{template}: {message}");
+    }
+}
