@@ -165,7 +165,7 @@ fn human(d: Duration) -> String {
 mod tests {
     use super::*;
 
-    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: default\n  uid: u-1\n  creationTimestamp: \"2026-01-01T00:00:00Z\"\n  ownerReferences:\n  - {apiVersion: batch/v1, kind: Job, name: j, uid: j-1}\nspec:\n  nodeName: n\n  restartPolicy: Never\n  containers:\n  - {name: c, image: x}\n";
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: default\n  uid: u-1\n  creationTimestamp: \"2026-01-01T00:00:00Z\"\n  ownerReferences:\n  - {apiVersion: batch/v1, kind: Job, name: j, uid: j-1}\nspec:\n  nodeName: node-1\n  restartPolicy: Never\n  containers:\n  - {name: c, image: x}\n";
 
     fn args(dir: &tempfile::TempDir, object: &str, all: bool) -> RunArgs {
         let path = dir.path().join("obj.yaml");
