@@ -40,6 +40,24 @@ pub fn lifecycles(names: &[&str]) -> Lifecycles {
     Lifecycles::compile(&docs).expect("catalog set compiles")
 }
 
+/// The `next.statusTemplate` of stage `stage` in catalog set `set`.
+///
+/// # Panics
+/// If the set or stage does not exist or has no status template (bugs in the caller).
+pub fn status_template(set: &str, stage: &str) -> String {
+    let mut docs = Documents::default();
+    docs.parse(
+        set,
+        catalog::set(set).unwrap_or_else(|| panic!("no stage set {set:?}")),
+    )
+    .expect("catalog set parses");
+    docs.stages
+        .iter()
+        .find(|(s, _)| s.metadata.name == stage)
+        .and_then(|(s, _)| s.spec.next.as_ref()?.status_template.clone())
+        .unwrap_or_else(|| panic!("no status template in {set}/{stage}"))
+}
+
 /// The lifecycle of `kind` in `lifecycles`.
 ///
 /// # Panics
