@@ -55,19 +55,21 @@ fn cluster_should_serve_kubectl_survive_restart_and_leave_nothing_when_deleted()
         "cm",
         "--from-literal=k=v",
     ]);
-    let value = kwokctl.ok(&[
-        "--name",
-        name,
-        "kubectl",
-        "-n",
-        "e2e",
-        "get",
-        "cm",
-        "cm",
-        "-o",
-        "jsonpath={.data.k}",
-    ]);
-    assert_eq!(value, "v");
+    let read_cm = || {
+        kwokctl.ok(&[
+            "--name",
+            name,
+            "kubectl",
+            "-n",
+            "e2e",
+            "get",
+            "cm",
+            "cm",
+            "-o",
+            "jsonpath={.data.k}",
+        ])
+    };
+    assert_eq!(read_cm(), "v");
 
     // A second cluster of the same name is refused and the first one is untouched.
     let err = kwokctl.err(&["create", "cluster", "--name", name]);
@@ -101,19 +103,7 @@ fn cluster_should_serve_kubectl_survive_restart_and_leave_nothing_when_deleted()
     kwokctl.ok(&["start", "cluster", "--name", name]);
     let err = kwokctl.err(&["start", "cluster", "--name", name]);
     assert!(err.contains("is already running"), "{err}");
-    let value = kwokctl.ok(&[
-        "--name",
-        name,
-        "kubectl",
-        "-n",
-        "e2e",
-        "get",
-        "cm",
-        "cm",
-        "-o",
-        "jsonpath={.data.k}",
-    ]);
-    assert_eq!(value, "v", "the ConfigMap survived stop/start");
+    assert_eq!(read_cm(), "v", "the ConfigMap survived stop/start");
 
     let log = kwokctl.ok(&["logs", "kwok-controller", "--name", name]);
     assert!(log.contains("connected") && log.contains("v1.36."), "{log}");
