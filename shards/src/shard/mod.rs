@@ -25,7 +25,6 @@ use std::{
     cell::RefCell,
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use futures::StreamExt;
@@ -342,9 +341,7 @@ impl Shard {
         let lifecycle = &kinds[key.kind].lifecycle;
         let entry = self.entries.get_mut(key).expect("present");
         let Some(stage) = lifecycle.select(&entry.obj, &mut self.rng) else {
-            if let Some((timer, _)) = entry.timer.take() {
-                self.wheel.remove(&timer);
-            }
+            self.cancel(key);
             return;
         };
         let index = lifecycle
@@ -356,13 +353,14 @@ impl Shard {
             return;
         }
         let delay = stage.delay(&entry.obj, Timestamp::now(), &mut self.rng);
-        match entry.timer {
-            Some((timer, _)) => self.wheel.reset(&timer, delay),
-            None => entry.timer = Some((self.wheel.insert(key.clone(), delay), index)),
-        }
-        if let Some(t) = entry.timer.as_mut() {
-            t.1 = index;
-        }
+        let timer = match entry.timer {
+            Some((timer, _)) => {
+                self.wheel.reset(&timer, delay);
+                timer
+            }
+            None => self.wheel.insert(key.clone(), delay),
+        };
+        entry.timer = Some((timer, index));
     }
 
     fn cancel(&mut self, key: &ObjKey) {
@@ -473,6 +471,3 @@ impl Shard {
         }
     }
 }
-
-/// How long a shard keeps pending writes before it warns (used by tests of the loop).
-pub const WRITE_WARN_AFTER: Duration = Duration::from_secs(30);
