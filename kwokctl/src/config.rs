@@ -83,8 +83,12 @@ pub struct Options {
     pub kube_controller_manager_port: u16,
     /// kube-scheduler secure port.
     pub kube_scheduler_port: u16,
-    /// kwok controller's HTTP port (`/healthz`, later `/metrics`).
+    /// kwok controller's HTTP port (`/healthz`, `/readyz`, `/metrics`).
     pub kwok_controller_port: u16,
+    /// Lift the client QPS limits of the controller-manager and scheduler and the
+    /// apiserver's in-flight limits (`--disable-qps-limits`).
+    #[serde(default)]
+    pub disable_qps_limits: bool,
 }
 
 impl ClusterConfig {

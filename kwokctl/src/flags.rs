@@ -112,6 +112,10 @@ pub struct CreateClusterArgs {
     /// etcd client port (default: a free port).
     #[arg(long, env = "KWOK_ETCD_PORT")]
     pub etcd_port: Option<u16>,
+    /// Lift the QPS limits of kube-controller-manager and kube-scheduler (20/s by default,
+    /// which paces how fast Deployments get their pods) and the apiserver's in-flight limits.
+    #[arg(long, env = "KWOK_DISABLE_QPS_LIMITS")]
+    pub disable_qps_limits: bool,
     /// How long to wait for every component to become healthy.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub wait: Duration,

@@ -99,7 +99,7 @@ pub struct Outcome {
     pub object: Option<Value>,
     /// The object is gone (deleted by us, or not found).
     pub gone: bool,
-    /// A write hit a conflict: the cached object is stale.
+    /// A write hit a conflict: the cached object was stale (`object` then holds a fresh read).
     pub conflict: bool,
     /// Writes sent.
     pub writes: usize,
@@ -180,7 +180,18 @@ impl Writer {
                 Ok(Some(obj)) => outcome.object = Some(obj),
                 Ok(None) => outcome.gone |= matches!(effect, Effect::Delete),
                 Err(Failure::Conflict) => {
+                    // The cached object is stale: read it so the shard matches the real one.
                     outcome.conflict = true;
+                    match self
+                        .send("get", || async {
+                            api.get(&target.name).await.map(|o| serde_json::to_value(o).ok())
+                        })
+                        .await
+                    {
+                        Ok(fresh) => outcome.object = fresh,
+                        Err(Failure::NotFound) => outcome.gone = true,
+                        Err(_) => {}
+                    }
                     return outcome;
                 }
                 Err(Failure::NotFound) => {

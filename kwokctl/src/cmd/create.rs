@@ -135,6 +135,7 @@ fn resolve_options(ports: &mut Allocator, args: &CreateClusterArgs) -> Result<Op
         kube_controller_manager_port: ports.port("kube-controller-manager", None)?,
         kube_scheduler_port: ports.port("kube-scheduler", None)?,
         kwok_controller_port: ports.port("kwok-controller", None)?,
+        disable_qps_limits: args.disable_qps_limits,
     })
 }
 

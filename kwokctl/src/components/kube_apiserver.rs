@@ -7,27 +7,36 @@ use super::{Component, Context, path_arg};
 pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     let o = ctx.options;
     let pki = ctx.dir.pki();
+    let mut args = vec![
+        format!("--etcd-servers=http://127.0.0.1:{}", o.etcd_port),
+        "--etcd-prefix=/registry".into(),
+        "--bind-address=127.0.0.1".into(),
+        format!("--secure-port={}", o.kube_apiserver_port),
+        "--advertise-address=127.0.0.1".into(),
+        // No kubelet network: the `kubernetes` Endpoints would point at nothing.
+        "--endpoint-reconciler-type=none".into(),
+        "--authorization-mode=Node,RBAC".into(),
+        "--allow-privileged=true".into(),
+        "--service-cluster-ip-range=10.96.0.0/12".into(),
+        path_arg("client-ca-file", pki.ca_cert()),
+        path_arg("tls-cert-file", pki.serving_cert()),
+        path_arg("tls-private-key-file", pki.serving_key()),
+        path_arg("service-account-key-file", pki.sa_pub()),
+        path_arg("service-account-signing-key-file", pki.sa_key()),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+    ];
+    if o.disable_qps_limits {
+        // Without priority and fairness, 0 means "no in-flight limit".
+        args.extend([
+            "--enable-priority-and-fairness=false".into(),
+            "--max-requests-inflight=0".into(),
+            "--max-mutating-requests-inflight=0".into(),
+        ]);
+    }
     Component {
         name: "kube-apiserver".into(),
         binary: binary.into(),
-        args: vec![
-            format!("--etcd-servers=http://127.0.0.1:{}", o.etcd_port),
-            "--etcd-prefix=/registry".into(),
-            "--bind-address=127.0.0.1".into(),
-            format!("--secure-port={}", o.kube_apiserver_port),
-            "--advertise-address=127.0.0.1".into(),
-            // No kubelet network: the `kubernetes` Endpoints would point at nothing.
-            "--endpoint-reconciler-type=none".into(),
-            "--authorization-mode=Node,RBAC".into(),
-            "--allow-privileged=true".into(),
-            "--service-cluster-ip-range=10.96.0.0/12".into(),
-            path_arg("client-ca-file", pki.ca_cert()),
-            path_arg("tls-cert-file", pki.serving_cert()),
-            path_arg("tls-private-key-file", pki.serving_key()),
-            path_arg("service-account-key-file", pki.sa_pub()),
-            path_arg("service-account-signing-key-file", pki.sa_key()),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-        ],
+        args,
         port: o.kube_apiserver_port,
         health_url: format!("https://127.0.0.1:{}/readyz", o.kube_apiserver_port),
     }

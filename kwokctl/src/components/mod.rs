@@ -67,6 +67,15 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
 /// etcd before the apiserver, the apiserver before everything else.
 pub const SEQUENTIAL_PREFIX: usize = 2;
 
+/// Client limits high enough that the control plane, not its clients, is the limit.
+fn client_qps_args(ctx: &Context<'_>) -> Vec<String> {
+    if ctx.options.disable_qps_limits {
+        vec!["--kube-api-qps=5000".into(), "--kube-api-burst=10000".into()]
+    } else {
+        Vec::new()
+    }
+}
+
 fn path_arg(flag: &str, path: impl Into<PathBuf>) -> String {
     format!("--{flag}={}", path.into().display())
 }
@@ -88,4 +97,87 @@ fn secure_serving_args(ctx: &Context<'_>, name: &str, port: u16) -> Vec<String> 
         // One replica per cluster: leader election would only add a Lease write per second.
         "--leader-elect=false".into(),
     ]
+    .into_iter()
+    .chain(client_qps_args(ctx))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(disable_qps_limits: bool) -> Options {
+        Options {
+            runtime: "binary".into(),
+            kube_version: "v1.36.5".into(),
+            etcd_version: "v3.6.16".into(),
+            kube_apiserver_port: 1,
+            etcd_port: 2,
+            etcd_peer_port: 3,
+            kube_controller_manager_port: 4,
+            kube_scheduler_port: 5,
+            kwok_controller_port: 6,
+            disable_qps_limits,
+        }
+    }
+
+    fn plan_of(disable_qps_limits: bool) -> Vec<Component> {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let binaries = Binaries {
+            etcd: "etcd".into(),
+            kube_apiserver: "kube-apiserver".into(),
+            kube_controller_manager: "kcm".into(),
+            kube_scheduler: "scheduler".into(),
+            kwok: "kwok".into(),
+        };
+        plan(
+            &Context {
+                options: &options(disable_qps_limits),
+                dir: &dir,
+            },
+            &binaries,
+        )
+    }
+
+    fn args_of(disable_qps_limits: bool, name: &str) -> Vec<String> {
+        plan_of(disable_qps_limits)
+            .into_iter()
+            .find(|c| c.name == name)
+            .expect("component")
+            .args
+    }
+
+    #[test]
+    fn disable_qps_limits_should_lift_client_and_in_flight_limits() {
+        for name in ["kube-controller-manager", "kube-scheduler"] {
+            assert!(
+                args_of(true, name).contains(&"--kube-api-qps=5000".to_owned()),
+                "{name}"
+            );
+            assert!(
+                !args_of(false, name)
+                    .iter()
+                    .any(|a| a.starts_with("--kube-api-qps")),
+                "{name}"
+            );
+        }
+        let apiserver = args_of(true, "kube-apiserver");
+        assert!(apiserver.contains(&"--max-requests-inflight=0".to_owned()));
+        assert!(apiserver.contains(&"--enable-priority-and-fairness=false".to_owned()));
+    }
+
+    #[test]
+    fn components_should_start_with_etcd_then_the_apiserver() {
+        let names: Vec<String> = plan_of(false).into_iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kwok-controller"
+            ]
+        );
+    }
 }
