@@ -188,6 +188,15 @@ impl Lexer<'_> {
     /// Consumes `}}` or `-}}` (after a space) if it comes next.
     fn close(&mut self, space: bool) -> bool {
         let line = self.line;
+        if !self.eat_close(space) {
+            return false;
+        }
+        self.push(Tok::Close, line, space);
+        true
+    }
+
+    /// Skips `}}`, or `-}}` after a space (trimming what follows), without a token.
+    fn eat_close(&mut self, space: bool) -> bool {
         if space && self.rest().starts_with("-}}") {
             self.advance(3);
             self.trim_next = true;
@@ -196,7 +205,6 @@ impl Lexer<'_> {
         } else {
             return false;
         }
-        self.push(Tok::Close, line, space);
         true
     }
 
@@ -206,12 +214,7 @@ impl Lexer<'_> {
         };
         self.advance(end + 2);
         let space = self.skip_space();
-        if space && self.rest().starts_with("-}}") {
-            self.advance(3);
-            self.trim_next = true;
-        } else if self.rest().starts_with("}}") {
-            self.advance(2);
-        } else {
+        if !self.eat_close(space) {
             return Err(err(line, "comment ends before closing delimiter"));
         }
         Ok(())

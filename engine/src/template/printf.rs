@@ -163,15 +163,7 @@ fn hex_bytes(s: &str, upper: bool) -> String {
 }
 
 fn int_verb(spec: &Spec, i: i64) -> Option<String> {
-    let sign = if i < 0 {
-        "-"
-    } else if spec.plus {
-        "+"
-    } else if spec.space {
-        " "
-    } else {
-        ""
-    };
+    let sign = sign(spec, i < 0);
     let u = i.unsigned_abs();
     let digits = match spec.verb {
         'd' => u.to_string(),
@@ -187,15 +179,7 @@ fn int_verb(spec: &Spec, i: i64) -> Option<String> {
 }
 
 fn float_verb(spec: &Spec, f: f64) -> String {
-    let sign = if f.is_sign_negative() && f != 0.0 {
-        "-"
-    } else if spec.plus {
-        "+"
-    } else if spec.space {
-        " "
-    } else {
-        ""
-    };
+    let sign = sign(spec, f.is_sign_negative() && f != 0.0);
     let a = f.abs();
     let digits = match spec.verb {
         'f' | 'F' => format!("{a:.*}", spec.prec.unwrap_or(6)),
@@ -220,6 +204,19 @@ fn exp_form(a: f64, prec: usize, upper: bool) -> String {
     let exp: i32 = exp.parse().unwrap_or(0);
     let e = if upper { 'E' } else { 'e' };
     format!("{mantissa}{e}{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+}
+
+/// The sign a number prints with: `-`, else `+` or ` ` when the flags ask for one.
+fn sign(spec: &Spec, negative: bool) -> &'static str {
+    if negative {
+        "-"
+    } else if spec.plus {
+        "+"
+    } else if spec.space {
+        " "
+    } else {
+        ""
+    }
 }
 
 fn zero_pad(spec: &Spec, sign: &str, digits: &str) -> String {
