@@ -109,6 +109,10 @@ pub struct Outcome {
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
+    /// The connection settings, to make clients that impersonate a Stage's user.
+    config: Option<kube::Config>,
+    /// One client per impersonated user, made on first use.
+    impersonating: Arc<std::sync::Mutex<std::collections::HashMap<String, Client>>>,
     limiter: Arc<DefaultDirectRateLimiter>,
     metrics: Arc<Metrics>,
 }
@@ -123,9 +127,37 @@ impl Writer {
         ));
         Self {
             client,
+            config: None,
+            impersonating: Arc::default(),
             limiter,
             metrics,
         }
+    }
+
+    /// Lets effects impersonate users (`statusPatchAs`, `impersonation`): their
+    /// clients are made from `config` with `Impersonate-User` set.
+    pub fn with_config(mut self, config: kube::Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// The client acting as `user` (our own identity for `None`).
+    fn client_as(&self, user: Option<&str>) -> Result<Client, Failure> {
+        let (Some(user), Some(config)) = (user, &self.config) else {
+            return Ok(self.client.clone());
+        };
+        let mut clients = self.impersonating.lock().expect("not poisoned");
+        if let Some(client) = clients.get(user) {
+            return Ok(client.clone());
+        }
+        let mut config = config.clone();
+        config.auth_info.impersonate = Some(user.to_owned());
+        let client = Client::try_from(config).map_err(|e| {
+            warn!(user, error = %e, "failed to make an impersonating client");
+            Failure::Other
+        })?;
+        clients.insert(user.to_owned(), client.clone());
+        Ok(client)
     }
 
     /// The client.
@@ -135,7 +167,7 @@ impl Writer {
 
     /// Sends `effects` for `target` in order; stops at the first conflict or when the object is gone.
     pub async fn execute(&self, target: &Target, effects: &[Effect]) -> Outcome {
-        let api = self.api(target);
+        let api = self.api(target, self.client.clone());
         let mut outcome = Outcome::default();
         for effect in effects {
             let result = match effect {
@@ -143,20 +175,30 @@ impl Writer {
                     subresource,
                     ty,
                     body,
-                    ..
-                } => {
-                    self.patch(&api, &target.name, subresource.as_deref(), &to_patch(*ty, body))
-                        .await
-                }
+                    impersonate,
+                } => match self.client_as(impersonate.as_deref()) {
+                    Ok(client) => {
+                        let api = self.api(target, client);
+                        self.patch(&api, &target.name, subresource.as_deref(), &to_patch(*ty, body))
+                            .await
+                    }
+                    Err(failure) => Err(failure),
+                },
                 Effect::Apply {
-                    subresource, body, ..
-                } => {
-                    let (params, patch) = (PatchParams::apply("kwok").force(), Patch::Apply(body));
-                    self.send("apply", || {
-                        patch_at(&api, &target.name, subresource.as_deref(), &params, &patch)
-                    })
-                    .await
-                }
+                    subresource,
+                    body,
+                    impersonate,
+                } => match self.client_as(impersonate.as_deref()) {
+                    Ok(client) => {
+                        let api = self.api(target, client);
+                        let (params, patch) = (PatchParams::apply("kwok").force(), Patch::Apply(body));
+                        self.send("apply", || {
+                            patch_at(&api, &target.name, subresource.as_deref(), &params, &patch)
+                        })
+                        .await
+                    }
+                    Err(failure) => Err(failure),
+                },
                 Effect::Finalizers { .. } => match effect.finalizers_json_patch(&target.object) {
                     Some(ops) => self.patch(&api, &target.name, None, &json_patch(&ops)).await,
                     None => Ok(None),
@@ -204,10 +246,10 @@ impl Writer {
         outcome
     }
 
-    fn api(&self, target: &Target) -> Api<DynamicObject> {
+    fn api(&self, target: &Target, client: Client) -> Api<DynamicObject> {
         match &target.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &target.resource),
-            None => Api::all_with(self.client.clone(), &target.resource),
+            Some(ns) => Api::namespaced_with(client, ns, &target.resource),
+            None => Api::all_with(client, &target.resource),
         }
     }
 

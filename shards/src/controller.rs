@@ -1,7 +1,6 @@
 //! Wiring: one watch per kind feeding the shards, the lease worker, the HTTP server.
 
 use std::{
-    collections::HashSet,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -21,7 +20,8 @@ use kube::{
 };
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use kwok_engine::{lifecycle::Lifecycles, stage::spec::ResourceRef};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
@@ -31,13 +31,15 @@ use crate::{
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
     server::{self, ServerState},
-    settings::Settings,
+    stages,
+    settings::{Settings, default_stages},
     shard::{EVENT_BUFFER, Input, Kind, Role, Shard, ShardContext},
 };
 
 /// Runs the controller until `shutdown` completes.
 pub async fn run(
     client: Client,
+    config: kube::Config,
     settings: Settings,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -45,7 +47,21 @@ pub async fn run(
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
     let settings = Arc::new(settings);
-    let kinds = Arc::new(kinds(&client, &settings).await?);
+    let (stages_tx, mut stages_rx) = watch::channel(None);
+    if settings.stage_crd {
+        stages::ensure_crd(&client, &default_stages(settings.lease_seconds > 0)).await?;
+        tokio::spawn(stages::watch_stages(client.clone(), stages_tx));
+    } else {
+        stages_tx.send_replace(Some(settings.lifecycles.clone()));
+    }
+    let first = stages_rx
+        .wait_for(Option::is_some)
+        .await
+        .context("the Stage watch stopped")?
+        .clone()
+        .unwrap_or_default();
+    // Stages from files must all be servable; live ones may name kinds that come later.
+    let kinds = Arc::new(kinds(&client, &first, &[], !settings.stage_crd).await?);
     let ready = Arc::new(AtomicBool::new(false));
     let state = ServerState {
         registry: Arc::new(registry),
@@ -53,29 +69,38 @@ pub async fn run(
     };
     let server = tokio::spawn(server::serve(listener, state, shutdown));
 
+    let writer = Writer::new(
+        client.clone(),
+        settings.kube_api_qps,
+        settings.kube_api_burst,
+        metrics.clone(),
+    )
+    .with_config(config);
+    let global_pool = Arc::new(Mutex::new(Pool::new(settings.cidr)));
+    let start = Timestamp::now();
+    // Which node leases we hold, routed to the node's shard like its events.
+    let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
+        (0..settings.shards).map(|_| mpsc::unbounded_channel()).unzip();
     let leases = (settings.lease_seconds > 0).then(|| {
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
+        let on_ownership = Box::new(move |node: &str, held: bool| {
+            let shard = dispatch::shard_of(node, ownership_txs.len());
+            let _ = ownership_txs[shard].send((node.to_owned(), held));
+        });
         let worker = LeaseWorker::new(
             client.clone(),
             settings.id.clone(),
             duration,
             settings.lease_parallelism,
             metrics.clone(),
+            on_ownership,
         );
         tokio::spawn(worker.run(rx));
         tx
     });
-    let writer = Writer::new(
-        client.clone(),
-        settings.kube_api_qps,
-        settings.kube_api_burst,
-        metrics.clone(),
-    );
-    let global_pool = Arc::new(Mutex::new(Pool::new(settings.cidr)));
-    let start = Timestamp::now();
     let mut senders = Vec::with_capacity(settings.shards);
-    for index in 0..settings.shards {
+    for (index, ownership) in ownership_rxs.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let ctx = ShardContext {
             index,
@@ -87,106 +112,168 @@ pub async fn run(
             global_pool: global_pool.clone(),
             start,
         };
-        tokio::spawn(Shard::new(ctx).run(rx));
+        tokio::spawn(Shard::new(ctx).run(rx, ownership));
         senders.push(tx);
     }
     let senders = Arc::new(senders);
     let listed = Arc::new(AtomicUsize::new(0));
+    let total = kinds.len();
+    let on_first_list = move || {
+        if listed.fetch_add(1, Ordering::SeqCst) + 1 == total {
+            ready.store(true, Ordering::SeqCst);
+            info!("initial lists done: ready");
+        }
+    };
     for (index, kind) in kinds.iter().enumerate() {
-        info!(kind = %kind.resource.kind, stages = kind.lifecycle.stages().len(), "watching");
-        let ctx = WatchContext {
-            index,
-            kinds: kinds.clone(),
-            senders: senders.clone(),
-            metrics: metrics.clone(),
-        };
-        let (listed, ready, total) = (listed.clone(), ready.clone(), kinds.len());
-        let api = Api::all_with(client.clone(), &kind.resource);
-        tokio::spawn(async move {
-            watch(api, ctx, move || {
-                if listed.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                    ready.store(true, Ordering::SeqCst);
-                    info!("initial lists done: ready");
-                }
-            })
-            .await
-        });
+        spawn_watch(&client, index, kind, &senders, &metrics, on_first_list.clone());
+    }
+    if settings.stage_crd {
+        tokio::spawn(follow_stages(client, stages_rx, kinds, senders, metrics));
     }
     server.await.context("server task")?.context("serving HTTP")?;
     info!("stopped");
     Ok(())
 }
 
-/// The kinds to watch: Node and Pod always (pods need their node), then every other
-/// kind a Stage names, found through discovery.
-async fn kinds(client: &Client, settings: &Settings) -> Result<Vec<Kind>> {
-    let mut kinds = Vec::new();
-    let node = ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&());
-    let pod = ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&());
-    let lifecycle = |kind: &str| {
-        settings
-            .lifecycles
-            .for_kind(None, kind)
-            .cloned()
+fn spawn_watch(
+    client: &Client,
+    index: usize,
+    kind: &Kind,
+    senders: &Arc<Vec<mpsc::Sender<Input>>>,
+    metrics: &Arc<Metrics>,
+    on_first_list: impl FnMut() + Send + 'static,
+) {
+    info!(kind = %kind.resource.kind, stages = kind.lifecycle.stages().len(), "watching");
+    let ctx = WatchContext {
+        index,
+        role: kind.role,
+        label: KindLabel {
+            kind: kind.resource.kind.clone(),
+        },
+        senders: senders.clone(),
+        metrics: metrics.clone(),
+    };
+    let api = Api::all_with(client.clone(), &kind.resource);
+    tokio::spawn(watch(api, ctx, on_first_list));
+}
+
+/// Applies every new set of live stages: shards get the new kinds table (indexes of
+/// known kinds never change; new kinds are appended) before any event of a newly
+/// watched kind can reach them, because the table is sent before its watch starts.
+async fn follow_stages(
+    client: Client,
+    mut stages_rx: watch::Receiver<Option<Lifecycles>>,
+    mut kinds: Arc<Vec<Kind>>,
+    senders: Arc<Vec<mpsc::Sender<Input>>>,
+    metrics: Arc<Metrics>,
+) {
+    while stages_rx.changed().await.is_ok() {
+        let Some(lifecycles) = stages_rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let next = match self::kinds(&client, &lifecycles, &kinds, false).await {
+            Ok(next) => Arc::new(next),
+            Err(e) => {
+                warn!(error = %e, "failed to apply the new stages; keeping the old ones");
+                continue;
+            }
+        };
+        for sender in senders.iter() {
+            let _ = sender.send(Input::Kinds(next.clone())).await;
+        }
+        for (index, kind) in next.iter().enumerate().skip(kinds.len()) {
+            spawn_watch(&client, index, kind, &senders, &metrics, || {});
+        }
+        info!(kinds = next.len(), "applied changed stages");
+        kinds = next;
+    }
+}
+
+/// The kinds to watch: the `known` ones first, in order, with their stages from
+/// `lifecycles`; Node and Pod always (pods need their node); then every other kind a
+/// Stage names, found through discovery. With `strict`, a kind the apiserver does
+/// not serve is an error; otherwise it is logged and left out until stages change.
+async fn kinds(client: &Client, lifecycles: &Lifecycles, known: &[Kind], strict: bool) -> Result<Vec<Kind>> {
+    let lifecycle_of = |resource: &ApiResource| {
+        lifecycles
+            .kinds()
+            .find(|(r, _)| names(r, resource))
+            .map(|(_, l)| l.clone())
             .unwrap_or_default()
     };
-    kinds.push(Kind {
-        lifecycle: lifecycle("Node"),
-        resource: node,
-        namespaced: false,
-        role: Role::Node,
-    });
-    kinds.push(Kind {
-        lifecycle: lifecycle("Pod"),
-        resource: pod,
-        namespaced: true,
-        role: Role::Pod,
-    });
-    let others: Vec<_> = settings
-        .lifecycles
-        .kinds()
-        .filter(|(r, _)| r.kind != "Node" && r.kind != "Pod")
+    let mut kinds: Vec<Kind> = known
+        .iter()
+        .map(|k| Kind {
+            resource: k.resource.clone(),
+            namespaced: k.namespaced,
+            role: k.role,
+            lifecycle: lifecycle_of(&k.resource),
+        })
         .collect();
-    if others.is_empty() {
+    if kinds.is_empty() {
+        for (resource, namespaced, role) in [
+            (ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&()), false, Role::Node),
+            (ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()), true, Role::Pod),
+        ] {
+            kinds.push(Kind {
+                lifecycle: lifecycle_of(&resource),
+                resource,
+                namespaced,
+                role,
+            });
+        }
+    }
+    let missing: Vec<_> = lifecycles
+        .kinds()
+        .filter(|(r, _)| !kinds.iter().any(|k| names(r, &k.resource)))
+        .collect();
+    if missing.is_empty() {
         return Ok(kinds);
     }
     let discovery = Discovery::new(client.clone())
         .run()
         .await
         .context("API discovery for the kinds stages name")?;
-    let mut seen = HashSet::new();
-    for (resource_ref, lifecycle) in others {
-        let group = resource_ref.api_group.split('/').next().unwrap_or_default();
+    for (resource_ref, lifecycle) in missing {
+        if kinds.iter().any(|k| names(resource_ref, &k.resource)) {
+            continue;
+        }
         let found = discovery
             .groups()
             .flat_map(|g| g.recommended_resources())
-            .find(|(ar, _)| {
-                ar.kind == resource_ref.kind
-                    && (ar.api_version == resource_ref.api_group || ar.group == group)
-            });
+            .find(|(ar, _)| names(resource_ref, ar));
         let Some((resource, caps)) = found else {
-            anyhow::bail!(
+            let message = format!(
                 "stage kind {}/{} is not served by the apiserver",
-                resource_ref.api_group,
-                resource_ref.kind
+                resource_ref.api_group, resource_ref.kind
             );
+            if strict {
+                anyhow::bail!(message);
+            }
+            warn!("{message}; its stages wait for a change of stages");
+            continue;
         };
-        if seen.insert((resource.group.clone(), resource.kind.clone())) {
-            let namespaced = caps.scope == Scope::Namespaced;
-            kinds.push(Kind {
-                resource,
-                namespaced,
-                role: Role::Other,
-                lifecycle: lifecycle.clone(),
-            });
-        }
+        kinds.push(Kind {
+            resource,
+            namespaced: caps.scope == Scope::Namespaced,
+            role: Role::Other,
+            lifecycle: lifecycle.clone(),
+        });
     }
     Ok(kinds)
 }
 
+/// Whether a Stage's `resourceRef` names `resource` (`apiGroup` is `group/version`,
+/// or `v1` for the core group).
+fn names(r: &ResourceRef, resource: &ApiResource) -> bool {
+    let group = r.api_group.split('/').next().unwrap_or_default();
+    r.kind == resource.kind && (r.api_group == resource.api_version || group == resource.group)
+}
+
 struct WatchContext {
     index: usize,
-    kinds: Arc<Vec<Kind>>,
+    role: Role,
+    label: KindLabel,
     senders: Arc<Vec<mpsc::Sender<Input>>>,
     metrics: Arc<Metrics>,
 }
@@ -194,10 +281,7 @@ struct WatchContext {
 /// Watches one kind and routes its events; resumes from the last resourceVersion and
 /// re-lists on 410 Gone (kube's watcher), backing off on errors.
 async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
-    let kind = &ctx.kinds[ctx.index];
-    let label = KindLabel {
-        kind: kind.resource.kind.clone(),
-    };
+    let label = &ctx.label;
     let config = watcher::Config::default().any_semantic();
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut first = true;
@@ -223,12 +307,12 @@ async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: im
                 if std::mem::take(&mut first) {
                     on_first_list();
                 } else {
-                    ctx.metrics.watch_restarts.get_or_create(&label).inc();
+                    ctx.metrics.watch_restarts.get_or_create(label).inc();
                 }
             }
             Err(e) => {
-                warn!(kind = %kind.resource.kind, error = %e, "watch failed; retrying");
-                ctx.metrics.watch_restarts.get_or_create(&label).inc();
+                warn!(kind = %label.kind, error = %e, "watch failed; retrying");
+                ctx.metrics.watch_restarts.get_or_create(label).inc();
             }
         }
     }
@@ -247,7 +331,7 @@ async fn route(ctx: &WatchContext, make: impl FnOnce(usize) -> Input) {
         Input::Applied { obj, .. } | Input::Deleted { obj, .. } => obj,
         _ => return,
     };
-    let Some(key) = routing_key(ctx.kinds[ctx.index].role, obj) else {
+    let Some(key) = routing_key(ctx.role, obj) else {
         return;
     };
     let shard = dispatch::shard_of(&key, ctx.senders.len());

@@ -65,9 +65,16 @@ pub struct Flags {
     /// Identity written into Lease holderIdentity (default: kwok-<hostname>-<pid>).
     #[arg(long)]
     pub id: Option<String>,
+    /// Custom resources to serve from the cluster: `Stage` takes the stages from Stage
+    /// objects (creating the CRD and the default stages when missing), applied live.
+    #[arg(long, value_delimiter = ',')]
+    pub enable_crds: Vec<String>,
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:10247")]
     pub server_address: String,
+    /// Log verbosity as klog's: 0–1 info, 2–4 debug, 5+ trace (`RUST_LOG` wins when set).
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub verbosity: u8,
     /// Tools that run instead of the controller.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -88,6 +95,17 @@ pub enum StageCommand {
     Run(crate::dryrun::RunArgs),
 }
 
+impl Flags {
+    /// The log filter `--v` asks for.
+    pub fn log_level(&self) -> &'static str {
+        match self.verbosity {
+            0..=1 => "info",
+            2..=4 => "debug",
+            _ => "trace",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +124,20 @@ mod tests {
         assert_eq!(f.manage_nodes_with_annotation_selector, "kwok.x-k8s.io/node=fake");
         assert_eq!(f.cidr, "10.0.0.1/24");
         assert_eq!(f.server_address, "127.0.0.1:10247");
+        assert_eq!(f.log_level(), "info");
+    }
+
+    #[test]
+    fn v_should_raise_the_log_level_like_klog() {
+        let f = Flags::try_parse_from(["kwok", "--v=4"]).unwrap();
+        assert_eq!(f.log_level(), "debug");
+        let f = Flags::try_parse_from(["kwok", "-v", "6"]).unwrap();
+        assert_eq!(f.log_level(), "trace");
+    }
+
+    #[test]
+    fn enable_crds_should_split_on_commas() {
+        let f = Flags::try_parse_from(["kwok", "--enable-crds=Stage,Metric"]).unwrap();
+        assert_eq!(f.enable_crds, ["Stage", "Metric"]);
     }
 }

@@ -3,7 +3,10 @@
 //! renewals in flight at once, and measures how late each renewal was.
 //!
 //! A Lease held, unexpired, by another holder is left alone and looked at again when
-//! it would expire, so two controllers never both drive a node's lease.
+//! it would expire, so two controllers never both drive a node's lease. Renewals
+//! carry the resourceVersion of our last write as a precondition, so a lease taken
+//! over meanwhile is never taken back blindly. Every change of who holds a node's
+//! lease is reported (`on_ownership`), so shards drive only the nodes we hold.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -42,6 +45,9 @@ pub enum LeaseMsg {
     },
 }
 
+/// Called with (node, whether we hold its lease now) whenever that changes.
+pub type OnOwnership = Box<dyn Fn(&str, bool) + Send + Sync>;
+
 struct Held {
     uid: String,
     timer: delay_queue::Key,
@@ -49,6 +55,8 @@ struct Held {
     due: tokio::time::Instant,
     /// When we last renewed it; `Some` means we hold it and can patch without reading.
     renewed: Option<tokio::time::Instant>,
+    /// resourceVersion of our last write: the precondition of the next renewal.
+    rv: String,
 }
 
 /// The worker.
@@ -58,12 +66,13 @@ pub struct LeaseWorker {
     duration: Duration,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    on_ownership: OnOwnership,
 }
 
 /// Result of one renewal attempt, sent back to the worker loop.
 enum Renewed {
-    /// Renewed (or created); renew again after the normal interval.
-    Ok,
+    /// Renewed (or created), now at this resourceVersion; renew again after the normal interval.
+    Ok(String),
     /// Our lease vanished or changed hands: read it before the next renewal.
     Lost,
     /// Another holder has it until this many seconds from now.
@@ -80,6 +89,7 @@ impl LeaseWorker {
         duration: Duration,
         parallelism: usize,
         metrics: Arc<Metrics>,
+        on_ownership: OnOwnership,
     ) -> Self {
         Self {
             client,
@@ -87,6 +97,7 @@ impl LeaseWorker {
             duration,
             metrics,
             in_flight: Arc::new(Semaphore::new(parallelism)),
+            on_ownership,
         }
     }
 
@@ -101,6 +112,7 @@ impl LeaseWorker {
         let mut held: HashMap<String, Held> = HashMap::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Renewed)>();
         let me = Arc::new(self);
+        let mut owned = 0_usize;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
@@ -111,11 +123,12 @@ impl LeaseWorker {
                         }
                         let due = tokio::time::Instant::now();
                         let timer = wheel.insert_at(name.clone(), due);
-                        held.insert(name, Held { uid, timer, due, renewed: None });
+                        held.insert(name, Held { uid, timer, due, renewed: None, rv: String::new() });
                     }
                     Some(LeaseMsg::Release { name }) => {
                         if let Some(h) = held.remove(&name) {
                             wheel.try_remove(&h.timer);
+                            owned -= usize::from(h.renewed.is_some());
                         }
                     }
                     None => break,
@@ -128,19 +141,25 @@ impl LeaseWorker {
                     if h.renewed.is_some_and(|r| now.duration_since(r) >= me.duration) {
                         me.metrics.leases_expired.inc();
                     }
-                    let (worker, done, uid, owned) = (me.clone(), done_tx.clone(), h.uid.clone(), h.renewed.is_some());
+                    let (worker, done, uid) = (me.clone(), done_tx.clone(), h.uid.clone());
+                    let rv = h.renewed.is_some().then(|| h.rv.clone());
                     tokio::spawn(async move {
                         let _permit = worker.in_flight.acquire().await;
-                        let result = if owned { worker.patch(&name).await } else { worker.renew(&name, &uid).await };
+                        let result = match rv {
+                            Some(rv) => worker.patch(&name, &rv).await,
+                            None => worker.renew(&name, &uid).await,
+                        };
                         let _ = done.send((name, result));
                     });
                 }
                 Some((name, result)) = done_rx.recv() => {
                     let Some(h) = held.get_mut(&name) else { continue };
                     let now = tokio::time::Instant::now();
+                    let was = h.renewed.is_some();
                     let after = match result {
-                        Renewed::Ok => {
+                        Renewed::Ok(rv) => {
                             h.renewed = Some(now);
+                            h.rv = rv;
                             jittered(me.interval())
                         }
                         Renewed::Lost => {
@@ -151,13 +170,19 @@ impl LeaseWorker {
                             h.renewed = None;
                             left + Duration::from_millis(100)
                         }
+                        // Keep what we had: a later renewal still lands before expiry.
                         Renewed::Failed => Duration::from_secs(1),
                     };
+                    let is = h.renewed.is_some();
                     h.due = now + after;
-                    h.timer = wheel.insert_at(name, h.due);
+                    h.timer = wheel.insert_at(name.clone(), h.due);
+                    if was != is {
+                        owned = owned + usize::from(is) - usize::from(was);
+                        (me.on_ownership)(&name, is);
+                    }
                 }
             }
-            me.metrics.leases_held.set(held.len() as i64);
+            me.metrics.leases_held.set(owned as i64);
         }
     }
 
@@ -188,17 +213,22 @@ impl LeaseWorker {
                 .and_then(|d| Duration::try_from(d).ok());
             return Renewed::HeldElsewhere(left.unwrap_or_default());
         }
-        self.patch(name).await
+        let rv = lease.metadata.resource_version.unwrap_or_default();
+        self.patch(name, &rv).await
     }
 
-    /// Renewal of a lease we hold: one merge patch, no read.
-    async fn patch(&self, name: &str) -> Renewed {
+    /// Renewal of a lease we hold: one merge patch, no read, valid only if nobody
+    /// wrote the lease since our last write (`rv`).
+    async fn patch(&self, name: &str, rv: &str) -> Renewed {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let patch = json!({"spec": {
-            "holderIdentity": self.holder,
-            "leaseDurationSeconds": self.duration.as_secs(),
-            "renewTime": micro_time(Timestamp::now()),
-        }});
+        let patch = json!({
+            "metadata": {"resourceVersion": rv},
+            "spec": {
+                "holderIdentity": self.holder,
+                "leaseDurationSeconds": self.duration.as_secs(),
+                "renewTime": micro_time(Timestamp::now()),
+            },
+        });
         let start = std::time::Instant::now();
         let result = api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -207,15 +237,11 @@ impl LeaseWorker {
         match result {
             Ok(lease) => {
                 self.metrics.request("patch", "200", seconds);
-                let holder = lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-                if holder == self.holder {
-                    Renewed::Ok
-                } else {
-                    Renewed::Lost
-                }
+                Renewed::Ok(lease.metadata.resource_version.unwrap_or_default())
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                self.metrics.request("patch", "404", seconds);
+            // Gone, or written by someone else since our last write: read it again.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                self.metrics.request("patch", &s.code.to_string(), seconds);
                 Renewed::Lost
             }
             Err(e) => {
@@ -245,10 +271,15 @@ impl LeaseWorker {
             }
         };
         match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => {
+            Ok(lease) => {
                 debug!(lease = name, "created");
                 self.metrics.count("create", "201");
-                Renewed::Ok
+                Renewed::Ok(lease.metadata.resource_version.unwrap_or_default())
+            }
+            // Another controller created it first: read who holds it.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                self.metrics.count("create", "409");
+                Renewed::Lost
             }
             Err(e) => {
                 warn!(lease = name, error = %e, "failed to create lease");

@@ -16,12 +16,13 @@ pub mod selector;
 pub mod server;
 pub mod settings;
 pub mod shard;
+pub mod stages;
 
 use anyhow::{Context as _, Result};
-use kube::{Client, Config, config::KubeConfigOptions};
+use kube::{Config, config::KubeConfigOptions};
 
-/// A client from `--kubeconfig` (else the usual inference), with `--master` applied.
-pub async fn client(flags: &flags::Flags) -> Result<Client> {
+/// The connection from `--kubeconfig` (else the usual inference), with `--master` applied.
+pub async fn config(flags: &flags::Flags) -> Result<Config> {
     let mut config = match &flags.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -37,5 +38,5 @@ pub async fn client(flags: &flags::Flags) -> Result<Client> {
             .parse()
             .with_context(|| format!("invalid --master {master:?}"))?;
     }
-    Ok(Client::try_from(config)?)
+    Ok(config)
 }

@@ -19,15 +19,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let flags = Flags::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| flags.log_level().into()),
         )
         // kwokctl sends the output to a log file: no colour codes there.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match run(Flags::parse()).await {
+    match run(flags).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kwok: {err:#}");
@@ -43,13 +44,14 @@ async fn run(flags: Flags) -> Result<()> {
     }
     let settings = Settings::resolve(&flags)?;
     let listener = server::bind(&flags.server_address).await?;
-    let client = kwok_shards::client(&flags).await?;
+    let config = kwok_shards::config(&flags).await?;
+    let client = kube::Client::try_from(config.clone()).context("failed to make the API client")?;
     let version = client
         .apiserver_version()
         .await
         .context("failed to reach the apiserver")?;
     tracing::info!(server_version = %version.git_version, shards = settings.shards, "connected");
-    controller::run(client, settings, listener, shutdown()).await
+    controller::run(client, config, settings, listener, shutdown()).await
 }
 
 /// Completes on SIGTERM or SIGINT.

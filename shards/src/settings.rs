@@ -55,8 +55,10 @@ pub struct Settings {
     pub kube_api_burst: u32,
     /// Holder identity of leases.
     pub id: String,
-    /// The stages, by kind.
+    /// The stages, by kind (empty when they come from the cluster).
     pub lifecycles: Lifecycles,
+    /// Stages come from Stage objects in the cluster (`--enable-crds=Stage`).
+    pub stage_crd: bool,
 }
 
 impl Settings {
@@ -83,6 +85,29 @@ impl Settings {
         if flags.kube_api_qps.is_nan() || flags.kube_api_qps <= 0.0 || flags.kube_api_burst == 0 {
             bail!("--kube-api-qps and --kube-api-burst must be positive");
         }
+        for crd in &flags.enable_crds {
+            if !crate::stages::SUPPORTED_CRDS.contains(&crd.as_str()) {
+                bail!(
+                    "--enable-crds: {crd:?} is not supported (supported: {})",
+                    crate::stages::SUPPORTED_CRDS.join(", ")
+                );
+            }
+        }
+        let stage_crd = flags.enable_crds.iter().any(|c| c == "Stage");
+        let lifecycles = if stage_crd {
+            let docs = read_documents(&flags.config)?;
+            if let Some((_, source)) = docs.stages.first() {
+                bail!(
+                    "{}:{}: Stage documents in --config cannot be used with --enable-crds=Stage, \
+                     which takes the stages from the cluster",
+                    source.file,
+                    source.line
+                );
+            }
+            Lifecycles::default()
+        } else {
+            load_stages(&flags.config, flags.node_lease_duration_seconds > 0)?
+        };
         Ok(Self {
             scope,
             disregard_annotations: selector::parse(&flags.disregard_status_with_annotation_selector)
@@ -99,7 +124,8 @@ impl Settings {
             kube_api_qps: flags.kube_api_qps,
             kube_api_burst: flags.kube_api_burst,
             id: flags.id.clone().unwrap_or_else(default_id),
-            lifecycles: load_stages(&flags.config, flags.node_lease_duration_seconds > 0)?,
+            lifecycles,
+            stage_crd,
         })
     }
 
@@ -135,21 +161,31 @@ impl Settings {
 /// Stages from `--config` files; the default node and pod stages when none are
 /// given (with the lease-based node heartbeat when leases are on, as kwokctl does).
 pub fn load_stages(paths: &[std::path::PathBuf], leases: bool) -> Result<Lifecycles> {
-    let mut docs = Documents::default();
-    for path in paths {
-        docs.read(path)?;
-    }
+    let mut docs = read_documents(paths)?;
     if docs.stages.is_empty() {
-        let defaults = if leases {
-            kwok_engine::catalog::defaults_with_lease()
-        } else {
-            kwok_engine::catalog::defaults()
-        };
-        for text in defaults {
+        for text in default_stages(leases) {
             docs.parse("<default stages>", text)?;
         }
     }
     Ok(Lifecycles::compile(&docs)?)
+}
+
+/// The default node and pod stage sets (node heartbeats through the Lease when
+/// leases are on).
+pub fn default_stages(leases: bool) -> [&'static str; 2] {
+    if leases {
+        kwok_engine::catalog::defaults_with_lease()
+    } else {
+        kwok_engine::catalog::defaults()
+    }
+}
+
+fn read_documents(paths: &[std::path::PathBuf]) -> Result<Documents> {
+    let mut docs = Documents::default();
+    for path in paths {
+        docs.read(path)?;
+    }
+    Ok(docs)
 }
 
 fn string_map(obj: &Value, field: &str) -> BTreeMap<String, String> {

@@ -37,11 +37,23 @@ impl Documents {
             };
             let value: Value = serde_saphyr::from_str(doc).map_err(|e| syntax(&source, &e))?;
             match value.get("kind").and_then(Value::as_str) {
-                Some("Stage") => self.stages.push((typed(doc, value, &source)?, source)),
+                Some("Stage") => self.stages.push((typed(Some(doc), value, &source)?, source)),
                 _ if value.is_null() => {}
                 _ => self.others.push((value, source)),
             }
         }
+        Ok(())
+    }
+
+    /// Appends one Stage given as a JSON object (e.g. read from a cluster); `origin`
+    /// names it in errors (e.g. `Stage/node-ready`).
+    pub fn push_stage(&mut self, origin: &str, value: Value) -> Result<(), LoadError> {
+        let source = Source {
+            file: origin.to_owned(),
+            line: 1,
+        };
+        let stage = typed(None, value, &source)?;
+        self.stages.push((stage, source));
         Ok(())
     }
 
@@ -87,8 +99,8 @@ fn split(text: &str) -> Vec<(usize, &str)> {
 
 /// Deserializes a Stage, reporting the exact line (from the YAML parser) and the
 /// field path (from the JSON value) of the first problem.
-fn typed(doc: &str, value: Value, source: &Source) -> Result<spec::Stage, LoadError> {
-    let line_err = serde_saphyr::from_str::<spec::Stage>(doc).err();
+fn typed(doc: Option<&str>, value: Value, source: &Source) -> Result<spec::Stage, LoadError> {
+    let line_err = doc.and_then(|doc| serde_saphyr::from_str::<spec::Stage>(doc).err());
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)

@@ -65,6 +65,7 @@ pub enum Role {
 }
 
 /// A watched kind and its stages.
+#[derive(Debug)]
 pub struct Kind {
     /// API resource.
     pub resource: ApiResource,
@@ -97,13 +98,15 @@ pub enum Input {
     Relisting(usize),
     /// The re-list of `kind` is complete: objects not seen since `Relisting` are gone.
     Relisted(usize),
+    /// The stages changed: the new kinds table (known kinds keep their index).
+    Kinds(Arc<Vec<Kind>>),
 }
 
 /// Everything a shard is started with.
 pub struct ShardContext {
     /// Index of this shard.
     pub index: usize,
-    /// The watched kinds.
+    /// The watched kinds (replaced by [`Input::Kinds`]).
     pub kinds: Arc<Vec<Kind>>,
     /// Resolved settings.
     pub settings: Arc<Settings>,
@@ -125,6 +128,9 @@ pub struct Shard {
     entries: HashMap<ObjKey, Entry>,
     /// Managed nodes of this shard → pods bound to them.
     nodes: HashMap<String, HashSet<ObjKey>>,
+    /// Managed nodes whose Lease we hold (only consulted when leases are on): a node
+    /// whose lease another controller holds is left alone.
+    held: HashSet<String>,
     /// Pods seen on nodes not (yet) managed, by node name.
     waiting: HashMap<String, HashSet<ObjKey>>,
     wheel: DelayQueue<ObjKey>,
@@ -161,6 +167,7 @@ impl Shard {
             ctx,
             entries: HashMap::new(),
             nodes: HashMap::new(),
+            held: HashSet::new(),
             waiting: HashMap::new(),
             wheel: DelayQueue::with_capacity(1024),
             ips,
@@ -170,12 +177,18 @@ impl Shard {
         }
     }
 
-    /// Runs until the event channel closes.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Input>) {
+    /// Runs until the event channel closes. `ownership` says, per node, whether we
+    /// hold its Lease now (from the lease worker).
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Input>,
+        mut ownership: mpsc::UnboundedReceiver<(String, bool)>,
+    ) {
         loop {
             tokio::select! {
                 biased;
                 Some((key, outcome)) = self.done_rx.recv() => self.written(key, outcome),
+                Some((node, held)) = ownership.recv() => self.lease_changed(node, held),
                 Some(expired) = self.wheel.next(), if !self.wheel.is_empty() => self.fire(expired.into_inner()),
                 input = events.recv() => match input {
                     Some(input) => self.handle(input),
@@ -199,6 +212,14 @@ impl Shard {
                 .iter_mut()
                 .filter(|(k, _)| k.kind == kind)
                 .for_each(|(_, e)| e.stale = true),
+            Input::Kinds(kinds) => {
+                // Pending timers point into the old stage lists: drop them all and match
+                // every object against the new stages.
+                let keys: Vec<ObjKey> = self.entries.keys().cloned().collect();
+                keys.iter().for_each(|k| self.cancel(k));
+                self.ctx.kinds = kinds;
+                keys.iter().for_each(|k| self.evaluate(k));
+            }
             Input::Relisted(kind) => {
                 let gone: Vec<ObjKey> = self
                     .entries
@@ -276,12 +297,49 @@ impl Shard {
             self.cancel(pod);
         }
         self.waiting.insert(name.to_owned(), pods);
+        self.held.remove(name);
         self.ips.forget_node(name);
         if let Some(leases) = &self.ctx.leases {
             let _ = leases.send(LeaseMsg::Release {
                 name: name.to_owned(),
             });
         }
+    }
+
+    /// We took or lost a node's Lease: drive it and its pods, or leave them alone.
+    fn lease_changed(&mut self, node: String, held: bool) {
+        let changed = if held {
+            self.held.insert(node.clone())
+        } else {
+            self.held.remove(&node)
+        };
+        if !changed {
+            return;
+        }
+        tracing::info!(node = %node, held, "node lease changed hands");
+        let key = ObjKey {
+            kind: self.node_kind(),
+            namespace: String::new(),
+            name: node.clone(),
+        };
+        self.evaluate(&key);
+        let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
+        pods.iter().for_each(|p| self.evaluate(p));
+    }
+
+    /// Index of the Node kind (always watched).
+    fn node_kind(&self) -> usize {
+        self.ctx
+            .kinds
+            .iter()
+            .position(|k| k.role == Role::Node)
+            .expect("nodes are always watched")
+    }
+
+    /// Whether this controller drives node `name` now: managed, and its Lease ours
+    /// when leases are on.
+    fn drives_node(&self, name: &str) -> bool {
+        self.nodes.contains_key(name) && (self.ctx.leases.is_none() || self.held.contains(name))
     }
 
     fn pod_applied(&mut self, key: &ObjKey) {
@@ -314,11 +372,11 @@ impl Shard {
     /// Whether the object behind `key` is driven by this controller now.
     fn eligible(&self, key: &ObjKey, obj: &Value) -> bool {
         let owned = match self.role(key) {
-            Role::Node => self.nodes.contains_key(&key.name),
+            Role::Node => self.drives_node(&key.name),
             Role::Pod => obj
                 .pointer("/spec/nodeName")
                 .and_then(Value::as_str)
-                .is_some_and(|n| self.nodes.contains_key(n)),
+                .is_some_and(|n| self.drives_node(n)),
             Role::Other => true,
         };
         owned && !self.ctx.settings.disregards(obj)

@@ -2,15 +2,9 @@
 //! keep their Leases, pods bound to them run with unique IPs, Jobs complete, deleted
 //! pods go away, and `/metrics` shows it.
 
-use std::{
-    collections::HashSet,
-    io::Write,
-    process::{Command, Stdio},
-    thread::sleep,
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, time::Duration};
 
-use crate::util::Kwokctl;
+use crate::util::{Cluster, http_get};
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -30,7 +24,7 @@ metadata:
   name: web
   namespace: default
 spec:
-  replicas: 6
+  replicas: 50
   selector:
     matchLabels: {app: web}
   template:
@@ -73,76 +67,9 @@ spec:
         image: fake
 "#;
 
-struct Cluster {
-    kwokctl: Kwokctl,
-    name: &'static str,
-}
-
-impl Cluster {
-    fn kubectl(&self, args: &[&str]) -> String {
-        let mut all = vec!["--name", self.name, "kubectl"];
-        all.extend_from_slice(args);
-        self.kwokctl.ok(&all)
-    }
-
-    /// Applies `yaml`, retrying for a while: right after start-up the apiserver may
-    /// still refuse pods until the controller-manager made the default ServiceAccount.
-    fn apply(&self, yaml: &str) {
-        let start = Instant::now();
-        loop {
-            match self.try_apply(yaml) {
-                Ok(()) => return,
-                Err(e) if start.elapsed() > Duration::from_secs(30) => panic!("apply failed: {e}"),
-                Err(_) => sleep(Duration::from_millis(500)),
-            }
-        }
-    }
-
-    fn try_apply(&self, yaml: &str) -> Result<(), String> {
-        let bin = crate::util::bin_dir().join("kwokctl");
-        let mut child = Command::new(bin)
-            .args(["--name", self.name, "kubectl", "apply", "-f", "-"])
-            .env("KWOK_WORKDIR", self.kwokctl.workdir())
-            .env("KWOK_CACHE_DIR", crate::util::cache_dir())
-            .env("KUBECONFIG", self.kwokctl.kubeconfig())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    /// Polls `args` until its output satisfies `done`, or fails after `within`.
-    fn eventually(&self, args: &[&str], within: Duration, done: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let out = self.kubectl(args);
-            if done(&out) {
-                return out;
-            }
-            assert!(
-                start.elapsed() < within,
-                "{args:?} not done after {within:?}; last output: {out}"
-            );
-            sleep(Duration::from_millis(500));
-        }
-    }
-}
-
 #[test]
 fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
-    let cluster = Cluster {
-        kwokctl: Kwokctl::new(),
-        name: "ctl",
-    };
-    cluster.kwokctl.ok(&["create", "cluster", "--name", cluster.name]);
+    let cluster = Cluster::create("ctl", &[]);
     for i in 0..2 {
         cluster.apply(&NODE.replace("NAME", &format!("kwok-{i}")));
     }
@@ -173,10 +100,10 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
     let out = cluster.eventually(
         &["get", "pods", "-l", "app=web", "-o", pods],
         Duration::from_secs(90),
-        |out| out.lines().filter(|l| l.starts_with("Running ")).count() == 6,
+        |out| out.lines().filter(|l| l.starts_with("Running ")).count() == 50,
     );
     let ips: HashSet<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
-    assert_eq!(ips.len(), 6, "unique pod IPs: {out}");
+    assert_eq!(ips.len(), 50, "unique pod IPs: {out}");
     for line in out.lines() {
         let mut f = line.split_whitespace();
         let (ip, node) = (f.nth(1).unwrap(), f.next().unwrap());
@@ -229,14 +156,7 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
     );
 
     // /metrics is OpenMetrics text and counts what happened.
-    let config =
-        std::fs::read_to_string(cluster.kwokctl.cluster_dir(cluster.name).join("kwok.yaml")).unwrap();
-    let port = config
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("kwokControllerPort: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let port = cluster.config_value("kwokControllerPort");
     let metrics = http_get(&format!("127.0.0.1:{port}"), "/metrics");
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
     let transitions: f64 = metrics
@@ -246,17 +166,4 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
         .sum();
     assert!(transitions >= 10.0, "transitions counted: {metrics}");
     assert!(metrics.contains("kwok_leases_held 2"), "{metrics}");
-}
-
-/// A plain HTTP/1.0 GET (the controller serves metrics without TLS on loopback).
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
 }

@@ -2,8 +2,11 @@
 
 use std::{
     fs,
+    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, Output, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
 };
 
 use tempfile::TempDir;
@@ -115,6 +118,194 @@ impl Drop for Kwokctl {
             let _ = self.run(&["delete", "cluster", "--all"]);
         }
     }
+}
+
+/// A cluster created by kwokctl in its own work dir, with kubectl helpers.
+pub struct Cluster {
+    pub kwokctl: Kwokctl,
+    pub name: &'static str,
+}
+
+impl Cluster {
+    /// Creates cluster `name` with extra `create cluster` flags.
+    pub fn create(name: &'static str, flags: &[&str]) -> Self {
+        let kwokctl = Kwokctl::new();
+        let mut args = vec!["create", "cluster", "--name", name];
+        args.extend_from_slice(flags);
+        kwokctl.ok(&args);
+        Self { kwokctl, name }
+    }
+
+    /// A value of the cluster's `kwok.yaml` (first line `key: value`).
+    pub fn config_value(&self, key: &str) -> String {
+        let config = fs::read_to_string(self.dir().join("kwok.yaml")).expect("kwok.yaml");
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("{key} missing from kwok.yaml"))
+    }
+
+    /// The cluster's folder.
+    pub fn dir(&self) -> PathBuf {
+        self.kwokctl.cluster_dir(self.name)
+    }
+
+    /// The pid of a running component.
+    pub fn pid(&self, component: &str) -> u32 {
+        fs::read_to_string(self.dir().join("pids").join(format!("{component}.pid")))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid")
+    }
+
+    /// Kills a component (SIGKILL, as a crash) and waits until it is gone (its pid file stays).
+    pub fn kill(&self, component: &str) {
+        let pid = self.pid(component);
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+            assert!(start.elapsed() < Duration::from_secs(20), "{component} did not stop");
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let mut all = vec!["--name", self.name, "kubectl"];
+        all.extend_from_slice(args);
+        self.kwokctl.ok(&all)
+    }
+
+    /// Applies `yaml`, retrying for a while: right after start-up the apiserver may
+    /// still refuse pods until the controller-manager made the default ServiceAccount.
+    pub fn apply(&self, yaml: &str) {
+        let start = Instant::now();
+        loop {
+            match self.try_apply(yaml) {
+                Ok(()) => return,
+                Err(e) if start.elapsed() > Duration::from_secs(30) => panic!("apply failed: {e}"),
+                Err(_) => sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
+    pub fn try_apply(&self, yaml: &str) -> Result<(), String> {
+        let bin = bin_dir().join("kwokctl");
+        let mut child = Command::new(bin)
+            .args(["--name", self.name, "kubectl", "apply", "-f", "-"])
+            .env("KWOK_WORKDIR", self.kwokctl.workdir())
+            .env("KWOK_CACHE_DIR", cache_dir())
+            .env("KUBECONFIG", self.kwokctl.kubeconfig())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Polls `args` until kubectl succeeds with output satisfying `done`, or fails after `within`.
+    pub fn eventually(&self, args: &[&str], within: Duration, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        let mut all = vec!["--name", self.name, "kubectl"];
+        all.extend_from_slice(args);
+        loop {
+            let out = self.kwokctl.run(&all);
+            let text = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr });
+            if out.status.success() && done(&text) {
+                return text.into_owned();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{args:?} not done after {within:?}; last output: {text}"
+            );
+            sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A `kwok` controller started by a test against a cluster, stopped on drop.
+pub struct KwokProcess {
+    child: Child,
+    /// Its `--server-address`.
+    pub address: String,
+}
+
+impl KwokProcess {
+    /// Starts `kwok` with the cluster's kwok-controller kubeconfig, a free server
+    /// port and `args`; waits until it is ready.
+    pub fn start(cluster: &Cluster, args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let log = fs::File::create(cluster.dir().join("logs").join(format!("test-kwok-{port}.log"))).expect("log");
+        let child = Command::new(bin_dir().join("kwok"))
+            .arg(format!(
+                "--kubeconfig={}",
+                cluster.dir().join("kubeconfigs/kwok-controller.yaml").display()
+            ))
+            .arg(format!("--server-address={address}"))
+            .args(args)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start kwok");
+        let mut me = Self { child, address };
+        let start = Instant::now();
+        while http_get(&me.address, "/readyz").trim() != "ok" {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("kwok exited with {status} (log under {})", cluster.dir().join("logs").display());
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "kwok not ready");
+            sleep(Duration::from_millis(200));
+        }
+        me
+    }
+
+    /// A metric's value summed over its label sets.
+    pub fn metric(&self, name: &str) -> f64 {
+        http_get(&self.address, "/metrics")
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for KwokProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain HTTP/1.0 GET (the controller serves metrics without TLS on loopback); empty
+/// when nothing answers.
+pub fn http_get(address: &str, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return String::new();
+    };
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
 
 /// Live (non-zombie) processes whose command line contains `needle`.

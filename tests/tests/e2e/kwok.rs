@@ -1,0 +1,244 @@
+//! The `kwok` binary started by the tests themselves (the cluster's own controller is
+//! stopped first): which nodes it picks, stages from `--config` and from Stage
+//! objects, two replicas sharing a cluster, and an apiserver restart mid-run.
+
+use std::{collections::HashSet, fs, thread::sleep, time::Duration};
+
+use crate::util::{Cluster, KwokProcess};
+
+const READY: &str = "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}";
+const HOLDERS: &str = "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
+
+fn node(name: &str, fake: bool, labels: &str) -> String {
+    let annotation = if fake { "  annotations: {kwok.x-k8s.io/node: fake}\n" } else { "" };
+    format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n{annotation}  labels: {{{labels}}}\n")
+}
+
+/// A cluster whose own kwok controller is stopped, so the test's kwoks are alone.
+fn bare_cluster(name: &'static str) -> Cluster {
+    let cluster = Cluster::create(name, &[]);
+    cluster.kill("kwok-controller");
+    cluster
+}
+
+/// Node name → Ready status.
+fn ready(cluster: &Cluster) -> Vec<(String, String)> {
+    pairs(&cluster.kubectl(&["get", "nodes", "-o", READY]))
+}
+
+fn pairs(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect()
+}
+
+/// A node stage that marks nodes labelled `mark=yes` with an annotation, written as
+/// upstream KWOK documents it (a metadata patch).
+const MARK_STAGE: &str = r#"apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: mark
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Node
+  selector:
+    matchLabels:
+      mark: "yes"
+    matchExpressions:
+    - key: '.metadata.annotations.marked'
+      operator: DoesNotExist
+  next:
+    patches:
+    - type: merge
+      template: |
+        metadata:
+          annotations:
+            marked: STAGE
+"#;
+
+#[test]
+fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
+    let cluster = bare_cluster("select");
+    let config = cluster.dir().join("stages.yaml");
+    let node_fast = fs::read_to_string(crate::util::repo_root().join("engine/stages/node-fast.yaml")).unwrap();
+    fs::write(&config, format!("{node_fast}\n---\n{}", MARK_STAGE.replace("STAGE", "from-config"))).unwrap();
+    let _kwok = KwokProcess::start(
+        &cluster,
+        &[&format!("--config={}", config.display()), "--node-lease-duration-seconds=0"],
+    );
+    cluster.apply(&node("fake-0", true, "mark: \"yes\""));
+    cluster.apply(&node("real-0", false, "mark: \"yes\""));
+
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
+        o.contains("fake-0=True")
+    });
+    let marked = "jsonpath={.metadata.annotations.marked}";
+    cluster.eventually(&["get", "node", "fake-0", "-o", marked], Duration::from_secs(30), |o| {
+        o == "from-config"
+    });
+    // The unannotated node is someone else's: no status, no annotation, no lease.
+    sleep(Duration::from_secs(3));
+    assert_eq!(ready(&cluster), [
+        ("fake-0".to_owned(), "True".to_owned()),
+        ("real-0".to_owned(), String::new())
+    ]);
+    assert_eq!(cluster.kubectl(&["get", "node", "real-0", "-o", marked]), "");
+}
+
+#[test]
+fn kwok_should_take_stages_from_stage_objects_and_apply_changes_live() {
+    let cluster = bare_cluster("crds");
+    let _kwok = KwokProcess::start(&cluster, &["--enable-crds=Stage"]);
+    // The CRD and the default stages were created.
+    let stages = cluster.kubectl(&["get", "stages", "-o", "name"]);
+    assert!(stages.contains("stage.kwok.x-k8s.io/node-initialize"), "{stages}");
+    assert!(stages.contains("stage.kwok.x-k8s.io/pod-ready"), "{stages}");
+
+    cluster.apply(&node("fake-0", true, "mark: \"yes\""));
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
+        o.contains("fake-0=True")
+    });
+    // A Stage created now applies to the node already there.
+    cluster.apply(&MARK_STAGE.replace("STAGE", "from-object"));
+    let marked = "jsonpath={.metadata.annotations.marked}";
+    cluster.eventually(&["get", "node", "fake-0", "-o", marked], Duration::from_secs(30), |o| {
+        o == "from-object"
+    });
+    // Changing it applies to the next node without a restart.
+    cluster.apply(&MARK_STAGE.replace("STAGE", "changed"));
+    sleep(Duration::from_secs(1));
+    cluster.apply(&node("fake-1", true, "mark: \"yes\""));
+    cluster.eventually(&["get", "node", "fake-1", "-o", marked], Duration::from_secs(30), |o| {
+        o == "changed"
+    });
+    // A broken Stage object is left out; the rest keep working.
+    cluster.apply(
+        "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: broken\nspec:\n  resourceRef: {kind: Node}\n  selector:\n    matchExpressions:\n    - {key: '.x', operator: Sideways}\n  next: {}\n",
+    );
+    cluster.apply(&node("fake-2", true, ""));
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
+        o.contains("fake-2=True")
+    });
+}
+
+#[test]
+fn two_kwoks_should_split_nodes_and_one_should_take_over_when_the_other_dies() {
+    let cluster = bare_cluster("pair");
+    // 8 s leases: renewed every 2 s, taken over at most 8 s after the holder dies.
+    let lease = "--node-lease-duration-seconds=8";
+    let mut a = KwokProcess::start(&cluster, &["--id=kwok-a", lease]);
+    let b = KwokProcess::start(&cluster, &["--id=kwok-b", lease]);
+    let names: Vec<String> = (0..8).map(|i| format!("fake-{i}")).collect();
+    for name in &names {
+        cluster.apply(&node(name, true, ""));
+    }
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
+        o.lines().filter(|l| l.ends_with("=True")).count() == 8
+    });
+    let holders = || pairs(&cluster.kubectl(&["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS]));
+    let first = cluster.eventually(
+        &["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS],
+        Duration::from_secs(30),
+        |o| o.lines().filter(|l| l.ends_with("=kwok-a") || l.ends_with("=kwok-b")).count() == 8,
+    );
+    // Over three renewal periods no lease changes hands: each node has one driver.
+    sleep(Duration::from_secs(6));
+    assert_eq!(pairs(&first), holders(), "leases changed hands while both ran");
+    assert_eq!(a.metric("kwok_leases_held") + b.metric("kwok_leases_held"), 8.0);
+
+    // a dies: b holds every lease within one lease period (plus a renewal), and
+    // the nodes stay Ready.
+    a.kill();
+    cluster.eventually(
+        &["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS],
+        Duration::from_secs(8 + 4),
+        |o| o.lines().filter(|l| l.ends_with("=kwok-b")).count() == 8,
+    );
+    assert_eq!(b.metric("kwok_leases_held"), 8.0);
+    assert!(ready(&cluster).iter().all(|(_, r)| r == "True"), "{:?}", ready(&cluster));
+    // b drives the nodes it took over: a pod bound to one of a's old nodes runs.
+    let taken = pairs(&first)
+        .into_iter()
+        .find(|(_, h)| h == "kwok-a")
+        .map(|(n, _)| n)
+        .expect("a held a node");
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: default}}\nspec:\n  nodeName: {taken}\n  containers: [{{name: c, image: fake}}]\n"
+    ));
+    cluster.eventually(&["get", "pod", "p", "-o", "jsonpath={.status.phase}"], Duration::from_secs(30), |o| {
+        o == "Running"
+    });
+}
+
+#[test]
+fn cluster_should_recover_when_the_apiserver_restarts_mid_run() {
+    let cluster = Cluster::create("restart", &[]);
+    for i in 0..3 {
+        cluster.apply(&node(&format!("fake-{i}"), true, ""));
+    }
+    cluster.apply(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 10\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: fake}]\n",
+    );
+    let pods = "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}";
+    let running = |n: usize| move |o: &str| o.lines().filter(|l| l.starts_with("Running ")).count() == n;
+    cluster.eventually(&["get", "pods", "-o", pods], Duration::from_secs(90), running(10));
+
+    // The apiserver goes away for a while and comes back with the same command line.
+    let pid = cluster.pid("kube-apiserver");
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    cluster.kill("kube-apiserver");
+    sleep(Duration::from_secs(10));
+    let log = fs::OpenOptions::new()
+        .append(true)
+        .open(cluster.dir().join("logs/kube-apiserver.log"))
+        .unwrap();
+    let child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(cluster.dir())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // kwokctl finds (and on delete stops) it through its pid file.
+    fs::write(cluster.dir().join("pids/kube-apiserver.pid"), child.id().to_string()).unwrap();
+    let back = std::time::Instant::now();
+    let apiserver_up = |_: &str| true;
+    cluster.eventually(&["get", "--raw", "/readyz"], Duration::from_secs(60), apiserver_up);
+
+    // Within one lease period (40 s) every node is Ready with a fresh lease, every
+    // pod Running, no pod IP twice, and new work is picked up.
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(40), |o| {
+        o.lines().filter(|l| l.ends_with("=True")).count() == 3
+    });
+    cluster.kubectl(&["scale", "deployment", "web", "--replicas=15"]);
+    let out = cluster.eventually(&["get", "pods", "-o", pods], Duration::from_secs(60), running(15));
+    let ips: HashSet<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(ips.len(), 15, "duplicate pod IPs after the restart: {out}");
+    assert!(back.elapsed() < Duration::from_secs(100), "recovery took {:?}", back.elapsed());
+    let renewed = cluster.kubectl(&[
+        "-n",
+        "kube-node-lease",
+        "get",
+        "leases",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.renewTime}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(renewed.lines().count(), 3, "{renewed}");
+    // The controller saw its watches break and came back through them.
+    let port = cluster.config_value("kwokControllerPort");
+    let metrics = crate::util::http_get(&format!("127.0.0.1:{port}"), "/metrics");
+    let restarts: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("kwok_watch_restarts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(restarts >= 1.0, "no watch restart counted: {metrics}");
+    drop(child);
+}
