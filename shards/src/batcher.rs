@@ -101,6 +101,8 @@ pub struct Outcome {
     pub gone: bool,
     /// A write hit a conflict: the cached object was stale (`object` then holds a fresh read).
     pub conflict: bool,
+    /// A write failed for good (refused, or retries used up): try again later.
+    pub failed: bool,
     /// Writes sent.
     pub writes: usize,
 }
@@ -240,7 +242,10 @@ impl Writer {
                     outcome.gone = true;
                     return outcome;
                 }
-                Err(Failure::Other) => return outcome,
+                Err(Failure::Other) => {
+                    outcome.failed = true;
+                    return outcome;
+                }
             }
         }
         outcome

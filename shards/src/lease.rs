@@ -113,6 +113,7 @@ impl LeaseWorker {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Renewed)>();
         let me = Arc::new(self);
         let mut owned = 0_usize;
+        let mut latest = 0.0_f64;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
@@ -137,7 +138,12 @@ impl LeaseWorker {
                     let name = expired.into_inner();
                     let Some(h) = held.get(&name) else { continue };
                     let now = tokio::time::Instant::now();
-                    me.metrics.lease_lateness_seconds.observe(now.saturating_duration_since(h.due).as_secs_f64());
+                    let late = now.saturating_duration_since(h.due).as_secs_f64();
+                    me.metrics.lease_lateness_seconds.observe(late);
+                    if late > latest {
+                        latest = late;
+                        me.metrics.lease_lateness_max_seconds.set(late);
+                    }
                     if h.renewed.is_some_and(|r| now.duration_since(r) >= me.duration) {
                         me.metrics.leases_expired.inc();
                     }

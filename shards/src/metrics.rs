@@ -59,6 +59,8 @@ pub struct Metrics {
     pub pending_timers: Family<ShardLabel, Gauge>,
     /// How late each lease renewal was sent, in seconds.
     pub lease_lateness_seconds: Histogram,
+    /// Latest renewal lateness seen since start, in seconds.
+    pub lease_lateness_max_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Leases found expired when renewed.
     pub leases_expired: Counter,
     /// Leases held.
@@ -86,6 +88,7 @@ impl Metrics {
             queue_depth: Family::default(),
             pending_timers: Family::default(),
             lease_lateness_seconds: latency(),
+            lease_lateness_max_seconds: Gauge::default(),
             leases_expired: Counter::default(),
             leases_held: Gauge::default(),
             watch_restarts: Family::default(),
@@ -140,6 +143,11 @@ impl Metrics {
             "lease_renewal_lateness_seconds",
             "Lateness of lease renewals",
             m.lease_lateness_seconds.clone(),
+        );
+        r.register(
+            "lease_renewal_lateness_max_seconds",
+            "Largest lease renewal lateness since start",
+            m.lease_lateness_max_seconds.clone(),
         );
         r.register(
             "leases_expired",

@@ -45,6 +45,8 @@ pub struct Entry {
     pub dirty: bool,
     /// Not seen since the current re-list started.
     pub stale: bool,
+    /// Writes that failed in a row: the retry waits longer each time.
+    pub failures: u32,
 }
 
 impl Entry {
@@ -57,6 +59,7 @@ impl Entry {
             in_flight: false,
             dirty: false,
             stale: false,
+            failures: 0,
         }
     }
 }

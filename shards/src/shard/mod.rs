@@ -25,6 +25,7 @@ use std::{
     cell::RefCell,
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use futures::StreamExt;
@@ -52,6 +53,9 @@ use crate::{
 /// Capacity of a shard's event channel: enough to absorb a relist burst, small
 /// enough that a stuck shard pushes back on its watch instead of growing memory.
 pub const EVENT_BUFFER: usize = 4096;
+
+/// Longest wait before a stage whose write failed is tried again.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What a watched kind is to the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +388,11 @@ impl Shard {
 
     /// Matches stages for `key` and (re)schedules its timer.
     fn evaluate(&mut self, key: &ObjKey) {
+        self.evaluate_after(key, Duration::ZERO);
+    }
+
+    /// As [`Self::evaluate`], firing no sooner than `at_least` from now.
+    fn evaluate_after(&mut self, key: &ObjKey, at_least: Duration) {
         let Some(entry) = self.entries.get(key) else {
             return;
         };
@@ -410,7 +419,7 @@ impl Shard {
         if entry.timer.is_some_and(|(_, pending)| pending == index) {
             return;
         }
-        let delay = stage.delay(&entry.obj, Timestamp::now(), &mut self.rng);
+        let delay = stage.delay(&entry.obj, Timestamp::now(), &mut self.rng).max(at_least);
         let timer = match entry.timer {
             Some((timer, _)) => {
                 self.wheel.reset(&timer, delay);
@@ -513,6 +522,15 @@ impl Shard {
         if outcome.gone {
             return;
         }
+        if outcome.failed {
+            // Logged and counted by the writer; try the stage again, backing off
+            // 1 s, 2 s, 4 s … up to a minute, so a refused write is not lost.
+            entry.failures = entry.failures.saturating_add(1);
+            let backoff = Duration::from_secs(1 << (entry.failures - 1).min(6)).min(MAX_RETRY_BACKOFF);
+            self.evaluate_after(&key, backoff);
+            return;
+        }
+        entry.failures = 0;
         let mut again = dirty || outcome.conflict;
         if let Some(obj) = outcome.object {
             let rv = cache::resource_version(&obj);
