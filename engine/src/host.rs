@@ -29,26 +29,13 @@ pub trait Host {
     fn node_ips_with(&self, node_name: &str) -> Vec<String> {
         vec![self.node_ip_with(node_name)]
     }
-    /// `PodIPWith nodeName hostNetwork uid podName podNamespace`: the pod's IP, stable
-    /// for one pod uid; the node IP for host-network pods.
-    fn pod_ip_with(
-        &self,
-        node_name: &str,
-        host_network: bool,
-        uid: &str,
-        name: &str,
-        namespace: &str,
-    ) -> String;
+    /// `PodIPWith nodeName hostNetwork uid podName podNamespace` of a pod with its own
+    /// network: its IP, stable for one pod uid. (Host-network pods get the node IP
+    /// from the template function itself; hosts never see them.)
+    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> String;
     /// `PodIPsWith …`: every IP of the pod (default: the one IP).
-    fn pod_ips_with(
-        &self,
-        node_name: &str,
-        host_network: bool,
-        uid: &str,
-        name: &str,
-        namespace: &str,
-    ) -> Vec<String> {
-        vec![self.pod_ip_with(node_name, host_network, uid, name, namespace)]
+    fn pod_ips_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Vec<String> {
+        vec![self.pod_ip_with(node_name, uid, name, namespace)]
     }
 }
 
@@ -110,18 +97,7 @@ impl Host for FixedHost {
     fn node_ip_with(&self, _node_name: &str) -> String {
         Self::NODE_IP.to_owned()
     }
-    fn pod_ip_with(
-        &self,
-        node_name: &str,
-        host_network: bool,
-        uid: &str,
-        _name: &str,
-        _namespace: &str,
-    ) -> String {
-        if host_network {
-            self.node_ip_with(node_name)
-        } else {
-            self.next_pod_ip(uid).to_string()
-        }
+    fn pod_ip_with(&self, _node_name: &str, uid: &str, _name: &str, _namespace: &str) -> String {
+        self.next_pod_ip(uid).to_string()
     }
 }

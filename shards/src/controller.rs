@@ -18,9 +18,9 @@ use kube::{
     discovery::{Discovery, Scope},
     runtime::{WatchStreamExt, watcher},
 };
+use kwok_engine::{lifecycle::Lifecycles, stage::spec::ResourceRef};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use kwok_engine::{lifecycle::Lifecycles, stage::spec::ResourceRef};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -31,9 +31,9 @@ use crate::{
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
     server::{self, ServerState},
-    stages,
     settings::{Settings, default_stages},
     shard::{EVENT_BUFFER, Input, Kind, Role, Shard, ShardContext},
+    stages,
 };
 
 /// Runs the controller until `shutdown` completes.
@@ -212,8 +212,16 @@ async fn kinds(client: &Client, lifecycles: &Lifecycles, known: &[Kind], strict:
         .collect();
     if kinds.is_empty() {
         for (resource, namespaced, role) in [
-            (ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&()), false, Role::Node),
-            (ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()), true, Role::Pod),
+            (
+                ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&()),
+                false,
+                Role::Node,
+            ),
+            (
+                ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
+                true,
+                Role::Pod,
+            ),
         ] {
             kinds.push(Kind {
                 lifecycle: lifecycle_of(&resource),

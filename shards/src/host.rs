@@ -127,6 +127,8 @@ pub struct RuntimeHost<'a> {
     pub node_port: u16,
     /// The shard's IPs.
     pub ips: RefCell<&'a mut Ips>,
+    /// (node name, uid) of the object being rendered: who a legacy `PodIP` is for.
+    pub subject: (&'a str, &'a str),
 }
 
 impl Host for RuntimeHost<'_> {
@@ -149,23 +151,53 @@ impl Host for RuntimeHost<'_> {
         self.node_port
     }
     fn pod_ip(&self) -> String {
-        let uid = format!("anonymous-{}", self.now.as_nanosecond());
-        self.ips.borrow_mut().pod_ip("", &uid)
+        // Legacy `PodIP` names no pod: the IP goes to the pod being rendered, so it is
+        // released with that pod like any other (and stable across renders).
+        let (node, uid) = self.subject;
+        self.ips.borrow_mut().pod_ip(node, uid)
     }
     fn node_ip_with(&self, node_name: &str) -> String {
         self.ips.borrow().node_ip(node_name)
     }
-    fn pod_ip_with(
-        &self,
-        node_name: &str,
-        host_network: bool,
-        uid: &str,
-        _name: &str,
-        _namespace: &str,
-    ) -> String {
-        if host_network {
-            return self.node_ip_with(node_name);
-        }
+    fn pod_ip_with(&self, node_name: &str, uid: &str, _name: &str, _namespace: &str) -> String {
         self.ips.borrow_mut().pod_ip(node_name, uid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kwok_engine::host::Host;
+
+    use super::*;
+    use crate::ipam::Cidr;
+
+    fn host<'a>(ips: &'a mut Ips, subject: (&'a str, &'a str)) -> RuntimeHost<'a> {
+        RuntimeHost {
+            now: Timestamp::UNIX_EPOCH,
+            start: Timestamp::UNIX_EPOCH,
+            node_name: "",
+            node_ip: "196.168.0.1",
+            node_port: 10250,
+            ips: RefCell::new(ips),
+            subject,
+        }
+    }
+
+    #[test]
+    fn legacy_pod_ip_should_belong_to_the_rendered_pod_and_be_released_with_it() {
+        let pool = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap())));
+        let mut ips = Ips::new(pool, "196.168.0.1".into());
+        let first = host(&mut ips, ("", "uid-1")).pod_ip();
+        assert_eq!(host(&mut ips, ("", "uid-1")).pod_ip(), first, "stable per pod");
+        let second = host(&mut ips, ("", "uid-2")).pod_ip();
+        assert_ne!(first, second);
+        ips.release_pod("uid-1");
+        ips.release_pod("uid-2");
+        // A /30 has two usable addresses: both are free again, none leaked.
+        let again: std::collections::HashSet<String> = ["uid-3", "uid-4"]
+            .iter()
+            .map(|u| host(&mut ips, ("", u)).pod_ip())
+            .collect();
+        assert_eq!(again, [first, second].into_iter().collect());
     }
 }

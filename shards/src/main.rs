@@ -22,7 +22,8 @@ async fn main() -> ExitCode {
     let flags = Flags::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| flags.log_level().into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| flags.log_level().into()),
         )
         // kwokctl sends the output to a log file: no colour codes there.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))

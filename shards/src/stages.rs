@@ -35,7 +35,10 @@ pub const SUPPORTED_CRDS: &[&str] = &["Stage"];
 
 /// The API resource of Stage objects.
 pub fn stage_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Stage"), "stages")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Stage"),
+        "stages",
+    )
 }
 
 /// Makes sure the Stage CRD is served; returns whether this call created it.
@@ -163,7 +166,11 @@ pub fn compile(objects: &BTreeMap<String, Value>) -> Lifecycles {
             Err(e) => error!(stage = %name, error = %e, "Stage object left out"),
         }
     }
-    info!(stages = stages.len(), objects = objects.len(), "stages loaded from the cluster");
+    info!(
+        stages = stages.len(),
+        objects = objects.len(),
+        "stages loaded from the cluster"
+    );
     Lifecycles::new(stages)
 }
 
@@ -184,12 +191,19 @@ mod tests {
         objects.insert("ok".to_owned(), stage("ok", "Node", ""));
         objects.insert(
             "bad".to_owned(),
-            stage("bad", "Pod", "  selector:\n    matchExpressions:\n    - key: .a\n      operator: Sideways\n"),
+            stage(
+                "bad",
+                "Pod",
+                "  selector:\n    matchExpressions:\n    - key: .a\n      operator: Sideways\n",
+            ),
         );
         let lifecycles = compile(&objects);
         let kinds: Vec<_> = lifecycles.kinds().map(|(r, _)| r.kind.clone()).collect();
         assert_eq!(kinds, ["Node"]);
-        assert_eq!(lifecycles.for_kind(None, "Node").unwrap().stages()[0].name(), "ok");
+        assert_eq!(
+            lifecycles.for_kind(None, "Node").unwrap().stages()[0].name(),
+            "ok"
+        );
     }
 
     #[test]

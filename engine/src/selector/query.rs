@@ -114,11 +114,11 @@ impl Query {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    /// A pod as the API server returns it, trimmed.
+    /// A pod as the API server returns it, trimmed (also the base of the selector tests).
     pub(crate) fn pod() -> Value {
         json!({
             "apiVersion": "v1",

@@ -12,28 +12,16 @@ fn compile_err(spec: Value) -> FieldError {
     Selector::compile(&serde_json::from_value(spec).unwrap()).unwrap_err()
 }
 
+/// The running pod of the query tests, still Pending as the scheduler leaves it.
 fn pod() -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "web-0", "namespace": "default", "uid": "1b4e28ba", "resourceVersion": "42",
-            "creationTimestamp": "2024-01-01T00:00:00Z",
-            "labels": {"app": "web", "tier": "front"},
-            "annotations": {"pod-ready.stage.kwok.x-k8s.io/weight": "3"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "controller": true}],
-            "finalizers": ["kwok.x-k8s.io/fake"]
-        },
-        "spec": {
-            "nodeName": "kwok-node-0",
-            "restartPolicy": "Always",
-            "containers": [{"name": "app", "image": "nginx"}, {"name": "sidecar", "image": "envoy"}]
-        },
-        "status": {
-            "phase": "Pending",
-            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]
-        }
-    })
+    let mut pod = super::query::tests::pod();
+    pod["metadata"]["ownerReferences"][0]["apiVersion"] = json!("apps/v1");
+    pod["spec"]["restartPolicy"] = json!("Always");
+    pod["status"] = json!({
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]
+    });
+    pod
 }
 
 #[test]

@@ -174,10 +174,12 @@ pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &dyn Host, all: bool) -> FnResult<'a
     let node = string_arg(&a[0])?;
     let host_network = bool_arg(&a[1])?;
     let (uid, name, namespace) = (string_arg(&a[2])?, string_arg(&a[3])?, string_arg(&a[4])?);
-    Ok(if all {
-        strings(host.pod_ips_with(node, host_network, uid, name, namespace))
-    } else {
-        Val::text(host.pod_ip_with(node, host_network, uid, name, namespace))
+    // A host-network pod shares its node's network: its IPs are the node's.
+    Ok(match (host_network, all) {
+        (true, true) => strings(host.node_ips_with(node)),
+        (true, false) => Val::text(host.node_ip_with(node)),
+        (false, true) => strings(host.pod_ips_with(node, uid, name, namespace)),
+        (false, false) => Val::text(host.pod_ip_with(node, uid, name, namespace)),
     })
 }
 

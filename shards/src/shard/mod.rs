@@ -419,7 +419,9 @@ impl Shard {
         if entry.timer.is_some_and(|(_, pending)| pending == index) {
             return;
         }
-        let delay = stage.delay(&entry.obj, Timestamp::now(), &mut self.rng).max(at_least);
+        let delay = stage
+            .delay(&entry.obj, Timestamp::now(), &mut self.rng)
+            .max(at_least);
         let timer = match entry.timer {
             Some((timer, _)) => {
                 self.wheel.reset(&timer, delay);
@@ -481,6 +483,18 @@ impl Shard {
             node_ip: &settings.node_ip,
             node_port: settings.node_port,
             ips: RefCell::new(&mut self.ips),
+            subject: (
+                entry
+                    .obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                entry
+                    .obj
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            ),
         };
         let mut effects = stage.render(&entry.obj, &host);
         if effects.is_empty() {

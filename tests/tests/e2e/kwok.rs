@@ -10,7 +10,11 @@ const READY: &str = "jsonpath={range .items[*]}{.metadata.name}={.status.conditi
 const HOLDERS: &str = "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
 
 fn node(name: &str, fake: bool, labels: &str) -> String {
-    let annotation = if fake { "  annotations: {kwok.x-k8s.io/node: fake}\n" } else { "" };
+    let annotation = if fake {
+        "  annotations: {kwok.x-k8s.io/node: fake}\n"
+    } else {
+        ""
+    };
     format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n{annotation}  labels: {{{labels}}}\n")
 }
 
@@ -62,11 +66,19 @@ spec:
 fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
     let cluster = bare_cluster("select");
     let config = cluster.dir().join("stages.yaml");
-    let node_fast = fs::read_to_string(crate::util::repo_root().join("engine/stages/node-fast.yaml")).unwrap();
-    fs::write(&config, format!("{node_fast}\n---\n{}", MARK_STAGE.replace("STAGE", "from-config"))).unwrap();
+    let node_fast =
+        fs::read_to_string(crate::util::repo_root().join("engine/stages/node-fast.yaml")).unwrap();
+    fs::write(
+        &config,
+        format!("{node_fast}\n---\n{}", MARK_STAGE.replace("STAGE", "from-config")),
+    )
+    .unwrap();
     let _kwok = KwokProcess::start(
         &cluster,
-        &[&format!("--config={}", config.display()), "--node-lease-duration-seconds=0"],
+        &[
+            &format!("--config={}", config.display()),
+            "--node-lease-duration-seconds=0",
+        ],
     );
     cluster.apply(&node("fake-0", true, "mark: \"yes\""));
     cluster.apply(&node("real-0", false, "mark: \"yes\""));
@@ -75,15 +87,20 @@ fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
         o.contains("fake-0=True")
     });
     let marked = "jsonpath={.metadata.annotations.marked}";
-    cluster.eventually(&["get", "node", "fake-0", "-o", marked], Duration::from_secs(30), |o| {
-        o == "from-config"
-    });
+    cluster.eventually(
+        &["get", "node", "fake-0", "-o", marked],
+        Duration::from_secs(30),
+        |o| o == "from-config",
+    );
     // The unannotated node is someone else's: no status, no annotation, no lease.
     sleep(Duration::from_secs(3));
-    assert_eq!(ready(&cluster), [
-        ("fake-0".to_owned(), "True".to_owned()),
-        ("real-0".to_owned(), String::new())
-    ]);
+    assert_eq!(
+        ready(&cluster),
+        [
+            ("fake-0".to_owned(), "True".to_owned()),
+            ("real-0".to_owned(), String::new())
+        ]
+    );
     assert_eq!(cluster.kubectl(&["get", "node", "real-0", "-o", marked]), "");
 }
 
@@ -103,16 +120,20 @@ fn kwok_should_take_stages_from_stage_objects_and_apply_changes_live() {
     // A Stage created now applies to the node already there.
     cluster.apply(&MARK_STAGE.replace("STAGE", "from-object"));
     let marked = "jsonpath={.metadata.annotations.marked}";
-    cluster.eventually(&["get", "node", "fake-0", "-o", marked], Duration::from_secs(30), |o| {
-        o == "from-object"
-    });
+    cluster.eventually(
+        &["get", "node", "fake-0", "-o", marked],
+        Duration::from_secs(30),
+        |o| o == "from-object",
+    );
     // Changing it applies to the next node without a restart.
     cluster.apply(&MARK_STAGE.replace("STAGE", "changed"));
     sleep(Duration::from_secs(1));
     cluster.apply(&node("fake-1", true, "mark: \"yes\""));
-    cluster.eventually(&["get", "node", "fake-1", "-o", marked], Duration::from_secs(30), |o| {
-        o == "changed"
-    });
+    cluster.eventually(
+        &["get", "node", "fake-1", "-o", marked],
+        Duration::from_secs(30),
+        |o| o == "changed",
+    );
     // A broken Stage object is left out; the rest keep working.
     cluster.apply(
         "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: broken\nspec:\n  resourceRef: {kind: Node}\n  selector:\n    matchExpressions:\n    - {key: '.x', operator: Sideways}\n  next: {}\n",
@@ -141,7 +162,12 @@ fn two_kwoks_should_split_nodes_and_one_should_take_over_when_the_other_dies() {
     let first = cluster.eventually(
         &["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS],
         Duration::from_secs(30),
-        |o| o.lines().filter(|l| l.ends_with("=kwok-a") || l.ends_with("=kwok-b")).count() == 8,
+        |o| {
+            o.lines()
+                .filter(|l| l.ends_with("=kwok-a") || l.ends_with("=kwok-b"))
+                .count()
+                == 8
+        },
     );
     // Over three renewal periods no lease changes hands: each node has one driver.
     sleep(Duration::from_secs(6));
@@ -157,7 +183,11 @@ fn two_kwoks_should_split_nodes_and_one_should_take_over_when_the_other_dies() {
         |o| o.lines().filter(|l| l.ends_with("=kwok-b")).count() == 8,
     );
     assert_eq!(b.metric("kwok_leases_held"), 8.0);
-    assert!(ready(&cluster).iter().all(|(_, r)| r == "True"), "{:?}", ready(&cluster));
+    assert!(
+        ready(&cluster).iter().all(|(_, r)| r == "True"),
+        "{:?}",
+        ready(&cluster)
+    );
     // b drives the nodes it took over: a pod bound to one of a's old nodes runs.
     let taken = pairs(&first)
         .into_iter()
@@ -167,9 +197,11 @@ fn two_kwoks_should_split_nodes_and_one_should_take_over_when_the_other_dies() {
     cluster.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: default}}\nspec:\n  nodeName: {taken}\n  containers: [{{name: c, image: fake}}]\n"
     ));
-    cluster.eventually(&["get", "pod", "p", "-o", "jsonpath={.status.phase}"], Duration::from_secs(30), |o| {
-        o == "Running"
-    });
+    cluster.eventually(
+        &["get", "pod", "p", "-o", "jsonpath={.status.phase}"],
+        Duration::from_secs(30),
+        |o| o == "Running",
+    );
 }
 
 #[test]
@@ -207,10 +239,18 @@ fn cluster_should_recover_when_the_apiserver_restarts_mid_run() {
         .spawn()
         .unwrap();
     // kwokctl finds (and on delete stops) it through its pid file.
-    fs::write(cluster.dir().join("pids/kube-apiserver.pid"), child.id().to_string()).unwrap();
+    fs::write(
+        cluster.dir().join("pids/kube-apiserver.pid"),
+        child.id().to_string(),
+    )
+    .unwrap();
     let back = std::time::Instant::now();
     let apiserver_up = |_: &str| true;
-    cluster.eventually(&["get", "--raw", "/readyz"], Duration::from_secs(60), apiserver_up);
+    cluster.eventually(
+        &["get", "--raw", "/readyz"],
+        Duration::from_secs(60),
+        apiserver_up,
+    );
 
     // Within one lease period (40 s) every node is Ready with a fresh lease, every
     // pod Running, no pod IP twice, and new work is picked up.
@@ -221,7 +261,11 @@ fn cluster_should_recover_when_the_apiserver_restarts_mid_run() {
     let out = cluster.eventually(&["get", "pods", "-o", pods], Duration::from_secs(60), running(15));
     let ips: HashSet<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
     assert_eq!(ips.len(), 15, "duplicate pod IPs after the restart: {out}");
-    assert!(back.elapsed() < Duration::from_secs(100), "recovery took {:?}", back.elapsed());
+    assert!(
+        back.elapsed() < Duration::from_secs(100),
+        "recovery took {:?}",
+        back.elapsed()
+    );
     let renewed = cluster.kubectl(&[
         "-n",
         "kube-node-lease",
@@ -299,19 +343,27 @@ fn kwok_should_send_a_stage_s_writes_as_the_user_it_impersonates() {
     fs::write(&config, IMPERSONATING_STAGES).unwrap();
     let kwok = KwokProcess::start(
         &cluster,
-        &[&format!("--config={}", config.display()), "--node-lease-duration-seconds=0"],
+        &[
+            &format!("--config={}", config.display()),
+            "--node-lease-duration-seconds=0",
+        ],
     );
     cluster.apply(&node("fake-w", true, "as: writer"));
     cluster.apply(&node("fake-n", true, "as: nobody"));
     let written = "jsonpath={.metadata.annotations.written}";
-    cluster.eventually(&["get", "node", "fake-w", "-o", written], Duration::from_secs(30), |o| {
-        o == "by-writer"
-    });
+    cluster.eventually(
+        &["get", "node", "fake-w", "-o", written],
+        Duration::from_secs(30),
+        |o| o == "by-writer",
+    );
     // The apiserver refuses `nobody`: the write is counted as failed (and retried
     // with back-off), and never lands.
     let start = std::time::Instant::now();
     while kwok.metric("kwok_apiserver_request_failures_total") < 2.0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "no refused write counted");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no refused write counted"
+        );
         sleep(Duration::from_millis(300));
     }
     assert_eq!(cluster.kubectl(&["get", "node", "fake-n", "-o", written]), "");

@@ -10,5 +10,5 @@ mod util;
 mod artifacts;
 mod cluster;
 mod controller;
-mod kwok;
 mod errors;
+mod kwok;

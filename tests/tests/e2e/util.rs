@@ -141,7 +141,11 @@ impl Cluster {
         let config = fs::read_to_string(self.dir().join("kwok.yaml")).expect("kwok.yaml");
         config
             .lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")).map(|v| v.trim().to_owned()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{key}: "))
+                    .map(|v| v.trim().to_owned())
+            })
             .unwrap_or_else(|| panic!("{key} missing from kwok.yaml"))
     }
 
@@ -165,7 +169,10 @@ impl Cluster {
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         let start = Instant::now();
         while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
-            assert!(start.elapsed() < Duration::from_secs(20), "{component} did not stop");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{component} did not stop"
+            );
             sleep(Duration::from_millis(100));
         }
     }
@@ -217,7 +224,11 @@ impl Cluster {
         all.extend_from_slice(args);
         loop {
             let out = self.kwokctl.run(&all);
-            let text = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr });
+            let text = String::from_utf8_lossy(if out.status.success() {
+                &out.stdout
+            } else {
+                &out.stderr
+            });
             if out.status.success() && done(&text) {
                 return text.into_owned();
             }
@@ -246,7 +257,8 @@ impl KwokProcess {
             .expect("free port")
             .port();
         let address = format!("127.0.0.1:{port}");
-        let log = fs::File::create(cluster.dir().join("logs").join(format!("test-kwok-{port}.log"))).expect("log");
+        let log =
+            fs::File::create(cluster.dir().join("logs").join(format!("test-kwok-{port}.log"))).expect("log");
         let child = Command::new(bin_dir().join("kwok"))
             .arg(format!(
                 "--kubeconfig={}",
@@ -262,7 +274,10 @@ impl KwokProcess {
         let start = Instant::now();
         while http_get(&me.address, "/readyz").trim() != "ok" {
             if let Ok(Some(status)) = me.child.try_wait() {
-                panic!("kwok exited with {status} (log under {})", cluster.dir().join("logs").display());
+                panic!(
+                    "kwok exited with {status} (log under {})",
+                    cluster.dir().join("logs").display()
+                );
             }
             assert!(start.elapsed() < Duration::from_secs(60), "kwok not ready");
             sleep(Duration::from_millis(200));
