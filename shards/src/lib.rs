@@ -10,6 +10,7 @@ pub mod dryrun;
 pub mod flags;
 pub mod host;
 pub mod ipam;
+pub mod kwok_config;
 pub mod lease;
 pub mod metrics;
 pub mod selector;

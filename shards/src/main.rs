@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use kwok_shards::{
     controller, dryrun,
     flags::{Command, Flags, StageCommand},
-    server,
+    kwok_config, server,
     settings::Settings,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,7 +19,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let matches = Flags::command().get_matches();
+    let mut flags = match Flags::from_arg_matches(&matches) {
+        Ok(flags) => flags,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -29,6 +33,11 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Options of KwokConfiguration documents fill the flags not given explicitly.
+    if let Err(err) = kwok_config::apply(&mut flags, &matches) {
+        eprintln!("kwok: {err:#}");
+        return ExitCode::from(2);
+    }
     match run(flags).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
