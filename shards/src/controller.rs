@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::{
     batcher::Writer,
+    flags::InitialList,
     dispatch,
     ipam::Pool,
     lease::LeaseWorker,
@@ -125,10 +126,19 @@ pub async fn run(
         }
     };
     for (index, kind) in kinds.iter().enumerate() {
-        spawn_watch(&client, index, kind, &senders, &metrics, on_first_list.clone());
+        spawn_watch(
+            &client,
+            settings.initial_list,
+            index,
+            kind,
+            &senders,
+            &metrics,
+            on_first_list.clone(),
+        );
     }
     if settings.stage_crd {
-        tokio::spawn(follow_stages(client, stages_rx, kinds, senders, metrics));
+        let initial_list = settings.initial_list;
+        tokio::spawn(follow_stages(client, initial_list, stages_rx, kinds, senders, metrics));
     }
     server.await.context("server task")?.context("serving HTTP")?;
     info!("stopped");
@@ -137,6 +147,7 @@ pub async fn run(
 
 fn spawn_watch(
     client: &Client,
+    initial_list: InitialList,
     index: usize,
     kind: &Kind,
     senders: &Arc<Vec<mpsc::Sender<Input>>>,
@@ -146,6 +157,7 @@ fn spawn_watch(
     info!(kind = %kind.resource.kind, stages = kind.lifecycle.stages().len(), "watching");
     let ctx = WatchContext {
         index,
+        initial_list,
         role: kind.role,
         label: KindLabel {
             kind: kind.resource.kind.clone(),
@@ -162,6 +174,7 @@ fn spawn_watch(
 /// watched kind can reach them, because the table is sent before its watch starts.
 async fn follow_stages(
     client: Client,
+    initial_list: InitialList,
     mut stages_rx: watch::Receiver<Option<Lifecycles>>,
     mut kinds: Arc<Vec<Kind>>,
     senders: Arc<Vec<mpsc::Sender<Input>>>,
@@ -182,7 +195,7 @@ async fn follow_stages(
             let _ = sender.send(Input::Kinds(next.clone())).await;
         }
         for (index, kind) in next.iter().enumerate().skip(kinds.len()) {
-            spawn_watch(&client, index, kind, &senders, &metrics, || {});
+            spawn_watch(&client, initial_list, index, kind, &senders, &metrics, || {});
         }
         info!(kinds = next.len(), "applied changed stages");
         kinds = next;
@@ -280,6 +293,7 @@ fn names(r: &ResourceRef, resource: &ApiResource) -> bool {
 
 struct WatchContext {
     index: usize,
+    initial_list: InitialList,
     role: Role,
     label: KindLabel,
     senders: Arc<Vec<mpsc::Sender<Input>>>,
@@ -290,7 +304,11 @@ struct WatchContext {
 /// re-lists on 410 Gone (kube's watcher), backing off on errors.
 async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
     let label = &ctx.label;
-    let config = watcher::Config::default().any_semantic();
+    let config = match ctx.initial_list {
+        InitialList::Stream => watcher::Config::default().streaming_lists(),
+        InitialList::Paged => watcher::Config::default(),
+        InitialList::Cached => watcher::Config::default().any_semantic(),
+    };
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut first = true;
     while let Some(event) = stream.next().await {

@@ -72,12 +72,28 @@ pub struct Flags {
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:10247")]
     pub server_address: String,
+    /// How watches fetch the initial state: `stream` (watch-list: objects arrive one
+    /// by one, the least memory; needs Kubernetes ≥ 1.34 or the WatchList feature),
+    /// `paged` (lists of 500), `cached` (one list from the apiserver's cache).
+    #[arg(long, value_enum, default_value_t = InitialList::Stream)]
+    pub initial_list: InitialList,
     /// Log verbosity as klog's: 0–1 info, 2–4 debug, 5+ trace (`RUST_LOG` wins when set).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u8,
     /// Tools that run instead of the controller.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How watches fetch the initial state (`--initial-list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialList {
+    /// Watch-list streaming (`sendInitialEvents`).
+    Stream,
+    /// Paginated lists from etcd.
+    Paged,
+    /// One list served from the apiserver's watch cache.
+    Cached,
 }
 
 /// Subcommands (without one, kwok runs the controller).

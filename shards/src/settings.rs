@@ -57,6 +57,8 @@ pub struct Settings {
     pub id: String,
     /// The stages, by kind (empty when they come from the cluster).
     pub lifecycles: Lifecycles,
+    /// How watches fetch the initial state.
+    pub initial_list: crate::flags::InitialList,
     /// Stages come from Stage objects in the cluster (`--enable-crds=Stage`).
     pub stage_crd: bool,
 }
@@ -126,6 +128,7 @@ impl Settings {
             id: flags.id.clone().unwrap_or_else(default_id),
             lifecycles,
             stage_crd,
+            initial_list: flags.initial_list,
         })
     }
 
