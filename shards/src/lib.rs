@@ -16,6 +16,7 @@ pub mod selector;
 pub mod server;
 pub mod settings;
 pub mod shard;
+pub mod wheel;
 
 use anyhow::{Context as _, Result};
 use kube::{Client, Config, config::KubeConfigOptions};
