@@ -26,13 +26,13 @@ use tracing::{info, warn};
 
 use crate::{
     batcher::Writer,
-    dispatch,
+    dispatch::Dispatcher,
     ipam::Pool,
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
     server::{self, ServerState},
     settings::Settings,
-    shard::{EVENT_BUFFER, Input, Kind, Role, Shard, ShardContext},
+    shard::{EVENT_BUFFER, Kind, Role, Shard, ShardContext},
 };
 
 /// Runs the controller until `shutdown` completes.
@@ -97,7 +97,7 @@ pub async fn run(
         let ctx = WatchContext {
             index,
             kinds: kinds.clone(),
-            senders: senders.clone(),
+            dispatcher: Dispatcher::new(index, kind.role, senders.clone()),
             metrics: metrics.clone(),
         };
         let (listed, ready, total) = (listed.clone(), ready.clone(), kinds.len());
@@ -187,7 +187,7 @@ async fn kinds(client: &Client, settings: &Settings) -> Result<Vec<Kind>> {
 struct WatchContext {
     index: usize,
     kinds: Arc<Vec<Kind>>,
-    senders: Arc<Vec<mpsc::Sender<Input>>>,
+    dispatcher: Dispatcher,
     metrics: Arc<Metrics>,
 }
 
@@ -203,23 +203,13 @@ async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: im
     let mut first = true;
     while let Some(event) = stream.next().await {
         match event {
-            Ok(watcher::Event::Init) => broadcast(&ctx, Input::Relisting(ctx.index)).await,
+            Ok(watcher::Event::Init) => ctx.dispatcher.relist(false).await,
             Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
-                route(&ctx, |kind| Input::Applied {
-                    kind,
-                    obj: to_value(obj),
-                })
-                .await;
+                ctx.dispatcher.applied(to_value(obj)).await
             }
-            Ok(watcher::Event::Delete(obj)) => {
-                route(&ctx, |kind| Input::Deleted {
-                    kind,
-                    obj: to_value(obj),
-                })
-                .await
-            }
+            Ok(watcher::Event::Delete(obj)) => ctx.dispatcher.deleted(to_value(obj)).await,
             Ok(watcher::Event::InitDone) => {
-                broadcast(&ctx, Input::Relisted(ctx.index)).await;
+                ctx.dispatcher.relist(true).await;
                 if std::mem::take(&mut first) {
                     on_first_list();
                 } else {
@@ -239,52 +229,4 @@ async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: im
 fn to_value(mut obj: DynamicObject) -> Value {
     obj.metadata.managed_fields = None;
     serde_json::to_value(obj).unwrap_or(Value::Null)
-}
-
-async fn route(ctx: &WatchContext, make: impl FnOnce(usize) -> Input) {
-    let input = make(ctx.index);
-    let obj = match &input {
-        Input::Applied { obj, .. } | Input::Deleted { obj, .. } => obj,
-        _ => return,
-    };
-    let Some(key) = routing_key(ctx.kinds[ctx.index].role, obj) else {
-        return;
-    };
-    let shard = dispatch::shard_of(&key, ctx.senders.len());
-    let _ = ctx.senders[shard].send(input).await;
-}
-
-/// Nodes by name, pods by the node they are bound to (unbound pods are the
-/// scheduler's business), other kinds by namespace/name.
-fn routing_key(role: Role, obj: &Value) -> Option<String> {
-    match role {
-        Role::Node => obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        Role::Pod => obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned),
-        Role::Other => {
-            let ns = obj
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str)?;
-            Some(format!("{ns}/{name}"))
-        }
-    }
-}
-
-async fn broadcast(ctx: &WatchContext, input: Input) {
-    for sender in ctx.senders.iter() {
-        let copy = match &input {
-            Input::Relisting(k) => Input::Relisting(*k),
-            Input::Relisted(k) => Input::Relisted(*k),
-            _ => return,
-        };
-        let _ = sender.send(copy).await;
-    }
 }

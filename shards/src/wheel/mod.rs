@@ -6,17 +6,16 @@
 //! the slab has grown to the peak number of pending timers, nothing is allocated.
 //!
 //! The wheel counts abstract ticks and reads no clock: [`Clock`] maps tokio
-//! `Instant`s to millisecond ticks, so shards (and tests with paused time) drive it
-//! with `sleep_until(clock.instant(wheel.next_deadline()))` and
-//! `poll_expired(clock.now_tick(now))`.
+//! `Instant`s to millisecond ticks and [`Alarm`] is the one `Sleep` that follows the
+//! wheel's next deadline, so a task (or a test with paused time) drives it with
+//! `alarm.arm(&clock, wheel.next_deadline())`, `alarm.fired().await` and
+//! `poll_expired(clock.now_tick(Instant::now()))`.
 
+mod clock;
 mod level;
 mod slab;
 
-use std::time::Duration;
-
-use tokio::time::Instant;
-
+pub use clock::{Alarm, Clock};
 use level::{Expiration, HORIZON, LEVELS, Level, level_for, slot_for};
 pub use slab::Key;
 use slab::{List, Place, Slab};
@@ -261,42 +260,6 @@ impl<T> std::fmt::Debug for Wheel<T> {
             .field("elapsed", &self.elapsed)
             .field("len", &self.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Maps tokio instants to the wheel's millisecond ticks, counted from `origin`.
-///
-/// Deadlines round up and the present rounds down, so a timer never fires early.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    origin: Instant,
-}
-
-impl Clock {
-    /// Ticks counted from `origin`.
-    pub fn new(origin: Instant) -> Self {
-        Self { origin }
-    }
-
-    /// The tick of a deadline (rounded up).
-    pub fn deadline_tick(&self, at: Instant) -> u64 {
-        let d = at.saturating_duration_since(self.origin);
-        let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
-        u64::try_from(ms).unwrap_or(MAX_TICK).min(MAX_TICK)
-    }
-
-    /// The tick of the present moment `now` (rounded down).
-    pub fn now_tick(&self, now: Instant) -> u64 {
-        let ms = now.saturating_duration_since(self.origin).as_millis();
-        u64::try_from(ms).unwrap_or(MAX_TICK).min(MAX_TICK)
-    }
-
-    /// The instant tick `tick` begins; far ticks map to a far instant (a year on).
-    pub fn instant(&self, tick: u64) -> Instant {
-        let far = || Instant::now() + Duration::from_secs(365 * 86_400);
-        self.origin
-            .checked_add(Duration::from_millis(tick))
-            .unwrap_or_else(far)
     }
 }
 

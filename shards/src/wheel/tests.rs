@@ -1,8 +1,12 @@
 //! Wheel tests: fixed cases, then random operations checked against a `BTreeMap` model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
+use tokio::time::Instant;
 
 use super::*;
 
@@ -120,6 +124,31 @@ fn clock_should_round_deadlines_up_and_now_down() {
         assert_eq!(clock.deadline_tick(before), 0);
     }
     assert_eq!(clock.instant(7), origin + Duration::from_millis(7));
+    assert_eq!(clock.tick_after(at, Duration::from_millis(10)), 13);
+    assert_eq!(clock.tick_after(at, Duration::MAX), MAX_TICK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn alarm_should_wake_a_task_at_each_deadline_on_tokios_clock() {
+    let start = Instant::now();
+    let clock = Clock::new(start);
+    let mut wheel = Wheel::with_capacity(4);
+    for ms in [250, 10, 70_000, 10] {
+        wheel.insert(ms, clock.tick_after(start, Duration::from_millis(ms)));
+    }
+    let mut alarm = Alarm::new();
+    let mut fired = Vec::new();
+    loop {
+        alarm.arm(&clock, wheel.next_deadline());
+        if !alarm.is_armed() {
+            break;
+        }
+        alarm.fired().await;
+        while let Some(e) = wheel.poll_expired(clock.now_tick(Instant::now())) {
+            fired.push((e.value, Instant::now().duration_since(start).as_millis() as u64));
+        }
+    }
+    assert_eq!(fired, [(10, 10), (10, 10), (250, 250), (70_000, 70_000)]);
 }
 
 /// The reference: timers ordered by (effective deadline, scheduling sequence).
