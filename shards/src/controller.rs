@@ -26,13 +26,13 @@ use tracing::{info, warn};
 
 use crate::{
     batcher::Writer,
-    dispatch::Dispatcher,
+    dispatch::{DISPATCH_CHUNK, Dispatcher},
     ipam::Pool,
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
     server::{self, ServerState},
     settings::Settings,
-    shard::{EVENT_BUFFER, Kind, Role, Shard, ShardContext},
+    shard::{EVENT_BATCHES, Kind, Role, Shard, ShardContext},
 };
 
 /// Runs the controller until `shutdown` completes.
@@ -76,7 +76,7 @@ pub async fn run(
     let start = Timestamp::now();
     let mut senders = Vec::with_capacity(settings.shards);
     for index in 0..settings.shards {
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let (tx, rx) = mpsc::channel(EVENT_BATCHES);
         let ctx = ShardContext {
             index,
             kinds: kinds.clone(),
@@ -194,33 +194,46 @@ struct WatchContext {
 /// Watches one kind and routes its events; resumes from the last resourceVersion and
 /// re-lists on 410 Gone (kube's watcher), backing off on errors.
 async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
-    let kind = &ctx.kinds[ctx.index];
+    let WatchContext {
+        index,
+        kinds,
+        mut dispatcher,
+        metrics,
+    } = ctx;
+    let kind = &kinds[index];
     let label = KindLabel {
         kind: kind.resource.kind.clone(),
     };
     let config = watcher::Config::default().any_semantic();
-    let mut stream = watcher(api, config).default_backoff().boxed();
+    // What the stream has ready is routed together: one send per shard per chunk.
+    let mut stream = watcher(api, config)
+        .default_backoff()
+        .ready_chunks(DISPATCH_CHUNK)
+        .boxed();
     let mut first = true;
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Init) => ctx.dispatcher.relist(false).await,
-            Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
-                ctx.dispatcher.applied(to_value(obj)).await
-            }
-            Ok(watcher::Event::Delete(obj)) => ctx.dispatcher.deleted(to_value(obj)).await,
-            Ok(watcher::Event::InitDone) => {
-                ctx.dispatcher.relist(true).await;
-                if std::mem::take(&mut first) {
-                    on_first_list();
-                } else {
-                    ctx.metrics.watch_restarts.get_or_create(&label).inc();
+    while let Some(events) = stream.next().await {
+        for event in events {
+            match event {
+                Ok(watcher::Event::Init) => dispatcher.relist(false).await,
+                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
+                    dispatcher.applied(to_value(obj))
+                }
+                Ok(watcher::Event::Delete(obj)) => dispatcher.deleted(to_value(obj)),
+                Ok(watcher::Event::InitDone) => {
+                    dispatcher.relist(true).await;
+                    if std::mem::take(&mut first) {
+                        on_first_list();
+                    } else {
+                        metrics.watch_restarts.get_or_create(&label).inc();
+                    }
+                }
+                Err(e) => {
+                    warn!(kind = %kind.resource.kind, error = %e, "watch failed; retrying");
+                    metrics.watch_restarts.get_or_create(&label).inc();
                 }
             }
-            Err(e) => {
-                warn!(kind = %kind.resource.kind, error = %e, "watch failed; retrying");
-                ctx.metrics.watch_restarts.get_or_create(&label).inc();
-            }
         }
+        dispatcher.flush().await;
     }
 }
 

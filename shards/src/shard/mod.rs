@@ -40,6 +40,7 @@ pub use cache::ObjKey;
 
 use crate::{
     batcher::{self, Outcome, Target, Writer},
+    dispatch::Batch,
     host::{Ips, RuntimeHost},
     ipam::Pool,
     lease::LeaseMsg,
@@ -48,9 +49,11 @@ use crate::{
     wheel::{self, Alarm, Clock, Wheel},
 };
 
-/// Capacity of a shard's event channel: enough to absorb a relist burst, small
-/// enough that a stuck shard pushes back on its watch instead of growing memory.
-pub const EVENT_BUFFER: usize = 4096;
+/// Capacity of a shard's event channel, in batches of up to
+/// [`DISPATCH_CHUNK`](crate::dispatch::DISPATCH_CHUNK) events per watched kind (up to
+/// 4096 pod events): enough to absorb a relist burst, small enough that a stuck shard
+/// pushes back on its watch instead of growing memory.
+pub const EVENT_BATCHES: usize = 16;
 
 /// Timers fired per turn of the shard loop before it looks at its channels again, so a
 /// burst of due timers cannot starve write results and events.
@@ -177,7 +180,7 @@ impl Shard {
     }
 
     /// Runs until the event channel closes.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Input>) {
+    pub async fn run(mut self, mut events: mpsc::Receiver<Batch>) {
         let mut alarm = Alarm::new();
         loop {
             alarm.arm(&self.clock, self.wheel.next_deadline());
@@ -185,8 +188,8 @@ impl Shard {
                 biased;
                 Some((key, outcome)) = self.done_rx.recv() => self.written(key, outcome),
                 () = alarm.fired(), if alarm.is_armed() => self.fire_due(),
-                input = events.recv() => match input {
-                    Some(input) => self.handle(input),
+                batch = events.recv() => match batch {
+                    Some(batch) => batch.into_iter().for_each(|input| self.handle(input)),
                     None => break,
                 },
             }
