@@ -24,7 +24,7 @@ impl Clock {
     /// The tick of a deadline (rounded up).
     pub fn deadline_tick(&self, at: Instant) -> u64 {
         let d = at.saturating_duration_since(self.origin);
-        let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+        let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
         u64::try_from(ms).unwrap_or(MAX_TICK).min(MAX_TICK)
     }
 
