@@ -1,22 +1,45 @@
-//! Shard internals: the timer wheel (tokio-util's `DelayQueue`, schedule then fire),
-//! the batcher's merge of effects, and the dispatcher's routing hash.
+//! Shard internals: the timer wheel (ours side by side with tokio-util's `DelayQueue`,
+//! schedule then fire, schedule then cancel), the batcher's merge of effects, and the
+//! dispatcher: its routing hash alone and the whole hop into the shards' channels.
 //!
 //! Targets (one core): wheel ≥ 10,000,000 timers/s, merge ≥ 2,000,000 effects/s,
 //! dispatch ≥ 5,000,000 events/s.
+//!
+//! Measured in CPU time of the process ([`cpu_time`]) so that runs on a shared machine
+//! compare; `BENCH_WALL_TIME=1` measures wall-clock time instead.
 
-use std::{hint::black_box, time::Duration};
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::{hint::black_box, sync::Arc, time::Duration};
+
+use cpu_time::CpuTime;
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, measurement::Measurement};
 use futures::StreamExt;
 use kwok_engine::{effect::Effect, patch::PatchType};
-use kwok_shards::{batcher, dispatch};
-use serde_json::json;
+use kwok_shards::{
+    batcher,
+    dispatch::{self, Batch, DISPATCH_CHUNK, Dispatcher},
+    shard::{EVENT_BATCHES, Input, Role},
+    wheel::{Clock, Wheel},
+};
+use serde_json::{Value, json};
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::time::DelayQueue;
+
+// The allocator the `kwok` binary uses: the dispatch hop moves and frees objects.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Timers per wheel iteration: enough that per-batch set-up does not dominate.
 const TIMERS: usize = 100_000;
 
-fn wheel(c: &mut Criterion) {
+/// Deadlines spread over 30 s (30,000 distinct milliseconds), as in the DelayQueue bench.
+fn spread(i: usize) -> u64 {
+    (i % 30_000) as u64
+}
+
+fn wheel<M: Measurement>(c: &mut Criterion<M>) {
     // Paused time: the wheel fires by advancing the clock, not by sleeping.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -25,12 +48,41 @@ fn wheel(c: &mut Criterion) {
         .unwrap();
     let mut group = c.benchmark_group("wheel");
     group.throughput(Throughput::Elements(TIMERS as u64));
-    group.bench_function("schedule_and_fire", |b| {
+    group.bench_function("ours/schedule_and_fire", |b| {
+        b.iter(|| {
+            let mut wheel = Wheel::with_capacity(TIMERS);
+            for i in 0..TIMERS {
+                wheel.insert(i, spread(i));
+            }
+            // The shard loop's work without the clock: jump to the next deadline, drain.
+            let mut fired = 0;
+            while let Some(next) = wheel.next_deadline() {
+                while let Some(expired) = wheel.poll_expired(next) {
+                    fired += black_box(expired.value) & 1;
+                }
+            }
+            fired
+        })
+    });
+    group.bench_function("ours_in_runtime/schedule_and_fire", |b| {
+        b.iter(|| runtime.block_on(ours_in_runtime()))
+    });
+    group.bench_function("ours/schedule_and_cancel", |b| {
+        b.iter(|| {
+            let mut wheel = Wheel::with_capacity(TIMERS);
+            let keys: Vec<_> = (0..TIMERS).map(|i| wheel.insert(i, i as u64)).collect();
+            for key in &keys {
+                wheel.remove(*key);
+            }
+            wheel.len()
+        })
+    });
+    group.bench_function("delay_queue/schedule_and_fire", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let mut wheel = DelayQueue::with_capacity(TIMERS);
                 for i in 0..TIMERS {
-                    wheel.insert(i, Duration::from_millis((i % 30_000) as u64));
+                    wheel.insert(i, Duration::from_millis(spread(i)));
                 }
                 let mut fired = 0;
                 while let Some(expired) = wheel.next().await {
@@ -40,7 +92,7 @@ fn wheel(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("schedule_and_cancel", |b| {
+    group.bench_function("delay_queue/schedule_and_cancel", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let mut wheel = DelayQueue::with_capacity(TIMERS);
@@ -57,7 +109,30 @@ fn wheel(c: &mut Criterion) {
     group.finish();
 }
 
-fn merge(c: &mut Criterion) {
+/// Our wheel driven the way the shard drives it: one `Sleep`, reset to the wheel's next
+/// deadline, on tokio's (paused) clock — the same clock work `DelayQueue` does.
+async fn ours_in_runtime() -> usize {
+    let clock = Clock::new(Instant::now());
+    let mut wheel = Wheel::with_capacity(TIMERS);
+    for i in 0..TIMERS {
+        let at = Instant::now() + Duration::from_millis(spread(i));
+        wheel.insert(i, clock.deadline_tick(at));
+    }
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    let mut fired = 0;
+    while let Some(next) = wheel.next_deadline() {
+        sleep.as_mut().reset(clock.instant(next));
+        (&mut sleep).await;
+        let now = clock.now_tick(Instant::now());
+        while let Some(expired) = wheel.poll_expired(now) {
+            fired += black_box(expired.value) & 1;
+        }
+    }
+    fired
+}
+
+fn merge<M: Measurement>(c: &mut Criterion<M>) {
     let patch = |phase: &str| Effect::Patch {
         subresource: Some("status".into()),
         ty: PatchType::Strategic,
@@ -82,7 +157,7 @@ fn merge(c: &mut Criterion) {
     group.finish();
 }
 
-fn route(c: &mut Criterion) {
+fn route<M: Measurement>(c: &mut Criterion<M>) {
     let names: Vec<String> = (0..10_000).map(|i| format!("kwok-node-{i:06}")).collect();
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(names.len() as u64));
@@ -97,5 +172,159 @@ fn route(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, wheel, merge, route);
-criterion_main!(benches);
+/// Events per dispatch iteration.
+const EVENTS: usize = 100_000;
+
+/// Pods bound to 10,000 nodes, as the pod watch delivers them (small objects: the hop,
+/// not serde, is measured).
+fn pods() -> Vec<Value> {
+    (0..EVENTS)
+        .map(|i| {
+            json!({
+                "metadata": {"name": format!("pod-{i}"), "namespace": "default"},
+                "spec": {"nodeName": format!("kwok-node-{:06}", i % 10_000)},
+            })
+        })
+        .collect()
+}
+
+/// The controller's hop: one watch task routes every event through [`Dispatcher`] (in
+/// ready chunks of `DISPATCH_CHUNK`, as the watch loop does) into `shards` bounded
+/// channels (`EVENT_BATCHES`), one consumer task per shard drains them.
+async fn hop(events: Vec<Value>, shards: usize) -> usize {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(EVENT_BATCHES)).unzip();
+    let consumers: Vec<_> = receivers
+        .into_iter()
+        .map(|mut rx: mpsc::Receiver<Batch>| {
+            tokio::spawn(async move {
+                let mut n = 0;
+                while let Some(batch) = rx.recv().await {
+                    for input in batch {
+                        black_box(&input);
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let mut dispatcher = Dispatcher::new(1, Role::Pod, Arc::new(senders));
+    let producer = tokio::spawn(async move {
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            events
+                .by_ref()
+                .take(DISPATCH_CHUNK)
+                .for_each(|obj| dispatcher.applied(obj));
+            dispatcher.flush().await;
+        }
+    });
+    join(producer, consumers).await
+}
+
+/// The design before batching, for comparison: one channel send (and potentially one
+/// wake-up of the shard) per event, channels of 4096 events.
+async fn per_event_hop(events: Vec<Value>, shards: usize) -> usize {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(4096)).unzip();
+    let consumers: Vec<_> = receivers
+        .into_iter()
+        .map(|mut rx: mpsc::Receiver<Input>| {
+            tokio::spawn(async move {
+                let mut n = 0;
+                while let Some(input) = rx.recv().await {
+                    black_box(&input);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let producer = tokio::spawn(async move {
+        for obj in events {
+            let shard = dispatch::routing_shard(Role::Pod, &obj, shards).unwrap();
+            senders[shard]
+                .send(Input::Applied { kind: 1, obj })
+                .await
+                .unwrap();
+        }
+    });
+    join(producer, consumers).await
+}
+
+async fn join(
+    producer: tokio::task::JoinHandle<()>,
+    consumers: Vec<tokio::task::JoinHandle<usize>>,
+) -> usize {
+    producer.await.unwrap();
+    let mut total = 0;
+    for consumer in consumers {
+        total += consumer.await.unwrap();
+    }
+    assert_eq!(total, EVENTS);
+    total
+}
+
+fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
+    // As the controller runs: a multi-thread runtime, one worker per core.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pods = pods();
+    let mut group = c.benchmark_group("dispatch");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    // An iteration moves 100k events (tens of ms): ten samples are enough.
+    group.sample_size(10);
+    for shards in [2, 8] {
+        group.bench_function(BenchmarkId::new("channel_hop", shards), |b| {
+            b.iter_batched(
+                || pods.clone(),
+                |events| runtime.block_on(hop(events, shards)),
+                BatchSize::LargeInput,
+            )
+        });
+        // The floor: the same events routed and freed by one task on a worker thread (as
+        // the shards free them, away from the thread that built them), no channel at all.
+        group.bench_function(BenchmarkId::new("route_and_drop", shards), |b| {
+            b.iter_batched(
+                || pods.clone(),
+                |events| {
+                    let route = move || {
+                        events
+                            .into_iter()
+                            .map(|obj| dispatch::routing_shard(Role::Pod, &black_box(obj), shards).unwrap())
+                            .sum::<usize>()
+                    };
+                    runtime.block_on(async { tokio::spawn(async move { route() }).await.unwrap() })
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_function(BenchmarkId::new("per_event_hop", shards), |b| {
+            b.iter_batched(
+                || pods.clone(),
+                |events| runtime.block_on(per_event_hop(events, shards)),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn run<M: Measurement>(mut c: Criterion<M>) {
+    wheel(&mut c);
+    merge(&mut c);
+    route(&mut c);
+    dispatch_hop(&mut c);
+    c.final_summary();
+}
+
+fn main() {
+    match std::env::var_os("BENCH_WALL_TIME") {
+        Some(_) => run(Criterion::default().configure_from_args()),
+        None => run(Criterion::default()
+            .with_measurement(CpuTime)
+            .configure_from_args()),
+    }
+}

@@ -26,14 +26,15 @@ use tracing::{info, warn};
 
 use crate::{
     batcher::Writer,
+    dispatch::Batch,
+    dispatch::{self, DISPATCH_CHUNK, Dispatcher},
     flags::InitialList,
-    dispatch,
     ipam::Pool,
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
     server::{self, ServerState},
     settings::{Settings, default_stages},
-    shard::{EVENT_BUFFER, Input, Kind, Role, Shard, ShardContext},
+    shard::{EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext},
     stages,
 };
 
@@ -102,7 +103,7 @@ pub async fn run(
     });
     let mut senders = Vec::with_capacity(settings.shards);
     for (index, ownership) in ownership_rxs.into_iter().enumerate() {
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let (tx, rx) = mpsc::channel(EVENT_BATCHES);
         let ctx = ShardContext {
             index,
             kinds: kinds.clone(),
@@ -138,7 +139,14 @@ pub async fn run(
     }
     if settings.stage_crd {
         let initial_list = settings.initial_list;
-        tokio::spawn(follow_stages(client, initial_list, stages_rx, kinds, senders, metrics));
+        tokio::spawn(follow_stages(
+            client,
+            initial_list,
+            stages_rx,
+            kinds,
+            senders,
+            metrics,
+        ));
     }
     server.await.context("server task")?.context("serving HTTP")?;
     info!("stopped");
@@ -150,19 +158,17 @@ fn spawn_watch(
     initial_list: InitialList,
     index: usize,
     kind: &Kind,
-    senders: &Arc<Vec<mpsc::Sender<Input>>>,
+    senders: &Arc<Vec<mpsc::Sender<Batch>>>,
     metrics: &Arc<Metrics>,
     on_first_list: impl FnMut() + Send + 'static,
 ) {
     info!(kind = %kind.resource.kind, stages = kind.lifecycle.stages().len(), "watching");
     let ctx = WatchContext {
-        index,
         initial_list,
-        role: kind.role,
         label: KindLabel {
             kind: kind.resource.kind.clone(),
         },
-        senders: senders.clone(),
+        dispatcher: Dispatcher::new(index, kind.role, senders.clone()),
         metrics: metrics.clone(),
     };
     let api = Api::all_with(client.clone(), &kind.resource);
@@ -177,7 +183,7 @@ async fn follow_stages(
     initial_list: InitialList,
     mut stages_rx: watch::Receiver<Option<Lifecycles>>,
     mut kinds: Arc<Vec<Kind>>,
-    senders: Arc<Vec<mpsc::Sender<Input>>>,
+    senders: Arc<Vec<mpsc::Sender<Batch>>>,
     metrics: Arc<Metrics>,
 ) {
     while stages_rx.changed().await.is_ok() {
@@ -192,7 +198,7 @@ async fn follow_stages(
             }
         };
         for sender in senders.iter() {
-            let _ = sender.send(Input::Kinds(next.clone())).await;
+            let _ = sender.send(vec![Input::Kinds(next.clone())]).await;
         }
         for (index, kind) in next.iter().enumerate().skip(kinds.len()) {
             spawn_watch(&client, initial_list, index, kind, &senders, &metrics, || {});
@@ -292,55 +298,55 @@ fn names(r: &ResourceRef, resource: &ApiResource) -> bool {
 }
 
 struct WatchContext {
-    index: usize,
     initial_list: InitialList,
-    role: Role,
     label: KindLabel,
-    senders: Arc<Vec<mpsc::Sender<Input>>>,
+    dispatcher: Dispatcher,
     metrics: Arc<Metrics>,
 }
 
 /// Watches one kind and routes its events; resumes from the last resourceVersion and
 /// re-lists on 410 Gone (kube's watcher), backing off on errors.
 async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
-    let label = &ctx.label;
-    let config = match ctx.initial_list {
+    let WatchContext {
+        initial_list,
+        label,
+        mut dispatcher,
+        metrics,
+    } = ctx;
+    let config = match initial_list {
         InitialList::Stream => watcher::Config::default().streaming_lists(),
         InitialList::Paged => watcher::Config::default(),
         InitialList::Cached => watcher::Config::default().any_semantic(),
     };
-    let mut stream = watcher(api, config).default_backoff().boxed();
+    // What the stream has ready is routed together: one send per shard per chunk.
+    let mut stream = watcher(api, config)
+        .default_backoff()
+        .ready_chunks(DISPATCH_CHUNK)
+        .boxed();
     let mut first = true;
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Init) => broadcast(&ctx, Input::Relisting(ctx.index)).await,
-            Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
-                route(&ctx, |kind| Input::Applied {
-                    kind,
-                    obj: to_value(obj),
-                })
-                .await;
-            }
-            Ok(watcher::Event::Delete(obj)) => {
-                route(&ctx, |kind| Input::Deleted {
-                    kind,
-                    obj: to_value(obj),
-                })
-                .await
-            }
-            Ok(watcher::Event::InitDone) => {
-                broadcast(&ctx, Input::Relisted(ctx.index)).await;
-                if std::mem::take(&mut first) {
-                    on_first_list();
-                } else {
-                    ctx.metrics.watch_restarts.get_or_create(label).inc();
+    while let Some(events) = stream.next().await {
+        for event in events {
+            match event {
+                Ok(watcher::Event::Init) => dispatcher.relist(false).await,
+                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
+                    dispatcher.applied(to_value(obj))
+                }
+                Ok(watcher::Event::Delete(obj)) => dispatcher.deleted(to_value(obj)),
+                Ok(watcher::Event::InitDone) => {
+                    dispatcher.relist(true).await;
+                    if std::mem::take(&mut first) {
+                        on_first_list();
+                    } else {
+                        metrics.watch_restarts.get_or_create(&label).inc();
+                    }
+                }
+                Err(e) => {
+                    warn!(kind = %label.kind, error = %e, "watch failed; retrying");
+                    metrics.watch_restarts.get_or_create(&label).inc();
                 }
             }
-            Err(e) => {
-                warn!(kind = %label.kind, error = %e, "watch failed; retrying");
-                ctx.metrics.watch_restarts.get_or_create(label).inc();
-            }
         }
+        dispatcher.flush().await;
     }
 }
 
@@ -349,52 +355,4 @@ async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: im
 fn to_value(mut obj: DynamicObject) -> Value {
     obj.metadata.managed_fields = None;
     serde_json::to_value(obj).unwrap_or(Value::Null)
-}
-
-async fn route(ctx: &WatchContext, make: impl FnOnce(usize) -> Input) {
-    let input = make(ctx.index);
-    let obj = match &input {
-        Input::Applied { obj, .. } | Input::Deleted { obj, .. } => obj,
-        _ => return,
-    };
-    let Some(key) = routing_key(ctx.role, obj) else {
-        return;
-    };
-    let shard = dispatch::shard_of(&key, ctx.senders.len());
-    let _ = ctx.senders[shard].send(input).await;
-}
-
-/// Nodes by name, pods by the node they are bound to (unbound pods are the
-/// scheduler's business), other kinds by namespace/name.
-fn routing_key(role: Role, obj: &Value) -> Option<String> {
-    match role {
-        Role::Node => obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        Role::Pod => obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned),
-        Role::Other => {
-            let ns = obj
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str)?;
-            Some(format!("{ns}/{name}"))
-        }
-    }
-}
-
-async fn broadcast(ctx: &WatchContext, input: Input) {
-    for sender in ctx.senders.iter() {
-        let copy = match &input {
-            Input::Relisting(k) => Input::Relisting(*k),
-            Input::Relisted(k) => Input::Relisted(*k),
-            _ => return,
-        };
-        let _ = sender.send(copy).await;
-    }
 }

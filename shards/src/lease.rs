@@ -10,7 +10,6 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{
@@ -19,11 +18,16 @@ use kube::{
 };
 use rand::Rng;
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_util::time::{DelayQueue, delay_queue};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    time::Instant,
+};
 use tracing::{debug, warn};
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    wheel::{self, Alarm, Clock, Wheel},
+};
 
 /// Namespace of node leases.
 pub const NAMESPACE: &str = "kube-node-lease";
@@ -50,11 +54,11 @@ pub type OnOwnership = Box<dyn Fn(&str, bool) + Send + Sync>;
 
 struct Held {
     uid: String,
-    timer: delay_queue::Key,
+    timer: wheel::Key,
     /// When the renewal was meant to happen.
-    due: tokio::time::Instant,
+    due: Instant,
     /// When we last renewed it; `Some` means we hold it and can patch without reading.
-    renewed: Option<tokio::time::Instant>,
+    renewed: Option<Instant>,
     /// resourceVersion of our last write: the precondition of the next renewal.
     rv: String,
 }
@@ -108,87 +112,29 @@ impl LeaseWorker {
 
     /// Runs until `rx` closes.
     pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
-        let mut wheel: DelayQueue<String> = DelayQueue::new();
-        let mut held: HashMap<String, Held> = HashMap::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Renewed)>();
-        let me = Arc::new(self);
-        let mut owned = 0_usize;
-        let mut latest = 0.0_f64;
+        let metrics = self.metrics.clone();
+        let mut leases = Leases {
+            worker: Arc::new(self),
+            wheel: Wheel::with_capacity(1024),
+            clock: Clock::new(Instant::now()),
+            held: HashMap::new(),
+            owned: 0,
+            latest: 0.0,
+            done_tx,
+        };
+        let mut alarm = Alarm::new();
         loop {
+            alarm.arm(&leases.clock, leases.wheel.next_deadline());
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(LeaseMsg::Manage { name, uid }) => {
-                        if let Some(h) = held.get_mut(&name) {
-                            h.uid = uid;
-                            continue;
-                        }
-                        let due = tokio::time::Instant::now();
-                        let timer = wheel.insert_at(name.clone(), due);
-                        held.insert(name, Held { uid, timer, due, renewed: None, rv: String::new() });
-                    }
-                    Some(LeaseMsg::Release { name }) => {
-                        if let Some(h) = held.remove(&name) {
-                            wheel.try_remove(&h.timer);
-                            owned -= usize::from(h.renewed.is_some());
-                        }
-                    }
+                    Some(msg) => leases.message(msg),
                     None => break,
                 },
-                Some(expired) = wheel.next(), if !wheel.is_empty() => {
-                    let name = expired.into_inner();
-                    let Some(h) = held.get(&name) else { continue };
-                    let now = tokio::time::Instant::now();
-                    let late = now.saturating_duration_since(h.due).as_secs_f64();
-                    me.metrics.lease_lateness_seconds.observe(late);
-                    if late > latest {
-                        latest = late;
-                        me.metrics.lease_lateness_max_seconds.set(late);
-                    }
-                    if h.renewed.is_some_and(|r| now.duration_since(r) >= me.duration) {
-                        me.metrics.leases_expired.inc();
-                    }
-                    let (worker, done, uid) = (me.clone(), done_tx.clone(), h.uid.clone());
-                    let rv = h.renewed.is_some().then(|| h.rv.clone());
-                    tokio::spawn(async move {
-                        let _permit = worker.in_flight.acquire().await;
-                        let result = match rv {
-                            Some(rv) => worker.patch(&name, &rv).await,
-                            None => worker.renew(&name, &uid).await,
-                        };
-                        let _ = done.send((name, result));
-                    });
-                }
-                Some((name, result)) = done_rx.recv() => {
-                    let Some(h) = held.get_mut(&name) else { continue };
-                    let now = tokio::time::Instant::now();
-                    let was = h.renewed.is_some();
-                    let after = match result {
-                        Renewed::Ok(rv) => {
-                            h.renewed = Some(now);
-                            h.rv = rv;
-                            jittered(me.interval())
-                        }
-                        Renewed::Lost => {
-                            h.renewed = None;
-                            Duration::ZERO
-                        }
-                        Renewed::HeldElsewhere(left) => {
-                            h.renewed = None;
-                            left + Duration::from_millis(100)
-                        }
-                        // Keep what we had: a later renewal still lands before expiry.
-                        Renewed::Failed => Duration::from_secs(1),
-                    };
-                    let is = h.renewed.is_some();
-                    h.due = now + after;
-                    h.timer = wheel.insert_at(name.clone(), h.due);
-                    if was != is {
-                        owned = owned + usize::from(is) - usize::from(was);
-                        (me.on_ownership)(&name, is);
-                    }
-                }
+                () = alarm.fired(), if alarm.is_armed() => leases.fire_due(),
+                Some((name, result)) = done_rx.recv() => leases.renewed(name, result),
             }
-            me.metrics.leases_held.set(owned as i64);
+            metrics.leases_held.set(leases.owned as i64);
         }
     }
 
@@ -291,6 +237,116 @@ impl LeaseWorker {
                 warn!(lease = name, error = %e, "failed to create lease");
                 Renewed::Failed
             }
+        }
+    }
+}
+
+/// The worker loop's state: the leases held and their renewal timers.
+struct Leases {
+    worker: Arc<LeaseWorker>,
+    /// One timer per held lease: its next renewal (or look, if held elsewhere).
+    wheel: Wheel<String>,
+    clock: Clock,
+    held: HashMap<String, Held>,
+    /// How many of `held` we hold now (the rest are held elsewhere or being read).
+    owned: usize,
+    /// Largest lateness seen so far.
+    latest: f64,
+    done_tx: mpsc::UnboundedSender<(String, Renewed)>,
+}
+
+impl Leases {
+    fn message(&mut self, msg: LeaseMsg) {
+        match msg {
+            LeaseMsg::Manage { name, uid } => {
+                if let Some(h) = self.held.get_mut(&name) {
+                    h.uid = uid;
+                    return;
+                }
+                let due = Instant::now();
+                let timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(due));
+                let held = Held {
+                    uid,
+                    timer,
+                    due,
+                    renewed: None,
+                    rv: String::new(),
+                };
+                self.held.insert(name, held);
+            }
+            LeaseMsg::Release { name } => {
+                if let Some(h) = self.held.remove(&name) {
+                    self.wheel.remove(h.timer);
+                    self.owned -= usize::from(h.renewed.is_some());
+                }
+            }
+        }
+    }
+
+    /// Starts a renewal for every lease whose timer is due.
+    fn fire_due(&mut self) {
+        let now = self.clock.now_tick(Instant::now());
+        while let Some(expired) = self.wheel.poll_expired(now) {
+            self.fire(expired.value);
+        }
+    }
+
+    fn fire(&mut self, name: String) {
+        let Some(h) = self.held.get(&name) else { return };
+        let (worker, now) = (&self.worker, Instant::now());
+        let late = now.saturating_duration_since(h.due).as_secs_f64();
+        worker.metrics.lease_lateness_seconds.observe(late);
+        if late > self.latest {
+            self.latest = late;
+            worker.metrics.lease_lateness_max_seconds.set(late);
+        }
+        if h.renewed
+            .is_some_and(|r| now.duration_since(r) >= worker.duration)
+        {
+            worker.metrics.leases_expired.inc();
+        }
+        let (worker, done, uid) = (worker.clone(), self.done_tx.clone(), h.uid.clone());
+        let rv = h.renewed.is_some().then(|| h.rv.clone());
+        tokio::spawn(async move {
+            let _permit = worker.in_flight.acquire().await;
+            let result = match rv {
+                Some(rv) => worker.patch(&name, &rv).await,
+                None => worker.renew(&name, &uid).await,
+            };
+            let _ = done.send((name, result));
+        });
+    }
+
+    /// A renewal finished: schedule the next one.
+    fn renewed(&mut self, name: String, result: Renewed) {
+        let Some(h) = self.held.get_mut(&name) else { return };
+        let now = Instant::now();
+        let was = h.renewed.is_some();
+        let after = match result {
+            Renewed::Ok(rv) => {
+                h.renewed = Some(now);
+                h.rv = rv;
+                jittered(self.worker.interval())
+            }
+            Renewed::Lost => {
+                h.renewed = None;
+                Duration::ZERO
+            }
+            Renewed::HeldElsewhere(left) => {
+                h.renewed = None;
+                left + Duration::from_millis(100)
+            }
+            // Keep what we had: a later renewal still lands before expiry.
+            Renewed::Failed => Duration::from_secs(1),
+        };
+        let is = h.renewed.is_some();
+        h.due = now + after;
+        // A Release + Manage while the renewal was in flight left a timer: one is enough.
+        self.wheel.remove(h.timer);
+        h.timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(h.due));
+        if was != is {
+            self.owned = self.owned + usize::from(is) - usize::from(was);
+            (self.worker.on_ownership)(&name, is);
         }
     }
 }

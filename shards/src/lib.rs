@@ -18,6 +18,7 @@ pub mod server;
 pub mod settings;
 pub mod shard;
 pub mod stages;
+pub mod wheel;
 
 use anyhow::{Context as _, Result};
 use kube::{Config, config::KubeConfigOptions};

@@ -1,7 +1,8 @@
 //! A shard's cache entries: the last state of each object and its scheduling state.
 
 use serde_json::Value;
-use tokio_util::time::delay_queue;
+
+use crate::wheel;
 
 /// Identity of a cached object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,7 +39,7 @@ pub struct Entry {
     /// Its resourceVersion.
     pub rv: String,
     /// Pending stage timer and the index of that stage in the kind's lifecycle.
-    pub timer: Option<(delay_queue::Key, usize)>,
+    pub timer: Option<(wheel::Key, usize)>,
     /// A write for it is in flight.
     pub in_flight: bool,
     /// Events arrived while a write was in flight.

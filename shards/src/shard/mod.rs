@@ -3,8 +3,8 @@
 //!
 //! # Data flow
 //! The dispatcher sends watch events on a bounded channel; the shard matches stages
-//! (engine), schedules the chosen stage in its timer wheel (tokio-util's hierarchical
-//! `DelayQueue`), and when a timer fires renders the effects, merges them
+//! (engine), schedules the chosen stage in its timer wheel ([`crate::wheel`], driven by
+//! one `Sleep` re-armed to the wheel's next deadline), and when a timer fires renders the effects, merges them
 //! ([`crate::batcher::coalesce`]) and hands them to a write task. Write results come
 //! back on an unbounded channel, so a full event channel can never block a writer
 //! that the shard is waiting for.
@@ -28,31 +28,37 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use kube::core::ApiResource;
 use kwok_engine::lifecycle::Lifecycle;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::{SeedableRng, rngs::SmallRng};
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_util::time::DelayQueue;
+use tokio::{sync::mpsc, time::Instant};
 
 use cache::Entry;
 pub use cache::ObjKey;
 
 use crate::{
     batcher::{self, Outcome, Target, Writer},
+    dispatch::Batch,
     host::{Ips, RuntimeHost},
     ipam::Pool,
     lease::LeaseMsg,
     metrics::{Metrics, ShardLabel, StageLabel},
     settings::Settings,
+    wheel::{self, Alarm, Clock, Wheel},
 };
 
-/// Capacity of a shard's event channel: enough to absorb a relist burst, small
-/// enough that a stuck shard pushes back on its watch instead of growing memory.
-pub const EVENT_BUFFER: usize = 4096;
+/// Capacity of a shard's event channel, in batches of up to
+/// [`DISPATCH_CHUNK`](crate::dispatch::DISPATCH_CHUNK) events per watched kind (up to
+/// 4096 pod events): enough to absorb a relist burst, small enough that a stuck shard
+/// pushes back on its watch instead of growing memory.
+pub const EVENT_BATCHES: usize = 16;
+
+/// Timers fired per turn of the shard loop before it looks at its channels again, so a
+/// burst of due timers cannot starve write results and events.
+const FIRE_BATCH: usize = 256;
 
 /// Longest wait before a stage whose write failed is tried again.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
@@ -137,7 +143,9 @@ pub struct Shard {
     held: HashSet<String>,
     /// Pods seen on nodes not (yet) managed, by node name.
     waiting: HashMap<String, HashSet<ObjKey>>,
-    wheel: DelayQueue<ObjKey>,
+    wheel: Wheel<ObjKey>,
+    /// Maps tokio's clock to the wheel's millisecond ticks.
+    clock: Clock,
     ips: Ips,
     rng: SmallRng,
     done_tx: mpsc::UnboundedSender<(ObjKey, Outcome)>,
@@ -173,7 +181,8 @@ impl Shard {
             nodes: HashMap::new(),
             held: HashSet::new(),
             waiting: HashMap::new(),
-            wheel: DelayQueue::with_capacity(1024),
+            wheel: Wheel::with_capacity(1024),
+            clock: Clock::new(Instant::now()),
             ips,
             done_tx,
             done_rx,
@@ -185,21 +194,34 @@ impl Shard {
     /// hold its Lease now (from the lease worker).
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<Input>,
+        mut events: mpsc::Receiver<Batch>,
         mut ownership: mpsc::UnboundedReceiver<(String, bool)>,
     ) {
+        let mut alarm = Alarm::new();
         loop {
+            alarm.arm(&self.clock, self.wheel.next_deadline());
             tokio::select! {
                 biased;
                 Some((key, outcome)) = self.done_rx.recv() => self.written(key, outcome),
                 Some((node, held)) = ownership.recv() => self.lease_changed(node, held),
-                Some(expired) = self.wheel.next(), if !self.wheel.is_empty() => self.fire(expired.into_inner()),
-                input = events.recv() => match input {
-                    Some(input) => self.handle(input),
+                () = alarm.fired(), if alarm.is_armed() => self.fire_due(),
+                batch = events.recv() => match batch {
+                    Some(batch) => batch.into_iter().for_each(|input| self.handle(input)),
                     None => break,
                 },
             }
             self.gauges.pending.set(self.wheel.len() as i64);
+        }
+    }
+
+    /// Fires up to `FIRE_BATCH` due timers; any left keep the wheel's deadline at now.
+    fn fire_due(&mut self) {
+        let now = self.clock.now_tick(Instant::now());
+        for _ in 0..FIRE_BATCH {
+            let Some(expired) = self.wheel.poll_expired(now) else {
+                return;
+            };
+            self.fire(expired.key, expired.value);
         }
     }
 
@@ -422,19 +444,17 @@ impl Shard {
         let delay = stage
             .delay(&entry.obj, Timestamp::now(), &mut self.rng)
             .max(at_least);
+        let when = self.clock.tick_after(Instant::now(), delay);
         let timer = match entry.timer {
-            Some((timer, _)) => {
-                self.wheel.reset(&timer, delay);
-                timer
-            }
-            None => self.wheel.insert(key.clone(), delay),
+            Some((timer, _)) if self.wheel.reset(timer, when) => timer,
+            _ => self.wheel.insert(key.clone(), when),
         };
         entry.timer = Some((timer, index));
     }
 
     fn cancel(&mut self, key: &ObjKey) {
         if let Some((timer, _)) = self.entries.get_mut(key).and_then(|e| e.timer.take()) {
-            self.wheel.remove(&timer);
+            self.wheel.remove(timer);
         }
     }
 
@@ -466,13 +486,15 @@ impl Shard {
     }
 
     /// A stage timer fired: render the effects and send them.
-    fn fire(&mut self, key: ObjKey) {
+    fn fire(&mut self, timer: wheel::Key, key: ObjKey) {
         let Some(entry) = self.entries.get_mut(&key) else {
             return;
         };
-        let Some((_, index)) = entry.timer.take() else {
-            return;
+        let index = match entry.timer {
+            Some((pending, index)) if pending == timer => index,
+            _ => return,
         };
+        entry.timer = None;
         let kinds = self.ctx.kinds.clone();
         let stage = &kinds[key.kind].lifecycle.stages()[index];
         let settings = &self.ctx.settings;

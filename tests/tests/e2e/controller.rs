@@ -166,4 +166,11 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
         .sum();
     assert!(transitions >= 10.0, "transitions counted: {metrics}");
     assert!(metrics.contains("kwok_leases_held 2"), "{metrics}");
+    // Each Ready node waits on its next heartbeat in its shard's wheel.
+    let pending: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("kwok_wheel_pending_timers{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(pending >= 2.0, "pending timers: {metrics}");
 }
