@@ -10,4 +10,6 @@ mod util;
 mod artifacts;
 mod cluster;
 mod controller;
+mod create_errors;
+mod create_options;
 mod errors;
