@@ -62,7 +62,12 @@ pub struct ClusterFlags {
     pub kube_runtime_config: Option<String>,
     /// An extra flag for a component, as component=key=value (gives --key=value,
     /// replacing a flag of the same key); repeatable.
-    #[arg(long = "extra-args", value_name = "COMPONENT=KEY=VALUE", env = "KWOK_EXTRA_ARGS", value_delimiter = ';')]
+    #[arg(
+        long = "extra-args",
+        value_name = "COMPONENT=KEY=VALUE",
+        env = "KWOK_EXTRA_ARGS",
+        value_delimiter = ';'
+    )]
     pub extra_args: Vec<String>,
     /// CRDs the kwok controller serves (passed on as kwok --enable-crds), e.g. Stage;
     /// comma-separated.

@@ -153,7 +153,7 @@ pub struct CreateClusterArgs {
     pub kwok_controller_binary: Option<PathBuf>,
     /// Components, Kubernetes options, Prometheus, dry run.
     #[command(flatten)]
-    pub cluster: crate::cluster_flags::ClusterFlags,
+    pub cluster: Box<crate::cluster_flags::ClusterFlags>,
 }
 
 #[cfg(test)]

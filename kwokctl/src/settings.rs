@@ -269,11 +269,20 @@ mod tests {
     #[test]
     fn enable_and_disable_should_edit_the_set() {
         let s = resolve(
-            &["--enable", "prometheus", "--disable", "kube-scheduler", "--disable-kube-controller-manager"],
+            &[
+                "--enable",
+                "prometheus",
+                "--disable",
+                "kube-scheduler",
+                "--disable-kube-controller-manager",
+            ],
             &UserConfig::default(),
         )
         .unwrap();
-        assert_eq!(s.components, ["etcd", "kube-apiserver", "kwok-controller", "prometheus"]);
+        assert_eq!(
+            s.components,
+            ["etcd", "kube-apiserver", "kwok-controller", "prometheus"]
+        );
         let s = resolve(&["--prometheus-port", "9999"], &UserConfig::default()).unwrap();
         assert!(s.runs("prometheus"));
     }
@@ -283,9 +292,16 @@ mod tests {
         let err = resolve(&["--disable", "etcd"], &UserConfig::default()).unwrap_err();
         assert!(err.to_string().contains("\"etcd\" cannot be disabled"), "{err}");
         let err = resolve(&["--enable", "kubelet"], &UserConfig::default()).unwrap_err();
-        assert!(err.to_string().starts_with("--enable: unknown component \"kubelet\""), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("--enable: unknown component \"kubelet\""),
+            "{err}"
+        );
         let err = resolve(&["--extra-args", "kube-apiserver"], &UserConfig::default()).unwrap_err();
-        assert!(err.to_string().starts_with("--extra-args \"kube-apiserver\""), "{err}");
+        assert!(
+            err.to_string().starts_with("--extra-args \"kube-apiserver\""),
+            "{err}"
+        );
     }
 
     #[test]

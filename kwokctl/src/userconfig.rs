@@ -29,7 +29,9 @@ pub enum Error {
     #[error(transparent)]
     Stage(#[from] kwok_engine::error::LoadError),
     /// A document has a kind kwokctl does not take.
-    #[error("{file}:{line}: unsupported kind {kind:?} (use KwokctlConfiguration, KwokConfiguration or Stage)")]
+    #[error(
+        "{file}:{line}: unsupported kind {kind:?} (use KwokctlConfiguration, KwokConfiguration or Stage)"
+    )]
     Kind {
         /// The file.
         file: String,
@@ -335,7 +337,8 @@ mod tests {
 
     #[test]
     fn unknown_field_should_name_file_line_and_field() {
-        let text = format!("apiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  etcdPrefix: /a\n  bogus: 1\n");
+        let text =
+            format!("apiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  etcdPrefix: /a\n  bogus: 1\n");
         let err = parse(&text).unwrap_err().to_string();
         assert_eq!(
             err,
@@ -345,9 +348,13 @@ mod tests {
 
     #[test]
     fn wrong_type_should_name_the_field() {
-        let text = format!("# c\n---\napiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  prometheusPort: abc\n");
+        let text =
+            format!("# c\n---\napiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  prometheusPort: abc\n");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("c.yaml:6: KwokctlConfiguration: options.prometheusPort: "), "{err}");
+        assert!(
+            err.starts_with("c.yaml:6: KwokctlConfiguration: options.prometheusPort: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -50,8 +50,17 @@ pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
         .map(|c| c.binary.clone())
         .or_else(|| super::create_files::prometheus_binary(None).ok());
     match prometheus_path {
-        Some(path) => println!("{:<26}{:<16}{}", prometheus::NAME, prometheus_version(&path), path.display()),
-        None => println!("{:<26}{:<16}(missing: apt-get install prometheus)", prometheus::NAME, "-"),
+        Some(path) => println!(
+            "{:<26}{:<16}{}",
+            prometheus::NAME,
+            prometheus_version(&path),
+            path.display()
+        ),
+        None => println!(
+            "{:<26}{:<16}(missing: apt-get install prometheus)",
+            prometheus::NAME,
+            "-"
+        ),
     }
     Ok(())
 }

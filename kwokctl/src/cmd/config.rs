@@ -35,7 +35,8 @@ pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand) -> 
         ConfigCommand::Tidy => {
             let user = UserConfig::load(files, &default)?;
             if let Some(parent) = default.parent() {
-                fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("failed to create {}", parent.display()))?;
             }
             fs::write(&default, user.to_yaml())
                 .with_context(|| format!("failed to write {}", default.display()))?;
@@ -54,9 +55,8 @@ pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand) -> 
 
 /// `create cluster` arguments from the environment alone (the `KWOK_*` variables).
 fn env_args() -> Result<crate::flags::CreateClusterArgs> {
-    let cli = Cli::try_parse_from(["kwokctl", "create", "cluster"]).map_err(|e| {
-        anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or_default().to_owned())
-    })?;
+    let cli = Cli::try_parse_from(["kwokctl", "create", "cluster"])
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or_default().to_owned()))?;
     match cli.command {
         Command::Create(CreateCommand::Cluster(args)) => Ok(args),
         _ => unreachable!("parsed create cluster"),

@@ -162,7 +162,8 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
         kube_apiserver_port: ports.port("--kube-apiserver-port", p.kube_apiserver)?,
         etcd_port: ports.port("--etcd-port", p.etcd)?,
         etcd_peer_port: ports.port("etcd peer", None)?,
-        kube_controller_manager_port: ports.port("--kube-controller-manager-port", p.kube_controller_manager)?,
+        kube_controller_manager_port: ports
+            .port("--kube-controller-manager-port", p.kube_controller_manager)?,
         kube_scheduler_port: ports.port("--kube-scheduler-port", p.kube_scheduler)?,
         kwok_controller_port: ports.port("--controller-port", p.kwok_controller)?,
         disable_qps_limits: s.disable_qps_limits,
@@ -198,7 +199,10 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
     Ok(Binaries {
         etcd: find(Binary::Etcd, &args.etcd_binary)?,
         kube_apiserver: find(Binary::KubeApiserver, &args.kube_apiserver_binary)?,
-        kube_controller_manager: find(Binary::KubeControllerManager, &args.kube_controller_manager_binary)?,
+        kube_controller_manager: find(
+            Binary::KubeControllerManager,
+            &args.kube_controller_manager_binary,
+        )?,
         kube_scheduler: find(Binary::KubeScheduler, &args.kube_scheduler_binary)?,
         kwok: find(Binary::Kwok, &args.kwok_controller_binary)?,
         prometheus,

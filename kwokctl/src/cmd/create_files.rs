@@ -67,12 +67,16 @@ fn read_yaml_mapping(flag: &str, path: &Path) -> Result<(Value, String)> {
 /// Finds Prometheus: `explicit`, else `prometheus` on PATH.
 pub(super) fn prometheus_binary(explicit: Option<&Path>) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let executable =
+        |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if let Some(path) = explicit {
         if executable(path) {
             return Ok(path.into());
         }
-        bail!("prometheus binary {} does not exist or is not executable", path.display());
+        bail!(
+            "prometheus binary {} does not exist or is not executable",
+            path.display()
+        );
     }
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .map(|d| d.join("prometheus"))
@@ -89,19 +93,34 @@ pub(super) fn prometheus_binary(explicit: Option<&Path>) -> Result<PathBuf> {
 pub(super) fn dry_run(dir: &ClusterDir, config: &ClusterConfig, files: &[(PathBuf, String)]) -> String {
     let mut out = String::new();
     let root = dir.root().display();
-    let _ = writeln!(out, "# kwokctl create cluster --name {} (dry run)", config.metadata.name);
+    let _ = writeln!(
+        out,
+        "# kwokctl create cluster --name {} (dry run)",
+        config.metadata.name
+    );
     for folder in dir.folders() {
         let _ = writeln!(out, "mkdir -p {}", folder.display());
     }
-    let _ = writeln!(out, "# generate the CA, serving and client certificates in {root}/pki");
-    let _ = writeln!(out, "# write {} and {root}/kubeconfigs/*.yaml", dir.kubeconfig().display());
+    let _ = writeln!(
+        out,
+        "# generate the CA, serving and client certificates in {root}/pki"
+    );
+    let _ = writeln!(
+        out,
+        "# write {} and {root}/kubeconfigs/*.yaml",
+        dir.kubeconfig().display()
+    );
     let _ = writeln!(out, "# write {}", dir.config().display());
     for (path, text) in files {
         let _ = writeln!(out, "cat <<'EOF' >{}\n{}EOF", path.display(), with_newline(text));
     }
     let _ = writeln!(out, "cd {root}");
     for c in &config.components {
-        let envs: String = c.envs.iter().map(|e| format!("{}={} ", e.name, quote(&e.value))).collect();
+        let envs: String = c
+            .envs
+            .iter()
+            .map(|e| format!("{}={} ", e.name, quote(&e.value)))
+            .collect();
         let args: Vec<String> = c.args.iter().map(|a| quote(a)).collect();
         let _ = writeln!(
             out,
@@ -115,7 +134,11 @@ pub(super) fn dry_run(dir: &ClusterDir, config: &ClusterConfig, files: &[(PathBu
 }
 
 fn with_newline(text: &str) -> String {
-    if text.ends_with('\n') { text.into() } else { format!("{text}\n") }
+    if text.ends_with('\n') {
+        text.into()
+    } else {
+        format!("{text}\n")
+    }
 }
 
 /// Single-quotes `arg` for a POSIX shell when it holds anything but safe characters.

@@ -33,6 +33,9 @@ pub(super) fn run(workdir: &Workdir, name: &str, what: ExportCommand) -> Result<
             .with_context(|| format!("failed to copy {} to {}", source.display(), target.display()))?;
         copied += 1;
     }
-    println!("Exported {copied} files of cluster {name:?} to {}", dest.display());
+    println!(
+        "Exported {copied} files of cluster {name:?} to {}",
+        dest.display()
+    );
     Ok(())
 }

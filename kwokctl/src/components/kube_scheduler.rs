@@ -5,7 +5,12 @@ use std::path::Path;
 use super::{Component, Context, feature_gate_args, path_arg, secure_serving_args};
 
 /// Flags that a configuration file replaces (kube-scheduler ignores them next to --config).
-const SET_BY_CONFIG: [&str; 4] = ["--kubeconfig=", "--leader-elect=", "--kube-api-qps=", "--kube-api-burst="];
+const SET_BY_CONFIG: [&str; 4] = [
+    "--kubeconfig=",
+    "--leader-elect=",
+    "--kube-api-qps=",
+    "--kube-api-burst=",
+];
 
 pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     let port = ctx.options.kube_scheduler_port;

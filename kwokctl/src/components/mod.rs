@@ -312,4 +312,49 @@ mod tests {
                 .starts_with("componentsPatches: unknown component \"kubelet\"")
         );
     }
+
+    #[test]
+    fn options_should_become_component_flags() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let options = Options {
+            kube_authorization: false,
+            enable_crds: vec!["Stage".into()],
+            kwok_config: Some(dir.kwok_config()),
+            kube_audit_policy: Some("policy.yaml".into()),
+            etcd_prefix: "/p".into(),
+            heartbeat_factor: 0.5,
+            ..options(false)
+        };
+        let binaries = Binaries {
+            etcd: "etcd".into(),
+            kube_apiserver: "kube-apiserver".into(),
+            kube_controller_manager: "kcm".into(),
+            kube_scheduler: "scheduler".into(),
+            kwok: "kwok".into(),
+            prometheus: None,
+        };
+        let all = plan(
+            &Context {
+                options: &options,
+                dir: &dir,
+            },
+            &binaries,
+        );
+        let args = |name: &str| all.iter().find(|c| c.name == name).unwrap().args.clone();
+        let has = |name: &str, arg: &str| args(name).iter().any(|a| a == arg);
+        assert!(has("kube-apiserver", "--authorization-mode=AlwaysAllow"));
+        assert!(has("kube-apiserver", "--etcd-prefix=/p"));
+        let audit_log = format!("--audit-log-path={}", dir.audit_log().display());
+        assert!(has("kube-apiserver", &audit_log));
+        assert!(has("kwok-controller", "--enable-crds=Stage"));
+        assert!(has(
+            "kwok-controller",
+            &format!("--config={}", dir.kwok_config().display())
+        ));
+        assert!(has("kube-controller-manager", "--node-monitor-period=500ms"));
+        assert!(has(
+            "kube-controller-manager",
+            "--node-monitor-grace-period=4000ms"
+        ));
+    }
 }

@@ -7,9 +7,16 @@ use crate::util::{Kwokctl, bin_dir, cache_dir};
 
 fn assert_nothing_made(kwokctl: &Kwokctl, name: &str) {
     assert!(!kwokctl.cluster_dir(name).exists(), "{name}: folder made");
-    assert!(kwokctl.processes().is_empty(), "{name}: processes: {:?}", kwokctl.processes());
+    assert!(
+        kwokctl.processes().is_empty(),
+        "{name}: processes: {:?}",
+        kwokctl.processes()
+    );
     let kubeconfig = fs::read_to_string(kwokctl.kubeconfig()).unwrap_or_default();
-    assert!(!kubeconfig.contains(&format!("kwok-{name}")), "{name}: context added");
+    assert!(
+        !kubeconfig.contains(&format!("kwok-{name}")),
+        "{name}: context added"
+    );
 }
 
 /// Runs `create cluster --name NAME ARGS`, expects failure with `message` on one line.
@@ -35,11 +42,26 @@ fn dry_run_should_print_the_commands_and_make_nothing() {
         "0",
         "--disable-kube-scheduler",
         "--kube-authorization=false",
+        "--kube-runtime-config",
+        "api/alpha=false",
+        "--enable-crds",
+        "Stage",
     ]);
-    assert!(out.contains("kube-apiserver --etcd-servers=http://127.0.0.1:"), "{out}");
+    assert!(out.contains("--runtime-config=api/alpha=false"), "{out}");
+    assert!(
+        out.contains("--enable-crds=Stage"),
+        "kwok gets --enable-crds: {out}"
+    );
+    assert!(
+        out.contains("kube-apiserver --etcd-servers=http://127.0.0.1:"),
+        "{out}"
+    );
     assert!(out.contains("--authorization-mode=AlwaysAllow"), "{out}");
     assert!(out.contains("prometheus --config.file="), "{out}");
-    assert!(out.contains("job_name: kube-controller-manager"), "scrape config shown: {out}");
+    assert!(
+        out.contains("job_name: kube-controller-manager"),
+        "scrape config shown: {out}"
+    );
     assert!(!out.contains("kube-scheduler "), "scheduler disabled: {out}");
     assert_nothing_made(&kwokctl, "dry");
 }
@@ -72,7 +94,10 @@ fn settings_should_come_from_flags_over_env_over_the_default_config_file() {
     assert!(out.contains("--node-monitor-period=2000ms"), "{out}");
     let out = dry(&[("KWOK_ETCD_PREFIX", "/from-env")], &[]);
     assert!(out.contains("--etcd-prefix=/from-env"), "{out}");
-    let out = dry(&[("KWOK_ETCD_PREFIX", "/from-env")], &["--etcd-prefix", "/from-flag"]);
+    let out = dry(
+        &[("KWOK_ETCD_PREFIX", "/from-env")],
+        &["--etcd-prefix", "/from-flag"],
+    );
     assert!(out.contains("--etcd-prefix=/from-flag"), "{out}");
 
     // config view shows the merged file; tidy rewrites it; reset removes it.
@@ -80,7 +105,10 @@ fn settings_should_come_from_flags_over_env_over_the_default_config_file() {
     assert!(view.contains("etcdPrefix: /from-file"), "{view}");
     kwokctl.ok(&["config", "tidy"]);
     let tidy = fs::read_to_string(kwokctl.workdir().join("kwok.yaml")).unwrap();
-    assert!(tidy.starts_with("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\n"), "{tidy}");
+    assert!(
+        tidy.starts_with("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\n"),
+        "{tidy}"
+    );
     assert!(tidy.contains("heartbeatFactor: 2"), "{tidy}");
     kwokctl.ok(&["config", "reset"]);
     assert!(!kwokctl.workdir().join("kwok.yaml").exists());
@@ -121,7 +149,13 @@ fn create_cluster_help_should_list_the_flags_with_defaults() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
-    for default in ["[default: 40]", "[default: 5]", "[default: /registry]", "[default: true]", "[default: 120s]"] {
+    for default in [
+        "[default: 40]",
+        "[default: 5]",
+        "[default: /registry]",
+        "[default: true]",
+        "[default: 120s]",
+    ] {
         assert!(help.contains(default), "{default} missing from --help");
     }
 }
@@ -138,7 +172,10 @@ fn bad_configuration_should_name_file_line_and_field_and_make_nothing() {
     };
     let head = "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\n";
 
-    let unknown = write("unknown.yaml", &format!("{head}options:\n  etcdPrefix: /x\n  prometheusPot: 9090\n"));
+    let unknown = write(
+        "unknown.yaml",
+        &format!("{head}options:\n  etcdPrefix: /x\n  prometheusPot: 9090\n"),
+    );
     refused(
         &kwokctl,
         "c1",
@@ -146,7 +183,10 @@ fn bad_configuration_should_name_file_line_and_field_and_make_nothing() {
         &format!("{unknown}:5: KwokctlConfiguration: options.prometheusPot: unknown field `prometheusPot`"),
     );
 
-    let wrong = write("wrong.yaml", &format!("{head}options:\n  heartbeatFactor: fast\n"));
+    let wrong = write(
+        "wrong.yaml",
+        &format!("{head}options:\n  heartbeatFactor: fast\n"),
+    );
     refused(
         &kwokctl,
         "c2",
@@ -158,7 +198,12 @@ fn bad_configuration_should_name_file_line_and_field_and_make_nothing() {
     refused(&kwokctl, "c3", &["--config", &syntax], &format!("{syntax}:"));
 
     let kind = write("kind.yaml", "apiVersion: v1\nkind: Pod\n");
-    refused(&kwokctl, "c4", &["--config", &kind], &format!("{kind}:1: unsupported kind \"Pod\""));
+    refused(
+        &kwokctl,
+        "c4",
+        &["--config", &kind],
+        &format!("{kind}:1: unsupported kind \"Pod\""),
+    );
 
     let stage = write(
         "stage.yaml",
@@ -183,10 +228,30 @@ fn bad_flags_should_be_refused_with_one_line_and_make_nothing() {
         &["--disable", "etcd"],
         "component \"etcd\" cannot be disabled",
     );
-    refused(&kwokctl, "f2", &["--enable", "kubelet"], "--enable: unknown component \"kubelet\"");
-    refused(&kwokctl, "f3", &["--extra-args", "kube-apiserver"], "--extra-args \"kube-apiserver\": want COMPONENT=KEY=VALUE");
-    refused(&kwokctl, "f4", &["--extra-args", "kubelet=v=4"], "--extra-args: unknown component \"kubelet\"");
-    refused(&kwokctl, "f5", &["--heartbeat-factor", "0"], "--heartbeat-factor 0: must be a positive number");
+    refused(
+        &kwokctl,
+        "f2",
+        &["--enable", "kubelet"],
+        "--enable: unknown component \"kubelet\"",
+    );
+    refused(
+        &kwokctl,
+        "f3",
+        &["--extra-args", "kube-apiserver"],
+        "--extra-args \"kube-apiserver\": want COMPONENT=KEY=VALUE",
+    );
+    refused(
+        &kwokctl,
+        "f4",
+        &["--extra-args", "kubelet=v=4"],
+        "--extra-args: unknown component \"kubelet\"",
+    );
+    refused(
+        &kwokctl,
+        "f5",
+        &["--heartbeat-factor", "0"],
+        "--heartbeat-factor 0: must be a positive number",
+    );
     let policy = kwokctl.workdir().with_file_name("policy.yaml");
     fs::write(&policy, "- not\n- a mapping\n").unwrap();
     refused(
@@ -203,7 +268,12 @@ fn missing_prometheus_should_be_refused_before_anything_is_made() {
     refused(
         &kwokctl,
         "p1",
-        &["--enable", "prometheus", "--prometheus-binary", "/nonexistent/prometheus"],
+        &[
+            "--enable",
+            "prometheus",
+            "--prometheus-binary",
+            "/nonexistent/prometheus",
+        ],
         "prometheus binary /nonexistent/prometheus does not exist or is not executable",
     );
     // No prometheus on PATH (only the folder of kwokctl and kwok).

@@ -108,14 +108,24 @@ fn prometheus_should_see_every_component_up_and_audit_log_should_be_written() {
 
     // The apiserver wrote audit events, and `logs audit` shows them.
     let audit = kwokctl.ok(&["--name", name, "logs", "audit"]);
-    assert!(audit.contains("\"kind\":\"Event\""), "audit log: {}", &audit[..audit.len().min(300)]);
+    assert!(
+        audit.contains("\"kind\":\"Event\""),
+        "audit log: {}",
+        &audit[..audit.len().min(300)]
+    );
     assert!(audit.contains("\"auditID\""), "audit events");
 
     // get artifacts names each binary, Prometheus's from the Debian package.
     let artifacts = kwokctl.ok(&["--name", name, "get", "artifacts"]);
-    let prom_line = artifacts.lines().find(|l| l.starts_with("prometheus ")).expect(&artifacts);
+    let prom_line = artifacts
+        .lines()
+        .find(|l| l.starts_with("prometheus "))
+        .expect(&artifacts);
     assert!(prom_line.contains("v2."), "{prom_line}");
-    assert!(artifacts.contains("kube-apiserver") && artifacts.contains("v1.36."), "{artifacts}");
+    assert!(
+        artifacts.contains("kube-apiserver") && artifacts.contains("v1.36."),
+        "{artifacts}"
+    );
 
     // export logs copies the component logs, the audit log and kwok.yaml.
     let out = kwokctl.workdir().with_file_name("exported");
@@ -214,7 +224,8 @@ spec:
         message: set by a Stage passed with kwokctl --config
 "#;
 
-const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata:\n  name: cfg-node\n  annotations:\n    kwok.x-k8s.io/node: fake\n";
+const NODE: &str =
+    "apiVersion: v1\nkind: Node\nmetadata:\n  name: cfg-node\n  annotations:\n    kwok.x-k8s.io/node: fake\n";
 
 /// The command line and environment of the live process of `component` in `dir`.
 fn process_of(dir: &Path, component: &str) -> (Vec<String>, Vec<String>) {
@@ -250,9 +261,25 @@ fn config_file_should_set_options_patch_components_and_give_kwok_its_stages() {
     let dir = kwokctl.cluster_dir(name);
 
     // options.etcdPrefix: the apiserver keeps its objects under the new prefix.
-    let keys = kwokctl.ok(&["--name", name, "etcdctl", "get", "--prefix", "--keys-only", "/kwokctl-e2e/namespaces/"]);
+    let keys = kwokctl.ok(&[
+        "--name",
+        name,
+        "etcdctl",
+        "get",
+        "--prefix",
+        "--keys-only",
+        "/kwokctl-e2e/namespaces/",
+    ]);
     assert!(keys.contains("/kwokctl-e2e/namespaces/default"), "{keys}");
-    let old = kwokctl.ok(&["--name", name, "etcdctl", "get", "--prefix", "--keys-only", "/registry/"]);
+    let old = kwokctl.ok(&[
+        "--name",
+        name,
+        "etcdctl",
+        "get",
+        "--prefix",
+        "--keys-only",
+        "/registry/",
+    ]);
     assert!(old.trim().is_empty(), "nothing under /registry: {old}");
 
     // componentsPatches: the flag is replaced (not doubled) and the env is set;
@@ -286,17 +313,139 @@ fn config_file_should_set_options_patch_components_and_give_kwok_its_stages() {
     let node = kwokctl.workdir().with_file_name("node.yaml");
     fs::write(&node, NODE).unwrap();
     kwokctl.ok(&["--name", name, "kubectl", "apply", "-f", node.to_str().unwrap()]);
-    eventually(Duration::from_secs(30), "node Ready from the config's stage", || {
-        let reason = kwokctl.ok(&[
-            "--name",
-            name,
-            "kubectl",
-            "get",
-            "node",
-            "cfg-node",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#,
-        ]);
-        if reason == "FromKwokctlConfig" { Ok(()) } else { Err(reason) }
+    eventually(
+        Duration::from_secs(30),
+        "node Ready from the config's stage",
+        || {
+            let reason = kwokctl.ok(&[
+                "--name",
+                name,
+                "kubectl",
+                "get",
+                "node",
+                "cfg-node",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#,
+            ]);
+            if reason == "FromKwokctlConfig" {
+                Ok(())
+            } else {
+                Err(reason)
+            }
+        },
+    );
+}
+
+const SCHEDULER_CONFIG: &str = "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+- schedulerName: e2e-scheduler
+";
+
+const NODE_AND_POD: &str = "apiVersion: v1
+kind: Node
+metadata:
+  name: sched-node
+  annotations:
+    kwok.x-k8s.io/node: fake
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: by-profile
+  namespace: default
+spec:
+  schedulerName: e2e-scheduler
+  containers:
+  - name: c
+    image: fake
+";
+
+#[test]
+fn kube_options_should_reach_the_components() {
+    let kwokctl = Kwokctl::new();
+    let name = "opts";
+    let scheduler = kwokctl.workdir().with_file_name("scheduler.yaml");
+    fs::write(&scheduler, SCHEDULER_CONFIG).unwrap();
+    let other_kubeconfig = kwokctl.workdir().with_file_name("other-kubeconfig");
+    kwokctl.ok(&[
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--kube-scheduler-config",
+        scheduler.to_str().unwrap(),
+        "--kube-authorization=false",
+        "--kube-feature-gates",
+        "APIServingWithRoutine=true",
+        "--heartbeat-factor",
+        "1",
+        "--node-lease-duration-seconds",
+        "20",
+        "--kubeconfig",
+        other_kubeconfig.to_str().unwrap(),
+        "--timeout",
+        "90s",
+        "--quiet-pull",
+    ]);
+    let kubectl = |args: &[&str]| {
+        let mut all = vec!["--name", name, "kubectl"];
+        all.extend_from_slice(args);
+        kwokctl.ok(&all)
+    };
+
+    // --kube-authorization=false: anyone may do anything.
+    assert_eq!(
+        kubectl(&["auth", "can-i", "create", "pods", "--as=nobody"]).trim(),
+        "yes"
+    );
+    // --kube-feature-gates reaches the apiserver.
+    let metrics = kubectl(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains("kubernetes_feature_enabled{name=\"APIServingWithRoutine\",stage=\"ALPHA\"} 1"),
+        "feature gate not on"
+    );
+    // --heartbeat-factor and --node-lease-duration-seconds reach kcm and kwok.
+    let dir = kwokctl.cluster_dir(name);
+    let (kcm, _) = process_of(&dir, "kube-controller-manager");
+    assert!(kcm.iter().any(|a| a == "--node-monitor-period=1000ms"), "{kcm:?}");
+    let (kwok, _) = process_of(&dir, "kwok-controller");
+    assert!(
+        kwok.iter().any(|a| a == "--node-lease-duration-seconds=20"),
+        "{kwok:?}"
+    );
+    // --kubeconfig: the context went there, not into $KUBECONFIG.
+    let other = fs::read_to_string(&other_kubeconfig).unwrap();
+    assert!(other.contains("kwok-opts"), "{other}");
+    assert!(
+        !fs::read_to_string(kwokctl.kubeconfig())
+            .unwrap_or_default()
+            .contains("kwok-opts")
+    );
+
+    // --kube-scheduler-config: the second profile schedules a pod that asks for it.
+    let manifest = kwokctl.workdir().with_file_name("node-and-pod.yaml");
+    fs::write(&manifest, NODE_AND_POD).unwrap();
+    let path = manifest.to_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(30),
+        "apply (default ServiceAccount made)",
+        || {
+            let out = kwokctl.run(&["--name", name, "kubectl", "apply", "-f", &path]);
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    );
+    eventually(Duration::from_secs(30), "pod scheduled by e2e-scheduler", || {
+        let node = kubectl(&["get", "pod", "by-profile", "-o", "jsonpath={.spec.nodeName}"]);
+        if node == "sched-node" { Ok(()) } else { Err(node) }
     });
+
+    kwokctl.ok(&["delete", "cluster", "--name", name]);
+    let other = fs::read_to_string(&other_kubeconfig).unwrap();
+    assert!(!other.contains("kwok-opts"), "context left after delete: {other}");
 }
