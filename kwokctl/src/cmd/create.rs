@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use tracing::info;
 
-use super::create_files::{dry_run, extra_files, prometheus_binary};
+use super::create_files::{check_inputs, dry_run, extra_files, prometheus_binary};
 use crate::{
     binaries::{Binary, ETCD_VERSION, Finder, KUBE_VERSION},
     components::{self, Binaries, Context, prometheus},
@@ -40,6 +40,7 @@ pub(super) async fn cluster(
     validate_name(name)?;
     let user = UserConfig::load(config_files, &workdir.default_config())?;
     let settings = Settings::resolve(&args, &user)?;
+    check_inputs(&settings)?;
     let runtime = runtime::select(&settings.runtime)?;
     let dir = workdir.cluster(name);
     if dir.root().exists() {

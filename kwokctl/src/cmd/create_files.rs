@@ -51,6 +51,17 @@ pub(super) fn extra_files(
     Ok(files)
 }
 
+/// Checks the input files early, before any binary is looked for or built.
+pub(super) fn check_inputs(s: &Settings) -> Result<()> {
+    if let Some(policy) = &s.kube_audit_policy {
+        read_yaml_mapping("--kube-audit-policy", policy)?;
+    }
+    if let Some(path) = &s.kube_scheduler_config {
+        read_yaml_mapping("--kube-scheduler-config", path)?;
+    }
+    Ok(())
+}
+
 /// Reads `path` given by `flag`; it must be a YAML mapping.
 fn read_yaml_mapping(flag: &str, path: &Path) -> Result<(Value, String)> {
     let text = fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
