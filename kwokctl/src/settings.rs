@@ -259,6 +259,12 @@ mod tests {
     }
 
     #[test]
+    fn command_line_should_have_no_clashing_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn defaults_should_run_the_five_components() {
         let s = resolve(&[], &UserConfig::default()).unwrap();
         assert_eq!(s.components, DEFAULT_COMPONENTS);

@@ -294,6 +294,13 @@ fn config_file_should_set_options_patch_components_and_give_kwok_its_stages() {
     let (apiserver, _) = process_of(&dir, "kube-apiserver");
     assert!(apiserver.iter().any(|a| a == "--v=2"), "{apiserver:?}");
 
+    // No --kube-audit-policy: no audit log, and `logs audit` says how to get one.
+    let err = kwokctl.err(&["--name", name, "logs", "audit"]);
+    assert!(
+        err.contains("has no audit log: create it with --kube-audit-policy FILE"),
+        "{err}"
+    );
+
     // --disable kube-scheduler: not in the cluster, no such process.
     let components = kwokctl.ok(&["--name", name, "get", "components"]);
     assert!(!components.contains("kube-scheduler"), "{components}");
