@@ -185,6 +185,11 @@ impl Finder {
         Self { cache: cache.into() }
     }
 
+    /// The cache folder.
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
     /// Resolves `binary`: `explicit` if given (it must exist and have the pinned
     /// version), else the cache, else `PATH` (only at the pinned version), else
     /// `None`: the caller builds what is missing with [`Finder::build`].

@@ -1,7 +1,10 @@
 //! `kwok.yaml`: a cluster's resolved configuration, written at create and read by
 //! every later command, so `start cluster` replays exactly what `create` ran.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +92,95 @@ pub struct Options {
     /// apiserver's in-flight limits (`--disable-qps-limits`).
     #[serde(default)]
     pub disable_qps_limits: bool,
+    /// Prometheus port, when Prometheus runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_port: Option<u16>,
+    /// kube-apiserver authorization: Node,RBAC when true, AlwaysAllow when false.
+    #[serde(default = "yes")]
+    pub kube_authorization: bool,
+    /// The audit policy, copied into the cluster folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_audit_policy: Option<PathBuf>,
+    /// The kube-scheduler configuration, written into the cluster folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_scheduler_config: Option<PathBuf>,
+    /// `--feature-gates` of the Kubernetes components ("" for none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kube_feature_gates: String,
+    /// kube-apiserver `--runtime-config` ("" for none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kube_runtime_config: String,
+    /// CRDs the kwok controller serves.
+    #[serde(default, rename = "enableCRDs", skip_serializing_if = "Vec::is_empty")]
+    pub enable_crds: Vec<String>,
+    /// Lease duration of the fake nodes (0: no leases).
+    #[serde(default = "default_lease")]
+    pub node_lease_duration_seconds: u32,
+    /// Node heartbeat scale factor.
+    #[serde(default = "default_heartbeat_factor")]
+    pub heartbeat_factor: f64,
+    /// etcd key prefix.
+    #[serde(default = "default_etcd_prefix")]
+    pub etcd_prefix: String,
+    /// Stage and KwokConfiguration documents for kwok, written into the cluster folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kwok_config: Option<PathBuf>,
+    /// The user kubeconfig holding the cluster's context (default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Default `--node-lease-duration-seconds`: the kubelet's 40 s.
+pub const DEFAULT_NODE_LEASE_DURATION_SECONDS: u32 = 40;
+/// Default `--heartbeat-factor` (upstream kwokctl's).
+pub const DEFAULT_HEARTBEAT_FACTOR: f64 = 5.0;
+/// Default `--etcd-prefix`: the apiserver's own.
+pub const DEFAULT_ETCD_PREFIX: &str = "/registry";
+
+fn yes() -> bool {
+    true
+}
+
+fn default_lease() -> u32 {
+    DEFAULT_NODE_LEASE_DURATION_SECONDS
+}
+
+fn default_heartbeat_factor() -> f64 {
+    DEFAULT_HEARTBEAT_FACTOR
+}
+
+fn default_etcd_prefix() -> String {
+    DEFAULT_ETCD_PREFIX.into()
+}
+
+impl Default for Options {
+    /// Defaults with every port 0: only for building plans in tests and dry runs.
+    fn default() -> Self {
+        Self {
+            runtime: "binary".into(),
+            kube_version: String::new(),
+            etcd_version: String::new(),
+            kube_apiserver_port: 0,
+            etcd_port: 0,
+            etcd_peer_port: 0,
+            kube_controller_manager_port: 0,
+            kube_scheduler_port: 0,
+            kwok_controller_port: 0,
+            disable_qps_limits: false,
+            prometheus_port: None,
+            kube_authorization: true,
+            kube_audit_policy: None,
+            kube_scheduler_config: None,
+            kube_feature_gates: String::new(),
+            kube_runtime_config: String::new(),
+            enable_crds: Vec::new(),
+            node_lease_duration_seconds: DEFAULT_NODE_LEASE_DURATION_SECONDS,
+            heartbeat_factor: DEFAULT_HEARTBEAT_FACTOR,
+            etcd_prefix: DEFAULT_ETCD_PREFIX.into(),
+            kwok_config: None,
+            kubeconfig: None,
+        }
+    }
 }
 
 impl ClusterConfig {

@@ -13,6 +13,11 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "kwok", env = "KWOK_NAME")]
     pub name: String,
 
+    /// Configuration file (KwokctlConfiguration, Stage and KwokConfiguration documents);
+    /// repeatable [default: ~/.kwok/kwok.yaml, under $KWOK_WORKDIR]
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -44,6 +49,14 @@ pub enum Command {
     Logs(LogsArgs),
     /// Builds the pinned control-plane binaries into the cache (skips what is there).
     Install,
+    /// Shows or manages the configuration file (~/.kwok/kwok.yaml).
+    #[command(subcommand)]
+    Config(crate::cmd::ConfigCommand),
+    /// Exports cluster data.
+    #[command(subcommand)]
+    Export(crate::cmd::ExportCommand),
+    /// Forwards a local port to a component's port.
+    PortForward(crate::cmd::PortForwardArgs),
 }
 
 /// `create …`.
@@ -73,6 +86,8 @@ pub enum GetCommand {
     Kubeconfig,
     /// Lists the cluster's components with pid, status and port.
     Components,
+    /// Lists the binaries a cluster runs, with versions and paths.
+    Artifacts,
 }
 
 /// Verbs that only take a cluster.
@@ -93,7 +108,8 @@ pub struct PassThrough {
 /// `logs COMPONENT`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Component name (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok-controller).
+    /// Component name (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+    /// kwok-controller, prometheus), or `audit` for kube-apiserver's audit log.
     pub component: String,
     /// Keep printing what is appended.
     #[arg(short, long)]
@@ -103,9 +119,10 @@ pub struct LogsArgs {
 /// `create cluster` flags.
 #[derive(Debug, Args)]
 pub struct CreateClusterArgs {
-    /// Runtime: binary (local processes); docker, podman, nerdctl and kind need a container engine.
-    #[arg(long, default_value = "binary", env = "KWOK_RUNTIME")]
-    pub runtime: String,
+    /// Runtime: binary (local processes); docker, podman, nerdctl and kind need a
+    /// container engine [default: binary]
+    #[arg(long, env = "KWOK_RUNTIME")]
+    pub runtime: Option<String>,
     /// kube-apiserver port (default: a free port).
     #[arg(long, env = "KWOK_KUBE_APISERVER_PORT")]
     pub kube_apiserver_port: Option<u16>,
@@ -134,6 +151,9 @@ pub struct CreateClusterArgs {
     /// kwok controller binary (default: next to kwokctl, else PATH).
     #[arg(long, env = "KWOK_CONTROLLER_BINARY")]
     pub kwok_controller_binary: Option<PathBuf>,
+    /// Components, Kubernetes options, Prometheus, dry run.
+    #[command(flatten)]
+    pub cluster: Box<crate::cluster_flags::ClusterFlags>,
 }
 
 #[cfg(test)]

@@ -27,6 +27,11 @@ impl Workdir {
         Self { root, cache }
     }
 
+    /// The default configuration file, `kwok.yaml` in the work dir.
+    pub fn default_config(&self) -> PathBuf {
+        self.root.join("kwok.yaml")
+    }
+
     /// The folder holding one folder per cluster.
     pub fn clusters(&self) -> PathBuf {
         self.root.join("clusters")
@@ -90,6 +95,36 @@ impl ClusterDir {
     /// A component's pid file.
     pub fn pid(&self, component: &str) -> PathBuf {
         self.root.join("pids").join(format!("{component}.pid"))
+    }
+
+    /// The audit policy copied from `--kube-audit-policy`.
+    pub fn audit_policy(&self) -> PathBuf {
+        self.root.join("audit-policy.yaml")
+    }
+
+    /// kube-apiserver's audit log.
+    pub fn audit_log(&self) -> PathBuf {
+        self.logs().join("audit.log")
+    }
+
+    /// The kube-scheduler configuration made from `--kube-scheduler-config`.
+    pub fn scheduler_config(&self) -> PathBuf {
+        self.root.join("kube-scheduler-config.yaml")
+    }
+
+    /// Stage and KwokConfiguration documents for the kwok controller.
+    pub fn kwok_config(&self) -> PathBuf {
+        self.root.join("kwok-controller-config.yaml")
+    }
+
+    /// Prometheus's scrape configuration.
+    pub fn prometheus_config(&self) -> PathBuf {
+        self.root.join("prometheus.yaml")
+    }
+
+    /// Prometheus's data.
+    pub fn prometheus_data(&self) -> PathBuf {
+        self.root.join("prometheus")
     }
 
     /// etcd's data dir.

@@ -79,6 +79,12 @@ pub const CLIENTS: &[ClientIdentity<'static>] = &[
         user: "kwok-controller",
         groups: &["system:masters"],
     },
+    // The bootstrap policy lets system:monitoring read /metrics and nothing else.
+    ClientIdentity {
+        file: "prometheus",
+        user: "kwok-prometheus",
+        groups: &["system:monitoring"],
+    },
 ];
 
 /// Paths of the PEM files under a cluster's `pki/` folder.

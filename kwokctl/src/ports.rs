@@ -44,12 +44,13 @@ impl Allocator {
     /// Resolves the port for `what`.
     pub fn port(&mut self, what: &str, requested: Option<u16>) -> Result<u16> {
         let port = match requested {
-            Some(port) => {
+            // 0 asks for any free port, as with bind(2).
+            Some(port) if port != 0 => {
                 self.check_unique(port, what)?;
                 ensure_free(port, what)?;
                 port
             }
-            None => self.free_port()?,
+            _ => self.free_port()?,
         };
         self.taken.push((port, what.to_owned()));
         Ok(port)

@@ -6,15 +6,17 @@
 
 use std::{
     fs,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 use tracing::info;
 
+use super::create_files::{check_inputs, dry_run, extra_files, prometheus_binary};
 use crate::{
     binaries::{Binary, ETCD_VERSION, Finder, KUBE_VERSION},
-    components::{self, Binaries, Context},
+    components::{self, Binaries, Context, prometheus},
     config::{API_VERSION, ClusterConfig, KIND, Metadata, Options},
     flags::CreateClusterArgs,
     kubeconfig,
@@ -24,12 +26,22 @@ use crate::{
     ports::Allocator,
     probe::Prober,
     runtime::{self, BinaryRuntime},
+    settings::Settings,
+    userconfig::UserConfig,
 };
 
-pub(super) async fn cluster(workdir: &Workdir, name: &str, args: CreateClusterArgs) -> Result<()> {
+pub(super) async fn cluster(
+    workdir: &Workdir,
+    name: &str,
+    config_files: &[PathBuf],
+    args: CreateClusterArgs,
+) -> Result<()> {
     let started = Instant::now();
     validate_name(name)?;
-    let runtime = runtime::select(&args.runtime)?;
+    let user = UserConfig::load(config_files, &workdir.default_config())?;
+    let settings = Settings::resolve(&args, &user)?;
+    check_inputs(&settings)?;
+    let runtime = runtime::select(&settings.runtime)?;
     let dir = workdir.cluster(name);
     if dir.root().exists() {
         bail!(
@@ -38,25 +50,33 @@ pub(super) async fn cluster(workdir: &Workdir, name: &str, args: CreateClusterAr
         );
     }
     let mut ports = Allocator::default();
-    let options = resolve_options(&mut ports, &args)?;
-    let binaries = resolve_binaries(&Finder::new(workdir.cache()), &args)?;
+    let mut options = resolve_options(&mut ports, &settings)?;
+    options.kwok_config = (!settings.kwok_documents.is_empty()).then(|| dir.kwok_config());
+    let binaries = resolve_binaries(&Finder::new(workdir.cache()), &args, &settings)?;
+    let ctx = Context {
+        options: &options,
+        dir: &dir,
+    };
+    let mut planned = components::plan(&ctx, &binaries);
+    planned.retain(|c| settings.runs(&c.name));
+    components::apply_patches(&mut planned, &settings.patches)?;
+    let files = extra_files(&ctx, &settings, &planned)?;
     let config = ClusterConfig {
         api_version: API_VERSION.into(),
         kind: KIND.into(),
         metadata: Metadata { name: name.into() },
-        components: components::plan(
-            &Context {
-                options: &options,
-                dir: &dir,
-            },
-            &binaries,
-        ),
+        components: planned,
         options,
     };
+    if settings.dry_run {
+        print!("{}", dry_run(&dir, &config, &files));
+        return Ok(());
+    }
     // Free the held ports just before the components bind them.
     drop(ports);
-    if let Err(err) = make(&dir, &config, runtime, args.wait).await {
-        let _ = kubeconfig::remove_from(&kubeconfig::user_kubeconfig_path(), name);
+    let user_kubeconfig = &settings.kubeconfig;
+    if let Err(err) = make(&dir, &config, &files, runtime, settings.wait, user_kubeconfig).await {
+        let _ = kubeconfig::remove_from(user_kubeconfig, name);
         let logs = keep_logs(&dir, name);
         let _ = fs::remove_dir_all(dir.root());
         return Err(err.context(format!(
@@ -67,7 +87,7 @@ pub(super) async fn cluster(workdir: &Workdir, name: &str, args: CreateClusterAr
         "Cluster {name:?} is ready in {:.1}s; context {:?} added to {}",
         started.elapsed().as_secs_f64(),
         kubeconfig::context_name(name),
-        kubeconfig::user_kubeconfig_path().display()
+        user_kubeconfig.display()
     );
     Ok(())
 }
@@ -76,11 +96,16 @@ pub(super) async fn cluster(workdir: &Workdir, name: &str, args: CreateClusterAr
 async fn make(
     dir: &ClusterDir,
     config: &ClusterConfig,
+    files: &[(PathBuf, String)],
     runtime: BinaryRuntime,
     wait: Duration,
+    user_kubeconfig: &Path,
 ) -> Result<()> {
     let deadline = Instant::now() + wait;
     write_files(dir, config)?;
+    for (path, text) in files {
+        fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))?;
+    }
     let prober = Prober::from_kubeconfig(&dir.kubeconfig()).await?;
     let mut launch = Launch::new(dir, runtime);
     if let Err(err) = launch.run(&config.components, &prober, deadline).await {
@@ -88,7 +113,7 @@ async fn make(
         return Err(err.into());
     }
     let admin = kubeconfig::read_or_empty(&dir.kubeconfig())?;
-    kubeconfig::merge_into(&kubeconfig::user_kubeconfig_path(), &admin)?;
+    kubeconfig::merge_into(user_kubeconfig, &admin)?;
     Ok(())
 }
 
@@ -124,24 +149,54 @@ fn keep_logs(dir: &ClusterDir, name: &str) -> String {
     }
 }
 
-fn resolve_options(ports: &mut Allocator, args: &CreateClusterArgs) -> Result<Options> {
+fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
+    let p = &s.ports;
+    let prometheus_port = if s.runs(prometheus::NAME) {
+        Some(ports.port("--prometheus-port", p.prometheus)?)
+    } else {
+        None
+    };
     Ok(Options {
-        runtime: args.runtime.clone(),
+        runtime: s.runtime.clone(),
         kube_version: KUBE_VERSION.clone(),
         etcd_version: ETCD_VERSION.clone(),
-        kube_apiserver_port: ports.port("--kube-apiserver-port", args.kube_apiserver_port)?,
-        etcd_port: ports.port("--etcd-port", args.etcd_port)?,
+        kube_apiserver_port: ports.port("--kube-apiserver-port", p.kube_apiserver)?,
+        etcd_port: ports.port("--etcd-port", p.etcd)?,
         etcd_peer_port: ports.port("etcd peer", None)?,
-        kube_controller_manager_port: ports.port("kube-controller-manager", None)?,
-        kube_scheduler_port: ports.port("kube-scheduler", None)?,
-        kwok_controller_port: ports.port("kwok-controller", None)?,
-        disable_qps_limits: args.disable_qps_limits,
+        kube_controller_manager_port: ports
+            .port("--kube-controller-manager-port", p.kube_controller_manager)?,
+        kube_scheduler_port: ports.port("--kube-scheduler-port", p.kube_scheduler)?,
+        kwok_controller_port: ports.port("--controller-port", p.kwok_controller)?,
+        disable_qps_limits: s.disable_qps_limits,
+        prometheus_port,
+        kube_authorization: s.kube_authorization,
+        kube_audit_policy: s.kube_audit_policy.clone(),
+        kube_scheduler_config: s.kube_scheduler_config.clone(),
+        kube_feature_gates: s.kube_feature_gates.clone(),
+        kube_runtime_config: s.kube_runtime_config.clone(),
+        enable_crds: s.enable_crds.clone(),
+        node_lease_duration_seconds: s.node_lease_duration_seconds,
+        heartbeat_factor: s.heartbeat_factor,
+        etcd_prefix: s.etcd_prefix.clone(),
+        kwok_config: None,
+        kubeconfig: Some(s.kubeconfig.clone()),
     })
 }
 
-fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs) -> Result<Binaries> {
-    let find =
-        |binary, explicit: &Option<std::path::PathBuf>| finder.find_or_build(binary, explicit.as_deref());
+fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> Result<Binaries> {
+    let find = |binary: Binary, explicit: &Option<PathBuf>| -> Result<PathBuf> {
+        if s.dry_run {
+            // A dry run builds nothing: name where the binary would be.
+            let found = finder.find(binary, explicit.as_deref())?;
+            return Ok(found.unwrap_or_else(|| binary.cache_path(finder.cache())));
+        }
+        Ok(finder.find_or_build(binary, explicit.as_deref())?)
+    };
+    let prometheus = if s.runs(prometheus::NAME) {
+        Some(prometheus_binary(args.cluster.prometheus_binary.as_deref())?)
+    } else {
+        None
+    };
     Ok(Binaries {
         etcd: find(Binary::Etcd, &args.etcd_binary)?,
         kube_apiserver: find(Binary::KubeApiserver, &args.kube_apiserver_binary)?,
@@ -151,6 +206,7 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs) -> Result<Binarie
         )?,
         kube_scheduler: find(Binary::KubeScheduler, &args.kube_scheduler_binary)?,
         kwok: find(Binary::Kwok, &args.kwok_controller_binary)?,
+        prometheus,
     })
 }
 

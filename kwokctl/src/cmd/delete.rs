@@ -24,7 +24,12 @@ fn cluster(workdir: &Workdir, name: &str) -> Result<()> {
         bail!("cluster {name:?} does not exist ({})", dir.root().display());
     }
     super::lifecycle::stop_all(&dir, BinaryRuntime)?;
-    kubeconfig::remove_from(&kubeconfig::user_kubeconfig_path(), name)?;
+    // The context went into the kubeconfig chosen at create (--kubeconfig).
+    let user_kubeconfig = crate::config::ClusterConfig::load(&dir.config())
+        .ok()
+        .and_then(|c| c.options.kubeconfig)
+        .unwrap_or_else(kubeconfig::user_kubeconfig_path);
+    kubeconfig::remove_from(&user_kubeconfig, name)?;
     fs::remove_dir_all(dir.root()).with_context(|| format!("failed to remove {}", dir.root().display()))?;
     println!("Cluster {name:?} deleted");
     Ok(())

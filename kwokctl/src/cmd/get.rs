@@ -25,6 +25,7 @@ pub(super) fn run(workdir: &Workdir, name: &str, what: GetCommand) -> Result<()>
                 fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?
             );
         }
+        GetCommand::Artifacts => super::artifacts::run(workdir, name)?,
         GetCommand::Components => {
             let (dir, config) = super::existing(workdir, name)?;
             println!("{:<26}{:<10}{:<10}PORT", "NAME", "PID", "STATUS");

@@ -15,14 +15,22 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 
 pub(super) async fn run(workdir: &Workdir, name: &str, component: &str, follow: bool) -> Result<()> {
     let (dir, config) = super::existing(workdir, name)?;
-    if config.component(component).is_none() {
+    if component == "audit" {
+        if config.options.kube_audit_policy.is_none() {
+            bail!("cluster {name:?} has no audit log: create it with --kube-audit-policy FILE");
+        }
+    } else if config.component(component).is_none() {
         let names: Vec<&str> = config.components.iter().map(|c| c.name.as_str()).collect();
         bail!(
             "cluster {name:?} has no component {component:?} (it has: {})",
             names.join(", ")
         );
     }
-    let path = dir.log(component);
+    let path = if component == "audit" {
+        dir.audit_log()
+    } else {
+        dir.log(component)
+    };
     let mut file = File::open(&path)
         .await
         .with_context(|| format!("failed to open {}", path.display()))?;

@@ -1,11 +1,20 @@
 //! One module per kwokctl verb.
 
+mod artifacts;
+mod config;
 mod create;
+mod create_files;
 mod delete;
+mod export;
 mod get;
 mod lifecycle;
 mod logs;
 mod passthrough;
+mod port_forward;
+
+pub use config::ConfigCommand;
+pub use export::ExportCommand;
+pub use port_forward::PortForwardArgs;
 
 use anyhow::{Result, bail};
 
@@ -21,7 +30,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     let workdir = Workdir::from_env();
     let name = cli.name.as_str();
     match cli.command {
-        Command::Create(CreateCommand::Cluster(args)) => create::cluster(&workdir, name, args).await,
+        Command::Create(CreateCommand::Cluster(args)) => {
+            create::cluster(&workdir, name, &cli.config, args).await
+        }
         Command::Delete(DeleteCommand::Cluster { all }) => delete::clusters(&workdir, name, all),
         Command::Get(what) => get::run(&workdir, name, what),
         Command::Start(ClusterOnly::Cluster) => lifecycle::start(&workdir, name).await,
@@ -30,6 +41,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Etcdctl(pass) => passthrough::etcdctl(&workdir, name, pass.args),
         Command::Logs(args) => logs::run(&workdir, name, &args.component, args.follow).await,
         Command::Install => Ok(Finder::new(workdir.cache()).build(&Binary::GO_BUILT)?),
+        Command::Config(what) => config::run(&workdir, &cli.config, what),
+        Command::Export(what) => export::run(&workdir, name, what),
+        Command::PortForward(args) => port_forward::run(&workdir, name, args).await,
     }
 }
 

@@ -27,5 +27,6 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         ],
         port: o.etcd_port,
         health_url: format!("{client}/health"),
+        envs: Vec::new(),
     }
 }

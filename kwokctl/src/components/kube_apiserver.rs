@@ -2,20 +2,24 @@
 
 use std::path::Path;
 
-use super::{Component, Context, path_arg};
+use super::{Component, Context, feature_gate_args, path_arg};
 
 pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     let o = ctx.options;
     let pki = ctx.dir.pki();
     let mut args = vec![
         format!("--etcd-servers=http://127.0.0.1:{}", o.etcd_port),
-        "--etcd-prefix=/registry".into(),
+        format!("--etcd-prefix={}", o.etcd_prefix),
         "--bind-address=127.0.0.1".into(),
         format!("--secure-port={}", o.kube_apiserver_port),
         "--advertise-address=127.0.0.1".into(),
         // No kubelet network: the `kubernetes` Endpoints would point at nothing.
         "--endpoint-reconciler-type=none".into(),
-        "--authorization-mode=Node,RBAC".into(),
+        if o.kube_authorization {
+            "--authorization-mode=Node,RBAC".into()
+        } else {
+            "--authorization-mode=AlwaysAllow".into()
+        },
         "--allow-privileged=true".into(),
         "--service-cluster-ip-range=10.96.0.0/12".into(),
         path_arg("client-ca-file", pki.ca_cert()),
@@ -25,6 +29,14 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         path_arg("service-account-signing-key-file", pki.sa_key()),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
     ];
+    if o.kube_audit_policy.is_some() {
+        args.push(path_arg("audit-policy-file", ctx.dir.audit_policy()));
+        args.push(path_arg("audit-log-path", ctx.dir.audit_log()));
+    }
+    if !o.kube_runtime_config.is_empty() {
+        args.push(format!("--runtime-config={}", o.kube_runtime_config));
+    }
+    args.extend(feature_gate_args(ctx));
     if o.disable_qps_limits {
         // Without priority and fairness, 0 means "no in-flight limit".
         args.extend([
@@ -39,5 +51,6 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         args,
         port: o.kube_apiserver_port,
         health_url: format!("https://127.0.0.1:{}/readyz", o.kube_apiserver_port),
+        envs: Vec::new(),
     }
 }

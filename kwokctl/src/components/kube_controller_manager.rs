@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Component, Context, path_arg, secure_serving_args};
+use super::{Component, Context, feature_gate_args, path_arg, secure_serving_args};
 
 /// Pod network of the cluster: the CGNAT range, clear of the service range
 /// (10.96.0.0/12) and large enough for 16,384 nodes of 254 pods.
@@ -24,11 +24,24 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         "--node-cidr-mask-size=24".into(),
         "--service-cluster-ip-range=10.96.0.0/12".into(),
     ]);
+    args.extend(heartbeat_args(ctx.options.heartbeat_factor));
+    args.extend(feature_gate_args(ctx));
     Component {
         name: "kube-controller-manager".into(),
         binary: binary.into(),
         args,
         port,
         health_url: format!("https://127.0.0.1:{port}/healthz"),
+        envs: Vec::new(),
     }
+}
+
+/// Node health checks scaled by `--heartbeat-factor`: every FACTOR seconds, a node
+/// unhealthy after 8×FACTOR (5 s and 40 s at the default 5, Kubernetes' own defaults).
+fn heartbeat_args(factor: f64) -> [String; 2] {
+    let ms = |x: f64| (x * 1000.0).round() as u64;
+    [
+        format!("--node-monitor-period={}ms", ms(factor)),
+        format!("--node-monitor-grace-period={}ms", ms(8.0 * factor)),
+    ]
 }

@@ -5,18 +5,27 @@ use std::path::Path;
 use super::{Component, Context, path_arg};
 
 pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
-    let port = ctx.options.kwok_controller_port;
+    let o = ctx.options;
+    let port = o.kwok_controller_port;
+    let mut args = vec![
+        path_arg("kubeconfig", ctx.dir.component_kubeconfig("kwok-controller")),
+        "--manage-all-nodes=true".into(),
+        // 40 s by default, as the kubelet; renewed every quarter of it.
+        format!("--node-lease-duration-seconds={}", o.node_lease_duration_seconds),
+        format!("--server-address=127.0.0.1:{port}"),
+    ];
+    if o.kwok_config.is_some() {
+        args.push(path_arg("config", ctx.dir.kwok_config()));
+    }
+    if !o.enable_crds.is_empty() {
+        args.push(format!("--enable-crds={}", o.enable_crds.join(",")));
+    }
     Component {
         name: "kwok-controller".into(),
         binary: binary.into(),
-        args: vec![
-            path_arg("kubeconfig", ctx.dir.component_kubeconfig("kwok-controller")),
-            "--manage-all-nodes=true".into(),
-            // 40 s, as the kubelet; renewed every 10 s.
-            "--node-lease-duration-seconds=40".into(),
-            format!("--server-address=127.0.0.1:{port}"),
-        ],
+        args,
         port,
         health_url: format!("http://127.0.0.1:{port}/healthz"),
+        envs: Vec::new(),
     }
 }

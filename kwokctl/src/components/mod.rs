@@ -6,12 +6,17 @@ mod kube_apiserver;
 mod kube_controller_manager;
 mod kube_scheduler;
 mod kwok_controller;
+pub mod prometheus;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Options, paths::ClusterDir};
+use crate::{
+    config::Options,
+    paths::ClusterDir,
+    userconfig::{ComponentPatch, EnvVar},
+};
 
 /// One process of the cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -27,6 +32,9 @@ pub struct Component {
     pub port: u16,
     /// URL that answers 2xx once it is ready.
     pub health_url: String,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub envs: Vec<EnvVar>,
 }
 
 /// Binaries resolved for the components.
@@ -42,6 +50,8 @@ pub struct Binaries {
     pub kube_scheduler: PathBuf,
     /// kwok.
     pub kwok: PathBuf,
+    /// Prometheus, when it runs.
+    pub prometheus: Option<PathBuf>,
 }
 
 /// Everything a component builder reads.
@@ -52,15 +62,103 @@ pub struct Context<'a> {
     pub dir: &'a ClusterDir,
 }
 
-/// The components of a cluster in start order: etcd, kube-apiserver, then the rest.
+/// The components a cluster runs unless told otherwise.
+pub const DEFAULT_COMPONENTS: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok-controller",
+];
+
+/// Every component kwokctl can run.
+pub const ALL_COMPONENTS: [&str; 6] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok-controller",
+    prometheus::NAME,
+];
+
+/// Components a cluster cannot do without.
+pub const REQUIRED_COMPONENTS: [&str; 2] = ["etcd", "kube-apiserver"];
+
+/// Errors choosing or patching components.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A name that is no component.
+    #[error("{what}: unknown component {name:?} (known: {})", ALL_COMPONENTS.join(", "))]
+    Unknown {
+        /// Where the name came from.
+        what: String,
+        /// The name.
+        name: String,
+    },
+    /// etcd or kube-apiserver was left out.
+    #[error("component {0:?} cannot be disabled: every cluster needs etcd and kube-apiserver")]
+    Required(String),
+}
+
+/// Checks that `name` (from `what`) is a component kwokctl knows.
+pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    if ALL_COMPONENTS.contains(&name) {
+        Ok(())
+    } else {
+        Err(Error::Unknown {
+            what: what.into(),
+            name: name.into(),
+        })
+    }
+}
+
+/// The components of a cluster in start order: etcd, kube-apiserver, then the rest;
+/// Prometheus when it has a binary and a port. The caller keeps those enabled.
 pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
-    vec![
+    let mut all = vec![
         etcd::component(ctx, &binaries.etcd),
         kube_apiserver::component(ctx, &binaries.kube_apiserver),
         kube_controller_manager::component(ctx, &binaries.kube_controller_manager),
         kube_scheduler::component(ctx, &binaries.kube_scheduler),
         kwok_controller::component(ctx, &binaries.kwok),
-    ]
+    ];
+    if let (Some(binary), Some(port)) = (&binaries.prometheus, ctx.options.prometheus_port) {
+        all.push(prometheus::component(ctx, binary, port));
+    }
+    all
+}
+
+/// Applies `patches` to the components they name: each extra arg replaces a flag of the
+/// same key or is appended; envs are added. Patches of components that do not run are
+/// dropped; those of unknown components are an error.
+pub fn apply_patches(components: &mut [Component], patches: &[ComponentPatch]) -> Result<(), Error> {
+    for patch in patches {
+        check_name("componentsPatches", &patch.name)?;
+        let Some(component) = components.iter_mut().find(|c| c.name == patch.name) else {
+            continue;
+        };
+        for arg in &patch.extra_args {
+            set_arg(&mut component.args, &arg.key, &arg.value);
+        }
+        component.envs.extend(patch.extra_envs.iter().cloned());
+    }
+    Ok(())
+}
+
+/// Sets `--key=value`, replacing every earlier `--key` / `--key=…`.
+fn set_arg(args: &mut Vec<String>, key: &str, value: &str) {
+    let flag = format!("--{key}");
+    let prefix = format!("{flag}=");
+    args.retain(|a| *a != flag && !a.starts_with(&prefix));
+    args.push(format!("{prefix}{value}"));
+}
+
+/// `--feature-gates` for the Kubernetes components, if any are set.
+fn feature_gate_args(ctx: &Context<'_>) -> Vec<String> {
+    match ctx.options.kube_feature_gates.as_str() {
+        "" => Vec::new(),
+        gates => vec![format!("--feature-gates={gates}")],
+    }
 }
 
 /// How many components must be healthy, in order, before the next one starts:
@@ -108,9 +206,6 @@ mod tests {
 
     fn options(disable_qps_limits: bool) -> Options {
         Options {
-            runtime: "binary".into(),
-            kube_version: "v1.36.5".into(),
-            etcd_version: "v3.6.16".into(),
             kube_apiserver_port: 1,
             etcd_port: 2,
             etcd_peer_port: 3,
@@ -118,6 +213,7 @@ mod tests {
             kube_scheduler_port: 5,
             kwok_controller_port: 6,
             disable_qps_limits,
+            ..Options::default()
         }
     }
 
@@ -129,6 +225,7 @@ mod tests {
             kube_controller_manager: "kcm".into(),
             kube_scheduler: "scheduler".into(),
             kwok: "kwok".into(),
+            prometheus: None,
         };
         plan(
             &Context {
@@ -179,5 +276,85 @@ mod tests {
                 "kwok-controller"
             ]
         );
+    }
+
+    #[test]
+    fn patches_should_replace_a_flag_of_the_same_key_and_add_envs() {
+        let mut components = plan_of(false);
+        let patch = ComponentPatch {
+            name: "kube-apiserver".into(),
+            extra_args: vec![crate::userconfig::ExtraArg {
+                key: "etcd-prefix".into(),
+                value: "/other".into(),
+            }],
+            extra_envs: vec![EnvVar {
+                name: "A".into(),
+                value: "b".into(),
+            }],
+        };
+        apply_patches(&mut components, &[patch]).unwrap();
+        let apiserver = &components[1];
+        let prefixes: Vec<_> = apiserver
+            .args
+            .iter()
+            .filter(|a| a.starts_with("--etcd-prefix"))
+            .collect();
+        assert_eq!(prefixes, ["--etcd-prefix=/other"]);
+        assert_eq!(apiserver.envs[0].name, "A");
+        let bad = ComponentPatch {
+            name: "kubelet".into(),
+            ..ComponentPatch::default()
+        };
+        assert!(
+            apply_patches(&mut components, &[bad])
+                .unwrap_err()
+                .to_string()
+                .starts_with("componentsPatches: unknown component \"kubelet\"")
+        );
+    }
+
+    #[test]
+    fn options_should_become_component_flags() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let options = Options {
+            kube_authorization: false,
+            enable_crds: vec!["Stage".into()],
+            kwok_config: Some(dir.kwok_config()),
+            kube_audit_policy: Some("policy.yaml".into()),
+            etcd_prefix: "/p".into(),
+            heartbeat_factor: 0.5,
+            ..options(false)
+        };
+        let binaries = Binaries {
+            etcd: "etcd".into(),
+            kube_apiserver: "kube-apiserver".into(),
+            kube_controller_manager: "kcm".into(),
+            kube_scheduler: "scheduler".into(),
+            kwok: "kwok".into(),
+            prometheus: None,
+        };
+        let all = plan(
+            &Context {
+                options: &options,
+                dir: &dir,
+            },
+            &binaries,
+        );
+        let args = |name: &str| all.iter().find(|c| c.name == name).unwrap().args.clone();
+        let has = |name: &str, arg: &str| args(name).iter().any(|a| a == arg);
+        assert!(has("kube-apiserver", "--authorization-mode=AlwaysAllow"));
+        assert!(has("kube-apiserver", "--etcd-prefix=/p"));
+        let audit_log = format!("--audit-log-path={}", dir.audit_log().display());
+        assert!(has("kube-apiserver", &audit_log));
+        assert!(has("kwok-controller", "--enable-crds=Stage"));
+        assert!(has(
+            "kwok-controller",
+            &format!("--config={}", dir.kwok_config().display())
+        ));
+        assert!(has("kube-controller-manager", "--node-monitor-period=500ms"));
+        assert!(has(
+            "kube-controller-manager",
+            "--node-monitor-grace-period=4000ms"
+        ));
     }
 }

@@ -56,6 +56,7 @@ impl BinaryRuntime {
             .map_err(|e| err("open the log of", e))?;
         let child = Command::new(&component.binary)
             .args(&component.args)
+            .envs(component.envs.iter().map(|e| (&e.name, &e.value)))
             .current_dir(dir.root())
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| err("open the log of", e))?)

@@ -10,5 +10,7 @@ mod util;
 mod artifacts;
 mod cluster;
 mod controller;
+mod create_errors;
+mod create_options;
 mod errors;
 mod kwok;

@@ -1,0 +1,82 @@
+//! `kwokctl get artifacts`: which binary runs each component, at which version, from where.
+
+use std::{path::Path, process::Command};
+
+use anyhow::Result;
+
+use crate::{
+    binaries::{Binary, Finder},
+    components::prometheus,
+    paths::Workdir,
+};
+
+/// The binaries kwokctl resolves, in start order, then the tools.
+const BINARIES: [Binary; 7] = [
+    Binary::Etcd,
+    Binary::KubeApiserver,
+    Binary::KubeControllerManager,
+    Binary::KubeScheduler,
+    Binary::Kwok,
+    Binary::Etcdctl,
+    Binary::Kubectl,
+];
+
+pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
+    // The binaries of the named cluster if it exists, else the ones a new one would get.
+    let cluster = super::existing(workdir, name).ok().map(|(_, c)| c);
+    let finder = Finder::new(workdir.cache());
+    println!("{:<26}{:<16}PATH", "NAME", "VERSION");
+    for binary in BINARIES {
+        let component = match binary {
+            Binary::Kwok => "kwok-controller",
+            other => other.name(),
+        };
+        let used = cluster
+            .as_ref()
+            .and_then(|c| c.component(component))
+            .map(|c| c.binary.display().to_string());
+        let path = match used {
+            Some(path) => path,
+            None => match finder.find(binary, None) {
+                Ok(Some(path)) => path.display().to_string(),
+                _ => "(missing: `kwokctl install` builds it)".into(),
+            },
+        };
+        println!("{:<26}{:<16}{path}", binary.name(), binary.version());
+    }
+    let prometheus_path = cluster
+        .as_ref()
+        .and_then(|c| c.component(prometheus::NAME))
+        .map(|c| c.binary.clone())
+        .or_else(|| super::create_files::prometheus_binary(None).ok());
+    match prometheus_path {
+        Some(path) => println!(
+            "{:<26}{:<16}{}",
+            prometheus::NAME,
+            prometheus_version(&path),
+            path.display()
+        ),
+        None => println!(
+            "{:<26}{:<16}(missing: apt-get install prometheus)",
+            prometheus::NAME,
+            "-"
+        ),
+    }
+    Ok(())
+}
+
+/// The version `prometheus --version` reports ("prometheus, version 2.42.0+ds (…)").
+fn prometheus_version(path: &Path) -> String {
+    Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+            text.split_whitespace()
+                .skip_while(|w| *w != "version")
+                .nth(1)
+                .map(|v| format!("v{v}"))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,64 @@
+//! `kwokctl config view|tidy|reset`: the configuration `create cluster` would use.
+
+use std::{fs, path::PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use crate::{
+    flags::{Cli, Command, CreateCommand},
+    paths::Workdir,
+    settings::effective_options,
+    userconfig::UserConfig,
+};
+
+/// `config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Prints the configuration `create cluster` would use: the files (--config, else
+    /// ~/.kwok/kwok.yaml) with the KWOK_* variables laid over them.
+    View,
+    /// Rewrites the files' documents, merged and checked, into ~/.kwok/kwok.yaml.
+    Tidy,
+    /// Removes ~/.kwok/kwok.yaml, back to the defaults.
+    Reset,
+}
+
+pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand) -> Result<()> {
+    let default = workdir.default_config();
+    match what {
+        ConfigCommand::View => {
+            let mut user = UserConfig::load(files, &default)?;
+            user.options = effective_options(&env_args()?, &user);
+            print!("{}", user.to_yaml());
+        }
+        ConfigCommand::Tidy => {
+            let user = UserConfig::load(files, &default)?;
+            if let Some(parent) = default.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("failed to create {}", parent.display()))?;
+            }
+            fs::write(&default, user.to_yaml())
+                .with_context(|| format!("failed to write {}", default.display()))?;
+            println!("Wrote {}", default.display());
+        }
+        ConfigCommand::Reset => match fs::remove_file(&default) {
+            Ok(()) => println!("Removed {}", default.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("Nothing to reset: {} does not exist", default.display())
+            }
+            Err(e) => return Err(e).with_context(|| format!("failed to remove {}", default.display())),
+        },
+    }
+    Ok(())
+}
+
+/// `create cluster` arguments from the environment alone (the `KWOK_*` variables).
+fn env_args() -> Result<crate::flags::CreateClusterArgs> {
+    let cli = Cli::try_parse_from(["kwokctl", "create", "cluster"])
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or_default().to_owned()))?;
+    match cli.command {
+        Command::Create(CreateCommand::Cluster(args)) => Ok(args),
+        _ => unreachable!("parsed create cluster"),
+    }
+}

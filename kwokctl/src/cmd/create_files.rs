@@ -1,0 +1,163 @@
+//! The files `create cluster` derives from its inputs (audit policy, scheduler
+//! configuration, kwok's documents, Prometheus's scrape configuration), and the
+//! `--dry-run` script. Every input file is read and checked here, before anything is made.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{
+    components::{Component, Context, prometheus},
+    config::ClusterConfig,
+    paths::ClusterDir,
+    settings::Settings,
+};
+
+/// Files to write into the cluster folder: (path, contents).
+pub(super) fn extra_files(
+    ctx: &Context<'_>,
+    s: &Settings,
+    components: &[Component],
+) -> Result<Vec<(PathBuf, String)>> {
+    let dir = ctx.dir;
+    let mut files = Vec::new();
+    if let Some(policy) = &s.kube_audit_policy {
+        let text = read_yaml_mapping("--kube-audit-policy", policy)?.1;
+        files.push((dir.audit_policy(), text));
+    }
+    if let Some(path) = &s.kube_scheduler_config {
+        let (mut config, _) = read_yaml_mapping("--kube-scheduler-config", path)?;
+        config["clientConnection"]["kubeconfig"] = json!(dir.component_kubeconfig("kube-scheduler"));
+        if s.disable_qps_limits {
+            config["clientConnection"]["qps"] = json!(5000);
+            config["clientConnection"]["burst"] = json!(10000);
+        }
+        // One scheduler per cluster: leader election would only add Lease writes.
+        config["leaderElection"]["leaderElect"] = json!(false);
+        files.push((dir.scheduler_config(), serde_saphyr::to_string(&config)?));
+    }
+    if !s.kwok_documents.is_empty() {
+        files.push((dir.kwok_config(), s.kwok_documents.join("\n---\n") + "\n"));
+    }
+    if s.runs(prometheus::NAME) {
+        let config = prometheus::scrape_config(ctx, components);
+        files.push((dir.prometheus_config(), serde_saphyr::to_string(&config)?));
+    }
+    Ok(files)
+}
+
+/// Checks the input files early, before any binary is looked for or built.
+pub(super) fn check_inputs(s: &Settings) -> Result<()> {
+    if let Some(policy) = &s.kube_audit_policy {
+        read_yaml_mapping("--kube-audit-policy", policy)?;
+    }
+    if let Some(path) = &s.kube_scheduler_config {
+        read_yaml_mapping("--kube-scheduler-config", path)?;
+    }
+    Ok(())
+}
+
+/// Reads `path` given by `flag`; it must be a YAML mapping.
+fn read_yaml_mapping(flag: &str, path: &Path) -> Result<(Value, String)> {
+    let text = fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    let value: Value = serde_saphyr::from_str(&text).map_err(|e| {
+        let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+        anyhow::anyhow!("{flag} {}: not valid YAML: {first}", path.display())
+    })?;
+    if !value.is_object() {
+        bail!("{flag} {}: not a YAML mapping", path.display());
+    }
+    Ok((value, text))
+}
+
+/// Finds Prometheus: `explicit`, else `prometheus` on PATH.
+pub(super) fn prometheus_binary(explicit: Option<&Path>) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if let Some(path) = explicit {
+        if executable(path) {
+            return Ok(path.into());
+        }
+        bail!(
+            "prometheus binary {} does not exist or is not executable",
+            path.display()
+        );
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("prometheus"))
+        .find(|p| executable(p))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "prometheus is enabled but no prometheus binary is on PATH; install it \
+                 (Debian: apt-get install prometheus) or pass --prometheus-binary"
+            )
+        })
+}
+
+/// What `create cluster` would do, as a shell script.
+pub(super) fn dry_run(dir: &ClusterDir, config: &ClusterConfig, files: &[(PathBuf, String)]) -> String {
+    let mut out = String::new();
+    let root = dir.root().display();
+    let _ = writeln!(
+        out,
+        "# kwokctl create cluster --name {} (dry run)",
+        config.metadata.name
+    );
+    for folder in dir.folders() {
+        let _ = writeln!(out, "mkdir -p {}", folder.display());
+    }
+    let _ = writeln!(
+        out,
+        "# generate the CA, serving and client certificates in {root}/pki"
+    );
+    let _ = writeln!(
+        out,
+        "# write {} and {root}/kubeconfigs/*.yaml",
+        dir.kubeconfig().display()
+    );
+    let _ = writeln!(out, "# write {}", dir.config().display());
+    for (path, text) in files {
+        let _ = writeln!(out, "cat <<'EOF' >{}\n{}EOF", path.display(), with_newline(text));
+    }
+    let _ = writeln!(out, "cd {root}");
+    for c in &config.components {
+        let envs: String = c
+            .envs
+            .iter()
+            .map(|e| format!("{}={} ", e.name, quote(&e.value)))
+            .collect();
+        let args: Vec<String> = c.args.iter().map(|a| quote(a)).collect();
+        let _ = writeln!(
+            out,
+            "{envs}{} {} >>{} 2>&1 &",
+            c.binary.display(),
+            args.join(" "),
+            dir.log(&c.name).display()
+        );
+    }
+    out
+}
+
+fn with_newline(text: &str) -> String {
+    if text.ends_with('\n') {
+        text.into()
+    } else {
+        format!("{text}\n")
+    }
+}
+
+/// Single-quotes `arg` for a POSIX shell when it holds anything but safe characters.
+fn quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        arg.into()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}

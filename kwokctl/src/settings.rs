@@ -1,0 +1,324 @@
+//! What `create cluster` will do, resolved from its layers: flags and `KWOK_*`
+//! variables over the configuration files over the defaults. Pure: no ports are
+//! taken and no files read here.
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::{
+    cluster_flags::ClusterFlags,
+    components::{self, ALL_COMPONENTS, DEFAULT_COMPONENTS, REQUIRED_COMPONENTS, prometheus},
+    config::{DEFAULT_ETCD_PREFIX, DEFAULT_HEARTBEAT_FACTOR, DEFAULT_NODE_LEASE_DURATION_SECONDS},
+    flags::CreateClusterArgs,
+    userconfig::{ComponentPatch, ExtraArg, FileOptions, UserConfig},
+};
+
+/// Errors in the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A component name or component set is wrong.
+    #[error(transparent)]
+    Component(#[from] components::Error),
+    /// An `--extra-args` value is not `component=key=value`.
+    #[error("--extra-args {0:?}: want COMPONENT=KEY=VALUE, e.g. kube-apiserver=v=4")]
+    ExtraArg(String),
+    /// A value out of range.
+    #[error("{flag} {value}: {reason}")]
+    Invalid {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Result of resolving settings.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Ports asked for; `None` gets a free one.
+#[derive(Debug, Clone, Default)]
+#[allow(missing_docs)] // reason: one field per component, named after it.
+pub struct PortRequests {
+    pub kube_apiserver: Option<u16>,
+    pub etcd: Option<u16>,
+    pub kube_controller_manager: Option<u16>,
+    pub kube_scheduler: Option<u16>,
+    pub kwok_controller: Option<u16>,
+    pub prometheus: Option<u16>,
+}
+
+/// Everything `create cluster` needs besides ports and binaries.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)] // reason: each field is the `create cluster` flag of the same name.
+pub struct Settings {
+    pub runtime: String,
+    /// Components that run, in [`ALL_COMPONENTS`] order.
+    pub components: Vec<String>,
+    pub ports: PortRequests,
+    pub disable_qps_limits: bool,
+    pub kube_authorization: bool,
+    pub kube_audit_policy: Option<PathBuf>,
+    pub kube_scheduler_config: Option<PathBuf>,
+    pub kube_feature_gates: String,
+    pub kube_runtime_config: String,
+    pub enable_crds: Vec<String>,
+    pub node_lease_duration_seconds: u32,
+    pub heartbeat_factor: f64,
+    pub etcd_prefix: String,
+    /// Patches from the files, then one per `--extra-args`.
+    pub patches: Vec<ComponentPatch>,
+    /// Stage and KwokConfiguration documents for kwok.
+    pub kwok_documents: Vec<String>,
+    /// The user kubeconfig that gets the context.
+    pub kubeconfig: PathBuf,
+    /// How long to wait for health (`--wait` bounded by `--timeout`).
+    pub wait: Duration,
+    pub dry_run: bool,
+}
+
+impl Settings {
+    /// Resolves `args` over `user`.
+    pub fn resolve(args: &CreateClusterArgs, user: &UserConfig) -> Result<Self> {
+        let o = effective_options(args, user);
+        let mut patches = user.patches.clone();
+        for raw in &args.cluster.extra_args {
+            patches.push(parse_extra_arg(raw)?);
+        }
+        for patch in &patches {
+            components::check_name("componentsPatches", &patch.name)?;
+        }
+        let heartbeat_factor = o.heartbeat_factor.unwrap_or(DEFAULT_HEARTBEAT_FACTOR);
+        if !(heartbeat_factor.is_finite() && heartbeat_factor > 0.0) {
+            return Err(Error::Invalid {
+                flag: "--heartbeat-factor",
+                value: heartbeat_factor.to_string(),
+                reason: "must be a positive number",
+            });
+        }
+        let wait = match args.cluster.timeout {
+            Some(timeout) => args.wait.min(timeout),
+            None => args.wait,
+        };
+        Ok(Self {
+            runtime: o.runtime.clone().unwrap_or_else(|| "binary".into()),
+            components: component_set(&o)?,
+            ports: PortRequests {
+                kube_apiserver: o.kube_apiserver_port,
+                etcd: o.etcd_port,
+                kube_controller_manager: o.kube_controller_manager_port,
+                kube_scheduler: o.kube_scheduler_port,
+                kwok_controller: o.kwok_controller_port,
+                prometheus: o.prometheus_port,
+            },
+            disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
+            kube_authorization: o.kube_authorization.unwrap_or(true),
+            kube_audit_policy: o.kube_audit_policy,
+            kube_scheduler_config: o.kube_scheduler_config,
+            kube_feature_gates: o.kube_feature_gates.unwrap_or_default(),
+            kube_runtime_config: o.kube_runtime_config.unwrap_or_default(),
+            enable_crds: o.enable_crds.unwrap_or_default(),
+            node_lease_duration_seconds: o
+                .node_lease_duration_seconds
+                .unwrap_or(DEFAULT_NODE_LEASE_DURATION_SECONDS),
+            heartbeat_factor,
+            etcd_prefix: o.etcd_prefix.unwrap_or_else(|| DEFAULT_ETCD_PREFIX.into()),
+            patches,
+            kwok_documents: user.kwok_documents.clone(),
+            kubeconfig: args
+                .cluster
+                .kubeconfig
+                .clone()
+                .unwrap_or_else(crate::kubeconfig::user_kubeconfig_path),
+            wait,
+            dry_run: args.cluster.dry_run,
+        })
+    }
+
+    /// Whether component `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.components.iter().any(|c| c == name)
+    }
+}
+
+/// The file options with the flags and `KWOK_*` variables that were given laid over them.
+pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOptions {
+    let c: &ClusterFlags = &args.cluster;
+    let mut o = user.options.clone();
+    macro_rules! over {
+        ($($field:ident = $value:expr),* $(,)?) => {$(
+            if let Some(v) = $value { o.$field = Some(v); }
+        )*};
+    }
+    over!(
+        runtime = args.runtime.clone(),
+        kube_apiserver_port = args.kube_apiserver_port,
+        etcd_port = args.etcd_port,
+        components = c.components.clone(),
+        prometheus_port = c.prometheus_port,
+        kwok_controller_port = c.controller_port,
+        kube_controller_manager_port = c.kube_controller_manager_port,
+        kube_scheduler_port = c.kube_scheduler_port,
+        kube_scheduler_config = c.kube_scheduler_config.clone(),
+        kube_audit_policy = c.kube_audit_policy.clone(),
+        kube_authorization = c.kube_authorization,
+        kube_feature_gates = c.kube_feature_gates.clone(),
+        kube_runtime_config = c.kube_runtime_config.clone(),
+        enable_crds = c.enable_crds.clone(),
+        node_lease_duration_seconds = c.node_lease_duration_seconds,
+        heartbeat_factor = c.heartbeat_factor,
+        etcd_prefix = c.etcd_prefix.clone(),
+        disable_qps_limits = args.disable_qps_limits.then_some(true),
+        disable_kube_scheduler = c.disable_kube_scheduler.then_some(true),
+        disable_kube_controller_manager = c.disable_kube_controller_manager.then_some(true),
+        quiet_pull = c.quiet_pull.then_some(true),
+    );
+    // Lists from flags add to the file's.
+    for (list, extra) in [(&mut o.enable, &c.enable), (&mut o.disable, &c.disable)] {
+        if !extra.is_empty() {
+            list.get_or_insert_with(Vec::new).extend(extra.iter().cloned());
+        }
+    }
+    o
+}
+
+/// The components that run: the base set, plus Prometheus when it has a port, plus
+/// `enable`, minus `disable` and the `disable*` switches.
+fn component_set(o: &FileOptions) -> Result<Vec<String>> {
+    let mut set: Vec<String> = match &o.components {
+        Some(list) => list.clone(),
+        None => DEFAULT_COMPONENTS.iter().map(|s| s.to_string()).collect(),
+    };
+    for name in &set {
+        components::check_name("--components", name)?;
+    }
+    if o.prometheus_port.is_some() {
+        set.push(prometheus::NAME.into());
+    }
+    for name in o.enable.iter().flatten() {
+        components::check_name("--enable", name)?;
+        set.push(name.clone());
+    }
+    let mut off: Vec<&str> = Vec::new();
+    for name in o.disable.iter().flatten() {
+        components::check_name("--disable", name)?;
+        off.push(name);
+    }
+    if o.disable_kube_scheduler == Some(true) {
+        off.push("kube-scheduler");
+    }
+    if o.disable_kube_controller_manager == Some(true) {
+        off.push("kube-controller-manager");
+    }
+    if let Some(required) = REQUIRED_COMPONENTS
+        .iter()
+        .find(|r| off.contains(r) || !set.iter().any(|s| s == *r))
+    {
+        return Err(components::Error::Required((*required).into()).into());
+    }
+    set.retain(|s| !off.contains(&s.as_str()));
+    Ok(ALL_COMPONENTS
+        .iter()
+        .filter(|name| set.iter().any(|s| s == *name))
+        .map(|s| s.to_string())
+        .collect())
+}
+
+/// `component=key=value` → a patch with one extra arg.
+fn parse_extra_arg(raw: &str) -> Result<ComponentPatch> {
+    let (name, rest) = raw.split_once('=').ok_or_else(|| Error::ExtraArg(raw.into()))?;
+    let (key, value) = rest.split_once('=').ok_or_else(|| Error::ExtraArg(raw.into()))?;
+    let key = key.trim_start_matches('-');
+    if name.is_empty() || key.is_empty() {
+        return Err(Error::ExtraArg(raw.into()));
+    }
+    components::check_name("--extra-args", name)?;
+    Ok(ComponentPatch {
+        name: name.into(),
+        extra_args: vec![ExtraArg {
+            key: key.into(),
+            value: value.into(),
+        }],
+        extra_envs: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::flags::{Cli, Command, CreateCommand};
+
+    fn resolve(argv: &[&str], user: &UserConfig) -> Result<Settings> {
+        let cli = Cli::try_parse_from(["kwokctl", "create", "cluster"].iter().chain(argv)).unwrap();
+        let Command::Create(CreateCommand::Cluster(args)) = cli.command else {
+            panic!("not create")
+        };
+        Settings::resolve(&args, user)
+    }
+
+    #[test]
+    fn command_line_should_have_no_clashing_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_should_run_the_five_components() {
+        let s = resolve(&[], &UserConfig::default()).unwrap();
+        assert_eq!(s.components, DEFAULT_COMPONENTS);
+        assert_eq!(s.etcd_prefix, "/registry");
+        assert!(s.kube_authorization);
+    }
+
+    #[test]
+    fn enable_and_disable_should_edit_the_set() {
+        let s = resolve(
+            &[
+                "--enable",
+                "prometheus",
+                "--disable",
+                "kube-scheduler",
+                "--disable-kube-controller-manager",
+            ],
+            &UserConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.components,
+            ["etcd", "kube-apiserver", "kwok-controller", "prometheus"]
+        );
+        let s = resolve(&["--prometheus-port", "9999"], &UserConfig::default()).unwrap();
+        assert!(s.runs("prometheus"));
+    }
+
+    #[test]
+    fn required_and_unknown_components_should_be_refused() {
+        let err = resolve(&["--disable", "etcd"], &UserConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("\"etcd\" cannot be disabled"), "{err}");
+        let err = resolve(&["--enable", "kubelet"], &UserConfig::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--enable: unknown component \"kubelet\""),
+            "{err}"
+        );
+        let err = resolve(&["--extra-args", "kube-apiserver"], &UserConfig::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--extra-args \"kube-apiserver\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flags_should_win_over_the_file_and_the_file_over_defaults() {
+        let mut user = UserConfig::default();
+        user.options.etcd_prefix = Some("/file".into());
+        user.options.heartbeat_factor = Some(2.0);
+        let s = resolve(&["--etcd-prefix", "/flag"], &user).unwrap();
+        assert_eq!(s.etcd_prefix, "/flag");
+        assert_eq!(s.heartbeat_factor, 2.0);
+        let s = resolve(&["--extra-args", "kwok-controller=v=4"], &user).unwrap();
+        assert_eq!(s.patches[0].extra_args[0].value, "4");
+    }
+}

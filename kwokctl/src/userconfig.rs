@@ -1,0 +1,376 @@
+//! The user's configuration files (`--config`, else `~/.kwok/kwok.yaml`): multi-document
+//! YAML holding a `KwokctlConfiguration` (options and component patches) and the
+//! `Stage` and `KwokConfiguration` documents handed on to the kwok controller.
+//!
+//! Every problem is one line naming the file, the line and the field; Stage documents
+//! are checked by the engine exactly as the kwok controller will read them.
+
+use std::path::{Path, PathBuf};
+
+use kwok_engine::stage::load::Documents;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{API_VERSION, KIND};
+
+/// Errors reading configuration files.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("failed to read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Stage document or the YAML itself is invalid (the engine's message).
+    #[error(transparent)]
+    Stage(#[from] kwok_engine::error::LoadError),
+    /// A document has a kind kwokctl does not take.
+    #[error(
+        "{file}:{line}: unsupported kind {kind:?} (use KwokctlConfiguration, KwokConfiguration or Stage)"
+    )]
+    Kind {
+        /// The file.
+        file: String,
+        /// The document's first line.
+        line: usize,
+        /// Its kind.
+        kind: String,
+    },
+    /// A KwokctlConfiguration field is unknown or has the wrong type.
+    #[error("{file}:{line}: {KIND}: {field}: {reason}")]
+    Field {
+        /// The file.
+        file: String,
+        /// The line of the problem.
+        line: usize,
+        /// The field path.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Result of loading configuration.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A `KwokctlConfiguration` document as users write it: every option optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KwokctlConfiguration {
+    /// `config.kwok.x-k8s.io/v1alpha1`.
+    pub api_version: String,
+    /// `KwokctlConfiguration`.
+    pub kind: String,
+    /// Ignored; accepted because upstream documents carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// Options, as the `create cluster` flags of the same name.
+    #[serde(default)]
+    pub options: FileOptions,
+    /// Extra arguments and environment of components.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components_patches: Vec<ComponentPatch>,
+}
+
+/// Options of a `KwokctlConfiguration` (upstream field names).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(missing_docs)] // reason: each field is the `create cluster` flag of the same name.
+pub struct FileOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_kube_scheduler: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_kube_controller_manager: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_apiserver_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kwok_controller_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_controller_manager_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_scheduler_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_scheduler_config: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_audit_policy: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_authorization: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_feature_gates: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_runtime_config: Option<String>,
+    #[serde(rename = "enableCRDs", skip_serializing_if = "Option::is_none")]
+    pub enable_crds: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_lease_duration_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_factor: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_prefix: Option<String>,
+    #[serde(rename = "disableQPSLimits", skip_serializing_if = "Option::is_none")]
+    pub disable_qps_limits: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet_pull: Option<bool>,
+}
+
+/// Extra flags and environment for one component.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComponentPatch {
+    /// The component (`kube-apiserver`, `kwok-controller`, …).
+    pub name: String,
+    /// Flags: each becomes `--key=value`, replacing a flag of the same key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<ExtraArg>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_envs: Vec<EnvVar>,
+}
+
+/// One extra flag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraArg {
+    /// Flag name without dashes.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvVar {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+}
+
+/// Everything read from the configuration files, merged in order.
+#[derive(Debug, Clone, Default)]
+pub struct UserConfig {
+    /// Options: a later file's field wins over an earlier one's.
+    pub options: FileOptions,
+    /// Component patches, in file order.
+    pub patches: Vec<ComponentPatch>,
+    /// `Stage` and `KwokConfiguration` documents, verbatim, for the kwok controller.
+    pub kwok_documents: Vec<String>,
+    /// The files read.
+    pub files: Vec<PathBuf>,
+}
+
+impl UserConfig {
+    /// Reads `paths` in order; with none, the default file `default` if it exists.
+    pub fn load(paths: &[PathBuf], default: &Path) -> Result<Self> {
+        let mut config = Self::default();
+        if paths.is_empty() {
+            if default.exists() {
+                config.read(default)?;
+            }
+            return Ok(config);
+        }
+        for path in paths {
+            config.read(path)?;
+        }
+        Ok(config)
+    }
+
+    fn read(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.parse(&path.display().to_string(), &text)?;
+        self.files.push(path.to_owned());
+        Ok(())
+    }
+
+    /// Parses the documents of `text` (named `file` in errors) into this configuration.
+    pub fn parse(&mut self, file: &str, text: &str) -> Result<()> {
+        // The engine checks syntax and every Stage, with file:line errors.
+        Documents::default().parse(file, text)?;
+        for (line, doc) in split(text) {
+            let value: Value = serde_saphyr::from_str(doc).unwrap_or(Value::Null);
+            match value.get("kind").and_then(Value::as_str) {
+                Some("Stage" | "KwokConfiguration") => self.kwok_documents.push(doc.trim().to_owned()),
+                Some(KIND) => self.apply(typed(file, line, doc, value)?),
+                _ if value.is_null() => {}
+                other => {
+                    return Err(Error::Kind {
+                        file: file.into(),
+                        line,
+                        kind: other.unwrap_or("").into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, doc: KwokctlConfiguration) {
+        self.options = overlay(&self.options, &doc.options);
+        self.patches.extend(doc.components_patches);
+    }
+
+    /// The merged configuration as one multi-document YAML stream.
+    pub fn to_yaml(&self) -> String {
+        let doc = KwokctlConfiguration {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            metadata: None,
+            options: self.options.clone(),
+            components_patches: self.patches.clone(),
+        };
+        let mut out = serde_saphyr::to_string(&doc).expect("plain data serializes");
+        for kwok in &self.kwok_documents {
+            out.push_str("---\n");
+            out.push_str(kwok);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `over`'s set fields over `base`.
+fn overlay(base: &FileOptions, over: &FileOptions) -> FileOptions {
+    let mut merged = serde_json::to_value(base).expect("plain data");
+    let over = serde_json::to_value(over).expect("plain data");
+    if let (Some(m), Some(o)) = (merged.as_object_mut(), over.as_object()) {
+        for (k, v) in o {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(merged).expect("merged options deserialize")
+}
+
+/// Checks a `KwokctlConfiguration`: the field path from the JSON value, the line from the
+/// YAML parser.
+fn typed(file: &str, start: usize, doc: &str, value: Value) -> Result<KwokctlConfiguration> {
+    let field_err = |line: usize, field: String, reason: String| Error::Field {
+        file: file.into(),
+        line,
+        field,
+        reason,
+    };
+    if value.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
+        return Err(field_err(
+            start,
+            "apiVersion".into(),
+            format!("must be {API_VERSION}"),
+        ));
+    }
+    let line = serde_saphyr::from_str::<KwokctlConfiguration>(doc)
+        .err()
+        .and_then(|e| e.location())
+        .map_or(start, |l| start + l.line() as usize - 1);
+    serde_path_to_error::deserialize::<_, KwokctlConfiguration>(value).map_err(|e| {
+        let field = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        // serde lists every known field after an unknown one: too long for one line.
+        let reason = reason.split(", expected").next().unwrap_or(&reason).to_owned();
+        field_err(line, field, reason)
+    })
+}
+
+/// Splits a YAML stream at `---` lines; yields (1-based start line, text) of the
+/// documents that hold more than comments.
+fn split(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let (mut start_line, mut start_byte, mut offset) = (1, 0, 0);
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            docs.push((start_line, &text[start_byte..offset]));
+            start_line = i + 2;
+            start_byte = offset + line.len();
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start_byte..]));
+    docs.retain(|(_, d)| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAGE: &str = "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: s\nspec:\n  resourceRef:\n    apiGroup: v1\n    kind: Node\n  next:\n    statusTemplate: '{}'\n";
+
+    fn parse(text: &str) -> Result<UserConfig> {
+        let mut config = UserConfig::default();
+        config.parse("c.yaml", text)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn parse_should_merge_options_and_keep_kwok_documents() {
+        let text = format!(
+            "apiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  prometheusPort: 9090\n  etcdPrefix: /a\n---\n{STAGE}---\napiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  etcdPrefix: /b\ncomponentsPatches:\n- name: kube-apiserver\n  extraArgs:\n  - key: v\n    value: '4'\n"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.options.prometheus_port, Some(9090));
+        assert_eq!(config.options.etcd_prefix.as_deref(), Some("/b"));
+        assert_eq!(config.patches[0].extra_args[0].key, "v");
+        assert_eq!(config.kwok_documents.len(), 1);
+        assert!(config.kwok_documents[0].contains("kind: Stage"));
+    }
+
+    #[test]
+    fn unknown_field_should_name_file_line_and_field() {
+        let text =
+            format!("apiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  etcdPrefix: /a\n  bogus: 1\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "c.yaml:5: KwokctlConfiguration: options.bogus: unknown field `bogus`"
+        );
+    }
+
+    #[test]
+    fn wrong_type_should_name_the_field() {
+        let text =
+            format!("# c\n---\napiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  prometheusPort: abc\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("c.yaml:6: KwokctlConfiguration: options.prometheusPort: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_yaml_and_unknown_kind_should_be_refused() {
+        let err = parse("a: [1\n").unwrap_err().to_string();
+        assert!(err.starts_with("c.yaml:"), "{err}");
+        let err = parse("apiVersion: v1\nkind: Pod\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "c.yaml:1: unsupported kind \"Pod\" (use KwokctlConfiguration, KwokConfiguration or Stage)"
+        );
+    }
+
+    #[test]
+    fn bad_stage_should_be_reported_by_the_engine() {
+        let err = parse(&STAGE.replace("resourceRef", "resourceRefx")).unwrap_err();
+        assert!(err.to_string().starts_with("c.yaml:"), "{err}");
+    }
+}
