@@ -206,7 +206,7 @@ impl UserConfig {
     pub fn parse(&mut self, file: &str, text: &str) -> Result<()> {
         // The engine checks syntax and every Stage, with file:line errors.
         Documents::default().parse(file, text)?;
-        for (line, doc) in split(text) {
+        for (line, doc) in kwok_engine::stage::load::split(text) {
             let value: Value = serde_saphyr::from_str(doc).unwrap_or(Value::Null);
             match value.get("kind").and_then(Value::as_str) {
                 Some("Stage" | "KwokConfiguration") => self.kwok_documents.push(doc.trim().to_owned()),
@@ -287,27 +287,6 @@ fn typed(file: &str, start: usize, doc: &str, value: Value) -> Result<KwokctlCon
         let reason = reason.split(", expected").next().unwrap_or(&reason).to_owned();
         field_err(line, field, reason)
     })
-}
-
-/// Splits a YAML stream at `---` lines; yields (1-based start line, text) of the
-/// documents that hold more than comments.
-fn split(text: &str) -> Vec<(usize, &str)> {
-    let mut docs = Vec::new();
-    let (mut start_line, mut start_byte, mut offset) = (1, 0, 0);
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim_end() == "---" || line.starts_with("--- ") {
-            docs.push((start_line, &text[start_byte..offset]));
-            start_line = i + 2;
-            start_byte = offset + line.len();
-        }
-        offset += line.len();
-    }
-    docs.push((start_line, &text[start_byte..]));
-    docs.retain(|(_, d)| {
-        d.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
-    docs
 }
 
 #[cfg(test)]

@@ -77,8 +77,9 @@ impl Documents {
     }
 }
 
-/// Splits a YAML stream at `---` lines; yields (1-based start line, text).
-fn split(text: &str) -> Vec<(usize, &str)> {
+/// Splits a YAML stream at `---` lines; yields (1-based start line, text) of the
+/// documents that hold more than comments. (kwokctl reads its config files with it.)
+pub fn split(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
     let (mut start_line, mut start_byte, mut offset) = (1, 0, 0);
     for (i, line) in text.split_inclusive('\n').enumerate() {
