@@ -48,6 +48,9 @@ pub struct Entry {
     pub stale: bool,
     /// Writes that failed in a row: the retry waits longer each time.
     pub failures: u32,
+    /// We deleted it (or found it gone): nothing more to do until the watch says it
+    /// is gone; a late update must not start the delete stage again.
+    pub deleted: bool,
 }
 
 impl Entry {
@@ -61,6 +64,7 @@ impl Entry {
             dirty: false,
             stale: false,
             failures: 0,
+            deleted: false,
         }
     }
 }

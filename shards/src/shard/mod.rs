@@ -277,6 +277,10 @@ impl Shard {
             return;
         }
         entry.rv = rv;
+        // Same name, new object (re-created while we missed the delete): start afresh.
+        if entry.deleted && entry.obj.pointer("/metadata/uid") != obj.pointer("/metadata/uid") {
+            entry.deleted = false;
+        }
         entry.obj = obj;
         match self.role(&key) {
             Role::Node => self.node_applied(&key),
@@ -422,6 +426,9 @@ impl Shard {
             self.entries.get_mut(key).expect("present").dirty = true;
             return;
         }
+        if entry.deleted {
+            return;
+        }
         if !self.eligible(key, &entry.obj) {
             self.cancel(key);
             return;
@@ -556,6 +563,7 @@ impl Shard {
         entry.in_flight = false;
         let dirty = std::mem::take(&mut entry.dirty);
         if outcome.gone {
+            entry.deleted = true;
             return;
         }
         if outcome.failed {

@@ -166,6 +166,17 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
         .sum();
     assert!(transitions >= 10.0, "transitions counted: {metrics}");
     assert!(metrics.contains("kwok_leases_held 2"), "{metrics}");
+    // One DELETE per deleted pod: a late update of a pod being deleted does not start
+    // the delete stage again.
+    let deletes: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("kwok_apiserver_requests_total{") && l.contains("verb=\"delete\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        (50.0..=52.0).contains(&deletes),
+        "{deletes} DELETEs for 50 deleted pods: {metrics}"
+    );
     // Each Ready node waits on its next heartbeat in its shard's wheel.
     let pending: f64 = metrics
         .lines()
