@@ -4,6 +4,14 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
+mod completion;
+mod scale;
+mod snapshot;
+
+pub use completion::CompletionArgs;
+pub use scale::ScaleArgs;
+pub use snapshot::{ExportArgs, Format, SnapshotArgs, SnapshotCommand};
+
 /// kwokctl creates and manages clusters of real control-plane processes with fake
 /// nodes and pods driven by the kwok controller.
 #[derive(Debug, Parser)]
@@ -44,6 +52,13 @@ pub enum Command {
     Logs(LogsArgs),
     /// Builds the pinned control-plane binaries into the cache (skips what is there).
     Install,
+    /// Creates or deletes objects from a built-in template until there are exactly N.
+    Scale(ScaleArgs),
+    /// Saves and restores clusters.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Prints a shell completion script.
+    Completion(CompletionArgs),
 }
 
 /// `create …`.

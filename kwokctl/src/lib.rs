@@ -6,6 +6,7 @@
 //! ([`binaries`]).
 
 pub mod binaries;
+pub mod client;
 pub mod cmd;
 pub mod components;
 pub mod config;
@@ -17,3 +18,5 @@ pub mod pki;
 pub mod ports;
 pub mod probe;
 pub mod runtime;
+pub mod scale;
+pub mod snapshot;

@@ -1,11 +1,14 @@
 //! One module per kwokctl verb.
 
+mod completion;
 mod create;
 mod delete;
 mod get;
 mod lifecycle;
 mod logs;
 mod passthrough;
+mod scale;
+mod snapshot;
 
 use anyhow::{Result, bail};
 
@@ -30,6 +33,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Etcdctl(pass) => passthrough::etcdctl(&workdir, name, pass.args),
         Command::Logs(args) => logs::run(&workdir, name, &args.component, args.follow).await,
         Command::Install => Ok(Finder::new(workdir.cache()).build(&Binary::GO_BUILT)?),
+        Command::Scale(args) => scale::run(&workdir, name, args).await,
+        Command::Snapshot(what) => snapshot::run(&workdir, name, what).await,
+        Command::Completion(args) => completion::run(args.shell),
     }
 }
 

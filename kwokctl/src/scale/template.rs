@@ -1,0 +1,195 @@
+//! Built-in templates of the kinds `kwokctl scale` makes: fake nodes that the kwok
+//! controller manages, and pods that only fit on them.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::core::ApiResource;
+use serde_json::{Value, json};
+
+use super::{Error, Param, Result, SCALE_LABEL};
+
+/// The annotation and taint key marking a fake node (upstream KWOK's).
+const FAKE_NODE_KEY: &str = "kwok.x-k8s.io/node";
+
+/// A kind with a built-in template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `v1/Node`.
+    Node,
+    /// `v1/Pod`.
+    Pod,
+}
+
+impl Kind {
+    /// Parses what users type: singular, plural or kubectl's short name.
+    pub fn parse(kind: &str) -> Result<Self> {
+        match kind.to_ascii_lowercase().as_str() {
+            "node" | "nodes" | "no" => Ok(Kind::Node),
+            "pod" | "pods" | "po" => Ok(Kind::Pod),
+            _ => Err(Error::UnknownKind(kind.to_owned())),
+        }
+    }
+
+    /// The singular lower-case name, also the default name prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Node => "node",
+            Kind::Pod => "pod",
+        }
+    }
+
+    /// Whether objects of the kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        self == Kind::Pod
+    }
+
+    /// The API resource, for dynamic requests.
+    pub fn api_resource(self) -> ApiResource {
+        match self {
+            Kind::Node => ApiResource::erase::<Node>(&()),
+            Kind::Pod => ApiResource::erase::<Pod>(&()),
+        }
+    }
+
+    fn base(self) -> Value {
+        match self {
+            Kind::Node => node(),
+            Kind::Pod => pod(),
+        }
+    }
+}
+
+/// A kind's template with the `--param`s applied, ready to stamp out objects.
+#[derive(Debug, Clone)]
+pub struct Template {
+    kind: Kind,
+    object: Value,
+}
+
+impl Template {
+    /// The built-in template of `kind` with `params` applied in order.
+    pub fn new(kind: Kind, params: &[Param]) -> Result<Self> {
+        let mut object = kind.base();
+        for param in params {
+            object = param.apply(object)?;
+        }
+        Ok(Self { kind, object })
+    }
+
+    /// The object called `name`, labelled with its `prefix`, in `namespace` if namespaced.
+    pub fn render(&self, name: &str, prefix: &str, namespace: &str) -> Value {
+        let mut object = self.object.clone();
+        let meta = &mut object["metadata"];
+        meta["name"] = json!(name);
+        meta["labels"][SCALE_LABEL] = json!(prefix);
+        if self.kind.namespaced() {
+            meta["namespace"] = json!(namespace);
+        }
+        if self.kind == Kind::Node {
+            meta["labels"]["kubernetes.io/hostname"] = json!(name);
+        }
+        object
+    }
+}
+
+/// A fake node as upstream KWOK's scale template makes it: annotated and tainted so only
+/// pods that tolerate it land there, with a realistic machine's capacity.
+fn node() -> Value {
+    let resources = json!({"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"});
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "annotations": {FAKE_NODE_KEY: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/role": "agent",
+                "node-role.kubernetes.io/agent": "",
+            },
+        },
+        "spec": {
+            "taints": [{"key": FAKE_NODE_KEY, "value": "fake", "effect": "NoSchedule"}],
+        },
+        "status": {
+            "allocatable": resources.clone(),
+            "capacity": resources,
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+                "containerRuntimeVersion": "fake",
+                "kernelVersion": "fake",
+                "osImage": "fake",
+                "bootID": "", "machineID": "", "systemUUID": "",
+            },
+            "phase": "Running",
+        },
+    })
+}
+
+/// A pod that only fits on fake nodes: selects their label, tolerates their taint.
+fn pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"labels": {"app": "fake-pod"}},
+        "spec": {
+            "nodeSelector": {"type": "kwok"},
+            "tolerations": [{"key": FAKE_NODE_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{
+                "name": "container",
+                "image": "fake-image",
+                "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}},
+            }],
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_should_accept_kubectl_spellings_and_name_unknown_kinds() {
+        for s in ["node", "Nodes", "no"] {
+            assert_eq!(Kind::parse(s).unwrap(), Kind::Node);
+        }
+        assert_eq!(Kind::parse("po").unwrap(), Kind::Pod);
+        assert_eq!(
+            Kind::parse("deployment").unwrap_err().to_string(),
+            "unknown kind \"deployment\" for scale: kwokctl has templates for node and pod"
+        );
+    }
+
+    #[test]
+    fn render_should_name_label_and_place_the_object() {
+        let pod = Template::new(Kind::Pod, &[])
+            .unwrap()
+            .render("p-000001", "p", "ns");
+        assert_eq!(pod["metadata"]["name"], "p-000001");
+        assert_eq!(pod["metadata"]["namespace"], "ns");
+        assert_eq!(pod["metadata"]["labels"][SCALE_LABEL], "p");
+        let node = Template::new(Kind::Node, &[])
+            .unwrap()
+            .render("n-000000", "n", "ns");
+        assert!(node["metadata"].get("namespace").is_none());
+        assert_eq!(node["metadata"]["annotations"][FAKE_NODE_KEY], "fake");
+        assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n-000000");
+    }
+
+    #[test]
+    fn template_should_apply_params_in_order() {
+        let params = [
+            Param::compile(r#".status.allocatable.cpu = "64""#).unwrap(),
+            Param::compile(r#".metadata.labels.zone = "a""#).unwrap(),
+        ];
+        let node = Template::new(Kind::Node, &params).unwrap().render("n-0", "n", "");
+        assert_eq!(node["status"]["allocatable"]["cpu"], "64");
+        assert_eq!(node["metadata"]["labels"]["zone"], "a");
+        assert_eq!(node["metadata"]["labels"]["type"], "kwok");
+    }
+}
