@@ -39,30 +39,11 @@ impl Param {
             code: code.to_owned(),
             message,
         };
-        let program = with_parents(code);
-        let code_shown = code;
-        let code = program.as_str();
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
-        let arena = Arena::default();
-        let modules = Loader::new(defs)
-            .load(&arena, File { code, path: () })
-            .map_err(|errs| err(load_message(&errs)))?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .compile(modules)
-            .map_err(|errs| {
-                let names: Vec<String> = errs
-                    .iter()
-                    .flat_map(|(_, es)| {
-                        es.iter()
-                            .map(|(name, u)| format!("undefined {} {name}", u.as_str()))
-                    })
-                    .collect();
-                err(names.join("; "))
-            })?;
+        // The user's own program is checked first, so errors point into what they typed.
+        compile_filter(code).map_err(err)?;
+        let filter = compile_filter(&with_parents(code)).map_err(err)?;
         Ok(Self {
-            code: code_shown.to_owned(),
+            code: code.to_owned(),
             filter: Arc::new(filter),
         })
     }
@@ -95,6 +76,28 @@ impl Param {
         }
         Ok(value)
     }
+}
+
+fn compile_filter(code: &str) -> Result<Filter, String> {
+    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+    let arena = Arena::default();
+    let modules = Loader::new(defs)
+        .load(&arena, File { code, path: () })
+        .map_err(|errs| load_message(&errs))?;
+    Compiler::default()
+        .with_funs(funs)
+        .compile(modules)
+        .map_err(|errs| {
+            let names: Vec<String> = errs
+                .iter()
+                .flat_map(|(_, es)| {
+                    es.iter()
+                        .map(|(name, u)| format!("undefined {} {name}", u.as_str()))
+                })
+                .collect();
+            names.join("; ")
+        })
 }
 
 /// `code` preceded by `(.a //= {}) | (.a.b //= {}) |` when it starts with the

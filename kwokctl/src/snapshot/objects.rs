@@ -8,8 +8,10 @@ use serde_json::Value;
 use super::{Error, Result};
 
 /// Resources never saved: the control plane or kwok makes them again, or they are history.
-const SKIPPED_RESOURCES: [(&str, &str); 4] = [
+const SKIPPED_RESOURCES: [(&str, &str); 5] = [
     ("", "events"),
+    // Service IPs are allocated again with the services.
+    ("networking.k8s.io", "ipaddresses"),
     ("events.k8s.io", "events"),
     ("coordination.k8s.io", "leases"),
     ("", "componentstatuses"),
@@ -17,6 +19,12 @@ const SKIPPED_RESOURCES: [(&str, &str); 4] = [
 
 /// Namespaces every cluster has from the start.
 const BUILT_IN_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// ConfigMaps in kube-system that the apiserver writes at start.
+const APISERVER_CONFIGMAPS: [&str; 2] = [
+    "extension-apiserver-authentication",
+    "kube-apiserver-legacy-service-account-token-tracking",
+];
 
 /// Annotations marking objects the apiserver bootstraps and keeps up to date itself.
 const BOOTSTRAP_ANNOTATIONS: [&str; 2] = [
@@ -44,7 +52,10 @@ pub fn object_saved(object: &Value) -> bool {
         || meta["labels"]["kube-aggregator.kubernetes.io/automanaged"].is_string();
     let regenerated = match object["kind"].as_str().unwrap_or_default() {
         "Namespace" => BUILT_IN_NAMESPACES.contains(&name),
-        "ConfigMap" => name == "kube-root-ca.crt",
+        "ConfigMap" => {
+            name == "kube-root-ca.crt" || (namespace == "kube-system" && APISERVER_CONFIGMAPS.contains(&name))
+        }
+        "ServiceCIDR" => name == "kubernetes",
         "ServiceAccount" => name == "default",
         "Secret" => object["type"] == "kubernetes.io/service-account-token",
         "Service" | "Endpoints" => namespace == "default" && name == "kubernetes",

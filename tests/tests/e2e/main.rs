@@ -6,8 +6,14 @@
 //! shared (`$KWOK_CACHE_DIR`, default `~/.kwok/cache`).
 
 mod util;
+mod wait;
 
 mod artifacts;
 mod cluster;
 mod controller;
 mod errors;
+
+mod clusters;
+mod completion;
+mod scale;
+mod snapshot;
