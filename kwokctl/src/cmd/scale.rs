@@ -27,6 +27,9 @@ use crate::{
 
 /// Attempts per object when the apiserver answers 429 or 5xx.
 const ATTEMPTS: u32 = 5;
+/// How long the dry run waits for a fresh namespace to settle, and its step.
+const SETTLE_WAIT: Duration = Duration::from_secs(15);
+const SETTLE_STEP: Duration = Duration::from_millis(250);
 /// Page size when listing the existing objects.
 const LIST_PAGE: u32 = 5000;
 
@@ -61,15 +64,7 @@ pub(super) async fn run(workdir: &Workdir, name: &str, args: ScaleArgs) -> Resul
         // A server-side dry run catches what the apiserver refuses (a bad --param value)
         // before the first object exists.
         let object = to_dynamic(template.render(first, &prefix, &args.namespace))?;
-        api.create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &object,
-        )
-        .await
-        .map_err(|e| {
+        dry_run(&api, &object).await.map_err(|e| {
             anyhow::anyhow!(
                 "the apiserver refuses the {} template: {}",
                 kind.name(),
@@ -127,6 +122,25 @@ async fn list_names(api: &Api<DynamicObject>, prefix: &str) -> Result<Vec<String
     }
 }
 
+/// Creates `object` without persisting it, waiting out what a fresh namespace lacks
+/// for a moment (its default service account).
+async fn dry_run(api: &Api<DynamicObject>, object: &DynamicObject) -> Result<(), kube::Error> {
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut waited = Duration::ZERO;
+    loop {
+        match api.create(&params, object).await {
+            Err(e) if waited < SETTLE_WAIT && retryable(&e) => {
+                tokio::time::sleep(SETTLE_STEP).await;
+                waited += SETTLE_STEP;
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
 fn to_dynamic(object: Value) -> Result<DynamicObject> {
     serde_json::from_value(object).context("the template is not a Kubernetes object")
 }
@@ -162,7 +176,9 @@ fn reason(err: &kube::Error) -> String {
 
 fn retryable(err: &kube::Error) -> bool {
     match err {
-        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::Api(s) => {
+            s.code == 429 || s.code >= 500 || (s.code == 403 && s.message.contains("service account"))
+        }
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
