@@ -33,3 +33,41 @@ pub struct ScaleArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::flags::{Cli, Command};
+
+    fn scale(args: &[&str]) -> Result<super::ScaleArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["kwokctl", "scale"].iter().chain(args))?;
+        let Command::Scale(args) = cli.command else {
+            panic!("not scale")
+        };
+        Ok(args)
+    }
+
+    #[test]
+    fn scale_should_take_kind_optional_name_and_repeated_params() {
+        let args = scale(&["node", "--replicas", "3", "--param", ".a=1", "--param", ".b=2"]).unwrap();
+        assert_eq!(
+            (args.kind.as_str(), args.prefix, args.replicas),
+            ("node", None, 3)
+        );
+        assert_eq!(args.params, [".a=1", ".b=2"]);
+        let args = scale(&["pod", "web", "-n", "x", "--replicas", "0"]).unwrap();
+        assert_eq!(
+            (args.prefix.as_deref(), args.namespace.as_str()),
+            (Some("web"), "x")
+        );
+        assert_eq!((args.serial_length, args.qps, args.concurrency), (6, 2000, 64));
+    }
+
+    #[test]
+    fn scale_should_require_replicas_and_a_positive_concurrency() {
+        assert!(scale(&["node"]).is_err());
+        assert!(scale(&["node", "--replicas", "1", "--concurrency", "0"]).is_err());
+        assert!(scale(&["node", "--replicas", "-1"]).is_err());
+    }
+}

@@ -51,3 +51,43 @@ pub struct ExportArgs {
     #[arg(long, value_delimiter = ',')]
     pub filter: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::flags::{Cli, Command};
+
+    fn snapshot(args: &[&str]) -> Result<SnapshotCommand, clap::Error> {
+        let cli = Cli::try_parse_from(["kwokctl", "snapshot"].iter().chain(args))?;
+        let Command::Snapshot(what) = cli.command else {
+            panic!("not snapshot")
+        };
+        Ok(what)
+    }
+
+    #[test]
+    fn save_should_default_to_the_etcd_format_and_split_filters() {
+        let SnapshotCommand::Save(args) = snapshot(&["save", "--path", "f"]).unwrap() else {
+            panic!("not save")
+        };
+        assert_eq!(args.format, Format::Etcd);
+        let SnapshotCommand::Restore(args) = snapshot(&[
+            "restore", "--path", "f", "--format", "k8s", "--filter", "node,pod",
+        ])
+        .unwrap() else {
+            panic!("not restore")
+        };
+        assert_eq!(
+            (args.format, args.filter),
+            (Format::K8s, vec!["node".into(), "pod".into()])
+        );
+    }
+
+    #[test]
+    fn export_should_need_a_kubeconfig_and_formats_should_be_known() {
+        assert!(snapshot(&["export", "--path", "f"]).is_err());
+        assert!(snapshot(&["save", "--path", "f", "--format", "json"]).is_err());
+    }
+}

@@ -153,6 +153,26 @@ fn snapshot_should_restore_nodes_pods_and_configmaps_in_both_formats() {
         assert!(err.contains(message), "{format} {file}: {err}");
         assert_one_line(&err);
     }
+    // An etcd file cut short passes the header check but not etcdutl's: still untouched.
+    let cut = files.path().join("cut.db");
+    fs::write(&cut, &fs::read(db).unwrap()[..16 * 1024]).unwrap();
+    let err = kwokctl.err(&[
+        "--name",
+        "from-k8s",
+        "snapshot",
+        "restore",
+        "--path",
+        cut.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("etcdutl failed: ") && err.contains("cluster \"from-k8s\" is unchanged"),
+        "{err}"
+    );
+    assert_one_line(&err);
+    assert!(
+        !kwokctl.cluster_dir("from-k8s").join("etcd.restore").exists(),
+        "staging dir removed"
+    );
     let err = kwokctl.err(&[
         "--name",
         "from-k8s",
