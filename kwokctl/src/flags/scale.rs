@@ -6,7 +6,7 @@ use clap::Args;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kwokctl scale node --replicas 1000
-  kwokctl scale node big --replicas 10 --param '.status.allocatable.cpu=\"64\"'
+  kwokctl scale node big --replicas 10 --param '.allocatable.cpu=\"64\"'
   kwokctl scale pod web -n default --replicas 500")]
 pub struct ScaleArgs {
     /// Kind of object: node (no), pod (po).
@@ -15,9 +15,11 @@ pub struct ScaleArgs {
     #[arg(value_name = "NAME")]
     pub prefix: Option<String>,
     /// How many objects there should be; more are created, the newest are deleted.
-    #[arg(long)]
+    #[arg(long, default_value_t = 1)]
     pub replicas: u32,
-    /// A jq assignment applied to the template, e.g. `.metadata.labels.zone="a"`; repeatable.
+    /// A jq assignment applied to the template; repeatable. Node parameters as upstream:
+    /// `.allocatable.cpu="4000m"`, `.capacity.X`, `.nodeInfo.architecture`; any other path
+    /// sets the object's field, e.g. `.metadata.labels.zone="a"`.
     #[arg(long = "param", value_name = "JQ")]
     pub params: Vec<String>,
     /// Namespace of namespaced kinds.
@@ -65,8 +67,8 @@ mod tests {
     }
 
     #[test]
-    fn scale_should_require_replicas_and_a_positive_concurrency() {
-        assert!(scale(&["node"]).is_err());
+    fn scale_should_default_to_one_replica_and_need_a_positive_concurrency() {
+        assert_eq!(scale(&["node"]).unwrap().replicas, 1);
         assert!(scale(&["node", "--replicas", "1", "--concurrency", "0"]).is_err());
         assert!(scale(&["node", "--replicas", "-1"]).is_err());
     }

@@ -48,6 +48,17 @@ impl Param {
         })
     }
 
+    /// The first key of the path the program assigns (`allocatable` for
+    /// `.allocatable.cpu = "4"`), if it starts with an assignment to a plain path.
+    pub fn first_key(&self) -> Option<&str> {
+        let first = *leading_path(self.code.trim_start()).first()?;
+        let key = first
+            .trim_start_matches('.')
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        Some(key.trim_matches('"'))
+    }
+
     /// Runs the program on `object`; it must yield exactly one object.
     pub fn apply(&self, object: Value) -> Result<Value> {
         let err = |message: String| Error::Param {
@@ -229,6 +240,14 @@ mod tests {
         );
         let p = Param::compile(r#".a["b"].c |= 3"#).unwrap();
         assert_eq!(p.apply(json!({})).unwrap(), json!({"a": {"b": {"c": 3}}}));
+    }
+
+    #[test]
+    fn first_key_should_name_the_assigned_top_level_field() {
+        let key = |code: &str| Param::compile(code).unwrap().first_key().map(str::to_owned);
+        assert_eq!(key(r#".allocatable.cpu = "4""#).as_deref(), Some("allocatable"));
+        assert_eq!(key(r#"."status".x = 1"#).as_deref(), Some("status"));
+        assert_eq!(key(".a | .b"), None);
     }
 
     #[test]

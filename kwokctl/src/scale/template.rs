@@ -50,9 +50,22 @@ impl Kind {
         }
     }
 
-    fn base(self) -> Value {
+    /// Upstream kwokctl's template parameters of the kind, with their defaults: a
+    /// `--param` that assigns below one of these keys sets a parameter, not a field.
+    fn parameters(self) -> Value {
         match self {
-            Kind::Node => node(),
+            Kind::Node => json!({
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
+                "capacity": {},
+                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"},
+            }),
+            Kind::Pod => json!({}),
+        }
+    }
+
+    fn base(self, parameters: &Value) -> Value {
+        match self {
+            Kind::Node => node(parameters),
             Kind::Pod => pod(),
         }
     }
@@ -66,10 +79,19 @@ pub struct Template {
 }
 
 impl Template {
-    /// The built-in template of `kind` with `params` applied in order.
+    /// The built-in template of `kind` with `params` applied in order: first those that
+    /// set upstream's template parameters (`.allocatable.cpu="4"` on a node), then the
+    /// rest on the object itself (`.metadata.labels.zone="a"`).
     pub fn new(kind: Kind, params: &[Param]) -> Result<Self> {
-        let mut object = kind.base();
-        for param in params {
+        let mut parameters = kind.parameters();
+        let (of_parameters, of_object): (Vec<&Param>, Vec<&Param>) = params
+            .iter()
+            .partition(|p| p.first_key().is_some_and(|k| parameters.get(k).is_some()));
+        for param in of_parameters {
+            parameters = param.apply(parameters)?;
+        }
+        let mut object = kind.base(&parameters);
+        for param in of_object {
             object = param.apply(object)?;
         }
         Ok(Self { kind, object })
@@ -92,18 +114,24 @@ impl Template {
 }
 
 /// A fake node as upstream KWOK's scale template makes it: annotated and tainted so only
-/// pods that tolerate it land there, with a realistic machine's capacity.
-fn node() -> Value {
-    let resources = json!({"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"});
-    json!({
+/// pods that tolerate it land there, with a realistic machine's capacity. Capacity is
+/// the allocatable amount unless a parameter says otherwise.
+fn node(p: &Value) -> Value {
+    let allocatable = p["allocatable"].clone();
+    let mut capacity = allocatable.clone();
+    if let (Some(c), Some(extra)) = (capacity.as_object_mut(), p["capacity"].as_object()) {
+        c.extend(extra.clone());
+    }
+    let (arch, os) = (&p["nodeInfo"]["architecture"], &p["nodeInfo"]["operatingSystem"]);
+    let mut node = json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "annotations": {FAKE_NODE_KEY: "fake", "node.alpha.kubernetes.io/ttl": "0"},
             "labels": {
                 "type": "kwok",
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/os": os,
+                "kubernetes.io/arch": arch,
                 "kubernetes.io/role": "agent",
                 "node-role.kubernetes.io/agent": "",
             },
@@ -112,11 +140,9 @@ fn node() -> Value {
             "taints": [{"key": FAKE_NODE_KEY, "value": "fake", "effect": "NoSchedule"}],
         },
         "status": {
-            "allocatable": resources.clone(),
-            "capacity": resources,
+            "allocatable": allocatable,
+            "capacity": capacity,
             "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
                 "kubeletVersion": "fake",
                 "kubeProxyVersion": "fake",
                 "containerRuntimeVersion": "fake",
@@ -126,7 +152,14 @@ fn node() -> Value {
             },
             "phase": "Running",
         },
-    })
+    });
+    if let (Some(info), Some(given)) = (
+        node["status"]["nodeInfo"].as_object_mut(),
+        p["nodeInfo"].as_object(),
+    ) {
+        info.extend(given.clone());
+    }
+    node
 }
 
 /// A pod that only fits on fake nodes: selects their label, tolerates their taint.
@@ -179,6 +212,22 @@ mod tests {
         assert!(node["metadata"].get("namespace").is_none());
         assert_eq!(node["metadata"]["annotations"][FAKE_NODE_KEY], "fake");
         assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n-000000");
+    }
+
+    #[test]
+    fn upstream_parameters_should_shape_the_node() {
+        let params = [
+            Param::compile(r#".allocatable.cpu = "4000m""#).unwrap(),
+            Param::compile(r#".capacity.cpu = "8""#).unwrap(),
+            Param::compile(r#".nodeInfo.architecture = "arm64""#).unwrap(),
+        ];
+        let node = Template::new(Kind::Node, &params).unwrap().render("n-0", "n", "");
+        assert_eq!(node["status"]["allocatable"]["cpu"], "4000m");
+        assert_eq!(node["status"]["capacity"]["cpu"], "8");
+        assert_eq!(node["status"]["capacity"]["memory"], "256Gi");
+        assert_eq!(node["status"]["nodeInfo"]["architecture"], "arm64");
+        assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], "arm64");
+        assert!(node.get("allocatable").is_none(), "a parameter, not a field");
     }
 
     #[test]

@@ -66,7 +66,8 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         "--replicas",
         "2",
         "--param",
-        r#".status.allocatable.cpu = "64""#,
+        // Upstream's node parameter, as in its docs.
+        r#".allocatable.cpu="64""#,
         "--param",
         r#".metadata.labels."example.com/size" = "big""#,
     ]);
@@ -78,9 +79,9 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         "node",
         "big-000001",
         "-o",
-        "jsonpath={.status.allocatable.cpu} {.metadata.labels.example\\.com/size}",
+        "jsonpath={.status.allocatable.cpu} {.status.capacity.cpu} {.metadata.labels.example\\.com/size}",
     ]);
-    assert_eq!(cpu, "64 big");
+    assert_eq!(cpu, "64 64 big");
 
     // Bad input: one line, nothing changed.
     let before = names(&kwokctl, c, &["nodes"]);
