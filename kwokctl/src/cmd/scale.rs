@@ -201,7 +201,7 @@ impl Runner {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} in {elapsed}, eta {eta}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
