@@ -21,6 +21,8 @@ const RESTORE_CONCURRENCY: usize = 32;
 /// default service account), and the pause between tries.
 const CREATE_ATTEMPTS: u32 = 40;
 const CREATE_RETRY: Duration = Duration::from_millis(250);
+/// How long a restore waits for the kinds of the CRDs it created to be served.
+const CRD_WAIT: Duration = Duration::from_secs(30);
 
 /// What a restore did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -57,35 +59,41 @@ pub async fn save(client: Client, filter: &[String], path: &Path) -> Result<usiz
 pub async fn restore(client: Client, path: &Path) -> Result<Restored> {
     let text = std::fs::read(path).map_err(io("read", path))?;
     let mut docs = objects::from_stream(path, &String::from_utf8_lossy(&text))?;
-    let kinds = by_kind(&discover(&client).await?);
-    let mut resolved = Vec::with_capacity(docs.len());
     objects::sort(&mut docs);
-    for doc in docs {
-        let key = (
-            doc["apiVersion"].as_str().unwrap_or_default().to_owned(),
-            kind_of(&doc),
-        );
-        let Some((ar, namespaced)) = kinds.get(&key) else {
-            return Err(Error::NotASnapshot {
-                path: path.display().to_string(),
-                format: "a k8s",
-                reason: format!("kind {} of {} is not served by the cluster", key.1, key.0),
-            });
-        };
-        resolved.push((api_for(&client, ar, *namespaced, &doc), doc));
+    let mut kinds = by_kind(&discover(&client).await?);
+    // Kinds the file's own CRDs will add are served only once those exist.
+    let defined = objects::crd_kinds(&docs);
+    if let Some(key) = docs
+        .iter()
+        .map(key_of)
+        .find(|k| !kinds.contains_key(k) && !defined.contains(k))
+    {
+        return Err(Error::NotASnapshot {
+            path: path.display().to_string(),
+            format: "a k8s",
+            reason: format!("kind {} of {} is not served by the cluster", key.1, key.0),
+        });
     }
     let mut restored = Restored::default();
     let mut start = 0;
-    while start < resolved.len() {
+    while start < docs.len() {
         // One rank at a time, concurrently within it: pods wait for their nodes.
-        let rank = objects::rank(&resolved[start].1);
+        let rank = objects::rank(&docs[start]);
         let end = start
-            + resolved[start..]
+            + docs[start..]
                 .iter()
-                .take_while(|(_, d)| objects::rank(d) == rank)
+                .take_while(|d| objects::rank(d) == rank)
                 .count();
-        let results: Vec<Result<bool>> = stream::iter(&resolved[start..end])
-            .map(|(api, doc)| create(api, doc))
+        let batch = &docs[start..end];
+        if batch.iter().any(|d| !kinds.contains_key(&key_of(d))) {
+            kinds = wait_served(&client, batch).await?;
+        }
+        let results: Vec<Result<bool>> = stream::iter(batch)
+            .map(|doc| {
+                let (ar, namespaced) = &kinds[&key_of(doc)];
+                let api = api_for(&client, ar, *namespaced, doc);
+                async move { create(&api, doc).await }
+            })
             .buffer_unordered(RESTORE_CONCURRENCY)
             .collect()
             .await;
@@ -99,6 +107,37 @@ pub async fn restore(client: Client, path: &Path) -> Result<Restored> {
         start = end;
     }
     Ok(restored)
+}
+
+type Kinds = HashMap<(String, String), (ApiResource, bool)>;
+
+fn key_of(doc: &Value) -> (String, String) {
+    (
+        doc["apiVersion"].as_str().unwrap_or_default().to_owned(),
+        kind_of(doc),
+    )
+}
+
+/// Discovers again until every kind of `docs` is served (new CRDs take a moment).
+async fn wait_served(client: &Client, docs: &[Value]) -> Result<Kinds> {
+    let mut waited = Duration::ZERO;
+    loop {
+        let kinds = by_kind(&discover(client).await?);
+        let missing = docs.iter().map(key_of).find(|k| !kinds.contains_key(k));
+        match missing {
+            None => return Ok(kinds),
+            Some(key) if waited >= CRD_WAIT => {
+                return Err(Error::Api {
+                    what: format!("kind {} of {}", key.1, key.0),
+                    message: format!("not served {waited:?} after its CustomResourceDefinition was created"),
+                });
+            }
+            Some(_) => {
+                tokio::time::sleep(CREATE_RETRY).await;
+                waited += CREATE_RETRY;
+            }
+        }
+    }
 }
 
 async fn discover(client: &Client) -> Result<Discovery> {
@@ -125,7 +164,7 @@ fn listable(discovery: &Discovery) -> Vec<ApiResource> {
 }
 
 /// Every served (apiVersion, kind), in every version, with whether it is namespaced.
-fn by_kind(discovery: &Discovery) -> HashMap<(String, String), (ApiResource, bool)> {
+fn by_kind(discovery: &Discovery) -> Kinds {
     let mut out = HashMap::new();
     for group in discovery.groups() {
         for version in group.versions() {

@@ -1,7 +1,7 @@
 //! What a k8s snapshot holds: which objects are worth saving, which fields the server
 //! owns (dropped), the order a restore creates them in, and the YAML stream itself.
 
-use std::path::Path;
+use std::{collections::HashSet, path::Path};
 
 use serde_json::Value;
 
@@ -128,6 +128,23 @@ pub fn sort(objects: &mut [Value]) {
     objects.sort_by_cached_key(key);
 }
 
+/// The (apiVersion, kind) pairs the CustomResourceDefinitions among `objects` define.
+pub fn crd_kinds(objects: &[Value]) -> HashSet<(String, String)> {
+    let mut kinds = HashSet::new();
+    for crd in objects.iter().filter(|o| o["kind"] == "CustomResourceDefinition") {
+        let spec = &crd["spec"];
+        let (Some(group), Some(kind)) = (spec["group"].as_str(), spec["names"]["kind"].as_str()) else {
+            continue;
+        };
+        for version in spec["versions"].as_array().into_iter().flatten() {
+            if let Some(v) = version["name"].as_str() {
+                kinds.insert((format!("{group}/{v}"), kind.to_owned()));
+            }
+        }
+    }
+    kinds
+}
+
 /// The YAML stream of `objects`, one document each.
 pub fn to_stream(objects: &[Value]) -> Result<String> {
     let mut out = String::new();
@@ -229,6 +246,16 @@ mod tests {
         ));
         assert!(!resource_saved("coordination.k8s.io", "leases"));
         assert!(resource_saved("", "configmaps"));
+    }
+
+    #[test]
+    fn crd_kinds_should_list_every_version_of_each_crd() {
+        let crd = json!({"kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "names": {"kind": "Widget"},
+                "versions": [{"name": "v1"}, {"name": "v2"}]}});
+        let kinds = crd_kinds(&[crd, json!({"kind": "ConfigMap"})]);
+        assert_eq!(kinds.len(), 2);
+        assert!(kinds.contains(&("example.com/v2".to_owned(), "Widget".to_owned())));
     }
 
     #[test]

@@ -17,6 +17,39 @@ struct Objects {
     nodes: Vec<String>,
     pods: Vec<String>,
     configmap: String,
+    /// Custom resources, whose CustomResourceDefinition is in the snapshot too.
+    widgets: String,
+}
+
+/// A CRD and one of its objects: a k8s restore must create the CRD, wait until its
+/// kind is served, then create the object.
+const WIDGETS: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {size: {type: string}}}
+";
+const WIDGET: &str = "apiVersion: example.com/v1
+kind: Widget
+metadata: {name: blue, namespace: app}
+spec: {size: large}
+";
+
+fn kubectl_text(kwokctl: &Kwokctl, c: &str, args: &[&str]) -> String {
+    let mut full = vec!["--name", c, "kubectl"];
+    full.extend_from_slice(args);
+    String::from_utf8_lossy(&kwokctl.run(&full).stdout).into_owned()
 }
 
 fn objects(kwokctl: &Kwokctl, c: &str) -> Objects {
@@ -40,6 +73,18 @@ fn objects(kwokctl: &Kwokctl, c: &str) -> Objects {
             .iter()
             .map(|&b| char::from(b))
             .collect(),
+        widgets: kubectl_text(
+            kwokctl,
+            c,
+            &[
+                "get",
+                "widgets",
+                "-n",
+                "app",
+                "-o",
+                "jsonpath={.items[*].spec.size}",
+            ],
+        ),
     }
 }
 
@@ -48,6 +93,7 @@ fn expected() -> Objects {
         nodes: serial_names("node", 0..3),
         pods: serial_names("pod", 0..4),
         configmap: "v".into(),
+        widgets: "large".into(),
     }
 }
 
@@ -89,6 +135,22 @@ fn snapshot_should_restore_nodes_pods_and_configmaps_in_both_formats() {
         "--from-literal=k=v",
     ]);
     kwokctl.ok(&["--name", src, "scale", "pod", "--replicas", "4", "-n", "app"]);
+    let crd = files.path().join("crd.yaml");
+    let widget = files.path().join("widget.yaml");
+    fs::write(&crd, WIDGETS).unwrap();
+    fs::write(&widget, WIDGET).unwrap();
+    kwokctl.ok(&["--name", src, "kubectl", "apply", "-f", crd.to_str().unwrap()]);
+    kwokctl.ok(&[
+        "--name",
+        src,
+        "kubectl",
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=60s",
+        "crd/widgets.example.com",
+    ]);
+    kwokctl.ok(&["--name", src, "kubectl", "apply", "-f", widget.to_str().unwrap()]);
     let want = expected();
     assert_eq!(until(SETTLE, &want, || objects(&kwokctl, src)), want);
 
