@@ -7,6 +7,7 @@ mod get;
 mod lifecycle;
 mod logs;
 mod passthrough;
+mod running;
 mod scale;
 mod snapshot;
 

@@ -44,6 +44,7 @@ pub(super) async fn run(workdir: &Workdir, name: &str, args: ScaleArgs) -> Resul
         .collect::<Result<Vec<_>, _>>()?;
     let template = Template::new(kind, &params)?;
     let (dir, _) = super::existing(workdir, name)?;
+    super::running::ensure(&dir, name, "kube-apiserver")?;
     let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
     let ar = kind.api_resource();
     let api: Api<DynamicObject> = if kind.namespaced() {

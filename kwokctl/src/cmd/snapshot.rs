@@ -32,6 +32,7 @@ async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
     let (dir, config) = super::existing(workdir, name)?;
     match args.format {
         Format::Etcd => {
+            super::running::ensure(&dir, name, "etcd")?;
             let etcdctl = Finder::new(workdir.cache()).find_or_build(Binary::Etcdctl, None)?;
             let endpoint = format!("http://127.0.0.1:{}", config.options.etcd_port);
             etcd::save(&etcdctl, &endpoint, &args.path)?;
@@ -42,6 +43,7 @@ async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
             );
         }
         Format::K8s => {
+            super::running::ensure(&dir, name, "kube-apiserver")?;
             let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
             let count = k8s::save(client, &args.filter, &args.path).await?;
             println!(
@@ -84,6 +86,7 @@ async fn restore(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()
             );
         }
         Format::K8s => {
+            super::running::ensure(&dir, name, "kube-apiserver")?;
             let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
             let done = k8s::restore(client, &args.path).await?;
             println!(

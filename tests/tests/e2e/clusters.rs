@@ -60,6 +60,22 @@ fn two_clusters_should_work_side_by_side_survive_stop_start_and_go_with_delete_a
     // Stop one: the other keeps serving; start brings back its ConfigMap and fake nodes.
     kwokctl.ok(&["--name", "one", "stop", "cluster"]);
     assert_eq!(configmap(&kwokctl, "two"), "two");
+    // Commands that need a running cluster say so, at once, in one line.
+    for args in [
+        &["--name", "one", "scale", "node", "--replicas", "5"][..],
+        &[
+            "--name",
+            "one",
+            "snapshot",
+            "save",
+            "--path",
+            "/tmp/never-written.db",
+        ][..],
+    ] {
+        let err = kwokctl.err(args);
+        assert!(err.contains("cluster \"one\" is stopped"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
     kwokctl.ok(&["--name", "one", "start", "cluster"]);
     assert_eq!(configmap(&kwokctl, "one"), "one");
     let want = serial_names("node", 0..3);
