@@ -8,7 +8,7 @@ minute for D minutes. Prints a Markdown table; writes JSON next to it.
 Uses target/release/kwokctl (build it first: cargo build --release --workspace --bins)
 and a throw-away KWOK_WORKDIR, so it never touches your clusters.
 """
-import argparse, json, os, re, subprocess, sys, tempfile, time, urllib.request
+import argparse, concurrent.futures, json, os, re, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,9 +16,16 @@ KWOKCTL = ROOT / "target/release/kwokctl"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def sh(env, *args, stdin=None, check=True):
-    return subprocess.run([str(KWOKCTL), "--name", "soak", *args], env=env, input=stdin,
-                          capture_output=True, text=True, check=check).stdout
+def sh(env, *args, stdin=None, check=True, tries=1):
+    for attempt in range(tries):
+        out = subprocess.run([str(KWOKCTL), "--name", "soak", *args], env=env, input=stdin,
+                             capture_output=True, text=True)
+        if out.returncode == 0 or not check:
+            return out.stdout
+        print(f"kwokctl {' '.join(args[:3])} failed (try {attempt + 1}): {out.stderr.strip()[:300]}",
+              file=sys.stderr, flush=True)
+        time.sleep(2)
+    raise SystemExit(f"kwokctl {' '.join(args)} kept failing")
 
 
 def proc(pid):
@@ -73,9 +80,11 @@ def main():
             f"  labels: {{type: kwok}}\nstatus:\n  allocatable: {{cpu: '32', memory: 256Gi, pods: '110'}}\n"
             f"  capacity: {{cpu: '32', memory: 256Gi, pods: '110'}}\n---\n" for i in range(a.nodes))
         t0 = time.time()
-        for chunk in range(0, a.nodes, 1000):
-            part = "---\n".join(docs.split("---\n")[chunk:chunk + 1000])
-            sh(env, "kubectl", "create", "-f", "-", stdin=part)
+        # Eight kubectl processes at once: one sends its creates one after another.
+        parts = docs.split("---\n")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda c: sh(env, "kubectl", "apply", "-f", "-", stdin="---\n".join(parts[c:c + 250]), tries=5),
+                          range(0, a.nodes, 250)))
         created = time.time() - t0
         while True:
             out = sh(env, "kubectl", "get", "nodes", "--no-headers")

@@ -3,7 +3,7 @@
 # this script into the kwok cache:
 #   ${KWOK_CACHE_DIR:-~/.kwok/cache}/<component>/<version>/<component>
 # A binary already in the cache is skipped. Usage: build.sh [component...]
-# (default: all of etcd etcdctl kube-apiserver kube-controller-manager
+# (default: all of etcd etcdctl etcdutl kube-apiserver kube-controller-manager
 # kube-scheduler kubectl).
 set -euo pipefail
 
@@ -22,7 +22,7 @@ etcd_version="$(modversion "$here/etcd" go.etcd.io/etcd/server/v3)"
 
 version_of() {
   case "$1" in
-    etcd | etcdctl) echo "$etcd_version" ;;
+    etcd | etcdctl | etcdutl) echo "$etcd_version" ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$k8s_version" ;;
     *) echo "build.sh: unknown component '$1'" >&2; exit 2 ;;
   esac
@@ -52,6 +52,7 @@ build_one() {
   case "$c" in
     etcd) moddir="$here/etcd"; pkg=./cmd/etcd; ldflags="-s -w" ;;
     etcdctl) moddir="$here/etcd"; pkg=go.etcd.io/etcd/etcdctl/v3; ldflags="-s -w" ;;
+    etcdutl) moddir="$here/etcd"; pkg=go.etcd.io/etcd/etcdutl/v3; ldflags="-s -w" ;;
     *) moddir="$here/kubernetes"; pkg="k8s.io/kubernetes/cmd/$c"; ldflags="$(k8s_ldflags)" ;;
   esac
   start=$SECONDS
@@ -72,5 +73,5 @@ build_one() {
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd etcdctl kube-apiserver kube-controller-manager kube-scheduler kubectl)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd etcdctl etcdutl kube-apiserver kube-controller-manager kube-scheduler kubectl)
 for c in "${components[@]}"; do build_one "$c"; done

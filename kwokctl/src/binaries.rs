@@ -113,6 +113,8 @@ pub enum Binary {
     Etcd,
     /// etcdctl.
     Etcdctl,
+    /// etcdutl (offline snapshot restore; etcdctl 3.6 no longer restores).
+    Etcdutl,
     /// kube-apiserver.
     KubeApiserver,
     /// kube-controller-manager.
@@ -127,9 +129,10 @@ pub enum Binary {
 
 impl Binary {
     /// Every binary built from the Go modules.
-    pub const GO_BUILT: [Binary; 6] = [
+    pub const GO_BUILT: [Binary; 7] = [
         Binary::Etcd,
         Binary::Etcdctl,
+        Binary::Etcdutl,
         Binary::KubeApiserver,
         Binary::KubeControllerManager,
         Binary::KubeScheduler,
@@ -141,6 +144,7 @@ impl Binary {
         match self {
             Binary::Etcd => "etcd",
             Binary::Etcdctl => "etcdctl",
+            Binary::Etcdutl => "etcdutl",
             Binary::KubeApiserver => "kube-apiserver",
             Binary::KubeControllerManager => "kube-controller-manager",
             Binary::KubeScheduler => "kube-scheduler",
@@ -152,7 +156,7 @@ impl Binary {
     /// The pinned version.
     pub fn version(self) -> &'static str {
         match self {
-            Binary::Etcd | Binary::Etcdctl => &ETCD_VERSION,
+            Binary::Etcd | Binary::Etcdctl | Binary::Etcdutl => &ETCD_VERSION,
             Binary::Kwok => KWOK_VERSION,
             _ => &KUBE_VERSION,
         }
@@ -161,7 +165,7 @@ impl Binary {
     /// The arguments that make it print its version.
     fn version_args(self) -> &'static [&'static str] {
         match self {
-            Binary::Etcdctl => &["version"],
+            Binary::Etcdctl | Binary::Etcdutl => &["version"],
             Binary::Kubectl => &["version", "--client"],
             _ => &["--version"],
         }

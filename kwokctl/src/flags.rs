@@ -4,6 +4,14 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
+mod completion;
+mod scale;
+mod snapshot;
+
+pub use completion::CompletionArgs;
+pub use scale::ScaleArgs;
+pub use snapshot::{ExportArgs, Format, SnapshotArgs, SnapshotCommand};
+
 /// kwokctl creates and manages clusters of real control-plane processes with fake
 /// nodes and pods driven by the kwok controller.
 #[derive(Debug, Parser)]
@@ -57,6 +65,13 @@ pub enum Command {
     Export(crate::cmd::ExportCommand),
     /// Forwards a local port to a component's port.
     PortForward(crate::cmd::PortForwardArgs),
+    /// Creates or deletes objects from a built-in template until there are exactly N.
+    Scale(ScaleArgs),
+    /// Saves and restores clusters.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Prints a shell completion script.
+    Completion(CompletionArgs),
 }
 
 /// `create …`.

@@ -6,6 +6,7 @@
 //! ([`binaries`]).
 
 pub mod binaries;
+pub mod client;
 pub mod cluster_flags;
 pub mod cmd;
 pub mod components;
@@ -18,5 +19,7 @@ pub mod pki;
 pub mod ports;
 pub mod probe;
 pub mod runtime;
+pub mod scale;
 pub mod settings;
+pub mod snapshot;
 pub mod userconfig;

@@ -1,10 +1,11 @@
-// Wrapper module that pins the etcd server and etcdctl kwokctl builds.
+// Wrapper module that pins the etcd server, etcdctl and etcdutl kwokctl builds.
 module kwok-rs/controlplane/etcd
 
 go 1.26.0
 
 require (
 	go.etcd.io/etcd/etcdctl/v3 v3.6.16
+	go.etcd.io/etcd/etcdutl/v3 v3.6.16
 	go.etcd.io/etcd/server/v3 v3.6.16
 )
 

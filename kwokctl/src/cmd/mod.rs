@@ -1,6 +1,7 @@
 //! One module per kwokctl verb.
 
 mod artifacts;
+mod completion;
 mod config;
 mod create;
 mod create_files;
@@ -15,6 +16,9 @@ mod port_forward;
 pub use config::ConfigCommand;
 pub use export::ExportCommand;
 pub use port_forward::PortForwardArgs;
+mod running;
+mod scale;
+mod snapshot;
 
 use anyhow::{Result, bail};
 
@@ -44,6 +48,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(what) => config::run(&workdir, &cli.config, what),
         Command::Export(what) => export::run(&workdir, name, what),
         Command::PortForward(args) => port_forward::run(&workdir, name, args).await,
+        Command::Scale(args) => scale::run(&workdir, name, args).await,
+        Command::Snapshot(what) => snapshot::run(&workdir, name, what).await,
+        Command::Completion(args) => completion::run(args.shell),
     }
 }
 

@@ -53,4 +53,9 @@ fn etcd_binaries_should_report_the_pinned_v3_6_version() {
         out.contains(&format!("etcdctl version: {bare}")),
         "etcdctl: {out}"
     );
+    let out = version_output("etcdutl", &version, &["version"]);
+    assert!(
+        out.contains(&format!("etcdutl version: {bare}")),
+        "etcdutl: {out}"
+    );
 }

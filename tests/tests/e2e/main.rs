@@ -6,6 +6,7 @@
 //! shared (`$KWOK_CACHE_DIR`, default `~/.kwok/cache`).
 
 mod util;
+mod wait;
 
 mod artifacts;
 mod cluster;
@@ -14,3 +15,8 @@ mod create_errors;
 mod create_options;
 mod errors;
 mod kwok;
+
+mod clusters;
+mod completion;
+mod scale;
+mod snapshot;

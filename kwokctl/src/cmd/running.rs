@@ -1,0 +1,19 @@
+//! Commands that talk to a cluster first check that the process they talk to runs, so
+//! a stopped cluster is a clear error, not a hang or a connection error.
+
+use anyhow::{Result, bail};
+
+use crate::{
+    paths::ClusterDir,
+    runtime::{BinaryRuntime, Status},
+};
+
+/// Fails unless `component` of cluster `name` runs.
+pub(super) fn ensure(dir: &ClusterDir, name: &str, component: &str) -> Result<()> {
+    if BinaryRuntime.status(dir, component) == Status::Stopped {
+        bail!(
+            "cluster {name:?} is stopped ({component} is not running); start it with `kwokctl start cluster --name {name}`"
+        );
+    }
+    Ok(())
+}

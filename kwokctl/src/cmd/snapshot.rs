@@ -1,0 +1,144 @@
+//! `kwokctl snapshot save|restore|export`.
+//!
+//! # Recovery
+//! An etcd restore builds the new data dir next to the old one before anything stops;
+//! the old one is renamed aside, and put back (and the cluster started on it) if the
+//! cluster does not come up on the restored data. A k8s restore checks the whole file
+//! and resolves every kind before its first create.
+
+use std::{fs, path::Path, time::Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    binaries::{Binary, Finder},
+    client,
+    flags::{ExportArgs, Format, SnapshotArgs, SnapshotCommand},
+    paths::{ClusterDir, Workdir},
+    runtime::BinaryRuntime,
+    snapshot::{etcd, k8s},
+};
+
+pub(super) async fn run(workdir: &Workdir, name: &str, what: SnapshotCommand) -> Result<()> {
+    match what {
+        SnapshotCommand::Save(args) => save(workdir, name, args).await,
+        SnapshotCommand::Restore(args) => restore(workdir, name, args).await,
+        SnapshotCommand::Export(args) => export(args).await,
+    }
+}
+
+async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
+    let started = Instant::now();
+    let (dir, config) = super::existing(workdir, name)?;
+    match args.format {
+        Format::Etcd => {
+            super::running::ensure(&dir, name, "etcd")?;
+            let etcdctl = Finder::new(workdir.cache()).find_or_build(Binary::Etcdctl, None)?;
+            let endpoint = format!("http://127.0.0.1:{}", config.options.etcd_port);
+            etcd::save(&etcdctl, &endpoint, &args.path)?;
+            println!(
+                "Saved cluster {name:?} (etcd) to {} in {:.1}s",
+                args.path.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Format::K8s => {
+            super::running::ensure(&dir, name, "kube-apiserver")?;
+            let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
+            let count = k8s::save(client, &args.filter, &args.path).await?;
+            println!(
+                "Saved {count} objects of cluster {name:?} to {} in {:.1}s",
+                args.path.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn export(args: ExportArgs) -> Result<()> {
+    let started = Instant::now();
+    let client = client::from_kubeconfig(&args.kubeconfig).await?;
+    let count = k8s::save(client, &args.filter, &args.path).await?;
+    println!(
+        "Exported {count} objects from {} to {} in {:.1}s",
+        args.kubeconfig.display(),
+        args.path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn restore(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
+    let started = Instant::now();
+    let (dir, config) = super::existing(workdir, name)?;
+    if !args.filter.is_empty() {
+        bail!("--filter applies to save; a restore creates everything in the file");
+    }
+    match args.format {
+        Format::Etcd => {
+            let peer = format!("http://127.0.0.1:{}", config.options.etcd_peer_port);
+            restore_etcd(workdir, name, &dir, &args.path, &peer).await?;
+            println!(
+                "Restored cluster {name:?} from {} (etcd) in {:.1}s",
+                args.path.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Format::K8s => {
+            super::running::ensure(&dir, name, "kube-apiserver")?;
+            let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
+            let done = k8s::restore(client, &args.path).await?;
+            println!(
+                "Restored {} objects into cluster {name:?} from {} ({} were there already) in {:.1}s",
+                done.created,
+                args.path.display(),
+                done.existing,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn restore_etcd(
+    workdir: &Workdir,
+    name: &str,
+    dir: &ClusterDir,
+    path: &Path,
+    peer: &str,
+) -> Result<()> {
+    etcd::check_file(path)?;
+    let etcdutl = Finder::new(workdir.cache()).find_or_build(Binary::Etcdutl, None)?;
+    let data = dir.etcd_data();
+    let staged = data.with_file_name("etcd.restore");
+    let old = data.with_file_name("etcd.old");
+    let _ = fs::remove_dir_all(&staged);
+    if let Err(err) = etcd::restore_into(&etcdutl, path, &staged, peer) {
+        let _ = fs::remove_dir_all(&staged);
+        return Err(anyhow::Error::from(err).context(format!("cluster {name:?} is unchanged")));
+    }
+    super::lifecycle::stop_all(dir, BinaryRuntime)?;
+    let _ = fs::remove_dir_all(&old);
+    fs::rename(&data, &old).with_context(|| format!("failed to move {} aside", data.display()))?;
+    fs::rename(&staged, &data).with_context(|| format!("failed to move {} into place", staged.display()))?;
+    match super::lifecycle::start(workdir, name).await {
+        Ok(()) => {
+            let _ = fs::remove_dir_all(&old);
+            Ok(())
+        }
+        Err(err) => {
+            // Back to the data the cluster had: the snapshot is the problem, not the cluster.
+            super::lifecycle::stop_all(dir, BinaryRuntime)?;
+            fs::remove_dir_all(&data).with_context(|| format!("failed to remove {}", data.display()))?;
+            fs::rename(&old, &data).with_context(|| format!("failed to put {} back", old.display()))?;
+            let back = super::lifecycle::start(workdir, name).await;
+            let state = if back.is_ok() {
+                "running on its previous data"
+            } else {
+                "stopped with its previous data"
+            };
+            Err(err.context(format!("failed to restore cluster {name:?}; it is {state}")))
+        }
+    }
+}

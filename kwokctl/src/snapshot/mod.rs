@@ -1,0 +1,73 @@
+//! Cluster snapshots: `etcd` (the whole key space, through etcdctl and etcdutl) and
+//! `k8s` (a YAML stream of the objects, through the apiserver).
+
+pub mod etcd;
+pub mod k8s;
+pub mod objects;
+
+/// Errors of snapshots.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file is not a snapshot of the expected format.
+    #[error("{path} is not {format} snapshot: {reason}")]
+    NotASnapshot {
+        /// The file.
+        path: String,
+        /// `an etcd` or `a k8s`.
+        format: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A tool (etcdctl, etcdutl) failed.
+    #[error("{tool} failed: {message}")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// Its last output line.
+        message: String,
+    },
+    /// A file operation failed.
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The apiserver refused or failed a request.
+    #[error("{what}: {message}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The apiserver's message.
+        message: String,
+    },
+    /// A `--filter` entry names no resource the cluster serves.
+    #[error("--filter {0:?} names no resource the cluster serves")]
+    Filter(String),
+}
+
+/// Result of snapshot operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.display().to_string();
+    move |source| Error::Io { action, path, source }
+}
+
+/// Writes `bytes` to `path` through a temp file next to it, so a failure never leaves
+/// half a snapshot under the real name.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("rename", path))
+}
+
+fn tmp_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".kwokctl-tmp");
+    path.with_file_name(name)
+}
