@@ -89,6 +89,9 @@ pub struct Options {
     /// apiserver's in-flight limits (`--disable-qps-limits`).
     #[serde(default)]
     pub disable_qps_limits: bool,
+    /// Absolute paths handed to the kwok controller as `--config` (`--kwok-controller-config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kwok_controller_config: Vec<std::path::PathBuf>,
 }
 
 impl ClusterConfig {

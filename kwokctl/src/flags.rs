@@ -134,6 +134,10 @@ pub struct CreateClusterArgs {
     /// kwok controller binary (default: next to kwokctl, else PATH).
     #[arg(long, env = "KWOK_CONTROLLER_BINARY")]
     pub kwok_controller_binary: Option<PathBuf>,
+    /// Stage/KwokConfiguration file handed to the kwok controller as `--config`; repeatable
+    /// (default: none, so kwok uses its built-in stages; upstream KWOK's binary needs one).
+    #[arg(long)]
+    pub kwok_controller_config: Vec<PathBuf>,
 }
 
 #[cfg(test)]

@@ -136,6 +136,11 @@ fn resolve_options(ports: &mut Allocator, args: &CreateClusterArgs) -> Result<Op
         kube_scheduler_port: ports.port("kube-scheduler", None)?,
         kwok_controller_port: ports.port("kwok-controller", None)?,
         disable_qps_limits: args.disable_qps_limits,
+        kwok_controller_config: args
+            .kwok_controller_config
+            .iter()
+            .map(|p| fs::canonicalize(p).with_context(|| format!("--kwok-controller-config {}", p.display())))
+            .collect::<Result<_>>()?,
     })
 }
 

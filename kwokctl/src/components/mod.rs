@@ -118,6 +118,7 @@ mod tests {
             kube_scheduler_port: 5,
             kwok_controller_port: 6,
             disable_qps_limits,
+            kwok_controller_config: Vec::new(),
         }
     }
 
@@ -164,6 +165,29 @@ mod tests {
         let apiserver = args_of(true, "kube-apiserver");
         assert!(apiserver.contains(&"--max-requests-inflight=0".to_owned()));
         assert!(apiserver.contains(&"--enable-priority-and-fairness=false".to_owned()));
+    }
+
+    #[test]
+    fn kwok_controller_config_should_become_config_flags_after_the_upstream_ones() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let mut options = options(false);
+        options.kwok_controller_config = vec!["/s/a.yaml".into(), "/s/b.yaml".into()];
+        let c = kwok_controller::component(
+            &Context {
+                options: &options,
+                dir: &dir,
+            },
+            "kwok".as_ref(),
+        );
+        assert_eq!(
+            c.args[1..4],
+            [
+                "--manage-all-nodes=true",
+                "--node-lease-duration-seconds=40",
+                "--server-address=127.0.0.1:6"
+            ]
+        );
+        assert_eq!(c.args[4..], ["--config=/s/a.yaml", "--config=/s/b.yaml"]);
     }
 
     #[test]
