@@ -106,6 +106,10 @@ impl Driver {
                 ));
                 return Outcome::Done;
             }
+            // What a delete wants is for the object to be gone.
+            if what.starts_with("delete") && kind == Kind::Status(404) {
+                return Outcome::Done;
+            }
             if !kind.retryable() || attempt == MAX_ATTEMPTS || self.cancel.is_cancelled() {
                 tracing::debug!(what, error = %err, "request failed");
                 self.count(format!("{what}: failed {}", kind.label()));

@@ -174,7 +174,7 @@ impl Recorder {
     pub fn all_pods(&self) -> Vec<String> {
         self.pods
             .iter()
-            .filter(|(_, t)| t.seen)
+            .filter(|(_, t)| t.seen && t.deleted.is_none())
             .map(|(k, _)| k.clone())
             .collect()
     }
