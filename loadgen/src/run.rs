@@ -9,11 +9,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::Job,
-    core::v1::{Namespace, Node, Pod},
+    core::v1::{Namespace, Node, Pod, ServiceAccount},
 };
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, PostParams},
+    runtime::wait::await_condition,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -184,7 +185,22 @@ impl Run {
             }
         })
         .await;
-        self.stopped()
+        self.stopped()?;
+        // Pods are refused (403) until kube-controller-manager has made the namespace's
+        // `default` ServiceAccount; wait for it through a watch.
+        for i in 0..self.s.namespaces {
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.naming.namespace(i));
+            let made = await_condition(api, "default", |sa: Option<&ServiceAccount>| sa.is_some());
+            tokio::select! {
+                r = tokio::time::timeout(self.s.timeout, made) => {
+                    if !matches!(r, Ok(Ok(_))) {
+                        return Err(Stop::Timeout(format!("ServiceAccount default in {}", self.naming.namespace(i))));
+                    }
+                }
+                () = self.driver.cancel().cancelled() => return Err(Stop::Interrupted),
+            }
+        }
+        Ok(())
     }
 
     async fn create_nodes(&mut self) -> Result<(), Stop> {

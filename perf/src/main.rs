@@ -78,7 +78,7 @@ fn controller(side: &str, binary: PathBuf) -> Result<Controller> {
 /// Upstream KWOK v0.8's own fast stages (node-initialize, node-heartbeat-with-lease,
 /// pod-ready, pod-complete, pod-delete), read from its Go module, so both controllers run
 /// the very same Stage documents; ours must accept them unchanged.
-fn write_stages(dir: &Path) -> Result<PathBuf> {
+fn write_upstream_stages(dir: &Path) -> Result<PathBuf> {
     let root = go_mod_cache().join(format!("sigs.k8s.io/kwok@{UPSTREAM_VERSION}/kustomize/stage"));
     let files = [
         "node/fast/node-initialize.yaml",
@@ -101,6 +101,15 @@ fn write_stages(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("stages.yaml");
     std::fs::write(&path, docs.join("\n---\n") + "\n")
         .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Our default stage sets (node-fast with leases, pod-fast) for an ours-only run on a
+/// machine without the upstream module.
+fn write_our_stages(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("stages.yaml");
+    let text = kwok_engine::catalog::defaults_with_lease().join("\n---\n");
+    std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
     Ok(path)
 }
 
@@ -187,7 +196,11 @@ async fn run(flags: Flags) -> Result<()> {
     let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
     let dir = flags.out.join(format!("{date}-{}", scenario.name));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let stages = write_stages(&dir)?;
+    let stages = if upstream_wanted {
+        write_upstream_stages(&dir)?
+    } else {
+        write_our_stages(&dir)?
+    };
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {

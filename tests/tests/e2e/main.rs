@@ -11,3 +11,4 @@ mod artifacts;
 mod cluster;
 mod controller;
 mod errors;
+mod loadgen;
