@@ -70,6 +70,9 @@ struct Flags {
     /// Longest wait for each phase.
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Send node and pod creates as server-side dry runs: measures the create rate only.
+    #[arg(long)]
+    dry_run: bool,
     /// Leave what was created in place.
     #[arg(long)]
     keep: bool,
@@ -131,6 +134,7 @@ impl Flags {
             s.node_capacity = self.node_capacity.iter().cloned().collect();
         }
         s.node_labels.extend(self.node_label.iter().cloned());
+        s.dry_run |= self.dry_run;
         if !self.node_taint.is_empty() {
             s.node_taints = self.node_taint.clone();
         }

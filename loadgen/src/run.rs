@@ -27,6 +27,10 @@ use crate::{
 };
 
 static POST: LazyLock<PostParams> = LazyLock::new(PostParams::default);
+static POST_DRY_RUN: LazyLock<PostParams> = LazyLock::new(|| PostParams {
+    dry_run: true,
+    ..Default::default()
+});
 static DELETE: LazyLock<DeleteParams> = LazyLock::new(DeleteParams::default);
 
 /// How often waits look at the recorder's counts (in memory, not the apiserver).
@@ -154,6 +158,9 @@ impl Run {
     async fn load(&mut self) -> Result<(), Stop> {
         self.create_namespaces().await?;
         self.create_nodes().await?;
+        if self.s.dry_run {
+            return self.create_pods().await;
+        }
         let made = self.nodes_made;
         self.wait("nodes Ready", |c| c.nodes_ready >= made).await?;
         self.create_pods().await?;
@@ -161,6 +168,11 @@ impl Run {
         self.wait("pods Running", |c| c.pods_running >= target).await?;
         self.churn().await?;
         self.hold().await
+    }
+
+    /// Create parameters: dry runs when the scenario asks for them.
+    fn post(&self) -> &'static PostParams {
+        if self.s.dry_run { &POST_DRY_RUN } else { &POST }
     }
 
     fn stopped(&self) -> Result<(), Stop> {
@@ -205,7 +217,7 @@ impl Run {
 
     async fn create_nodes(&mut self) -> Result<(), Stop> {
         let api: Api<Node> = Api::all(self.client.clone());
-        let (d, n, s, rec) = (&self.driver, &self.naming, &self.s, &self.rec);
+        let (d, n, s, rec, post) = (&self.driver, &self.naming, &self.s, &self.rec, self.post());
         let start = Instant::now();
         let ok = d
             .each(0..s.nodes, |i| {
@@ -215,7 +227,7 @@ impl Run {
                     rec.lock()
                         .expect("recorder lock")
                         .node_create_sent(&n.node(i), Instant::now());
-                    let out = d.call("create node", || api.create(&POST, &node)).await;
+                    let out = d.call("create node", || api.create(post, &node)).await;
                     if out == Outcome::Done {
                         rec.lock().expect("recorder lock").node_created(&n.node(i));
                     }
@@ -247,7 +259,7 @@ impl Run {
     }
 
     async fn create_bare_pods(&mut self, indexes: std::ops::Range<u32>, generation: u32) -> u64 {
-        let (d, n, s, rec) = (&self.driver, &self.naming, &self.s, &self.rec);
+        let (d, n, s, rec, post) = (&self.driver, &self.naming, &self.s, &self.rec, self.post());
         let client = &self.client;
         let ok = d
             .each(indexes, |i| async move {
@@ -258,7 +270,7 @@ impl Run {
                 rec.lock()
                     .expect("recorder lock")
                     .pod_create_sent(&key, Instant::now());
-                d.call("create pod", || api.create(&POST, &pod)).await
+                d.call("create pod", || api.create(post, &pod)).await
             })
             .await;
         self.pods_created += ok;
@@ -273,7 +285,7 @@ impl Run {
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        let (d, n, s) = (&self.driver, &self.naming, &self.s);
+        let (d, n, s, post) = (&self.driver, &self.naming, &self.s, self.post());
         let client = &self.client;
         let sizes = objects::workload_sizes(s.pods, s.pods_per_workload);
         let kind = K::kind(&());
@@ -282,7 +294,7 @@ impl Run {
         d.each(sizes.iter().copied().enumerate(), |(i, size)| async move {
             let obj = build(s, n, i as u32, size);
             let api: Api<K> = Api::namespaced(client.clone(), &n.namespace(i as u32 % s.namespaces));
-            d.call(what, || api.create(&POST, &obj)).await
+            d.call(what, || api.create(post, &obj)).await
         })
         .await
     }
@@ -399,6 +411,9 @@ impl Run {
             })
             .await;
             let _ = self.wait("pods gone", |c| c.pods_live == 0).await;
+        }
+        if self.s.dry_run {
+            return;
         }
         let node_api: Api<Node> = Api::all(self.client.clone());
         let (d, rec) = (&self.driver, &self.rec);

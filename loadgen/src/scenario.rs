@@ -100,6 +100,9 @@ pub struct Scenario {
     /// Idle time after everything is running (e.g. to soak leases).
     #[serde(with = "humantime_serde_compat")]
     pub hold: Duration,
+    /// Send node and pod creates as server-side dry runs (nothing is stored, nothing
+    /// waited for): measures how fast loadgen and the apiserver's front half go.
+    pub dry_run: bool,
 }
 
 impl Default for Scenario {
@@ -127,6 +130,7 @@ impl Default for Scenario {
             churn_duration: Duration::ZERO,
             timeout: Duration::from_secs(300),
             hold: Duration::ZERO,
+            dry_run: false,
         }
     }
 }
