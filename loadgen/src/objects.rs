@@ -138,7 +138,7 @@ pub fn job(s: &Scenario, n: &Naming, i: u32, pods: u32) -> Job {
 pub fn workload_sizes(pods: u32, per: u32) -> Vec<u32> {
     let full = pods / per;
     let mut sizes = vec![per; full as usize];
-    if pods % per > 0 {
+    if !pods.is_multiple_of(per) {
         sizes.push(pods % per);
     }
     sizes

@@ -60,9 +60,8 @@ pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> Str
 }
 
 fn fmt(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e12 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    // Whole numbers and large ones need no decimals.
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.3}")
