@@ -61,7 +61,7 @@ impl Driver {
     }
 
     /// Runs `op` for every item at the target rate; stops early when cancelled.
-    /// Returns how many succeeded.
+    /// Returns how many succeeded (so far, when cancelled).
     pub async fn each<T, F, Fut>(&self, items: impl IntoIterator<Item = T>, op: F) -> u64
     where
         F: Fn(T) -> Fut,
@@ -75,12 +75,17 @@ impl Driver {
                     fut.await
                 }
             })
-            .buffer_unordered(self.concurrency)
-            .fold(0u64, |ok, o| async move { ok + u64::from(o == Outcome::Done) });
+            .buffer_unordered(self.concurrency);
+        let mut ok = 0u64;
+        let count = work.for_each(|o| {
+            ok += u64::from(o == Outcome::Done);
+            std::future::ready(())
+        });
         tokio::select! {
-            ok = work => ok,
-            () = self.cancel.cancelled() => 0,
+            () = count => {}
+            () = self.cancel.cancelled() => {}
         }
+        ok
     }
 
     /// Sends one request, retrying what is worth retrying. `what` names it in error
@@ -247,5 +252,20 @@ mod tests {
             })
             .await;
         assert_eq!(ok, 40);
+    }
+
+    #[tokio::test]
+    async fn cancelled_each_should_return_the_successes_so_far() {
+        let rec = Arc::new(Mutex::new(Recorder::new()));
+        let cancel = CancellationToken::new();
+        // 10/s with a burst of 1: a few items pass before the cancel.
+        let d = Driver::new(10, 1, rec, cancel.clone());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            stop.cancel();
+        });
+        let ok = d.each(0..100u32, |_| async { Outcome::Done }).await;
+        assert!(ok > 0 && ok < 100, "{ok}");
     }
 }
