@@ -128,6 +128,9 @@ pub struct Options {
     /// The user kubeconfig holding the cluster's context (default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
+    /// Absolute paths handed to the kwok controller as `--config` (`--kwok-controller-config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kwok_controller_config: Vec<std::path::PathBuf>,
 }
 
 /// Default `--node-lease-duration-seconds`: the kubelet's 40 s.
@@ -179,6 +182,7 @@ impl Default for Options {
             etcd_prefix: DEFAULT_ETCD_PREFIX.into(),
             kwok_config: None,
             kubeconfig: None,
+            kwok_controller_config: Vec::new(),
         }
     }
 }

@@ -169,6 +169,10 @@ pub struct CreateClusterArgs {
     /// Components, Kubernetes options, Prometheus, dry run.
     #[command(flatten)]
     pub cluster: Box<crate::cluster_flags::ClusterFlags>,
+    /// Stage/KwokConfiguration file handed to the kwok controller as `--config`; repeatable
+    /// (default: none, so kwok uses its built-in stages; upstream KWOK's binary needs one).
+    #[arg(long)]
+    pub kwok_controller_config: Vec<PathBuf>,
 }
 
 #[cfg(test)]

@@ -1,2 +1,9 @@
-//! Side-by-side macro benchmarks against upstream KWOK; they arrive with the
-//! "loadgen and perf" issue.
+//! Side-by-side macro benchmarks: one loadgen scenario on the same pinned control plane,
+//! once with this project's `kwok` and once with upstream KWOK v0.8's. See `perf/README.md`.
+
+pub mod apiserver;
+pub mod cluster;
+pub mod process;
+pub mod scenarios;
+pub mod side;
+pub mod table;

@@ -52,6 +52,11 @@ pub(super) async fn cluster(
     let mut ports = Allocator::default();
     let mut options = resolve_options(&mut ports, &settings)?;
     options.kwok_config = (!settings.kwok_documents.is_empty()).then(|| dir.kwok_config());
+    options.kwok_controller_config = args
+        .kwok_controller_config
+        .iter()
+        .map(|p| fs::canonicalize(p).with_context(|| format!("--kwok-controller-config {}", p.display())))
+        .collect::<Result<_>>()?;
     let binaries = resolve_binaries(&Finder::new(workdir.cache()), &args, &settings)?;
     let ctx = Context {
         options: &options,
@@ -180,6 +185,7 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
         etcd_prefix: s.etcd_prefix.clone(),
         kwok_config: None,
         kubeconfig: Some(s.kubeconfig.clone()),
+        kwok_controller_config: Vec::new(),
     })
 }
 

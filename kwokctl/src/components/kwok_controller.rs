@@ -17,6 +17,8 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     if o.kwok_config.is_some() {
         args.push(path_arg("config", ctx.dir.kwok_config()));
     }
+    // Files given with --kwok-controller-config (upstream KWOK's binary needs its stages).
+    args.extend(o.kwok_controller_config.iter().map(|p| path_arg("config", p)));
     if !o.enable_crds.is_empty() {
         args.push(format!("--enable-crds={}", o.enable_crds.join(",")));
     }

@@ -264,6 +264,29 @@ mod tests {
     }
 
     #[test]
+    fn kwok_controller_config_should_become_config_flags_after_the_upstream_ones() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let mut options = options(false);
+        options.kwok_controller_config = vec!["/s/a.yaml".into(), "/s/b.yaml".into()];
+        let c = kwok_controller::component(
+            &Context {
+                options: &options,
+                dir: &dir,
+            },
+            "kwok".as_ref(),
+        );
+        assert_eq!(
+            c.args[1..4],
+            [
+                "--manage-all-nodes=true",
+                "--node-lease-duration-seconds=40",
+                "--server-address=127.0.0.1:6"
+            ]
+        );
+        assert_eq!(c.args[4..], ["--config=/s/a.yaml", "--config=/s/b.yaml"]);
+    }
+
+    #[test]
     fn components_should_start_with_etcd_then_the_apiserver() {
         let names: Vec<String> = plan_of(false).into_iter().map(|c| c.name).collect();
         assert_eq!(

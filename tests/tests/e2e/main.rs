@@ -18,5 +18,6 @@ mod kwok;
 
 mod clusters;
 mod completion;
+mod loadgen;
 mod scale;
 mod snapshot;

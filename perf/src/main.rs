@@ -1,0 +1,267 @@
+//! `perf SCENARIO`: runs a loadgen scenario with our kwok and with upstream KWOK's on the
+//! same pinned control plane and writes a ratio table plus raw JSON.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use kwok_perf::{
+    cluster::cache_dir,
+    scenarios,
+    side::{self, Controller, SideResult},
+    table,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Upstream KWOK version built by `perf/upstream/build.sh`.
+const UPSTREAM_VERSION: &str = "v0.8.0";
+
+/// Runs a scenario with our kwok and upstream KWOK v0.8's, side by side.
+#[derive(Debug, Parser)]
+#[command(name = "perf", version, about)]
+struct Flags {
+    /// Scenario: smoke, small, large, lease-soak or churn.
+    scenario: String,
+    /// Which controllers to run.
+    #[arg(long, value_enum, default_value = "both")]
+    only: Only,
+    /// Results folder; a `<date>-<scenario>` folder is made inside.
+    #[arg(long, default_value = "perf/results")]
+    out: PathBuf,
+    /// Our kwok (default: next to this binary; build it with --release).
+    #[arg(long)]
+    kwok: Option<PathBuf>,
+    /// Upstream kwok (default: the cache, `kwok-upstream/v0.8.0/kwok`).
+    #[arg(long)]
+    upstream_kwok: Option<PathBuf>,
+    /// kwokctl (default: next to this binary).
+    #[arg(long)]
+    kwokctl: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    Both,
+    Ours,
+    Upstream,
+    /// Upstream only if its cached binary exists (for CI smoke runs).
+    OursAndUpstreamIfBuilt,
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("binary folder")?.join(name))
+}
+
+fn version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+fn controller(side: &str, binary: PathBuf) -> Result<Controller> {
+    if !binary.is_file() {
+        bail!("{side} kwok {} is missing (see perf/README.md)", binary.display());
+    }
+    Ok(Controller {
+        side: side.to_owned(),
+        version: version(&binary),
+        binary,
+    })
+}
+
+/// Upstream KWOK v0.8's own fast stages (node-initialize, node-heartbeat-with-lease,
+/// pod-ready, pod-complete, pod-delete), read from its Go module, so both controllers run
+/// the very same Stage documents; ours must accept them unchanged.
+fn write_upstream_stages(dir: &Path) -> Result<PathBuf> {
+    let root = go_mod_cache().join(format!("sigs.k8s.io/kwok@{UPSTREAM_VERSION}/kustomize/stage"));
+    let files = [
+        "node/fast/node-initialize.yaml",
+        "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+        "pod/fast/pod-ready.yaml",
+        "pod/fast/pod-complete.yaml",
+        "pod/fast/pod-delete.yaml",
+    ];
+    let mut docs = Vec::new();
+    for f in files {
+        let path = root.join(f);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "read upstream stage {} (run perf/upstream/build.sh to fetch the module)",
+                path.display()
+            )
+        })?;
+        docs.push(text.trim().trim_start_matches("---").trim().to_owned());
+    }
+    let path = dir.join("stages.yaml");
+    std::fs::write(&path, docs.join("\n---\n") + "\n")
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Our default stage sets (node-fast with leases, pod-fast) for an ours-only run on a
+/// machine without the upstream module.
+fn write_our_stages(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("stages.yaml");
+    let text = kwok_engine::catalog::defaults_with_lease().join("\n---\n");
+    std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+/// `$GOMODCACHE`, else `$GOPATH/pkg/mod`, else `~/go/pkg/mod` (Go's defaults).
+fn go_mod_cache() -> PathBuf {
+    let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("GOMODCACHE")
+        .or_else(|| env("GOPATH").map(|p| p.join("pkg/mod")))
+        .unwrap_or_else(|| env("HOME").unwrap_or_default().join("go/pkg/mod"))
+}
+
+/// Machine and version notes for the results folder.
+fn machine(controllers: &[Controller]) -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo");
+    let model = cpu
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']));
+    let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
+    let mem = read("/proc/meminfo")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let kernel = read("/proc/sys/kernel/osrelease");
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok();
+    let commit = commit
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cache = cache_dir();
+    let mut out = format!(
+        "- machine: {cores} cores, {}, {mem}, kernel {}\n- kwok-rs commit: {commit}\n",
+        model.unwrap_or("unknown CPU"),
+        kernel.trim()
+    );
+    for c in controllers {
+        out += &format!("- {} kwok: {} ({})\n", c.side, c.version, c.binary.display());
+    }
+    for (c, v) in [("kube-apiserver", "v1.36.5"), ("etcd", "v3.6.16")] {
+        out += &format!(
+            "- {c}: {}\n",
+            version(&cache.join(c).join(v).join(c))
+                .lines()
+                .next()
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+async fn run(flags: Flags) -> Result<()> {
+    let scenario = scenarios::named(&flags.scenario).with_context(|| {
+        format!(
+            "unknown scenario {:?} (one of {})",
+            flags.scenario,
+            scenarios::NAMES.join(", ")
+        )
+    })?;
+    let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
+    let ours = controller("ours", flags.kwok.clone().map_or_else(|| sibling("kwok"), Ok)?)?;
+    let upstream_bin = flags.upstream_kwok.clone().unwrap_or_else(|| {
+        cache_dir()
+            .join("kwok-upstream")
+            .join(UPSTREAM_VERSION)
+            .join("kwok")
+    });
+    let mut sides = Vec::new();
+    if flags.only != Only::Upstream {
+        sides.push(ours);
+    }
+    let upstream_wanted = match flags.only {
+        Only::Both | Only::Upstream => true,
+        Only::Ours => false,
+        Only::OursAndUpstreamIfBuilt => upstream_bin.is_file(),
+    };
+    if upstream_wanted {
+        sides.push(controller("upstream", upstream_bin)?);
+    }
+
+    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let dir = flags.out.join(format!("{date}-{}", scenario.name));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let stages = if upstream_wanted {
+        write_upstream_stages(&dir)?
+    } else {
+        write_our_stages(&dir)?
+    };
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+
+    let mut results: Vec<SideResult> = Vec::new();
+    for c in &sides {
+        let log = dir.join(format!("{}-kwok.log", c.side));
+        let r = side::run(&kwokctl, c.clone(), &stages, &scenario, &log, cancel.clone()).await?;
+        std::fs::write(
+            dir.join(format!("{}.json", c.side)),
+            serde_json::to_string_pretty(&r)? + "\n",
+        )?;
+        eprintln!("{}", r.report.table());
+        results.push(r);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    let find = |side: &str| results.iter().find(|r| r.controller.side == side);
+    let summary = format!(
+        "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods ({:?}), target rate {}/s, churn {}/s for {:?}, hold {:?}.\n\n{}",
+        scenario.name,
+        machine(&sides),
+        scenario.nodes,
+        scenario.pods,
+        scenario.pod_kind,
+        scenario.rate,
+        scenario.churn_rate,
+        scenario.churn_duration,
+        scenario.hold,
+        table::markdown(find("ours"), find("upstream")),
+    );
+    std::fs::write(dir.join("summary.md"), &summary)?;
+    println!("{summary}\nresults: {}", dir.display());
+    if let Some(r) = results.iter().find(|r| !r.complete) {
+        bail!(
+            "{} run incomplete: {}",
+            r.controller.side,
+            r.report.stopped_because.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PERF_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Flags::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("perf: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The Markdown comparison: one row per figure, ours, upstream and the ratio.
+
+use std::fmt::Write as _;
+
+use crate::side::SideResult;
+
+type Figure = (&'static str, fn(&SideResult) -> Option<f64>, &'static str);
+
+/// The figures compared, with the direction that is better.
+const FIGURES: &[Figure] = &[
+    ("nodes Ready/s", |r| r.nodes_ready_per_second, "higher"),
+    ("pods Running/s", |r| r.pods_running_per_second, "higher"),
+    ("pod startup p50 (ms)", |r| r.pod_startup_p50_ms, "lower"),
+    ("pod startup p99 (ms)", |r| r.pod_startup_p99_ms, "lower"),
+    (
+        "pod scheduled→running p99 (ms)",
+        |r| r.pod_scheduled_to_running_p99_ms,
+        "lower",
+    ),
+    (
+        "lease renewal lateness p99 (ms)",
+        |r| r.lease_lateness_p99_ms,
+        "lower",
+    ),
+    ("expired leases", |r| Some(r.expired_leases as f64), "lower"),
+    ("transitions", |r| Some(r.transitions as f64), "-"),
+    ("kwok CPU s", |r| Some(r.kwok_cpu_seconds), "lower"),
+    (
+        "kwok CPU s / 1,000 transitions",
+        |r| Some(r.kwok_cpu_seconds_per_1000_transitions),
+        "lower",
+    ),
+    ("kwok peak RSS (MiB)", |r| Some(r.kwok_peak_rss_mib), "lower"),
+    (
+        "kwok peak RSS / 1,000 nodes (MiB)",
+        |r| Some(r.kwok_peak_rss_mib_per_1000_nodes),
+        "lower",
+    ),
+    (
+        "apiserver requests",
+        |r| Some(r.apiserver_requests as f64),
+        "lower",
+    ),
+];
+
+/// The table for `ours` and, when it ran, `upstream`.
+pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> String {
+    let mut out =
+        String::from("| figure | ours | upstream | ours/upstream | better |\n|---|---:|---:|---:|---|\n");
+    let cell = |v: Option<f64>| v.map_or("-".to_owned(), fmt);
+    for (name, get, better) in FIGURES {
+        let (a, b) = (ours.and_then(get), upstream.and_then(get));
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        let _ = writeln!(out, "| {name} | {} | {} | {ratio} | {better} |", cell(a), cell(b));
+    }
+    out
+}
+
+fn fmt(v: f64) -> String {
+    // Whole numbers and large ones need no decimals.
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_should_keep_three_decimals_when_small() {
+        assert_eq!(fmt(0.12345), "0.123");
+        assert_eq!(fmt(1234.5), "1234");
+        assert_eq!(fmt(7.0), "7");
+    }
+}

@@ -1,0 +1,190 @@
+//! `loadgen` and `perf` against real kwokctl clusters: a tiny scenario whose report must
+//! add up exactly, and the perf harness in its scaled-down smoke mode.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::util::{Kwokctl, bin_dir, cache_dir};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run binary");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn u(v: &Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{path} missing in {v:#}"))
+}
+
+fn assert_percentiles_ordered(p: &Value, what: &str) {
+    let keys = ["p50", "p90", "p99", "p999", "max"];
+    let values: Vec<f64> = keys
+        .iter()
+        .map(|k| p[k].as_f64().unwrap_or_else(|| panic!("{what}: no {k}")))
+        .collect();
+    assert!(
+        values.windows(2).all(|w| w[0] <= w[1]),
+        "{what}: percentiles out of order: {values:?}"
+    );
+    assert!(values[0] > 0.0, "{what}: zero latency: {values:?}");
+}
+
+#[test]
+fn loadgen_tiny_scenario_should_report_exact_counts_and_ordered_percentiles() {
+    let kwokctl = Kwokctl::new();
+    kwokctl.ok(&["create", "cluster", "--name", "lg"]);
+    let kubeconfig = kwokctl.cluster_dir("lg").join("kubeconfig.yaml");
+    let out = run(Command::new(bin_dir().join("loadgen")).args([
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--nodes=20",
+        "--pods=200",
+        "--namespaces=3",
+        "--churn-rate=10",
+        "--churn-duration=10s",
+        "--timeout=120s",
+        "--output=json",
+    ]));
+    let r: Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(r["complete"], true, "{r:#}");
+    assert_eq!(u(&r, "/counts/nodesCreated"), 20);
+    assert_eq!(u(&r, "/counts/nodesReady"), 20);
+    assert_eq!(u(&r, "/counts/nodesDeleted"), 20);
+    let churned = u(&r, "/counts/podsChurned");
+    assert!(churned >= 50, "churn at 10/s for 10 s deleted only {churned}");
+    assert_eq!(
+        u(&r, "/counts/podsCreated"),
+        200 + churned,
+        "every churned pod is replaced"
+    );
+    assert_eq!(u(&r, "/counts/podsRunning"), 200 + churned);
+    assert_eq!(u(&r, "/counts/podsDeleted"), 200 + churned);
+
+    let phases = r["phases"].as_array().expect("phases");
+    let count = |name: &str| {
+        let p = phases
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no phase {name}"));
+        assert_percentiles_ordered(&p["latencyMs"], name);
+        p["count"].as_u64().unwrap()
+    };
+    assert_eq!(count("node created→ready"), 20);
+    assert_eq!(count("pod created→scheduled"), 200 + churned);
+    assert_eq!(count("pod created→running"), 200 + churned);
+    assert_eq!(count("pod scheduled→running"), 200 + churned);
+    assert_eq!(count("node delete→gone"), 20);
+    assert_eq!(count("pod delete→gone"), 200 + churned);
+    assert_eq!(u(&r, "/leases/leases"), 20, "every node's lease seen");
+    let failed: Vec<_> = r["errors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.contains("failed"))
+        .collect();
+    assert!(failed.is_empty(), "requests failed: {failed:?}");
+    // Cleanup left nothing with the run's label.
+    let run_label = format!("loadgen.kwok.x-k8s.io/run={}", r["run"].as_str().unwrap());
+    let left = kwokctl.ok(&[
+        "--name",
+        "lg",
+        "kubectl",
+        "get",
+        "nodes,pods",
+        "-A",
+        "-l",
+        &run_label,
+        "-o",
+        "name",
+    ]);
+    assert_eq!(left.trim(), "", "objects left behind");
+}
+
+#[test]
+fn loadgen_bad_scenario_file_should_be_a_one_line_error_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, "nodes: 3\npodz: 10\n").unwrap();
+    let out = Command::new(bin_dir().join("loadgen"))
+        .arg("--scenario")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(path.to_str().unwrap()) && err.contains("podz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn perf_smoke_should_write_a_ratio_table_and_raw_json() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let upstream = cache_dir().join("kwok-upstream/v0.8.0/kwok").exists();
+    let stdout = run(Command::new(bin_dir().join("perf"))
+        .args(["smoke", "--only", "ours-and-upstream-if-built", "--out"])
+        .arg(out_dir.path())
+        .env("KWOK_CACHE_DIR", cache_dir()));
+    let results = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        results.file_name().unwrap().to_str().unwrap().ends_with("-smoke"),
+        "{results:?}"
+    );
+    let summary = std::fs::read_to_string(results.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| kwok CPU s / 1,000 transitions |"),
+        "{summary}"
+    );
+    assert!(
+        stdout.contains("| figure | ours | upstream | ours/upstream |"),
+        "{stdout}"
+    );
+    let sides: &[&str] = if upstream {
+        &["ours", "upstream"]
+    } else {
+        &["ours"]
+    };
+    for side in sides {
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(results.join(format!("{side}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(r["complete"], true, "{side}: {r:#}");
+        assert!(
+            r["kwokCpuSeconds"].as_f64().unwrap() > 0.0,
+            "{side}: no CPU measured"
+        );
+        assert!(
+            r["kwokPeakRssMib"].as_f64().unwrap() > 1.0,
+            "{side}: no RSS measured"
+        );
+        assert!(
+            u(&r, "/apiserverRequests") > 1000,
+            "{side}: apiserver requests not counted"
+        );
+        assert_eq!(u(&r, "/report/counts/nodesReady"), 50, "{side}");
+    }
+    if upstream {
+        // Both ran: every row has a ratio where both sides have the figure.
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.starts_with("| pods Running/s |") && !l.contains("| - |")),
+            "{summary}"
+        );
+    }
+}
