@@ -68,7 +68,9 @@ def main():
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="kwok-soak-")
-    env = dict(os.environ, KWOK_WORKDIR=work, KUBECONFIG=f"{work}/kubeconfig")
+    # Clusters in a throw-away work dir; binaries from the usual cache.
+    cache = os.environ.get("KWOK_CACHE_DIR", str(Path.home() / ".kwok/cache"))
+    env = dict(os.environ, KWOK_WORKDIR=work, KUBECONFIG=f"{work}/kubeconfig", KWOK_CACHE_DIR=cache)
     sh(env, "create", "cluster", "--disable-qps-limits")
     try:
         cfg = Path(work, "clusters/soak/kwok.yaml").read_text()

@@ -236,6 +236,14 @@ impl Finder {
     /// Builds `binaries` into the cache from the embedded Go modules; what is cached is skipped.
     /// Progress (what is built, elapsed time) goes to stderr.
     pub fn build(&self, binaries: &[Binary]) -> Result<()> {
+        // One build at a time per cache: kwokctl runs started together (tests, scripts)
+        // would otherwise write the same sources at once. A waiter then finds the
+        // binaries built and build.sh skips them. The lock goes with the file handle.
+        let io = |action, path: PathBuf| move |source| Error::Io { action, path, source };
+        fs::create_dir_all(&self.cache).map_err(io("create", self.cache.clone()))?;
+        let lock_path = self.cache.join(".build.lock");
+        let lock = fs::File::create(&lock_path).map_err(io("create", lock_path.clone()))?;
+        lock.lock().map_err(io("lock", lock_path))?;
         let src = self.unpack_sources()?;
         let names: Vec<&str> = binaries.iter().map(|b| b.name()).collect();
         let status = Command::new("bash")
