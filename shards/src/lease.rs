@@ -336,8 +336,17 @@ impl Leases {
                 h.renewed = None;
                 left + Duration::from_millis(100)
             }
-            // Keep what we had: a later renewal still lands before expiry.
-            Renewed::Failed => Duration::from_secs(1),
+            // Keep what we had while a later renewal can still land before expiry;
+            // past it, another controller may hold the lease: stop driving the node
+            // and read the lease before writing it again.
+            Renewed::Failed => {
+                if h.renewed
+                    .is_some_and(|r| now.duration_since(r) >= self.worker.duration)
+                {
+                    h.renewed = None;
+                }
+                Duration::from_secs(1)
+            }
         };
         let is = h.renewed.is_some();
         h.due = now + after;
