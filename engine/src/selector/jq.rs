@@ -22,7 +22,7 @@ type Filter = jaq_core::Filter<JustLut<Val>>;
 /// Running it converts the input `serde_json::Value` into jaq's `Val` (a deep copy of the
 /// input, which dominates the cost for whole Kubernetes objects) and each output back.
 #[derive(Clone)]
-pub(crate) struct Jq {
+pub struct Jq {
     filter: Arc<Filter>,
 }
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for Jq {
 
 impl Jq {
     /// Compiles `code`; the error is jaq's message, e.g. `expected term, found "}"`.
-    pub(crate) fn compile(code: &str) -> Result<Self, String> {
+    pub fn compile(code: &str) -> Result<Self, String> {
         let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
         let arena = Arena::default();
@@ -51,6 +51,25 @@ impl Jq {
         Ok(Self {
             filter: Arc::new(filter),
         })
+    }
+
+    /// The first `limit` outputs for `input` (a program may yield without end), or the
+    /// first error's message (`kwokctl scale --param` reports it to the user).
+    pub fn run(&self, input: &Value, limit: usize) -> Result<Vec<Value>, String> {
+        let input = Val::deserialize(input).map_err(|e| e.to_string())?;
+        let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
+        self.filter
+            .id
+            .run((ctx, input))
+            .take(limit)
+            .map(|output| match output {
+                Ok(val) => Ok(to_json(&val)),
+                Err(e) => Err(match e.get_err() {
+                    Ok(e) => e.to_string(),
+                    Err(_) => "it breaks out of the program".to_owned(),
+                }),
+            })
+            .collect()
     }
 
     /// Calls `out` on every output for `input`, stopping at the first error.

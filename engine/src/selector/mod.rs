@@ -7,6 +7,7 @@ mod pipeline;
 mod query;
 mod requirement;
 
+pub use jq::Jq;
 pub use query::{Query, QueryError};
 
 use serde_json::Value;

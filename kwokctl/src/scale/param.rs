@@ -1,26 +1,16 @@
 //! `--param`: a jq program (usually an assignment like `.spec.x = "y"`) applied to a
 //! template once, before any object is made.
 
-use std::sync::Arc;
-
-use jaq_core::{
-    Compiler, Ctx, Vars,
-    data::JustLut,
-    load::{self, Arena, File, Loader},
-};
-use jaq_json::Val;
-use serde::Deserialize;
+use kwok_engine::selector::Jq;
 use serde_json::Value;
 
 use super::{Error, Result};
-
-type Filter = jaq_core::Filter<JustLut<Val>>;
 
 /// One compiled `--param`.
 #[derive(Clone)]
 pub struct Param {
     code: String,
-    filter: Arc<Filter>,
+    filter: Jq,
 }
 
 impl std::fmt::Debug for Param {
@@ -40,11 +30,11 @@ impl Param {
             message,
         };
         // The user's own program is checked first, so errors point into what they typed.
-        compile_filter(code).map_err(err)?;
-        let filter = compile_filter(&with_parents(code)).map_err(err)?;
+        Jq::compile(code).map_err(err)?;
+        let filter = Jq::compile(&with_parents(code)).map_err(err)?;
         Ok(Self {
             code: code.to_owned(),
-            filter: Arc::new(filter),
+            filter,
         })
     }
 
@@ -65,21 +55,12 @@ impl Param {
             code: self.code.clone(),
             message,
         };
-        let input = Val::deserialize(&object).map_err(|e| err(e.to_string()))?;
-        let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
-        let mut outputs = self.filter.id.run((ctx, input));
-        let first = outputs
-            .next()
-            .ok_or_else(|| err("it yields nothing".into()))?
-            .map_err(|e| match e.get_err() {
-                Ok(e) => err(e.to_string()),
-                Err(_) => err("it breaks out of the program".into()),
-            })?;
+        // Two are enough to tell "exactly one" apart.
+        let mut outputs = self.filter.run(&object, 2).map_err(err)?.into_iter();
+        let value = outputs.next().ok_or_else(|| err("it yields nothing".into()))?;
         if outputs.next().is_some() {
             return Err(err("it yields more than one value".into()));
         }
-        // jaq prints values as JSON; that is the simplest faithful way back.
-        let value: Value = serde_json::from_str(&first.to_string()).map_err(|e| err(e.to_string()))?;
         if !value.is_object() {
             return Err(err(format!(
                 "it yields {value}, not an object (use an assignment like .a = 1)"
@@ -87,28 +68,6 @@ impl Param {
         }
         Ok(value)
     }
-}
-
-fn compile_filter(code: &str) -> Result<Filter, String> {
-    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
-    let arena = Arena::default();
-    let modules = Loader::new(defs)
-        .load(&arena, File { code, path: () })
-        .map_err(|errs| load_message(&errs))?;
-    Compiler::default()
-        .with_funs(funs)
-        .compile(modules)
-        .map_err(|errs| {
-            let names: Vec<String> = errs
-                .iter()
-                .flat_map(|(_, es)| {
-                    es.iter()
-                        .map(|(name, u)| format!("undefined {} {name}", u.as_str()))
-                })
-                .collect();
-            names.join("; ")
-        })
 }
 
 /// `code` preceded by `(.a //= {}) | (.a.b //= {}) |` when it starts with the
@@ -189,30 +148,6 @@ fn segment_len(s: &str) -> usize {
         return if q > 0 { 1 + q } else { 0 };
     }
     bracketed(s)
-}
-
-/// The first load error as `expected X, found "Y"`, the rest of the input cut short.
-fn load_message(errs: &load::Errors<&str, ()>) -> String {
-    let found = |expected: &str, found: &str| {
-        let cut: String = found.chars().take(20).collect();
-        if found.is_empty() {
-            format!("expected {expected}, found end of input")
-        } else {
-            format!("expected {expected}, found {cut:?}")
-        }
-    };
-    let first = errs.iter().find_map(|(_, err)| match err {
-        load::Error::Io(es) => es.first().map(|(path, e)| format!("{path}: {e}")),
-        load::Error::Lex(es) => es.first().map(|(expect, rest)| match expect {
-            // `as_str` panics on delimiters other than these.
-            load::lex::Expect::Delim(d) if !matches!(*d, "(" | "[" | "{" | "\"") => {
-                found(&format!("closing delimiter for {d}"), rest)
-            }
-            other => found(other.as_str(), rest),
-        }),
-        load::Error::Parse(es) => es.first().map(|(expect, rest)| found(expect.as_str(), rest)),
-    });
-    first.unwrap_or_else(|| "not valid jq".into())
 }
 
 #[cfg(test)]
