@@ -217,16 +217,21 @@ mod tests {
         }
     }
 
-    fn plan_of(disable_qps_limits: bool) -> Vec<Component> {
-        let dir = crate::paths::Workdir::from_env().cluster("t");
-        let binaries = Binaries {
+    /// Binaries named after their component (no Prometheus).
+    fn binaries() -> Binaries {
+        Binaries {
             etcd: "etcd".into(),
             kube_apiserver: "kube-apiserver".into(),
             kube_controller_manager: "kcm".into(),
             kube_scheduler: "scheduler".into(),
             kwok: "kwok".into(),
             prometheus: None,
-        };
+        }
+    }
+
+    fn plan_of(disable_qps_limits: bool) -> Vec<Component> {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let binaries = binaries();
         plan(
             &Context {
                 options: &options(disable_qps_limits),
@@ -348,14 +353,7 @@ mod tests {
             heartbeat_factor: 0.5,
             ..options(false)
         };
-        let binaries = Binaries {
-            etcd: "etcd".into(),
-            kube_apiserver: "kube-apiserver".into(),
-            kube_controller_manager: "kcm".into(),
-            kube_scheduler: "scheduler".into(),
-            kwok: "kwok".into(),
-            prometheus: None,
-        };
+        let binaries = binaries();
         let all = plan(
             &Context {
                 options: &options,

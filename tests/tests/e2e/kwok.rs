@@ -25,6 +25,19 @@ fn bare_cluster(name: &'static str) -> Cluster {
     cluster
 }
 
+/// A kwok driving the cluster with `stages` (written to a `--config` file), without leases.
+fn kwok_with_stages(cluster: &Cluster, stages: &str) -> KwokProcess {
+    let config = cluster.dir().join("stages.yaml");
+    fs::write(&config, stages).unwrap();
+    KwokProcess::start(
+        cluster,
+        &[
+            &format!("--config={}", config.display()),
+            "--node-lease-duration-seconds=0",
+        ],
+    )
+}
+
 /// Node name → Ready status.
 fn ready(cluster: &Cluster) -> Vec<(String, String)> {
     pairs(&cluster.kubectl(&["get", "nodes", "-o", READY]))
@@ -65,20 +78,11 @@ spec:
 #[test]
 fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
     let cluster = bare_cluster("select");
-    let config = cluster.dir().join("stages.yaml");
     let node_fast =
         fs::read_to_string(crate::util::repo_root().join("engine/stages/node-fast.yaml")).unwrap();
-    fs::write(
-        &config,
-        format!("{node_fast}\n---\n{}", MARK_STAGE.replace("STAGE", "from-config")),
-    )
-    .unwrap();
-    let _kwok = KwokProcess::start(
+    let _kwok = kwok_with_stages(
         &cluster,
-        &[
-            &format!("--config={}", config.display()),
-            "--node-lease-duration-seconds=0",
-        ],
+        &format!("{node_fast}\n---\n{}", MARK_STAGE.replace("STAGE", "from-config")),
     );
     cluster.apply(&node("fake-0", true, "mark: \"yes\""));
     cluster.apply(&node("real-0", false, "mark: \"yes\""));
@@ -339,15 +343,7 @@ subjects:
 fn kwok_should_send_a_stage_s_writes_as_the_user_it_impersonates() {
     let cluster = bare_cluster("imperson");
     cluster.apply(WRITER_RBAC);
-    let config = cluster.dir().join("stages.yaml");
-    fs::write(&config, IMPERSONATING_STAGES).unwrap();
-    let kwok = KwokProcess::start(
-        &cluster,
-        &[
-            &format!("--config={}", config.display()),
-            "--node-lease-duration-seconds=0",
-        ],
-    );
+    let kwok = kwok_with_stages(&cluster, IMPERSONATING_STAGES);
     cluster.apply(&node("fake-w", true, "as: writer"));
     cluster.apply(&node("fake-n", true, "as: nobody"));
     let written = "jsonpath={.metadata.annotations.written}";
