@@ -352,7 +352,7 @@ async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: im
 
 /// The object as JSON, without `metadata.managedFields`: no stage reads them and
 /// they are often the largest part of an object, so the caches stay small.
-fn to_value(mut obj: DynamicObject) -> Value {
+pub(crate) fn to_value(mut obj: DynamicObject) -> Value {
     obj.metadata.managed_fields = None;
     serde_json::to_value(obj).unwrap_or(Value::Null)
 }
