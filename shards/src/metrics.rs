@@ -53,7 +53,7 @@ pub struct Metrics {
     pub request_seconds: Histogram,
     /// Requests that failed for good after retries.
     pub request_failures: Counter,
-    /// Objects waiting for their write per shard (the batcher's queue depth).
+    /// Objects whose write is in flight or waits for a write slot, per shard.
     pub queue_depth: Family<ShardLabel, Gauge>,
     /// Timers pending in each shard's wheel.
     pub pending_timers: Family<ShardLabel, Gauge>,
@@ -131,7 +131,7 @@ impl Metrics {
         );
         r.register(
             "batcher_queue_depth",
-            "Objects waiting for their write per shard",
+            "Objects whose write is in flight or waits for a write slot, per shard",
             m.queue_depth.clone(),
         );
         r.register(

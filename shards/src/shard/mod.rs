@@ -12,6 +12,10 @@
 //! # Invariants
 //! - At most one write is in flight per object (`Entry::in_flight`); events that
 //!   arrive meanwhile only mark the entry dirty and are evaluated when it lands.
+//! - At most `MAX_WRITES_IN_FLIGHT` writes per shard; a stage due beyond that waits
+//!   in the ready queue with its timer key still in its entry, so it is rendered
+//!   later only if nothing re-scheduled or cancelled it meanwhile.
+//! - Cached objects are compact JSON (`cache::Entry`), parsed only to match or render.
 //! - An entry has a timer only while a stage is pending for it; re-matching the same
 //!   stage keeps the timer, matching another replaces it.
 //! - A successful write's response replaces the cached object and the object is
@@ -23,7 +27,7 @@ mod cache;
 
 use std::{
     cell::RefCell,
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -59,6 +63,12 @@ pub const EVENT_BATCHES: usize = 16;
 /// Timers fired per turn of the shard loop before it looks at its channels again, so a
 /// burst of due timers cannot starve write results and events.
 const FIRE_BATCH: usize = 256;
+
+/// Writes a shard keeps in flight at most. Stages due beyond that wait in the shard's
+/// ready queue (a key each) and are rendered when a write lands, so an apiserver that
+/// falls behind costs a queue of keys, not thousands of tasks each holding a rendered
+/// object, and each waiting stage renders from the newest state of its object.
+const MAX_WRITES_IN_FLIGHT: usize = 256;
 
 /// Longest wait before a stage whose write failed is tried again.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
@@ -148,6 +158,11 @@ pub struct Shard {
     clock: Clock,
     ips: Ips,
     rng: SmallRng,
+    /// Writes in flight (at most `MAX_WRITES_IN_FLIGHT`).
+    writes: usize,
+    /// Timers that fired while `writes` was at its limit, oldest first. An item whose
+    /// timer no longer matches its entry's (re-evaluated, cancelled, removed) is skipped.
+    ready: VecDeque<(wheel::Key, ObjKey)>,
     done_tx: mpsc::UnboundedSender<(ObjKey, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(ObjKey, Outcome)>,
     gauges: Gauges,
@@ -184,6 +199,8 @@ impl Shard {
             wheel: Wheel::with_capacity(1024),
             clock: Clock::new(Instant::now()),
             ips,
+            writes: 0,
+            ready: VecDeque::new(),
             done_tx,
             done_rx,
             gauges,
@@ -244,7 +261,7 @@ impl Shard {
                 let keys: Vec<ObjKey> = self.entries.keys().cloned().collect();
                 keys.iter().for_each(|k| self.cancel(k));
                 self.ctx.kinds = kinds;
-                keys.iter().for_each(|k| self.evaluate(k));
+                keys.iter().for_each(|k| self.evaluate(k, None));
             }
             Input::Relisted(kind) => {
                 let gone: Vec<ObjKey> = self
@@ -267,10 +284,7 @@ impl Shard {
     fn applied(&mut self, kind: usize, obj: Value) {
         let Some(key) = ObjKey::of(kind, &obj) else { return };
         let rv = cache::resource_version(&obj);
-        let entry = self
-            .entries
-            .entry(key.clone())
-            .or_insert_with(|| Entry::new(Value::Null));
+        let entry = self.entries.entry(key.clone()).or_default();
         entry.stale = false;
         // Our own write already told us this version: nothing new.
         if !rv.is_empty() && entry.rv == rv {
@@ -278,21 +292,20 @@ impl Shard {
         }
         entry.rv = rv;
         // Same name, new object (re-created while we missed the delete): start afresh.
-        if entry.deleted && entry.obj.pointer("/metadata/uid") != obj.pointer("/metadata/uid") {
+        if entry.deleted && entry.uid() != cache::str_at(&obj, "/metadata/uid") {
             entry.deleted = false;
         }
-        entry.obj = obj;
+        entry.set(&obj);
         match self.role(&key) {
-            Role::Node => self.node_applied(&key),
-            Role::Pod => self.pod_applied(&key),
+            Role::Node => self.node_applied(&key, &obj),
+            Role::Pod => self.pod_applied(&key, &obj),
             Role::Other => {}
         }
         self.gauges.objects.set(self.entries.len() as i64);
-        self.evaluate(&key);
+        self.evaluate(&key, Some(&obj));
     }
 
-    fn node_applied(&mut self, key: &ObjKey) {
-        let obj = &self.entries[key].obj;
+    fn node_applied(&mut self, key: &ObjKey, obj: &Value) {
         let managed = self.ctx.settings.manages_node(obj);
         let name = key.name.clone();
         let was = self.nodes.contains_key(&name);
@@ -300,11 +313,7 @@ impl Shard {
             self.ips.observe_node(&name, obj);
         }
         if managed && !was {
-            let uid = obj
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+            let uid = cache::str_at(obj, "/metadata/uid").to_owned();
             self.nodes
                 .insert(name.clone(), self.waiting.remove(&name).unwrap_or_default());
             if let Some(leases) = &self.ctx.leases {
@@ -314,7 +323,7 @@ impl Shard {
                 });
             }
             let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
-            pods.iter().for_each(|p| self.evaluate(p));
+            pods.iter().for_each(|p| self.evaluate(p, None));
         } else if !managed && was {
             self.unmanage_node(&name);
         }
@@ -352,9 +361,9 @@ impl Shard {
             namespace: String::new(),
             name: node.clone(),
         };
-        self.evaluate(&key);
+        self.evaluate(&key, None);
         let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
-        pods.iter().for_each(|p| self.evaluate(p));
+        pods.iter().for_each(|p| self.evaluate(p, None));
     }
 
     /// Index of the Node kind (always watched).
@@ -372,8 +381,7 @@ impl Shard {
         self.nodes.contains_key(name) && (self.ctx.leases.is_none() || self.held.contains(name))
     }
 
-    fn pod_applied(&mut self, key: &ObjKey) {
-        let obj = &self.entries[key].obj;
+    fn pod_applied(&mut self, key: &ObjKey, obj: &Value) {
         let Some(node) = obj
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
@@ -385,13 +393,9 @@ impl Shard {
             .pointer("/spec/hostNetwork")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let uid = obj
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let uid = cache::str_at(obj, "/metadata/uid");
         if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
-            self.ips.adopt_pod(&node, &uid, ip);
+            self.ips.adopt_pod(&node, uid, ip);
         }
         match self.nodes.get_mut(&node) {
             Some(pods) => pods.insert(key.clone()),
@@ -399,26 +403,24 @@ impl Shard {
         };
     }
 
-    /// Whether the object behind `key` is driven by this controller now.
-    fn eligible(&self, key: &ObjKey, obj: &Value) -> bool {
-        let owned = match self.role(key) {
+    /// Whether the object behind `key` is driven by this controller now (before
+    /// looking at the object's labels and annotations).
+    fn owned(&self, key: &ObjKey, entry: &Entry) -> bool {
+        match self.role(key) {
             Role::Node => self.drives_node(&key.name),
-            Role::Pod => obj
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .is_some_and(|n| self.drives_node(n)),
+            Role::Pod => entry.node().is_some_and(|n| self.drives_node(n)),
             Role::Other => true,
-        };
-        owned && !self.ctx.settings.disregards(obj)
+        }
     }
 
-    /// Matches stages for `key` and (re)schedules its timer.
-    fn evaluate(&mut self, key: &ObjKey) {
-        self.evaluate_after(key, Duration::ZERO);
+    /// Matches stages for `key` and (re)schedules its timer. `obj` is the cached
+    /// object when the caller has it parsed already.
+    fn evaluate(&mut self, key: &ObjKey, obj: Option<&Value>) {
+        self.evaluate_after(key, Duration::ZERO, obj);
     }
 
     /// As [`Self::evaluate`], firing no sooner than `at_least` from now.
-    fn evaluate_after(&mut self, key: &ObjKey, at_least: Duration) {
+    fn evaluate_after(&mut self, key: &ObjKey, at_least: Duration, obj: Option<&Value>) {
         let Some(entry) = self.entries.get(key) else {
             return;
         };
@@ -429,14 +431,26 @@ impl Shard {
         if entry.deleted {
             return;
         }
-        if !self.eligible(key, &entry.obj) {
+        if !self.owned(key, entry) {
+            self.cancel(key);
+            return;
+        }
+        let parsed;
+        let obj = match obj {
+            Some(obj) => obj,
+            None => {
+                parsed = entry.object();
+                &parsed
+            }
+        };
+        if self.ctx.settings.disregards(obj) {
             self.cancel(key);
             return;
         }
         let kinds = self.ctx.kinds.clone();
         let lifecycle = &kinds[key.kind].lifecycle;
         let entry = self.entries.get_mut(key).expect("present");
-        let Some(stage) = lifecycle.select(&entry.obj, &mut self.rng) else {
+        let Some(stage) = lifecycle.select(obj, &mut self.rng) else {
             self.cancel(key);
             return;
         };
@@ -448,9 +462,7 @@ impl Shard {
         if entry.timer.is_some_and(|(_, pending)| pending == index) {
             return;
         }
-        let delay = stage
-            .delay(&entry.obj, Timestamp::now(), &mut self.rng)
-            .max(at_least);
+        let delay = stage.delay(obj, Timestamp::now(), &mut self.rng).max(at_least);
         let when = self.clock.tick_after(Instant::now(), delay);
         let timer = match entry.timer {
             Some((timer, _)) if self.wheel.reset(timer, when) => timer,
@@ -478,10 +490,10 @@ impl Shard {
                 self.waiting.remove(&key.name);
             }
             Role::Pod => {
-                if let Some(uid) = entry.obj.pointer("/metadata/uid").and_then(Value::as_str) {
-                    self.ips.release_pod(uid);
+                if !entry.uid().is_empty() {
+                    self.ips.release_pod(entry.uid());
                 }
-                if let Some(node) = entry.obj.pointer("/spec/nodeName").and_then(Value::as_str) {
+                if let Some(node) = entry.node() {
                     self.nodes.get_mut(node).map(|p| p.remove(key));
                     self.waiting.get_mut(node).map(|p| p.remove(key));
                 }
@@ -501,7 +513,15 @@ impl Shard {
             Some((pending, index)) if pending == timer => index,
             _ => return,
         };
+        if self.writes >= MAX_WRITES_IN_FLIGHT {
+            // The timer left the wheel, but the entry keeps its key: evaluation sees
+            // the stage as pending, and a cancel or a new stage makes the item stale.
+            self.ready.push_back((timer, key));
+            self.gauges.queue.inc();
+            return;
+        }
         entry.timer = None;
+        let obj = entry.object();
         let kinds = self.ctx.kinds.clone();
         let stage = &kinds[key.kind].lifecycle.stages()[index];
         let settings = &self.ctx.settings;
@@ -512,20 +532,9 @@ impl Shard {
             node_ip: &settings.node_ip,
             node_port: settings.node_port,
             ips: RefCell::new(&mut self.ips),
-            subject: (
-                entry
-                    .obj
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                entry
-                    .obj
-                    .pointer("/metadata/uid")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-            ),
+            subject: (entry.node().unwrap_or_default(), entry.uid()),
         };
-        let mut effects = stage.render(&entry.obj, &host);
+        let mut effects = stage.render(&obj, &host);
         if effects.is_empty() {
             return;
         }
@@ -539,13 +548,14 @@ impl Shard {
             })
             .inc();
         entry.in_flight = true;
+        self.writes += 1;
         self.gauges.queue.inc();
         let kind = &kinds[key.kind];
         let target = Target {
             resource: kind.resource.clone(),
             namespace: kind.namespaced.then(|| key.namespace.clone()),
             name: key.name.clone(),
-            object: entry.obj.clone(),
+            object: obj,
         };
         let (writer, done) = (self.ctx.writer.clone(), self.done_tx.clone());
         tokio::spawn(async move {
@@ -556,7 +566,20 @@ impl Shard {
 
     /// A write landed.
     fn written(&mut self, key: ObjKey, outcome: Outcome) {
+        self.writes -= 1;
         self.gauges.queue.dec();
+        self.landed(key, outcome);
+        // A write slot is free: render what waited for one.
+        while self.writes < MAX_WRITES_IN_FLIGHT {
+            let Some((timer, key)) = self.ready.pop_front() else {
+                break;
+            };
+            self.gauges.queue.dec();
+            self.fire(timer, key);
+        }
+    }
+
+    fn landed(&mut self, key: ObjKey, outcome: Outcome) {
         let Some(entry) = self.entries.get_mut(&key) else {
             return;
         };
@@ -571,23 +594,25 @@ impl Shard {
             // 1 s, 2 s, 4 s … up to a minute, so a refused write is not lost.
             entry.failures = entry.failures.saturating_add(1);
             let backoff = Duration::from_secs(1 << (entry.failures - 1).min(6)).min(MAX_RETRY_BACKOFF);
-            self.evaluate_after(&key, backoff);
+            self.evaluate_after(&key, backoff, None);
             return;
         }
         entry.failures = 0;
         let mut again = dirty || outcome.conflict;
+        let mut fresh = None;
         if let Some(obj) = outcome.object {
             let rv = cache::resource_version(&obj);
             // The patch response is newer than anything the watch delivered before it,
             // and the watch event for it will be skipped as already seen: match now.
             if rv > entry.rv || rv.len() > entry.rv.len() {
                 entry.rv = rv;
-                entry.obj = obj;
+                entry.set(&obj);
+                fresh = Some(obj);
                 again = true;
             }
         }
         if again {
-            self.evaluate(&key);
+            self.evaluate(&key, fresh.as_ref());
         }
     }
 }
