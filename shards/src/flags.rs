@@ -56,6 +56,10 @@ pub struct Flags {
     /// Number of shard workers (default: number of cores).
     #[arg(long)]
     pub shards: Option<usize>,
+    /// Writes each shard keeps in flight at most; stages due beyond that wait for a slot
+    /// (rendered when it frees, from the newest state of their object).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub writes_in_flight: u32,
     /// Client-side QPS limit towards the apiserver.
     #[arg(long, default_value_t = 5000.0)]
     pub kube_api_qps: f64,

@@ -49,6 +49,8 @@ pub struct Settings {
     pub lease_parallelism: usize,
     /// Shard workers.
     pub shards: usize,
+    /// Writes in flight per shard at most.
+    pub writes_in_flight: usize,
     /// Client-side QPS limit.
     pub kube_api_qps: f64,
     /// Client-side burst.
@@ -123,6 +125,7 @@ impl Settings {
             lease_seconds: flags.node_lease_duration_seconds,
             lease_parallelism: flags.node_lease_parallelism.max(1),
             shards,
+            writes_in_flight: flags.writes_in_flight as usize,
             kube_api_qps: flags.kube_api_qps,
             kube_api_burst: flags.kube_api_burst,
             id: flags.id.clone().unwrap_or_else(default_id),

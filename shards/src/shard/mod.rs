@@ -12,9 +12,11 @@
 //! # Invariants
 //! - At most one write is in flight per object (`Entry::in_flight`); events that
 //!   arrive meanwhile only mark the entry dirty and are evaluated when it lands.
-//! - At most `MAX_WRITES_IN_FLIGHT` writes per shard; a stage due beyond that waits
-//!   in the ready queue with its timer key still in its entry, so it is rendered
-//!   later only if nothing re-scheduled or cancelled it meanwhile.
+//! - At most `--writes-in-flight` writes per shard; a stage due beyond that waits in
+//!   the ready queue with its timer key still in its entry, so it is rendered later
+//!   only if nothing re-scheduled or cancelled it meanwhile. A slow apiserver thus
+//!   costs a queue of keys, not a task holding a rendered object per waiting write,
+//!   and each waiting stage renders from the newest state of its object.
 //! - Cached objects are compact JSON (`cache::Entry`), parsed only to match or render.
 //! - An entry has a timer only while a stage is pending for it; re-matching the same
 //!   stage keeps the timer, matching another replaces it.
@@ -63,12 +65,6 @@ pub const EVENT_BATCHES: usize = 16;
 /// Timers fired per turn of the shard loop before it looks at its channels again, so a
 /// burst of due timers cannot starve write results and events.
 const FIRE_BATCH: usize = 256;
-
-/// Writes a shard keeps in flight at most. Stages due beyond that wait in the shard's
-/// ready queue (a key each) and are rendered when a write lands, so an apiserver that
-/// falls behind costs a queue of keys, not thousands of tasks each holding a rendered
-/// object, and each waiting stage renders from the newest state of its object.
-const MAX_WRITES_IN_FLIGHT: usize = 256;
 
 /// Longest wait before a stage whose write failed is tried again.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
@@ -158,7 +154,7 @@ pub struct Shard {
     clock: Clock,
     ips: Ips,
     rng: SmallRng,
-    /// Writes in flight (at most `MAX_WRITES_IN_FLIGHT`).
+    /// Writes in flight (at most `settings.writes_in_flight`).
     writes: usize,
     /// Timers that fired while `writes` was at its limit, oldest first. An item whose
     /// timer no longer matches its entry's (re-evaluated, cancelled, removed) is skipped.
@@ -513,7 +509,7 @@ impl Shard {
             Some((pending, index)) if pending == timer => index,
             _ => return,
         };
-        if self.writes >= MAX_WRITES_IN_FLIGHT {
+        if self.writes >= self.ctx.settings.writes_in_flight {
             // The timer left the wheel, but the entry keeps its key: evaluation sees
             // the stage as pending, and a cancel or a new stage makes the item stale.
             self.ready.push_back((timer, key));
@@ -570,7 +566,7 @@ impl Shard {
         self.gauges.queue.dec();
         self.landed(key, outcome);
         // A write slot is free: render what waited for one.
-        while self.writes < MAX_WRITES_IN_FLIGHT {
+        while self.writes < self.ctx.settings.writes_in_flight {
             let Some((timer, key)) = self.ready.pop_front() else {
                 break;
             };

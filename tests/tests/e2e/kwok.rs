@@ -364,3 +364,48 @@ fn kwok_should_send_a_stage_s_writes_as_the_user_it_impersonates() {
     }
     assert_eq!(cluster.kubectl(&["get", "node", "fake-n", "-o", written]), "");
 }
+
+/// With one shard and one write slot, stages due together wait their turn in the
+/// shard's ready queue: every pod still runs with its own IP, and every deleted pod
+/// goes.
+#[test]
+fn kwok_should_queue_stages_beyond_its_write_limit_and_still_run_every_pod() {
+    let cluster = bare_cluster("slots");
+    let kwok = KwokProcess::start(
+        &cluster,
+        &[
+            "--writes-in-flight=1",
+            "--shards=1",
+            "--node-lease-duration-seconds=0",
+        ],
+    );
+    cluster.apply(&node("fake-0", true, ""));
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
+        o.contains("fake-0=True")
+    });
+    let pods: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p-{i}\n  labels: {{app: slots}}\n\
+                 spec:\n  nodeName: fake-0\n  containers:\n  - name: c\n    image: busybox\n"
+            )
+        })
+        .collect();
+    cluster.apply(&pods.join("---\n"));
+    let phases = "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}";
+    let out = cluster.eventually(
+        &["get", "pods", "-l", "app=slots", "-o", phases],
+        Duration::from_secs(90),
+        |o| o.lines().filter(|l| l.starts_with("Running ")).count() == 40,
+    );
+    let ips: HashSet<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(ips.len(), 40, "unique pod IPs: {out}");
+    // Deleting them all at once queues 40 delete stages behind one slot.
+    cluster.kubectl(&["delete", "pods", "-l", "app=slots", "--wait=false"]);
+    cluster.eventually(
+        &["get", "pods", "-l", "app=slots", "-o", "name"],
+        Duration::from_secs(90),
+        str::is_empty,
+    );
+    assert_eq!(kwok.metric("kwok_batcher_queue_depth"), 0.0);
+}
