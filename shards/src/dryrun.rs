@@ -69,7 +69,7 @@ pub fn run(args: &RunArgs) -> Result<String> {
 }
 
 fn load_stages(paths: &[PathBuf]) -> Result<Lifecycles> {
-    crate::settings::load_stages(paths, false)
+    crate::settings::load_stages(crate::settings::read_documents(paths)?, false)
 }
 
 fn creation_time(obj: &Value) -> Option<Timestamp> {

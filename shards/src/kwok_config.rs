@@ -2,8 +2,6 @@
 //! files: their `options` become flag values, except for flags given on the command
 //! line (or by environment), which win — as upstream KWOK resolves them.
 
-use std::path::PathBuf;
-
 use anyhow::{Result, bail};
 use clap::{ArgMatches, parser::ValueSource};
 use kwok_engine::stage::load::Documents;
@@ -69,8 +67,8 @@ struct Options {
 
 /// Applies the KwokConfiguration documents of `flags.config` (later files win) to
 /// every flag `matches` says was left at its default.
-pub fn apply(flags: &mut Flags, matches: &ArgMatches) -> Result<()> {
-    for (options, _) in read(&flags.config)? {
+pub fn apply(flags: &mut Flags, matches: &ArgMatches, docs: &Documents) -> Result<()> {
+    for (options, _) in read(docs)? {
         let unset = |id: &str| {
             !matches!(
                 matches.value_source(id),
@@ -106,13 +104,9 @@ pub fn apply(flags: &mut Flags, matches: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
-fn read(paths: &[PathBuf]) -> Result<Vec<(Options, String)>> {
-    let mut docs = Documents::default();
-    for path in paths {
-        docs.read(path)?;
-    }
+fn read(docs: &Documents) -> Result<Vec<(Options, String)>> {
     let mut found = Vec::new();
-    for (value, source) in docs.others {
+    for (value, source) in &docs.others {
         let place = format!("{}:{}", source.file, source.line);
         match value.get("kind").and_then(Value::as_str) {
             Some("KwokConfiguration") => {}
@@ -148,7 +142,8 @@ mod tests {
         argv.extend(args.iter().map(|a| a.to_string()));
         let matches = Flags::command().try_get_matches_from(argv)?;
         let mut flags = Flags::from_arg_matches(&matches)?;
-        apply(&mut flags, &matches)?;
+        let docs = crate::settings::read_documents(&flags.config)?;
+        apply(&mut flags, &matches, &docs)?;
         Ok(flags)
     }
 

@@ -4,11 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, FromArgMatches};
+use kwok_engine::stage::load::Documents;
 use kwok_shards::{
     controller, dryrun,
     flags::{Command, Flags, StageCommand},
     kwok_config, server,
-    settings::Settings,
+    settings::{self, Settings},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -33,12 +34,18 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Options of KwokConfiguration documents fill the flags not given explicitly.
-    if let Err(err) = kwok_config::apply(&mut flags, &matches) {
-        eprintln!("kwok: {err:#}");
-        return ExitCode::from(2);
-    }
-    match run(flags).await {
+    // The --config files are read once: options of KwokConfiguration documents fill
+    // the flags not given explicitly, Stage documents become the stages.
+    let docs = match settings::read_documents(&flags.config)
+        .and_then(|docs| kwok_config::apply(&mut flags, &matches, &docs).map(|()| docs))
+    {
+        Ok(docs) => docs,
+        Err(err) => {
+            eprintln!("kwok: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(flags, docs).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kwok: {err:#}");
@@ -47,12 +54,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(flags: Flags) -> Result<()> {
+async fn run(flags: Flags, docs: Documents) -> Result<()> {
     if let Some(Command::Stage(StageCommand::Run(args))) = &flags.command {
         print!("{}", dryrun::run(args)?);
         return Ok(());
     }
-    let settings = Settings::resolve(&flags)?;
+    let settings = Settings::resolve(&flags, docs)?;
     let listener = server::bind(&flags.server_address).await?;
     let config = kwok_shards::config(&flags).await?;
     let client = kube::Client::try_from(config.clone()).context("failed to make the API client")?;

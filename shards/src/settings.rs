@@ -66,8 +66,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Resolves `flags`.
-    pub fn resolve(flags: &Flags) -> Result<Self> {
+    /// Resolves `flags`, with `docs` the documents of its `--config` files.
+    pub fn resolve(flags: &Flags, docs: Documents) -> Result<Self> {
         let scope = if flags.manage_all_nodes == Some(true) {
             NodeScope::All
         } else if !flags.manage_single_node.is_empty() {
@@ -99,7 +99,6 @@ impl Settings {
         }
         let stage_crd = flags.enable_crds.iter().any(|c| c == "Stage");
         let lifecycles = if stage_crd {
-            let docs = read_documents(&flags.config)?;
             if let Some((_, source)) = docs.stages.first() {
                 bail!(
                     "{}:{}: Stage documents in --config cannot be used with --enable-crds=Stage, \
@@ -110,7 +109,7 @@ impl Settings {
             }
             Lifecycles::default()
         } else {
-            load_stages(&flags.config, flags.node_lease_duration_seconds > 0)?
+            load_stages(docs, flags.node_lease_duration_seconds > 0)?
         };
         Ok(Self {
             scope,
@@ -164,10 +163,9 @@ impl Settings {
     }
 }
 
-/// Stages from `--config` files; the default node and pod stages when none are
-/// given (with the lease-based node heartbeat when leases are on, as kwokctl does).
-pub fn load_stages(paths: &[std::path::PathBuf], leases: bool) -> Result<Lifecycles> {
-    let mut docs = read_documents(paths)?;
+/// The stages of `docs`; the default node and pod stages when it has none (with the
+/// lease-based node heartbeat when leases are on, as kwokctl does).
+pub fn load_stages(mut docs: Documents, leases: bool) -> Result<Lifecycles> {
     if docs.stages.is_empty() {
         for text in default_stages(leases) {
             docs.parse("<default stages>", text)?;
@@ -186,7 +184,8 @@ pub fn default_stages(leases: bool) -> [&'static str; 2] {
     }
 }
 
-fn read_documents(paths: &[std::path::PathBuf]) -> Result<Documents> {
+/// The documents of the `--config` files (read once: flags and stages come from them).
+pub fn read_documents(paths: &[std::path::PathBuf]) -> Result<Documents> {
     let mut docs = Documents::default();
     for path in paths {
         docs.read(path)?;
