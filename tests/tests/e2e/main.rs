@@ -20,4 +20,6 @@ mod clusters;
 mod completion;
 mod loadgen;
 mod scale;
+mod scale_kinds;
 mod snapshot;
+mod volumes;
