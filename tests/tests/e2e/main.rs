@@ -19,6 +19,7 @@ mod kwok;
 mod clusters;
 mod completion;
 mod loadgen;
+mod record;
 mod scale;
 mod scale_kinds;
 mod snapshot;
