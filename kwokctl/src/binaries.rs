@@ -392,6 +392,36 @@ mod tests {
     }
 
     #[test]
+    fn a_build_past_its_deadline_should_be_stopped_with_its_processes() {
+        let cache = tempfile::tempdir().unwrap();
+        let finder = Finder::new(cache.path()).deadline(Some(Instant::now()));
+        let err = finder.build(&[Binary::Etcd]).unwrap_err();
+        assert!(matches!(err, Error::Deadline { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the deadline passed while building etcd; the build was stopped"
+        );
+        assert!(!Binary::Etcd.cache_path(cache.path()).exists());
+        // Nothing of the build runs on: no process names the cache.
+        let needle = cache.path().to_string_lossy().into_owned();
+        std::thread::sleep(Duration::from_millis(200));
+        let left: Vec<String> = fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&needle))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
     fn explicit_missing_binary_should_be_an_error_naming_it() {
         let finder = Finder::new("/nonexistent-cache");
         let err = finder

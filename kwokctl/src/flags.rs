@@ -21,7 +21,7 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "kwok", env = "KWOK_NAME")]
     pub name: String,
 
-    /// Configuration file (KwokctlConfiguration, Stage and KwokConfiguration documents);
+    /// Configuration file (KwokctlConfiguration, KwokctlResource, Stage and KwokConfiguration documents);
     /// repeatable [default: ~/.kwok/kwok.yaml, under $KWOK_WORKDIR]
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
     pub config: Vec<PathBuf>,

@@ -177,4 +177,23 @@ fn record_then_replay_should_show_the_same_changes_in_a_fresh_cluster() {
             "DELETED live 2"
         ]
     );
+
+    // --duration ends a recording by itself; the file gets its name only then.
+    let timed = kwokctl.workdir().join("timed.yaml");
+    let started = Instant::now();
+    let out = kwokctl.ok(&[
+        "--name",
+        b,
+        "snapshot",
+        "record",
+        "--path",
+        timed.to_str().unwrap(),
+        "--duration",
+        "1s",
+        "--filter",
+        "configmap",
+    ]);
+    assert!(started.elapsed() >= Duration::from_secs(1), "{out}");
+    assert!(out.contains("and 0 changes over"), "{out}");
+    assert!(fs::read_to_string(&timed).unwrap().contains("name: marker"));
 }
