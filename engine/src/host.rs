@@ -37,6 +37,70 @@ pub trait Host {
     fn pod_ips_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Vec<String> {
         vec![self.pod_ip_with(node_name, uid, name, namespace)]
     }
+    /// `Name`, `Namespace`, `Index` of `kwokctl scale` templates: the object being made
+    /// (none outside kwokctl scale).
+    fn scale_target(&self) -> Option<&ScaleTarget> {
+        None
+    }
+}
+
+/// The object a `kwokctl scale` template is rendered for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScaleTarget {
+    /// `Name`: its name (`node-000042`).
+    pub name: String,
+    /// `Namespace`: the namespace asked for (empty when none was).
+    pub namespace: String,
+    /// `Index`: its serial number.
+    pub index: i64,
+}
+
+/// A [`Host`] for `kwokctl scale`: `inner` for everything, plus the object being made.
+#[derive(Debug)]
+pub struct ScaleHost<H> {
+    inner: H,
+    /// The object; set before each rendering.
+    pub target: ScaleTarget,
+}
+
+impl<H: Host> ScaleHost<H> {
+    /// `inner` rendering for `target`.
+    pub fn new(inner: H, target: ScaleTarget) -> Self {
+        Self { inner, target }
+    }
+}
+
+impl<H: Host> Host for ScaleHost<H> {
+    fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+    fn start_time(&self) -> Timestamp {
+        self.inner.start_time()
+    }
+    fn version(&self) -> &str {
+        self.inner.version()
+    }
+    fn node_name(&self) -> &str {
+        self.inner.node_name()
+    }
+    fn node_ip(&self) -> &str {
+        self.inner.node_ip()
+    }
+    fn node_port(&self) -> u16 {
+        self.inner.node_port()
+    }
+    fn pod_ip(&self) -> String {
+        self.inner.pod_ip()
+    }
+    fn node_ip_with(&self, node_name: &str) -> String {
+        self.inner.node_ip_with(node_name)
+    }
+    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> String {
+        self.inner.pod_ip_with(node_name, uid, name, namespace)
+    }
+    fn scale_target(&self) -> Option<&ScaleTarget> {
+        Some(&self.target)
+    }
 }
 
 /// A deterministic [`Host`] for tests, benchmarks and dry runs: a fixed clock, node

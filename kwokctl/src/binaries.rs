@@ -3,9 +3,11 @@
 
 use std::{
     fs,
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::Command,
     sync::LazyLock,
+    time::{Duration, Instant},
 };
 
 /// Errors while finding, checking or building a binary.
@@ -40,6 +42,13 @@ pub enum Error {
         components: String,
         /// The build script's exit status.
         status: String,
+    },
+    /// The deadline passed during a build, which was stopped (the cache keeps only
+    /// complete binaries).
+    #[error("the deadline passed while building {components}; the build was stopped")]
+    Deadline {
+        /// Which components were being built.
+        components: String,
     },
     /// An I/O error on a named path.
     #[error("failed to {action} {path}: {source}")]
@@ -181,12 +190,28 @@ impl Binary {
 #[derive(Debug, Clone)]
 pub struct Finder {
     cache: PathBuf,
+    /// When a build must be stopped, if ever.
+    deadline: Option<Instant>,
 }
+
+/// How often a running build is checked against the deadline.
+const BUILD_POLL: Duration = Duration::from_millis(200);
 
 impl Finder {
     /// A finder over the cache at `cache`.
     pub fn new(cache: impl Into<PathBuf>) -> Self {
-        Self { cache: cache.into() }
+        Self {
+            cache: cache.into(),
+            deadline: None,
+        }
+    }
+
+    /// Stops a build still running at `deadline` (with its `go` processes) and fails
+    /// with [`Error::Deadline`].
+    #[must_use]
+    pub fn deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The cache folder.
@@ -246,16 +271,33 @@ impl Finder {
         lock.lock().map_err(io("lock", lock_path))?;
         let src = self.unpack_sources()?;
         let names: Vec<&str> = binaries.iter().map(|b| b.name()).collect();
-        let status = Command::new("bash")
+        let run_err = |source| Error::Io {
+            action: "run",
+            path: src.join("build.sh"),
+            source,
+        };
+        let mut child = Command::new("bash")
             .arg(src.join("build.sh"))
             .args(&names)
             .env("KWOK_CACHE_DIR", &self.cache)
-            .status()
-            .map_err(|source| Error::Io {
-                action: "run",
-                path: src.join("build.sh"),
-                source,
-            })?;
+            // Its own process group, so a deadline stops `go` and the compilers too.
+            .process_group(0)
+            .spawn()
+            .map_err(run_err)?;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(run_err)? {
+                break status;
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                let group = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                return Err(Error::Deadline {
+                    components: names.join(", "),
+                });
+            }
+            std::thread::sleep(BUILD_POLL);
+        };
         if !status.success() {
             return Err(Error::Build {
                 components: names.join(", "),
@@ -347,6 +389,36 @@ mod tests {
     fn pinned_versions_should_come_from_the_embedded_go_mod() {
         assert!(KUBE_VERSION.starts_with("v1.36."), "{}", *KUBE_VERSION);
         assert!(ETCD_VERSION.starts_with("v3.6."), "{}", *ETCD_VERSION);
+    }
+
+    #[test]
+    fn a_build_past_its_deadline_should_be_stopped_with_its_processes() {
+        let cache = tempfile::tempdir().unwrap();
+        let finder = Finder::new(cache.path()).deadline(Some(Instant::now()));
+        let err = finder.build(&[Binary::Etcd]).unwrap_err();
+        assert!(matches!(err, Error::Deadline { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the deadline passed while building etcd; the build was stopped"
+        );
+        assert!(!Binary::Etcd.cache_path(cache.path()).exists());
+        // Nothing of the build runs on: no process names the cache.
+        let needle = cache.path().to_string_lossy().into_owned();
+        std::thread::sleep(Duration::from_millis(200));
+        let left: Vec<String> = fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&needle))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

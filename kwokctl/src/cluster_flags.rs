@@ -86,7 +86,9 @@ pub struct ClusterFlags {
     /// The kubeconfig that gets the cluster's context [default: first of $KUBECONFIG, else ~/.kube/config]
     #[arg(long, env = "KWOK_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Give up creating after this long (bounds --wait) [default: none]
+    /// Give up creating after this long, counted from the start: building missing
+    /// control-plane binaries, starting, waiting for health (bounds --wait). On expiry the
+    /// half-made cluster is removed [default: none]
     #[arg(long, value_parser = humantime::parse_duration, env = "KWOK_TIMEOUT")]
     pub timeout: Option<Duration>,
     /// Print the commands that would run and the files that would be written; create nothing.

@@ -10,7 +10,7 @@ mod snapshot;
 
 pub use completion::CompletionArgs;
 pub use scale::ScaleArgs;
-pub use snapshot::{ExportArgs, Format, SnapshotArgs, SnapshotCommand};
+pub use snapshot::{ExportArgs, Format, RecordArgs, ReplayArgs, SnapshotArgs, SnapshotCommand};
 
 /// kwokctl creates and manages clusters of real control-plane processes with fake
 /// nodes and pods driven by the kwok controller.
@@ -21,7 +21,7 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "kwok", env = "KWOK_NAME")]
     pub name: String,
 
-    /// Configuration file (KwokctlConfiguration, Stage and KwokConfiguration documents);
+    /// Configuration file (KwokctlConfiguration, KwokctlResource, Stage and KwokConfiguration documents);
     /// repeatable [default: ~/.kwok/kwok.yaml, under $KWOK_WORKDIR]
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
     pub config: Vec<PathBuf>,
@@ -65,7 +65,7 @@ pub enum Command {
     Export(crate::cmd::ExportCommand),
     /// Forwards a local port to a component's port.
     PortForward(crate::cmd::PortForwardArgs),
-    /// Creates or deletes objects from a built-in template until there are exactly N.
+    /// Creates or deletes objects of any kind from a template until there are exactly N.
     Scale(ScaleArgs),
     /// Saves and restores clusters.
     #[command(subcommand)]

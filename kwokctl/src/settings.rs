@@ -239,7 +239,7 @@ fn parse_extra_arg(raw: &str) -> Result<ComponentPatch> {
             key: key.into(),
             value: value.into(),
         }],
-        extra_envs: Vec::new(),
+        ..ComponentPatch::default()
     })
 }
 

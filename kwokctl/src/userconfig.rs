@@ -1,6 +1,7 @@
 //! The user's configuration files (`--config`, else `~/.kwok/kwok.yaml`): multi-document
-//! YAML holding a `KwokctlConfiguration` (options and component patches) and the
-//! `Stage` and `KwokConfiguration` documents handed on to the kwok controller.
+//! YAML holding a `KwokctlConfiguration` (options and component patches),
+//! `KwokctlResource` templates for `kwokctl scale`, and the `Stage` and
+//! `KwokConfiguration` documents handed on to the kwok controller.
 //!
 //! Every problem is one line naming the file, the line and the field; Stage documents
 //! are checked by the engine exactly as the kwok controller will read them.
@@ -11,7 +12,10 @@ use kwok_engine::stage::load::Documents;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{API_VERSION, KIND};
+use crate::{
+    config::{API_VERSION, KIND},
+    scale::{KwokctlResource, RESOURCE_KIND},
+};
 
 /// Errors reading configuration files.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +34,7 @@ pub enum Error {
     Stage(#[from] kwok_engine::error::LoadError),
     /// A document has a kind kwokctl does not take.
     #[error(
-        "{file}:{line}: unsupported kind {kind:?} (use KwokctlConfiguration, KwokConfiguration or Stage)"
+        "{file}:{line}: unsupported kind {kind:?} (use KwokctlConfiguration, KwokctlResource, KwokConfiguration or Stage)"
     )]
     Kind {
         /// The file.
@@ -40,13 +44,16 @@ pub enum Error {
         /// Its kind.
         kind: String,
     },
-    /// A KwokctlConfiguration field is unknown or has the wrong type.
-    #[error("{file}:{line}: {KIND}: {field}: {reason}")]
+    /// A KwokctlConfiguration or KwokctlResource field is unknown, has the wrong type
+    /// or a bad value.
+    #[error("{file}:{line}: {kind}: {field}: {reason}")]
     Field {
         /// The file.
         file: String,
         /// The line of the problem.
         line: usize,
+        /// The document's kind (and name, for a KwokctlResource).
+        kind: String,
         /// The field path.
         field: String,
         /// Why.
@@ -141,6 +148,50 @@ pub struct ComponentPatch {
     /// Environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_envs: Vec<EnvVar>,
+    /// Files and folders the component reads. The binary runtime runs processes on the
+    /// host, so nothing is mounted: the host path must exist, and where the mount path
+    /// differs, the component's arguments naming it are rewritten to the host path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_volumes: Vec<Volume>,
+}
+
+/// One volume of a component (upstream's fields).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Volume {
+    /// Name, for messages.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The file or folder on the host; made absolute when read.
+    pub host_path: PathBuf,
+    /// Where a container would see it; the component's arguments name this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<PathBuf>,
+    /// Accepted; a host process sees the file as the host grants it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// What the host path must be: `File`, `Directory`, or anything (unset, `""`,
+    /// `FileOrCreate`, `DirectoryOrCreate`: it must still exist, nothing is made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_type: Option<String>,
+}
+
+impl Volume {
+    /// Checks the host path against the path type; `Err` is the reason.
+    fn check(&self) -> Result<(), String> {
+        let path = &self.host_path;
+        let meta = std::fs::metadata(path).map_err(|_| format!("{} does not exist", path.display()))?;
+        match self.path_type.as_deref().unwrap_or("") {
+            "" | "FileOrCreate" | "DirectoryOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => Ok(()),
+            "File" if meta.is_file() => Ok(()),
+            "File" => Err(format!("{} is not a file", path.display())),
+            "Directory" if meta.is_dir() => Ok(()),
+            "Directory" => Err(format!("{} is not a directory", path.display())),
+            other => Err(format!(
+                "unknown pathType {other:?} (use File, Directory, FileOrCreate or DirectoryOrCreate)"
+            )),
+        }
+    }
 }
 
 /// One extra flag.
@@ -172,6 +223,8 @@ pub struct UserConfig {
     pub patches: Vec<ComponentPatch>,
     /// `Stage` and `KwokConfiguration` documents, verbatim, for the kwok controller.
     pub kwok_documents: Vec<String>,
+    /// `KwokctlResource` templates for `kwokctl scale`; a later one of a name wins.
+    pub resources: Vec<KwokctlResource>,
     /// The files read.
     pub files: Vec<PathBuf>,
 }
@@ -210,7 +263,8 @@ impl UserConfig {
             let value: Value = serde_saphyr::from_str(doc).unwrap_or(Value::Null);
             match value.get("kind").and_then(Value::as_str) {
                 Some("Stage" | "KwokConfiguration") => self.kwok_documents.push(doc.trim().to_owned()),
-                Some(KIND) => self.apply(typed(file, line, doc, value)?),
+                Some(KIND) => self.apply(checked_volumes(file, line, typed(file, line, doc, value)?)?),
+                Some(RESOURCE_KIND) => self.add_resource(typed_resource(file, line, doc, value)?),
                 _ if value.is_null() => {}
                 other => {
                     return Err(Error::Kind {
@@ -229,6 +283,16 @@ impl UserConfig {
         self.patches.extend(doc.components_patches);
     }
 
+    fn add_resource(&mut self, resource: KwokctlResource) {
+        self.resources.retain(|r| r.name() != resource.name());
+        self.resources.push(resource);
+    }
+
+    /// The `KwokctlResource` called `name`.
+    pub fn resource(&self, name: &str) -> Option<&KwokctlResource> {
+        self.resources.iter().find(|r| r.name() == name)
+    }
+
     /// The merged configuration as one multi-document YAML stream.
     pub fn to_yaml(&self) -> String {
         let doc = KwokctlConfiguration {
@@ -239,6 +303,10 @@ impl UserConfig {
             components_patches: self.patches.clone(),
         };
         let mut out = serde_saphyr::to_string(&doc).expect("plain data serializes");
+        for resource in &self.resources {
+            out.push_str("---\n");
+            out.push_str(&serde_saphyr::to_string(resource).expect("plain data serializes"));
+        }
         for kwok in &self.kwok_documents {
             out.push_str("---\n");
             out.push_str(kwok);
@@ -263,9 +331,70 @@ fn overlay(base: &FileOptions, over: &FileOptions) -> FileOptions {
 /// Checks a `KwokctlConfiguration`: the field path from the JSON value, the line from the
 /// YAML parser.
 fn typed(file: &str, start: usize, doc: &str, value: Value) -> Result<KwokctlConfiguration> {
+    check_document(file, start, doc, value, KIND.to_owned())
+}
+
+/// Makes every volume's host path absolute and checks it exists, before anything is made.
+fn checked_volumes(file: &str, line: usize, mut doc: KwokctlConfiguration) -> Result<KwokctlConfiguration> {
+    for (p, patch) in doc.components_patches.iter_mut().enumerate() {
+        for (v, volume) in patch.extra_volumes.iter_mut().enumerate() {
+            if volume.host_path.is_relative() {
+                volume.host_path = std::env::current_dir()
+                    .map(|d| d.join(&volume.host_path))
+                    .unwrap_or_else(|_| volume.host_path.clone());
+            }
+            volume.check().map_err(|reason| Error::Field {
+                file: file.into(),
+                line,
+                kind: KIND.into(),
+                field: format!("componentsPatches[{p}].extraVolumes[{v}].hostPath"),
+                reason: format!("component {}: {reason}", patch.name),
+            })?;
+        }
+    }
+    Ok(doc)
+}
+
+/// Checks a `KwokctlResource` like a `KwokctlConfiguration`, then compiles its template.
+fn typed_resource(file: &str, start: usize, doc: &str, value: Value) -> Result<KwokctlResource> {
+    let name = value["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let kind = format!("{RESOURCE_KIND} {name:?}");
+    let resource: KwokctlResource = check_document(file, start, doc, value, kind.clone())?;
+    if name.is_empty() {
+        return Err(Error::Field {
+            file: file.into(),
+            line: start,
+            kind,
+            field: "metadata.name".into(),
+            reason: "must be set: it is what `kwokctl scale` is given".into(),
+        });
+    }
+    resource.compile().map_err(|e| Error::Field {
+        file: file.into(),
+        line: start,
+        kind,
+        field: "template".into(),
+        reason: match e {
+            crate::scale::Error::Template { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })?;
+    Ok(resource)
+}
+
+/// Deserializes one document of ours with `deny_unknown_fields`: the field path from the
+/// JSON value, the line from the YAML parser.
+fn check_document<T: serde::de::DeserializeOwned>(
+    file: &str,
+    start: usize,
+    doc: &str,
+    value: Value,
+    kind: String,
+) -> Result<T> {
     let field_err = |line: usize, field: String, reason: String| Error::Field {
         file: file.into(),
         line,
+        kind: kind.clone(),
         field,
         reason,
     };
@@ -276,11 +405,11 @@ fn typed(file: &str, start: usize, doc: &str, value: Value) -> Result<KwokctlCon
             format!("must be {API_VERSION}"),
         ));
     }
-    let line = serde_saphyr::from_str::<KwokctlConfiguration>(doc)
+    let line = serde_saphyr::from_str::<T>(doc)
         .err()
         .and_then(|e| e.location())
         .map_or(start, |l| start + l.line() as usize - 1);
-    serde_path_to_error::deserialize::<_, KwokctlConfiguration>(value).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let field = e.path().to_string();
         let reason = e.into_inner().to_string();
         // serde lists every known field after an unknown one: too long for one line.
@@ -343,7 +472,7 @@ mod tests {
         let err = parse("apiVersion: v1\nkind: Pod\n").unwrap_err().to_string();
         assert_eq!(
             err,
-            "c.yaml:1: unsupported kind \"Pod\" (use KwokctlConfiguration, KwokConfiguration or Stage)"
+            "c.yaml:1: unsupported kind \"Pod\" (use KwokctlConfiguration, KwokctlResource, KwokConfiguration or Stage)"
         );
     }
 
@@ -351,5 +480,80 @@ mod tests {
     fn bad_stage_should_be_reported_by_the_engine() {
         let err = parse(&STAGE.replace("resourceRef", "resourceRefx")).unwrap_err();
         assert!(err.to_string().starts_with("c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn kwokctl_resources_should_be_kept_by_name_and_their_templates_checked() {
+        let resource = |name: &str, template: &str| {
+            format!(
+                "apiVersion: {API_VERSION}\nkind: KwokctlResource\nmetadata:\n  name: {name}\nparameters:\n  a: 1\ntemplate: '{template}'\n"
+            )
+        };
+        let text = format!(
+            "{}---\n{}---\n{}",
+            resource("w", "kind: A"),
+            resource("v", "kind: V"),
+            resource("w", "kind: B")
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.resources.len(), 2);
+        assert_eq!(
+            config.resource("w").unwrap().template,
+            "kind: B",
+            "the later one wins"
+        );
+        assert!(config.to_yaml().contains("kind: KwokctlResource"));
+        let err = parse(&format!("# x\n---\n{}", resource("w", "{{ Nope }}")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "c.yaml:3: KwokctlResource \"w\": template: line 1: function \"Nope\" not defined"
+        );
+        let err = parse(&resource("w", "x").replace("template:", "templat:"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.yaml:7: KwokctlResource \"w\": templat: unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn extra_volumes_should_need_an_existing_host_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sched.yaml");
+        std::fs::write(&file, "x").unwrap();
+        let doc = |host: &str, path_type: &str| {
+            format!(
+                "apiVersion: {API_VERSION}\nkind: {KIND}\ncomponentsPatches:\n- name: kube-scheduler\n  extraVolumes:\n  - name: cfg\n    hostPath: {host}\n    mountPath: /etc/kube/sched.yaml\n    readOnly: true\n    pathType: {path_type}\n"
+            )
+        };
+        let config = parse(&doc(file.to_str().unwrap(), "File")).unwrap();
+        let volume = &config.patches[0].extra_volumes[0];
+        assert_eq!(volume.host_path, file);
+        assert_eq!(
+            volume.mount_path.as_deref(),
+            Some(Path::new("/etc/kube/sched.yaml"))
+        );
+        let missing = dir.path().join("nope.yaml");
+        let err = parse(&doc(missing.to_str().unwrap(), "File"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "c.yaml:1: KwokctlConfiguration: componentsPatches[0].extraVolumes[0].hostPath: component kube-scheduler: {} does not exist",
+                missing.display()
+            )
+        );
+        let err = parse(&doc(file.to_str().unwrap(), "Directory"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("is not a directory"), "{err}");
+        let err = parse(&doc(file.to_str().unwrap(), "Fifo"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown pathType \"Fifo\""), "{err}");
     }
 }

@@ -143,9 +143,24 @@ funcs! {
     NodeIpsWith = "NodeIPsWith" (1, 1);
     PodIpWith = "PodIPWith" (5, 5);
     PodIpsWith = "PodIPsWith" (5, 5);
+    // kwokctl scale templates only (see `Func::scale_only`).
+    ScaleName = "Name" (0, 0);
+    ScaleNamespace = "Namespace" (0, 0);
+    ScaleIndex = "Index" (0, 0);
+    AddCidr = "AddCIDR" (2, 2);
+    AddIp = "AddIP" (2, 2);
 }
 
 impl Func {
+    /// Whether the function exists only in `kwokctl scale` templates (upstream's
+    /// KwokctlResource renderer), so a Stage template naming it fails to parse as in KWOK.
+    pub fn scale_only(self) -> bool {
+        matches!(
+            self,
+            Func::ScaleName | Func::ScaleNamespace | Func::ScaleIndex | Func::AddCidr | Func::AddIp
+        )
+    }
+
     /// Calls the function on evaluated arguments.
     pub fn call<'a>(self, args: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
         let (min, max) = self.arity();
@@ -304,6 +319,11 @@ impl Func {
             F::NodeIpsWith => Ok(kwok::strings(host.node_ips_with(kwok::string_arg(&a[0])?))),
             F::PodIpWith => kwok::pod_ip_with(a, host, false),
             F::PodIpsWith => kwok::pod_ip_with(a, host, true),
+            F::ScaleName => Ok(Val::text(kwok::scale_target(host)?.name.as_str())),
+            F::ScaleNamespace => Ok(Val::text(kwok::scale_target(host)?.namespace.as_str())),
+            F::ScaleIndex => Ok(Val::Int(kwok::scale_target(host)?.index)),
+            F::AddCidr => kwok::add_cidr(&a[0], &a[1]).map(Val::text),
+            F::AddIp => kwok::add_ip(&a[0], &a[1]).map(Val::text),
             _ => Err(format!("function {} is not implemented", self.name())),
         }
     }

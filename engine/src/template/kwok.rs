@@ -1,6 +1,11 @@
 //! KWOK's own template functions: `Quote`, `Now`, `YAML`, `NodeConditions` and the IP helpers.
 
-use std::{fmt::Write, rc::Rc, sync::LazyLock};
+use std::{
+    fmt::Write,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    rc::Rc,
+    sync::LazyLock,
+};
 
 use jiff::{Timestamp, tz::Offset};
 use serde_json::{Value, json};
@@ -12,7 +17,7 @@ use super::{
     marshal::write_yaml,
     value::{Val, View},
 };
-use crate::host::Host;
+use crate::host::{Host, ScaleTarget};
 
 /// Writes KWOK's `Quote`: the JSON encoding of a string, or of anything else wrapped in a
 /// JSON string (`5` → `"5"`, nil → `"null"`), so the result is always a YAML string scalar.
@@ -139,6 +144,64 @@ pub fn node_conditions() -> &'static Value {
         ])
     });
     &CONDITIONS
+}
+
+/// The object a `kwokctl scale` template is rendered for.
+pub fn scale_target(host: &dyn Host) -> Result<&ScaleTarget, String> {
+    host.scale_target()
+        .ok_or_else(|| "only kwokctl scale templates have an object to name".to_owned())
+}
+
+/// `AddCIDR cidr n`: the `n`-th subnet after `cidr`, host bits kept
+/// (`AddCIDR "10.0.0.1/24" 2` is `10.0.2.1/24`), as upstream kwokctl.
+pub fn add_cidr(cidr: &Val<'_>, n: &Val<'_>) -> Result<String, String> {
+    let text = string_arg(cidr)?;
+    let (ip, len) = text
+        .split_once('/')
+        .ok_or_else(|| format!("invalid CIDR address: {text}"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| format!("invalid CIDR address: {text}"))?;
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u32 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= bits)
+        .ok_or_else(|| format!("invalid CIDR address: {text}"))?;
+    let step = if len == 0 { 0 } else { 1u128 << (bits - len) };
+    let shifted = offset_ip(ip, step.wrapping_mul(index_arg(n)? as u128))?;
+    Ok(format!("{shifted}/{len}"))
+}
+
+/// `AddIP ip n`: the `n`-th address after `ip`.
+pub fn add_ip(ip: &Val<'_>, n: &Val<'_>) -> Result<String, String> {
+    let text = string_arg(ip)?;
+    let ip: IpAddr = text.parse().map_err(|_| format!("invalid ip {text:?}"))?;
+    Ok(offset_ip(ip, index_arg(n)? as u128)?.to_string())
+}
+
+fn index_arg(n: &Val<'_>) -> Result<u64, String> {
+    match n.view().as_i64() {
+        Some(i) => u64::try_from(i).map_err(|_| format!("negative offset {i}")),
+        None => Err(format!(
+            "wrong type for value; expected int; got {}",
+            n.type_name()
+        )),
+    }
+}
+
+/// `ip` plus `offset`, failing past the end of its address space.
+fn offset_ip(ip: IpAddr, offset: u128) -> Result<IpAddr, String> {
+    let overflow = || format!("{ip} plus {offset} leaves the address space");
+    Ok(match ip {
+        IpAddr::V4(v4) => {
+            let sum = u128::from(u32::from(v4))
+                .checked_add(offset)
+                .ok_or_else(overflow)?;
+            IpAddr::V4(Ipv4Addr::from(u32::try_from(sum).map_err(|_| overflow())?))
+        }
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
+            u128::from(v6).checked_add(offset).ok_or_else(overflow)?,
+        )),
+    })
 }
 
 /// A string argument of a KWOK function (nil is an error, as in Go).

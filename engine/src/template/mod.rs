@@ -85,7 +85,27 @@ impl Template {
     /// Compiles `text`.
     pub fn parse(text: &str) -> Result<Self> {
         Ok(Self {
-            tree: Arc::new(parser::parse(text)?),
+            tree: Arc::new(parser::parse(text, false)?),
+        })
+    }
+
+    /// Compiles a `kwokctl scale` template (upstream's `KwokctlResource.template`): the
+    /// Stage functions plus `Name`, `Namespace` and `Index` (the object being made, from
+    /// [`Host::scale_target`]) and `AddCIDR cidr n` / `AddIP ip n` (the `n`-th next
+    /// subnet or address).
+    ///
+    /// ```
+    /// use kwok_engine::{host::{FixedHost, ScaleHost, ScaleTarget}, template::Template};
+    ///
+    /// let t = Template::parse_scale("name: {{ Name }}\ncidr: {{ AddCIDR .cidr Index }}").unwrap();
+    /// let target = ScaleTarget { name: "n-000002".into(), namespace: String::new(), index: 2 };
+    /// let host = ScaleHost::new(FixedHost::new(jiff::Timestamp::UNIX_EPOCH), target);
+    /// let v = t.render_value(&serde_json::json!({"cidr": "10.0.0.1/24"}), &host).unwrap();
+    /// assert_eq!(v, serde_json::json!({"name": "n-000002", "cidr": "10.0.2.1/24"}));
+    /// ```
+    pub fn parse_scale(text: &str) -> Result<Self> {
+        Ok(Self {
+            tree: Arc::new(parser::parse(text, true)?),
         })
     }
 

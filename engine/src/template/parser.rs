@@ -18,9 +18,10 @@ pub struct Tree {
     pub names: Vec<Box<str>>,
 }
 
-/// Parses template text.
-pub fn parse(src: &str) -> Result<Tree, Error> {
+/// Parses template text; `scale` admits the functions of `kwokctl scale` templates.
+pub fn parse(src: &str, scale: bool) -> Result<Tree, Error> {
     let mut p = Parser {
+        scale,
         toks: lex(src)?,
         pos: 0,
         scope: Vec::new(),
@@ -58,6 +59,8 @@ enum Decl {
 }
 
 struct Parser {
+    /// Whether [`Func::scale_only`] functions are defined.
+    scale: bool,
     toks: Vec<Token>,
     pos: usize,
     /// Visible variables, innermost last; `$` is implicit (slot 0).
@@ -412,6 +415,11 @@ impl Parser {
         Ok(slot)
     }
 
+    /// The function `name`, if this dialect defines it.
+    fn func(&self, name: &str) -> Option<Func> {
+        Func::lookup(name).filter(|f| self.scale || !f.scale_only())
+    }
+
     fn lookup(&self, name: &str) -> Option<Slot> {
         if name == "$" {
             return Some(0);
@@ -432,7 +440,9 @@ impl Parser {
             return Err(err(line, format!("missing value for {context}")));
         }
         if let Some(Tok::Ident(name)) = self.peek_tok(0) {
-            let f = Func::lookup(name).ok_or_else(|| err(line, format!("function {name:?} not defined")))?;
+            let f = self
+                .func(name)
+                .ok_or_else(|| err(line, format!("function {name:?} not defined")))?;
             self.pos += 1;
             let mut args = Vec::new();
             while !self.at_command_end() {
@@ -479,7 +489,8 @@ impl Parser {
                 Arg::Pipe(Box::new(pipe), self.chain().into())
             }
             Tok::Ident(name) => Arg::Call(
-                Func::lookup(&name).ok_or_else(|| err(t.line, format!("function {name:?} not defined")))?,
+                self.func(&name)
+                    .ok_or_else(|| err(t.line, format!("function {name:?} not defined")))?,
             ),
             tok => return Err(err(t.line, format!("unexpected {} in operand", describe(&tok)))),
         };
@@ -507,7 +518,7 @@ mod tests {
     use super::*;
 
     fn parse_err(src: &str) -> String {
-        parse(src).unwrap_err().to_string()
+        parse(src, false).unwrap_err().to_string()
     }
 
     #[test]
@@ -543,7 +554,7 @@ mod tests {
 
     #[test]
     fn variables_should_get_distinct_slots() {
-        let tree = parse("{{ $a := 1 }}{{ range $i, $v := . }}{{ end }}").unwrap();
+        let tree = parse("{{ $a := 1 }}{{ range $i, $v := . }}{{ end }}", false).unwrap();
         assert_eq!(tree.main.slots, 4);
     }
 

@@ -566,3 +566,51 @@ fn node_initialize_should_render_a_ready_node() {
     let t = Template::parse(NODE_INITIALIZE).unwrap();
     assert_eq!(t.render_value(&node, &host()).unwrap(), want);
 }
+
+#[test]
+fn scale_functions_should_exist_only_in_scale_templates() {
+    for src in ["{{ Name }}", "{{ Index }}", "{{ AddIP \"10.0.0.1\" 1 }}"] {
+        let err = Template::parse(src).unwrap_err().to_string();
+        assert!(err.ends_with("not defined"), "{src}: {err}");
+        assert!(Template::parse_scale(src).is_ok(), "{src}");
+    }
+}
+
+#[test]
+fn scale_templates_should_render_the_target_and_offsets() {
+    use crate::host::{ScaleHost, ScaleTarget};
+    let target = ScaleTarget {
+        name: "n-000003".into(),
+        namespace: "ns".into(),
+        index: 3,
+    };
+    let host = ScaleHost::new(host(), target);
+    let t = Template::parse_scale(
+        "{{ Name }} {{ Namespace }} {{ Index }} {{ AddCIDR .cidr Index }} {{ AddIP .ip Index }} {{ AddCIDR \"fd00::/120\" 2 }}",
+    )
+    .unwrap();
+    let mut out = String::new();
+    t.render(
+        &json!({"cidr": "10.0.0.1/24", "ip": "10.0.0.254"}),
+        &host,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, "n-000003 ns 3 10.0.3.1/24 10.0.1.1 fd00::200/120");
+    // Outside kwokctl scale there is no object to name: a render error, not a panic.
+    let err = {
+        let mut out = String::new();
+        t.render(&json!({}), &FixedHost::new(Timestamp::UNIX_EPOCH), &mut out)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err.contains("only kwokctl scale templates"), "{err}");
+    let bad = Template::parse_scale("{{ AddCIDR \"10.0.0.1\" 1 }}").unwrap();
+    let err = bad
+        .render(&json!({}), &host, &mut String::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid CIDR address: 10.0.0.1"), "{err}");
+    let over = Template::parse_scale("{{ AddIP \"255.255.255.255\" 1 }}").unwrap();
+    assert!(over.render(&json!({}), &host, &mut String::new()).is_err());
+}

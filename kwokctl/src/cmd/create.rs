@@ -3,6 +3,10 @@
 //! Everything that can be checked is checked before the cluster folder exists (name,
 //! runtime, ports, binaries); after that, any failure stops what was started and
 //! removes the folder, so nothing is left half-made.
+//!
+//! `--timeout` bounds the whole command, from its start: a control-plane build still
+//! running then is stopped, and a launch still waiting for health is aborted like any
+//! failed start (processes stopped, folder removed).
 
 use std::{
     fs,
@@ -37,6 +41,8 @@ pub(super) async fn cluster(
     args: CreateClusterArgs,
 ) -> Result<()> {
     let started = Instant::now();
+    let timeout = args.cluster.timeout;
+    let deadline = timeout.map(|t| started + t);
     validate_name(name)?;
     let user = UserConfig::load(config_files, &workdir.default_config())?;
     let settings = Settings::resolve(&args, &user)?;
@@ -57,7 +63,8 @@ pub(super) async fn cluster(
         .iter()
         .map(|p| fs::canonicalize(p).with_context(|| format!("--kwok-controller-config {}", p.display())))
         .collect::<Result<_>>()?;
-    let binaries = resolve_binaries(&Finder::new(workdir.cache()), &args, &settings)?;
+    let finder = Finder::new(workdir.cache()).deadline(deadline);
+    let binaries = resolve_binaries(&finder, &args, &settings).map_err(|e| expired(e, timeout, deadline))?;
     let ctx = Context {
         options: &options,
         dir: &dir,
@@ -80,11 +87,15 @@ pub(super) async fn cluster(
     // Free the held ports just before the components bind them.
     drop(ports);
     let user_kubeconfig = &settings.kubeconfig;
-    if let Err(err) = make(&dir, &config, &files, runtime, settings.wait, user_kubeconfig).await {
+    let mut wait_until = Instant::now() + settings.wait;
+    if let Some(deadline) = deadline {
+        wait_until = wait_until.min(deadline);
+    }
+    if let Err(err) = make(&dir, &config, &files, runtime, wait_until, user_kubeconfig).await {
         let _ = kubeconfig::remove_from(user_kubeconfig, name);
         let logs = keep_logs(&dir, name);
         let _ = fs::remove_dir_all(dir.root());
-        return Err(err.context(format!(
+        return Err(expired(err, timeout, deadline).context(format!(
             "failed to create cluster {name:?} (logs kept in {logs}; nothing else)"
         )));
     }
@@ -97,16 +108,32 @@ pub(super) async fn cluster(
     Ok(())
 }
 
-/// Writes the folder, starts every component and merges the kubeconfig context.
+/// `err`, said to be the `--timeout` when its deadline has passed.
+fn expired(
+    err: impl Into<anyhow::Error>,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+) -> anyhow::Error {
+    let err = err.into();
+    match (timeout, deadline) {
+        (Some(timeout), Some(deadline)) if Instant::now() >= deadline => err.context(format!(
+            "--timeout {} passed",
+            humantime::format_duration(timeout)
+        )),
+        _ => err,
+    }
+}
+
+/// Writes the folder, starts every component (each healthy by `deadline`) and merges
+/// the kubeconfig context.
 async fn make(
     dir: &ClusterDir,
     config: &ClusterConfig,
     files: &[(PathBuf, String)],
     runtime: BinaryRuntime,
-    wait: Duration,
+    deadline: Instant,
     user_kubeconfig: &Path,
 ) -> Result<()> {
-    let deadline = Instant::now() + wait;
     write_files(dir, config)?;
     for (path, text) in files {
         fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))?;

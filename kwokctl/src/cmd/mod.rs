@@ -48,7 +48,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(what) => config::run(&workdir, &cli.config, what),
         Command::Export(what) => export::run(&workdir, name, what),
         Command::PortForward(args) => port_forward::run(&workdir, name, args).await,
-        Command::Scale(args) => scale::run(&workdir, name, args).await,
+        Command::Scale(args) => scale::run(&workdir, name, &cli.config, args).await,
         Command::Snapshot(what) => snapshot::run(&workdir, name, what).await,
         Command::Completion(args) => completion::run(args.shell),
     }

@@ -13,10 +13,10 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     binaries::{Binary, Finder},
     client,
-    flags::{ExportArgs, Format, SnapshotArgs, SnapshotCommand},
+    flags::{ExportArgs, Format, RecordArgs, ReplayArgs, SnapshotArgs, SnapshotCommand},
     paths::{ClusterDir, Workdir},
     runtime::BinaryRuntime,
-    snapshot::{etcd, k8s},
+    snapshot::{etcd, k8s, record, replay},
 };
 
 pub(super) async fn run(workdir: &Workdir, name: &str, what: SnapshotCommand) -> Result<()> {
@@ -24,7 +24,77 @@ pub(super) async fn run(workdir: &Workdir, name: &str, what: SnapshotCommand) ->
         SnapshotCommand::Save(args) => save(workdir, name, args).await,
         SnapshotCommand::Restore(args) => restore(workdir, name, args).await,
         SnapshotCommand::Export(args) => export(args).await,
+        SnapshotCommand::Record(args) => record_cmd(workdir, name, args).await,
+        SnapshotCommand::Replay(args) => replay_cmd(workdir, name, args).await,
     }
+}
+
+async fn record_cmd(workdir: &Workdir, name: &str, args: RecordArgs) -> Result<()> {
+    let (dir, _) = super::existing(workdir, name)?;
+    super::running::ensure(&dir, name, "kube-apiserver")?;
+    let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
+    let path = args.path.display().to_string();
+    let done = record::record(
+        client,
+        &args.filter,
+        &args.path,
+        args.snapshot,
+        stop_signal(args.duration),
+        |objects| {
+            eprintln!(
+                "Recording cluster {name:?} to {path} ({objects} objects at the start); stop with Ctrl-C"
+            )
+        },
+    )
+    .await?;
+    println!(
+        "Recorded {} objects and {} changes over {:.1}s from cluster {name:?} to {path}",
+        done.objects,
+        done.changes,
+        done.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or after `duration`.
+async fn stop_signal(duration: Option<std::time::Duration>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let timer = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+        () = timer => {}
+    }
+}
+
+async fn replay_cmd(workdir: &Workdir, name: &str, args: ReplayArgs) -> Result<()> {
+    let started = Instant::now();
+    let (dir, _) = super::existing(workdir, name)?;
+    super::running::ensure(&dir, name, "kube-apiserver")?;
+    let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
+    let done = replay::replay(client, &args.path, args.snapshot, args.speed).await?;
+    println!(
+        "Replayed {} into cluster {name:?}: {} objects created ({} were there already), {} changes, in {:.1}s",
+        args.path.display(),
+        done.restored.created,
+        done.restored.existing,
+        done.changes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {

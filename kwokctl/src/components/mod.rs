@@ -141,8 +141,48 @@ pub fn apply_patches(components: &mut [Component], patches: &[ComponentPatch]) -
             set_arg(&mut component.args, &arg.key, &arg.value);
         }
         component.envs.extend(patch.extra_envs.iter().cloned());
+        for volume in &patch.extra_volumes {
+            let Some(mount) = &volume.mount_path else {
+                continue;
+            };
+            let (from, to) = (mount.to_string_lossy(), volume.host_path.to_string_lossy());
+            for arg in &mut component.args {
+                *arg = rewrite_path(arg, &from, &to);
+            }
+        }
     }
     Ok(())
+}
+
+/// `arg` with each whole-path occurrence of `from` (or of a path below it) replaced by
+/// `to`: `--config=/etc/k/a.yaml` with `/etc/k` → `/host/k` becomes
+/// `--config=/host/k/a.yaml`, but `/etc/kube` is left alone.
+fn rewrite_path(arg: &str, from: &str, to: &str) -> String {
+    let from = from.trim_end_matches('/');
+    let to = to.trim_end_matches('/');
+    if from.is_empty() || from == to {
+        return arg.to_owned();
+    }
+    let separator = |c: Option<char>| c.is_none_or(|c| matches!(c, '=' | ',' | ':' | ';' | ' '));
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(i) = rest.find(from) {
+        let before = if i > 0 {
+            rest[..i].chars().last()
+        } else {
+            out.chars().last()
+        };
+        let after = rest[i + from.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if separator(before) && (separator(after) || after == Some('/')) {
+            out.push_str(to);
+        } else {
+            out.push_str(from);
+        }
+        rest = &rest[i + from.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Sets `--key=value`, replacing every earlier `--key` / `--key=…`.
@@ -319,6 +359,7 @@ mod tests {
                 name: "A".into(),
                 value: "b".into(),
             }],
+            extra_volumes: Vec::new(),
         };
         apply_patches(&mut components, &[patch]).unwrap();
         let apiserver = &components[1];
@@ -377,5 +418,42 @@ mod tests {
             "kube-controller-manager",
             "--node-monitor-grace-period=4000ms"
         ));
+    }
+
+    #[test]
+    fn rewrite_path_should_replace_whole_paths_only() {
+        let r = |arg: &str| rewrite_path(arg, "/etc/k", "/host/k");
+        assert_eq!(r("--config=/etc/k"), "--config=/host/k");
+        assert_eq!(r("--config=/etc/k/a.yaml"), "--config=/host/k/a.yaml");
+        assert_eq!(r("--files=/etc/k/a,/etc/k/b"), "--files=/host/k/a,/host/k/b");
+        assert_eq!(r("--config=/etc/kube/a"), "--config=/etc/kube/a");
+        assert_eq!(r("--config=/x/etc/k"), "--config=/x/etc/k");
+        assert_eq!(rewrite_path("/etc/k/", "/etc/k/", "/h/"), "/h/");
+    }
+
+    #[test]
+    fn extra_volumes_should_point_the_args_at_the_host_path() {
+        let mut components = plan_of(false);
+        let patch = ComponentPatch {
+            name: "kube-scheduler".into(),
+            extra_args: vec![crate::userconfig::ExtraArg {
+                key: "config".into(),
+                value: "/etc/kubernetes/sched.yaml".into(),
+            }],
+            extra_volumes: vec![crate::userconfig::Volume {
+                host_path: "/tmp/x/sched.yaml".into(),
+                mount_path: Some("/etc/kubernetes/sched.yaml".into()),
+                ..Default::default()
+            }],
+            ..ComponentPatch::default()
+        };
+        apply_patches(&mut components, &[patch]).unwrap();
+        let scheduler = components.iter().find(|c| c.name == "kube-scheduler").unwrap();
+        assert!(scheduler.args.contains(&"--config=/tmp/x/sched.yaml".to_owned()));
+        let apiserver = components.iter().find(|c| c.name == "kube-apiserver").unwrap();
+        assert!(
+            !apiserver.args.iter().any(|a| a.contains("/tmp/x")),
+            "other components untouched"
+        );
     }
 }

@@ -4,12 +4,23 @@ use clap::Args;
 
 /// `scale KIND [NAME] --replicas N`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(after_help = "KIND is looked up in this order:
+  1. a KwokctlResource of that metadata.name in the --config files (default
+     ~/.kwok/kwok.yaml): its Go template, with the --params applied to its parameters;
+  2. node or pod: the built-in fake node / fake pod templates;
+  3. any resource the cluster serves, by plural, singular, short name or Kind,
+     optionally group-qualified (deployments.apps): a minimal object (apiVersion,
+     kind, name, scale label, namespace) with the --params applied to it.
+
+Examples:
   kwokctl scale node --replicas 1000
   kwokctl scale node big --replicas 10 --param '.allocatable.cpu=\"64\"'
-  kwokctl scale pod web -n default --replicas 500")]
+  kwokctl scale pod web -n default --replicas 500
+  kwokctl scale configmap cm --replicas 5 --param '.data.key=\"value\"'
+  kwokctl scale widget --config widget.yaml --replicas 3   # a KwokctlResource")]
 pub struct ScaleArgs {
-    /// Kind of object: node (no), pod (po).
+    /// What to make: a KwokctlResource name, node (no), pod (po), or any served
+    /// resource (configmap, cm, deployments.apps, …).
     pub kind: String,
     /// Prefix of the object names (`NAME-000000`, `NAME-000001`, …); default: the kind.
     #[arg(value_name = "NAME")]
@@ -19,12 +30,13 @@ pub struct ScaleArgs {
     pub replicas: u32,
     /// A jq assignment applied to the template; repeatable. Node parameters as upstream:
     /// `.allocatable.cpu="4000m"`, `.capacity.X`, `.nodeInfo.architecture`; any other path
-    /// sets the object's field, e.g. `.metadata.labels.zone="a"`.
+    /// sets the object's field, e.g. `.metadata.labels.zone="a"`. For a KwokctlResource
+    /// it is applied to the resource's parameters.
     #[arg(long = "param", value_name = "JQ")]
     pub params: Vec<String>,
-    /// Namespace of namespaced kinds.
-    #[arg(short, long, default_value = "default")]
-    pub namespace: String,
+    /// Namespace of namespaced kinds [default: a KwokctlResource's own, else default]
+    #[arg(short, long)]
+    pub namespace: Option<String>,
     /// Digits of the serial number in the names.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=12))]
     pub serial_length: u8,
@@ -60,8 +72,8 @@ mod tests {
         assert_eq!(args.params, [".a=1", ".b=2"]);
         let args = scale(&["pod", "web", "-n", "x", "--replicas", "0"]).unwrap();
         assert_eq!(
-            (args.prefix.as_deref(), args.namespace.as_str()),
-            (Some("web"), "x")
+            (args.prefix.as_deref(), args.namespace.as_deref()),
+            (Some("web"), Some("x"))
         );
         assert_eq!((args.serial_length, args.qps, args.concurrency), (6, 2000, 64));
     }

@@ -1,12 +1,17 @@
 //! `kwokctl scale`: which objects to create and delete so that exactly N carry a
-//! scale label, and the templates they are made from. Pure; `cmd/scale.rs` does the I/O.
+//! scale label, the templates they are made from (built-in, `KwokctlResource`, or a
+//! discovered kind's minimal object), and which served resource a typed kind names.
+//! Pure; `cmd/scale.rs` does the I/O.
 
+pub mod lookup;
 mod param;
+mod resource;
 mod template;
 
 use std::collections::BTreeSet;
 
 pub use param::Param;
+pub use resource::{KwokctlResource, RESOURCE_KIND, ResourceMetadata};
 pub use template::{Kind, Template};
 
 /// The label on every object `kwokctl scale` makes; its value is the name prefix.
@@ -15,9 +20,22 @@ pub const SCALE_LABEL: &str = "kwok.x-k8s.io/kwokctl-scale";
 /// Errors of `kwokctl scale` input.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The kind has no built-in template.
-    #[error("unknown kind {0:?} for scale: kwokctl has templates for node and pod")]
+    /// No KwokctlResource, built-in template or served resource has this name.
+    #[error(
+        "unknown kind {0:?} for scale: no KwokctlResource of that name in the config files, and the cluster serves no such resource"
+    )]
     UnknownKind(String),
+    /// A KwokctlResource's template does not parse.
+    #[error("KwokctlResource {name:?}: template: {reason}")]
+    Template {
+        /// The resource's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The template failed for an object.
+    #[error("the template does not render: {0}")]
+    Render(String),
     /// A `--param` is not valid jq.
     #[error("invalid --param {code:?}: {message}")]
     Param {

@@ -5,7 +5,12 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::core::ApiResource;
 use serde_json::{Value, json};
 
-use super::{Error, Param, Result, SCALE_LABEL};
+use kwok_engine::{
+    host::{FixedHost, ScaleHost, ScaleTarget},
+    template::Template as GoTemplate,
+};
+
+use super::{Error, KwokctlResource, Param, Result, SCALE_LABEL};
 
 /// The annotation and taint key marking a fake node (upstream KWOK's).
 const FAKE_NODE_KEY: &str = "kwok.x-k8s.io/node";
@@ -20,12 +25,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Parses what users type: singular, plural or kubectl's short name.
-    pub fn parse(kind: &str) -> Result<Self> {
+    /// The built-in kind a user typed: singular, plural or kubectl's short name.
+    pub fn parse(kind: &str) -> Option<Self> {
         match kind.to_ascii_lowercase().as_str() {
-            "node" | "nodes" | "no" => Ok(Kind::Node),
-            "pod" | "pods" | "po" => Ok(Kind::Pod),
-            _ => Err(Error::UnknownKind(kind.to_owned())),
+            "node" | "nodes" | "no" => Some(Kind::Node),
+            "pod" | "pods" | "po" => Some(Kind::Pod),
+            _ => None,
         }
     }
 
@@ -71,11 +76,18 @@ impl Kind {
     }
 }
 
-/// A kind's template with the `--param`s applied, ready to stamp out objects.
+/// A template with the `--param`s applied, ready to stamp out objects.
 #[derive(Debug, Clone)]
 pub struct Template {
-    kind: Kind,
-    object: Value,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// One object for all: a built-in kind's, or a discovered kind's minimal one.
+    Fixed { object: Value, node: bool },
+    /// A `KwokctlResource`'s Go template, rendered per object with its parameters.
+    Go { template: GoTemplate, parameters: Value },
 }
 
 impl Template {
@@ -90,26 +102,103 @@ impl Template {
         for param in of_parameters {
             parameters = param.apply(parameters)?;
         }
-        let mut object = kind.base(&parameters);
-        for param in of_object {
-            object = param.apply(object)?;
-        }
-        Ok(Self { kind, object })
+        let object = kind.base(&parameters);
+        Self::fixed(object, of_object.into_iter(), kind == Kind::Node)
     }
 
-    /// The object called `name`, labelled with its `prefix`, in `namespace` if namespaced.
-    pub fn render(&self, name: &str, prefix: &str, namespace: &str) -> Value {
-        let mut object = self.object.clone();
+    /// The minimal object of a kind that has no template (`apiVersion`, `kind`), with
+    /// `params` applied to it.
+    pub fn minimal(api_version: &str, kind: &str, params: &[Param]) -> Result<Self> {
+        let object = json!({"apiVersion": api_version, "kind": kind, "metadata": {}});
+        Self::fixed(object, params.iter(), false)
+    }
+
+    fn fixed<'p>(mut object: Value, params: impl Iterator<Item = &'p Param>, node: bool) -> Result<Self> {
+        for param in params {
+            object = param.apply(object)?;
+        }
+        Ok(Self {
+            source: Source::Fixed { object, node },
+        })
+    }
+
+    /// A `KwokctlResource`'s template, every `--param` applied to its parameters (as
+    /// upstream kwokctl does).
+    pub fn resource(resource: &KwokctlResource, params: &[Param]) -> Result<Self> {
+        let mut parameters = resource.parameters.clone();
+        if parameters.is_null() {
+            parameters = json!({});
+        }
+        for param in params {
+            parameters = param.apply(parameters)?;
+        }
+        Ok(Self {
+            source: Source::Go {
+                template: resource.compile()?,
+                parameters,
+            },
+        })
+    }
+
+    /// The object called `name` (serial `index`), labelled with its `prefix`, in
+    /// `namespace` when its kind is namespaced.
+    pub fn render(&self, name: &str, prefix: &str, namespace: Option<&str>, index: u64) -> Result<Value> {
+        let mut object = self.raw(name, namespace, index)?;
         let meta = &mut object["metadata"];
+        if !meta.is_object() {
+            *meta = json!({});
+        }
         meta["name"] = json!(name);
         meta["labels"][SCALE_LABEL] = json!(prefix);
-        if self.kind.namespaced() {
-            meta["namespace"] = json!(namespace);
+        match namespace {
+            Some(ns) => meta["namespace"] = json!(ns),
+            None => {
+                if let Some(m) = meta.as_object_mut() {
+                    m.remove("namespace");
+                }
+            }
         }
-        if self.kind == Kind::Node {
+        if matches!(self.source, Source::Fixed { node: true, .. }) {
             meta["labels"]["kubernetes.io/hostname"] = json!(name);
         }
-        object
+        Ok(object)
+    }
+
+    /// The object as the template makes it, before kwokctl names and labels it.
+    fn raw(&self, name: &str, namespace: Option<&str>, index: u64) -> Result<Value> {
+        Ok(match &self.source {
+            Source::Fixed { object, .. } => object.clone(),
+            Source::Go { template, parameters } => {
+                let target = ScaleTarget {
+                    name: name.to_owned(),
+                    namespace: namespace.unwrap_or_default().to_owned(),
+                    index: i64::try_from(index).unwrap_or(i64::MAX),
+                };
+                let host = ScaleHost::new(FixedHost::new(jiff::Timestamp::now()), target);
+                let object = template
+                    .render_value(parameters, &host)
+                    .map_err(|e| Error::Render(e.to_string()))?;
+                if !object.is_object() {
+                    return Err(Error::Render(format!("it renders {object}, not an object")));
+                }
+                object
+            }
+        })
+    }
+
+    /// The (apiVersion, kind) the template makes, and the namespace it puts its first
+    /// object in when asked for none (upstream's fallback when `-n` is not given).
+    pub fn type_of(&self, prefix: &str) -> Result<(String, String, Option<String>)> {
+        let first = self.raw(&super::object_name(prefix, 0, 6), None, 0)?;
+        let field = |f: &Value| f.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        match (field(&first["apiVersion"]), field(&first["kind"])) {
+            (Some(api_version), Some(kind)) => {
+                Ok((api_version, kind, field(&first["metadata"]["namespace"])))
+            }
+            _ => Err(Error::Render(
+                "the object it renders has no apiVersion or kind".into(),
+            )),
+        }
     }
 }
 
@@ -187,28 +276,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_should_accept_kubectl_spellings_and_name_unknown_kinds() {
+    fn parse_should_accept_kubectl_spellings_of_the_built_in_kinds_only() {
         for s in ["node", "Nodes", "no"] {
-            assert_eq!(Kind::parse(s).unwrap(), Kind::Node);
+            assert_eq!(Kind::parse(s), Some(Kind::Node));
         }
-        assert_eq!(Kind::parse("po").unwrap(), Kind::Pod);
-        assert_eq!(
-            Kind::parse("deployment").unwrap_err().to_string(),
-            "unknown kind \"deployment\" for scale: kwokctl has templates for node and pod"
-        );
+        assert_eq!(Kind::parse("po"), Some(Kind::Pod));
+        assert_eq!(Kind::parse("deployment"), None);
     }
 
     #[test]
     fn render_should_name_label_and_place_the_object() {
         let pod = Template::new(Kind::Pod, &[])
             .unwrap()
-            .render("p-000001", "p", "ns");
+            .render("p-000001", "p", Some("ns"), 1)
+            .unwrap();
         assert_eq!(pod["metadata"]["name"], "p-000001");
         assert_eq!(pod["metadata"]["namespace"], "ns");
         assert_eq!(pod["metadata"]["labels"][SCALE_LABEL], "p");
         let node = Template::new(Kind::Node, &[])
             .unwrap()
-            .render("n-000000", "n", "ns");
+            .render("n-000000", "n", None, 0)
+            .unwrap();
         assert!(node["metadata"].get("namespace").is_none());
         assert_eq!(node["metadata"]["annotations"][FAKE_NODE_KEY], "fake");
         assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n-000000");
@@ -221,7 +309,10 @@ mod tests {
             Param::compile(r#".capacity.cpu = "8""#).unwrap(),
             Param::compile(r#".nodeInfo.architecture = "arm64""#).unwrap(),
         ];
-        let node = Template::new(Kind::Node, &params).unwrap().render("n-0", "n", "");
+        let node = Template::new(Kind::Node, &params)
+            .unwrap()
+            .render("n-0", "n", None, 0)
+            .unwrap();
         assert_eq!(node["status"]["allocatable"]["cpu"], "4000m");
         assert_eq!(node["status"]["capacity"]["cpu"], "8");
         assert_eq!(node["status"]["capacity"]["memory"], "256Gi");
@@ -236,7 +327,10 @@ mod tests {
             Param::compile(r#".status.allocatable.cpu = "64""#).unwrap(),
             Param::compile(r#".metadata.labels.zone = "a""#).unwrap(),
         ];
-        let node = Template::new(Kind::Node, &params).unwrap().render("n-0", "n", "");
+        let node = Template::new(Kind::Node, &params)
+            .unwrap()
+            .render("n-0", "n", None, 0)
+            .unwrap();
         assert_eq!(node["status"]["allocatable"]["cpu"], "64");
         assert_eq!(node["metadata"]["labels"]["zone"], "a");
         assert_eq!(node["metadata"]["labels"]["type"], "kwok");

@@ -46,7 +46,7 @@ pub async fn save(client: Client, filter: &[String], path: &Path) -> Result<usiz
     for ar in resources {
         let wanted = filter.is_empty() || filter.iter().any(|f| matches_filter(&ar, f));
         if wanted && objects::resource_saved(&ar.group, &ar.plural) {
-            saved.extend(list(&client, &ar).await?);
+            saved.extend(list(&client, &ar).await?.0);
         }
     }
     objects::sort(&mut saved);
@@ -60,9 +60,16 @@ pub async fn restore(client: Client, path: &Path) -> Result<Restored> {
     let text = std::fs::read(path).map_err(io("read", path))?;
     let mut docs = objects::from_stream(path, &String::from_utf8_lossy(&text))?;
     objects::sort(&mut docs);
-    let mut kinds = by_kind(&discover(&client).await?);
+    let kinds = check_served(&client, path, &docs).await?;
+    restore_objects(&client, kinds, &docs).await
+}
+
+/// The served kinds, checking every one of `docs` is served or defined by a CRD among
+/// them (the file at `path` is not a snapshot of this cluster otherwise).
+pub(super) async fn check_served(client: &Client, path: &Path, docs: &[Value]) -> Result<Kinds> {
+    let kinds = by_kind(&discover(client).await?);
     // Kinds the file's own CRDs will add are served only once those exist.
-    let defined = objects::crd_kinds(&docs);
+    let defined = objects::crd_kinds(docs);
     if let Some(key) = docs
         .iter()
         .map(key_of)
@@ -74,6 +81,12 @@ pub async fn restore(client: Client, path: &Path) -> Result<Restored> {
             reason: format!("kind {} of {} is not served by the cluster", key.1, key.0),
         });
     }
+    Ok(kinds)
+}
+
+/// Creates `docs` (sorted into restore order, their kinds checked by [`check_served`]).
+pub(super) async fn restore_objects(client: &Client, mut kinds: Kinds, docs: &[Value]) -> Result<Restored> {
+    let client = client.clone();
     let mut restored = Restored::default();
     let mut start = 0;
     while start < docs.len() {
@@ -109,7 +122,8 @@ pub async fn restore(client: Client, path: &Path) -> Result<Restored> {
     Ok(restored)
 }
 
-type Kinds = HashMap<(String, String), (ApiResource, bool)>;
+/// Served kinds by (apiVersion, kind): the resource and whether it is namespaced.
+pub(super) type Kinds = HashMap<(String, String), (ApiResource, bool)>;
 
 fn key_of(doc: &Value) -> (String, String) {
     (
@@ -140,7 +154,7 @@ async fn wait_served(client: &Client, docs: &[Value]) -> Result<Kinds> {
     }
 }
 
-async fn discover(client: &Client) -> Result<Discovery> {
+pub(super) async fn discover(client: &Client) -> Result<Discovery> {
     Discovery::new(client.clone())
         .run()
         .await
@@ -151,7 +165,7 @@ async fn discover(client: &Client) -> Result<Discovery> {
 }
 
 /// The preferred version of every resource that can be listed and created.
-fn listable(discovery: &Discovery) -> Vec<ApiResource> {
+pub(super) fn listable(discovery: &Discovery) -> Vec<ApiResource> {
     let mut out = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
@@ -164,7 +178,7 @@ fn listable(discovery: &Discovery) -> Vec<ApiResource> {
 }
 
 /// Every served (apiVersion, kind), in every version, with whether it is namespaced.
-fn by_kind(discovery: &Discovery) -> Kinds {
+pub(super) fn by_kind(discovery: &Discovery) -> Kinds {
     let mut out = HashMap::new();
     for group in discovery.groups() {
         for version in group.versions() {
@@ -184,14 +198,16 @@ fn by_kind(discovery: &Discovery) -> Kinds {
 }
 
 /// `node`, `nodes`, `deployment.apps` and `deployments.apps` all name their resource.
-fn matches_filter(ar: &ApiResource, entry: &str) -> bool {
+pub(super) fn matches_filter(ar: &ApiResource, entry: &str) -> bool {
     let entry = entry.trim().to_ascii_lowercase();
     let kind = ar.kind.to_ascii_lowercase();
     let (name, group) = entry.split_once('.').unwrap_or((&entry, ""));
     (name == ar.plural || name == kind) && group == ar.group
 }
 
-async fn list(client: &Client, ar: &ApiResource) -> Result<Vec<Value>> {
+/// The saved objects of `ar`, cleaned, and the resourceVersion of the list (where a
+/// watch of what follows starts).
+pub(super) async fn list(client: &Client, ar: &ApiResource) -> Result<(Vec<Value>, String)> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     let mut params = ListParams::default().limit(LIST_PAGE);
     let mut out = Vec::new();
@@ -212,7 +228,7 @@ async fn list(client: &Client, ar: &ApiResource) -> Result<Vec<Value>> {
         }
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(out),
+            _ => return Ok((out, page.metadata.resource_version.unwrap_or_default())),
         }
     }
 }
@@ -221,7 +237,12 @@ fn kind_of(doc: &Value) -> String {
     doc["kind"].as_str().unwrap_or_default().to_owned()
 }
 
-fn api_for(client: &Client, ar: &ApiResource, namespaced: bool, doc: &Value) -> Api<DynamicObject> {
+pub(super) fn api_for(
+    client: &Client,
+    ar: &ApiResource,
+    namespaced: bool,
+    doc: &Value,
+) -> Api<DynamicObject> {
     if namespaced {
         let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
         Api::namespaced_with(client.clone(), ns, ar)
@@ -232,7 +253,7 @@ fn api_for(client: &Client, ar: &ApiResource, namespaced: bool, doc: &Value) -> 
 
 /// Creates `doc`; `Ok(false)` when it exists already. A node's status is written
 /// after it, through the status subresource (a create ignores it for most kinds).
-async fn create(api: &Api<DynamicObject>, doc: &Value) -> Result<bool> {
+pub(super) async fn create(api: &Api<DynamicObject>, doc: &Value) -> Result<bool> {
     let name = doc["metadata"]["name"].as_str().unwrap_or_default();
     let what = || format!("failed to create {} {name:?}", kind_of(doc));
     let object: DynamicObject = serde_json::from_value(doc.clone()).map_err(|e| Error::Api {
@@ -280,7 +301,7 @@ fn transient(err: &kube::Error) -> bool {
     }
 }
 
-fn reason(err: &kube::Error) -> String {
+pub(super) fn reason(err: &kube::Error) -> String {
     match err {
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),

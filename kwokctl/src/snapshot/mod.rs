@@ -1,9 +1,13 @@
-//! Cluster snapshots: `etcd` (the whole key space, through etcdctl and etcdutl) and
-//! `k8s` (a YAML stream of the objects, through the apiserver).
+//! Cluster snapshots: `etcd` (the whole key space, through etcdctl and etcdutl),
+//! `k8s` (a YAML stream of the objects, through the apiserver), and recordings (a k8s
+//! snapshot followed by the changes watched after it, replayed at their offsets).
 
 pub mod etcd;
 pub mod k8s;
 pub mod objects;
+pub mod record;
+pub mod recording;
+pub mod replay;
 
 /// Errors of snapshots.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +19,14 @@ pub enum Error {
         path: String,
         /// `an etcd` or `a k8s`.
         format: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a recording (`snapshot record`'s format).
+    #[error("{path} is not a recording (snapshot record): {reason}")]
+    NotARecording {
+        /// The file.
+        path: String,
         /// Why.
         reason: String,
     },

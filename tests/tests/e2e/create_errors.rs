@@ -291,3 +291,46 @@ fn missing_prometheus_should_be_refused_before_anything_is_made() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_nothing_made(&kwokctl, "p2");
 }
+
+#[test]
+fn timeout_should_bound_the_whole_create_and_remove_the_half_made_cluster() {
+    let kwokctl = Kwokctl::new();
+    // Start-up takes seconds: 500 ms passes while the components come up.
+    let err = kwokctl.err(&["create", "cluster", "--name", "late", "--timeout", "500ms"]);
+    assert!(err.contains("failed to create cluster \"late\""), "{err}");
+    assert!(err.contains("--timeout 500ms passed"), "{err}");
+    assert!(
+        err.contains("logs kept in"),
+        "the folder was made, then removed: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert_nothing_made(&kwokctl, "late");
+    let clusters = kwokctl.ok(&["get", "clusters"]);
+    assert!(!clusters.contains("late"), "{clusters}");
+}
+
+#[test]
+fn a_missing_extra_volume_should_name_the_file_component_and_path() {
+    let kwokctl = Kwokctl::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("volumes.yaml");
+    let missing = dir.path().join("no-such-dir");
+    fs::write(
+        &config,
+        format!(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\ncomponentsPatches:\n- name: kube-scheduler\n  extraVolumes:\n  - name: cfg\n    hostPath: {}\n    mountPath: /etc/kubernetes/scheduler\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    refused(
+        &kwokctl,
+        "vol",
+        &["--config", config.to_str().unwrap()],
+        &format!(
+            "{}:1: KwokctlConfiguration: componentsPatches[0].extraVolumes[0].hostPath: component kube-scheduler: {} does not exist",
+            config.display(),
+            missing.display()
+        ),
+    );
+}

@@ -19,5 +19,8 @@ mod kwok;
 mod clusters;
 mod completion;
 mod loadgen;
+mod record;
 mod scale;
+mod scale_kinds;
 mod snapshot;
+mod volumes;

@@ -112,11 +112,8 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
     ]);
     assert!(err.contains("the apiserver refuses the node template"), "{err}");
     assert_one_line(&err);
-    let err = kwokctl.err(&["--name", c, "scale", "deployment", "--replicas", "3"]);
-    assert!(
-        err.contains("unknown kind \"deployment\" for scale: kwokctl has templates for node and pod"),
-        "{err}"
-    );
+    let err = kwokctl.err(&["--name", c, "scale", "widget", "--replicas", "3"]);
+    assert!(err.contains("unknown kind \"widget\" for scale"), "{err}");
     assert_one_line(&err);
     let err = kwokctl.err(&["--name", c, "scale", "pod", "--replicas", "3", "-n", "nowhere"]);
     assert!(err.contains("namespace \"nowhere\" does not exist"), "{err}");
