@@ -14,7 +14,7 @@ mod cpu_time;
 use std::{hint::black_box, sync::Arc, time::Duration};
 
 use cpu_time::CpuTime;
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, measurement::Measurement};
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::Measurement};
 use futures::StreamExt;
 use kwok_engine::{effect::Effect, patch::PatchType};
 use kwok_shards::{
@@ -161,6 +161,15 @@ fn route<M: Measurement>(c: &mut Criterion<M>) {
     let names: Vec<String> = (0..10_000).map(|i| format!("kwok-node-{i:06}")).collect();
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(names.len() as u64));
+    // The routing key read from a real pod (hot in cache): 10,000 times per iteration.
+    let pod = kwok_benches::scheduled_pod();
+    group.bench_function("routing_shard/scheduled_pod", |b| {
+        b.iter(|| {
+            (0..names.len())
+                .map(|_| dispatch::routing_shard(Role::Pod, black_box(&pod), 8).unwrap())
+                .sum::<usize>()
+        })
+    });
     group.bench_function("shard_of", |b| {
         b.iter(|| {
             names
@@ -174,11 +183,14 @@ fn route<M: Measurement>(c: &mut Criterion<M>) {
 
 /// Events per dispatch iteration.
 const EVENTS: usize = 100_000;
+/// Events per iteration of the warm hop: few enough that the objects the setup has
+/// just built stay in the last-level cache, as a chunk the watch task has just decoded.
+const WARM_EVENTS: usize = 10_000;
 
-/// Pods bound to 10,000 nodes, as the pod watch delivers them (small objects: the hop,
-/// not serde, is measured).
-fn pods() -> Vec<Value> {
-    (0..EVENTS)
+/// `n` pods bound to 10,000 nodes, as the pod watch delivers them (small objects: the
+/// hop, not serde, is measured).
+fn pods(n: usize) -> Vec<Value> {
+    (0..n)
         .map(|i| {
             json!({
                 "metadata": {"name": format!("pod-{i}"), "namespace": "default"},
@@ -188,23 +200,38 @@ fn pods() -> Vec<Value> {
         .collect()
 }
 
+/// What the consumer tasks do with what they receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consumer {
+    /// Free each event at once (on another thread than the one that built it).
+    Drop,
+    /// Take each event and keep it, as a shard keeps objects in its cache; the kept
+    /// events are returned and freed after the timed part.
+    Keep,
+}
+
 /// The controller's hop: one watch task routes every event through [`Dispatcher`] (in
 /// ready chunks of `DISPATCH_CHUNK`, as the watch loop does) into `shards` bounded
 /// channels (`EVENT_BATCHES`), one consumer task per shard drains them.
-async fn hop(events: Vec<Value>, shards: usize) -> usize {
+async fn hop(events: Vec<Value>, shards: usize, consumer: Consumer) -> Vec<Vec<Input>> {
+    let total = events.len();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(EVENT_BATCHES)).unzip();
     let consumers: Vec<_> = receivers
         .into_iter()
         .map(|mut rx: mpsc::Receiver<Batch>| {
             tokio::spawn(async move {
+                let mut kept = Vec::new();
                 let mut n = 0;
                 while let Some(batch) = rx.recv().await {
                     for input in batch {
                         black_box(&input);
                         n += 1;
+                        if consumer == Consumer::Keep {
+                            kept.push(input);
+                        }
                     }
                 }
-                n
+                (n, kept)
             })
         })
         .collect();
@@ -219,12 +246,13 @@ async fn hop(events: Vec<Value>, shards: usize) -> usize {
             dispatcher.flush().await;
         }
     });
-    join(producer, consumers).await
+    join(producer, consumers, total).await
 }
 
 /// The design before batching, for comparison: one channel send (and potentially one
 /// wake-up of the shard) per event, channels of 4096 events.
-async fn per_event_hop(events: Vec<Value>, shards: usize) -> usize {
+async fn per_event_hop(events: Vec<Value>, shards: usize) -> Vec<Vec<Input>> {
+    let total = events.len();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(4096)).unzip();
     let consumers: Vec<_> = receivers
         .into_iter()
@@ -235,7 +263,7 @@ async fn per_event_hop(events: Vec<Value>, shards: usize) -> usize {
                     black_box(&input);
                     n += 1;
                 }
-                n
+                (n, Vec::new())
             })
         })
         .collect();
@@ -248,20 +276,41 @@ async fn per_event_hop(events: Vec<Value>, shards: usize) -> usize {
                 .unwrap();
         }
     });
-    join(producer, consumers).await
+    join(producer, consumers, total).await
 }
 
 async fn join(
     producer: tokio::task::JoinHandle<()>,
-    consumers: Vec<tokio::task::JoinHandle<usize>>,
-) -> usize {
+    consumers: Vec<tokio::task::JoinHandle<(usize, Vec<Input>)>>,
+    expected: usize,
+) -> Vec<Vec<Input>> {
     producer.await.unwrap();
     let mut total = 0;
+    let mut kept = Vec::new();
     for consumer in consumers {
-        total += consumer.await.unwrap();
+        let (n, k) = consumer.await.unwrap();
+        total += n;
+        kept.push(k);
     }
-    assert_eq!(total, EVENTS);
-    total
+    assert_eq!(total, expected);
+    kept
+}
+
+/// One [`hop`] bench; what an iteration returns (kept events) is freed after the timed part.
+fn hop_bench<M: Measurement>(
+    group: &mut BenchmarkGroup<'_, M>,
+    runtime: &tokio::runtime::Runtime,
+    (name, shards): (&str, usize),
+    events: &[Value],
+    consumer: Consumer,
+) {
+    group.bench_function(BenchmarkId::new(name, shards), |b| {
+        b.iter_batched(
+            || events.to_vec(),
+            |events| runtime.block_on(hop(events, shards, consumer)),
+            BatchSize::LargeInput,
+        )
+    });
 }
 
 fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
@@ -271,24 +320,49 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
         .enable_all()
         .build()
         .unwrap();
-    let pods = pods();
+    let pods_cold = pods(EVENTS);
+    let pods_warm = pods(WARM_EVENTS);
     let mut group = c.benchmark_group("dispatch");
-    group.throughput(Throughput::Elements(EVENTS as u64));
     // An iteration moves 100k events (tens of ms): ten samples are enough.
     group.sample_size(10);
     for shards in [2, 8] {
-        group.bench_function(BenchmarkId::new("channel_hop", shards), |b| {
-            b.iter_batched(
-                || pods.clone(),
-                |events| runtime.block_on(hop(events, shards)),
-                BatchSize::LargeInput,
-            )
-        });
+        // 100k objects built before the timed part: cold in cache, as after a large list.
+        group.throughput(Throughput::Elements(EVENTS as u64));
+        hop_bench(
+            &mut group,
+            &runtime,
+            ("channel_hop", shards),
+            &pods_cold,
+            Consumer::Drop,
+        );
+        hop_bench(
+            &mut group,
+            &runtime,
+            ("channel_hop_keep", shards),
+            &pods_cold,
+            Consumer::Keep,
+        );
+        group.throughput(Throughput::Elements(WARM_EVENTS as u64));
+        hop_bench(
+            &mut group,
+            &runtime,
+            ("warm_hop", shards),
+            &pods_warm,
+            Consumer::Drop,
+        );
+        hop_bench(
+            &mut group,
+            &runtime,
+            ("warm_hop_keep", shards),
+            &pods_warm,
+            Consumer::Keep,
+        );
+        group.throughput(Throughput::Elements(EVENTS as u64));
         // The floor: the same events routed and freed by one task on a worker thread (as
         // the shards free them, away from the thread that built them), no channel at all.
         group.bench_function(BenchmarkId::new("route_and_drop", shards), |b| {
             b.iter_batched(
-                || pods.clone(),
+                || pods_cold.clone(),
                 |events| {
                     let route = move || {
                         events
@@ -303,7 +377,7 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
         });
         group.bench_function(BenchmarkId::new("per_event_hop", shards), |b| {
             b.iter_batched(
-                || pods.clone(),
+                || pods_cold.clone(),
                 |events| runtime.block_on(per_event_hop(events, shards)),
                 BatchSize::LargeInput,
             )

@@ -18,6 +18,8 @@ use crate::measure::Recorder;
 const MAX_ATTEMPTS: u32 = 12;
 /// Longest pause between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest `Retry-After` honoured: a server asking for more is asked again sooner.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +124,7 @@ impl Driver {
             }
             self.count(format!("{what}: retried {}", kind.label()));
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(backoff.max(retry_after(&err))) => {}
                 () = self.cancel.cancelled() => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -133,6 +135,17 @@ impl Driver {
     fn count(&self, kind: String) {
         self.recorder.lock().expect("recorder lock").error(kind);
     }
+}
+
+/// How long the server asked us to wait (`details.retryAfterSeconds` of a 429 or 5xx
+/// `Status`, which the apiserver sends with its `Retry-After` header), at most
+/// [`MAX_RETRY_AFTER`]; zero when it did not say.
+fn retry_after(err: &kube::Error) -> Duration {
+    let secs = match err {
+        kube::Error::Api(s) => s.details.as_ref().map_or(0, |d| d.retry_after_seconds),
+        _ => 0,
+    };
+    Duration::from_secs(u64::from(secs)).min(MAX_RETRY_AFTER)
 }
 
 /// What went wrong with a request, for retry decisions and error kinds.
@@ -206,6 +219,34 @@ mod tests {
             .await;
         assert_eq!(out, Outcome::Done);
         assert_eq!(rec.lock().unwrap().errors()["create pod: retried HTTP 429"], 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_should_be_honoured_before_the_next_attempt() {
+        let (d, _) = driver();
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let out = d
+            .call("create pod", || async {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // As the apiserver sends it (with a `Retry-After: 3` header).
+                    let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                        "status": "Failure", "reason": "TooManyRequests", "message": "slow down",
+                        "code": 429, "details": {"retryAfterSeconds": 3},
+                    }))
+                    .unwrap();
+                    Err(kube::Error::Api(Box::new(status)))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        assert_eq!(out, Outcome::Done);
+        assert!(
+            started.elapsed() >= Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,3 +15,11 @@ mod watch;
 pub use report::Report;
 pub use run::{RunOptions, run};
 pub use scenario::Scenario;
+
+/// A client for [`run`]: `config` with kube's built-in retry layer turned off, because
+/// the run's driver retries throttling (429) and server errors itself and counts every
+/// retry in the report; under kube's layer (on by default) they would go unseen.
+pub fn client(mut config: kube::Config) -> kube::Result<kube::Client> {
+    config.default_retry = false;
+    kube::Client::try_from(config)
+}

@@ -156,7 +156,7 @@ async fn client(flags: &Flags) -> Result<kube::Client> {
         None => kube::Config::from_kubeconfig(&options).await,
     }
     .context("failed to load kubeconfig")?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(kwok_loadgen::client(config)?)
 }
 
 async fn run(flags: Flags) -> Result<bool> {

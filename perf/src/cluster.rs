@@ -94,7 +94,7 @@ impl Cluster {
     pub async fn client(&self) -> Result<kube::Client> {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        Ok(kube::Client::try_from(config)?)
+        Ok(kwok_loadgen::client(config)?)
     }
 
     /// Keeps the kwok controller's log next to the results.

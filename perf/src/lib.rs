@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod fake_apiserver;
 pub mod process;
 pub mod scenarios;
 pub mod side;

@@ -1,7 +1,12 @@
 //! `loadgen` and `perf` against real kwokctl clusters: a tiny scenario whose report must
-//! add up exactly, and the perf harness in its scaled-down smoke mode.
+//! add up exactly, and the perf harness in its scaled-down smoke mode. Also loadgen
+//! against perf's fake apiserver, which throttles and fails on purpose.
 
-use std::process::Command;
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+};
 
 use serde_json::Value;
 
@@ -187,4 +192,107 @@ fn perf_smoke_should_write_a_ratio_table_and_raw_json() {
             "{summary}"
         );
     }
+}
+
+/// A `fake-apiserver` process, killed on drop.
+struct FakeApiserver {
+    child: Child,
+    addr: String,
+}
+
+impl FakeApiserver {
+    fn start(kubeconfig: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin_dir().join("fake-apiserver"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run fake-apiserver (cargo build --workspace --bins)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().strip_prefix("http://").expect("URL line").to_owned();
+        Self { child, addr }
+    }
+
+    /// `/fake/stats`: what the stub answered.
+    fn stats(&self) -> Value {
+        let mut conn = TcpStream::connect(&self.addr).unwrap();
+        write!(conn, "GET /fake/stats HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).unwrap();
+        let mut raw = String::new();
+        conn.read_to_string(&mut raw).unwrap();
+        let (_, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+        serde_json::from_str(body).expect("stats JSON")
+    }
+}
+
+impl Drop for FakeApiserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// See: issue 6 ("handles 429 and transient errors without losing count").
+#[test]
+fn loadgen_should_retry_throttled_and_failed_creates_without_losing_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    // Every 7th create is answered 429 (Retry-After: 1 s), every 11th of the rest 503.
+    let stub = FakeApiserver::start(
+        &kubeconfig,
+        &["--throttle-every=7", "--fail-every=11", "--retry-after=1"],
+    );
+    let out = run(Command::new(bin_dir().join("loadgen"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--dry-run",
+            "--nodes=300",
+            "--pods=400",
+            "--namespaces=2",
+            "--rate=2000",
+            "--concurrency=32",
+            "--timeout=60s",
+            "--output=json",
+        ]));
+    let r: Value = serde_json::from_str(&out).expect("JSON report");
+    let stats = stub.stats();
+    assert_eq!(r["complete"], true, "{r:#}");
+    assert_eq!(u(&r, "/counts/nodesCreated"), 300);
+    assert_eq!(u(&r, "/counts/podsCreated"), 400);
+    // What loadgen counts matches what the server did, request for request.
+    let errors = r["errors"].as_object().unwrap();
+    let sum = |suffix: &str| -> u64 {
+        errors
+            .iter()
+            .filter(|(k, _)| k.ends_with(suffix))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        sum("retried HTTP 429"),
+        u(&stats, "/throttled"),
+        "{errors:?} {stats}"
+    );
+    assert_eq!(
+        sum("retried HTTP 503"),
+        u(&stats, "/failed"),
+        "{errors:?} {stats}"
+    );
+    assert!(
+        u(&stats, "/throttled") >= 100 && u(&stats, "/failed") >= 50,
+        "{stats}"
+    );
+    assert_eq!(u(&stats, "/created"), 300 + 400 + 2, "nodes, pods, namespaces");
+    assert_eq!(
+        u(&stats, "/createsReceived"),
+        u(&stats, "/created") + u(&stats, "/throttled") + u(&stats, "/failed")
+    );
+    assert!(
+        errors.keys().all(|k| k.contains("retried")),
+        "only retries, nothing failed or already there: {errors:?}"
+    );
 }
