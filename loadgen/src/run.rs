@@ -326,9 +326,12 @@ impl Run {
             }
         }
         self.stopped()?;
-        let target = self.expected_pods();
+        let (target, churned) = (self.expected_pods(), self.pods_churned);
+        // Every churned pod gone, and as many running as there should be: running minus
+        // gone alone lets a churned pod still terminating stand in for a replacement
+        // that is not running yet.
         self.wait("pods Running after churn", |c| {
-            c.pods_running - c.pods_gone >= target
+            c.pods_gone >= churned && c.pods_running.saturating_sub(c.pods_gone) >= target
         })
         .await
     }
