@@ -74,6 +74,45 @@ impl Prober {
         client
             .request_text(request)
             .await
-            .map_err(|e| unhealthy(e.to_string()))
+            .map_err(|e| unhealthy(one_line(&e.to_string())))
+    }
+}
+
+/// A probe answer as one line: the failed checks of a verbose `/readyz` or `/livez`
+/// body (`[-]name failed: …` lines), else its lines joined, so a health error stays
+/// one line.
+fn one_line(message: &str) -> String {
+    let failed: Vec<&str> = message
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[-]"))
+        .map(|l| l.split_whitespace().next().unwrap_or(l))
+        .collect();
+    if !failed.is_empty() {
+        let head = message.lines().next().unwrap_or_default();
+        let head = head.split("[+]").next().unwrap_or(head).trim();
+        return format!("{head} failed checks: {}", failed.join(", "));
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_verbose_readyz_answer_should_become_one_line_naming_the_failed_checks() {
+        let body = "ApiError: [+]ping ok\n[+]etcd ok\n[-]informer-sync failed: reason withheld\n\
+                    [+]log ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n\
+                    readyz check failed: Error (ErrorResponse { status: \"503\" })";
+        assert_eq!(
+            one_line(body),
+            "ApiError: failed checks: informer-sync, poststarthook/rbac/bootstrap-roles"
+        );
+        assert_eq!(one_line("connection refused\n  at x"), "connection refused; at x");
     }
 }
