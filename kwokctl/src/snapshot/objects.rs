@@ -128,21 +128,50 @@ pub fn sort(objects: &mut [Value]) {
     objects.sort_by_cached_key(key);
 }
 
+/// One version of a resource a CustomResourceDefinition defines.
+pub struct CrdVersion<'a> {
+    /// API group.
+    pub group: &'a str,
+    /// Version name.
+    pub version: &'a str,
+    /// Kind, if the CRD names one.
+    pub kind: Option<&'a str>,
+    /// Plural resource name, if the CRD names one.
+    pub plural: Option<&'a str>,
+}
+
+/// Every version of every resource the CustomResourceDefinitions among `objects`
+/// define (a CRD without a group defines nothing).
+pub fn crd_versions(objects: &[Value]) -> impl Iterator<Item = CrdVersion<'_>> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .filter_map(|crd| {
+            let spec = &crd["spec"];
+            let names = &spec["names"];
+            let (group, kind, plural) = (
+                spec["group"].as_str()?,
+                names["kind"].as_str(),
+                names["plural"].as_str(),
+            );
+            let versions = spec["versions"].as_array()?;
+            Some(versions.iter().filter_map(move |v| {
+                Some(CrdVersion {
+                    group,
+                    version: v["name"].as_str()?,
+                    kind,
+                    plural,
+                })
+            }))
+        })
+        .flatten()
+}
+
 /// The (apiVersion, kind) pairs the CustomResourceDefinitions among `objects` define.
 pub fn crd_kinds(objects: &[Value]) -> HashSet<(String, String)> {
-    let mut kinds = HashSet::new();
-    for crd in objects.iter().filter(|o| o["kind"] == "CustomResourceDefinition") {
-        let spec = &crd["spec"];
-        let (Some(group), Some(kind)) = (spec["group"].as_str(), spec["names"]["kind"].as_str()) else {
-            continue;
-        };
-        for version in spec["versions"].as_array().into_iter().flatten() {
-            if let Some(v) = version["name"].as_str() {
-                kinds.insert((format!("{group}/{v}"), kind.to_owned()));
-            }
-        }
-    }
-    kinds
+    crd_versions(objects)
+        .filter_map(|v| Some((format!("{}/{}", v.group, v.version), v.kind?.to_owned())))
+        .collect()
 }
 
 /// The YAML stream of `objects`, one document each.

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::{
     Error, Result, io,
     k8s::{self, Restored},
+    objects,
     record::gvr,
     recording::{self, Gvr, Method, ResourcePatch},
 };
@@ -94,23 +95,15 @@ fn by_gvr(kinds: &k8s::Kinds) -> Resources {
 
 /// The resources the CustomResourceDefinitions among `objects` define.
 fn crd_resources(objects: &[Value]) -> Vec<Gvr> {
-    let mut out = Vec::new();
-    for crd in objects.iter().filter(|o| o["kind"] == "CustomResourceDefinition") {
-        let spec = &crd["spec"];
-        let (Some(group), Some(plural)) = (spec["group"].as_str(), spec["names"]["plural"].as_str()) else {
-            continue;
-        };
-        for version in spec["versions"].as_array().into_iter().flatten() {
-            if let Some(v) = version["name"].as_str() {
-                out.push(Gvr {
-                    group: group.into(),
-                    version: v.into(),
-                    resource: plural.into(),
-                });
-            }
-        }
-    }
-    out
+    objects::crd_versions(objects)
+        .filter_map(|v| {
+            Some(Gvr {
+                group: v.group.into(),
+                version: v.version.into(),
+                resource: v.plural?.into(),
+            })
+        })
+        .collect()
 }
 
 /// Applies one change; `Err` is the apiserver's reason.
