@@ -116,8 +116,5 @@ pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
 
 /// `metadata.resourceVersion`, or empty.
 pub fn resource_version(obj: &Value) -> String {
-    obj.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+    str_at(obj, "/metadata/resourceVersion").to_owned()
 }
