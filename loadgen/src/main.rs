@@ -178,6 +178,7 @@ async fn run(flags: Flags) -> Result<bool> {
         keep: flags.keep,
         progress: std::io::stderr().is_terminal(),
         run_id: flags.run_id.clone(),
+        phases: None,
     };
     let report = kwok_loadgen::run(client, scenario, options, cancel).await?;
     match flags.output {

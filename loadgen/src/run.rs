@@ -45,6 +45,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Run id (labels and names); default: derived from the clock.
     pub run_id: Option<String>,
+    /// Told the name of each phase as it starts (`nodes`, `pods`, `churn`, `hold`,
+    /// `cleanup`) and `done` at the end, so a caller can measure per phase (perf
+    /// samples kwok's CPU and memory at each mark).
+    pub phases: Option<tokio::sync::mpsc::UnboundedSender<&'static str>>,
 }
 
 /// Why a run stopped before finishing.
@@ -75,6 +79,7 @@ struct Run {
     nodes_made: u64,
     node_create: Option<f64>,
     pod_create: Option<f64>,
+    phases: Option<tokio::sync::mpsc::UnboundedSender<&'static str>>,
 }
 
 /// Runs `scenario` against the cluster of `client`. Cancelling `cancel` (Ctrl-C) stops
@@ -104,6 +109,7 @@ pub async fn run(
         nodes_made: 0,
         node_create: None,
         pod_create: None,
+        phases: options.phases.clone(),
     };
     let outcome = r.load().await;
     let leases = r
@@ -112,8 +118,10 @@ pub async fn run(
         .expect("recorder lock")
         .lease_report(jiff::Timestamp::now());
     if !options.keep {
+        r.mark("cleanup");
         r.cleanup().await;
     }
+    r.mark("done");
     r.bars.finish();
     watches.abort_all();
     let rec = r.rec.lock().expect("recorder lock");
@@ -150,6 +158,14 @@ fn default_run_id() -> String {
 }
 
 impl Run {
+    /// Tells the caller that phase `name` starts (see [`RunOptions::phases`]).
+    fn mark(&self, name: &'static str) {
+        if let Some(tx) = &self.phases {
+            // A caller that stopped listening does not stop the run.
+            let _ = tx.send(name);
+        }
+    }
+
     fn counts(&self) -> Counts {
         self.rec.lock().expect("recorder lock").counts()
     }
@@ -157,16 +173,20 @@ impl Run {
     /// Everything up to the report: namespaces, nodes, pods, churn, hold.
     async fn load(&mut self) -> Result<(), Stop> {
         self.create_namespaces().await?;
+        self.mark("nodes");
         self.create_nodes().await?;
         if self.s.dry_run {
             return self.create_pods().await;
         }
         let made = self.nodes_made;
         self.wait("nodes Ready", |c| c.nodes_ready >= made).await?;
+        self.mark("pods");
         self.create_pods().await?;
         let target = self.expected_pods();
         self.wait("pods Running", |c| c.pods_running >= target).await?;
+        self.mark("churn");
         self.churn().await?;
+        self.mark("hold");
         self.hold().await
     }
 

@@ -9,6 +9,8 @@ pub struct Usage {
     pub cpu_seconds: f64,
     /// Peak resident set (VmHWM), MiB.
     pub peak_rss_mib: f64,
+    /// Resident set now (VmRSS), MiB.
+    pub rss_mib: f64,
 }
 
 /// Reads `/proc/PID/stat` and `/proc/PID/status`; `None` once the process is gone.
@@ -17,7 +19,8 @@ pub fn usage(pid: u32) -> Option<Usage> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some(Usage {
         cpu_seconds: cpu_ticks(&stat)? as f64 / clock_ticks() as f64,
-        peak_rss_mib: vm_hwm_kib(&status)? as f64 / 1024.0,
+        peak_rss_mib: status_kib(&status, "VmHWM:")? as f64 / 1024.0,
+        rss_mib: status_kib(&status, "VmRSS:")? as f64 / 1024.0,
     })
 }
 
@@ -30,10 +33,11 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-fn vm_hwm_kib(status: &str) -> Option<u64> {
+/// The `field` line of `/proc/PID/status` (`VmHWM:`, `VmRSS:`), in KiB.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -67,6 +71,9 @@ mod tests {
     fn own_process_should_have_usage() {
         let u = usage(std::process::id()).unwrap();
         assert!(u.peak_rss_mib > 0.0 && u.cpu_seconds >= 0.0, "{u:?}");
-        assert_eq!(vm_hwm_kib("Name: x\nVmHWM:\t  2048 kB\n"), Some(2048));
+        assert!(u.rss_mib > 0.0 && u.rss_mib <= u.peak_rss_mib, "{u:?}");
+        let status = "Name: x\nVmHWM:\t  2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
+        assert_eq!(status_kib(status, "VmRSS:"), Some(1024));
     }
 }

@@ -36,9 +36,11 @@ pub fn named(name: &str) -> Option<Scenario> {
             pods: 10_000,
             ..base
         },
+        // The 2-core control plane runs ~50 pods/s: 100,000 take over half an hour.
         "large" => Scenario {
             nodes: 10_000,
             pods: 100_000,
+            timeout: Duration::from_secs(3 * 3600),
             ..base
         },
         "lease-soak" => Scenario {

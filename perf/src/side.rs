@@ -55,10 +55,73 @@ pub struct SideResult {
     pub apiserver_requests: u64,
     /// The same by `verb resource`.
     pub apiserver_requests_by: BTreeMap<String, u64>,
+    /// kwok's average CPU (cores) while the nodes sat idle (the `hold` phase), when
+    /// the scenario holds.
+    pub kwok_idle_cpu_cores: Option<f64>,
+    /// kwok's CPU and memory in each loadgen phase, in order.
+    pub kwok_by_phase: Vec<PhaseUsage>,
     /// Whether every node went Ready and every pod Running.
     pub complete: bool,
     /// The loadgen report.
     pub report: Report,
+}
+
+/// What kwok used during one loadgen phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseUsage {
+    /// Phase name (`nodes`, `pods`, `churn`, `hold`, `cleanup`).
+    pub phase: String,
+    /// When it started, seconds after the run started.
+    pub start_seconds: f64,
+    /// How long it lasted, seconds.
+    pub seconds: f64,
+    /// kwok CPU seconds in it.
+    pub cpu_seconds: f64,
+    /// kwok's average CPU in it, cores.
+    pub cpu_cores: f64,
+    /// kwok's resident set at its end, MiB.
+    pub rss_mib_at_end: f64,
+}
+
+/// A phase mark: the phase that starts, when, and kwok's usage then.
+type Mark = (&'static str, std::time::Instant, process::Usage);
+
+/// Samples kwok's usage at every phase mark loadgen sends, until the channel closes.
+fn sample_phases(
+    pid: u32,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+) -> tokio::task::JoinHandle<Vec<Mark>> {
+    tokio::spawn(async move {
+        let mut marks = Vec::new();
+        while let Some(phase) = rx.recv().await {
+            if let Some(usage) = process::usage(pid) {
+                marks.push((phase, std::time::Instant::now(), usage));
+            }
+        }
+        marks
+    })
+}
+
+/// One [`PhaseUsage`] per phase between consecutive marks (the last mark, `done`, ends
+/// the last phase); phases shorter than a second are left out as noise.
+fn by_phase(started: std::time::Instant, marks: &[Mark]) -> Vec<PhaseUsage> {
+    marks
+        .windows(2)
+        .filter_map(|w| {
+            let ((phase, t0, u0), (_, t1, u1)) = (&w[0], &w[1]);
+            let seconds = t1.duration_since(*t0).as_secs_f64();
+            let cpu_seconds = u1.cpu_seconds - u0.cpu_seconds;
+            (seconds >= 1.0).then(|| PhaseUsage {
+                phase: (*phase).to_owned(),
+                start_seconds: t0.duration_since(started).as_secs_f64(),
+                seconds,
+                cpu_seconds,
+                cpu_cores: cpu_seconds / seconds,
+                rss_mib_at_end: u1.rss_mib,
+            })
+        })
+        .collect()
 }
 
 /// Runs `scenario` on a fresh cluster whose controller is `controller`.
@@ -84,12 +147,17 @@ pub async fn run(
     let before = process::usage(pid).context("kwok-controller is not running")?;
     let requests_before = apiserver::requests(&client).await.context("apiserver /metrics")?;
     eprintln!("perf: {}: running scenario {}", controller.side, scenario.name);
+    let (phases, marks) = tokio::sync::mpsc::unbounded_channel();
+    let marks = sample_phases(pid, marks);
     let options = RunOptions {
         keep: false,
         progress: std::io::stderr().is_terminal(),
         run_id: None,
+        phases: Some(phases),
     };
+    let started = std::time::Instant::now();
     let report = kwok_loadgen::run(client.clone(), scenario.clone(), options, cancel).await?;
+    let kwok_by_phase = by_phase(started, &marks.await.unwrap_or_default());
     let requests = apiserver::delta(&requests_before, &apiserver::requests(&client).await?);
     let after = process::usage(pid).context("kwok-controller exited during the run")?;
     cluster.copy_kwok_log(log_to);
@@ -100,6 +168,7 @@ pub async fn run(
         after.cpu_seconds - before.cpu_seconds,
         after.peak_rss_mib,
         requests,
+        kwok_by_phase,
     ))
 }
 
@@ -110,6 +179,7 @@ impl SideResult {
         cpu: f64,
         rss: f64,
         requests: BTreeMap<String, u64>,
+        kwok_by_phase: Vec<PhaseUsage>,
     ) -> Self {
         let phase = |name: &str| report.phase(name);
         let running = phase("pod created→running");
@@ -132,9 +202,52 @@ impl SideResult {
             kwok_peak_rss_mib_per_1000_nodes: per_k(rss, report.counts.nodes_created),
             apiserver_requests: requests.values().sum(),
             apiserver_requests_by: requests,
+            kwok_idle_cpu_cores: kwok_by_phase
+                .iter()
+                .find(|p| p.phase == "hold")
+                .map(|p| p.cpu_cores),
+            kwok_by_phase,
             complete: report.complete,
             controller,
             report,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn usage(cpu_seconds: f64, rss_mib: f64) -> process::Usage {
+        process::Usage {
+            cpu_seconds,
+            peak_rss_mib: rss_mib,
+            rss_mib,
+        }
+    }
+
+    #[test]
+    fn by_phase_should_give_each_phase_its_cpu_share_and_skip_blips() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let marks = [
+            ("nodes", at(1.0), usage(10.0, 50.0)),
+            ("pods", at(21.0), usage(20.0, 80.0)),
+            ("churn", at(121.0), usage(80.0, 150.0)),
+            ("hold", at(121.5), usage(80.1, 150.0)),
+            ("cleanup", at(721.5), usage(110.1, 140.0)),
+            ("done", at(741.5), usage(112.1, 60.0)),
+        ];
+        let phases = by_phase(t0, &marks);
+        let names: Vec<&str> = phases.iter().map(|p| p.phase.as_str()).collect();
+        assert_eq!(names, ["nodes", "pods", "hold", "cleanup"], "churn lasted 0.5 s");
+        let hold = &phases[2];
+        assert!((hold.seconds - 600.0).abs() < 1e-6);
+        assert!((hold.cpu_cores - 0.05).abs() < 1e-6, "{hold:?}");
+        assert!((hold.start_seconds - 121.5).abs() < 1e-6);
+        assert_eq!(hold.rss_mib_at_end, 140.0);
+        assert_eq!(phases[3].rss_mib_at_end, 60.0);
     }
 }

@@ -30,6 +30,7 @@ const FIGURES: &[Figure] = &[
         |r| Some(r.kwok_cpu_seconds_per_1000_transitions),
         "lower",
     ),
+    ("kwok CPU while idle (cores)", |r| r.kwok_idle_cpu_cores, "lower"),
     ("kwok peak RSS (MiB)", |r| Some(r.kwok_peak_rss_mib), "lower"),
     (
         "kwok peak RSS / 1,000 nodes (MiB)",

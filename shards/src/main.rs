@@ -18,8 +18,15 @@ use tokio::signal::unix::{SignalKind, signal};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// Heap profiling: every allocation is tracked (slow); the profile is written on exit.
+#[cfg(all(feature = "dhat-heap", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: dhat::Alloc = dhat::Alloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    #[cfg(all(feature = "dhat-heap", not(feature = "mimalloc")))]
+    let _profiler = dhat::Profiler::new_heap();
     let matches = Flags::command().get_matches();
     let mut flags = match Flags::from_arg_matches(&matches) {
         Ok(flags) => flags,
