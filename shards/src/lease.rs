@@ -112,7 +112,7 @@ impl LeaseWorker {
 
     /// Runs until `rx` closes.
     pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Renewed)>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let metrics = self.metrics.clone();
         let mut leases = Leases {
             worker: Arc::new(self),
@@ -132,7 +132,7 @@ impl LeaseWorker {
                     None => break,
                 },
                 () = alarm.fired(), if alarm.is_armed() => leases.fire_due(),
-                Some((name, result)) = done_rx.recv() => leases.renewed(name, result),
+                Some(done) = done_rx.recv() => leases.renewed(done),
             }
             metrics.leases_held.set(leases.owned as i64);
         }
@@ -252,7 +252,17 @@ struct Leases {
     owned: usize,
     /// Largest lateness seen so far.
     latest: f64,
-    done_tx: mpsc::UnboundedSender<(String, Renewed)>,
+    done_tx: mpsc::UnboundedSender<Done>,
+}
+
+/// A finished renewal attempt, back from its task.
+struct Done {
+    name: String,
+    /// When its request was sent: after waiting for a slot among the
+    /// `--node-lease-parallelism` in flight, which is where a slow apiserver makes
+    /// renewals late.
+    sent: Instant,
+    result: Renewed,
 }
 
 impl Leases {
@@ -293,32 +303,39 @@ impl Leases {
 
     fn fire(&mut self, name: String) {
         let Some(h) = self.held.get(&name) else { return };
-        let (worker, now) = (&self.worker, Instant::now());
-        let late = now.saturating_duration_since(h.due).as_secs_f64();
-        worker.metrics.lease_lateness_seconds.observe(late);
-        if late > self.latest {
-            self.latest = late;
-            worker.metrics.lease_lateness_max_seconds.set(late);
-        }
-        if h.renewed
-            .is_some_and(|r| now.duration_since(r) >= worker.duration)
-        {
-            worker.metrics.leases_expired.inc();
-        }
-        let (worker, done, uid) = (worker.clone(), self.done_tx.clone(), h.uid.clone());
+        let (worker, done, uid) = (self.worker.clone(), self.done_tx.clone(), h.uid.clone());
         let rv = h.renewed.is_some().then(|| h.rv.clone());
         tokio::spawn(async move {
             let _permit = worker.in_flight.acquire().await;
+            let sent = Instant::now();
             let result = match rv {
                 Some(rv) => worker.patch(&name, &rv).await,
                 None => worker.renew(&name, &uid).await,
             };
-            let _ = done.send((name, result));
+            let _ = done.send(Done { name, sent, result });
         });
     }
 
+    /// Lateness and expiry of a renewal sent at `sent`: measured when the request left,
+    /// not when its timer fired, so time spent waiting for a free slot counts.
+    fn observe(&mut self, due: Instant, renewed: Option<Instant>, sent: Instant) {
+        let metrics = &self.worker.metrics;
+        let late = sent.saturating_duration_since(due).as_secs_f64();
+        metrics.lease_lateness_seconds.observe(late);
+        if late > self.latest {
+            self.latest = late;
+            metrics.lease_lateness_max_seconds.set(late);
+        }
+        if renewed.is_some_and(|r| sent.duration_since(r) >= self.worker.duration) {
+            metrics.leases_expired.inc();
+        }
+    }
+
     /// A renewal finished: schedule the next one.
-    fn renewed(&mut self, name: String, result: Renewed) {
+    fn renewed(&mut self, Done { name, sent, result }: Done) {
+        let Some(h) = self.held.get(&name) else { return };
+        let (due, renewed) = (h.due, h.renewed);
+        self.observe(due, renewed, sent);
         let Some(h) = self.held.get_mut(&name) else { return };
         let now = Instant::now();
         let was = h.renewed.is_some();

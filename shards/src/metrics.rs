@@ -87,7 +87,12 @@ impl Metrics {
             request_failures: Counter::default(),
             queue_depth: Family::default(),
             pending_timers: Family::default(),
-            lease_lateness_seconds: latency(),
+            // Up to the lease duration and past it: a saturated apiserver makes
+            // renewals tens of seconds late.
+            lease_lateness_seconds: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+                40.0, 60.0,
+            ]),
             lease_lateness_max_seconds: Gauge::default(),
             leases_expired: Counter::default(),
             leases_held: Gauge::default(),
