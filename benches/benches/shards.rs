@@ -1,6 +1,7 @@
 //! Shard internals: the timer wheel (ours side by side with tokio-util's `DelayQueue`,
 //! schedule then fire, schedule then cancel), the batcher's merge of effects, and the
-//! dispatcher: its routing hash alone and the whole hop into the shards' channels.
+//! dispatcher: its routing hash alone, the watch task's work per event, and the whole hop
+//! of decoded objects (`DynamicObject`) into the shards' channels.
 //!
 //! Targets (one core): wheel ≥ 10,000,000 timers/s, merge ≥ 2,000,000 effects/s,
 //! dispatch ≥ 5,000,000 events/s.
@@ -21,7 +22,7 @@ use kwok_engine::{effect::Effect, patch::PatchType};
 use kwok_shards::{
     batcher,
     dispatch::{self, Batch, DISPATCH_CHUNK, Dispatcher},
-    shard::{EVENT_BATCHES, Input, Role},
+    shard::{self, EVENT_BATCHES, Input, Role},
     wheel::{Clock, Wheel},
 };
 use serde_json::{Value, json};
@@ -163,7 +164,7 @@ fn route<M: Measurement>(c: &mut Criterion<M>) {
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(names.len() as u64));
     // The routing key read from a real pod (hot in cache): 10,000 times per iteration.
-    let pod = kwok_benches::scheduled_pod();
+    let pod: DynamicObject = serde_json::from_value(kwok_benches::scheduled_pod()).unwrap();
     group.bench_function("routing_shard/scheduled_pod", |b| {
         b.iter(|| {
             (0..names.len())
@@ -188,17 +189,19 @@ const EVENTS: usize = 100_000;
 /// just built stay in the last-level cache, as a chunk the watch task has just decoded.
 const WARM_EVENTS: usize = 10_000;
 /// Events per iteration of the hops that carry real pods ([`real_pods`]): each is
-/// ~60 heap blocks, so the set-up's copy of 20,000 stays well within memory.
+/// a few kB in many heap blocks, so the set-up's copy of 20,000 stays within memory.
 const REAL_EVENTS: usize = 20_000;
 
-/// `n` pods bound to 10,000 nodes (small objects: the hop, not serde, is measured).
-fn pods(n: usize) -> Vec<Value> {
+/// `n` pods bound to 10,000 nodes (small objects: the hop, not serde, is measured), as
+/// the watch decodes them.
+fn pods(n: usize) -> Vec<DynamicObject> {
     (0..n)
         .map(|i| {
-            json!({
+            let pod = json!({
                 "metadata": {"name": format!("pod-{i}"), "namespace": "default"},
                 "spec": {"nodeName": format!("kwok-node-{:06}", i % 10_000)},
-            })
+            });
+            serde_json::from_value(pod).expect("a pod")
         })
         .collect()
 }
@@ -218,11 +221,19 @@ fn real_pods(n: usize) -> Vec<DynamicObject> {
         .collect()
 }
 
-/// What the watch task did with an object before this change (`controller::to_value`):
-/// the whole object re-built as a `Value`, without `managedFields`.
+/// What the watch task did with an object before the dispatcher carried `DynamicObject`s
+/// (`controller::to_value`): the whole object re-built as a `Value`, without
+/// `managedFields`.
 fn legacy_to_value(mut obj: DynamicObject) -> Value {
     obj.metadata.managed_fields = None;
     serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+/// How the dispatcher routed a pod before, from its `Value`: `spec.nodeName` through two
+/// `IndexMap` lookups (SipHash).
+fn legacy_routing_shard(obj: &Value, shards: usize) -> Option<usize> {
+    let node = obj.get("spec")?.get("nodeName")?.as_str()?;
+    (!node.is_empty()).then(|| dispatch::shard_of(node, shards))
 }
 
 /// What the consumer tasks do with what they receive.
@@ -293,8 +304,10 @@ async fn consume(mut rx: mpsc::Receiver<Batch>, consumer: Consumer) -> (usize, K
     (n, kept)
 }
 
-/// What the shard's cache keeps of an applied object.
-fn cache_json(obj: Value) -> Box<str> {
+/// What the shard's cache keeps of an applied object: the object converted as the shard
+/// converts it, kept as compact JSON (the `Value` is freed).
+fn cache_json(obj: Box<DynamicObject>) -> Box<str> {
+    let obj = shard::object_value(*obj);
     serde_json::to_string(&black_box(obj)).unwrap().into_boxed_str()
 }
 
@@ -331,8 +344,21 @@ fn watch_task<M: Measurement>(c: &mut Criterion<M>) {
                     .into_iter()
                     .map(|obj| {
                         let obj = legacy_to_value(obj);
-                        (dispatch::routing_shard(Role::Pod, &obj, 8), obj)
+                        (legacy_routing_shard(&obj, 8), obj)
                     })
+                    .collect::<Vec<_>>()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // Now: the route read from the decoded object, which moves on as it is.
+    group.bench_function("watch_task/route", |b| {
+        b.iter_batched(
+            || real.clone(),
+            |events| {
+                events
+                    .into_iter()
+                    .map(|obj| (dispatch::routing_shard(Role::Pod, &obj, 8), obj))
                     .collect::<Vec<_>>()
             },
             BatchSize::LargeInput,
@@ -348,9 +374,9 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
         .enable_all()
         .build()
         .unwrap();
-    let small: fn(&mut Dispatcher, Value) = |d, obj| d.applied(obj);
-    let real: fn(&mut Dispatcher, DynamicObject) = |d, obj| d.applied(legacy_to_value(obj));
-    let (pods_cold, pods_warm, pods_real) = (pods(EVENTS), pods(WARM_EVENTS), real_pods(REAL_EVENTS));
+    let feed: fn(&mut Dispatcher, DynamicObject) = |d, obj| d.applied(obj);
+    let (pods_cold, pods_warm) = (pods(EVENTS), pods(WARM_EVENTS));
+    let pods_real = real_pods(REAL_EVENTS);
     let mut group = c.benchmark_group("dispatch");
     // An iteration moves 10k-100k events (tens of ms): ten samples are enough.
     group.sample_size(10);
@@ -360,14 +386,14 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
             &mut group,
             &runtime,
             ("controller_hop_keep", shards),
-            (&pods_real, real),
+            (&pods_real, feed),
             Consumer::Keep,
         );
         hop_bench(
             &mut group,
             &runtime,
             ("controller_hop_cache", shards),
-            (&pods_real, real),
+            (&pods_real, feed),
             Consumer::Cache,
         );
         // Small objects, the rows of the earlier sections: 100k built before the timed
@@ -376,14 +402,14 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
             &mut group,
             &runtime,
             ("channel_hop_keep", shards),
-            (&pods_cold, small),
+            (&pods_cold, feed),
             Consumer::Keep,
         );
         hop_bench(
             &mut group,
             &runtime,
             ("warm_hop_keep", shards),
-            (&pods_warm, small),
+            (&pods_warm, feed),
             Consumer::Keep,
         );
     }
