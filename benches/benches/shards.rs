@@ -1,6 +1,7 @@
 //! Shard internals: the timer wheel (ours side by side with tokio-util's `DelayQueue`,
 //! schedule then fire, schedule then cancel), the batcher's merge of effects, and the
-//! dispatcher: its routing hash alone and the whole hop into the shards' channels.
+//! dispatcher: its routing hash alone, the watch task's work per event, and the whole hop
+//! of decoded objects (`DynamicObject`) into the shards' channels.
 //!
 //! Targets (one core): wheel ≥ 10,000,000 timers/s, merge ≥ 2,000,000 effects/s,
 //! dispatch ≥ 5,000,000 events/s.
@@ -16,11 +17,12 @@ use std::{hint::black_box, sync::Arc, time::Duration};
 use cpu_time::CpuTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::Measurement};
 use futures::StreamExt;
+use kube::api::DynamicObject;
 use kwok_engine::{effect::Effect, patch::PatchType};
 use kwok_shards::{
     batcher,
     dispatch::{self, Batch, DISPATCH_CHUNK, Dispatcher},
-    shard::{EVENT_BATCHES, Input, Role},
+    shard::{self, EVENT_BATCHES, Input, Role},
     wheel::{Clock, Wheel},
 };
 use serde_json::{Value, json};
@@ -162,7 +164,7 @@ fn route<M: Measurement>(c: &mut Criterion<M>) {
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(names.len() as u64));
     // The routing key read from a real pod (hot in cache): 10,000 times per iteration.
-    let pod = kwok_benches::scheduled_pod();
+    let pod: DynamicObject = serde_json::from_value(kwok_benches::scheduled_pod()).unwrap();
     group.bench_function("routing_shard/scheduled_pod", |b| {
         b.iter(|| {
             (0..names.len())
@@ -181,59 +183,88 @@ fn route<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
-/// Events per dispatch iteration.
+/// Events per iteration of the hops that carry the small objects of [`pods`].
 const EVENTS: usize = 100_000;
 /// Events per iteration of the warm hop: few enough that the objects the setup has
 /// just built stay in the last-level cache, as a chunk the watch task has just decoded.
 const WARM_EVENTS: usize = 10_000;
+/// Events per iteration of the hops that carry real pods ([`real_pods`]): each is
+/// a few kB in many heap blocks, so the set-up's copy of 20,000 stays within memory.
+const REAL_EVENTS: usize = 20_000;
 
-/// `n` pods bound to 10,000 nodes, as the pod watch delivers them (small objects: the
-/// hop, not serde, is measured).
-fn pods(n: usize) -> Vec<Value> {
+/// `n` pods bound to 10,000 nodes (small objects: the hop, not serde, is measured), as
+/// the watch decodes them.
+fn pods(n: usize) -> Vec<DynamicObject> {
     (0..n)
         .map(|i| {
-            json!({
+            let pod = json!({
                 "metadata": {"name": format!("pod-{i}"), "namespace": "default"},
                 "spec": {"nodeName": format!("kwok-node-{:06}", i % 10_000)},
-            })
+            });
+            serde_json::from_value(pod).expect("a pod")
         })
         .collect()
+}
+
+/// `n` copies of the fixture pod ([`kwok_benches::scheduled_pod`], two containers, as
+/// the API server returns it) as the pod watch decodes them, each named apart and bound
+/// to one of 10,000 nodes.
+fn real_pods(n: usize) -> Vec<DynamicObject> {
+    let pod = kwok_benches::scheduled_pod();
+    (0..n)
+        .map(|i| {
+            let mut pod = pod.clone();
+            pod["metadata"]["name"] = json!(format!("web-{i}"));
+            pod["spec"]["nodeName"] = json!(format!("kwok-node-{:06}", i % 10_000));
+            serde_json::from_value(pod).expect("the fixture is a pod")
+        })
+        .collect()
+}
+
+/// What the watch task did with an object before the dispatcher carried `DynamicObject`s
+/// (`controller::to_value`): the whole object re-built as a `Value`, without
+/// `managedFields`.
+fn legacy_to_value(mut obj: DynamicObject) -> Value {
+    obj.metadata.managed_fields = None;
+    serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+/// How the dispatcher routed a pod before, from its `Value`: `spec.nodeName` through two
+/// `IndexMap` lookups (SipHash).
+fn legacy_routing_shard(obj: &Value, shards: usize) -> Option<usize> {
+    let node = obj.get("spec")?.get("nodeName")?.as_str()?;
+    (!node.is_empty()).then(|| dispatch::shard_of(node, shards))
 }
 
 /// What the consumer tasks do with what they receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Consumer {
-    /// Free each event at once (on another thread than the one that built it).
-    Drop,
     /// Take each event and keep it, as a shard keeps objects in its cache; the kept
     /// events are returned and freed after the timed part.
     Keep,
+    /// Do what the shard's cache does with an applied object: turn it into the compact
+    /// JSON it keeps (and the parsed `Value` it matches stages on, then frees).
+    Cache,
 }
 
+/// What the consumers kept: events, or the cache's JSON texts.
+type Kept = (Vec<Input>, Vec<Box<str>>);
+
 /// The controller's hop: one watch task routes every event through [`Dispatcher`] (in
-/// ready chunks of `DISPATCH_CHUNK`, as the watch loop does) into `shards` bounded
-/// channels (`EVENT_BATCHES`), one consumer task per shard drains them.
-async fn hop(events: Vec<Value>, shards: usize, consumer: Consumer) -> Vec<Vec<Input>> {
+/// ready chunks of `DISPATCH_CHUNK`, as the watch loop does, `feed` doing what the watch
+/// loop does with one object) into `shards` bounded channels (`EVENT_BATCHES`), one
+/// consumer task per shard drains them.
+async fn hop<T: Send + 'static>(
+    events: Vec<T>,
+    shards: usize,
+    consumer: Consumer,
+    feed: fn(&mut Dispatcher, T),
+) -> Vec<Kept> {
     let total = events.len();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(EVENT_BATCHES)).unzip();
     let consumers: Vec<_> = receivers
         .into_iter()
-        .map(|mut rx: mpsc::Receiver<Batch>| {
-            tokio::spawn(async move {
-                let mut kept = Vec::new();
-                let mut n = 0;
-                while let Some(batch) = rx.recv().await {
-                    for input in batch {
-                        black_box(&input);
-                        n += 1;
-                        if consumer == Consumer::Keep {
-                            kept.push(input);
-                        }
-                    }
-                }
-                (n, kept)
-            })
-        })
+        .map(|rx| tokio::spawn(consume(rx, consumer)))
         .collect();
     let mut dispatcher = Dispatcher::new(1, Role::Pod, Arc::new(senders));
     let producer = tokio::spawn(async move {
@@ -242,75 +273,98 @@ async fn hop(events: Vec<Value>, shards: usize, consumer: Consumer) -> Vec<Vec<I
             events
                 .by_ref()
                 .take(DISPATCH_CHUNK)
-                .for_each(|obj| dispatcher.applied(obj));
+                .for_each(|obj| feed(&mut dispatcher, obj));
             dispatcher.flush().await;
         }
     });
-    join(producer, consumers, total).await
-}
-
-/// The design before batching, for comparison: one channel send (and potentially one
-/// wake-up of the shard) per event, channels of 4096 events.
-async fn per_event_hop(events: Vec<Value>, shards: usize) -> Vec<Vec<Input>> {
-    let total = events.len();
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(4096)).unzip();
-    let consumers: Vec<_> = receivers
-        .into_iter()
-        .map(|mut rx: mpsc::Receiver<Input>| {
-            tokio::spawn(async move {
-                let mut n = 0;
-                while let Some(input) = rx.recv().await {
-                    black_box(&input);
-                    n += 1;
-                }
-                (n, Vec::new())
-            })
-        })
-        .collect();
-    let producer = tokio::spawn(async move {
-        for obj in events {
-            let shard = dispatch::routing_shard(Role::Pod, &obj, shards).unwrap();
-            senders[shard]
-                .send(Input::Applied { kind: 1, obj })
-                .await
-                .unwrap();
-        }
-    });
-    join(producer, consumers, total).await
-}
-
-async fn join(
-    producer: tokio::task::JoinHandle<()>,
-    consumers: Vec<tokio::task::JoinHandle<(usize, Vec<Input>)>>,
-    expected: usize,
-) -> Vec<Vec<Input>> {
     producer.await.unwrap();
-    let mut total = 0;
+    let mut n = 0;
     let mut kept = Vec::new();
     for consumer in consumers {
-        let (n, k) = consumer.await.unwrap();
-        total += n;
+        let (count, k) = consumer.await.unwrap();
+        n += count;
         kept.push(k);
     }
-    assert_eq!(total, expected);
+    assert_eq!(n, total);
     kept
 }
 
+/// One shard's consumer: counts the events and keeps them (or their cached form).
+async fn consume(mut rx: mpsc::Receiver<Batch>, consumer: Consumer) -> (usize, Kept) {
+    let (mut n, mut kept) = (0, Kept::default());
+    while let Some(batch) = rx.recv().await {
+        for input in batch {
+            n += 1;
+            match (consumer, input) {
+                (Consumer::Cache, Input::Applied { obj, .. }) => kept.1.push(cache_json(obj)),
+                (_, input) => kept.0.push(black_box(input)),
+            }
+        }
+    }
+    (n, kept)
+}
+
+/// What the shard's cache keeps of an applied object: the object converted as the shard
+/// converts it, kept as compact JSON (the `Value` is freed).
+fn cache_json(obj: Box<DynamicObject>) -> Box<str> {
+    let obj = shard::object_value(*obj);
+    serde_json::to_string(&black_box(obj)).unwrap().into_boxed_str()
+}
+
 /// One [`hop`] bench; what an iteration returns (kept events) is freed after the timed part.
-fn hop_bench<M: Measurement>(
+fn hop_bench<M: Measurement, T: Clone + Send + 'static>(
     group: &mut BenchmarkGroup<'_, M>,
     runtime: &tokio::runtime::Runtime,
     (name, shards): (&str, usize),
-    events: &[Value],
+    (events, feed): (&[T], fn(&mut Dispatcher, T)),
     consumer: Consumer,
 ) {
+    group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function(BenchmarkId::new(name, shards), |b| {
         b.iter_batched(
             || events.to_vec(),
-            |events| runtime.block_on(hop(events, shards, consumer)),
+            |events| runtime.block_on(hop(events, shards, consumer, feed)),
             BatchSize::LargeInput,
         )
     });
+}
+
+/// What the watch task does per event before the hop, on the real pods: CPU per event of
+/// the serial task that feeds every shard of a kind.
+fn watch_task<M: Measurement>(c: &mut Criterion<M>) {
+    let real = real_pods(REAL_EVENTS);
+    let mut group = c.benchmark_group("dispatch");
+    group.throughput(Throughput::Elements(real.len() as u64));
+    group.sample_size(10);
+    group.bench_function("watch_task/to_value_and_route", |b| {
+        b.iter_batched(
+            || real.clone(),
+            |events| {
+                events
+                    .into_iter()
+                    .map(|obj| {
+                        let obj = legacy_to_value(obj);
+                        (legacy_routing_shard(&obj, 8), obj)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // Now: the route read from the decoded object, which moves on as it is.
+    group.bench_function("watch_task/route", |b| {
+        b.iter_batched(
+            || real.clone(),
+            |events| {
+                events
+                    .into_iter()
+                    .map(|obj| (dispatch::routing_shard(Role::Pod, &obj, 8), obj))
+                    .collect::<Vec<_>>()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
 }
 
 fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
@@ -320,68 +374,44 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
         .enable_all()
         .build()
         .unwrap();
-    let pods_cold = pods(EVENTS);
-    let pods_warm = pods(WARM_EVENTS);
+    let feed: fn(&mut Dispatcher, DynamicObject) = |d, obj| d.applied(obj);
+    let (pods_cold, pods_warm) = (pods(EVENTS), pods(WARM_EVENTS));
+    let pods_real = real_pods(REAL_EVENTS);
     let mut group = c.benchmark_group("dispatch");
-    // An iteration moves 100k events (tens of ms): ten samples are enough.
+    // An iteration moves 10k-100k events (tens of ms): ten samples are enough.
     group.sample_size(10);
     for shards in [2, 8] {
-        // 100k objects built before the timed part: cold in cache, as after a large list.
-        group.throughput(Throughput::Elements(EVENTS as u64));
+        // As the controller uses it: real pods decoded by the watch, handed to the dispatcher.
         hop_bench(
             &mut group,
             &runtime,
-            ("channel_hop", shards),
-            &pods_cold,
-            Consumer::Drop,
+            ("controller_hop_keep", shards),
+            (&pods_real, feed),
+            Consumer::Keep,
         );
+        hop_bench(
+            &mut group,
+            &runtime,
+            ("controller_hop_cache", shards),
+            (&pods_real, feed),
+            Consumer::Cache,
+        );
+        // Small objects, the rows of the earlier sections: 100k built before the timed
+        // part (cold in cache, as after a large list), 10k just built (warm).
         hop_bench(
             &mut group,
             &runtime,
             ("channel_hop_keep", shards),
-            &pods_cold,
+            (&pods_cold, feed),
             Consumer::Keep,
-        );
-        group.throughput(Throughput::Elements(WARM_EVENTS as u64));
-        hop_bench(
-            &mut group,
-            &runtime,
-            ("warm_hop", shards),
-            &pods_warm,
-            Consumer::Drop,
         );
         hop_bench(
             &mut group,
             &runtime,
             ("warm_hop_keep", shards),
-            &pods_warm,
+            (&pods_warm, feed),
             Consumer::Keep,
         );
-        group.throughput(Throughput::Elements(EVENTS as u64));
-        // The floor: the same events routed and freed by one task on a worker thread (as
-        // the shards free them, away from the thread that built them), no channel at all.
-        group.bench_function(BenchmarkId::new("route_and_drop", shards), |b| {
-            b.iter_batched(
-                || pods_cold.clone(),
-                |events| {
-                    let route = move || {
-                        events
-                            .into_iter()
-                            .map(|obj| dispatch::routing_shard(Role::Pod, &black_box(obj), shards).unwrap())
-                            .sum::<usize>()
-                    };
-                    runtime.block_on(async { tokio::spawn(async move { route() }).await.unwrap() })
-                },
-                BatchSize::LargeInput,
-            )
-        });
-        group.bench_function(BenchmarkId::new("per_event_hop", shards), |b| {
-            b.iter_batched(
-                || pods_cold.clone(),
-                |events| runtime.block_on(per_event_hop(events, shards)),
-                BatchSize::LargeInput,
-            )
-        });
     }
     group.finish();
 }
@@ -390,6 +420,7 @@ fn run<M: Measurement>(mut c: Criterion<M>) {
     wheel(&mut c);
     merge(&mut c);
     route(&mut c);
+    watch_task(&mut c);
     dispatch_hop(&mut c);
     c.final_summary();
 }

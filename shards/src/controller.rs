@@ -20,7 +20,6 @@ use kube::{
 };
 use kwok_engine::{lifecycle::Lifecycles, stage::spec::ResourceRef};
 use prometheus_client::registry::Registry;
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -328,10 +327,8 @@ async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: im
         for event in events {
             match event {
                 Ok(watcher::Event::Init) => dispatcher.relist(false).await,
-                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
-                    dispatcher.applied(to_value(obj))
-                }
-                Ok(watcher::Event::Delete(obj)) => dispatcher.deleted(to_value(obj)),
+                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => dispatcher.applied(obj),
+                Ok(watcher::Event::Delete(obj)) => dispatcher.deleted(obj),
                 Ok(watcher::Event::InitDone) => {
                     dispatcher.relist(true).await;
                     if std::mem::take(&mut first) {
@@ -348,11 +345,4 @@ async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: im
         }
         dispatcher.flush().await;
     }
-}
-
-/// The object as JSON, without `metadata.managedFields`: no stage reads them and
-/// they are often the largest part of an object, so the caches stay small.
-pub(crate) fn to_value(mut obj: DynamicObject) -> Value {
-    obj.metadata.managed_fields = None;
-    serde_json::to_value(obj).unwrap_or(Value::Null)
 }

@@ -111,7 +111,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
             }
             Ok(watcher::Event::InitApply(obj)) => {
                 if let (Some(list), Some(name)) = (listing.as_mut(), obj.metadata.name.clone()) {
-                    list.insert(name, crate::controller::to_value(obj));
+                    list.insert(name, crate::shard::object_value(obj));
                 }
                 false
             }
@@ -121,7 +121,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
             }
             Ok(watcher::Event::Apply(obj)) => match obj.metadata.name.clone() {
                 Some(name) => {
-                    objects.insert(name, crate::controller::to_value(obj));
+                    objects.insert(name, crate::shard::object_value(obj));
                     true
                 }
                 None => false,

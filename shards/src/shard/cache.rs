@@ -1,6 +1,7 @@
 //! A shard's cache entries: the last state of each object and its scheduling state.
 
-use serde_json::Value;
+use kube::{api::DynamicObject, core::ObjectMeta};
+use serde_json::{Map, Value};
 
 use crate::wheel;
 
@@ -16,19 +17,47 @@ pub struct ObjKey {
 }
 
 impl ObjKey {
-    /// The key of `obj` of `kind`; `None` if it has no name.
-    pub fn of(kind: usize, obj: &Value) -> Option<Self> {
-        let meta = obj.get("metadata")?;
+    /// The key of an object of `kind` with metadata `meta`; `None` if it has no name.
+    pub fn of(kind: usize, meta: &ObjectMeta) -> Option<Self> {
         Some(Self {
             kind,
-            namespace: meta
-                .get("namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            name: meta.get("name")?.as_str()?.to_owned(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone()?,
         })
     }
+}
+
+/// The object as JSON, without `metadata.managedFields`: no stage reads them and they
+/// are often the largest part of an object, so the caches stay small.
+///
+/// # Implementation
+/// The same `Value` as `serde_json::to_value` gives (keys in the same order), but the
+/// decoded fields other than the metadata are moved into it, not copied: only the
+/// metadata is serialized. The shard calls it, so the watch task that feeds every shard
+/// of a kind does not.
+pub fn object_value(obj: DynamicObject) -> Value {
+    let DynamicObject {
+        types,
+        mut metadata,
+        data,
+    } = obj;
+    metadata.managed_fields = None;
+    let fields = match data {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    let mut map = Map::with_capacity(fields.len() + 3);
+    if let Some(types) = types {
+        map.insert("apiVersion".to_owned(), types.api_version.into());
+        map.insert("kind".to_owned(), types.kind.into());
+    }
+    // Serializing `ObjectMeta` cannot fail (its maps have string keys).
+    map.insert(
+        "metadata".to_owned(),
+        serde_json::to_value(metadata).unwrap_or_default(),
+    );
+    map.extend(fields);
+    Value::Object(map)
 }
 
 /// One cached object.
@@ -117,4 +146,52 @@ pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
 /// `metadata.resourceVersion`, or empty.
 pub fn resource_version(obj: &Value) -> String {
     str_at(obj, "/metadata/resourceVersion").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod() -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "labels": {"app": "web"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:nodeName": {}}}}]
+            },
+            "spec": {"containers": [{"name": "app", "image": "nginx"}], "nodeName": "n"},
+            "status": {"phase": "Pending"}
+        })
+    }
+
+    #[test]
+    fn object_value_should_equal_to_value_without_managed_fields() {
+        let obj: DynamicObject = serde_json::from_value(pod()).unwrap();
+        let mut expected = obj.clone();
+        expected.metadata.managed_fields = None;
+        let expected = serde_json::to_string(&expected).unwrap();
+        // Compared as text: same keys, same values, same order.
+        assert_eq!(serde_json::to_string(&object_value(obj)).unwrap(), expected);
+        assert!(!expected.contains("managedFields"));
+    }
+
+    #[test]
+    fn object_value_should_keep_an_object_without_type_or_fields() {
+        let obj: DynamicObject = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+        assert_eq!(object_value(obj), json!({"metadata": {"name": "x"}}));
+    }
+
+    #[test]
+    fn obj_key_should_come_from_the_metadata() {
+        let obj: DynamicObject = serde_json::from_value(pod()).unwrap();
+        let key = ObjKey::of(3, &obj.metadata).unwrap();
+        assert_eq!((key.kind, &*key.namespace, &*key.name), (3, "ns", "p"));
+        let nameless = ObjectMeta::default();
+        assert_eq!(ObjKey::of(3, &nameless), None);
+    }
 }

@@ -2,7 +2,10 @@
 //! them — their cached objects, their stage timers and their in-flight writes.
 //!
 //! # Data flow
-//! The dispatcher sends watch events on a bounded channel; the shard matches stages
+//! The dispatcher sends watch events on a bounded channel, each object as the watch
+//! decoded it; the shard turns it into JSON ([`object_value`], dropping
+//! `managedFields`: this work runs on the shards in parallel, not on the one watch task
+//! per kind), matches stages
 //! (engine), schedules the chosen stage in its timer wheel ([`crate::wheel`], driven by
 //! one `Sleep` re-armed to the wheel's next deadline), and when a timer fires renders the effects, merges them
 //! ([`crate::batcher::coalesce`]) and hands them to a write task. Write results come
@@ -35,7 +38,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use kube::core::ApiResource;
+use kube::{api::DynamicObject, core::ApiResource};
 use kwok_engine::lifecycle::Lifecycle;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::{SeedableRng, rngs::SmallRng};
@@ -43,7 +46,7 @@ use serde_json::Value;
 use tokio::{sync::mpsc, time::Instant};
 
 use cache::Entry;
-pub use cache::ObjKey;
+pub use cache::{ObjKey, object_value};
 
 use crate::{
     batcher::{self, Outcome, Target, Writer},
@@ -94,6 +97,11 @@ pub struct Kind {
 }
 
 /// Events for a shard.
+///
+/// Objects are as the watch decoded them, `managedFields` included: the shard drops
+/// those and converts the rest ([`object_value`]), so the watch task does not. They are
+/// boxed so that an `Input` is small to move and to buffer: a `DynamicObject` is about
+/// 500 bytes before any of its heap data (the typed metadata's fields).
 #[derive(Debug)]
 pub enum Input {
     /// An object was added or changed.
@@ -101,14 +109,14 @@ pub enum Input {
         /// Index into the kinds table.
         kind: usize,
         /// The object.
-        obj: Value,
+        obj: Box<DynamicObject>,
     },
     /// An object was deleted.
     Deleted {
         /// Index into the kinds table.
         kind: usize,
-        /// The last state of the object.
-        obj: Value,
+        /// The last state of the object (only its metadata is read).
+        obj: Box<DynamicObject>,
     },
     /// The watch of `kind` starts a full re-list.
     Relisting(usize),
@@ -240,9 +248,9 @@ impl Shard {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Applied { kind, obj } => self.applied(kind, obj),
+            Input::Applied { kind, obj } => self.applied(kind, *obj),
             Input::Deleted { kind, obj } => {
-                if let Some(key) = ObjKey::of(kind, &obj) {
+                if let Some(key) = ObjKey::of(kind, &obj.metadata) {
                     self.remove(&key);
                 }
             }
@@ -277,20 +285,23 @@ impl Shard {
         self.ctx.kinds[key.kind].role
     }
 
-    fn applied(&mut self, kind: usize, obj: Value) {
-        let Some(key) = ObjKey::of(kind, &obj) else { return };
-        let rv = cache::resource_version(&obj);
+    fn applied(&mut self, kind: usize, obj: DynamicObject) {
+        let Some(key) = ObjKey::of(kind, &obj.metadata) else {
+            return;
+        };
+        let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
         let entry = self.entries.entry(key.clone()).or_default();
         entry.stale = false;
-        // Our own write already told us this version: nothing new.
+        // Our own write already told us this version: nothing new (and nothing to convert).
         if !rv.is_empty() && entry.rv == rv {
             return;
         }
-        entry.rv = rv;
+        entry.rv = rv.to_owned();
         // Same name, new object (re-created while we missed the delete): start afresh.
-        if entry.deleted && entry.uid() != cache::str_at(&obj, "/metadata/uid") {
+        if entry.deleted && entry.uid() != obj.metadata.uid.as_deref().unwrap_or_default() {
             entry.deleted = false;
         }
+        let obj = object_value(obj);
         entry.set(&obj);
         match self.role(&key) {
             Role::Node => self.node_applied(&key, &obj),
