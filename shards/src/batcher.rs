@@ -23,7 +23,7 @@ use rand::Rng;
 use serde_json::Value;
 use tracing::warn;
 
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, shard::object_value};
 
 /// Attempts per request before it counts as failed.
 const MAX_ATTEMPTS: u32 = 6;
@@ -228,7 +228,7 @@ impl Writer {
                     outcome.conflict = true;
                     match self
                         .send("get", || async {
-                            api.get(&target.name).await.map(|o| serde_json::to_value(o).ok())
+                            api.get(&target.name).await.map(|o| Some(object_value(o)))
                         })
                         .await
                     {
@@ -387,7 +387,9 @@ async fn patch_at(
         None => api.patch(name, params, patch).await?,
         Some(sub) => api.patch_subresource(sub, name, params, patch).await?,
     };
-    Ok(serde_json::to_value(obj).ok())
+    // Without managedFields, as the watch path caches objects: the response replaces
+    // the cached object (a heap profile found them kept this way).
+    Ok(Some(object_value(obj)))
 }
 
 #[cfg(test)]
