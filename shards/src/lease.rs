@@ -316,27 +316,10 @@ impl Leases {
         });
     }
 
-    /// Lateness and expiry of a renewal sent at `sent`: measured when the request left,
-    /// not when its timer fired, so time spent waiting for a free slot counts.
-    fn observe(&mut self, due: Instant, renewed: Option<Instant>, sent: Instant) {
-        let metrics = &self.worker.metrics;
-        let late = sent.saturating_duration_since(due).as_secs_f64();
-        metrics.lease_lateness_seconds.observe(late);
-        if late > self.latest {
-            self.latest = late;
-            metrics.lease_lateness_max_seconds.set(late);
-        }
-        if renewed.is_some_and(|r| sent.duration_since(r) >= self.worker.duration) {
-            metrics.leases_expired.inc();
-        }
-    }
-
     /// A renewal finished: schedule the next one.
     fn renewed(&mut self, Done { name, sent, result }: Done) {
-        let Some(h) = self.held.get(&name) else { return };
-        let (due, renewed) = (h.due, h.renewed);
-        self.observe(due, renewed, sent);
         let Some(h) = self.held.get_mut(&name) else { return };
+        observe(&self.worker, &mut self.latest, h, sent);
         let now = Instant::now();
         let was = h.renewed.is_some();
         let after = match result {
@@ -374,6 +357,24 @@ impl Leases {
             self.owned = self.owned + usize::from(is) - usize::from(was);
             (self.worker.on_ownership)(&name, is);
         }
+    }
+}
+
+/// Lateness and expiry of `h`'s renewal sent at `sent` (before `h` is updated by its
+/// result): measured when the request left, not when its timer fired, so time spent
+/// waiting for a free slot counts. `latest` is the largest lateness so far.
+fn observe(worker: &LeaseWorker, latest: &mut f64, h: &Held, sent: Instant) {
+    let metrics = &worker.metrics;
+    let late = sent.saturating_duration_since(h.due).as_secs_f64();
+    metrics.lease_lateness_seconds.observe(late);
+    if late > *latest {
+        *latest = late;
+        metrics.lease_lateness_max_seconds.set(late);
+    }
+    if h.renewed
+        .is_some_and(|r| sent.duration_since(r) >= worker.duration)
+    {
+        metrics.leases_expired.inc();
     }
 }
 
