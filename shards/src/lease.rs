@@ -7,21 +7,35 @@
 //! carry the resourceVersion of our last write as a precondition, so a lease taken
 //! over meanwhile is never taken back blindly. Every change of who holds a node's
 //! lease is reported (`on_ownership`), so shards drive only the nodes we hold.
+//!
+//! Requests due wait for one of the `--node-lease-parallelism` slots in a queue with
+//! three ranks: renewals of leases within a quarter duration of expiring (nearest
+//! first), then first acquisitions of new nodes' leases (in arrival order), then the
+//! other renewals (nearest expiry first). While the apiserver keeps up the queue is
+//! empty and leases renew every quarter duration, as the kubelet's do. When it cannot,
+//! a burst of new nodes waits for their leases rather than starving the renewals of
+//! the nodes already running, whose expiry would mark them NotReady and make
+//! kube-controller-manager taint them: more load on the same apiserver. New nodes
+//! still get one slot in [`ACQUISITION_SHARE`], so they are slowed, never stuck.
+//!
+//! A renewal is a PUT of the Lease as our last write left it, as the kubelet renews:
+//! on a saturated apiserver it costs less than a merge patch, which the apiserver must
+//! apply to the stored object (a profile at 10,000 nodes put a tenth of its CPU there).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::{
-    Api, Client,
-    api::{Patch, PatchParams, PostParams},
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::{Api, Client, api::PostParams};
 use rand::Rng;
 use serde_json::json;
-use tokio::{
-    sync::{Semaphore, mpsc},
-    time::Instant,
-};
+use tokio::{sync::mpsc, time::Instant};
 use tracing::{debug, warn};
 
 use crate::{
@@ -41,6 +55,9 @@ pub enum LeaseMsg {
         name: String,
         /// Node uid (owner reference of the Lease).
         uid: String,
+        /// When the node was created, if known: a node created after this worker
+        /// started most likely has no lease yet, so it is created without a read first.
+        created: Option<Timestamp>,
     },
     /// A node is no longer managed (or gone).
     Release {
@@ -54,13 +71,29 @@ pub type OnOwnership = Box<dyn Fn(&str, bool) + Send + Sync>;
 
 struct Held {
     uid: String,
+    /// Whether to try creating the lease before reading it (a node new to the cluster).
+    fresh: bool,
+    step: Step,
     timer: wheel::Key,
     /// When the renewal was meant to happen.
     due: Instant,
-    /// When we last renewed it; `Some` means we hold it and can patch without reading.
+    /// When we last renewed it; `Some` means we hold it and can renew without reading.
     renewed: Option<Instant>,
-    /// resourceVersion of our last write: the precondition of the next renewal.
-    rv: String,
+    /// The Lease as our last write left it (without managedFields). Its
+    /// resourceVersion is the precondition of the next renewal, so a lease written by
+    /// anyone else since is read again rather than overwritten.
+    lease: Option<Box<Lease>>,
+}
+
+/// Where a held lease is between renewals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Waiting for its timer.
+    Idle,
+    /// Due, waiting in the queue for a slot.
+    Queued,
+    /// Its request is out.
+    InFlight,
 }
 
 /// The worker.
@@ -69,14 +102,15 @@ pub struct LeaseWorker {
     holder: String,
     duration: Duration,
     metrics: Arc<Metrics>,
-    in_flight: Arc<Semaphore>,
+    parallelism: usize,
     on_ownership: OnOwnership,
+    started: Timestamp,
 }
 
 /// Result of one renewal attempt, sent back to the worker loop.
 enum Renewed {
-    /// Renewed (or created), now at this resourceVersion; renew again after the normal interval.
-    Ok(String),
+    /// Renewed (or created), as the apiserver now stores it; renew again after the normal interval.
+    Ok(Box<Lease>),
     /// Our lease vanished or changed hands: read it before the next renewal.
     Lost,
     /// Another holder has it until this many seconds from now.
@@ -100,8 +134,9 @@ impl LeaseWorker {
             holder,
             duration,
             metrics,
-            in_flight: Arc::new(Semaphore::new(parallelism)),
+            parallelism: parallelism.max(1),
             on_ownership,
+            started: Timestamp::now(),
         }
     }
 
@@ -119,6 +154,8 @@ impl LeaseWorker {
             wheel: Wheel::with_capacity(1024),
             clock: Clock::new(Instant::now()),
             held: HashMap::new(),
+            queue: Queue::default(),
+            in_flight: 0,
             owned: 0,
             latest: 0.0,
             done_tx,
@@ -139,9 +176,15 @@ impl LeaseWorker {
     }
 
     /// Acquisition: read the lease; create it if missing; take it if ours or expired;
-    /// respect another live holder.
-    async fn renew(&self, name: &str, uid: &str) -> Renewed {
+    /// respect another live holder. `fresh`: create first, read only if it exists.
+    async fn acquire(&self, name: &str, uid: &str, fresh: bool) -> Renewed {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
+        if fresh {
+            match self.create(&api, name, uid, Timestamp::now()).await {
+                Renewed::Lost => {}
+                other => return other,
+            }
+        }
         let current = match api.get_opt(name).await {
             Ok(current) => current,
             Err(e) => {
@@ -154,7 +197,7 @@ impl LeaseWorker {
         let Some(lease) = current else {
             return self.create(&api, name, uid, now).await;
         };
-        let spec = lease.spec.unwrap_or_default();
+        let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.unwrap_or_default();
         let renewed = spec.renew_time.map(|t| t.0);
         let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
@@ -165,35 +208,36 @@ impl LeaseWorker {
                 .and_then(|d| Duration::try_from(d).ok());
             return Renewed::HeldElsewhere(left.unwrap_or_default());
         }
-        let rv = lease.metadata.resource_version.unwrap_or_default();
-        self.patch(name, &rv).await
+        let mut lease = lease;
+        if holder != self.holder {
+            let spec = lease.spec.get_or_insert_default();
+            spec.holder_identity = Some(self.holder.clone());
+            spec.acquire_time = Some(MicroTime(now));
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        }
+        lease.metadata.managed_fields = None;
+        self.put(name, Box::new(lease)).await
     }
 
-    /// Renewal of a lease we hold: one merge patch, no read, valid only if nobody
-    /// wrote the lease since our last write (`rv`).
-    async fn patch(&self, name: &str, rv: &str) -> Renewed {
+    /// Renewal of `lease` as we last wrote it (or read it, when taking it): one PUT
+    /// with a new renewTime, no read, valid only if nobody wrote the lease since
+    /// (its resourceVersion is the precondition).
+    async fn put(&self, name: &str, mut lease: Box<Lease>) -> Renewed {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let patch = json!({
-            "metadata": {"resourceVersion": rv},
-            "spec": {
-                "holderIdentity": self.holder,
-                "leaseDurationSeconds": self.duration.as_secs(),
-                "renewTime": micro_time(Timestamp::now()),
-            },
-        });
+        let spec = lease.spec.get_or_insert_default();
+        spec.lease_duration_seconds = Some(self.duration.as_secs() as i32);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
         let start = std::time::Instant::now();
-        let result = api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await;
+        let result = api.replace(name, &PostParams::default(), &lease).await;
         let seconds = start.elapsed().as_secs_f64();
         match result {
             Ok(lease) => {
-                self.metrics.request("patch", "200", seconds);
-                Renewed::Ok(lease.metadata.resource_version.unwrap_or_default())
+                self.metrics.request("put", "200", seconds);
+                Renewed::Ok(stored(lease))
             }
             // Gone, or written by someone else since our last write: read it again.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-                self.metrics.request("patch", &s.code.to_string(), seconds);
+                self.metrics.request("put", &s.code.to_string(), seconds);
                 Renewed::Lost
             }
             Err(e) => {
@@ -226,7 +270,7 @@ impl LeaseWorker {
             Ok(lease) => {
                 debug!(lease = name, "created");
                 self.metrics.count("create", "201");
-                Renewed::Ok(lease.metadata.resource_version.unwrap_or_default())
+                Renewed::Ok(stored(lease))
             }
             // Another controller created it first: read who holds it.
             Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -248,6 +292,10 @@ struct Leases {
     wheel: Wheel<String>,
     clock: Clock,
     held: HashMap<String, Held>,
+    /// Renewals due, waiting for a slot.
+    queue: Queue,
+    /// Requests out (at most the worker's parallelism).
+    in_flight: usize,
     /// How many of `held` we hold now (the rest are held elsewhere or being read).
     owned: usize,
     /// Largest lateness seen so far.
@@ -268,7 +316,7 @@ struct Done {
 impl Leases {
     fn message(&mut self, msg: LeaseMsg) {
         match msg {
-            LeaseMsg::Manage { name, uid } => {
+            LeaseMsg::Manage { name, uid, created } => {
                 if let Some(h) = self.held.get_mut(&name) {
                     h.uid = uid;
                     return;
@@ -277,10 +325,12 @@ impl Leases {
                 let timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(due));
                 let held = Held {
                     uid,
+                    fresh: created.is_some_and(|c| c >= self.worker.started),
+                    step: Step::Idle,
                     timer,
                     due,
                     renewed: None,
-                    rv: String::new(),
+                    lease: None,
                 };
                 self.held.insert(name, held);
             }
@@ -301,31 +351,69 @@ impl Leases {
         }
     }
 
+    /// A lease's timer fired: queue its renewal by urgency and send what slots allow.
     fn fire(&mut self, name: String) {
-        let Some(h) = self.held.get(&name) else { return };
-        let (worker, done, uid) = (self.worker.clone(), self.done_tx.clone(), h.uid.clone());
-        let rv = h.renewed.is_some().then(|| h.rv.clone());
-        tokio::spawn(async move {
-            let _permit = worker.in_flight.acquire().await;
-            let sent = Instant::now();
-            let result = match rv {
-                Some(rv) => worker.patch(&name, &rv).await,
-                None => worker.renew(&name, &uid).await,
+        let Some(h) = self.held.get_mut(&name) else { return };
+        if h.step != Step::Idle {
+            return;
+        }
+        h.step = Step::Queued;
+        match h.renewed {
+            Some(renewed) => self.queue.push_renewal(renewed + self.worker.duration, name),
+            None => self.queue.push_acquisition(name),
+        }
+        self.send_queued();
+    }
+
+    /// Sends queued renewals, most urgent first, while slots are free.
+    fn send_queued(&mut self) {
+        let urgent = Instant::now() + self.worker.duration / 4;
+        while self.in_flight < self.worker.parallelism {
+            let Some(name) = self.queue.pop(urgent) else {
+                return;
             };
-            let _ = done.send(Done { name, sent, result });
-        });
+            // Released (or released and managed again) while queued: not this entry's.
+            let Some(h) = self.held.get_mut(&name) else {
+                continue;
+            };
+            if h.step != Step::Queued {
+                continue;
+            }
+            h.step = Step::InFlight;
+            self.in_flight += 1;
+            let (worker, done, uid) = (self.worker.clone(), self.done_tx.clone(), h.uid.clone());
+            // Taken, not cloned: its result brings the next one. A renewal that fails
+            // reads the lease again before writing it.
+            let lease = h.lease.take().filter(|_| h.renewed.is_some());
+            let fresh = std::mem::take(&mut h.fresh);
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let result = match lease {
+                    Some(lease) => worker.put(&name, lease).await,
+                    None => worker.acquire(&name, &uid, fresh).await,
+                };
+                let _ = done.send(Done { name, sent, result });
+            });
+        }
     }
 
     /// A renewal finished: schedule the next one.
-    fn renewed(&mut self, Done { name, sent, result }: Done) {
+    fn renewed(&mut self, done: Done) {
+        self.in_flight -= 1;
+        self.apply(done);
+        self.send_queued();
+    }
+
+    fn apply(&mut self, Done { name, sent, result }: Done) {
         let Some(h) = self.held.get_mut(&name) else { return };
+        h.step = Step::Idle;
         observe(&self.worker, &mut self.latest, h, sent);
         let now = Instant::now();
         let was = h.renewed.is_some();
         let after = match result {
-            Renewed::Ok(rv) => {
+            Renewed::Ok(lease) => {
                 h.renewed = Some(now);
-                h.rv = rv;
+                h.lease = Some(lease);
                 jittered(self.worker.interval())
             }
             Renewed::Lost => {
@@ -360,11 +448,58 @@ impl Leases {
     }
 }
 
+/// While renewals are urgent, one send in this many goes to a waiting acquisition: at
+/// 10,000 leases a 2-core apiserver renews ~330/s, of which 250/s keep every lease
+/// alive; an acquisition left to wait for a lull would wait forever.
+const ACQUISITION_SHARE: u32 = 16;
+
+/// Requests due, waiting for a slot (ranks in the module docs).
+#[derive(Default)]
+struct Queue {
+    /// Urgent renewals sent in a row while acquisitions waited.
+    urgent_run: u32,
+    /// Renewals by expiry, nearest first (ties by name, so the order is total).
+    renewals: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Leases not held yet: acquisitions, and looks at leases held elsewhere.
+    acquisitions: VecDeque<String>,
+}
+
+impl Queue {
+    fn push_renewal(&mut self, expiry: Instant, name: String) {
+        self.renewals.push(Reverse((expiry, name)));
+    }
+
+    fn push_acquisition(&mut self, name: String) {
+        self.acquisitions.push_back(name);
+    }
+
+    /// The next request to send: a renewal expiring by `urgent` first (but see
+    /// [`ACQUISITION_SHARE`]), then an acquisition, then any renewal.
+    fn pop(&mut self, urgent: Instant) -> Option<String> {
+        let renewal = |q: &mut Self| q.renewals.pop().map(|Reverse((_, name))| name);
+        let is_urgent = self
+            .renewals
+            .peek()
+            .is_some_and(|Reverse((expiry, _))| *expiry <= urgent);
+        if is_urgent && (self.acquisitions.is_empty() || self.urgent_run + 1 < ACQUISITION_SHARE) {
+            self.urgent_run += u32::from(!self.acquisitions.is_empty());
+            return renewal(self);
+        }
+        self.urgent_run = 0;
+        self.acquisitions.pop_front().or_else(|| renewal(self))
+    }
+}
+
 /// Lateness and expiry of `h`'s renewal sent at `sent` (before `h` is updated by its
 /// result): measured when the request left, not when its timer fired, so time spent
 /// waiting for a free slot counts. `latest` is the largest lateness so far.
 fn observe(worker: &LeaseWorker, latest: &mut f64, h: &Held, sent: Instant) {
     let metrics = &worker.metrics;
+    // Only renewals: an acquisition's wait (behind urgent renewals, by design) is not
+    // a renewal being late.
+    if h.renewed.is_none() {
+        return;
+    }
     let late = sent.saturating_duration_since(h.due).as_secs_f64();
     metrics.lease_lateness_seconds.observe(late);
     if late > *latest {
@@ -376,6 +511,13 @@ fn observe(worker: &LeaseWorker, latest: &mut f64, h: &Held, sent: Instant) {
     {
         metrics.leases_expired.inc();
     }
+}
+
+/// What we keep of a Lease the apiserver returned: all of it but managedFields, so
+/// the next PUT keeps whatever labels or fields others gave it.
+fn stored(mut lease: Lease) -> Box<Lease> {
+    lease.metadata.managed_fields = None;
+    Box::new(lease)
 }
 
 /// Kubernetes MicroTime: RFC 3339 with microseconds.
@@ -397,6 +539,51 @@ mod tests {
     fn micro_time_should_have_six_fraction_digits() {
         let t: Timestamp = "2026-01-02T03:04:05.123456789Z".parse().unwrap();
         assert_eq!(micro_time(t), "2026-01-02T03:04:05.123456Z");
+    }
+
+    #[test]
+    fn queue_should_put_urgent_renewals_then_acquisitions_then_other_renewals() {
+        let now = Instant::now();
+        let urgent = now + Duration::from_secs(10);
+        let mut q = Queue::default();
+        q.push_renewal(now + Duration::from_secs(30), "renewed-recently".into());
+        q.push_acquisition("new-node-1".into());
+        q.push_renewal(now + Duration::from_secs(8), "expires-in-8s".into());
+        q.push_acquisition("new-node-2".into());
+        q.push_renewal(now + Duration::from_secs(3), "expires-in-3s".into());
+        q.push_renewal(now + Duration::from_secs(20), "renewed-a-while-ago".into());
+        let order: Vec<_> = std::iter::from_fn(|| q.pop(urgent)).collect();
+        assert_eq!(
+            order,
+            [
+                "expires-in-3s",
+                "expires-in-8s",
+                "new-node-1",
+                "new-node-2",
+                "renewed-a-while-ago",
+                "renewed-recently"
+            ]
+        );
+    }
+
+    #[test]
+    fn queue_should_give_acquisitions_a_share_while_renewals_are_urgent() {
+        let now = Instant::now();
+        let mut q = Queue::default();
+        for i in 0..40 {
+            q.push_renewal(now + Duration::from_millis(i), format!("urgent-{i}"));
+        }
+        q.push_acquisition("new-node".into());
+        let order: Vec<_> = std::iter::from_fn(|| q.pop(now + Duration::from_secs(10))).collect();
+        let at = order.iter().position(|n| n == "new-node").unwrap();
+        assert_eq!(at, ACQUISITION_SHARE as usize - 1, "{order:?}");
+        assert_eq!(order.len(), 41);
+        // The renewals keep their order around it.
+        let renewals: Vec<_> = order.iter().filter(|n| *n != "new-node").collect();
+        assert!(renewals.windows(2).all(|w| {
+            let n = |s: &str| s["urgent-".len()..].parse::<u32>().unwrap();
+            n(w[0]) < n(w[1])
+        }));
     }
 
     #[test]

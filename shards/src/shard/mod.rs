@@ -324,9 +324,11 @@ impl Shard {
             self.nodes
                 .insert(name.clone(), self.waiting.remove(&name).unwrap_or_default());
             if let Some(leases) = &self.ctx.leases {
+                let created = cache::str_at(obj, "/metadata/creationTimestamp").parse().ok();
                 let _ = leases.send(LeaseMsg::Manage {
                     name: name.clone(),
                     uid,
+                    created,
                 });
             }
             let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
