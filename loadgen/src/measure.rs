@@ -12,7 +12,7 @@ use k8s_openapi::api::{
     core::v1::{Node, Pod},
 };
 
-use crate::report::{LeaseReport, PhaseReport};
+use crate::report::{HoldLeaseReport, LeaseReport, Percentiles, PhaseReport};
 
 /// Microseconds up to one hour, 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -86,6 +86,16 @@ struct Leases {
     intervals: Histogram<u64>,
     lateness: Histogram<u64>,
     expired: u64,
+    /// The same from the start of the hold phase on, when the nodes sit idle.
+    hold: Option<HoldLeases>,
+}
+
+/// Renewals that ended during the hold phase.
+#[derive(Debug)]
+struct HoldLeases {
+    since: jiff::Timestamp,
+    intervals: Histogram<u64>,
+    expired: u64,
 }
 
 /// Everything measured in one run. Lock it briefly; every method is O(1).
@@ -126,6 +136,7 @@ impl Recorder {
                 intervals: histogram(),
                 lateness: histogram(),
                 expired: 0,
+                hold: None,
             },
         }
     }
@@ -297,13 +308,26 @@ impl Recorder {
                 .as_micros()
                 .clamp(1, 3_600_000_000) as u64;
             l.lateness.saturating_record(late);
-            if interval > Duration::from_secs(u64::from(duration)) {
-                l.expired += 1;
+            let expired = interval > Duration::from_secs(u64::from(duration));
+            l.expired += u64::from(expired);
+            if let Some(hold) = l.hold.as_mut().filter(|h| renew >= h.since) {
+                hold.intervals.saturating_record(us);
+                hold.expired += u64::from(expired);
             }
         }
         if l.last.get(name).is_none_or(|(prev, _)| renew > *prev) {
             l.last.insert(name.to_owned(), (renew, duration));
         }
+    }
+
+    /// The hold phase starts: renewals from `now` on are also reported apart, as the
+    /// idle soak (node creation, before it, loads the apiserver most).
+    pub fn hold_started(&mut self, now: jiff::Timestamp) {
+        self.leases.hold = Some(HoldLeases {
+            since: now,
+            intervals: histogram(),
+            expired: 0,
+        });
     }
 
     /// Forgets a lease whose node is gone (its absence is not an expiry).
@@ -342,7 +366,15 @@ impl Recorder {
                 now.duration_since(*renew).unsigned_abs() > Duration::from_secs(u64::from(*d))
             })
             .count() as u64;
-        LeaseReport::from_histograms(l.last.len() as u64, &l.intervals, &l.lateness, l.expired, overdue)
+        let mut report =
+            LeaseReport::from_histograms(l.last.len() as u64, &l.intervals, &l.lateness, l.expired, overdue);
+        // Overdue at the end means overdue during the hold, which ends the run.
+        report.while_holding = l.hold.as_ref().map(|h| HoldLeaseReport {
+            renewals: h.intervals.len(),
+            interval_ms: (!h.intervals.is_empty()).then(|| Percentiles::of(&h.intervals)),
+            expired: h.expired + overdue,
+        });
+        report
     }
 }
 
@@ -392,4 +424,62 @@ fn condition_true<C>(conds: Option<&[C]>, kind: &str, f: impl Fn(&C) -> (&String
         .iter()
         .map(f)
         .any(|(t, s)| t == kind && s == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{
+        api::coordination::v1::{Lease, LeaseSpec},
+        apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    };
+
+    use super::*;
+
+    fn lease(name: &str, renewed: jiff::Timestamp) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                renew_time: Some(MicroTime(renewed)),
+                lease_duration_seconds: Some(40),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn lease_report_should_count_expiries_of_the_hold_apart() {
+        let t0: jiff::Timestamp = "2026-11-26T08:00:00Z".parse().unwrap();
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        let mut r = Recorder::new();
+        // Before the hold: one renewal on time, one 50 s late (expired).
+        r.lease_seen(&lease("a", at(0)));
+        r.lease_seen(&lease("b", at(0)));
+        r.lease_seen(&lease("a", at(10)));
+        r.lease_seen(&lease("b", at(50)));
+        r.hold_started(at(55));
+        // During it: a on time, then late; b on time.
+        r.lease_seen(&lease("a", at(60)));
+        r.lease_seen(&lease("b", at(60)));
+        r.lease_seen(&lease("b", at(100)));
+        r.lease_seen(&lease("a", at(110)));
+
+        let report = r.lease_report(at(115));
+        assert_eq!((report.renewals, report.expired), (6, 3), "{report:?}");
+        let hold = report.while_holding.expect("a hold");
+        // a's 10→60 and 60→110 are 50 s: expired; b's 50→60 and 60→100 (exactly the
+        // duration) are not.
+        assert_eq!((hold.renewals, hold.expired), (4, 2), "{hold:?}");
+        assert!(hold.interval_ms.is_some());
+    }
+
+    #[test]
+    fn lease_report_should_have_no_hold_part_without_a_hold() {
+        let t0: jiff::Timestamp = "2026-11-26T08:00:00Z".parse().unwrap();
+        let mut r = Recorder::new();
+        r.lease_seen(&lease("a", t0));
+        assert_eq!(r.lease_report(t0).while_holding, None);
+    }
 }

@@ -88,6 +88,21 @@ pub struct LeaseReport {
     pub lateness_ms: Option<Percentiles>,
     /// Renewals that came after the lease had expired, plus leases overdue at the end.
     pub expired: u64,
+    /// Renewals that ended during the hold phase (none without one).
+    #[serde(default)]
+    pub while_holding: Option<HoldLeaseReport>,
+}
+
+/// Lease renewals that ended while the nodes sat idle (the hold phase).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldLeaseReport {
+    /// Renewals seen.
+    pub renewals: u64,
+    /// Interval between successive renewTimes of a lease.
+    pub interval_ms: Option<Percentiles>,
+    /// Renewals after the lease had expired, plus leases overdue at the end.
+    pub expired: u64,
 }
 
 impl LeaseReport {
@@ -106,6 +121,7 @@ impl LeaseReport {
             interval_ms: p(intervals),
             lateness_ms: p(lateness),
             expired: expired + overdue,
+            while_holding: None,
         }
     }
 }
@@ -223,6 +239,16 @@ impl Report {
             "\nleases: {} seen, {} renewals, {} expired",
             l.leases, l.renewals, l.expired
         );
+        if let Some(h) = &l.while_holding {
+            let _ = writeln!(
+                out,
+                "while holding: {} renewals, {} expired",
+                h.renewals, h.expired
+            );
+            if let Some(p) = &h.interval_ms {
+                row(&mut out, "lease renew interval (hold)", h.renewals, "-".into(), p);
+            }
+        }
         if self.errors.is_empty() {
             let _ = writeln!(out, "errors: none");
         } else {

@@ -187,6 +187,10 @@ impl Run {
         self.mark("churn");
         self.churn().await?;
         self.mark("hold");
+        self.rec
+            .lock()
+            .expect("recorder lock")
+            .hold_started(jiff::Timestamp::now());
         self.hold().await
     }
 

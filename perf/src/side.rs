@@ -41,6 +41,9 @@ pub struct SideResult {
     pub lease_lateness_p99_ms: Option<f64>,
     /// Leases that expired before renewal (or were overdue at the end).
     pub expired_leases: u64,
+    /// Of those, the ones that ended while the nodes sat idle (the `hold` phase), when
+    /// the scenario holds: the soak itself, apart from node creation.
+    pub expired_leases_while_idle: Option<u64>,
     /// Transitions kwok made: nodes Ready + pods Running + pods deleted + lease renewals.
     pub transitions: u64,
     /// kwok CPU seconds over the run.
@@ -195,6 +198,7 @@ impl SideResult {
             pod_scheduled_to_running_p99_ms: phase("pod scheduled→running").map(|p| p.latency_ms.p99),
             lease_lateness_p99_ms: report.leases.lateness_ms.map(|p| p.p99),
             expired_leases: report.leases.expired,
+            expired_leases_while_idle: report.leases.while_holding.as_ref().map(|h| h.expired),
             transitions,
             kwok_cpu_seconds: cpu,
             kwok_cpu_seconds_per_1000_transitions: per_k(cpu, transitions),

@@ -23,6 +23,11 @@ const FIGURES: &[Figure] = &[
         "lower",
     ),
     ("expired leases", |r| Some(r.expired_leases as f64), "lower"),
+    (
+        "expired leases while idle (hold)",
+        |r| r.expired_leases_while_idle.map(|n| n as f64),
+        "lower",
+    ),
     ("transitions", |r| Some(r.transitions as f64), "-"),
     ("kwok CPU s", |r| Some(r.kwok_cpu_seconds), "lower"),
     (
