@@ -82,6 +82,7 @@ pub async fn run(
     // Which node leases we hold, routed to the node's shard like its events.
     let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards).map(|_| mpsc::unbounded_channel()).unzip();
+    let mut lease_urgency = None;
     let leases = (settings.lease_seconds > 0).then(|| {
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
@@ -97,6 +98,7 @@ pub async fn run(
             metrics.clone(),
             on_ownership,
         );
+        lease_urgency = Some(worker.urgency());
         tokio::spawn(worker.run(rx));
         tx
     });
@@ -110,6 +112,7 @@ pub async fn run(
             writer: writer.clone(),
             metrics: metrics.clone(),
             leases: leases.clone(),
+            lease_urgency: lease_urgency.clone(),
             global_pool: global_pool.clone(),
             start,
         };

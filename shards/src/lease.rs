@@ -18,6 +18,10 @@
 //! kube-controller-manager taint them: more load on the same apiserver. New nodes
 //! still get one slot in [`ACQUISITION_SHARE`], so they are slowed, never stuck.
 //!
+//! While an urgent renewal waits, the worker raises [`LeaseWorker::urgency`]: shards
+//! then keep only a few stage writes in flight, so a burst of them (10,000 node
+//! heartbeats due in the same minute) cannot take the apiserver from the renewals.
+//!
 //! A renewal is a PUT of the Lease as our last write left it, as the kubelet renews:
 //! on a saturated apiserver it costs less than a merge patch, which the apiserver must
 //! apply to the stored object (a profile at 10,000 nodes put a tenth of its CPU there).
@@ -25,7 +29,10 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -105,6 +112,7 @@ pub struct LeaseWorker {
     parallelism: usize,
     on_ownership: OnOwnership,
     started: Timestamp,
+    urgent: Arc<AtomicBool>,
 }
 
 /// Result of one renewal attempt, sent back to the worker loop.
@@ -137,7 +145,14 @@ impl LeaseWorker {
             parallelism: parallelism.max(1),
             on_ownership,
             started: Timestamp::now(),
+            urgent: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// True while a renewal within a quarter duration of expiring waits for a slot:
+    /// other writers should hold back.
+    pub fn urgency(&self) -> Arc<AtomicBool> {
+        self.urgent.clone()
     }
 
     /// The renewal interval: a quarter of the duration, as the kubelet uses.
@@ -370,7 +385,7 @@ impl Leases {
         let urgent = Instant::now() + self.worker.duration / 4;
         while self.in_flight < self.worker.parallelism {
             let Some(name) = self.queue.pop(urgent) else {
-                return;
+                break;
             };
             // Released (or released and managed again) while queued: not this entry's.
             let Some(h) = self.held.get_mut(&name) else {
@@ -395,6 +410,9 @@ impl Leases {
                 let _ = done.send(Done { name, sent, result });
             });
         }
+        let waiting = self.queue.has_urgent(urgent);
+        self.worker.urgent.store(waiting, Ordering::Relaxed);
+        self.worker.metrics.lease_queue_depth.set(self.queue.len() as i64);
     }
 
     /// A renewal finished: schedule the next one.
@@ -412,7 +430,8 @@ impl Leases {
         let was = h.renewed.is_some();
         let after = match result {
             Renewed::Ok(lease) => {
-                h.renewed = Some(now);
+                // The renewTime it wrote, near enough: expiry is counted from it.
+                h.renewed = Some(sent);
                 h.lease = Some(lease);
                 jittered(self.worker.interval())
             }
@@ -473,15 +492,24 @@ impl Queue {
         self.acquisitions.push_back(name);
     }
 
+    fn len(&self) -> usize {
+        self.renewals.len() + self.acquisitions.len()
+    }
+
+    /// Whether a renewal expiring by `urgent` waits.
+    fn has_urgent(&self, urgent: Instant) -> bool {
+        self.renewals
+            .peek()
+            .is_some_and(|Reverse((expiry, _))| *expiry <= urgent)
+    }
+
     /// The next request to send: a renewal expiring by `urgent` first (but see
     /// [`ACQUISITION_SHARE`]), then an acquisition, then any renewal.
     fn pop(&mut self, urgent: Instant) -> Option<String> {
         let renewal = |q: &mut Self| q.renewals.pop().map(|Reverse((_, name))| name);
-        let is_urgent = self
-            .renewals
-            .peek()
-            .is_some_and(|Reverse((expiry, _))| *expiry <= urgent);
-        if is_urgent && (self.acquisitions.is_empty() || self.urgent_run + 1 < ACQUISITION_SHARE) {
+        if self.has_urgent(urgent)
+            && (self.acquisitions.is_empty() || self.urgent_run + 1 < ACQUISITION_SHARE)
+        {
             self.urgent_run += u32::from(!self.acquisitions.is_empty());
             return renewal(self);
         }

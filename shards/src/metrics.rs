@@ -65,6 +65,8 @@ pub struct Metrics {
     pub leases_expired: Counter,
     /// Leases held.
     pub leases_held: Gauge,
+    /// Lease requests waiting for a slot.
+    pub lease_queue_depth: Gauge,
     /// Watch restarts (re-lists and reconnects) per kind.
     pub watch_restarts: Family<KindLabel, Counter>,
 }
@@ -96,6 +98,7 @@ impl Metrics {
             lease_lateness_max_seconds: Gauge::default(),
             leases_expired: Counter::default(),
             leases_held: Gauge::default(),
+            lease_queue_depth: Gauge::default(),
             watch_restarts: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kwok");
@@ -160,6 +163,11 @@ impl Metrics {
             m.leases_expired.clone(),
         );
         r.register("leases_held", "Node leases held", m.leases_held.clone());
+        r.register(
+            "lease_queue_depth",
+            "Lease renewals and acquisitions waiting for a request slot",
+            m.lease_queue_depth.clone(),
+        );
         r.register(
             "watch_restarts",
             "Watch restarts per kind",

@@ -33,7 +33,10 @@ mod cache;
 use std::{
     cell::RefCell,
     collections::{HashMap, HashSet, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -71,6 +74,10 @@ const FIRE_BATCH: usize = 256;
 
 /// Longest wait before a stage whose write failed is tried again.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Writes in flight per shard while node leases near expiry wait for the apiserver: a
+/// few, so stage work goes on at a trickle instead of stopping.
+const WRITES_WHILE_LEASES_URGENT: usize = 8;
 
 /// What a watched kind is to the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +147,8 @@ pub struct ShardContext {
     pub metrics: Arc<Metrics>,
     /// The lease worker, when leases are on.
     pub leases: Option<mpsc::UnboundedSender<LeaseMsg>>,
+    /// Raised by the lease worker while a renewal near expiry waits for a slot.
+    pub lease_urgency: Option<Arc<AtomicBool>>,
     /// The `--cidr` pool shared by all shards.
     pub global_pool: Arc<Mutex<Pool>>,
     /// When the controller started.
@@ -515,6 +524,7 @@ impl Shard {
 
     /// A stage timer fired: render the effects and send them.
     fn fire(&mut self, timer: wheel::Key, key: ObjKey) {
+        let limit = self.write_limit();
         let Some(entry) = self.entries.get_mut(&key) else {
             return;
         };
@@ -522,7 +532,7 @@ impl Shard {
             Some((pending, index)) if pending == timer => index,
             _ => return,
         };
-        if self.writes >= self.ctx.settings.writes_in_flight {
+        if self.writes >= limit {
             // The timer left the wheel, but the entry keeps its key: evaluation sees
             // the stage as pending, and a cancel or a new stage makes the item stale.
             self.ready.push_back((timer, key));
@@ -573,13 +583,30 @@ impl Shard {
         });
     }
 
+    /// Writes this shard may keep in flight now: `--writes-in-flight`, or only
+    /// [`WRITES_WHILE_LEASES_URGENT`] while node leases near expiry wait for the
+    /// apiserver (an expired lease makes the node NotReady and tainted, which costs
+    /// the same apiserver far more than the writes held back).
+    fn write_limit(&self) -> usize {
+        let urgent = self
+            .ctx
+            .lease_urgency
+            .as_ref()
+            .is_some_and(|u| u.load(Ordering::Relaxed));
+        if urgent {
+            self.ctx.settings.writes_in_flight.min(WRITES_WHILE_LEASES_URGENT)
+        } else {
+            self.ctx.settings.writes_in_flight
+        }
+    }
+
     /// A write landed.
     fn written(&mut self, key: ObjKey, outcome: Outcome) {
         self.writes -= 1;
         self.gauges.queue.dec();
         self.landed(key, outcome);
         // A write slot is free: render what waited for one.
-        while self.writes < self.ctx.settings.writes_in_flight {
+        while self.writes < self.write_limit() {
             let Some((timer, key)) = self.ready.pop_front() else {
                 break;
             };
