@@ -312,7 +312,10 @@ impl Recorder {
             l.expired += u64::from(expired);
             if let Some(hold) = l.hold.as_mut().filter(|h| renew >= h.since) {
                 hold.intervals.saturating_record(us);
-                hold.expired += u64::from(expired);
+                // Only a lease that ran out during the hold: one that expired before
+                // it (during creation or churn) and was renewed in it is not idle's.
+                let ran_out = *prev + Duration::from_secs(u64::from(duration));
+                hold.expired += u64::from(expired && ran_out >= hold.since);
             }
         }
         if l.last.get(name).is_none_or(|(prev, _)| renew > *prev) {
@@ -359,20 +362,23 @@ impl Recorder {
     /// Lease renewals, with leases overdue at `now` counted as expired.
     pub fn lease_report(&self, now: jiff::Timestamp) -> LeaseReport {
         let l = &self.leases;
-        let overdue = l
-            .last
-            .values()
-            .filter(|(renew, d)| {
-                now.duration_since(*renew).unsigned_abs() > Duration::from_secs(u64::from(*d))
-            })
-            .count() as u64;
+        let overdue_since = |since: jiff::Timestamp| {
+            l.last
+                .values()
+                .filter(|(renew, d)| {
+                    let d = Duration::from_secs(u64::from(*d));
+                    now.duration_since(*renew).unsigned_abs() > d && *renew + d >= since
+                })
+                .count() as u64
+        };
+        let overdue = overdue_since(jiff::Timestamp::MIN);
         let mut report =
             LeaseReport::from_histograms(l.last.len() as u64, &l.intervals, &l.lateness, l.expired, overdue);
-        // Overdue at the end means overdue during the hold, which ends the run.
+        // Overdue at the end and run out during the hold, which ends the run.
         report.while_holding = l.hold.as_ref().map(|h| HoldLeaseReport {
             renewals: h.intervals.len(),
             interval_ms: (!h.intervals.is_empty()).then(|| Percentiles::of(&h.intervals)),
-            expired: h.expired + overdue,
+            expired: h.expired + overdue_since(h.since),
         });
         report
     }
@@ -469,9 +475,9 @@ mod tests {
         let report = r.lease_report(at(115));
         assert_eq!((report.renewals, report.expired), (6, 3), "{report:?}");
         let hold = report.while_holding.expect("a hold");
-        // a's 10→60 and 60→110 are 50 s: expired; b's 50→60 and 60→100 (exactly the
-        // duration) are not.
-        assert_eq!((hold.renewals, hold.expired), (4, 2), "{hold:?}");
+        // a's 10→60 ran out at 50, before the hold: not the hold's; 60→110 ran out in
+        // it. b's 50→60 and 60→100 (exactly the duration) did not run out.
+        assert_eq!((hold.renewals, hold.expired), (4, 1), "{hold:?}");
         assert!(hold.interval_ms.is_some());
     }
 

@@ -187,10 +187,12 @@ impl Run {
         self.mark("churn");
         self.churn().await?;
         self.mark("hold");
-        self.rec
-            .lock()
-            .expect("recorder lock")
-            .hold_started(jiff::Timestamp::now());
+        if !self.s.hold.is_zero() {
+            self.rec
+                .lock()
+                .expect("recorder lock")
+                .hold_started(jiff::Timestamp::now());
+        }
         self.hold().await
     }
 

@@ -10,7 +10,8 @@
 //!
 //! Requests due wait for one of the `--node-lease-parallelism` slots in a queue with
 //! three ranks: renewals of leases within a quarter duration of expiring (nearest
-//! first), then first acquisitions of new nodes' leases (in arrival order), then the
+//! first), then requests for leases not held (new nodes' first acquisitions, re-reads
+//! after a conflict, looks at leases held elsewhere; in arrival order), then the
 //! other renewals (nearest expiry first). While the apiserver keeps up the queue is
 //! empty and leases renew every quarter duration, as the kubelet's do. When it cannot,
 //! a burst of new nodes waits for their leases rather than starving the renewals of
@@ -19,7 +20,7 @@
 //! still get one slot in [`ACQUISITION_SHARE`], so they are slowed, never stuck.
 //!
 //! While an urgent renewal waits, the worker raises [`LeaseWorker::urgency`]: shards
-//! then keep only a few stage writes in flight, so a burst of them (10,000 node
+//! then keep only a few stage writes in flight (8 per shard), so a burst of them (10,000 node
 //! heartbeats due in the same minute) cannot take the apiserver from the renewals.
 //!
 //! A renewal is a PUT of the Lease as our last write left it, as the kubelet renews:
@@ -84,7 +85,8 @@ struct Held {
     timer: wheel::Key,
     /// When the renewal was meant to happen.
     due: Instant,
-    /// When we last renewed it; `Some` means we hold it and can renew without reading.
+    /// When our last successful renewal was sent (its renewTime, near enough: expiry
+    /// counts from it); `Some` means we hold it and can renew without reading.
     renewed: Option<Instant>,
     /// The Lease as our last write left it (without managedFields). Its
     /// resourceVersion is the precondition of the next renewal, so a lease written by
@@ -307,7 +309,7 @@ struct Leases {
     wheel: Wheel<String>,
     clock: Clock,
     held: HashMap<String, Held>,
-    /// Renewals due, waiting for a slot.
+    /// Requests due (renewals and acquisitions), waiting for a slot.
     queue: Queue,
     /// Requests out (at most the worker's parallelism).
     in_flight: usize,
