@@ -63,9 +63,9 @@ pub enum LeaseMsg {
         name: String,
         /// Node uid (owner reference of the Lease).
         uid: String,
-        /// When the node was created, if known: a node created after this worker
-        /// started most likely has no lease yet, so it is created without a read first.
-        created: Option<Timestamp>,
+        /// The node was created after this controller started: it most likely has no
+        /// lease yet, so the lease is created without a read first.
+        fresh: bool,
     },
     /// A node is no longer managed (or gone).
     Release {
@@ -113,7 +113,6 @@ pub struct LeaseWorker {
     metrics: Arc<Metrics>,
     parallelism: usize,
     on_ownership: OnOwnership,
-    started: Timestamp,
     urgent: Arc<AtomicBool>,
 }
 
@@ -146,7 +145,6 @@ impl LeaseWorker {
             metrics,
             parallelism: parallelism.max(1),
             on_ownership,
-            started: Timestamp::now(),
             urgent: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -211,7 +209,7 @@ impl LeaseWorker {
         };
         self.metrics.count("get", "200");
         let now = Timestamp::now();
-        let Some(lease) = current else {
+        let Some(mut lease) = current else {
             return self.create(&api, name, uid, now).await;
         };
         let spec = lease.spec.clone().unwrap_or_default();
@@ -225,7 +223,6 @@ impl LeaseWorker {
                 .and_then(|d| Duration::try_from(d).ok());
             return Renewed::HeldElsewhere(left.unwrap_or_default());
         }
-        let mut lease = lease;
         if holder != self.holder {
             let spec = lease.spec.get_or_insert_default();
             spec.holder_identity = Some(self.holder.clone());
@@ -333,7 +330,7 @@ struct Done {
 impl Leases {
     fn message(&mut self, msg: LeaseMsg) {
         match msg {
-            LeaseMsg::Manage { name, uid, created } => {
+            LeaseMsg::Manage { name, uid, fresh } => {
                 if let Some(h) = self.held.get_mut(&name) {
                     h.uid = uid;
                     return;
@@ -342,7 +339,7 @@ impl Leases {
                 let timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(due));
                 let held = Held {
                     uid,
-                    fresh: created.is_some_and(|c| c >= self.worker.started),
+                    fresh,
                     step: Step::Idle,
                     timer,
                     due,

@@ -337,7 +337,7 @@ impl Shard {
                 let _ = leases.send(LeaseMsg::Manage {
                     name: name.clone(),
                     uid,
-                    created,
+                    fresh: created.is_some_and(|c: Timestamp| c >= self.ctx.start),
                 });
             }
             let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
