@@ -19,9 +19,12 @@
 //! kube-controller-manager taint them: more load on the same apiserver. New nodes
 //! still get one slot in [`ACQUISITION_SHARE`], so they are slowed, never stuck.
 //!
-//! While an urgent renewal waits, the worker raises [`LeaseWorker::urgency`]: shards
-//! then keep only a few stage writes in flight (8 per shard), so a burst of them (10,000 node
-//! heartbeats due in the same minute) cannot take the apiserver from the renewals.
+//! While a renewal within half a duration of expiring waits (it has waited a quarter
+//! duration past its due time), the worker raises [`LeaseWorker::urgency`]: shards then
+//! keep only a few stage writes in flight (4 per shard), so a burst of them (10,000
+//! node heartbeats due in the same minute) cannot take the apiserver from the renewals.
+//! It is raised before the renewals' own rank turns urgent, so the burst is held back
+//! while there is still time to catch up.
 //!
 //! A renewal is a PUT of the Lease as our last write left it, as the kubelet renews:
 //! on a saturated apiserver it costs less than a merge patch, which the apiserver must
@@ -38,11 +41,10 @@ use std::{
 };
 
 use jiff::Timestamp;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use kube::{Api, Client, api::PostParams};
 use rand::Rng;
-use serde_json::json;
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{debug, warn};
 
@@ -78,6 +80,9 @@ pub enum LeaseMsg {
 pub type OnOwnership = Box<dyn Fn(&str, bool) + Send + Sync>;
 
 struct Held {
+    /// Which `Manage` made this entry: a result of a request sent for an earlier entry
+    /// of the same name (released and managed again meanwhile) is not this one's.
+    generation: u64,
     uid: String,
     /// Whether to try creating the lease before reading it (a node new to the cluster).
     fresh: bool,
@@ -124,8 +129,9 @@ enum Renewed {
     Lost,
     /// Another holder has it until this many seconds from now.
     HeldElsewhere(Duration),
-    /// Failed; retry soon.
-    Failed,
+    /// Failed; retry soon. A failed renewal gives its Lease back: its resourceVersion
+    /// is still the precondition, so the retry needs no read.
+    Failed(Option<Box<Lease>>),
 }
 
 impl LeaseWorker {
@@ -149,7 +155,7 @@ impl LeaseWorker {
         }
     }
 
-    /// True while a renewal within a quarter duration of expiring waits for a slot:
+    /// True while a renewal within half a duration of expiring waits for a slot:
     /// other writers should hold back.
     pub fn urgency(&self) -> Arc<AtomicBool> {
         self.urgent.clone()
@@ -169,6 +175,7 @@ impl LeaseWorker {
             wheel: Wheel::with_capacity(1024),
             clock: Clock::new(Instant::now()),
             held: HashMap::new(),
+            generations: 0,
             queue: Queue::default(),
             in_flight: 0,
             owned: 0,
@@ -204,7 +211,7 @@ impl LeaseWorker {
             Ok(current) => current,
             Err(e) => {
                 warn!(lease = name, error = %e, "failed to read lease");
-                return Renewed::Failed;
+                return Renewed::Failed(None);
             }
         };
         self.metrics.count("get", "200");
@@ -212,18 +219,20 @@ impl LeaseWorker {
         let Some(mut lease) = current else {
             return self.create(&api, name, uid, now).await;
         };
-        let spec = lease.spec.clone().unwrap_or_default();
-        let holder = spec.holder_identity.unwrap_or_default();
-        let renewed = spec.renew_time.map(|t| t.0);
-        let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
-        let expires = renewed.map(|r| r + Duration::from_secs(seconds));
-        if holder != self.holder && !holder.is_empty() && expires.is_some_and(|e| e > now) {
+        let spec = lease.spec.as_ref();
+        let holder = spec.and_then(|s| s.holder_identity.as_deref()).unwrap_or("");
+        let ours = holder == self.holder;
+        let seconds = spec.and_then(|s| s.lease_duration_seconds).unwrap_or(0).max(0) as u64;
+        let expires = spec
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|r| r.0 + Duration::from_secs(seconds));
+        if !ours && !holder.is_empty() && expires.is_some_and(|e| e > now) {
             let left = expires
                 .map(|e| e.duration_since(now))
                 .and_then(|d| Duration::try_from(d).ok());
             return Renewed::HeldElsewhere(left.unwrap_or_default());
         }
-        if holder != self.holder {
+        if !ours {
             let spec = lease.spec.get_or_insert_default();
             spec.holder_identity = Some(self.holder.clone());
             spec.acquire_time = Some(MicroTime(now));
@@ -245,9 +254,9 @@ impl LeaseWorker {
         let result = api.replace(name, &PostParams::default(), &lease).await;
         let seconds = start.elapsed().as_secs_f64();
         match result {
-            Ok(lease) => {
+            Ok(written) => {
                 self.metrics.request("put", "200", seconds);
-                Renewed::Ok(stored(lease))
+                Renewed::Ok(stored(written))
             }
             // Gone, or written by someone else since our last write: read it again.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
@@ -255,30 +264,36 @@ impl LeaseWorker {
                 Renewed::Lost
             }
             Err(e) => {
+                if let kube::Error::Api(s) = &e {
+                    self.metrics.request("put", &s.code.to_string(), seconds);
+                }
                 warn!(lease = name, error = %e, "failed to renew lease");
-                Renewed::Failed
+                Renewed::Failed(Some(lease))
             }
         }
     }
 
     async fn create(&self, api: &Api<Lease>, name: &str, uid: &str, now: Timestamp) -> Renewed {
-        let lease: Lease = match serde_json::from_value(json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": { "name": name, "namespace": NAMESPACE, "ownerReferences": [{
-                "apiVersion": "v1", "kind": "Node", "name": name, "uid": uid,
-            }]},
-            "spec": {
-                "holderIdentity": self.holder,
-                "leaseDurationSeconds": self.duration.as_secs(),
-                "renewTime": micro_time(now),
-                "acquireTime": micro_time(now),
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(NAMESPACE.to_owned()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "v1".to_owned(),
+                    kind: "Node".to_owned(),
+                    name: name.to_owned(),
+                    uid: uid.to_owned(),
+                    ..OwnerReference::default()
+                }]),
+                ..ObjectMeta::default()
             },
-        })) {
-            Ok(lease) => lease,
-            Err(e) => {
-                warn!(lease = name, error = %e, "failed to build lease");
-                return Renewed::Failed;
-            }
+            spec: Some(LeaseSpec {
+                holder_identity: Some(self.holder.clone()),
+                lease_duration_seconds: Some(self.duration.as_secs() as i32),
+                renew_time: Some(MicroTime(now)),
+                acquire_time: Some(MicroTime(now)),
+                ..LeaseSpec::default()
+            }),
         };
         match api.create(&PostParams::default(), &lease).await {
             Ok(lease) => {
@@ -293,7 +308,7 @@ impl LeaseWorker {
             }
             Err(e) => {
                 warn!(lease = name, error = %e, "failed to create lease");
-                Renewed::Failed
+                Renewed::Failed(None)
             }
         }
     }
@@ -306,6 +321,8 @@ struct Leases {
     wheel: Wheel<String>,
     clock: Clock,
     held: HashMap<String, Held>,
+    /// `Manage` messages taken so far: the generation of the next entry.
+    generations: u64,
     /// Requests due (renewals and acquisitions), waiting for a slot.
     queue: Queue,
     /// Requests out (at most the worker's parallelism).
@@ -320,6 +337,8 @@ struct Leases {
 /// A finished renewal attempt, back from its task.
 struct Done {
     name: String,
+    /// The generation of the entry it was sent for.
+    generation: u64,
     /// When its request was sent: after waiting for a slot among the
     /// `--node-lease-parallelism` in flight, which is where a slow apiserver makes
     /// renewals late.
@@ -337,7 +356,9 @@ impl Leases {
                 }
                 let due = Instant::now();
                 let timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(due));
+                self.generations += 1;
                 let held = Held {
+                    generation: self.generations,
                     uid,
                     fresh,
                     step: Step::Idle,
@@ -396,6 +417,7 @@ impl Leases {
             h.step = Step::InFlight;
             self.in_flight += 1;
             let (worker, done, uid) = (self.worker.clone(), self.done_tx.clone(), h.uid.clone());
+            let generation = h.generation;
             // Taken, not cloned: its result brings the next one. A renewal that fails
             // reads the lease again before writing it.
             let lease = h.lease.take().filter(|_| h.renewed.is_some());
@@ -406,10 +428,20 @@ impl Leases {
                     Some(lease) => worker.put(&name, lease).await,
                     None => worker.acquire(&name, &uid, fresh).await,
                 };
-                let _ = done.send(Done { name, sent, result });
+                let _ = done.send(Done {
+                    name,
+                    generation,
+                    sent,
+                    result,
+                });
             });
         }
-        let waiting = self.queue.has_urgent(urgent);
+        // Renewals of leases released meanwhile are dropped lazily; one on top would
+        // raise the flag for a lease nobody needs.
+        let held = &self.held;
+        self.queue
+            .drop_stale_renewals(|name| held.get(name).is_some_and(|h| h.step == Step::Queued));
+        let waiting = self.queue.has_urgent(Instant::now() + self.worker.duration / 2);
         self.worker.urgent.store(waiting, Ordering::Relaxed);
         self.worker.metrics.lease_queue_depth.set(self.queue.len() as i64);
     }
@@ -421,8 +453,20 @@ impl Leases {
         self.send_queued();
     }
 
-    fn apply(&mut self, Done { name, sent, result }: Done) {
+    fn apply(
+        &mut self,
+        Done {
+            name,
+            generation,
+            sent,
+            result,
+        }: Done,
+    ) {
         let Some(h) = self.held.get_mut(&name) else { return };
+        // Sent for an entry released since: this entry's own request (or timer) decides.
+        if h.generation != generation {
+            return;
+        }
         h.step = Step::Idle;
         observe(&self.worker, &mut self.latest, h, sent);
         let now = Instant::now();
@@ -445,18 +489,19 @@ impl Leases {
             // Keep what we had while a later renewal can still land before expiry;
             // past it, another controller may hold the lease: stop driving the node
             // and read the lease before writing it again.
-            Renewed::Failed => {
+            Renewed::Failed(lease) => {
                 if h.renewed
                     .is_some_and(|r| now.duration_since(r) >= self.worker.duration)
                 {
                     h.renewed = None;
                 }
+                h.lease = lease;
                 Duration::from_secs(1)
             }
         };
         let is = h.renewed.is_some();
         h.due = now + after;
-        // A Release + Manage while the renewal was in flight left a timer: one is enough.
+        // The timer fired before the request went out; removing its stale key is a no-op.
         self.wheel.remove(h.timer);
         h.timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(h.due));
         if was != is {
@@ -493,6 +538,17 @@ impl Queue {
 
     fn len(&self) -> usize {
         self.renewals.len() + self.acquisitions.len()
+    }
+
+    /// Pops renewals off the top while `live` says their lease no longer waits for one
+    /// (released, or released and managed again), so the top is one that does.
+    fn drop_stale_renewals(&mut self, live: impl Fn(&str) -> bool) {
+        while let Some(Reverse((_, name))) = self.renewals.peek() {
+            if live(name) {
+                break;
+            }
+            self.renewals.pop();
+        }
     }
 
     /// Whether a renewal expiring by `urgent` waits.
@@ -547,11 +603,6 @@ fn stored(mut lease: Lease) -> Box<Lease> {
     Box::new(lease)
 }
 
-/// Kubernetes MicroTime: RFC 3339 with microseconds.
-fn micro_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
-}
-
 /// `interval` minus up to 4% jitter, so renewals spread out and never drift late.
 fn jittered(interval: Duration) -> Duration {
     let spread = interval.as_millis() as u64 / 25;
@@ -561,12 +612,6 @@ fn jittered(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn micro_time_should_have_six_fraction_digits() {
-        let t: Timestamp = "2026-01-02T03:04:05.123456789Z".parse().unwrap();
-        assert_eq!(micro_time(t), "2026-01-02T03:04:05.123456Z");
-    }
 
     #[test]
     fn queue_should_put_urgent_renewals_then_acquisitions_then_other_renewals() {
@@ -611,6 +656,107 @@ mod tests {
             let n = |s: &str| s["urgent-".len()..].parse::<u32>().unwrap();
             n(w[0]) < n(w[1])
         }));
+    }
+
+    #[test]
+    fn queue_should_drop_renewals_of_released_leases_from_its_top() {
+        let now = Instant::now();
+        let mut q = Queue::default();
+        q.push_renewal(now + Duration::from_secs(1), "released".into());
+        q.push_renewal(now + Duration::from_secs(30), "held".into());
+        let urgent = now + Duration::from_secs(10);
+        assert!(q.has_urgent(urgent));
+        q.drop_stale_renewals(|name| name == "held");
+        assert!(
+            !q.has_urgent(urgent),
+            "a released lease's renewal kept the flag up"
+        );
+        assert_eq!(q.pop(urgent).as_deref(), Some("held"));
+    }
+
+    /// A worker loop's state with a client that is never called (nothing is sent).
+    fn idle_leases() -> (Leases, mpsc::UnboundedReceiver<Done>) {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let worker = LeaseWorker::new(
+            client,
+            "kwok-test".into(),
+            Duration::from_secs(40),
+            1,
+            Arc::new(Metrics::register(
+                &mut prometheus_client::registry::Registry::default(),
+            )),
+            Box::new(|_, _| {}),
+        );
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let leases = Leases {
+            worker: Arc::new(worker),
+            wheel: Wheel::with_capacity(4),
+            clock: Clock::new(Instant::now()),
+            held: HashMap::new(),
+            generations: 0,
+            queue: Queue::default(),
+            in_flight: 0,
+            owned: 0,
+            latest: 0.0,
+            done_tx,
+        };
+        (leases, done_rx)
+    }
+
+    #[tokio::test]
+    async fn result_for_a_released_entry_should_not_apply_to_its_successor() {
+        let (mut leases, _rx) = idle_leases();
+        let manage = || LeaseMsg::Manage {
+            name: "node-0".into(),
+            uid: "uid-0".into(),
+            fresh: false,
+        };
+        leases.message(manage());
+        let old = leases.held["node-0"].generation;
+        leases.message(LeaseMsg::Release {
+            name: "node-0".into(),
+        });
+        leases.message(manage());
+        leases.held.get_mut("node-0").unwrap().step = Step::InFlight;
+        leases.apply(Done {
+            name: "node-0".into(),
+            generation: old,
+            sent: Instant::now(),
+            result: Renewed::Ok(Box::default()),
+        });
+        let h = &leases.held["node-0"];
+        assert_eq!(
+            h.step,
+            Step::InFlight,
+            "the stale result finished the new request"
+        );
+        assert!(h.renewed.is_none() && h.lease.is_none());
+        assert_eq!(leases.owned, 0);
+    }
+
+    #[tokio::test]
+    async fn failed_renewal_should_keep_the_lease_for_the_retry() {
+        let (mut leases, _rx) = idle_leases();
+        leases.message(LeaseMsg::Manage {
+            name: "node-0".into(),
+            uid: "uid-0".into(),
+            fresh: false,
+        });
+        let generation = leases.held["node-0"].generation;
+        let done = |result| Done {
+            name: "node-0".into(),
+            generation,
+            sent: Instant::now(),
+            result,
+        };
+        leases.apply(done(Renewed::Ok(Box::default())));
+        assert_eq!(leases.owned, 1);
+        let lease = leases.held.get_mut("node-0").unwrap().lease.take();
+        leases.apply(done(Renewed::Failed(lease)));
+        let h = &leases.held["node-0"];
+        assert!(h.lease.is_some(), "the retry would read the lease first");
+        assert!(h.renewed.is_some(), "one failure before expiry gave the lease up");
     }
 
     #[test]

@@ -77,7 +77,7 @@ const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Writes in flight per shard while node leases near expiry wait for the apiserver: a
 /// few, so stage work goes on at a trickle instead of stopping.
-const WRITES_WHILE_LEASES_URGENT: usize = 8;
+const WRITES_WHILE_LEASES_URGENT: usize = 4;
 
 /// What a watched kind is to the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
