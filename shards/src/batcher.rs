@@ -154,7 +154,7 @@ impl Writer {
         }
         let mut config = config.clone();
         config.auth_info.impersonate = Some(user.to_owned());
-        let client = Client::try_from(config).map_err(|e| {
+        let client = crate::client::build(&config).map_err(|e| {
             warn!(user, error = %e, "failed to make an impersonating client");
             Failure::Other
         })?;

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod batcher;
+pub mod client;
 pub mod controller;
 pub mod dispatch;
 pub mod dryrun;

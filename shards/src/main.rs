@@ -69,7 +69,7 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
     let settings = Settings::resolve(&flags, docs)?;
     let listener = server::bind(&flags.server_address).await?;
     let config = kwok_shards::config(&flags).await?;
-    let client = kube::Client::try_from(config.clone()).context("failed to make the API client")?;
+    let client = kwok_shards::client::build(&config).context("failed to make the API client")?;
     let version = client
         .apiserver_version()
         .await

@@ -80,7 +80,7 @@ fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
     let cluster = bare_cluster("select");
     let node_fast =
         fs::read_to_string(crate::util::repo_root().join("engine/stages/node-fast.yaml")).unwrap();
-    let _kwok = kwok_with_stages(
+    let kwok = kwok_with_stages(
         &cluster,
         &format!("{node_fast}\n---\n{}", MARK_STAGE.replace("STAGE", "from-config")),
     );
@@ -106,6 +106,9 @@ fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
         ]
     );
     assert_eq!(cluster.kubectl(&["get", "node", "real-0", "-o", marked]), "");
+    // Its watches, lease renewals and stage writes all share one HTTP/2 connection (kube's
+    // default client would hold one HTTP/1.1 connection per request in flight).
+    assert_eq!(kwok.connections_to(cluster.apiserver_port()), 1);
 }
 
 #[test]

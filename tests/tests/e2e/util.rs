@@ -1,6 +1,7 @@
 //! Shared fixtures: a `kwokctl` bound to a throw-away work dir, and process checks.
 
 use std::{
+    collections::HashSet,
     fs,
     io::Write,
     path::{Path, PathBuf},
@@ -154,6 +155,22 @@ impl Cluster {
         self.kwokctl.cluster_dir(self.name)
     }
 
+    /// The apiserver's port, from the kubeconfig kwok is given.
+    pub fn apiserver_port(&self) -> u16 {
+        let kubeconfig = fs::read_to_string(self.dir().join("kubeconfigs/kwok-controller.yaml"))
+            .expect("kwok-controller kubeconfig");
+        let server = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server:"))
+            .expect("server in the kubeconfig");
+        server
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("server port")
+    }
+
     /// The pid of a running component.
     pub fn pid(&self, component: &str) -> u32 {
         fs::read_to_string(self.dir().join("pids").join(format!("{component}.pid")))
@@ -292,6 +309,33 @@ impl KwokProcess {
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Its established TCP connections to port `port` (from `/proc`: its socket fds,
+    /// looked up in the kernel's tcp tables).
+    pub fn connections_to(&self, port: u16) -> usize {
+        let pid = self.child.id();
+        let sockets: HashSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("kwok's fds")
+            .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|link| {
+                let link = link.to_string_lossy().into_owned();
+                Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect();
+        ["tcp", "tcp6"]
+            .iter()
+            .filter_map(|table| fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+            .flat_map(|table| table.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+            .filter(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                // remote address is `HEXADDR:HEXPORT`; state 01 is ESTABLISHED.
+                let remote = cols.get(2).and_then(|r| r.rsplit(':').next());
+                remote.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                    && cols.get(3) == Some(&"01")
+                    && cols.get(9).is_some_and(|inode| sockets.contains(*inode))
+            })
+            .count()
     }
 
     /// Kills it at once (SIGKILL), as a crash would.
