@@ -3,6 +3,7 @@
 use kube::{api::DynamicObject, core::ObjectMeta};
 use serde_json::{Map, Value};
 
+use super::pack::{Packed, Packers};
 use crate::wheel;
 
 /// Identity of a cached object.
@@ -62,15 +63,15 @@ pub fn object_value(obj: DynamicObject) -> Value {
 
 /// One cached object.
 ///
-/// The object is kept as its compact JSON text, not as a parsed `serde_json::Value`:
-/// a parsed pod or node takes about six times the bytes of its text (a map entry,
-/// string and value header per field), and the cache holds every managed object for
-/// as long as it lives, while a parse is needed only when a stage is matched or
-/// rendered. The few fields the shard consults on every event are kept parsed.
+/// The object is kept as its compact JSON text, packed ([`super::pack`]), not as a
+/// parsed `serde_json::Value`: a parsed pod or node takes about six times the bytes of
+/// its text (a map entry, string and value header per field), and the cache holds every
+/// managed object for as long as it lives, while a parse is needed only when a stage is
+/// matched or rendered. The few fields the shard consults on every event are kept parsed.
 #[derive(Debug)]
 pub struct Entry {
-    /// The object as last seen (watch or write response), as compact JSON.
-    json: Box<str>,
+    /// The object as last seen (watch or write response), as packed compact JSON.
+    json: Packed,
     /// Its `metadata.uid`.
     uid: Box<str>,
     /// Its `spec.nodeName` (pods), if set.
@@ -95,7 +96,7 @@ pub struct Entry {
 impl Default for Entry {
     fn default() -> Self {
         Self {
-            json: "null".into(),
+            json: Packed::raw("null"),
             uid: "".into(),
             node: None,
             rv: String::new(),
@@ -110,10 +111,11 @@ impl Default for Entry {
 }
 
 impl Entry {
-    /// Stores `obj` as the object's last state.
-    pub fn set(&mut self, obj: &Value) {
+    /// Stores `obj`, an object of `kind`, as the object's last state.
+    pub fn set(&mut self, obj: &Value, kind: usize, packers: &mut Packers) {
         // Serializing a Value cannot fail (its map keys are strings).
-        self.json = serde_json::to_string(obj).unwrap_or_default().into_boxed_str();
+        let text = serde_json::to_string(obj).unwrap_or_default();
+        self.json = packers.pack(kind, &text);
         self.uid = str_at(obj, "/metadata/uid").into();
         self.node = obj
             .pointer("/spec/nodeName")
@@ -121,10 +123,14 @@ impl Entry {
             .map(Into::into);
     }
 
-    /// The object's last state, parsed.
-    pub fn object(&self) -> Value {
+    /// The object's last state, parsed (`kind` as given to `set`).
+    pub fn object(&self, kind: usize, packers: &mut Packers) -> Value {
         // It was serialized from a Value by `set`, so it parses.
-        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+        packers
+            .with_text(kind, &self.json, |text| {
+                serde_json::from_slice(text).unwrap_or(Value::Null)
+            })
+            .unwrap_or(Value::Null)
     }
 
     /// `metadata.uid`, empty if it has none.

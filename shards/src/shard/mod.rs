@@ -29,6 +29,7 @@
 //!   saves the wait for the watch event.
 
 mod cache;
+mod pack;
 
 use std::{
     cell::RefCell,
@@ -50,6 +51,7 @@ use tokio::{sync::mpsc, time::Instant};
 
 use cache::Entry;
 pub use cache::{ObjKey, object_value};
+use pack::Packers;
 
 use crate::{
     batcher::{self, Outcome, Target, Writer},
@@ -159,6 +161,8 @@ pub struct ShardContext {
 pub struct Shard {
     ctx: ShardContext,
     entries: HashMap<ObjKey, Entry>,
+    /// Compression of the entries' objects, per kind.
+    packers: Packers,
     /// Managed nodes of this shard → pods bound to them.
     nodes: HashMap<String, HashSet<ObjKey>>,
     /// Managed nodes whose Lease we hold (only consulted when leases are on): a node
@@ -206,6 +210,7 @@ impl Shard {
             rng: SmallRng::seed_from_u64(ctx.index as u64 ^ ctx.start.as_nanosecond() as u64),
             ctx,
             entries: HashMap::new(),
+            packers: Packers::default(),
             nodes: HashMap::new(),
             held: HashSet::new(),
             waiting: HashMap::new(),
@@ -311,7 +316,7 @@ impl Shard {
             entry.deleted = false;
         }
         let obj = object_value(obj);
-        entry.set(&obj);
+        entry.set(&obj, kind, &mut self.packers);
         match self.role(&key) {
             Role::Node => self.node_applied(&key, &obj),
             Role::Pod => self.pod_applied(&key, &obj),
@@ -457,7 +462,7 @@ impl Shard {
         let obj = match obj {
             Some(obj) => obj,
             None => {
-                parsed = entry.object();
+                parsed = entry.object(key.kind, &mut self.packers);
                 &parsed
             }
         };
@@ -540,7 +545,7 @@ impl Shard {
             return;
         }
         entry.timer = None;
-        let obj = entry.object();
+        let obj = entry.object(key.kind, &mut self.packers);
         let kinds = self.ctx.kinds.clone();
         let stage = &kinds[key.kind].lifecycle.stages()[index];
         let settings = &self.ctx.settings;
@@ -642,7 +647,7 @@ impl Shard {
             // and the watch event for it will be skipped as already seen: match now.
             if rv > entry.rv || rv.len() > entry.rv.len() {
                 entry.rv = rv;
-                entry.set(&obj);
+                entry.set(&obj, key.kind, &mut self.packers);
                 fresh = Some(obj);
                 again = true;
             }
