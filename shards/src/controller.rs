@@ -70,6 +70,15 @@ pub async fn run(
     };
     let server = tokio::spawn(server::serve(listener, state, shutdown));
 
+    // Renewals keep kube's HTTP/1.1 client, a connection per renewal in flight (up to
+    // `--node-lease-parallelism`), apart from the stage writes' HTTP/2 connection. Over
+    // one HTTP/2 connection of their own they went out at ~430/s against ~840/s this way,
+    // too few for 10,000 leases (perf/results/2026-11-26-lease-soak-h2/).
+    let lease_client = if settings.lease_seconds > 0 {
+        Some(Client::try_from(config.clone()).context("failed to make the lease client")?)
+    } else {
+        None
+    };
     let writer = Writer::new(
         client.clone(),
         settings.kube_api_qps,
@@ -83,7 +92,7 @@ pub async fn run(
     let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards).map(|_| mpsc::unbounded_channel()).unzip();
     let mut lease_urgency = None;
-    let leases = (settings.lease_seconds > 0).then(|| {
+    let leases = lease_client.map(|lease_client| {
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
         let on_ownership = Box::new(move |node: &str, held: bool| {
@@ -91,7 +100,7 @@ pub async fn run(
             let _ = ownership_txs[shard].send((node.to_owned(), held));
         });
         let worker = LeaseWorker::new(
-            client.clone(),
+            lease_client,
             settings.id.clone(),
             duration,
             settings.lease_parallelism,
