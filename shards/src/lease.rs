@@ -170,18 +170,7 @@ impl LeaseWorker {
     pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let metrics = self.metrics.clone();
-        let mut leases = Leases {
-            worker: Arc::new(self),
-            wheel: Wheel::with_capacity(1024),
-            clock: Clock::new(Instant::now()),
-            held: HashMap::new(),
-            generations: 0,
-            queue: Queue::default(),
-            in_flight: 0,
-            owned: 0,
-            latest: 0.0,
-            done_tx,
-        };
+        let mut leases = Leases::new(Arc::new(self), done_tx);
         let mut alarm = Alarm::new();
         loop {
             alarm.arm(&leases.clock, leases.wheel.next_deadline());
@@ -347,6 +336,22 @@ struct Done {
 }
 
 impl Leases {
+    /// No leases yet; finished requests report to `done_tx`.
+    fn new(worker: Arc<LeaseWorker>, done_tx: mpsc::UnboundedSender<Done>) -> Self {
+        Self {
+            worker,
+            wheel: Wheel::with_capacity(1024),
+            clock: Clock::new(Instant::now()),
+            held: HashMap::new(),
+            generations: 0,
+            queue: Queue::default(),
+            in_flight: 0,
+            owned: 0,
+            latest: 0.0,
+            done_tx,
+        }
+    }
+
     fn message(&mut self, msg: LeaseMsg) {
         match msg {
             LeaseMsg::Manage { name, uid, fresh } => {
@@ -689,19 +694,7 @@ mod tests {
             Box::new(|_, _| {}),
         );
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let leases = Leases {
-            worker: Arc::new(worker),
-            wheel: Wheel::with_capacity(4),
-            clock: Clock::new(Instant::now()),
-            held: HashMap::new(),
-            generations: 0,
-            queue: Queue::default(),
-            in_flight: 0,
-            owned: 0,
-            latest: 0.0,
-            done_tx,
-        };
-        (leases, done_rx)
+        (Leases::new(Arc::new(worker), done_tx), done_rx)
     }
 
     #[tokio::test]
