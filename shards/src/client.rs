@@ -3,7 +3,7 @@
 //!
 //! kube's default client speaks HTTP/1.1 only, so every request in flight holds a TLS
 //! connection of its own: with hundreds of stage writes and lease renewals in flight,
-//! kwok kept ~400 connections open, each with its read, write and TLS buffers (16 MiB of
+//! kwok kept ~500 connections open, each with its read, write and TLS buffers (16 MiB of
 //! live heap in a profile of the `small` shape, and churn for the allocator), and the
 //! apiserver as many. Over HTTP/2 they share one connection.
 //!
