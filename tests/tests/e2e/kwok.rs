@@ -60,6 +60,10 @@ spec:
   resourceRef:
     apiGroup: v1
     kind: Node
+  # Of the stages matching an object one is drawn by weight: with the default stages'
+  # weight 0, this one always wins while it matches. Without it a new node could draw
+  # the heartbeat stage (minutes away) and stay unmarked past the test's wait.
+  weight: 1
   selector:
     matchLabels:
       mark: "yes"
