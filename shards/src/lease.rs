@@ -242,20 +242,16 @@ impl LeaseWorker {
         let start = std::time::Instant::now();
         let result = api.replace(name, &PostParams::default(), &lease).await;
         let seconds = start.elapsed().as_secs_f64();
+        match &result {
+            Ok(_) => self.metrics.request("put", "200", seconds),
+            Err(kube::Error::Api(s)) => self.metrics.request("put", &s.code.to_string(), seconds),
+            Err(_) => {}
+        }
         match result {
-            Ok(written) => {
-                self.metrics.request("put", "200", seconds);
-                Renewed::Ok(stored(written))
-            }
+            Ok(written) => Renewed::Ok(stored(written)),
             // Gone, or written by someone else since our last write: read it again.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-                self.metrics.request("put", &s.code.to_string(), seconds);
-                Renewed::Lost
-            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Renewed::Lost,
             Err(e) => {
-                if let kube::Error::Api(s) = &e {
-                    self.metrics.request("put", &s.code.to_string(), seconds);
-                }
                 warn!(lease = name, error = %e, "failed to renew lease");
                 Renewed::Failed(Some(lease))
             }
@@ -407,7 +403,8 @@ impl Leases {
 
     /// Sends queued renewals, most urgent first, while slots are free.
     fn send_queued(&mut self) {
-        let urgent = Instant::now() + self.worker.duration / 4;
+        let now = Instant::now();
+        let urgent = now + self.worker.duration / 4;
         while self.in_flight < self.worker.parallelism {
             let Some(name) = self.queue.pop(urgent) else {
                 break;
@@ -423,8 +420,8 @@ impl Leases {
             self.in_flight += 1;
             let (worker, done, uid) = (self.worker.clone(), self.done_tx.clone(), h.uid.clone());
             let generation = h.generation;
-            // Taken, not cloned: its result brings the next one. A renewal that fails
-            // reads the lease again before writing it.
+            // Taken, not cloned: its result (or a failure) gives it back. A renewal that
+            // finds the lease gone or changed reads it again before writing it.
             let lease = h.lease.take().filter(|_| h.renewed.is_some());
             let fresh = std::mem::take(&mut h.fresh);
             tokio::spawn(async move {
@@ -446,7 +443,7 @@ impl Leases {
         let held = &self.held;
         self.queue
             .drop_stale_renewals(|name| held.get(name).is_some_and(|h| h.step == Step::Queued));
-        let waiting = self.queue.has_urgent(Instant::now() + self.worker.duration / 2);
+        let waiting = self.queue.has_urgent(now + self.worker.duration / 2);
         self.worker.urgent.store(waiting, Ordering::Relaxed);
         self.worker.metrics.lease_queue_depth.set(self.queue.len() as i64);
     }
