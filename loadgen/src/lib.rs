@@ -23,3 +23,27 @@ pub fn client(mut config: kube::Config) -> kube::Result<kube::Client> {
     config.default_retry = false;
     kube::Client::try_from(config)
 }
+
+/// Cancels `cancel` on the first SIGINT (Ctrl-C) or SIGTERM, printing `message`, so a
+/// run stopped either way still reports and deletes what it made: `kill` and CI
+/// timeouts send SIGTERM, which would otherwise end the process with its objects (and,
+/// under `perf`, a whole control plane) left behind.
+pub fn cancel_on_signal(cancel: tokio_util::sync::CancellationToken, message: &'static str) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                // Without the handler only Ctrl-C stops a run cleanly; wait on that alone.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            () = terminate => {}
+        }
+        eprintln!("{message}");
+        cancel.cancel();
+    });
+}

@@ -167,13 +167,7 @@ async fn run(flags: Flags) -> Result<bool> {
         .await
         .context("failed to reach the apiserver")?;
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("loadgen: interrupted; stopping and cleaning up");
-            on_signal.cancel();
-        }
-    });
+    kwok_loadgen::cancel_on_signal(cancel.clone(), "loadgen: interrupted; stopping and cleaning up");
     let options = RunOptions {
         keep: flags.keep,
         progress: std::io::stderr().is_terminal(),

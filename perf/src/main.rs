@@ -202,12 +202,10 @@ async fn run(flags: Flags) -> Result<()> {
         write_our_stages(&dir)?
     };
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    kwok_loadgen::cancel_on_signal(
+        cancel.clone(),
+        "perf: interrupted; stopping and deleting the cluster",
+    );
 
     let mut results: Vec<SideResult> = Vec::new();
     for c in &sides {

@@ -296,3 +296,49 @@ fn loadgen_should_retry_throttled_and_failed_creates_without_losing_count() {
         "only retries, nothing failed or already there: {errors:?}"
     );
 }
+
+/// See: issue 6 ("Ctrl-C stops cleanly, prints the partial report and … deletes what
+/// it created"); SIGTERM (`kill`, CI timeouts) must do the same.
+#[test]
+fn loadgen_should_report_and_clean_up_when_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let stub = FakeApiserver::start(&kubeconfig, &[]);
+    // Far more nodes than 2 s at 100/s create: the run is cut short mid-phase.
+    let child = Command::new(bin_dir().join("loadgen"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--dry-run",
+            "--nodes=100000",
+            "--namespaces=2",
+            "--rate=100",
+            "--output=json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while u(&stub.stats(), "/created") < 50 {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "loadgen created nothing: {}",
+            stub.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted"), "{err}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("partial JSON report");
+    assert_eq!(r["complete"], false, "{r:#}");
+    let nodes = u(&r, "/counts/nodesCreated");
+    assert!((50..100_000).contains(&nodes), "{nodes} nodes created");
+    assert_eq!(u(&stub.stats(), "/deleted"), 2, "its namespaces deleted");
+}
