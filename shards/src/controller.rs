@@ -91,7 +91,7 @@ pub async fn run(
     // Which node leases we hold, routed to the node's shard like its events.
     let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards).map(|_| mpsc::unbounded_channel()).unzip();
-    let mut lease_urgency = None;
+    let mut lease_pressure = None;
     let leases = lease_client.map(|lease_client| {
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
@@ -107,7 +107,7 @@ pub async fn run(
             metrics.clone(),
             on_ownership,
         );
-        lease_urgency = Some(worker.urgency());
+        lease_pressure = Some(worker.pressure());
         tokio::spawn(worker.run(rx));
         tx
     });
@@ -121,7 +121,7 @@ pub async fn run(
             writer: writer.clone(),
             metrics: metrics.clone(),
             leases: leases.clone(),
-            lease_urgency: lease_urgency.clone(),
+            lease_pressure: lease_pressure.clone(),
             global_pool: global_pool.clone(),
             start,
         };

@@ -19,13 +19,17 @@
 //! kube-controller-manager taint them: more load on the same apiserver. New nodes
 //! still get one slot in [`ACQUISITION_SHARE`], so they are slowed, never stuck.
 //!
-//! While a renewal within half a duration of expiring waits (it has waited a quarter
-//! duration past its due time), the worker raises [`LeaseWorker::urgency`]: shards then
-//! keep only a few stage writes in flight (4 per shard), so a burst of them (10,000
-//! node heartbeats due in the same minute) cannot take the apiserver from the renewals.
-//! It is raised before the renewals' own rank turns urgent, so the burst is held back
-//! while there is still time to catch up.
-//!
+//! The worker reports how far behind renewals are as a [`Pressure`], from the renewal
+//! waiting longest: [`Pressure::Behind`] once it is within half a duration of expiring
+//! (it has waited a quarter duration past its due time: at 10,000 nodes on a 2-core
+//! apiserver that is the steady state, renewals going out every ~20 s), and
+//! [`Pressure::AtRisk`] within three eighths. Shards keep fewer stage writes in flight
+//! as it rises (16, then 2 per shard), so a burst of them (10,000 node heartbeats due
+//! in the same minute) cannot take the apiserver from the renewals, while stage work
+//! at the steady state still goes on at a useful pace: one flag at half a duration
+//! held writes to 4 per shard for most of a 10,000-node creation (43 nodes Ready/s);
+//! one at a quarter let the heartbeat minute push a renewal to 39.7 s of 40.
+
 //! A renewal is a PUT of the Lease as our last write left it, as the kubelet renews:
 //! on a saturated apiserver it costs less than a merge patch, which the apiserver must
 //! apply to the stored object (a profile at 10,000 nodes put a tenth of its CPU there).
@@ -35,7 +39,7 @@ use std::{
     collections::{BinaryHeap, HashMap, VecDeque},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -118,7 +122,48 @@ pub struct LeaseWorker {
     metrics: Arc<Metrics>,
     parallelism: usize,
     on_ownership: OnOwnership,
-    urgent: Arc<AtomicBool>,
+    pressure: PressureGauge,
+}
+
+/// How far behind lease renewals are (module docs): other writers hold back by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pressure {
+    /// Every waiting renewal has over half a duration left.
+    Calm,
+    /// A waiting renewal has at most half a duration left.
+    Behind,
+    /// A waiting renewal has at most three eighths of a duration left.
+    AtRisk,
+}
+
+impl Pressure {
+    /// The pressure when the renewal waiting longest has `left` before it expires.
+    fn from_left(left: Option<Duration>, duration: Duration) -> Self {
+        match left {
+            Some(left) if left <= duration * 3 / 8 => Self::AtRisk,
+            Some(left) if left <= duration / 2 => Self::Behind,
+            _ => Self::Calm,
+        }
+    }
+}
+
+/// The worker's current [`Pressure`], shared with the shards.
+#[derive(Debug, Clone, Default)]
+pub struct PressureGauge(Arc<AtomicU8>);
+
+impl PressureGauge {
+    /// The pressure now.
+    pub fn get(&self) -> Pressure {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Pressure::Calm,
+            1 => Pressure::Behind,
+            _ => Pressure::AtRisk,
+        }
+    }
+
+    fn set(&self, p: Pressure) {
+        self.0.store(p as u8, Ordering::Relaxed);
+    }
 }
 
 /// Result of one renewal attempt, sent back to the worker loop.
@@ -151,14 +196,13 @@ impl LeaseWorker {
             metrics,
             parallelism: parallelism.max(1),
             on_ownership,
-            urgent: Arc::new(AtomicBool::new(false)),
+            pressure: PressureGauge::default(),
         }
     }
 
-    /// True while a renewal within half a duration of expiring waits for a slot:
-    /// other writers should hold back.
-    pub fn urgency(&self) -> Arc<AtomicBool> {
-        self.urgent.clone()
+    /// How far behind renewals are: other writers hold back by it.
+    pub fn pressure(&self) -> PressureGauge {
+        self.pressure.clone()
     }
 
     /// The renewal interval: a quarter of the duration, as the kubelet uses.
@@ -439,12 +483,14 @@ impl Leases {
             });
         }
         // Renewals of leases released meanwhile are dropped lazily; one on top would
-        // raise the flag for a lease nobody needs.
+        // raise the pressure for a lease nobody needs.
         let held = &self.held;
         self.queue
             .drop_stale_renewals(|name| held.get(name).is_some_and(|h| h.step == Step::Queued));
-        let waiting = self.queue.has_urgent(now + self.worker.duration / 2);
-        self.worker.urgent.store(waiting, Ordering::Relaxed);
+        let left = self.queue.next_expiry().map(|e| e.saturating_duration_since(now));
+        let pressure = Pressure::from_left(left, self.worker.duration);
+        self.worker.pressure.set(pressure);
+        self.worker.metrics.lease_pressure.set(pressure as i64);
         self.worker.metrics.lease_queue_depth.set(self.queue.len() as i64);
     }
 
@@ -553,11 +599,14 @@ impl Queue {
         }
     }
 
+    /// When the waiting renewal nearest expiry expires.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.renewals.peek().map(|Reverse((expiry, _))| *expiry)
+    }
+
     /// Whether a renewal expiring by `urgent` waits.
     fn has_urgent(&self, urgent: Instant) -> bool {
-        self.renewals
-            .peek()
-            .is_some_and(|Reverse((expiry, _))| *expiry <= urgent)
+        self.next_expiry().is_some_and(|expiry| expiry <= urgent)
     }
 
     /// The next request to send: a renewal expiring by `urgent` first (but see
@@ -614,6 +663,24 @@ fn jittered(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pressure_should_rise_at_half_then_three_eighths_of_a_duration_left() {
+        let d = Duration::from_secs(40);
+        let left = |s| Pressure::from_left(Some(Duration::from_secs(s)), d);
+        assert_eq!(Pressure::from_left(None, d), Pressure::Calm, "nothing waits");
+        assert_eq!(left(21), Pressure::Calm);
+        assert_eq!(left(20), Pressure::Behind);
+        assert_eq!(left(16), Pressure::Behind);
+        assert_eq!(left(15), Pressure::AtRisk);
+        assert_eq!(left(0), Pressure::AtRisk, "expired while waiting");
+        let gauge = PressureGauge::default();
+        assert_eq!(gauge.get(), Pressure::Calm);
+        for p in [Pressure::AtRisk, Pressure::Behind, Pressure::Calm] {
+            gauge.set(p);
+            assert_eq!(gauge.get(), p);
+        }
+    }
 
     #[test]
     fn queue_should_put_urgent_renewals_then_acquisitions_then_other_renewals() {

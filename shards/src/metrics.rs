@@ -67,6 +67,8 @@ pub struct Metrics {
     pub leases_held: Gauge,
     /// Lease requests waiting for a slot.
     pub lease_queue_depth: Gauge,
+    /// How far behind lease renewals are: 0 calm, 1 behind, 2 at risk.
+    pub lease_pressure: Gauge,
     /// Watch restarts (re-lists and reconnects) per kind.
     pub watch_restarts: Family<KindLabel, Counter>,
 }
@@ -99,6 +101,7 @@ impl Metrics {
             leases_expired: Counter::default(),
             leases_held: Gauge::default(),
             lease_queue_depth: Gauge::default(),
+            lease_pressure: Gauge::default(),
             watch_restarts: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kwok");
@@ -167,6 +170,11 @@ impl Metrics {
             "lease_queue_depth",
             "Lease renewals and acquisitions waiting for a request slot",
             m.lease_queue_depth.clone(),
+        );
+        r.register(
+            "lease_pressure",
+            "How far behind lease renewals are (0 calm, 1 behind: stage writes held to 16 per shard, 2 at risk: 2 per shard)",
+            m.lease_pressure.clone(),
         );
         r.register(
             "watch_restarts",
