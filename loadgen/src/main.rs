@@ -170,6 +170,7 @@ async fn run(flags: Flags) -> Result<bool> {
     kwok_loadgen::cancel_on_signal(cancel.clone(), "loadgen: interrupted; stopping and cleaning up");
     let options = RunOptions {
         keep: flags.keep,
+        keep_when_interrupted: false,
         progress: std::io::stderr().is_terminal(),
         run_id: flags.run_id.clone(),
         phases: None,

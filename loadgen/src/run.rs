@@ -41,6 +41,9 @@ const WAIT_TICK: Duration = Duration::from_millis(50);
 pub struct RunOptions {
     /// Leave everything in place at the end.
     pub keep: bool,
+    /// Leave everything in place when interrupted: the caller throws the whole
+    /// cluster away (perf), so deleting 100,000 pods one by one would be wasted time.
+    pub keep_when_interrupted: bool,
     /// Draw progress bars (on stderr).
     pub progress: bool,
     /// Run id (labels and names); default: derived from the clock.
@@ -117,7 +120,9 @@ pub async fn run(
         .lock()
         .expect("recorder lock")
         .lease_report(jiff::Timestamp::now());
-    if !options.keep {
+    let interrupted = outcome == Err(Stop::Interrupted);
+    let keep = options.keep || (interrupted && options.keep_when_interrupted);
+    if !keep {
         r.mark("cleanup");
         r.cleanup().await;
     }

@@ -153,7 +153,10 @@ pub async fn run(
     let (phases, marks) = tokio::sync::mpsc::unbounded_channel();
     let marks = sample_phases(pid, marks);
     let options = RunOptions {
-        keep: false,
+        // The cluster is deleted whole afterwards: deleting what was made is measured
+        // only where the scenario asks for it, and never after an interrupt.
+        keep: !crate::scenarios::measures_cleanup(&scenario.name),
+        keep_when_interrupted: true,
         progress: std::io::stderr().is_terminal(),
         run_id: None,
         phases: Some(phases),

@@ -50,7 +50,7 @@ pub struct Flags {
     /// Lease duration of nodes; 0 disables leases.
     #[arg(long, default_value_t = 40)]
     pub node_lease_duration_seconds: u32,
-    /// Lease renewals in flight at once.
+    /// Lease renewals in flight at once (four times as many while renewals near expiry).
     #[arg(long, default_value_t = 64)]
     pub node_lease_parallelism: usize,
     /// Number of shard workers (default: number of cores).

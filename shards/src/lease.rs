@@ -28,7 +28,9 @@
 //! in the same minute) cannot take the apiserver from the renewals, while stage work
 //! at the steady state still goes on at a useful pace: one flag at half a duration
 //! held writes to 4 per shard for most of a 10,000-node creation (43 nodes Ready/s);
-//! one at a quarter let the heartbeat minute push a renewal to 39.7 s of 40.
+//! one at a quarter let the heartbeat minute push a renewal to 39.7 s of 40. At risk,
+//! the worker also sends [`AT_RISK_PARALLELISM`] times as many renewals at once: the
+//! load may come from other clients, which shards cannot hold back.
 
 //! A renewal is a PUT of the Lease as our last write left it, as the kubelet renews:
 //! on a saturated apiserver it costs less than a merge patch, which the apiserver must
@@ -203,6 +205,18 @@ impl LeaseWorker {
     /// How far behind renewals are: other writers hold back by it.
     pub fn pressure(&self) -> PressureGauge {
         self.pressure.clone()
+    }
+
+    /// Requests in flight at most now: `parallelism`, times [`AT_RISK_PARALLELISM`]
+    /// while renewals are at risk. Other clients may flood the apiserver (a load
+    /// generator with 512 creates in flight; kwokctl turns priority and fairness
+    /// off): a share of a saturated apiserver follows the requests in flight, and
+    /// 10,000 real kubelets would have 10,000.
+    fn slots(&self) -> usize {
+        match self.pressure.get() {
+            Pressure::AtRisk => self.parallelism * AT_RISK_PARALLELISM,
+            Pressure::Calm | Pressure::Behind => self.parallelism,
+        }
     }
 
     /// The renewal interval: a quarter of the duration, as the kubelet uses.
@@ -449,7 +463,8 @@ impl Leases {
     fn send_queued(&mut self) {
         let now = Instant::now();
         let urgent = now + self.worker.duration / 4;
-        while self.in_flight < self.worker.parallelism {
+        let slots = self.worker.slots();
+        while self.in_flight < slots {
             let Some(name) = self.queue.pop(urgent) else {
                 break;
             };
@@ -558,6 +573,10 @@ impl Leases {
         }
     }
 }
+
+/// How many times `--node-lease-parallelism` requests go out while renewals are
+/// [`Pressure::AtRisk`].
+const AT_RISK_PARALLELISM: usize = 4;
 
 /// While renewals are urgent, one send in this many goes to a waiting acquisition: at
 /// 10,000 leases a 2-core apiserver renews ~330/s, of which 250/s keep every lease

@@ -12,6 +12,9 @@
 //! - Compression is for memory, never for correctness: if zstd refuses, the text is
 //!   kept as it is ([`Packed::raw`]).
 //! - A `Packer`'s scratch buffer only grows to the largest object of its kind.
+//! - A dictionary is at most [`MAX_DICTIONARY`] bytes, whatever the first object's size.
+//! - A kind whose packer zstd refused once is kept raw from then on, not retried (and
+//!   logged) per object.
 
 use std::io;
 
@@ -19,6 +22,17 @@ use zstd::bulk::{Compressor, Decompressor};
 
 /// zstd level: the fastest; the dictionary, not the level, makes the ratio.
 const LEVEL: i32 = 1;
+
+/// Most bytes of a first object used as its kind's dictionary: one per kind per shard,
+/// so a huge first object (a ConfigMap near 1 MiB) must not become one. Objects of the
+/// kinds kwok drives are 2–6 KB; their shared text is near the start (apiVersion, kind,
+/// metadata keys, spec).
+const MAX_DICTIONARY: usize = 16 * 1024;
+
+/// The dictionary made from a kind's first object: its first [`MAX_DICTIONARY`] bytes.
+fn dictionary(sample: &[u8]) -> &[u8] {
+    &sample[..sample.len().min(MAX_DICTIONARY)]
+}
 
 /// One object's JSON text, packed.
 #[derive(Debug)]
@@ -62,11 +76,12 @@ impl std::fmt::Debug for Packer {
 }
 
 impl Packer {
-    /// A packer whose dictionary is `sample` (raw content: any text of the kind).
+    /// A packer whose dictionary is made from `sample` (raw content: any text of the kind).
     fn new(sample: &[u8]) -> io::Result<Self> {
+        let dictionary = dictionary(sample);
         Ok(Self {
-            compressor: Compressor::with_dictionary(LEVEL, sample)?,
-            decompressor: Decompressor::with_dictionary(sample)?,
+            compressor: Compressor::with_dictionary(LEVEL, dictionary)?,
+            decompressor: Decompressor::with_dictionary(dictionary)?,
             scratch: Vec::new(),
         })
     }
@@ -94,28 +109,43 @@ impl Packer {
     }
 }
 
+/// A kind's packer, once its first object was seen.
+#[derive(Debug, Default)]
+enum Slot {
+    /// No object of the kind stored yet.
+    #[default]
+    Unset,
+    Ready(Packer),
+    /// zstd refused to make one: the kind is kept raw.
+    Refused,
+}
+
 /// The packers of a shard, one per kind (index into the kinds table), each made from
 /// the first object of its kind.
 #[derive(Debug, Default)]
 pub struct Packers {
-    kinds: Vec<Option<Packer>>,
+    kinds: Vec<Slot>,
 }
 
 impl Packers {
     /// Packs `text`, an object of `kind`.
     pub fn pack(&mut self, kind: usize, text: &str) -> Packed {
         if self.kinds.len() <= kind {
-            self.kinds.resize_with(kind + 1, || None);
+            self.kinds.resize_with(kind + 1, Slot::default);
         }
         let slot = &mut self.kinds[kind];
-        if slot.is_none() {
-            *slot = Packer::new(text.as_bytes())
-                .inspect_err(|e| tracing::warn!(kind, error = %e, "cannot compress cached objects"))
-                .ok();
+        if matches!(slot, Slot::Unset) {
+            *slot = match Packer::new(text.as_bytes()) {
+                Ok(packer) => Slot::Ready(packer),
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "cannot compress cached objects; keeping them as text");
+                    Slot::Refused
+                }
+            };
         }
-        match slot.as_mut().map(|p| p.pack(text)) {
-            Some(Ok(packed)) => packed,
-            _ => Packed::raw(text),
+        match slot {
+            Slot::Ready(packer) => packer.pack(text).unwrap_or_else(|_| Packed::raw(text)),
+            Slot::Unset | Slot::Refused => Packed::raw(text),
         }
     }
 
@@ -126,7 +156,7 @@ impl Packers {
         if !packed.packed {
             return Some(f(&packed.bytes));
         }
-        let Some(packer) = self.kinds.get_mut(kind).and_then(Option::as_mut) else {
+        let Some(Slot::Ready(packer)) = self.kinds.get_mut(kind) else {
             tracing::error!(kind, "no packer for a packed cached object");
             return None;
         };
@@ -183,5 +213,28 @@ mod tests {
         let mut packers = Packers::default();
         let raw = Packed::raw("{}");
         assert_eq!(packers.with_text(7, &raw, <[u8]>::to_vec).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_huge_first_object_should_give_a_capped_dictionary_and_still_pack() {
+        // A ConfigMap-like first object of 1 MiB.
+        let huge = format!(
+            r#"{{"kind":"ConfigMap","data":{{"blob":"{}"}}}}"#,
+            "x".repeat(1 << 20)
+        );
+        assert_eq!(dictionary(huge.as_bytes()).len(), MAX_DICTIONARY);
+        assert_eq!(dictionary(b"{}"), b"{}", "small objects are used whole");
+        let mut packers = Packers::default();
+        let first = packers.pack(0, &huge);
+        let small = r#"{"kind":"ConfigMap","data":{"a":"b"}}"#;
+        let second = packers.pack(0, small);
+        assert_eq!(
+            packers.with_text(0, &first, <[u8]>::to_vec).unwrap(),
+            huge.as_bytes()
+        );
+        assert_eq!(
+            packers.with_text(0, &second, <[u8]>::to_vec).unwrap(),
+            small.as_bytes()
+        );
     }
 }
