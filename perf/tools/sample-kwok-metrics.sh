@@ -1,4 +1,6 @@
-# samples kwok metrics every 10 s into $1 until kwok exits
+# usage: sample-kwok-metrics.sh OUT — writes a line of kwok's /metrics every 10 s to OUT
+# (leases held, expired, lease queue, PUTs, PATCHes, batcher queue, worst lateness,
+# lease pressure) while the kwok a perf run started (target-main/release) lives.
 OUT=$1; : > $OUT
 while true; do
   P=$(pgrep -f 'target-main/release/kwok --kubeconfig' | head -1)
