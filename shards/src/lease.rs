@@ -21,17 +21,20 @@
 //!
 //! The worker reports how far behind renewals are as a [`Pressure`], from the renewal
 //! waiting longest: [`Pressure::Behind`] once it is within half a duration of expiring
-//! (it has waited a quarter duration past its due time: at 10,000 nodes on a 2-core
-//! apiserver that is the steady state, renewals going out every ~20 s), and
-//! [`Pressure::AtRisk`] within three eighths. Shards keep fewer stage writes in flight
-//! as it rises (16, then 2 per shard), so a burst of them (10,000 node heartbeats due
-//! in the same minute) cannot take the apiserver from the renewals, while stage work
-//! at the steady state still goes on at a useful pace: one flag at half a duration
-//! held writes to 4 per shard for most of a 10,000-node creation (43 nodes Ready/s);
-//! one at a quarter let the heartbeat minute push a renewal to 39.7 s of 40. At risk,
-//! the worker also sends [`AT_RISK_PARALLELISM`] times as many renewals at once: the
-//! load may come from other clients, which shards cannot hold back.
-
+//! (it has waited a quarter duration past its due time), and [`Pressure::AtRisk`]
+//! within three eighths. Shards keep fewer stage writes in flight as it rises (4, then
+//! 2 per shard), so a burst of them (10,000 node heartbeats due in the same minute)
+//! cannot take the apiserver from the renewals. At risk, the worker also sends
+//! [`AT_RISK_PARALLELISM`] times as many renewals at once: the load may come from
+//! other clients (a load generator), which shards cannot hold back.
+//!
+//! Measured at 10,000 nodes on 2 cores (`perf lease-soak`): the system settles where
+//! the throttle first bites enough. Held at 4 per shard from half a duration, nodes
+//! went Ready at 43/s and the worst renewal came at 29.5 s of 40; at 16 per shard
+//! there, it fell through to "at risk" (2 per shard) and nodes went Ready at 22/s; a
+//! single flag at a quarter duration with 8 per shard made 127/s, but the heartbeat
+//! minute then pushed a renewal to 39.7 s.
+//!
 //! A renewal is a PUT of the Lease as our last write left it, as the kubelet renews:
 //! on a saturated apiserver it costs less than a merge patch, which the apiserver must
 //! apply to the stored object (a profile at 10,000 nodes put a tenth of its CPU there).

@@ -173,7 +173,7 @@ impl Metrics {
         );
         r.register(
             "lease_pressure",
-            "How far behind lease renewals are (0 calm, 1 behind: stage writes held to 16 per shard, 2 at risk: 2 per shard)",
+            "How far behind lease renewals are (0 calm, 1 behind: stage writes held to 4 per shard, 2 at risk: 2 per shard)",
             m.lease_pressure.clone(),
         );
         r.register(

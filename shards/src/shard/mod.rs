@@ -74,10 +74,10 @@ const FIRE_BATCH: usize = 256;
 /// Longest wait before a stage whose write failed is tried again.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Writes in flight per shard while lease renewals are [`Pressure::Behind`]: enough
-/// for stage work at a useful pace (~120 nodes Ready/s at 10,000 nodes), few enough
-/// that renewals keep most of the apiserver.
-const WRITES_WHILE_LEASES_BEHIND: usize = 16;
+/// Writes in flight per shard while lease renewals are [`Pressure::Behind`]: few, so
+/// renewals keep most of the apiserver and the pressure settles here rather than at
+/// [`Pressure::AtRisk`] (measurements in `lease.rs`'s docs).
+const WRITES_WHILE_LEASES_BEHIND: usize = 4;
 
 /// Writes in flight per shard while lease renewals are [`Pressure::AtRisk`]: a trickle,
 /// so stage work goes on instead of stopping while the renewals catch up.
