@@ -21,8 +21,8 @@ pub trait Host {
     fn node_ip(&self) -> &str;
     /// `NodePort`: the configured kubelet port (`--node-port`).
     fn node_port(&self) -> u16;
-    /// `PodIP`: a new pod IP from the cluster CIDR.
-    fn pod_ip(&self) -> String;
+    /// `PodIP`: a new pod IP from the cluster CIDR; `Err` says which pool is full.
+    fn pod_ip(&self) -> Result<String, String>;
     /// `NodeIPWith nodeName`: the IP of node `node_name`.
     fn node_ip_with(&self, node_name: &str) -> String;
     /// `NodeIPsWith nodeName`: every IP of node `node_name` (default: the one IP).
@@ -31,11 +31,20 @@ pub trait Host {
     }
     /// `PodIPWith nodeName hostNetwork uid podName podNamespace` of a pod with its own
     /// network: its IP, stable for one pod uid. (Host-network pods get the node IP
-    /// from the template function itself; hosts never see them.)
-    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> String;
+    /// from the template function itself; hosts never see them.) `Err` when no address
+    /// is free, saying which pool is full: the stage fails to render and is tried again,
+    /// as a kubelet retries a sandbox its CNI had no address for.
+    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Result<String, String>;
     /// `PodIPsWith …`: every IP of the pod (default: the one IP).
-    fn pod_ips_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Vec<String> {
-        vec![self.pod_ip_with(node_name, uid, name, namespace)]
+    fn pod_ips_with(
+        &self,
+        node_name: &str,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Result<Vec<String>, String> {
+        self.pod_ip_with(node_name, uid, name, namespace)
+            .map(|ip| vec![ip])
     }
     /// `Name`, `Namespace`, `Index` of `kwokctl scale` templates: the object being made
     /// (none outside kwokctl scale).
@@ -89,13 +98,13 @@ impl<H: Host> Host for ScaleHost<H> {
     fn node_port(&self) -> u16 {
         self.inner.node_port()
     }
-    fn pod_ip(&self) -> String {
+    fn pod_ip(&self) -> Result<String, String> {
         self.inner.pod_ip()
     }
     fn node_ip_with(&self, node_name: &str) -> String {
         self.inner.node_ip_with(node_name)
     }
-    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> String {
+    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Result<String, String> {
         self.inner.pod_ip_with(node_name, uid, name, namespace)
     }
     fn scale_target(&self) -> Option<&ScaleTarget> {
@@ -154,14 +163,20 @@ impl Host for FixedHost {
     fn node_port(&self) -> u16 {
         10250
     }
-    fn pod_ip(&self) -> String {
+    fn pod_ip(&self) -> Result<String, String> {
         let n = self.pods.borrow().len();
-        self.next_pod_ip(&format!("anonymous-{n}")).to_string()
+        Ok(self.next_pod_ip(&format!("anonymous-{n}")).to_string())
     }
     fn node_ip_with(&self, _node_name: &str) -> String {
         Self::NODE_IP.to_owned()
     }
-    fn pod_ip_with(&self, _node_name: &str, uid: &str, _name: &str, _namespace: &str) -> String {
-        self.next_pod_ip(uid).to_string()
+    fn pod_ip_with(
+        &self,
+        _node_name: &str,
+        uid: &str,
+        _name: &str,
+        _namespace: &str,
+    ) -> Result<String, String> {
+        Ok(self.next_pod_ip(uid).to_string())
     }
 }

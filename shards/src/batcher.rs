@@ -107,6 +107,14 @@ pub struct Outcome {
     pub writes: usize,
 }
 
+/// The message of the first effect that failed to render, if any.
+fn render_error(effects: &[Effect]) -> Option<&str> {
+    effects.iter().find_map(|e| match e {
+        Effect::Error { message } => Some(message.as_str()),
+        _ => None,
+    })
+}
+
 /// Sends effects to the apiserver.
 #[derive(Clone)]
 pub struct Writer {
@@ -169,8 +177,15 @@ impl Writer {
 
     /// Sends `effects` for `target` in order; stops at the first conflict or when the object is gone.
     pub async fn execute(&self, target: &Target, effects: &[Effect]) -> Outcome {
-        let api = self.api(target, self.client.clone());
         let mut outcome = Outcome::default();
+        // A stage goes out whole or not at all: one that failed to render (a full IP
+        // pool, a template error) is tried again later, as a failed write is.
+        if let Some(message) = render_error(effects) {
+            warn!(object = %target.name, %message, "stage failed to render; trying again later");
+            outcome.failed = true;
+            return outcome;
+        }
+        let api = self.api(target, self.client.clone());
         for effect in effects {
             let result = match effect {
                 Effect::Patch {
@@ -214,10 +229,8 @@ impl Writer {
                     self.event(target, type_, reason, message).await;
                     Ok(None)
                 }
-                Effect::Error { message } => {
-                    warn!(object = %target.name, %message, "stage failed to render");
-                    Ok(None)
-                }
+                // Caught before the first write, above.
+                Effect::Error { .. } => Ok(None),
             };
             outcome.writes += 1;
             match result {
@@ -404,6 +417,19 @@ mod tests {
             body,
             impersonate: None,
         }
+    }
+
+    #[test]
+    fn render_error_should_find_a_failed_effect_anywhere_in_the_stage() {
+        let error = Effect::Error {
+            message: "no free IP".into(),
+        };
+        assert_eq!(render_error(&[status_patch(json!({})), Effect::Delete]), None);
+        assert_eq!(
+            render_error(&[status_patch(json!({})), error.clone(), Effect::Delete]),
+            Some("no free IP"),
+            "a stage with a failed step sends none of its writes"
+        );
     }
 
     #[test]

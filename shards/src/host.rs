@@ -93,16 +93,25 @@ impl Ips {
         }
     }
 
-    fn pod_ip(&mut self, node: &str, uid: &str) -> String {
+    /// Pod `uid`'s IP on `node`, allocated on first use; `Err` names the full pool.
+    fn pod_ip(&mut self, node: &str, uid: &str) -> Result<String, String> {
+        let own = self.per_node.contains_key(node);
         let ip = match self.per_node.get_mut(node) {
-            Some(pool) => pool.get(uid),
-            None => self.global.lock().expect("ip pool lock").get(uid),
-        };
-        self.pod_pool.insert(
-            uid.to_owned(),
-            self.per_node.contains_key(node).then(|| node.to_owned()),
-        );
-        ip.map(|ip| ip.to_string()).unwrap_or_default()
+            Some(pool) => pool
+                .get(uid)
+                .ok_or_else(|| format!("no free IP in podCIDR {} of node {node:?}", pool.cidr())),
+            None => {
+                let mut global = self.global.lock().expect("ip pool lock");
+                global.get(uid).ok_or_else(|| {
+                    format!(
+                        "no free IP in --cidr {} (node {node:?} has no podCIDR)",
+                        global.cidr()
+                    )
+                })
+            }
+        }?;
+        self.pod_pool.insert(uid.to_owned(), own.then(|| node.to_owned()));
+        Ok(ip.to_string())
     }
 
     fn node_ip(&self, node: &str) -> String {
@@ -150,7 +159,7 @@ impl Host for RuntimeHost<'_> {
     fn node_port(&self) -> u16 {
         self.node_port
     }
-    fn pod_ip(&self) -> String {
+    fn pod_ip(&self) -> Result<String, String> {
         // Legacy `PodIP` names no pod: the IP goes to the pod being rendered, so it is
         // released with that pod like any other (and stable across renders).
         let (node, uid) = self.subject;
@@ -159,7 +168,13 @@ impl Host for RuntimeHost<'_> {
     fn node_ip_with(&self, node_name: &str) -> String {
         self.ips.borrow().node_ip(node_name)
     }
-    fn pod_ip_with(&self, node_name: &str, uid: &str, _name: &str, _namespace: &str) -> String {
+    fn pod_ip_with(
+        &self,
+        node_name: &str,
+        uid: &str,
+        _name: &str,
+        _namespace: &str,
+    ) -> Result<String, String> {
         self.ips.borrow_mut().pod_ip(node_name, uid)
     }
 }
@@ -187,17 +202,50 @@ mod tests {
     fn legacy_pod_ip_should_belong_to_the_rendered_pod_and_be_released_with_it() {
         let pool = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap())));
         let mut ips = Ips::new(pool, "196.168.0.1".into());
-        let first = host(&mut ips, ("", "uid-1")).pod_ip();
-        assert_eq!(host(&mut ips, ("", "uid-1")).pod_ip(), first, "stable per pod");
-        let second = host(&mut ips, ("", "uid-2")).pod_ip();
+        let first = host(&mut ips, ("", "uid-1")).pod_ip().unwrap();
+        assert_eq!(
+            host(&mut ips, ("", "uid-1")).pod_ip().unwrap(),
+            first,
+            "stable per pod"
+        );
+        let second = host(&mut ips, ("", "uid-2")).pod_ip().unwrap();
         assert_ne!(first, second);
         ips.release_pod("uid-1");
         ips.release_pod("uid-2");
         // A /30 has two usable addresses: both are free again, none leaked.
         let again: std::collections::HashSet<String> = ["uid-3", "uid-4"]
             .iter()
-            .map(|u| host(&mut ips, ("", u)).pod_ip())
+            .map(|u| host(&mut ips, ("", u)).pod_ip().unwrap())
             .collect();
         assert_eq!(again, [first, second].into_iter().collect());
+    }
+
+    /// See: the 100k-pods run (250+ pods on a node whose podCIDR is a /24 were patched
+    /// with `podIP: ""`, which the apiserver refused 15,000 times).
+    #[test]
+    fn a_full_pool_should_be_an_error_naming_it_and_free_again_after_a_release() {
+        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap())));
+        let mut ips = Ips::new(global, "196.168.0.1".into());
+        ips.observe_node("n1", &serde_json::json!({"spec": {"podCIDR": "10.1.0.0/30"}}));
+        let ip =
+            |ips: &mut Ips, node: &str, uid: &str| host(ips, (node, uid)).pod_ip_with(node, uid, "p", "ns");
+        ip(&mut ips, "n1", "a").unwrap();
+        ip(&mut ips, "n1", "b").unwrap();
+        let err = ip(&mut ips, "n1", "c").unwrap_err();
+        assert_eq!(err, r#"no free IP in podCIDR 10.1.0.0/30 of node "n1""#);
+        ips.release_pod("a");
+        assert_eq!(
+            ip(&mut ips, "n1", "c").unwrap(),
+            "10.1.0.1",
+            "the released address"
+        );
+        // Nodes without a podCIDR share --cidr.
+        ip(&mut ips, "n2", "d").unwrap();
+        ip(&mut ips, "n3", "e").unwrap();
+        let err = ip(&mut ips, "n2", "f").unwrap_err();
+        assert_eq!(
+            err,
+            r#"no free IP in --cidr 10.0.0.0/30 (node "n2" has no podCIDR)"#
+        );
     }
 }

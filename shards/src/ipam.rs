@@ -35,6 +35,11 @@ impl Cidr {
         })
     }
 
+    /// The network as `a.b.c.d/n`.
+    fn text(&self) -> String {
+        format!("{}/{}", Ipv4Addr::from(self.base), self.prefix)
+    }
+
     /// Usable host addresses: every address but the network and broadcast ones.
     fn hosts(&self) -> u32 {
         (1u32 << (32 - self.prefix)) - 2
@@ -101,6 +106,11 @@ impl Pool {
         if let Some(offset) = self.by_uid.remove(uid) {
             self.free.insert(offset);
         }
+    }
+
+    /// The pool's network, for messages.
+    pub fn cidr(&self) -> String {
+        self.cidr.text()
     }
 
     /// Pods holding an IP.

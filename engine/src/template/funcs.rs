@@ -314,7 +314,7 @@ impl Func {
             F::NodeIp => Ok(Val::text(host.node_ip())),
             F::NodeName => Ok(Val::text(host.node_name())),
             F::NodePort => Ok(Val::Int(i64::from(host.node_port()))),
-            F::PodIp => Ok(Val::text(host.pod_ip())),
+            F::PodIp => host.pod_ip().map(Val::text),
             F::NodeIpWith => Ok(Val::text(host.node_ip_with(kwok::string_arg(&a[0])?))),
             F::NodeIpsWith => Ok(kwok::strings(host.node_ips_with(kwok::string_arg(&a[0])?))),
             F::PodIpWith => kwok::pod_ip_with(a, host, false),

@@ -241,8 +241,8 @@ pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &dyn Host, all: bool) -> FnResult<'a
     Ok(match (host_network, all) {
         (true, true) => strings(host.node_ips_with(node)),
         (true, false) => Val::text(host.node_ip_with(node)),
-        (false, true) => strings(host.pod_ips_with(node, uid, name, namespace)),
-        (false, false) => Val::text(host.pod_ip_with(node, uid, name, namespace)),
+        (false, true) => strings(host.pod_ips_with(node, uid, name, namespace)?),
+        (false, false) => Val::text(host.pod_ip_with(node, uid, name, namespace)?),
     })
 }
 

@@ -416,3 +416,60 @@ fn kwok_should_queue_stages_beyond_its_write_limit_and_still_run_every_pod() {
     );
     assert_eq!(kwok.metric("kwok_batcher_queue_depth"), 0.0);
 }
+
+/// See: perf/results/2026-11-26-100k-pods (pods beyond a node's /24 podCIDR were
+/// patched with `podIP: ""`, which the apiserver refused 15,000 times). A pod with no
+/// free address waits, as behind a CNI out of addresses, and runs once one is freed.
+#[test]
+fn a_pod_beyond_its_node_s_pod_cidr_should_wait_for_a_free_ip_without_bad_writes() {
+    let cluster = bare_cluster("fullcidr");
+    let kwok = KwokProcess::start(&cluster, &["--node-lease-duration-seconds=0"]);
+    // A /30: two pod addresses, 10.200.0.1 and 10.200.0.2.
+    cluster.apply(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: fake-0\n  annotations: {kwok.x-k8s.io/node: fake}\n\
+         spec:\n  podCIDR: 10.200.0.0/30\n",
+    );
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
+        o.contains("fake-0=True")
+    });
+    let pod = |i: usize| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p-{i}\n  labels: {{app: cidr}}\n\
+             spec:\n  nodeName: fake-0\n  containers:\n  - name: c\n    image: busybox\n"
+        )
+    };
+    let phases = "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}";
+    let running = |o: &str| -> Vec<(String, String)> {
+        o.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(1) == Some(&"Running")).then(|| (f[0].to_owned(), f.get(2).unwrap_or(&"").to_string()))
+            })
+            .collect()
+    };
+    cluster.apply(&[pod(0), pod(1)].join("---\n"));
+    cluster.eventually(
+        &["get", "pods", "-l", "app=cidr", "-o", phases],
+        Duration::from_secs(60),
+        |o| running(o).len() == 2,
+    );
+    cluster.apply(&pod(2));
+    // Long enough for several tries of p-2's stage.
+    sleep(Duration::from_secs(8));
+    let out = cluster.kubectl(&["get", "pods", "-l", "app=cidr", "-o", phases]);
+    let now = running(&out);
+    assert_eq!(now.len(), 2, "p-2 must wait for an address: {out}");
+    assert!(now.iter().all(|(name, _)| name != "p-2"), "{out}");
+    let refused = kwok.metric("kwok_apiserver_request_failures_total");
+    assert_eq!(refused, 0.0, "no write was sent for p-2, so none was refused");
+    // Freeing an address lets p-2 run, with the address freed.
+    let (gone, freed) = now[0].clone();
+    cluster.kubectl(&["delete", "pod", &gone, "--wait=false"]);
+    let out = cluster.eventually(
+        &["get", "pods", "-l", "app=cidr", "-o", phases],
+        Duration::from_secs(90),
+        |o| running(o).iter().any(|(name, _)| name == "p-2"),
+    );
+    let p2 = running(&out).into_iter().find(|(n, _)| n == "p-2").unwrap();
+    assert_eq!(p2.1, freed, "p-2 got the address {gone} gave back: {out}");
+}
