@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(again, [first, second].into_iter().collect());
     }
 
-    /// See: the 100k-pods run (250+ pods on a node whose podCIDR is a /24 were patched
+    /// See: the 100k-pods run (pods past the 254th on a node whose podCIDR is a /24 were patched
     /// with `podIP: ""`, which the apiserver refused 15,000 times).
     #[test]
     fn a_full_pool_should_be_an_error_naming_it_and_free_again_after_a_release() {

@@ -31,7 +31,7 @@
 //! Measured at 10,000 nodes on 2 cores (`perf lease-soak`): the system settles where
 //! the throttle first bites enough. Held at 4 per shard from half a duration, nodes
 //! went Ready at 43/s and the worst renewal came at 29.5 s of 40; at 16 per shard
-//! there, it fell through to "at risk" (2 per shard) and nodes went Ready at 22/s; a
+//! there, it fell through to "at risk" (2 per shard) and nodes went Ready at 27/s; a
 //! single flag at a quarter duration with 8 per shard made 127/s, but the heartbeat
 //! minute then pushed a renewal to 39.7 s.
 //!
