@@ -447,6 +447,12 @@ fn a_pod_beyond_its_node_s_pod_cidr_should_wait_for_a_free_ip_without_bad_writes
             })
             .collect()
     };
+    // Pods are refused until the new cluster's default service account exists.
+    cluster.eventually(
+        &["get", "serviceaccounts", "-o", "name"],
+        Duration::from_secs(60),
+        |o| o.contains("serviceaccount/default"),
+    );
     cluster.apply(&[pod(0), pod(1)].join("---\n"));
     cluster.eventually(
         &["get", "pods", "-l", "app=cidr", "-o", phases],

@@ -338,7 +338,8 @@ fn loadgen_should_report_and_clean_up_when_terminated() {
     assert!(err.contains("interrupted"), "{err}");
     let r: Value = serde_json::from_slice(&out.stdout).expect("partial JSON report");
     assert_eq!(r["complete"], false, "{r:#}");
+    // The stub counted 50 creates (namespaces included) before the signal.
     let nodes = u(&r, "/counts/nodesCreated");
-    assert!((50..100_000).contains(&nodes), "{nodes} nodes created");
+    assert!((40..100_000).contains(&nodes), "{nodes} nodes created");
     assert_eq!(u(&stub.stats(), "/deleted"), 2, "its namespaces deleted");
 }
