@@ -122,6 +122,29 @@ fn go_mod_cache() -> PathBuf {
 }
 
 /// Machine and version notes for the results folder.
+/// The commit of the checkout this binary was built from (asked of that checkout,
+/// not of the cwd, so runs from elsewhere still name it), marked when it has
+/// uncommitted changes.
+fn source_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        None => "unknown (source checkout not found)".to_owned(),
+        Some(head) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{head} + uncommitted changes"),
+            _ => head,
+        },
+    }
+}
+
 fn machine(controllers: &[Controller]) -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo");
@@ -136,13 +159,7 @@ fn machine(controllers: &[Controller]) -> String {
         .unwrap_or_default()
         .to_owned();
     let kernel = read("/proc/sys/kernel/osrelease");
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok();
-    let commit = commit
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let commit = source_commit();
     let cache = cache_dir();
     let mut out = format!(
         "- machine: {cores} cores, {}, {mem}, kernel {}\n- kwok-rs commit: {commit}\n",

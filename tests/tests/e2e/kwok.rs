@@ -375,6 +375,24 @@ fn kwok_should_send_a_stage_s_writes_as_the_user_it_impersonates() {
 /// With one shard and one write slot, stages due together wait their turn in the
 /// shard's ready queue: every pod still runs with its own IP, and every deleted pod
 /// goes.
+/// A pod already bound to `node` (no scheduler involved), labelled `app`.
+fn bound_pod(name: &str, app: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\n\
+         spec:\n  nodeName: {node}\n  containers:\n  - name: c\n    image: busybox\n"
+    )
+}
+
+/// Pods are refused until the namespace's default service account exists, which
+/// kube-controller-manager makes late on a loaded machine (not within 60 s in CI).
+/// Made here; a second try covers kube-controller-manager creating it meanwhile.
+fn default_service_account(cluster: &Cluster) {
+    let account = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: default\n";
+    if cluster.try_apply(account).is_err() {
+        cluster.apply(account);
+    }
+}
+
 #[test]
 fn kwok_should_queue_stages_beyond_its_write_limit_and_still_run_every_pod() {
     let cluster = bare_cluster("slots");
@@ -390,13 +408,9 @@ fn kwok_should_queue_stages_beyond_its_write_limit_and_still_run_every_pod() {
     cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
         o.contains("fake-0=True")
     });
+    default_service_account(&cluster);
     let pods: Vec<String> = (0..40)
-        .map(|i| {
-            format!(
-                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p-{i}\n  labels: {{app: slots}}\n\
-                 spec:\n  nodeName: fake-0\n  containers:\n  - name: c\n    image: busybox\n"
-            )
-        })
+        .map(|i| bound_pod(&format!("p-{i}"), "slots", "fake-0"))
         .collect();
     cluster.apply(&pods.join("---\n"));
     let phases = "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}";
@@ -432,12 +446,7 @@ fn a_pod_beyond_its_node_s_pod_cidr_should_wait_for_a_free_ip_without_bad_writes
     cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
         o.contains("fake-0=True")
     });
-    let pod = |i: usize| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p-{i}\n  labels: {{app: cidr}}\n\
-             spec:\n  nodeName: fake-0\n  containers:\n  - name: c\n    image: busybox\n"
-        )
-    };
+    let pod = |i: usize| bound_pod(&format!("p-{i}"), "cidr", "fake-0");
     let phases = "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}";
     let running = |o: &str| -> Vec<(String, String)> {
         o.lines()
@@ -447,13 +456,7 @@ fn a_pod_beyond_its_node_s_pod_cidr_should_wait_for_a_free_ip_without_bad_writes
             })
             .collect()
     };
-    // Pods are refused until the namespace's default service account exists, which
-    // kube-controller-manager makes late on a loaded machine (not within 60 s in CI).
-    // Made here; a second try covers kube-controller-manager creating it meanwhile.
-    let account = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: default\n";
-    if cluster.try_apply(account).is_err() {
-        cluster.apply(account);
-    }
+    default_service_account(&cluster);
     cluster.apply(&[pod(0), pod(1)].join("---\n"));
     cluster.eventually(
         &["get", "pods", "-l", "app=cidr", "-o", phases],
