@@ -12,7 +12,11 @@
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
 
-use std::{hint::black_box, sync::Arc, time::Duration};
+use std::{
+    hint::black_box,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use cpu_time::CpuTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::Measurement};
@@ -416,12 +420,62 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
+/// The hop as the controller's watch task feeds it: each chunk of `DISPATCH_CHUNK` real
+/// pods is made just before it is routed, as the watch routes an object microseconds
+/// after decoding it (in cache, unlike the rows above, whose 20,000 pods were built
+/// before the timed part), and the shards' consumers run on the same thread (a
+/// current-thread runtime) so that the timed part holds all of the hop's CPU: route, box,
+/// buffer, send, wake-up, receive. What the consumers keep is freed between chunks,
+/// untimed: freeing a replaced object is the shard cache's work (see `benches/README.md`).
+fn just_decoded_hop<M: Measurement>(c: &mut Criterion<M>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let chunk = real_pods(DISPATCH_CHUNK);
+    let mut group = c.benchmark_group("dispatch");
+    group.throughput(Throughput::Elements(DISPATCH_CHUNK as u64));
+    for shards in [2, 8] {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| mpsc::channel(EVENT_BATCHES)).unzip();
+        let kept: Vec<Arc<Mutex<Vec<Input>>>> = (0..shards).map(|_| Arc::default()).collect();
+        for (mut rx, kept) in receivers.into_iter().zip(kept.iter().cloned()) {
+            runtime.spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    kept.lock().unwrap().extend(batch);
+                }
+            });
+        }
+        let senders = Arc::new(senders);
+        let mut dispatcher = Dispatcher::new(1, Role::Pod, senders.clone());
+        // Every batch sent has been received (and kept) once each channel is empty again.
+        let drained = || senders.iter().all(|s| s.capacity() == s.max_capacity());
+        group.bench_function(BenchmarkId::new("hop_just_decoded", shards), |b| {
+            b.iter_batched(
+                || {
+                    kept.iter().for_each(|k| k.lock().unwrap().clear());
+                    chunk.clone()
+                },
+                |events| {
+                    runtime.block_on(async {
+                        events.into_iter().for_each(|obj| dispatcher.applied(obj));
+                        dispatcher.flush().await;
+                        while !drained() {
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
 fn run<M: Measurement>(mut c: Criterion<M>) {
     wheel(&mut c);
     merge(&mut c);
     route(&mut c);
     watch_task(&mut c);
     dispatch_hop(&mut c);
+    just_decoded_hop(&mut c);
     c.final_summary();
 }
 
