@@ -121,7 +121,6 @@ fn go_mod_cache() -> PathBuf {
         .unwrap_or_else(|| env("HOME").unwrap_or_default().join("go/pkg/mod"))
 }
 
-/// Machine and version notes for the results folder.
 /// The commit of the checkout this binary was built from (asked of that checkout,
 /// not of the cwd, so runs from elsewhere still name it), marked when it has
 /// uncommitted changes.
@@ -145,6 +144,7 @@ fn source_commit() -> String {
     }
 }
 
+/// Machine and version notes for the results folder.
 fn machine(controllers: &[Controller]) -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo");

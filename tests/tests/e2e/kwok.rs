@@ -372,9 +372,6 @@ fn kwok_should_send_a_stage_s_writes_as_the_user_it_impersonates() {
     assert_eq!(cluster.kubectl(&["get", "node", "fake-n", "-o", written]), "");
 }
 
-/// With one shard and one write slot, stages due together wait their turn in the
-/// shard's ready queue: every pod still runs with its own IP, and every deleted pod
-/// goes.
 /// A pod already bound to `node` (no scheduler involved), labelled `app`.
 fn bound_pod(name: &str, app: &str, node: &str) -> String {
     format!(
@@ -393,6 +390,9 @@ fn default_service_account(cluster: &Cluster) {
     }
 }
 
+/// With one shard and one write slot, stages due together wait their turn in the
+/// shard's ready queue: every pod still runs with its own IP, and every deleted pod
+/// goes.
 #[test]
 fn kwok_should_queue_stages_beyond_its_write_limit_and_still_run_every_pod() {
     let cluster = bare_cluster("slots");
