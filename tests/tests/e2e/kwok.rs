@@ -380,16 +380,6 @@ fn bound_pod(name: &str, app: &str, node: &str) -> String {
     )
 }
 
-/// Pods are refused until the namespace's default service account exists, which
-/// kube-controller-manager makes late on a loaded machine (not within 60 s in CI).
-/// Made here; a second try covers kube-controller-manager creating it meanwhile.
-fn default_service_account(cluster: &Cluster) {
-    let account = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: default\n";
-    if cluster.try_apply(account).is_err() {
-        cluster.apply(account);
-    }
-}
-
 /// With one shard and one write slot, stages due together wait their turn in the
 /// shard's ready queue: every pod still runs with its own IP, and every deleted pod
 /// goes.
@@ -408,7 +398,6 @@ fn kwok_should_queue_stages_beyond_its_write_limit_and_still_run_every_pod() {
     cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
         o.contains("fake-0=True")
     });
-    default_service_account(&cluster);
     let pods: Vec<String> = (0..40)
         .map(|i| bound_pod(&format!("p-{i}"), "slots", "fake-0"))
         .collect();
@@ -456,7 +445,6 @@ fn a_pod_beyond_its_node_s_pod_cidr_should_wait_for_a_free_ip_without_bad_writes
             })
             .collect()
     };
-    default_service_account(&cluster);
     cluster.apply(&[pod(0), pod(1)].join("---\n"));
     cluster.eventually(
         &["get", "pods", "-l", "app=cidr", "-o", phases],

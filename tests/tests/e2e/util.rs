@@ -200,15 +200,26 @@ impl Cluster {
         self.kwokctl.ok(&all)
     }
 
-    /// Applies `yaml`, retrying for a while: right after start-up the apiserver may
-    /// still refuse pods until the controller-manager made the default ServiceAccount.
+    /// Applies `yaml`, retrying for a while. Right after start-up the apiserver refuses
+    /// pods until their namespace's default ServiceAccount exists, which
+    /// kube-controller-manager makes late on a loaded machine (not within 60 s in CI), so
+    /// a refusal naming it makes it here (failing if kube-controller-manager made it
+    /// meanwhile, which the next try shows).
     pub fn apply(&self, yaml: &str) {
         let start = Instant::now();
         loop {
             match self.try_apply(yaml) {
                 Ok(()) => return,
                 Err(e) if start.elapsed() > Duration::from_secs(30) => panic!("apply failed: {e}"),
-                Err(_) => sleep(Duration::from_millis(500)),
+                Err(e) => {
+                    if let Some(namespace) = missing_default_service_account(&e) {
+                        let account = format!(
+                            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {namespace}\n"
+                        );
+                        let _ = self.try_apply(&account);
+                    }
+                    sleep(Duration::from_millis(500));
+                }
             }
         }
     }
@@ -353,6 +364,15 @@ impl Drop for KwokProcess {
 
 /// A plain HTTP/1.0 GET (the controller serves metrics without TLS on loopback); empty
 /// when nothing answers.
+/// The namespace whose default ServiceAccount the apiserver's refusal `error` says is
+/// missing (the ServiceAccount admission plugin's "error looking up service account
+/// NAMESPACE/default").
+fn missing_default_service_account(error: &str) -> Option<&str> {
+    let (_, rest) = error.split_once("error looking up service account ")?;
+    let (namespace, rest) = rest.split_once('/')?;
+    rest.starts_with("default:").then_some(namespace)
+}
+
 pub fn http_get(address: &str, path: &str) -> String {
     use std::io::Read;
     let Ok(mut stream) = std::net::TcpStream::connect(address) else {
@@ -394,4 +414,13 @@ fn is_zombie(pid: u32) -> bool {
                 .and_then(|(_, r)| r.split_whitespace().next().map(str::to_owned))
         })
         .is_none_or(|state| state == "Z" || state == "X")
+}
+
+#[test]
+fn missing_default_service_account_should_be_read_from_the_refusal() {
+    let refusal = r#"Error from server (Forbidden): error when creating "STDIN": pods "p-0" is forbidden: error looking up service account ns-a/default: serviceaccount "default" not found"#;
+    assert_eq!(missing_default_service_account(refusal), Some("ns-a"));
+    let other = r#"pods "p" is forbidden: error looking up service account ns-a/builder: serviceaccount "builder" not found"#;
+    assert_eq!(missing_default_service_account(other), None);
+    assert_eq!(missing_default_service_account("connection refused"), None);
 }
