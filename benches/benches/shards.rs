@@ -1,7 +1,8 @@
 //! Shard internals: the timer wheel (ours side by side with tokio-util's `DelayQueue`,
 //! schedule then fire, schedule then cancel), the batcher's merge of effects, and the
 //! dispatcher: its routing hash alone, the watch task's work per event, and the whole hop
-//! of decoded objects (`DynamicObject`) into the shards' channels.
+//! of decoded objects (`JsonObject`) into the shards' channels; and the decoding of a watch
+//! event, `JsonObject` side by side with kube's `DynamicObject`.
 //!
 //! Targets (one core): wheel ≥ 10,000,000 timers/s, merge ≥ 2,000,000 effects/s,
 //! dispatch ≥ 5,000,000 events/s.
@@ -21,12 +22,13 @@ use std::{
 use cpu_time::CpuTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::Measurement};
 use futures::StreamExt;
-use kube::api::DynamicObject;
+use kube::{api::DynamicObject, core::WatchEvent};
 use kwok_engine::{effect::Effect, patch::PatchType};
 use kwok_shards::{
     batcher,
     dispatch::{self, Batch, DISPATCH_CHUNK, Dispatcher},
-    shard::{self, EVENT_BATCHES, Input, Role},
+    object::JsonObject,
+    shard::{EVENT_BATCHES, Input, Role},
     wheel::{Clock, Wheel},
 };
 use serde_json::{Value, json};
@@ -168,7 +170,7 @@ fn route<M: Measurement>(c: &mut Criterion<M>) {
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(names.len() as u64));
     // The routing key read from a real pod (hot in cache): 10,000 times per iteration.
-    let pod: DynamicObject = serde_json::from_value(kwok_benches::scheduled_pod()).unwrap();
+    let pod = JsonObject::new(kwok_benches::scheduled_pod());
     group.bench_function("routing_shard/scheduled_pod", |b| {
         b.iter(|| {
             (0..names.len())
@@ -198,7 +200,7 @@ const REAL_EVENTS: usize = 20_000;
 
 /// `n` pods bound to 10,000 nodes (small objects: the hop, not serde, is measured), as
 /// the watch decodes them.
-fn pods(n: usize) -> Vec<DynamicObject> {
+fn pods(n: usize) -> Vec<JsonObject> {
     (0..n)
         .map(|i| {
             let pod = json!({
@@ -213,7 +215,7 @@ fn pods(n: usize) -> Vec<DynamicObject> {
 /// `n` copies of the fixture pod ([`kwok_benches::scheduled_pod`], two containers, as
 /// the API server returns it) as the pod watch decodes them, each named apart and bound
 /// to one of 10,000 nodes.
-fn real_pods(n: usize) -> Vec<DynamicObject> {
+fn real_pods<T: serde::de::DeserializeOwned>(n: usize) -> Vec<T> {
     let pod = kwok_benches::scheduled_pod();
     (0..n)
         .map(|i| {
@@ -310,9 +312,10 @@ async fn consume(mut rx: mpsc::Receiver<Batch>, consumer: Consumer) -> (usize, K
 
 /// What the shard's cache keeps of an applied object: the object converted as the shard
 /// converts it, kept as compact JSON (the `Value` is freed).
-fn cache_json(obj: Box<DynamicObject>) -> Box<str> {
-    let obj = shard::object_value(*obj);
-    serde_json::to_string(&black_box(obj)).unwrap().into_boxed_str()
+fn cache_json(obj: Box<JsonObject>) -> Box<str> {
+    serde_json::to_string(&black_box(obj.value))
+        .unwrap()
+        .into_boxed_str()
 }
 
 /// One [`hop`] bench; what an iteration returns (kept events) is freed after the timed part.
@@ -336,13 +339,16 @@ fn hop_bench<M: Measurement, T: Clone + Send + 'static>(
 /// What the watch task does per event before the hop, on the real pods: CPU per event of
 /// the serial task that feeds every shard of a kind.
 fn watch_task<M: Measurement>(c: &mut Criterion<M>) {
-    let real = real_pods(REAL_EVENTS);
+    let (legacy, real) = (
+        real_pods::<DynamicObject>(REAL_EVENTS),
+        real_pods::<JsonObject>(REAL_EVENTS),
+    );
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(real.len() as u64));
     group.sample_size(10);
     group.bench_function("watch_task/to_value_and_route", |b| {
         b.iter_batched(
-            || real.clone(),
+            || legacy.clone(),
             |events| {
                 events
                     .into_iter()
@@ -378,9 +384,9 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
         .enable_all()
         .build()
         .unwrap();
-    let feed: fn(&mut Dispatcher, DynamicObject) = |d, obj| d.applied(obj);
+    let feed: fn(&mut Dispatcher, JsonObject) = |d, obj| d.applied(obj);
     let (pods_cold, pods_warm) = (pods(EVENTS), pods(WARM_EVENTS));
-    let pods_real = real_pods(REAL_EVENTS);
+    let pods_real = real_pods::<JsonObject>(REAL_EVENTS);
     let mut group = c.benchmark_group("dispatch");
     // An iteration moves 10k-100k events (tens of ms): ten samples are enough.
     group.sample_size(10);
@@ -429,7 +435,7 @@ fn dispatch_hop<M: Measurement>(c: &mut Criterion<M>) {
 /// untimed: freeing a replaced object is the shard cache's work (see `benches/README.md`).
 fn just_decoded_hop<M: Measurement>(c: &mut Criterion<M>) {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let chunk = real_pods(DISPATCH_CHUNK);
+    let chunk = real_pods::<JsonObject>(DISPATCH_CHUNK);
     let mut group = c.benchmark_group("dispatch");
     group.throughput(Throughput::Elements(DISPATCH_CHUNK as u64));
     for shards in [2, 8] {
@@ -469,11 +475,30 @@ fn just_decoded_hop<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
+/// Decoding one watch event of a pod as the apiserver sends it (`managedFields`
+/// included), then dropping it: kube's `DynamicObject` (which the watch decoded before,
+/// after which the shard still re-serialized its metadata) side by side with
+/// [`JsonObject`], which the watch decodes now.
+fn decode<M: Measurement>(c: &mut Criterion<M>) {
+    let event =
+        serde_json::to_string(&json!({"type": "MODIFIED", "object": kwok_benches::watched_pod()})).unwrap();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("watch_event/dynamic_object", |b| {
+        b.iter(|| serde_json::from_str::<WatchEvent<DynamicObject>>(black_box(&event)).unwrap())
+    });
+    group.bench_function("watch_event/json_object", |b| {
+        b.iter(|| serde_json::from_str::<WatchEvent<JsonObject>>(black_box(&event)).unwrap())
+    });
+    group.finish();
+}
+
 fn run<M: Measurement>(mut c: Criterion<M>) {
     wheel(&mut c);
     merge(&mut c);
     route(&mut c);
     watch_task(&mut c);
+    decode(&mut c);
     dispatch_hop(&mut c);
     just_decoded_hop(&mut c);
     c.final_summary();

@@ -131,6 +131,56 @@ pub fn scheduled_pod() -> Value {
     })
 }
 
+/// [`scheduled_pod`] as a watch event carries it: with the `managedFields` of its creator
+/// (the ReplicaSet controller) and of the scheduler's status update.
+pub fn watched_pod() -> Value {
+    let mut pod = scheduled_pod();
+    let container = |extra: Value| {
+        let mut fields = json!({
+            ".": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {}, "f:resources": {},
+            "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}
+        });
+        fields
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        fields
+    };
+    pod["metadata"]["managedFields"] = json!([
+        {
+            "manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+            "time": "2024-05-06T07:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {
+                    "f:generateName": {},
+                    "f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}},
+                    "f:ownerReferences": {".": {}, "k:{\"uid\":\"0b9f6f0e-0000-4000-8000-000000000002\"}": {}}
+                },
+                "f:spec": {
+                    "f:containers": {
+                        "k:{\"name\":\"app\"}": container(json!({
+                            "f:ports": {".": {}, "k:{\"containerPort\":80,\"protocol\":\"TCP\"}":
+                                {".": {}, "f:containerPort": {}, "f:protocol": {}}},
+                            "f:resources": {"f:requests": {".": {}, "f:cpu": {}, "f:memory": {}}}
+                        })),
+                        "k:{\"name\":\"sidecar\"}": container(json!({}))
+                    },
+                    "f:dnsPolicy": {}, "f:enableServiceLinks": {}, "f:restartPolicy": {},
+                    "f:schedulerName": {}, "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}
+                }
+            }
+        },
+        {
+            "manager": "kube-scheduler", "operation": "Update", "apiVersion": "v1",
+            "time": "2024-05-06T07:00:00Z", "fieldsType": "FieldsV1", "subresource": "status",
+            "fieldsV1": {"f:status": {"f:conditions": {".": {}, "k:{\"type\":\"PodScheduled\"}": {
+                ".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}
+            }}}}
+        }
+    ]);
+    pod
+}
+
 /// The node `kwokctl scale node` creates, before any stage ran (no `Ready` condition yet):
 /// the object `node-initialize` matches.
 pub fn new_node() -> Value {

@@ -13,7 +13,6 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use kube::{
     Api, Client,
-    api::DynamicObject,
     core::ApiResource,
     discovery::{Discovery, Scope},
     runtime::{WatchStreamExt, watcher},
@@ -31,6 +30,7 @@ use crate::{
     ipam::Pool,
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
+    object::JsonObject,
     server::{self, ServerState},
     settings::{Settings, default_stages},
     shard::{EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext},
@@ -317,7 +317,7 @@ struct WatchContext {
 
 /// Watches one kind and routes its events; resumes from the last resourceVersion and
 /// re-lists on 410 Gone (kube's watcher), backing off on errors.
-async fn watch(api: Api<DynamicObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
+async fn watch(api: Api<JsonObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
     let WatchContext {
         initial_list,
         label,

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use kube::api::DynamicObject;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use crate::shard::{Input, Role};
+use crate::{
+    object::JsonObject,
+    shard::{Input, Role},
+};
 
 /// Most events a watch hands over at once: the events its stream has ready are routed
 /// together and each shard gets them as one message, so a burst (a re-list) costs one
@@ -19,9 +21,9 @@ pub type Batch = Vec<Input>;
 
 /// Routes one watched kind's events to the shards' bounded channels, in batches.
 ///
-/// Objects travel as the watch decoded them (`DynamicObject`): the route is read from the
-/// typed metadata and, for pods, the one `spec.nodeName` field; the object is boxed into
-/// its [`Input`] and the shard turns it into the JSON it keeps. The watch task feeds every shard of its kind, one event
+/// Objects travel as the watch decoded them ([`JsonObject`]): the route is read from the
+/// typed identity and, for pods, the one `spec.nodeName` field; the object is boxed into
+/// its [`Input`] and the shard keeps its JSON. The watch task feeds every shard of its kind, one event
 /// after another, so it does no per-object work beyond reading the route.
 ///
 /// Events are buffered per shard by `applied`/`deleted` and sent by `flush` (the watch
@@ -52,13 +54,13 @@ impl Dispatcher {
     }
 
     /// Routes an added or changed object; objects without a routing key are dropped.
-    pub fn applied(&mut self, obj: DynamicObject) {
+    pub fn applied(&mut self, obj: JsonObject) {
         let kind = self.kind;
         self.route(obj, |obj| Input::Applied { kind, obj });
     }
 
     /// Routes a deleted object (by the same key, so it reaches the shard that has it).
-    pub fn deleted(&mut self, obj: DynamicObject) {
+    pub fn deleted(&mut self, obj: JsonObject) {
         let kind = self.kind;
         self.route(obj, |obj| Input::Deleted { kind, obj });
     }
@@ -87,7 +89,7 @@ impl Dispatcher {
         self.flush().await;
     }
 
-    fn route(&mut self, obj: DynamicObject, make: impl FnOnce(Box<DynamicObject>) -> Input) {
+    fn route(&mut self, obj: JsonObject, make: impl FnOnce(Box<JsonObject>) -> Input) {
         if let Some(shard) = routing_shard(self.role, &obj, self.senders.len()) {
             self.buffers[shard].push(make(Box::new(obj)));
         }
@@ -96,11 +98,11 @@ impl Dispatcher {
 
 /// The shard of `obj`: nodes by name, pods by the node they are bound to (unbound pods
 /// are the scheduler's business), other kinds by namespace/name.
-pub fn routing_shard(role: Role, obj: &DynamicObject, shards: usize) -> Option<usize> {
+pub fn routing_shard(role: Role, obj: &JsonObject, shards: usize) -> Option<usize> {
     let name = || obj.metadata.name.as_deref();
     let hash = match role {
         Role::Node => hash(name()?),
-        Role::Pod => hash(node_name(&obj.data).filter(|n| !n.is_empty())?),
+        Role::Pod => hash(node_name(&obj.value).filter(|n| !n.is_empty())?),
         Role::Other => {
             let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
             hash_parts(&[namespace, "/", name()?])
@@ -109,7 +111,7 @@ pub fn routing_shard(role: Role, obj: &DynamicObject, shards: usize) -> Option<u
     Some((hash % shards as u64) as usize)
 }
 
-/// `spec.nodeName` among a pod's fields other than its type and metadata.
+/// A pod's `spec.nodeName`.
 fn node_name(data: &Value) -> Option<&str> {
     field(field(data.as_object()?, "spec")?.as_object()?, "nodeName")?.as_str()
 }
@@ -154,11 +156,11 @@ mod tests {
     use super::*;
 
     /// An object as the watch decodes it.
-    fn object(value: Value) -> DynamicObject {
+    fn object(value: Value) -> JsonObject {
         serde_json::from_value(value).unwrap()
     }
 
-    fn pod(name: &str, node: &str) -> DynamicObject {
+    fn pod(name: &str, node: &str) -> JsonObject {
         object(json!({"metadata": {"name": name, "namespace": "ns"}, "spec": {"nodeName": node}}))
     }
 
@@ -256,7 +258,7 @@ mod tests {
                 "schedulerName": "default-scheduler"},
             "status": {"nodeName": "not this one"},
         }));
-        assert_eq!(node_name(&pod.data), Some("n"));
+        assert_eq!(node_name(&pod.value), Some("n"));
     }
 
     #[test]

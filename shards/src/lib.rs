@@ -14,6 +14,7 @@ pub mod ipam;
 pub mod kwok_config;
 pub mod lease;
 pub mod metrics;
+pub mod object;
 pub mod selector;
 pub mod server;
 pub mod settings;

@@ -25,6 +25,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::object::JsonObject;
+
 /// The Stage CRD manifest, applied when it is missing.
 pub const STAGE_CRD: &str = include_str!("../deploy/crds/stages.kwok.x-k8s.io.yaml");
 
@@ -99,7 +101,7 @@ async fn wait_established(crds: &Api<CustomResourceDefinition>) -> Result<()> {
 /// Watches Stage objects and publishes the compiled set after the first list and
 /// after every change. Runs until the receiver is dropped.
 pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>) {
-    let api: Api<DynamicObject> = Api::all_with(client, &stage_resource());
+    let api: Api<JsonObject> = Api::all_with(client, &stage_resource());
     let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut objects: BTreeMap<String, Value> = BTreeMap::new();
     let mut listing: Option<BTreeMap<String, Value>> = None;
@@ -111,7 +113,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
             }
             Ok(watcher::Event::InitApply(obj)) => {
                 if let (Some(list), Some(name)) = (listing.as_mut(), obj.metadata.name.clone()) {
-                    list.insert(name, crate::shard::object_value(obj));
+                    list.insert(name, obj.value);
                 }
                 false
             }
@@ -121,7 +123,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
             }
             Ok(watcher::Event::Apply(obj)) => match obj.metadata.name.clone() {
                 Some(name) => {
-                    objects.insert(name, crate::shard::object_value(obj));
+                    objects.insert(name, obj.value);
                     true
                 }
                 None => false,

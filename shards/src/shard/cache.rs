@@ -1,7 +1,7 @@
 //! A shard's cache entries: the last state of each object and its scheduling state.
 
-use kube::{api::DynamicObject, core::ObjectMeta};
-use serde_json::{Map, Value};
+use kube::core::ObjectMeta;
+use serde_json::Value;
 
 use super::pack::{Packed, Packers};
 use crate::wheel;
@@ -28,39 +28,6 @@ impl ObjKey {
     }
 }
 
-/// The object as JSON, without `metadata.managedFields`: no stage reads them and they
-/// are often the largest part of an object, so the caches stay small.
-///
-/// # Implementation
-/// The same `Value` as `serde_json::to_value` gives (keys in the same order), but the
-/// decoded fields other than the metadata are moved into it, not copied: only the
-/// metadata is serialized. The shard calls it, so the watch task that feeds every shard
-/// of a kind does not.
-pub fn object_value(obj: DynamicObject) -> Value {
-    let DynamicObject {
-        types,
-        mut metadata,
-        data,
-    } = obj;
-    metadata.managed_fields = None;
-    let fields = match data {
-        Value::Object(fields) => fields,
-        _ => Map::new(),
-    };
-    let mut map = Map::with_capacity(fields.len() + 3);
-    if let Some(types) = types {
-        map.insert("apiVersion".to_owned(), types.api_version.into());
-        map.insert("kind".to_owned(), types.kind.into());
-    }
-    // Serializing `ObjectMeta` cannot fail (its maps have string keys).
-    map.insert(
-        "metadata".to_owned(),
-        serde_json::to_value(metadata).unwrap_or_default(),
-    );
-    map.extend(fields);
-    Value::Object(map)
-}
-
 /// One cached object.
 ///
 /// The object is kept as its compact JSON text, packed ([`super::pack`]), not as a
@@ -78,6 +45,12 @@ pub struct Entry {
     node: Option<Box<str>>,
     /// Its resourceVersion.
     pub rv: String,
+    /// The object parsed, kept from an evaluation that made a stage due at once until
+    /// that stage fires, so that firing does not decompress and parse it again (a tenth
+    /// of kwok's CPU while `small`'s pods were deleted). Any newer state (`set`) and any
+    /// cancel drop it, and so does a stage that must wait for a write slot: only objects
+    /// about to be written hold a parsed copy.
+    hot: Option<Value>,
     /// Pending stage timer and the index of that stage in the kind's lifecycle.
     pub timer: Option<(wheel::Key, usize)>,
     /// A write for it is in flight.
@@ -100,6 +73,7 @@ impl Default for Entry {
             uid: "".into(),
             node: None,
             rv: String::new(),
+            hot: None,
             timer: None,
             in_flight: false,
             dirty: false,
@@ -116,6 +90,7 @@ impl Entry {
         // Serializing a Value cannot fail (its map keys are strings).
         let text = serde_json::to_string(obj).unwrap_or_default();
         self.json = packers.pack(kind, &text);
+        self.hot = None;
         self.uid = str_at(obj, "/metadata/uid").into();
         self.node = obj
             .pointer("/spec/nodeName")
@@ -131,6 +106,25 @@ impl Entry {
                 serde_json::from_slice(text).unwrap_or(Value::Null)
             })
             .unwrap_or(Value::Null)
+    }
+
+    /// Keeps `obj`, the object as last `set`, parsed until [`Self::take_object`].
+    pub fn keep_parsed(&mut self, obj: Value) {
+        self.hot = Some(obj);
+    }
+
+    /// Drops the parsed copy kept by [`Self::keep_parsed`].
+    pub fn drop_parsed(&mut self) {
+        self.hot = None;
+    }
+
+    /// The object's last state, parsed: the copy kept by [`Self::keep_parsed`] if any
+    /// (which it takes), else as [`Self::object`].
+    pub fn take_object(&mut self, kind: usize, packers: &mut Packers) -> Value {
+        match self.hot.take() {
+            Some(obj) => obj,
+            None => self.object(kind, packers),
+        }
     }
 
     /// `metadata.uid`, empty if it has none.
@@ -159,6 +153,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::object::JsonObject;
 
     fn pod() -> Value {
         json!({
@@ -176,28 +171,30 @@ mod tests {
     }
 
     #[test]
-    fn object_value_should_equal_to_value_without_managed_fields() {
-        let obj: DynamicObject = serde_json::from_value(pod()).unwrap();
-        let mut expected = obj.clone();
-        expected.metadata.managed_fields = None;
-        let expected = serde_json::to_string(&expected).unwrap();
-        // Compared as text: same keys, same values, same order.
-        assert_eq!(serde_json::to_string(&object_value(obj)).unwrap(), expected);
-        assert!(!expected.contains("managedFields"));
-    }
-
-    #[test]
-    fn object_value_should_keep_an_object_without_type_or_fields() {
-        let obj: DynamicObject = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
-        assert_eq!(object_value(obj), json!({"metadata": {"name": "x"}}));
-    }
-
-    #[test]
     fn obj_key_should_come_from_the_metadata() {
-        let obj: DynamicObject = serde_json::from_value(pod()).unwrap();
+        let obj: JsonObject = serde_json::from_value(pod()).unwrap();
         let key = ObjKey::of(3, &obj.metadata).unwrap();
         assert_eq!((key.kind, &*key.namespace, &*key.name), (3, "ns", "p"));
         let nameless = ObjectMeta::default();
         assert_eq!(ObjKey::of(3, &nameless), None);
+    }
+
+    #[test]
+    fn a_kept_parse_should_be_taken_once_and_dropped_by_a_newer_state() {
+        let mut packers = Packers::default();
+        let mut entry = Entry::default();
+        entry.set(&pod(), 0, &mut packers);
+        let mut marked = pod();
+        marked["status"]["phase"] = json!("kept");
+        // The kept copy is returned as it is (it stands for the state last set)...
+        entry.keep_parsed(marked.clone());
+        assert_eq!(entry.take_object(0, &mut packers), marked);
+        // ...once: then the packed state is parsed.
+        assert_eq!(entry.take_object(0, &mut packers), pod());
+        entry.keep_parsed(marked);
+        let mut newer = pod();
+        newer["metadata"]["resourceVersion"] = json!("8");
+        entry.set(&newer, 0, &mut packers);
+        assert_eq!(entry.take_object(0, &mut packers), newer);
     }
 }

@@ -3,9 +3,8 @@
 //!
 //! # Data flow
 //! The dispatcher sends watch events on a bounded channel, each object as the watch
-//! decoded it; the shard turns it into JSON ([`object_value`], dropping
-//! `managedFields`: this work runs on the shards in parallel, not on the one watch task
-//! per kind), matches stages
+//! decoded it ([`JsonObject`](crate::object::JsonObject): JSON without `managedFields`);
+//! the shard caches it, matches stages
 //! (engine), schedules the chosen stage in its timer wheel ([`crate::wheel`], driven by
 //! one `Sleep` re-armed to the wheel's next deadline), and when a timer fires renders the effects, merges them
 //! ([`crate::batcher::coalesce`]) and hands them to a write task. Write results come
@@ -39,7 +38,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use kube::{api::DynamicObject, core::ApiResource};
+use kube::core::ApiResource;
 use kwok_engine::lifecycle::Lifecycle;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::{SeedableRng, rngs::SmallRng};
@@ -47,7 +46,7 @@ use serde_json::Value;
 use tokio::{sync::mpsc, time::Instant};
 
 use cache::Entry;
-pub use cache::{ObjKey, object_value};
+pub use cache::ObjKey;
 use pack::Packers;
 
 use crate::{
@@ -57,6 +56,7 @@ use crate::{
     ipam::Pool,
     lease::{LeaseMsg, Pressure, PressureGauge},
     metrics::{Metrics, ShardLabel, StageLabel},
+    object::JsonObject,
     settings::Settings,
     wheel::{self, Alarm, Clock, Wheel},
 };
@@ -109,10 +109,9 @@ pub struct Kind {
 
 /// Events for a shard.
 ///
-/// Objects are as the watch decoded them, `managedFields` included: the shard drops
-/// those and converts the rest ([`object_value`]), so the watch task does not. They are
-/// boxed so that an `Input` is small to move and to buffer: a `DynamicObject` is about
-/// 500 bytes before any of its heap data (the typed metadata's fields).
+/// Objects are as the watch decoded them. They are boxed so that an `Input` is small to
+/// move and to buffer: a `JsonObject` is about 300 bytes before any of its heap data
+/// (its typed identity is a whole `ObjectMeta`).
 #[derive(Debug)]
 pub enum Input {
     /// An object was added or changed.
@@ -120,14 +119,14 @@ pub enum Input {
         /// Index into the kinds table.
         kind: usize,
         /// The object.
-        obj: Box<DynamicObject>,
+        obj: Box<JsonObject>,
     },
     /// An object was deleted.
     Deleted {
         /// Index into the kinds table.
         kind: usize,
         /// The last state of the object (only its metadata is read).
-        obj: Box<DynamicObject>,
+        obj: Box<JsonObject>,
     },
     /// The watch of `kind` starts a full re-list.
     Relisting(usize),
@@ -301,7 +300,7 @@ impl Shard {
         self.ctx.kinds[key.kind].role
     }
 
-    fn applied(&mut self, kind: usize, obj: DynamicObject) {
+    fn applied(&mut self, kind: usize, obj: JsonObject) {
         let Some(key) = ObjKey::of(kind, &obj.metadata) else {
             return;
         };
@@ -317,7 +316,7 @@ impl Shard {
         if entry.deleted && entry.uid() != obj.metadata.uid.as_deref().unwrap_or_default() {
             entry.deleted = false;
         }
-        let obj = object_value(obj);
+        let obj = obj.value;
         entry.set(&obj, kind, &mut self.packers);
         match self.role(&key) {
             Role::Node => self.node_applied(&key, &obj),
@@ -325,7 +324,7 @@ impl Shard {
             Role::Other => {}
         }
         self.gauges.objects.set(self.entries.len() as i64);
-        self.evaluate(&key, Some(&obj));
+        self.evaluate(&key, Some(obj));
     }
 
     fn node_applied(&mut self, key: &ObjKey, obj: &Value) {
@@ -439,13 +438,14 @@ impl Shard {
     }
 
     /// Matches stages for `key` and (re)schedules its timer. `obj` is the cached
-    /// object when the caller has it parsed already.
-    fn evaluate(&mut self, key: &ObjKey, obj: Option<&Value>) {
+    /// object when the caller has it parsed already; a stage due at once keeps it for
+    /// its firing.
+    fn evaluate(&mut self, key: &ObjKey, obj: Option<Value>) {
         self.evaluate_after(key, Duration::ZERO, obj);
     }
 
     /// As [`Self::evaluate`], firing no sooner than `at_least` from now.
-    fn evaluate_after(&mut self, key: &ObjKey, at_least: Duration, obj: Option<&Value>) {
+    fn evaluate_after(&mut self, key: &ObjKey, at_least: Duration, obj: Option<Value>) {
         let Some(entry) = self.entries.get(key) else {
             return;
         };
@@ -460,22 +460,18 @@ impl Shard {
             self.cancel(key);
             return;
         }
-        let parsed;
         let obj = match obj {
             Some(obj) => obj,
-            None => {
-                parsed = entry.object(key.kind, &mut self.packers);
-                &parsed
-            }
+            None => entry.object(key.kind, &mut self.packers),
         };
-        if self.ctx.settings.disregards(obj) {
+        if self.ctx.settings.disregards(&obj) {
             self.cancel(key);
             return;
         }
         let kinds = self.ctx.kinds.clone();
         let lifecycle = &kinds[key.kind].lifecycle;
         let entry = self.entries.get_mut(key).expect("present");
-        let Some(stage) = lifecycle.select(obj, &mut self.rng) else {
+        let Some(stage) = lifecycle.select(&obj, &mut self.rng) else {
             self.cancel(key);
             return;
         };
@@ -487,17 +483,25 @@ impl Shard {
         if entry.timer.is_some_and(|(_, pending)| pending == index) {
             return;
         }
-        let delay = stage.delay(obj, Timestamp::now(), &mut self.rng).max(at_least);
+        let delay = stage.delay(&obj, Timestamp::now(), &mut self.rng).max(at_least);
         let when = self.clock.tick_after(Instant::now(), delay);
         let timer = match entry.timer {
             Some((timer, _)) if self.wheel.reset(timer, when) => timer,
             _ => self.wheel.insert(key.clone(), when),
         };
         entry.timer = Some((timer, index));
+        match delay.is_zero() {
+            true => entry.keep_parsed(obj),
+            false => entry.drop_parsed(),
+        }
     }
 
     fn cancel(&mut self, key: &ObjKey) {
-        if let Some((timer, _)) = self.entries.get_mut(key).and_then(|e| e.timer.take()) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        entry.drop_parsed();
+        if let Some((timer, _)) = entry.timer.take() {
             self.wheel.remove(timer);
         }
     }
@@ -542,12 +546,14 @@ impl Shard {
         if self.writes >= limit {
             // The timer left the wheel, but the entry keeps its key: evaluation sees
             // the stage as pending, and a cancel or a new stage makes the item stale.
+            // A parsed object is not kept for a wait of unknown length.
+            entry.drop_parsed();
             self.ready.push_back((timer, key));
             self.gauges.queue.inc();
             return;
         }
         entry.timer = None;
-        let obj = entry.object(key.kind, &mut self.packers);
+        let obj = entry.take_object(key.kind, &mut self.packers);
         let kinds = self.ctx.kinds.clone();
         let stage = &kinds[key.kind].lifecycle.stages()[index];
         let settings = &self.ctx.settings;
@@ -651,7 +657,7 @@ impl Shard {
             }
         }
         if again {
-            self.evaluate(&key, fresh.as_ref());
+            self.evaluate(&key, fresh);
         }
     }
 }
