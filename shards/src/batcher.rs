@@ -96,7 +96,7 @@ pub struct Target {
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// The object as the last successful patch returned it.
-    pub object: Option<Value>,
+    pub object: Option<JsonObject>,
     /// The object is gone (deleted by us, or not found).
     pub gone: bool,
     /// A write hit a conflict: the cached object was stale (`object` then holds a fresh read).
@@ -240,9 +240,7 @@ impl Writer {
                     // The cached object is stale: read it so the shard matches the real one.
                     outcome.conflict = true;
                     match self
-                        .send("get", || async {
-                            api.get(&target.name).await.map(|o| Some(o.value))
-                        })
+                        .send("get", || async { api.get(&target.name).await.map(Some) })
                         .await
                     {
                         Ok(fresh) => outcome.object = fresh,
@@ -277,7 +275,7 @@ impl Writer {
         name: &str,
         sub: Option<&str>,
         patch: &Patch<Value>,
-    ) -> Result<Option<Value>, Failure> {
+    ) -> Result<Option<JsonObject>, Failure> {
         let params = PatchParams::default();
         self.send("patch", || patch_at(api, name, sub, &params, patch))
             .await
@@ -321,21 +319,19 @@ impl Writer {
         });
         let ar = ApiResource::erase::<k8s_openapi::api::core::v1::Event>(&());
         let api: Api<JsonObject> = Api::namespaced_with(self.client.clone(), &namespace, &ar);
-        let obj = JsonObject::new(event);
+        let obj = JsonObject::new(&event);
         let _ = self
             .send("create", || async {
-                api.create(&PostParams::default(), &obj)
-                    .await
-                    .map(|_| None::<Value>)
+                api.create(&PostParams::default(), &obj).await.map(|_| None)
             })
             .await;
     }
 
     /// Runs `call` under the rate limit, retrying throttling and server errors.
-    async fn send<F, Fut>(&self, verb: &str, call: F) -> Result<Option<Value>, Failure>
+    async fn send<F, Fut>(&self, verb: &str, call: F) -> Result<Option<JsonObject>, Failure>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<Option<Value>, kube::Error>>,
+        Fut: Future<Output = Result<Option<JsonObject>, kube::Error>>,
     {
         for attempt in 0..MAX_ATTEMPTS {
             self.limiter.until_ready().await;
@@ -402,14 +398,14 @@ async fn patch_at(
     sub: Option<&str>,
     params: &PatchParams,
     patch: &Patch<impl serde::Serialize + std::fmt::Debug>,
-) -> Result<Option<Value>, kube::Error> {
+) -> Result<Option<JsonObject>, kube::Error> {
     let obj = match sub {
         None => api.patch(name, params, patch).await?,
         Some(sub) => api.patch_subresource(sub, name, params, patch).await?,
     };
     // Decoded without managedFields, as the watch's objects are: the response replaces
-    // the cached object (a heap profile found them kept this way).
-    Ok(Some(obj.value))
+    // the cached object.
+    Ok(Some(obj))
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -102,30 +101,13 @@ pub fn routing_shard(role: Role, obj: &JsonObject, shards: usize) -> Option<usiz
     let name = || obj.metadata.name.as_deref();
     let hash = match role {
         Role::Node => hash(name()?),
-        Role::Pod => hash(node_name(&obj.value).filter(|n| !n.is_empty())?),
+        Role::Pod => hash(obj.node_name.as_deref().filter(|n| !n.is_empty())?),
         Role::Other => {
             let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
             hash_parts(&[namespace, "/", name()?])
         }
     };
     Some((hash % shards as u64) as usize)
-}
-
-/// A pod's `spec.nodeName`.
-fn node_name(data: &Value) -> Option<&str> {
-    field(field(data.as_object()?, "spec")?.as_object()?, "nodeName")?.as_str()
-}
-
-/// The value of `key` in `map`, found by scanning its entries.
-///
-/// # Implementation
-/// The maps it reads are small (a pod's fields: `spec` and `status`; its `spec`: about
-/// fifteen keys), so comparing the keys in order (their lengths first) finds the entry
-/// without hashing the key with SipHash and reading `IndexMap`'s index table: routing
-/// real pods measured 2–5× faster than with `Map::get` (`benches/README.md`,
-/// 2026-11-26 05:00).
-fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
 }
 
 /// Hashes `key` (FNV-1a: stable across runs and processes, unlike `RandomState`).
@@ -151,13 +133,13 @@ pub fn shard_of(key: &str, shards: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
     /// An object as the watch decodes it.
     fn object(value: Value) -> JsonObject {
-        serde_json::from_value(value).unwrap()
+        JsonObject::new(&value)
     }
 
     fn pod(name: &str, node: &str) -> JsonObject {
@@ -248,17 +230,6 @@ mod tests {
         let nameless = object(json!({"metadata": {"namespace": "ns"}}));
         assert_eq!(routing_shard(Role::Node, &nameless, 16), None);
         assert_eq!(routing_shard(Role::Other, &nameless, 16), None);
-    }
-
-    #[test]
-    fn node_name_should_be_found_among_many_spec_fields() {
-        let pod = object(json!({
-            "metadata": {"name": "p"},
-            "spec": {"volumes": [], "containers": [], "restartPolicy": "Always", "nodeName": "n",
-                "schedulerName": "default-scheduler"},
-            "status": {"nodeName": "not this one"},
-        }));
-        assert_eq!(node_name(&pod.value), Some("n"));
     }
 
     #[test]

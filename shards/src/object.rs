@@ -1,59 +1,59 @@
 //! [`JsonObject`]: a Kubernetes object of any kind as the controller reads it from the
-//! apiserver (watch events, write responses): JSON without `metadata.managedFields`,
-//! with only its identity typed.
+//! apiserver (watch events, write responses): its compact JSON text without
+//! `metadata.managedFields`, with its identity (and a pod's node) typed.
 //!
 //! # Why not `DynamicObject`
 //! kube's `DynamicObject` flattens its type fields and data into the struct, so serde
 //! first buffers every object into an intermediate tree and decodes it from there; it
 //! also decodes the typed `ObjectMeta`, `managedFields` entries included, which the
-//! shard then serializes back into JSON and drops. Profiling `small`'s pod deletes found
-//! that decoding (the watch's and the write responses') was half of kwok's CPU. This
-//! type decodes each field once, straight into the `Value` the shard keeps, and skips
-//! `managedFields` without building them (`benches`: `decode/*`).
+//! shard then serialized back into the JSON text it caches. Profiling `small` found
+//! those passes were a third of kwok's CPU, and a decoded pod took ~18 kB while it
+//! waited in a shard's channel.
+//!
+//! This type copies the object's fields as the raw text the apiserver sent (compact
+//! JSON), skipping `managedFields` without building them: the watch task only scans
+//! the text, a shard parses it once, and only if the event is news to it (the event
+//! of our own write is not), and caches the text as it came.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, fmt::Write as _};
 
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
 use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
     de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor},
 };
-use serde_json::{Map, Value};
+use serde_json::{Value, value::RawValue};
 
-/// An object as JSON, `metadata.managedFields` left out; fields in the order the
-/// apiserver sent them.
+/// An object as compact JSON, `metadata.managedFields` left out; fields in the order
+/// the apiserver sent them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonObject {
-    /// The identity fields of `metadata` (name, namespace, uid, resourceVersion), copied
-    /// from the JSON for kube (the watcher resumes from the resourceVersion) and for
-    /// routing. The rest of the metadata is only in `value`.
+    /// The identity fields of `metadata` (name, namespace, uid, resourceVersion), read
+    /// for kube (the watcher resumes from the resourceVersion) and for routing. The rest
+    /// of the metadata is only in `text`.
     pub metadata: ObjectMeta,
-    /// The whole object (a JSON object).
-    pub value: Value,
+    /// `spec.nodeName`, if a string: pods are routed and cached by it.
+    pub node_name: Option<Box<str>>,
+    /// The object (a JSON object).
+    pub text: Box<str>,
 }
 
 impl JsonObject {
-    /// The object `value` (any JSON; `managedFields` are kept if present).
-    pub fn new(value: Value) -> Self {
-        let metadata = identity(value.get("metadata"));
-        Self { metadata, value }
+    /// The object `value`, read as if the apiserver had sent it.
+    pub fn new(value: &Value) -> Self {
+        // Serializing a Value cannot fail (its map keys are strings), and the text of a
+        // JSON object decodes.
+        let text = serde_json::to_string(value).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_else(|_| Self {
+            metadata: ObjectMeta::default(),
+            node_name: None,
+            text: text.into(),
+        })
     }
-}
 
-/// The identity fields of a `metadata` JSON object.
-fn identity(metadata: Option<&Value>) -> ObjectMeta {
-    let text = |key: &str| {
-        metadata
-            .and_then(|m| m.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    ObjectMeta {
-        name: text("name"),
-        namespace: text("namespace"),
-        uid: text("uid"),
-        resource_version: text("resourceVersion"),
-        ..ObjectMeta::default()
+    /// The object parsed (`Null` if it were not JSON, which decoding rules out).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
 }
 
@@ -92,78 +92,176 @@ impl Resource for JsonObject {
 
 impl Serialize for JsonObject {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.value.serialize(serializer)
+        // The text came from a JSON object, so it is one.
+        let raw: &RawValue = serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for JsonObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fields = deserializer.deserialize_map(Fields { skip: None })?;
-        Ok(Self {
-            metadata: identity(fields.get("metadata")),
-            value: Value::Object(fields),
-        })
+        deserializer.deserialize_map(ObjectVisitor)
     }
 }
 
-/// Decodes a JSON object into a map, leaving out the key `skip` and, for an object's
-/// `metadata`, its `managedFields`.
-struct Fields {
-    skip: Option<&'static str>,
-}
+/// Copies an object's fields into its text, reading the identity and `spec.nodeName`.
+struct ObjectVisitor;
 
-impl<'de> Visitor<'de> for Fields {
-    type Value = Map<String, Value>;
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = JsonObject;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if self.skip == Some(key.as_str()) {
-                map.next_value::<IgnoredAny>()?;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
+        let mut text = Text::default();
+        let mut metadata = ObjectMeta::default();
+        let mut node_name = None;
+        while let Some(Key(key)) = map.next_key()? {
+            if key == "metadata" {
+                text.key(&key);
+                map.next_value_seed(Metadata {
+                    text: &mut text,
+                    meta: &mut metadata,
+                })?;
                 continue;
             }
-            let value = match (self.skip, key.as_str()) {
-                // The top level (`skip` is only set for metadata).
-                (None, "metadata") => map.next_value_seed(Metadata)?,
-                _ => map.next_value()?,
-            };
-            fields.insert(key, value);
+            let raw: Box<RawValue> = map.next_value()?;
+            if key == "spec" {
+                node_name = serde_json::from_str::<Spec>(raw.get())
+                    .ok()
+                    .and_then(|spec| spec.node_name);
+            }
+            text.field(&key, &raw);
         }
-        Ok(fields)
+        Ok(JsonObject {
+            metadata,
+            node_name,
+            text: text.close(),
+        })
     }
 }
 
-/// `metadata` without `managedFields` (`null` stays `null`).
-struct Metadata;
+/// The one field of a spec that routing needs; the others are skipped unread.
+#[derive(Deserialize)]
+struct Spec {
+    #[serde(rename = "nodeName")]
+    node_name: Option<Box<str>>,
+}
 
-impl<'de> DeserializeSeed<'de> for Metadata {
-    type Value = Value;
+/// `metadata`, copied into the object's text without `managedFields`, its identity
+/// fields read on the way.
+struct Metadata<'a> {
+    text: &'a mut Text,
+    meta: &'a mut ObjectMeta,
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+impl<'de> DeserializeSeed<'de> for Metadata<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Metadata {
-    type Value = Value;
+impl<'de> Visitor<'de> for Metadata<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object's metadata")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.text.0.push_str("null");
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        let skip = Fields {
-            skip: Some("managedFields"),
-        };
-        skip.visit_map(map).map(Value::Object)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut fields = Text::default();
+        while let Some(Key(key)) = map.next_key()? {
+            if key == "managedFields" {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let raw: Box<RawValue> = map.next_value()?;
+            let slot = match &*key {
+                "name" => Some(&mut self.meta.name),
+                "namespace" => Some(&mut self.meta.namespace),
+                "uid" => Some(&mut self.meta.uid),
+                "resourceVersion" => Some(&mut self.meta.resource_version),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                *slot = serde_json::from_str(raw.get()).ok();
+            }
+            fields.field(&key, &raw);
+        }
+        self.text.0.push_str(&fields.close());
+        Ok(())
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes (serde's `Cow` always
+/// copies).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key)))
+    }
+}
+
+/// A JSON object's compact text, written field by field.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    fn key(&mut self, key: &str) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            // A string serializes; `write!` to a String cannot fail.
+            let _ = write!(self.0, "{}:", Value::from(key));
+        } else {
+            self.0.push('"');
+            self.0.push_str(key);
+            self.0.push_str("\":");
+        }
+    }
+
+    fn field(&mut self, key: &str, raw: &RawValue) {
+        self.key(key);
+        self.0.push_str(raw.get());
+    }
+
+    fn close(mut self) -> Box<str> {
+        if self.0.is_empty() {
+            self.0.push('{');
+        }
+        self.0.push('}');
+        self.0.into_boxed_str()
     }
 }
 
@@ -180,7 +278,7 @@ mod tests {
             "kind": "Pod",
             "metadata": {
                 "name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
-                "labels": {"app": "web"},
+                "labels": {"app": "web", "say \"hi\"\n": "é"},
                 "managedFields": [{"manager": "kubectl", "operation": "Update", "apiVersion": "v1",
                     "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:nodeName": {}}}}]
             },
@@ -189,28 +287,28 @@ mod tests {
         })
     }
 
+    fn without_managed_fields(mut value: Value) -> Value {
+        value["metadata"].as_object_mut().unwrap().remove("managedFields");
+        value
+    }
+
     #[test]
     fn decoding_should_keep_every_field_but_managed_fields_in_order() {
         let text = serde_json::to_string(&pod()).unwrap();
         let obj: JsonObject = serde_json::from_str(&text).unwrap();
-        let mut expected = pod();
-        expected["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .remove("managedFields");
-        // Compared as text: same keys, same values, same order.
-        assert_eq!(
-            serde_json::to_string(&obj).unwrap(),
-            serde_json::to_string(&expected).unwrap()
-        );
+        // Compared as text: same keys, same values, same order, compact.
+        let expected = serde_json::to_string(&without_managed_fields(pod())).unwrap();
+        assert_eq!(&*obj.text, expected);
+        assert_eq!(serde_json::to_string(&obj).unwrap(), expected);
         // As kube's DynamicObject reads it, less the managedFields.
         let mut dynamic: DynamicObject = serde_json::from_str(&text).unwrap();
         dynamic.metadata.managed_fields = None;
-        assert_eq!(obj.value, serde_json::to_value(&dynamic).unwrap());
+        assert_eq!(obj.to_value(), serde_json::to_value(&dynamic).unwrap());
     }
 
     #[test]
-    fn decoding_should_type_the_identity() {
+    fn decoding_should_type_the_identity_and_the_node() {
+        // From a Value too (serde_json hands it over as text).
         let obj: JsonObject = serde_json::from_value(pod()).unwrap();
         let meta = obj.meta();
         assert_eq!(meta.name.as_deref(), Some("p"));
@@ -218,15 +316,29 @@ mod tests {
         assert_eq!(meta.uid.as_deref(), Some("u"));
         assert_eq!(meta.resource_version.as_deref(), Some("7"));
         assert_eq!(meta.labels, None, "only the identity is typed");
+        assert_eq!(obj.node_name.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn the_node_should_be_the_specs_among_many_fields() {
+        let obj = JsonObject::new(&json!({
+            "metadata": {"name": "p"},
+            "status": {"nodeName": "not this one"},
+            "spec": {"volumes": [{"name": "v", "nodeName": "nor this"}], "restartPolicy": "Always",
+                "nodeName": "n", "schedulerName": "default-scheduler"},
+        }));
+        assert_eq!(obj.node_name.as_deref(), Some("n"));
     }
 
     #[test]
     fn decoding_should_leave_managed_fields_elsewhere_alone() {
         // Only metadata's managedFields are the server's bookkeeping.
-        let obj: JsonObject =
-            serde_json::from_value(json!({"spec": {"managedFields": 1}, "metadata": null})).unwrap();
-        assert_eq!(obj.value, json!({"spec": {"managedFields": 1}, "metadata": null}));
-        assert_eq!(obj.metadata, ObjectMeta::default());
+        let value = json!({"spec": {"managedFields": 1, "nodeName": null}, "metadata": null});
+        let obj: JsonObject = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(obj.to_value(), value);
+        assert_eq!((obj.metadata, obj.node_name), (ObjectMeta::default(), None));
+        let empty: JsonObject = serde_json::from_str("{}").unwrap();
+        assert_eq!(&*empty.text, "{}");
     }
 
     #[test]
@@ -234,12 +346,13 @@ mod tests {
         let err = serde_json::from_str::<JsonObject>("[1]").unwrap_err();
         assert!(err.to_string().contains("a JSON object"), "{err}");
         assert!(serde_json::from_str::<JsonObject>(r#"{"metadata": 3}"#).is_err());
+        assert!(serde_json::from_str::<JsonObject>(r#"{"spec": }"#).is_err());
     }
 
     #[test]
-    fn new_should_read_the_identity_from_the_value() {
-        let obj = JsonObject::new(pod());
+    fn new_should_read_a_value_as_if_sent() {
+        let obj = JsonObject::new(&pod());
         assert_eq!(obj.metadata.name.as_deref(), Some("p"));
-        assert_eq!(obj.value, pod());
+        assert_eq!(obj.to_value(), without_managed_fields(pod()));
     }
 }

@@ -113,7 +113,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
             }
             Ok(watcher::Event::InitApply(obj)) => {
                 if let (Some(list), Some(name)) = (listing.as_mut(), obj.metadata.name.clone()) {
-                    list.insert(name, obj.value);
+                    list.insert(name, obj.to_value());
                 }
                 false
             }
@@ -123,7 +123,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
             }
             Ok(watcher::Event::Apply(obj)) => match obj.metadata.name.clone() {
                 Some(name) => {
-                    objects.insert(name, obj.value);
+                    objects.insert(name, obj.to_value());
                     true
                 }
                 None => false,

@@ -121,6 +121,15 @@ impl Stage {
         &self.steps
     }
 
+    /// Whether rendering reads nothing of the object but its `metadata`: the stage only
+    /// sends events, changes finalizers or deletes (as the delete stages do), so a
+    /// caller may [`render`](Self::render) it against `{"metadata": …}` alone.
+    pub fn reads_metadata_only(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|step| matches!(step, Step::Event(_) | Step::Finalizers(_) | Step::Delete))
+    }
+
     /// Renders the steps against `obj` into effects. Patches that would not change
     /// the object are left out; a step that fails to render becomes [`Effect::Error`].
     pub fn render(&self, obj: &Value, host: &dyn Host) -> Vec<Effect> {
@@ -133,5 +142,30 @@ impl Stage {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{catalog, lifecycle::Lifecycles, stage::load::Documents};
+
+    #[test]
+    fn only_event_finalizer_and_delete_stages_should_read_metadata_only() {
+        let mut docs = Documents::default();
+        for set in ["pod-fast", "pod-general", "node-fast"] {
+            docs.parse(set, catalog::set(set).unwrap()).unwrap();
+        }
+        let lifecycles = Lifecycles::compile(&docs).unwrap();
+        let reads = |kind: &str, name: &str| {
+            let lifecycle = lifecycles.for_kind(None, kind).unwrap();
+            let stage = lifecycle.stages().iter().find(|s| s.name() == name);
+            stage
+                .unwrap_or_else(|| panic!("no stage {name}"))
+                .reads_metadata_only()
+        };
+        assert!(reads("Pod", "pod-delete"));
+        assert!(!reads("Pod", "pod-ready"), "renders a status template");
+        assert!(!reads("Pod", "pod-create"));
+        assert!(!reads("Node", "node-initialize"));
     }
 }

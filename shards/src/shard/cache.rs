@@ -1,10 +1,10 @@
 //! A shard's cache entries: the last state of each object and its scheduling state.
 
 use kube::core::ObjectMeta;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::pack::{Packed, Packers};
-use crate::wheel;
+use crate::{object::JsonObject, wheel};
 
 /// Identity of a cached object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -86,16 +86,11 @@ impl Default for Entry {
 
 impl Entry {
     /// Stores `obj`, an object of `kind`, as the object's last state.
-    pub fn set(&mut self, obj: &Value, kind: usize, packers: &mut Packers) {
-        // Serializing a Value cannot fail (its map keys are strings).
-        let text = serde_json::to_string(obj).unwrap_or_default();
-        self.json = packers.pack(kind, &text);
+    pub fn set(&mut self, obj: &JsonObject, kind: usize, packers: &mut Packers) {
+        self.json = packers.pack(kind, &obj.text);
         self.hot = None;
-        self.uid = str_at(obj, "/metadata/uid").into();
-        self.node = obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .map(Into::into);
+        self.uid = obj.metadata.uid.as_deref().unwrap_or_default().into();
+        self.node = obj.node_name.clone();
     }
 
     /// The object's last state, parsed (`kind` as given to `set`).
@@ -118,13 +113,23 @@ impl Entry {
         self.hot = None;
     }
 
-    /// The object's last state, parsed: the copy kept by [`Self::keep_parsed`] if any
-    /// (which it takes), else as [`Self::object`].
-    pub fn take_object(&mut self, kind: usize, packers: &mut Packers) -> Value {
-        match self.hot.take() {
-            Some(obj) => obj,
-            None => self.object(kind, packers),
+    /// Takes the parsed copy kept by [`Self::keep_parsed`], if any.
+    pub fn take_parsed(&mut self) -> Option<Value> {
+        self.hot.take()
+    }
+
+    /// The object's last `metadata` alone, as `{"metadata": …}`: the rest of the text is
+    /// scanned, not parsed (`kind` as given to `set`).
+    pub fn metadata(&self, kind: usize, packers: &mut Packers) -> Value {
+        /// Deserializing skips the fields it does not name without building them.
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(default)]
+            metadata: Value,
         }
+        let head = packers.with_text(kind, &self.json, |text| serde_json::from_slice::<Head>(text).ok());
+        let metadata = head.flatten().map_or(Value::Null, |h| h.metadata);
+        Value::Object(Map::from_iter([("metadata".to_owned(), metadata)]))
     }
 
     /// `metadata.uid`, empty if it has none.
@@ -143,17 +148,11 @@ pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
     obj.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// `metadata.resourceVersion`, or empty.
-pub fn resource_version(obj: &Value) -> String {
-    str_at(obj, "/metadata/resourceVersion").to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::object::JsonObject;
 
     fn pod() -> Value {
         json!({
@@ -172,29 +171,40 @@ mod tests {
 
     #[test]
     fn obj_key_should_come_from_the_metadata() {
-        let obj: JsonObject = serde_json::from_value(pod()).unwrap();
-        let key = ObjKey::of(3, &obj.metadata).unwrap();
+        let key = ObjKey::of(3, &JsonObject::new(&pod()).metadata).unwrap();
         assert_eq!((key.kind, &*key.namespace, &*key.name), (3, "ns", "p"));
         let nameless = ObjectMeta::default();
         assert_eq!(ObjKey::of(3, &nameless), None);
     }
 
     #[test]
-    fn a_kept_parse_should_be_taken_once_and_dropped_by_a_newer_state() {
+    fn an_entry_should_read_back_as_set_and_a_kept_parse_be_taken_once() {
         let mut packers = Packers::default();
         let mut entry = Entry::default();
-        entry.set(&pod(), 0, &mut packers);
-        let mut marked = pod();
+        entry.set(&JsonObject::new(&pod()), 0, &mut packers);
+        assert_eq!((entry.uid(), entry.node()), ("u", Some("n")));
+        // The object as cached: without its managedFields.
+        let stored = || {
+            let mut pod = pod();
+            pod["metadata"].as_object_mut().unwrap().remove("managedFields");
+            pod
+        };
+        let mut marked = stored();
         marked["status"]["phase"] = json!("kept");
-        // The kept copy is returned as it is (it stands for the state last set)...
+        assert_eq!(entry.object(0, &mut packers), stored());
+        assert_eq!(
+            entry.metadata(0, &mut packers),
+            json!({"metadata": stored()["metadata"]})
+        );
+        // The kept copy is returned as it is (it stands for the state last set), once.
         entry.keep_parsed(marked.clone());
-        assert_eq!(entry.take_object(0, &mut packers), marked);
-        // ...once: then the packed state is parsed.
-        assert_eq!(entry.take_object(0, &mut packers), pod());
+        assert_eq!(entry.take_parsed(), Some(marked.clone()));
+        assert_eq!(entry.take_parsed(), None);
         entry.keep_parsed(marked);
-        let mut newer = pod();
+        let mut newer = stored();
         newer["metadata"]["resourceVersion"] = json!("8");
-        entry.set(&newer, 0, &mut packers);
-        assert_eq!(entry.take_object(0, &mut packers), newer);
+        entry.set(&JsonObject::new(&newer), 0, &mut packers);
+        assert_eq!(entry.take_parsed(), None);
+        assert_eq!(entry.object(0, &mut packers), newer);
     }
 }
