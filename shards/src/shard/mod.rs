@@ -3,10 +3,11 @@
 //!
 //! # Data flow
 //! The dispatcher sends watch events on a bounded channel, each object as the watch
-//! decoded it ([`JsonObject`](crate::object::JsonObject): JSON without `managedFields`);
-//! the shard caches it, matches stages
-//! (engine), schedules the chosen stage in its timer wheel ([`crate::wheel`], driven by
-//! one `Sleep` re-armed to the wheel's next deadline), and when a timer fires renders the effects, merges them
+//! decoded it ([`JsonObject`](crate::object::JsonObject): compact JSON text without
+//! `managedFields`); the shard parses an object only if it is news (not the event of
+//! its own write), caches its text, matches stages (engine), schedules the chosen stage
+//! in its timer wheel ([`crate::wheel`], driven by one `Sleep` re-armed to the wheel's
+//! next deadline), and when a timer fires renders the effects, merges them
 //! ([`crate::batcher::coalesce`]) and hands them to a write task. Write results come
 //! back on an unbounded channel, so a full event channel can never block a writer
 //! that the shard is waiting for.
@@ -19,7 +20,9 @@
 //!   only if nothing re-scheduled or cancelled it meanwhile. A slow apiserver thus
 //!   costs a queue of keys, not a task holding a rendered object per waiting write,
 //!   and each waiting stage renders from the newest state of its object.
-//! - Cached objects are compact JSON (`cache::Entry`), parsed only to match or render.
+//! - Cached objects are compact JSON (`cache::Entry`), parsed only to match or render;
+//!   a stage due at once keeps the parse that matched it for its firing, and a stage
+//!   that reads only metadata fires on the metadata alone.
 //! - An entry has a timer only while a stage is pending for it; re-matching the same
 //!   stage keeps the timer, matching another replaces it.
 //! - A successful write's response replaces the cached object and the object is
@@ -110,8 +113,8 @@ pub struct Kind {
 /// Events for a shard.
 ///
 /// Objects are as the watch decoded them. They are boxed so that an `Input` is small to
-/// move and to buffer: a `JsonObject` is about 300 bytes before any of its heap data
-/// (its typed identity is a whole `ObjectMeta`).
+/// move and to buffer: a `JsonObject`'s typed identity is a whole `ObjectMeta`, hundreds
+/// of bytes before any heap data.
 #[derive(Debug)]
 pub enum Input {
     /// An object was added or changed.
