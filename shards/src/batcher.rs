@@ -88,7 +88,8 @@ pub struct Target {
     pub namespace: Option<String>,
     /// Name.
     pub name: String,
-    /// The object as last seen, for events and finalizer patches.
+    /// The object as last seen, cut to its metadata (`{"metadata": …}`): all that events
+    /// and finalizer patches read.
     pub object: Value,
 }
 

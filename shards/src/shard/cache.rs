@@ -128,8 +128,7 @@ impl Entry {
             metadata: Value,
         }
         let head = packers.with_text(kind, &self.json, |text| serde_json::from_slice::<Head>(text).ok());
-        let metadata = head.flatten().map_or(Value::Null, |h| h.metadata);
-        Value::Object(Map::from_iter([("metadata".to_owned(), metadata)]))
+        with_metadata(head.flatten().map_or(Value::Null, |h| h.metadata))
     }
 
     /// `metadata.uid`, empty if it has none.
@@ -141,6 +140,16 @@ impl Entry {
     pub fn node(&self) -> Option<&str> {
         self.node.as_deref()
     }
+}
+
+/// `obj` cut to its metadata, as `{"metadata": …}` (what [`Entry::metadata`] reads).
+pub fn metadata_only(mut obj: Value) -> Value {
+    with_metadata(obj.get_mut("metadata").map(Value::take).unwrap_or_default())
+}
+
+/// `{"metadata": metadata}`.
+fn with_metadata(metadata: Value) -> Value {
+    Value::Object(Map::from_iter([("metadata".to_owned(), metadata)]))
 }
 
 /// The string at `pointer`, or empty.

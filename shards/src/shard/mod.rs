@@ -597,7 +597,8 @@ impl Shard {
             resource: kind.resource.clone(),
             namespace: kind.namespaced.then(|| key.namespace.clone()),
             name: key.name.clone(),
-            object: obj,
+            // A write may wait long on a busy apiserver: it holds only what it reads.
+            object: cache::metadata_only(obj),
         };
         let (writer, done) = (self.ctx.writer.clone(), self.done_tx.clone());
         tokio::spawn(async move {
