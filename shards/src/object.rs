@@ -266,13 +266,14 @@ impl Text {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use kube::api::DynamicObject;
     use serde_json::json;
 
     use super::*;
 
-    fn pod() -> Value {
+    /// A pod as the apiserver sends it, `managedFields` included.
+    pub(crate) fn pod() -> Value {
         json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -287,7 +288,7 @@ mod tests {
         })
     }
 
-    fn without_managed_fields(mut value: Value) -> Value {
+    pub(crate) fn without_managed_fields(mut value: Value) -> Value {
         value["metadata"].as_object_mut().unwrap().remove("managedFields");
         value
     }

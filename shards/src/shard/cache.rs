@@ -162,21 +162,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn pod() -> Value {
-        json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
-                "labels": {"app": "web"},
-                "managedFields": [{"manager": "kubectl", "operation": "Update", "apiVersion": "v1",
-                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:nodeName": {}}}}]
-            },
-            "spec": {"containers": [{"name": "app", "image": "nginx"}], "nodeName": "n"},
-            "status": {"phase": "Pending"}
-        })
-    }
+    use crate::object::tests::{pod, without_managed_fields};
 
     #[test]
     fn obj_key_should_come_from_the_metadata() {
@@ -193,11 +179,7 @@ mod tests {
         entry.set(&JsonObject::new(&pod()), 0, &mut packers);
         assert_eq!((entry.uid(), entry.node()), ("u", Some("n")));
         // The object as cached: without its managedFields.
-        let stored = || {
-            let mut pod = pod();
-            pod["metadata"].as_object_mut().unwrap().remove("managedFields");
-            pod
-        };
+        let stored = || without_managed_fields(pod());
         let mut marked = stored();
         marked["status"]["phase"] = json!("kept");
         assert_eq!(entry.object(0, &mut packers), stored());
