@@ -21,9 +21,10 @@ pub type Batch = Vec<Input>;
 /// Routes one watched kind's events to the shards' bounded channels, in batches.
 ///
 /// Objects travel as the watch decoded them ([`JsonObject`]): the route is read from the
-/// typed identity and, for pods, the one `spec.nodeName` field; the object is boxed into
-/// its [`Input`] and the shard keeps its JSON. The watch task feeds every shard of its kind, one event
-/// after another, so it does no per-object work beyond reading the route.
+/// typed identity and, for pods, `spec.nodeName`, read while decoding; the object is
+/// boxed into its [`Input`] and the shard keeps its JSON. The watch task feeds every shard
+/// of its kind, one event after another, so it does no per-object work beyond reading
+/// the route.
 ///
 /// Events are buffered per shard by `applied`/`deleted` and sent by `flush` (the watch
 /// loop flushes after every ready chunk, so nothing waits for more events to arrive).
