@@ -3,7 +3,7 @@
 //!
 //! # Data flow
 //! The dispatcher sends watch events on a bounded channel, each object as the watch
-//! decoded it ([`JsonObject`](crate::object::JsonObject): compact JSON text without
+//! decoded it ([`JsonObject`]: compact JSON text without
 //! `managedFields`); the shard parses an object only if it is news (not the event of
 //! its own write), caches its text, matches stages (engine), schedules the chosen stage
 //! in its timer wheel ([`crate::wheel`], driven by one `Sleep` re-armed to the wheel's
