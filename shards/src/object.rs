@@ -138,7 +138,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
         Ok(JsonObject {
             metadata,
             node_name,
-            text: text.close(),
+            text: text.finish(),
         })
     }
 }
@@ -173,12 +173,13 @@ impl<'de> Visitor<'de> for Metadata<'_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.text.0.push_str("null");
+        self.text.out.push_str("null");
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut fields = Text::default();
+        // Written straight into the object's text, not built apart and copied.
+        self.text.open();
         while let Some(Key(key)) = map.next_key()? {
             if key == "managedFields" {
                 map.next_value::<IgnoredAny>()?;
@@ -195,9 +196,9 @@ impl<'de> Visitor<'de> for Metadata<'_> {
             if let Some(slot) = slot {
                 *slot = serde_json::from_str(raw.get()).ok();
             }
-            fields.field(&key, &raw);
+            self.text.field(&key, &raw);
         }
-        self.text.0.push_str(&fields.close());
+        self.text.close();
         Ok(())
     }
 }
@@ -234,34 +235,60 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
-/// A JSON object's compact text, written field by field.
-#[derive(Default)]
-struct Text(String);
+/// An object's compact text, written field by field; a field's value may be a nested
+/// object written the same way ([`Text::open`] after its key, [`Text::close`]).
+struct Text {
+    out: String,
+    /// The object opened last has no field yet.
+    empty: bool,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Self {
+            out: String::new(),
+            empty: true,
+        }
+    }
+}
 
 impl Text {
     fn key(&mut self, key: &str) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        self.out.push(if self.empty { '{' } else { ',' });
+        self.empty = false;
         if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
             // A string serializes; `write!` to a String cannot fail.
-            let _ = write!(self.0, "{}:", Value::from(key));
+            let _ = write!(self.out, "{}:", Value::from(key));
         } else {
-            self.0.push('"');
-            self.0.push_str(key);
-            self.0.push_str("\":");
+            self.out.push('"');
+            self.out.push_str(key);
+            self.out.push_str("\":");
         }
     }
 
     fn field(&mut self, key: &str, raw: &RawValue) {
         self.key(key);
-        self.0.push_str(raw.get());
+        self.out.push_str(raw.get());
     }
 
-    fn close(mut self) -> Box<str> {
-        if self.0.is_empty() {
-            self.0.push('{');
+    /// Starts the nested object that is the value of the key just written.
+    fn open(&mut self) {
+        self.empty = true;
+    }
+
+    /// Ends the object opened last.
+    fn close(&mut self) {
+        if self.empty {
+            self.out.push('{');
         }
-        self.0.push('}');
-        self.0.into_boxed_str()
+        self.out.push('}');
+        self.empty = false;
+    }
+
+    /// The text, the top-level object closed.
+    fn finish(mut self) -> Box<str> {
+        self.close();
+        self.out.into_boxed_str()
     }
 }
 
@@ -340,6 +367,11 @@ pub(crate) mod tests {
         assert_eq!((obj.metadata, obj.node_name), (ObjectMeta::default(), None));
         let empty: JsonObject = serde_json::from_str("{}").unwrap();
         assert_eq!(&*empty.text, "{}");
+        let nested = r#"{"metadata":{},"spec":{"a":1}}"#;
+        assert_eq!(&*serde_json::from_str::<JsonObject>(nested).unwrap().text, nested);
+        let only_managed = r#"{"metadata":{"managedFields":[]},"kind":"Pod"}"#;
+        let obj: JsonObject = serde_json::from_str(only_managed).unwrap();
+        assert_eq!(&*obj.text, r#"{"metadata":{},"kind":"Pod"}"#);
     }
 
     #[test]
