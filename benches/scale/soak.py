@@ -18,8 +18,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def sh(env, *args, stdin=None, check=True, tries=1):
+    """kwokctl ARGS on the cluster `env` names (KWOK_NAME); stdout, or exit after `tries`."""
     for attempt in range(tries):
-        out = subprocess.run([str(KWOKCTL), "--name", "soak", *args], env=env, input=stdin,
+        out = subprocess.run([str(KWOKCTL), *args], env=env, input=stdin,
                              capture_output=True, text=True)
         if out.returncode == 0 or not check:
             return out.stdout
@@ -27,6 +28,26 @@ def sh(env, *args, stdin=None, check=True, tries=1):
               file=sys.stderr, flush=True)
         time.sleep(2)
     raise SystemExit(f"kwokctl {' '.join(args)} kept failing")
+
+
+def throwaway_cluster(name):
+    """(env, work dir) of a cluster `name` made with --disable-qps-limits and the kubelet's
+    40 s node lease and grace period (--heartbeat-factor 1; kwokctl's default 5 gives 200 s,
+    as upstream's) in a throw-away KWOK_WORKDIR, binaries from the usual cache."""
+    work = tempfile.mkdtemp(prefix=f"kwok-{name}-")
+    cache = os.environ.get("KWOK_CACHE_DIR", str(Path.home() / ".kwok/cache"))
+    env = dict(os.environ, KWOK_WORKDIR=work, KUBECONFIG=f"{work}/kubeconfig", KWOK_CACHE_DIR=cache,
+               KWOK_NAME=name)
+    sh(env, "create", "cluster", "--disable-qps-limits", "--heartbeat-factor", "1")
+    return env, work
+
+
+def apply_all(env, docs):
+    """Applies YAML documents 250 at a time, eight kubectl processes at once (one sends
+    its creates one after another)."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: sh(env, "kubectl", "apply", "-f", "-", stdin="---\n".join(docs[i:i + 250]), tries=5),
+                      range(0, len(docs), 250)))
 
 
 def proc(pid):
@@ -68,26 +89,18 @@ def main():
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="kwok-soak-")
-    # Clusters in a throw-away work dir; binaries from the usual cache.
-    cache = os.environ.get("KWOK_CACHE_DIR", str(Path.home() / ".kwok/cache"))
-    env = dict(os.environ, KWOK_WORKDIR=work, KUBECONFIG=f"{work}/kubeconfig", KWOK_CACHE_DIR=cache)
-    sh(env, "create", "cluster", "--disable-qps-limits")
+    env, work = throwaway_cluster("soak")
     try:
         cfg = Path(work, "clusters/soak/kwok.yaml").read_text()
         port = re.search(r"kwokControllerPort: (\d+)", cfg).group(1)
         kwok = int(Path(work, "clusters/soak/pids/kwok-controller.pid").read_text())
         api = int(Path(work, "clusters/soak/pids/kube-apiserver.pid").read_text())
-        docs = "".join(
+        docs = [
             f"apiVersion: v1\nkind: Node\nmetadata:\n  name: soak-{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n"
             f"  labels: {{type: kwok}}\nstatus:\n  allocatable: {{cpu: '32', memory: 256Gi, pods: '110'}}\n"
-            f"  capacity: {{cpu: '32', memory: 256Gi, pods: '110'}}\n---\n" for i in range(a.nodes))
+            f"  capacity: {{cpu: '32', memory: 256Gi, pods: '110'}}\n" for i in range(a.nodes)]
         t0 = time.time()
-        # Eight kubectl processes at once: one sends its creates one after another.
-        parts = docs.split("---\n")
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda c: sh(env, "kubectl", "apply", "-f", "-", stdin="---\n".join(parts[c:c + 250]), tries=5),
-                          range(0, a.nodes, 250)))
+        apply_all(env, docs)
         created = time.time() - t0
         while True:
             out = sh(env, "kubectl", "get", "nodes", "--no-headers")

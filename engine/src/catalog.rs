@@ -8,9 +8,10 @@
 //! | `node-fast` | `node-initialize`, `node-heartbeat` | a node is Ready at once, its conditions are refreshed every 20–25 s (no leases) |
 //! | `node-fast-with-lease` | `node-initialize`, `node-heartbeat-with-lease` | the same when node leases carry liveness: status heartbeat every 10 min |
 //! | `pod-fast` | `pod-ready`, `pod-complete`, `pod-delete` | a scheduled pod is Running and Ready in one write, a Job's pod Succeeds, a deleted pod goes at once |
-//! | `pod-general` | `pod-create`, `pod-init-container-running`, `pod-init-container-completed`, `pod-ready`, `pod-complete`, `pod-remove-finalizer`, `pod-delete` | kubelet-like phases, each after 1–5 s |
+//! | `pod-general` | `pod-create`, `pod-init-container-running`, `pod-init-container-completed`, `pod-ready`, `pod-complete`, `pod-delete` | kubelet-like phases, each after 1–5 s |
 //! | `node-chaos` | `node-not-ready` | nodes labelled `node-not-ready.stage.kwok.x-k8s.io=true` turn NotReady (use with a node set) |
-//! | `pod-chaos` | `pod-container-running-failed` | pods labelled `pod-container-running-failed.stage.kwok.x-k8s.io=true` fail once Running (use with a pod set) |
+//! | `pod-chaos` | `pod-container-running-failed`, `pod-init-container-running-failed` | pods labelled `<stage>.stage.kwok.x-k8s.io=true` fail once Running, or while Pending by an init container (use with a pod set) |
+//! | `volume-fast` | `pvc-provision`, `pv-bind`, `pvc-delete`, `pv-delete` | claims of the StorageClass `kwok-volume` get a bound volume at once; a deleted claim's volume is released and deleted |
 //!
 //! Every stage reads per-object overrides from the annotations
 //! `<stage>.stage.kwok.x-k8s.io/weight`, `…/delay` and `…/jitter-delay`
@@ -26,8 +27,11 @@ pub const POD_FAST: &str = include_str!("../stages/pod-fast.yaml");
 pub const POD_GENERAL: &str = include_str!("../stages/pod-general.yaml");
 /// `node-chaos`: `node-not-ready`, for opted-in nodes.
 pub const NODE_CHAOS: &str = include_str!("../stages/node-chaos.yaml");
-/// `pod-chaos`: `pod-container-running-failed`, for opted-in pods.
+/// `pod-chaos`: `pod-container-running-failed` and `pod-init-container-running-failed`,
+/// for opted-in pods.
 pub const POD_CHAOS: &str = include_str!("../stages/pod-chaos.yaml");
+/// `volume-fast`: claims and volumes of the StorageClass `kwok-volume`.
+pub const VOLUME_FAST: &str = include_str!("../stages/volume-fast.yaml");
 
 /// The single `node-heartbeat-with-lease` stage; not a set on its own (it would race
 /// `node-heartbeat`), see [`set`]`("node-fast-with-lease")`.
@@ -50,6 +54,7 @@ pub const SETS: &[&str] = &[
     "pod-general",
     "node-chaos",
     "pod-chaos",
+    "volume-fast",
 ];
 
 /// The stages of set `name` as one multi-document YAML text, or `None` if there is no
@@ -78,6 +83,7 @@ pub fn set(name: &str) -> Option<&'static str> {
         "pod-general" | "general" => Some(POD_GENERAL),
         "node-chaos" => Some(NODE_CHAOS),
         "pod-chaos" => Some(POD_CHAOS),
+        "volume-fast" | "volume" => Some(VOLUME_FAST),
         _ => None,
     }
 }
@@ -118,12 +124,21 @@ mod tests {
                 "pod-init-container-completed",
                 "pod-ready",
                 "pod-complete",
-                "pod-remove-finalizer",
                 "pod-delete",
             ],
         ),
         ("node-chaos", &["node-not-ready"]),
-        ("pod-chaos", &["pod-container-running-failed"]),
+        (
+            "pod-chaos",
+            &[
+                "pod-container-running-failed",
+                "pod-init-container-running-failed",
+            ],
+        ),
+        (
+            "volume-fast",
+            &["pvc-provision", "pv-bind", "pvc-delete", "pv-delete"],
+        ),
     ];
 
     fn parse(name: &str) -> Vec<Stage> {
@@ -197,20 +212,25 @@ mod tests {
     }
 
     #[test]
-    fn every_stage_should_be_a_v1alpha1_stage_for_a_core_node_or_pod() {
+    /// Node and pod stages use `next` as upstream's do; volume stages use `steps`
+    /// (their apply steps have no `next` form), also as upstream's.
+    fn every_stage_should_be_a_v1alpha1_stage_for_a_core_kind_named_after_it() {
         for (set, stage) in all_stages() {
             let at = format!("set {set}: stage {}", stage.metadata.name);
             assert_eq!(stage.api_version, "kwok.x-k8s.io/v1alpha1", "{at}");
             assert_eq!(stage.kind, "Stage", "{at}");
             assert_eq!(stage.spec.resource_ref.api_group, "v1", "{at}");
-            let kind = &stage.spec.resource_ref.kind;
-            let prefix = if kind == "Node" { "node-" } else { "pod-" };
-            assert!(kind == "Node" || kind == "Pod", "{at}: kind {kind}");
+            let kind = stage.spec.resource_ref.kind.as_str();
+            let (prefix, uses_next) = match kind {
+                "Node" => ("node-", true),
+                "Pod" => ("pod-", true),
+                "PersistentVolumeClaim" => ("pvc-", false),
+                "PersistentVolume" => ("pv-", false),
+                other => panic!("{at}: kind {other}"),
+            };
             assert!(stage.metadata.name.starts_with(prefix), "{at}: kind {kind}");
-            assert!(
-                stage.spec.next.is_some() && stage.spec.steps.is_none(),
-                "{at}: uses next"
-            );
+            assert_eq!(stage.spec.next.is_some(), uses_next, "{at}");
+            assert_eq!(stage.spec.steps.is_some(), !uses_next, "{at}");
         }
     }
 
@@ -233,8 +253,9 @@ mod tests {
     }
 
     #[test]
-    fn every_stage_should_read_weight_delay_and_jitter_from_its_own_annotations() {
-        for (set, stage) in all_stages() {
+    fn every_node_and_pod_stage_should_read_weight_delay_and_jitter_from_its_own_annotations() {
+        let node_or_pod = |s: &Stage| matches!(s.spec.resource_ref.kind.as_str(), "Node" | "Pod");
+        for (set, stage) in all_stages().filter(|(_, s)| node_or_pod(s)) {
             let name = &stage.metadata.name;
             let delay = stage.spec.delay.as_ref();
             let fields: [(&str, Option<&ExpressionFrom>); 3] = [
@@ -247,7 +268,7 @@ mod tests {
             ];
             for (suffix, from) in fields {
                 let from = from.unwrap_or_else(|| panic!("set {set}: stage {name}: no {suffix} override"));
-                let annotations = annotation_names(&from.expression_from);
+                let annotations = annotation_names(from.expression_from.as_deref().unwrap_or_default());
                 let expected = format!("{name}.stage.kwok.x-k8s.io/{suffix}");
                 assert_eq!(
                     annotations,

@@ -1,116 +1,128 @@
 //! `spec.delay`: how long after a match the stage's effects are due.
 //!
-//! KWOK's semantics: the delay is `durationMilliseconds`, replaced by what
-//! `durationFrom` reads when it yields a value (an RFC 3339 time means "until then",
-//! else a Go duration). If a jitter bound is set (`jitterDurationMilliseconds`, or
-//! `jitterDurationFrom` when it yields a value) and exceeds the delay, the delay is
-//! drawn uniformly from `[delay, jitter)`: the jitter is an upper bound, not an addend.
-//! A jitter bound at or below the delay is used as the delay itself (KWOK's
-//! `Stage.Delay`, and its docs: "Otherwise, it will be used directly as the delay time").
+//! Upstream's semantics (its `Stage.Delay` and `DelayRangePossible`): without
+//! `spec.delay` there is no delay. With it, the delay is what `durationFrom` reads,
+//! else `durationMilliseconds` (0 when unset); an explicit non-value (an empty string)
+//! means no delay. When a jitter bound is set (`jitterDurationMilliseconds`, or what
+//! `jitterDurationFrom` reads; its CEL form is ignored upstream, and here) and
+//! exceeds the delay, the delay is drawn uniformly from `[delay, jitter)`: the jitter
+//! is an upper bound, not an addend. A jitter bound at or below the delay is the delay
+//! itself ("Otherwise, it will be used directly as the delay time"). A time read from
+//! the object means "until then", negative once past: due at once.
 
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::{error::FieldError, selector::Query, stage::spec};
+use crate::{
+    error::FieldError,
+    stage::spec,
+    value_from::{Read, ValueFrom},
+};
 
 /// The longest delay the engine hands out. A delay read from an annotation can be any
 /// Go duration (`99999999h`); beyond this, timers (tokio-util's `DelayQueue` holds
 /// about two years) and clock arithmetic would panic, and no simulation waits a year.
 pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// A compiled `spec.delay`.
+/// A compiled `spec.delay`; the default is no `spec.delay` at all.
 #[derive(Debug, Clone, Default)]
 pub struct Delay {
-    duration: Duration,
-    duration_from: Option<Query>,
-    jitter: Option<Duration>,
-    jitter_from: Option<Query>,
+    /// Whether `spec.delay` was given.
+    set: bool,
+    duration: SignedDuration,
+    duration_from: Option<ValueFrom>,
+    jitter: Option<SignedDuration>,
+    jitter_from: Option<ValueFrom>,
+}
+
+/// The possible delays: one value, or `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// Exactly this delay.
+    Exactly(SignedDuration),
+    /// Drawn uniformly from `[.0, .1)`.
+    Between(SignedDuration, SignedDuration),
 }
 
 impl Delay {
     /// Compiles `spec` (errors name fields relative to `delay`).
     pub fn compile(spec: &spec::Delay) -> Result<Self, FieldError> {
+        let jitter_from = match &spec.jitter_duration_from {
+            Some(f) if f.cel.is_none() => {
+                Some(ValueFrom::compile(f).map_err(|e| e.under("jitterDurationFrom"))?)
+            }
+            _ => None,
+        };
         Ok(Self {
+            set: true,
             duration: millis(spec.duration_milliseconds, "durationMilliseconds")?.unwrap_or_default(),
-            duration_from: query(&spec.duration_from, "durationFrom")?,
+            duration_from: spec
+                .duration_from
+                .as_ref()
+                .map(|f| ValueFrom::compile(f).map_err(|e| e.under("durationFrom")))
+                .transpose()?,
             jitter: millis(spec.jitter_duration_milliseconds, "jitterDurationMilliseconds")?,
-            jitter_from: query(&spec.jitter_duration_from, "jitterDurationFrom")?,
+            jitter_from,
         })
     }
 
     /// Whether the delay is always zero (no timer needed).
     pub fn is_zero(&self) -> bool {
-        self.duration.is_zero()
-            && self.duration_from.is_none()
-            && self.jitter.is_none()
-            && self.jitter_from.is_none()
+        !self.set
+            || (self.duration.is_zero()
+                && self.duration_from.is_none()
+                && self.jitter.is_none()
+                && self.jitter_from.is_none())
     }
 
-    /// The delay for `obj` at `now`, drawing jitter from `rng`; at most [`MAX_DELAY`].
-    pub fn for_object(&self, obj: &Value, now: Timestamp, rng: &mut impl Rng) -> Duration {
-        self.unclamped(obj, now, rng).min(MAX_DELAY)
-    }
-
-    fn unclamped(&self, obj: &Value, now: Timestamp, rng: &mut impl Rng) -> Duration {
-        let base = self
-            .duration_from
-            .as_ref()
-            .and_then(|q| read(q, obj, now))
-            .unwrap_or(self.duration);
-        let jitter = self
-            .jitter_from
-            .as_ref()
-            .and_then(|q| read(q, obj, now))
-            .or(self.jitter);
-        match jitter {
-            Some(jitter) if jitter > base => {
-                let span = (jitter - base).as_millis() as u64;
-                base + Duration::from_millis(rng.random_range(0..span.max(1)))
-            }
-            // KWOK uses a jitter bound at or below the delay as the delay itself.
-            Some(jitter) => jitter,
-            None => base,
+    /// The possible delays for `obj` at `now`; `None` when there is no delay.
+    pub fn range(&self, obj: &Value, now: Timestamp) -> Option<Range> {
+        if !self.set {
+            return None;
         }
+        let base = match self.duration_from.as_ref().map(|f| f.duration(obj, now)) {
+            None | Some(Read::Default) => self.duration,
+            Some(Read::Value(d)) => d,
+            Some(Read::None) => return None,
+        };
+        let jitter = match self.jitter_from.as_ref().map(|f| f.duration(obj, now)) {
+            None | Some(Read::Default) => self.jitter,
+            Some(Read::Value(d)) => Some(d),
+            Some(Read::None) => None,
+        };
+        Some(match jitter {
+            None => Range::Exactly(base),
+            Some(jitter) if jitter <= base => Range::Exactly(jitter),
+            Some(jitter) => Range::Between(base, jitter),
+        })
+    }
+
+    /// The delay for `obj` at `now`, drawing jitter from `rng`; between zero and
+    /// [`MAX_DELAY`].
+    pub fn for_object(&self, obj: &Value, now: Timestamp, rng: &mut impl Rng) -> Duration {
+        let chosen = match self.range(obj, now) {
+            None => SignedDuration::ZERO,
+            Some(Range::Exactly(d)) => d,
+            Some(Range::Between(from, to)) => {
+                let span = (to - from).as_nanos().min(i64::MAX as i128) as i64;
+                from + SignedDuration::from_nanos(rng.random_range(0..span.max(1)))
+            }
+        };
+        Duration::try_from(chosen)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_DELAY)
     }
 }
 
-fn millis(value: Option<i64>, field: &str) -> Result<Option<Duration>, FieldError> {
+fn millis(value: Option<i64>, field: &str) -> Result<Option<SignedDuration>, FieldError> {
     match value {
         Some(ms) if ms < 0 => Err(FieldError::new(field, format!("must not be negative, got {ms}"))),
-        Some(ms) => Ok(Some(Duration::from_millis(ms as u64))),
+        Some(ms) => Ok(Some(SignedDuration::from_millis(ms))),
         None => Ok(None),
     }
-}
-
-fn query(from: &Option<spec::ExpressionFrom>, field: &str) -> Result<Option<Query>, FieldError> {
-    from.as_ref()
-        .map(|f| {
-            Query::compile(&f.expression_from)
-                .map_err(|e| FieldError::new(format!("{field}.expressionFrom"), e))
-        })
-        .transpose()
-}
-
-/// Reads a delay from the first output of `q`: a time (delay until then, zero if
-/// past) or a duration (`30s`, `1m30s`, or a number of milliseconds).
-fn read(q: &Query, obj: &Value, now: Timestamp) -> Option<Duration> {
-    let first = q.eval(obj).into_iter().find(|v| !v.is_null())?;
-    match &first {
-        Value::String(s) => parse(s, now),
-        Value::Number(n) => n.as_u64().map(Duration::from_millis),
-        _ => None,
-    }
-}
-
-fn parse(text: &str, now: Timestamp) -> Option<Duration> {
-    if let Ok(at) = text.parse::<Timestamp>() {
-        let ms = at.as_millisecond() - now.as_millisecond();
-        return Some(Duration::from_millis(ms.max(0) as u64));
-    }
-    humantime::parse_duration(text).ok()
 }
 
 #[cfg(test)]
@@ -167,29 +179,56 @@ mod tests {
     fn a_huge_or_sub_millisecond_delay_from_an_annotation_should_not_panic() {
         let spec = spec::Delay {
             duration_from: Some(spec::ExpressionFrom {
-                expression_from: ".d".into(),
+                expression_from: Some(".d".into()),
+                ..Default::default()
             }),
             jitter_duration_from: Some(spec::ExpressionFrom {
-                expression_from: ".j".into(),
+                expression_from: Some(".j".into()),
+                ..Default::default()
             }),
             ..Default::default()
         };
         let delay = Delay::compile(&spec).unwrap();
         let mut rng = StdRng::seed_from_u64(1);
+        // Go's ParseDuration refuses an overflowing duration: the fixed delay (0) holds.
         let obj = serde_json::json!({"d": "99999999999999h"});
+        assert_eq!(delay.for_object(&obj, now(), &mut rng), Duration::ZERO);
+        let obj = serde_json::json!({"d": "2000000h"});
         assert_eq!(delay.for_object(&obj, now(), &mut rng), MAX_DELAY);
         let obj = serde_json::json!({"j": "1ns"});
         assert_eq!(delay.for_object(&obj, now(), &mut rng), Duration::ZERO);
     }
 
     #[test]
-    fn parse_should_read_times_as_until_and_durations_as_is() {
+    fn range_should_follow_upstream_for_missing_empty_and_past_values() {
+        let spec = spec::Delay {
+            duration_milliseconds: Some(1000),
+            duration_from: Some(spec::ExpressionFrom {
+                expression_from: Some(".d".into()),
+                ..Default::default()
+            }),
+            jitter_duration_from: Some(spec::ExpressionFrom {
+                expression_from: Some(".j".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let delay = Delay::compile(&spec).unwrap();
+        let secs = SignedDuration::from_secs;
+        let at = |obj: serde_json::Value| delay.range(&obj, now());
+        assert_eq!(at(serde_json::json!({})), Some(Range::Exactly(secs(1))));
+        assert_eq!(at(serde_json::json!({"d": ""})), None);
         assert_eq!(
-            parse("2026-01-01T00:00:30Z", now()),
-            Some(Duration::from_secs(30))
+            at(serde_json::json!({"j": "5s"})),
+            Some(Range::Between(secs(1), secs(5)))
         );
-        assert_eq!(parse("2025-12-31T00:00:00Z", now()), Some(Duration::ZERO));
-        assert_eq!(parse("1m30s", now()), Some(Duration::from_secs(90)));
-        assert_eq!(parse("soon", now()), None);
+        assert_eq!(
+            at(serde_json::json!({"j": "2025-12-31T23:59:50Z"})),
+            Some(Range::Exactly(secs(-10)))
+        );
+        assert_eq!(Delay::default().range(&serde_json::json!({}), now()), None);
+        let mut rng = StdRng::seed_from_u64(1);
+        let past = serde_json::json!({"j": "2025-12-31T23:59:50Z"});
+        assert_eq!(delay.for_object(&past, now(), &mut rng), Duration::ZERO);
     }
 }

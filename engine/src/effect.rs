@@ -4,6 +4,29 @@ use serde_json::Value;
 
 use crate::patch::PatchType;
 
+/// How an `apply` step patches an object that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApplyType {
+    /// Server-side apply (`application/apply-patch+yaml`), forced, as field manager `kwok`.
+    #[default]
+    Apply,
+    /// JSON merge patch.
+    Merge,
+    /// Strategic merge patch.
+    Strategic,
+}
+
+impl ApplyType {
+    /// The HTTP content type of the patch.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ApplyType::Apply => "application/apply-patch+yaml",
+            ApplyType::Merge => "application/merge-patch+json",
+            ApplyType::Strategic => "application/strategic-merge-patch+json",
+        }
+    }
+}
+
 /// One thing to do to the object. The runtime batches and sends them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -34,11 +57,15 @@ pub enum Effect {
         /// User to impersonate.
         impersonate: Option<String>,
     },
-    /// Server-side apply a rendered object.
+    /// Create the object `body` names (apiVersion, kind, name; the namespace defaults
+    /// to the source object's), or patch it with `ty` when it exists. With a
+    /// subresource, only patch (the object must exist).
     Apply {
         /// `status`, or `None` for the object itself.
         subresource: Option<String>,
-        /// The object to apply.
+        /// How an existing object is patched.
+        ty: ApplyType,
+        /// The object.
         body: Value,
         /// User to impersonate.
         impersonate: Option<String>,
@@ -52,6 +79,22 @@ pub enum Effect {
     },
 }
 
+/// The finalizers `obj` carries now (`metadata.finalizers`), in order.
+pub fn finalizers_of(obj: &Value) -> Vec<&str> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The message of the first effect that failed to render, if any.
+pub fn first_error(effects: &[Effect]) -> Option<&str> {
+    effects.iter().find_map(|e| match e {
+        Effect::Error { message } => Some(message.as_str()),
+        _ => None,
+    })
+}
+
 impl Effect {
     /// A JSON patch for [`Effect::Finalizers`] against `obj`'s current finalizers:
     /// removals by index guarded by a `test` (so a concurrent change fails instead of
@@ -60,11 +103,7 @@ impl Effect {
         let Effect::Finalizers { add, remove } = self else {
             return None;
         };
-        let current: Vec<&str> = obj
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let current = finalizers_of(obj);
         let mut ops = Vec::new();
         if current.is_empty() && !add.is_empty() {
             ops.push(serde_json::json!({"op": "add", "path": "/metadata/finalizers", "value": []}));

@@ -1,7 +1,12 @@
-//! What the runtime provides to templates: the clock reading of this evaluation and
-//! the IP allocators behind `NodeIP`, `PodIP`, `PodIPWith` and friends.
+//! What the runtime provides to templates: the clock reading of this evaluation, the
+//! random numbers behind sprig's `randInt`, `randAlpha` and `uuidv4`, and the IP
+//! allocators behind `NodeIP`, `PodIP`, `PodIPWith` and friends.
 
-use std::{cell::RefCell, collections::HashMap, net::Ipv4Addr};
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    net::Ipv4Addr,
+};
 
 use jiff::Timestamp;
 
@@ -13,6 +18,11 @@ pub trait Host {
     fn now(&self) -> Timestamp;
     /// `StartTime`: when the controller started.
     fn start_time(&self) -> Timestamp;
+    /// 64 random bits, for sprig's `randInt`, `randAlphaNum`, `uuidv4` and friends
+    /// (default: the thread's CSPRNG, as sprig's `crypto/rand`; tests use a seeded one).
+    fn random_u64(&self) -> u64 {
+        rand::random()
+    }
     /// `Version`: the kwok version reported in node info.
     fn version(&self) -> &str;
     /// `NodeName`: the configured node name (`--node-name`).
@@ -46,6 +56,14 @@ pub trait Host {
         self.pod_ip_with(node_name, uid, name, namespace)
             .map(|ip| vec![ip])
     }
+    /// Whether the runtime's functions (`Now`, `Version`, `NodeName`, `NodeIP`,
+    /// `NodePort`, `PodIP`, `NodeIPWith`, `PodIPWith` and the lists `NodeIPsWith`,
+    /// `PodIPsWith`) print as stand-ins naming the call, `<PodIPWith("node", false, …)>`
+    /// and `<0 of NodeIPsWith("node")>`, as upstream's stage tests render them, so a
+    /// listing compares with upstream's golden files on any machine.
+    fn placeholders(&self) -> bool {
+        false
+    }
     /// `Name`, `Namespace`, `Index` of `kwokctl scale` templates: the object being made
     /// (none outside kwokctl scale).
     fn scale_target(&self) -> Option<&ScaleTarget> {
@@ -64,56 +82,9 @@ pub struct ScaleTarget {
     pub index: i64,
 }
 
-/// A [`Host`] for `kwokctl scale`: `inner` for everything, plus the object being made.
-#[derive(Debug)]
-pub struct ScaleHost<H> {
-    inner: H,
-    /// The object; set before each rendering.
-    pub target: ScaleTarget,
-}
-
-impl<H: Host> ScaleHost<H> {
-    /// `inner` rendering for `target`.
-    pub fn new(inner: H, target: ScaleTarget) -> Self {
-        Self { inner, target }
-    }
-}
-
-impl<H: Host> Host for ScaleHost<H> {
-    fn now(&self) -> Timestamp {
-        self.inner.now()
-    }
-    fn start_time(&self) -> Timestamp {
-        self.inner.start_time()
-    }
-    fn version(&self) -> &str {
-        self.inner.version()
-    }
-    fn node_name(&self) -> &str {
-        self.inner.node_name()
-    }
-    fn node_ip(&self) -> &str {
-        self.inner.node_ip()
-    }
-    fn node_port(&self) -> u16 {
-        self.inner.node_port()
-    }
-    fn pod_ip(&self) -> Result<String, String> {
-        self.inner.pod_ip()
-    }
-    fn node_ip_with(&self, node_name: &str) -> String {
-        self.inner.node_ip_with(node_name)
-    }
-    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Result<String, String> {
-        self.inner.pod_ip_with(node_name, uid, name, namespace)
-    }
-    fn scale_target(&self) -> Option<&ScaleTarget> {
-        Some(&self.target)
-    }
-}
-
-/// A deterministic [`Host`] for tests, benchmarks and dry runs: a fixed clock, node
-/// IPs `196.168.0.1`, pod IPs handed out in order from `10.0.0.1` and stable per uid.
+/// A deterministic [`Host`] for tests, benchmarks and dry runs: a fixed clock, a
+/// seeded random sequence, node IPs `196.168.0.1`, pod IPs handed out in order from
+/// `10.0.0.1` and stable per uid.
 #[derive(Debug)]
 pub struct FixedHost {
     /// The time `Now` returns.
@@ -122,6 +93,13 @@ pub struct FixedHost {
     pub start_time: Timestamp,
     /// Pod IPs by pod uid.
     pods: RefCell<HashMap<String, Ipv4Addr>>,
+    /// The state of the SplitMix64 sequence behind [`Host::random_u64`]; starts at 0,
+    /// so every `FixedHost` draws the same numbers.
+    random: Cell<u64>,
+    /// Whether runtime functions print as stand-ins ([`Host::placeholders`]).
+    placeholders: bool,
+    /// The object a `kwokctl scale` template is rendered for ([`Host::scale_target`]).
+    scale_target: Option<ScaleTarget>,
 }
 
 impl FixedHost {
@@ -131,7 +109,24 @@ impl FixedHost {
             now,
             start_time: now,
             pods: RefCell::default(),
+            random: Cell::new(0),
+            placeholders: false,
+            scale_target: None,
         }
+    }
+
+    /// This host rendering a `kwokctl scale` template for `target` (`Name`,
+    /// `Namespace`, `Index`).
+    pub fn with_scale_target(mut self, target: ScaleTarget) -> Self {
+        self.scale_target = Some(target);
+        self
+    }
+
+    /// This host with its runtime functions printing as stand-ins naming the call, as
+    /// upstream's stage tests render them (see [`Host::placeholders`]).
+    pub fn with_placeholders(mut self) -> Self {
+        self.placeholders = true;
+        self
     }
 
     /// The node IP every node gets.
@@ -150,6 +145,15 @@ impl Host for FixedHost {
     }
     fn start_time(&self) -> Timestamp {
         self.start_time
+    }
+    fn random_u64(&self) -> u64 {
+        // SplitMix64 (Steele, Lea and Flood): a counter passed through a mixer.
+        let state = self.random.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.random.set(state);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
     fn version(&self) -> &str {
         "kwok-v0.8.0"
@@ -178,5 +182,11 @@ impl Host for FixedHost {
         _namespace: &str,
     ) -> Result<String, String> {
         Ok(self.next_pod_ip(uid).to_string())
+    }
+    fn placeholders(&self) -> bool {
+        self.placeholders
+    }
+    fn scale_target(&self) -> Option<&ScaleTarget> {
+        self.scale_target.as_ref()
     }
 }

@@ -30,11 +30,22 @@ impl Lifecycle {
         self.stages.iter().filter(move |s| s.matches(obj))
     }
 
+    /// The matching stages that can be chosen for `obj` (upstream's
+    /// `ListAllPossible`: a weight-0 match beside a positive weight never is).
+    pub fn possible<'a>(&'a self, obj: &'a Value) -> Vec<&'a Stage> {
+        let matched: Vec<&Stage> = self.matching(obj).collect();
+        let weights: Vec<Option<i64>> = matched.iter().map(|s| s.weight(obj)).collect();
+        weight::possible(&weights)
+            .into_iter()
+            .map(|i| matched[i])
+            .collect()
+    }
+
     /// The stage that applies to `obj`: one of the matching stages, drawn by weight
     /// with `rng`. No allocation while at most [`INLINE_MATCHES`] stages match.
     pub fn select(&self, obj: &Value, rng: &mut impl Rng) -> Option<&Stage> {
         let mut idx = [0usize; INLINE_MATCHES];
-        let mut weights = [0u64; INLINE_MATCHES];
+        let mut weights = [None; INLINE_MATCHES];
         let mut n = 0;
         for (i, stage) in self.stages.iter().enumerate() {
             if !stage.matches(obj) {
@@ -57,7 +68,7 @@ impl Lifecycle {
 
     fn select_many(&self, obj: &Value, rng: &mut impl Rng) -> Option<&Stage> {
         let matched: Vec<&Stage> = self.stages.iter().filter(|s| s.matches(obj)).collect();
-        let weights: Vec<u64> = matched.iter().map(|s| s.weight(obj)).collect();
+        let weights: Vec<Option<i64>> = matched.iter().map(|s| s.weight(obj)).collect();
         weight::choose(&weights, rng).map(|k| matched[k])
     }
 }

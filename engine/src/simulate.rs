@@ -9,7 +9,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::{
-    effect::Effect,
+    effect::{ApplyType, Effect},
     host::Host,
     lifecycle::Lifecycle,
     patch::{self, PatchType},
@@ -42,7 +42,7 @@ pub enum End {
 }
 
 /// Runs up to `max_steps` stages on `obj` of `kind`, starting at `now`. The clock
-/// advances by each delay; `host` renders templates (its clock is not consulted).
+/// advances by each delay, and `Now` reads it; `host` provides everything else.
 pub fn run(
     lifecycle: &Lifecycle,
     kind: &str,
@@ -59,7 +59,7 @@ pub fn run(
         };
         let delay = stage.delay(&obj, now, rng);
         now += delay;
-        let effects = stage.render(&obj, host);
+        let effects = stage.render(&obj, &Clocked { inner: host, now });
         let deleted = apply_all(&mut obj, kind, &effects, now);
         let object = (!deleted).then(|| obj.clone());
         steps.push(Step {
@@ -76,6 +76,60 @@ pub fn run(
     (steps, End::Limit)
 }
 
+/// `inner` with its clock at `now`.
+struct Clocked<'h> {
+    inner: &'h dyn Host,
+    now: Timestamp,
+}
+
+impl Host for Clocked<'_> {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+    fn start_time(&self) -> Timestamp {
+        self.inner.start_time()
+    }
+    fn version(&self) -> &str {
+        self.inner.version()
+    }
+    fn node_name(&self) -> &str {
+        self.inner.node_name()
+    }
+    fn node_ip(&self) -> &str {
+        self.inner.node_ip()
+    }
+    fn node_port(&self) -> u16 {
+        self.inner.node_port()
+    }
+    fn pod_ip(&self) -> Result<String, String> {
+        self.inner.pod_ip()
+    }
+    fn node_ip_with(&self, node_name: &str) -> String {
+        self.inner.node_ip_with(node_name)
+    }
+    fn node_ips_with(&self, node_name: &str) -> Vec<String> {
+        self.inner.node_ips_with(node_name)
+    }
+    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Result<String, String> {
+        self.inner.pod_ip_with(node_name, uid, name, namespace)
+    }
+    fn pod_ips_with(
+        &self,
+        node_name: &str,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Result<Vec<String>, String> {
+        self.inner.pod_ips_with(node_name, uid, name, namespace)
+    }
+    fn placeholders(&self) -> bool {
+        self.inner.placeholders()
+    }
+    fn random_u64(&self) -> u64 {
+        self.inner.random_u64()
+    }
+}
+
 /// Applies `effects` to `obj` as the apiserver would; returns whether it is gone.
 pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp) -> bool {
     let mut delete = false;
@@ -89,11 +143,21 @@ pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp
             } => {
                 let _ = apply_patch(obj, kind, subresource.as_deref(), body, *ty);
             }
+            // Another object (a claim's volume) is not simulated; only an apply that
+            // names this object changes it.
             Effect::Apply {
-                subresource, body, ..
-            } => {
-                let _ = apply_patch(obj, kind, subresource.as_deref(), body, PatchType::Merge);
+                subresource,
+                ty,
+                body,
+                ..
+            } if names_same_object(obj, body) => {
+                let ty = match ty {
+                    ApplyType::Strategic => PatchType::Strategic,
+                    ApplyType::Apply | ApplyType::Merge => PatchType::Merge,
+                };
+                let _ = apply_patch(obj, kind, subresource.as_deref(), body, ty);
             }
+            Effect::Apply { .. } => {}
             Effect::Finalizers { .. } => {
                 if let Some(ops) = effect.finalizers_json_patch(obj) {
                     let _ = patch::apply(obj, kind, &ops, PatchType::Json);
@@ -105,6 +169,15 @@ pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp
         }
     }
     delete && delete_object(obj, now)
+}
+
+/// Whether `body` (an apply step's object) is `obj`: same kind and name, and the same
+/// namespace when it gives one.
+fn names_same_object(obj: &Value, body: &Value) -> bool {
+    let at = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    at(obj, "/kind") == at(body, "/kind")
+        && at(obj, "/metadata/name") == at(body, "/metadata/name")
+        && at(body, "/metadata/namespace").is_none_or(|ns| at(obj, "/metadata/namespace") == Some(ns))
 }
 
 /// A patch to the `status` subresource changes only `status`, like the apiserver.

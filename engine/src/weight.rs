@@ -1,18 +1,26 @@
 //! `spec.weight` / `spec.weightFrom`, and the weighted choice among matching stages.
 //!
-//! KWOK's rule: one match is taken as is; otherwise a stage is drawn with probability
-//! proportional to its weight, and when every weight is zero, uniformly.
+//! Upstream's rules (its `Lifecycle.Match` and `ListAllPossible`): one match is taken as
+//! is. Otherwise each match has a weight, or none when `weightFrom` reads no value.
+//! - no match has a weight: any of them, uniformly;
+//! - the weights add up to zero: any match with a weight, uniformly (every match when
+//!   all have one);
+//! - else a match with a positive weight, with probability proportional to it.
 
 use rand::Rng;
 use serde_json::Value;
 
-use crate::{error::FieldError, selector::Query, stage::spec};
+use crate::{
+    error::FieldError,
+    stage::spec,
+    value_from::{Read, ValueFrom},
+};
 
 /// A compiled weight.
 #[derive(Debug, Clone, Default)]
 pub struct Weight {
-    fixed: u64,
-    from: Option<Query>,
+    fixed: i64,
+    from: Option<ValueFrom>,
 }
 
 impl Weight {
@@ -26,53 +34,85 @@ impl Weight {
         }
         let from = from
             .as_ref()
-            .map(|f| {
-                Query::compile(&f.expression_from)
-                    .map_err(|e| FieldError::new("weightFrom.expressionFrom", e))
-            })
+            .map(|f| ValueFrom::compile(f).map_err(|e| e.under("weightFrom")))
             .transpose()?;
-        Ok(Self {
-            fixed: weight as u64,
-            from,
-        })
+        Ok(Self { fixed: weight, from })
     }
 
-    /// The weight for `obj`: what `weightFrom` reads (a number or numeric string), else the fixed weight.
-    pub fn for_object(&self, obj: &Value) -> u64 {
-        self.from
-            .as_ref()
-            .and_then(|q| q.eval(obj).into_iter().find_map(|v| as_weight(&v)))
-            .unwrap_or(self.fixed)
-    }
-}
-
-fn as_weight(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+    /// The weight for `obj`: what `weightFrom` reads, else the fixed weight; `None`
+    /// when `weightFrom` reads an explicit non-value (an empty or non-numeric string).
+    pub fn for_object(&self, obj: &Value) -> Option<i64> {
+        match self.from.as_ref().map(|f| f.int(obj)) {
+            None | Some(Read::Default) => Some(self.fixed),
+            Some(Read::Value(w)) => Some(w),
+            Some(Read::None) => None,
+        }
     }
 }
 
-/// Picks an index of `weights` by weight (uniform when all are zero); `None` if empty.
-pub fn choose(weights: &[u64], rng: &mut impl Rng) -> Option<usize> {
+/// How a choice is made among matches with these weights.
+enum Rule {
+    /// Uniformly among every match.
+    All,
+    /// Uniformly among the matches with a weight.
+    Weighted,
+    /// By weight among the positive ones; the sum of those.
+    Positive(u64),
+}
+
+fn rule(weights: &[Option<i64>]) -> Rule {
+    if weights.iter().all(Option::is_none) {
+        return Rule::All;
+    }
+    let total: u64 = weights.iter().flatten().map(|w| (*w).max(0) as u64).sum();
+    match total {
+        0 if weights.iter().all(Option::is_some) => Rule::All,
+        0 => Rule::Weighted,
+        total => Rule::Positive(total),
+    }
+}
+
+/// The indices of `weights` that can be chosen (upstream's `ListAllPossible`).
+pub fn possible(weights: &[Option<i64>]) -> Vec<usize> {
+    if weights.len() <= 1 {
+        return (0..weights.len()).collect();
+    }
+    let rule = rule(weights);
+    let keep = |w: &Option<i64>| match rule {
+        Rule::All => true,
+        Rule::Weighted => w.is_some(),
+        Rule::Positive(_) => w.is_some_and(|w| w > 0),
+    };
+    (0..weights.len()).filter(|i| keep(&weights[*i])).collect()
+}
+
+/// Picks an index of `weights` by upstream's rules; `None` if empty.
+pub fn choose(weights: &[Option<i64>], rng: &mut impl Rng) -> Option<usize> {
     match weights.len() {
         0 => None,
         1 => Some(0),
-        n => {
-            let total: u64 = weights.iter().sum();
-            if total == 0 {
-                return Some(rng.random_range(0..n));
+        n => match rule(weights) {
+            Rule::All => Some(rng.random_range(0..n)),
+            Rule::Weighted => {
+                let with = weights.iter().filter(|w| w.is_some()).count();
+                let k = rng.random_range(0..with);
+                weights
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.is_some())
+                    .nth(k)
+                    .map(|(i, _)| i)
             }
-            let mut ticket = rng.random_range(0..total);
-            weights.iter().position(|w| {
-                let hit = ticket < *w;
-                ticket = ticket.saturating_sub(*w);
-                hit
-            })
-        }
+            Rule::Positive(total) => {
+                let mut ticket = rng.random_range(0..total);
+                weights.iter().position(|w| {
+                    let w = w.unwrap_or(0).max(0) as u64;
+                    let hit = ticket < w;
+                    ticket = ticket.saturating_sub(w);
+                    hit
+                })
+            }
+        },
     }
 }
 
@@ -86,7 +126,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(42);
         let mut counts = [0u32; 3];
         for _ in 0..100_000 {
-            counts[choose(&[1, 3, 0], &mut rng).unwrap()] += 1;
+            counts[choose(&[Some(1), Some(3), Some(0)], &mut rng).unwrap()] += 1;
         }
         assert_eq!(counts[2], 0, "weight 0 is never chosen beside positive weights");
         let share = f64::from(counts[1]) / 100_000.0;
@@ -98,9 +138,22 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let mut counts = [0u32; 2];
         for _ in 0..10_000 {
-            counts[choose(&[0, 0], &mut rng).unwrap()] += 1;
+            counts[choose(&[Some(0), Some(0)], &mut rng).unwrap()] += 1;
         }
         assert!((4_500..5_500).contains(&counts[0]), "{counts:?}");
+    }
+
+    #[test]
+    fn matches_without_a_weight_should_follow_upstream() {
+        let mut rng = StdRng::seed_from_u64(3);
+        assert_eq!(possible(&[None, None]), [0, 1]);
+        assert_eq!(possible(&[None, Some(0)]), [1]);
+        assert_eq!(possible(&[None, Some(0), Some(2)]), [2]);
+        assert_eq!(possible(&[Some(0), Some(0)]), [0, 1]);
+        for _ in 0..100 {
+            assert_eq!(choose(&[None, Some(0)], &mut rng), Some(1));
+            assert_eq!(choose(&[None, Some(0), Some(2)], &mut rng), Some(2));
+        }
     }
 
     #[test]

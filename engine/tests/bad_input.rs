@@ -164,20 +164,37 @@ fn unknown_patch_type_should_list_the_known_ones() {
     );
 }
 
+/// Upstream's rules, not mistakes: `steps` win over `next`; a step with several
+/// actions runs them all, event first; `delete: false` does nothing.
 #[test]
-fn next_and_steps_together_should_be_refused() {
-    assert_eq!(
-        spec_error("  selector: {}\n  next:\n    delete: true\n  steps:\n  - delete: {}\n"),
-        "stages.yaml:5: stage \"my-stage\": spec.steps: set either next or steps, not both"
+fn steps_beside_next_and_several_actions_per_step_should_load_as_upstream() {
+    let text = stage_yaml(
+        "  selector: {}\n  next:\n    statusTemplate: 'phase: X'\n  steps:\n  \
+         - delete: true\n    event:\n      type: Normal\n      reason: Gone\n  - delete: false\n",
+    );
+    let mut docs = Documents::default();
+    docs.parse("stages.yaml", &text).unwrap();
+    let lifecycles = Lifecycles::compile(&docs).unwrap();
+    let stage = &lifecycles.for_kind(None, "Pod").unwrap().stages()[0];
+    let pod = json!({"kind": "Pod", "metadata": {"name": "p"}});
+    let effects = stage.render(&pod, &FixedHost::new(now()));
+    assert!(
+        matches!(effects.as_slice(), [Effect::Event { reason, .. }, Effect::Delete] if reason == "Gone"),
+        "{effects:?}"
     );
 }
 
 #[test]
-fn a_step_with_two_actions_should_be_refused() {
+fn an_empty_step_and_an_unknown_apply_type_should_be_refused() {
     assert_eq!(
-        spec_error("  selector: {}\n  steps:\n  - delete: {}\n    event:\n      type: Normal\n"),
+        spec_error("  selector: {}\n  steps:\n  - {}\n"),
         "stages.yaml:5: stage \"my-stage\": spec.steps[0]: \
-         exactly one of patch, event, finalizers, delete, apply must be set"
+         a step sets none of patch, event, finalizers, delete, apply"
+    );
+    assert_eq!(
+        spec_error("  selector: {}\n  steps:\n  - apply:\n      type: json\n      template: 'x: 1'\n"),
+        "stages.yaml:5: stage \"my-stage\": spec.steps[0].apply.type: \
+         unknown apply type \"json\" (apply, merge or strategic)"
     );
 }
 

@@ -83,13 +83,20 @@ fn the_documented_field_reference_should_load_and_select_by_labels_annotations_a
 
 // ===== next =====
 
+/// Older KWOK docs said `delete: true` wins over `statusTemplate`; v0.8 converts `next`
+/// into a status patch followed by the delete (its `Convert_v1alpha1_StageSpec…`).
 #[test]
-fn delete_should_take_priority_over_a_status_template() {
+fn delete_should_follow_the_status_template_as_v0_8_converts_next() {
     let lc = kind(&fixture("delete-priority.yaml"), "Pod");
     let mut obj = pod("Running");
     obj["metadata"]["deletionTimestamp"] = json!("2026-01-02T03:04:35Z");
     obj["metadata"]["finalizers"] = json!([]);
-    assert_eq!(render(&lc, "pod-delete-wins", &obj), [Effect::Delete]);
+    let effects = render(&lc, "pod-delete-wins", &obj);
+    assert!(
+        matches!(effects.as_slice(), [Effect::Patch { body, .. }, Effect::Delete]
+            if body == &json!({"status": {"phase": "Succeeded"}})),
+        "{effects:?}"
+    );
 }
 
 #[test]

@@ -142,7 +142,10 @@ fn deleting_pod(finalizers: &[&str]) -> Value {
     let mut pod = running_job_pod();
     pod["metadata"]["deletionTimestamp"] = json!("2026-01-02T03:04:35Z");
     pod["metadata"]["deletionGracePeriodSeconds"] = json!(30);
-    pod["metadata"]["finalizers"] = json!(finalizers);
+    // The apiserver never stores an empty list.
+    if !finalizers.is_empty() {
+        pod["metadata"]["finalizers"] = json!(finalizers);
+    }
     pod
 }
 
@@ -394,7 +397,7 @@ fn pod_delete_should_drop_every_finalizer_then_delete_at_once() {
 // ===== pod-general =====
 
 #[test]
-fn pod_create_should_add_the_fake_finalizer_and_report_containers_initializing() {
+fn pod_create_should_report_containers_initializing_without_a_finalizer() {
     let lc = lifecycle(&["pod-general"], "Pod");
     let pod = init_pod();
     assert_eq!(selected(&lc, &pod), "pod-create");
@@ -405,20 +408,16 @@ fn pod_create_should_add_the_fake_finalizer_and_report_containers_initializing()
         "{min:?}..{max:?}"
     );
     let effects = stage.render(&pod, &FixedHost::new(now()));
+    // No fake finalizer, as upstream v0.8 (it held DaemonSet pods back from deletion).
     assert_eq!(
-        effects[..2],
-        [
-            Effect::Event {
-                type_: "Normal".into(),
-                reason: "Created".into(),
-                message: "Created container".into()
-            },
-            Effect::Finalizers {
-                add: vec!["kwok.x-k8s.io/fake".into()],
-                remove: vec![]
-            }
-        ]
+        effects[..1],
+        [Effect::Event {
+            type_: "Normal".into(),
+            reason: "Created".into(),
+            message: "Created container".into()
+        }]
     );
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Finalizers { .. })));
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Pending");
     let initialized = condition(status, "Initialized").unwrap();
@@ -470,7 +469,7 @@ fn pod_general_should_walk_an_init_container_job_pod_through_every_phase_in_orde
     }
     let last = steps.last().unwrap().object.as_ref().unwrap();
     assert_eq!(last["status"]["phase"], "Succeeded");
-    assert_eq!(last["metadata"]["finalizers"], json!(["kwok.x-k8s.io/fake"]));
+    assert!(last["metadata"].get("finalizers").is_none(), "{last}");
     // The effects of each stage, rendered at the host's fixed clock.
     let golden: Vec<Value> = steps
         .iter()
@@ -503,27 +502,9 @@ fn pod_general_should_take_a_plain_pod_from_pending_to_running_and_stop() {
 }
 
 #[test]
-fn pod_remove_finalizer_then_pod_delete_should_delete_a_pod_within_its_grace_period() {
+fn pod_delete_should_delete_a_pod_within_its_grace_period() {
     let lc = lifecycle(&["pod-general"], "Pod");
-    let pod = deleting_pod(&["kwok.x-k8s.io/fake"]);
-    assert_eq!(selected(&lc, &pod), "pod-remove-finalizer");
-    let effects = stage(&lc, "pod-remove-finalizer").render(&pod, &FixedHost::new(now()));
-    assert_eq!(
-        effects,
-        [
-            Effect::Event {
-                type_: "Normal".into(),
-                reason: "Killing".into(),
-                message: "Stopping container".into()
-            },
-            Effect::Finalizers {
-                add: vec![],
-                remove: vec!["kwok.x-k8s.io/fake".into()]
-            }
-        ]
-    );
-    let mut gone = pod.clone();
-    gone["metadata"].as_object_mut().unwrap().remove("finalizers");
+    let gone = deleting_pod(&[]);
     assert_eq!(selected(&lc, &gone), "pod-delete");
     let delete = stage(&lc, "pod-delete");
     // From 1 s up to the deletionTimestamp (30 s after now).
@@ -543,6 +524,82 @@ fn pod_general_should_not_delete_a_pod_another_controller_still_holds() {
 }
 
 // ===== pod-chaos =====
+
+#[test]
+fn pod_init_container_running_failed_should_fail_the_named_init_container_of_a_labelled_pending_pod() {
+    let lc = lifecycle(&["pod-general", "pod-chaos"], "Pod");
+    let mut pod = init_pod();
+    pod["metadata"]["labels"]["pod-init-container-running-failed.stage.kwok.x-k8s.io"] = json!("true");
+    pod["metadata"]["annotations"] = json!({
+        "pod-init-container-running-failed.stage.kwok.x-k8s.io/container-name": "migrate",
+        "pod-init-container-running-failed.stage.kwok.x-k8s.io/exit-code": "7"
+    });
+    // A new pod is Pending: the chaos stage's weight (10000) beats pod-create's (1).
+    assert_eq!(pod["status"]["phase"], "Pending");
+    let pending = pod;
+    assert_eq!(selected(&lc, &pending), "pod-init-container-running-failed");
+    let mut running = pending.clone();
+    running["status"]["phase"] = json!("Running");
+    assert_ne!(selected(&lc, &running), "pod-init-container-running-failed");
+    let effects = stage(&lc, "pod-init-container-running-failed").render(&pending, &FixedHost::new(now()));
+    let status = status_patch(&effects);
+    assert_eq!(status["phase"], "Failed");
+    let inits = status["initContainerStatuses"].as_array().unwrap();
+    let migrate = &inits[0]["state"]["terminated"];
+    assert_eq!(
+        (migrate["exitCode"].clone(), migrate["reason"].clone()),
+        (json!(7), json!("initContainerError"))
+    );
+    assert_eq!(
+        inits[1]["state"]["terminated"]["reason"], "Completed",
+        "the others completed"
+    );
+    assert_eq!(
+        status["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+}
+
+// ===== volume-fast =====
+
+#[test]
+fn pvc_provision_should_create_a_volume_for_the_claim_and_bind_the_claim_to_it() {
+    let lc = lifecycle(&["volume-fast"], "PersistentVolumeClaim");
+    let claim = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "db", "uid": "u-1", "resourceVersion": "7"},
+        "spec": {"storageClassName": "kwok-volume", "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "5Gi"}}},
+        "status": {"phase": "Pending"}
+    });
+    assert_eq!(selected(&lc, &claim), "pvc-provision");
+    let effects = stage(&lc, "pvc-provision").render(&claim, &FixedHost::new(now()));
+    let Effect::Apply {
+        subresource: None,
+        body,
+        ..
+    } = &effects[0]
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(body["kind"], "PersistentVolume");
+    assert_eq!(body["metadata"]["name"], "pvc-u-1");
+    assert_eq!(body["spec"]["capacity"], json!({"storage": "5Gi"}));
+    assert_eq!(body["spec"]["claimRef"]["namespace"], "db");
+    let mut bound = claim.clone();
+    assert!(!simulate::apply_all(
+        &mut bound,
+        "PersistentVolumeClaim",
+        &effects,
+        now()
+    ));
+    assert_eq!(bound["spec"]["volumeName"], "pvc-u-1");
+    assert_eq!(bound["status"]["phase"], "Bound");
+    assert!(
+        lc.select(&bound, &mut rng()).is_none(),
+        "a bound claim is left alone"
+    );
+}
 
 #[test]
 fn pod_container_running_failed_should_fail_the_named_container_of_a_labelled_running_pod() {
@@ -605,13 +662,12 @@ fn pod_fast_should_delete_a_deleted_pod() {
 }
 
 #[test]
-fn pod_general_should_take_a_deleted_pod_to_deleted_through_its_finalizer() {
+fn pod_general_should_delete_a_deleted_pod_without_finalizers() {
     let lc = lifecycle(&["pod-general"], "Pod");
     let host = FixedHost::new(now());
-    let pod = deleting_pod(&["kwok.x-k8s.io/fake"]);
-    let (steps, end) = simulate::run(&lc, "Pod", pod, now(), 10, &host, &mut rng());
+    let (steps, end) = simulate::run(&lc, "Pod", deleting_pod(&[]), now(), 10, &host, &mut rng());
     let names: Vec<_> = steps.iter().map(|s| s.stage.as_str()).collect();
-    assert_eq!(names, ["pod-remove-finalizer", "pod-delete"]);
+    assert_eq!(names, ["pod-delete"]);
     assert_eq!(end, End::Deleted);
 }
 

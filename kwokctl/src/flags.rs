@@ -15,7 +15,14 @@ pub use snapshot::{ExportArgs, Format, RecordArgs, ReplayArgs, SnapshotArgs, Sna
 /// kwokctl creates and manages clusters of real control-plane processes with fake
 /// nodes and pods driven by the kwok controller.
 #[derive(Debug, Parser)]
-#[command(name = "kwokctl", version, about, propagate_version = true)]
+// The last of a repeated flag wins, as with upstream's Go flags (`--wait 0s --wait=15m`).
+#[command(
+    name = "kwokctl",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Cluster name; valid before or after the subcommand.
     #[arg(long, global = true, default_value = "kwok", env = "KWOK_NAME")]
@@ -43,7 +50,8 @@ pub enum Command {
     /// Shows resources.
     #[command(subcommand)]
     Get(GetCommand),
-    /// Starts a stopped cluster with its data.
+    /// Starts a stopped cluster with its data, or the components of a running one that
+    /// died or were killed.
     #[command(subcommand)]
     Start(ClusterOnly),
     /// Stops a cluster, keeping its data.
@@ -78,6 +86,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
     /// Creates a cluster.
+    #[command(args_override_self = true)]
     Cluster(CreateClusterArgs),
 }
 
@@ -148,9 +157,22 @@ pub struct CreateClusterArgs {
     /// which paces how fast Deployments get their pods) and the apiserver's in-flight limits.
     #[arg(long, env = "KWOK_DISABLE_QPS_LIMITS")]
     pub disable_qps_limits: bool,
-    /// How long to wait for every component to become healthy.
+    /// How long to wait for every component to become healthy; `0s` (upstream's "do
+    /// not wait") waits only as long as starting needs, up to the default 120 s.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
+    /// Upstream flags of components kwokctl-rs does not run yet: refused in one line.
+    #[arg(long, hide = true)]
+    pub dashboard_port: Option<String>,
+    #[arg(long, hide = true)]
+    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
+    pub kube_apiserver_insecure_port: Option<String>,
+    #[arg(long, hide = true)]
+    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
+    pub jaeger_port: Option<String>,
+    #[arg(long, hide = true)]
+    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
+    pub enable_metrics_server: Option<String>,
     /// etcd binary (default: cache, PATH, else built from the pinned Go module).
     #[arg(long, env = "KWOK_ETCD_BINARY")]
     pub etcd_binary: Option<PathBuf>,

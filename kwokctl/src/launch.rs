@@ -21,7 +21,7 @@ use crate::{
 /// Errors while bringing components up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A component exited before it became healthy.
+    /// A component exited before it became healthy, or right after.
     #[error("{component} exited during start-up ({status}); its last log line: {last_log_line}")]
     Died {
         /// The component.
@@ -63,6 +63,13 @@ fn last_line(log: &std::path::Path) -> String {
 /// Probe interval while waiting: short, since start-up takes seconds.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long every component must stay alive once all are healthy. Some exit only after
+/// their health endpoint answered: kube-controller-manager starts its controllers after
+/// winning its leader election, and one that cannot start exits the process (a
+/// `--cluster-cidr` its nodes' podCIDRs lie outside, for one). Without this, `create`
+/// and `start` said "started" while `get components` showed it stopped.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// Processes started by one kwokctl command.
 pub struct Launch<'a> {
     dir: &'a ClusterDir,
@@ -93,7 +100,13 @@ impl<'a> Launch<'a> {
         for component in rest {
             self.start(component)?;
         }
-        self.wait_healthy(rest, prober, deadline).await
+        self.wait_healthy(rest, prober, deadline).await?;
+        let settled = Instant::now() + SETTLE;
+        while Instant::now() < settled {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            self.check_alive()?;
+        }
+        Ok(())
     }
 
     fn start(&mut self, component: &Component) -> Result<()> {

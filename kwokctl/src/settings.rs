@@ -12,6 +12,9 @@ use crate::{
     userconfig::{ComponentPatch, ExtraArg, FileOptions, UserConfig},
 };
 
+/// How long `create cluster` waits for health by default (`--wait`).
+const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+
 /// Errors in the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -96,9 +99,32 @@ impl Settings {
                 reason: "must be a positive number",
             });
         }
+        for (flag, value) in [
+            ("--dashboard-port", &args.dashboard_port),
+            (
+                "--kube-apiserver-insecure-port",
+                &args.kube_apiserver_insecure_port,
+            ),
+            ("--jaeger-port", &args.jaeger_port),
+            ("--enable-metrics-server", &args.enable_metrics_server),
+        ] {
+            if let Some(value) = value {
+                return Err(Error::Invalid {
+                    flag,
+                    value: value.clone(),
+                    reason: "a flag of upstream kwokctl for a component kwokctl-rs does not run yet",
+                });
+            }
+        }
+        // Upstream's `--wait 0s` does not wait: here starting still needs its health
+        // checks, bounded as by default.
+        let asked = match args.wait {
+            d if d.is_zero() => DEFAULT_WAIT,
+            d => d,
+        };
         let wait = match args.cluster.timeout {
-            Some(timeout) => args.wait.min(timeout),
-            None => args.wait,
+            Some(timeout) => asked.min(timeout),
+            None => asked,
         };
         Ok(Self {
             runtime: o.runtime.clone().unwrap_or_else(|| "binary".into()),
@@ -118,9 +144,11 @@ impl Settings {
             kube_feature_gates: o.kube_feature_gates.unwrap_or_default(),
             kube_runtime_config: o.kube_runtime_config.unwrap_or_default(),
             enable_crds: o.enable_crds.unwrap_or_default(),
-            node_lease_duration_seconds: o
-                .node_lease_duration_seconds
-                .unwrap_or(DEFAULT_NODE_LEASE_DURATION_SECONDS),
+            // Upstream scales the lease by --heartbeat-factor too (40 s × 5 = 200 s).
+            node_lease_duration_seconds: (f64::from(
+                o.node_lease_duration_seconds
+                    .unwrap_or(DEFAULT_NODE_LEASE_DURATION_SECONDS),
+            ) * heartbeat_factor) as u32,
             heartbeat_factor,
             etcd_prefix: o.etcd_prefix.unwrap_or_else(|| DEFAULT_ETCD_PREFIX.into()),
             patches,
@@ -235,10 +263,7 @@ fn parse_extra_arg(raw: &str) -> Result<ComponentPatch> {
     components::check_name("--extra-args", name)?;
     Ok(ComponentPatch {
         name: name.into(),
-        extra_args: vec![ExtraArg {
-            key: key.into(),
-            value: value.into(),
-        }],
+        extra_args: vec![ExtraArg::new(key, value)],
         ..ComponentPatch::default()
     })
 }
@@ -294,6 +319,26 @@ mod tests {
     }
 
     #[test]
+    fn repeated_flags_should_take_the_last_and_upstream_only_flags_should_be_refused() {
+        let s = resolve(&["--wait", "0s", "--wait=15m"], &UserConfig::default()).unwrap();
+        assert_eq!(s.wait, Duration::from_secs(900), "the last --wait wins");
+        let s = resolve(&["--wait", "0s"], &UserConfig::default()).unwrap();
+        assert_eq!(s.wait, DEFAULT_WAIT);
+        let err = resolve(&["--dashboard-port", "8000"], &UserConfig::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--dashboard-port 8000: a flag of upstream kwokctl for a component kwokctl-rs does not run yet"
+        );
+        let err = resolve(&["--enable", "kueue"], &UserConfig::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "--enable: component \"kueue\" of upstream kwokctl is not supported by kwokctl-rs yet"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn required_and_unknown_components_should_be_refused() {
         let err = resolve(&["--disable", "etcd"], &UserConfig::default()).unwrap_err();
         assert!(err.to_string().contains("\"etcd\" cannot be disabled"), "{err}");
@@ -311,6 +356,21 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_factor_should_scale_the_lease_as_upstream() {
+        let lease = |args: &[&str]| {
+            resolve(args, &UserConfig::default())
+                .unwrap()
+                .node_lease_duration_seconds
+        };
+        assert_eq!(lease(&[]), 200, "40 s × the default factor 5");
+        assert_eq!(lease(&["--heartbeat-factor", "1"]), 40);
+        assert_eq!(
+            lease(&["--heartbeat-factor", "0.5", "--node-lease-duration-seconds", "30"]),
+            15
+        );
+    }
+
+    #[test]
     fn flags_should_win_over_the_file_and_the_file_over_defaults() {
         let mut user = UserConfig::default();
         user.options.etcd_prefix = Some("/file".into());
@@ -318,7 +378,8 @@ mod tests {
         let s = resolve(&["--etcd-prefix", "/flag"], &user).unwrap();
         assert_eq!(s.etcd_prefix, "/flag");
         assert_eq!(s.heartbeat_factor, 2.0);
+        assert_eq!(s.node_lease_duration_seconds, 80, "40 s × 2, as upstream");
         let s = resolve(&["--extra-args", "kwok-controller=v=4"], &user).unwrap();
-        assert_eq!(s.patches[0].extra_args[0].value, "4");
+        assert_eq!(s.patches[0].extra_args[0].value.as_deref(), Some("4"));
     }
 }

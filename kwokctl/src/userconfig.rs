@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kwok_engine::stage::load::Documents;
+use kwok_engine::stage::load::{Documents, KUBELET_API_KINDS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,7 +68,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KwokctlConfiguration {
-    /// `config.kwok.x-k8s.io/v1alpha1`.
+    /// `config.kwok.x-k8s.io/v1alpha1` (the default when left out, as upstream's).
+    #[serde(default = "default_api_version")]
     pub api_version: String,
     /// `KwokctlConfiguration`.
     pub kind: String,
@@ -81,6 +82,10 @@ pub struct KwokctlConfiguration {
     /// Extra arguments and environment of components.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components_patches: Vec<ComponentPatch>,
+}
+
+fn default_api_version() -> String {
+    API_VERSION.into()
 }
 
 /// Options of a `KwokctlConfiguration` (upstream field names).
@@ -200,8 +205,176 @@ impl Volume {
 pub struct ExtraArg {
     /// Flag name without dashes.
     pub key: String,
-    /// Its value.
-    pub value: String,
+    /// Its value (a YAML boolean or number is taken as its text); none for a bare
+    /// boolean flag (`--key`).
+    #[serde(
+        default,
+        deserialize_with = "scalar_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub value: Option<String>,
+    /// Upstream's `override`: only replace a flag the component already has (warn
+    /// when it has none). Without it the flag replaces one of the same key, or is added.
+    #[serde(default, rename = "override", skip_serializing_if = "std::ops::Not::not")]
+    pub override_only: bool,
+}
+
+impl ExtraArg {
+    /// `key=value` (or a bare `key`).
+    pub fn new(key: &str, value: &str) -> Self {
+        Self {
+            key: key.into(),
+            value: Some(value.into()),
+            override_only: false,
+        }
+    }
+
+    /// The command-line flag.
+    pub fn flag(&self) -> String {
+        match &self.value {
+            Some(v) => format!("--{}={v}", self.key),
+            None => format!("--{}", self.key),
+        }
+    }
+}
+
+/// A string, or a YAML boolean or number as its text.
+fn scalar_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(D::Error::custom(format!("expected a string, got {other}"))),
+    }
+}
+
+/// Options of upstream's `KwokctlConfiguration` that kwokctl-rs does not implement:
+/// images and image prefixes (no image runtime yet), versions, add-on components,
+/// ports and binaries of components it does not run. A file setting one loads with one
+/// warning line per option; any other unknown option is a mistake and refused.
+const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
+    "kubeApiserverInsecurePort",
+    "insecureKubeconfig",
+    "runtimes",
+    "jaegerPort",
+    "jaegerOtlpGrpcPort",
+    "kwokVersion",
+    "kubeVersion",
+    "etcdVersion",
+    "kectlVersion",
+    "dashboardVersion",
+    "dashboardMetricsScraperVersion",
+    "prometheusVersion",
+    "jaegerVersion",
+    "metricsServerVersion",
+    "schedulerPluginsVersion",
+    "kueueVersion",
+    "jobsetVersion",
+    "lwsVersion",
+    "deschedulerVersion",
+    "kindVersion",
+    "securePort",
+    "enableMetricsServer",
+    "kubeImagePrefix",
+    "etcdImagePrefix",
+    "kwokImagePrefix",
+    "dashboardImagePrefix",
+    "prometheusImagePrefix",
+    "jaegerImagePrefix",
+    "metricsServerImagePrefix",
+    "schedulerPluginsImagePrefix",
+    "kueueImagePrefix",
+    "jobsetImagePrefix",
+    "lwsImagePrefix",
+    "deschedulerImagePrefix",
+    "etcdImage",
+    "kubeApiserverImage",
+    "kubeControllerManagerImage",
+    "kubeSchedulerImage",
+    "kubectlImage",
+    "kwokControllerImage",
+    "dashboardImage",
+    "dashboardMetricsScraperImage",
+    "prometheusImage",
+    "jaegerImage",
+    "metricsServerImage",
+    "metricsServerManifests",
+    "schedulerPluginsControllerImage",
+    "schedulerPluginsSchedulerImage",
+    "schedulerPluginsManifests",
+    "kueueImage",
+    "kueueManifests",
+    "jobsetImage",
+    "jobsetManifests",
+    "lwsImage",
+    "lwsManifests",
+    "deschedulerImage",
+    "deschedulerManifests",
+    "kueuevizFrontendImage",
+    "kueuevizBackendImage",
+    "kindNodeImagePrefix",
+    "kindNodeImage",
+    "binSuffix",
+    "kubeBinaryPrefix",
+    "kubeApiserverBinary",
+    "kubeControllerManagerBinary",
+    "kubeSchedulerBinary",
+    "kubectlBinary",
+    "etcdBinaryPrefix",
+    "etcdctlBinary",
+    "etcdutlBinary",
+    "kectlBinary",
+    "etcdBinary",
+    "etcdBinaryTar",
+    "kwokBinaryPrefix",
+    "kwokControllerBinary",
+    "prometheusBinaryPrefix",
+    "prometheusBinary",
+    "prometheusBinaryTar",
+    "jaegerBinaryPrefix",
+    "jaegerBinary",
+    "jaegerBinaryTar",
+    "metricsServerBinaryPrefix",
+    "metricsServerBinary",
+    "kindBinaryPrefix",
+    "kindBinary",
+    "kubeAdmission",
+    "etcdPeerPort",
+    "dashboardPort",
+    "kueuevizPort",
+    "metricsServerPort",
+    "cacheDir",
+    "kubeControllerManagerNodeMonitorPeriodMilliseconds",
+    "kubeControllerManagerNodeMonitorGracePeriodMilliseconds",
+    "nodeStatusUpdateFrequencyMilliseconds",
+    "bindAddress",
+    "kubeApiserverCertSANs",
+    "etcdQuotaBackendSize",
+];
+
+/// Drops from `value` (a KwokctlConfiguration) what upstream has and kwokctl-rs does not
+/// implement, warning once per field: `options` in [`UPSTREAM_ONLY_OPTIONS`], custom
+/// `components` and `status`.
+fn drop_upstream_only(file: &str, line: usize, value: &mut Value) {
+    let warn = |field: &str| {
+        tracing::warn!("{file}:{line}: {KIND}: {field}: not implemented by kwokctl-rs; ignored")
+    };
+    if let Some(options) = value.get_mut("options").and_then(Value::as_object_mut) {
+        for name in UPSTREAM_ONLY_OPTIONS {
+            if options.remove(*name).is_some() {
+                warn(&format!("options.{name}"));
+            }
+        }
+    }
+    if let Some(doc) = value.as_object_mut() {
+        if doc.remove("components").is_some() {
+            warn("components");
+        }
+        // Written by upstream's `kwokctl get config`-style dumps; nothing to act on.
+        doc.remove("status");
+    }
 }
 
 /// One environment variable.
@@ -263,6 +436,11 @@ impl UserConfig {
             let value: Value = serde_saphyr::from_str(doc).unwrap_or(Value::Null);
             match value.get("kind").and_then(Value::as_str) {
                 Some("Stage" | "KwokConfiguration") => self.kwok_documents.push(doc.trim().to_owned()),
+                // The kubelet-API and metrics kinds go to kwok too (which says it does
+                // not implement them yet) rather than failing a user's upstream file.
+                Some(kind) if KUBELET_API_KINDS.contains(&kind) => {
+                    self.kwok_documents.push(doc.trim().to_owned())
+                }
                 Some(KIND) => self.apply(checked_volumes(file, line, typed(file, line, doc, value)?)?),
                 Some(RESOURCE_KIND) => self.add_resource(typed_resource(file, line, doc, value)?),
                 _ if value.is_null() => {}
@@ -330,7 +508,8 @@ fn overlay(base: &FileOptions, over: &FileOptions) -> FileOptions {
 
 /// Checks a `KwokctlConfiguration`: the field path from the JSON value, the line from the
 /// YAML parser.
-fn typed(file: &str, start: usize, doc: &str, value: Value) -> Result<KwokctlConfiguration> {
+fn typed(file: &str, start: usize, doc: &str, mut value: Value) -> Result<KwokctlConfiguration> {
+    drop_upstream_only(file, start, &mut value);
     check_document(file, start, doc, value, KIND.to_owned())
 }
 
@@ -398,7 +577,11 @@ fn check_document<T: serde::de::DeserializeOwned>(
         field,
         reason,
     };
-    if value.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
+    // Left out, it is the default (upstream's); given, it must be ours.
+    if value
+        .get("apiVersion")
+        .is_some_and(|v| v.as_str() != Some(API_VERSION))
+    {
         return Err(field_err(
             start,
             "apiVersion".into(),
@@ -452,6 +635,43 @@ mod tests {
             err,
             "c.yaml:5: KwokctlConfiguration: options.bogus: unknown field `bogus`"
         );
+    }
+
+    #[test]
+    fn upstream_options_not_implemented_should_load_and_typos_should_not() {
+        let text = format!(
+            "apiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  kubeImagePrefix: registry.k8s.io\n  \
+             jaegerPort: 16686\n  etcdPrefix: /a\ncomponents:\n- name: extra\nstatus:\n  version: v0.8.0\n\
+             ---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: l\n"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.options.etcd_prefix.as_deref(), Some("/a"));
+        assert_eq!(config.kwok_documents.len(), 1, "ClusterLogs is handed to kwok");
+        let typo = format!("apiVersion: {API_VERSION}\nkind: {KIND}\noptions:\n  kubeImagePrefx: x\n");
+        assert!(
+            parse(&typo)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `kubeImagePrefx`")
+        );
+    }
+
+    #[test]
+    fn a_configuration_without_api_version_should_get_the_default() {
+        let config = parse(&format!("kind: {KIND}\noptions:\n  etcdPrefix: /x\n")).unwrap();
+        assert_eq!(config.options.etcd_prefix.as_deref(), Some("/x"));
+    }
+
+    #[test]
+    fn extra_args_should_take_override_bare_flags_and_boolean_values() {
+        let text = format!(
+            "apiVersion: {API_VERSION}\nkind: {KIND}\ncomponentsPatches:\n- name: kube-apiserver\n  extraArgs:\n  \
+             - key: v\n    value: '4'\n    override: true\n  - key: profiling\n  - key: allow-privileged\n    value: true\n"
+        );
+        let config = parse(&text).unwrap();
+        let flags: Vec<String> = config.patches[0].extra_args.iter().map(ExtraArg::flag).collect();
+        assert_eq!(flags, ["--v=4", "--profiling", "--allow-privileged=true"]);
+        assert!(config.patches[0].extra_args[0].override_only);
     }
 
     #[test]

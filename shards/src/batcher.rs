@@ -18,7 +18,10 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
     core::{ApiResource, Request, Resource},
 };
-use kwok_engine::{effect::Effect, patch::PatchType};
+use kwok_engine::{
+    effect::{ApplyType, Effect},
+    patch::PatchType,
+};
 use rand::Rng;
 use serde_json::Value;
 use tracing::warn;
@@ -108,13 +111,8 @@ pub struct Outcome {
     pub writes: usize,
 }
 
-/// The message of the first effect that failed to render, if any.
-fn render_error(effects: &[Effect]) -> Option<&str> {
-    effects.iter().find_map(|e| match e {
-        Effect::Error { message } => Some(message.as_str()),
-        _ => None,
-    })
-}
+/// (apiVersion, kind) of an object an `apply` step names.
+type KindKey = (String, String);
 
 /// Sends effects to the apiserver.
 #[derive(Clone)]
@@ -124,6 +122,9 @@ pub struct Writer {
     config: Option<kube::Config>,
     /// One client per impersonated user, made on first use.
     impersonating: Arc<std::sync::Mutex<std::collections::HashMap<String, Client>>>,
+    /// The API resources `apply` steps name, found by discovery on first use:
+    /// (apiVersion, kind) → (resource, namespaced).
+    kinds: Arc<std::sync::Mutex<std::collections::HashMap<KindKey, (ApiResource, bool)>>>,
     limiter: Arc<DefaultDirectRateLimiter>,
     metrics: Arc<Metrics>,
 }
@@ -140,6 +141,7 @@ impl Writer {
             client,
             config: None,
             impersonating: Arc::default(),
+            kinds: Arc::default(),
             limiter,
             metrics,
         }
@@ -181,7 +183,7 @@ impl Writer {
         let mut outcome = Outcome::default();
         // A stage goes out whole or not at all: one that failed to render (a full IP
         // pool, a template error) is tried again later, as a failed write is.
-        if let Some(message) = render_error(effects) {
+        if let Some(message) = kwok_engine::effect::first_error(effects) {
             warn!(object = %target.name, %message, "stage failed to render; trying again later");
             outcome.failed = true;
             return outcome;
@@ -204,16 +206,13 @@ impl Writer {
                 },
                 Effect::Apply {
                     subresource,
+                    ty,
                     body,
                     impersonate,
                 } => match self.client_as(impersonate.as_deref()) {
                     Ok(client) => {
-                        let api = self.api(target, client);
-                        let (params, patch) = (PatchParams::apply("kwok").force(), Patch::Apply(body));
-                        self.send("apply", || {
-                            patch_at(&api, &target.name, subresource.as_deref(), &params, &patch)
-                        })
-                        .await
+                        self.apply(target, client, subresource.as_deref(), *ty, body)
+                            .await
                     }
                     Err(failure) => Err(failure),
                 },
@@ -261,6 +260,106 @@ impl Writer {
             }
         }
         outcome
+    }
+
+    /// Upstream's `apply` step: create the object `body` names (the namespace defaults
+    /// to the source object's), or patch it with `ty` when it exists; with a
+    /// subresource, only patch. Only a response for the source object itself replaces
+    /// the cached one.
+    async fn apply(
+        &self,
+        target: &Target,
+        client: Client,
+        subresource: Option<&str>,
+        ty: ApplyType,
+        body: &Value,
+    ) -> Result<Option<JsonObject>, Failure> {
+        let field = |path: &str| {
+            body.pointer(path)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let (Some(api_version), Some(kind), Some(name)) =
+            (field("/apiVersion"), field("/kind"), field("/metadata/name"))
+        else {
+            warn!(object = %target.name, "apply step: the template must give apiVersion, kind and metadata.name");
+            return Err(Failure::Other);
+        };
+        let (resource, namespaced) = self.resource_of(client.clone(), api_version, kind).await?;
+        let mut body = body.clone();
+        let namespace = namespaced.then(|| {
+            field("/metadata/namespace")
+                .map(str::to_owned)
+                .or_else(|| target.namespace.clone())
+                .unwrap_or_else(|| "default".into())
+        });
+        if let Some(ns) = &namespace {
+            body["metadata"]["namespace"] = Value::String(ns.clone());
+        }
+        let api: Api<JsonObject> = match &namespace {
+            Some(ns) => Api::namespaced_with(client, ns, &resource),
+            None => Api::all_with(client, &resource),
+        };
+        let (params, patch) = match ty {
+            ApplyType::Apply => (PatchParams::apply("kwok").force(), Patch::Apply(&body)),
+            ApplyType::Merge => (PatchParams::default(), Patch::Merge(&body)),
+            ApplyType::Strategic => (PatchParams::default(), Patch::Strategic(&body)),
+        };
+        let result = match subresource {
+            Some(sub) => {
+                self.send("apply", || patch_at(&api, name, Some(sub), &params, &patch))
+                    .await
+            }
+            None => {
+                let obj = JsonObject::new(&body);
+                let created = self
+                    .send("create", || async {
+                        api.create(&PostParams::default(), &obj).await.map(Some)
+                    })
+                    .await;
+                match created {
+                    // AlreadyExists.
+                    Err(Failure::Conflict) => {
+                        self.send("apply", || patch_at(&api, name, None, &params, &patch))
+                            .await
+                    }
+                    other => other,
+                }
+            }
+        };
+        let same = resource.kind == target.resource.kind
+            && resource.group == target.resource.group
+            && name == target.name
+            && namespace == target.namespace;
+        result.map(|obj| obj.filter(|_| same))
+    }
+
+    /// The API resource of `api_version`/`kind`, and whether it is namespaced.
+    async fn resource_of(
+        &self,
+        client: Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, bool), Failure> {
+        let key = (api_version.to_owned(), kind.to_owned());
+        if let Some(found) = self.kinds.lock().expect("not poisoned").get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = kube::discovery::pinned_kind(&client, &gvk).await.map_err(|e| {
+            warn!(api_version, kind, error = %e, "apply step: unknown kind");
+            Failure::Other
+        })?;
+        let found = (resource, caps.scope == kube::discovery::Scope::Namespaced);
+        self.kinds
+            .lock()
+            .expect("not poisoned")
+            .insert(key, found.clone());
+        Ok(found)
     }
 
     fn api(&self, target: &Target, client: Client) -> Api<JsonObject> {
@@ -428,9 +527,12 @@ mod tests {
         let error = Effect::Error {
             message: "no free IP".into(),
         };
-        assert_eq!(render_error(&[status_patch(json!({})), Effect::Delete]), None);
         assert_eq!(
-            render_error(&[status_patch(json!({})), error.clone(), Effect::Delete]),
+            kwok_engine::effect::first_error(&[status_patch(json!({})), Effect::Delete]),
+            None
+        );
+        assert_eq!(
+            kwok_engine::effect::first_error(&[status_patch(json!({})), error.clone(), Effect::Delete]),
             Some("no free IP"),
             "a stage with a failed step sends none of its writes"
         );

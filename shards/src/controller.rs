@@ -15,7 +15,7 @@ use kube::{
     Api, Client,
     core::ApiResource,
     discovery::{Discovery, Scope},
-    runtime::{WatchStreamExt, watcher},
+    runtime::watcher,
 };
 use kwok_engine::{lifecycle::Lifecycles, stage::spec::ResourceRef};
 use prometheus_client::registry::Registry;
@@ -111,6 +111,7 @@ pub async fn run(
         tokio::spawn(worker.run(rx));
         tx
     });
+    let pods_listed = Arc::new(watch::channel(0).0);
     let mut senders = Vec::with_capacity(settings.shards);
     for (index, ownership) in ownership_rxs.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(EVENT_BATCHES);
@@ -124,6 +125,7 @@ pub async fn run(
             lease_pressure: lease_pressure.clone(),
             global_pool: global_pool.clone(),
             start,
+            pods_listed: pods_listed.clone(),
         };
         tokio::spawn(Shard::new(ctx).run(rx, ownership));
         senders.push(tx);
@@ -316,7 +318,7 @@ struct WatchContext {
 }
 
 /// Watches one kind and routes its events; resumes from the last resourceVersion and
-/// re-lists on 410 Gone (kube's watcher), backing off on errors.
+/// re-lists on 410 Gone (kube's watcher), backing off on other errors ([`WatchBackoff`]).
 async fn watch(api: Api<JsonObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
     let WatchContext {
         initial_list,
@@ -330,13 +332,16 @@ async fn watch(api: Api<JsonObject>, ctx: WatchContext, mut on_first_list: impl 
         InitialList::Cached => watcher::Config::default().any_semantic(),
     };
     // What the stream has ready is routed together: one send per shard per chunk.
-    let mut stream = watcher(api, config)
-        .default_backoff()
-        .ready_chunks(DISPATCH_CHUNK)
-        .boxed();
+    let mut stream = watcher(api, config).ready_chunks(DISPATCH_CHUNK).boxed();
     let mut first = true;
+    let mut backoff = WatchBackoff::default();
     while let Some(events) = stream.next().await {
+        let mut wait = Duration::ZERO;
         for event in events {
+            match &event {
+                Ok(_) => backoff.reset(),
+                Err(e) => wait = backoff.after(e),
+            }
             match event {
                 Ok(watcher::Event::Init) => dispatcher.relist(false).await,
                 Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => dispatcher.applied(obj),
@@ -350,11 +355,90 @@ async fn watch(api: Api<JsonObject>, ctx: WatchContext, mut on_first_list: impl 
                     }
                 }
                 Err(e) => {
-                    warn!(kind = %label.kind, error = %e, "watch failed; retrying");
+                    warn!(kind = %label.kind, error = %e, retry_in = ?wait, "watch failed");
                     metrics.watch_restarts.get_or_create(&label).inc();
                 }
             }
         }
         dispatcher.flush().await;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The wait before a failed watch is tried again.
+///
+/// kube's default back-off (0.8 s doubling to 30 s, reset only after 2 minutes without
+/// errors) grew during an apiserver outage and was still grown when the watch came back
+/// and was told its resourceVersion had expired: kwok re-listed ~37 s late and the
+/// controller-manager marked every node unknown meanwhile (issue 21). Here any event
+/// resets it, it stops at [`Self::MAX`], and a 410 re-lists at once, as client-go's
+/// reflector does (a second 410 in a row backs off, so a server that keeps answering
+/// 410 is not hammered).
+#[derive(Debug, Default)]
+struct WatchBackoff {
+    failures: u32,
+    gone: bool,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(4);
+
+    /// The wait after error `e`.
+    fn after(&mut self, e: &watcher::Error) -> Duration {
+        let gone = matches!(e, watcher::Error::WatchError(s) if s.code == 410);
+        if gone && !std::mem::replace(&mut self.gone, true) {
+            return Duration::ZERO;
+        }
+        let wait = Self::FIRST
+            .saturating_mul(1 << self.failures.min(8))
+            .min(Self::MAX);
+        self.failures += 1;
+        wait
+    }
+
+    /// An event arrived: the watch works.
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn status(code: u16) -> watcher::Error {
+        watcher::Error::WatchError(Box::new(Status {
+            code,
+            ..Status::default()
+        }))
+    }
+
+    #[test]
+    fn watch_backoff_should_grow_to_its_cap_and_reset_on_any_event() {
+        let mut backoff = WatchBackoff::default();
+        let waits: Vec<u64> = (0..7)
+            .map(|_| backoff.after(&status(500)).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        backoff.reset();
+        assert_eq!(backoff.after(&status(500)), WatchBackoff::FIRST);
+    }
+
+    /// See: issue 21 (a 410 after an outage waited for the back-off the outage had grown).
+    #[test]
+    fn watch_backoff_should_relist_at_once_on_410_even_after_an_outage() {
+        let mut backoff = WatchBackoff::default();
+        for _ in 0..10 {
+            backoff.after(&status(503));
+        }
+        assert_eq!(backoff.after(&status(410)), Duration::ZERO);
+        assert!(backoff.after(&status(410)) > Duration::ZERO, "not twice in a row");
+        backoff.reset();
+        assert_eq!(backoff.after(&status(410)), Duration::ZERO);
     }
 }

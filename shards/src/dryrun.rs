@@ -6,9 +6,11 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use jiff::Timestamp;
 use kwok_engine::{
-    effect::Effect,
+    delay::Range,
+    effect::{Effect, first_error},
     host::FixedHost,
     lifecycle::{Lifecycle, Lifecycles},
+    listing,
     simulate::{self, End},
 };
 use rand::{SeedableRng, rngs::StdRng};
@@ -32,10 +34,35 @@ pub struct RunArgs {
     /// Stop after this many stages.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// List every matching stage with its weight and rendered steps instead of running.
+    /// List every stage that can apply (upstream's rule: a weight-0 match beside a
+    /// positive weight cannot) with its weight, delay range and requests, instead of running.
     #[arg(long)]
     pub all: bool,
+    /// Output of --all: `text`, or `yaml`/`json` in the format of upstream's golden
+    /// stage tests (`kustomize/stage/**/testdata/*.output.yaml`).
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// With --all: render as upstream's stage tests do, so the output diffs against
+    /// their golden files: runtime functions print as stand-ins (`<Now>`,
+    /// `<NodeIPWith("node")>`), the clock reads 2006-01-02T15:04:05Z unless --now is
+    /// given, and patches without a type are merge patches.
+    #[arg(long, requires = "all")]
+    pub golden: bool,
 }
+
+/// `kwok stage run -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// YAML, upstream's golden format (with --all).
+    Yaml,
+    /// JSON, the same fields.
+    Json,
+}
+
+/// The clock of upstream's stage tests.
+const GOLDEN_NOW: &str = "2006-01-02T15:04:05Z";
 
 /// Runs the dry run and returns the report text.
 pub fn run(args: &RunArgs) -> Result<String> {
@@ -55,17 +82,37 @@ pub fn run(args: &RunArgs) -> Result<String> {
     let Some(lifecycle) = lifecycles.for_kind(None, &kind) else {
         bail!("no stage applies to kind {kind:?}");
     };
+    let golden_now = || GOLDEN_NOW.parse().expect("a valid time");
     let now = args
         .now
+        .or_else(|| args.golden.then(golden_now))
         .or_else(|| creation_time(&obj))
         .unwrap_or_else(Timestamp::now);
     let host = FixedHost::new(now);
     let mut rng = StdRng::seed_from_u64(args.seed);
     if args.all {
-        return Ok(list_matching(lifecycle, &obj, &host));
+        if args.output == Output::Text {
+            return list_matching(lifecycle, &obj, &host);
+        }
+        let (host, defaults) = match args.golden {
+            true => (host.with_placeholders(), listing::Defaults::UpstreamTests),
+            false => (host, listing::Defaults::Controller),
+        };
+        let list = listing::list(lifecycle, &obj, now, &host, defaults)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.object.display()))?;
+        return Ok(match args.output {
+            Output::Json => format!("{}\n", serde_json::to_string_pretty(&list)?),
+            _ => kwok_engine::template::to_go_yaml(&list),
+        });
     }
     let (steps, end) = simulate::run(lifecycle, &kind, obj, now, args.steps, &host, &mut rng);
-    Ok(report(&steps, &end))
+    let text = report(&steps, &end);
+    // A stage that fails to render is a broken Stage: say so by the exit code too.
+    if let Some(message) = steps.iter().find_map(|s| first_error(&s.effects)) {
+        print!("{text}");
+        bail!("{}: {message}", args.object.display());
+    }
+    Ok(text)
 }
 
 fn load_stages(paths: &[PathBuf]) -> Result<Lifecycles> {
@@ -105,13 +152,23 @@ fn report(steps: &[simulate::Step], end: &End) -> String {
     out
 }
 
-fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &FixedHost) -> String {
+fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &FixedHost) -> Result<String> {
     let mut out = String::new();
     let mut any = false;
-    for stage in lifecycle.matching(obj) {
+    for stage in lifecycle.possible(obj) {
         any = true;
-        let _ = writeln!(out, "stage {:?} weight {}", stage.name(), stage.weight(obj));
-        for effect in stage.render(obj, host) {
+        let weight = stage.weight(obj).map_or("none".into(), |w| w.to_string());
+        let delay = match stage.delay_range(obj, host.now) {
+            None => "none".into(),
+            Some(Range::Exactly(d)) => format!("{d:#}"),
+            Some(Range::Between(from, to)) => format!("{from:#} to {to:#}"),
+        };
+        let _ = writeln!(out, "stage {:?} weight {weight} delay {delay}", stage.name());
+        let effects = stage.render(obj, host);
+        if let Some(message) = first_error(&effects) {
+            bail!("{message}");
+        }
+        for effect in effects {
             let _ = writeln!(out, "  - {}", describe(&effect));
             if let Effect::Patch { body, .. } | Effect::Apply { body, .. } = &effect {
                 for line in yaml(body).lines() {
@@ -119,11 +176,14 @@ fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &FixedHost) -> String
                 }
             }
         }
+        if stage.immediate_next_stage() {
+            out.push_str("  - immediately match again\n");
+        }
     }
     if !any {
         out.push_str("no stage matches\n");
     }
-    out
+    Ok(out)
 }
 
 fn describe(effect: &Effect) -> String {
@@ -147,7 +207,11 @@ fn describe(effect: &Effect) -> String {
                 .map(|u| format!(" as {u}"))
                 .unwrap_or_default()
         ),
-        Effect::Apply { subresource, .. } => format!("apply {}", subresource.as_deref().unwrap_or("object")),
+        Effect::Apply { subresource, ty, .. } => format!(
+            "apply {} ({})",
+            subresource.as_deref().unwrap_or("object"),
+            ty.content_type()
+        ),
         Effect::Delete => "delete".into(),
         Effect::Error { message } => format!("error: {message}"),
     }
@@ -177,6 +241,8 @@ mod tests {
             seed: 1,
             steps: 10,
             all,
+            output: Output::Text,
+            golden: false,
         }
     }
 
@@ -197,6 +263,28 @@ mod tests {
         assert!(out.starts_with("stage \"pod-ready\" weight "), "{out}");
         assert!(out.contains("patch status (Strategic)"), "{out}");
         assert!(out.contains("phase: Running"), "{out}");
+    }
+
+    #[test]
+    fn all_as_json_should_give_upstreams_listing_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(&dir, POD, true);
+        a.output = Output::Json;
+        let out: Value = serde_json::from_str(&run(&a).unwrap()).unwrap();
+        assert_eq!(out["kind"], "Pod");
+        assert_eq!(out["namespace"], "default");
+        let stage = &out["stages"][0];
+        assert_eq!(stage["stage"], "pod-ready", "{out}");
+        assert_eq!(stage["next"][0]["kind"], "patch", "{out}");
+        assert_eq!(stage["next"][0]["subresource"], "status", "{out}");
+        assert_eq!(
+            stage["next"][0]["type"], "application/strategic-merge-patch+json",
+            "the controller's default for a Pod without --golden"
+        );
+        a.golden = true;
+        let golden: Value = serde_json::from_str(&run(&a).unwrap()).unwrap();
+        let data = &golden["stages"][0]["next"][0]["data"]["status"];
+        assert_eq!(data["startTime"], "<Now>", "{golden}");
     }
 
     #[test]

@@ -66,7 +66,9 @@ pub struct Flags {
     /// Client-side burst towards the apiserver.
     #[arg(long, default_value_t = 10000)]
     pub kube_api_burst: u32,
-    /// Identity written into Lease holderIdentity (default: kwok-<hostname>-<pid>).
+    /// Identity written into Lease holderIdentity; keep it across restarts so a restarted
+    /// kwok resumes its own Leases at once (default: kwok-<hostname>-<n>, the lowest n
+    /// no other kwok on this host holds, by a lock file in the temp dir).
     #[arg(long)]
     pub id: Option<String>,
     /// Custom resources to serve from the cluster: `Stage` takes the stages from Stage
@@ -81,9 +83,11 @@ pub struct Flags {
     /// `paged` (lists of 500), `cached` (one list from the apiserver's cache).
     #[arg(long, value_enum, default_value_t = InitialList::Stream)]
     pub initial_list: InitialList,
-    /// Log verbosity as klog's: 0–1 info, 2–4 debug, 5+ trace (`RUST_LOG` wins when set).
-    #[arg(short = 'v', long = "v", default_value_t = 0)]
-    pub verbosity: u8,
+    /// Log level as upstream's: `DEBUG`, `INFO`, `WARN`, `ERROR`, a name with an offset
+    /// (`INFO-4`), or a number (-4 debug, 0 info, 4 warn, 8 error; below -4 trace).
+    /// `RUST_LOG` wins when set.
+    #[arg(short = 'v', long = "v", default_value = "INFO", value_parser = parse_level, allow_hyphen_values = true)]
+    pub verbosity: i64,
     /// Tools that run instead of the controller.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -119,11 +123,42 @@ impl Flags {
     /// The log filter `--v` asks for.
     pub fn log_level(&self) -> &'static str {
         match self.verbosity {
-            0..=1 => "info",
-            2..=4 => "debug",
-            _ => "trace",
+            ..-4 => "trace",
+            -4..0 => "debug",
+            0..4 => "info",
+            4..8 => "warn",
+            _ => "error",
         }
     }
+}
+
+/// Upstream's `ParseLevel`: a level name (any case), a name with a signed offset
+/// (`DEBUG+2`), or a number, which is an offset from `INFO` (0).
+fn parse_level(text: &str) -> Result<i64, String> {
+    let split = text.find(['+', '-']).filter(|i| *i > 0);
+    let (name, offset) = match split {
+        Some(i) => (&text[..i], &text[i..]),
+        None if text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') => ("INFO", text),
+        None => (text, ""),
+    };
+    let base = match name.to_ascii_uppercase().as_str() {
+        "DEBUG" => -4,
+        "INFO" => 0,
+        "WARN" => 4,
+        "ERROR" => 8,
+        _ => {
+            return Err(format!(
+                "invalid level name {text:?} (DEBUG, INFO, WARN, ERROR or a number)"
+            ));
+        }
+    };
+    let offset: i64 = match offset {
+        "" => 0,
+        o => o
+            .parse()
+            .map_err(|_| format!("invalid level offset in {text:?}"))?,
+    };
+    Ok(base + offset)
 }
 
 #[cfg(test)]
@@ -148,11 +183,26 @@ mod tests {
     }
 
     #[test]
-    fn v_should_raise_the_log_level_like_klog() {
-        let f = Flags::try_parse_from(["kwok", "--v=4"]).unwrap();
+    fn v_should_take_upstreams_level_names_and_numbers() {
+        let level = |v: &str| {
+            Flags::try_parse_from(["kwok", &format!("--v={v}")])
+                .map(|f| f.log_level())
+                .ok()
+        };
+        assert_eq!(level("DEBUG"), Some("debug"));
+        assert_eq!(level("-4"), Some("debug"));
+        assert_eq!(level("info"), Some("info"));
+        assert_eq!(level("WARN"), Some("warn"));
+        assert_eq!(level("4"), Some("warn"));
+        assert_eq!(level("ERROR"), Some("error"));
+        assert_eq!(level("INFO-4"), Some("debug"));
+        assert_eq!(level("DEBUG-4"), Some("trace"));
+        let f = Flags::try_parse_from(["kwok", "-v", "-4"]).unwrap();
         assert_eq!(f.log_level(), "debug");
-        let f = Flags::try_parse_from(["kwok", "-v", "6"]).unwrap();
-        assert_eq!(f.log_level(), "trace");
+        let err = Flags::try_parse_from(["kwok", "--v=LOUD"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid level name \"LOUD\""), "{err}");
     }
 
     #[test]

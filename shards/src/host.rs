@@ -3,7 +3,7 @@
 
 use std::{
     cell::RefCell,
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::Ipv4Addr,
     sync::{Arc, Mutex},
 };
@@ -16,13 +16,37 @@ use crate::ipam::{Cidr, Pool};
 
 /// IP state of one shard: a pool per node that has a podCIDR, the shared pool of
 /// `--cidr` for nodes without, and each node's InternalIP.
+///
+/// The pools are a view of `pods`, the IPs the shard knows its pods hold, however the
+/// events arrived: a pod listed before its node (after a restart) is placed again when
+/// the node's pool appears, so its address is never handed out a second time.
 pub struct Ips {
     per_node: HashMap<String, Pool>,
     node_ips: HashMap<String, String>,
     global: Arc<Mutex<Pool>>,
-    /// Which pool each pod's IP came from, to release it there.
-    pod_pool: HashMap<String, Option<String>>,
+    /// Every pod IP this shard knows, by pod uid.
+    pods: HashMap<String, PodIp>,
+    /// uids in `pods`, by node: placed again when the node's pool appears.
+    by_node: HashMap<String, HashSet<String>>,
     default_node_ip: String,
+}
+
+/// A pod's IP and the pool that holds it.
+struct PodIp {
+    node: String,
+    ip: Ipv4Addr,
+    pool: Placement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Its node's podCIDR pool.
+    Node,
+    /// The shared `--cidr` pool.
+    Global,
+    /// In no pool: outside both, or already held by another pod (a duplicate made
+    /// elsewhere, kept out of every pool so it is not handed out a third time).
+    Unpooled,
 }
 
 impl Ips {
@@ -32,7 +56,8 @@ impl Ips {
             per_node: HashMap::new(),
             node_ips: HashMap::new(),
             global,
-            pod_pool: HashMap::new(),
+            pods: HashMap::new(),
+            by_node: HashMap::new(),
             default_node_ip,
         }
     }
@@ -43,10 +68,10 @@ impl Ips {
             .pointer("/spec/podCIDR")
             .and_then(Value::as_str)
             .and_then(|c| Cidr::parse(c).ok())
+            && !self.per_node.contains_key(name)
         {
-            self.per_node
-                .entry(name.to_owned())
-                .or_insert_with(|| Pool::new(cidr));
+            self.per_node.insert(name.to_owned(), Pool::new(cidr));
+            self.place_again(name);
         }
         let internal = node
             .pointer("/status/addresses")
@@ -61,57 +86,129 @@ impl Ips {
         }
     }
 
-    /// Forgets a node.
+    /// Forgets a node's pool; its pods' IPs stay known and go back into a pool if the
+    /// node comes back.
     pub fn forget_node(&mut self, name: &str) {
         self.per_node.remove(name);
         self.node_ips.remove(name);
+        for uid in self.by_node.get(name).into_iter().flatten() {
+            if let Some(pod) = self.pods.get_mut(uid)
+                && pod.pool == Placement::Node
+            {
+                pod.pool = Placement::Unpooled;
+            }
+        }
     }
 
-    /// Records the IP a pod already has (after a restart), so it is not handed out again.
+    /// Records the IP a pod holds (seen on a watch), so it is not handed out again.
     pub fn adopt_pod(&mut self, node: &str, uid: &str, ip: &str) {
         let Ok(ip) = ip.parse::<Ipv4Addr>() else { return };
-        match self.per_node.get_mut(node) {
-            Some(pool) => pool.adopt(uid, ip),
-            None => self.global.lock().expect("ip pool lock").adopt(uid, ip),
+        if self.pods.get(uid).is_some_and(|p| p.ip == ip && p.node == node) {
+            return;
         }
-        self.pod_pool.insert(
-            uid.to_owned(),
-            self.per_node.contains_key(node).then(|| node.to_owned()),
-        );
+        self.release_pod(uid);
+        let pool = self.place(node, uid, ip);
+        self.record(node, uid, ip, pool);
     }
 
     /// Releases a pod's IP.
     pub fn release_pod(&mut self, uid: &str) {
-        match self.pod_pool.remove(uid) {
-            Some(Some(node)) => {
-                if let Some(pool) = self.per_node.get_mut(&node) {
-                    pool.release(uid);
-                }
+        let Some(pod) = self.pods.remove(uid) else { return };
+        self.unplace(&pod.node, uid, pod.pool);
+        if let Some(uids) = self.by_node.get_mut(&pod.node) {
+            uids.remove(uid);
+            if uids.is_empty() {
+                self.by_node.remove(&pod.node);
             }
-            Some(None) => self.global.lock().expect("ip pool lock").release(uid),
-            None => {}
         }
     }
 
-    /// Pod `uid`'s IP on `node`, allocated on first use; `Err` names the full pool.
+    /// Pod `uid`'s IP on `node`, allocated on first use; `Err` names the exhausted pool.
     fn pod_ip(&mut self, node: &str, uid: &str) -> Result<String, String> {
-        let own = self.per_node.contains_key(node);
-        let ip = match self.per_node.get_mut(node) {
-            Some(pool) => pool
-                .get(uid)
-                .ok_or_else(|| format!("no free IP in podCIDR {} of node {node:?}", pool.cidr())),
+        if let Some(pod) = self.pods.get(uid) {
+            return Ok(pod.ip.to_string());
+        }
+        let (ip, pool) = match self.per_node.get_mut(node) {
+            Some(pool) => (
+                pool.get(uid)
+                    .ok_or_else(|| format!("no free IP above podCIDR {} of node {node:?}", pool.cidr()))?,
+                Placement::Node,
+            ),
             None => {
                 let mut global = self.global.lock().expect("ip pool lock");
-                global.get(uid).ok_or_else(|| {
+                let ip = global.get(uid).ok_or_else(|| {
                     format!(
-                        "no free IP in --cidr {} (node {node:?} has no podCIDR)",
+                        "no free IP above --cidr {} (node {node:?} has no podCIDR)",
                         global.cidr()
                     )
-                })
+                })?;
+                (ip, Placement::Global)
             }
-        }?;
-        self.pod_pool.insert(uid.to_owned(), own.then(|| node.to_owned()));
+        };
+        self.record(node, uid, ip, pool);
         Ok(ip.to_string())
+    }
+
+    fn record(&mut self, node: &str, uid: &str, ip: Ipv4Addr, pool: Placement) {
+        self.by_node
+            .entry(node.to_owned())
+            .or_default()
+            .insert(uid.to_owned());
+        let node = node.to_owned();
+        self.pods.insert(uid.to_owned(), PodIp { node, ip, pool });
+    }
+
+    /// Files `ip` in the first pool that hands out such addresses: the node's, else the
+    /// shared one.
+    fn place(&mut self, node: &str, uid: &str, ip: Ipv4Addr) -> Placement {
+        let taken = |node_or_global: &str| {
+            tracing::warn!(pod = uid, %ip, pool = node_or_global, "pod IP already held by another pod");
+            Placement::Unpooled
+        };
+        if let Some(pool) = self.per_node.get_mut(node)
+            && pool.contains(ip)
+        {
+            return if pool.adopt(uid, ip) {
+                Placement::Node
+            } else {
+                taken(node)
+            };
+        }
+        let mut global = self.global.lock().expect("ip pool lock");
+        if !global.contains(ip) {
+            return Placement::Unpooled;
+        }
+        if global.adopt(uid, ip) {
+            Placement::Global
+        } else {
+            taken("--cidr")
+        }
+    }
+
+    fn unplace(&mut self, node: &str, uid: &str, pool: Placement) {
+        match pool {
+            Placement::Node => {
+                if let Some(pool) = self.per_node.get_mut(node) {
+                    pool.release(uid);
+                }
+            }
+            Placement::Global => self.global.lock().expect("ip pool lock").release(uid),
+            Placement::Unpooled => {}
+        }
+    }
+
+    /// Files the known IPs of `node`'s pods again (its pool just appeared).
+    fn place_again(&mut self, node: &str) {
+        let uids: Vec<String> = self.by_node.get(node).into_iter().flatten().cloned().collect();
+        for uid in uids {
+            let (ip, old) = match self.pods.get(&uid) {
+                Some(pod) => (pod.ip, pod.pool),
+                None => continue,
+            };
+            self.unplace(node, &uid, old);
+            let pool = self.place(node, &uid, ip);
+            self.pods.get_mut(&uid).expect("known pod").pool = pool;
+        }
     }
 
     fn node_ip(&self, node: &str) -> String {
@@ -220,32 +317,74 @@ mod tests {
         assert_eq!(again, [first, second].into_iter().collect());
     }
 
-    /// See: the 100k-pods run (pods past the 254th on a node whose podCIDR is a /24 were patched
-    /// with `podIP: ""`, which the apiserver refused 15,000 times).
+    fn ip(ips: &mut Ips, node: &str, uid: &str) -> String {
+        host(ips, (node, uid)).pod_ip_with(node, uid, "p", "ns").unwrap()
+    }
+
+    /// Pods bound to one node beyond its podCIDR's size run, as upstream's (benchmarks
+    /// pin thousands of pods to a node); nodes without a podCIDR share `--cidr`.
     #[test]
-    fn a_full_pool_should_be_an_error_naming_it_and_free_again_after_a_release() {
+    fn allocation_should_go_past_a_pod_cidr_and_fall_back_to_the_shared_pool() {
         let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap())));
         let mut ips = Ips::new(global, "196.168.0.1".into());
         ips.observe_node("n1", &serde_json::json!({"spec": {"podCIDR": "10.1.0.0/30"}}));
-        let ip =
-            |ips: &mut Ips, node: &str, uid: &str| host(ips, (node, uid)).pod_ip_with(node, uid, "p", "ns");
-        ip(&mut ips, "n1", "a").unwrap();
-        ip(&mut ips, "n1", "b").unwrap();
-        let err = ip(&mut ips, "n1", "c").unwrap_err();
-        assert_eq!(err, r#"no free IP in podCIDR 10.1.0.0/30 of node "n1""#);
+        let got: Vec<String> = ["a", "b", "c"].iter().map(|u| ip(&mut ips, "n1", u)).collect();
+        assert_eq!(got, ["10.1.0.1", "10.1.0.2", "10.1.0.3"]);
         ips.release_pod("a");
+        assert_eq!(ip(&mut ips, "n1", "d"), "10.1.0.1", "the released address");
+        assert_eq!(ip(&mut ips, "n2", "e"), "10.0.0.1");
         assert_eq!(
-            ip(&mut ips, "n1", "c").unwrap(),
-            "10.1.0.1",
-            "the released address"
+            ip(&mut ips, "n3", "f"),
+            "10.0.0.2",
+            "one pool for every node without"
         );
-        // Nodes without a podCIDR share --cidr.
-        ip(&mut ips, "n2", "d").unwrap();
-        ip(&mut ips, "n3", "e").unwrap();
-        let err = ip(&mut ips, "n2", "f").unwrap_err();
+    }
+
+    /// See: issue 21 (after a restart, pods listed before their node had their IPs filed
+    /// in the shared pool, and the node's new pool handed them out again: 30 duplicates).
+    #[test]
+    fn pods_seen_before_their_node_should_keep_their_ips_out_of_its_new_pool() {
+        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap())));
+        let mut ips = Ips::new(global.clone(), "196.168.0.1".into());
+        ips.adopt_pod("n1", "old-1", "10.1.0.1");
+        ips.adopt_pod("n1", "old-2", "10.1.0.3");
+        ips.adopt_pod("n1", "old-global", "10.0.0.1");
+        ips.observe_node("n1", &serde_json::json!({"spec": {"podCIDR": "10.1.0.0/24"}}));
+        let fresh: Vec<String> = ["x", "y"].iter().map(|u| ip(&mut ips, "n1", u)).collect();
+        assert_eq!(fresh, ["10.1.0.2", "10.1.0.4"], "held addresses skipped");
+        // The address from before the node had a podCIDR stays held in the shared pool.
+        assert_eq!(ip(&mut ips, "n9", "z"), "10.0.0.2");
         assert_eq!(
-            err,
-            r#"no free IP in --cidr 10.0.0.0/30 (node "n2" has no podCIDR)"#
+            global.lock().unwrap().len(),
+            2,
+            "old-global and z; the node's pods moved out"
         );
+        ips.release_pod("old-1");
+        assert_eq!(ip(&mut ips, "n1", "w"), "10.1.0.1");
+    }
+
+    #[test]
+    fn a_node_that_goes_and_comes_back_should_keep_its_pods_addresses() {
+        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap())));
+        let mut ips = Ips::new(global, "196.168.0.1".into());
+        let node = serde_json::json!({"spec": {"podCIDR": "10.1.0.0/24"}});
+        ips.observe_node("n1", &node);
+        assert_eq!(ip(&mut ips, "n1", "a"), "10.1.0.1");
+        ips.forget_node("n1");
+        ips.observe_node("n1", &node);
+        assert_eq!(ip(&mut ips, "n1", "b"), "10.1.0.2");
+        assert_eq!(ip(&mut ips, "n1", "a"), "10.1.0.1", "stable");
+    }
+
+    #[test]
+    fn a_duplicate_seen_on_the_watch_should_not_be_handed_out_a_third_time() {
+        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap())));
+        let mut ips = Ips::new(global, "196.168.0.1".into());
+        ips.adopt_pod("n1", "a", "10.0.0.1");
+        ips.adopt_pod("n1", "b", "10.0.0.1");
+        ips.release_pod("b");
+        assert_eq!(ip(&mut ips, "n1", "c"), "10.0.0.2", "a still holds .1");
+        ips.release_pod("a");
+        assert_eq!(ip(&mut ips, "n1", "d"), "10.0.0.1");
     }
 }

@@ -2,7 +2,7 @@
 //! when the pod goes, so no IP is handed out twice on a node.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     net::Ipv4Addr,
 };
 
@@ -39,21 +39,23 @@ impl Cidr {
     fn text(&self) -> String {
         format!("{}/{}", Ipv4Addr::from(self.base), self.prefix)
     }
-
-    /// Usable host addresses: every address but the network and broadcast ones.
-    fn hosts(&self) -> u32 {
-        (1u32 << (32 - self.prefix)) - 2
-    }
 }
 
-/// Allocates pod IPs from one CIDR.
+/// Allocates pod IPs from one CIDR, and past its end as upstream KWOK does (a node's
+/// 255th pod on a /24 gets the broadcast address, the next one the following network's
+/// first), so pods pinned to one node beyond its podCIDR's size still run. A real
+/// kubelet's CNI would leave them Pending instead.
+///
+/// Invariants: `taken` holds exactly the offsets in `by_uid`'s values; `free` holds
+/// only offsets below `next` that are not taken.
 #[derive(Debug)]
 pub struct Pool {
     cidr: Cidr,
     by_uid: HashMap<String, u32>,
+    taken: HashSet<u32>,
     /// Host offsets given back, reused before new ones (lowest first).
     free: BTreeSet<u32>,
-    /// Offsets below this were handed out at least once. Invariant: `1 <= next`.
+    /// The next offset never handed out. Invariant: `1 <= next`.
     next: u32,
 }
 
@@ -63,48 +65,69 @@ impl Pool {
         Self {
             cidr,
             by_uid: HashMap::new(),
+            taken: HashSet::new(),
             free: BTreeSet::new(),
             next: 1,
         }
     }
 
-    /// The IP of pod `uid`, allocating one on first use; `None` when the pool is full.
+    /// The IP of pod `uid`, allocating one on first use; `None` only when the
+    /// addresses above the network's base are all taken.
     pub fn get(&mut self, uid: &str) -> Option<Ipv4Addr> {
         if let Some(offset) = self.by_uid.get(uid) {
             return Some(self.addr(*offset));
         }
         let offset = match self.free.pop_first() {
             Some(offset) => offset,
-            None if self.next <= self.cidr.hosts() => {
+            None => loop {
+                // Offsets above `next` may be taken by adopted pods: skip them.
+                let offset = self.next;
+                if offset > self.max_offset() {
+                    return None;
+                }
                 self.next += 1;
-                self.next - 1
-            }
-            None => return None,
+                if !self.taken.contains(&offset) {
+                    break offset;
+                }
+            },
         };
-        self.by_uid.insert(uid.to_owned(), offset);
+        self.hold(uid, offset);
         Some(self.addr(offset))
     }
 
-    /// Records that pod `uid` already holds `ip` (seen on a watch after a restart).
-    pub fn adopt(&mut self, uid: &str, ip: Ipv4Addr) {
-        let offset = u32::from(ip).wrapping_sub(self.cidr.base);
-        if offset == 0 || offset > self.cidr.hosts() || self.by_uid.values().any(|o| *o == offset) {
-            return;
+    /// Whether `ip` is one this pool hands out: above the network's base address (the
+    /// CIDR's hosts and the addresses past its end).
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) > self.cidr.base
+    }
+
+    /// Records that pod `uid` holds `ip` (seen on a watch, or after a restart), so it is
+    /// not handed out again. False when `ip` is not this pool's or another pod holds it.
+    pub fn adopt(&mut self, uid: &str, ip: Ipv4Addr) -> bool {
+        if !self.contains(ip) {
+            return false;
+        }
+        let offset = u32::from(ip) - self.cidr.base;
+        match self.by_uid.get(uid) {
+            Some(held) if *held == offset => return true,
+            Some(_) => self.release(uid),
+            None => {}
+        }
+        if self.taken.contains(&offset) {
+            return false;
         }
         self.free.remove(&offset);
-        while self.next <= offset {
-            if self.next != offset {
-                self.free.insert(self.next);
-            }
-            self.next += 1;
-        }
-        self.by_uid.insert(uid.to_owned(), offset);
+        self.hold(uid, offset);
+        true
     }
 
     /// Gives pod `uid`'s IP back.
     pub fn release(&mut self, uid: &str) {
         if let Some(offset) = self.by_uid.remove(uid) {
-            self.free.insert(offset);
+            self.taken.remove(&offset);
+            if offset < self.next {
+                self.free.insert(offset);
+            }
         }
     }
 
@@ -121,6 +144,16 @@ impl Pool {
     /// Whether no pod holds an IP.
     pub fn is_empty(&self) -> bool {
         self.by_uid.is_empty()
+    }
+
+    fn hold(&mut self, uid: &str, offset: u32) {
+        debug_assert!(!self.taken.contains(&offset), "offset {offset} handed out twice");
+        self.taken.insert(offset);
+        self.by_uid.insert(uid.to_owned(), offset);
+    }
+
+    fn max_offset(&self) -> u32 {
+        u32::MAX - self.cidr.base
     }
 
     fn addr(&self, offset: u32) -> Ipv4Addr {
@@ -143,10 +176,54 @@ mod tests {
     }
 
     #[test]
-    fn pool_should_stop_when_full() {
+    fn pool_should_go_on_past_the_cidr_as_upstream_does() {
         let mut pool = Pool::new(Cidr::parse("10.0.0.0/30").unwrap());
-        assert!(pool.get("a").is_some() && pool.get("b").is_some());
-        assert_eq!(pool.get("c"), None);
+        let ips: Vec<_> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|u| pool.get(u).unwrap())
+            .collect();
+        assert_eq!(
+            ips,
+            [[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3], [10, 0, 0, 4]].map(Ipv4Addr::from)
+        );
+    }
+
+    #[test]
+    fn pool_should_stop_only_at_the_end_of_the_address_space() {
+        let mut pool = Pool::new(Cidr::parse("255.255.255.248/30").unwrap());
+        let ips: Vec<_> = (0..8).map_while(|i| pool.get(&i.to_string())).collect();
+        assert_eq!(ips.len(), 7, "{ips:?}");
+        assert_eq!(ips.last(), Some(&Ipv4Addr::new(255, 255, 255, 255)));
+    }
+
+    #[test]
+    fn adopt_should_refuse_an_ip_another_pod_holds_or_below_the_base() {
+        let mut pool = Pool::new(Cidr::parse("10.0.1.0/24").unwrap());
+        assert!(pool.adopt("a", Ipv4Addr::new(10, 0, 1, 7)));
+        assert!(!pool.adopt("b", Ipv4Addr::new(10, 0, 1, 7)), "held by a");
+        assert!(!pool.adopt("c", Ipv4Addr::new(10, 0, 0, 7)), "below the base");
+        assert!(!pool.adopt("c", Ipv4Addr::new(10, 0, 1, 0)), "the base itself");
+        // Far past the end costs nothing and is skipped when reached.
+        assert!(pool.adopt("far", Ipv4Addr::new(10, 0, 9, 9)));
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn adopt_of_a_new_ip_for_a_known_pod_should_free_the_old_one() {
+        let mut pool = Pool::new(Cidr::parse("10.0.0.0/24").unwrap());
+        assert_eq!(pool.get("a"), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert!(pool.adopt("a", Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(pool.get("b"), Some(Ipv4Addr::new(10, 0, 0, 1)), "freed");
+    }
+
+    #[test]
+    fn allocation_should_skip_offsets_adopted_ahead_of_it() {
+        let mut pool = Pool::new(Cidr::parse("10.0.0.0/24").unwrap());
+        pool.adopt("x", Ipv4Addr::new(10, 0, 0, 1));
+        pool.adopt("y", Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(pool.get("z"), Some(Ipv4Addr::new(10, 0, 0, 3)));
+        pool.release("x");
+        assert_eq!(pool.get("w"), Some(Ipv4Addr::new(10, 0, 0, 1)));
     }
 
     #[test]

@@ -52,7 +52,10 @@ use std::{
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
-use kube::{Api, Client, api::PostParams};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
 use rand::Rng;
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{debug, warn};
@@ -231,7 +234,9 @@ impl LeaseWorker {
     pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let metrics = self.metrics.clone();
+        let ours = self.list_ours().await;
         let mut leases = Leases::new(Arc::new(self), done_tx);
+        leases.ours = ours;
         let mut alarm = Alarm::new();
         loop {
             alarm.arm(&leases.clock, leases.wheel.next_deadline());
@@ -245,6 +250,40 @@ impl LeaseWorker {
             }
             metrics.leases_held.set(leases.owned as i64);
         }
+    }
+
+    /// The leases held by our identity now (a restarted kwok's own, when `--id` is kept),
+    /// listed a page at a time; empty if the list fails (each is then read when taken).
+    async fn list_ours(&self) -> HashMap<String, Box<Lease>> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let mut ours = HashMap::new();
+        let mut params = ListParams::default().limit(1000);
+        loop {
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(e) => {
+                    warn!(error = %e, "failed to list node leases; each is read when taken");
+                    return HashMap::new();
+                }
+            };
+            self.metrics.count("list", "200");
+            for mut lease in page.items {
+                let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref());
+                if let (Some(name), true) = (lease.metadata.name.clone(), holder == Some(&self.holder)) {
+                    lease.metadata.managed_fields = None;
+                    ours.insert(name, Box::new(lease));
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        debug!(
+            leases = ours.len(),
+            "node leases held by our identity at start-up"
+        );
+        ours
     }
 
     /// Acquisition: read the lease; create it if missing; take it if ours or expired;
@@ -377,6 +416,9 @@ struct Leases {
     owned: usize,
     /// Largest lateness seen so far.
     latest: f64,
+    /// Leases a list at start-up showed held by our identity (a restarted kwok's), not yet
+    /// taken back: their first acquisition is a conditional PUT, not a read and a write.
+    ours: HashMap<String, Box<Lease>>,
     done_tx: mpsc::UnboundedSender<Done>,
 }
 
@@ -405,6 +447,7 @@ impl Leases {
             in_flight: 0,
             owned: 0,
             latest: 0.0,
+            ours: HashMap::new(),
             done_tx,
         }
     }
@@ -483,8 +526,12 @@ impl Leases {
             let (worker, done, uid) = (self.worker.clone(), self.done_tx.clone(), h.uid.clone());
             let generation = h.generation;
             // Taken, not cloned: its result (or a failure) gives it back. A renewal that
-            // finds the lease gone or changed reads it again before writing it.
-            let lease = h.lease.take().filter(|_| h.renewed.is_some());
+            // finds the lease gone or changed reads it again before writing it. Past
+            // expiry (renewals failed while the apiserver was away) our last write is
+            // still the precondition: if nobody took the lease over meanwhile, one PUT
+            // takes it back, as the kubelet's renewal does, without a read first. After
+            // a restart, a lease the start-up list showed ours is taken the same way.
+            let lease = h.lease.take().or_else(|| self.ours.remove(&name));
             let fresh = std::mem::take(&mut h.fresh);
             tokio::spawn(async move {
                 let sent = Instant::now();
@@ -823,19 +870,30 @@ mod tests {
             fresh: false,
         });
         let generation = leases.held["node-0"].generation;
-        let done = |result| Done {
+        let done = |result, sent| Done {
             name: "node-0".into(),
             generation,
-            sent: Instant::now(),
+            sent,
             result,
         };
-        leases.apply(done(Renewed::Ok(Box::default())));
+        leases.apply(done(Renewed::Ok(Box::default()), Instant::now()));
         assert_eq!(leases.owned, 1);
         let lease = leases.held.get_mut("node-0").unwrap().lease.take();
-        leases.apply(done(Renewed::Failed(lease)));
+        leases.apply(done(Renewed::Failed(lease), Instant::now()));
         let h = &leases.held["node-0"];
         assert!(h.lease.is_some(), "the retry would read the lease first");
         assert!(h.renewed.is_some(), "one failure before expiry gave the lease up");
+        // Past expiry (the apiserver away longer than a lease) the node is no longer
+        // driven, but our last write stays the precondition of the retry: a conditional
+        // PUT takes the lease back unless someone wrote it since (issue 21: 5,000 leases
+        // were taken back by a read and a write each).
+        let long_ago = Instant::now() - Duration::from_secs(41);
+        leases.apply(done(Renewed::Ok(Box::default()), long_ago));
+        let lease = leases.held.get_mut("node-0").unwrap().lease.take();
+        leases.apply(done(Renewed::Failed(lease), Instant::now()));
+        let h = &leases.held["node-0"];
+        assert!(h.renewed.is_none() && h.lease.is_some());
+        assert_eq!(leases.owned, 0);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub managed_objects: Family<ShardLabel, Gauge>,
     /// Stage transitions (effects sent) per stage.
     pub transitions: Family<StageLabel, Counter>,
+    /// Run-time failures of a stage's selector keys (the stage then does not match).
+    pub query_failures: Family<StageLabel, Counter>,
     /// Effects merged away by the batcher.
     pub effects_merged: Counter,
     /// Apiserver requests by verb and status code.
@@ -85,6 +87,7 @@ impl Metrics {
             managed_nodes: Family::default(),
             managed_objects: Family::default(),
             transitions: Family::default(),
+            query_failures: Family::default(),
             effects_merged: Counter::default(),
             requests: Family::default(),
             request_seconds: latency(),
@@ -119,6 +122,11 @@ impl Metrics {
             "stage_transitions",
             "Stage transitions per stage",
             m.transitions.clone(),
+        );
+        r.register(
+            "stage_query_failures",
+            "Run-time failures of a stage's selector keys, after which the stage did not match",
+            m.query_failures.clone(),
         );
         r.register(
             "effects_merged",

@@ -1,4 +1,4 @@
-//! The controller's HTTP server: `/healthz`, `/readyz` (ready once the first lists
+//! The controller's HTTP server: `/healthz` and `/livez`, `/readyz` (ready once the first lists
 //! are in) and `/metrics` (OpenMetrics text).
 
 use std::{
@@ -63,10 +63,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    tracing::info!(address = ?listener.local_addr().ok(), "serving /healthz, /readyz, /metrics");
+    tracing::info!(address = ?listener.local_addr().ok(), "serving /healthz, /livez, /readyz, /metrics");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

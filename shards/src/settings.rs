@@ -68,6 +68,21 @@ pub struct Settings {
 impl Settings {
     /// Resolves `flags`, with `docs` the documents of its `--config` files.
     pub fn resolve(flags: &Flags, docs: Documents) -> Result<Self> {
+        let all = flags.manage_all_nodes == Some(true);
+        let single = !flags.manage_single_node.is_empty();
+        if all && single {
+            bail!("--manage-all-nodes and --manage-single-node conflict: give one");
+        }
+        if (all || single) && !flags.manage_nodes_with_label_selector.is_empty() {
+            bail!(
+                "--manage-nodes-with-label-selector conflicts with {}: give one",
+                if all {
+                    "--manage-all-nodes"
+                } else {
+                    "--manage-single-node"
+                }
+            );
+        }
         let scope = if flags.manage_all_nodes == Some(true) {
             NodeScope::All
         } else if !flags.manage_single_node.is_empty() {
@@ -205,9 +220,64 @@ fn string_map(obj: &Value, field: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// `kwok-<hostname>-<n>`: the same after a restart (so a restarted kwok finds its
+/// Leases its own), and different for two processes at once on one host (so they never
+/// both drive a node). `n` is the lowest slot whose lock file in the temp dir no live
+/// process holds; the lock is held until the process exits.
 fn default_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "kwok".into());
+    let dir = std::env::temp_dir();
+    for n in 0..1024 {
+        let path = dir.join(format!("kwok-id-{host}-{n}.lock"));
+        let Ok(file) = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            break;
+        };
+        if file.try_lock().is_ok() {
+            // Held for the life of the process: the kernel lets go when it exits.
+            std::mem::forget(file);
+            return format!("kwok-{host}-{n}");
+        }
+    }
+    // No slot could be locked (temp dir not writable): unique, as upstream's.
     format!("kwok-{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicting_manage_modes_should_be_refused() {
+        let resolve = |args: &[&str]| {
+            let flags = <Flags as clap::Parser>::try_parse_from([&["kwok"], args].concat()).unwrap();
+            Settings::resolve(&flags, Documents::default()).map(|s| s.scope)
+        };
+        let err = resolve(&["--manage-all-nodes", "--manage-single-node=n"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--manage-all-nodes and --manage-single-node conflict: give one"
+        );
+        let err = resolve(&["--manage-single-node=n", "--manage-nodes-with-label-selector=a=b"]).unwrap_err();
+        assert!(
+            err.to_string().contains("conflicts with --manage-single-node"),
+            "{err}"
+        );
+        assert!(matches!(resolve(&["--manage-single-node=n"]), Ok(NodeScope::Single(n)) if n == "n"));
+        assert!(matches!(resolve(&["--manage-all-nodes"]), Ok(NodeScope::All)));
+    }
+
+    #[test]
+    fn default_ids_should_differ_between_live_holders_on_one_host() {
+        let (a, b) = (default_id(), default_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with("kwok-") && b.starts_with("kwok-"), "{a} {b}");
+        assert!(!a.ends_with(&std::process::id().to_string()), "no pid: {a}");
+    }
 }

@@ -6,7 +6,10 @@
 //! only ever see the latest complete set. A Stage object that does not compile is
 //! logged (naming the object and the field) and left out; the others still apply.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
@@ -105,6 +108,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
     let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut objects: BTreeMap<String, Value> = BTreeMap::new();
     let mut listing: Option<BTreeMap<String, Value>> = None;
+    let mut reported = Reported::default();
     while let Some(event) = stream.next().await {
         let changed = match event {
             Ok(watcher::Event::Init) => {
@@ -139,7 +143,7 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
             }
         };
         if changed {
-            let lifecycles = compile(&objects);
+            let lifecycles = compile(&objects, &mut reported);
             if tx.send(Some(lifecycles)).is_err() {
                 return;
             }
@@ -147,8 +151,22 @@ pub async fn watch_stages(client: Client, tx: watch::Sender<Option<Lifecycles>>)
     }
 }
 
-/// Compiles every Stage object that compiles; logs the others.
-pub fn compile(objects: &BTreeMap<String, Value>) -> Lifecycles {
+/// The Stage objects, by name and resourceVersion, already reported as left out: each
+/// bad version is logged once, not again at every change of another Stage.
+#[derive(Debug, Default)]
+pub struct Reported(HashSet<(String, String)>);
+
+/// Compiles every Stage object that compiles; logs the others (once per version).
+pub fn compile(objects: &BTreeMap<String, Value>, reported: &mut Reported) -> Lifecycles {
+    let version = |obj: &Value| {
+        obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    reported
+        .0
+        .retain(|(name, rv)| objects.get(name).is_some_and(|obj| version(obj) == *rv));
     let mut stages = Vec::with_capacity(objects.len());
     for (name, obj) in objects {
         let mut docs = Documents::default();
@@ -160,7 +178,11 @@ pub fn compile(objects: &BTreeMap<String, Value>) -> Lifecycles {
             });
         match compiled {
             Ok(stage) => stages.push(stage),
-            Err(e) => error!(stage = %name, error = %e, "Stage object left out"),
+            Err(e) => {
+                if reported.0.insert((name.clone(), version(obj))) {
+                    error!(stage = %name, error = %e, "Stage object left out");
+                }
+            }
         }
     }
     info!(
@@ -194,13 +216,21 @@ mod tests {
                 "  selector:\n    matchExpressions:\n    - key: .a\n      operator: Sideways\n",
             ),
         );
-        let lifecycles = compile(&objects);
+        let mut reported = Reported::default();
+        let lifecycles = compile(&objects, &mut reported);
         let kinds: Vec<_> = lifecycles.kinds().map(|(r, _)| r.kind.clone()).collect();
         assert_eq!(kinds, ["Node"]);
         assert_eq!(
             lifecycles.for_kind(None, "Node").unwrap().stages()[0].name(),
             "ok"
         );
+        // Reported once per version: not again when another Stage changes, again when it does.
+        assert_eq!(reported.0.len(), 1);
+        compile(&objects, &mut reported);
+        assert_eq!(reported.0.len(), 1);
+        objects.get_mut("bad").unwrap()["metadata"]["resourceVersion"] = "8".into();
+        compile(&objects, &mut reported);
+        assert_eq!(reported.0, HashSet::from([("bad".to_owned(), "8".to_owned())]));
     }
 
     #[test]

@@ -39,6 +39,17 @@ pub enum PatchType {
     Strategic,
 }
 
+impl PatchType {
+    /// The HTTP content type of the patch.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            PatchType::Json => "application/json-patch+json",
+            PatchType::Merge => "application/merge-patch+json",
+            PatchType::Strategic => "application/strategic-merge-patch+json",
+        }
+    }
+}
+
 /// Patch errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -96,6 +107,15 @@ pub fn apply(target: &mut Value, kind: &str, patch: &Value, ty: PatchType) -> Re
             Ok(())
         }
         PatchType::Strategic => Ok(strategic::apply(target, kind, patch)?),
+    }
+}
+
+/// Prepares a strategic merge patch of `kind` so the apiserver takes it: a keyed list
+/// whose elements repeat a merge key is sent whole (see
+/// `strategic::replace_lists_with_repeated_keys`). Other patch types are left alone.
+pub fn prepare(patch: &mut Value, kind: &str, ty: PatchType) {
+    if ty == PatchType::Strategic {
+        strategic::replace_lists_with_repeated_keys(patch, kind);
     }
 }
 

@@ -124,6 +124,35 @@ pub(crate) fn apply(target: &mut Value, kind: &str, patch: &Value) -> Result<()>
     Ok(())
 }
 
+/// Marks every keyed list of `patch` (an object of `kind`) in which two elements share a
+/// merge key as replaced whole (`$patch: replace` first). A strategic merge folds such
+/// elements into one entry and the apiserver refuses the duplicate; a dual-stack node's
+/// two `InternalIP` addresses are the case (the kubelet sends its addresses so too).
+pub(crate) fn replace_lists_with_repeated_keys(patch: &mut Value, kind: &str) {
+    mark_repeated_keys(patch, Schema::of_kind(kind));
+}
+
+fn mark_repeated_keys(value: &mut Value, schema: Schema) {
+    let Value::Object(map) = value else {
+        return;
+    };
+    for (name, field) in map.iter_mut() {
+        let child = schema.child(name);
+        match (schema.list(name), field) {
+            (ListStrategy::MergeByKey(key), Value::Array(items)) => {
+                items.iter_mut().for_each(|item| mark_repeated_keys(item, child));
+                let keys: Vec<&Value> = items.iter().filter_map(|item| item.get(key)).collect();
+                let repeated = keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+                if repeated {
+                    items.insert(0, serde_json::json!({PATCH: "replace"}));
+                }
+            }
+            (_, field @ Value::Object(_)) => mark_repeated_keys(field, child),
+            _ => {}
+        }
+    }
+}
+
 /// Whether applying `patch` would change `target`. Walks the two together and clones only the
 /// lists it has to merge to decide.
 pub(crate) fn would_change(target: &Value, kind: &str, patch: &Value) -> Result<bool> {
@@ -806,7 +835,31 @@ fn eq_cleaned_list(va: &[Value], pa: &[Value]) -> bool {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::{Reason, apply, would_change};
+    use super::{Reason, apply, replace_lists_with_repeated_keys, would_change};
+
+    #[test]
+    fn dual_stack_addresses_should_be_replaced_whole() {
+        let mut body = json!({"status": {"addresses": [
+            {"type": "InternalIP", "address": "192.0.2.1"},
+            {"type": "InternalIP", "address": "2001:db8::1"}
+        ]}});
+        replace_lists_with_repeated_keys(&mut body, "Node");
+        assert_eq!(body["status"]["addresses"][0], json!({"$patch": "replace"}));
+        let mut original = json!({"status": {"addresses": [
+            {"type": "InternalIP", "address": "192.0.2.1"},
+            {"type": "InternalIP", "address": "2001:db8::1"}
+        ]}});
+        let expected = original["status"]["addresses"].clone();
+        apply(&mut original, "Node", &body).unwrap();
+        assert_eq!(original["status"]["addresses"], expected);
+        let mut single = json!({"status": {"addresses": [
+            {"type": "InternalIP", "address": "192.0.2.1"},
+            {"type": "Hostname", "address": "n"}
+        ]}});
+        let unchanged = single.clone();
+        replace_lists_with_repeated_keys(&mut single, "Node");
+        assert_eq!(single, unchanged);
+    }
 
     /// Cases whose `expected`/`error` were produced by the apiserver's own code:
     /// `strategicpatch.StrategicMergePatch` of k8s.io/apimachinery v0.36.5 with the typed

@@ -1,6 +1,6 @@
 //! Stage selectors and the compiled jq queries they (and `weightFrom`, `durationFrom`) use.
 
-mod cel;
+pub(crate) mod cel;
 mod jq;
 mod path;
 mod pipeline;
@@ -9,6 +9,11 @@ mod requirement;
 
 pub use jq::Jq;
 pub use query::{Query, QueryError};
+
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
 
 use serde_json::Value;
 
@@ -52,6 +57,48 @@ pub struct Selector {
     annotations: Vec<(String, String)>,
     /// `matchExpressions`, in written order.
     expressions: Vec<Expression>,
+    /// jq keys that failed at run time (shared by clones: one count per compiled Stage).
+    failures: Arc<QueryFailures>,
+}
+
+/// Run-time failures of a selector's jq keys (`.a.b` on a string, `error(…)`). A
+/// failing key sees no output, as in KWOK, so the stage silently does not match: the
+/// runtime reports these so that a user learns why.
+#[derive(Debug, Default)]
+pub struct QueryFailures {
+    count: AtomicU64,
+    first_key: OnceLock<Box<str>>,
+    reported: AtomicBool,
+}
+
+/// What [`QueryFailures::take`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Failed<'a> {
+    /// Failures since the last take.
+    pub count: u64,
+    /// The first key that ever failed.
+    pub key: Option<&'a str>,
+    /// Whether these are the first failures ever taken (report them loudly once).
+    pub first: bool,
+}
+
+impl QueryFailures {
+    fn record(&self, key: &str) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.first_key.get_or_init(|| key.into());
+    }
+
+    /// Failures since the last call. Cheap when there were none (one load).
+    pub fn take(&self) -> Failed<'_> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return Failed::default();
+        }
+        Failed {
+            count: self.count.swap(0, Ordering::Relaxed),
+            key: self.first_key.get().map(|k| &**k),
+            first: !self.reported.swap(true, Ordering::Relaxed),
+        }
+    }
 }
 
 /// One compiled entry of `matchExpressions`.
@@ -78,7 +125,13 @@ impl Selector {
             labels: pairs(&spec.match_labels),
             annotations: pairs(&spec.match_annotations),
             expressions: expressions.collect::<Result<_, _>>()?,
+            failures: Arc::default(),
         })
+    }
+
+    /// Run-time failures of its jq keys.
+    pub fn failures(&self) -> &QueryFailures {
+        &self.failures
     }
 
     /// Whether `obj` is selected.
@@ -89,14 +142,20 @@ impl Selector {
                 metadata.and_then(|m| path::lookup(m, "annotations")),
                 &self.annotations,
             )
-            && self.expressions.iter().all(|e| e.matches(obj))
+            && self.expressions.iter().all(|e| e.matches(obj, &self.failures))
     }
 }
 
 impl Expression {
-    fn matches(&self, obj: &Value) -> bool {
+    fn matches(&self, obj: &Value, failures: &QueryFailures) -> bool {
         match self {
-            Self::Jq(r) => r.matches(obj),
+            Self::Jq(r) => {
+                let (matched, failed) = r.evaluate(obj);
+                if failed {
+                    failures.record(r.key());
+                }
+                matched
+            }
             Self::Cel(c) => c.matches(obj),
         }
     }

@@ -51,6 +51,8 @@ impl Operator {
 /// - `Exists` holds when *any* output is not `null`, `DoesNotExist` is its negation.
 #[derive(Debug, Clone)]
 pub(crate) struct Requirement {
+    /// The key as written, for reports of run-time failures.
+    key: Box<str>,
     query: Query,
     operator: Operator,
     values: Values,
@@ -71,6 +73,7 @@ impl Requirement {
                 format!("must be empty for operator {operator:?}"),
             )),
             _ => Ok(Self {
+                key: key.into(),
                 query,
                 operator,
                 values: Values::new(values),
@@ -78,30 +81,43 @@ impl Requirement {
         }
     }
 
+    /// The key as written.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Whether `obj` satisfies the requirement.
+    #[cfg(test)]
     pub(crate) fn matches(&self, obj: &Value) -> bool {
-        let seen = match self.query.single(obj) {
-            Some(Ok(v)) => Seen::default().record(v, &self.values),
-            Some(Err(_)) => Seen::default(),
+        self.evaluate(obj).0
+    }
+
+    /// Whether `obj` satisfies the requirement, and whether the query failed at run time
+    /// (it then saw no output, as in KWOK: `In` is false, `NotIn` true).
+    pub(crate) fn evaluate(&self, obj: &Value) -> (bool, bool) {
+        let (seen, failed) = match self.query.single(obj) {
+            Some(Ok(v)) => (Seen::default().record(v, &self.values), false),
+            Some(Err(_)) => (Seen::default(), true),
             None => self.collect(obj),
         };
-        match self.operator {
+        let matched = match self.operator {
             Operator::In => seen.listed,
             Operator::NotIn => !seen.listed,
             Operator::Exists => seen.present,
             Operator::DoesNotExist => !seen.present,
-        }
+        };
+        (matched, failed)
     }
 
-    /// What all outputs held; nothing if the query fails anywhere.
-    fn collect(&self, obj: &Value) -> Seen {
+    /// What all outputs held; nothing if the query fails anywhere (and whether it did).
+    fn collect(&self, obj: &Value) -> (Seen, bool) {
         let mut seen = Seen::default();
         match self
             .query
             .visit(obj, &mut |v| seen = seen.record(v, &self.values))
         {
-            Ok(()) => seen,
-            Err(_) => Seen::default(),
+            Ok(()) => (seen, false),
+            Err(_) => (Seen::default(), true),
         }
     }
 }

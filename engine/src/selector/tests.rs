@@ -261,3 +261,25 @@ fn selection_cost_should_be_reported() {
         println!("{expr}: {ns:.1} ns per evaluation");
     }
 }
+
+/// See: issue 21 (a jq error at run time silently matched nothing).
+#[test]
+fn run_time_failures_of_a_key_should_be_counted_and_name_the_key() {
+    let s = selector(json!({"matchExpressions": [
+        {"key": ".metadata.name", "operator": "Exists"},
+        {"key": ".spec.nodeName.x", "operator": "DoesNotExist"},
+    ]}));
+    assert_eq!(s.failures().take(), Failed::default());
+    let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"}});
+    assert!(s.matches(&bound), "a failed key sees no output, as in KWOK");
+    assert!(s.matches(&bound));
+    let first = Failed {
+        count: 2,
+        key: Some(".spec.nodeName.x"),
+        first: true,
+    };
+    assert_eq!(s.failures().take(), first);
+    assert_eq!(s.failures().take().count, 0, "taken once");
+    s.matches(&bound);
+    assert!(!s.failures().take().first, "reported loudly once");
+}

@@ -18,6 +18,23 @@ pub struct Source {
     pub line: usize,
 }
 
+/// Upstream's `kwok.x-k8s.io/v1alpha1` kinds for the kubelet API and metrics, which
+/// files written for KWOK carry beside their Stages (their behaviour is not the
+/// engine's: kwok and kwokctl accept them and say what they do with them).
+pub const KUBELET_API_KINDS: &[&str] = &[
+    "Metric",
+    "Logs",
+    "ClusterLogs",
+    "Exec",
+    "ClusterExec",
+    "Attach",
+    "ClusterAttach",
+    "PortForward",
+    "ClusterPortForward",
+    "ResourceUsage",
+    "ClusterResourceUsage",
+];
+
 /// The documents of one or more files.
 #[derive(Debug, Default)]
 pub struct Documents {

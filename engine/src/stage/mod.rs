@@ -101,9 +101,24 @@ impl Stage {
         self.selector.as_ref().is_some_and(|s| s.matches(obj))
     }
 
-    /// The weight of this stage for `obj`.
-    pub fn weight(&self, obj: &Value) -> u64 {
+    /// Failures of its selector's jq keys at run time since the last call, and the
+    /// first failing key (see [`crate::selector::QueryFailures`]).
+    pub fn take_query_failures(&self) -> crate::selector::Failed<'_> {
+        self.selector
+            .as_ref()
+            .map(|s| s.failures().take())
+            .unwrap_or_default()
+    }
+
+    /// The weight of this stage for `obj`; `None` when `weightFrom` reads an explicit
+    /// non-value (see [`crate::weight`]).
+    pub fn weight(&self, obj: &Value) -> Option<i64> {
         self.weight.for_object(obj)
+    }
+
+    /// The possible delays for `obj` at `now`; `None` when the stage has no delay.
+    pub fn delay_range(&self, obj: &Value, now: Timestamp) -> Option<crate::delay::Range> {
+        self.delay.range(obj, now)
     }
 
     /// How long after matching `obj` at `now` its effects are due.
@@ -130,11 +145,22 @@ impl Stage {
             .all(|step| matches!(step, Step::Event(_) | Step::Finalizers(_) | Step::Delete))
     }
 
-    /// Renders the steps against `obj` into effects. Patches that would not change
-    /// the object are left out; a step that fails to render becomes [`Effect::Error`].
+    /// The steps that are carried out, in order: after a delete only events are sent
+    /// (upstream's rule).
+    pub fn steps_sent(&self) -> impl Iterator<Item = &Step> {
+        let mut deleted = false;
+        self.steps.iter().filter(move |step| {
+            let keep = !deleted || matches!(step, Step::Event(_));
+            deleted |= matches!(step, Step::Delete);
+            keep
+        })
+    }
+
+    /// Renders the [sent steps](Self::steps_sent) against `obj` into effects. Patches
+    /// that would not change the object are left out; a step that fails to render
+    /// becomes [`Effect::Error`].
     pub fn render(&self, obj: &Value, host: &dyn Host) -> Vec<Effect> {
-        self.steps
-            .iter()
+        self.steps_sent()
             .filter_map(|step| step.render(obj, &self.resource.kind, host).transpose())
             .map(|r| {
                 r.unwrap_or_else(|message| Effect::Error {

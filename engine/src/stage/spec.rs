@@ -135,12 +135,29 @@ pub struct CelExpression {
     pub expression: String,
 }
 
-/// A value read from the object by a jq expression (`weightFrom`, `durationFrom`, …).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A value read from the object (`weightFrom`, `durationFrom`, `jitterDurationFrom`):
+/// `jq: {expression}`, `cel: {expression}` or the legacy `expressionFrom` (a jq
+/// expression). CEL wins when both are set, as upstream evaluates it first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpressionFrom {
-    /// The jq expression.
-    pub expression_from: String,
+    /// Legacy form: the jq expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression_from: Option<String>,
+    /// jq form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq: Option<ExpressionJq>,
+    /// CEL form, over `self` (the object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cel: Option<CelExpression>,
+}
+
+/// `…From.jq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExpressionJq {
+    /// A jq expression on the object; its first output is the value.
+    pub expression: String,
 }
 
 /// `spec.delay`.
@@ -226,6 +243,18 @@ pub struct FinalizerItem {
     pub value: String,
 }
 
+impl FinalizerItem {
+    /// Items of `values`, in order.
+    pub fn list(values: &[&str]) -> Vec<Self> {
+        values
+            .iter()
+            .map(|v| Self {
+                value: (*v).to_owned(),
+            })
+            .collect()
+    }
+}
+
 /// Who a patch is sent as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -255,7 +284,8 @@ pub struct Patch {
     pub impersonation: Option<Impersonation>,
 }
 
-/// One entry of `spec.steps`: exactly one field set.
+/// One entry of `spec.steps`. Upstream runs every field that is set, in the order
+/// event, finalizers, delete, patch, apply; usually one is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Step {
@@ -271,25 +301,48 @@ pub struct Step {
     /// Delete the object.
     #[serde(default)]
     pub delete: Option<DeleteStep>,
-    /// Server-side apply a rendered object.
+    /// Create or patch the object the rendered template names.
     #[serde(default)]
     pub apply: Option<Apply>,
 }
 
-/// `steps[].delete` (no options yet; `{}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DeleteStep {}
+/// `steps[].delete`: `true` as upstream writes it (`false` does nothing); `{}` is
+/// taken too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DeleteStep {
+    /// `delete: true` / `delete: false`.
+    Flag(bool),
+    /// `delete: {}`.
+    Empty(EmptyDelete),
+}
 
-/// `steps[].apply`: server-side apply of a rendered object.
+impl DeleteStep {
+    /// Whether the step deletes.
+    pub fn deletes(&self) -> bool {
+        !matches!(self, DeleteStep::Flag(false))
+    }
+}
+
+/// `delete: {}` (no options).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyDelete {}
+
+/// `steps[].apply`: the rendered template is an object (apiVersion, kind, name;
+/// the namespace defaults to the source object's), created if absent, else patched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Apply {
-    /// Subresource to apply to (e.g. `status`), or the object itself.
+    /// Subresource to patch (e.g. `status`; the object must exist), or the object itself.
     #[serde(default)]
     pub subresource: Option<String>,
-    /// Go template rendering the object to apply (YAML).
+    /// Go template rendering the object (YAML).
     pub template: String,
+    /// How an existing object is patched: `apply` (server-side apply, the default),
+    /// `merge` or `strategic`.
+    #[serde(default, rename = "type")]
+    pub type_: Option<String>,
     /// Who the apply is sent as.
     #[serde(default)]
     pub impersonation: Option<Impersonation>,

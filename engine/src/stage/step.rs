@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::spec;
 use crate::{
-    effect::Effect,
+    effect::{ApplyType, Effect},
     error::FieldError,
     host::Host,
     patch::{self, PatchType},
@@ -33,10 +33,13 @@ pub enum Step {
 pub struct PatchStep {
     /// Subresource, or `None` for the object.
     pub subresource: Option<String>,
-    /// The rendered body is put under this top-level field.
+    /// The rendered body is put under this top-level field (a JSON patch's paths are
+    /// prefixed with it).
     pub root: Option<String>,
     /// Patch type.
     pub ty: PatchType,
+    /// Whether `ty` is the kind's default, the Stage giving none.
+    pub defaulted: bool,
     /// The body's template.
     pub template: Template,
     /// User to impersonate.
@@ -48,24 +51,28 @@ pub struct PatchStep {
 pub struct ApplyStep {
     /// Subresource, or `None` for the object.
     pub subresource: Option<String>,
+    /// How an existing object is patched.
+    pub ty: ApplyType,
     /// The object's template.
     pub template: Template,
     /// User to impersonate.
     pub impersonate: Option<String>,
 }
 
-/// Compiles `spec.next` or `spec.steps` (errors relative to `spec`).
+/// Compiles `spec.steps`, or `spec.next` when there are none (upstream ignores `next`
+/// beside steps). Errors are relative to `spec`.
 pub(super) fn compile(spec: &spec::StageSpec) -> Result<Vec<Step>, FieldError> {
     let default_ty = default_patch_type(&spec.resource_ref);
-    match (&spec.next, &spec.steps) {
-        (Some(_), Some(_)) => Err(FieldError::new("steps", "set either next or steps, not both")),
-        (Some(next), None) => from_next(next, default_ty).map_err(|e| e.under("next")),
-        (None, Some(steps)) => steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| from_step(s, default_ty).map_err(|e| e.under(&format!("steps[{i}]"))))
-            .collect(),
-        (None, None) => Ok(Vec::new()),
+    match (&spec.steps, &spec.next) {
+        (Some(steps), _) if !steps.is_empty() => {
+            let mut out = Vec::new();
+            for (i, s) in steps.iter().enumerate() {
+                out.extend(from_step(s, default_ty).map_err(|e| e.under(&format!("steps[{i}]")))?);
+            }
+            Ok(out)
+        }
+        (_, Some(next)) => from_next(next, default_ty).map_err(|e| e.under("next")),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -80,6 +87,8 @@ fn default_patch_type(resource: &spec::ResourceRef) -> PatchType {
     }
 }
 
+/// Upstream's conversion of `next` into steps: event, finalizers, the patches (or,
+/// without patches, the status template), then delete.
 fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>, FieldError> {
     let mut steps = Vec::new();
     if let Some(event) = &next.event {
@@ -88,59 +97,74 @@ fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>,
     if let Some(finalizers) = &next.finalizers {
         steps.push(Step::Finalizers(finalizers.clone()));
     }
-    // KWOK: "`delete: true` has higher priority than a non-empty `statusTemplate`".
-    if next.delete {
-        steps.push(Step::Delete);
-        return Ok(steps);
-    }
-    if let Some(text) = &next.status_template {
-        steps.push(Step::Patch(PatchStep {
+    match (&next.patches, &next.status_template) {
+        (Some(patches), _) if !patches.is_empty() => {
+            for (i, p) in patches.iter().enumerate() {
+                steps.push(Step::Patch(
+                    patch_step(p, default_ty).map_err(|e| e.under(&format!("patches[{i}]")))?,
+                ));
+            }
+        }
+        (_, Some(text)) if !text.is_empty() => steps.push(Step::Patch(PatchStep {
             subresource: Some(next.status_subresource.clone().unwrap_or_else(|| "status".into())),
             root: Some("status".into()),
             ty: default_ty,
+            defaulted: true,
             template: template(text, "statusTemplate")?,
             impersonate: next.status_patch_as.as_ref().map(|i| i.username.clone()),
-        }));
+        })),
+        _ => {}
     }
-    for (i, p) in next.patches.iter().flatten().enumerate() {
-        steps.push(Step::Patch(
-            patch_step(p, default_ty).map_err(|e| e.under(&format!("patches[{i}]")))?,
-        ));
+    if next.delete {
+        steps.push(Step::Delete);
     }
     Ok(steps)
 }
 
-fn from_step(step: &spec::Step, default_ty: PatchType) -> Result<Step, FieldError> {
-    let set = [
-        step.patch.is_some(),
-        step.event.is_some(),
-        step.finalizers.is_some(),
-    ]
-    .into_iter()
-    .chain([step.delete.is_some(), step.apply.is_some()])
-    .filter(|s| *s)
-    .count();
-    if set != 1 {
-        return Err(FieldError::new(
-            "",
-            "exactly one of patch, event, finalizers, delete, apply must be set",
+/// One entry of `steps`: every field set, in upstream's order (event, finalizers,
+/// delete, patch, apply).
+fn from_step(step: &spec::Step, default_ty: PatchType) -> Result<Vec<Step>, FieldError> {
+    let mut out = Vec::new();
+    if let Some(e) = &step.event {
+        out.push(Step::Event(e.clone()));
+    }
+    if let Some(f) = &step.finalizers {
+        out.push(Step::Finalizers(f.clone()));
+    }
+    if step.delete.as_ref().is_some_and(spec::DeleteStep::deletes) {
+        out.push(Step::Delete);
+    }
+    if let Some(p) = &step.patch {
+        out.push(Step::Patch(
+            patch_step(p, default_ty).map_err(|e| e.under("patch"))?,
         ));
     }
-    Ok(match step {
-        spec::Step { patch: Some(p), .. } => {
-            Step::Patch(patch_step(p, default_ty).map_err(|e| e.under("patch"))?)
-        }
-        spec::Step { event: Some(e), .. } => Step::Event(e.clone()),
-        spec::Step {
-            finalizers: Some(f), ..
-        } => Step::Finalizers(f.clone()),
-        spec::Step { apply: Some(a), .. } => Step::Apply(ApplyStep {
-            subresource: a.subresource.clone(),
+    if let Some(a) = &step.apply {
+        let ty = match a.type_.as_deref() {
+            None | Some("apply") => ApplyType::Apply,
+            Some("merge") => ApplyType::Merge,
+            Some("strategic") => ApplyType::Strategic,
+            Some(other) => {
+                return Err(FieldError::new(
+                    "apply.type",
+                    format!("unknown apply type {other:?} (apply, merge or strategic)"),
+                ));
+            }
+        };
+        out.push(Step::Apply(ApplyStep {
+            subresource: a.subresource.clone().filter(|s| !s.is_empty()),
+            ty,
             template: template(&a.template, "apply.template")?,
             impersonate: a.impersonation.as_ref().map(|i| i.username.clone()),
-        }),
-        _ => Step::Delete,
-    })
+        }));
+    }
+    if out.is_empty() && step.delete.is_none() {
+        return Err(FieldError::new(
+            "",
+            "a step sets none of patch, event, finalizers, delete, apply",
+        ));
+    }
+    Ok(out)
 }
 
 fn patch_step(p: &spec::Patch, default_ty: PatchType) -> Result<PatchStep, FieldError> {
@@ -156,13 +180,11 @@ fn patch_step(p: &spec::Patch, default_ty: PatchType) -> Result<PatchStep, Field
             ));
         }
     };
-    if ty == PatchType::Json && p.root.is_some() {
-        return Err(FieldError::new("root", "a json patch cannot have a root"));
-    }
     Ok(PatchStep {
         subresource: p.subresource.clone().filter(|s| !s.is_empty()),
         root: p.root.clone().filter(|s| !s.is_empty()),
         ty,
+        defaulted: p.type_.is_none(),
         template: template(&p.template, "template")?,
         impersonate: p.impersonation.as_ref().map(|i| i.username.clone()),
     })
@@ -184,12 +206,10 @@ impl Step {
             Step::Finalizers(f) => Ok(finalizers(f, obj)),
             Step::Patch(p) => p.render(obj, kind, host),
             Step::Apply(a) => {
-                let body = a
-                    .template
-                    .render_value(obj, host)
-                    .map_err(|e| format!("apply: {e}"))?;
+                let body = a.body(obj, host)?;
                 Ok((!body.is_null()).then(|| Effect::Apply {
                     subresource: a.subresource.clone(),
+                    ty: a.ty,
                     body,
                     impersonate: a.impersonate.clone(),
                 }))
@@ -199,8 +219,19 @@ impl Step {
     }
 }
 
+impl ApplyStep {
+    /// The object the template renders for `obj` (`null` for empty output).
+    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Value, String> {
+        self.template
+            .render_value(obj, host)
+            .map_err(|e| format!("apply: {e}"))
+    }
+}
+
 impl PatchStep {
-    fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, String> {
+    /// The patch body for `obj` as upstream sends it: the rendered template, under
+    /// `root` (a JSON patch's paths prefixed with `/root`); `None` for empty output.
+    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Option<Value>, String> {
         let rendered = self
             .template
             .render_value(obj, host)
@@ -208,10 +239,18 @@ impl PatchStep {
         if rendered.is_null() {
             return Ok(None);
         }
-        let body = match &self.root {
-            Some(root) => Value::Object(Map::from_iter([(root.clone(), rendered)])),
-            None => rendered,
+        Ok(Some(match (&self.root, self.ty) {
+            (None, _) => rendered,
+            (Some(root), PatchType::Json) => prefix_paths(rendered, root)?,
+            (Some(root), _) => Value::Object(Map::from_iter([(root.clone(), rendered)])),
+        }))
+    }
+
+    fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, String> {
+        let Some(mut body) = self.body(obj, host)? else {
+            return Ok(None);
         };
+        patch::prepare(&mut body, kind, self.ty);
         if !patch::would_change(obj, kind, &body, self.ty).map_err(|e| format!("patch: {e}"))? {
             return Ok(None);
         }
@@ -224,13 +263,25 @@ impl PatchStep {
     }
 }
 
+/// A JSON patch under `root`: `/root` before every op's `path` (and `from`'s, which
+/// upstream leaves alone, so a `move` under a root reads from the top; followed).
+fn prefix_paths(mut ops: Value, root: &str) -> Result<Value, String> {
+    let Some(list) = ops.as_array_mut() else {
+        return Err("patch: a json patch must be a list of operations".into());
+    };
+    for op in list {
+        let Some(path) = op.get_mut("path") else {
+            return Err("patch: a json patch operation has no path".into());
+        };
+        let joined = format!("/{root}{}", path.as_str().unwrap_or_default());
+        *path = Value::String(joined);
+    }
+    Ok(ops)
+}
+
 /// Reduces a finalizer step to what would change on `obj`.
 fn finalizers(f: &spec::Finalizers, obj: &Value) -> Option<Effect> {
-    let current: Vec<&str> = obj
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let current = crate::effect::finalizers_of(obj);
     let remove: Vec<String> = current
         .iter()
         .filter(|c| f.empty || f.remove.iter().any(|r| r.value == **c))
@@ -250,19 +301,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn items(values: &[&str]) -> Vec<spec::FinalizerItem> {
-        values
-            .iter()
-            .map(|v| spec::FinalizerItem { value: (*v).into() })
-            .collect()
-    }
-
     #[test]
     fn finalizers_should_reduce_to_what_changes() {
         let obj = json!({"metadata": {"finalizers": ["a", "b"]}});
         let f = spec::Finalizers {
-            add: items(&["a", "c"]),
-            remove: items(&["b", "z"]),
+            add: spec::FinalizerItem::list(&["a", "c"]),
+            remove: spec::FinalizerItem::list(&["b", "z"]),
             empty: false,
         };
         assert_eq!(
@@ -273,8 +317,8 @@ mod tests {
             })
         );
         let noop = spec::Finalizers {
-            add: items(&["a"]),
-            remove: items(&["z"]),
+            add: spec::FinalizerItem::list(&["a"]),
+            remove: spec::FinalizerItem::list(&["z"]),
             empty: false,
         };
         assert_eq!(finalizers(&noop, &obj), None);
@@ -305,9 +349,18 @@ mod tests {
     }
 
     #[test]
-    fn a_step_must_set_exactly_one_action() {
+    fn a_step_must_set_an_action() {
         let err = from_step(&spec::Step::default(), PatchType::Merge).unwrap_err();
-        assert!(err.reason.contains("exactly one of"), "{err}");
+        assert!(err.reason.contains("sets none of"), "{err}");
+    }
+
+    #[test]
+    fn a_json_patch_under_a_root_should_have_its_paths_prefixed() {
+        let ops = serde_json::json!([{"op": "add", "path": "/phase", "value": "x"}]);
+        assert_eq!(
+            prefix_paths(ops, "status").unwrap(),
+            serde_json::json!([{"op": "add", "path": "/status/phase", "value": "x"}])
+        );
     }
 
     #[test]

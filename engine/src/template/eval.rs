@@ -369,12 +369,29 @@ fn literal(l: &Lit) -> Val<'_> {
     }
 }
 
-/// Follows `.a.b` from `v`: a missing key is nil, a field of nil or of a non-map fails.
+/// Follows `.a.b` from `v` as Go's `text/template` does with its default `missingkey`
+/// option (map data, `map[string]any`):
+///
+/// | step                          | Go                     | here     |
+/// |-------------------------------|------------------------|----------|
+/// | key absent                    | invalid value, no error; the rest of the chain too | `Nil` |
+/// | key holds `null`, chain ends   | `<no value>` once piped | `Nil`    |
+/// | key holds `null`, chain goes on | `nil pointer evaluating interface {}.x` | error |
+/// | field of a string, number …    | `can't evaluate field x in type interface {}` | error |
+/// | chain starts at no value (`$x.y` with `$x` nil) | invalid, no error | `Nil` |
+///
+/// So `{{ or .metadata.labels.team "none" }}` prints `none` on an unlabelled object.
+/// (Recorded against Go 1.26's `text/template`; see the tests.)
 fn walk<'a>(mut v: Val<'a>, chain: &[Box<str>]) -> FnResult<'a> {
-    for name in chain {
-        v = match v.field(name) {
-            Some(next) => next,
+    for (i, name) in chain.iter().enumerate() {
+        v = match v.entry(name) {
+            Some(Some(next)) => next,
+            Some(None) => return Ok(Val::Nil),
+            None if v.is_nil() && i == 0 => return Ok(Val::Nil),
             None if v.is_nil() => return Err(format!("nil pointer evaluating interface {{}}.{name}")),
+            // A value read from map data is an `interface {}` to Go; a variable's or
+            // dot's value has its own type.
+            None if i > 0 => return Err(format!("can't evaluate field {name} in type interface {{}}")),
             None => return Err(format!("can't evaluate field {name} in type {}", v.type_name())),
         };
     }

@@ -4,7 +4,15 @@
 //! `match`, never by name. Arity is checked at call time (Go does the same), so a wrong
 //! number of arguments is a render error.
 
-use super::{builtin, kwok, printf, sprig, value::Val};
+use super::{
+    builtin, kwok, printf, sprig, sprig_date as date,
+    sprig_date::OnError,
+    sprig_encoding::{self as encoding, Base},
+    sprig_random::{self as random, Charset},
+    sprig_regex::{self as regex, OnBadPattern},
+    sprig_semver, sprig_seq,
+    value::Val,
+};
 use crate::host::Host;
 
 /// The result of a function.
@@ -128,6 +136,53 @@ funcs! {
     Rest = "rest" (1, 1);
     Initial = "initial" (1, 1);
     Has = "has" (2, 2);
+    // Sprig: regular expressions.
+    RegexMatch = "regexMatch" (2, 2);
+    MustRegexMatch = "mustRegexMatch" (2, 2);
+    RegexFind = "regexFind" (2, 2);
+    MustRegexFind = "mustRegexFind" (2, 2);
+    RegexFindAll = "regexFindAll" (3, 3);
+    MustRegexFindAll = "mustRegexFindAll" (3, 3);
+    RegexReplaceAll = "regexReplaceAll" (3, 3);
+    MustRegexReplaceAll = "mustRegexReplaceAll" (3, 3);
+    RegexReplaceAllLiteral = "regexReplaceAllLiteral" (3, 3);
+    MustRegexReplaceAllLiteral = "mustRegexReplaceAllLiteral" (3, 3);
+    RegexSplit = "regexSplit" (3, 3);
+    MustRegexSplit = "mustRegexSplit" (3, 3);
+    RegexQuoteMeta = "regexQuoteMeta" (1, 1);
+    // Sprig: encodings, random values, versions and sequences.
+    B64enc = "b64enc" (1, 1);
+    B64dec = "b64dec" (1, 1);
+    B32enc = "b32enc" (1, 1);
+    B32dec = "b32dec" (1, 1);
+    Uuidv4 = "uuidv4" (0, 0);
+    RandAlphaNum = "randAlphaNum" (1, 1);
+    RandAlpha = "randAlpha" (1, 1);
+    RandNumeric = "randNumeric" (1, 1);
+    RandAscii = "randAscii" (1, 1);
+    RandInt = "randInt" (2, 2);
+    Semver = "semver" (1, 1);
+    SemverCompare = "semverCompare" (2, 2);
+    Until = "until" (1, 1);
+    UntilStep = "untilStep" (3, 3);
+    Seq = "seq" (0, ANY);
+    // Sprig: dates.
+    SprigNow = "now" (0, 0);
+    Date = "date" (2, 2);
+    DateInZone = "dateInZone" (3, 3);
+    DateInZoneSnake = "date_in_zone" (3, 3);
+    HtmlDate = "htmlDate" (1, 1);
+    HtmlDateInZone = "htmlDateInZone" (2, 2);
+    ToDate = "toDate" (2, 2);
+    MustToDate = "mustToDate" (2, 2);
+    UnixEpoch = "unixEpoch" (1, 1);
+    DateModify = "dateModify" (2, 2);
+    DateModifySnake = "date_modify" (2, 2);
+    MustDateModify = "mustDateModify" (2, 2);
+    MustDateModifySnake = "must_date_modify" (2, 2);
+    Duration = "duration" (1, 1);
+    DurationRound = "durationRound" (1, 1);
+    Ago = "ago" (1, 1);
     // KWOK.
     KQuote = "Quote" (1, 1);
     Now = "Now" (0, 0);
@@ -298,6 +353,68 @@ impl Func {
             F::Rest => sprig::pick(&a[0], sprig::Pick::Rest),
             F::Initial => sprig::pick(&a[0], sprig::Pick::Initial),
             F::Has => sprig::has(&a[0], &a[1]),
+            _ => self.dispatch_regex(a, host),
+        }
+    }
+
+    fn dispatch_regex<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+        use {Func as F, OnBadPattern::*};
+        match self {
+            F::RegexMatch => regex::is_match(&a[0], &a[1], Panic),
+            F::MustRegexMatch => regex::is_match(&a[0], &a[1], Error),
+            F::RegexFind => regex::find(&a[0], &a[1], Panic),
+            F::MustRegexFind => regex::find(&a[0], &a[1], Error),
+            F::RegexFindAll => regex::find_all(a, Panic),
+            F::MustRegexFindAll => regex::find_all(a, Error),
+            F::RegexReplaceAll => regex::replace_all(a, false, Panic),
+            F::MustRegexReplaceAll => regex::replace_all(a, false, Error),
+            F::RegexReplaceAllLiteral => regex::replace_all(a, true, Panic),
+            F::MustRegexReplaceAllLiteral => regex::replace_all(a, true, Error),
+            F::RegexSplit => regex::split(a, Panic),
+            F::MustRegexSplit => regex::split(a, Error),
+            F::RegexQuoteMeta => regex::quote_meta(&a[0]),
+            _ => self.dispatch_values(a, host),
+        }
+    }
+
+    fn dispatch_values<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+        use Func as F;
+        match self {
+            F::B64enc => encoding::encode(&a[0], Base::B64),
+            F::B64dec => encoding::decode(&a[0], Base::B64),
+            F::B32enc => encoding::encode(&a[0], Base::B32),
+            F::B32dec => encoding::decode(&a[0], Base::B32),
+            F::Uuidv4 => random::uuid_v4(host),
+            F::RandAlphaNum => random::string(&a[0], Charset::AlphaNum, host),
+            F::RandAlpha => random::string(&a[0], Charset::Alpha, host),
+            F::RandNumeric => random::string(&a[0], Charset::Numeric, host),
+            F::RandAscii => random::string(&a[0], Charset::Ascii, host),
+            F::RandInt => random::int(&a[0], &a[1], host),
+            F::Semver => sprig_semver::semver(&a[0]),
+            F::SemverCompare => sprig_semver::compare(&a[0], &a[1]),
+            F::Until => sprig_seq::until(&a[0]),
+            F::UntilStep => sprig_seq::until_step(a),
+            F::Seq => sprig_seq::seq(a),
+            _ => self.dispatch_date(a, host),
+        }
+    }
+
+    fn dispatch_date<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+        use {Func as F, OnError::*};
+        match self {
+            F::SprigNow => date::now(host),
+            F::Date => date::date(&a[0], &a[1], host),
+            F::DateInZone | F::DateInZoneSnake => date::date_in_named_zone(a, host),
+            F::HtmlDate => date::html_date(&a[0], None, host),
+            F::HtmlDateInZone => date::html_date(&a[0], Some(&a[1]), host),
+            F::ToDate => date::to_date(&a[0], &a[1], Fallback),
+            F::MustToDate => date::to_date(&a[0], &a[1], Fail),
+            F::UnixEpoch => date::unix_epoch(&a[0]),
+            F::DateModify | F::DateModifySnake => date::date_modify(&a[0], &a[1], Fallback),
+            F::MustDateModify | F::MustDateModifySnake => date::date_modify(&a[0], &a[1], Fail),
+            F::Duration => date::duration(&a[0]),
+            F::DurationRound => date::duration_round(&a[0], host),
+            F::Ago => date::ago(&a[0], host),
             _ => self.dispatch_kwok(a, host),
         }
     }
@@ -305,6 +422,23 @@ impl Func {
     fn dispatch_kwok<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
+            F::Now
+            | F::Version
+            | F::NodeIp
+            | F::NodeName
+            | F::NodePort
+            | F::PodIp
+            | F::NodeIpWith
+            | F::PodIpWith
+                if host.placeholders() =>
+            {
+                Ok(Val::text(kwok::placeholder(self.name(), a, None)))
+            }
+            F::NodeIpsWith | F::PodIpsWith if host.placeholders() => Ok(kwok::strings(
+                (0..2)
+                    .map(|i| kwok::placeholder(self.name(), a, Some(i)))
+                    .collect(),
+            )),
             F::KQuote => Ok(Val::text(kwok::quote(&a[0]))),
             F::Now => Ok(Val::text(kwok::rfc3339_nano(host.now()))),
             F::StartTime => Ok(Val::text(kwok::rfc3339_nano(host.start_time()))),

@@ -246,11 +246,52 @@ pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &dyn Host, all: bool) -> FnResult<'a
     })
 }
 
+/// The stand-in for a call of `name` with `args` (see [`Host::placeholders`]):
+/// `<name>` without arguments, else `<name(args)>` with each argument as Go's `%#v`
+/// prints it; `<i of …>` for element `i` of a list.
+pub fn placeholder(name: &str, args: &[Val<'_>], element: Option<usize>) -> String {
+    let mut out = String::from("<");
+    if let Some(i) = element {
+        let _ = write!(out, "{i} of ");
+    }
+    out.push_str(name);
+    if !args.is_empty() {
+        out.push('(');
+        for (i, arg) in args.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            match arg.view() {
+                View::Str(s) => write_go_quote(s, &mut out),
+                View::Nil => out.push_str("<nil>"),
+                view => write_json(view, &mut out),
+            }
+        }
+        out.push(')');
+    }
+    out.push('>');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn placeholder_should_print_arguments_as_go_sharp_v() {
+        let args = [Val::Str("node"), Val::Bool(false), Val::Str(""), Val::Int(3)];
+        assert_eq!(
+            placeholder("PodIPWith", &args, None),
+            r#"<PodIPWith("node", false, "", 3)>"#
+        );
+        assert_eq!(
+            placeholder("NodeIPsWith", &args[..1], Some(1)),
+            r#"<1 of NodeIPsWith("node")>"#
+        );
+        assert_eq!(placeholder("Now", &[], None), "<Now>");
+    }
 
     #[test]
     fn quote_should_json_quote_strings_and_wrap_other_values() {

@@ -1,7 +1,8 @@
 //! YAML output for the `YAML` function, in the block style of Go's `sigs.k8s.io/yaml`.
 //!
 //! Keys are sorted, sequences inside mappings are not indented (`key:\n- a`), strings are
-//! plain when that reads back as the same string and double-quoted (JSON escapes) otherwise.
+//! plain when that reads back as the same string, else quoted as go-yaml does (see
+//! `write_str`).
 
 use serde_json::{Map, Value};
 
@@ -82,12 +83,23 @@ fn write_scalar(v: View<'_>, out: &mut String) {
     }
 }
 
+/// go-yaml's choice: plain when safe; double-quoted when plain would read back as
+/// another type (`"True"`, `"123"`, `""`) or the string needs escapes; else
+/// single-quoted (`'a: [ b ]'`).
 fn write_str(s: &str, out: &mut String) {
     if is_plain_safe(s) {
         out.push_str(s);
-    } else {
+    } else if s.is_empty() || looks_typed(s) || s.chars().any(needs_escape) {
         write_json_str(s, out);
+    } else {
+        out.push('\'');
+        out.push_str(&s.replace('\'', "''"));
+        out.push('\'');
     }
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{85}')
 }
 
 /// Whether `s` can be written unquoted and still read back as the same string.
@@ -153,14 +165,26 @@ mod tests {
         assert_eq!(y(&v), "a:\n  c: null\n  d: []\nb:\n- 1\n- x: s\n  \"y\": 2\n");
     }
 
+    /// Go's sigs.k8s.io/yaml v1.4.0 prints the same list as `- "True"`, … `- 'a: b'`,
+    /// `- -x`, `- |-` (a literal block for `x\ny`), `- "1_0"`, `- 'it''s: x'`, `- ' lead'`,
+    /// `- "tab\tx"`. Differences kept: `-x` is quoted here and a multi-line string is
+    /// double-quoted, which read back the same.
     #[test]
     fn strings_that_would_change_type_should_be_quoted() {
         let v = json!([
-            "True", "yes", "100", "1Ti", "10.0.0.1", "", "a: b", "-x", "x\ny", "1_0"
+            "True", "yes", "100", "1Ti", "10.0.0.1", "", "a: b", "-x", "x\ny", "1_0", "it's: x", " lead",
+            "tab\tx"
         ]);
+        let text = y(&v);
         assert_eq!(
-            y(&v),
-            "- \"True\"\n- \"yes\"\n- \"100\"\n- 1Ti\n- 10.0.0.1\n- \"\"\n- \"a: b\"\n- \"-x\"\n- \"x\\ny\"\n- \"1_0\"\n"
+            text,
+            "- \"True\"\n- \"yes\"\n- \"100\"\n- 1Ti\n- 10.0.0.1\n- \"\"\n- 'a: b'\n- '-x'\n- \"x\\ny\"\n- \"1_0\"\n\
+             - 'it''s: x'\n- ' lead'\n- \"tab\\tx\"\n"
+        );
+        assert_eq!(
+            super::super::yaml::to_json(&text).unwrap(),
+            v,
+            "reads back the same"
         );
     }
 

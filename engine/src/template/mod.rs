@@ -15,6 +15,9 @@
 //!   pipelines pass them around for the price of a counter. Function arguments are
 //!   evaluated into a stack array. A rendering allocates its variable frame, the output,
 //!   and the values functions create; nothing else.
+//! - Sprig's families live one per file (`sprig_regex`, `sprig_date`, …); Go's time
+//!   layouts and durations, which the date functions need, in [`go_time`] and
+//!   [`go_duration`].
 //! - [`yaml`] reads the output back with a fast reader for the block YAML templates print,
 //!   falling back to `serde-saphyr` for anything else.
 //!
@@ -25,12 +28,39 @@
 //! - `set`/`unset` change the map in place only when their first argument is a variable.
 //! - `keys` returns sorted keys (Go's map order is random).
 //! - Parse-time checks Go does at execution time: a non-function after `|`.
+//! - Times are text, not a type: sprig's date functions ([`sprig_date`]) return a time
+//!   as its RFC 3339 text with nanoseconds as needed (Go's `RFC3339Nano`, as KWOK's
+//!   `Now` prints), and read that text or an integer (Unix seconds) wherever Go takes a
+//!   `time.Time`. So `{{ now }}` prints `2024-05-06T07:08:09.12345Z` where Go prints
+//!   `2024-05-06 07:08:09.12345 +0000 UTC m=+0.000012`, and `toJson` of a time is the
+//!   same as Go's. A time keeps its offset but not its zone's name (`MST` prints `UTC`
+//!   or the numeric offset). Data times such as `creationTimestamp` are dates too,
+//!   where Go's `date` ignores a string and formats the current time.
+//! - There is no local zone: Go's `time.Local` (used by `date`, `htmlDate`, `toDate`)
+//!   is UTC, as in a container without `TZ`. `dateInZone` reads zones from the system
+//!   tz database and falls back to UTC, as sprig does.
+//! - `duration 95` is `1m35s`, as sprig documents (sprig itself gives `0s` for a
+//!   template integer, which is an `int`, not the `int64` it checks for); `durationRound`
+//!   also takes time text, meaning the time since then.
+//! - `semver` returns a dict with `Major`, `Minor`, `Patch`, `Prerelease`, `Metadata` and
+//!   `Original`, so `(semver "v1.2.3").Major` works but `{{ semver "1.2.3" }}` prints as a
+//!   map, and the `*Version` methods taking arguments (`Compare`, `LessThan`) are missing.
+//! - Regular expressions use the `regex` crate, RE2's syntax: a few patterns Go rejects
+//!   compile here (`a**`), `\Q…\E` is not supported, and compile errors word some
+//!   reasons differently.
+//! - `b64dec`/`b32dec` turn bytes that are not UTF-8 into U+FFFD; the byte offset in
+//!   their error text can differ from Go's for malformed padding.
+//! - Random values (`randAlphaNum`, `randInt`, `uuidv4`, …) come from
+//!   [`Host::random_u64`]: seeded and repeatable with `FixedHost`. Lists and strings
+//!   they or `until`/`seq` build are capped (2^20 items) instead of exhausting memory.
 
 mod ast;
 mod builtin;
 mod eval;
 mod format;
 mod funcs;
+pub(crate) mod go_duration;
+mod go_time;
 mod json;
 mod kwok;
 mod lexer;
@@ -38,6 +68,12 @@ mod marshal;
 mod parser;
 mod printf;
 mod sprig;
+mod sprig_date;
+mod sprig_encoding;
+mod sprig_random;
+mod sprig_regex;
+mod sprig_semver;
+mod sprig_seq;
 mod value;
 mod yaml;
 
@@ -95,11 +131,11 @@ impl Template {
     /// subnet or address).
     ///
     /// ```
-    /// use kwok_engine::{host::{FixedHost, ScaleHost, ScaleTarget}, template::Template};
+    /// use kwok_engine::{host::{FixedHost, ScaleTarget}, template::Template};
     ///
     /// let t = Template::parse_scale("name: {{ Name }}\ncidr: {{ AddCIDR .cidr Index }}").unwrap();
     /// let target = ScaleTarget { name: "n-000002".into(), namespace: String::new(), index: 2 };
-    /// let host = ScaleHost::new(FixedHost::new(jiff::Timestamp::UNIX_EPOCH), target);
+    /// let host = FixedHost::new(jiff::Timestamp::UNIX_EPOCH).with_scale_target(target);
     /// let v = t.render_value(&serde_json::json!({"cidr": "10.0.0.1/24"}), &host).unwrap();
     /// assert_eq!(v, serde_json::json!({"name": "n-000002", "cidr": "10.0.2.1/24"}));
     /// ```
@@ -120,6 +156,14 @@ impl Template {
         self.render(data, host, &mut out)?;
         yaml::to_json(&out)
     }
+}
+
+/// `value` as YAML the way Go's `sigs.k8s.io/yaml` marshals it (keys sorted, go-yaml's
+/// quoting): what KWOK's `YAML` function prints, and upstream's golden files.
+pub fn to_go_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    marshal::write_yaml(value::View::of(value), &mut out);
+    out
 }
 
 #[cfg(test)]

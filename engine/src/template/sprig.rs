@@ -11,7 +11,8 @@ use super::{
     value::{Val, View},
 };
 
-fn want_str<'v>(v: &'v Val<'_>) -> Result<&'v str, String> {
+/// A string argument (nil and other kinds fail, as Go's conversion to `string`).
+pub fn want_str<'v>(v: &'v Val<'_>) -> Result<&'v str, String> {
     match v {
         Val::Nil => Err("invalid value; expected string".into()),
         v => v
@@ -169,6 +170,18 @@ pub fn indent<'a>(n: &Val<'a>, s: &Val<'a>, newline: bool) -> FnResult<'a> {
     let pad = " ".repeat(n);
     let body = format!("{pad}{}", want_str(s)?.replace('\n', &format!("\n{pad}")));
     Ok(Val::text(if newline { format!("\n{body}") } else { body }))
+}
+
+/// An `int` argument: integers only, as Go's conversion of an argument to `int`.
+pub fn want_int(v: &Val<'_>) -> Result<i64, String> {
+    match (v, v.view().as_i64()) {
+        (_, Some(i)) => Ok(i),
+        (Val::Nil, None) => Err("invalid value; expected int".into()),
+        (v, None) => Err(format!(
+            "wrong type for value; expected int; got {}",
+            v.type_name()
+        )),
+    }
 }
 
 /// `cast.ToInt64`: numbers truncated, numeric strings parsed, anything else 0.

@@ -128,6 +128,20 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// Looks up `key` when this is a map: `None` when it is not a map, `Some(None)` when
+    /// the key is absent, `Some(Some(Nil))` when it holds an explicit `null`. Go tells the
+    /// two apart: a field chain stops quietly at an absent key but fails on a `null`.
+    pub fn entry(&self, key: &str) -> Option<Option<Val<'a>>> {
+        match self {
+            Val::Data(Value::Object(m)) => Some(lookup(m, key).map(Val::from_data)),
+            Val::Owned(v) => match &**v {
+                Value::Object(m) => Some(m.get(key).map(|v| Val::from_value(v.clone()))),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Looks up `key` when this is a map; `None` when it is not a map.
     pub fn field(&self, key: &str) -> Option<Val<'a>> {
         match self {

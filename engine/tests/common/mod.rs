@@ -99,9 +99,15 @@ pub fn effect_json(effect: &Effect) -> Value {
         }}),
         Effect::Apply {
             subresource,
+            ty,
             body,
             impersonate,
-        } => json!({"apply": {"subresource": subresource, "impersonate": impersonate, "body": body}}),
+        } => json!({"apply": {
+            "subresource": subresource,
+            "type": ty.content_type(),
+            "impersonate": impersonate,
+            "body": body,
+        }}),
         Effect::Delete => json!("delete"),
         Effect::Error { message } => json!({"error": message}),
     }

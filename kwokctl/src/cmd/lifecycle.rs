@@ -21,34 +21,38 @@ const START_WAIT: Duration = Duration::from_secs(120);
 pub(super) async fn start(workdir: &crate::paths::Workdir, name: &str) -> Result<()> {
     let (dir, config) = super::existing(workdir, name)?;
     let runtime = runtime::select(&config.options.runtime)?;
-    if let Some((c, pid)) = config
+    // The components not running, in start order: all of them after `stop cluster`, or
+    // the ones that died or were killed (each restarted with its exact command line).
+    let (stopped, running): (Vec<_>, Vec<_>) = config
         .components
         .iter()
-        .find_map(|c| match runtime.status(&dir, &c.name) {
-            Status::Running(pid) => Some((c, pid)),
-            Status::Stopped => None,
-        })
-    {
-        bail!(
-            "cluster {name:?} is already running ({} has pid {pid}); stop it first",
-            c.name
-        );
+        .partition(|c| matches!(runtime.status(&dir, &c.name), Status::Stopped));
+    if stopped.is_empty() {
+        let c = running
+            .first()
+            .map(|c| c.name.as_str())
+            .unwrap_or("every component");
+        bail!("cluster {name:?} is already running ({c} and the rest); stop it first");
     }
-    for c in &config.components {
+    for c in &stopped {
         ports::ensure_free(c.port, &c.name)?;
     }
+    let stopped: Vec<_> = stopped.into_iter().cloned().collect();
     let prober = Prober::from_kubeconfig(&dir.kubeconfig()).await?;
     let mut launch = Launch::new(&dir, runtime);
-    if let Err(err) = launch
-        .run(&config.components, &prober, Instant::now() + START_WAIT)
-        .await
-    {
+    if let Err(err) = launch.run(&stopped, &prober, Instant::now() + START_WAIT).await {
         launch.abort();
         return Err(anyhow::Error::from(err).context(format!(
-            "failed to start cluster {name:?}; it is stopped, data kept"
+            "failed to start cluster {name:?}; what this command started is stopped, data kept"
         )));
     }
-    println!("Cluster {name:?} started");
+    match running.is_empty() {
+        true => println!("Cluster {name:?} started"),
+        false => {
+            let names: Vec<&str> = stopped.iter().map(|c| c.name.as_str()).collect();
+            println!("Cluster {name:?} started ({} restarted)", names.join(", "));
+        }
+    }
     Ok(())
 }
 

@@ -4,10 +4,6 @@ use std::path::Path;
 
 use super::{Component, Context, feature_gate_args, path_arg, secure_serving_args};
 
-/// Pod network of the cluster: the CGNAT range, clear of the service range
-/// (10.96.0.0/12) and large enough for 16,384 nodes of 254 pods.
-pub const CLUSTER_CIDR: &str = "100.64.0.0/10";
-
 pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     let port = ctx.options.kube_controller_manager_port;
     let pki = ctx.dir.pki();
@@ -18,11 +14,9 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         path_arg("cluster-signing-cert-file", pki.ca_cert()),
         path_arg("cluster-signing-key-file", pki.ca_key()),
         "--use-service-account-credentials=true".into(),
-        // Every node gets a podCIDR, so kwok hands out pod IPs per node.
-        "--allocate-node-cidrs=true".into(),
-        format!("--cluster-cidr={CLUSTER_CIDR}"),
-        "--node-cidr-mask-size=24".into(),
-        "--service-cluster-ip-range=10.96.0.0/12".into(),
+        // No --allocate-node-cidrs, as upstream kwokctl: with it, kube-controller-manager
+        // exits at start when a node (from a user's file or a snapshot) has a podCIDR
+        // outside --cluster-cidr. Nodes without a podCIDR take pod IPs from kwok's --cidr.
     ]);
     args.extend(heartbeat_args(ctx.options.heartbeat_factor));
     args.extend(feature_gate_args(ctx));
@@ -36,12 +30,13 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     }
 }
 
-/// Node health checks scaled by `--heartbeat-factor`: every FACTOR seconds, a node
-/// unhealthy after 8×FACTOR (5 s and 40 s at the default 5, Kubernetes' own defaults).
+/// Node health checks scaled by `--heartbeat-factor` as upstream kwokctl scales them:
+/// Kubernetes' defaults (a check every 5 s, a node unhealthy after 40 s) times FACTOR,
+/// so 25 s and 200 s at the default 5, beside a node lease of 40 s × FACTOR.
 fn heartbeat_args(factor: f64) -> [String; 2] {
-    let ms = |x: f64| (x * 1000.0).round() as u64;
+    let ms = |base_ms: f64| (base_ms * factor) as u64;
     [
-        format!("--node-monitor-period={}ms", ms(factor)),
-        format!("--node-monitor-grace-period={}ms", ms(8.0 * factor)),
+        format!("--node-monitor-period={}ms", ms(5000.0)),
+        format!("--node-monitor-grace-period={}ms", ms(40000.0)),
     ]
 }

@@ -14,6 +14,11 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         format!("--node-lease-duration-seconds={}", o.node_lease_duration_seconds),
         format!("--server-address=127.0.0.1:{port}"),
     ];
+    // A stable lease holder: a restarted kwok resumes its nodes' Leases at once instead
+    // of waiting for them to expire as someone else's.
+    if let Some(cluster) = ctx.dir.root().file_name() {
+        args.push(format!("--id=kwok-{}", cluster.to_string_lossy()));
+    }
     if o.kwok_config.is_some() {
         args.push(path_arg("config", ctx.dir.kwok_config()));
     }

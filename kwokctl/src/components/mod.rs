@@ -95,6 +95,14 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// A component upstream kwokctl runs and kwokctl-rs does not yet.
+    #[error("{what}: component {name:?} of upstream kwokctl is not supported by kwokctl-rs yet (known: {})", ALL_COMPONENTS.join(", "))]
+    NotYet {
+        /// Where the name came from.
+        what: String,
+        /// The name.
+        name: String,
+    },
     /// etcd or kube-apiserver was left out.
     #[error("component {0:?} cannot be disabled: every cluster needs etcd and kube-apiserver")]
     Required(String),
@@ -102,15 +110,30 @@ pub enum Error {
 
 /// Checks that `name` (from `what`) is a component kwokctl knows.
 pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
-    if ALL_COMPONENTS.contains(&name) {
+    let (what, name) = (what.to_owned(), name.to_owned());
+    if ALL_COMPONENTS.contains(&name.as_str()) {
         Ok(())
+    } else if UPSTREAM_ONLY_COMPONENTS.contains(&name.as_str()) {
+        Err(Error::NotYet { what, name })
     } else {
-        Err(Error::Unknown {
-            what: what.into(),
-            name: name.into(),
-        })
+        Err(Error::Unknown { what, name })
     }
 }
+
+/// Components upstream kwokctl can run that kwokctl-rs does not yet.
+const UPSTREAM_ONLY_COMPONENTS: &[&str] = &[
+    "dashboard",
+    "dashboard-metrics-scraper",
+    "metrics-server",
+    "jaeger",
+    "kube-scheduler-plugins",
+    "kueue",
+    "kueueviz",
+    "jobset",
+    "lws",
+    "descheduler",
+    "kubectl-proxy",
+];
 
 /// The components of a cluster in start order: etcd, kube-apiserver, then the rest;
 /// Prometheus when it has a binary and a port. The caller keeps those enabled.
@@ -138,7 +161,17 @@ pub fn apply_patches(components: &mut [Component], patches: &[ComponentPatch]) -
             continue;
         };
         for arg in &patch.extra_args {
-            set_arg(&mut component.args, &arg.key, &arg.value);
+            if arg.override_only {
+                if !replace_arg(&mut component.args, &arg.key, arg.flag()) {
+                    tracing::warn!(
+                        component = %patch.name,
+                        "componentsPatches: override of --{} matches no flag of the component; ignored",
+                        arg.key
+                    );
+                }
+            } else {
+                set_arg(&mut component.args, &arg.key, arg.flag());
+            }
         }
         component.envs.extend(patch.extra_envs.iter().cloned());
         for volume in &patch.extra_volumes {
@@ -186,11 +219,28 @@ fn rewrite_path(arg: &str, from: &str, to: &str) -> String {
 }
 
 /// Sets `--key=value`, replacing every earlier `--key` / `--key=…`.
-fn set_arg(args: &mut Vec<String>, key: &str, value: &str) {
-    let flag = format!("--{key}");
-    let prefix = format!("{flag}=");
-    args.retain(|a| *a != flag && !a.starts_with(&prefix));
-    args.push(format!("{prefix}{value}"));
+fn set_arg(args: &mut Vec<String>, key: &str, flag: String) {
+    let bare = format!("--{key}");
+    let prefix = format!("{bare}=");
+    args.retain(|a| *a != bare && !a.starts_with(&prefix));
+    args.push(flag);
+}
+
+/// Replaces the last `--key` / `--key=…` of `args` by `flag`; whether there was one.
+fn replace_arg(args: &mut [String], key: &str, flag: String) -> bool {
+    let bare = format!("--{key}");
+    let prefix = format!("{bare}=");
+    match args
+        .iter_mut()
+        .rev()
+        .find(|a| **a == bare || a.starts_with(&prefix))
+    {
+        Some(arg) => {
+            *arg = flag;
+            true
+        }
+        None => false,
+    }
 }
 
 /// `--feature-gates` for the Kubernetes components, if any are set.
@@ -309,6 +359,29 @@ mod tests {
     }
 
     #[test]
+    fn an_override_patch_should_only_replace_an_existing_flag() {
+        let mut components = vec![Component {
+            name: "kube-apiserver".into(),
+            binary: "a".into(),
+            args: vec!["--v=1".into(), "--secure-port=6443".into()],
+            port: 1,
+            health_url: String::new(),
+            envs: Vec::new(),
+        }];
+        let arg = |key: &str, value: &str| crate::userconfig::ExtraArg {
+            override_only: true,
+            ..crate::userconfig::ExtraArg::new(key, value)
+        };
+        let patch = ComponentPatch {
+            name: "kube-apiserver".into(),
+            extra_args: vec![arg("v", "5"), arg("not-there", "x")],
+            ..ComponentPatch::default()
+        };
+        apply_patches(&mut components, &[patch]).unwrap();
+        assert_eq!(components[0].args, ["--v=5", "--secure-port=6443"]);
+    }
+
+    #[test]
     fn kwok_controller_config_should_become_config_flags_after_the_upstream_ones() {
         let dir = crate::paths::Workdir::from_env().cluster("t");
         let mut options = options(false);
@@ -328,7 +401,10 @@ mod tests {
                 "--server-address=127.0.0.1:6"
             ]
         );
-        assert_eq!(c.args[4..], ["--config=/s/a.yaml", "--config=/s/b.yaml"]);
+        assert_eq!(
+            c.args[4..],
+            ["--id=kwok-t", "--config=/s/a.yaml", "--config=/s/b.yaml"]
+        );
     }
 
     #[test]
@@ -351,10 +427,7 @@ mod tests {
         let mut components = plan_of(false);
         let patch = ComponentPatch {
             name: "kube-apiserver".into(),
-            extra_args: vec![crate::userconfig::ExtraArg {
-                key: "etcd-prefix".into(),
-                value: "/other".into(),
-            }],
+            extra_args: vec![crate::userconfig::ExtraArg::new("etcd-prefix", "/other")],
             extra_envs: vec![EnvVar {
                 name: "A".into(),
                 value: "b".into(),
@@ -413,10 +486,11 @@ mod tests {
             "kwok-controller",
             &format!("--config={}", dir.kwok_config().display())
         ));
-        assert!(has("kube-controller-manager", "--node-monitor-period=500ms"));
+        // Upstream's scaling: Kubernetes' 5 s and 40 s times the factor.
+        assert!(has("kube-controller-manager", "--node-monitor-period=2500ms"));
         assert!(has(
             "kube-controller-manager",
-            "--node-monitor-grace-period=4000ms"
+            "--node-monitor-grace-period=20000ms"
         ));
     }
 
@@ -436,10 +510,10 @@ mod tests {
         let mut components = plan_of(false);
         let patch = ComponentPatch {
             name: "kube-scheduler".into(),
-            extra_args: vec![crate::userconfig::ExtraArg {
-                key: "config".into(),
-                value: "/etc/kubernetes/sched.yaml".into(),
-            }],
+            extra_args: vec![crate::userconfig::ExtraArg::new(
+                "config",
+                "/etc/kubernetes/sched.yaml",
+            )],
             extra_volumes: vec![crate::userconfig::Volume {
                 host_path: "/tmp/x/sched.yaml".into(),
                 mount_path: Some("/etc/kubernetes/sched.yaml".into()),

@@ -6,14 +6,11 @@ use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use kwok_engine::{
-    host::{FixedHost, ScaleHost, ScaleTarget},
+    host::{FixedHost, ScaleTarget},
     template::Template as GoTemplate,
 };
 
 use super::{Error, KwokctlResource, Param, Result, SCALE_LABEL};
-
-/// The annotation and taint key marking a fake node (upstream KWOK's).
-const FAKE_NODE_KEY: &str = "kwok.x-k8s.io/node";
 
 /// A kind with a built-in template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +60,18 @@ impl Kind {
                 "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
                 "capacity": {},
                 "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"},
+                // Node n gets the n-th next subnet and address of each (upstream's).
+                "podCIDRs": ["10.0.0.0/24", "fd00::/64"],
+                "nodeIPs": ["192.0.2.1", "2001:db8::1"],
             }),
-            Kind::Pod => json!({}),
+            Kind::Pod => json!({"nodeName": "", "hostNetwork": false}),
         }
     }
 
     fn base(self, parameters: &Value) -> Value {
         match self {
-            Kind::Node => node(parameters),
-            Kind::Pod => pod(),
+            Kind::Node => Value::Null,
+            Kind::Pod => pod(parameters),
         }
     }
 }
@@ -85,9 +85,14 @@ pub struct Template {
 #[derive(Debug, Clone)]
 enum Source {
     /// One object for all: a built-in kind's, or a discovered kind's minimal one.
-    Fixed { object: Value, node: bool },
-    /// A `KwokctlResource`'s Go template, rendered per object with its parameters.
-    Go { template: GoTemplate, parameters: Value },
+    Fixed { object: Value },
+    /// A Go template rendered per object with its parameters (a `KwokctlResource`'s, or
+    /// the built-in node's), then the `--param`s that set fields of the object.
+    Go {
+        template: GoTemplate,
+        parameters: Value,
+        after: Vec<Param>,
+    },
 }
 
 impl Template {
@@ -102,23 +107,33 @@ impl Template {
         for param in of_parameters {
             parameters = param.apply(parameters)?;
         }
+        if kind == Kind::Node {
+            let template = GoTemplate::parse_scale(NODE_TEMPLATE).expect("the built-in node template parses");
+            return Ok(Self {
+                source: Source::Go {
+                    template,
+                    parameters,
+                    after: of_object.into_iter().cloned().collect(),
+                },
+            });
+        }
         let object = kind.base(&parameters);
-        Self::fixed(object, of_object.into_iter(), kind == Kind::Node)
+        Self::fixed(object, of_object.into_iter())
     }
 
     /// The minimal object of a kind that has no template (`apiVersion`, `kind`), with
     /// `params` applied to it.
     pub fn minimal(api_version: &str, kind: &str, params: &[Param]) -> Result<Self> {
         let object = json!({"apiVersion": api_version, "kind": kind, "metadata": {}});
-        Self::fixed(object, params.iter(), false)
+        Self::fixed(object, params.iter())
     }
 
-    fn fixed<'p>(mut object: Value, params: impl Iterator<Item = &'p Param>, node: bool) -> Result<Self> {
+    fn fixed<'p>(mut object: Value, params: impl Iterator<Item = &'p Param>) -> Result<Self> {
         for param in params {
             object = param.apply(object)?;
         }
         Ok(Self {
-            source: Source::Fixed { object, node },
+            source: Source::Fixed { object },
         })
     }
 
@@ -136,6 +151,7 @@ impl Template {
             source: Source::Go {
                 template: resource.compile()?,
                 parameters,
+                after: Vec::new(),
             },
         })
     }
@@ -158,28 +174,33 @@ impl Template {
                 }
             }
         }
-        if matches!(self.source, Source::Fixed { node: true, .. }) {
-            meta["labels"]["kubernetes.io/hostname"] = json!(name);
-        }
         Ok(object)
     }
 
     /// The object as the template makes it, before kwokctl names and labels it.
     fn raw(&self, name: &str, namespace: Option<&str>, index: u64) -> Result<Value> {
         Ok(match &self.source {
-            Source::Fixed { object, .. } => object.clone(),
-            Source::Go { template, parameters } => {
+            Source::Fixed { object } => object.clone(),
+            Source::Go {
+                template,
+                parameters,
+                after,
+            } => {
                 let target = ScaleTarget {
                     name: name.to_owned(),
                     namespace: namespace.unwrap_or_default().to_owned(),
                     index: i64::try_from(index).unwrap_or(i64::MAX),
                 };
-                let host = ScaleHost::new(FixedHost::new(jiff::Timestamp::now()), target);
+                let host = FixedHost::new(jiff::Timestamp::now()).with_scale_target(target);
                 let object = template
                     .render_value(parameters, &host)
                     .map_err(|e| Error::Render(e.to_string()))?;
                 if !object.is_object() {
                     return Err(Error::Render(format!("it renders {object}, not an object")));
+                }
+                let mut object = object;
+                for param in after {
+                    object = param.apply(object)?;
                 }
                 object
             }
@@ -202,64 +223,78 @@ impl Template {
     }
 }
 
-/// A fake node as upstream KWOK's scale template makes it: annotated and tainted so only
-/// pods that tolerate it land there, with a realistic machine's capacity. Capacity is
-/// the allocatable amount unless a parameter says otherwise.
-fn node(p: &Value) -> Value {
-    let allocatable = p["allocatable"].clone();
-    let mut capacity = allocatable.clone();
-    if let (Some(c), Some(extra)) = (capacity.as_object_mut(), p["capacity"].as_object()) {
-        c.extend(extra.clone());
-    }
-    let (arch, os) = (&p["nodeInfo"]["architecture"], &p["nodeInfo"]["operatingSystem"]);
-    let mut node = json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "annotations": {FAKE_NODE_KEY: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {
-                "type": "kwok",
-                "kubernetes.io/os": os,
-                "kubernetes.io/arch": arch,
-                "kubernetes.io/role": "agent",
-                "node-role.kubernetes.io/agent": "",
-            },
-        },
-        "spec": {
-            "taints": [{"key": FAKE_NODE_KEY, "value": "fake", "effect": "NoSchedule"}],
-        },
-        "status": {
-            "allocatable": allocatable,
-            "capacity": capacity,
-            "nodeInfo": {
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-                "containerRuntimeVersion": "fake",
-                "kernelVersion": "fake",
-                "osImage": "fake",
-                "bootID": "", "machineID": "", "systemUUID": "",
-            },
-            "phase": "Running",
-        },
-    });
-    if let (Some(info), Some(given)) = (
-        node["status"]["nodeInfo"].as_object_mut(),
-        p["nodeInfo"].as_object(),
-    ) {
-        info.extend(given.clone());
-    }
-    node
-}
+/// The built-in node, as upstream KWOK's `node` KwokctlResource makes it: annotated as
+/// fake (no taint, so any pod may land there), the `n`-th next podCIDR and InternalIP
+/// of each family for node `n`, a realistic machine's capacity (the allocatable amount
+/// unless a `capacity` parameter says otherwise).
+const NODE_TEMPLATE: &str = r#"
+{{ $index := Index }}
+{{ $allocatable := .allocatable }}
+{{ $capacity := or .capacity dict }}
+apiVersion: v1
+kind: Node
+metadata:
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+    metrics.k8s.io/resource-metrics-path: {{ printf "/metrics/nodes/%s/metrics/resource" Name | Quote }}
+  labels:
+    type: kwok
+    kubernetes.io/hostname: {{ Name | Quote }}
+    kubernetes.io/os: {{ .nodeInfo.operatingSystem | Quote }}
+    kubernetes.io/arch: {{ .nodeInfo.architecture | Quote }}
+    beta.kubernetes.io/os: {{ .nodeInfo.operatingSystem | Quote }}
+    beta.kubernetes.io/arch: {{ .nodeInfo.architecture | Quote }}
+    kubernetes.io/role: agent
+    node-role.kubernetes.io/agent: ""
+spec:
+  {{ with .podCIDRs }}
+  podCIDR: {{ AddCIDR (index . 0) $index | Quote }}
+  podCIDRs:
+  {{ range . }}
+  - {{ AddCIDR . $index | Quote }}
+  {{ end }}
+  {{ end }}
+status:
+  addresses:
+  {{ range .nodeIPs }}
+  - type: InternalIP
+    address: {{ AddIP . $index | Quote }}
+  {{ end }}
+  allocatable: {{ $allocatable | toJson }}
+  capacity:
+  {{ range $key, $value := $allocatable }}
+    {{ $key | Quote }}: {{ or (index $capacity $key) $value | Quote }}
+  {{ end }}
+  {{ range $key, $value := $capacity }}
+  {{ if not (hasKey $allocatable $key) }}
+    {{ $key | Quote }}: {{ $value | Quote }}
+  {{ end }}
+  {{ end }}
+  nodeInfo:
+    kubeletVersion: fake
+    kubeProxyVersion: fake
+    containerRuntimeVersion: fake
+    kernelVersion: fake
+    osImage: fake
+    bootID: ""
+    machineID: ""
+    systemUUID: ""
+  {{ range $key, $value := .nodeInfo }}
+    {{ $key | Quote }}: {{ $value | Quote }}
+  {{ end }}
+  phase: Running
+"#;
 
-/// A pod that only fits on fake nodes: selects their label, tolerates their taint.
-fn pod() -> Value {
-    json!({
+/// A pod that only fits on fake nodes (it selects their label), bound to `nodeName`
+/// when that parameter is set (what upstream's benchmarks pass).
+fn pod(p: &Value) -> Value {
+    let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"labels": {"app": "fake-pod"}},
         "spec": {
             "nodeSelector": {"type": "kwok"},
-            "tolerations": [{"key": FAKE_NODE_KEY, "operator": "Exists", "effect": "NoSchedule"}],
             "containers": [{
                 "name": "container",
                 "image": "fake-image",
@@ -268,7 +303,14 @@ fn pod() -> Value {
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
         },
-    })
+    });
+    if let Some(node) = p["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        pod["spec"]["nodeName"] = json!(node);
+    }
+    if p["hostNetwork"].as_bool() == Some(true) {
+        pod["spec"]["hostNetwork"] = json!(true);
+    }
+    pod
 }
 
 #[cfg(test)]
@@ -298,8 +340,46 @@ mod tests {
             .render("n-000000", "n", None, 0)
             .unwrap();
         assert!(node["metadata"].get("namespace").is_none());
-        assert_eq!(node["metadata"]["annotations"][FAKE_NODE_KEY], "fake");
+        assert_eq!(node["metadata"]["annotations"]["kwok.x-k8s.io/node"], "fake");
         assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n-000000");
+    }
+
+    /// Upstream's node: no taint, node `n` gets the `n`-th next podCIDR and InternalIP
+    /// of each family, and the resource-metrics path annotation.
+    #[test]
+    fn node_n_should_get_its_own_cidrs_and_addresses_and_no_taint() {
+        let template = Template::new(Kind::Node, &[]).unwrap();
+        let node = template.render("node-000003", "node", None, 3).unwrap();
+        assert!(node["spec"].get("taints").is_none(), "{node}");
+        assert_eq!(node["spec"]["podCIDR"], "10.0.3.0/24");
+        assert_eq!(
+            node["spec"]["podCIDRs"],
+            json!(["10.0.3.0/24", "fd00:0:0:3::/64"])
+        );
+        let addresses: Vec<&str> = node["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(addresses, ["192.0.2.4", "2001:db8::4"]);
+        assert_eq!(
+            node["metadata"]["annotations"]["metrics.k8s.io/resource-metrics-path"],
+            "/metrics/nodes/node-000003/metrics/resource"
+        );
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "fake");
+        assert_eq!(node["status"]["nodeInfo"]["operatingSystem"], "linux");
+    }
+
+    #[test]
+    fn a_pod_should_be_bound_by_the_node_name_parameter() {
+        let params = [Param::compile(r#".nodeName = "node-000001""#).unwrap()];
+        let pod = Template::new(Kind::Pod, &params)
+            .unwrap()
+            .render("p-0", "p", Some("default"), 0)
+            .unwrap();
+        assert_eq!(pod["spec"]["nodeName"], "node-000001");
+        assert!(pod.get("nodeName").is_none(), "a parameter, not a field");
     }
 
     #[test]

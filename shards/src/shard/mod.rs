@@ -42,11 +42,14 @@ use std::{
 
 use jiff::Timestamp;
 use kube::core::ApiResource;
-use kwok_engine::lifecycle::Lifecycle;
+use kwok_engine::{kubelet, lifecycle::Lifecycle};
 use prometheus_client::metrics::gauge::Gauge;
 use rand::{SeedableRng, rngs::SmallRng};
 use serde_json::Value;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 
 use cache::Entry;
 pub use cache::ObjKey;
@@ -85,6 +88,15 @@ const WRITES_WHILE_LEASES_BEHIND: usize = 4;
 /// Writes in flight per shard while lease renewals are [`Pressure::AtRisk`]: a trickle,
 /// so stage work goes on instead of stopping while the renewals catch up.
 const WRITES_WHILE_LEASES_AT_RISK: usize = 2;
+
+/// The timer index of the kubelet's readiness restore ([`kubelet::restore_ready`]), in
+/// place of a stage's index.
+const KUBELET_RESTORE: usize = usize::MAX;
+
+/// How long a pod whose readiness the control plane took away waits before kwok
+/// restores it, once its node is Ready: long enough for kube-controller-manager to see
+/// the node Ready first, so that it does not take the pod's readiness away again.
+const RESTORE_READY_DELAY: Duration = Duration::from_secs(1);
 
 /// What a watched kind is to the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +171,9 @@ pub struct ShardContext {
     pub global_pool: Arc<Mutex<Pool>>,
     /// When the controller started.
     pub start: Timestamp,
+    /// How many shards have processed the first full list of pods. No pod stage is
+    /// scheduled before every shard has (see [`Shard::pods_listed`]).
+    pub pods_listed: Arc<watch::Sender<usize>>,
 }
 
 /// A running shard.
@@ -174,6 +189,16 @@ pub struct Shard {
     held: HashSet<String>,
     /// Pods seen on nodes not (yet) managed, by node name.
     waiting: HashMap<String, HashSet<ObjKey>>,
+    /// Managed nodes whose last seen `Ready` condition is `True`.
+    ready_nodes: HashSet<String>,
+    /// Whether this shard, and every shard, has processed the first list of pods.
+    ///
+    /// Until then no pod stage is scheduled: a pod without an IP rendered before the
+    /// list is done could get an address that a pod listed later holds (the pools are
+    /// rebuilt from the pods as they are listed, and `--cidr`'s pool is shared by all
+    /// shards).
+    pods_listed: (bool, bool),
+    pods_listed_rx: watch::Receiver<usize>,
     wheel: Wheel<ObjKey>,
     /// Maps tokio's clock to the wheel's millisecond ticks.
     clock: Clock,
@@ -210,6 +235,7 @@ impl Shard {
             queue: ctx.metrics.queue_depth.get_or_create_owned(&label),
         };
         let ips = Ips::new(ctx.global_pool.clone(), ctx.settings.node_ip.clone());
+        let pods_listed_rx = ctx.pods_listed.subscribe();
         Self {
             rng: SmallRng::seed_from_u64(ctx.index as u64 ^ ctx.start.as_nanosecond() as u64),
             ctx,
@@ -218,6 +244,9 @@ impl Shard {
             nodes: HashMap::new(),
             held: HashSet::new(),
             waiting: HashMap::new(),
+            ready_nodes: HashSet::new(),
+            pods_listed: (false, false),
+            pods_listed_rx,
             wheel: Wheel::with_capacity(1024),
             clock: Clock::new(Instant::now()),
             ips,
@@ -244,6 +273,12 @@ impl Shard {
                 Some((key, outcome)) = self.done_rx.recv() => self.written(key, outcome),
                 Some((node, held)) = ownership.recv() => self.lease_changed(node, held),
                 () = alarm.fired(), if alarm.is_armed() => self.fire_due(),
+                changed = self.pods_listed_rx.changed(), if !self.pods_listed.1 => {
+                    let count = changed.is_ok().then(|| *self.pods_listed_rx.borrow_and_update());
+                    if count.is_none_or(|n| n >= self.ctx.settings.shards) {
+                        self.all_pods_listed();
+                    }
+                }
                 batch = events.recv() => match batch {
                     Some(batch) => batch.into_iter().for_each(|input| self.handle(input)),
                     None => break,
@@ -286,6 +321,10 @@ impl Shard {
                 keys.iter().for_each(|k| self.evaluate(k, None));
             }
             Input::Relisted(kind) => {
+                if self.ctx.kinds[kind].role == Role::Pod && !self.pods_listed.0 {
+                    self.pods_listed.0 = true;
+                    self.ctx.pods_listed.send_modify(|n| *n += 1);
+                }
                 let gone: Vec<ObjKey> = self
                     .entries
                     .iter()
@@ -297,6 +336,23 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Every shard has the first list of pods: schedule their stages.
+    fn all_pods_listed(&mut self) {
+        self.pods_listed.1 = true;
+        let pods: Vec<ObjKey> = self
+            .entries
+            .keys()
+            .filter(|k| self.role(k) == Role::Pod)
+            .cloned()
+            .collect();
+        tracing::debug!(
+            shard = self.ctx.index,
+            pods = pods.len(),
+            "every shard has listed the pods"
+        );
+        pods.iter().for_each(|p| self.evaluate(p, None));
     }
 
     fn role(&self, key: &ObjKey) -> Role {
@@ -337,6 +393,10 @@ impl Shard {
         if managed {
             self.ips.observe_node(&name, obj);
         }
+        let ready_changed = match managed && node_ready(obj) {
+            true => self.ready_nodes.insert(name.clone()),
+            false => self.ready_nodes.remove(&name),
+        };
         if managed && !was {
             let uid = cache::str_at(obj, "/metadata/uid").to_owned();
             self.nodes
@@ -353,6 +413,10 @@ impl Shard {
             pods.iter().for_each(|p| self.evaluate(p, None));
         } else if !managed && was {
             self.unmanage_node(&name);
+        } else if ready_changed && was {
+            // Readiness decides whether pods get theirs back (`kubelet`).
+            let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
+            pods.iter().for_each(|p| self.evaluate(p, None));
         }
         self.gauges.nodes.set(self.nodes.len() as i64);
     }
@@ -456,7 +520,7 @@ impl Shard {
             self.entries.get_mut(key).expect("present").dirty = true;
             return;
         }
-        if entry.deleted {
+        if entry.deleted || (self.role(key) == Role::Pod && !self.pods_listed.1) {
             return;
         }
         if !self.owned(key, entry) {
@@ -473,20 +537,41 @@ impl Shard {
         }
         let kinds = self.ctx.kinds.clone();
         let lifecycle = &kinds[key.kind].lifecycle;
+        let role = self.role(key);
         let entry = self.entries.get_mut(key).expect("present");
-        let Some(stage) = lifecycle.select(&obj, &mut self.rng) else {
-            self.cancel(key);
-            return;
-        };
-        let index = lifecycle
-            .stages()
-            .iter()
-            .position(|s| std::ptr::eq(s, stage))
-            .expect("stage of this lifecycle");
-        if entry.timer.is_some_and(|(_, pending)| pending == index) {
-            return;
+        let selected = lifecycle.select(&obj, &mut self.rng);
+        for stage in lifecycle.stages() {
+            report_query_failures(stage, &self.ctx.metrics);
         }
-        let delay = stage.delay(&obj, Timestamp::now(), &mut self.rng).max(at_least);
+        let (index, delay) = match selected {
+            Some(stage) => {
+                let index = lifecycle
+                    .stages()
+                    .iter()
+                    .position(|s| std::ptr::eq(s, stage))
+                    .expect("stage of this lifecycle");
+                if entry.timer.is_some_and(|(_, pending)| pending == index) {
+                    return;
+                }
+                (index, stage.delay(&obj, Timestamp::now(), &mut self.rng))
+            }
+            // No stage wants the pod, and its readiness was taken away while its node
+            // was not Ready: a kubelet reports it again once the node is back.
+            None if role == Role::Pod
+                && entry.node().is_some_and(|n| self.ready_nodes.contains(n))
+                && kubelet::ready_taken_away(&obj) =>
+            {
+                if entry.timer.is_some_and(|(_, pending)| pending == KUBELET_RESTORE) {
+                    return;
+                }
+                (KUBELET_RESTORE, RESTORE_READY_DELAY)
+            }
+            None => {
+                self.cancel(key);
+                return;
+            }
+        };
+        let delay = delay.max(at_least);
         let when = self.clock.tick_after(Instant::now(), delay);
         let timer = match entry.timer {
             Some((timer, _)) if self.wheel.reset(timer, when) => timer,
@@ -520,6 +605,7 @@ impl Shard {
                     self.unmanage_node(&key.name);
                 }
                 self.waiting.remove(&key.name);
+                self.ready_nodes.remove(&key.name);
             }
             Role::Pod => {
                 if !entry.uid().is_empty() {
@@ -557,13 +643,15 @@ impl Shard {
         }
         entry.timer = None;
         let kinds = self.ctx.kinds.clone();
-        let stage = &kinds[key.kind].lifecycle.stages()[index];
+        let stage = (index != KUBELET_RESTORE).then(|| &kinds[key.kind].lifecycle.stages()[index]);
         let obj = match entry.take_parsed() {
             Some(obj) => obj,
             // Deleting (and finalizers, events) reads only the metadata: the rest of the
             // object is not parsed (parsing it was a tenth of kwok's CPU while `small`'s
-            // pods were deleted).
-            None if stage.reads_metadata_only() => entry.metadata(key.kind, &mut self.packers),
+            // pods were deleted). The kubelet's restore writes without reading.
+            None if stage.is_none_or(|s| s.reads_metadata_only()) => {
+                entry.metadata(key.kind, &mut self.packers)
+            }
             None => entry.object(key.kind, &mut self.packers),
         };
         let settings = &self.ctx.settings;
@@ -576,7 +664,10 @@ impl Shard {
             ips: RefCell::new(&mut self.ips),
             subject: (entry.node().unwrap_or_default(), entry.uid()),
         };
-        let mut effects = stage.render(&obj, &host);
+        let (name, mut effects) = match stage {
+            Some(stage) => (stage.name(), stage.render(&obj, &host)),
+            None => (kubelet::RESTORE_READY, vec![kubelet::restore_ready(host.now)]),
+        };
         if effects.is_empty() {
             return;
         }
@@ -586,7 +677,7 @@ impl Shard {
             .metrics
             .transitions
             .get_or_create(&StageLabel {
-                stage: stage.name().to_owned(),
+                stage: name.to_owned(),
             })
             .inc();
         entry.in_flight = true;
@@ -660,15 +751,84 @@ impl Shard {
             let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
             // The patch response is newer than anything the watch delivered before it,
             // and the watch event for it will be skipped as already seen: match now.
-            if rv > entry.rv.as_str() || rv.len() > entry.rv.len() {
+            if newer_version(rv, &entry.rv) {
                 entry.rv = rv.to_owned();
                 entry.set(&obj, key.kind, &mut self.packers);
                 fresh = Some(obj.to_value());
                 again = true;
             }
         }
+        if let Some(obj) = &fresh {
+            // What the write made (a node's readiness, a pod's IP) is known from here on:
+            // the watch event of this version is skipped as seen.
+            match self.role(&key) {
+                Role::Node => self.node_applied(&key, obj),
+                Role::Pod => self.pod_applied(&key, obj),
+                Role::Other => {}
+            }
+        }
         if again {
             self.evaluate(&key, fresh);
         }
+    }
+}
+
+/// Counts the run-time failures of `stage`'s selector keys since the last look (a failing
+/// key matches nothing, silently, as in KWOK), and logs the first ones with the key.
+fn report_query_failures(stage: &kwok_engine::stage::Stage, metrics: &Metrics) {
+    let failed = stage.take_query_failures();
+    if failed.count == 0 {
+        return;
+    }
+    let label = StageLabel {
+        stage: stage.name().to_owned(),
+    };
+    metrics.query_failures.get_or_create(&label).inc_by(failed.count);
+    if failed.first {
+        tracing::warn!(
+            stage = stage.name(),
+            key = failed.key.unwrap_or_default(),
+            "a selector key failed at run time, so the stage did not match; \
+             kwok_stage_query_failures_total counts further failures"
+        );
+    }
+}
+
+/// Whether resourceVersion `rv` is newer than `than`. They are etcd revisions: compared
+/// as numbers (as text, "99" would be newer than "100"); one that is not a number is
+/// taken as newer, so the write's answer wins as before.
+fn newer_version(rv: &str, than: &str) -> bool {
+    match (rv.parse::<u64>(), than.parse::<u64>()) {
+        (Ok(rv), Ok(than)) => rv > than,
+        _ => rv != than,
+    }
+}
+
+/// Whether a node's `Ready` condition is `True`.
+fn node_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// See: issue 24 (a write's answer at "99" was taken as newer than a watch event at "100").
+    #[test]
+    fn resource_versions_should_compare_as_numbers() {
+        assert!(newer_version("100", "99"));
+        assert!(!newer_version("99", "100"));
+        assert!(!newer_version("100", "100"));
+        assert!(newer_version("7", ""));
+    }
+
+    #[test]
+    fn node_ready_should_read_the_ready_condition() {
+        let node = |status: &str| serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": status}]}});
+        assert!(node_ready(&node("True")));
+        assert!(!node_ready(&node("Unknown")));
+        assert!(!node_ready(&serde_json::json!({})));
     }
 }

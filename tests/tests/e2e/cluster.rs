@@ -21,6 +21,24 @@ fn cluster_should_serve_kubectl_survive_restart_and_leave_nothing_when_deleted()
     let name = "life";
     kwokctl.ok(&["create", "cluster", "--name", name]);
 
+    // The default --heartbeat-factor 5 scales the lease and the node checks as upstream:
+    // 40 s × 5 leases, 5 s × 5 checks, 40 s × 5 grace.
+    let dir = kwokctl.cluster_dir(name);
+    let (kcm, _) = crate::create_options::process_of(&dir, "kube-controller-manager");
+    assert!(
+        kcm.iter().any(|a| a == "--node-monitor-period=25000ms"),
+        "{kcm:?}"
+    );
+    assert!(
+        kcm.iter().any(|a| a == "--node-monitor-grace-period=200000ms"),
+        "{kcm:?}"
+    );
+    let (kwok, _) = crate::create_options::process_of(&dir, "kwok-controller");
+    assert!(
+        kwok.iter().any(|a| a == "--node-lease-duration-seconds=200"),
+        "{kwok:?}"
+    );
+
     // The apiserver answers over TLS through kwokctl's pass-through …
     assert_eq!(
         kwokctl

@@ -91,7 +91,8 @@ fn settings_should_come_from_flags_over_env_over_the_default_config_file() {
     };
     let out = dry(&[], &[]);
     assert!(out.contains("--etcd-prefix=/from-file"), "{out}");
-    assert!(out.contains("--node-monitor-period=2000ms"), "{out}");
+    // heartbeatFactor 2 scales Kubernetes' 5 s check period, as upstream.
+    assert!(out.contains("--node-monitor-period=10000ms"), "{out}");
     let out = dry(&[("KWOK_ETCD_PREFIX", "/from-env")], &[]);
     assert!(out.contains("--etcd-prefix=/from-env"), "{out}");
     let out = dry(

@@ -228,7 +228,7 @@ const NODE: &str =
     "apiVersion: v1\nkind: Node\nmetadata:\n  name: cfg-node\n  annotations:\n    kwok.x-k8s.io/node: fake\n";
 
 /// The command line and environment of the live process of `component` in `dir`.
-fn process_of(dir: &Path, component: &str) -> (Vec<String>, Vec<String>) {
+pub(crate) fn process_of(dir: &Path, component: &str) -> (Vec<String>, Vec<String>) {
     let pid = fs::read_to_string(dir.join("pids").join(format!("{component}.pid"))).unwrap();
     let read = |file: &str| -> Vec<String> {
         fs::read(format!("/proc/{}/{file}", pid.trim()))
@@ -413,10 +413,15 @@ fn kube_options_should_reach_the_components() {
         metrics.contains("kubernetes_feature_enabled{name=\"APIServingWithRoutine\",stage=\"ALPHA\"} 1"),
         "feature gate not on"
     );
-    // --heartbeat-factor and --node-lease-duration-seconds reach kcm and kwok.
+    // --heartbeat-factor and --node-lease-duration-seconds reach kcm and kwok: factor 1
+    // keeps Kubernetes' 5 s and 40 s node checks and the lease as given (upstream's).
     let dir = kwokctl.cluster_dir(name);
     let (kcm, _) = process_of(&dir, "kube-controller-manager");
-    assert!(kcm.iter().any(|a| a == "--node-monitor-period=1000ms"), "{kcm:?}");
+    assert!(kcm.iter().any(|a| a == "--node-monitor-period=5000ms"), "{kcm:?}");
+    assert!(
+        kcm.iter().any(|a| a == "--node-monitor-grace-period=40000ms"),
+        "{kcm:?}"
+    );
     let (kwok, _) = process_of(&dir, "kwok-controller");
     assert!(
         kwok.iter().any(|a| a == "--node-lease-duration-seconds=20"),

@@ -14,7 +14,9 @@ mod controller;
 mod create_errors;
 mod create_options;
 mod errors;
+mod faults;
 mod kwok;
+mod upstream_stages;
 
 mod clusters;
 mod completion;

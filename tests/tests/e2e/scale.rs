@@ -56,6 +56,63 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         five
     );
 
+    // Untainted nodes take any pod: a Deployment spreads over them and runs, and
+    // upstream's `.nodeName` parameter binds scaled pods (in their own namespace, so the
+    // counts below stay the web pods').
+    kwokctl.ok(&["--name", c, "kubectl", "create", "namespace", "spread"]);
+    kwokctl.ok(&[
+        "--name",
+        c,
+        "kubectl",
+        "create",
+        "deployment",
+        "spread",
+        "-n",
+        "spread",
+        "--image=x",
+        "--replicas=30",
+    ]);
+    kwokctl.ok(&[
+        "--name",
+        c,
+        "scale",
+        "pod",
+        "pinned",
+        "-n",
+        "spread",
+        "--replicas",
+        "3",
+        "--param",
+        r#".nodeName="node-000007""#,
+    ]);
+    let running = until(SETTLE, &33, || running_pods(&kwokctl, c, "spread").len());
+    assert_eq!(running, 33, "all 33 pods of namespace spread run");
+    let placed = kwokctl.ok(&[
+        "--name",
+        c,
+        "kubectl",
+        "get",
+        "pods",
+        "-n",
+        "spread",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    ]);
+    let deployment_nodes: std::collections::HashSet<&str> = placed
+        .lines()
+        .filter(|l| l.starts_with("spread-"))
+        .filter_map(|l| l.split(' ').nth(1))
+        .collect();
+    assert!(
+        deployment_nodes.len() >= 5,
+        "30 pods spread over {deployment_nodes:?}"
+    );
+    let pinned: Vec<&str> = placed.lines().filter(|l| l.starts_with("pinned-")).collect();
+    assert!(
+        pinned.len() == 3 && pinned.iter().all(|l| l.ends_with(" node-000007")),
+        "{pinned:?}"
+    );
+
     // --param reaches the objects.
     kwokctl.ok(&[
         "--name",
@@ -122,5 +179,5 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         before,
         "bad input changed nothing"
     );
-    assert_eq!(names(&kwokctl, c, &["pods", "-A"]), five);
+    assert_eq!(names(&kwokctl, c, &["pods", "-n", "default"]), five);
 }
