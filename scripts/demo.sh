@@ -20,15 +20,16 @@ if "$kwokctl" get clusters | grep -qx "$name"; then
 fi
 echo "==> creating cluster $name"
 "$kwokctl" create cluster --name "$name"
-"$kwokctl" get components --name "$name"
+"$kwokctl" get components --name "$name" -o wide
 "$kwokctl" --name "$name" kubectl get ns
 
-echo "==> 10 fake nodes and a Deployment of 20 pods"
-{
-  for i in $(seq 0 9); do
-    printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-%s\n  annotations: {kwok.x-k8s.io/node: fake}\n  labels: {type: kwok}\n---\n' "$i"
-  done
-  cat <<'YAML'
+echo "==> 10 fake nodes, then a Deployment of 20 pods"
+nodes="${TMPDIR:-/tmp}/kwok-demo-nodes.yaml"
+deploy="${TMPDIR:-/tmp}/kwok-demo-deployment.yaml"
+for i in $(seq 0 9); do
+  printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-%s\n  annotations: {kwok.x-k8s.io/node: fake}\n  labels: {type: kwok}\n---\n' "$i"
+done > "$nodes"
+cat > "$deploy" <<'YAML'
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: demo, namespace: default}
@@ -40,16 +41,26 @@ spec:
     spec:
       containers: [{name: app, image: fake}]
 YAML
-} > "${TMPDIR:-/tmp}/kwok-demo.yaml"
-# The default ServiceAccount appears a moment after start-up; retry until pods are accepted.
-for _ in $(seq 30); do
-  "$kwokctl" --name "$name" kubectl apply -f "${TMPDIR:-/tmp}/kwok-demo.yaml" && break
+"$kwokctl" --name "$name" kubectl apply -f "$nodes"
+"$kwokctl" --name "$name" kubectl wait --for=condition=Ready node --all --timeout=60s
+# A new node carries the node.kubernetes.io/not-ready taint until the controller-manager's
+# next node check (every 5 s) after it turns Ready, as with a real kubelet. Pods created
+# before then all land on the nodes already untainted, so wait for every taint to go.
+for _ in $(seq 60); do
+  tainted="$("$kwokctl" --name "$name" kubectl get nodes -o jsonpath='{range .items[*]}{.spec.taints}{"\n"}{end}' | grep -c not-ready || true)"
+  [ "$tainted" = 0 ] && break
   sleep 1
 done
-"$kwokctl" --name "$name" kubectl wait --for=condition=Ready node --all --timeout=60s
+# The default ServiceAccount appears a moment after start-up; retry until pods are accepted.
+for _ in $(seq 30); do
+  "$kwokctl" --name "$name" kubectl apply -f "$deploy" && break
+  sleep 1
+done
 "$kwokctl" --name "$name" kubectl rollout status deployment/demo --timeout=120s
 "$kwokctl" --name "$name" kubectl get nodes
 "$kwokctl" --name "$name" kubectl get pods -o wide | head -8
+echo "==> pods per node"
+"$kwokctl" --name "$name" kubectl get pods -l app=demo -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort | uniq -c
 echo
 echo "Done. Try: $kwokctl --name $name kubectl get pods -A"
 echo "Delete:   $kwokctl delete cluster --name $name"

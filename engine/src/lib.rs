@@ -19,4 +19,5 @@ pub mod simulate;
 pub mod stage;
 pub mod template;
 pub(crate) mod value_from;
+pub mod verbosity;
 pub mod weight;

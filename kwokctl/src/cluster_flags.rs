@@ -91,9 +91,6 @@ pub struct ClusterFlags {
     /// half-made cluster is removed [default: none]
     #[arg(long, value_parser = humantime::parse_duration, env = "KWOK_TIMEOUT")]
     pub timeout: Option<Duration>,
-    /// Print the commands that would run and the files that would be written; create nothing.
-    #[arg(long, env = "KWOK_DRY_RUN")]
-    pub dry_run: bool,
     /// Accepted for upstream compatibility; the binary runtime pulls no images.
     #[arg(long)]
     pub quiet_pull: bool,

@@ -33,6 +33,17 @@ pub struct Cli {
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
     pub config: Vec<PathBuf>,
 
+    /// Print what would be done (commands, files, objects) and change nothing.
+    #[arg(long, global = true, env = "KWOK_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Log level as upstream's: DEBUG, INFO, WARN, ERROR, a name with an offset
+    /// (INFO-4), or a number (-4, 0, 4, 8). `KWOK_LOG` wins when set [default: WARN;
+    /// what kwokctl did is printed on stdout]
+    #[arg(short = 'v', long = "v", global = true, value_parser = kwok_engine::verbosity::parse_level,
+          allow_hyphen_values = true)]
+    pub verbosity: Option<i64>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -53,7 +64,7 @@ pub enum Command {
     /// Starts a stopped cluster with its data, or the components of a running one that
     /// died or were killed.
     #[command(subcommand)]
-    Start(ClusterOnly),
+    Start(StartCommand),
     /// Stops a cluster, keeping its data.
     #[command(subcommand)]
     Stop(ClusterOnly),
@@ -61,6 +72,9 @@ pub enum Command {
     Kubectl(PassThrough),
     /// Runs etcdctl against the cluster's etcd (every argument is passed on).
     Etcdctl(PassThrough),
+    /// [experimental] Runs kectl, kubectl-like commands straight on the cluster's etcd
+    /// (every argument is passed on; built on first use).
+    Kectl(PassThrough),
     /// Prints the log of a component.
     Logs(LogsArgs),
     /// Builds the pinned control-plane binaries into the cache (skips what is there).
@@ -94,31 +108,98 @@ pub enum CreateCommand {
 #[derive(Debug, Subcommand)]
 pub enum DeleteCommand {
     /// Deletes a cluster: stops its processes, removes its folder and kubeconfig context.
-    Cluster {
-        /// Delete every cluster.
-        #[arg(long)]
-        all: bool,
-    },
+    Cluster(DeleteClusterArgs),
+}
+
+/// `delete cluster` flags.
+#[derive(Debug, Args)]
+pub struct DeleteClusterArgs {
+    /// Delete every cluster.
+    #[arg(long)]
+    pub all: bool,
+    /// Delete even what cannot be stopped cleanly: a component that will not stop is
+    /// killed, an unreadable configuration or kubeconfig is skipped with a warning.
+    #[arg(long)]
+    pub force: bool,
+    /// The kubeconfig to remove the cluster's context from [default: the one chosen at create]
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// `get …`.
 #[derive(Debug, Subcommand)]
 pub enum GetCommand {
     /// Lists the clusters.
-    Clusters,
+    Clusters(OutputArgs),
     /// Prints the cluster's admin kubeconfig.
-    Kubeconfig,
-    /// Lists the cluster's components with pid, status and port.
-    Components,
+    Kubeconfig(KubeconfigArgs),
+    /// Lists the cluster's components (wide: status, pid and port).
+    Components(OutputArgs),
     /// Lists the binaries a cluster runs, with versions and paths.
     Artifacts,
 }
 
-/// Verbs that only take a cluster.
+/// `-o` of `get clusters|components`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Name)]
+    pub output: Output,
+}
+
+/// Output formats of `get clusters|components`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// One name per line.
+    Name,
+    /// A table with readiness and status.
+    Wide,
+    /// A JSON array of objects with the wide columns.
+    Json,
+}
+
+/// `get kubeconfig` flags.
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Override host[:port] of the server (a bare host keeps the port).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Skip server certificate verification (drops the CA).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+    /// Sign a new client certificate for this user (CN) when not the default.
+    #[arg(long, default_value = crate::pki::ADMIN_USER)]
+    pub user: String,
+    /// Groups (O) of the signed certificate; comma-separated or repeated.
+    #[arg(long = "group", value_delimiter = ',', default_value = crate::pki::ADMIN_GROUP)]
+    pub groups: Vec<String>,
+}
+
+/// `stop cluster`.
 #[derive(Debug, Subcommand)]
 pub enum ClusterOnly {
     /// The cluster named by --name.
     Cluster,
+}
+
+/// `start cluster`.
+#[derive(Debug, Subcommand)]
+pub enum StartCommand {
+    /// The cluster named by --name.
+    Cluster(StartClusterArgs),
+}
+
+/// `start cluster` flags.
+#[derive(Debug, Default, Args)]
+pub struct StartClusterArgs {
+    /// Give up starting after this long (what this command started is stopped again)
+    /// [default: none]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// How long to wait for every component to become healthy; `0s` waits only as long
+    /// as starting needs, up to the default 120 s.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
 }
 
 /// Arguments handed to another program untouched.
@@ -167,9 +248,10 @@ pub struct CreateClusterArgs {
     #[arg(long, hide = true)]
     #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
     pub kube_apiserver_insecure_port: Option<String>,
-    #[arg(long, hide = true)]
-    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
-    pub jaeger_port: Option<String>,
+    /// Run Jaeger on this port (UI and query API), receiving kube-apiserver's and kwok's
+    /// traces over OTLP (implies --enable jaeger; built from its pinned Go module on first use).
+    #[arg(long, env = "KWOK_JAEGER_PORT")]
+    pub jaeger_port: Option<u16>,
     #[arg(long, hide = true)]
     #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
     pub enable_metrics_server: Option<String>,

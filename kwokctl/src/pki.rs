@@ -9,7 +9,7 @@ use std::{
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose, SanType,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -21,6 +21,24 @@ pub enum Error {
     Generate {
         /// Which certificate or key.
         what: String,
+        /// The rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A PEM file could not be read.
+    #[error("failed to read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file holds no usable key.
+    #[error("failed to parse {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
         /// The rcgen error.
         #[source]
         source: rcgen::Error,
@@ -56,13 +74,18 @@ pub struct ClientIdentity<'a> {
     pub groups: &'a [&'a str],
 }
 
+/// The admin kubeconfig's user (upstream's default for `get kubeconfig --user`).
+pub const ADMIN_USER: &str = "kwok-admin";
+/// The admin kubeconfig's group.
+pub const ADMIN_GROUP: &str = "system:masters";
+
 /// Client identities kwokctl issues. The control-plane ones use the user names the
 /// apiserver's bootstrap RBAC policy already grants their permissions to.
 pub const CLIENTS: &[ClientIdentity<'static>] = &[
     ClientIdentity {
         file: "admin",
-        user: "kwok-admin",
-        groups: &["system:masters"],
+        user: ADMIN_USER,
+        groups: &[ADMIN_GROUP],
     },
     ClientIdentity {
         file: "kube-controller-manager",
@@ -172,6 +195,34 @@ pub fn generate(paths: &PkiPaths) -> Result<()> {
     write(&paths.sa_key(), &sa.serialize_pem())?;
     write(&paths.sa_pub(), &sa.public_key_pem())?;
     Ok(())
+}
+
+/// Signs a new client certificate for `user` in `groups` with the cluster's CA (in
+/// `paths`); returns the certificate and its key as PEM.
+pub fn sign_client(paths: &PkiPaths, user: &str, groups: &[&str]) -> Result<(String, String)> {
+    let read = |path: PathBuf| {
+        fs::read_to_string(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let ca_key_path = paths.ca_key();
+    let ca_key = KeyPair::from_pem(&read(ca_key_path.clone())?).map_err(|source| Error::Parse {
+        path: ca_key_path,
+        source,
+    })?;
+    // The CA's subject and usages come from `ca_params`, so the issuer is rebuilt from
+    // them and the key rather than parsed from the certificate.
+    let ca = Issuer::new(ca_params(), ca_key);
+    let client_key = key(user)?;
+    let cert = client_params(&ClientIdentity {
+        file: "",
+        user,
+        groups,
+    })
+    .signed_by(&client_key, &ca)
+    .map_err(gen_err(user))?;
+    Ok((cert.pem(), client_key.serialize_pem()))
 }
 
 fn key(what: &str) -> Result<KeyPair> {

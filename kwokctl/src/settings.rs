@@ -49,6 +49,7 @@ pub struct PortRequests {
     pub kube_scheduler: Option<u16>,
     pub kwok_controller: Option<u16>,
     pub prometheus: Option<u16>,
+    pub jaeger: Option<u16>,
 }
 
 /// Everything `create cluster` needs besides ports and binaries.
@@ -77,6 +78,7 @@ pub struct Settings {
     pub kubeconfig: PathBuf,
     /// How long to wait for health (`--wait` bounded by `--timeout`).
     pub wait: Duration,
+    /// Print what would be done and change nothing (the global `--dry-run`).
     pub dry_run: bool,
 }
 
@@ -105,7 +107,6 @@ impl Settings {
                 "--kube-apiserver-insecure-port",
                 &args.kube_apiserver_insecure_port,
             ),
-            ("--jaeger-port", &args.jaeger_port),
             ("--enable-metrics-server", &args.enable_metrics_server),
         ] {
             if let Some(value) = value {
@@ -136,6 +137,7 @@ impl Settings {
                 kube_scheduler: o.kube_scheduler_port,
                 kwok_controller: o.kwok_controller_port,
                 prometheus: o.prometheus_port,
+                jaeger: o.jaeger_port,
             },
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
             kube_authorization: o.kube_authorization.unwrap_or(true),
@@ -159,7 +161,8 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(crate::kubeconfig::user_kubeconfig_path),
             wait,
-            dry_run: args.cluster.dry_run,
+            // The global `--dry-run`; the caller sets it.
+            dry_run: false,
         })
     }
 
@@ -184,6 +187,7 @@ pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOpt
         etcd_port = args.etcd_port,
         components = c.components.clone(),
         prometheus_port = c.prometheus_port,
+        jaeger_port = args.jaeger_port,
         kwok_controller_port = c.controller_port,
         kube_controller_manager_port = c.kube_controller_manager_port,
         kube_scheduler_port = c.kube_scheduler_port,
@@ -222,6 +226,9 @@ fn component_set(o: &FileOptions) -> Result<Vec<String>> {
     }
     if o.prometheus_port.is_some() {
         set.push(prometheus::NAME.into());
+    }
+    if o.jaeger_port.is_some() {
+        set.push(components::jaeger::NAME.into());
     }
     for name in o.enable.iter().flatten() {
         components::check_name("--enable", name)?;

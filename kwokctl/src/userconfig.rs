@@ -112,6 +112,8 @@ pub struct FileOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub jaeger_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kwok_controller_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kube_controller_manager_port: Option<u16>,
@@ -175,8 +177,9 @@ pub struct Volume {
     /// Accepted; a host process sees the file as the host grants it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
-    /// What the host path must be: `File`, `Directory`, or anything (unset, `""`,
-    /// `FileOrCreate`, `DirectoryOrCreate`: it must still exist, nothing is made).
+    /// What the host path must be: `File`, `Directory`, `FileOrCreate` or
+    /// `DirectoryOrCreate` (made empty by `create cluster` when missing, as the kubelet
+    /// does), or anything (unset or `""`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_type: Option<String>,
 }
@@ -185,17 +188,60 @@ impl Volume {
     /// Checks the host path against the path type; `Err` is the reason.
     fn check(&self) -> Result<(), String> {
         let path = &self.host_path;
-        let meta = std::fs::metadata(path).map_err(|_| format!("{} does not exist", path.display()))?;
-        match self.path_type.as_deref().unwrap_or("") {
-            "" | "FileOrCreate" | "DirectoryOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => Ok(()),
-            "File" if meta.is_file() => Ok(()),
-            "File" => Err(format!("{} is not a file", path.display())),
-            "Directory" if meta.is_dir() => Ok(()),
-            "Directory" => Err(format!("{} is not a directory", path.display())),
+        let path_type = self.path_type.as_deref().unwrap_or("");
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(_) if matches!(path_type, "FileOrCreate" | "DirectoryOrCreate") => return Ok(()),
+            Err(_) => return Err(format!("{} does not exist", path.display())),
+        };
+        match path_type {
+            "" | "Socket" | "CharDevice" | "BlockDevice" => Ok(()),
+            "File" | "FileOrCreate" if meta.is_file() => Ok(()),
+            "File" | "FileOrCreate" => Err(format!("{} is not a file", path.display())),
+            "Directory" | "DirectoryOrCreate" if meta.is_dir() => Ok(()),
+            "Directory" | "DirectoryOrCreate" => Err(format!("{} is not a directory", path.display())),
             other => Err(format!(
                 "unknown pathType {other:?} (use File, Directory, FileOrCreate or DirectoryOrCreate)"
             )),
         }
+    }
+}
+
+impl Volume {
+    /// The shell command that makes a missing `*OrCreate` host path, if one is needed.
+    pub fn create_command(&self) -> Option<String> {
+        let path = &self.host_path;
+        if path.exists() {
+            return None;
+        }
+        match self.path_type.as_deref() {
+            Some("DirectoryOrCreate") => Some(format!("mkdir -p {}", path.display())),
+            Some("FileOrCreate") => Some(match path.parent() {
+                Some(parent) => format!("mkdir -p {} && touch {}", parent.display(), path.display()),
+                None => format!("touch {}", path.display()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Makes a missing `*OrCreate` host path (an empty folder or file, with its parents);
+    /// returns whether it made it.
+    pub fn create_missing(&self) -> std::io::Result<bool> {
+        let path = &self.host_path;
+        if path.exists() {
+            return Ok(false);
+        }
+        match self.path_type.as_deref() {
+            Some("DirectoryOrCreate") => std::fs::create_dir_all(path)?,
+            Some("FileOrCreate") => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::File::create(path)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
@@ -258,7 +304,6 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "kubeApiserverInsecurePort",
     "insecureKubeconfig",
     "runtimes",
-    "jaegerPort",
     "jaegerOtlpGrpcPort",
     "kwokVersion",
     "kubeVersion",
@@ -418,13 +463,17 @@ impl UserConfig {
         Ok(config)
     }
 
+    /// Reads a file, or a folder's files as the engine expands it (a kustomization's
+    /// `resources`, else its YAML files), as upstream reads `--config` folders.
     fn read(&mut self, path: &Path) -> Result<()> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        self.parse(&path.display().to_string(), &text)?;
-        self.files.push(path.to_owned());
+        for file in kwok_engine::stage::load::config_files(path)? {
+            let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+                path: file.display().to_string(),
+                source,
+            })?;
+            self.parse(&file.display().to_string(), &text)?;
+            self.files.push(file);
+        }
         Ok(())
     }
 
@@ -775,5 +824,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown pathType \"Fifo\""), "{err}");
+        // *OrCreate: a missing path is made by `create cluster`, not while reading.
+        let later = dir.path().join("later/dir");
+        let config = parse(&doc(later.to_str().unwrap(), "DirectoryOrCreate")).unwrap();
+        let volume = &config.patches[0].extra_volumes[0];
+        assert!(!later.exists());
+        assert_eq!(
+            volume.create_command(),
+            Some(format!("mkdir -p {}", later.display()))
+        );
+        assert!(volume.create_missing().unwrap());
+        assert!(later.is_dir());
+        assert!(!volume.create_missing().unwrap(), "already there");
+        let err = parse(&doc(file.to_str().unwrap(), "DirectoryOrCreate"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("is not a directory"), "{err}");
+        let new_file = dir.path().join("f/new.conf");
+        let config = parse(&doc(new_file.to_str().unwrap(), "FileOrCreate")).unwrap();
+        assert!(config.patches[0].extra_volumes[0].create_missing().unwrap());
+        assert!(new_file.is_file());
     }
 }

@@ -78,6 +78,23 @@ pub struct Flags {
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:10247")]
     pub server_address: String,
+    /// File containing the default x509 certificate for HTTPS (PEM; with
+    /// --tls-private-key-file the server speaks HTTPS only).
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// File containing the default x509 private key matching --tls-cert-file (PEM).
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// OTLP/gRPC endpoint (`host:port`) to export trace spans to; empty: no tracing.
+    #[arg(long, default_value = "")]
+    pub tracing_endpoint: String,
+    /// Traces sampled per million (0 to 1000000), when --tracing-endpoint is given.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub tracing_sampling_rate_per_million: u32,
+    /// `/debug/pprof/*` on the server (KwokConfiguration `enableProfilingHandler`; no flag
+    /// upstream). Off unless a configuration turns it on.
+    #[arg(skip)]
+    pub enable_profiling_handler: bool,
     /// How watches fetch the initial state: `stream` (watch-list: objects arrive one
     /// by one, the least memory; needs Kubernetes ≥ 1.34 or the WatchList feature),
     /// `paged` (lists of 500), `cached` (one list from the apiserver's cache).
@@ -86,7 +103,7 @@ pub struct Flags {
     /// Log level as upstream's: `DEBUG`, `INFO`, `WARN`, `ERROR`, a name with an offset
     /// (`INFO-4`), or a number (-4 debug, 0 info, 4 warn, 8 error; below -4 trace).
     /// `RUST_LOG` wins when set.
-    #[arg(short = 'v', long = "v", default_value = "INFO", value_parser = parse_level, allow_hyphen_values = true)]
+    #[arg(short = 'v', long = "v", default_value = "INFO", value_parser = kwok_engine::verbosity::parse_level, allow_hyphen_values = true)]
     pub verbosity: i64,
     /// Tools that run instead of the controller.
     #[command(subcommand)]
@@ -122,43 +139,8 @@ pub enum StageCommand {
 impl Flags {
     /// The log filter `--v` asks for.
     pub fn log_level(&self) -> &'static str {
-        match self.verbosity {
-            ..-4 => "trace",
-            -4..0 => "debug",
-            0..4 => "info",
-            4..8 => "warn",
-            _ => "error",
-        }
+        kwok_engine::verbosity::filter_name(self.verbosity)
     }
-}
-
-/// Upstream's `ParseLevel`: a level name (any case), a name with a signed offset
-/// (`DEBUG+2`), or a number, which is an offset from `INFO` (0).
-fn parse_level(text: &str) -> Result<i64, String> {
-    let split = text.find(['+', '-']).filter(|i| *i > 0);
-    let (name, offset) = match split {
-        Some(i) => (&text[..i], &text[i..]),
-        None if text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') => ("INFO", text),
-        None => (text, ""),
-    };
-    let base = match name.to_ascii_uppercase().as_str() {
-        "DEBUG" => -4,
-        "INFO" => 0,
-        "WARN" => 4,
-        "ERROR" => 8,
-        _ => {
-            return Err(format!(
-                "invalid level name {text:?} (DEBUG, INFO, WARN, ERROR or a number)"
-            ));
-        }
-    };
-    let offset: i64 = match offset {
-        "" => 0,
-        o => o
-            .parse()
-            .map_err(|_| format!("invalid level offset in {text:?}"))?,
-    };
-    Ok(base + offset)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! starts on so errors can point at it. Documents of other kinds (e.g.
 //! `KwokConfiguration`) are handed back untouched for the caller.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -74,23 +74,105 @@ impl Documents {
         Ok(())
     }
 
-    /// Reads `path`: a file, or every `*.yaml`/`*.yml` file of a folder in name order.
+    /// Reads `path`: a file, or a folder as [`config_files`] expands it.
     pub fn read(&mut self, path: &Path) -> Result<(), LoadError> {
-        let io = |source| LoadError::Io {
-            file: path.display().to_string(),
-            source,
-        };
-        if path.is_dir() {
-            let mut files: Vec<_> = std::fs::read_dir(path)
-                .map_err(io)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                .collect();
-            files.sort();
-            return files.iter().try_for_each(|f| self.read(f));
+        for file in config_files(path)? {
+            let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
+                file: file.display().to_string(),
+                source,
+            })?;
+            self.parse(&file.display().to_string(), &text)?;
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        self.parse(&path.display().to_string(), &text)
+        Ok(())
+    }
+}
+
+/// The names kustomize looks for in a folder, in its order.
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// The files a `--config` path stands for, in reading order: a file is itself; a
+/// folder with a kustomization is its `resources` in order (files, or folders expanded
+/// the same way), as upstream reads such folders with kustomize; any other folder is
+/// its `*.yaml`/`*.yml` files in name order. Kustomize's transformers and generators
+/// are refused by name rather than ignored.
+pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let mut out = Vec::new();
+    expand(path, &mut out, 0)?;
+    Ok(out)
+}
+
+fn expand(path: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), LoadError> {
+    let io = |file: &Path| {
+        let file = file.display().to_string();
+        move |source| LoadError::Io { file, source }
+    };
+    // A resource cycle would otherwise recurse for ever.
+    if depth > 32 {
+        return Err(LoadError::Io {
+            file: path.display().to_string(),
+            source: std::io::Error::other("kustomization resources nest deeper than 32 (a cycle?)"),
+        });
+    }
+    if !std::fs::metadata(path).map_err(io(path))?.is_dir() {
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    if let Some(k) = KUSTOMIZATION_FILES
+        .iter()
+        .map(|n| path.join(n))
+        .find(|p| p.is_file())
+    {
+        let text = std::fs::read_to_string(&k).map_err(io(&k))?;
+        for resource in kustomization_resources(&k, &text)? {
+            expand(&path.join(resource), out, depth + 1)?;
+        }
+        return Ok(());
+    }
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .map_err(io(path))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    out.extend(files);
+    Ok(())
+}
+
+/// The `resources` of the kustomization `file`; any field but those kwok can honour is
+/// an error naming it.
+fn kustomization_resources(file: &Path, text: &str) -> Result<Vec<String>, LoadError> {
+    let source = Source {
+        file: file.display().to_string(),
+        line: 1,
+    };
+    let value: Value = serde_saphyr::from_str(text).map_err(|e| syntax(&source, &e))?;
+    let fail = |message: String| LoadError::Syntax {
+        file: source.file.clone(),
+        line: 1,
+        message,
+    };
+    let Some(map) = value.as_object() else {
+        return Err(fail("a kustomization must be a mapping".into()));
+    };
+    if let Some(field) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "resources"))
+    {
+        return Err(fail(format!(
+            "kustomization field {field:?} is not supported (only resources are followed)"
+        )));
+    }
+    match map.get("resources") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| fail(format!("resources: {v} is not a path")))
+            })
+            .collect(),
+        Some(other) => Err(fail(format!("resources: {other} is not a list"))),
     }
 }
 
@@ -164,6 +246,53 @@ mod tests {
     use super::*;
 
     const TWO: &str = "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: a\nspec:\n  resourceRef:\n    kind: Pod\n---\n# comment\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\n---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: b\nspec:\n  resourceRef:\n    kind: Node\n";
+
+    #[test]
+    fn config_files_should_follow_kustomization_resources_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(root.join("plain")).unwrap();
+        for f in [
+            "a.yaml",
+            "b.yaml",
+            "unlisted.yaml",
+            "sub/c.yaml",
+            "plain/2.yml",
+            "plain/1.yaml",
+        ] {
+            std::fs::write(root.join(f), "").unwrap();
+        }
+        std::fs::write(
+            root.join("kustomization.yaml"),
+            "kind: Kustomization\nresources: [b.yaml, sub, plain, a.yaml]\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("sub/kustomization.yml"), "resources:\n- c.yaml\n").unwrap();
+        let names: Vec<_> = config_files(root)
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["b.yaml", "sub/c.yaml", "plain/1.yaml", "plain/2.yml", "a.yaml"]
+        );
+
+        std::fs::write(
+            root.join("kustomization.yaml"),
+            "resources: [a.yaml]\nnamePrefix: x-\n",
+        )
+        .unwrap();
+        let err = config_files(root).unwrap_err().to_string();
+        assert!(
+            err.contains("kustomization.yaml:1: kustomization field \"namePrefix\" is not supported"),
+            "{err}"
+        );
+        std::fs::write(root.join("kustomization.yaml"), "resources: [missing.yaml]\n").unwrap();
+        let err = config_files(root).unwrap_err().to_string();
+        assert!(err.contains("missing.yaml"), "{err}");
+    }
 
     #[test]
     fn parse_should_separate_stages_from_other_documents_with_lines() {

@@ -17,10 +17,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use tracing::info;
 
-use super::create_files::{check_inputs, dry_run, extra_files, prometheus_binary};
+use super::create_files::{check_inputs, dry_run_script, extra_files, prometheus_binary};
 use crate::{
     binaries::{Binary, ETCD_VERSION, Finder, KUBE_VERSION},
-    components::{self, Binaries, Context, prometheus},
+    components::{self, Binaries, Context, jaeger, prometheus},
     config::{API_VERSION, ClusterConfig, KIND, Metadata, Options},
     flags::CreateClusterArgs,
     kubeconfig,
@@ -39,13 +39,15 @@ pub(super) async fn cluster(
     name: &str,
     config_files: &[PathBuf],
     args: CreateClusterArgs,
+    dry_run: bool,
 ) -> Result<()> {
     let started = Instant::now();
     let timeout = args.cluster.timeout;
     let deadline = timeout.map(|t| started + t);
     validate_name(name)?;
     let user = UserConfig::load(config_files, &workdir.default_config())?;
-    let settings = Settings::resolve(&args, &user)?;
+    let mut settings = Settings::resolve(&args, &user)?;
+    settings.dry_run = dry_run;
     check_inputs(&settings)?;
     let runtime = runtime::select(&settings.runtime)?;
     let dir = workdir.cluster(name);
@@ -80,9 +82,27 @@ pub(super) async fn cluster(
         components: planned,
         options,
     };
+    let volumes = settings.patches.iter().flat_map(|p| &p.extra_volumes);
     if settings.dry_run {
-        print!("{}", dry_run(&dir, &config, &files));
+        volumes
+            .filter_map(|v| v.create_command())
+            .for_each(|c| println!("{c}"));
+        print!("{}", dry_run_script(&dir, &config, &files));
         return Ok(());
+    }
+    // `*OrCreate` host paths are made now, as the kubelet makes them before a container
+    // starts, and removed again if the cluster is not made.
+    let mut made_paths = Vec::new();
+    for v in volumes {
+        if v.create_missing().with_context(|| {
+            format!(
+                "failed to create the host path {} of volume {:?}",
+                v.host_path.display(),
+                v.name
+            )
+        })? {
+            made_paths.push(v.host_path.clone());
+        }
     }
     // Free the held ports just before the components bind them.
     drop(ports);
@@ -95,6 +115,9 @@ pub(super) async fn cluster(
         let _ = kubeconfig::remove_from(user_kubeconfig, name);
         let logs = keep_logs(&dir, name);
         let _ = fs::remove_dir_all(dir.root());
+        for path in &made_paths {
+            let _ = fs::remove_dir(path).or_else(|_| fs::remove_file(path));
+        }
         return Err(expired(err, timeout, deadline).context(format!(
             "failed to create cluster {name:?} (logs kept in {logs}; nothing else)"
         )));
@@ -188,6 +211,15 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
     } else {
         None
     };
+    // Upstream gives Jaeger's OTLP/gRPC receiver a free port of its own too.
+    let (jaeger_port, jaeger_otlp_grpc_port) = if s.runs(jaeger::NAME) {
+        (
+            Some(ports.port("--jaeger-port", p.jaeger)?),
+            Some(ports.port("jaeger OTLP/gRPC", None)?),
+        )
+    } else {
+        (None, None)
+    };
     Ok(Options {
         runtime: s.runtime.clone(),
         kube_version: KUBE_VERSION.clone(),
@@ -201,6 +233,8 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
         kwok_controller_port: ports.port("--controller-port", p.kwok_controller)?,
         disable_qps_limits: s.disable_qps_limits,
         prometheus_port,
+        jaeger_port,
+        jaeger_otlp_grpc_port,
         kube_authorization: s.kube_authorization,
         kube_audit_policy: s.kube_audit_policy.clone(),
         kube_scheduler_config: s.kube_scheduler_config.clone(),
@@ -240,6 +274,11 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
         kube_scheduler: find(Binary::KubeScheduler, &args.kube_scheduler_binary)?,
         kwok: find(Binary::Kwok, &args.kwok_controller_binary)?,
         prometheus,
+        // Built (a long Go build the first time) only for a cluster that runs it.
+        jaeger: match s.runs(jaeger::NAME) {
+            true => Some(find(Binary::Jaeger, &None)?),
+            false => None,
+        },
     })
 }
 

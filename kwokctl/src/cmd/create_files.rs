@@ -1,6 +1,7 @@
 //! The files `create cluster` derives from its inputs (audit policy, scheduler
-//! configuration, kwok's documents, Prometheus's scrape configuration), and the
-//! `--dry-run` script. Every input file is read and checked here, before anything is made.
+//! configuration, kwok's documents, Prometheus's scrape configuration, kube-apiserver's
+//! tracing configuration), and the `--dry-run` script. Every input file is read and
+//! checked here, before anything is made.
 
 use std::{
     fmt::Write as _,
@@ -12,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use crate::{
-    components::{Component, Context, prometheus},
+    components::{Component, Context, jaeger, prometheus},
     config::ClusterConfig,
     paths::ClusterDir,
     settings::Settings,
@@ -43,6 +44,10 @@ pub(super) fn extra_files(
     }
     if !s.kwok_documents.is_empty() {
         files.push((dir.kwok_config(), s.kwok_documents.join("\n---\n") + "\n"));
+    }
+    if let Some(endpoint) = jaeger::otlp_endpoint(ctx) {
+        let config = jaeger::apiserver_tracing_config(&endpoint);
+        files.push((dir.apiserver_tracing_config(), serde_saphyr::to_string(&config)?));
     }
     if s.runs(prometheus::NAME) {
         let config = prometheus::scrape_config(ctx, components);
@@ -101,7 +106,11 @@ pub(super) fn prometheus_binary(explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// What `create cluster` would do, as a shell script.
-pub(super) fn dry_run(dir: &ClusterDir, config: &ClusterConfig, files: &[(PathBuf, String)]) -> String {
+pub(super) fn dry_run_script(
+    dir: &ClusterDir,
+    config: &ClusterConfig,
+    files: &[(PathBuf, String)],
+) -> String {
     let mut out = String::new();
     let root = dir.root().display();
     let _ = writeln!(
@@ -125,7 +134,15 @@ pub(super) fn dry_run(dir: &ClusterDir, config: &ClusterConfig, files: &[(PathBu
     for (path, text) in files {
         let _ = writeln!(out, "cat <<'EOF' >{}\n{}EOF", path.display(), with_newline(text));
     }
-    let _ = writeln!(out, "cd {root}");
+    out.push_str(&start_commands(dir, config));
+    out
+}
+
+/// The commands that start `config`'s components, as a shell script (`create cluster`
+/// and `start cluster` with `--dry-run`).
+pub(super) fn start_commands(dir: &ClusterDir, config: &ClusterConfig) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "cd {}", dir.root().display());
     for c in &config.components {
         let envs: String = c
             .envs

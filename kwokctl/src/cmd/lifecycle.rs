@@ -8,6 +8,7 @@ use std::{
 use anyhow::{Result, bail};
 
 use crate::{
+    flags::StartClusterArgs,
     launch::Launch,
     paths::ClusterDir,
     ports,
@@ -15,10 +16,17 @@ use crate::{
     runtime::{self, BinaryRuntime, Status},
 };
 
-/// How long `start cluster` waits for the components to be healthy again.
+/// How long `start cluster` waits for the components to be healthy again unless
+/// `--wait` asks for longer.
 const START_WAIT: Duration = Duration::from_secs(120);
 
-pub(super) async fn start(workdir: &crate::paths::Workdir, name: &str) -> Result<()> {
+pub(super) async fn start(
+    workdir: &crate::paths::Workdir,
+    name: &str,
+    args: &StartClusterArgs,
+    dry_run: bool,
+) -> Result<()> {
+    let started = Instant::now();
     let (dir, config) = super::existing(workdir, name)?;
     let runtime = runtime::select(&config.options.runtime)?;
     // The components not running, in start order: all of them after `stop cluster`, or
@@ -38,12 +46,29 @@ pub(super) async fn start(workdir: &crate::paths::Workdir, name: &str) -> Result
         ports::ensure_free(c.port, &c.name)?;
     }
     let stopped: Vec<_> = stopped.into_iter().cloned().collect();
+    if dry_run {
+        let plan = crate::config::ClusterConfig {
+            components: stopped,
+            ..config
+        };
+        print!("{}", super::create_files::start_commands(&dir, &plan));
+        return Ok(());
+    }
     let prober = Prober::from_kubeconfig(&dir.kubeconfig()).await?;
     let mut launch = Launch::new(&dir, runtime);
-    if let Err(err) = launch.run(&stopped, &prober, Instant::now() + START_WAIT).await {
+    let mut deadline = started + args.wait.max(START_WAIT);
+    if let Some(timeout) = args.timeout {
+        deadline = deadline.min(started + timeout);
+    }
+    if let Err(err) = launch.run(&stopped, &prober, deadline).await {
         launch.abort();
+        let within = args
+            .timeout
+            .filter(|t| started + *t == deadline)
+            .map(|t| format!(" within --timeout {}", humantime::format_duration(t)))
+            .unwrap_or_default();
         return Err(anyhow::Error::from(err).context(format!(
-            "failed to start cluster {name:?}; what this command started is stopped, data kept"
+            "failed to start cluster {name:?}{within}; what this command started is stopped, data kept"
         )));
     }
     match running.is_empty() {
@@ -56,8 +81,12 @@ pub(super) async fn start(workdir: &crate::paths::Workdir, name: &str) -> Result
     Ok(())
 }
 
-pub(super) fn stop(workdir: &crate::paths::Workdir, name: &str) -> Result<()> {
+pub(super) fn stop(workdir: &crate::paths::Workdir, name: &str, dry_run: bool) -> Result<()> {
     let (dir, _) = super::existing(workdir, name)?;
+    if dry_run {
+        print!("{}", stop_plan(&dir));
+        return Ok(());
+    }
     stop_all(&dir, BinaryRuntime)?;
     println!("Cluster {name:?} stopped");
     Ok(())
@@ -66,6 +95,25 @@ pub(super) fn stop(workdir: &crate::paths::Workdir, name: &str) -> Result<()> {
 /// Stops every process with a pid file in `dir`: the configured components in
 /// reverse start order first (kwok before the apiserver before etcd), then any other.
 pub(super) fn stop_all(dir: &ClusterDir, runtime: BinaryRuntime) -> Result<()> {
+    for name in stop_order(dir) {
+        runtime.stop(dir, &name)?;
+    }
+    Ok(())
+}
+
+/// What `stop_all` would do, as shell commands (`kill PID` per running component).
+pub(super) fn stop_plan(dir: &ClusterDir) -> String {
+    let mut out = String::new();
+    for name in stop_order(dir) {
+        if let Status::Running(pid) = BinaryRuntime.status(dir, &name) {
+            out.push_str(&format!("kill {pid} # {name}\n"));
+        }
+    }
+    out
+}
+
+/// Components with a pid file, in stop order.
+fn stop_order(dir: &ClusterDir) -> Vec<String> {
     let mut names: Vec<String> = crate::config::ClusterConfig::load(&dir.config())
         .map(|c| c.components.into_iter().rev().map(|c| c.name).collect())
         .unwrap_or_default();
@@ -78,8 +126,5 @@ pub(super) fn stop_all(dir: &ClusterDir, runtime: BinaryRuntime) -> Result<()> {
             }
         }
     }
-    for name in names {
-        runtime.stop(dir, &name)?;
-    }
-    Ok(())
+    names
 }

@@ -25,7 +25,7 @@ use anyhow::{Result, bail};
 use crate::{
     binaries::{Binary, Finder},
     config::ClusterConfig,
-    flags::{Cli, ClusterOnly, Command, CreateCommand, DeleteCommand},
+    flags::{Cli, ClusterOnly, Command, CreateCommand, DeleteCommand, StartCommand},
     paths::{ClusterDir, Workdir},
 };
 
@@ -33,22 +33,24 @@ use crate::{
 pub async fn run(cli: Cli) -> Result<()> {
     let workdir = Workdir::from_env();
     let name = cli.name.as_str();
+    let dry_run = cli.dry_run;
     match cli.command {
         Command::Create(CreateCommand::Cluster(args)) => {
-            create::cluster(&workdir, name, &cli.config, args).await
+            create::cluster(&workdir, name, &cli.config, args, dry_run).await
         }
-        Command::Delete(DeleteCommand::Cluster { all }) => delete::clusters(&workdir, name, all),
-        Command::Get(what) => get::run(&workdir, name, what),
-        Command::Start(ClusterOnly::Cluster) => lifecycle::start(&workdir, name).await,
-        Command::Stop(ClusterOnly::Cluster) => lifecycle::stop(&workdir, name),
+        Command::Delete(DeleteCommand::Cluster(args)) => delete::clusters(&workdir, name, &args, dry_run),
+        Command::Get(what) => get::run(&workdir, name, what).await,
+        Command::Start(StartCommand::Cluster(args)) => lifecycle::start(&workdir, name, &args, dry_run).await,
+        Command::Stop(ClusterOnly::Cluster) => lifecycle::stop(&workdir, name, dry_run),
         Command::Kubectl(pass) => passthrough::kubectl(&workdir, name, pass.args),
         Command::Etcdctl(pass) => passthrough::etcdctl(&workdir, name, pass.args),
+        Command::Kectl(pass) => passthrough::kectl(&workdir, name, pass.args),
         Command::Logs(args) => logs::run(&workdir, name, &args.component, args.follow).await,
         Command::Install => Ok(Finder::new(workdir.cache()).build(&Binary::GO_BUILT)?),
         Command::Config(what) => config::run(&workdir, &cli.config, what),
         Command::Export(what) => export::run(&workdir, name, what),
         Command::PortForward(args) => port_forward::run(&workdir, name, args).await,
-        Command::Scale(args) => scale::run(&workdir, name, &cli.config, args).await,
+        Command::Scale(args) => scale::run(&workdir, name, &cli.config, args, dry_run).await,
         Command::Snapshot(what) => snapshot::run(&workdir, name, what).await,
         Command::Completion(args) => completion::run(args.shell),
     }

@@ -13,7 +13,9 @@ use crate::paths::Workdir;
 pub struct PortForwardArgs {
     /// The component (e.g. kube-apiserver, etcd, prometheus).
     pub component: String,
-    /// LOCAL:PORT, or LOCAL to forward to the component's own port; LOCAL 0 picks a free port.
+    /// LOCAL:PORT, or LOCAL to forward to the component's own port; PORT is a number
+    /// or upstream's port name (`https` of kube-apiserver, kube-controller-manager and
+    /// kube-scheduler; `http` of the others; `peer-http` of etcd); LOCAL 0 picks a free port.
     #[arg(value_name = "LOCAL:PORT")]
     pub ports: String,
 }
@@ -29,6 +31,10 @@ pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs) ->
         );
     };
     let (local, remote) = parse_ports(&args.ports, component.port)?;
+    let remote = match remote {
+        Remote::Number(n) => n,
+        Remote::Name(port) => port_named(&config, component, port)?,
+    };
     let listener = TcpListener::bind(("127.0.0.1", local))
         .await
         .with_context(|| format!("failed to listen on 127.0.0.1:{local}"))?;
@@ -51,19 +57,58 @@ async fn forward(mut inbound: TcpStream, remote: u16) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The target of `LOCAL:PORT`.
+#[derive(Debug, PartialEq, Eq)]
+enum Remote<'a> {
+    Number(u16),
+    Name(&'a str),
+}
+
 /// `LOCAL:PORT` or `LOCAL` (PORT is then `default`).
-fn parse_ports(spec: &str, default: u16) -> Result<(u16, u16)> {
-    let bad = || anyhow::anyhow!("ports {spec:?}: want LOCAL:PORT or LOCAL, e.g. 8080:{default}");
+fn parse_ports(spec: &str, default: u16) -> Result<(u16, Remote<'_>)> {
+    let bad =
+        || anyhow::anyhow!("ports {spec:?}: want LOCAL:PORT or LOCAL, e.g. 8080:{default} or 8080:http");
     let (local, remote) = match spec.split_once(':') {
         Some((l, r)) => (l, Some(r)),
         None => (spec, None),
     };
     let local = local.parse().map_err(|_| bad())?;
     let remote = match remote {
-        Some(r) => r.parse().map_err(|_| bad())?,
-        None => default,
+        None => Remote::Number(default),
+        Some(r) if r.starts_with(|c: char| c.is_ascii_digit()) => {
+            Remote::Number(r.parse().map_err(|_| bad())?)
+        }
+        Some("") => return Err(bad()),
+        Some(name) => Remote::Name(name),
     };
     Ok((local, remote))
+}
+
+/// The port upstream's components name `name` (each TCP port has a name there).
+fn port_named(
+    config: &crate::config::ClusterConfig,
+    component: &crate::components::Component,
+    name: &str,
+) -> Result<u16> {
+    let main = match component.name.as_str() {
+        "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" => "https",
+        _ => "http",
+    };
+    let mut ports = vec![(main, component.port)];
+    if component.name == "etcd" {
+        ports.push(("peer-http", config.options.etcd_peer_port));
+    }
+    match ports.iter().find(|(n, _)| *n == name) {
+        Some((_, port)) => Ok(*port),
+        None => {
+            let names: Vec<&str> = ports.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "component {:?} has no port named {name:?} (it has: {})",
+                component.name,
+                names.join(", ")
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -72,8 +117,11 @@ mod tests {
 
     #[test]
     fn parse_ports_should_take_local_and_optional_remote() {
-        assert_eq!(parse_ports("8080:2379", 1).unwrap(), (8080, 2379));
-        assert_eq!(parse_ports("0", 2379).unwrap(), (0, 2379));
+        assert_eq!(parse_ports("8080:2379", 1).unwrap(), (8080, Remote::Number(2379)));
+        assert_eq!(parse_ports("0", 2379).unwrap(), (0, Remote::Number(2379)));
+        assert_eq!(parse_ports("0:https", 1).unwrap(), (0, Remote::Name("https")));
         assert!(parse_ports("a:b", 1).is_err());
+        assert!(parse_ports("1:", 1).is_err());
+        assert!(parse_ports("1:9x", 1).is_err());
     }
 }

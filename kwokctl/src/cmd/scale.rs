@@ -43,6 +43,7 @@ pub(super) async fn run(
     name: &str,
     config_files: &[PathBuf],
     args: ScaleArgs,
+    dry_run: bool,
 ) -> Result<()> {
     let user = UserConfig::load(config_files, &workdir.default_config())?;
     let params = args
@@ -89,9 +90,27 @@ pub(super) async fn run(
     if let Some(first) = objects.first() {
         // A server-side dry run catches what the apiserver refuses (a bad --param value)
         // before the first object exists.
-        dry_run(&api, first)
+        server_dry_run(&api, first)
             .await
             .map_err(|e| anyhow::anyhow!("the apiserver refuses the {what} template: {}", reason(&e)))?;
+    }
+    if dry_run {
+        println!(
+            "# Scale {what} {prefix:?} to {}: create {}, delete {}",
+            args.replicas,
+            plan.create.len(),
+            plan.delete.len()
+        );
+        for n in &plan.create {
+            println!("# create {n}");
+        }
+        for n in &plan.delete {
+            println!("# delete {n}");
+        }
+        if let Some(first) = objects.first() {
+            println!("# {what} example:\n{}", serde_saphyr::to_string(first)?);
+        }
+        return Ok(());
     }
     let started = Instant::now();
     let runner = Runner::new(&args, plan.create.len() + plan.delete.len());
@@ -258,7 +277,7 @@ async fn list_names(api: &Api<DynamicObject>, prefix: &str) -> Result<Vec<String
 
 /// Creates `object` without persisting it, waiting out what a fresh namespace lacks
 /// for a moment (its default service account).
-async fn dry_run(api: &Api<DynamicObject>, object: &DynamicObject) -> Result<(), kube::Error> {
+async fn server_dry_run(api: &Api<DynamicObject>, object: &DynamicObject) -> Result<(), kube::Error> {
     let params = PostParams {
         dry_run: true,
         ..Default::default()

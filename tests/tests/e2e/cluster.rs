@@ -116,7 +116,7 @@ fn cluster_should_serve_kubectl_survive_restart_and_leave_nothing_when_deleted()
         "left after stop: {:?}",
         kwokctl.processes()
     );
-    let components = kwokctl.ok(&["get", "components", "--name", name]);
+    let components = kwokctl.ok(&["get", "components", "--name", name, "-o", "wide"]);
     assert_eq!(components.matches("Stopped").count(), 5, "{components}");
     kwokctl.ok(&["start", "cluster", "--name", name]);
     let err = kwokctl.err(&["start", "cluster", "--name", name]);

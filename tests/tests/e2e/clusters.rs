@@ -42,7 +42,7 @@ fn two_clusters_should_work_side_by_side_survive_stop_start_and_go_with_delete_a
         kwokctl.ok(&["get", "clusters"]).lines().collect::<Vec<_>>(),
         ["one", "two"]
     );
-    let ports = |c: &str| kwokctl.ok(&["--name", c, "get", "components"]);
+    let ports = |c: &str| kwokctl.ok(&["--name", c, "get", "components", "-o", "wide"]);
     assert_ne!(ports("one"), ports("two"), "each cluster has its own ports");
     kwokctl.ok(&["--name", "one", "scale", "node", "--replicas", "3"]);
     kwokctl.ok(&["--name", "two", "scale", "node", "--replicas", "2"]);

@@ -7,14 +7,13 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::Path,
-    process::{Child, Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-use crate::util::{Kwokctl, bin_dir, cache_dir};
+use crate::util::{Kwokctl, PortForward};
 
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n";
 
@@ -140,52 +139,6 @@ fn prometheus_should_see_every_component_up_and_audit_log_should_be_written() {
     let body = http_get(forward.local_port(), "/-/ready");
     assert!(body.contains("Ready"), "{body}");
     forward.stop();
-}
-
-/// A running `kwokctl port-forward`.
-struct PortForward {
-    child: Child,
-    local: u16,
-}
-
-impl PortForward {
-    fn start(kwokctl: &Kwokctl, name: &str, component: &str, ports: &str) -> Self {
-        let mut child = Command::new(bin_dir().join("kwokctl"))
-            .args(["--name", name, "port-forward", component, ports])
-            .env("KWOK_WORKDIR", kwokctl.workdir())
-            .env("KWOK_CACHE_DIR", cache_dir())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // "Forwarding from 127.0.0.1:LOCAL -> …"
-        let mut line = Vec::new();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut byte = [0u8; 1];
-        while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        let line = String::from_utf8_lossy(&line).into_owned();
-        let local = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("127.0.0.1:")?.parse().ok())
-            .unwrap_or_else(|| panic!("no local port in {line:?}"));
-        Self { child, local }
-    }
-
-    fn local_port(&self) -> u16 {
-        self.local
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PortForward {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 const CONFIG: &str = r#"apiVersion: config.kwok.x-k8s.io/v1alpha1

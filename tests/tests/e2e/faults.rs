@@ -259,7 +259,9 @@ fn faults_should_lose_no_node_pod_or_ip() {
     cluster.kwokctl.ok(&["stop", "cluster", "--name", cluster.name]);
     cluster.kwokctl.ok(&["start", "cluster", "--name", cluster.name]);
     assert_recovered(&cluster, "cluster restarted", Instant::now(), all, replicas);
-    let components = cluster.kwokctl.ok(&["get", "components", "--name", cluster.name]);
+    let components = cluster
+        .kwokctl
+        .ok(&["get", "components", "--name", cluster.name, "-o", "wide"]);
     assert!(!components.contains("Stopped"), "{components}");
     let pods = get_json(&cluster, &["pods"]).expect("pods");
     for (i, net) in own_cidrs {

@@ -13,7 +13,7 @@ use crate::kwok::{READY, bare_cluster, kwok_with_stages, node};
 const MODULE: &str = "sigs.k8s.io/kwok@v0.8.0";
 
 /// `kustomize/stage/<set>` of the upstream module, downloaded if absent.
-fn upstream_set(set: &str) -> PathBuf {
+pub(crate) fn upstream_set(set: &str) -> PathBuf {
     let out = Command::new("go")
         .args(["mod", "download", "-json", MODULE])
         .env("GOFLAGS", "-mod=mod")

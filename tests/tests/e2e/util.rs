@@ -3,7 +3,7 @@
 use std::{
     collections::HashSet,
     fs,
-    io::Write,
+    io::{Read, Write},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     thread::sleep,
@@ -423,4 +423,50 @@ fn missing_default_service_account_should_be_read_from_the_refusal() {
     let other = r#"pods "p" is forbidden: error looking up service account ns-a/builder: serviceaccount "builder" not found"#;
     assert_eq!(missing_default_service_account(other), None);
     assert_eq!(missing_default_service_account("connection refused"), None);
+}
+
+/// A running `kwokctl port-forward`.
+pub struct PortForward {
+    child: Child,
+    local: u16,
+}
+
+impl PortForward {
+    pub fn start(kwokctl: &Kwokctl, name: &str, component: &str, ports: &str) -> Self {
+        let mut child = Command::new(bin_dir().join("kwokctl"))
+            .args(["--name", name, "port-forward", component, ports])
+            .env("KWOK_WORKDIR", kwokctl.workdir())
+            .env("KWOK_CACHE_DIR", cache_dir())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // "Forwarding from 127.0.0.1:LOCAL -> …"
+        let mut line = Vec::new();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut byte = [0u8; 1];
+        while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let local = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("127.0.0.1:")?.parse().ok())
+            .unwrap_or_else(|| panic!("no local port in {line:?}"));
+        Self { child, local }
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.local
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
