@@ -255,6 +255,12 @@ pub struct CreateClusterArgs {
     #[arg(long, hide = true)]
     #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
     pub enable_metrics_server: Option<String>,
+    #[arg(long, hide = true)]
+    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
+    pub metrics_server_binary: Option<String>,
+    #[arg(long, hide = true)]
+    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
+    pub kueueviz_port: Option<String>,
     /// etcd binary (default: cache, PATH, else built from the pinned Go module).
     #[arg(long, env = "KWOK_ETCD_BINARY")]
     pub etcd_binary: Option<PathBuf>,

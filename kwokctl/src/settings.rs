@@ -108,6 +108,8 @@ impl Settings {
                 &args.kube_apiserver_insecure_port,
             ),
             ("--enable-metrics-server", &args.enable_metrics_server),
+            ("--metrics-server-binary", &args.metrics_server_binary),
+            ("--kueueviz-port", &args.kueueviz_port),
         ] {
             if let Some(value) = value {
                 return Err(Error::Invalid {
