@@ -89,7 +89,13 @@ const SOURCES: &[(&str, &str)] = &[
         "etcd/cmd/etcd/main.go",
         include_str!("../controlplane/etcd/cmd/etcd/main.go"),
     ),
+    ("kectl/go.mod", KECTL_GO_MOD),
+    ("kectl/go.sum", include_str!("../controlplane/kectl/go.sum")),
+    ("kectl/tools.go", include_str!("../controlplane/kectl/tools.go")),
 ];
+
+/// kectl's wrapper module, which pins the version upstream KWOK v0.8 runs.
+const KECTL_GO_MOD: &str = include_str!("../controlplane/kectl/go.mod");
 
 /// The pinned Kubernetes version, read from the embedded go.mod.
 pub static KUBE_VERSION: LazyLock<String> =
@@ -98,6 +104,10 @@ pub static KUBE_VERSION: LazyLock<String> =
 /// The pinned etcd version, read from the embedded go.mod.
 pub static ETCD_VERSION: LazyLock<String> =
     LazyLock::new(|| require_version(SOURCES[4].1, "go.etcd.io/etcd/server/v3"));
+
+/// The pinned kectl version, read from the embedded go.mod.
+pub static KECTL_VERSION: LazyLock<String> =
+    LazyLock::new(|| require_version(KECTL_GO_MOD, "github.com/kwok-ci/kectl"));
 
 /// The version of this project's own binaries (`kwok`, `kwokctl`).
 pub const KWOK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -132,12 +142,16 @@ pub enum Binary {
     KubeScheduler,
     /// kubectl.
     Kubectl,
+    /// kectl: kubectl-like commands straight on etcd (`kwokctl kectl`). Built on first
+    /// use, not by `kwokctl install`: only that command needs it.
+    Kectl,
     /// This project's `kwok` controller.
     Kwok,
 }
 
 impl Binary {
-    /// Every binary built from the Go modules.
+    /// The binaries `kwokctl install` builds from the Go modules: the control plane and
+    /// the tools kwokctl itself runs ([`Binary::Kectl`] is built on first use).
     pub const GO_BUILT: [Binary; 7] = [
         Binary::Etcd,
         Binary::Etcdctl,
@@ -158,6 +172,7 @@ impl Binary {
             Binary::KubeControllerManager => "kube-controller-manager",
             Binary::KubeScheduler => "kube-scheduler",
             Binary::Kubectl => "kubectl",
+            Binary::Kectl => "kectl",
             Binary::Kwok => "kwok",
         }
     }
@@ -167,6 +182,7 @@ impl Binary {
         match self {
             Binary::Etcd | Binary::Etcdctl | Binary::Etcdutl => &ETCD_VERSION,
             Binary::Kwok => KWOK_VERSION,
+            Binary::Kectl => &KECTL_VERSION,
             _ => &KUBE_VERSION,
         }
     }
@@ -237,8 +253,12 @@ impl Finder {
         if is_executable(&cached) {
             return Ok(Some(cached));
         }
-        if binary == Binary::Kwok {
-            return Ok(sibling_of_current_exe(binary.name()));
+        match binary {
+            Binary::Kwok => return Ok(sibling_of_current_exe(binary.name())),
+            // kectl prints no version, so only the cache's (built from the pinned
+            // module) is known to be the pinned one.
+            Binary::Kectl => return Ok(None),
+            _ => {}
         }
         Ok(on_path(binary.name()).filter(|p| check_version(binary, p).is_ok()))
     }
@@ -389,6 +409,7 @@ mod tests {
     fn pinned_versions_should_come_from_the_embedded_go_mod() {
         assert!(KUBE_VERSION.starts_with("v1.36."), "{}", *KUBE_VERSION);
         assert!(ETCD_VERSION.starts_with("v3.6."), "{}", *ETCD_VERSION);
+        assert_eq!(*KECTL_VERSION, "v0.0.10", "upstream KWOK v0.8's kectl");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// The binaries kwokctl resolves, in start order, then the tools.
-const BINARIES: [Binary; 7] = [
+const BINARIES: [Binary; 8] = [
     Binary::Etcd,
     Binary::KubeApiserver,
     Binary::KubeControllerManager,
@@ -19,6 +19,7 @@ const BINARIES: [Binary; 7] = [
     Binary::Kwok,
     Binary::Etcdctl,
     Binary::Kubectl,
+    Binary::Kectl,
 ];
 
 pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
@@ -39,6 +40,7 @@ pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
             Some(path) => path,
             None => match finder.find(binary, None) {
                 Ok(Some(path)) => path.display().to_string(),
+                _ if binary == Binary::Kectl => "(missing: built on first `kwokctl kectl`)".into(),
                 _ => "(missing: `kwokctl install` builds it)".into(),
             },
         };

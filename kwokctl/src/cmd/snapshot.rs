@@ -1,4 +1,4 @@
-//! `kwokctl snapshot save|restore|export`.
+//! `kwokctl snapshot save|restore|export|record|replay`.
 //!
 //! # Recovery
 //! An etcd restore builds the new data dir next to the old one before anything stops;
@@ -33,6 +33,11 @@ async fn record_cmd(workdir: &Workdir, name: &str, args: RecordArgs) -> Result<(
     let (dir, _) = super::existing(workdir, name)?;
     super::running::ensure(&dir, name, "kube-apiserver")?;
     let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
+    record_from(client, &format!("cluster {name:?}"), args).await
+}
+
+/// Records the cluster behind `client` (`source` in messages) as `args` say.
+async fn record_from(client: kube::Client, source: &str, args: RecordArgs) -> Result<()> {
     let path = args.path.display().to_string();
     let done = record::record(
         client,
@@ -41,14 +46,12 @@ async fn record_cmd(workdir: &Workdir, name: &str, args: RecordArgs) -> Result<(
         args.snapshot,
         stop_signal(args.duration),
         |objects| {
-            eprintln!(
-                "Recording cluster {name:?} to {path} ({objects} objects at the start); stop with Ctrl-C"
-            )
+            eprintln!("Recording {source} to {path} ({objects} objects at the start); stop with Ctrl-C")
         },
     )
     .await?;
     println!(
-        "Recorded {} objects and {} changes over {:.1}s from cluster {name:?} to {path}",
+        "Recorded {} objects and {} changes over {:.1}s from {source} to {path}",
         done.objects,
         done.changes,
         done.elapsed.as_secs_f64()
@@ -129,6 +132,17 @@ async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
 async fn export(args: ExportArgs) -> Result<()> {
     let started = Instant::now();
     let client = client::from_kubeconfig(&args.kubeconfig).await?;
+    if args.record {
+        // Upstream's export --record: the snapshot, then its changes, until stopped.
+        let source = args.kubeconfig.display().to_string();
+        let record = RecordArgs {
+            path: args.path,
+            snapshot: false,
+            duration: None,
+            filter: args.filter,
+        };
+        return record_from(client, &source, record).await;
+    }
     let count = k8s::save(client, &args.filter, &args.path).await?;
     println!(
         "Exported {count} objects from {} to {} in {:.1}s",
@@ -192,7 +206,7 @@ async fn restore_etcd(
     let _ = fs::remove_dir_all(&old);
     fs::rename(&data, &old).with_context(|| format!("failed to move {} aside", data.display()))?;
     fs::rename(&staged, &data).with_context(|| format!("failed to move {} into place", staged.display()))?;
-    match super::lifecycle::start(workdir, name).await {
+    match super::lifecycle::start(workdir, name, &Default::default(), false).await {
         Ok(()) => {
             let _ = fs::remove_dir_all(&old);
             Ok(())
@@ -202,7 +216,7 @@ async fn restore_etcd(
             super::lifecycle::stop_all(dir, BinaryRuntime)?;
             fs::remove_dir_all(&data).with_context(|| format!("failed to remove {}", data.display()))?;
             fs::rename(&old, &data).with_context(|| format!("failed to put {} back", old.display()))?;
-            let back = super::lifecycle::start(workdir, name).await;
+            let back = super::lifecycle::start(workdir, name, &Default::default(), false).await;
             let state = if back.is_ok() {
                 "running on its previous data"
             } else {

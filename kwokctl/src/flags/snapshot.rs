@@ -103,6 +103,10 @@ pub struct ExportArgs {
     /// Only these resources (e.g. `node,pod,configmap`); default: all.
     #[arg(long, value_delimiter = ',')]
     pub filter: Vec<String>,
+    /// Record the change of the cluster: after the snapshot, append every change as
+    /// `snapshot record` does, until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    pub record: bool,
 }
 
 #[cfg(test)]
@@ -142,6 +146,12 @@ mod tests {
     fn export_should_need_a_kubeconfig_and_formats_should_be_known() {
         assert!(snapshot(&["export", "--path", "f"]).is_err());
         assert!(snapshot(&["save", "--path", "f", "--format", "json"]).is_err());
+        let SnapshotCommand::Export(args) =
+            snapshot(&["export", "--path", "f", "--kubeconfig", "k", "--record"]).unwrap()
+        else {
+            panic!("not export")
+        };
+        assert!(args.record);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod upstream_stages;
 
 mod clusters;
 mod completion;
+mod kectl;
 mod loadgen;
 mod record;
 mod scale;

@@ -16,7 +16,7 @@ use crate::{
     wait::{assert_one_line, names},
 };
 
-fn spawn(kwokctl: &Kwokctl, args: &[&str]) -> Child {
+pub(crate) fn spawn(kwokctl: &Kwokctl, args: &[&str]) -> Child {
     Command::new(bin_dir().join("kwokctl"))
         .args(args)
         .env("KWOK_WORKDIR", kwokctl.workdir())
@@ -29,7 +29,7 @@ fn spawn(kwokctl: &Kwokctl, args: &[&str]) -> Child {
 }
 
 /// Collects the lines a child prints on stdout (or stderr) in the background.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+pub(crate) fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     std::thread::spawn(move || {
@@ -40,7 +40,7 @@ fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>
     lines
 }
 
-fn wait_for_line(lines: &Mutex<Vec<String>>, needle: &str, within: Duration) {
+pub(crate) fn wait_for_line(lines: &Mutex<Vec<String>>, needle: &str, within: Duration) {
     let start = Instant::now();
     while !lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
         assert!(
@@ -52,7 +52,7 @@ fn wait_for_line(lines: &Mutex<Vec<String>>, needle: &str, within: Duration) {
     }
 }
 
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
