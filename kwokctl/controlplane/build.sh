@@ -4,7 +4,7 @@
 #   ${KWOK_CACHE_DIR:-~/.kwok/cache}/<component>/<version>/<component>
 # A binary already in the cache is skipped. Usage: build.sh [component...]
 # (default: all of etcd etcdctl etcdutl kube-apiserver kube-controller-manager
-# kube-scheduler kubectl; kectl is built only when named).
+# kube-scheduler kubectl; kectl and jaeger are built only when named).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,12 +19,14 @@ modversion() { # <module dir> <module path>
 
 k8s_version="$(modversion "$here/kubernetes" k8s.io/kubernetes)"
 etcd_version="$(modversion "$here/etcd" go.etcd.io/etcd/server/v3)"
+jaeger_version="$(modversion "$here/jaeger" github.com/jaegertracing/jaeger)"
 kectl_version="$(modversion "$here/kectl" github.com/kwok-ci/kectl)"
 
 version_of() {
   case "$1" in
     etcd | etcdctl | etcdutl) echo "$etcd_version" ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$k8s_version" ;;
+    jaeger) echo "$jaeger_version" ;;
     kectl) echo "$kectl_version" ;;
     *) echo "build.sh: unknown component '$1'" >&2; exit 2 ;;
   esac
@@ -55,6 +57,9 @@ build_one() {
     etcd) moddir="$here/etcd"; pkg=./cmd/etcd; ldflags="-s -w" ;;
     etcdctl) moddir="$here/etcd"; pkg=go.etcd.io/etcd/etcdctl/v3; ldflags="-s -w" ;;
     etcdutl) moddir="$here/etcd"; pkg=go.etcd.io/etcd/etcdutl/v3; ldflags="-s -w" ;;
+    # Jaeger's own `version` output reads this (its Makefile sets it the same way).
+    jaeger) moddir="$here/jaeger"; pkg=github.com/jaegertracing/jaeger/cmd/all-in-one
+      ldflags="-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$jaeger_version" ;;
     kectl) moddir="$here/kectl"; pkg=github.com/kwok-ci/kectl/cmd/kectl; ldflags="-s -w" ;;
     *) moddir="$here/kubernetes"; pkg="k8s.io/kubernetes/cmd/$c"; ldflags="$(k8s_ldflags)" ;;
   esac

@@ -97,6 +97,17 @@ const SOURCES: &[(&str, &str)] = &[
 /// kectl's wrapper module, which pins the version upstream KWOK v0.8 runs.
 const KECTL_GO_MOD: &str = include_str!("../controlplane/kectl/go.mod");
 
+/// Jaeger's wrapper module: built only for clusters that run Jaeger (`--jaeger-port`).
+const JAEGER_SOURCES: [(&str, &str); 3] = [
+    ("jaeger/go.mod", include_str!("../controlplane/jaeger/go.mod")),
+    ("jaeger/go.sum", include_str!("../controlplane/jaeger/go.sum")),
+    ("jaeger/tools.go", include_str!("../controlplane/jaeger/tools.go")),
+];
+
+/// The pinned Jaeger version, read from the embedded go.mod.
+pub static JAEGER_VERSION: LazyLock<String> =
+    LazyLock::new(|| require_version(JAEGER_SOURCES[0].1, "github.com/jaegertracing/jaeger"));
+
 /// The pinned Kubernetes version, read from the embedded go.mod.
 pub static KUBE_VERSION: LazyLock<String> =
     LazyLock::new(|| require_version(SOURCES[1].1, "k8s.io/kubernetes"));
@@ -145,6 +156,9 @@ pub enum Binary {
     /// kectl: kubectl-like commands straight on etcd (`kwokctl kectl`). Built on first
     /// use, not by `kwokctl install`: only that command needs it.
     Kectl,
+    /// Jaeger all-in-one, for `--jaeger-port`. Built on first use, not by `kwokctl
+    /// install`: a cold build takes minutes and most clusters never run it.
+    Jaeger,
     /// This project's `kwok` controller.
     Kwok,
 }
@@ -173,6 +187,7 @@ impl Binary {
             Binary::KubeScheduler => "kube-scheduler",
             Binary::Kubectl => "kubectl",
             Binary::Kectl => "kectl",
+            Binary::Jaeger => "jaeger",
             Binary::Kwok => "kwok",
         }
     }
@@ -182,6 +197,7 @@ impl Binary {
         match self {
             Binary::Etcd | Binary::Etcdctl | Binary::Etcdutl => &ETCD_VERSION,
             Binary::Kwok => KWOK_VERSION,
+            Binary::Jaeger => &JAEGER_VERSION,
             Binary::Kectl => &KECTL_VERSION,
             _ => &KUBE_VERSION,
         }
@@ -190,7 +206,7 @@ impl Binary {
     /// The arguments that make it print its version.
     fn version_args(self) -> &'static [&'static str] {
         match self {
-            Binary::Etcdctl | Binary::Etcdutl => &["version"],
+            Binary::Etcdctl | Binary::Etcdutl | Binary::Jaeger => &["version"],
             Binary::Kubectl => &["version", "--client"],
             _ => &["--version"],
         }
@@ -333,7 +349,7 @@ impl Finder {
             .cache
             .join("src")
             .join(format!("kubernetes-{}-etcd-{}", *KUBE_VERSION, *ETCD_VERSION));
-        for (rel, text) in SOURCES {
+        for (rel, text) in SOURCES.iter().chain(&JAEGER_SOURCES) {
             let path = dir.join(rel);
             let parent = path.parent().expect("embedded sources are in folders");
             fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -409,6 +425,7 @@ mod tests {
     fn pinned_versions_should_come_from_the_embedded_go_mod() {
         assert!(KUBE_VERSION.starts_with("v1.36."), "{}", *KUBE_VERSION);
         assert!(ETCD_VERSION.starts_with("v3.6."), "{}", *ETCD_VERSION);
+        assert_eq!(*JAEGER_VERSION, "v1.76.0", "upstream KWOK v0.8's Jaeger");
         assert_eq!(*KECTL_VERSION, "v0.0.10", "upstream KWOK v0.8's kectl");
     }
 

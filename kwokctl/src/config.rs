@@ -95,6 +95,12 @@ pub struct Options {
     /// Prometheus port, when Prometheus runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus_port: Option<u16>,
+    /// Jaeger's UI and query port, when Jaeger runs (`--jaeger-port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_port: Option<u16>,
+    /// Jaeger's OTLP/gRPC port, where kube-apiserver and kwok send spans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_otlp_grpc_port: Option<u16>,
     /// kube-apiserver authorization: Node,RBAC when true, AlwaysAllow when false.
     #[serde(default = "yes")]
     pub kube_authorization: bool,
@@ -171,6 +177,8 @@ impl Default for Options {
             kwok_controller_port: 0,
             disable_qps_limits: false,
             prometheus_port: None,
+            jaeger_port: None,
+            jaeger_otlp_grpc_port: None,
             kube_authorization: true,
             kube_audit_policy: None,
             kube_scheduler_config: None,

@@ -51,6 +51,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // reason: parsed once per run; boxing buys nothing.
 pub enum Command {
     /// Creates a resource.
     #[command(subcommand)]

@@ -122,6 +122,11 @@ impl ClusterDir {
         self.root.join("prometheus.yaml")
     }
 
+    /// kube-apiserver's `--tracing-config-file` (when Jaeger runs).
+    pub fn apiserver_tracing_config(&self) -> PathBuf {
+        self.root.join("apiserver-tracing-config.yaml")
+    }
+
     /// Prometheus's data.
     pub fn prometheus_data(&self) -> PathBuf {
         self.root.join("prometheus")

@@ -435,14 +435,23 @@ impl Writer {
     {
         for attempt in 0..MAX_ATTEMPTS {
             self.limiter.until_ready().await;
+            // A child of the stage's span; disabled (and free) without --tracing-endpoint.
+            let span = tracing::info_span!(
+                target: crate::otel::TARGET,
+                "write",
+                otel.name = verb,
+                attempt,
+                http.response.status_code = tracing::field::Empty,
+            );
             let start = Instant::now();
-            let result = call().await;
+            let result = tracing::Instrument::instrument(call(), span.clone()).await;
             let seconds = start.elapsed().as_secs_f64();
             let code = match &result {
                 Ok(_) => "200".to_owned(),
                 Err(kube::Error::Api(status)) => status.code.to_string(),
                 Err(_) => "error".to_owned(),
             };
+            span.record("http.response.status_code", code.as_str());
             self.metrics.request(verb, &code, seconds);
             match result {
                 Ok(v) => return Ok(v),

@@ -42,7 +42,7 @@ pub async fn run(
     client: Client,
     config: kube::Config,
     settings: Settings,
-    listener: tokio::net::TcpListener,
+    listener: server::Server,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let mut registry = Registry::default();

@@ -24,14 +24,21 @@ struct KwokConfiguration {
     metadata: Option<Value>,
     #[serde(default)]
     options: Options,
-    /// Accepted for compatibility; this controller exports no traces.
+    /// Where spans go: the `--tracing-*` flags' values when those are not given.
     #[serde(default)]
-    #[allow(dead_code)]
-    tracing: Option<Value>,
+    tracing: Tracing,
+}
+
+/// `tracing`: Kubernetes' TracingConfiguration fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Tracing {
+    endpoint: Option<String>,
+    sampling_rate_per_million: Option<u32>,
 }
 
 /// `options`: upstream's field names. The last group is accepted and has no effect
-/// here (profiling handlers, play-stage parallelism: the shards replace them).
+/// here (contention profiling, play-stage parallelism: the shards replace them).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
@@ -52,12 +59,14 @@ struct Options {
     server_address: Option<String>,
     node_lease_duration_seconds: Option<u32>,
     node_lease_parallelism: Option<usize>,
+    tls_cert_file: Option<std::path::PathBuf>,
+    tls_private_key_file: Option<std::path::PathBuf>,
+    /// Upstream's default is true; ours false (see [`apply`]).
+    enable_profiling_handler: Option<bool>,
+    /// Upstream serves profiling only when this is true too (its default).
+    enable_debugging_handlers: Option<bool>,
     // Accepted, no effect here.
-    tls_cert_file: Option<Value>,
-    tls_private_key_file: Option<Value>,
-    enable_debugging_handlers: Option<Value>,
     enable_contention_profiling: Option<Value>,
-    enable_profiling_handler: Option<Value>,
     pod_play_stage_parallelism: Option<Value>,
     node_play_stage_parallelism: Option<Value>,
     pods_on_node_sync_parallelism: Option<Value>,
@@ -67,8 +76,14 @@ struct Options {
 
 /// Applies the KwokConfiguration documents of `flags.config` (later files win) to
 /// every flag `matches` says was left at its default.
+///
+/// `enableProfilingHandler` is the one option whose default differs from upstream's
+/// (true there): profiling is off unless a configuration asks for it, and then served
+/// only when `enableDebuggingHandlers` is not false, as upstream gates it.
 pub fn apply(flags: &mut Flags, matches: &ArgMatches, docs: &Documents) -> Result<()> {
-    for (options, _) in read(docs)? {
+    let mut debugging = true;
+    for (config, _) in read(docs)? {
+        let options = &config.options;
         let unset = |id: &str| {
             !matches!(
                 matches.value_source(id),
@@ -98,13 +113,27 @@ pub fn apply(flags: &mut Flags, matches: &ArgMatches, docs: &Documents) -> Resul
             disregard_status_with_label_selector,
             server_address,
             node_lease_duration_seconds,
-            node_lease_parallelism
+            node_lease_parallelism,
+            tls_cert_file,
+            tls_private_key_file
         );
+        if let Some(on) = options.enable_profiling_handler {
+            flags.enable_profiling_handler = on;
+        }
+        debugging = options.enable_debugging_handlers.unwrap_or(debugging);
+        if let Some(endpoint) = config.tracing.endpoint.filter(|_| unset("tracing_endpoint")) {
+            flags.tracing_endpoint = endpoint;
+        }
+        let rate = config.tracing.sampling_rate_per_million;
+        if let Some(rate) = rate.filter(|_| unset("tracing_sampling_rate_per_million")) {
+            flags.tracing_sampling_rate_per_million = rate;
+        }
     }
+    flags.enable_profiling_handler &= debugging;
     Ok(())
 }
 
-fn read(docs: &Documents) -> Result<Vec<(Options, String)>> {
+fn read(docs: &Documents) -> Result<Vec<(KwokConfiguration, String)>> {
     let mut found = Vec::new();
     for (value, source) in &docs.others {
         let place = format!("{}:{}", source.file, source.line);
@@ -135,7 +164,7 @@ fn read(docs: &Documents) -> Result<Vec<(Options, String)>> {
                 config.api_version
             );
         }
-        found.push((config.options, place));
+        found.push((config, place));
     }
     Ok(found)
 }
@@ -169,6 +198,35 @@ mod tests {
         assert_eq!(f.manage_all_nodes, Some(true));
         assert_eq!(f.enable_crds, ["Stage"]);
         assert_eq!(f.node_lease_duration_seconds, 20);
+        assert!(f.enable_profiling_handler);
+        assert!(f.tracing_endpoint.is_empty());
+    }
+
+    #[test]
+    fn profiling_should_be_off_by_default_and_gated_by_debugging_handlers() {
+        let header = "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\n";
+        assert!(!resolve(header, &[]).unwrap().enable_profiling_handler);
+        let gated =
+            format!("{header}options:\n  enableProfilingHandler: true\n  enableDebuggingHandlers: false\n");
+        assert!(!resolve(&gated, &[]).unwrap().enable_profiling_handler);
+    }
+
+    #[test]
+    fn tracing_and_tls_should_come_from_the_configuration_unless_flagged() {
+        let config = "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\n\
+                      options:\n  tlsCertFile: /c.crt\n  tlsPrivateKeyFile: /c.key\n\
+                      tracing:\n  endpoint: localhost:4317\n  samplingRatePerMillion: 10\n";
+        let f = resolve(config, &[]).unwrap();
+        assert_eq!(f.tls_cert_file.as_deref(), Some(std::path::Path::new("/c.crt")));
+        assert_eq!(
+            f.tls_private_key_file.as_deref(),
+            Some(std::path::Path::new("/c.key"))
+        );
+        assert_eq!(f.tracing_endpoint, "localhost:4317");
+        assert_eq!(f.tracing_sampling_rate_per_million, 10);
+        let f = resolve(config, &["--tracing-endpoint=other:4317"]).unwrap();
+        assert_eq!(f.tracing_endpoint, "other:4317");
+        assert_eq!(f.tracing_sampling_rate_per_million, 10);
     }
 
     #[test]

@@ -15,11 +15,14 @@ pub mod kwok_config;
 pub mod lease;
 pub mod metrics;
 pub mod object;
+pub mod otel;
+pub mod profiling;
 pub mod selector;
 pub mod server;
 pub mod settings;
 pub mod shard;
 pub mod stages;
+pub mod tls;
 pub mod wheel;
 
 use anyhow::{Context as _, Result};

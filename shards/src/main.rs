@@ -8,10 +8,12 @@ use kwok_engine::stage::load::Documents;
 use kwok_shards::{
     controller, dryrun,
     flags::{Command, Flags, StageCommand},
-    kwok_config, server,
+    kwok_config, otel, server,
     settings::{self, Settings},
+    tls,
 };
 use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 // mimalloc holds up better than glibc malloc under many small per-object allocations.
 #[cfg(feature = "mimalloc")]
@@ -32,21 +34,27 @@ async fn main() -> ExitCode {
         Ok(flags) => flags,
         Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| flags.log_level().into()),
-        )
-        // kwokctl sends the output to a log file: no colour codes there.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     // The --config files are read once: options of KwokConfiguration documents fill
-    // the flags not given explicitly, Stage documents become the stages.
-    let docs = match settings::read_documents(&flags.config)
-        .and_then(|docs| kwok_config::apply(&mut flags, &matches, &docs).map(|()| docs))
-    {
+    // the flags not given explicitly, Stage documents become the stages. They may name
+    // the tracing endpoint, so their warnings go through a logger of their own.
+    let log_level = flags.log_level();
+    let early = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(log_level))
+        .finish();
+    let docs = tracing::subscriber::with_default(early, || {
+        settings::read_documents(&flags.config)
+            .and_then(|docs| kwok_config::apply(&mut flags, &matches, &docs).map(|()| docs))
+    });
+    let docs = match docs {
         Ok(docs) => docs,
+        Err(err) => {
+            eprintln!("kwok: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let _otel = match init_logs(&flags) {
+        Ok(guard) => guard,
         Err(err) => {
             eprintln!("kwok: {err:#}");
             return ExitCode::from(2);
@@ -67,7 +75,15 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
         return Ok(());
     }
     let settings = Settings::resolve(&flags, docs)?;
-    let listener = server::bind(&flags.server_address).await?;
+    let tls = tls::load(
+        flags.tls_cert_file.as_deref(),
+        flags.tls_private_key_file.as_deref(),
+    )?;
+    let options = server::Options {
+        tls,
+        profiling: flags.enable_profiling_handler,
+    };
+    let listener = server::bind(&flags.server_address, options).await?;
     let config = kwok_shards::config(&flags).await?;
     let client = kwok_shards::client::build(&config).context("failed to make the API client")?;
     let version = client
@@ -76,6 +92,28 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
         .context("failed to reach the apiserver")?;
     tracing::info!(server_version = %version.git_version, shards = settings.shards, "connected");
     controller::run(client, config, settings, listener, shutdown()).await
+}
+
+/// `RUST_LOG` when set, else the `--v` level.
+fn log_filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into())
+}
+
+/// Logs to stdout; spans to `--tracing-endpoint` when one is given (the guard flushes
+/// them at exit).
+fn init_logs(flags: &Flags) -> Result<Option<otel::Guard>> {
+    let logs = tracing_subscriber::fmt::layer()
+        // kwokctl sends the output to a log file: no colour codes there.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_filter(otel::without_spans(log_filter(flags.log_level())));
+    let config = otel::Config {
+        endpoint: flags.tracing_endpoint.clone(),
+        sampling_rate_per_million: flags.tracing_sampling_rate_per_million,
+        instance: flags.id.clone().unwrap_or_else(|| "kwok".into()),
+    };
+    let (spans, guard) = otel::layer(&config)?.unzip();
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    Ok(guard)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -1,5 +1,6 @@
 //! The controller's HTTP server: `/healthz` and `/livez`, `/readyz` (ready once the first lists
-//! are in) and `/metrics` (OpenMetrics text).
+//! are in), `/metrics` (OpenMetrics text) and, when enabled, `/debug/pprof/*`; HTTPS when
+//! given a certificate.
 
 use std::{
     net::SocketAddr,
@@ -9,8 +10,19 @@ use std::{
     },
 };
 
-use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    extract::{State, connect_info::Connected},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::get,
+    serve::IncomingStream,
+};
 use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{profiling::Peer, tls::TlsListener};
 
 /// Errors of the HTTP server.
 #[derive(Debug, thiserror::Error)]
@@ -44,31 +56,81 @@ pub struct ServerState {
     pub ready: Arc<AtomicBool>,
 }
 
+/// What the server serves beyond its fixed routes.
+#[derive(Default)]
+pub struct Options {
+    /// HTTPS with this configuration (`--tls-cert-file`); plain HTTP when `None`.
+    pub tls: Option<TlsAcceptor>,
+    /// `/debug/pprof/*` (`enableProfilingHandler`).
+    pub profiling: bool,
+}
+
+/// A bound server, not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    options: Options,
+}
+
 /// Binds `address` (so a clash is reported before anything else starts).
-pub async fn bind(address: &str) -> Result<tokio::net::TcpListener, Error> {
+pub async fn bind(address: &str, options: Options) -> Result<Server, Error> {
     let address: SocketAddr = address.parse().map_err(|source| Error::Address {
         address: address.to_owned(),
         source,
     })?;
-    tokio::net::TcpListener::bind(address)
+    let listener = TcpListener::bind(address)
         .await
-        .map_err(|source| Error::Bind { address, source })
+        .map_err(|source| Error::Bind { address, source })?;
+    Ok(Server { listener, options })
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves `server` until `shutdown` completes.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    server: Server,
     state: ServerState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Server { listener, options } = server;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::profiling::routes(options.profiling))
         .with_state(state);
-    tracing::info!(address = ?listener.local_addr().ok(), "serving /healthz, /livez, /readyz, /metrics");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let app = app.into_make_service_with_connect_info::<Peer>();
+    let address = listener.local_addr().ok();
+    let profiling = options.profiling;
+    match options.tls {
+        None => {
+            tracing::info!(
+                ?address,
+                profiling,
+                "serving /healthz, /livez, /readyz, /metrics over HTTP"
+            );
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+        Some(acceptor) => {
+            tracing::info!(
+                ?address,
+                profiling,
+                "serving /healthz, /livez, /readyz, /metrics over HTTPS"
+            );
+            let listener = TlsListener::new(listener, acceptor)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
 }
 
 async fn readyz(State(state): State<ServerState>) -> impl IntoResponse {

@@ -37,6 +37,13 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         args.push(format!("--runtime-config={}", o.kube_runtime_config));
     }
     args.extend(feature_gate_args(ctx));
+    // Spans of every request to Jaeger (1.27+ traces without a feature gate).
+    if super::jaeger::otlp_endpoint(ctx).is_some() {
+        args.push(path_arg(
+            "tracing-config-file",
+            ctx.dir.apiserver_tracing_config(),
+        ));
+    }
     if o.disable_qps_limits {
         // Without priority and fairness, 0 means "no in-flight limit".
         args.extend([

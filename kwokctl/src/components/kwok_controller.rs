@@ -24,6 +24,11 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     }
     // Files given with --kwok-controller-config (upstream KWOK's binary needs its stages).
     args.extend(o.kwok_controller_config.iter().map(|p| path_arg("config", p)));
+    // Every trace kept, as upstream kwokctl asks of its kwok.
+    if let Some(endpoint) = super::jaeger::otlp_endpoint(ctx) {
+        args.push(format!("--tracing-endpoint={endpoint}"));
+        args.push("--tracing-sampling-rate-per-million=1000000".into());
+    }
     if !o.enable_crds.is_empty() {
         args.push(format!("--enable-crds={}", o.enable_crds.join(",")));
     }

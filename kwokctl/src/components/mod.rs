@@ -2,6 +2,7 @@
 //! arguments, and how to tell it is healthy. Building them is pure; a runtime runs them.
 
 mod etcd;
+pub mod jaeger;
 mod kube_apiserver;
 mod kube_controller_manager;
 mod kube_scheduler;
@@ -52,6 +53,8 @@ pub struct Binaries {
     pub kwok: PathBuf,
     /// Prometheus, when it runs.
     pub prometheus: Option<PathBuf>,
+    /// Jaeger, when it runs.
+    pub jaeger: Option<PathBuf>,
 }
 
 /// Everything a component builder reads.
@@ -72,13 +75,14 @@ pub const DEFAULT_COMPONENTS: [&str; 5] = [
 ];
 
 /// Every component kwokctl can run.
-pub const ALL_COMPONENTS: [&str; 6] = [
+pub const ALL_COMPONENTS: [&str; 7] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kwok-controller",
     prometheus::NAME,
+    jaeger::NAME,
 ];
 
 /// Components a cluster cannot do without.
@@ -147,6 +151,12 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
     ];
     if let (Some(binary), Some(port)) = (&binaries.prometheus, ctx.options.prometheus_port) {
         all.push(prometheus::component(ctx, binary, port));
+    }
+    let o = ctx.options;
+    if let (Some(binary), Some(query), Some(otlp_grpc)) =
+        (&binaries.jaeger, o.jaeger_port, o.jaeger_otlp_grpc_port)
+    {
+        all.push(jaeger::component(binary, jaeger::Ports { query, otlp_grpc }));
     }
     all
 }
@@ -316,6 +326,7 @@ mod tests {
             kube_scheduler: "scheduler".into(),
             kwok: "kwok".into(),
             prometheus: None,
+            jaeger: None,
         }
     }
 

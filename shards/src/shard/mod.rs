@@ -691,11 +691,23 @@ impl Shard {
             // A write may wait long on a busy apiserver: it holds only what it reads.
             object: cache::metadata_only(obj),
         };
+        // Exported only with --tracing-endpoint; otherwise a disabled span, built from nothing.
+        let span = tracing::info_span!(
+            target: crate::otel::TARGET,
+            "stage",
+            otel.name = %format_args!("{} {}", kind.resource.kind, name),
+            kwok.stage = name,
+            kwok.resource = %kind.resource.plural,
+            kwok.name = %key.name,
+            k8s.namespace.name = %key.namespace,
+            kwok.effects = effects.len(),
+        );
         let (writer, done) = (self.ctx.writer.clone(), self.done_tx.clone());
-        tokio::spawn(async move {
+        let write = async move {
             let outcome = writer.execute(&target, &effects).await;
             let _ = done.send((key, outcome));
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(write, span));
     }
 
     /// Writes this shard may keep in flight now: `--writes-in-flight`, or fewer while

@@ -15,7 +15,9 @@ mod create_errors;
 mod create_options;
 mod errors;
 mod faults;
+mod jaeger;
 mod kwok;
+mod kwok_server;
 mod upstream_stages;
 
 mod clusters;

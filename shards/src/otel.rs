@@ -1,0 +1,94 @@
+//! OpenTelemetry spans over OTLP/gRPC (`--tracing-endpoint`,
+//! `--tracing-sampling-rate-per-million`, upstream's flags): a pod's or node's stage
+//! transitions and the writes that carry them out.
+//!
+//! # Implementation
+//! Spans are `tracing` spans of target [`TARGET`], which only the OpenTelemetry layer
+//! takes: the log output never shows them, and without an endpoint no layer wants them,
+//! so each `info_span!(target: TARGET, …)` is one cached check of its callsite and
+//! nothing is built, recorded or exported.
+
+use anyhow::{Context as _, Result};
+use opentelemetry::{KeyValue, trace::TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::{
+    Resource,
+    trace::{Sampler, SdkTracerProvider},
+};
+use tracing_subscriber::{Layer, filter::Targets};
+
+/// The target of the spans that are exported (and never logged).
+pub const TARGET: &str = "kwok_otel";
+
+/// The service name spans carry (upstream kwok's).
+pub const SERVICE_NAME: &str = "kwok-controller";
+
+/// Where spans go and how many traces are kept.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `host:port` (or a URL) of an OTLP/gRPC collector; empty turns tracing off.
+    pub endpoint: String,
+    /// Traces kept per million (parent-based: a trace that arrives sampled stays so).
+    pub sampling_rate_per_million: u32,
+    /// `service.instance.id` (the lease holder identity).
+    pub instance: String,
+}
+
+/// Flushes the spans still queued when dropped (at exit).
+pub struct Guard(SdkTracerProvider);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(err) = self.0.shutdown() {
+            tracing::warn!(%err, "failed to flush trace spans");
+        }
+    }
+}
+
+/// A layer exporting [`TARGET`] spans to `config.endpoint`, and its guard; `None`
+/// when the endpoint is empty.
+///
+/// Call it inside the Tokio runtime: the gRPC channel's worker is spawned there (the
+/// SDK's export thread only hands it batches).
+///
+/// # Errors
+/// The endpoint is not a valid URI.
+pub fn layer<S>(config: &Config) -> Result<Option<(impl Layer<S> + use<S>, Guard)>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if config.endpoint.is_empty() {
+        return Ok(None);
+    }
+    let endpoint = if config.endpoint.contains("://") {
+        config.endpoint.clone()
+    } else {
+        format!("http://{}", config.endpoint)
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(&endpoint)
+        .build()
+        .with_context(|| format!("invalid --tracing-endpoint {:?}", config.endpoint))?;
+    let ratio = f64::from(config.sampling_rate_per_million) / 1_000_000.0;
+    let resource = Resource::builder()
+        .with_service_name(SERVICE_NAME)
+        .with_attribute(KeyValue::new("service.instance.id", config.instance.clone()))
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))))
+        .with_resource(resource)
+        .build();
+    let tracer = provider.tracer(SERVICE_NAME);
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(Targets::new().with_target(TARGET, tracing::Level::TRACE));
+    tracing::info!(%endpoint, ratio, "exporting trace spans over OTLP/gRPC");
+    Ok(Some((layer, Guard(provider))))
+}
+
+/// The log filter with [`TARGET`] turned off, so spans meant for export never print.
+pub fn without_spans(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    filter.add_directive(format!("{TARGET}=off").parse().expect("a valid directive"))
+}

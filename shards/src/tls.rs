@@ -1,0 +1,256 @@
+//! HTTPS for the controller's server: `--tls-cert-file` and `--tls-private-key-file`
+//! (upstream's flags), loaded and checked before anything starts.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::{net::TcpStream, sync::mpsc};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+
+/// Handshakes finished but not yet taken by the server; a full queue holds back the
+/// accept loop (and so new connections wait in the kernel's backlog).
+const HANDSHAKES_BUF_SIZE: usize = 64;
+
+/// A client that has not finished its handshake by then is dropped, so a silent peer
+/// holds no task for ever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of loading the certificate and key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One of the two flags came without the other.
+    #[error("{given} {path} needs {missing} too: give both or neither")]
+    Half {
+        /// The flag given.
+        given: &'static str,
+        /// Its file.
+        path: PathBuf,
+        /// The flag missing.
+        missing: &'static str,
+    },
+    /// A file cannot be read or holds no usable PEM.
+    #[error("failed to load {flag} {path}: {reason}")]
+    Load {
+        /// The flag naming the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The certificate and key do not make a server configuration (e.g. they do not match).
+    #[error("failed to use --tls-cert-file {cert} with --tls-private-key-file {key}: {source}")]
+    Config {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What rustls says.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// The server's TLS configuration: `None` when neither flag is given (plain HTTP).
+///
+/// # Errors
+/// One flag without the other, an unreadable file, a file without a certificate or key
+/// in PEM, or a key that does not match the certificate.
+pub fn load(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAcceptor>, Error> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(path), None) => return Err(half("--tls-cert-file", path, "--tls-private-key-file")),
+        (None, Some(path)) => return Err(half("--tls-private-key-file", path, "--tls-cert-file")),
+        (Some(cert), Some(key)) => (cert, key),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| load_error("--tls-cert-file", cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(load_error("--tls-cert-file", cert, "no CERTIFICATE block".into()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| load_error("--tls-private-key-file", key, e.to_string()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|source| Error::Config {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            source,
+        })?;
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
+fn half(given: &'static str, path: &Path, missing: &'static str) -> Error {
+    Error::Half {
+        given,
+        path: path.to_owned(),
+        missing,
+    }
+}
+
+fn load_error(flag: &'static str, path: &Path, reason: String) -> Error {
+    Error::Load {
+        flag,
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// A listener whose connections are TLS streams: a task accepts and spawns a handshake
+/// per connection, so one slow client never holds up another.
+pub struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Starts accepting on `tcp`.
+    pub fn new(tcp: tokio::net::TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, handshaken) = mpsc::channel(HANDSHAKES_BUF_SIZE);
+        let accept_task = tokio::spawn(accept_loop(tcp, acceptor, tx));
+        Ok(Self {
+            handshaken,
+            local,
+            accept_task,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+async fn accept_loop(
+    tcp: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    loop {
+        let (stream, peer) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // As axum's own loop: out of descriptors and the like pass; back off.
+                tracing::warn!(%err, "failed to accept a connection");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send((tls, peer)).await;
+                }
+                Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            // The accept task ends only when aborted by our own drop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(dir: &Path) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn load_err(cert: Option<&Path>, key: Option<&Path>) -> Error {
+        load(cert, key).err().expect("an error")
+    }
+
+    #[test]
+    fn neither_flag_should_mean_plain_http() {
+        assert!(load(None, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_matching_pair_should_load() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = pair(dir.path());
+        assert!(load(Some(&c), Some(&k)).unwrap().is_some());
+    }
+
+    #[test]
+    fn one_flag_without_the_other_should_name_both() {
+        let err = load_err(Some(Path::new("/x.crt")), None).to_string();
+        assert_eq!(
+            err,
+            "--tls-cert-file /x.crt needs --tls-private-key-file too: give both or neither"
+        );
+        let err = load_err(None, Some(Path::new("/x.key"))).to_string();
+        assert!(
+            err.starts_with("--tls-private-key-file /x.key needs --tls-cert-file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_files_should_name_flag_and_file() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = pair(dir.path());
+        let missing = dir.path().join("missing.crt");
+        let err = load_err(Some(&missing), Some(&k)).to_string();
+        assert!(
+            err.starts_with(&format!("failed to load --tls-cert-file {}", missing.display())),
+            "{err}"
+        );
+        let junk = dir.path().join("junk.key");
+        std::fs::write(&junk, "not pem").unwrap();
+        let err = load_err(Some(&c), Some(&junk)).to_string();
+        assert!(
+            err.starts_with(&format!(
+                "failed to load --tls-private-key-file {}",
+                junk.display()
+            )),
+            "{err}"
+        );
+        let (other, _) = pair(&{
+            let d = dir.path().join("other");
+            std::fs::create_dir(&d).unwrap();
+            d
+        });
+        let err = load_err(Some(&other), Some(&k)).to_string();
+        assert!(err.starts_with("failed to use --tls-cert-file"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
