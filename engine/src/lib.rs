@@ -14,6 +14,7 @@ pub mod kubelet;
 pub mod lifecycle;
 pub mod listing;
 pub mod patch;
+pub mod quantity;
 pub mod selector;
 pub mod simulate;
 pub mod stage;

@@ -54,6 +54,17 @@ pub struct ClusterFlags {
     /// Authorization in kube-apiserver: true is Node,RBAC; false allows everything [default: true]
     #[arg(long, env = "KWOK_KUBE_AUTHORIZATION", num_args = 0..=1, default_missing_value = "true")]
     pub kube_authorization: Option<bool>,
+    /// kube-apiserver's admission plugins (its defaults); false runs none, as upstream's
+    /// `--admission-control=` [default: the value of --kube-authorization]
+    #[arg(long, env = "KWOK_KUBE_ADMISSION", num_args = 0..=1, default_missing_value = "true")]
+    pub kube_admission: Option<bool>,
+    /// Serve the apiserver over HTTPS with authentication; only true is supported
+    /// (upstream's false is for Kubernetes before 1.13) [default: true]
+    #[arg(long, env = "KWOK_SECURE_PORT", num_args = 0..=1, default_missing_value = "true")]
+    pub secure_port: Option<bool>,
+    /// etcd's storage quota, a quantity (`8Gi`, `2G`) [default: 8Gi]
+    #[arg(long, env = "KWOK_ETCD_QUOTA_BACKEND_SIZE")]
+    pub etcd_quota_backend_size: Option<String>,
     /// Feature gates for the Kubernetes components, e.g. "A=true,B=false".
     #[arg(long, env = "KWOK_KUBE_FEATURE_GATES")]
     pub kube_feature_gates: Option<String>,

@@ -104,6 +104,12 @@ pub struct Options {
     /// kube-apiserver authorization: Node,RBAC when true, AlwaysAllow when false.
     #[serde(default = "yes")]
     pub kube_authorization: bool,
+    /// kube-apiserver runs its default admission plugins (none when false).
+    #[serde(default = "yes")]
+    pub kube_admission: bool,
+    /// etcd's storage quota in bytes.
+    #[serde(default = "default_etcd_quota")]
+    pub etcd_quota_backend_bytes: u64,
     /// The audit policy, copied into the cluster folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_audit_policy: Option<PathBuf>,
@@ -158,6 +164,13 @@ fn default_heartbeat_factor() -> f64 {
     DEFAULT_HEARTBEAT_FACTOR
 }
 
+/// etcd's quota unless `--etcd-quota-backend-size` says otherwise: 8 GiB.
+pub const DEFAULT_ETCD_QUOTA_BYTES: u64 = 8 << 30;
+
+fn default_etcd_quota() -> u64 {
+    DEFAULT_ETCD_QUOTA_BYTES
+}
+
 fn default_etcd_prefix() -> String {
     DEFAULT_ETCD_PREFIX.into()
 }
@@ -180,6 +193,8 @@ impl Default for Options {
             jaeger_port: None,
             jaeger_otlp_grpc_port: None,
             kube_authorization: true,
+            kube_admission: true,
+            etcd_quota_backend_bytes: DEFAULT_ETCD_QUOTA_BYTES,
             kube_audit_policy: None,
             kube_scheduler_config: None,
             kube_feature_gates: String::new(),

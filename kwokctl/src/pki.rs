@@ -34,6 +34,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// More groups than a certificate here can carry.
+    #[error(
+        "--group {groups}: a client certificate carries one group (rcgen writes one organization per subject)"
+    )]
+    Groups {
+        /// The groups asked for, comma-separated.
+        groups: String,
+    },
     /// A PEM file holds no usable key.
     #[error("failed to parse {path}: {source}")]
     Parse {
@@ -200,6 +208,13 @@ pub fn generate(paths: &PkiPaths) -> Result<()> {
 /// Signs a new client certificate for `user` in `groups` with the cluster's CA (in
 /// `paths`); returns the certificate and its key as PEM.
 pub fn sign_client(paths: &PkiPaths, user: &str, groups: &[&str]) -> Result<(String, String)> {
+    // rcgen keeps one value per attribute type: a second organization would silently
+    // replace the first, and the apiserver would see fewer groups than asked for.
+    if groups.len() > 1 {
+        return Err(Error::Groups {
+            groups: groups.join(","),
+        });
+    }
     let read = |path: PathBuf| {
         fs::read_to_string(&path).map_err(|source| Error::Read {
             path: path.clone(),

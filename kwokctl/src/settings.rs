@@ -62,6 +62,10 @@ pub struct Settings {
     pub ports: PortRequests,
     pub disable_qps_limits: bool,
     pub kube_authorization: bool,
+    /// kube-apiserver runs its default admission plugins.
+    pub kube_admission: bool,
+    /// etcd's `--quota-backend-bytes`.
+    pub etcd_quota_backend_bytes: u64,
     pub kube_audit_policy: Option<PathBuf>,
     pub kube_scheduler_config: Option<PathBuf>,
     pub kube_feature_gates: String,
@@ -93,6 +97,24 @@ impl Settings {
         for patch in &patches {
             components::check_name("componentsPatches", &patch.name)?;
         }
+        if o.secure_port == Some(false) {
+            return Err(Error::Invalid {
+                flag: "--secure-port",
+                value: "false".into(),
+                reason: "kube-apiserver always serves HTTPS with authentication (an insecure port needs Kubernetes before 1.13)",
+            });
+        }
+        let etcd_quota_backend_bytes = match &o.etcd_quota_backend_size {
+            None => crate::config::DEFAULT_ETCD_QUOTA_BYTES,
+            Some(size) => kwok_engine::quantity::parse(size)
+                .filter(|b| b.is_finite() && *b >= 1.0 && b.fract() == 0.0)
+                .map(|b| b as u64)
+                .ok_or_else(|| Error::Invalid {
+                    flag: "--etcd-quota-backend-size",
+                    value: size.clone(),
+                    reason: "not a whole number of bytes as a quantity (e.g. 8Gi, 2G)",
+                })?,
+        };
         let heartbeat_factor = o.heartbeat_factor.unwrap_or(DEFAULT_HEARTBEAT_FACTOR);
         if !(heartbeat_factor.is_finite() && heartbeat_factor > 0.0) {
             return Err(Error::Invalid {
@@ -143,6 +165,9 @@ impl Settings {
             },
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
             kube_authorization: o.kube_authorization.unwrap_or(true),
+            // Upstream's default follows authorization.
+            kube_admission: o.kube_admission.unwrap_or(o.kube_authorization.unwrap_or(true)),
+            etcd_quota_backend_bytes,
             kube_audit_policy: o.kube_audit_policy,
             kube_scheduler_config: o.kube_scheduler_config,
             kube_feature_gates: o.kube_feature_gates.unwrap_or_default(),
@@ -196,6 +221,9 @@ pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOpt
         kube_scheduler_config = c.kube_scheduler_config.clone(),
         kube_audit_policy = c.kube_audit_policy.clone(),
         kube_authorization = c.kube_authorization,
+        kube_admission = c.kube_admission,
+        secure_port = c.secure_port,
+        etcd_quota_backend_size = c.etcd_quota_backend_size.clone(),
         kube_feature_gates = c.kube_feature_gates.clone(),
         kube_runtime_config = c.kube_runtime_config.clone(),
         enable_crds = c.enable_crds.clone(),

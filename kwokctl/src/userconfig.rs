@@ -126,6 +126,12 @@ pub struct FileOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kube_authorization: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_admission: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_port: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_quota_backend_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kube_feature_gates: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kube_runtime_config: Option<String>,
@@ -320,7 +326,6 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "lwsVersion",
     "deschedulerVersion",
     "kindVersion",
-    "securePort",
     "enableMetricsServer",
     "kubeImagePrefix",
     "etcdImagePrefix",
@@ -385,7 +390,6 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "metricsServerBinary",
     "kindBinaryPrefix",
     "kindBinary",
-    "kubeAdmission",
     "etcdPeerPort",
     "dashboardPort",
     "kueuevizPort",
@@ -396,7 +400,6 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "nodeStatusUpdateFrequencyMilliseconds",
     "bindAddress",
     "kubeApiserverCertSANs",
-    "etcdQuotaBackendSize",
 ];
 
 /// Drops from `value` (a KwokctlConfiguration) what upstream has and kwokctl-rs does not

@@ -41,21 +41,6 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
     ("create cluster", "enable-metrics-server", REFUSED),
     ("create cluster", "metrics-server-binary", REFUSED),
     (
-        "create cluster",
-        "secure-port",
-        "the apiserver always serves HTTPS with authentication",
-    ),
-    (
-        "create cluster",
-        "kube-admission",
-        "admission is always on (upstream's default)",
-    ),
-    (
-        "create cluster",
-        "etcd-quota-backend-size",
-        "etcd's quota is fixed at 8 GiB",
-    ),
-    (
         "get artifacts",
         "runtime",
         "only the binary runtime, whose artifacts it lists",

@@ -25,6 +25,8 @@ use std::sync::{Arc, LazyLock};
 use cel::{Context, ExecutionError, Program, Value as CelValue, extractors::This};
 use serde_json::Value;
 
+use crate::quantity::parse as parse_quantity;
+
 /// The functions above, in a root context every evaluation opens a scope of.
 static KWOK_FUNCTIONS: LazyLock<Context<'static, 'static>> = LazyLock::new(|| {
     let mut ctx = Context::default();
@@ -82,38 +84,6 @@ fn since_second(This(obj): This<CelValue>) -> Result<f64, ExecutionError> {
 fn quantity(text: Arc<String>) -> Result<f64, ExecutionError> {
     parse_quantity(&text)
         .ok_or_else(|| ExecutionError::function_error("Quantity", format!("{text:?} is not a quantity")))
-}
-
-/// A Kubernetes quantity: a decimal number, then a binary (`Ki` … `Ei`), decimal
-/// (`n`, `u`, `m`, `k`, `M` … `E`) or exponent (`e3`) suffix.
-pub(crate) fn parse_quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-')))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(value * scale)
 }
 
 /// A compiled CEL expression that must evaluate to `true` for the object to match.

@@ -24,7 +24,7 @@ pub enum ConfigCommand {
     Reset,
 }
 
-pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand) -> Result<()> {
+pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand, dry_run: bool) -> Result<()> {
     let default = workdir.default_config();
     match what {
         ConfigCommand::View => {
@@ -34,6 +34,12 @@ pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand) -> 
         }
         ConfigCommand::Tidy => {
             let user = UserConfig::load(files, &default)?;
+            if dry_run {
+                let yaml = user.to_yaml();
+                let end = if yaml.ends_with('\n') { "" } else { "\n" };
+                print!("cat <<'EOF' >{}\n{yaml}{end}EOF\n", default.display());
+                return Ok(());
+            }
             if let Some(parent) = default.parent() {
                 fs::create_dir_all(parent)
                     .with_context(|| format!("failed to create {}", parent.display()))?;
@@ -42,6 +48,7 @@ pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand) -> 
                 .with_context(|| format!("failed to write {}", default.display()))?;
             println!("Wrote {}", default.display());
         }
+        ConfigCommand::Reset if dry_run => println!("rm -f {}", default.display()),
         ConfigCommand::Reset => match fs::remove_file(&default) {
             Ok(()) => println!("Removed {}", default.display()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

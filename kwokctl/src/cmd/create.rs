@@ -236,6 +236,8 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
         jaeger_port,
         jaeger_otlp_grpc_port,
         kube_authorization: s.kube_authorization,
+        kube_admission: s.kube_admission,
+        etcd_quota_backend_bytes: s.etcd_quota_backend_bytes,
         kube_audit_policy: s.kube_audit_policy.clone(),
         kube_scheduler_config: s.kube_scheduler_config.clone(),
         kube_feature_gates: s.kube_feature_gates.clone(),

@@ -47,11 +47,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Kectl(pass) => passthrough::kectl(&workdir, name, pass.args),
         Command::Logs(args) => logs::run(&workdir, name, &args.component, args.follow).await,
         Command::Install => Ok(Finder::new(workdir.cache()).build(&Binary::GO_BUILT)?),
-        Command::Config(what) => config::run(&workdir, &cli.config, what),
+        Command::Config(what) => config::run(&workdir, &cli.config, what, dry_run),
         Command::Export(what) => export::run(&workdir, name, what),
         Command::PortForward(args) => port_forward::run(&workdir, name, args).await,
         Command::Scale(args) => scale::run(&workdir, name, &cli.config, args, dry_run).await,
-        Command::Snapshot(what) => snapshot::run(&workdir, name, what).await,
+        Command::Snapshot(what) => snapshot::run(&workdir, name, what, dry_run).await,
         Command::Completion(args) => completion::run(args.shell),
     }
 }

@@ -19,7 +19,11 @@ use crate::{
     snapshot::{etcd, k8s, record, replay},
 };
 
-pub(super) async fn run(workdir: &Workdir, name: &str, what: SnapshotCommand) -> Result<()> {
+pub(super) async fn run(workdir: &Workdir, name: &str, what: SnapshotCommand, dry_run: bool) -> Result<()> {
+    if dry_run {
+        print!("{}", plan(workdir, name, &what)?);
+        return Ok(());
+    }
     match what {
         SnapshotCommand::Save(args) => save(workdir, name, args).await,
         SnapshotCommand::Restore(args) => restore(workdir, name, args).await,
@@ -27,6 +31,64 @@ pub(super) async fn run(workdir: &Workdir, name: &str, what: SnapshotCommand) ->
         SnapshotCommand::Record(args) => record_cmd(workdir, name, args).await,
         SnapshotCommand::Replay(args) => replay_cmd(workdir, name, args).await,
     }
+}
+
+/// What a snapshot command would do, as the commands it stands for (the global
+/// `--dry-run`); the cluster must exist, as for the command itself.
+fn plan(workdir: &Workdir, name: &str, what: &SnapshotCommand) -> Result<String> {
+    let filters = |f: &[String]| match f.is_empty() {
+        true => "all".to_owned(),
+        false => f.join(","),
+    };
+    if let SnapshotCommand::Export(a) = what {
+        let record = if a.record {
+            " # then every change until Ctrl-C"
+        } else {
+            ""
+        };
+        return Ok(format!(
+            "kubectl --kubeconfig {} get {} -o yaml >{}{record}\n",
+            a.kubeconfig.display(),
+            filters(&a.filter),
+            a.path.display()
+        ));
+    }
+    let (dir, config) = super::existing(workdir, name)?;
+    let kubeconfig = dir.kubeconfig();
+    let etcd = format!("http://127.0.0.1:{}", config.options.etcd_port);
+    Ok(match what {
+        SnapshotCommand::Save(a) if a.format == Format::Etcd => {
+            format!("etcdctl --endpoints={etcd} snapshot save {}\n", a.path.display())
+        }
+        SnapshotCommand::Save(a) => format!(
+            "kubectl --kubeconfig {} get {} -o yaml >{}\n",
+            kubeconfig.display(),
+            filters(&a.filter),
+            a.path.display()
+        ),
+        SnapshotCommand::Restore(a) if a.format == Format::Etcd => format!(
+            "{}etcdutl snapshot restore {} --data-dir {}\n# start cluster {name:?} on the restored data\n",
+            super::lifecycle::stop_plan(&dir),
+            a.path.display(),
+            dir.etcd_data().display()
+        ),
+        SnapshotCommand::Restore(a) => format!(
+            "kubectl --kubeconfig {} create -f {}\n",
+            kubeconfig.display(),
+            a.path.display()
+        ),
+        SnapshotCommand::Record(a) => format!(
+            "# record {} of cluster {name:?} to {} until Ctrl-C\n",
+            filters(&a.filter),
+            a.path.display()
+        ),
+        SnapshotCommand::Replay(a) => format!(
+            "# replay {} onto cluster {name:?} at {}x speed\n",
+            a.path.display(),
+            a.speed
+        ),
+        SnapshotCommand::Export(_) => unreachable!("handled above"),
+    })
 }
 
 async fn record_cmd(workdir: &Workdir, name: &str, args: RecordArgs) -> Result<()> {

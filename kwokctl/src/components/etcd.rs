@@ -23,7 +23,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
             "--auto-compaction-retention=1".into(),
             // A test cluster has no need to sync every write to disk.
             "--unsafe-no-fsync=true".into(),
-            "--quota-backend-bytes=8589934592".into(),
+            format!("--quota-backend-bytes={}", o.etcd_quota_backend_bytes),
         ],
         port: o.etcd_port,
         health_url: format!("{client}/health"),

@@ -29,6 +29,10 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         path_arg("service-account-signing-key-file", pki.sa_key()),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
     ];
+    if !o.kube_admission {
+        // Upstream's way to run no admission plugin at all.
+        args.push("--admission-control=".into());
+    }
     if o.kube_audit_policy.is_some() {
         args.push(path_arg("audit-policy-file", ctx.dir.audit_policy()));
         args.push(path_arg("audit-log-path", ctx.dir.audit_log()));

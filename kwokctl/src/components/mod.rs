@@ -129,7 +129,6 @@ const UPSTREAM_ONLY_COMPONENTS: &[&str] = &[
     "dashboard",
     "dashboard-metrics-scraper",
     "metrics-server",
-    "jaeger",
     "kube-scheduler-plugins",
     "kueue",
     "kueueviz",
@@ -471,6 +470,8 @@ mod tests {
         let dir = crate::paths::Workdir::from_env().cluster("t");
         let options = Options {
             kube_authorization: false,
+            kube_admission: true,
+            etcd_quota_backend_bytes: 1 << 30,
             enable_crds: vec!["Stage".into()],
             kwok_config: Some(dir.kwok_config()),
             kube_audit_policy: Some("policy.yaml".into()),

@@ -73,8 +73,50 @@ fn everyday_commands_should_take_upstreams_flags() {
     );
     assert!(!made_dir.exists() && !kwokctl.cluster_dir(NAME).exists());
 
-    kwokctl.ok(&["-c", config, "create", "cluster", "--name", NAME]);
+    kwokctl.ok(&[
+        "-c",
+        config,
+        "create",
+        "cluster",
+        "--name",
+        NAME,
+        "--kube-admission=false",
+        "--etcd-quota-backend-size",
+        "2Gi",
+    ]);
     assert!(made_dir.is_dir(), "DirectoryOrCreate made {}", made_dir.display());
+    // No admission: NamespaceLifecycle no longer refuses an object in a missing namespace.
+    kwokctl.ok(&[
+        "--name",
+        NAME,
+        "kubectl",
+        "create",
+        "configmap",
+        "orphan",
+        "-n",
+        "nowhere",
+    ]);
+    let etcd = fs::read_to_string(format!(
+        "/proc/{}/cmdline",
+        fs::read_to_string(kwokctl.cluster_dir(NAME).join("pids/etcd.pid"))
+            .unwrap()
+            .trim()
+    ))
+    .unwrap();
+    assert!(etcd.contains("--quota-backend-bytes=2147483648"), "{etcd}");
+    let err = kwokctl.err(&[
+        "--dry-run",
+        "create",
+        "cluster",
+        "--name",
+        "x",
+        "--etcd-quota-backend-size",
+        "lots",
+    ]);
+    assert!(
+        err.contains("--etcd-quota-backend-size") && err.contains("lots"),
+        "{err}"
+    );
     let stages =
         fs::read_to_string(kwokctl.cluster_dir(NAME).join("kwok-controller-config.yaml")).unwrap_or_default();
     assert!(
@@ -140,7 +182,7 @@ fn everyday_commands_should_take_upstreams_flags() {
         "--user",
         "alice",
         "--group",
-        "devs,qa",
+        "devs",
         "--host",
         "localhost",
         "--insecure-skip-tls-verify",
@@ -153,7 +195,18 @@ fn everyday_commands_should_take_upstreams_flags() {
     let who: Value = serde_json::from_str(&kubectl_with(&other, &["auth", "whoami", "-o", "json"])).unwrap();
     assert_eq!(who["status"]["userInfo"]["username"], "alice", "{who}");
     let groups = who["status"]["userInfo"]["groups"].to_string();
-    assert!(groups.contains("devs") && groups.contains("qa"), "{groups}");
+    assert!(groups.contains("devs"), "{groups}");
+    let err = kwokctl.err(&[
+        "--name",
+        NAME,
+        "get",
+        "kubeconfig",
+        "--user",
+        "bob",
+        "--group",
+        "a,b",
+    ]);
+    assert!(err.contains("a client certificate carries one group"), "{err}");
 
     // port-forward by upstream's port name reaches the apiserver.
     let mut forward = PortForward::start(&kwokctl, NAME, "kube-apiserver", "0:https");
@@ -181,6 +234,16 @@ fn everyday_commands_should_take_upstreams_flags() {
     let nodes = kwokctl.ok(&["--name", NAME, "kubectl", "get", "nodes", "-o", "name"]);
     assert_eq!(nodes.trim(), "node/cli-node", "the dry run scaled nothing");
     assert!(kwokctl.processes().len() >= 5, "the dry run stopped nothing");
+
+    let plan = kwokctl.ok(&["--dry-run", "-c", config, "config", "tidy"]);
+    assert!(
+        plan.contains("cat <<'EOF' >") && plan.contains("kind: KwokctlConfiguration"),
+        "{plan}"
+    );
+    assert!(
+        !kwokctl.workdir().join("kwok.yaml").exists(),
+        "the dry run wrote nothing"
+    );
 
     // -v takes upstream's levels and refuses others in one line.
     kwokctl.ok(&["-v", "DEBUG", "get", "clusters"]);
