@@ -26,8 +26,11 @@ echo "==> creating cluster $name"
 echo "==> 10 fake nodes, then a Deployment of 20 pods"
 nodes="${TMPDIR:-/tmp}/kwok-demo-nodes.yaml"
 deploy="${TMPDIR:-/tmp}/kwok-demo-deployment.yaml"
+# The labels a kubelet gives its node: kube-scheduler's default topology spread keys on
+# kubernetes.io/hostname, and without it every replica lands on the same node.
 for i in $(seq 0 9); do
-  printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-%s\n  annotations: {kwok.x-k8s.io/node: fake}\n  labels: {type: kwok}\n---\n' "$i"
+  printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-%s\n  annotations: {kwok.x-k8s.io/node: fake}\n' "$i"
+  printf '  labels: {type: kwok, kubernetes.io/hostname: kwok-node-%s, kubernetes.io/os: linux, kubernetes.io/arch: amd64}\n---\n' "$i"
 done > "$nodes"
 cat > "$deploy" <<'YAML'
 apiVersion: apps/v1
@@ -43,9 +46,9 @@ spec:
 YAML
 "$kwokctl" --name "$name" kubectl apply -f "$nodes"
 "$kwokctl" --name "$name" kubectl wait --for=condition=Ready node --all --timeout=60s
-# A new node carries the node.kubernetes.io/not-ready taint until the controller-manager's
-# next node check (every 5 s) after it turns Ready, as with a real kubelet. Pods created
-# before then all land on the nodes already untainted, so wait for every taint to go.
+# A node the controller-manager saw NotReady keeps the node.kubernetes.io/not-ready taint
+# until its next node check (every 5 s), as with a real kubelet; pods made before then
+# avoid it, so wait for every such taint to go.
 for _ in $(seq 60); do
   tainted="$("$kwokctl" --name "$name" kubectl get nodes -o jsonpath='{range .items[*]}{.spec.taints}{"\n"}{end}' | grep -c not-ready || true)"
   [ "$tainted" = 0 ] && break
@@ -58,7 +61,7 @@ for _ in $(seq 30); do
 done
 "$kwokctl" --name "$name" kubectl rollout status deployment/demo --timeout=120s
 "$kwokctl" --name "$name" kubectl get nodes
-"$kwokctl" --name "$name" kubectl get pods -o wide | head -8
+"$kwokctl" --name "$name" kubectl get pods -o wide | sed -n 1,8p
 echo "==> pods per node"
 "$kwokctl" --name "$name" kubectl get pods -l app=demo -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort | uniq -c
 echo

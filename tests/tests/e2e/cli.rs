@@ -235,6 +235,17 @@ fn everyday_commands_should_take_upstreams_flags() {
     assert_eq!(nodes.trim(), "node/cli-node", "the dry run scaled nothing");
     assert!(kwokctl.processes().len() >= 5, "the dry run stopped nothing");
 
+    let snap = home.join("snap.db");
+    let plan = kwokctl.ok(&[
+        "--name",
+        NAME,
+        "--dry-run",
+        "snapshot",
+        "save",
+        "--path",
+        snap.to_str().unwrap(),
+    ]);
+    assert!(plan.contains("snapshot save") && !snap.exists(), "{plan}");
     let plan = kwokctl.ok(&["--dry-run", "-c", config, "config", "tidy"]);
     assert!(
         plan.contains("cat <<'EOF' >") && plan.contains("kind: KwokctlConfiguration"),
