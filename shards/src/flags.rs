@@ -165,19 +165,14 @@ mod tests {
     }
 
     #[test]
+    // The spellings themselves are engine::verbosity's tests; this checks the wiring.
     fn v_should_take_upstreams_level_names_and_numbers() {
         let level = |v: &str| {
             Flags::try_parse_from(["kwok", &format!("--v={v}")])
                 .map(|f| f.log_level())
                 .ok()
         };
-        assert_eq!(level("DEBUG"), Some("debug"));
-        assert_eq!(level("-4"), Some("debug"));
-        assert_eq!(level("info"), Some("info"));
         assert_eq!(level("WARN"), Some("warn"));
-        assert_eq!(level("4"), Some("warn"));
-        assert_eq!(level("ERROR"), Some("error"));
-        assert_eq!(level("INFO-4"), Some("debug"));
         assert_eq!(level("DEBUG-4"), Some("trace"));
         let f = Flags::try_parse_from(["kwok", "-v", "-4"]).unwrap();
         assert_eq!(f.log_level(), "debug");
