@@ -277,6 +277,10 @@ pub struct CreateClusterArgs {
     /// kwok controller binary (default: next to kwokctl, else PATH).
     #[arg(long, env = "KWOK_CONTROLLER_BINARY")]
     pub kwok_controller_binary: Option<PathBuf>,
+    /// Jaeger all-in-one binary, for --jaeger-port (default: cache, PATH at the pinned
+    /// version, else built from the pinned Go module).
+    #[arg(long, env = "KWOK_JAEGER_BINARY")]
+    pub jaeger_binary: Option<PathBuf>,
     /// Components, Kubernetes options, Prometheus, dry run.
     #[command(flatten)]
     pub cluster: Box<crate::cluster_flags::ClusterFlags>,

@@ -278,7 +278,7 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
         prometheus,
         // Built (a long Go build the first time) only for a cluster that runs it.
         jaeger: match s.runs(jaeger::NAME) {
-            true => Some(find(Binary::Jaeger, &None)?),
+            true => Some(find(Binary::Jaeger, &args.jaeger_binary)?),
             false => None,
         },
     })

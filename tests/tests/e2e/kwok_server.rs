@@ -150,7 +150,7 @@ fn kwok_should_serve_pprof_profiles_only_when_enabled() {
     let off = KwokProcess::start(&cluster, &["--node-lease-duration-seconds=0"]);
     let refused = raw_get(&off.address, "/debug/pprof/profile?seconds=1");
     assert!(
-        refused.starts_with("HTTP/1.1 405") && refused.contains("profiling endpoint is disabled."),
+        refused.starts_with("HTTP/1.0 405") && refused.contains("profiling endpoint is disabled."),
         "{refused}"
     );
     drop(off);
