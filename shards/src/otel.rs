@@ -92,3 +92,43 @@ where
 pub fn without_spans(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
     filter.add_directive(format!("{TARGET}=off").parse().expect("a valid directive"))
 }
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
+
+    use super::*;
+
+    fn config(endpoint: &str) -> Config {
+        Config {
+            endpoint: endpoint.into(),
+            sampling_rate_per_million: 1_000_000,
+            instance: "test".into(),
+        }
+    }
+
+    #[test]
+    fn no_endpoint_should_mean_no_exporter_and_disabled_spans() {
+        let layer = layer::<tracing_subscriber::Registry>(&config("")).unwrap();
+        assert!(layer.is_none());
+        // The log layer as main.rs sets it up, at the most verbose level.
+        let logs = tracing_subscriber::fmt::layer()
+            .with_filter(without_spans(tracing_subscriber::EnvFilter::new("trace")));
+        let subscriber = tracing_subscriber::registry().with(logs);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!tracing::span_enabled!(target: TARGET, tracing::Level::INFO));
+            assert!(tracing::info_span!(target: TARGET, "stage").is_disabled());
+            assert!(
+                tracing::span_enabled!(tracing::Level::INFO),
+                "other spans still log"
+            );
+        });
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_should_make_an_exporter_without_connecting() {
+        // Nothing listens there: the channel connects lazily, so this still succeeds.
+        let made = layer::<tracing_subscriber::Registry>(&config("127.0.0.1:1")).unwrap();
+        assert!(made.is_some());
+    }
+}

@@ -205,6 +205,32 @@ mod tests {
         assert!(seconds(Some("seconds=601")).is_err());
     }
 
+    async fn status(enabled: bool, peer: &str, path: &str) -> StatusCode {
+        use tower::ServiceExt as _;
+        let mut request = Request::builder()
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(Peer(peer.parse().unwrap())));
+        routes::<()>(enabled).oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn profiling_should_answer_loopback_clients_only_and_be_refused_when_off() {
+        assert_eq!(status(true, "127.0.0.1:5", "/debug/pprof/").await, StatusCode::OK);
+        assert_eq!(status(true, "[::1]:5", "/debug/pprof/heap").await, StatusCode::OK);
+        assert_eq!(
+            status(true, "10.0.0.7:5", "/debug/pprof/heap").await,
+            StatusCode::FORBIDDEN
+        );
+        for path in ["/debug/pprof", "/debug/pprof/", "/debug/pprof/profile"] {
+            let refused = status(false, "127.0.0.1:5", path).await;
+            assert_eq!(refused, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        }
+    }
+
     #[test]
     fn a_cpu_profile_should_be_gzip() {
         let body = cpu_profile(Duration::from_millis(200)).unwrap();
