@@ -70,7 +70,7 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         "-n",
         "spread",
         "--image=x",
-        "--replicas=30",
+        "--replicas=50",
     ]);
     kwokctl.ok(&[
         "--name",
@@ -85,8 +85,8 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         "--param",
         r#".nodeName="node-000007""#,
     ]);
-    let running = until(SETTLE, &33, || running_pods(&kwokctl, c, "spread").len());
-    assert_eq!(running, 33, "all 33 pods of namespace spread run");
+    let running = until(SETTLE, &53, || running_pods(&kwokctl, c, "spread").len());
+    assert_eq!(running, 53, "all 53 pods of namespace spread run");
     let placed = kwokctl.ok(&[
         "--name",
         c,
@@ -105,7 +105,7 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         .collect();
     assert!(
         deployment_nodes.len() >= 5,
-        "30 pods spread over {deployment_nodes:?}"
+        "50 pods spread over {deployment_nodes:?}"
     );
     let pinned: Vec<&str> = placed.lines().filter(|l| l.starts_with("pinned-")).collect();
     assert!(
