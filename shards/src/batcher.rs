@@ -165,7 +165,8 @@ impl Writer {
         }
         let mut config = config.clone();
         config.auth_info.impersonate = Some(user.to_owned());
-        let client = crate::client::build(&config).map_err(|e| {
+        // Impersonated writes (rare) send no traceparent; their spans are still kwok's.
+        let client = crate::client::build(&config, false).map_err(|e| {
             warn!(user, error = %e, "failed to make an impersonating client");
             Failure::Other
         })?;

@@ -40,8 +40,9 @@ pub enum ClientError {
 }
 
 /// A client for `config`: HTTP/2 over TLS when the server negotiates it, HTTP/1.1
-/// otherwise (a plain `http://` server, or one without h2).
-pub fn build(config: &Config) -> Result<Client, ClientError> {
+/// otherwise (a plain `http://` server, or one without h2). With `traced`, requests carry
+/// the current span's `traceparent` ([`crate::otel::inject`]).
+pub fn build(config: &Config, traced: bool) -> Result<Client, ClientError> {
     let tls = config.rustls_client_config()?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -67,6 +68,7 @@ pub fn build(config: &Config) -> Result<Client, ClientError> {
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
+        .option_layer(traced.then(|| tower::util::MapRequestLayer::new(crate::otel::inject)))
         .map_err(BoxError::from)
         .service(transport);
     Ok(Client::new(service, config.default_namespace.clone()))

@@ -85,7 +85,8 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
     };
     let listener = server::bind(&flags.server_address, options).await?;
     let config = kwok_shards::config(&flags).await?;
-    let client = kwok_shards::client::build(&config).context("failed to make the API client")?;
+    let client = kwok_shards::client::build(&config, !flags.tracing_endpoint.is_empty())
+        .context("failed to make the API client")?;
     let version = client
         .apiserver_version()
         .await

@@ -88,6 +88,31 @@ where
     Ok(Some((layer, Guard(provider))))
 }
 
+/// Adds the current span's W3C `traceparent` to `request`, so the apiserver's spans of a
+/// write join kwok's trace (client-go's tracing transport does the same). Installed on
+/// the client only with `--tracing-endpoint`.
+pub fn inject<B>(mut request: http::Request<B>) -> http::Request<B> {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    let context = tracing::Span::current().context();
+    let mut headers = Headers(request.headers_mut());
+    opentelemetry_sdk::propagation::TraceContextPropagator::new().inject_context(&context, &mut headers);
+    request
+}
+
+/// Request headers as an OpenTelemetry carrier.
+struct Headers<'a>(&'a mut http::HeaderMap);
+
+impl opentelemetry::propagation::Injector for Headers<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let name = http::HeaderName::from_bytes(key.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, http::HeaderValue::from_str(&value)) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
 /// The log filter with [`TARGET`] turned off, so spans meant for export never print.
 pub fn without_spans(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
     filter.add_directive(format!("{TARGET}=off").parse().expect("a valid directive"))

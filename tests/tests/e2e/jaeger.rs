@@ -97,4 +97,11 @@ fn jaeger_should_receive_the_apiserver_and_kwok_traces_of_a_pod() {
         operations.iter().any(|o| o == "patch"),
         "no write span under the pod's stages: {operations:?}"
     );
+    // kwok's writes carry a traceparent: the apiserver's spans of them join the trace.
+    let joined = traces.as_array().into_iter().flatten().any(|t| {
+        t["processes"]
+            .as_object()
+            .is_some_and(|p| p.values().any(|p| p["serviceName"] == "apiserver"))
+    });
+    assert!(joined, "no apiserver span in kwok's traces of the pod");
 }
