@@ -9,4 +9,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The e2e suite runs the real binaries: build them, and the control plane, first.
 cargo build --workspace --bins
 target/debug/kwokctl install
+# The tools only some tests use (kectl, Jaeger) are built now, one at a time, rather
+# than by the first test that needs them while the other e2e tests run beside it.
+bash kwokctl/controlplane/build.sh kectl jaeger
 cargo test --workspace

@@ -20,6 +20,7 @@ mod kwok;
 mod kwok_server;
 mod upstream_stages;
 
+mod cli;
 mod clusters;
 mod completion;
 mod kectl;
