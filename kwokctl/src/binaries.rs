@@ -294,6 +294,15 @@ impl Finder {
         Ok(binary.cache_path(&self.cache))
     }
 
+    /// [`Finder::find_or_build`], or in a dry run the path it would use, building nothing.
+    pub fn locate(&self, binary: Binary, explicit: Option<&Path>, dry_run: bool) -> Result<PathBuf> {
+        if dry_run {
+            let found = self.find(binary, explicit)?;
+            return Ok(found.unwrap_or_else(|| binary.cache_path(&self.cache)));
+        }
+        self.find_or_build(binary, explicit)
+    }
+
     /// Builds `binaries` into the cache from the embedded Go modules; what is cached is skipped.
     /// Progress (what is built, elapsed time) goes to stderr.
     pub fn build(&self, binaries: &[Binary]) -> Result<()> {

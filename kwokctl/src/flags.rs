@@ -49,6 +49,48 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands that run another program: every word after one of them is that
+/// program's, as upstream's (cobra's `DisableFlagParsing`), so `kwokctl kubectl -v 6`
+/// and `kwokctl kubectl --dry-run=client` reach kubectl.
+const PASS_THROUGH: [&str; 3] = ["kubectl", "etcdctl", "kectl"];
+/// kwokctl's global flags that take the next word as their value.
+const VALUED_GLOBALS: [&str; 5] = ["--name", "-c", "--config", "-v", "--v"];
+
+impl Cli {
+    /// Parses `args` (with the program name first) as clap does, except that what
+    /// follows a pass-through subcommand is handed to it untouched.
+    pub fn parse_passing_through(args: impl IntoIterator<Item = std::ffi::OsString>) -> Self {
+        let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+        let Some(verb) = pass_through_verb(&args) else {
+            return Self::parse_from(args);
+        };
+        let mut cli = Self::parse_from(&args[..=verb]);
+        let rest = args[verb + 1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        if let Command::Kubectl(pass) | Command::Etcdctl(pass) | Command::Kectl(pass) = &mut cli.command {
+            pass.args = rest;
+        }
+        cli
+    }
+}
+
+/// Index of the first subcommand word when it is a pass-through one.
+fn pass_through_verb(args: &[std::ffi::OsString]) -> Option<usize> {
+    let mut i = 1;
+    while let Some(word) = args.get(i).and_then(|a| a.to_str()) {
+        if VALUED_GLOBALS.contains(&word) {
+            i += 2;
+        } else if word.starts_with('-') {
+            i += 1;
+        } else {
+            return PASS_THROUGH.contains(&word).then_some(i);
+        }
+    }
+    None
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // reason: parsed once per run; boxing buys nothing.
@@ -118,8 +160,9 @@ pub struct DeleteClusterArgs {
     /// Delete every cluster.
     #[arg(long)]
     pub all: bool,
-    /// Delete even what cannot be stopped cleanly: a component that will not stop is
-    /// killed, an unreadable configuration or kubeconfig is skipped with a warning.
+    /// Delete the cluster's folder even when a component will not stop (it is left
+    /// running, named in a warning) or its configuration or kubeconfig context cannot
+    /// be read or removed; also succeed when the cluster does not exist.
     #[arg(long)]
     pub force: bool,
     /// The kubeconfig to remove the cluster's context from [default: the one chosen at create]
@@ -310,6 +353,37 @@ mod tests {
             panic!("not kubectl")
         };
         assert_eq!(pass.args, ["get", "ns", "-o", "yaml"]);
+    }
+
+    #[test]
+    fn words_after_a_pass_through_verb_should_all_be_the_tools() {
+        let words = |args: &[&str]| {
+            args.iter()
+                .map(|a| std::ffi::OsString::from(*a))
+                .collect::<Vec<_>>()
+        };
+        let cli = Cli::parse_passing_through(words(&[
+            "kwokctl",
+            "--name",
+            "x",
+            "-v",
+            "DEBUG",
+            "kubectl",
+            "-v",
+            "6",
+            "--dry-run=client",
+            "--name",
+            "n",
+        ]));
+        assert_eq!((cli.name.as_str(), cli.verbosity), ("x", Some(-4)));
+        let Command::Kubectl(pass) = cli.command else {
+            panic!("not kubectl")
+        };
+        assert_eq!(pass.args, ["-v", "6", "--dry-run=client", "--name", "n"]);
+        let cli = Cli::parse_passing_through(words(&["kwokctl", "--dry-run", "kectl", "get", "--name", "x"]));
+        assert!(cli.dry_run && cli.name == "kwok");
+        let cli = Cli::parse_passing_through(words(&["kwokctl", "get", "clusters", "--name", "y"]));
+        assert_eq!(cli.name, "y", "other commands still take --name after the verb");
     }
 
     #[test]

@@ -21,5 +21,6 @@ pub mod probe;
 pub mod runtime;
 pub mod scale;
 pub mod settings;
+pub mod shell;
 pub mod snapshot;
 pub mod userconfig;

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use kwokctl::flags::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_passing_through(std::env::args_os());
     let level = cli.verbosity.map_or("warn", kwok_engine::verbosity::filter_name);
     tracing_subscriber::fmt()
         .with_env_filter(

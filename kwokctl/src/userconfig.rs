@@ -21,7 +21,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
-    #[error("failed to read config {path}: {source}")]
+    #[error("failed to read config {path}")]
     Io {
         /// The file.
         path: String,
@@ -221,33 +221,45 @@ impl Volume {
             return None;
         }
         match self.path_type.as_deref() {
-            Some("DirectoryOrCreate") => Some(format!("mkdir -p {}", path.display())),
+            Some("DirectoryOrCreate") => Some(format!("mkdir -p {}", crate::shell::path(path))),
             Some("FileOrCreate") => Some(match path.parent() {
-                Some(parent) => format!("mkdir -p {} && touch {}", parent.display(), path.display()),
-                None => format!("touch {}", path.display()),
+                Some(parent) => format!(
+                    "mkdir -p {} && touch {}",
+                    crate::shell::path(parent),
+                    crate::shell::path(path)
+                ),
+                None => format!("touch {}", crate::shell::path(path)),
             }),
             _ => None,
         }
     }
 
     /// Makes a missing `*OrCreate` host path (an empty folder or file, with its parents);
-    /// returns whether it made it.
-    pub fn create_missing(&self) -> std::io::Result<bool> {
+    /// returns the outermost path it made (removing it undoes everything), if any.
+    pub fn create_missing(&self) -> std::io::Result<Option<PathBuf>> {
         let path = &self.host_path;
-        if path.exists() {
-            return Ok(false);
+        if path.exists()
+            || !matches!(
+                self.path_type.as_deref(),
+                Some("DirectoryOrCreate" | "FileOrCreate")
+            )
+        {
+            return Ok(None);
         }
-        match self.path_type.as_deref() {
-            Some("DirectoryOrCreate") => std::fs::create_dir_all(path)?,
-            Some("FileOrCreate") => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::File::create(path)?;
+        let outermost = path
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .last()
+            .map(Path::to_path_buf);
+        if self.path_type.as_deref() == Some("DirectoryOrCreate") {
+            std::fs::create_dir_all(path)?;
+        } else {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
             }
-            _ => return Ok(false),
+            std::fs::File::create(path)?;
         }
-        Ok(true)
+        Ok(outermost)
     }
 }
 
@@ -469,7 +481,11 @@ impl UserConfig {
     /// Reads a file, or a folder's files as the engine expands it (a kustomization's
     /// `resources`, else its YAML files), as upstream reads `--config` folders.
     fn read(&mut self, path: &Path) -> Result<()> {
-        for file in kwok_engine::stage::load::config_files(path)? {
+        let files = kwok_engine::stage::load::config_files(path).map_err(|e| match e {
+            kwok_engine::error::LoadError::Io { file, source } => Error::Io { path: file, source },
+            other => other.into(),
+        })?;
+        for file in files {
             let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
                 path: file.display().to_string(),
                 source,
@@ -836,16 +852,19 @@ mod tests {
             volume.create_command(),
             Some(format!("mkdir -p {}", later.display()))
         );
-        assert!(volume.create_missing().unwrap());
+        assert_eq!(volume.create_missing().unwrap(), Some(dir.path().join("later")));
         assert!(later.is_dir());
-        assert!(!volume.create_missing().unwrap(), "already there");
+        assert_eq!(volume.create_missing().unwrap(), None, "already there");
         let err = parse(&doc(file.to_str().unwrap(), "DirectoryOrCreate"))
             .unwrap_err()
             .to_string();
         assert!(err.ends_with("is not a directory"), "{err}");
         let new_file = dir.path().join("f/new.conf");
         let config = parse(&doc(new_file.to_str().unwrap(), "FileOrCreate")).unwrap();
-        assert!(config.patches[0].extra_volumes[0].create_missing().unwrap());
+        assert_eq!(
+            config.patches[0].extra_volumes[0].create_missing().unwrap(),
+            Some(dir.path().join("f"))
+        );
         assert!(new_file.is_file());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -27,6 +27,7 @@ use crate::{
     dispatch::Batch,
     dispatch::{self, DISPATCH_CHUNK, Dispatcher},
     flags::InitialList,
+    host::SharedIps,
     ipam::Pool,
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
@@ -86,7 +87,7 @@ pub async fn run(
         metrics.clone(),
     )
     .with_config(config);
-    let global_pool = Arc::new(Mutex::new(Pool::new(settings.cidr)));
+    let shared_ips = SharedIps::new(Pool::new(settings.cidr));
     let start = Timestamp::now();
     // Which node leases we hold, routed to the node's shard like its events.
     let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
@@ -123,7 +124,7 @@ pub async fn run(
             metrics: metrics.clone(),
             leases: leases.clone(),
             lease_pressure: lease_pressure.clone(),
-            global_pool: global_pool.clone(),
+            shared_ips: shared_ips.clone(),
             start,
             pods_listed: pods_listed.clone(),
         };

@@ -14,8 +14,28 @@ use serde_json::Value;
 
 use crate::ipam::{Cidr, Pool};
 
-/// IP state of one shard: a pool per node that has a podCIDR, the shared pool of
-/// `--cidr` for nodes without, and each node's InternalIP.
+/// What every shard shares: the `--cidr` pool for nodes without a podCIDR, and the
+/// holder of every pod IP handed out or seen. A node's pool runs past its podCIDR as
+/// upstream's does, into the next node's network; the holders keep such an address
+/// from going to a second pod on another node.
+#[derive(Debug)]
+pub struct SharedIps {
+    global: Pool,
+    holders: HashMap<Ipv4Addr, String>,
+}
+
+impl SharedIps {
+    /// Shared state over the `--cidr` pool `global`.
+    pub fn new(global: Pool) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            global,
+            holders: HashMap::new(),
+        }))
+    }
+}
+
+/// IP state of one shard: a pool per node that has a podCIDR, the state shared with
+/// the other shards, and each node's InternalIP.
 ///
 /// The pools are a view of `pods`, the IPs the shard knows its pods hold, however the
 /// events arrived: a pod listed before its node (after a restart) is placed again when
@@ -23,7 +43,7 @@ use crate::ipam::{Cidr, Pool};
 pub struct Ips {
     per_node: HashMap<String, Pool>,
     node_ips: HashMap<String, String>,
-    global: Arc<Mutex<Pool>>,
+    shared: Arc<Mutex<SharedIps>>,
     /// Every pod IP this shard knows, by pod uid.
     pods: HashMap<String, PodIp>,
     /// uids in `pods`, by node: placed again when the node's pool appears.
@@ -50,12 +70,12 @@ enum Placement {
 }
 
 impl Ips {
-    /// State for one shard sharing `global` with the others.
-    pub fn new(global: Arc<Mutex<Pool>>, default_node_ip: String) -> Self {
+    /// State for one shard sharing `shared` with the others.
+    pub fn new(shared: Arc<Mutex<SharedIps>>, default_node_ip: String) -> Self {
         Self {
             per_node: HashMap::new(),
             node_ips: HashMap::new(),
-            global,
+            shared,
             pods: HashMap::new(),
             by_node: HashMap::new(),
             default_node_ip,
@@ -115,6 +135,11 @@ impl Ips {
     pub fn release_pod(&mut self, uid: &str) {
         let Some(pod) = self.pods.remove(uid) else { return };
         self.unplace(&pod.node, uid, pod.pool);
+        let mut shared = self.shared.lock().expect("ip pool lock");
+        if shared.holders.get(&pod.ip).is_some_and(|h| h == uid) {
+            shared.holders.remove(&pod.ip);
+        }
+        drop(shared);
         if let Some(uids) = self.by_node.get_mut(&pod.node) {
             uids.remove(uid);
             if uids.is_empty() {
@@ -128,15 +153,17 @@ impl Ips {
         if let Some(pod) = self.pods.get(uid) {
             return Ok(pod.ip.to_string());
         }
+        let mut shared = self.shared.lock().expect("ip pool lock");
+        let SharedIps { global, holders } = &mut *shared;
+        let held_elsewhere = |ip: Ipv4Addr| holders.get(&ip).is_some_and(|h| h != uid);
         let (ip, pool) = match self.per_node.get_mut(node) {
             Some(pool) => (
-                pool.get(uid)
+                pool.get_avoiding(uid, held_elsewhere)
                     .ok_or_else(|| format!("no free IP above podCIDR {} of node {node:?}", pool.cidr()))?,
                 Placement::Node,
             ),
             None => {
-                let mut global = self.global.lock().expect("ip pool lock");
-                let ip = global.get(uid).ok_or_else(|| {
+                let ip = global.get_avoiding(uid, held_elsewhere).ok_or_else(|| {
                     format!(
                         "no free IP above --cidr {} (node {node:?} has no podCIDR)",
                         global.cidr()
@@ -145,6 +172,8 @@ impl Ips {
                 (ip, Placement::Global)
             }
         };
+        holders.insert(ip, uid.to_owned());
+        drop(shared);
         self.record(node, uid, ip, pool);
         Ok(ip.to_string())
     }
@@ -165,6 +194,11 @@ impl Ips {
             tracing::warn!(pod = uid, %ip, pool = node_or_global, "pod IP already held by another pod");
             Placement::Unpooled
         };
+        let mut shared = self.shared.lock().expect("ip pool lock");
+        if shared.holders.get(&ip).is_some_and(|h| h != uid) {
+            return taken("another node's");
+        }
+        shared.holders.insert(ip, uid.to_owned());
         if let Some(pool) = self.per_node.get_mut(node)
             && pool.contains(ip)
         {
@@ -174,7 +208,7 @@ impl Ips {
                 taken(node)
             };
         }
-        let mut global = self.global.lock().expect("ip pool lock");
+        let global = &mut shared.global;
         if !global.contains(ip) {
             return Placement::Unpooled;
         }
@@ -192,7 +226,7 @@ impl Ips {
                     pool.release(uid);
                 }
             }
-            Placement::Global => self.global.lock().expect("ip pool lock").release(uid),
+            Placement::Global => self.shared.lock().expect("ip pool lock").global.release(uid),
             Placement::Unpooled => {}
         }
     }
@@ -297,7 +331,7 @@ mod tests {
 
     #[test]
     fn legacy_pod_ip_should_belong_to_the_rendered_pod_and_be_released_with_it() {
-        let pool = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap())));
+        let pool = SharedIps::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap()));
         let mut ips = Ips::new(pool, "196.168.0.1".into());
         let first = host(&mut ips, ("", "uid-1")).pod_ip().unwrap();
         assert_eq!(
@@ -325,7 +359,7 @@ mod tests {
     /// pin thousands of pods to a node); nodes without a podCIDR share `--cidr`.
     #[test]
     fn allocation_should_go_past_a_pod_cidr_and_fall_back_to_the_shared_pool() {
-        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap())));
+        let global = SharedIps::new(Pool::new(Cidr::parse("10.0.0.1/30").unwrap()));
         let mut ips = Ips::new(global, "196.168.0.1".into());
         ips.observe_node("n1", &serde_json::json!({"spec": {"podCIDR": "10.1.0.0/30"}}));
         let got: Vec<String> = ["a", "b", "c"].iter().map(|u| ip(&mut ips, "n1", u)).collect();
@@ -344,7 +378,7 @@ mod tests {
     /// in the shared pool, and the node's new pool handed them out again: 30 duplicates).
     #[test]
     fn pods_seen_before_their_node_should_keep_their_ips_out_of_its_new_pool() {
-        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap())));
+        let global = SharedIps::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap()));
         let mut ips = Ips::new(global.clone(), "196.168.0.1".into());
         ips.adopt_pod("n1", "old-1", "10.1.0.1");
         ips.adopt_pod("n1", "old-2", "10.1.0.3");
@@ -355,7 +389,7 @@ mod tests {
         // The address from before the node had a podCIDR stays held in the shared pool.
         assert_eq!(ip(&mut ips, "n9", "z"), "10.0.0.2");
         assert_eq!(
-            global.lock().unwrap().len(),
+            global.lock().unwrap().global.len(),
             2,
             "old-global and z; the node's pods moved out"
         );
@@ -365,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_node_that_goes_and_comes_back_should_keep_its_pods_addresses() {
-        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap())));
+        let global = SharedIps::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap()));
         let mut ips = Ips::new(global, "196.168.0.1".into());
         let node = serde_json::json!({"spec": {"podCIDR": "10.1.0.0/24"}});
         ips.observe_node("n1", &node);
@@ -378,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_duplicate_seen_on_the_watch_should_not_be_handed_out_a_third_time() {
-        let global = Arc::new(Mutex::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap())));
+        let global = SharedIps::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap()));
         let mut ips = Ips::new(global, "196.168.0.1".into());
         ips.adopt_pod("n1", "a", "10.0.0.1");
         ips.adopt_pod("n1", "b", "10.0.0.1");
@@ -386,5 +420,31 @@ mod tests {
         assert_eq!(ip(&mut ips, "n1", "c"), "10.0.0.2", "a still holds .1");
         ips.release_pod("a");
         assert_eq!(ip(&mut ips, "n1", "d"), "10.0.0.1");
+    }
+
+    #[test]
+    fn a_node_pool_past_its_cidr_should_not_reuse_a_neighbours_ip() {
+        let shared = SharedIps::new(Pool::new(Cidr::parse("10.0.0.1/24").unwrap()));
+        let (mut a, mut b) = (
+            Ips::new(shared.clone(), "196.168.0.1".into()),
+            Ips::new(shared, "196.168.0.1".into()),
+        );
+        a.observe_node("n7", &serde_json::json!({"spec": {"podCIDR": "10.0.7.0/24"}}));
+        b.observe_node("n8", &serde_json::json!({"spec": {"podCIDR": "10.0.8.0/24"}}));
+        // n8 (another shard) holds 10.0.8.1; n7's pool runs past 10.0.7.255 into 10.0.8.x.
+        assert_eq!(b.pod_ip("n8", "b1").unwrap(), "10.0.8.1");
+        let a_ips: Vec<String> = (0..257)
+            .map(|i| a.pod_ip("n7", &format!("a{i}")).unwrap())
+            .collect();
+        assert!(!a_ips.contains(&"10.0.8.1".to_owned()));
+        assert_eq!(
+            (a_ips[255].as_str(), a_ips[256].as_str()),
+            ("10.0.8.0", "10.0.8.2")
+        );
+        // And n8 passes over what n7 took.
+        assert_eq!(b.pod_ip("n8", "b2").unwrap(), "10.0.8.3");
+        // Released, the address goes to the next pod that asks.
+        b.release_pod("b1");
+        assert_eq!(a.pod_ip("n7", "a257").unwrap(), "10.0.8.1");
     }
 }

@@ -74,23 +74,42 @@ impl Pool {
     /// The IP of pod `uid`, allocating one on first use; `None` only when the
     /// addresses above the network's base are all taken.
     pub fn get(&mut self, uid: &str) -> Option<Ipv4Addr> {
+        self.get_avoiding(uid, |_| false)
+    }
+
+    /// [`Pool::get`], passing over addresses `held_elsewhere` says another pool's pod
+    /// holds (a pool that ran past its CIDR into a neighbour's network); those stay free
+    /// here for when their holder lets go.
+    pub fn get_avoiding(&mut self, uid: &str, held_elsewhere: impl Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
         if let Some(offset) = self.by_uid.get(uid) {
             return Some(self.addr(*offset));
         }
-        let offset = match self.free.pop_first() {
-            Some(offset) => offset,
-            None => loop {
-                // Offsets above `next` may be taken by adopted pods: skip them.
-                let offset = self.next;
-                if offset > self.max_offset() {
-                    return None;
+        let mut passed = Vec::new();
+        let found = loop {
+            let offset = match self.free.pop_first() {
+                Some(offset) => offset,
+                None => {
+                    // Offsets above `next` may be taken by adopted pods: skip them.
+                    let offset = self.next;
+                    if offset > self.max_offset() {
+                        break None;
+                    }
+                    self.next += 1;
+                    if self.taken.contains(&offset) {
+                        continue;
+                    }
+                    offset
                 }
-                self.next += 1;
-                if !self.taken.contains(&offset) {
-                    break offset;
-                }
-            },
+            };
+            if held_elsewhere(self.addr(offset)) {
+                passed.push(offset);
+                continue;
+            }
+            break Some(offset);
         };
+        // Below `next` and not taken: back to `free`, keeping its invariant.
+        self.free.extend(passed);
+        let offset = found?;
         self.hold(uid, offset);
         Some(self.addr(offset))
     }
@@ -173,6 +192,24 @@ mod tests {
         assert_eq!(pool.get("a"), Some(Ipv4Addr::new(10, 0, 0, 1)));
         pool.release("a");
         assert_eq!(pool.get("c"), Some(Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    #[test]
+    fn get_avoiding_should_pass_over_addresses_held_elsewhere_and_keep_them_free() {
+        let mut pool = Pool::new(Cidr::parse("10.0.0.0/30").unwrap());
+        let elsewhere = |ip: Ipv4Addr| ip == Ipv4Addr::new(10, 0, 0, 1) || ip == Ipv4Addr::new(10, 0, 0, 3);
+        assert_eq!(
+            pool.get_avoiding("a", elsewhere),
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(
+            pool.get_avoiding("b", elsewhere),
+            Some(Ipv4Addr::new(10, 0, 0, 4))
+        );
+        // Once let go elsewhere, the passed addresses are handed out, lowest first.
+        assert_eq!(pool.get("c"), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(pool.get("d"), Some(Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!(pool.get("e"), Some(Ipv4Addr::new(10, 0, 0, 5)));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(enabled: bool) -> Router<S> {
 /// Profiles show the process's code and memory: only a client on this host gets them.
 async fn loopback_only(request: Request, next: Next) -> Response {
     match request.extensions().get::<ConnectInfo<Peer>>() {
-        Some(ConnectInfo(Peer(addr))) if addr.ip().is_loopback() => next.run(request).await,
+        Some(ConnectInfo(Peer(addr))) if addr.ip().to_canonical().is_loopback() => next.run(request).await,
         _ => (
             StatusCode::FORBIDDEN,
             "profiling is served to loopback clients only\n",

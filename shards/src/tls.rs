@@ -137,6 +137,12 @@ async fn accept_loop(
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     loop {
+        // A slot in the queue is taken before accepting, so handshakes in flight plus
+        // finished ones never exceed the queue's size; past that, connections wait in
+        // the kernel's backlog.
+        let Ok(slot) = tx.clone().reserve_owned().await else {
+            return;
+        };
         let (stream, peer) = match tcp.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -146,11 +152,11 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
+                    slot.send((tls, peer));
                 }
                 Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -37,7 +37,7 @@ pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand, dry
             if dry_run {
                 let yaml = user.to_yaml();
                 let end = if yaml.ends_with('\n') { "" } else { "\n" };
-                print!("cat <<'EOF' >{}\n{yaml}{end}EOF\n", default.display());
+                print!("cat <<'EOF' >{}\n{yaml}{end}EOF\n", crate::shell::path(&default));
                 return Ok(());
             }
             if let Some(parent) = default.parent() {
@@ -48,7 +48,7 @@ pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand, dry
                 .with_context(|| format!("failed to write {}", default.display()))?;
             println!("Wrote {}", default.display());
         }
-        ConfigCommand::Reset if dry_run => println!("rm -f {}", default.display()),
+        ConfigCommand::Reset if dry_run => println!("rm -f {}", crate::shell::path(&default)),
         ConfigCommand::Reset => match fs::remove_file(&default) {
             Ok(()) => println!("Removed {}", default.display()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

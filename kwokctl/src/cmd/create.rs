@@ -93,15 +93,24 @@ pub(super) async fn cluster(
     // `*OrCreate` host paths are made now, as the kubelet makes them before a container
     // starts, and removed again if the cluster is not made.
     let mut made_paths = Vec::new();
+    let unmake = |made: &[PathBuf]| {
+        for path in made.iter().rev() {
+            let _ = fs::remove_dir_all(path).or_else(|_| fs::remove_file(path));
+        }
+    };
     for v in volumes {
-        if v.create_missing().with_context(|| {
-            format!(
-                "failed to create the host path {} of volume {:?}",
-                v.host_path.display(),
-                v.name
-            )
-        })? {
-            made_paths.push(v.host_path.clone());
+        match v.create_missing() {
+            Ok(made) => made_paths.extend(made),
+            Err(e) => {
+                unmake(&made_paths);
+                return Err(e).with_context(|| {
+                    format!(
+                        "failed to create the host path {} of volume {:?}",
+                        v.host_path.display(),
+                        v.name
+                    )
+                });
+            }
         }
     }
     // Free the held ports just before the components bind them.
@@ -115,9 +124,7 @@ pub(super) async fn cluster(
         let _ = kubeconfig::remove_from(user_kubeconfig, name);
         let logs = keep_logs(&dir, name);
         let _ = fs::remove_dir_all(dir.root());
-        for path in &made_paths {
-            let _ = fs::remove_dir(path).or_else(|_| fs::remove_file(path));
-        }
+        unmake(&made_paths);
         return Err(expired(err, timeout, deadline).context(format!(
             "failed to create cluster {name:?} (logs kept in {logs}; nothing else)"
         )));
@@ -253,13 +260,9 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
 }
 
 fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> Result<Binaries> {
+    // A dry run builds nothing: it names where the binary would be.
     let find = |binary: Binary, explicit: &Option<PathBuf>| -> Result<PathBuf> {
-        if s.dry_run {
-            // A dry run builds nothing: name where the binary would be.
-            let found = finder.find(binary, explicit.as_deref())?;
-            return Ok(found.unwrap_or_else(|| binary.cache_path(finder.cache())));
-        }
-        Ok(finder.find_or_build(binary, explicit.as_deref())?)
+        Ok(finder.locate(binary, explicit.as_deref(), s.dry_run)?)
     };
     let prometheus = if s.runs(prometheus::NAME) {
         Some(prometheus_binary(args.cluster.prometheus_binary.as_deref())?)

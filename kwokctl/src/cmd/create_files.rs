@@ -147,9 +147,9 @@ pub(super) fn start_commands(dir: &ClusterDir, config: &ClusterConfig) -> String
         let envs: String = c
             .envs
             .iter()
-            .map(|e| format!("{}={} ", e.name, quote(&e.value)))
+            .map(|e| format!("{}={} ", e.name, crate::shell::quote(&e.value)))
             .collect();
-        let args: Vec<String> = c.args.iter().map(|a| quote(a)).collect();
+        let args: Vec<String> = c.args.iter().map(|a| crate::shell::quote(a)).collect();
         let _ = writeln!(
             out,
             "{envs}{} {} >>{} 2>&1 &",
@@ -166,15 +166,5 @@ fn with_newline(text: &str) -> String {
         text.into()
     } else {
         format!("{text}\n")
-    }
-}
-
-/// Single-quotes `arg` for a POSIX shell when it holds anything but safe characters.
-fn quote(arg: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c);
-    if !arg.is_empty() && arg.chars().all(safe) {
-        arg.into()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
     }
 }

@@ -5,7 +5,7 @@ use std::fs;
 use anyhow::{Context as _, Result, bail};
 use tracing::warn;
 
-use crate::{flags::DeleteClusterArgs, kubeconfig, paths::Workdir, runtime::BinaryRuntime};
+use crate::{flags::DeleteClusterArgs, kubeconfig, paths::Workdir, runtime::BinaryRuntime, shell};
 
 pub(super) fn clusters(workdir: &Workdir, name: &str, args: &DeleteClusterArgs, dry_run: bool) -> Result<()> {
     let names = if args.all {
@@ -51,10 +51,10 @@ fn cluster(workdir: &Workdir, name: &str, args: &DeleteClusterArgs, dry_run: boo
         print!("{}", super::lifecycle::stop_plan(&dir));
         println!(
             "kubectl config --kubeconfig {} delete-context {}",
-            user_kubeconfig.display(),
+            shell::path(&user_kubeconfig),
             kubeconfig::context_name(name)
         );
-        println!("rm -rf {}", dir.root().display());
+        println!("rm -rf {}", shell::path(dir.root()));
         return Ok(());
     }
     if let Err(e) = super::lifecycle::stop_all(&dir, BinaryRuntime) {

@@ -94,9 +94,15 @@ pub(super) fn stop(workdir: &crate::paths::Workdir, name: &str, dry_run: bool) -
 
 /// Stops every process with a pid file in `dir`: the configured components in
 /// reverse start order first (kwok before the apiserver before etcd), then any other.
+/// One that will not stop does not keep the others running: all are tried, and the
+/// error names every one left.
 pub(super) fn stop_all(dir: &ClusterDir, runtime: BinaryRuntime) -> Result<()> {
-    for name in stop_order(dir) {
-        runtime.stop(dir, &name)?;
+    let left: Vec<String> = stop_order(dir)
+        .into_iter()
+        .filter_map(|name| runtime.stop(dir, &name).err().map(|e| e.to_string()))
+        .collect();
+    if !left.is_empty() {
+        bail!("{}", left.join("; "));
     }
     Ok(())
 }

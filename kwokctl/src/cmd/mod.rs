@@ -42,18 +42,37 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Get(what) => get::run(&workdir, name, what).await,
         Command::Start(StartCommand::Cluster(args)) => lifecycle::start(&workdir, name, &args, dry_run).await,
         Command::Stop(ClusterOnly::Cluster) => lifecycle::stop(&workdir, name, dry_run),
-        Command::Kubectl(pass) => passthrough::kubectl(&workdir, name, pass.args),
-        Command::Etcdctl(pass) => passthrough::etcdctl(&workdir, name, pass.args),
-        Command::Kectl(pass) => passthrough::kectl(&workdir, name, pass.args),
+        Command::Kubectl(pass) => passthrough::kubectl(&workdir, name, pass.args, dry_run),
+        Command::Etcdctl(pass) => passthrough::etcdctl(&workdir, name, pass.args, dry_run),
+        Command::Kectl(pass) => passthrough::kectl(&workdir, name, pass.args, dry_run),
         Command::Logs(args) => logs::run(&workdir, name, &args.component, args.follow).await,
-        Command::Install => Ok(Finder::new(workdir.cache()).build(&Binary::GO_BUILT)?),
+        Command::Install => install(&workdir, dry_run),
         Command::Config(what) => config::run(&workdir, &cli.config, what, dry_run),
         Command::Export(what) => export::run(&workdir, name, what),
-        Command::PortForward(args) => port_forward::run(&workdir, name, args).await,
+        Command::PortForward(args) => port_forward::run(&workdir, name, args, dry_run).await,
         Command::Scale(args) => scale::run(&workdir, name, &cli.config, args, dry_run).await,
         Command::Snapshot(what) => snapshot::run(&workdir, name, what, dry_run).await,
         Command::Completion(args) => completion::run(args.shell),
     }
+}
+
+/// `install`: builds the missing pinned binaries, or in a dry run names them.
+fn install(workdir: &Workdir, dry_run: bool) -> Result<()> {
+    let finder = Finder::new(workdir.cache());
+    if !dry_run {
+        return Ok(finder.build(&Binary::GO_BUILT)?);
+    }
+    for binary in Binary::GO_BUILT {
+        if finder.find(binary, None)?.is_none() {
+            println!(
+                "# build {} {} into {}",
+                binary.name(),
+                binary.version(),
+                binary.cache_path(finder.cache()).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The folder and configuration of an existing cluster.

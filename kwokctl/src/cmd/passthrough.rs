@@ -11,31 +11,46 @@ use crate::{
     paths::Workdir,
 };
 
-pub(super) fn kubectl(workdir: &Workdir, name: &str, args: Vec<String>) -> Result<()> {
+pub(super) fn kubectl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run: bool) -> Result<()> {
     let (dir, _) = super::existing(workdir, name)?;
-    let kubectl = Finder::new(workdir.cache()).find_or_build(Binary::Kubectl, None)?;
-    exec(
+    let kubectl = Finder::new(workdir.cache()).locate(Binary::Kubectl, None, dry_run)?;
+    run(
         Command::new(&kubectl)
             .arg(format!("--kubeconfig={}", dir.kubeconfig().display()))
             .args(args),
+        dry_run,
     )
 }
 
-pub(super) fn etcdctl(workdir: &Workdir, name: &str, args: Vec<String>) -> Result<()> {
+pub(super) fn etcdctl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run: bool) -> Result<()> {
     let (_, config) = super::existing(workdir, name)?;
-    let etcdctl = Finder::new(workdir.cache()).find_or_build(Binary::Etcdctl, None)?;
+    let etcdctl = Finder::new(workdir.cache()).locate(Binary::Etcdctl, None, dry_run)?;
     let endpoint = format!("--endpoints=http://127.0.0.1:{}", config.options.etcd_port);
-    exec(Command::new(&etcdctl).arg(endpoint).args(args))
+    run(Command::new(&etcdctl).arg(endpoint).args(args), dry_run)
 }
 
 /// kectl on the cluster's etcd (loopback HTTP, so no TLS flags), as upstream's
 /// `KectlInCluster` runs it; built from the pinned module on first use.
-pub(super) fn kectl(workdir: &Workdir, name: &str, args: Vec<String>) -> Result<()> {
+pub(super) fn kectl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run: bool) -> Result<()> {
     let (dir, config) = super::existing(workdir, name)?;
     super::running::ensure(&dir, name, "etcd")?;
-    let kectl = Finder::new(workdir.cache()).find_or_build(Binary::Kectl, None)?;
+    let kectl = Finder::new(workdir.cache()).locate(Binary::Kectl, None, dry_run)?;
     let args = kectl_args(config.options.etcd_port, &config.options.etcd_prefix, args);
-    exec(Command::new(&kectl).args(args))
+    run(Command::new(&kectl).args(args), dry_run)
+}
+
+/// Replaces this process with `command`, or in a dry run prints it as a shell line
+/// (upstream's dry run prints the tools it would run, and runs none).
+fn run(command: &mut Command, dry_run: bool) -> Result<()> {
+    if dry_run {
+        let words: Vec<String> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|w| crate::shell::quote(&w.to_string_lossy()))
+            .collect();
+        println!("{}", words.join(" "));
+        return Ok(());
+    }
+    exec(command)
 }
 
 /// kectl's verbs that read or write keys; each has its own `--prefix` flag.

@@ -15,12 +15,13 @@ pub struct PortForwardArgs {
     pub component: String,
     /// LOCAL:PORT, or LOCAL to forward to the component's own port; PORT is a number
     /// or upstream's port name (`https` of kube-apiserver, kube-controller-manager and
-    /// kube-scheduler; `http` of the others; `peer-http` of etcd); LOCAL 0 picks a free port.
+    /// kube-scheduler; `http` of the others; `peer-http` of etcd, `otlp-grpc` of jaeger);
+    /// LOCAL 0 picks a free port.
     #[arg(value_name = "LOCAL:PORT")]
     pub ports: String,
 }
 
-pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs) -> Result<()> {
+pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs, dry_run: bool) -> Result<()> {
     let (_, config) = super::existing(workdir, name)?;
     let Some(component) = config.component(&args.component) else {
         let names: Vec<&str> = config.components.iter().map(|c| c.name.as_str()).collect();
@@ -35,6 +36,13 @@ pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs) ->
         Remote::Number(n) => n,
         Remote::Name(port) => port_named(&config, component, port)?,
     };
+    if dry_run {
+        println!(
+            "# forward 127.0.0.1:{local} to {}:127.0.0.1:{remote}",
+            component.name
+        );
+        return Ok(());
+    }
     let listener = TcpListener::bind(("127.0.0.1", local))
         .await
         .with_context(|| format!("failed to listen on 127.0.0.1:{local}"))?;
@@ -97,6 +105,13 @@ fn port_named(
     let mut ports = vec![(main, component.port)];
     if component.name == "etcd" {
         ports.push(("peer-http", config.options.etcd_peer_port));
+    }
+    if let Some(otlp) = config
+        .options
+        .jaeger_otlp_grpc_port
+        .filter(|_| component.name == "jaeger")
+    {
+        ports.push(("otlp-grpc", otlp));
     }
     match ports.iter().find(|(n, _)| *n == name) {
         Some((_, port)) => Ok(*port),

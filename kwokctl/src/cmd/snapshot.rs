@@ -48,9 +48,9 @@ fn plan(workdir: &Workdir, name: &str, what: &SnapshotCommand) -> Result<String>
         };
         return Ok(format!(
             "kubectl --kubeconfig {} get {} -o yaml >{}{record}\n",
-            a.kubeconfig.display(),
+            crate::shell::path(&a.kubeconfig),
             filters(&a.filter),
-            a.path.display()
+            crate::shell::path(&a.path)
         ));
     }
     let (dir, config) = super::existing(workdir, name)?;
@@ -58,33 +58,36 @@ fn plan(workdir: &Workdir, name: &str, what: &SnapshotCommand) -> Result<String>
     let etcd = format!("http://127.0.0.1:{}", config.options.etcd_port);
     Ok(match what {
         SnapshotCommand::Save(a) if a.format == Format::Etcd => {
-            format!("etcdctl --endpoints={etcd} snapshot save {}\n", a.path.display())
+            format!(
+                "etcdctl --endpoints={etcd} snapshot save {}\n",
+                crate::shell::path(&a.path)
+            )
         }
         SnapshotCommand::Save(a) => format!(
             "kubectl --kubeconfig {} get {} -o yaml >{}\n",
-            kubeconfig.display(),
+            crate::shell::path(&kubeconfig),
             filters(&a.filter),
-            a.path.display()
+            crate::shell::path(&a.path)
         ),
         SnapshotCommand::Restore(a) if a.format == Format::Etcd => format!(
             "{}etcdutl snapshot restore {} --data-dir {}\n# start cluster {name:?} on the restored data\n",
             super::lifecycle::stop_plan(&dir),
-            a.path.display(),
-            dir.etcd_data().display()
+            crate::shell::path(&a.path),
+            crate::shell::path(&dir.etcd_data())
         ),
         SnapshotCommand::Restore(a) => format!(
             "kubectl --kubeconfig {} create -f {}\n",
-            kubeconfig.display(),
-            a.path.display()
+            crate::shell::path(&kubeconfig),
+            crate::shell::path(&a.path)
         ),
         SnapshotCommand::Record(a) => format!(
             "# record {} of cluster {name:?} to {} until Ctrl-C\n",
             filters(&a.filter),
-            a.path.display()
+            crate::shell::path(&a.path)
         ),
         SnapshotCommand::Replay(a) => format!(
             "# replay {} onto cluster {name:?} at {}x speed\n",
-            a.path.display(),
+            crate::shell::path(&a.path),
             a.speed
         ),
         SnapshotCommand::Export(_) => unreachable!("handled above"),

@@ -58,8 +58,7 @@ use pack::Packers;
 use crate::{
     batcher::{self, Outcome, Target, Writer},
     dispatch::Batch,
-    host::{Ips, RuntimeHost},
-    ipam::Pool,
+    host::{Ips, RuntimeHost, SharedIps},
     lease::{LeaseMsg, Pressure, PressureGauge},
     metrics::{Metrics, ShardLabel, StageLabel},
     object::JsonObject,
@@ -167,8 +166,8 @@ pub struct ShardContext {
     pub leases: Option<mpsc::UnboundedSender<LeaseMsg>>,
     /// How far behind the lease worker's renewals are, when leases are on.
     pub lease_pressure: Option<PressureGauge>,
-    /// The `--cidr` pool shared by all shards.
-    pub global_pool: Arc<Mutex<Pool>>,
+    /// The `--cidr` pool and the pod IP holders shared by all shards.
+    pub shared_ips: Arc<Mutex<SharedIps>>,
     /// When the controller started.
     pub start: Timestamp,
     /// How many shards have processed the first full list of pods. No pod stage is
@@ -234,7 +233,7 @@ impl Shard {
             pending: ctx.metrics.pending_timers.get_or_create_owned(&label),
             queue: ctx.metrics.queue_depth.get_or_create_owned(&label),
         };
-        let ips = Ips::new(ctx.global_pool.clone(), ctx.settings.node_ip.clone());
+        let ips = Ips::new(ctx.shared_ips.clone(), ctx.settings.node_ip.clone());
         let pods_listed_rx = ctx.pods_listed.subscribe();
         Self {
             rng: SmallRng::seed_from_u64(ctx.index as u64 ^ ctx.start.as_nanosecond() as u64),

@@ -58,8 +58,16 @@ fn cluster_should_serve_kubectl_survive_restart_and_leave_nothing_when_deleted()
         "{out:?}"
     );
 
-    let version = kwokctl.ok(&["kubectl", "--name", name, "version"]);
+    let version = kwokctl.ok(&["--name", name, "kubectl", "version"]);
     assert!(version.contains("Server Version: v1.36."), "{version}");
+    // Every word after `kubectl` is kubectl's, its -v included (its request log).
+    let out = kwokctl.run(&["--name", name, "kubectl", "-v", "6", "get", "ns"]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(r#"verb="GET""#) && log.contains(r#"status="200 OK""#),
+        "{log}"
+    );
 
     kwokctl.ok(&["--name", name, "kubectl", "create", "namespace", "e2e"]);
     kwokctl.ok(&[

@@ -113,6 +113,42 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         "{pinned:?}"
     );
 
+    // Pinned past the size of a /24 (kwok's --cidr here), as upstream's benchmarks pin
+    // thousands of pods to one node: every pod runs with an IP of its own.
+    kwokctl.ok(&[
+        "--name",
+        c,
+        "scale",
+        "pod",
+        "pinned",
+        "-n",
+        "spread",
+        "--replicas",
+        "300",
+        "--param",
+        r#".nodeName="node-000007""#,
+    ]);
+    let running = until(SETTLE, &350, || running_pods(&kwokctl, c, "spread").len());
+    assert_eq!(running, 350, "300 pinned pods and the Deployment's 50 run");
+    let ips = kwokctl.ok(&[
+        "--name",
+        c,
+        "kubectl",
+        "get",
+        "pods",
+        "-n",
+        "spread",
+        "-o",
+        "jsonpath={range .items[*]}{.status.podIP}{\"\\n\"}{end}",
+    ]);
+    let unique: std::collections::HashSet<&str> = ips.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        unique.len(),
+        350,
+        "one IP per pod past the /24: {} listed",
+        ips.lines().count()
+    );
+
     // --param reaches the objects.
     kwokctl.ok(&[
         "--name",
