@@ -114,6 +114,14 @@ fn init_logs(flags: &Flags) -> Result<Option<otel::Guard>> {
     };
     let (spans, guard) = otel::layer(&config)?.unzip();
     tracing_subscriber::registry().with(logs).with(spans).init();
+    // Said once the subscriber exists; said inside `otel::layer` it went nowhere.
+    if guard.is_some() {
+        tracing::info!(
+            endpoint = %config.endpoint,
+            rate_per_million = config.sampling_rate_per_million,
+            "exporting trace spans over OTLP/gRPC"
+        );
+    }
     Ok(guard)
 }
 

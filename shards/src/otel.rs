@@ -84,7 +84,6 @@ where
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(Targets::new().with_target(TARGET, tracing::Level::TRACE));
-    tracing::info!(%endpoint, ratio, "exporting trace spans over OTLP/gRPC");
     Ok(Some((layer, Guard(provider))))
 }
 

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// The binaries kwokctl resolves, in start order, then the tools.
-const BINARIES: [Binary; 8] = [
+const BINARIES: [Binary; 9] = [
     Binary::Etcd,
     Binary::KubeApiserver,
     Binary::KubeControllerManager,
@@ -20,6 +20,7 @@ const BINARIES: [Binary; 8] = [
     Binary::Etcdctl,
     Binary::Kubectl,
     Binary::Kectl,
+    Binary::Jaeger,
 ];
 
 pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
@@ -41,6 +42,9 @@ pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
             None => match finder.find(binary, None) {
                 Ok(Some(path)) => path.display().to_string(),
                 _ if binary == Binary::Kectl => "(missing: built on first `kwokctl kectl`)".into(),
+                _ if binary == Binary::Jaeger => {
+                    "(missing: built for the first cluster with --jaeger-port)".into()
+                }
                 _ => "(missing: `kwokctl install` builds it)".into(),
             },
         };

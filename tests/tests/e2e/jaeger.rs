@@ -55,6 +55,21 @@ fn jaeger_should_receive_the_apiserver_and_kwok_traces_of_a_pod() {
         .port();
     let cluster = Cluster::create("jaeger", &["--jaeger-port", &port.to_string()]);
     let address = format!("127.0.0.1:{port}");
+    // get artifacts names the Jaeger binary the cluster runs.
+    let artifacts = cluster.kwokctl.ok(&["--name", cluster.name, "get", "artifacts"]);
+    let jaeger = artifacts
+        .lines()
+        .find(|l| l.starts_with("jaeger "))
+        .unwrap_or_default();
+    assert!(
+        jaeger.contains("v1.76.0") && jaeger.contains("/jaeger"),
+        "{artifacts}"
+    );
+    // kwok says where its spans go, once its log is set up.
+    let log = cluster
+        .kwokctl
+        .ok(&["--name", cluster.name, "logs", "kwok-controller"]);
+    assert!(log.contains("exporting trace spans over OTLP/gRPC"), "{log}");
     cluster.apply(&node("traced-node", true, ""));
     cluster.apply(POD);
     cluster.eventually(
@@ -79,16 +94,29 @@ fn jaeger_should_receive_the_apiserver_and_kwok_traces_of_a_pod() {
     // with the write that carried it out.
     let tags = "%7B%22kwok.name%22%3A%22traced%22%7D";
     let path = format!("/api/traces?service=kwok-controller&tags={tags}&limit=50&lookback=1h");
-    let traces = query_until(&address, &path, Duration::from_secs(60), |data| {
-        data.as_array().is_some_and(|t| !t.is_empty())
+    // The apiserver exports its spans in its own batches, after kwok's may be in: wait
+    // for the whole picture rather than the first trace.
+    let operations_of = |traces: &Value| -> Vec<String> {
+        traces
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t["spans"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s["operationName"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let joined_of = |traces: &Value| {
+        traces.as_array().into_iter().flatten().any(|t| {
+            t["processes"]
+                .as_object()
+                .is_some_and(|p| p.values().any(|p| p["serviceName"] == "apiserver"))
+        })
+    };
+    let traces = query_until(&address, &path, Duration::from_secs(90), |data| {
+        let ops = operations_of(data);
+        joined_of(data) && ops.iter().any(|o| o.starts_with("Pod ")) && ops.iter().any(|o| o == "patch")
     });
-    let operations: Vec<String> = traces
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|t| t["spans"].as_array().cloned().unwrap_or_default())
-        .filter_map(|s| s["operationName"].as_str().map(str::to_owned))
-        .collect();
+    let operations = operations_of(&traces);
     assert!(
         operations.iter().any(|o| o.starts_with("Pod ")),
         "no stage span of the pod: {operations:?}"
@@ -98,10 +126,6 @@ fn jaeger_should_receive_the_apiserver_and_kwok_traces_of_a_pod() {
         "no write span under the pod's stages: {operations:?}"
     );
     // kwok's writes carry a traceparent: the apiserver's spans of them join the trace.
-    let joined = traces.as_array().into_iter().flatten().any(|t| {
-        t["processes"]
-            .as_object()
-            .is_some_and(|p| p.values().any(|p| p["serviceName"] == "apiserver"))
-    });
+    let joined = joined_of(&traces);
     assert!(joined, "no apiserver span in kwok's traces of the pod");
 }
