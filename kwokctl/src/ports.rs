@@ -1,6 +1,28 @@
 //! Loopback ports: pick free ones, and refuse ones in use with a clear message.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::{
+    net::{Ipv4Addr, TcpListener},
+    ops::Range,
+};
+
+use rand::Rng as _;
+
+/// Free ports are picked from here up to the kernel's ephemeral range: a port picked,
+/// then let go just before its component binds it, cannot meanwhile become the local
+/// port of an outgoing connection (the kernel takes those from the ephemeral range, and
+/// many run beside a cluster: its own components' clients, other clusters, tests).
+const PICK_FROM: u16 = 20000;
+/// Random tries in that range before falling back to any port the kernel gives.
+const PICK_TRIES: usize = 256;
+
+/// The range free ports are picked from, when the ephemeral range leaves room below it.
+fn pick_range() -> Option<Range<u16>> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (low > PICK_FROM + 1000).then_some(PICK_FROM..low)
+}
 
 /// A port that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +90,19 @@ impl Allocator {
     }
 
     fn free_port(&mut self) -> Result<u16> {
+        if let Some(range) = pick_range() {
+            let mut rng = rand::rng();
+            for _ in 0..PICK_TRIES {
+                let port = rng.random_range(range.clone());
+                if self.taken.iter().any(|(p, _)| *p == port) {
+                    continue;
+                }
+                if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+                    self.held.push(listener);
+                    return Ok(port);
+                }
+            }
+        }
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::NoneFree)?;
         let port = listener.local_addr().map_err(Error::NoneFree)?.port();
         self.held.push(listener);
@@ -113,5 +148,11 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), ports.len());
+        if let Some(range) = pick_range() {
+            assert!(
+                ports.iter().all(|p| range.contains(p)),
+                "{ports:?} outside {range:?}"
+            );
+        }
     }
 }
