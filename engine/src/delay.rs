@@ -175,20 +175,26 @@ mod tests {
         assert_eq!(d, Duration::from_secs(1));
     }
 
+    /// A delay of `fixed` ms read from `.d`, with its jitter from `.j`.
+    fn from_d_and_j(fixed: Option<i64>) -> Delay {
+        let from = |path: &str| {
+            Some(spec::ExpressionFrom {
+                expression_from: Some(path.into()),
+                ..Default::default()
+            })
+        };
+        Delay::compile(&spec::Delay {
+            duration_milliseconds: fixed,
+            duration_from: from(".d"),
+            jitter_duration_from: from(".j"),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_huge_or_sub_millisecond_delay_from_an_annotation_should_not_panic() {
-        let spec = spec::Delay {
-            duration_from: Some(spec::ExpressionFrom {
-                expression_from: Some(".d".into()),
-                ..Default::default()
-            }),
-            jitter_duration_from: Some(spec::ExpressionFrom {
-                expression_from: Some(".j".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let delay = Delay::compile(&spec).unwrap();
+        let delay = from_d_and_j(None);
         let mut rng = StdRng::seed_from_u64(1);
         // Go's ParseDuration refuses an overflowing duration: the fixed delay (0) holds.
         let obj = serde_json::json!({"d": "99999999999999h"});
@@ -201,19 +207,7 @@ mod tests {
 
     #[test]
     fn range_should_follow_upstream_for_missing_empty_and_past_values() {
-        let spec = spec::Delay {
-            duration_milliseconds: Some(1000),
-            duration_from: Some(spec::ExpressionFrom {
-                expression_from: Some(".d".into()),
-                ..Default::default()
-            }),
-            jitter_duration_from: Some(spec::ExpressionFrom {
-                expression_from: Some(".j".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let delay = Delay::compile(&spec).unwrap();
+        let delay = from_d_and_j(Some(1000));
         let secs = SignedDuration::from_secs;
         let at = |obj: serde_json::Value| delay.range(&obj, now());
         assert_eq!(at(serde_json::json!({})), Some(Range::Exactly(secs(1))));

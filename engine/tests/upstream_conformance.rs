@@ -8,32 +8,13 @@
 //! call) and the listing must equal `<case>.output.yaml`: the same stages, weights, delay
 //! ranges and requests, field for field, and printed byte for byte as upstream's file.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
 use kwok_engine::{host::FixedHost, lifecycle::Lifecycles, listing, stage::load::Documents};
 use serde_json::Value;
 
-const MODULE: &str = "sigs.k8s.io/kwok@v0.8.0";
-
-/// The module's folder in the Go module cache, downloaded if absent.
-fn upstream_module() -> PathBuf {
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", MODULE])
-        .env("GOFLAGS", "-mod=mod")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap_or_else(|e| panic!("`go mod download {MODULE}` could not run (is Go installed?): {e}"));
-    let info: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "`go mod download {MODULE}` failed: {e}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    PathBuf::from(info["Dir"].as_str().expect("the module's Dir"))
-}
+#[path = "../../tests/support/upstream_module.rs"]
+mod upstream_module;
 
 fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -97,7 +78,7 @@ fn listing_of(input: &Path, stages: &[PathBuf]) -> Result<Value, String> {
 
 #[test]
 fn every_upstream_golden_stage_case_should_list_the_same() {
-    let root = upstream_module();
+    let root = upstream_module::dir();
     let cases = cases(&root);
     assert!(
         cases.len() >= 15,
@@ -158,7 +139,7 @@ fn diff(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
 /// too, which have no golden cases) loads and compiles unchanged.
 #[test]
 fn every_upstream_stage_set_should_load_unchanged() {
-    let root = upstream_module().join("kustomize/stage");
+    let root = upstream_module::dir().join("kustomize/stage");
     let (mut loaded, mut written) = (0, 0);
     for group in files(&root, "") {
         for set in files(&group, "") {
@@ -195,7 +176,7 @@ fn every_stage_file_of_upstreams_tests_should_load_unchanged() {
         }
     }
     let mut yamls = Vec::new();
-    walk(&upstream_module().join("test"), &mut yamls);
+    walk(&upstream_module::dir().join("test"), &mut yamls);
     let mut stages = 0;
     for file in yamls {
         let text = std::fs::read_to_string(&file).expect("read");

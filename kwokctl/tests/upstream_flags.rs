@@ -3,15 +3,10 @@
 //! time) is a flag of the same command here, as `kwokctl <cmd> --help` shows it, unless
 //! it is one of the deliberate differences the README lists with their reasons.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{collections::BTreeMap, path::Path, process::Command};
 
-use serde_json::Value;
-
-const MODULE: &str = "sigs.k8s.io/kwok@v0.8.0";
+#[path = "../../tests/support/upstream_module.rs"]
+mod upstream_module;
 
 /// Upstream flags kwokctl-rs does not take, by command, each with the README's reason
 /// (the README's "Differences from upstream kwokctl" table says the same).
@@ -56,23 +51,6 @@ const IMAGES: &str = "container runtimes and kind are not run yet (issue 23)";
 const TARS: &str = "binaries are built from pinned Go modules; no release downloads";
 const REFUSED: &str = "a component kwokctl-rs does not run yet: refused in one line";
 const EXPORT: &str = "export reads with the kubeconfig's identity and its own paging";
-
-/// The module's folder in the Go module cache, downloaded if absent.
-fn upstream_module() -> PathBuf {
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", MODULE])
-        .env("GOFLAGS", "-mod=mod")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap_or_else(|e| panic!("`go mod download {MODULE}` could not run (is Go installed?): {e}"));
-    let info: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "`go mod download {MODULE}` failed: {e}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    PathBuf::from(info["Dir"].as_str().expect("the module's Dir"))
-}
 
 /// Upstream's flags by command path (`create cluster`; `` for the root's persistent
 /// flags), from each command's Go file: `pkg/kwokctl/cmd/<verb>/<noun>/<noun>.go`.
@@ -128,7 +106,7 @@ fn help(command: &str) -> Option<String> {
 
 #[test]
 fn every_upstream_flag_should_be_a_flag_of_the_same_command() {
-    let module = upstream_module();
+    let module = upstream_module::dir();
     let flags = upstream_flags(&module.join("pkg/kwokctl/cmd"));
     assert!(
         flags.contains_key("create cluster") && flags.contains_key(""),

@@ -5,6 +5,8 @@
 //! command does). Each test gets its own work dir and kubeconfig; the binary cache is
 //! shared (`$KWOK_CACHE_DIR`, default `~/.kwok/cache`).
 
+#[path = "../../support/upstream_module.rs"]
+mod upstream_module;
 mod util;
 mod wait;
 

@@ -72,32 +72,30 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         "--image=x",
         "--replicas=50",
     ]);
-    kwokctl.ok(&[
-        "--name",
-        c,
-        "scale",
-        "pod",
-        "pinned",
-        "-n",
-        "spread",
-        "--replicas",
-        "3",
-        "--param",
-        r#".nodeName="node-000007""#,
-    ]);
+    // Pods bound by upstream's `.nodeName` parameter, all to one node.
+    let pin = |replicas: &str| {
+        kwokctl.ok(&[
+            "--name",
+            c,
+            "scale",
+            "pod",
+            "pinned",
+            "-n",
+            "spread",
+            "--replicas",
+            replicas,
+            "--param",
+            r#".nodeName="node-000007""#,
+        ])
+    };
+    pin("3");
+    let spread_pods = |fields: &str| {
+        let path = format!("jsonpath={{range .items[*]}}{fields}{{\"\\n\"}}{{end}}");
+        kwokctl.ok(&["--name", c, "kubectl", "get", "pods", "-n", "spread", "-o", &path])
+    };
     let running = until(SETTLE, &53, || running_pods(&kwokctl, c, "spread").len());
     assert_eq!(running, 53, "all 53 pods of namespace spread run");
-    let placed = kwokctl.ok(&[
-        "--name",
-        c,
-        "kubectl",
-        "get",
-        "pods",
-        "-n",
-        "spread",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
-    ]);
+    let placed = spread_pods("{.metadata.name} {.spec.nodeName}");
     let deployment_nodes: std::collections::HashSet<&str> = placed
         .lines()
         .filter(|l| l.starts_with("spread-"))
@@ -113,34 +111,13 @@ fn scale_should_reach_exactly_n_nodes_and_pods_and_refuse_bad_input() {
         "{pinned:?}"
     );
 
-    // Pinned past the size of a /24 (kwok's --cidr here), as upstream's benchmarks pin
-    // thousands of pods to one node: every pod runs with an IP of its own.
-    kwokctl.ok(&[
-        "--name",
-        c,
-        "scale",
-        "pod",
-        "pinned",
-        "-n",
-        "spread",
-        "--replicas",
-        "300",
-        "--param",
-        r#".nodeName="node-000007""#,
-    ]);
+    // Pinned past the size of the node's /24 podCIDR, into the next node's network, as
+    // upstream's benchmarks pin thousands of pods to one node: every pod runs with an IP
+    // of its own.
+    pin("300");
     let running = until(SETTLE, &350, || running_pods(&kwokctl, c, "spread").len());
     assert_eq!(running, 350, "300 pinned pods and the Deployment's 50 run");
-    let ips = kwokctl.ok(&[
-        "--name",
-        c,
-        "kubectl",
-        "get",
-        "pods",
-        "-n",
-        "spread",
-        "-o",
-        "jsonpath={range .items[*]}{.status.podIP}{\"\\n\"}{end}",
-    ]);
+    let ips = spread_pods("{.status.podIP}");
     let unique: std::collections::HashSet<&str> = ips.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(
         unique.len(),

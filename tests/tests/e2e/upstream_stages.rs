@@ -2,33 +2,13 @@
 //! at test time), drive a real cluster: a claim gets a volume and binds with
 //! `volume/fast`, a node without status becomes Ready with `node/fast`.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use crate::kwok::{READY, bare_cluster, kwok_with_stages, node};
 
-const MODULE: &str = "sigs.k8s.io/kwok@v0.8.0";
-
 /// `kustomize/stage/<set>` of the upstream module, downloaded if absent.
 pub(crate) fn upstream_set(set: &str) -> PathBuf {
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", MODULE])
-        .env("GOFLAGS", "-mod=mod")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("go runs");
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "go mod download {MODULE}: {e}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    Path::new(info["Dir"].as_str().expect("Dir"))
-        .join("kustomize/stage")
-        .join(set)
+    crate::upstream_module::dir().join("kustomize/stage").join(set)
 }
 
 /// Every YAML document of the set but its kustomization, joined; and the non-Stage
