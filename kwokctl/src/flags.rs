@@ -53,8 +53,6 @@ pub struct Cli {
 /// program's, as upstream's (cobra's `DisableFlagParsing`), so `kwokctl kubectl -v 6`
 /// and `kwokctl kubectl --dry-run=client` reach kubectl.
 const PASS_THROUGH: [&str; 3] = ["kubectl", "etcdctl", "kectl"];
-/// kwokctl's global flags that take the next word as their value.
-const VALUED_GLOBALS: [&str; 5] = ["--name", "-c", "--config", "-v", "--v"];
 
 impl Cli {
     /// Parses `args` (with the program name first) as clap does, except that what
@@ -78,9 +76,20 @@ impl Cli {
 
 /// Index of the first subcommand word when it is a pass-through one.
 fn pass_through_verb(args: &[std::ffi::OsString]) -> Option<usize> {
+    // The global flags that take the next word as their value, as clap defines them.
+    let command = <Cli as clap::CommandFactory>::command();
+    let valued: Vec<String> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set() && a.get_action().takes_values())
+        .flat_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
+        })
+        .collect();
     let mut i = 1;
     while let Some(word) = args.get(i).and_then(|a| a.to_str()) {
-        if VALUED_GLOBALS.contains(&word) {
+        if valued.iter().any(|v| v == word) {
             i += 2;
         } else if word.starts_with('-') {
             i += 1;
@@ -382,6 +391,13 @@ mod tests {
         assert_eq!(pass.args, ["-v", "6", "--dry-run=client", "--name", "n"]);
         let cli = Cli::parse_passing_through(words(&["kwokctl", "--dry-run", "kectl", "get", "--name", "x"]));
         assert!(cli.dry_run && cli.name == "kwok");
+        // A global flag's value is not taken for the verb.
+        let cli = Cli::parse_passing_through(words(&["kwokctl", "-c", "kubectl", "etcdctl", "get", "k"]));
+        assert_eq!(cli.config, [std::path::PathBuf::from("kubectl")]);
+        let Command::Etcdctl(pass) = cli.command else {
+            panic!("not etcdctl")
+        };
+        assert_eq!(pass.args, ["get", "k"]);
         let cli = Cli::parse_passing_through(words(&["kwokctl", "get", "clusters", "--name", "y"]));
         assert_eq!(cli.name, "y", "other commands still take --name after the verb");
     }

@@ -481,15 +481,13 @@ impl UserConfig {
     /// Reads a file, or a folder's files as the engine expands it (a kustomization's
     /// `resources`, else its YAML files), as upstream reads `--config` folders.
     fn read(&mut self, path: &Path) -> Result<()> {
-        let files = kwok_engine::stage::load::config_files(path).map_err(|e| match e {
+        // A file that cannot be read is kwokctl's "failed to read config" error.
+        let error = |e| match e {
             kwok_engine::error::LoadError::Io { file, source } => Error::Io { path: file, source },
             other => other.into(),
-        })?;
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
-                path: file.display().to_string(),
-                source,
-            })?;
+        };
+        for read in kwok_engine::stage::load::config_texts(path).map_err(error)? {
+            let (file, text) = read.map_err(error)?;
             self.parse(&file.display().to_string(), &text)?;
             self.files.push(file);
         }

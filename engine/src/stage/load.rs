@@ -76,15 +76,28 @@ impl Documents {
 
     /// Reads `path`: a file, or a folder as [`config_files`] expands it.
     pub fn read(&mut self, path: &Path) -> Result<(), LoadError> {
-        for file in config_files(path)? {
-            let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
-                file: file.display().to_string(),
-                source,
-            })?;
+        for read in config_texts(path)? {
+            let (file, text) = read?;
             self.parse(&file.display().to_string(), &text)?;
         }
         Ok(())
     }
+}
+
+/// The files of [`config_files`] with their text, each read when the iterator reaches
+/// it (so a file's errors come before the next file is read).
+pub fn config_texts(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<(PathBuf, String), LoadError>>, LoadError> {
+    Ok(config_files(path)?
+        .into_iter()
+        .map(|file| match std::fs::read_to_string(&file) {
+            Ok(text) => Ok((file, text)),
+            Err(source) => Err(LoadError::Io {
+                file: file.display().to_string(),
+                source,
+            }),
+        }))
 }
 
 /// The names kustomize looks for in a folder, in its order.
