@@ -1,0 +1,1 @@
+//! Resource usage (ResourceUsage, ClusterResourceUsage) and Metric endpoints.
