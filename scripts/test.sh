@@ -9,7 +9,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The e2e suite runs the real binaries: build them, and the control plane, first.
 cargo build --workspace --bins
 target/debug/kwokctl install
-# The tools only some tests use (kectl, Jaeger) are built now, one at a time, rather
-# than by the first test that needs them while the other e2e tests run beside it.
-bash kwokctl/controlplane/build.sh kectl jaeger
+# The tools only some tests use (kectl, Jaeger, metrics-server) are built now, one at a
+# time, rather than by the first test that needs them while the other e2e tests run
+# beside it.
+bash kwokctl/controlplane/build.sh kectl jaeger metrics-server
 cargo test --workspace

@@ -4,7 +4,8 @@
 #   ${KWOK_CACHE_DIR:-~/.kwok/cache}/<component>/<version>/<component>
 # A binary already in the cache is skipped. Usage: build.sh [component...]
 # (default: all of etcd etcdctl etcdutl kube-apiserver kube-controller-manager
-# kube-scheduler kubectl; kectl and jaeger are built only when named).
+# kube-scheduler kubectl; kectl, jaeger and metrics-server are built only when
+# named).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +22,7 @@ k8s_version="$(modversion "$here/kubernetes" k8s.io/kubernetes)"
 etcd_version="$(modversion "$here/etcd" go.etcd.io/etcd/server/v3)"
 jaeger_version="$(modversion "$here/jaeger" github.com/jaegertracing/jaeger)"
 kectl_version="$(modversion "$here/kectl" github.com/kwok-ci/kectl)"
+metrics_server_version="$(modversion "$here/metrics-server" sigs.k8s.io/metrics-server)"
 
 version_of() {
   case "$1" in
@@ -28,6 +30,7 @@ version_of() {
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$k8s_version" ;;
     jaeger) echo "$jaeger_version" ;;
     kectl) echo "$kectl_version" ;;
+    metrics-server) echo "$metrics_server_version" ;;
     *) echo "build.sh: unknown component '$1'" >&2; exit 2 ;;
   esac
 }
@@ -61,6 +64,9 @@ build_one() {
     jaeger) moddir="$here/jaeger"; pkg=github.com/jaegertracing/jaeger/cmd/all-in-one
       ldflags="-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$jaeger_version" ;;
     kectl) moddir="$here/kectl"; pkg=github.com/kwok-ci/kectl/cmd/kectl; ldflags="-s -w" ;;
+    # metrics-server's --version reads client-go's version variables (its Makefile sets them).
+    metrics-server) moddir="$here/metrics-server"; pkg=sigs.k8s.io/metrics-server/cmd/metrics-server
+      ldflags="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$metrics_server_version" ;;
     *) moddir="$here/kubernetes"; pkg="k8s.io/kubernetes/cmd/$c"; ldflags="$(k8s_ldflags)" ;;
   esac
   start=$SECONDS

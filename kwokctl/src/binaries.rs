@@ -14,7 +14,10 @@ use std::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A path given explicitly does not exist or is not executable.
-    #[error("{component} binary {path} does not exist or is not executable")]
+    #[error(
+        "{component} binary {path} does not exist or is not executable{}",
+        build_hint(component)
+    )]
     Missing {
         /// Component name.
         component: String,
@@ -63,6 +66,16 @@ pub enum Error {
     },
 }
 
+/// How to get a binary kwokctl can build, for a message about a missing one.
+fn build_hint(component: &str) -> String {
+    match component {
+        "kwok" => String::new(),
+        c => format!(
+            "; leave its --{c}-binary out and kwokctl builds the pinned version (or: bash kwokctl/controlplane/build.sh {c})"
+        ),
+    }
+}
+
 /// Result of binary lookups.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -103,6 +116,26 @@ const JAEGER_SOURCES: [(&str, &str); 3] = [
     ("jaeger/go.sum", include_str!("../controlplane/jaeger/go.sum")),
     ("jaeger/tools.go", include_str!("../controlplane/jaeger/tools.go")),
 ];
+
+/// metrics-server's wrapper module: built only for clusters that run it.
+const METRICS_SERVER_SOURCES: [(&str, &str); 3] = [
+    (
+        "metrics-server/go.mod",
+        include_str!("../controlplane/metrics-server/go.mod"),
+    ),
+    (
+        "metrics-server/go.sum",
+        include_str!("../controlplane/metrics-server/go.sum"),
+    ),
+    (
+        "metrics-server/tools.go",
+        include_str!("../controlplane/metrics-server/tools.go"),
+    ),
+];
+
+/// The pinned metrics-server version, read from the embedded go.mod.
+pub static METRICS_SERVER_VERSION: LazyLock<String> =
+    LazyLock::new(|| require_version(METRICS_SERVER_SOURCES[0].1, "sigs.k8s.io/metrics-server"));
 
 /// The pinned Jaeger version, read from the embedded go.mod.
 pub static JAEGER_VERSION: LazyLock<String> =
@@ -159,6 +192,8 @@ pub enum Binary {
     /// Jaeger all-in-one, for `--jaeger-port`. Built on first use, not by `kwokctl
     /// install`: a cold build takes minutes and most clusters never run it.
     Jaeger,
+    /// metrics-server, for `--enable metrics-server`. Built on first use, like Jaeger.
+    MetricsServer,
     /// This project's `kwok` controller.
     Kwok,
 }
@@ -188,6 +223,7 @@ impl Binary {
             Binary::Kubectl => "kubectl",
             Binary::Kectl => "kectl",
             Binary::Jaeger => "jaeger",
+            Binary::MetricsServer => "metrics-server",
             Binary::Kwok => "kwok",
         }
     }
@@ -198,6 +234,7 @@ impl Binary {
             Binary::Etcd | Binary::Etcdctl | Binary::Etcdutl => &ETCD_VERSION,
             Binary::Kwok => KWOK_VERSION,
             Binary::Jaeger => &JAEGER_VERSION,
+            Binary::MetricsServer => &METRICS_SERVER_VERSION,
             Binary::Kectl => &KECTL_VERSION,
             _ => &KUBE_VERSION,
         }
@@ -358,7 +395,11 @@ impl Finder {
             .cache
             .join("src")
             .join(format!("kubernetes-{}-etcd-{}", *KUBE_VERSION, *ETCD_VERSION));
-        for (rel, text) in SOURCES.iter().chain(&JAEGER_SOURCES) {
+        for (rel, text) in SOURCES
+            .iter()
+            .chain(&JAEGER_SOURCES)
+            .chain(&METRICS_SERVER_SOURCES)
+        {
             let path = dir.join(rel);
             let parent = path.parent().expect("embedded sources are in folders");
             fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -436,6 +477,8 @@ mod tests {
         assert!(ETCD_VERSION.starts_with("v3.6."), "{}", *ETCD_VERSION);
         assert_eq!(*JAEGER_VERSION, "v1.76.0", "upstream KWOK v0.8's Jaeger");
         assert_eq!(*KECTL_VERSION, "v0.0.10", "upstream KWOK v0.8's kectl");
+        // Upstream KWOK v0.8 defaults to 0.8.1, which the module proxy does not serve.
+        assert_eq!(*METRICS_SERVER_VERSION, "v0.8.0");
     }
 
     #[test]
@@ -476,7 +519,9 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "kube-apiserver binary /nope/kube-apiserver does not exist or is not executable"
+            "kube-apiserver binary /nope/kube-apiserver does not exist or is not executable; leave its \
+             --kube-apiserver-binary out and kwokctl builds the pinned version (or: bash \
+             kwokctl/controlplane/build.sh kube-apiserver)"
         );
     }
 

@@ -86,7 +86,7 @@ pub struct Options {
     pub kube_controller_manager_port: u16,
     /// kube-scheduler secure port.
     pub kube_scheduler_port: u16,
-    /// kwok controller's HTTP port (`/healthz`, `/readyz`, `/metrics`).
+    /// kwok controller's HTTPS port (`/healthz`, `/readyz`, `/metrics`, the kubelet API).
     pub kwok_controller_port: u16,
     /// Lift the client QPS limits of the controller-manager and scheduler and the
     /// apiserver's in-flight limits (`--disable-qps-limits`).
@@ -101,6 +101,9 @@ pub struct Options {
     /// Jaeger's OTLP/gRPC port, where kube-apiserver and kwok send spans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_otlp_grpc_port: Option<u16>,
+    /// metrics-server's secure port, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_server_port: Option<u16>,
     /// kube-apiserver authorization: Node,RBAC when true, AlwaysAllow when false.
     #[serde(default = "yes")]
     pub kube_authorization: bool,
@@ -192,6 +195,7 @@ impl Default for Options {
             prometheus_port: None,
             jaeger_port: None,
             jaeger_otlp_grpc_port: None,
+            metrics_server_port: None,
             kube_authorization: true,
             kube_admission: true,
             etcd_quota_backend_bytes: DEFAULT_ETCD_QUOTA_BYTES,

@@ -305,12 +305,17 @@ pub struct CreateClusterArgs {
     /// traces over OTLP (implies --enable jaeger; built from its pinned Go module on first use).
     #[arg(long, env = "KWOK_JAEGER_PORT")]
     pub jaeger_port: Option<u16>,
-    #[arg(long, hide = true)]
-    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
-    pub enable_metrics_server: Option<String>,
-    #[arg(long, hide = true)]
-    #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
-    pub metrics_server_binary: Option<String>,
+    /// Run metrics-server (same as --enable metrics-server, which upstream prefers):
+    /// `kubectl top` and HorizontalPodAutoscalers read the usage kwok reports.
+    #[arg(long, env = "KWOK_ENABLE_METRICS_SERVER")]
+    pub enable_metrics_server: bool,
+    /// metrics-server's secure port, when it runs [default: a free port]
+    #[arg(long, env = "KWOK_METRICS_SERVER_PORT")]
+    pub metrics_server_port: Option<u16>,
+    /// metrics-server binary (default: cache, PATH at the pinned version, else built
+    /// from the pinned Go module).
+    #[arg(long, env = "KWOK_METRICS_SERVER_BINARY")]
+    pub metrics_server_binary: Option<PathBuf>,
     #[arg(long, hide = true)]
     #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
     pub kueueviz_port: Option<String>,

@@ -116,6 +116,42 @@ pub const CLIENTS: &[ClientIdentity<'static>] = &[
         user: "kwok-prometheus",
         groups: &["system:monitoring"],
     },
+    // How kube-apiserver proves itself to kwok's kubelet API (logs, exec, port-forward,
+    // the node proxy); kwok lets in any certificate of the cluster CA.
+    ClientIdentity {
+        file: KUBELET_CLIENT,
+        user: KUBELET_CLIENT,
+        groups: &["system:masters"],
+    },
+    // metrics-server, to the apiserver and to kwok's kubelet API: what it may do is the
+    // RBAC of its manifests (components::metrics_server), bound to this user.
+    ClientIdentity {
+        file: "metrics-server",
+        user: METRICS_SERVER_USER,
+        groups: &[],
+    },
+];
+
+/// File stem and user of kube-apiserver's client certificate for the kubelet API.
+pub const KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
+
+/// The user of metrics-server's client certificate.
+pub const METRICS_SERVER_USER: &str = "kwok-metrics-server";
+
+/// The common name of the front proxy's client certificate: the one name the
+/// apiserver's `--requestheader-allowed-names` lets assert a user to aggregated API
+/// servers (metrics-server).
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
+/// DNS names the shared serving certificate carries besides localhost: the
+/// `kubernetes` Service, and the Services of aggregated API servers, whose name the
+/// apiserver checks when it proxies to them (`<service>.<namespace>.svc`).
+const SERVING_DNS_NAMES: [&str; 5] = [
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "metrics-server.kube-system.svc",
 ];
 
 /// Paths of the PEM files under a cluster's `pki/` folder.
@@ -165,6 +201,28 @@ impl PkiPaths {
         self.dir.join("sa.pub")
     }
 
+    /// The front-proxy CA: a CA of its own, as Kubernetes asks, so that no ordinary
+    /// client certificate can assert another user to an aggregated API server.
+    pub fn front_proxy_ca_cert(&self) -> PathBuf {
+        self.dir.join("front-proxy-ca.crt")
+    }
+
+    /// The front-proxy CA's key.
+    pub fn front_proxy_ca_key(&self) -> PathBuf {
+        self.dir.join("front-proxy-ca.key")
+    }
+
+    /// The apiserver's client certificate towards aggregated API servers (signed by the
+    /// front-proxy CA, common name [`FRONT_PROXY_CLIENT`]).
+    pub fn front_proxy_client_cert(&self) -> PathBuf {
+        self.dir.join("front-proxy-client.crt")
+    }
+
+    /// The front-proxy client's key.
+    pub fn front_proxy_client_key(&self) -> PathBuf {
+        self.dir.join("front-proxy-client.key")
+    }
+
     /// Client certificate of `file` (see [`ClientIdentity::file`]).
     pub fn client_cert(&self, file: &str) -> PathBuf {
         self.dir.join(format!("{file}.crt"))
@@ -179,7 +237,7 @@ impl PkiPaths {
 /// Generates the whole PKI into `paths.dir()` (which must exist).
 pub fn generate(paths: &PkiPaths) -> Result<()> {
     let ca_key = key("CA key")?;
-    let ca = CertifiedIssuer::self_signed(ca_params(), ca_key).map_err(gen_err("CA certificate"))?;
+    let ca = CertifiedIssuer::self_signed(ca_params(CA_NAME), ca_key).map_err(gen_err("CA certificate"))?;
     write(&paths.ca_cert(), &ca.pem())?;
     write(&paths.ca_key(), &ca.key().serialize_pem())?;
 
@@ -199,11 +257,36 @@ pub fn generate(paths: &PkiPaths) -> Result<()> {
         write(&paths.client_key(client.file), &client_key.serialize_pem())?;
     }
 
+    generate_front_proxy(paths)?;
     let sa = key("service-account key")?;
     write(&paths.sa_key(), &sa.serialize_pem())?;
     write(&paths.sa_pub(), &sa.public_key_pem())?;
     Ok(())
 }
+
+/// The front-proxy CA and its one client, the apiserver's aggregation layer.
+fn generate_front_proxy(paths: &PkiPaths) -> Result<()> {
+    let ca_key = key("front-proxy CA key")?;
+    let ca = CertifiedIssuer::self_signed(ca_params(FRONT_PROXY_CA_NAME), ca_key)
+        .map_err(gen_err("front-proxy CA certificate"))?;
+    write(&paths.front_proxy_ca_cert(), &ca.pem())?;
+    write(&paths.front_proxy_ca_key(), &ca.key().serialize_pem())?;
+    let client_key = key(FRONT_PROXY_CLIENT)?;
+    let client = client_params(&ClientIdentity {
+        file: FRONT_PROXY_CLIENT,
+        user: FRONT_PROXY_CLIENT,
+        groups: &[],
+    })
+    .signed_by(&client_key, &ca)
+    .map_err(gen_err(FRONT_PROXY_CLIENT))?;
+    write(&paths.front_proxy_client_cert(), &client.pem())?;
+    write(&paths.front_proxy_client_key(), &client_key.serialize_pem())
+}
+
+/// The cluster CA's common name.
+const CA_NAME: &str = "kwok-ca";
+/// The front-proxy CA's common name.
+const FRONT_PROXY_CA_NAME: &str = "kwok-front-proxy-ca";
 
 /// Signs a new client certificate for `user` in `groups` with the cluster's CA (in
 /// `paths`); returns the certificate and its key as PEM.
@@ -228,7 +311,7 @@ pub fn sign_client(paths: &PkiPaths, user: &str, groups: &[&str]) -> Result<(Str
     })?;
     // The CA's subject and usages come from `ca_params`, so the issuer is rebuilt from
     // them and the key rather than parsed from the certificate.
-    let ca = Issuer::new(ca_params(), ca_key);
+    let ca = Issuer::new(ca_params(CA_NAME), ca_key);
     let client_key = key(user)?;
     let cert = client_params(&ClientIdentity {
         file: "",
@@ -273,8 +356,8 @@ fn base_params(common_name: &str, organizations: &[&str]) -> CertificateParams {
     params
 }
 
-fn ca_params() -> CertificateParams {
-    let mut params = base_params("kwok-ca", &[]);
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = base_params(common_name, &[]);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -290,12 +373,7 @@ fn serving_params() -> CertificateParams {
         SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         SanType::IpAddress(IpAddr::V4(KUBERNETES_SERVICE_IP)),
     ];
-    for dns in [
-        "localhost",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-    ] {
+    for dns in SERVING_DNS_NAMES {
         params.subject_alt_names.push(SanType::DnsName(
             dns.try_into().expect("static DNS names are valid"),
         ));
@@ -334,6 +412,12 @@ mod tests {
             paths.serving_key(),
         ];
         files.extend([paths.sa_key(), paths.sa_pub()]);
+        files.extend([
+            paths.front_proxy_ca_cert(),
+            paths.front_proxy_ca_key(),
+            paths.front_proxy_client_cert(),
+            paths.front_proxy_client_key(),
+        ]);
         for client in CLIENTS {
             files.push(paths.client_cert(client.file));
             files.push(paths.client_key(client.file));

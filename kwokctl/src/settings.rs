@@ -50,6 +50,7 @@ pub struct PortRequests {
     pub kwok_controller: Option<u16>,
     pub prometheus: Option<u16>,
     pub jaeger: Option<u16>,
+    pub metrics_server: Option<u16>,
 }
 
 /// Everything `create cluster` needs besides ports and binaries.
@@ -129,8 +130,6 @@ impl Settings {
                 "--kube-apiserver-insecure-port",
                 &args.kube_apiserver_insecure_port,
             ),
-            ("--enable-metrics-server", &args.enable_metrics_server),
-            ("--metrics-server-binary", &args.metrics_server_binary),
             ("--kueueviz-port", &args.kueueviz_port),
         ] {
             if let Some(value) = value {
@@ -162,6 +161,7 @@ impl Settings {
                 kwok_controller: o.kwok_controller_port,
                 prometheus: o.prometheus_port,
                 jaeger: o.jaeger_port,
+                metrics_server: o.metrics_server_port,
             },
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
             kube_authorization: o.kube_authorization.unwrap_or(true),
@@ -215,6 +215,8 @@ pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOpt
         components = c.components.clone(),
         prometheus_port = c.prometheus_port,
         jaeger_port = args.jaeger_port,
+        metrics_server_port = args.metrics_server_port,
+        enable_metrics_server = args.enable_metrics_server.then_some(true),
         kwok_controller_port = c.controller_port,
         kube_controller_manager_port = c.kube_controller_manager_port,
         kube_scheduler_port = c.kube_scheduler_port,
@@ -244,8 +246,9 @@ pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOpt
     o
 }
 
-/// The components that run: the base set, plus Prometheus when it has a port, plus
-/// `enable`, minus `disable` and the `disable*` switches.
+/// The components that run: the base set, plus Prometheus and Jaeger when they have a
+/// port and metrics-server when `enableMetricsServer`, plus `enable`, minus `disable`
+/// and the `disable*` switches.
 fn component_set(o: &FileOptions) -> Result<Vec<String>> {
     let mut set: Vec<String> = match &o.components {
         Some(list) => list.clone(),
@@ -259,6 +262,10 @@ fn component_set(o: &FileOptions) -> Result<Vec<String>> {
     }
     if o.jaeger_port.is_some() {
         set.push(components::jaeger::NAME.into());
+    }
+    // Upstream's deprecated switch; a port alone does not enable it (as upstream).
+    if o.enable_metrics_server == Some(true) {
+        set.push(components::metrics_server::NAME.into());
     }
     for name in o.enable.iter().flatten() {
         components::check_name("--enable", name)?;
@@ -372,6 +379,28 @@ mod tests {
                 "--enable: component \"kueue\" of upstream kwokctl is not supported by kwokctl-rs yet"
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn metrics_server_should_run_by_enable_or_upstreams_switch_and_take_its_port() {
+        let upstream = resolve(
+            &["--enable-metrics-server", "--metrics-server-port", "4443"],
+            &UserConfig::default(),
+        )
+        .unwrap();
+        assert!(upstream.runs("metrics-server"));
+        assert_eq!(upstream.ports.metrics_server, Some(4443));
+        let enabled = resolve(&["--enable", "metrics-server"], &UserConfig::default()).unwrap();
+        assert_eq!(enabled.components, upstream.components);
+        assert_eq!(enabled.components.last().unwrap(), "metrics-server");
+        let mut user = UserConfig::default();
+        user.options.enable_metrics_server = Some(true);
+        assert!(resolve(&[], &user).unwrap().runs("metrics-server"));
+        let port_only = resolve(&["--metrics-server-port", "4443"], &UserConfig::default()).unwrap();
+        assert!(
+            !port_only.runs("metrics-server"),
+            "a port alone enables nothing, as upstream"
         );
     }
 

@@ -114,6 +114,10 @@ pub struct FileOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jaeger_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_server_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_metrics_server: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kwok_controller_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kube_controller_manager_port: Option<u16>,
@@ -338,7 +342,6 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "lwsVersion",
     "deschedulerVersion",
     "kindVersion",
-    "enableMetricsServer",
     "kubeImagePrefix",
     "etcdImagePrefix",
     "kwokImagePrefix",
@@ -405,7 +408,6 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "etcdPeerPort",
     "dashboardPort",
     "kueuevizPort",
-    "metricsServerPort",
     "cacheDir",
     "kubeControllerManagerNodeMonitorPeriodMilliseconds",
     "kubeControllerManagerNodeMonitorGracePeriodMilliseconds",

@@ -33,8 +33,6 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
     ("create cluster", "dashboard-port", REFUSED),
     ("create cluster", "kueueviz-port", REFUSED),
     ("create cluster", "kube-apiserver-insecure-port", REFUSED),
-    ("create cluster", "enable-metrics-server", REFUSED),
-    ("create cluster", "metrics-server-binary", REFUSED),
     (
         "get artifacts",
         "runtime",

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// The binaries kwokctl resolves, in start order, then the tools.
-const BINARIES: [Binary; 9] = [
+const BINARIES: [Binary; 10] = [
     Binary::Etcd,
     Binary::KubeApiserver,
     Binary::KubeControllerManager,
@@ -21,6 +21,7 @@ const BINARIES: [Binary; 9] = [
     Binary::Kubectl,
     Binary::Kectl,
     Binary::Jaeger,
+    Binary::MetricsServer,
 ];
 
 pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
@@ -44,6 +45,9 @@ pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
                 _ if binary == Binary::Kectl => "(missing: built on first `kwokctl kectl`)".into(),
                 _ if binary == Binary::Jaeger => {
                     "(missing: built for the first cluster with --jaeger-port)".into()
+                }
+                _ if binary == Binary::MetricsServer => {
+                    "(missing: built for the first cluster with --enable metrics-server)".into()
                 }
                 _ => "(missing: `kwokctl install` builds it)".into(),
             },

@@ -20,7 +20,7 @@ use tracing::info;
 use super::create_files::{check_inputs, dry_run_script, extra_files, prometheus_binary};
 use crate::{
     binaries::{Binary, ETCD_VERSION, Finder, KUBE_VERSION},
-    components::{self, Binaries, Context, jaeger, prometheus},
+    components::{self, Binaries, Component, Context, jaeger, metrics_server, prometheus},
     config::{API_VERSION, ClusterConfig, KIND, Metadata, Options},
     flags::CreateClusterArgs,
     kubeconfig,
@@ -56,6 +56,11 @@ pub(super) async fn cluster(
             "cluster {name:?} already exists ({}); delete it first with `kwokctl delete cluster --name {name}`",
             dir.root().display()
         );
+    }
+    if settings.runs(metrics_server::NAME) {
+        // kwok serves the kubelet's resource metrics and each pod's usage by these.
+        let defaults = metrics_server::kwok_documents(&settings.kwok_documents, &settings.enable_crds);
+        settings.kwok_documents.extend(defaults);
     }
     let mut ports = Allocator::default();
     let mut options = resolve_options(&mut ports, &settings)?;
@@ -170,13 +175,37 @@ async fn make(
     }
     let prober = Prober::from_kubeconfig(&dir.kubeconfig()).await?;
     let mut launch = Launch::new(dir, runtime);
-    if let Err(err) = launch.run(&config.components, &prober, deadline).await {
+    if let Err(err) = start_components(dir, config, &mut launch, &prober, deadline).await {
         launch.abort();
-        return Err(err.into());
+        return Err(err);
     }
     let admin = kubeconfig::read_or_empty(&dir.kubeconfig())?;
     kubeconfig::merge_into(user_kubeconfig, &admin)?;
     Ok(())
+}
+
+/// Starts the components; metrics-server last, once its RBAC, Service and APIService
+/// exist (its health check waits for its informers, which need the RBAC), and then
+/// waits until its APIService is Available.
+async fn start_components(
+    dir: &ClusterDir,
+    config: &ClusterConfig,
+    launch: &mut Launch<'_>,
+    prober: &Prober,
+    deadline: Instant,
+) -> Result<()> {
+    let (aggregated, core): (Vec<Component>, Vec<Component>) = config
+        .components
+        .iter()
+        .cloned()
+        .partition(|c| c.name == metrics_server::NAME);
+    launch.run(&core, prober, deadline).await?;
+    let Some(metrics_server) = aggregated.first() else {
+        return Ok(());
+    };
+    super::register::metrics_server_objects(dir, metrics_server.port).await?;
+    launch.run(&aggregated, prober, deadline).await?;
+    super::register::wait_metrics_server_available(dir, deadline).await
 }
 
 fn write_files(dir: &ClusterDir, config: &ClusterConfig) -> Result<()> {
@@ -227,6 +256,11 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
     } else {
         (None, None)
     };
+    let metrics_server_port = if s.runs(metrics_server::NAME) {
+        Some(ports.port("--metrics-server-port", p.metrics_server)?)
+    } else {
+        None
+    };
     Ok(Options {
         runtime: s.runtime.clone(),
         kube_version: KUBE_VERSION.clone(),
@@ -242,6 +276,7 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
         prometheus_port,
         jaeger_port,
         jaeger_otlp_grpc_port,
+        metrics_server_port,
         kube_authorization: s.kube_authorization,
         kube_admission: s.kube_admission,
         etcd_quota_backend_bytes: s.etcd_quota_backend_bytes,
@@ -282,6 +317,10 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
         // Built (a long Go build the first time) only for a cluster that runs it.
         jaeger: match s.runs(jaeger::NAME) {
             true => Some(find(Binary::Jaeger, &args.jaeger_binary)?),
+            false => None,
+        },
+        metrics_server: match s.runs(metrics_server::NAME) {
+            true => Some(find(Binary::MetricsServer, &args.metrics_server_binary)?),
             false => None,
         },
     })

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use crate::{
-    components::{Component, Context, jaeger, prometheus},
+    components::{Component, Context, jaeger, metrics_server, prometheus},
     config::ClusterConfig,
     paths::ClusterDir,
     settings::Settings,
@@ -135,6 +135,16 @@ pub(super) fn dry_run_script(
         let _ = writeln!(out, "cat <<'EOF' >{}\n{}EOF", path.display(), with_newline(text));
     }
     out.push_str(&start_commands(dir, config));
+    if let Some(c) = config.component(metrics_server::NAME) {
+        let _ = writeln!(
+            out,
+            "# before {} starts: create its RBAC, the ExternalName Service kube-system/metrics-server \
+             (127.0.0.1:{}) and the APIService {}; then wait until that is Available",
+            c.name,
+            c.port,
+            metrics_server::API_SERVICE
+        );
+    }
     out
 }
 

@@ -12,6 +12,7 @@ mod lifecycle;
 mod logs;
 mod passthrough;
 mod port_forward;
+mod register;
 
 pub use config::ConfigCommand;
 pub use export::ExportCommand;

@@ -1,8 +1,16 @@
-//! kube-apiserver: secure port on loopback, RBAC, service accounts signed by the cluster key.
+//! kube-apiserver: secure port on loopback, RBAC, service accounts signed by the cluster key,
+//! kwok as every node's kubelet, and the aggregation layer (metrics-server).
 
 use std::path::Path;
 
 use super::{Component, Context, feature_gate_args, path_arg};
+use crate::pki::{FRONT_PROXY_CLIENT, KUBELET_CLIENT};
+
+/// How the apiserver reaches a node's kubelet (kwok, for logs, exec, attach,
+/// port-forward and the node proxy): at the node's InternalIP first, as
+/// `--kubelet-preferred-address-types` (the default tries the Hostname first, and a
+/// fake node's name resolves nowhere). Upstream's order, which metrics-server uses too.
+pub const KUBELET_ADDRESS_TYPES: &str = "InternalIP,ExternalIP,Hostname";
 
 pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     let o = ctx.options;
@@ -29,6 +37,8 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         path_arg("service-account-signing-key-file", pki.sa_key()),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
     ];
+    args.extend(kubelet_args(ctx));
+    args.extend(aggregation_args(ctx));
     if !o.kube_admission {
         // Upstream's way to run no admission plugin at all.
         args.push("--admission-control=".into());
@@ -64,4 +74,37 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         health_url: format!("https://127.0.0.1:{}/readyz", o.kube_apiserver_port),
         envs: Vec::new(),
     }
+}
+
+/// The kubelet client: the apiserver's own certificate for kwok's kubelet API, and the
+/// cluster CA, which signed kwok's serving certificate.
+fn kubelet_args(ctx: &Context<'_>) -> Vec<String> {
+    let pki = ctx.dir.pki();
+    vec![
+        path_arg("kubelet-client-certificate", pki.client_cert(KUBELET_CLIENT)),
+        path_arg("kubelet-client-key", pki.client_key(KUBELET_CLIENT)),
+        path_arg("kubelet-certificate-authority", pki.ca_cert()),
+        format!("--kubelet-preferred-address-types={KUBELET_ADDRESS_TYPES}"),
+    ]
+}
+
+/// The aggregation layer, always on (as kubeadm's): the front-proxy client the apiserver
+/// proxies to aggregated API servers with, and the request-header settings those read
+/// from `kube-system/extension-apiserver-authentication` to trust it.
+///
+/// An aggregated API server runs on the host at 127.0.0.1 and is registered through an
+/// ExternalName Service; the apiserver reaches it that way only with its default
+/// service routing (`--enable-aggregator-routing=true` resolves Endpoints, which may
+/// not point at loopback, and refuses ExternalName Services).
+fn aggregation_args(ctx: &Context<'_>) -> Vec<String> {
+    let pki = ctx.dir.pki();
+    vec![
+        path_arg("requestheader-client-ca-file", pki.front_proxy_ca_cert()),
+        format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"),
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+        "--requestheader-group-headers=X-Remote-Group".into(),
+        "--requestheader-username-headers=X-Remote-User".into(),
+        path_arg("proxy-client-cert-file", pki.front_proxy_client_cert()),
+        path_arg("proxy-client-key-file", pki.front_proxy_client_key()),
+    ]
 }

@@ -1,4 +1,5 @@
-//! The `kwok` controller of this project, managing every node (binary runtime default).
+//! The `kwok` controller of this project, managing every node (binary runtime default),
+//! and the kubelet API of those nodes on its HTTPS server.
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         format!("--node-lease-duration-seconds={}", o.node_lease_duration_seconds),
         format!("--server-address=127.0.0.1:{port}"),
     ];
+    args.extend(kubelet_server_args(ctx));
     // A stable lease holder: a restarted kwok resumes its nodes' Leases at once instead
     // of waiting for them to expire as someone else's.
     if let Some(cluster) = ctx.dir.root().file_name() {
@@ -37,7 +39,27 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         binary: binary.into(),
         args,
         port,
-        health_url: format!("http://127.0.0.1:{port}/healthz"),
+        // /healthz needs no client certificate.
+        health_url: format!("https://127.0.0.1:{port}/healthz"),
         envs: Vec::new(),
     }
+}
+
+/// The address every node advertises as its InternalIP: kwok's server is on loopback.
+pub const NODE_IP: &str = "127.0.0.1";
+
+/// kwok's server as every node's kubelet: HTTPS with the cluster's serving certificate
+/// (the apiserver and metrics-server check it against the cluster CA), client
+/// certificates of that CA required beyond the health endpoints, and each node
+/// advertising `NODE_IP` and kwok's port (`status.addresses`, through the stages'
+/// `NodeIP`/`NodeIPWith`, and `daemonEndpoints.kubeletEndpoint.Port`, through `NodePort`).
+fn kubelet_server_args(ctx: &Context<'_>) -> Vec<String> {
+    let pki = ctx.dir.pki();
+    vec![
+        path_arg("tls-cert-file", pki.serving_cert()),
+        path_arg("tls-private-key-file", pki.serving_key()),
+        path_arg("client-ca-file", pki.ca_cert()),
+        format!("--node-ip={NODE_IP}"),
+        format!("--node-port={}", ctx.options.kwok_controller_port),
+    ]
 }

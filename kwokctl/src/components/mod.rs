@@ -6,7 +6,8 @@ pub mod jaeger;
 mod kube_apiserver;
 mod kube_controller_manager;
 mod kube_scheduler;
-mod kwok_controller;
+pub mod kwok_controller;
+pub mod metrics_server;
 pub mod prometheus;
 
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub struct Binaries {
     pub prometheus: Option<PathBuf>,
     /// Jaeger, when it runs.
     pub jaeger: Option<PathBuf>,
+    /// metrics-server, when it runs.
+    pub metrics_server: Option<PathBuf>,
 }
 
 /// Everything a component builder reads.
@@ -75,7 +78,7 @@ pub const DEFAULT_COMPONENTS: [&str; 5] = [
 ];
 
 /// Every component kwokctl can run.
-pub const ALL_COMPONENTS: [&str; 7] = [
+pub const ALL_COMPONENTS: [&str; 8] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -83,6 +86,7 @@ pub const ALL_COMPONENTS: [&str; 7] = [
     "kwok-controller",
     prometheus::NAME,
     jaeger::NAME,
+    metrics_server::NAME,
 ];
 
 /// Components a cluster cannot do without.
@@ -128,7 +132,6 @@ pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
 const UPSTREAM_ONLY_COMPONENTS: &[&str] = &[
     "dashboard",
     "dashboard-metrics-scraper",
-    "metrics-server",
     "kube-scheduler-plugins",
     "kueue",
     "kueueviz",
@@ -139,7 +142,8 @@ const UPSTREAM_ONLY_COMPONENTS: &[&str] = &[
 ];
 
 /// The components of a cluster in start order: etcd, kube-apiserver, then the rest;
-/// Prometheus when it has a binary and a port. The caller keeps those enabled.
+/// Prometheus, Jaeger and metrics-server when they have a binary and a port. The
+/// caller keeps those enabled.
 pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
     let mut all = vec![
         etcd::component(ctx, &binaries.etcd),
@@ -156,6 +160,9 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
         (&binaries.jaeger, o.jaeger_port, o.jaeger_otlp_grpc_port)
     {
         all.push(jaeger::component(binary, jaeger::Ports { query, otlp_grpc }));
+    }
+    if let (Some(binary), Some(port)) = (&binaries.metrics_server, o.metrics_server_port) {
+        all.push(metrics_server::component(ctx, binary, port));
     }
     all
 }
@@ -326,6 +333,7 @@ mod tests {
             kwok: "kwok".into(),
             prometheus: None,
             jaeger: None,
+            metrics_server: None,
         }
     }
 
@@ -412,9 +420,93 @@ mod tests {
             ]
         );
         assert_eq!(
-            c.args[4..],
+            c.args[9..],
             ["--id=kwok-t", "--config=/s/a.yaml", "--config=/s/b.yaml"]
         );
+    }
+
+    #[test]
+    fn kwok_should_serve_the_kubelet_api_over_tls_at_loopback_and_its_own_port() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let pki = dir.pki();
+        let args = args_of(false, "kwok-controller");
+        assert_eq!(
+            args[4..9],
+            [
+                format!("--tls-cert-file={}", pki.serving_cert().display()),
+                format!("--tls-private-key-file={}", pki.serving_key().display()),
+                format!("--client-ca-file={}", pki.ca_cert().display()),
+                "--node-ip=127.0.0.1".into(),
+                "--node-port=6".into(),
+            ]
+        );
+        let kwok = plan_of(false)
+            .into_iter()
+            .find(|c| c.name == "kwok-controller")
+            .unwrap();
+        assert_eq!(kwok.health_url, "https://127.0.0.1:6/healthz");
+    }
+
+    #[test]
+    fn the_apiserver_should_reach_kwok_by_internal_ip_and_proxy_to_aggregated_servers() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let pki = dir.pki();
+        let args = args_of(false, "kube-apiserver");
+        for arg in [
+            format!(
+                "--kubelet-client-certificate={}",
+                pki.client_cert("kube-apiserver-kubelet-client").display()
+            ),
+            format!(
+                "--kubelet-client-key={}",
+                pki.client_key("kube-apiserver-kubelet-client").display()
+            ),
+            format!("--kubelet-certificate-authority={}", pki.ca_cert().display()),
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname".into(),
+            format!(
+                "--requestheader-client-ca-file={}",
+                pki.front_proxy_ca_cert().display()
+            ),
+            "--requestheader-allowed-names=front-proxy-client".into(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+            "--requestheader-group-headers=X-Remote-Group".into(),
+            "--requestheader-username-headers=X-Remote-User".into(),
+            format!(
+                "--proxy-client-cert-file={}",
+                pki.front_proxy_client_cert().display()
+            ),
+            format!(
+                "--proxy-client-key-file={}",
+                pki.front_proxy_client_key().display()
+            ),
+        ] {
+            assert!(args.contains(&arg), "{arg} missing from {args:?}");
+        }
+        // ExternalName Services (metrics-server's) route only without it.
+        assert!(!args.iter().any(|a| a.starts_with("--enable-aggregator-routing")));
+    }
+
+    #[test]
+    fn metrics_server_should_run_last_when_it_has_a_binary_and_a_port() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let options = Options {
+            metrics_server_port: Some(7),
+            ..options(false)
+        };
+        let binaries = Binaries {
+            metrics_server: Some("metrics-server".into()),
+            ..binaries()
+        };
+        let all = plan(
+            &Context {
+                options: &options,
+                dir: &dir,
+            },
+            &binaries,
+        );
+        let last = all.last().unwrap();
+        assert_eq!((last.name.as_str(), last.port), ("metrics-server", 7));
+        assert!(check_name("--enable", "metrics-server").is_ok());
     }
 
     #[test]

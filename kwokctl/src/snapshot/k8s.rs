@@ -122,6 +122,15 @@ pub(super) async fn restore_objects(client: &Client, mut kinds: Kinds, docs: &[V
     Ok(restored)
 }
 
+/// Creates `docs` (objects kwokctl makes itself, such as a component's manifests) in
+/// restore order, leaving those that exist as they are, as a restore does.
+pub async fn create_all(client: &Client, docs: &[Value]) -> Result<Restored> {
+    let mut docs = docs.to_vec();
+    objects::sort(&mut docs);
+    let kinds = by_kind(&discover(client).await?);
+    restore_objects(client, kinds, &docs).await
+}
+
 /// Served kinds by (apiVersion, kind): the resource and whether it is namespaced.
 pub(super) type Kinds = HashMap<(String, String), (ApiResource, bool)>;
 
