@@ -131,6 +131,13 @@ impl Cel {
     }
 }
 
+/// `obj` (a Node, a Pod or one of its containers) as a CEL value typed as upstream's
+/// Go objects are: times as timestamps, resource quantities as numbers (what `Quantity`
+/// gives). The kubelet's metric expressions bind `node`, `pod` and `container` to it.
+pub fn typed_value(obj: &Value) -> CelValue {
+    to_cel(obj, true, Field::Other)
+}
+
 /// What a JSON value is to a typed Node or Pod.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
