@@ -20,6 +20,7 @@ mod faults;
 mod jaeger;
 mod kwok;
 mod kwok_server;
+mod metrics_server;
 mod upstream_stages;
 
 mod cli;
