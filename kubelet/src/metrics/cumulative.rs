@@ -44,9 +44,17 @@ impl Cumulative {
 
     /// The node's state, opened for one scrape.
     pub(crate) fn begin(&mut self, node: &str) -> &mut NodeState {
-        let state = self.nodes.entry(node.to_owned()).or_default();
+        let state = self.node(node);
         state.generation += 1;
         state
+    }
+
+    /// The node's state, in the scrape [`begin`](Self::begin) opened.
+    pub(crate) fn node(&mut self, node: &str) -> &mut NodeState {
+        if !self.nodes.contains_key(node) {
+            self.nodes.insert(node.to_owned(), NodeState::default());
+        }
+        self.nodes.get_mut(node).expect("inserted above")
     }
 }
 
@@ -87,6 +95,16 @@ pub(crate) struct PodState {
     /// Container starts counted so far (see [`starts`]).
     starts: u64,
     seen: u64,
+    /// The pod's CEL values as of `resourceVersion`: converting a pod costs more than
+    /// evaluating every metric of it, and fake pods rarely change once running.
+    pub(crate) converted: Option<(String, Converted)>,
+}
+
+/// A pod and its containers (`spec.containers` order) as CEL values.
+#[derive(Debug, Clone)]
+pub(crate) struct Converted {
+    pub(crate) pod: Arc<dyn cel::common::value::Val>,
+    pub(crate) containers: Vec<Arc<dyn cel::common::value::Val>>,
 }
 
 impl NodeState {

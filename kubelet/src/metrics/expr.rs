@@ -20,6 +20,7 @@ use cel::common::value::{CowVal, StaticVal, Val};
 use cel::context::VariableResolver;
 use cel::functions::FunctionContext;
 use cel::{Context, ExecutionError, Program, Value as CelValue};
+use serde_json::Value;
 
 use super::table::UsageTable;
 
@@ -34,11 +35,14 @@ type Native = Box<
     dyn for<'c, 'k> Fn(&mut FunctionContext<'c, 'k>) -> Result<CowVal<'c, 'k>, ExecutionError> + Send + Sync,
 >;
 
+/// A function's name and constructor.
+type Named = (&'static str, fn() -> Native);
+
 /// The root context every evaluation opens a scope of: the functions only; the
 /// variables come from a [`Scope`].
 static ROOT: LazyLock<Context<'static, 'static>> = LazyLock::new(|| {
     let mut ctx = Context::default();
-    let functions: [(&str, fn() -> Native); 10] = [
+    let functions: [Named; 10] = [
         ("Now", || Box::new(now)),
         ("now", || Box::new(now)),
         ("Rand", || Box::new(random)),
@@ -61,6 +65,10 @@ static ROOT: LazyLock<Context<'static, 'static>> = LazyLock::new(|| {
 #[derive(Clone)]
 pub(crate) struct Expr {
     program: Arc<Program>,
+    /// Set when the expression is a plain field path such as `pod.metadata.name`:
+    /// the variable (index into [`Scope::json`]) and the fields. Most label
+    /// expressions are; reading them off the JSON skips the interpreter.
+    path: Option<(usize, Vec<String>)>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -78,6 +86,7 @@ impl Expr {
         let program = Program::compile(source).map_err(|e| one_line(&e.to_string()))?;
         Ok(Self {
             program: Arc::new(program),
+            path: field_path(source),
         })
     }
 
@@ -89,8 +98,17 @@ impl Expr {
         self.program.execute(&ctx).map_err(|e| one_line(&e.to_string()))
     }
 
+    /// The JSON a plain field path reads, when it reads one.
+    fn shortcut<'s>(&self, scope: &Scope<'s>) -> Option<&'s Value> {
+        let (var, fields) = self.path.as_ref()?;
+        fields.iter().try_fold(scope.json[*var]?, |v, f| v.get(f))
+    }
+
     /// The value as a number, converted as upstream's `AsFloat64` does.
     pub(crate) fn eval_f64(&self, scope: &Scope<'_>) -> Result<f64, String> {
+        if let Some(n) = self.shortcut(scope).and_then(Value::as_f64) {
+            return Ok(n);
+        }
         match self.eval(scope)? {
             CelValue::Float(f) => Ok(f),
             CelValue::Int(i) => Ok(i as f64),
@@ -104,11 +122,56 @@ impl Expr {
 
     /// The value as text; anything but a string is an error, as upstream's `AsString`.
     pub(crate) fn eval_string(&self, scope: &Scope<'_>) -> Result<String, String> {
+        // Strings read the same off the JSON as off the typed object, except times,
+        // which the typed object holds as timestamps (and CEL then refuses as text).
+        if let Some(Value::String(s)) = self.shortcut(scope)
+            && !self
+                .path
+                .as_ref()
+                .is_some_and(|(_, f)| f.last().is_some_and(|l| is_time(l)))
+        {
+            return Ok(s.clone());
+        }
         match self.eval(scope)? {
             CelValue::String(s) => Ok(Arc::unwrap_or_clone(s)),
             other => Err(format!("want a string, got {}", other.type_of())),
         }
     }
+}
+
+/// `node.a.b`, `pod.a`, `container.a` as (variable index, fields); else None.
+fn field_path(source: &str) -> Option<(usize, Vec<String>)> {
+    let mut parts = source.trim().split('.');
+    let var = match parts.next()? {
+        "node" => 0,
+        "pod" => 1,
+        "container" => 2,
+        _ => return None,
+    };
+    let ident = |p: &str| {
+        p.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let fields: Vec<String> = parts.map(str::to_owned).collect();
+    (!fields.is_empty() && fields.iter().all(|f| ident(f))).then_some((var, fields))
+}
+
+/// Fields the typed objects hold as timestamps (see `cel_typed_value`).
+fn is_time(field: &str) -> bool {
+    matches!(
+        field,
+        "creationTimestamp"
+            | "deletionTimestamp"
+            | "lastTransitionTime"
+            | "lastProbeTime"
+            | "lastHeartbeatTime"
+            | "startTime"
+            | "startedAt"
+            | "finishedAt"
+            | "time"
+    )
 }
 
 fn one_line(message: &str) -> String {
@@ -140,11 +203,8 @@ pub(crate) struct Object {
 
 impl Object {
     /// `fields` must be a CEL map (what `cel_typed_value` gives for an object).
-    pub(crate) fn new(slot: Slot, fields: Box<dyn Val>) -> Self {
-        Self {
-            slot,
-            fields: Arc::from(fields),
-        }
+    pub(crate) fn new(slot: Slot, fields: Arc<dyn Val>) -> Self {
+        Self { slot, fields }
     }
 }
 
@@ -200,6 +260,8 @@ pub(crate) struct Scope<'a> {
     pub(crate) container: Option<&'a dyn Val>,
     /// Absent while the table itself is being computed (usage expressions).
     pub(crate) table: Option<&'a UsageTable>,
+    /// `node`, `pod` and `container` as JSON, for plain field paths.
+    pub(crate) json: [Option<&'a Value>; 3],
 }
 
 impl VariableResolver for Scope<'_> {

@@ -43,8 +43,14 @@ pub(crate) struct Family {
     /// For gauges and counters.
     pub(crate) value: Option<Expr>,
     /// For histograms: upper bound, count expression, whether the bucket is written.
-    pub(crate) buckets: Vec<(f64, Expr, bool)>,
+    pub(crate) buckets: Vec<Bucket>,
 }
+
+/// A histogram bucket: upper bound, count expression, whether it is hidden.
+pub(crate) type Bucket = (f64, Expr, bool);
+
+/// A family's compile error: the field's path and the reason.
+type Failure = (String, String);
 
 /// Upstream serves metrics under this prefix only.
 const ROOT: &str = "/metrics";
@@ -174,7 +180,7 @@ fn segments(path: &str) -> Vec<Segment> {
 
 impl Family {
     /// The error is (field path, reason).
-    fn compile(m: &MetricConfig, at: &str) -> Result<Self, (String, String)> {
+    fn compile(m: &MetricConfig, at: &str) -> Result<Self, Failure> {
         let expr = |field: String, src: &str| Expr::compile(src).map_err(|r| (field, r));
         if !valid_name(&m.name, true) {
             return Err((
@@ -212,7 +218,7 @@ impl Family {
         })
     }
 
-    fn buckets(m: &MetricConfig, at: &str) -> Result<Vec<(f64, Expr, bool)>, (String, String)> {
+    fn buckets(m: &MetricConfig, at: &str) -> Result<Vec<Bucket>, Failure> {
         if m.buckets.is_empty() {
             return Err((format!("{at}.buckets"), "a histogram needs buckets".into()));
         }

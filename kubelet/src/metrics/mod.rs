@@ -69,21 +69,26 @@ mod usage;
 pub enum LoadError {
     /// A field is unknown, of the wrong type, or holds a value kwok cannot use (e.g.
     /// CEL that does not parse, an unknown `kind` of metric).
-    #[error("{file}:{line}: {kind} {name:?}: {}{reason}", at(.field))]
-    Field {
-        /// Source file (or the object's origin when it came from the cluster).
-        file: String,
-        /// 1-based line the document starts on.
-        line: usize,
-        /// The document's kind.
-        kind: String,
-        /// The document's name.
-        name: String,
-        /// Path of the field (`spec.metrics[2].value`), empty for the document.
-        field: String,
-        /// Why, on one line.
-        reason: String,
-    },
+    #[error(transparent)]
+    Field(Box<FieldError>),
+}
+
+/// Where and why a document is refused: `file:line: Kind "name": field: reason`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {kind} {name:?}: {}{reason}", at(.field))]
+pub struct FieldError {
+    /// Source file (or the object's origin when it came from the cluster).
+    pub file: String,
+    /// 1-based line the document starts on.
+    pub line: usize,
+    /// The document's kind.
+    pub kind: String,
+    /// The document's name.
+    pub name: String,
+    /// Path of the field (`spec.metrics[2].value`), empty for the document.
+    pub field: String,
+    /// Why, on one line.
+    pub reason: String,
 }
 
 fn at(field: &str) -> String {
@@ -96,14 +101,14 @@ fn at(field: &str) -> String {
 
 impl LoadError {
     pub(crate) fn field(source: &Source, value: &Value, field: String, reason: String) -> Self {
-        LoadError::Field {
+        LoadError::Field(Box::new(FieldError {
             file: source.file.clone(),
             line: source.line,
             kind: spec::kind_of(value).unwrap_or("<no kind>").to_owned(),
             name: spec::name_of(value),
             field,
             reason,
-        }
+        }))
     }
 }
 

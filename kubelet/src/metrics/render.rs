@@ -55,7 +55,7 @@ impl Metric {
         state: &mut Cumulative,
         now: Timestamp,
     ) -> Rendered {
-        let scrape = Scrape::new(node, pods, now);
+        let scrape = Scrape::new(node, pods, now, state);
         let mut usage_errors = Vec::new();
         let table = UsageTable::build(&scrape, usages, state, now, &mut usage_errors);
         let mut errors: Vec<RenderError> = usage_errors.into_iter().map(RenderError::from).collect();
@@ -168,7 +168,7 @@ fn write_histogram(out: &mut String, family: &Family, labels: &[(&str, &str)], s
     let count: u64 = stored.iter().map(|(_, c)| c).sum();
     let sum: f64 = stored.iter().map(|(le, c)| le * *c as f64).sum();
     for (bound, _, hidden) in &family.buckets {
-        if *hidden {
+        if *hidden || bound.is_infinite() {
             continue;
         }
         let cumulative: u64 = stored.iter().filter(|(le, _)| le <= bound).map(|(_, c)| c).sum();

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use kwok_engine::selector::cel_typed_value;
 
+use super::cumulative::{Converted, Cumulative, NodeState};
 use super::expr::{Object, Scope, Slot};
 use super::table::UsageTable;
 
@@ -20,6 +21,7 @@ use super::table::UsageTable;
 pub(crate) struct Scrape<'a> {
     pub(crate) now: CelTimestamp,
     pub(crate) node: Object,
+    pub(crate) node_json: &'a Value,
     pub(crate) node_name: &'a str,
     pub(crate) pods: Vec<ScrapePod<'a>>,
 }
@@ -31,20 +33,26 @@ pub(crate) struct ScrapePod<'a> {
     pub(crate) name: &'a str,
     pub(crate) object: Object,
     /// `spec.containers`, in order: name and CEL value.
-    pub(crate) containers: Vec<(&'a str, Box<dyn Val>)>,
+    pub(crate) containers: Vec<(&'a str, Arc<dyn Val>)>,
+    /// `spec.containers` as JSON, in the same order.
+    pub(crate) container_json: Vec<&'a Value>,
 }
 
 impl<'a> Scrape<'a> {
-    /// Converts `node` and `pods` for evaluation at `now`.
-    pub(crate) fn new(node: &'a Value, pods: &[&'a Value], now: Timestamp) -> Self {
+    /// Converts `node` and `pods` for evaluation at `now`, reusing the conversions
+    /// `state` holds of pods whose `resourceVersion` has not changed.
+    pub(crate) fn new(node: &'a Value, pods: &[&'a Value], now: Timestamp, state: &mut Cumulative) -> Self {
+        let node_name = str_at(node, "/metadata/name");
+        let node_state = state.begin(node_name);
         Self {
             now: CelTimestamp::from(chrono_of(now)),
-            node: Object::new(Slot::Node, object_val(node)),
-            node_name: str_at(node, "/metadata/name"),
+            node: Object::new(Slot::Node, Arc::from(object_val(node))),
+            node_json: node,
+            node_name,
             pods: pods
                 .iter()
                 .enumerate()
-                .map(|(i, p)| ScrapePod::new(i, p))
+                .map(|(i, p)| ScrapePod::new(i, p, node_state))
                 .collect(),
         }
     }
@@ -62,27 +70,53 @@ impl<'a> Scrape<'a> {
             pod: pod.map(|p| &p.object),
             container: pod.zip(container).map(|(p, c)| p.containers[c].1.as_ref()),
             table,
+            json: [
+                Some(self.node_json),
+                pod.map(|p| p.json),
+                pod.zip(container).map(|(p, c)| p.container_json[c]),
+            ],
         }
     }
 }
 
 impl<'a> ScrapePod<'a> {
-    fn new(index: usize, json: &'a Value) -> Self {
-        let containers = json
+    fn new(index: usize, json: &'a Value, state: &mut NodeState) -> Self {
+        let namespace = str_at(json, "/metadata/namespace");
+        let name = str_at(json, "/metadata/name");
+        let container_json: Vec<&Value> = json
             .pointer("/spec/containers")
             .and_then(Value::as_array)
-            .map(|cs| {
-                cs.iter()
-                    .map(|c| (str_at(c, "/name"), to_val(cel_typed_value(c))))
-                    .collect()
-            })
+            .map(|cs| cs.iter().collect())
             .unwrap_or_default();
+        let version = str_at(json, "/metadata/resourceVersion");
+        let pod_state = state.pod(namespace, name, json);
+        let converted = match &pod_state.converted {
+            // Without a resourceVersion (not from an apiserver) nothing tells a change.
+            Some((v, c)) if !version.is_empty() && v == version => c.clone(),
+            _ => {
+                let c = Converted {
+                    pod: Arc::from(object_val(json)),
+                    containers: container_json
+                        .iter()
+                        .map(|c| Arc::from(to_val(cel_typed_value(c))))
+                        .collect(),
+                };
+                pod_state.converted = Some((version.to_owned(), c.clone()));
+                c
+            }
+        };
+        let containers = container_json
+            .iter()
+            .zip(converted.containers)
+            .map(|(c, v)| (str_at(c, "/name"), v))
+            .collect();
         Self {
             json,
-            namespace: str_at(json, "/metadata/namespace"),
-            name: str_at(json, "/metadata/name"),
-            object: Object::new(Slot::Pod(index), object_val(json)),
+            namespace,
+            name,
+            object: Object::new(Slot::Pod(index), converted.pod),
             containers,
+            container_json,
         }
     }
 }

@@ -45,7 +45,7 @@ impl UsageTable {
         now: Timestamp,
         errors: &mut Vec<UsageError>,
     ) -> Self {
-        let node_state = state.begin(scrape.node_name);
+        let node_state = state.node(scrape.node_name);
         let mut pods = Vec::with_capacity(scrape.pods.len());
         for pod in &scrape.pods {
             let pod_state = node_state.pod(pod.namespace, pod.name, pod.json);
@@ -177,7 +177,7 @@ impl Usages {
         resource: &str,
         now: Timestamp,
     ) -> Result<f64, UsageError> {
-        let scrape = Scrape::new(node, &[pod], now);
+        let scrape = Scrape::new(node, &[pod], now, &mut Cumulative::new());
         let pod = &scrape.pods[0];
         let c = pod
             .containers
