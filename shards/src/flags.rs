@@ -85,6 +85,12 @@ pub struct Flags {
     /// File containing the default x509 private key matching --tls-cert-file (PEM).
     #[arg(long)]
     pub tls_private_key_file: Option<PathBuf>,
+    /// CA bundle (PEM) that signs the clients of the kubelet API (the apiserver's
+    /// kubelet client certificate, metrics-server's): with it, every request but
+    /// /healthz, /livez and /readyz needs a client certificate it signed. Needs
+    /// --tls-cert-file.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
     /// OTLP/gRPC endpoint (`host:port`) to export trace spans to; empty: no tracing.
     #[arg(long, default_value = "")]
     pub tracing_endpoint: String,

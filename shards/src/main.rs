@@ -78,9 +78,11 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
     let tls = tls::load(
         flags.tls_cert_file.as_deref(),
         flags.tls_private_key_file.as_deref(),
+        flags.client_ca_file.as_deref(),
     )?;
     let options = server::Options {
         tls,
+        client_auth: flags.client_ca_file.is_some(),
         profiling: flags.enable_profiling_handler,
     };
     let listener = server::bind(&flags.server_address, options).await?;

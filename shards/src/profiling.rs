@@ -30,7 +30,12 @@ const MAX_SECONDS: u64 = 600;
 
 /// The peer of a connection, for the loopback check (`ConnectInfo`).
 #[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
+pub struct Peer {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Whether it presented a client certificate that `--client-ca-file` signed.
+    pub client_verified: bool,
+}
 
 /// The `/debug/pprof/` routes: served when `enabled`, refused with upstream's 405 and
 /// message otherwise.
@@ -57,7 +62,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(enabled: bool) -> Router<S> {
 /// Profiles show the process's code and memory: only a client on this host gets them.
 async fn loopback_only(request: Request, next: Next) -> Response {
     match request.extensions().get::<ConnectInfo<Peer>>() {
-        Some(ConnectInfo(Peer(addr))) if addr.ip().to_canonical().is_loopback() => next.run(request).await,
+        Some(ConnectInfo(Peer { addr, .. })) if addr.ip().to_canonical().is_loopback() => {
+            next.run(request).await
+        }
         _ => (
             StatusCode::FORBIDDEN,
             "profiling is served to loopback clients only\n",
@@ -211,9 +218,10 @@ mod tests {
             .uri(path)
             .body(axum::body::Body::empty())
             .unwrap();
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(Peer(peer.parse().unwrap())));
+        request.extensions_mut().insert(ConnectInfo(Peer {
+            addr: peer.parse().unwrap(),
+            client_verified: false,
+        }));
         routes::<()>(enabled).oneshot(request).await.unwrap().status()
     }
 

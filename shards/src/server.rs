@@ -61,6 +61,9 @@ pub struct ServerState {
 pub struct Options {
     /// HTTPS with this configuration (`--tls-cert-file`); plain HTTP when `None`.
     pub tls: Option<TlsAcceptor>,
+    /// Every route but the health checks needs a verified client certificate
+    /// (`--client-ca-file`).
+    pub client_auth: bool,
     /// `/debug/pprof/*` (`enableProfilingHandler`).
     pub profiling: bool,
 }
@@ -90,12 +93,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let Server { listener, options } = server;
+    let mut guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .merge(crate::profiling::routes(options.profiling));
+    if options.client_auth {
+        guarded = guarded.layer(axum::middleware::from_fn(require_client_certificate));
+    }
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(crate::profiling::routes(options.profiling))
+        .merge(guarded)
         .with_state(state);
     let app = app.into_make_service_with_connect_info::<Peer>();
     let address = listener.local_addr().ok();
@@ -123,13 +131,38 @@ pub async fn serve(
 
 impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Self(*stream.remote_addr())
+        Self {
+            addr: *stream.remote_addr(),
+            client_verified: false,
+        }
     }
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
+        Self {
+            addr: *stream.remote_addr(),
+            client_verified: crate::tls::client_verified(stream.io()),
+        }
+    }
+}
+
+/// Refuses a request whose connection presented no verified client certificate, as the
+/// kubelet's x509 authentication does (`Unauthorized`).
+async fn require_client_certificate(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match request.extensions().get::<axum::extract::ConnectInfo<Peer>>() {
+        Some(axum::extract::ConnectInfo(Peer {
+            client_verified: true,
+            ..
+        })) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: a client certificate signed by --client-ca-file is required\n",
+        )
+            .into_response(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! HTTPS for the controller's server: `--tls-cert-file` and `--tls-private-key-file`
-//! (upstream's flags), loaded and checked before anything starts.
+//! (upstream's flags) and `--client-ca-file` (the kubelet's: client certificates signed
+//! by it are verified; requests other than health checks then need one), loaded and
+//! checked before anything starts.
 
 use std::{
     net::SocketAddr,
@@ -43,6 +45,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// `--client-ca-file` without a serving certificate: client certificates need TLS.
+    #[error("--client-ca-file {0} needs --tls-cert-file and --tls-private-key-file")]
+    ClientCaWithoutTls(PathBuf),
     /// The certificate and key do not make a server configuration (e.g. they do not match).
     #[error("failed to use --tls-cert-file {cert} with --tls-private-key-file {key}: {source}")]
     Config {
@@ -56,14 +61,26 @@ pub enum Error {
     },
 }
 
-/// The server's TLS configuration: `None` when neither flag is given (plain HTTP).
+/// The server's TLS configuration: `None` when neither flag is given (plain HTTP). With
+/// `client_ca`, clients may present a certificate, which must then chain to that CA
+/// (those without one still connect: health checks need none; the server decides
+/// per request).
 ///
 /// # Errors
-/// One flag without the other, an unreadable file, a file without a certificate or key
-/// in PEM, or a key that does not match the certificate.
-pub fn load(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAcceptor>, Error> {
+/// One flag without the other, a client CA without TLS, an unreadable file, a file
+/// without a certificate or key in PEM, or a key that does not match the certificate.
+pub fn load(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    client_ca: Option<&Path>,
+) -> Result<Option<TlsAcceptor>, Error> {
     let (cert, key) = match (cert, key) {
-        (None, None) => return Ok(None),
+        (None, None) => {
+            return match client_ca {
+                Some(ca) => Err(Error::ClientCaWithoutTls(ca.to_owned())),
+                None => Ok(None),
+            };
+        }
         (Some(path), None) => return Err(half("--tls-cert-file", path, "--tls-private-key-file")),
         (None, Some(path)) => return Err(half("--tls-private-key-file", path, "--tls-cert-file")),
         (Some(cert), Some(key)) => (cert, key),
@@ -76,15 +93,47 @@ pub fn load(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAccepto
     }
     let private = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| load_error("--tls-private-key-file", key, e.to_string()))?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca)?),
+    };
+    let mut config = builder
         .with_single_cert(chain, private)
         .map_err(|source| Error::Config {
             cert: cert.to_owned(),
             key: key.to_owned(),
             source,
         })?;
+    // HTTP/1.1 only: the kubelet API's streams upgrade the connection (SPDY, WebSocket).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
+fn client_verifier(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
+    let err = |reason: String| load_error("--client-ca-file", ca, reason);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| err(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no CERTIFICATE block".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| err(e.to_string()))
+}
+
+/// Whether the client of `stream` presented a certificate the verifier accepted.
+pub fn client_verified(stream: &TlsStream<TcpStream>) -> bool {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty())
 }
 
 fn half(given: &'static str, path: &Path, missing: &'static str) -> Error {
@@ -199,12 +248,12 @@ mod tests {
     }
 
     fn load_err(cert: Option<&Path>, key: Option<&Path>) -> Error {
-        load(cert, key).err().expect("an error")
+        load(cert, key, None).err().expect("an error")
     }
 
     #[test]
     fn neither_flag_should_mean_plain_http() {
-        assert!(load(None, None).unwrap().is_none());
+        assert!(load(None, None, None).unwrap().is_none());
     }
 
     #[test]
@@ -212,7 +261,12 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let (c, k) = pair(dir.path());
-        assert!(load(Some(&c), Some(&k)).unwrap().is_some());
+        assert!(load(Some(&c), Some(&k), None).unwrap().is_some());
+        assert!(load(Some(&c), Some(&k), Some(&c)).unwrap().is_some());
+        let err = load(None, None, Some(&c)).err().unwrap().to_string();
+        assert!(err.starts_with("--client-ca-file "), "{err}");
+        let err = load(Some(&c), Some(&k), Some(&k)).err().unwrap().to_string();
+        assert!(err.starts_with("failed to load --client-ca-file "), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use crate::util::{Cluster, http_get};
+use crate::util::Cluster;
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -152,8 +152,7 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
     );
 
     // /metrics is OpenMetrics text and counts what happened.
-    let port = cluster.config_value("kwokControllerPort");
-    let metrics = http_get(&format!("127.0.0.1:{port}"), "/metrics");
+    let metrics = cluster.kwok_get("/metrics");
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
     let transitions: f64 = metrics
         .lines()

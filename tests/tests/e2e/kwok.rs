@@ -287,8 +287,7 @@ fn cluster_should_recover_when_the_apiserver_restarts_mid_run() {
     ]);
     assert_eq!(renewed.lines().count(), 3, "{renewed}");
     // The controller saw its watches break and came back through them.
-    let port = cluster.config_value("kwokControllerPort");
-    let metrics = crate::util::http_get(&format!("127.0.0.1:{port}"), "/metrics");
+    let metrics = cluster.kwok_get("/metrics");
     let restarts: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("kwok_watch_restarts_total{"))

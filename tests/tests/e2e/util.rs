@@ -172,6 +172,24 @@ impl Cluster {
     }
 
     /// The pid of a running component.
+    /// GET `path` from the cluster's kwok over HTTPS with the admin client certificate
+    /// (kwok asks for one signed by the cluster CA); the body, or empty when refused.
+    pub fn kwok_get(&self, path: &str) -> String {
+        let port = self.config_value("kwokControllerPort");
+        let pki = self.dir().join("pki");
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn pid(&self, component: &str) -> u32 {
         fs::read_to_string(self.dir().join("pids").join(format!("{component}.pid")))
             .expect("pid file")

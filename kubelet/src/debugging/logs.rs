@@ -1,0 +1,332 @@
+//! Container logs from a file, as the kubelet reads a container runtime's log: CRI lines
+//! (`<RFC 3339 time> <stdout|stderr> <P|F> <text>`, `P` marking a partial line that the
+//! next one continues) or Docker JSON lines (`{"log": …, "stream": …, "time": …}`), with
+//! `kubectl logs`' options. A line in neither format is passed on as it is, so a plain
+//! text file works too.
+
+use std::{path::Path, time::Duration};
+
+use jiff::Timestamp;
+use tokio::{
+    fs::File,
+    io::{AsyncBufReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader},
+};
+
+/// How often a followed file is checked for new lines: the kubelet waits on inotify;
+/// a poll this short reads the same to a person and costs nothing when idle.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// `kubectl logs` options, as the kubelet's `/containerLogs` query carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// `-f`: keep reading as the file grows.
+    pub follow: bool,
+    /// `--tail`: only the last lines.
+    pub tail_lines: Option<u64>,
+    /// `--since`/`--since-time`: only lines from then on.
+    pub since: Option<Timestamp>,
+    /// `--limit-bytes`: stop after this many bytes.
+    pub limit_bytes: Option<u64>,
+    /// `--timestamps`: each line starts with its time.
+    pub timestamps: bool,
+}
+
+/// Errors of serving a log file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file cannot be opened or read.
+    #[error("failed to read logs file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client went away.
+    #[error("client went away: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// One log entry: a whole line once partial ones are joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    time: Option<Timestamp>,
+    /// The time as written in the file, for `--timestamps`.
+    time_text: String,
+    text: String,
+}
+
+/// Parses one line of the file; `pending` holds the text of partial CRI lines before it.
+/// `None` while a partial line waits for its end.
+fn parse_line(line: &str, pending: &mut String) -> Option<Entry> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    if let Some(entry) = parse_cri(line, pending) {
+        return entry;
+    }
+    if let Some(entry) = parse_docker_json(line) {
+        return Some(entry);
+    }
+    Some(Entry {
+        time: None,
+        time_text: String::new(),
+        text: format!("{}{line}\n", std::mem::take(pending)),
+    })
+}
+
+/// `Some(None)`: a CRI partial line, kept in `pending`.
+fn parse_cri(line: &str, pending: &mut String) -> Option<Option<Entry>> {
+    let mut parts = line.splitn(4, ' ');
+    let (time_text, stream, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    let text = parts.next().unwrap_or_default();
+    if !matches!(stream, "stdout" | "stderr") {
+        return None;
+    }
+    let time: Timestamp = time_text.parse().ok()?;
+    // Tags are `:`-separated; the first is P (partial) or F (full).
+    match tag.split(':').next() {
+        Some("P") => {
+            pending.push_str(text);
+            Some(None)
+        }
+        Some("F") => Some(Some(Entry {
+            time: Some(time),
+            time_text: time_text.to_owned(),
+            text: format!("{}{text}\n", std::mem::take(pending)),
+        })),
+        _ => None,
+    }
+}
+
+fn parse_docker_json(line: &str) -> Option<Entry> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let text = value.get("log")?.as_str()?.to_owned();
+    let time_text = value
+        .get("time")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Some(Entry {
+        time: time_text.parse().ok(),
+        time_text,
+        text,
+    })
+}
+
+/// What is written for `entry` under `opts` (`None`: filtered out).
+fn render(entry: &Entry, opts: &LogOptions) -> Option<String> {
+    if let (Some(since), Some(time)) = (opts.since, entry.time)
+        && time < since
+    {
+        return None;
+    }
+    Some(if opts.timestamps && !entry.time_text.is_empty() {
+        format!("{} {}", entry.time_text, entry.text)
+    } else {
+        entry.text.clone()
+    })
+}
+
+/// Writes `path`'s log to `out` under `opts`; with `follow`, keeps writing as the file
+/// grows until the client goes away (a write fails) or `out` is closed.
+///
+/// # Errors
+/// The file cannot be opened or read, or the client went away before the end.
+pub async fn write_logs(
+    path: &Path,
+    opts: &LogOptions,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), Error> {
+    let read_err = |source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).await.map_err(read_err)?;
+    let mut reader = BufReader::new(file);
+    let mut budget = opts.limit_bytes.unwrap_or(u64::MAX);
+    let mut pending = String::new();
+    // The tail is chosen from the whole file first; lines later appended all follow.
+    let mut first: Vec<String> = Vec::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).await.map_err(read_err)? > 0 {
+        if line.ends_with('\n') {
+            if let Some(text) = parse_line(&line, &mut pending).and_then(|e| render(&e, opts)) {
+                first.push(text);
+            }
+            line.clear();
+        } else {
+            break; // a line still being written: followed below
+        }
+    }
+    let skip = opts
+        .tail_lines
+        .map_or(0, |n| first.len().saturating_sub(n as usize));
+    for text in first.iter().skip(skip) {
+        if !emit(out, text, &mut budget).await? {
+            return Ok(());
+        }
+    }
+    if !opts.follow {
+        return Ok(());
+    }
+    follow(path, &mut reader, line, pending, opts, out, &mut budget).await
+}
+
+/// Reads on from where `reader` stands as the file grows; a file cut shorter (rotated or
+/// truncated) is read again from its start.
+async fn follow(
+    path: &Path,
+    reader: &mut BufReader<File>,
+    mut line: String,
+    mut pending: String,
+    opts: &LogOptions,
+    out: &mut (impl AsyncWrite + Unpin),
+    budget: &mut u64,
+) -> Result<(), Error> {
+    let read_err = |source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    loop {
+        let n = reader.read_line(&mut line).await.map_err(read_err)?;
+        if n == 0 {
+            out.flush().await.map_err(Error::Write)?;
+            tokio::time::sleep(FOLLOW_POLL).await;
+            let position = reader.stream_position().await.map_err(read_err)?;
+            let len = tokio::fs::metadata(path).await.map_err(read_err)?.len();
+            if len < position {
+                *reader = BufReader::new(File::open(path).await.map_err(read_err)?);
+                line.clear();
+                pending.clear();
+            }
+            continue;
+        }
+        if !line.ends_with('\n') {
+            continue;
+        }
+        if let Some(text) = parse_line(&line, &mut pending).and_then(|e| render(&e, opts))
+            && !emit(out, &text, budget).await?
+        {
+            return Ok(());
+        }
+        line.clear();
+    }
+}
+
+/// Writes `text` within `budget`; `false` once the budget is spent.
+async fn emit(out: &mut (impl AsyncWrite + Unpin), text: &str, budget: &mut u64) -> Result<bool, Error> {
+    let bytes = text.as_bytes();
+    let n = bytes.len().min(usize::try_from(*budget).unwrap_or(usize::MAX));
+    out.write_all(&bytes[..n]).await.map_err(Error::Write)?;
+    *budget -= n as u64;
+    if *budget == 0 {
+        out.flush().await.map_err(Error::Write)?;
+    }
+    Ok(*budget > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(content: &str, opts: LogOptions) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(&path, content).unwrap();
+        let mut out = Vec::new();
+        write_logs(&path, &opts, &mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    const CRI: &str = "2016-10-06T00:00:00Z stdout F one\n\
+                       2016-10-06T00:00:01.5Z stderr P tw\n\
+                       2016-10-06T00:00:01.6Z stderr F o\n\
+                       2016-10-06T00:00:02Z stdout F three\n";
+
+    #[tokio::test]
+    async fn cri_lines_should_join_partials_and_drop_their_prefix() {
+        assert_eq!(read(CRI, LogOptions::default()).await, "one\ntwo\nthree\n");
+    }
+
+    #[tokio::test]
+    async fn options_should_act_as_kubectl_logs_says() {
+        let tail = LogOptions {
+            tail_lines: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(read(CRI, tail).await, "two\nthree\n");
+        let since = LogOptions {
+            since: Some("2016-10-06T00:00:01Z".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(read(CRI, since).await, "two\nthree\n");
+        let stamped = LogOptions {
+            timestamps: true,
+            tail_lines: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(read(CRI, stamped).await, "2016-10-06T00:00:02Z three\n");
+        let limited = LogOptions {
+            limit_bytes: Some(6),
+            ..Default::default()
+        };
+        assert_eq!(read(CRI, limited).await, "one\ntw");
+    }
+
+    #[tokio::test]
+    async fn docker_json_and_plain_lines_should_both_read() {
+        let text =
+            "{\"log\":\"json\\n\",\"stream\":\"stdout\",\"time\":\"2016-10-06T00:00:00Z\"}\nplain text\n";
+        assert_eq!(read(text, LogOptions::default()).await, "json\nplain text\n");
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_should_name_it() {
+        let mut out = Vec::new();
+        let err = write_logs(Path::new("/nonexistent/x.log"), &LogOptions::default(), &mut out)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("failed to read logs file /nonexistent/x.log: "),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn follow_should_pass_on_lines_appended_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(&path, "2016-10-06T00:00:00Z stdout F one\n").unwrap();
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let opts = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        let p = path.clone();
+        let task = tokio::spawn(async move { write_logs(&p, &opts, &mut server).await });
+        let mut got = String::new();
+        let mut buf = [0u8; 64];
+        use tokio::io::AsyncReadExt;
+        let n = client.read(&mut buf).await.unwrap();
+        got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"2016-10-06T00:00:01Z stdout F two\n").unwrap();
+        while got != "one\ntwo\n" {
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        drop(client);
+        // The next write fails once the client is gone; the task ends.
+        f.write_all(b"2016-10-06T00:00:02Z stdout F three\n").unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(end, Err(Error::Write(_))), "{end:?}");
+    }
+}
