@@ -29,12 +29,13 @@ use crate::{
     flags::InitialList,
     host::SharedIps,
     ipam::Pool,
+    kubelet_api::KubeletApi,
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
     object::JsonObject,
     server::{self, ServerState},
     settings::{Settings, default_stages},
-    shard::{EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext},
+    shard::{EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext, query::Lookup},
     stages,
 };
 
@@ -65,9 +66,20 @@ pub async fn run(
     // Stages from files must all be servable; live ones may name kinds that come later.
     let kinds = Arc::new(kinds(&client, &first, &[], !settings.stage_crd).await?);
     let ready = Arc::new(AtomicBool::new(false));
+    // The kubelet API reads nodes and pods from the shards through these queues.
+    let (lookup, query_rxs) = Lookup::new(settings.shards);
+    let rules = &settings.kubelet;
+    let kubelet = KubeletApi::new(
+        rules.debugging.clone(),
+        rules.metrics.clone(),
+        rules.usages.clone(),
+        lookup,
+        listener.https(),
+    );
     let state = ServerState {
         registry: Arc::new(registry),
         ready: ready.clone(),
+        kubelet: Arc::new(kubelet),
     };
     let server = tokio::spawn(server::serve(listener, state, shutdown));
 
@@ -114,7 +126,7 @@ pub async fn run(
     });
     let pods_listed = Arc::new(watch::channel(0).0);
     let mut senders = Vec::with_capacity(settings.shards);
-    for (index, ownership) in ownership_rxs.into_iter().enumerate() {
+    for (index, (ownership, queries)) in ownership_rxs.into_iter().zip(query_rxs).enumerate() {
         let (tx, rx) = mpsc::channel(EVENT_BATCHES);
         let ctx = ShardContext {
             index,
@@ -128,7 +140,7 @@ pub async fn run(
             start,
             pods_listed: pods_listed.clone(),
         };
-        tokio::spawn(Shard::new(ctx).run(rx, ownership));
+        tokio::spawn(Shard::new(ctx).run(rx, ownership, queries));
         senders.push(tx);
     }
     let senders = Arc::new(senders);

@@ -141,11 +141,8 @@ fn read(docs: &Documents) -> Result<Vec<(KwokConfiguration, String)>> {
             Some("KwokConfiguration") => {}
             // kwokctl configurations may share the file; they are not ours to read.
             Some("KwokctlConfiguration") => continue,
-            // Upstream's kinds for the kubelet API and metrics: another issue's work.
-            Some(kind) if kwok_engine::stage::load::KUBELET_API_KINDS.contains(&kind) => {
-                tracing::warn!("{place}: {kind} is not implemented by kwok-rs yet; skipped");
-                continue;
-            }
+            // Upstream's kinds for the kubelet API and metrics: read by `settings`.
+            Some(kind) if kwok_engine::stage::load::KUBELET_API_KINDS.contains(&kind) => continue,
             // Upstream skips what it does not know with a warning (its stage sets ship a
             // StorageClass beside the Stages), and so do we.
             Some(kind) => {

@@ -11,6 +11,7 @@ pub mod dryrun;
 pub mod flags;
 pub mod host;
 pub mod ipam;
+pub mod kubelet_api;
 pub mod kwok_config;
 pub mod lease;
 pub mod metrics;

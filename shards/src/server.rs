@@ -54,6 +54,8 @@ pub struct ServerState {
     pub registry: Arc<Registry>,
     /// Set once every watch has listed.
     pub ready: Arc<AtomicBool>,
+    /// The kubelet API of the managed nodes.
+    pub kubelet: Arc<crate::kubelet_api::KubeletApi>,
 }
 
 /// What the server serves beyond its fixed routes.
@@ -72,6 +74,13 @@ pub struct Options {
 pub struct Server {
     listener: TcpListener,
     options: Options,
+}
+
+impl Server {
+    /// Whether it speaks HTTPS.
+    pub fn https(&self) -> bool {
+        self.options.tls.is_some()
+    }
 }
 
 /// Binds `address` (so a clash is reported before anything else starts).
@@ -95,7 +104,8 @@ pub async fn serve(
     let Server { listener, options } = server;
     let mut guarded = Router::new()
         .route("/metrics", get(metrics))
-        .merge(crate::profiling::routes(options.profiling));
+        .merge(crate::profiling::routes(options.profiling))
+        .merge(state.kubelet.clone().routes());
     if options.client_auth {
         guarded = guarded.layer(axum::middleware::from_fn(require_client_certificate));
     }

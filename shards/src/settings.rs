@@ -63,6 +63,31 @@ pub struct Settings {
     pub initial_list: crate::flags::InitialList,
     /// Stages come from Stage objects in the cluster (`--enable-crds=Stage`).
     pub stage_crd: bool,
+    /// The kubelet API's rules, Metrics and resource usages (from `--config`).
+    pub kubelet: KubeletRules,
+}
+
+/// What the kubelet API serves from: upstream's Logs, Exec, Attach, PortForward (and
+/// their Cluster kinds), Metric, ResourceUsage and ClusterResourceUsage documents.
+#[derive(Debug, Default)]
+pub struct KubeletRules {
+    /// Logs, exec, attach and port-forward rules.
+    pub debugging: kwok_kubelet::debugging::DebuggingRules,
+    /// Metric endpoints.
+    pub metrics: kwok_kubelet::metrics::Metrics,
+    /// Resource usage rules.
+    pub usages: kwok_kubelet::metrics::Usages,
+}
+
+impl KubeletRules {
+    /// Reads them from the `--config` documents (other kinds are left alone).
+    pub fn from_documents(docs: &Documents) -> Result<Self> {
+        Ok(Self {
+            debugging: kwok_kubelet::debugging::DebuggingRules::from_documents(&docs.others)?,
+            metrics: kwok_kubelet::metrics::Metrics::from_documents(&docs.others)?,
+            usages: kwok_kubelet::metrics::Usages::from_documents(&docs.others)?,
+        })
+    }
 }
 
 impl Settings {
@@ -113,6 +138,7 @@ impl Settings {
             }
         }
         let stage_crd = flags.enable_crds.iter().any(|c| c == "Stage");
+        let kubelet = KubeletRules::from_documents(&docs)?;
         let lifecycles = if stage_crd {
             if let Some((_, source)) = docs.stages.first() {
                 bail!(
@@ -146,6 +172,7 @@ impl Settings {
             lifecycles,
             stage_crd,
             initial_list: flags.initial_list,
+            kubelet,
         })
     }
 

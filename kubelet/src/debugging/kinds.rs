@@ -184,9 +184,7 @@ impl DebuggingRules {
     ///
     /// # Errors
     /// The first document that does not parse as its kind.
-    pub fn from_documents<'a>(
-        docs: impl IntoIterator<Item = (&'a Value, &'a Source)>,
-    ) -> Result<Self, LoadError> {
+    pub fn from_documents(docs: &[(Value, Source)]) -> Result<Self, LoadError> {
         let mut rules = Self::default();
         for (doc, source) in docs {
             rules.add(doc, source)?;
@@ -318,7 +316,7 @@ mod tests {
     fn load(text: &str) -> Result<DebuggingRules, LoadError> {
         let mut docs = Documents::default();
         docs.parse("rules.yaml", text).unwrap();
-        DebuggingRules::from_documents(docs.others.iter().map(|(v, s)| (v, s)))
+        DebuggingRules::from_documents(&docs.others)
     }
 
     #[test]

@@ -32,6 +32,7 @@
 
 mod cache;
 mod pack;
+pub mod query;
 
 use std::{
     cell::RefCell,
@@ -263,6 +264,7 @@ impl Shard {
         mut self,
         mut events: mpsc::Receiver<Batch>,
         mut ownership: mpsc::UnboundedReceiver<(String, bool)>,
+        mut queries: mpsc::Receiver<query::Query>,
     ) {
         let mut alarm = Alarm::new();
         loop {
@@ -278,6 +280,7 @@ impl Shard {
                         self.all_pods_listed();
                     }
                 }
+                Some(query) = queries.recv() => self.answer(query),
                 batch = events.recv() => match batch {
                     Some(batch) => batch.into_iter().for_each(|input| self.handle(input)),
                     None => break,
@@ -285,6 +288,36 @@ impl Shard {
             }
             self.gauges.pending.set(self.wheel.len() as i64);
         }
+    }
+
+    /// Answers a question about the managed nodes from the cache.
+    fn answer(&mut self, query: query::Query) {
+        match query {
+            query::Query::Node { name, reply } => {
+                let _ = reply.send(self.node_view(&name));
+            }
+            query::Query::Names { reply } => {
+                let _ = reply.send(self.nodes.keys().cloned().collect());
+            }
+        }
+    }
+
+    fn node_view(&mut self, name: &str) -> Option<query::NodeView> {
+        let pods = self.nodes.get(name)?;
+        let node_key = ObjKey {
+            kind: self.node_kind(),
+            namespace: String::new(),
+            name: name.to_owned(),
+        };
+        let node = self
+            .entries
+            .get(&node_key)?
+            .object(node_key.kind, &mut self.packers);
+        let pods = pods
+            .iter()
+            .filter_map(|key| Some(self.entries.get(key)?.object(key.kind, &mut self.packers)))
+            .collect();
+        Some(query::NodeView { node, pods })
     }
 
     /// Fires up to `FIRE_BATCH` due timers; any left keep the wheel's deadline at now.
