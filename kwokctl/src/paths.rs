@@ -122,6 +122,12 @@ impl ClusterDir {
         self.root.join("prometheus.yaml")
     }
 
+    /// kube-apiserver's `--egress-selector-config-file`: its traffic to nodes goes
+    /// through kwok.
+    pub fn egress_selector_config(&self) -> PathBuf {
+        self.root.join("egress-selector.yaml")
+    }
+
     /// kube-apiserver's `--tracing-config-file` (when Jaeger runs).
     pub fn apiserver_tracing_config(&self) -> PathBuf {
         self.root.join("apiserver-tracing-config.yaml")

@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod client;
+pub mod connect_proxy;
 pub mod controller;
 pub mod dispatch;
 pub mod dryrun;

@@ -102,10 +102,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let Server { listener, options } = server;
+    let own = listener.local_addr()?;
     let mut guarded = Router::new()
         .route("/metrics", get(metrics))
         .merge(crate::profiling::routes(options.profiling))
-        .merge(state.kubelet.clone().routes());
+        .merge(state.kubelet.clone().routes())
+        // CONNECT's authority-form target matches no path.
+        .fallback(move |request| crate::connect_proxy::handle(request, own));
     if options.client_auth {
         guarded = guarded.layer(axum::middleware::from_fn(require_client_certificate));
     }
@@ -116,7 +119,7 @@ pub async fn serve(
         .merge(guarded)
         .with_state(state);
     let app = app.into_make_service_with_connect_info::<Peer>();
-    let address = listener.local_addr().ok();
+    let address = Some(own);
     let profiling = options.profiling;
     match options.tls {
         None => {

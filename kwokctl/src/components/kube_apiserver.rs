@@ -76,16 +76,43 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     }
 }
 
-/// The kubelet client: the apiserver's own certificate for kwok's kubelet API, and the
-/// cluster CA, which signed kwok's serving certificate.
+/// The kubelet client: the apiserver's own certificate for kwok's kubelet API, reached
+/// through kwok's CONNECT tunnel (see [`egress_selector_config`]) whatever address a node
+/// advertises. The kubelet's serving certificate is not checked (kubeadm's default too):
+/// no certificate names every address a fake node may carry.
 fn kubelet_args(ctx: &Context<'_>) -> Vec<String> {
     let pki = ctx.dir.pki();
     vec![
         path_arg("kubelet-client-certificate", pki.client_cert(KUBELET_CLIENT)),
         path_arg("kubelet-client-key", pki.client_key(KUBELET_CLIENT)),
-        path_arg("kubelet-certificate-authority", pki.ca_cert()),
         format!("--kubelet-preferred-address-types={KUBELET_ADDRESS_TYPES}"),
+        path_arg("egress-selector-config-file", ctx.dir.egress_selector_config()),
     ]
+}
+
+/// The apiserver's egress to the cluster (nodes, pods, services, webhooks and aggregated
+/// API servers) through kwok's HTTP CONNECT tunnel: loopback targets are passed
+/// through, every other address is a fake node's and ends at kwok's kubelet API.
+pub fn egress_selector_config(ctx: &Context<'_>) -> serde_json::Value {
+    let pki = ctx.dir.pki();
+    serde_json::json!({
+        "apiVersion": "apiserver.k8s.io/v1beta1",
+        "kind": "EgressSelectorConfiguration",
+        "egressSelections": [{
+            "name": "cluster",
+            "connection": {
+                "proxyProtocol": "HTTPConnect",
+                "transport": {"tcp": {
+                    "url": format!("https://127.0.0.1:{}", ctx.options.kwok_controller_port),
+                    "tlsConfig": {
+                        "caBundle": pki.ca_cert(),
+                        "clientCert": pki.client_cert(KUBELET_CLIENT),
+                        "clientKey": pki.client_key(KUBELET_CLIENT),
+                    },
+                }},
+            },
+        }],
+    })
 }
 
 /// The aggregation layer, always on (as kubeadm's): the front-proxy client the apiserver

@@ -12,7 +12,10 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::{Component, Context, kube_apiserver::KUBELET_ADDRESS_TYPES, path_arg};
-use crate::pki::{FRONT_PROXY_CLIENT, METRICS_SERVER_USER};
+use crate::{
+    pki::{FRONT_PROXY_CLIENT, METRICS_SERVER_USER},
+    userconfig::EnvVar,
+};
 
 /// The component name (upstream kwokctl's).
 pub const NAME: &str = "metrics-server";
@@ -53,9 +56,10 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> Componen
         path_arg("client-ca-file", pki.ca_cert()),
         path_arg("requestheader-client-ca-file", pki.front_proxy_ca_cert()),
         format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"),
-        // kwok serves the kubelet API with the cluster's serving certificate: verified,
-        // not skipped as upstream's --kubelet-insecure-tls does.
-        path_arg("kubelet-certificate-authority", pki.ca_cert()),
+        // Nodes are reached through kwok's CONNECT tunnel (HTTPS_PROXY below) at whatever
+        // address they advertise, which kwok's certificate cannot name: upstream's
+        // --kubelet-insecure-tls. The client certificate is still checked by kwok.
+        "--kubelet-insecure-tls".into(),
         path_arg("kubelet-client-certificate", pki.client_cert(NAME)),
         path_arg("kubelet-client-key", pki.client_key(NAME)),
     ];
@@ -66,7 +70,12 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> Componen
         port,
         // /readyz waits for two scrapes of some node; /livez only for the server.
         health_url: format!("https://127.0.0.1:{port}/livez"),
-        envs: Vec::new(),
+        // Go's proxy from the environment: a node at a non-loopback address is reached
+        // through kwok (the proxy connection carries the kubelet client certificate).
+        envs: vec![EnvVar {
+            name: "HTTPS_PROXY".into(),
+            value: format!("https://127.0.0.1:{}", ctx.options.kwok_controller_port),
+        }],
     }
 }
 
@@ -228,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn metrics_server_should_run_as_upstream_but_verify_kwok_against_the_cluster_ca() {
+    fn metrics_server_should_run_as_upstream_and_reach_nodes_through_kwok() {
         let c = component_of(4443);
         let dir = crate::paths::Workdir::from_env().cluster("t");
         let pki = dir.pki();
@@ -238,14 +247,14 @@ mod tests {
             "--metric-resolution=15s".to_owned(),
             "--bind-address=127.0.0.1".to_owned(),
             "--secure-port=4443".to_owned(),
-            format!("--kubelet-certificate-authority={}", pki.ca_cert().display()),
+            "--kubelet-insecure-tls".to_owned(),
             format!("--kubelet-client-certificate={}", pki.client_cert(NAME).display()),
             format!("--kubeconfig={}", dir.component_kubeconfig(NAME).display()),
             "--requestheader-allowed-names=front-proxy-client".to_owned(),
         ] {
             assert!(c.args.contains(&arg), "{arg} missing from {:?}", c.args);
         }
-        assert!(!c.args.iter().any(|a| a == "--kubelet-insecure-tls"));
+        assert_eq!(c.envs[0].name, "HTTPS_PROXY");
         assert_eq!(c.health_url, "https://127.0.0.1:4443/livez");
     }
 

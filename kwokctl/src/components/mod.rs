@@ -3,7 +3,7 @@
 
 mod etcd;
 pub mod jaeger;
-mod kube_apiserver;
+pub mod kube_apiserver;
 mod kube_controller_manager;
 mod kube_scheduler;
 pub mod kwok_controller;
@@ -461,7 +461,10 @@ mod tests {
                 "--kubelet-client-key={}",
                 pki.client_key("kube-apiserver-kubelet-client").display()
             ),
-            format!("--kubelet-certificate-authority={}", pki.ca_cert().display()),
+            format!(
+                "--egress-selector-config-file={}",
+                dir.egress_selector_config().display()
+            ),
             "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname".into(),
             format!(
                 "--requestheader-client-ca-file={}",
@@ -484,6 +487,26 @@ mod tests {
         }
         // ExternalName Services (metrics-server's) route only without it.
         assert!(!args.iter().any(|a| a.starts_with("--enable-aggregator-routing")));
+        // Nodes are reached through kwok's tunnel at any address: no name to check.
+        assert!(!args.iter().any(|a| a.starts_with("--kubelet-certificate-authority")));
+    }
+
+    #[test]
+    fn the_apiserver_egress_to_the_cluster_should_go_through_kwok() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let o = options(false);
+        let ctx = Context {
+            options: &o,
+            dir: &dir,
+        };
+        let config = kube_apiserver::egress_selector_config(&ctx);
+        let selection = &config["egressSelections"][0];
+        assert_eq!(selection["name"], "cluster");
+        assert_eq!(selection["connection"]["proxyProtocol"], "HTTPConnect");
+        let tcp = &selection["connection"]["transport"]["tcp"];
+        assert_eq!(tcp["url"], format!("https://127.0.0.1:{}", o.kwok_controller_port));
+        let cert = dir.pki().client_cert("kube-apiserver-kubelet-client");
+        assert_eq!(tcp["tlsConfig"]["clientCert"], cert.display().to_string());
     }
 
     #[test]
