@@ -61,7 +61,8 @@ pub struct ServerState {
 /// What the server serves beyond its fixed routes.
 #[derive(Default)]
 pub struct Options {
-    /// HTTPS with this configuration (`--tls-cert-file`); plain HTTP when `None`.
+    /// HTTPS with this configuration (`--tls-cert-file`); a self-signed certificate
+    /// when `None`. Plain HTTP is served on the same port either way.
     pub tls: Option<TlsAcceptor>,
     /// Every route but the health checks needs a verified client certificate
     /// (`--client-ca-file`).
@@ -77,9 +78,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Whether it speaks HTTPS.
+    /// Whether it speaks HTTPS: always (self-signed without --tls-cert-file), beside
+    /// plain HTTP on the same port.
     pub fn https(&self) -> bool {
-        self.options.tls.is_some()
+        true
     }
 }
 
@@ -121,34 +123,20 @@ pub async fn serve(
     let app = app.into_make_service_with_connect_info::<Peer>();
     let address = Some(own);
     let profiling = options.profiling;
-    match options.tls {
-        None => {
-            tracing::info!(
-                ?address,
-                profiling,
-                "serving /healthz, /livez, /readyz, /metrics over HTTP"
-            );
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-        }
-        Some(acceptor) => {
-            tracing::info!(
-                ?address,
-                profiling,
-                "serving /healthz, /livez, /readyz, /metrics over HTTPS"
-            );
-            let listener = TlsListener::new(listener, acceptor)?;
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Self {
-            addr: *stream.remote_addr(),
-            client_verified: false,
-        }
-    }
+    // Both HTTPS and plain HTTP on the one port, as upstream's server.
+    let self_signed = options.tls.is_none();
+    let acceptor = match options.tls {
+        Some(acceptor) => acceptor,
+        None => crate::tls::self_signed().map_err(std::io::Error::other)?,
+    };
+    tracing::info!(
+        ?address,
+        profiling,
+        self_signed,
+        "serving /healthz, /livez, /readyz, /metrics and the kubelet API over HTTPS and HTTP"
+    );
+    let listener = TlsListener::new(listener, acceptor)?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for Peer {

@@ -2,6 +2,11 @@
 //! (upstream's flags) and `--client-ca-file` (the kubelet's: client certificates signed
 //! by it are verified; requests other than health checks then need one), loaded and
 //! checked before anything starts.
+//!
+//! As upstream's server, one port speaks both: a connection whose first byte opens a TLS
+//! handshake gets HTTPS (with a self-signed certificate when no --tls-cert-file is given,
+//! so that an apiserver, which always calls a kubelet over TLS, reaches the kubelet API),
+//! any other plain HTTP.
 
 use std::{
     net::SocketAddr,
@@ -13,6 +18,7 @@ use std::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_util::either::Either;
 
 /// Handshakes finished but not yet taken by the server; a full queue holds back the
 /// accept loop (and so new connections wait in the kernel's backlog).
@@ -48,6 +54,9 @@ pub enum Error {
     /// `--client-ca-file` without a serving certificate: client certificates need TLS.
     #[error("--client-ca-file {0} needs --tls-cert-file and --tls-private-key-file")]
     ClientCaWithoutTls(PathBuf),
+    /// No self-signed certificate could be made.
+    #[error("failed to make a self-signed serving certificate: {0}")]
+    SelfSigned(String),
     /// The certificate and key do not make a server configuration (e.g. they do not match).
     #[error("failed to use --tls-cert-file {cert} with --tls-private-key-file {key}: {source}")]
     Config {
@@ -110,6 +119,26 @@ pub fn load(
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
+/// HTTPS with a certificate of its own for `localhost` and the loopback addresses, for
+/// a server given no --tls-cert-file (upstream serves a test certificate then).
+pub fn self_signed() -> Result<TlsAcceptor, Error> {
+    let err = |e: rcgen::Error| Error::SelfSigned(e.to_string());
+    let key = rcgen::KeyPair::generate().map_err(err)?;
+    let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let cert = rcgen::CertificateParams::new(names)
+        .map_err(err)?
+        .self_signed(&key)
+        .map_err(err)?;
+    let private =
+        PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| Error::SelfSigned(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], private)
+        .map_err(|e| Error::SelfSigned(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 fn client_verifier(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
     let err = |reason: String| load_error("--client-ca-file", ca, reason);
     let mut roots = rustls::RootCertStore::empty();
@@ -127,13 +156,30 @@ fn client_verifier(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCe
         .map_err(|e| err(e.to_string()))
 }
 
-/// Whether the client of `stream` presented a certificate the verifier accepted.
-pub fn client_verified(stream: &TlsStream<TcpStream>) -> bool {
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .is_some_and(|c| !c.is_empty())
+/// A connection of the shared port: HTTPS or plain HTTP.
+pub type Conn = Either<TlsStream<TcpStream>, TcpStream>;
+
+/// The first byte of a TLS handshake record (content type 22).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Whether the client of `conn` presented a certificate the verifier accepted (never
+/// over plain HTTP).
+pub fn client_verified(conn: &Conn) -> bool {
+    match conn {
+        Either::Left(tls) => tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()),
+        Either::Right(_) => false,
+    }
+}
+
+/// HTTPS or plain HTTP, told apart by the first byte the client sends.
+async fn open(stream: TcpStream, acceptor: TlsAcceptor) -> std::io::Result<Conn> {
+    let mut first = [0u8; 1];
+    let n = stream.peek(&mut first).await?;
+    if n == 1 && first[0] == TLS_HANDSHAKE {
+        Ok(Either::Left(acceptor.accept(stream).await?))
+    } else {
+        Ok(Either::Right(stream))
+    }
 }
 
 fn half(given: &'static str, path: &Path, missing: &'static str) -> Error {
@@ -152,10 +198,10 @@ fn load_error(flag: &'static str, path: &Path, reason: String) -> Error {
     }
 }
 
-/// A listener whose connections are TLS streams: a task accepts and spawns a handshake
-/// per connection, so one slow client never holds up another.
+/// A listener whose connections are TLS streams or plain ones: a task accepts and spawns
+/// a handshake per connection, so one slow client never holds up another.
 pub struct TlsListener {
-    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    handshaken: mpsc::Receiver<(Conn, SocketAddr)>,
     local: SocketAddr,
     accept_task: tokio::task::JoinHandle<()>,
 }
@@ -183,7 +229,7 @@ impl Drop for TlsListener {
 async fn accept_loop(
     tcp: tokio::net::TcpListener,
     acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    tx: mpsc::Sender<(Conn, SocketAddr)>,
 ) {
     loop {
         // A slot in the queue is taken before accepting, so handshakes in flight plus
@@ -203,7 +249,7 @@ async fn accept_loop(
         };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, open(stream, acceptor)).await {
                 Ok(Ok(tls)) => {
                     slot.send((tls, peer));
                 }
@@ -215,7 +261,7 @@ async fn accept_loop(
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Conn;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
