@@ -18,6 +18,8 @@ mod create_options;
 mod errors;
 mod faults;
 mod jaeger;
+mod kubelet_api;
+mod kubelet_crds;
 mod kwok;
 mod kwok_server;
 mod metrics_server;

@@ -73,16 +73,22 @@ impl Kwokctl {
         self.workdir().join("clusters").join(name)
     }
 
-    /// Runs kwokctl with `args`.
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin_dir().join("kwokctl"))
+    /// A kwokctl command with `args` bound to this work dir, to run or spawn as the
+    /// caller needs (extra environment, piped streams).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin_dir().join("kwokctl"));
+        command
             .args(args)
             .env("KWOK_WORKDIR", self.workdir())
             .env("KWOK_CACHE_DIR", cache_dir())
             .env("KUBECONFIG", self.kubeconfig())
-            .env_remove("KWOK_NAME")
-            .output()
-            .expect("run kwokctl")
+            .env_remove("KWOK_NAME");
+        command
+    }
+
+    /// Runs kwokctl with `args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run kwokctl")
     }
 
     /// Runs kwokctl and returns stdout, panicking with stderr on failure.
