@@ -33,6 +33,7 @@ use crate::{
     lease::LeaseWorker,
     metrics::{KindLabel, Metrics},
     object::JsonObject,
+    rule_watch::{self, LiveRules, Publisher},
     server::{self, ServerState},
     settings::{Settings, default_stages},
     shard::{EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext, query::Lookup},
@@ -68,14 +69,8 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(false));
     // The kubelet API reads nodes and pods from the shards through these queues.
     let (lookup, query_rxs) = Lookup::new(settings.shards);
-    let rules = &settings.kubelet;
-    let kubelet = KubeletApi::new(
-        rules.debugging.clone(),
-        rules.metrics.clone(),
-        rules.usages.clone(),
-        lookup,
-        listener.https(),
-    );
+    let rules = live_rules(&client, &settings).await?;
+    let kubelet = KubeletApi::new(rules, lookup, listener.https());
     let state = ServerState {
         registry: Arc::new(registry),
         ready: ready.clone(),
@@ -177,6 +172,24 @@ pub async fn run(
     server.await.context("server task")?.context("serving HTTP")?;
     info!("stopped");
     Ok(())
+}
+
+/// The kubelet API's rules: those of `--config`, kept current from the cluster's
+/// objects of the kinds `--enable-crds` names (their CRDs installed first).
+async fn live_rules(client: &Client, settings: &Settings) -> Result<LiveRules> {
+    if settings.rule_crds.is_empty() {
+        return Ok(LiveRules::fixed(settings.kubelet.clone()));
+    }
+    for kind in &settings.rule_crds {
+        crate::crds::install(client, &kind.crd()).await?;
+    }
+    let (publisher, live) = Publisher::new(settings.kubelet.clone());
+    tokio::spawn(rule_watch::run(
+        client.clone(),
+        settings.rule_crds.clone(),
+        publisher,
+    ));
+    Ok(live)
 }
 
 fn spawn_watch(

@@ -6,6 +6,9 @@
 //! Nothing here runs on a shard: a request asks the node's shard for the node and its
 //! pods ([`Lookup`]) and does the rest on its own task. With no rule and no Metric the
 //! routes answer with upstream's errors and cost the controller nothing.
+//!
+//! The rules may change while kwok runs (`--enable-crds`): a request takes a snapshot
+//! of the set it needs ([`LiveRules`]) when it starts and keeps it to its end.
 
 use std::{
     path::PathBuf,
@@ -29,7 +32,7 @@ use kwok_kubelet::{
         forward::forward,
         logs::{LogOptions, write_logs},
     },
-    metrics::{CONTENT_TYPE, Cumulative, Metrics, Usages},
+    metrics::{CONTENT_TYPE, Cumulative},
     stream::{
         negotiate::Negotiated,
         portforward,
@@ -39,16 +42,14 @@ use kwok_kubelet::{
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::shard::query::Lookup;
+use crate::{rule_watch::LiveRules, shard::query::Lookup};
 
 /// Bytes of log text buffered between the file reader and the response.
 const LOG_BUF_SIZE: usize = 64 * 1024;
 
 /// What the kubelet API serves from: the rules, the Metrics and usages, and the shards.
 pub struct KubeletApi {
-    rules: DebuggingRules,
-    metrics: Metrics,
-    usages: Usages,
+    rules: LiveRules,
     lookup: Lookup,
     /// Cumulative usage per shard (a node's scrapes always use its shard's), so that
     /// scrapes of nodes of different shards never wait for each other.
@@ -59,14 +60,12 @@ pub struct KubeletApi {
 
 impl KubeletApi {
     /// The API over `lookup`'s shards.
-    pub fn new(rules: DebuggingRules, metrics: Metrics, usages: Usages, lookup: Lookup, https: bool) -> Self {
+    pub fn new(rules: LiveRules, lookup: Lookup, https: bool) -> Self {
         let cumulative = (0..lookup.shards())
             .map(|_| Mutex::new(Cumulative::new()))
             .collect();
         Self {
             rules,
-            metrics,
-            usages,
             lookup,
             cumulative,
             https,
@@ -149,8 +148,8 @@ async fn container_logs(
         Ok(parsed) => parsed,
         Err(message) => return bad_request(message),
     };
-    let rule = match api
-        .rules
+    let rules = api.rules.debugging();
+    let rule = match rules
         .logs
         .find(&namespace, &pod, &container, &format!("container {container:?}"))
     {
@@ -260,9 +259,9 @@ async fn exec_handler(
                 status,
                 ..
             } = streams;
+            let rules: Arc<DebuggingRules> = api.rules.debugging();
             let exit =
-                match api
-                    .rules
+                match rules
                     .execs
                     .find(&namespace, &pod, &container, &format!("container {container:?}"))
                 {
@@ -334,8 +333,9 @@ async fn attach_handler(
             let Some(streams) = accept(io, &negotiated, options).await else {
                 return;
             };
+            let rules = api.rules.debugging();
             let found =
-                api.rules
+                rules
                     .attaches
                     .find(&namespace, &pod, &container, &format!("container {container:?}"));
             let file = found.map_err(|e| e.to_string()).and_then(|rule| {
@@ -422,15 +422,14 @@ async fn port_forward(
                 let (api, namespace, pod) = (api.clone(), namespace.clone(), pod.clone());
                 tasks.spawn(async move {
                     let port = forwarded.port;
-                    let result =
-                        match api
-                            .rules
-                            .forwards
-                            .find(&namespace, &pod, &port, &format!("port {port}"))
-                        {
-                            Err(err) => Err(err.to_string()),
-                            Ok(rule) => forward(rule, forwarded.stream).await.map_err(|e| e.to_string()),
-                        };
+                    let rules = api.rules.debugging();
+                    let result = match rules
+                        .forwards
+                        .find(&namespace, &pod, &port, &format!("port {port}"))
+                    {
+                        Err(err) => Err(err.to_string()),
+                        Ok(rule) => forward(rule, forwarded.stream).await.map_err(|e| e.to_string()),
+                    };
                     if let Err(message) = result {
                         tracing::debug!(%namespace, %pod, port, %message, "port-forward failed");
                         let _ = forwarded.error.report(&message).await;
@@ -445,7 +444,8 @@ async fn port_forward(
 
 async fn metric(State(api): Api, request: Request) -> Response {
     let path = request.uri().path();
-    let Some((metric, node_name)) = api.metrics.route(path) else {
+    let metrics = api.rules.metrics();
+    let Some((metric, node_name)) = metrics.route(path) else {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     };
     let text = match api.lookup.node(node_name).await {
@@ -454,9 +454,10 @@ async fn metric(State(api): Api, request: Request) -> Response {
         Some(view) => {
             let pods: Vec<&Value> = view.pods.iter().collect();
             let shard = api.lookup.shard_of(node_name);
+            let usages = api.rules.usages();
             let rendered = {
                 let mut cumulative = api.cumulative[shard].lock().unwrap_or_else(|e| e.into_inner());
-                metric.render(&view.node, &pods, &api.usages, &mut cumulative, Timestamp::now())
+                metric.render(&view.node, &pods, &usages, &mut cumulative, Timestamp::now())
             };
             for err in &rendered.errors {
                 tracing::warn!(node = node_name, metric = metric.name(), %err, "metric not rendered");
@@ -478,7 +479,8 @@ async fn discovery(State(api): Api, headers: HeaderMap) -> Response {
     let scheme = if api.https { "https" } else { "http" };
     let mut nodes = None;
     let mut groups = Vec::new();
-    for metric in api.metrics.iter() {
+    let metrics = api.rules.metrics();
+    for metric in metrics.iter() {
         let group = |path: String| {
             json!({
                 "targets": [host],

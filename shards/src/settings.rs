@@ -65,11 +65,13 @@ pub struct Settings {
     pub stage_crd: bool,
     /// The kubelet API's rules, Metrics and resource usages (from `--config`).
     pub kubelet: KubeletRules,
+    /// The rule kinds taken from the cluster's objects instead (`--enable-crds`).
+    pub rule_crds: Vec<&'static crate::crds::RuleKind>,
 }
 
 /// What the kubelet API serves from: upstream's Logs, Exec, Attach, PortForward (and
 /// their Cluster kinds), Metric, ResourceUsage and ClusterResourceUsage documents.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KubeletRules {
     /// Logs, exec, attach and port-forward rules.
     pub debugging: kwok_kubelet::debugging::DebuggingRules,
@@ -130,14 +132,15 @@ impl Settings {
             bail!("--kube-api-qps and --kube-api-burst must be positive");
         }
         for crd in &flags.enable_crds {
-            if !crate::stages::SUPPORTED_CRDS.contains(&crd.as_str()) {
+            if !crate::crds::SUPPORTED.contains(&crd.as_str()) {
                 bail!(
                     "--enable-crds: {crd:?} is not supported (supported: {})",
-                    crate::stages::SUPPORTED_CRDS.join(", ")
+                    crate::crds::SUPPORTED.join(", ")
                 );
             }
         }
         let stage_crd = flags.enable_crds.iter().any(|c| c == "Stage");
+        let rule_crds = rule_crds(&flags.enable_crds, &docs)?;
         let kubelet = KubeletRules::from_documents(&docs)?;
         let lifecycles = if stage_crd {
             if let Some((_, source)) = docs.stages.first() {
@@ -173,6 +176,7 @@ impl Settings {
             stage_crd,
             initial_list: flags.initial_list,
             kubelet,
+            rule_crds,
         })
     }
 
@@ -203,6 +207,27 @@ impl Settings {
                 .as_ref()
                 .is_some_and(|s| selector::matches(s, &string_map(obj, "labels")))
     }
+}
+
+/// The rule kinds of `enable_crds` (once each, in upstream's order); an error naming
+/// the file and line of a `--config` document of one of them, as upstream refuses both.
+fn rule_crds(enable_crds: &[String], docs: &Documents) -> Result<Vec<&'static crate::crds::RuleKind>> {
+    let kinds: Vec<_> = crate::crds::RULE_KINDS
+        .iter()
+        .filter(|k| enable_crds.iter().any(|c| c == k.kind))
+        .collect();
+    for (doc, source) in &docs.others {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if kinds.iter().any(|k| k.kind == kind) {
+            bail!(
+                "{}:{}: {kind} documents in --config cannot be used with --enable-crds={kind}, \
+                 which takes them from the cluster",
+                source.file,
+                source.line
+            );
+        }
+    }
+    Ok(kinds)
 }
 
 /// The stages of `docs`; the default node and pod stages when it has none (with the
@@ -298,6 +323,32 @@ mod tests {
         );
         assert!(matches!(resolve(&["--manage-single-node=n"]), Ok(NodeScope::Single(n)) if n == "n"));
         assert!(matches!(resolve(&["--manage-all-nodes"]), Ok(NodeScope::All)));
+    }
+
+    #[test]
+    fn a_rule_kind_from_the_cluster_should_refuse_its_config_documents() {
+        let resolve = |args: &[&str], text: &str| {
+            let flags = <Flags as clap::Parser>::try_parse_from([&["kwok"], args].concat()).unwrap();
+            let mut docs = Documents::default();
+            docs.parse("rules.yaml", text).unwrap();
+            Settings::resolve(&flags, docs).map(|s| s.rule_crds.iter().map(|k| k.kind).collect::<Vec<_>>())
+        };
+        let exec = "kind: Metric\napiVersion: kwok.x-k8s.io/v1alpha1\nmetadata: {name: m}\n\
+                    spec: {path: /metrics/x, metrics: []}\n---\n\
+                    kind: ClusterExec\napiVersion: kwok.x-k8s.io/v1alpha1\nmetadata: {name: e}\nspec: {execs: []}\n";
+        let err = resolve(&["--enable-crds=Stage,ClusterExec"], exec).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.yaml:6: ClusterExec documents in --config cannot be used with \
+             --enable-crds=ClusterExec, which takes them from the cluster"
+        );
+        // Other kinds still come from --config.
+        assert_eq!(
+            resolve(&["--enable-crds=Exec,ClusterResourceUsage,Logs"], exec).unwrap(),
+            ["Logs", "Exec", "ClusterResourceUsage"]
+        );
+        let err = resolve(&["--enable-crds=Metrics"], "").unwrap_err();
+        assert!(err.to_string().contains("\"Metrics\" is not supported"), "{err}");
     }
 
     #[test]

@@ -6,17 +6,14 @@
 //! only ever see the latest complete set. A Stage object that does not compile is
 //! logged (naming the object and the field) and left out; the others still apply.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    time::Duration,
-};
+use std::collections::{BTreeMap, HashSet};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client,
-    api::{DynamicObject, Patch, PatchParams, PostParams},
+    api::{DynamicObject, PostParams},
     core::{ApiResource, GroupVersionKind},
     runtime::{WatchStreamExt, watcher},
 };
@@ -33,11 +30,6 @@ use crate::object::JsonObject;
 /// The Stage CRD manifest, applied when it is missing.
 pub const STAGE_CRD: &str = include_str!("../deploy/crds/stages.kwok.x-k8s.io.yaml");
 
-const CRD_NAME: &str = "stages.kwok.x-k8s.io";
-
-/// The custom resources `--enable-crds` accepts.
-pub const SUPPORTED_CRDS: &[&str] = &["Stage"];
-
 /// The API resource of Stage objects.
 pub fn stage_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -50,22 +42,10 @@ pub fn stage_resource() -> ApiResource {
 /// When it creates it, the default stages (`defaults`) are created as objects too, so
 /// a fresh cluster behaves as without the CRD until users change them.
 pub async fn ensure_crd(client: &Client, defaults: &[&str]) -> Result<bool> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let existed = crds
-        .get_opt(CRD_NAME)
-        .await
-        .context("--enable-crds=Stage: failed to read the Stage CRD")?
-        .is_some();
-    if !existed {
-        let crd: CustomResourceDefinition =
-            serde_saphyr::from_str(STAGE_CRD).context("the built-in Stage CRD manifest")?;
-        crds.patch(CRD_NAME, &PatchParams::apply("kwok").force(), &Patch::Apply(&crd))
-            .await
-            .context("--enable-crds=Stage: the Stage CRD is missing and could not be created")?;
-        info!(crd = CRD_NAME, "created the Stage CRD");
-    }
-    wait_established(&crds).await?;
-    if !existed {
+    let crd: CustomResourceDefinition =
+        serde_saphyr::from_str(STAGE_CRD).context("the built-in Stage CRD manifest")?;
+    let created = crate::crds::install(client, &crd).await?;
+    if created {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &stage_resource());
         let mut docs = Documents::default();
         for text in defaults {
@@ -81,24 +61,7 @@ pub async fn ensure_crd(client: &Client, defaults: &[&str]) -> Result<bool> {
         }
         info!(count = docs.stages.len(), "created the default Stage objects");
     }
-    Ok(!existed)
-}
-
-async fn wait_established(crds: &Api<CustomResourceDefinition>) -> Result<()> {
-    for _ in 0..300 {
-        let crd = crds.get(CRD_NAME).await.context("failed to read the Stage CRD")?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the Stage CRD was not established within 30 s")
+    Ok(created)
 }
 
 /// Watches Stage objects and publishes the compiled set after the first list and
@@ -236,7 +199,7 @@ mod tests {
     #[test]
     fn crd_manifest_should_parse_as_a_crd() {
         let crd: CustomResourceDefinition = serde_saphyr::from_str(STAGE_CRD).unwrap();
-        assert_eq!(crd.metadata.name.as_deref(), Some(CRD_NAME));
+        assert_eq!(crd.metadata.name.as_deref(), Some("stages.kwok.x-k8s.io"));
         assert_eq!(crd.spec.names.kind, "Stage");
     }
 }

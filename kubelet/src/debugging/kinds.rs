@@ -220,6 +220,22 @@ impl DebuggingRules {
             _ => Ok(()),
         }
     }
+
+    /// Removes the rule object `kind` `name` (in `namespace` for the namespaced kinds,
+    /// ignored for the Cluster ones); whether there was one. Other kinds: `false`.
+    pub fn remove(&mut self, kind: &str, namespace: &str, name: &str) -> bool {
+        match kind {
+            "Logs" => self.logs.remove_namespaced(namespace, name),
+            "ClusterLogs" => self.logs.remove_cluster(name),
+            "Exec" => self.execs.remove_namespaced(namespace, name),
+            "ClusterExec" => self.execs.remove_cluster(name),
+            "Attach" => self.attaches.remove_namespaced(namespace, name),
+            "ClusterAttach" => self.attaches.remove_cluster(name),
+            "PortForward" => self.forwards.remove_namespaced(namespace, name),
+            "ClusterPortForward" => self.forwards.remove_cluster(name),
+            _ => false,
+        }
+    }
 }
 
 struct Doc<'a> {
@@ -293,7 +309,11 @@ impl Doc<'_> {
                 })?,
             ),
         };
-        rules.add_cluster(selector, entries);
+        let name = self.meta("name");
+        if name.is_empty() {
+            return Err(self.error("metadata.name".into(), "a name is required".into()));
+        }
+        rules.add_cluster(name, selector, entries);
         Ok(())
     }
 }
@@ -373,5 +393,44 @@ mod tests {
             err.contains("PortForward \"p\": spec.forwards[0].prots: unknown field"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn objects_should_be_replaced_and_removed_by_kind_and_name() {
+        let mut rules = load(
+            "kind: ClusterExec\napiVersion: kwok.x-k8s.io/v1alpha1\nmetadata: {name: e}\n\
+             spec:\n  execs: [{local: {workDir: /one}}]\n---\n\
+             kind: Exec\napiVersion: kwok.x-k8s.io/v1alpha1\nmetadata: {name: p, namespace: ns}\n\
+             spec:\n  execs: [{local: {workDir: /own}}]\n",
+        )
+        .unwrap();
+        let work_dir = |rules: &DebuggingRules, ns: &str| {
+            rules
+                .execs
+                .find(ns, "p", "c", "c")
+                .map(|t| t.local.as_ref().unwrap().work_dir.clone())
+                .map_err(|e| e.0)
+        };
+        assert_eq!(work_dir(&rules, "ns").unwrap(), "/own");
+        assert_eq!(work_dir(&rules, "other").unwrap(), "/one");
+        // A new version of the ClusterExec replaces the old one.
+        let mut docs = Documents::default();
+        docs.parse(
+            "object",
+            "kind: ClusterExec\napiVersion: kwok.x-k8s.io/v1alpha1\nmetadata: {name: e}\n\
+             spec:\n  execs: [{local: {workDir: /two}}]\n",
+        )
+        .unwrap();
+        rules.add(&docs.others[0].0, &docs.others[0].1).unwrap();
+        assert_eq!(work_dir(&rules, "other").unwrap(), "/two");
+        assert_eq!(rules.execs.cluster_names().count(), 1);
+        // Removal by kind: the namespaced one names its namespace, the cluster one not.
+        assert!(!rules.remove("Exec", "other", "p"));
+        assert!(!rules.remove("ClusterLogs", "", "e"));
+        assert!(rules.remove("Exec", "ns", "p"));
+        assert_eq!(work_dir(&rules, "ns").unwrap(), "/two");
+        assert!(rules.remove("ClusterExec", "", "e"));
+        assert!(work_dir(&rules, "ns").unwrap_err().contains("no rule for c"));
+        assert!(rules.is_empty());
     }
 }

@@ -2,6 +2,11 @@
 //! after the pod first (and only it, when there is one), then every cluster rule whose
 //! selector takes the pod, in order; within a rule, the first entry naming the
 //! container (or port), else the first entry naming none.
+//!
+//! The order of cluster rules is the order they were added in: load order for
+//! `--config` documents, as upstream's. For objects from the cluster upstream reads its
+//! informer's store, a Go map, so its order is unspecified; kwok adds the first list's
+//! objects by name and later ones as they arrive (a changed rule keeps its place).
 
 use serde::Deserialize;
 
@@ -37,8 +42,19 @@ pub trait Entry {
 /// The rules of one kind: namespaced ones by pod, cluster ones by selector.
 #[derive(Debug, Clone)]
 pub struct Rules<T> {
+    /// By (namespace, pod name); at most one per pod.
     namespaced: Vec<((String, String), Vec<T>)>,
-    cluster: Vec<(Option<ObjectSelector>, Vec<T>)>,
+    /// In resolution order; names are unique (the object's name).
+    cluster: Vec<ClusterRule<T>>,
+}
+
+/// A cluster rule: the object's name, the pods it takes, its entries.
+#[derive(Debug, Clone)]
+struct ClusterRule<T> {
+    name: String,
+    /// `None`: every pod.
+    selector: Option<ObjectSelector>,
+    entries: Vec<T>,
 }
 
 impl<T> Default for Rules<T> {
@@ -63,9 +79,42 @@ impl<T: Entry> Rules<T> {
         self.namespaced.push((key, entries));
     }
 
-    /// Adds a cluster rule (`None` selector: every pod).
-    pub fn add_cluster(&mut self, selector: Option<ObjectSelector>, entries: Vec<T>) {
-        self.cluster.push((selector, entries));
+    /// Removes the rule for pod `namespace/name`; whether there was one.
+    pub fn remove_namespaced(&mut self, namespace: &str, name: &str) -> bool {
+        let before = self.namespaced.len();
+        self.namespaced
+            .retain(|((ns, n), _)| (ns.as_str(), n.as_str()) != (namespace, name));
+        self.namespaced.len() != before
+    }
+
+    /// Adds the cluster rule `name` (`None` selector: every pod) after the others, or
+    /// replaces the one of that name in its place.
+    pub fn add_cluster(&mut self, name: &str, selector: Option<ObjectSelector>, entries: Vec<T>) {
+        let rule = ClusterRule {
+            name: name.to_owned(),
+            selector,
+            entries,
+        };
+        match self.cluster.iter_mut().find(|r| r.name == name) {
+            Some(old) => *old = rule,
+            None => self.cluster.push(rule),
+        }
+        debug_assert!(
+            self.cluster.iter().filter(|r| r.name == name).count() == 1,
+            "cluster rule {name:?} twice"
+        );
+    }
+
+    /// Removes the cluster rule `name`; whether there was one.
+    pub fn remove_cluster(&mut self, name: &str) -> bool {
+        let before = self.cluster.len();
+        self.cluster.retain(|r| r.name != name);
+        self.cluster.len() != before
+    }
+
+    /// The cluster rules' names, in resolution order.
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.cluster.iter().map(|r| r.name.as_str())
     }
 
     /// Whether there is no rule at all.
@@ -90,8 +139,8 @@ impl<T: Entry> Rules<T> {
         }
         self.cluster
             .iter()
-            .filter(|(selector, _)| selector.as_ref().is_none_or(|s| s.matches(namespace, name)))
-            .find_map(|(_, entries)| pick(entries, key))
+            .filter(|r| r.selector.as_ref().is_none_or(|s| s.matches(namespace, name)))
+            .find_map(|r| pick(&r.entries, key))
             .ok_or_else(|| NotFound(format!("no rule for {what} in pod {pod:?}")))
     }
 }
@@ -132,7 +181,7 @@ mod tests {
     #[test]
     fn a_named_container_should_win_over_the_default_whatever_the_order() {
         let mut rules = Rules::default();
-        rules.add_cluster(None, vec![E(&[], 1), E(&["c"], 2)]);
+        rules.add_cluster("a", None, vec![E(&[], 1), E(&["c"], 2)]);
         assert_eq!(rules.find("ns", "p", "c", "c").unwrap().1, 2);
         assert_eq!(rules.find("ns", "p", "other", "c").unwrap().1, 1);
     }
@@ -140,7 +189,7 @@ mod tests {
     #[test]
     fn the_pods_own_rule_should_be_the_only_one_read() {
         let mut rules = Rules::default();
-        rules.add_cluster(None, vec![E(&[], 1)]);
+        rules.add_cluster("a", None, vec![E(&[], 1)]);
         rules.add_namespaced("ns", "p", vec![E(&["c"], 2)]);
         assert_eq!(rules.find("ns", "p", "c", "c").unwrap().1, 2);
         let err = rules.find("ns", "p", "d", "container \"d\"").unwrap_err();
@@ -151,13 +200,44 @@ mod tests {
     #[test]
     fn cluster_rules_should_be_read_in_order_through_their_selectors() {
         let mut rules = Rules::default();
-        rules.add_cluster(selector(&["a"], &[]), vec![E(&[], 1)]);
-        rules.add_cluster(selector(&[], &["p"]), vec![E(&["x"], 2)]);
-        rules.add_cluster(None, vec![E(&[], 3)]);
+        rules.add_cluster("ns-a", selector(&["a"], &[]), vec![E(&[], 1)]);
+        rules.add_cluster("pod-p", selector(&[], &["p"]), vec![E(&["x"], 2)]);
+        rules.add_cluster("all", None, vec![E(&[], 3)]);
         assert_eq!(rules.find("a", "p", "x", "x").unwrap().1, 1);
         assert_eq!(rules.find("b", "p", "x", "x").unwrap().1, 2);
         assert_eq!(rules.find("b", "p", "y", "y").unwrap().1, 3);
         assert_eq!(rules.find("b", "q", "x", "x").unwrap().1, 3);
         assert!(Rules::<E>::default().find("a", "p", "x", "x").is_err());
+    }
+
+    #[test]
+    fn a_removed_namespaced_rule_should_give_way_to_the_cluster_rules() {
+        let mut rules = Rules::default();
+        rules.add_cluster("all", None, vec![E(&[], 1)]);
+        rules.add_namespaced("ns", "p", vec![E(&["c"], 2)]);
+        assert!(rules.find("ns", "p", "d", "d").is_err());
+        assert!(!rules.remove_namespaced("ns", "q"));
+        assert!(!rules.remove_namespaced("other", "p"));
+        assert!(rules.remove_namespaced("ns", "p"));
+        assert_eq!(rules.find("ns", "p", "d", "d").unwrap().1, 1);
+        assert!(!rules.remove_namespaced("ns", "p"));
+    }
+
+    #[test]
+    fn cluster_rules_should_be_replaced_in_place_and_removed_by_name() {
+        let mut rules = Rules::default();
+        rules.add_cluster("b", selector(&["a"], &[]), vec![E(&[], 1)]);
+        rules.add_cluster("a", None, vec![E(&[], 2)]);
+        assert_eq!(rules.find("a", "p", "x", "x").unwrap().1, 1);
+        // A new version of "b" keeps its place ahead of "a".
+        rules.add_cluster("b", selector(&["a"], &[]), vec![E(&[], 3)]);
+        assert_eq!(rules.cluster_names().collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(rules.find("a", "p", "x", "x").unwrap().1, 3);
+        assert!(rules.remove_cluster("b"));
+        assert!(!rules.remove_cluster("b"));
+        assert_eq!(rules.find("a", "p", "x", "x").unwrap().1, 2);
+        assert!(rules.remove_cluster("a"));
+        assert!(rules.is_empty());
+        assert!(rules.find("a", "p", "x", "x").is_err());
     }
 }
