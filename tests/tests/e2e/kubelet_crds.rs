@@ -2,7 +2,8 @@
 //! upstream KWOK v0.8's own files (`test/e2e/exec.yaml`, `kustomize/metrics/*` of its
 //! Go module, downloaded at test time) applied with kubectl to a kwokctl cluster whose
 //! kwok installed the CRDs, then `kubectl exec`, the resource metrics, a bad object
-//! left out, and a deleted rule gone.
+//! left out, a pod's own (namespaced) rule before the cluster rules, and a deleted rule
+//! gone.
 
 use std::{
     thread::sleep,
@@ -58,18 +59,19 @@ fn container_sample(text: &str, family: &str) -> Option<f64> {
 fn rules_applied_as_objects_should_serve_exec_and_metrics_until_deleted() {
     let cluster = Cluster::create(
         "crdrules",
-        &["--enable-crds=ClusterExec,Metric,ClusterResourceUsage"],
+        &["--enable-crds=ClusterExec,Exec,Metric,ClusterResourceUsage"],
     );
     // kwok installs the CRDs as it starts.
-    for crd in [
-        "clusterexecs.kwok.x-k8s.io",
-        "metrics.kwok.x-k8s.io",
-        "clusterresourceusages.kwok.x-k8s.io",
+    for (crd, scope) in [
+        ("execs.kwok.x-k8s.io", "Namespaced"),
+        ("clusterexecs.kwok.x-k8s.io", "Cluster"),
+        ("metrics.kwok.x-k8s.io", "Cluster"),
+        ("clusterresourceusages.kwok.x-k8s.io", "Cluster"),
     ] {
         cluster.eventually(
             &["get", "crd", crd, "-o", "jsonpath={.spec.scope}"],
             Duration::from_secs(60),
-            |o| o == "Cluster",
+            |o| o == scope,
         );
     }
     cluster.apply(&upstream("test/e2e/exec.yaml"));
@@ -129,6 +131,28 @@ fn rules_applied_as_objects_should_serve_exec_and_metrics_until_deleted() {
         "{text}"
     );
     assert!(text.contains("scrape_error 0"), "{text}");
+
+    // A namespaced Exec named after the pod is its own rule, before any cluster rule;
+    // deleted, the cluster rule answers again.
+    cluster.apply(
+        "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Exec\nmetadata:\n  name: pod0\n  namespace: default\n\
+         spec:\n  execs:\n  - local:\n      envs: [{name: OWN, value: pod0}]\n",
+    );
+    until(Duration::from_secs(60), "exec with OWN=pod0", || {
+        match exec_env(&cluster) {
+            (true, out) if out.lines().any(|l| l == "OWN=pod0") && !out.contains("TEST=test") => Ok(()),
+            (_, out) => Err(out),
+        }
+    });
+    cluster.kubectl(&["delete", "exec", "pod0", "-n", "default"]);
+    until(
+        Duration::from_secs(60),
+        "exec with TEST=test again",
+        || match exec_env(&cluster) {
+            (true, out) if out.lines().any(|l| l == "TEST=test") && !out.contains("OWN=") => Ok(()),
+            (_, out) => Err(out),
+        },
+    );
 
     // Deleted, the ClusterExec no longer lets commands run.
     cluster.kubectl(&["delete", "clusterexec", "cluster-exec-rules"]);
