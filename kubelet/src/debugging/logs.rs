@@ -52,14 +52,26 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     time: Option<Timestamp>,
-    /// The time as written in the file, for `--timestamps`.
-    time_text: String,
     text: String,
 }
 
-/// Parses one line of the file; `pending` holds the text of partial CRI lines before it.
+/// The parts of a CRI line split into partial (`P`) lines, until the full (`F`) one.
+#[derive(Debug, Default)]
+struct Partial {
+    /// The first part's time: the whole line's, as the kubelet stamps it.
+    time: Option<Timestamp>,
+    text: String,
+}
+
+impl Partial {
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Parses one line of the file; `pending` holds the partial CRI lines before it.
 /// `None` while a partial line waits for its end.
-fn parse_line(line: &str, pending: &mut String) -> Option<Entry> {
+fn parse_line(line: &str, pending: &mut Partial) -> Option<Entry> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     if let Some(entry) = parse_cri(line, pending) {
         return entry;
@@ -68,14 +80,13 @@ fn parse_line(line: &str, pending: &mut String) -> Option<Entry> {
         return Some(entry);
     }
     Some(Entry {
-        time: None,
-        time_text: String::new(),
-        text: format!("{}{line}\n", std::mem::take(pending)),
+        time: pending.time.take(),
+        text: format!("{}{line}\n", std::mem::take(&mut pending.text)),
     })
 }
 
 /// `Some(None)`: a CRI partial line, kept in `pending`.
-fn parse_cri(line: &str, pending: &mut String) -> Option<Option<Entry>> {
+fn parse_cri(line: &str, pending: &mut Partial) -> Option<Option<Entry>> {
     let mut parts = line.splitn(4, ' ');
     let (time_text, stream, tag) = (parts.next()?, parts.next()?, parts.next()?);
     let text = parts.next().unwrap_or_default();
@@ -86,13 +97,13 @@ fn parse_cri(line: &str, pending: &mut String) -> Option<Option<Entry>> {
     // Tags are `:`-separated; the first is P (partial) or F (full).
     match tag.split(':').next() {
         Some("P") => {
-            pending.push_str(text);
+            pending.time.get_or_insert(time);
+            pending.text.push_str(text);
             Some(None)
         }
         Some("F") => Some(Some(Entry {
-            time: Some(time),
-            time_text: time_text.to_owned(),
-            text: format!("{}{text}\n", std::mem::take(pending)),
+            time: Some(pending.time.take().unwrap_or(time)),
+            text: format!("{}{text}\n", std::mem::take(&mut pending.text)),
         })),
         _ => None,
     }
@@ -101,16 +112,11 @@ fn parse_cri(line: &str, pending: &mut String) -> Option<Option<Entry>> {
 fn parse_docker_json(line: &str) -> Option<Entry> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     let text = value.get("log")?.as_str()?.to_owned();
-    let time_text = value
+    let time = value
         .get("time")
         .and_then(|t| t.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    Some(Entry {
-        time: time_text.parse().ok(),
-        time_text,
-        text,
-    })
+        .and_then(|t| t.parse().ok());
+    Some(Entry { time, text })
 }
 
 /// What is written for `entry` under `opts` (`None`: filtered out).
@@ -120,8 +126,9 @@ fn render(entry: &Entry, opts: &LogOptions) -> Option<String> {
     {
         return None;
     }
-    Some(if opts.timestamps && !entry.time_text.is_empty() {
-        format!("{} {}", entry.time_text, entry.text)
+    Some(if let (true, Some(time)) = (opts.timestamps, entry.time) {
+        // cri-client's RFC3339NanoFixed: nine fraction digits, always.
+        format!("{} {}", time.strftime("%Y-%m-%dT%H:%M:%S.%9fZ"), entry.text)
     } else {
         entry.text.clone()
     })
@@ -144,25 +151,26 @@ pub async fn write_logs(
     let file = File::open(path).await.map_err(read_err)?;
     let mut reader = BufReader::new(file);
     let mut budget = opts.limit_bytes.unwrap_or(u64::MAX);
-    let mut pending = String::new();
-    // The tail is chosen from the whole file first; lines later appended all follow.
-    let mut first: Vec<String> = Vec::new();
+    let mut pending = Partial::default();
+    // The tail counts the file's lines, partial ones too, and comes before `since`, as
+    // the kubelet's reader takes them.
+    let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     while reader.read_line(&mut line).await.map_err(read_err)? > 0 {
-        if line.ends_with('\n') {
-            if let Some(text) = parse_line(&line, &mut pending).and_then(|e| render(&e, opts)) {
-                first.push(text);
-            }
-            line.clear();
-        } else {
+        if !line.ends_with('\n') {
             break; // a line still being written: followed below
         }
+        lines.push(std::mem::take(&mut line));
     }
-    let skip = opts
-        .tail_lines
-        .map_or(0, |n| first.len().saturating_sub(n as usize));
-    for text in first.iter().skip(skip) {
-        if !emit(out, text, &mut budget).await? {
+    let skip = opts.tail_lines.map_or(0, |n| {
+        lines
+            .len()
+            .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
+    });
+    for raw in &lines[skip..] {
+        if let Some(text) = parse_line(raw, &mut pending).and_then(|e| render(&e, opts))
+            && !emit(out, &text, &mut budget).await?
+        {
             return Ok(());
         }
     }
@@ -178,7 +186,7 @@ async fn follow(
     path: &Path,
     reader: &mut BufReader<File>,
     mut line: String,
-    mut pending: String,
+    mut pending: Partial,
     opts: &LogOptions,
     out: &mut (impl AsyncWrite + Unpin),
     budget: &mut u64,
@@ -254,7 +262,8 @@ mod tests {
             tail_lines: Some(2),
             ..Default::default()
         };
-        assert_eq!(read(CRI, tail).await, "two\nthree\n");
+        // The tail counts the file's lines, the partial one too (as the kubelet).
+        assert_eq!(read(CRI, tail).await, "o\nthree\n");
         let since = LogOptions {
             since: Some("2016-10-06T00:00:01Z".parse().unwrap()),
             ..Default::default()
@@ -265,7 +274,15 @@ mod tests {
             tail_lines: Some(1),
             ..Default::default()
         };
-        assert_eq!(read(CRI, stamped).await, "2016-10-06T00:00:02Z three\n");
+        assert_eq!(read(CRI, stamped).await, "2016-10-06T00:00:02.000000000Z three\n");
+        // A line in parts carries its first part's time.
+        let stamped = LogOptions {
+            timestamps: true,
+            tail_lines: Some(3),
+            ..Default::default()
+        };
+        let text = read(CRI, stamped).await;
+        assert!(text.starts_with("2016-10-06T00:00:01.500000000Z two\n"), "{text}");
         let limited = LogOptions {
             limit_bytes: Some(6),
             ..Default::default()

@@ -488,7 +488,11 @@ mod tests {
         // ExternalName Services (metrics-server's) route only without it.
         assert!(!args.iter().any(|a| a.starts_with("--enable-aggregator-routing")));
         // Nodes are reached through kwok's tunnel at any address: no name to check.
-        assert!(!args.iter().any(|a| a.starts_with("--kubelet-certificate-authority")));
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with("--kubelet-certificate-authority"))
+        );
     }
 
     #[test]
@@ -504,7 +508,10 @@ mod tests {
         assert_eq!(selection["name"], "cluster");
         assert_eq!(selection["connection"]["proxyProtocol"], "HTTPConnect");
         let tcp = &selection["connection"]["transport"]["tcp"];
-        assert_eq!(tcp["url"], format!("https://127.0.0.1:{}", o.kwok_controller_port));
+        assert_eq!(
+            tcp["url"],
+            format!("https://127.0.0.1:{}", o.kwok_controller_port)
+        );
         let cert = dir.pki().client_cert("kube-apiserver-kubelet-client");
         assert_eq!(tcp["tlsConfig"]["clientCert"], cert.display().to_string());
     }
