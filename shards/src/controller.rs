@@ -70,7 +70,7 @@ pub async fn run(
     // The kubelet API reads nodes and pods from the shards through these queues.
     let (lookup, query_rxs) = Lookup::new(settings.shards);
     let rules = live_rules(&client, &settings).await?;
-    let kubelet = KubeletApi::new(rules, lookup, listener.https());
+    let kubelet = KubeletApi::new(rules, lookup);
     let state = ServerState {
         registry: Arc::new(registry),
         ready: ready.clone(),

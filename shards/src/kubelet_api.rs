@@ -18,7 +18,7 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    extract::{Path, Request, State},
+    extract::{ConnectInfo, Path, Request, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{any, get},
@@ -54,13 +54,11 @@ pub struct KubeletApi {
     /// Cumulative usage per shard (a node's scrapes always use its shard's), so that
     /// scrapes of nodes of different shards never wait for each other.
     cumulative: Vec<Mutex<Cumulative>>,
-    /// Whether the server speaks HTTPS (the scheme of discovered targets).
-    https: bool,
 }
 
 impl KubeletApi {
     /// The API over `lookup`'s shards.
-    pub fn new(rules: LiveRules, lookup: Lookup, https: bool) -> Self {
+    pub fn new(rules: LiveRules, lookup: Lookup) -> Self {
         let cumulative = (0..lookup.shards())
             .map(|_| Mutex::new(Cumulative::new()))
             .collect();
@@ -68,7 +66,6 @@ impl KubeletApi {
             rules,
             lookup,
             cumulative,
-            https,
         }
     }
 
@@ -470,13 +467,18 @@ async fn metric(State(api): Api, request: Request) -> Response {
 
 /// Upstream's HTTP service discovery: one target group per node and Metric (or per
 /// Metric whose path names no node), all at this server's address.
-async fn discovery(State(api): Api, headers: HeaderMap) -> Response {
+async fn discovery(
+    State(api): Api,
+    ConnectInfo(peer): ConnectInfo<crate::profiling::Peer>,
+    headers: HeaderMap,
+) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let scheme = if api.https { "https" } else { "http" };
+    // The scheme the question came in, as upstream answers.
+    let scheme = if peer.tls { "https" } else { "http" };
     let mut nodes = None;
     let mut groups = Vec::new();
     let metrics = api.rules.metrics();

@@ -35,6 +35,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Whether it presented a client certificate that `--client-ca-file` signed.
     pub client_verified: bool,
+    /// Whether it speaks HTTPS (else plain HTTP, on the same port).
+    pub tls: bool,
 }
 
 /// The `/debug/pprof/` routes: served when `enabled`, refused with upstream's 405 and
@@ -221,6 +223,7 @@ mod tests {
         request.extensions_mut().insert(ConnectInfo(Peer {
             addr: peer.parse().unwrap(),
             client_verified: false,
+            tls: false,
         }));
         routes::<()>(enabled).oneshot(request).await.unwrap().status()
     }

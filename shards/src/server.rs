@@ -77,14 +77,6 @@ pub struct Server {
     options: Options,
 }
 
-impl Server {
-    /// Whether it speaks HTTPS: always (self-signed without --tls-cert-file), beside
-    /// plain HTTP on the same port.
-    pub fn https(&self) -> bool {
-        true
-    }
-}
-
 /// Binds `address` (so a clash is reported before anything else starts).
 pub async fn bind(address: &str, options: Options) -> Result<Server, Error> {
     let address: SocketAddr = address.parse().map_err(|source| Error::Address {
@@ -144,6 +136,7 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
         Self {
             addr: *stream.remote_addr(),
             client_verified: crate::tls::client_verified(stream.io()),
+            tls: matches!(stream.io(), tokio_util::either::Either::Left(_)),
         }
     }
 }
