@@ -132,10 +132,11 @@ impl Settings {
             bail!("--kube-api-qps and --kube-api-burst must be positive");
         }
         for crd in &flags.enable_crds {
-            if !crate::crds::SUPPORTED.contains(&crd.as_str()) {
+            if !crate::crds::supported().any(|k| k == crd) {
+                let all: Vec<&str> = crate::crds::supported().collect();
                 bail!(
                     "--enable-crds: {crd:?} is not supported (supported: {})",
-                    crate::crds::SUPPORTED.join(", ")
+                    all.join(", ")
                 );
             }
         }
