@@ -87,8 +87,8 @@ pub struct Flags {
     pub tls_private_key_file: Option<PathBuf>,
     /// CA bundle (PEM) that signs the clients of the kubelet API (the apiserver's
     /// kubelet client certificate, metrics-server's): with it, every request but
-    /// /healthz, /livez and /readyz needs a client certificate it signed. Needs
-    /// --tls-cert-file.
+    /// /healthz, /livez and /readyz needs a client certificate it signed (the
+    /// server's own certificate is self-signed without --tls-cert-file).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
     /// OTLP/gRPC endpoint (`host:port`) to export trace spans to; empty: no tracing.

@@ -82,6 +82,7 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
     )?;
     let options = server::Options {
         tls,
+        self_signed: flags.tls_cert_file.is_none(),
         client_auth: flags.client_ca_file.is_some(),
         profiling: flags.enable_profiling_handler,
     };

@@ -59,11 +59,12 @@ pub struct ServerState {
 }
 
 /// What the server serves beyond its fixed routes.
-#[derive(Default)]
 pub struct Options {
-    /// HTTPS with this configuration (`--tls-cert-file`); a self-signed certificate
-    /// when `None`. Plain HTTP is served on the same port either way.
-    pub tls: Option<TlsAcceptor>,
+    /// HTTPS with this configuration ([`crate::tls::load`]); plain HTTP is served on
+    /// the same port too.
+    pub tls: TlsAcceptor,
+    /// Whether the certificate is kwok's own (no `--tls-cert-file`), for the log.
+    pub self_signed: bool,
     /// Every route but the health checks needs a verified client certificate
     /// (`--client-ca-file`).
     pub client_auth: bool,
@@ -116,11 +117,7 @@ pub async fn serve(
     let address = Some(own);
     let profiling = options.profiling;
     // Both HTTPS and plain HTTP on the one port, as upstream's server.
-    let self_signed = options.tls.is_none();
-    let acceptor = match options.tls {
-        Some(acceptor) => acceptor,
-        None => crate::tls::self_signed().map_err(std::io::Error::other)?,
-    };
+    let (acceptor, self_signed) = (options.tls, options.self_signed);
     tracing::info!(
         ?address,
         profiling,

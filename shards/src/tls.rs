@@ -51,9 +51,6 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// `--client-ca-file` without a serving certificate: client certificates need TLS.
-    #[error("--client-ca-file {0} needs --tls-cert-file and --tls-private-key-file")]
-    ClientCaWithoutTls(PathBuf),
     /// No self-signed certificate could be made.
     #[error("failed to make a self-signed serving certificate: {0}")]
     SelfSigned(String),
@@ -70,30 +67,45 @@ pub enum Error {
     },
 }
 
-/// The server's TLS configuration: `None` when neither flag is given (plain HTTP). With
-/// `client_ca`, clients may present a certificate, which must then chain to that CA
-/// (those without one still connect: health checks need none; the server decides
-/// per request).
+/// The server's TLS configuration: the given certificate and key, or a self-signed
+/// certificate for `localhost` and loopback when neither is given (upstream serves a
+/// test certificate then). With `client_ca`, clients may present a certificate, which
+/// must then chain to that CA (those without one still connect: health checks need
+/// none; the server decides per request).
 ///
 /// # Errors
-/// One flag without the other, a client CA without TLS, an unreadable file, a file
-/// without a certificate or key in PEM, or a key that does not match the certificate.
-pub fn load(
-    cert: Option<&Path>,
-    key: Option<&Path>,
-    client_ca: Option<&Path>,
-) -> Result<Option<TlsAcceptor>, Error> {
-    let (cert, key) = match (cert, key) {
-        (None, None) => {
-            return match client_ca {
-                Some(ca) => Err(Error::ClientCaWithoutTls(ca.to_owned())),
-                None => Ok(None),
-            };
-        }
+/// One flag without the other, an unreadable file, a file without a certificate or key
+/// in PEM, or a key that does not match the certificate.
+pub fn load(cert: Option<&Path>, key: Option<&Path>, client_ca: Option<&Path>) -> Result<TlsAcceptor, Error> {
+    let (chain, private) = match (cert, key) {
+        (None, None) => self_signed()?,
         (Some(path), None) => return Err(half("--tls-cert-file", path, "--tls-private-key-file")),
         (None, Some(path)) => return Err(half("--tls-private-key-file", path, "--tls-cert-file")),
-        (Some(cert), Some(key)) => (cert, key),
+        (Some(cert), Some(key)) => read_pair(cert, key)?,
     };
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca)?),
+    };
+    let mut config = builder
+        .with_single_cert(chain, private)
+        .map_err(|source| match (cert, key) {
+            (Some(cert), Some(key)) => Error::Config {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                source,
+            },
+            _ => Error::SelfSigned(source.to_string()),
+        })?;
+    // HTTP/1.1 only: the kubelet API's streams upgrade the connection (SPDY, WebSocket).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+type Pair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn read_pair(cert: &Path, key: &Path) -> Result<Pair, Error> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| load_error("--tls-cert-file", cert, e.to_string()))?;
@@ -102,26 +114,11 @@ pub fn load(
     }
     let private = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| load_error("--tls-private-key-file", key, e.to_string()))?;
-    let builder = rustls::ServerConfig::builder();
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca)?),
-    };
-    let mut config = builder
-        .with_single_cert(chain, private)
-        .map_err(|source| Error::Config {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
-            source,
-        })?;
-    // HTTP/1.1 only: the kubelet API's streams upgrade the connection (SPDY, WebSocket).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+    Ok((chain, private))
 }
 
-/// HTTPS with a certificate of its own for `localhost` and the loopback addresses, for
-/// a server given no --tls-cert-file (upstream serves a test certificate then).
-pub fn self_signed() -> Result<TlsAcceptor, Error> {
+/// A certificate of its own for `localhost` and the loopback addresses.
+fn self_signed() -> Result<Pair, Error> {
     let err = |e: rcgen::Error| Error::SelfSigned(e.to_string());
     let key = rcgen::KeyPair::generate().map_err(err)?;
     let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -131,12 +128,7 @@ pub fn self_signed() -> Result<TlsAcceptor, Error> {
         .map_err(err)?;
     let private =
         PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| Error::SelfSigned(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], private)
-        .map_err(|e| Error::SelfSigned(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok((vec![cert.der().clone()], private))
 }
 
 fn client_verifier(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
@@ -298,8 +290,9 @@ mod tests {
     }
 
     #[test]
-    fn neither_flag_should_mean_plain_http() {
-        assert!(load(None, None, None).unwrap().is_none());
+    fn neither_flag_should_mean_a_self_signed_certificate() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        assert!(load(None, None, None).is_ok());
     }
 
     #[test]
@@ -307,10 +300,10 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let (c, k) = pair(dir.path());
-        assert!(load(Some(&c), Some(&k), None).unwrap().is_some());
-        assert!(load(Some(&c), Some(&k), Some(&c)).unwrap().is_some());
-        let err = load(None, None, Some(&c)).err().unwrap().to_string();
-        assert!(err.starts_with("--client-ca-file "), "{err}");
+        assert!(load(Some(&c), Some(&k), None).is_ok());
+        assert!(load(Some(&c), Some(&k), Some(&c)).is_ok());
+        // No certificate given: a self-signed one, with or without client checks.
+        assert!(load(None, None, Some(&c)).is_ok());
         let err = load(Some(&c), Some(&k), Some(&k)).err().unwrap().to_string();
         assert!(err.starts_with("failed to load --client-ca-file "), "{err}");
     }
