@@ -254,6 +254,7 @@ async fn exec_handler(
                 stdout,
                 stderr,
                 status,
+                tty,
                 ..
             } = streams;
             let rules: Arc<DebuggingRules> = api.rules.debugging();
@@ -270,6 +271,7 @@ async fn exec_handler(
                             stdin,
                             stdout,
                             stderr,
+                            tty,
                         },
                     )
                     .await

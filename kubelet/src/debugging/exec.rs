@@ -55,6 +55,9 @@ pub struct Streams {
     pub stdout: Option<Output>,
     /// Standard error (with a terminal, the caller passes none: all goes to stdout).
     pub stderr: Option<Output>,
+    /// Run the command on a pseudo-terminal (`kubectl exec -t`): its input, output and
+    /// errors all go through it, so shells prompt and echo as on a terminal.
+    pub tty: bool,
 }
 
 /// Runs `command` under `target`, copying the streams; gives the exit code (`None` when
@@ -66,6 +69,9 @@ pub async fn run(target: &ExecTarget, command: &[String], streams: Streams) -> R
     let local = target.local.as_ref().ok_or(Error::NoLocal)?;
     let (program, args) = command.split_first().ok_or(Error::NoCommand)?;
     let mut cmd = build(local, program, args);
+    if streams.tty {
+        return run_on_terminal(cmd, program, streams).await;
+    }
     cmd.stdin(if streams.stdin.is_some() {
         Stdio::piped()
     } else {
@@ -107,6 +113,53 @@ pub async fn run(target: &ExecTarget, command: &[String], streams: Streams) -> R
     }
     let status = status.map_err(|source| Error::Wait {
         command: program.clone(),
+        source,
+    })?;
+    Ok(status.code())
+}
+
+/// Runs `cmd` with a pseudo-terminal as its stdin, stdout and stderr; the client's input
+/// goes to the terminal and what the terminal shows to stdout. No controlling terminal
+/// is set up (that needs code between fork and exec) and resizes are not passed on.
+async fn run_on_terminal(mut cmd: Command, program: &str, streams: Streams) -> Result<Option<i32>, Error> {
+    let spawn_err = |source: std::io::Error| Error::Spawn {
+        command: program.to_owned(),
+        source,
+    };
+    let pty = nix::pty::openpty(None, None).map_err(|e| spawn_err(e.into()))?;
+    let slave = pty.slave;
+    cmd.stdin(Stdio::from(slave.try_clone().map_err(spawn_err)?));
+    cmd.stdout(Stdio::from(slave.try_clone().map_err(spawn_err)?));
+    cmd.stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    // `cmd` holds the slave's copies until dropped: the master sees the end only then.
+    drop(cmd);
+    let master = std::fs::File::from(pty.master);
+    let mut reader = tokio::fs::File::from_std(master.try_clone().map_err(spawn_err)?);
+    let mut writer = tokio::fs::File::from_std(master);
+    let input = streams.stdin.map(|mut stdin| {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut stdin, &mut writer).await;
+        })
+    });
+    let output = async {
+        match streams.stdout {
+            // Reading the master fails (EIO) once the command and its children are gone.
+            Some(mut out) => {
+                let _ = tokio::io::copy(&mut reader, &mut out).await;
+                let _ = out.shutdown().await;
+            }
+            None => {
+                let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+            }
+        }
+    };
+    let (status, ()) = tokio::join!(child.wait(), output);
+    if let Some(task) = input {
+        task.abort();
+    }
+    let status = status.map_err(|source| Error::Wait {
+        command: program.to_owned(),
         source,
     })?;
     Ok(status.code())
@@ -237,6 +290,7 @@ mod tests {
             stdin: Some(Box::new(stdin)),
             stdout: Some(Box::new(out_w)),
             stderr: Some(Box::new(err_w)),
+            tty: false,
         };
         let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         let code = run(target, &command, streams).await.unwrap();
@@ -284,12 +338,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_terminal_should_be_what_the_command_sees() {
+        let (out_w, mut out_r) = tokio::io::duplex(1 << 16);
+        let streams = Streams {
+            stdin: None,
+            stdout: Some(Box::new(out_w)),
+            stderr: None,
+            tty: true,
+        };
+        let cmd: Vec<String> = ["sh", "-c", "test -t 0 && test -t 1 && echo on a tty; exit 4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let code = run(&target(&[], ""), &cmd, streams).await.unwrap();
+        let mut out = String::new();
+        use tokio::io::AsyncReadExt;
+        out_r.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "on a tty\r\n");
+        assert_eq!(code, Some(4));
+    }
+
+    #[tokio::test]
     async fn without_stderr_both_streams_should_reach_stdout() {
         let (out_w, mut out_r) = tokio::io::duplex(1 << 16);
         let streams = Streams {
             stdin: None,
             stdout: Some(Box::new(out_w)),
             stderr: None,
+            tty: false,
         };
         let cmd: Vec<String> = ["sh", "-c", "echo a; sleep 0.1; echo b >&2"]
             .iter()
