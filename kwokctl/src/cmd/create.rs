@@ -294,6 +294,15 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
     })
 }
 
+/// Whether the kwok at `binary` is this project's (its flags name `--client-ca-file`);
+/// one that cannot be asked (a dry run's path not built yet) is taken to be.
+fn serves_tunnel(binary: &Path) -> bool {
+    match std::process::Command::new(binary).arg("--help").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).contains("--client-ca-file"),
+        Err(_) => true,
+    }
+}
+
 fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> Result<Binaries> {
     // A dry run builds nothing: it names where the binary would be.
     let find = |binary: Binary, explicit: &Option<PathBuf>| -> Result<PathBuf> {
@@ -304,7 +313,9 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
     } else {
         None
     };
+    let kwok = find(Binary::Kwok, &args.kwok_controller_binary)?;
     Ok(Binaries {
+        kwok_tunnel: serves_tunnel(&kwok),
         etcd: find(Binary::Etcd, &args.etcd_binary)?,
         kube_apiserver: find(Binary::KubeApiserver, &args.kube_apiserver_binary)?,
         kube_controller_manager: find(
@@ -312,7 +323,7 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
             &args.kube_controller_manager_binary,
         )?,
         kube_scheduler: find(Binary::KubeScheduler, &args.kube_scheduler_binary)?,
-        kwok: find(Binary::Kwok, &args.kwok_controller_binary)?,
+        kwok,
         prometheus,
         // Built (a long Go build the first time) only for a cluster that runs it.
         jaeger: match s.runs(jaeger::NAME) {

@@ -45,8 +45,14 @@ pub(super) fn extra_files(
     if !s.kwok_documents.is_empty() {
         files.push((dir.kwok_config(), s.kwok_documents.join("\n---\n") + "\n"));
     }
-    let egress = crate::components::kube_apiserver::egress_selector_config(ctx);
-    files.push((dir.egress_selector_config(), serde_saphyr::to_string(&egress)?));
+    let egress_flag = format!(
+        "--egress-selector-config-file={}",
+        dir.egress_selector_config().display()
+    );
+    if components.iter().any(|c| c.args.contains(&egress_flag)) {
+        let egress = crate::components::kube_apiserver::egress_selector_config(ctx);
+        files.push((dir.egress_selector_config(), serde_saphyr::to_string(&egress)?));
+    }
     if let Some(endpoint) = jaeger::otlp_endpoint(ctx) {
         let config = jaeger::apiserver_tracing_config(&endpoint);
         files.push((dir.apiserver_tracing_config(), serde_saphyr::to_string(&config)?));

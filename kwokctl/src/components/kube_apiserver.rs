@@ -12,7 +12,7 @@ use crate::pki::{FRONT_PROXY_CLIENT, KUBELET_CLIENT};
 /// fake node's name resolves nowhere). Upstream's order, which metrics-server uses too.
 pub const KUBELET_ADDRESS_TYPES: &str = "InternalIP,ExternalIP,Hostname";
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, tunnel: bool) -> Component {
     let o = ctx.options;
     let pki = ctx.dir.pki();
     let mut args = vec![
@@ -37,7 +37,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         path_arg("service-account-signing-key-file", pki.sa_key()),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
     ];
-    args.extend(kubelet_args(ctx));
+    args.extend(kubelet_args(ctx, tunnel));
     args.extend(aggregation_args(ctx));
     if !o.kube_admission {
         // Upstream's way to run no admission plugin at all.
@@ -80,14 +80,21 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
 /// through kwok's CONNECT tunnel (see [`egress_selector_config`]) whatever address a node
 /// advertises. The kubelet's serving certificate is not checked (kubeadm's default too):
 /// no certificate names every address a fake node may carry.
-fn kubelet_args(ctx: &Context<'_>) -> Vec<String> {
+fn kubelet_args(ctx: &Context<'_>, tunnel: bool) -> Vec<String> {
     let pki = ctx.dir.pki();
-    vec![
+    let mut args = vec![
         path_arg("kubelet-client-certificate", pki.client_cert(KUBELET_CLIENT)),
         path_arg("kubelet-client-key", pki.client_key(KUBELET_CLIENT)),
         format!("--kubelet-preferred-address-types={KUBELET_ADDRESS_TYPES}"),
-        path_arg("egress-selector-config-file", ctx.dir.egress_selector_config()),
-    ]
+    ];
+    // Upstream's kwok has no tunnel: nodes are then reached at their own addresses.
+    if tunnel {
+        args.push(path_arg(
+            "egress-selector-config-file",
+            ctx.dir.egress_selector_config(),
+        ));
+    }
+    args
 }
 
 /// The apiserver's egress to the cluster (nodes, pods, services, webhooks and aggregated

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Component, Context, path_arg};
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> Component {
     let o = ctx.options;
     let port = o.kwok_controller_port;
     let mut args = vec![
@@ -15,7 +15,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         format!("--node-lease-duration-seconds={}", o.node_lease_duration_seconds),
         format!("--server-address=127.0.0.1:{port}"),
     ];
-    args.extend(kubelet_server_args(ctx));
+    args.extend(kubelet_server_args(ctx, ours));
     // A stable lease holder: a restarted kwok resumes its nodes' Leases at once instead
     // of waiting for them to expire as someone else's.
     if let Some(cluster) = ctx.dir.root().file_name() {
@@ -53,13 +53,17 @@ pub const NODE_IP: &str = "127.0.0.1";
 /// certificates of that CA required beyond the health endpoints, and each node
 /// advertising `NODE_IP` and kwok's port (`status.addresses`, through the stages'
 /// `NodeIP`/`NodeIPWith`, and `daemonEndpoints.kubeletEndpoint.Port`, through `NodePort`).
-fn kubelet_server_args(ctx: &Context<'_>) -> Vec<String> {
+/// Upstream's kwok (`ours` false) gets the same but `--client-ca-file`, which it lacks.
+fn kubelet_server_args(ctx: &Context<'_>, ours: bool) -> Vec<String> {
     let pki = ctx.dir.pki();
-    vec![
+    let mut args = vec![
         path_arg("tls-cert-file", pki.serving_cert()),
         path_arg("tls-private-key-file", pki.serving_key()),
-        path_arg("client-ca-file", pki.ca_cert()),
         format!("--node-ip={NODE_IP}"),
         format!("--node-port={}", ctx.options.kwok_controller_port),
-    ]
+    ];
+    if ours {
+        args.push(path_arg("client-ca-file", pki.ca_cert()));
+    }
+    args
 }

@@ -36,7 +36,7 @@ pub const METRICS_RESOURCE: &str = include_str!("metrics/metrics-resource.yaml")
 /// kwok's ClusterResourceUsage reading each pod's usage from its annotations.
 pub const USAGE_FROM_ANNOTATION: &str = include_str!("metrics/usage-from-annotation.yaml");
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16, tunnel: bool) -> Component {
     let pki = ctx.dir.pki();
     let kubeconfig = ctx.dir.component_kubeconfig(NAME);
     let args = vec![
@@ -72,10 +72,14 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> Componen
         health_url: format!("https://127.0.0.1:{port}/livez"),
         // Go's proxy from the environment: a node at a non-loopback address is reached
         // through kwok (the proxy connection carries the kubelet client certificate).
-        envs: vec![EnvVar {
-            name: "HTTPS_PROXY".into(),
-            value: format!("https://127.0.0.1:{}", ctx.options.kwok_controller_port),
-        }],
+        envs: if tunnel {
+            vec![EnvVar {
+                name: "HTTPS_PROXY".into(),
+                value: format!("https://127.0.0.1:{}", ctx.options.kwok_controller_port),
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -233,6 +237,7 @@ mod tests {
             },
             Path::new("/bin/metrics-server"),
             port,
+            true,
         )
     }
 

@@ -52,6 +52,10 @@ pub struct Binaries {
     pub kube_scheduler: PathBuf,
     /// kwok.
     pub kwok: PathBuf,
+    /// Whether that kwok serves the kubelet API as this project's does (client
+    /// certificates by `--client-ca-file`, the HTTP CONNECT tunnel); upstream's binary
+    /// (`--kwok-controller-binary`) does neither and refuses the flag.
+    pub kwok_tunnel: bool,
     /// Prometheus, when it runs.
     pub prometheus: Option<PathBuf>,
     /// Jaeger, when it runs.
@@ -147,10 +151,10 @@ const UPSTREAM_ONLY_COMPONENTS: &[&str] = &[
 pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
     let mut all = vec![
         etcd::component(ctx, &binaries.etcd),
-        kube_apiserver::component(ctx, &binaries.kube_apiserver),
+        kube_apiserver::component(ctx, &binaries.kube_apiserver, binaries.kwok_tunnel),
         kube_controller_manager::component(ctx, &binaries.kube_controller_manager),
         kube_scheduler::component(ctx, &binaries.kube_scheduler),
-        kwok_controller::component(ctx, &binaries.kwok),
+        kwok_controller::component(ctx, &binaries.kwok, binaries.kwok_tunnel),
     ];
     if let (Some(binary), Some(port)) = (&binaries.prometheus, ctx.options.prometheus_port) {
         all.push(prometheus::component(ctx, binary, port));
@@ -162,7 +166,7 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
         all.push(jaeger::component(binary, jaeger::Ports { query, otlp_grpc }));
     }
     if let (Some(binary), Some(port)) = (&binaries.metrics_server, o.metrics_server_port) {
-        all.push(metrics_server::component(ctx, binary, port));
+        all.push(metrics_server::component(ctx, binary, port, binaries.kwok_tunnel));
     }
     all
 }
@@ -331,6 +335,7 @@ mod tests {
             kube_controller_manager: "kcm".into(),
             kube_scheduler: "scheduler".into(),
             kwok: "kwok".into(),
+            kwok_tunnel: true,
             prometheus: None,
             jaeger: None,
             metrics_server: None,
@@ -410,6 +415,7 @@ mod tests {
                 dir: &dir,
             },
             "kwok".as_ref(),
+            true,
         );
         assert_eq!(
             c.args[1..4],
@@ -435,11 +441,22 @@ mod tests {
             [
                 format!("--tls-cert-file={}", pki.serving_cert().display()),
                 format!("--tls-private-key-file={}", pki.serving_key().display()),
-                format!("--client-ca-file={}", pki.ca_cert().display()),
                 "--node-ip=127.0.0.1".into(),
                 "--node-port=6".into(),
+                format!("--client-ca-file={}", pki.ca_cert().display()),
             ]
         );
+        // Upstream's kwok binary lacks --client-ca-file and the tunnel.
+        let dir2 = crate::paths::Workdir::from_env().cluster("t");
+        let o = options(false);
+        let ctx = Context {
+            options: &o,
+            dir: &dir2,
+        };
+        let upstream = kwok_controller::component(&ctx, "kwok".as_ref(), false);
+        assert!(!upstream.args.iter().any(|a| a.starts_with("--client-ca-file")));
+        let apiserver = kube_apiserver::component(&ctx, "kube-apiserver".as_ref(), false);
+        assert!(!apiserver.args.iter().any(|a| a.starts_with("--egress-selector")));
         let kwok = plan_of(false)
             .into_iter()
             .find(|c| c.name == "kwok-controller")
