@@ -28,6 +28,12 @@ impl Cluster {
     /// Creates cluster `name` with `kwok` as its controller, handed `stages` as `--config`,
     /// and the QPS limits of the control plane lifted.
     pub fn create(kwokctl: &Path, name: &str, kwok: &Path, stages: &Path) -> Result<Self> {
+        Self::create_with_configs(kwokctl, name, kwok, &[stages.to_owned()])
+    }
+
+    /// The same with several `--config` files for kwok (stages, Metrics, usages), each
+    /// passed as its own `--kwok-controller-config`.
+    pub fn create_with_configs(kwokctl: &Path, name: &str, kwok: &Path, configs: &[PathBuf]) -> Result<Self> {
         let home = tempfile::Builder::new()
             .prefix("kwok-perf-")
             .tempdir()
@@ -38,20 +44,23 @@ impl Cluster {
             name: name.to_owned(),
         };
         let kwok = kwok.display().to_string();
-        let stages = stages.display().to_string();
-        cluster.kwokctl(&[
-            "create",
-            "cluster",
-            "--disable-qps-limits",
+        let mut args = vec![
+            "create".to_owned(),
+            "cluster".into(),
+            "--disable-qps-limits".into(),
             // The kubelet's 40 s node lease and grace period (kwokctl's default factor
             // of 5 gives 200 s, as upstream's), as every earlier run measured.
-            "--heartbeat-factor",
-            "1",
-            "--kwok-controller-binary",
-            &kwok,
-            "--kwok-controller-config",
-            &stages,
-        ])?;
+            "--heartbeat-factor".into(),
+            "1".into(),
+            "--kwok-controller-binary".into(),
+            kwok,
+        ];
+        for c in configs {
+            args.push("--kwok-controller-config".into());
+            args.push(c.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cluster.kwokctl(&args)?;
         Ok(cluster)
     }
 

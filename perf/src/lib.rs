@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod fake_apiserver;
+pub mod metrics;
 pub mod process;
 pub mod scenarios;
 pub mod side;

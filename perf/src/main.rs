@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use kwok_perf::{
     cluster::cache_dir,
-    scenarios,
+    metrics, scenarios,
     side::{self, Controller, SideResult},
     table,
 };
@@ -23,7 +23,7 @@ const UPSTREAM_VERSION: &str = "v0.8.0";
 #[derive(Debug, Parser)]
 #[command(name = "perf", version, about)]
 struct Flags {
-    /// Scenario: smoke, small, large, lease-soak or churn.
+    /// Scenario: smoke, small, large, lease-soak, churn or metrics.
     scenario: String,
     /// Which controllers to run.
     #[arg(long, value_enum, default_value = "both")]
@@ -40,6 +40,21 @@ struct Flags {
     /// kwokctl (default: next to this binary).
     #[arg(long)]
     kwokctl: Option<PathBuf>,
+    /// metrics: fake nodes.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: u32,
+    /// metrics: pods, spread evenly over the nodes.
+    #[arg(long, default_value_t = 100_000)]
+    pods: u32,
+    /// metrics: scrape rounds measured (after one warm-up round).
+    #[arg(long, default_value_t = 4)]
+    rounds: u32,
+    /// metrics: node scrapes in flight at once.
+    #[arg(long, default_value_t = 100)]
+    scrape_concurrency: u32,
+    /// metrics: node and pod creates per second.
+    #[arg(long, default_value_t = 300)]
+    create_rate: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -181,15 +196,8 @@ fn machine(controllers: &[Controller]) -> String {
     out
 }
 
-async fn run(flags: Flags) -> Result<()> {
-    let scenario = scenarios::named(&flags.scenario).with_context(|| {
-        format!(
-            "unknown scenario {:?} (one of {})",
-            flags.scenario,
-            scenarios::NAMES.join(", ")
-        )
-    })?;
-    let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
+/// The controllers a run compares: ours unless `--only upstream`, upstream as asked.
+fn sides(flags: &Flags) -> Result<(Vec<Controller>, bool)> {
     let ours = controller("ours", flags.kwok.clone().map_or_else(|| sibling("kwok"), Ok)?)?;
     let upstream_bin = flags.upstream_kwok.clone().unwrap_or_else(|| {
         cache_dir()
@@ -209,6 +217,93 @@ async fn run(flags: Flags) -> Result<()> {
     if upstream_wanted {
         sides.push(controller("upstream", upstream_bin)?);
     }
+    Ok((sides, upstream_wanted))
+}
+
+/// The `metrics` scenario: resource metrics served to a metrics-server-like scraper.
+async fn run_metrics(flags: Flags) -> Result<()> {
+    let o = metrics::Options {
+        nodes: flags.nodes,
+        pods: flags.pods,
+        rounds: flags.rounds,
+        scrape_concurrency: flags.scrape_concurrency,
+        create_rate: flags.create_rate,
+        ..metrics::Options::default()
+    };
+    let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
+    let (sides, _) = sides(&flags)?;
+    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let dir = flags.out.join(format!("{date}-{}", metrics::NAME));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    // Upstream's documents, both kwoks: its stages, its Metric and its usages.
+    let mut configs = vec![write_upstream_stages(&dir)?];
+    let module = go_mod_cache().join(format!("sigs.k8s.io/kwok@{UPSTREAM_VERSION}"));
+    configs.extend(metrics::write_upstream_documents(&module, &dir)?);
+    let cancel = CancellationToken::new();
+    kwok_loadgen::cancel_on_signal(
+        cancel.clone(),
+        "perf: interrupted; stopping and deleting the cluster",
+    );
+    let mut results = Vec::new();
+    for c in &sides {
+        let log = dir.join(format!("{}-kwok.log", c.side));
+        let r = metrics::run_side(&kwokctl, c.clone(), &configs, &o, &log, cancel.clone()).await?;
+        std::fs::write(
+            dir.join(format!("{}.json", c.side)),
+            serde_json::to_string_pretty(&r)? + "\n",
+        )?;
+        results.push(r);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    // A side not run this time (`--only`) is read from an earlier run's JSON in the folder.
+    for side in ["ours", "upstream"] {
+        if results.iter().all(|r| r.controller.side != side)
+            && let Ok(text) = std::fs::read_to_string(dir.join(format!("{side}.json")))
+            && let Ok(r) = serde_json::from_str::<metrics::MetricsResult>(&text)
+        {
+            eprintln!("perf: {side}: from the earlier run's {side}.json");
+            results.push(r);
+        }
+    }
+    let find = |side: &str| results.iter().find(|r| r.controller.side == side);
+    let summary = format!(
+        "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods bound to them ({} per node), usage annotations; \
+         after a {:?} idle baseline, {} measured scrape rounds (plus one warm-up) every {:?} of every node's \
+         `/metrics/nodes/{{node}}/metrics/resource`, {} in flight; creates at {}/s, {} in flight.\n\n{}",
+        metrics::NAME,
+        machine(&sides),
+        o.nodes,
+        o.pods,
+        o.pods / o.nodes.max(1),
+        o.baseline,
+        o.rounds,
+        o.interval,
+        o.scrape_concurrency,
+        o.create_rate,
+        o.create_concurrency,
+        metrics::markdown(find("ours"), find("upstream")),
+    );
+    std::fs::write(dir.join("summary.md"), &summary)?;
+    println!("{summary}\nresults: {}", dir.display());
+    Ok(())
+}
+
+async fn run(flags: Flags) -> Result<()> {
+    if flags.scenario == metrics::NAME {
+        return run_metrics(flags).await;
+    }
+    let scenario = scenarios::named(&flags.scenario).with_context(|| {
+        format!(
+            "unknown scenario {:?} (one of {}, {})",
+            flags.scenario,
+            scenarios::NAMES.join(", "),
+            metrics::NAME
+        )
+    })?;
+    let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
+    let (sides, upstream_wanted) = sides(&flags)?;
 
     let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
     let dir = flags.out.join(format!("{date}-{}", scenario.name));

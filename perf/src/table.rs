@@ -65,7 +65,8 @@ pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> Str
     out
 }
 
-fn fmt(v: f64) -> String {
+/// A figure for a table cell.
+pub(crate) fn fmt(v: f64) -> String {
     // Whole numbers and large ones need no decimals.
     if v.fract() == 0.0 || v.abs() >= 100.0 {
         format!("{v:.0}")
