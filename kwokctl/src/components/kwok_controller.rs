@@ -17,8 +17,8 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> Compone
     ];
     args.extend(kubelet_server_args(ctx, ours));
     // A stable lease holder: a restarted kwok resumes its nodes' Leases at once instead
-    // of waiting for them to expire as someone else's.
-    if let Some(cluster) = ctx.dir.root().file_name() {
+    // of waiting for them to expire as someone else's (upstream's kwok has no --id).
+    if let Some(cluster) = ctx.dir.root().file_name().filter(|_| ours) {
         args.push(format!("--id=kwok-{}", cluster.to_string_lossy()));
     }
     if o.kwok_config.is_some() {

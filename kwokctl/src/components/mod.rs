@@ -455,6 +455,7 @@ mod tests {
         };
         let upstream = kwok_controller::component(&ctx, "kwok".as_ref(), false);
         assert!(!upstream.args.iter().any(|a| a.starts_with("--client-ca-file")));
+        assert!(!upstream.args.iter().any(|a| a.starts_with("--id=")));
         let apiserver = kube_apiserver::component(&ctx, "kube-apiserver".as_ref(), false);
         assert!(!apiserver.args.iter().any(|a| a.starts_with("--egress-selector")));
         let kwok = plan_of(false)
