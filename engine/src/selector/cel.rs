@@ -194,7 +194,9 @@ fn to_cel(v: &Value, typed: bool, field: Field) -> CelValue {
     }
 }
 
-fn one_line(message: &str) -> String {
+/// A CEL error message (several lines with a caret diagram) on one line, its lines
+/// joined by ` | `, so load errors stay one line.
+pub fn one_line(message: &str) -> String {
     let lines: Vec<&str> = message
         .lines()
         .map(str::trim_end)

@@ -7,7 +7,7 @@ mod pipeline;
 mod query;
 mod requirement;
 
-pub use self::cel::typed_value as cel_typed_value;
+pub use self::cel::{one_line as cel_one_line, typed_value as cel_typed_value};
 pub use jq::Jq;
 pub use query::{Query, QueryError};
 

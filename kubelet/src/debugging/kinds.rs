@@ -167,18 +167,6 @@ pub struct LoadError {
     pub reason: String,
 }
 
-/// The kinds this module reads.
-pub const KINDS: &[&str] = &[
-    "Logs",
-    "ClusterLogs",
-    "Exec",
-    "ClusterExec",
-    "Attach",
-    "ClusterAttach",
-    "PortForward",
-    "ClusterPortForward",
-];
-
 impl DebuggingRules {
     /// Reads the rule documents among `docs` (others are left alone).
     ///

@@ -83,7 +83,8 @@ impl Expr {
         if source.trim().is_empty() {
             return Err("the expression is empty".into());
         }
-        let program = Program::compile(source).map_err(|e| one_line(&e.to_string()))?;
+        let program =
+            Program::compile(source).map_err(|e| kwok_engine::selector::cel_one_line(&e.to_string()))?;
         Ok(Self {
             program: Arc::new(program),
             path: field_path(source),
@@ -95,7 +96,9 @@ impl Expr {
         let root: &Context<'_, '_> = &ROOT;
         let mut ctx = root.new_inner_scope();
         ctx.set_variable_resolver(scope);
-        self.program.execute(&ctx).map_err(|e| one_line(&e.to_string()))
+        self.program
+            .execute(&ctx)
+            .map_err(|e| kwok_engine::selector::cel_one_line(&e.to_string()))
     }
 
     /// The JSON a plain field path reads, when it reads one.
@@ -172,15 +175,6 @@ fn is_time(field: &str) -> bool {
             | "finishedAt"
             | "time"
     )
-}
-
-fn one_line(message: &str) -> String {
-    let lines: Vec<&str> = message
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines.join(" | ")
 }
 
 // ===== variables =====
