@@ -7,11 +7,27 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 name="${KWOK_NAME:-kwok}"
 
-echo "==> building kwok-rs (release)"
-cargo build --release --workspace --bins
+# The control plane's Go build (minutes on a first run, nothing once cached) starts
+# now, beside the Rust build rather than after it; its output goes to a log.
+gobuild_log="${TMPDIR:-/tmp}/kwok-demo-controlplane-build.log"
+echo "==> control-plane binaries: building from pinned Go modules in the background (log: $gobuild_log)"
+# Its own session, so an interrupted demo stops `go` and the compilers too.
+setsid bash kwokctl/controlplane/build.sh > "$gobuild_log" 2>&1 &
+gobuild=$!
+trap 'kill -- -"$gobuild" 2>/dev/null || true' EXIT
+
+echo "==> building kwokctl and kwok (release)"
+cargo build --release -p kwokctl -p kwok-shards --bins
 kwokctl=target/release/kwokctl
 
-echo "==> control-plane binaries (built from pinned Go modules on first use; cached in ~/.kwok/cache)"
+echo "==> waiting for the control-plane build"
+if ! wait "$gobuild"; then
+  tail -5 "$gobuild_log" >&2
+  echo "demo.sh: the control-plane build failed (log: $gobuild_log)" >&2
+  exit 1
+fi
+trap - EXIT
+grep -E '^==> (built|.*cached)' "$gobuild_log" || true
 "$kwokctl" install
 
 if "$kwokctl" get clusters | grep -qx "$name"; then

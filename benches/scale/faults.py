@@ -17,7 +17,7 @@ counts, and whether kwok's pid changed for another component's fault. Prints one
 
     python3 benches/scale/faults.py --nodes 5000 --pods 5000 --minutes 30 [--out DIR]
 
-Uses kwokctl from $CARGO_TARGET_DIR/release, else target/release, and a throw-away
+Uses kwokctl from $CARGO_TARGET_DIR/dist, else target/dist, and a throw-away
 KWOK_WORKDIR.
 """
 import argparse, collections, json, os, signal, sys, time

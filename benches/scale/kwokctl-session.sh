@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The KWOK user session, timed: a fresh kwokctl cluster (release builds under
-# target/release, or KWOK_BIN), 5,000 fake nodes until all Ready, then 10,000 pods until
+# The KWOK user session, timed: a fresh kwokctl cluster (dist builds under
+# target/dist, or KWOK_BIN), 5,000 fake nodes until all Ready, then 10,000 pods until
 # all Running; prints the times and the kwok controller's peak RSS, then deletes the cluster.
 set -euo pipefail
-B=${KWOK_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/target/release}
+B=${KWOK_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/target/dist}
 export KWOK_WORKDIR=$(mktemp -d /tmp/kwok-scale-XXXX)
 export KWOK_CACHE_DIR=$HOME/.kwok/cache
 K="$B/kwokctl --name scale"

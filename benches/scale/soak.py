@@ -5,15 +5,15 @@ minute for D minutes. Prints a Markdown table; writes JSON next to it.
 
     python3 benches/scale/soak.py --nodes 5000 --minutes 30 [--pods 0] [--out DIR]
 
-Uses kwokctl from $CARGO_TARGET_DIR/release, else target/release (build it first:
-cargo build --release --workspace --bins)
+Uses kwokctl from $CARGO_TARGET_DIR/dist, else target/dist (build it first:
+cargo build --profile dist --workspace --bins)
 and a throw-away KWOK_WORKDIR, so it never touches your clusters.
 """
 import argparse, concurrent.futures, json, os, re, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-KWOKCTL = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release/kwokctl"
+KWOKCTL = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "dist/kwokctl"
 TICK = os.sysconf("SC_CLK_TCK")
 
 

@@ -31,7 +31,7 @@ struct Flags {
     /// Results folder; a `<date>-<scenario>` folder is made inside.
     #[arg(long, default_value = "perf/results")]
     out: PathBuf,
-    /// Our kwok (default: next to this binary; build it with --release).
+    /// Our kwok (default: next to this binary; build it with --profile dist).
     #[arg(long)]
     kwok: Option<PathBuf>,
     /// Upstream kwok (default: the cache, `kwok-upstream/v0.8.0/kwok`).

@@ -6,16 +6,16 @@
 #
 # usage: perf/tools/cpu-profile.sh OUT [loadgen flags...]
 #   default flags: --nodes 1000 --pods 10000 --namespaces 10 --rate 2000 --concurrency 512
-# env: KWOK (default target-prof/release/kwok: build it with frame pointers, see
-#      perf/README.md), KWOKCTL, LOADGEN (default target/release/...), STAGES.
+# env: KWOK (default target-prof/dist/kwok: build it with frame pointers, see
+#      perf/README.md), KWOKCTL, LOADGEN (default target/dist/...), STAGES.
 set -euo pipefail
 out=${1:?usage: cpu-profile.sh OUT [loadgen flags...]}
 shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
-KWOK=${KWOK:-$root/target-prof/release/kwok}
-KWOKCTL=${KWOKCTL:-$target/release/kwokctl}
-LOADGEN=${LOADGEN:-$target/release/loadgen}
+KWOK=${KWOK:-$root/target-prof/dist/kwok}
+KWOKCTL=${KWOKCTL:-$target/dist/kwokctl}
+LOADGEN=${LOADGEN:-$target/dist/loadgen}
 STAGES=${STAGES:-$root/perf/results/2026-11-27-small/stages.yaml}
 for bin in "$KWOK" "$KWOKCTL" "$LOADGEN"; do
   [ -x "$bin" ] || { echo "cpu-profile.sh: $bin is missing (build it first)" >&2; exit 1; }

@@ -3,7 +3,7 @@
 # lease pressure) while the kwok a perf run started (target-main/release) lives.
 OUT=$1; : > $OUT
 while true; do
-  P=$(pgrep -f 'target-main/release/kwok --kubeconfig' | head -1)
+  P=$(pgrep -f 'target-main/(release|dist)/kwok --kubeconfig' | head -1)
   [ -n "$P" ] && break; sleep 1
 done
 ADDR=$(tr '\0' '\n' < /proc/$P/cmdline | grep server-address | cut -d= -f2)
