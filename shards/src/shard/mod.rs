@@ -33,6 +33,7 @@
 mod cache;
 mod pack;
 pub mod query;
+mod version;
 
 use std::{
     cell::RefCell,
@@ -55,6 +56,7 @@ use tokio::{
 use cache::Entry;
 pub use cache::ObjKey;
 use pack::Packers;
+use version::Order;
 
 use crate::{
     batcher::{self, Outcome, Target, Writer},
@@ -398,13 +400,17 @@ impl Shard {
         let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
         let entry = self.entries.entry(key.clone()).or_default();
         entry.stale = false;
-        // Our own write already told us this version: nothing new (and nothing to parse).
-        if !rv.is_empty() && entry.rv == rv {
-            return;
+        // Our own write already told us this version, or a newer one of the same object
+        // (the watch lags behind write responses): nothing new, nothing to parse.
+        let same_object = entry.uid() == obj.metadata.uid.as_deref().unwrap_or_default();
+        match version::order(rv, &entry.rv) {
+            Order::Same if !rv.is_empty() => return,
+            Order::Older if same_object => return,
+            _ => {}
         }
         entry.rv = rv.to_owned();
         // Same name, new object (re-created while we missed the delete): start afresh.
-        if entry.deleted && entry.uid() != obj.metadata.uid.as_deref().unwrap_or_default() {
+        if entry.deleted && !same_object {
             entry.deleted = false;
         }
         entry.set(&obj, kind, &mut self.packers);
@@ -793,9 +799,11 @@ impl Shard {
         let mut fresh = None;
         if let Some(obj) = outcome.object {
             let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
-            // The patch response is newer than anything the watch delivered before it,
-            // and the watch event for it will be skipped as already seen: match now.
-            if newer_version(rv, &entry.rv) {
+            // A response newer than what the watch delivered is matched now (the watch
+            // event for it will be skipped as already seen). One the watch has already
+            // passed is dropped; one of unknown order too: the watch delivers that version
+            // in its turn, while matching stale state could repeat the stage just written.
+            if version::order(rv, &entry.rv) == Order::Newer {
                 entry.rv = rv.to_owned();
                 entry.set(&obj, key.kind, &mut self.packers);
                 fresh = Some(obj.to_value());
@@ -838,16 +846,6 @@ fn report_query_failures(stage: &kwok_engine::stage::Stage, metrics: &Metrics) {
     }
 }
 
-/// Whether resourceVersion `rv` is newer than `than`. They are etcd revisions: compared
-/// as numbers (as text, "99" would be newer than "100"); one that is not a number is
-/// taken as newer, so the write's answer wins as before.
-fn newer_version(rv: &str, than: &str) -> bool {
-    match (rv.parse::<u64>(), than.parse::<u64>()) {
-        (Ok(rv), Ok(than)) => rv > than,
-        _ => rv != than,
-    }
-}
-
 /// Whether a node's `Ready` condition is `True`.
 fn node_ready(node: &Value) -> bool {
     node.pointer("/status/conditions")
@@ -858,15 +856,6 @@ fn node_ready(node: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// See: issue 24 (a write's answer at "99" was taken as newer than a watch event at "100").
-    #[test]
-    fn resource_versions_should_compare_as_numbers() {
-        assert!(newer_version("100", "99"));
-        assert!(!newer_version("99", "100"));
-        assert!(!newer_version("100", "100"));
-        assert!(newer_version("7", ""));
-    }
 
     #[test]
     fn node_ready_should_read_the_ready_condition() {
