@@ -468,7 +468,12 @@ impl Writer {
                     self.metrics.request_failures.inc();
                     return Err(Failure::Other);
                 }
-                Err(_) => tokio::time::sleep(backoff(attempt)).await,
+                // The writer is I/O code: it reads the thread's random source here and
+                // hands it to the pure schedule.
+                Err(_) => {
+                    let wait = backoff(attempt, &mut rand::rng());
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
         Err(Failure::Other)
@@ -483,9 +488,11 @@ enum Failure {
     Other,
 }
 
-fn backoff(attempt: u32) -> Duration {
+/// The wait before retry `attempt + 1`: [`BASE_BACKOFF`] doubled per attempt (up to
+/// 64×), plus up to half again drawn from `rng`, so retries of many writers spread out.
+fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
     let base = BASE_BACKOFF * 2u32.pow(attempt.min(6));
-    base + Duration::from_millis(rand::rng().random_range(0..=base.as_millis() as u64 / 2))
+    base + Duration::from_millis(rng.random_range(0..=base.as_millis() as u64 / 2))
 }
 
 fn to_patch(ty: PatchType, body: &Value) -> Patch<Value> {
@@ -546,6 +553,21 @@ mod tests {
             Some("no free IP"),
             "a stage with a failed step sends none of its writes"
         );
+    }
+
+    #[test]
+    fn backoff_should_double_per_attempt_with_up_to_half_again_of_jitter() {
+        use rand::{SeedableRng, rngs::SmallRng};
+        let mut rng = SmallRng::seed_from_u64(3);
+        for (attempt, base_ms) in [(0, 100), (1, 200), (2, 400), (6, 6_400), (9, 6_400)] {
+            for _ in 0..100 {
+                let wait = backoff(attempt, &mut rng).as_millis() as u64;
+                assert!(
+                    (base_ms..=base_ms * 3 / 2).contains(&wait),
+                    "attempt {attempt}: {wait} ms"
+                );
+            }
+        }
     }
 
     #[test]

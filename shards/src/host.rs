@@ -2,7 +2,7 @@
 //! one shard.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::{HashMap, HashSet},
     net::Ipv4Addr,
     sync::{Arc, Mutex},
@@ -269,6 +269,9 @@ pub struct RuntimeHost<'a> {
     pub ips: RefCell<&'a mut Ips>,
     /// (node name, uid) of the object being rendered: who a legacy `PodIP` is for.
     pub subject: (&'a str, &'a str),
+    /// The state of the random numbers templates draw (`randAlphaNum`, `uuidv4`, …),
+    /// seeded by the shard's random source for each render.
+    pub random: Cell<u64>,
 }
 
 impl Host for RuntimeHost<'_> {
@@ -277,6 +280,11 @@ impl Host for RuntimeHost<'_> {
     }
     fn start_time(&self) -> Timestamp {
         self.start
+    }
+    fn random_u64(&self) -> u64 {
+        let (state, value) = splitmix64(self.random.get());
+        self.random.set(state);
+        value
     }
     fn version(&self) -> &str {
         concat!("kwok-rs-v", env!("CARGO_PKG_VERSION"))
@@ -310,12 +318,30 @@ impl Host for RuntimeHost<'_> {
     }
 }
 
+/// One step of SplitMix64 from `state`: (the next state, a well-mixed 64-bit value).
+/// Small and fast for the few numbers a render draws; not for secrets (neither is
+/// anything a fake kubelet makes up).
+fn splitmix64(state: u64) -> (u64, u64) {
+    let state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (state, z ^ (z >> 31))
+}
+
 #[cfg(test)]
 mod tests {
     use kwok_engine::host::Host;
 
     use super::*;
     use crate::ipam::Cidr;
+
+    #[test]
+    fn splitmix64_should_match_its_reference_sequence() {
+        let (state, first) = splitmix64(0);
+        assert_eq!(first, 0xe220_a839_7b1d_cdaf);
+        assert_eq!(splitmix64(state).1, 0x6e78_9e6a_a1b9_65f4);
+    }
 
     fn host<'a>(ips: &'a mut Ips, subject: (&'a str, &'a str)) -> RuntimeHost<'a> {
         RuntimeHost {
@@ -326,6 +352,7 @@ mod tests {
             node_port: 10250,
             ips: RefCell::new(ips),
             subject,
+            random: Cell::new(0),
         }
     }
 

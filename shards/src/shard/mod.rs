@@ -46,7 +46,7 @@ use jiff::Timestamp;
 use kube::core::ApiResource;
 use kwok_engine::{kubelet, lifecycle::Lifecycle};
 use prometheus_client::metrics::gauge::Gauge;
-use rand::{SeedableRng, rngs::SmallRng};
+use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde_json::Value;
 use tokio::{
     sync::{mpsc, watch},
@@ -99,6 +99,25 @@ const KUBELET_RESTORE: usize = usize::MAX;
 /// restores it, once its node is Ready: long enough for kube-controller-manager to see
 /// the node Ready first, so that it does not take the pod's readiness away again.
 const RESTORE_READY_DELAY: Duration = Duration::from_secs(1);
+
+/// A reading of the clocks, taken by the run loop once per event it handles.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Wall-clock time: stage delays and what templates see as `Now`.
+    pub wall: Timestamp,
+    /// Monotonic time: the timer wheel's deadlines.
+    pub mono: Instant,
+}
+
+impl Now {
+    /// The clocks now.
+    pub fn read() -> Self {
+        Self {
+            wall: Timestamp::now(),
+            mono: Instant::now(),
+        }
+    }
+}
 
 /// What a watched kind is to the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +225,9 @@ pub struct Shard {
     clock: Clock,
     ips: Ips,
     rng: SmallRng,
+    /// The time of the event being handled, read once by the run loop: the logic never
+    /// reads a clock itself.
+    now: Now,
     /// Writes in flight (at most `settings.writes_in_flight`).
     writes: usize,
     /// Timers that fired while `writes` was at its limit, oldest first. An item whose
@@ -238,7 +260,9 @@ impl Shard {
         };
         let ips = Ips::new(ctx.shared_ips.clone(), ctx.settings.node_ip.clone());
         let pods_listed_rx = ctx.pods_listed.subscribe();
+        let now = Now::read();
         Self {
+            now,
             rng: SmallRng::seed_from_u64(ctx.index as u64 ^ ctx.start.as_nanosecond() as u64),
             ctx,
             entries: HashMap::new(),
@@ -250,7 +274,7 @@ impl Shard {
             pods_listed: (false, false),
             pods_listed_rx,
             wheel: Wheel::with_capacity(1024),
-            clock: Clock::new(Instant::now()),
+            clock: Clock::new(now.mono),
             ips,
             writes: 0,
             ready: VecDeque::new(),
@@ -273,18 +297,31 @@ impl Shard {
             alarm.arm(&self.clock, self.wheel.next_deadline());
             tokio::select! {
                 biased;
-                Some((key, outcome)) = self.done_rx.recv() => self.written(key, outcome),
-                Some((node, held)) = ownership.recv() => self.lease_changed(node, held),
-                () = alarm.fired(), if alarm.is_armed() => self.fire_due(),
+                Some((key, outcome)) = self.done_rx.recv() => {
+                    self.now = Now::read();
+                    self.written(key, outcome);
+                }
+                Some((node, held)) = ownership.recv() => {
+                    self.now = Now::read();
+                    self.lease_changed(node, held);
+                }
+                () = alarm.fired(), if alarm.is_armed() => {
+                    self.now = Now::read();
+                    self.fire_due();
+                }
                 changed = self.pods_listed_rx.changed(), if !self.pods_listed.1 => {
                     let count = changed.is_ok().then(|| *self.pods_listed_rx.borrow_and_update());
                     if count.is_none_or(|n| n >= self.ctx.settings.shards) {
+                        self.now = Now::read();
                         self.all_pods_listed();
                     }
                 }
                 Some(query) = queries.recv() => self.answer(query),
                 batch = events.recv() => match batch {
-                    Some(batch) => batch.into_iter().for_each(|input| self.handle(input)),
+                    Some(batch) => {
+                        self.now = Now::read();
+                        batch.into_iter().for_each(|input| self.handle(input));
+                    }
                     None => break,
                 },
             }
@@ -324,7 +361,7 @@ impl Shard {
 
     /// Fires up to `FIRE_BATCH` due timers; any left keep the wheel's deadline at now.
     fn fire_due(&mut self) {
-        let now = self.clock.now_tick(Instant::now());
+        let now = self.clock.now_tick(self.now.mono);
         for _ in 0..FIRE_BATCH {
             let Some(expired) = self.wheel.poll_expired(now) else {
                 return;
@@ -591,7 +628,7 @@ impl Shard {
                 if entry.timer.is_some_and(|(_, pending)| pending == index) {
                     return;
                 }
-                (index, stage.delay(&obj, Timestamp::now(), &mut self.rng))
+                (index, stage.delay(&obj, self.now.wall, &mut self.rng))
             }
             // No stage wants the pod, and its readiness was taken away while its node
             // was not Ready: a kubelet reports it again once the node is back.
@@ -610,7 +647,7 @@ impl Shard {
             }
         };
         let delay = delay.max(at_least);
-        let when = self.clock.tick_after(Instant::now(), delay);
+        let when = self.clock.tick_after(self.now.mono, delay);
         let timer = match entry.timer {
             Some((timer, _)) if self.wheel.reset(timer, when) => timer,
             _ => self.wheel.insert(key.clone(), when),
@@ -694,7 +731,8 @@ impl Shard {
         };
         let settings = &self.ctx.settings;
         let host = RuntimeHost {
-            now: Timestamp::now(),
+            now: self.now.wall,
+            random: std::cell::Cell::new(self.rng.random()),
             start: self.ctx.start,
             node_name: &settings.node_name,
             node_ip: &settings.node_ip,

@@ -1,0 +1,508 @@
+//! The worker's state machine, without I/O: the leases it manages, their renewal
+//! timers, the queue of requests due and the slots in flight. Every method takes the
+//! time (and, where jitter is drawn, the random source) from its caller and returns
+//! what to do as [`Command`]s; the async loop in `worker.rs` sends the requests and
+//! feeds their results back as [`Done`].
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::{
+    LeaseMsg,
+    decide::{self, Ended},
+    pressure::Pressure,
+    queue::Queue,
+};
+use crate::{
+    metrics::Metrics,
+    wheel::{self, Clock, Wheel},
+};
+
+/// How many times `--node-lease-parallelism` requests go out while renewals are
+/// [`Pressure::AtRisk`].
+const AT_RISK_PARALLELISM: usize = 4;
+
+/// One managed node's lease.
+pub(super) struct Held {
+    /// Which `Manage` made this entry: a result of a request sent for an earlier entry
+    /// of the same name (released and managed again meanwhile) is not this one's.
+    pub(super) generation: u64,
+    uid: String,
+    /// Whether to try creating the lease before reading it (a node new to the cluster).
+    fresh: bool,
+    pub(super) step: Step,
+    timer: wheel::Key,
+    /// When the renewal was meant to happen.
+    due: Instant,
+    /// When our last successful renewal was sent (its renewTime, near enough: expiry
+    /// counts from it); `Some` means we hold it and can renew without reading.
+    pub(super) renewed: Option<Instant>,
+    /// The Lease as our last write left it (without managedFields). Its
+    /// resourceVersion is the precondition of the next renewal, so a lease written by
+    /// anyone else since is read again rather than overwritten.
+    pub(super) lease: Option<Box<Lease>>,
+}
+
+/// Where a held lease is between renewals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Waiting for its timer.
+    Idle,
+    /// Due, waiting in the queue for a slot.
+    Queued,
+    /// Its request is out.
+    InFlight,
+}
+
+/// What the worker loop is to do.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Send a request for a lease: a PUT of `lease` when we have it, else an acquisition.
+    Send {
+        name: String,
+        generation: u64,
+        uid: String,
+        fresh: bool,
+        lease: Option<Box<Lease>>,
+    },
+    /// Whether we hold node `name`'s lease changed.
+    Ownership { name: String, held: bool },
+}
+
+/// A finished request, back from its task.
+#[derive(Debug)]
+pub(super) struct Done {
+    pub(super) name: String,
+    /// The generation of the entry it was sent for.
+    pub(super) generation: u64,
+    /// When its request was sent: after waiting for a slot among the
+    /// `--node-lease-parallelism` in flight, which is where a slow apiserver makes
+    /// renewals late.
+    pub(super) sent: Instant,
+    pub(super) ended: Ended,
+    /// The lease as the request left it (or gave it back, when it failed).
+    pub(super) lease: Option<Box<Lease>>,
+}
+
+/// The leases managed and their renewal timers.
+///
+/// Invariants: a lease is in the queue only while [`Step::Queued`]; `in_flight` counts
+/// the entries [`Step::InFlight`] plus requests of entries released since, and never
+/// exceeds the slots at the time it was sent; `owned` counts the entries with
+/// `renewed` set.
+pub(super) struct Leases {
+    duration: Duration,
+    parallelism: usize,
+    metrics: Arc<Metrics>,
+    /// One timer per held lease: its next renewal (or look, if held elsewhere).
+    wheel: Wheel<String>,
+    clock: Clock,
+    pub(super) held: HashMap<String, Held>,
+    /// `Manage` messages taken so far: the generation of the next entry.
+    generations: u64,
+    /// Requests due (renewals and acquisitions), waiting for a slot.
+    queue: Queue,
+    /// Requests out.
+    in_flight: usize,
+    /// How many of `held` we hold now (the rest are held elsewhere or being read).
+    pub(super) owned: usize,
+    /// Largest lateness seen so far.
+    latest: f64,
+    /// Leases a list at start-up showed held by our identity (a restarted kwok's), not yet
+    /// taken back: their first acquisition is a conditional PUT, not a read and a write.
+    ours: HashMap<String, Box<Lease>>,
+    /// How far behind renewals are, as of the last send.
+    pressure: Pressure,
+}
+
+impl Leases {
+    /// No leases yet; leases of `duration`, `parallelism` requests at once (more at
+    /// risk); `ours` are the leases the start-up list showed ours; ticks count from `now`.
+    pub(super) fn new(
+        duration: Duration,
+        parallelism: usize,
+        metrics: Arc<Metrics>,
+        ours: HashMap<String, Box<Lease>>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            duration,
+            parallelism: parallelism.max(1),
+            metrics,
+            wheel: Wheel::with_capacity(1024),
+            clock: Clock::new(now),
+            held: HashMap::new(),
+            generations: 0,
+            queue: Queue::default(),
+            in_flight: 0,
+            owned: 0,
+            latest: 0.0,
+            ours,
+            pressure: Pressure::Calm,
+        }
+    }
+
+    /// The clock the timers count by, and the next timer's tick.
+    pub(super) fn next_deadline(&self) -> (&Clock, Option<u64>) {
+        (&self.clock, self.wheel.next_deadline())
+    }
+
+    /// How far behind renewals are.
+    pub(super) fn pressure(&self) -> Pressure {
+        self.pressure
+    }
+
+    /// Requests in flight at most now: `parallelism`, times [`AT_RISK_PARALLELISM`]
+    /// while renewals are at risk. Other clients may flood the apiserver (a load
+    /// generator with 512 creates in flight; kwokctl turns priority and fairness
+    /// off): a share of a saturated apiserver follows the requests in flight, and
+    /// 10,000 real kubelets would have 10,000.
+    fn slots(&self) -> usize {
+        match self.pressure {
+            Pressure::AtRisk => self.parallelism * AT_RISK_PARALLELISM,
+            Pressure::Calm | Pressure::Behind => self.parallelism,
+        }
+    }
+
+    /// A shard's message, at `now`.
+    pub(super) fn message(&mut self, msg: LeaseMsg, now: Instant) {
+        match msg {
+            LeaseMsg::Manage { name, uid, fresh } => {
+                if let Some(h) = self.held.get_mut(&name) {
+                    h.uid = uid;
+                    return;
+                }
+                let timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(now));
+                self.generations += 1;
+                let held = Held {
+                    generation: self.generations,
+                    uid,
+                    fresh,
+                    step: Step::Idle,
+                    timer,
+                    due: now,
+                    renewed: None,
+                    lease: None,
+                };
+                self.held.insert(name, held);
+            }
+            LeaseMsg::Release { name } => {
+                if let Some(h) = self.held.remove(&name) {
+                    self.wheel.remove(h.timer);
+                    self.owned -= usize::from(h.renewed.is_some());
+                }
+            }
+        }
+    }
+
+    /// Queues a request for every lease whose timer is due at `now`, and sends what
+    /// slots allow.
+    pub(super) fn fire_due(&mut self, now: Instant, out: &mut Vec<Command>) {
+        let tick = self.clock.now_tick(now);
+        while let Some(expired) = self.wheel.poll_expired(tick) {
+            self.fire(expired.value);
+        }
+        self.send_queued(now, out);
+    }
+
+    /// A lease's timer fired: queue its request by urgency.
+    fn fire(&mut self, name: String) {
+        let Some(h) = self.held.get_mut(&name) else { return };
+        if h.step != Step::Idle {
+            return;
+        }
+        h.step = Step::Queued;
+        match h.renewed {
+            Some(renewed) => self.queue.push_renewal(renewed + self.duration, name),
+            None => self.queue.push_acquisition(name),
+        }
+    }
+
+    /// Sends queued requests, most urgent first, while slots are free; updates the pressure.
+    fn send_queued(&mut self, now: Instant, out: &mut Vec<Command>) {
+        let urgent = now + self.duration / 4;
+        let slots = self.slots();
+        while self.in_flight < slots {
+            let Some(name) = self.queue.pop(urgent) else {
+                break;
+            };
+            // Released (or released and managed again) while queued: not this entry's.
+            let Some(h) = self.held.get_mut(&name) else {
+                continue;
+            };
+            if h.step != Step::Queued {
+                continue;
+            }
+            h.step = Step::InFlight;
+            self.in_flight += 1;
+            // Taken, not cloned: its result (or a failure) gives it back. A renewal that
+            // finds the lease gone or changed reads it again before writing it. Past
+            // expiry (renewals failed while the apiserver was away) our last write is
+            // still the precondition: if nobody took the lease over meanwhile, one PUT
+            // takes it back, as the kubelet's renewal does, without a read first. After
+            // a restart, a lease the start-up list showed ours is taken the same way.
+            let lease = h.lease.take().or_else(|| self.ours.remove(&name));
+            out.push(Command::Send {
+                generation: h.generation,
+                uid: h.uid.clone(),
+                fresh: std::mem::take(&mut h.fresh),
+                lease,
+                name,
+            });
+        }
+        // Renewals of leases released meanwhile are dropped lazily; one on top would
+        // raise the pressure for a lease nobody needs.
+        let held = &self.held;
+        self.queue
+            .drop_stale_renewals(|name| held.get(name).is_some_and(|h| h.step == Step::Queued));
+        let left = self.queue.next_expiry().map(|e| e.saturating_duration_since(now));
+        self.pressure = Pressure::from_left(left, self.duration);
+        self.metrics.lease_pressure.set(self.pressure as i64);
+        self.metrics.lease_queue_depth.set(self.queue.len() as i64);
+    }
+
+    /// A request finished at `now`: schedule the next one and send what waits.
+    pub(super) fn finished(&mut self, done: Done, now: Instant, rng: &mut impl Rng, out: &mut Vec<Command>) {
+        self.in_flight -= 1;
+        self.apply(done, now, rng, out);
+        self.send_queued(now, out);
+    }
+
+    pub(super) fn apply(&mut self, done: Done, now: Instant, rng: &mut impl Rng, out: &mut Vec<Command>) {
+        let Done {
+            name,
+            generation,
+            sent,
+            ended,
+            lease,
+        } = done;
+        let Some(h) = self.held.get_mut(&name) else { return };
+        // Sent for an entry released since: this entry's own request (or timer) decides.
+        if h.generation != generation {
+            return;
+        }
+        h.step = Step::Idle;
+        observe(&self.metrics, self.duration, &mut self.latest, h, sent);
+        let was = h.renewed.is_some();
+        let next = decide::next(ended, h.renewed, sent, now, self.duration, rng);
+        h.renewed = next.renewed;
+        // The lease to write next: as written, or given back by a failed renewal (it
+        // was taken when the request was sent); none after a loss, so it is read again.
+        h.lease = lease;
+        let is = h.renewed.is_some();
+        h.due = now + next.after;
+        // The timer fired before the request went out; removing its stale key is a no-op.
+        self.wheel.remove(h.timer);
+        h.timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(h.due));
+        if was != is {
+            self.owned = self.owned + usize::from(is) - usize::from(was);
+            out.push(Command::Ownership { name, held: is });
+        }
+    }
+}
+
+/// Lateness and expiry of `h`'s renewal sent at `sent` (before `h` is updated by its
+/// result): measured when the request left, not when its timer fired, so time spent
+/// waiting for a free slot counts. `latest` is the largest lateness so far.
+fn observe(metrics: &Metrics, duration: Duration, latest: &mut f64, h: &Held, sent: Instant) {
+    // Only renewals: an acquisition's wait (behind urgent renewals, by design) is not
+    // a renewal being late.
+    if h.renewed.is_none() {
+        return;
+    }
+    let late = sent.saturating_duration_since(h.due).as_secs_f64();
+    metrics.lease_lateness_seconds.observe(late);
+    if late > *latest {
+        *latest = late;
+        metrics.lease_lateness_max_seconds.set(late);
+    }
+    if h.renewed.is_some_and(|r| sent.duration_since(r) >= duration) {
+        metrics.leases_expired.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::SmallRng};
+
+    use super::*;
+
+    const DURATION: Duration = Duration::from_secs(40);
+
+    /// No leases, one slot, ticks from `now`.
+    fn leases(now: Instant) -> Leases {
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        Leases::new(DURATION, 1, Arc::new(metrics), HashMap::new(), now)
+    }
+
+    fn manage(name: &str) -> LeaseMsg {
+        LeaseMsg::Manage {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            fresh: false,
+        }
+    }
+
+    fn done(name: &str, generation: u64, sent: Instant, ended: Ended, lease: Option<Box<Lease>>) -> Done {
+        Done {
+            name: name.into(),
+            generation,
+            sent,
+            ended,
+            lease,
+        }
+    }
+
+    /// The names of the leases `out` sends requests for, and the ownership changes.
+    fn sent(out: &mut Vec<Command>) -> (Vec<String>, Vec<(String, bool)>) {
+        let (mut sends, mut owners) = (Vec::new(), Vec::new());
+        for command in out.drain(..) {
+            match command {
+                Command::Send { name, .. } => sends.push(name),
+                Command::Ownership { name, held } => owners.push((name, held)),
+            }
+        }
+        (sends, owners)
+    }
+
+    #[test]
+    fn a_managed_lease_should_be_acquired_then_renewed_a_quarter_duration_later_one_slot_at_a_time() {
+        let t0 = Instant::now();
+        let (mut leases, mut rng, mut out) = (leases(t0), SmallRng::seed_from_u64(1), Vec::new());
+        leases.message(manage("a"), t0);
+        leases.message(manage("b"), t0);
+        leases.fire_due(t0, &mut out);
+        assert_eq!(
+            sent(&mut out),
+            (vec!["a".to_owned()], vec![]),
+            "one slot: b waits"
+        );
+        let generation = leases.held["a"].generation;
+        leases.finished(
+            done("a", generation, t0, Ended::Written, Some(Box::default())),
+            t0,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(
+            sent(&mut out),
+            (vec!["b".to_owned()], vec![("a".to_owned(), true)]),
+            "the freed slot goes to b; a is ours"
+        );
+        assert_eq!(leases.owned, 1);
+        // Nothing is due before the renewal interval (10 s less up to 4 %).
+        leases.fire_due(t0 + Duration::from_millis(9_500), &mut out);
+        assert!(out.is_empty());
+        let generation = leases.held["b"].generation;
+        leases.finished(
+            done(
+                "b",
+                generation,
+                t0,
+                Ended::HeldElsewhere(Duration::from_secs(30)),
+                None,
+            ),
+            t0,
+            &mut rng,
+            &mut out,
+        );
+        assert!(out.is_empty(), "b is not ours and nothing waits");
+        leases.fire_due(t0 + Duration::from_secs(10), &mut out);
+        let renewal = out.pop();
+        assert!(
+            matches!(&renewal, Some(Command::Send { name, lease: Some(_), .. }) if name == "a"),
+            "a is renewed with our last write as the precondition: {renewal:?}"
+        );
+    }
+
+    #[test]
+    fn result_for_a_released_entry_should_not_apply_to_its_successor() {
+        let t0 = Instant::now();
+        let (mut leases, mut rng, mut out) = (leases(t0), SmallRng::seed_from_u64(1), Vec::new());
+        leases.message(manage("node-0"), t0);
+        let old = leases.held["node-0"].generation;
+        leases.message(
+            LeaseMsg::Release {
+                name: "node-0".into(),
+            },
+            t0,
+        );
+        leases.message(manage("node-0"), t0);
+        leases.held.get_mut("node-0").unwrap().step = Step::InFlight;
+        leases.apply(
+            done("node-0", old, t0, Ended::Written, Some(Box::default())),
+            t0,
+            &mut rng,
+            &mut out,
+        );
+        let h = &leases.held["node-0"];
+        assert_eq!(
+            h.step,
+            Step::InFlight,
+            "the stale result finished the new request"
+        );
+        assert!(h.renewed.is_none() && h.lease.is_none());
+        assert_eq!(leases.owned, 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn failed_renewal_should_keep_the_lease_for_the_retry() {
+        let t0 = Instant::now();
+        let (mut leases, mut rng, mut out) = (leases(t0), SmallRng::seed_from_u64(1), Vec::new());
+        leases.message(manage("node-0"), t0);
+        let generation = leases.held["node-0"].generation;
+        let now = t0 + Duration::from_secs(60);
+        leases.apply(
+            done("node-0", generation, now, Ended::Written, Some(Box::default())),
+            now,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(leases.owned, 1);
+        let lease = leases.held.get_mut("node-0").unwrap().lease.take();
+        leases.apply(
+            done("node-0", generation, now, Ended::Failed, lease),
+            now,
+            &mut rng,
+            &mut out,
+        );
+        let h = &leases.held["node-0"];
+        assert!(h.lease.is_some(), "the retry would read the lease first");
+        assert!(h.renewed.is_some(), "one failure before expiry gave the lease up");
+        // Past expiry (the apiserver away longer than a lease) the node is no longer
+        // driven, but our last write stays the precondition of the retry: a conditional
+        // PUT takes the lease back unless someone wrote it since (issue 21: 5,000 leases
+        // were taken back by a read and a write each).
+        let long_ago = now - Duration::from_secs(41);
+        leases.apply(
+            done(
+                "node-0",
+                generation,
+                long_ago,
+                Ended::Written,
+                Some(Box::default()),
+            ),
+            now,
+            &mut rng,
+            &mut out,
+        );
+        let lease = leases.held.get_mut("node-0").unwrap().lease.take();
+        leases.apply(
+            done("node-0", generation, now, Ended::Failed, lease),
+            now,
+            &mut rng,
+            &mut out,
+        );
+        let h = &leases.held["node-0"];
+        assert!(h.renewed.is_none() && h.lease.is_some());
+        assert_eq!(leases.owned, 0);
+        assert_eq!(
+            sent(&mut out).1,
+            [("node-0".to_owned(), true), ("node-0".to_owned(), false)]
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The lease worker's async loop: it owns the client and the channels, reads the clock
+//! and the random source, and drives the I/O-free [`Leases`] with them.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::Client;
+use rand::{SeedableRng, rngs::SmallRng};
+use tokio::{sync::mpsc, time::Instant};
+
+use super::{
+    LeaseMsg, OnOwnership,
+    pressure::PressureGauge,
+    requests::Requests,
+    state::{Command, Done, Leases},
+};
+use crate::{metrics::Metrics, wheel::Alarm};
+
+/// The worker.
+pub struct LeaseWorker {
+    requests: Arc<Requests>,
+    parallelism: usize,
+    on_ownership: OnOwnership,
+    pressure: PressureGauge,
+}
+
+impl LeaseWorker {
+    /// A worker renewing as `holder` for `duration`, at most `parallelism` requests at once.
+    pub fn new(
+        client: Client,
+        holder: String,
+        duration: Duration,
+        parallelism: usize,
+        metrics: Arc<Metrics>,
+        on_ownership: OnOwnership,
+    ) -> Self {
+        Self {
+            requests: Arc::new(Requests {
+                client,
+                holder,
+                duration,
+                metrics,
+            }),
+            parallelism,
+            on_ownership,
+            pressure: PressureGauge::default(),
+        }
+    }
+
+    /// How far behind renewals are: other writers hold back by it.
+    pub fn pressure(&self) -> PressureGauge {
+        self.pressure.clone()
+    }
+
+    /// Runs until `rx` closes.
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let requests = self.requests.clone();
+        let ours = requests.list_ours().await;
+        let metrics = requests.metrics.clone();
+        let mut leases = Leases::new(
+            requests.duration,
+            self.parallelism,
+            metrics.clone(),
+            ours,
+            Instant::now(),
+        );
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        let mut alarm = Alarm::new();
+        let mut out = Vec::new();
+        loop {
+            let (clock, deadline) = leases.next_deadline();
+            alarm.arm(clock, deadline);
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => leases.message(msg, Instant::now()),
+                    None => break,
+                },
+                () = alarm.fired(), if alarm.is_armed() => leases.fire_due(Instant::now(), &mut out),
+                Some(done) = done_rx.recv() => leases.finished(done, Instant::now(), &mut rng, &mut out),
+            }
+            self.pressure.set(leases.pressure());
+            for command in out.drain(..) {
+                match command {
+                    Command::Send {
+                        name,
+                        generation,
+                        uid,
+                        fresh,
+                        lease,
+                    } => {
+                        let (requests, done) = (requests.clone(), done_tx.clone());
+                        tokio::spawn(async move {
+                            let sent = Instant::now();
+                            let result = match lease {
+                                Some(lease) => requests.put(&name, lease).await,
+                                None => requests.acquire(&name, &uid, fresh).await,
+                            };
+                            let (ended, lease) = result.split();
+                            let _ = done.send(Done {
+                                name,
+                                generation,
+                                sent,
+                                ended,
+                                lease,
+                            });
+                        });
+                    }
+                    Command::Ownership { name, held } => (self.on_ownership)(&name, held),
+                }
+            }
+            metrics.leases_held.set(leases.owned as i64);
+        }
+    }
+}
