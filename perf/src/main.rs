@@ -9,6 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use kwok_perf::{
+    capacity,
     cluster::cache_dir,
     metrics, scenarios,
     side::{self, Controller, SideResult},
@@ -23,7 +24,7 @@ const UPSTREAM_VERSION: &str = "v0.8.0";
 #[derive(Debug, Parser)]
 #[command(name = "perf", version, about)]
 struct Flags {
-    /// Scenario: smoke, small, large, lease-soak, churn or metrics.
+    /// Scenario: smoke, small, large, lease-soak, churn, metrics or capacity.
     scenario: String,
     /// Which controllers to run.
     #[arg(long, value_enum, default_value = "both")]
@@ -55,6 +56,21 @@ struct Flags {
     /// metrics: node and pod creates per second.
     #[arg(long, default_value_t = 300)]
     create_rate: u32,
+    /// capacity: nodes added per step.
+    #[arg(long, default_value_t = 1_000)]
+    step_nodes: u32,
+    /// capacity: pods added per step.
+    #[arg(long, default_value_t = 2_000)]
+    step_pods: u32,
+    /// capacity: pods deleted and recreated per second in each step.
+    #[arg(long, default_value_t = 20)]
+    churn_rate: u32,
+    /// capacity: seconds each step churns.
+    #[arg(long, default_value_t = 60)]
+    churn_seconds: u64,
+    /// capacity: steps at most.
+    #[arg(long, default_value_t = 40)]
+    max_steps: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -290,16 +306,79 @@ async fn run_metrics(flags: Flags) -> Result<()> {
     Ok(())
 }
 
+/// The `capacity` scenario: nodes added in steps under pod churn until a step is not
+/// held; the node count held is the figure.
+async fn run_capacity(flags: Flags) -> Result<()> {
+    let o = capacity::Options {
+        step_nodes: flags.step_nodes,
+        step_pods: flags.step_pods,
+        churn_rate: flags.churn_rate,
+        churn: std::time::Duration::from_secs(flags.churn_seconds),
+        max_steps: flags.max_steps,
+        ..capacity::Options::default()
+    };
+    let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
+    let (sides, upstream_wanted) = sides(&flags)?;
+    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let dir = flags.out.join(format!("{date}-{}", capacity::NAME));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let stages = if upstream_wanted {
+        write_upstream_stages(&dir)?
+    } else {
+        write_our_stages(&dir)?
+    };
+    let cancel = CancellationToken::new();
+    kwok_loadgen::cancel_on_signal(
+        cancel.clone(),
+        "perf: interrupted; stopping and deleting the cluster",
+    );
+    let mut results = Vec::new();
+    for c in &sides {
+        let log = dir.join(format!("{}-kwok.log", c.side));
+        let r = capacity::run_side(&kwokctl, c.clone(), &stages, &o, &log, cancel.clone()).await?;
+        std::fs::write(
+            dir.join(format!("{}.json", c.side)),
+            serde_json::to_string_pretty(&r)? + "\n",
+        )?;
+        results.push(r);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    let find = |side: &str| results.iter().find(|r| r.controller.side == side);
+    let summary = format!(
+        "# perf {} — {date}\n\n{}\nScenario: steps of {} nodes and {} pods (kept), each churning {} pods/s for {:?} \
+         after its pods run; creates at {}/s. A step is held when every node is Ready and pod Running, no node \
+         Lease in the cluster expired during it and pod startup p99 stayed within {:?}.\n\n{}",
+        capacity::NAME,
+        machine(&sides),
+        o.step_nodes,
+        o.step_pods,
+        o.churn_rate,
+        o.churn,
+        o.create_rate,
+        capacity::STARTUP_P99_SLO,
+        capacity::markdown(find("ours"), find("upstream")),
+    );
+    std::fs::write(dir.join("summary.md"), &summary)?;
+    println!("{summary}\nresults: {}", dir.display());
+    Ok(())
+}
+
 async fn run(flags: Flags) -> Result<()> {
     if flags.scenario == metrics::NAME {
         return run_metrics(flags).await;
     }
+    if flags.scenario == capacity::NAME {
+        return run_capacity(flags).await;
+    }
     let scenario = scenarios::named(&flags.scenario).with_context(|| {
         format!(
-            "unknown scenario {:?} (one of {}, {})",
+            "unknown scenario {:?} (one of {}, {}, {})",
             flags.scenario,
             scenarios::NAMES.join(", "),
-            metrics::NAME
+            metrics::NAME,
+            capacity::NAME
         )
     })?;
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;

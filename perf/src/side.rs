@@ -50,6 +50,14 @@ pub struct SideResult {
     pub kwok_cpu_seconds: f64,
     /// kwok CPU seconds per 1,000 transitions.
     pub kwok_cpu_seconds_per_1000_transitions: f64,
+    /// CPU seconds of each control-plane component (etcd, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler) over the run: what the simulated
+    /// transitions cost the control plane sharing the machine.
+    #[serde(default)]
+    pub control_plane_cpu_seconds: BTreeMap<String, f64>,
+    /// Their sum per 1,000 transitions.
+    #[serde(default)]
+    pub control_plane_cpu_seconds_per_1000_transitions: f64,
     /// kwok peak RSS (VmHWM), MiB.
     pub kwok_peak_rss_mib: f64,
     /// kwok peak RSS per 1,000 nodes, MiB.
@@ -85,6 +93,25 @@ pub struct PhaseUsage {
     pub cpu_cores: f64,
     /// kwok's resident set at its end, MiB.
     pub rss_mib_at_end: f64,
+}
+
+/// The control-plane components whose CPU a run reports.
+pub const CONTROL_PLANE: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+
+/// CPU seconds so far of each control-plane component still running.
+pub fn control_plane_cpu(cluster: &Cluster) -> BTreeMap<String, f64> {
+    CONTROL_PLANE
+        .iter()
+        .filter_map(|c| {
+            let usage = process::usage(cluster.pid(c)?)?;
+            Some(((*c).to_owned(), usage.cpu_seconds))
+        })
+        .collect()
 }
 
 /// A phase mark: the phase that starts, when, and kwok's usage then.
@@ -149,6 +176,7 @@ pub async fn run(
         .context("kwok-controller pid file")?;
     let before = process::usage(pid).context("kwok-controller is not running")?;
     let requests_before = apiserver::requests(&client).await.context("apiserver /metrics")?;
+    let control_plane_before = control_plane_cpu(&cluster);
     eprintln!("perf: {}: running scenario {}", controller.side, scenario.name);
     let (phases, marks) = tokio::sync::mpsc::unbounded_channel();
     let marks = sample_phases(pid, marks);
@@ -166,6 +194,7 @@ pub async fn run(
     let kwok_by_phase = by_phase(started, &marks.await.unwrap_or_default());
     let requests = apiserver::delta(&requests_before, &apiserver::requests(&client).await?);
     let after = process::usage(pid).context("kwok-controller exited during the run")?;
+    let control_plane = cpu_delta(&control_plane_before, &control_plane_cpu(&cluster));
     cluster.copy_kwok_log(log_to);
     drop(cluster);
     Ok(SideResult::new(
@@ -175,10 +204,37 @@ pub async fn run(
         after.peak_rss_mib,
         requests,
         kwok_by_phase,
-    ))
+    )
+    .with_control_plane(control_plane))
+}
+
+/// `after - before` for each component running at both ends (a component that
+/// restarted in between would count from zero, so it is left out).
+pub fn cpu_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(c, a)| {
+            let b = before.get(c)?;
+            (a >= b).then(|| (c.clone(), a - b))
+        })
+        .collect()
 }
 
 impl SideResult {
+    /// Adds the control plane's CPU over the run.
+    fn with_control_plane(mut self, cpu: BTreeMap<String, f64>) -> Self {
+        let total: f64 = cpu.values().sum();
+        self.control_plane_cpu_seconds_per_1000_transitions = per_1000(total, self.transitions);
+        self.control_plane_cpu_seconds = cpu;
+        self
+    }
+
+    /// CPU seconds per 1,000 transitions of one control-plane component.
+    pub fn component_cpu_per_1000(&self, component: &str) -> Option<f64> {
+        let cpu = self.control_plane_cpu_seconds.get(component)?;
+        Some(per_1000(*cpu, self.transitions))
+    }
+
     fn new(
         controller: Controller,
         report: Report,
@@ -192,7 +248,6 @@ impl SideResult {
         let gone = phase("pod delete→gone").map_or(0, |p| p.count);
         let transitions =
             report.counts.nodes_ready + report.counts.pods_running + gone + report.leases.renewals;
-        let per_k = |v: f64, n: u64| if n == 0 { 0.0 } else { v * 1000.0 / n as f64 };
         Self {
             nodes_ready_per_second: phase("node created→ready").map(|p| p.rate_per_second),
             pods_running_per_second: running.map(|p| p.rate_per_second),
@@ -204,9 +259,11 @@ impl SideResult {
             expired_leases_while_idle: report.leases.while_holding.as_ref().map(|h| h.expired),
             transitions,
             kwok_cpu_seconds: cpu,
-            kwok_cpu_seconds_per_1000_transitions: per_k(cpu, transitions),
+            kwok_cpu_seconds_per_1000_transitions: per_1000(cpu, transitions),
+            control_plane_cpu_seconds: BTreeMap::new(),
+            control_plane_cpu_seconds_per_1000_transitions: 0.0,
             kwok_peak_rss_mib: rss,
-            kwok_peak_rss_mib_per_1000_nodes: per_k(rss, report.counts.nodes_created),
+            kwok_peak_rss_mib_per_1000_nodes: per_1000(rss, report.counts.nodes_created),
             apiserver_requests: requests.values().sum(),
             apiserver_requests_by: requests,
             kwok_idle_cpu_cores: kwok_by_phase
@@ -219,6 +276,11 @@ impl SideResult {
             report,
         }
     }
+}
+
+/// `v` per 1,000 of `n` (0 when `n` is 0).
+fn per_1000(v: f64, n: u64) -> f64 {
+    if n == 0 { 0.0 } else { v * 1000.0 / n as f64 }
 }
 
 #[cfg(test)]
@@ -256,5 +318,21 @@ mod tests {
         assert!((hold.start_seconds - 121.5).abs() < 1e-6);
         assert_eq!(hold.rss_mib_at_end, 140.0);
         assert_eq!(phases[3].rss_mib_at_end, 60.0);
+    }
+
+    #[test]
+    fn control_plane_cpu_should_count_only_components_running_at_both_ends() {
+        let before = [
+            ("etcd", 10.0),
+            ("kube-apiserver", 100.0),
+            ("kube-scheduler", 50.0),
+        ];
+        let after = [("etcd", 14.0), ("kube-apiserver", 130.0), ("kube-scheduler", 2.0)];
+        let map = |v: &[(&str, f64)]| v.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let d = cpu_delta(&map(&before), &map(&after));
+        // The scheduler restarted (its counter went back): no figure rather than a wrong one.
+        assert_eq!(d, map(&[("etcd", 4.0), ("kube-apiserver", 30.0)]));
+        assert_eq!(per_1000(34.0, 17_000), 2.0);
+        assert_eq!(per_1000(34.0, 0), 0.0);
     }
 }

@@ -36,6 +36,31 @@ const FIGURES: &[Figure] = &[
         "lower",
     ),
     ("kwok CPU while idle (cores)", |r| r.kwok_idle_cpu_cores, "lower"),
+    (
+        "control plane CPU s / 1,000 transitions",
+        |r| Some(r.control_plane_cpu_seconds_per_1000_transitions).filter(|v| *v > 0.0),
+        "lower",
+    ),
+    (
+        "etcd CPU s / 1,000 transitions",
+        |r| r.component_cpu_per_1000("etcd"),
+        "lower",
+    ),
+    (
+        "kube-apiserver CPU s / 1,000 transitions",
+        |r| r.component_cpu_per_1000("kube-apiserver"),
+        "lower",
+    ),
+    (
+        "kube-controller-manager CPU s / 1,000 transitions",
+        |r| r.component_cpu_per_1000("kube-controller-manager"),
+        "lower",
+    ),
+    (
+        "kube-scheduler CPU s / 1,000 transitions",
+        |r| r.component_cpu_per_1000("kube-scheduler"),
+        "lower",
+    ),
     ("kwok peak RSS (MiB)", |r| Some(r.kwok_peak_rss_mib), "lower"),
     (
         "kwok peak RSS / 1,000 nodes (MiB)",

@@ -1,0 +1,347 @@
+//! The `capacity` scenario (issue 27): the biggest cluster one machine simulates.
+//!
+//! One cluster per side. Nodes are added in steps; each step also creates pods and
+//! churns them at a fixed rate for a while, and everything made stays for the next
+//! step. A step is held when every node went Ready and every pod Running, no node
+//! Lease anywhere in the cluster expired during it, and pod startup p99 (created →
+//! Running, churned pods included) stayed within the SIG-scalability SLO of 5 s. The
+//! run stops at the first step not held; the figure is the node count of the last step
+//! held.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{
+    Api,
+    runtime::{WatchStreamExt, watcher},
+};
+use kwok_loadgen::{RunOptions, Scenario, measure::Recorder, scenario::PodKind};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    cluster::Cluster,
+    process,
+    side::{Controller, control_plane_cpu, cpu_delta},
+};
+
+/// The scenario's name on the command line.
+pub const NAME: &str = "capacity";
+
+/// Pod startup p99 a held step stays within (the SIG-scalability SLO).
+pub const STARTUP_P99_SLO: Duration = Duration::from_secs(5);
+
+/// The shape of the steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    /// Nodes added per step.
+    pub step_nodes: u32,
+    /// Pods added per step (they stay, like the nodes).
+    pub step_pods: u32,
+    /// Pods deleted and recreated per second in each step, after its pods run.
+    pub churn_rate: u32,
+    /// How long each step churns.
+    #[serde(with = "humantime_serde_compat")]
+    pub churn: Duration,
+    /// Steps at most.
+    pub max_steps: u32,
+    /// Creates per second while a step makes its nodes and pods.
+    pub create_rate: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            step_nodes: 1_000,
+            step_pods: 2_000,
+            churn_rate: 20,
+            churn: Duration::from_secs(60),
+            max_steps: 40,
+            create_rate: 200,
+        }
+    }
+}
+
+/// Serde for `Duration` as whole seconds, as the other results write durations.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs_f64(f64::deserialize(d)?))
+    }
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Nodes in the cluster at the end of the step.
+    pub nodes: u64,
+    /// Pods in the cluster at the end of the step.
+    pub pods: u64,
+    /// Whether every node went Ready and every pod Running within the timeout.
+    pub complete: bool,
+    /// Pod created → Running p99 in this step, ms.
+    pub pod_startup_p99_ms: Option<f64>,
+    /// Node leases (of any step) that expired during this step.
+    pub expired_leases: u64,
+    /// Seconds the step took.
+    pub seconds: f64,
+    /// kwok CPU seconds in the step.
+    pub kwok_cpu_seconds: f64,
+    /// kwok resident set at the end of the step, MiB.
+    pub kwok_rss_mib: f64,
+    /// Control-plane CPU seconds in the step, all components.
+    pub control_plane_cpu_seconds: f64,
+    /// Whether the step was held (see the module docs).
+    pub held: bool,
+    /// Why not, when it was not.
+    pub missed: Option<String>,
+}
+
+/// One side's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityResult {
+    /// The controller.
+    pub controller: Controller,
+    /// The step shape.
+    pub options: Options,
+    /// Nodes of the last step held (0 when the first was not).
+    pub nodes_held: u64,
+    /// Every step run, in order.
+    pub steps: Vec<Step>,
+}
+
+/// Whether a step was held, and why not.
+fn judge(complete: bool, p99_ms: Option<f64>, expired: u64) -> Option<String> {
+    let slo_ms = STARTUP_P99_SLO.as_secs_f64() * 1000.0;
+    if !complete {
+        Some("not every node Ready and pod Running in time".into())
+    } else if expired > 0 {
+        Some(format!("{expired} node leases expired"))
+    } else {
+        let over = p99_ms.filter(|p| *p > slo_ms);
+        over.map(|p99| format!("pod startup p99 {:.1} s > {:.0} s", p99 / 1000.0, slo_ms / 1000.0))
+    }
+}
+
+/// Watches every node Lease in the cluster (every step's) into a [`Recorder`], whose
+/// report counts the renewals that came later than the lease's duration.
+fn watch_leases(client: kube::Client, leases: Arc<Mutex<Recorder>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let api = Api::<Lease>::namespaced(client, "kube-node-lease");
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            let mut r = leases.lock().expect("lease recorder lock");
+            match ev {
+                Ok(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => r.lease_seen(&l),
+                Ok(watcher::Event::Delete(l)) => {
+                    r.lease_deleted(l.metadata.name.as_deref().unwrap_or_default())
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "lease watch failed; retrying"),
+            }
+        }
+    })
+}
+
+/// The loadgen scenario of step `k` (from 0).
+fn step_scenario(o: &Options, k: u32) -> Scenario {
+    Scenario {
+        name: format!("{NAME}-{k}"),
+        nodes: o.step_nodes,
+        pods: o.step_pods,
+        pod_kind: PodKind::Bare,
+        namespaces: 2,
+        rate: o.create_rate,
+        concurrency: 64,
+        churn_rate: o.churn_rate,
+        churn_duration: o.churn,
+        timeout: Duration::from_secs(600),
+        ..Scenario::default()
+    }
+}
+
+/// Runs the steps on one fresh cluster with `controller`.
+pub async fn run_side(
+    kwokctl: &std::path::Path,
+    controller: Controller,
+    stages: &std::path::Path,
+    o: &Options,
+    log_to: &std::path::Path,
+    cancel: CancellationToken,
+) -> Result<CapacityResult> {
+    let name = format!("perf-{}", controller.side);
+    eprintln!(
+        "perf: {}: creating cluster with {}",
+        controller.side,
+        controller.binary.display()
+    );
+    let cluster = Cluster::create(kwokctl, &name, &controller.binary, stages)?;
+    let client = cluster.client().await?;
+    let pid = cluster
+        .pid("kwok-controller")
+        .context("kwok-controller pid file")?;
+    let leases = Arc::new(Mutex::new(Recorder::new()));
+    let watch = watch_leases(client.clone(), leases.clone());
+    let mut result = CapacityResult {
+        controller: controller.clone(),
+        options: o.clone(),
+        nodes_held: 0,
+        steps: Vec::new(),
+    };
+    let (mut nodes, mut pods) = (0u64, 0u64);
+    for k in 0..o.max_steps {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let expired_before = leases
+            .lock()
+            .expect("lease recorder lock")
+            .lease_report(jiff::Timestamp::now())
+            .expired;
+        let kwok_before = process::usage(pid).context("kwok-controller exited")?;
+        let cp_before = control_plane_cpu(&cluster);
+        let started = Instant::now();
+        let options = RunOptions {
+            // What a step made stays for the next; the cluster goes whole at the end.
+            keep: true,
+            keep_when_interrupted: true,
+            progress: false,
+            run_id: Some(format!("cap{k}")),
+            phases: None,
+        };
+        let report = kwok_loadgen::run(client.clone(), step_scenario(o, k), options, cancel.clone()).await?;
+        let expired = leases
+            .lock()
+            .expect("lease recorder lock")
+            .lease_report(jiff::Timestamp::now())
+            .expired
+            .saturating_sub(expired_before);
+        let kwok_after = process::usage(pid).context("kwok-controller exited during a step")?;
+        let cp: f64 = cpu_delta(&cp_before, &control_plane_cpu(&cluster)).values().sum();
+        nodes += report.counts.nodes_created;
+        pods += u64::from(o.step_pods);
+        let p99 = report.phase("pod created→running").map(|p| p.latency_ms.p99);
+        let missed = judge(report.complete, p99, expired);
+        let step = Step {
+            nodes,
+            pods,
+            complete: report.complete,
+            pod_startup_p99_ms: p99,
+            expired_leases: expired,
+            seconds: started.elapsed().as_secs_f64(),
+            kwok_cpu_seconds: kwok_after.cpu_seconds - kwok_before.cpu_seconds,
+            kwok_rss_mib: kwok_after.rss_mib,
+            control_plane_cpu_seconds: cp,
+            held: missed.is_none(),
+            missed: missed.clone(),
+        };
+        eprintln!(
+            "perf: {}: step {k}: {nodes} nodes, {pods} pods, p99 {:?} ms, {expired} expired, {:.0} s: {}",
+            controller.side,
+            step.pod_startup_p99_ms,
+            step.seconds,
+            missed.as_deref().unwrap_or("held")
+        );
+        result.steps.push(step);
+        match missed {
+            None => result.nodes_held = nodes,
+            Some(_) => break,
+        }
+    }
+    watch.abort();
+    cluster.copy_kwok_log(log_to);
+    Ok(result)
+}
+
+/// The Markdown table of both sides' steps and the headline ratio.
+pub fn markdown(ours: Option<&CapacityResult>, upstream: Option<&CapacityResult>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    // A run that held its last step stopped at --max-steps: the figure is a floor.
+    let held = |r: Option<&CapacityResult>| {
+        r.map_or("-".to_owned(), |r| {
+            let floor = r.steps.last().is_some_and(|s| s.held);
+            format!("{}{}", if floor { "≥ " } else { "" }, r.nodes_held)
+        })
+    };
+    let ratio = match (ours, upstream) {
+        (Some(a), Some(b)) if b.nodes_held > 0 => format!("{:.2}", a.nodes_held as f64 / b.nodes_held as f64),
+        _ => "-".into(),
+    };
+    let _ = writeln!(
+        out,
+        "| figure | ours | upstream | ours/upstream |\n|---|---:|---:|---:|\n| nodes held | {} | {} | {ratio} |\n",
+        held(ours),
+        held(upstream)
+    );
+    for r in [ours, upstream].into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{}:\n\n| nodes | pods | pod startup p99 (ms) | expired leases | step s | kwok CPU s | kwok RSS MiB | control plane CPU s | held |\n|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            r.controller.side
+        );
+        for s in &r.steps {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:.1} | {} |",
+                s.nodes,
+                s.pods,
+                s.pod_startup_p99_ms.map_or("-".into(), |p| format!("{p:.0}")),
+                s.expired_leases,
+                s.seconds,
+                s.kwok_cpu_seconds,
+                s.kwok_rss_mib,
+                s.control_plane_cpu_seconds,
+                s.missed.as_deref().unwrap_or("yes")
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_should_be_held_only_within_every_bound() {
+        assert_eq!(judge(true, Some(4_999.0), 0), None);
+        assert_eq!(
+            judge(true, None, 0),
+            None,
+            "a step without pods has no startup figure"
+        );
+        assert!(judge(false, Some(100.0), 0).unwrap().contains("Running"));
+        assert_eq!(judge(true, Some(100.0), 3).unwrap(), "3 node leases expired");
+        assert_eq!(
+            judge(true, Some(5_001.0), 0).unwrap(),
+            "pod startup p99 5.0 s > 5 s"
+        );
+    }
+
+    #[test]
+    fn every_step_should_be_a_valid_loadgen_scenario_with_its_own_name() {
+        let o = Options::default();
+        let (a, b) = (step_scenario(&o, 0), step_scenario(&o, 1));
+        a.validate().unwrap();
+        assert_ne!(a.name, b.name);
+        assert_eq!((a.nodes, a.pods, a.churn_rate), (1_000, 2_000, 20));
+    }
+}
