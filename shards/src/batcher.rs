@@ -96,19 +96,20 @@ pub struct Target {
     pub object: Value,
 }
 
-/// What became of an object's effects.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// The object as the last successful patch returned it.
-    pub object: Option<JsonObject>,
-    /// The object is gone (deleted by us, or not found).
-    pub gone: bool,
-    /// A write hit a conflict: the cached object was stale (`object` then holds a fresh read).
-    pub conflict: bool,
-    /// A write failed for good (refused, or retries used up): try again later.
-    pub failed: bool,
-    /// Writes sent.
-    pub writes: usize,
+/// What became of an object's effects: exactly one of four ends.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every effect went out; the object as the last write that returned it left it
+    /// (`None`: no write returned the object, e.g. only events were sent).
+    Written(Option<Box<JsonObject>>),
+    /// A write hit a conflict, so the cached object was stale: the rest was not sent.
+    /// Holds the object read afresh (`None` if that read failed).
+    Conflict(Option<Box<JsonObject>>),
+    /// The object is gone: deleted by a `delete` effect, or not found.
+    Gone,
+    /// A write failed for good (refused, retries used up) or the stage failed to
+    /// render: the rest was not sent; try the stage again later.
+    Failed,
 }
 
 /// (apiVersion, kind) of an object an `apply` step names.
@@ -179,17 +180,17 @@ impl Writer {
         &self.client
     }
 
-    /// Sends `effects` for `target` in order; stops at the first conflict or when the object is gone.
+    /// Sends `effects` for `target` in order; stops at the first conflict, failure or
+    /// when the object is found gone (see [`Outcome`]).
     pub async fn execute(&self, target: &Target, effects: &[Effect]) -> Outcome {
-        let mut outcome = Outcome::default();
         // A stage goes out whole or not at all: one that failed to render (a full IP
         // pool, a template error) is tried again later, as a failed write is.
         if let Some(message) = kwok_engine::effect::first_error(effects) {
             warn!(object = %target.name, %message, "stage failed to render; trying again later");
-            outcome.failed = true;
-            return outcome;
+            return Outcome::Failed;
         }
         let api = self.api(target, self.client.clone());
+        let (mut last, mut deleted) = (None, false);
         for effect in effects {
             let result = match effect {
                 Effect::Patch {
@@ -233,34 +234,28 @@ impl Writer {
                 // Caught before the first write, above.
                 Effect::Error { .. } => Ok(None),
             };
-            outcome.writes += 1;
             match result {
-                Ok(Some(obj)) => outcome.object = Some(obj),
-                Ok(None) => outcome.gone |= matches!(effect, Effect::Delete),
+                Ok(Some(obj)) => last = Some(Box::new(obj)),
+                Ok(None) => deleted |= matches!(effect, Effect::Delete),
                 Err(Failure::Conflict) => {
                     // The cached object is stale: read it so the shard matches the real one.
-                    outcome.conflict = true;
-                    match self
+                    return match self
                         .send("get", || async { api.get(&target.name).await.map(Some) })
                         .await
                     {
-                        Ok(fresh) => outcome.object = fresh,
-                        Err(Failure::NotFound) => outcome.gone = true,
-                        Err(_) => {}
-                    }
-                    return outcome;
+                        Ok(fresh) => Outcome::Conflict(fresh.map(Box::new)),
+                        Err(Failure::NotFound) => Outcome::Gone,
+                        Err(_) => Outcome::Conflict(None),
+                    };
                 }
-                Err(Failure::NotFound) => {
-                    outcome.gone = true;
-                    return outcome;
-                }
-                Err(Failure::Other) => {
-                    outcome.failed = true;
-                    return outcome;
-                }
+                Err(Failure::NotFound) => return Outcome::Gone,
+                Err(Failure::Other) => return Outcome::Failed,
             }
         }
-        outcome
+        match deleted {
+            true => Outcome::Gone,
+            false => Outcome::Written(last),
+        }
     }
 
     /// Upstream's `apply` step: create the object `body` names (the namespace defaults

@@ -48,43 +48,89 @@ pub struct Entry {
     /// The object parsed, kept from an evaluation that made a stage due at once until
     /// that stage fires, so that firing does not decompress and parse it again (parsing
     /// at fire was 5–10 % of kwok's CPU in `small`). Any newer state (`set`) and any
-    /// cancel drop it, and so does a stage that must wait for a write slot: only objects
-    /// about to be written hold a parsed copy.
+    /// cancel drop it, and so does a stage that must wait for a write slot: only
+    /// [`State::Scheduled`] entries hold a parsed copy.
     hot: Option<Value>,
-    /// Pending stage timer and the index of that stage in the kind's lifecycle.
-    pub timer: Option<(wheel::Key, usize)>,
-    /// A write for it is in flight.
-    pub in_flight: bool,
-    /// Events arrived while a write was in flight.
-    pub dirty: bool,
-    /// Not seen since the current re-list started.
+    /// Where the object is in its lifecycle (the shard core's invariants).
+    pub state: State,
+    /// Not seen since the current re-list started (any state).
     pub stale: bool,
     /// Writes that failed in a row: the retry waits longer each time.
     pub failures: u32,
-    /// We deleted it (or found it gone): nothing more to do until the watch says it
-    /// is gone; a late update must not start the delete stage again.
-    pub deleted: bool,
+}
+
+/// What fires for an object when its time comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// The stage at this index of the kind's lifecycle.
+    Stage(usize),
+    /// The kubelet's readiness restore ([`kwok_engine::kubelet::restore_ready`]).
+    RestoreReady,
+}
+
+/// Where a cached object is between its stages. Exactly one holds at a time, so no
+/// combination of loose flags can say two things at once (a timer pending for an
+/// object with a write out, a timer for a deleted object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Nothing pending: no stage matches, or it is not ours to drive.
+    Idle,
+    /// `due` fires at `timer`, which is in the shard's wheel.
+    Scheduled {
+        /// Its timer.
+        timer: wheel::Key,
+        /// What fires.
+        due: Due,
+    },
+    /// `due` came due while every write slot was taken: the key waits in the ready
+    /// queue and the stage renders, from the newest state, when a slot frees.
+    Ready {
+        /// What fires.
+        due: Due,
+    },
+    /// A write is out; `dirty`: something changed meanwhile, so the object is matched
+    /// again when the write lands.
+    InFlight {
+        /// Changed since the write was sent.
+        dirty: bool,
+    },
+    /// We deleted it (or found it gone): nothing more to do until the watch says it is
+    /// gone, or an object of another uid takes its name; a late update must not start
+    /// the delete stage again.
+    Deleted,
+}
+
+impl State {
+    /// What is pending for the object (scheduled or waiting for a slot), if anything.
+    pub fn due(self) -> Option<Due> {
+        match self {
+            Self::Scheduled { due, .. } | Self::Ready { due } => Some(due),
+            Self::Idle | Self::InFlight { .. } | Self::Deleted => None,
+        }
+    }
 }
 
 impl Default for Entry {
     fn default() -> Self {
+        Self::with_state(State::Idle)
+    }
+}
+
+impl Entry {
+    /// An entry with nothing cached yet, in `state`.
+    pub fn with_state(state: State) -> Self {
         Self {
             json: Packed::raw("null"),
             uid: "".into(),
             node: None,
             rv: String::new(),
             hot: None,
-            timer: None,
-            in_flight: false,
-            dirty: false,
+            state,
             stale: false,
             failures: 0,
-            deleted: false,
         }
     }
-}
 
-impl Entry {
     /// Stores `obj`, an object of `kind`, as the object's last state.
     pub fn set(&mut self, obj: &JsonObject, kind: usize, packers: &mut Packers) {
         self.json = packers.pack(kind, &obj.text);
@@ -111,6 +157,12 @@ impl Entry {
     /// Drops the parsed copy kept by [`Self::keep_parsed`].
     pub fn drop_parsed(&mut self) {
         self.hot = None;
+    }
+
+    /// Whether a parsed copy is kept (the tests check who holds one).
+    #[cfg(test)]
+    pub fn has_parsed(&self) -> bool {
+        self.hot.is_some()
     }
 
     /// Takes the parsed copy kept by [`Self::keep_parsed`], if any.

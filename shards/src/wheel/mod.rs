@@ -122,6 +122,11 @@ impl<T> Wheel<T> {
         Some(self.slab.remove(index))
     }
 
+    /// Whether the timer is pending (not fired, not removed).
+    pub fn contains(&self, key: Key) -> bool {
+        self.slab.index(key).is_some()
+    }
+
     /// Moves the timer to tick `when` (behind others due at that tick); `false` if the
     /// key is stale.
     pub fn reset(&mut self, key: Key, when: u64) -> bool {

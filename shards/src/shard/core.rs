@@ -1,0 +1,949 @@
+//! The shard's synchronous, I/O-free core: [`Core::step`] takes one [`Event`] with the
+//! time and a random source and returns what to do as [`Command`]s. It owns the cache,
+//! the timer wheel, the IP pools and the write slots; the async runner (`mod.rs`)
+//! owns the client, the channels and the clock, and feeds it.
+//!
+//! # Invariants
+//! Checked with `debug_assert!` where they could break, and whole by
+//! [`Core::check_invariants`] in the tests:
+//! - An entry is [`State::Scheduled`] exactly while its timer is in the wheel; no other
+//!   state has a timer, so a deleted or forgotten object never fires.
+//! - At most one write per object is in flight: `writing` holds the keys with a write
+//!   out, an entry is [`State::InFlight`] exactly when its key is there, and a stage
+//!   fires only from `Scheduled` or `Ready`. An object removed while its write is out
+//!   and seen again (re-created) comes back `InFlight { dirty: true }`, so it waits for
+//!   that write to land.
+//! - At most `write_limit` writes are started; a stage due beyond that is
+//!   [`State::Ready`] and its key waits in `ready` (a key in `ready` whose entry is no
+//!   longer `Ready` is skipped when popped).
+//! - A write's result applies only to the object it was sent for (same uid); its
+//!   object replaces the cached one only if its resourceVersion is newer
+//!   ([`version::order`]).
+
+use std::{
+    cell::RefCell,
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use jiff::Timestamp;
+use kwok_engine::{effect::Effect, kubelet};
+use prometheus_client::metrics::gauge::Gauge;
+use rand::{Rng, rngs::SmallRng};
+use serde_json::Value;
+
+use super::{
+    Input, Kind, Now, Role,
+    cache::{self, Due, Entry, ObjKey, State},
+    pack::Packers,
+    query,
+    version::{self, Order},
+};
+use crate::{
+    batcher::{self, Outcome, Target},
+    host::{Ips, RuntimeHost, SharedIps},
+    lease::{LeaseMsg, Pressure},
+    metrics::{Metrics, ShardLabel, StageLabel},
+    object::JsonObject,
+    settings::Settings,
+    wheel::{Clock, Wheel},
+};
+
+/// Timers fired per [`Event::TimersDue`] before the runner looks at its channels again,
+/// so a burst of due timers cannot starve write results and events.
+pub const FIRE_BATCH: usize = 256;
+
+/// Longest wait before a stage whose write failed is tried again.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Writes in flight per shard while lease renewals are [`Pressure::Behind`]: few, so
+/// renewals keep most of the apiserver and the pressure settles here rather than at
+/// [`Pressure::AtRisk`] (measurements in the `lease` module's docs).
+const WRITES_WHILE_LEASES_BEHIND: usize = 4;
+
+/// Writes in flight per shard while lease renewals are [`Pressure::AtRisk`]: a trickle,
+/// so stage work goes on instead of stopping while the renewals catch up.
+const WRITES_WHILE_LEASES_AT_RISK: usize = 2;
+
+/// How long a pod whose readiness the control plane took away waits before kwok
+/// restores it, once its node is Ready: long enough for kube-controller-manager to see
+/// the node Ready first, so that it does not take the pod's readiness away again.
+const RESTORE_READY_DELAY: Duration = Duration::from_secs(1);
+
+/// What the core is fed.
+#[derive(Debug)]
+pub enum Event {
+    /// A watch event (from the dispatcher).
+    Watch(Input),
+    /// A write finished.
+    Written {
+        /// What [`Command::Write`] carried.
+        ticket: Ticket,
+        /// How it went.
+        outcome: Outcome,
+    },
+    /// We took (`held`) or lost node `node`'s Lease.
+    Lease {
+        /// Node name.
+        node: String,
+        /// Whether we hold it now.
+        held: bool,
+    },
+    /// The wheel's next deadline has passed (see [`Core::next_deadline`]).
+    TimersDue,
+    /// Every shard has processed the first list of pods.
+    AllPodsListed,
+    /// How far behind lease renewals are now (`None`: leases are off).
+    Pressure(Option<Pressure>),
+}
+
+/// Which write a result belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The object.
+    pub key: ObjKey,
+    /// Its uid when the write was sent: a result for an object since deleted and
+    /// re-created under the same name is not the new object's.
+    pub uid: Box<str>,
+}
+
+/// What the runner is to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Send a write (boxed: it is large and rare beside the other commands).
+    Write(Box<Write>),
+    /// Tell the lease worker.
+    Lease(LeaseMsg),
+    /// This shard has processed its first full list of pods.
+    PodsListed,
+}
+
+/// Effects to send for an object, then report [`Event::Written`] with `ticket`.
+#[derive(Debug)]
+pub struct Write {
+    /// Returned with the result.
+    pub ticket: Ticket,
+    /// What fired (for the trace span).
+    pub due: Due,
+    /// Where the effects go.
+    pub target: Target,
+    /// The effects, merged.
+    pub effects: Vec<Effect>,
+}
+
+/// What a core starts with.
+pub struct Config {
+    /// Index of this shard (metrics labels).
+    pub index: usize,
+    /// The watched kinds (replaced by [`Input::Kinds`]).
+    pub kinds: Arc<Vec<Kind>>,
+    /// Resolved settings.
+    pub settings: Arc<Settings>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether node leases are on (then only nodes whose Lease we hold are driven).
+    pub leases: bool,
+    /// The `--cidr` pool and the pod IP holders shared by all shards.
+    pub shared_ips: Arc<Mutex<SharedIps>>,
+    /// When the controller started.
+    pub start: Timestamp,
+}
+
+/// The shard's state.
+pub struct Core {
+    index: usize,
+    kinds: Arc<Vec<Kind>>,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    leases: bool,
+    start: Timestamp,
+    entries: HashMap<ObjKey, Entry>,
+    /// Compression of the entries' objects, per kind.
+    packers: Packers,
+    /// Managed nodes of this shard → pods bound to them.
+    nodes: HashMap<String, HashSet<ObjKey>>,
+    /// Managed nodes whose Lease we hold (only consulted when leases are on): a node
+    /// whose lease another controller holds is left alone.
+    held: HashSet<String>,
+    /// Pods seen on nodes not (yet) managed, by node name.
+    waiting: HashMap<String, HashSet<ObjKey>>,
+    /// Managed nodes whose last seen `Ready` condition is `True`.
+    ready_nodes: HashSet<String>,
+    /// Whether this shard, and every shard, has processed the first list of pods.
+    ///
+    /// Until then no pod stage is scheduled: a pod without an IP rendered before the
+    /// list is done could get an address that a pod listed later holds (the pools are
+    /// rebuilt from the pods as they are listed, and `--cidr`'s pool is shared by all
+    /// shards).
+    pods_listed: (bool, bool),
+    wheel: Wheel<ObjKey>,
+    /// Maps the monotonic clock to the wheel's millisecond ticks.
+    clock: Clock,
+    ips: Ips,
+    /// Objects with a write out (module invariants).
+    writing: HashSet<ObjKey>,
+    /// Writes this shard may start now.
+    write_limit: usize,
+    /// Objects whose stage came due while every write slot was taken, oldest first.
+    ready: VecDeque<ObjKey>,
+    /// The time of the event being handled (from [`Core::step`]).
+    now: Now,
+    /// Commands of the step being taken.
+    out: Vec<Command>,
+    gauges: Gauges,
+}
+
+struct Gauges {
+    nodes: Gauge,
+    objects: Gauge,
+    pending: Gauge,
+    queue: Gauge,
+}
+
+impl Core {
+    /// A core with nothing cached; the wheel's ticks count from `now`.
+    pub fn new(config: Config, now: Now) -> Self {
+        let label = ShardLabel {
+            shard: config.index.to_string(),
+        };
+        let metrics = &config.metrics;
+        let gauges = Gauges {
+            nodes: metrics.managed_nodes.get_or_create_owned(&label),
+            objects: metrics.managed_objects.get_or_create_owned(&label),
+            pending: metrics.pending_timers.get_or_create_owned(&label),
+            queue: metrics.queue_depth.get_or_create_owned(&label),
+        };
+        Self {
+            index: config.index,
+            ips: Ips::new(config.shared_ips, config.settings.node_ip.clone()),
+            write_limit: config.settings.writes_in_flight,
+            kinds: config.kinds,
+            settings: config.settings,
+            metrics: config.metrics,
+            leases: config.leases,
+            start: config.start,
+            entries: HashMap::new(),
+            packers: Packers::default(),
+            nodes: HashMap::new(),
+            held: HashSet::new(),
+            waiting: HashMap::new(),
+            ready_nodes: HashSet::new(),
+            pods_listed: (false, false),
+            wheel: Wheel::with_capacity(1024),
+            clock: Clock::new(now.mono),
+            writing: HashSet::new(),
+            ready: VecDeque::new(),
+            now,
+            out: Vec::new(),
+            gauges,
+        }
+    }
+
+    /// Handles `event` at `now`, drawing any randomness (stage choice, delays, template
+    /// functions) from `rng`; returns what to do.
+    pub fn step(&mut self, event: Event, now: Now, rng: &mut SmallRng) -> Vec<Command> {
+        self.now = now;
+        match event {
+            Event::Watch(input) => self.handle(input, rng),
+            Event::Written { ticket, outcome } => self.written(ticket, outcome, rng),
+            Event::Lease { node, held } => self.lease_changed(node, held, rng),
+            Event::TimersDue => self.fire_due(rng),
+            Event::AllPodsListed => self.all_pods_listed(rng),
+            Event::Pressure(pressure) => {
+                self.write_limit = write_limit(self.settings.writes_in_flight, pressure)
+            }
+        }
+        self.gauges.pending.set(self.wheel.len() as i64);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The clock the wheel counts by, and the tick of its next timer: when to send
+    /// [`Event::TimersDue`].
+    pub fn next_deadline(&self) -> (&Clock, Option<u64>) {
+        (&self.clock, self.wheel.next_deadline())
+    }
+
+    /// The watched kinds.
+    pub fn kinds(&self) -> &Arc<Vec<Kind>> {
+        &self.kinds
+    }
+
+    /// Whether this shard has processed its first list of pods, and whether every
+    /// shard has.
+    pub fn pods_listed(&self) -> (bool, bool) {
+        self.pods_listed
+    }
+
+    /// Answers a question about the managed nodes from the cache.
+    pub fn answer(&mut self, query: query::Query) {
+        match query {
+            query::Query::Node { name, reply } => {
+                let _ = reply.send(self.node_view(&name));
+            }
+            query::Query::Names { reply } => {
+                let _ = reply.send(self.nodes.keys().cloned().collect());
+            }
+        }
+    }
+
+    fn node_view(&mut self, name: &str) -> Option<query::NodeView> {
+        let pods = self.nodes.get(name)?;
+        let node_key = ObjKey {
+            kind: self.node_kind(),
+            namespace: String::new(),
+            name: name.to_owned(),
+        };
+        let node = self
+            .entries
+            .get(&node_key)?
+            .object(node_key.kind, &mut self.packers);
+        let pods = pods
+            .iter()
+            .filter_map(|key| Some(self.entries.get(key)?.object(key.kind, &mut self.packers)))
+            .collect();
+        Some(query::NodeView { node, pods })
+    }
+
+    /// Fires up to `FIRE_BATCH` due timers; any left keep the wheel's deadline at now.
+    fn fire_due(&mut self, rng: &mut SmallRng) {
+        let now = self.clock.now_tick(self.now.mono);
+        for _ in 0..FIRE_BATCH {
+            let Some(expired) = self.wheel.poll_expired(now) else {
+                return;
+            };
+            let key = expired.value;
+            let state = self.entries.get(&key).map(|e| e.state);
+            let Some(State::Scheduled { timer, due }) = state else {
+                debug_assert!(false, "a timer in the wheel for {key:?}, which is {state:?}");
+                continue;
+            };
+            debug_assert_eq!(timer, expired.key, "the entry names its timer");
+            let entry = self.entries.get_mut(&key).expect("present");
+            entry.state = State::Idle;
+            self.fire(key, due, rng);
+        }
+    }
+
+    fn handle(&mut self, input: Input, rng: &mut SmallRng) {
+        match input {
+            Input::Applied { kind, obj } => self.applied(kind, *obj, rng),
+            Input::Deleted { kind, obj } => {
+                if let Some(key) = ObjKey::of(kind, &obj.metadata) {
+                    self.remove(&key);
+                }
+            }
+            Input::Relisting(kind) => self
+                .entries
+                .iter_mut()
+                .filter(|(k, _)| k.kind == kind)
+                .for_each(|(_, e)| e.stale = true),
+            Input::Kinds(kinds) => {
+                // Pending stages point into the old stage lists: drop them all and match
+                // every object against the new stages.
+                let keys: Vec<ObjKey> = self.entries.keys().cloned().collect();
+                keys.iter().for_each(|k| self.cancel(k));
+                self.kinds = kinds;
+                keys.iter().for_each(|k| self.evaluate(k, None, rng));
+            }
+            Input::Relisted(kind) => {
+                if self.kinds[kind].role == Role::Pod && !self.pods_listed.0 {
+                    self.pods_listed.0 = true;
+                    self.out.push(Command::PodsListed);
+                }
+                let gone: Vec<ObjKey> = self
+                    .entries
+                    .iter()
+                    .filter(|(k, e)| k.kind == kind && e.stale)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in gone {
+                    self.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Every shard has the first list of pods: schedule their stages.
+    fn all_pods_listed(&mut self, rng: &mut SmallRng) {
+        if self.pods_listed.1 {
+            return;
+        }
+        self.pods_listed.1 = true;
+        let pods: Vec<ObjKey> = self
+            .entries
+            .keys()
+            .filter(|k| self.role(k) == Role::Pod)
+            .cloned()
+            .collect();
+        tracing::debug!(
+            shard = self.index,
+            pods = pods.len(),
+            "every shard has listed the pods"
+        );
+        pods.iter().for_each(|p| self.evaluate(p, None, rng));
+    }
+
+    fn role(&self, key: &ObjKey) -> Role {
+        self.kinds[key.kind].role
+    }
+
+    fn applied(&mut self, kind: usize, obj: JsonObject, rng: &mut SmallRng) {
+        let Some(key) = ObjKey::of(kind, &obj.metadata) else {
+            return;
+        };
+        let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
+        let writing = self.writing.contains(&key);
+        let entry = self.entries.entry(key.clone()).or_insert_with(|| match writing {
+            // Removed while its write was out, now seen again: that write must land
+            // before another starts.
+            true => Entry::with_state(State::InFlight { dirty: true }),
+            false => Entry::default(),
+        });
+        entry.stale = false;
+        // Our own write already told us this version, or a newer one of the same object
+        // (the watch lags behind write responses): nothing new, nothing to parse.
+        let same_object = entry.uid() == obj.metadata.uid.as_deref().unwrap_or_default();
+        match version::order(rv, &entry.rv) {
+            Order::Same if !rv.is_empty() => return,
+            Order::Older if same_object => return,
+            _ => {}
+        }
+        entry.rv = rv.to_owned();
+        // Same name, new object (re-created while we missed the delete): start afresh.
+        if entry.state == State::Deleted && !same_object {
+            entry.state = State::Idle;
+        }
+        entry.set(&obj, kind, &mut self.packers);
+        let obj = obj.to_value();
+        match self.role(&key) {
+            Role::Node => self.node_applied(&key, &obj, rng),
+            Role::Pod => self.pod_applied(&key, &obj),
+            Role::Other => {}
+        }
+        self.gauges.objects.set(self.entries.len() as i64);
+        self.evaluate(&key, Some(obj), rng);
+    }
+
+    fn node_applied(&mut self, key: &ObjKey, obj: &Value, rng: &mut SmallRng) {
+        let managed = self.settings.manages_node(obj);
+        let name = key.name.clone();
+        let was = self.nodes.contains_key(&name);
+        if managed {
+            self.ips.observe_node(&name, obj);
+        }
+        let ready_changed = match managed && node_ready(obj) {
+            true => self.ready_nodes.insert(name.clone()),
+            false => self.ready_nodes.remove(&name),
+        };
+        if managed && !was {
+            let uid = cache::str_at(obj, "/metadata/uid").to_owned();
+            self.nodes
+                .insert(name.clone(), self.waiting.remove(&name).unwrap_or_default());
+            if self.leases {
+                let created = cache::str_at(obj, "/metadata/creationTimestamp").parse().ok();
+                self.out.push(Command::Lease(LeaseMsg::Manage {
+                    name: name.clone(),
+                    uid,
+                    fresh: created.is_some_and(|c: Timestamp| c >= self.start),
+                }));
+            }
+            let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
+            pods.iter().for_each(|p| self.evaluate(p, None, rng));
+        } else if !managed && was {
+            self.unmanage_node(&name);
+        } else if ready_changed && was {
+            // Readiness decides whether pods get theirs back (`kubelet`).
+            let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
+            pods.iter().for_each(|p| self.evaluate(p, None, rng));
+        }
+        self.gauges.nodes.set(self.nodes.len() as i64);
+    }
+
+    fn unmanage_node(&mut self, name: &str) {
+        let pods = self.nodes.remove(name).unwrap_or_default();
+        for pod in &pods {
+            self.cancel(pod);
+        }
+        self.waiting.insert(name.to_owned(), pods);
+        self.held.remove(name);
+        self.ips.forget_node(name);
+        if self.leases {
+            self.out.push(Command::Lease(LeaseMsg::Release {
+                name: name.to_owned(),
+            }));
+        }
+    }
+
+    /// We took or lost a node's Lease: drive it and its pods, or leave them alone.
+    fn lease_changed(&mut self, node: String, held: bool, rng: &mut SmallRng) {
+        let changed = match held {
+            true => self.held.insert(node.clone()),
+            false => self.held.remove(&node),
+        };
+        if !changed {
+            return;
+        }
+        tracing::info!(node = %node, held, "node lease changed hands");
+        let key = ObjKey {
+            kind: self.node_kind(),
+            namespace: String::new(),
+            name: node.clone(),
+        };
+        self.evaluate(&key, None, rng);
+        let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
+        pods.iter().for_each(|p| self.evaluate(p, None, rng));
+    }
+
+    /// Index of the Node kind (always watched).
+    fn node_kind(&self) -> usize {
+        self.kinds
+            .iter()
+            .position(|k| k.role == Role::Node)
+            .expect("nodes are always watched")
+    }
+
+    /// Whether this controller drives node `name` now: managed, and its Lease ours
+    /// when leases are on.
+    fn drives_node(&self, name: &str) -> bool {
+        self.nodes.contains_key(name) && (!self.leases || self.held.contains(name))
+    }
+
+    fn pod_applied(&mut self, key: &ObjKey, obj: &Value) {
+        let Some(node) = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let host_network = obj
+            .pointer("/spec/hostNetwork")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let uid = cache::str_at(obj, "/metadata/uid");
+        if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
+            self.ips.adopt_pod(&node, uid, ip);
+        }
+        match self.nodes.get_mut(&node) {
+            Some(pods) => pods.insert(key.clone()),
+            None => self.waiting.entry(node).or_default().insert(key.clone()),
+        };
+    }
+
+    /// Whether the object behind `key` is driven by this controller now (before
+    /// looking at the object's labels and annotations).
+    fn owned(&self, key: &ObjKey, entry: &Entry) -> bool {
+        match self.role(key) {
+            Role::Node => self.drives_node(&key.name),
+            Role::Pod => entry.node().is_some_and(|n| self.drives_node(n)),
+            Role::Other => true,
+        }
+    }
+
+    /// Matches stages for `key` and (re)schedules its timer. `obj` is the cached
+    /// object when the caller has it parsed already; a stage due at once keeps it for
+    /// its firing.
+    fn evaluate(&mut self, key: &ObjKey, obj: Option<Value>, rng: &mut SmallRng) {
+        self.evaluate_after(key, Duration::ZERO, obj, rng);
+    }
+
+    /// As [`Self::evaluate`], firing no sooner than `at_least` from now.
+    fn evaluate_after(&mut self, key: &ObjKey, at_least: Duration, obj: Option<Value>, rng: &mut SmallRng) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        match entry.state {
+            State::InFlight { .. } => {
+                // Matched again when the write lands, on what it returns.
+                entry.state = State::InFlight { dirty: true };
+                return;
+            }
+            State::Deleted => return,
+            State::Idle | State::Scheduled { .. } | State::Ready { .. } => {}
+        }
+        let entry = &self.entries[key];
+        if self.role(key) == Role::Pod && !self.pods_listed.1 {
+            return;
+        }
+        if !self.owned(key, entry) {
+            self.cancel(key);
+            return;
+        }
+        let obj = match obj {
+            Some(obj) => obj,
+            None => entry.object(key.kind, &mut self.packers),
+        };
+        if self.settings.disregards(&obj) {
+            self.cancel(key);
+            return;
+        }
+        let kinds = self.kinds.clone();
+        let lifecycle = &kinds[key.kind].lifecycle;
+        let role = self.role(key);
+        let entry = self.entries.get_mut(key).expect("present");
+        let selected = lifecycle.select(&obj, rng);
+        for stage in lifecycle.stages() {
+            report_query_failures(stage, &self.metrics);
+        }
+        let (due, delay) = match selected {
+            Some(stage) => {
+                let index = lifecycle
+                    .stages()
+                    .iter()
+                    .position(|s| std::ptr::eq(s, stage))
+                    .expect("stage of this lifecycle");
+                if entry.state.due() == Some(Due::Stage(index)) {
+                    return;
+                }
+                (Due::Stage(index), stage.delay(&obj, self.now.wall, rng))
+            }
+            // No stage wants the pod, and its readiness was taken away while its node
+            // was not Ready: a kubelet reports it again once the node is back.
+            None if role == Role::Pod
+                && entry.node().is_some_and(|n| self.ready_nodes.contains(n))
+                && kubelet::ready_taken_away(&obj) =>
+            {
+                if entry.state.due() == Some(Due::RestoreReady) {
+                    return;
+                }
+                (Due::RestoreReady, RESTORE_READY_DELAY)
+            }
+            None => {
+                self.cancel(key);
+                return;
+            }
+        };
+        let delay = delay.max(at_least);
+        let when = self.clock.tick_after(self.now.mono, delay);
+        let timer = match entry.state {
+            State::Scheduled { timer, .. } => {
+                let reset = self.wheel.reset(timer, when);
+                debug_assert!(reset, "a Scheduled entry's timer is in the wheel");
+                match reset {
+                    true => timer,
+                    false => self.wheel.insert(key.clone(), when),
+                }
+            }
+            // A Ready entry's key stays in the ready queue and is skipped there.
+            State::Idle | State::Ready { .. } | State::InFlight { .. } | State::Deleted => {
+                debug_assert!(
+                    matches!(entry.state, State::Idle | State::Ready { .. }),
+                    "returned above"
+                );
+                self.wheel.insert(key.clone(), when)
+            }
+        };
+        entry.state = State::Scheduled { timer, due };
+        match delay.is_zero() {
+            true => entry.keep_parsed(obj),
+            false => entry.drop_parsed(),
+        }
+    }
+
+    /// Drops a pending stage of `key` (scheduled or waiting for a slot), if any.
+    fn cancel(&mut self, key: &ObjKey) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        entry.drop_parsed();
+        match entry.state {
+            State::Scheduled { timer, .. } => {
+                let removed = self.wheel.remove(timer);
+                debug_assert!(removed.is_some(), "a Scheduled entry's timer is in the wheel");
+                entry.state = State::Idle;
+            }
+            State::Ready { .. } => entry.state = State::Idle,
+            State::Idle | State::InFlight { .. } | State::Deleted => {}
+        }
+    }
+
+    fn remove(&mut self, key: &ObjKey) {
+        self.cancel(key);
+        let Some(entry) = self.entries.remove(key) else {
+            return;
+        };
+        match self.role(key) {
+            Role::Node => {
+                if self.nodes.contains_key(&key.name) {
+                    self.unmanage_node(&key.name);
+                }
+                self.waiting.remove(&key.name);
+                self.ready_nodes.remove(&key.name);
+            }
+            Role::Pod => {
+                if !entry.uid().is_empty() {
+                    self.ips.release_pod(entry.uid());
+                }
+                if let Some(node) = entry.node() {
+                    self.nodes.get_mut(node).map(|p| p.remove(key));
+                    self.waiting.get_mut(node).map(|p| p.remove(key));
+                }
+            }
+            Role::Other => {}
+        }
+        self.gauges.nodes.set(self.nodes.len() as i64);
+        self.gauges.objects.set(self.entries.len() as i64);
+    }
+
+    /// `key`'s stage `due` came due (its entry is Idle or Ready, not yet Scheduled
+    /// again): render the effects and send them, or wait for a write slot.
+    fn fire(&mut self, key: ObjKey, due: Due, rng: &mut SmallRng) {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            debug_assert!(false, "fired for {key:?}, which is not cached");
+            return;
+        };
+        debug_assert!(
+            !self.writing.contains(&key),
+            "a write is out for an entry not InFlight"
+        );
+        if self.writing.len() >= self.write_limit {
+            // A parsed object is not kept for a wait of unknown length.
+            entry.drop_parsed();
+            entry.state = State::Ready { due };
+            self.ready.push_back(key);
+            self.gauges.queue.inc();
+            return;
+        }
+        let kinds = self.kinds.clone();
+        let stage = match due {
+            Due::Stage(index) => Some(&kinds[key.kind].lifecycle.stages()[index]),
+            Due::RestoreReady => None,
+        };
+        let obj = match entry.take_parsed() {
+            Some(obj) => obj,
+            // Deleting (and finalizers, events) reads only the metadata: the rest of the
+            // object is not parsed (parsing it was a tenth of kwok's CPU while `small`'s
+            // pods were deleted). The kubelet's restore writes without reading.
+            None if stage.is_none_or(|s| s.reads_metadata_only()) => {
+                entry.metadata(key.kind, &mut self.packers)
+            }
+            None => entry.object(key.kind, &mut self.packers),
+        };
+        let settings = &self.settings;
+        let host = RuntimeHost {
+            now: self.now.wall,
+            start: self.start,
+            node_name: &settings.node_name,
+            node_ip: &settings.node_ip,
+            node_port: settings.node_port,
+            ips: RefCell::new(&mut self.ips),
+            subject: (entry.node().unwrap_or_default(), entry.uid()),
+            random: std::cell::Cell::new(rng.random()),
+        };
+        let (name, mut effects) = match stage {
+            Some(stage) => (stage.name(), stage.render(&obj, &host)),
+            None => (kubelet::RESTORE_READY, vec![kubelet::restore_ready(host.now)]),
+        };
+        if effects.is_empty() {
+            entry.state = State::Idle;
+            return;
+        }
+        let merged = batcher::coalesce(&mut effects);
+        self.metrics.effects_merged.inc_by(merged as u64);
+        self.metrics
+            .transitions
+            .get_or_create(&StageLabel {
+                stage: name.to_owned(),
+            })
+            .inc();
+        entry.state = State::InFlight { dirty: false };
+        let ticket = Ticket {
+            key: key.clone(),
+            uid: entry.uid().into(),
+        };
+        self.writing.insert(key);
+        self.gauges.queue.inc();
+        let kind = &kinds[ticket.key.kind];
+        let target = Target {
+            resource: kind.resource.clone(),
+            namespace: kind.namespaced.then(|| ticket.key.namespace.clone()),
+            name: ticket.key.name.clone(),
+            // A write may wait long on a busy apiserver: it holds only what it reads.
+            object: cache::metadata_only(obj),
+        };
+        self.out.push(Command::Write(Box::new(Write {
+            ticket,
+            due,
+            target,
+            effects,
+        })));
+    }
+
+    /// A write landed: apply its result, then start what waited for a slot.
+    fn written(&mut self, ticket: Ticket, outcome: Outcome, rng: &mut SmallRng) {
+        let was_out = self.writing.remove(&ticket.key);
+        debug_assert!(was_out, "a result for a write not out: {ticket:?}");
+        self.gauges.queue.dec();
+        self.landed(ticket, outcome, rng);
+        // A write slot is free: render what waited for one.
+        while self.writing.len() < self.write_limit {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            self.gauges.queue.dec();
+            // Cancelled, re-scheduled or removed since it queued: skipped.
+            let Some(State::Ready { due }) = self.entries.get(&key).map(|e| e.state) else {
+                continue;
+            };
+            self.entries.get_mut(&key).expect("present").state = State::Idle;
+            self.fire(key, due, rng);
+        }
+    }
+
+    fn landed(&mut self, ticket: Ticket, outcome: Outcome, rng: &mut SmallRng) {
+        let key = ticket.key;
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return;
+        };
+        let State::InFlight { dirty } = entry.state else {
+            debug_assert!(false, "{key:?} had a write out but is {:?}", entry.state);
+            return;
+        };
+        entry.state = State::Idle;
+        if *ticket.uid != *entry.uid() {
+            // The object the write was for is gone; this one (re-created under the same
+            // name) is matched on its own state.
+            self.evaluate(&key, None, rng);
+            return;
+        }
+        let (object, again) = match outcome {
+            Outcome::Gone => {
+                entry.state = State::Deleted;
+                return;
+            }
+            Outcome::Failed => {
+                // Logged and counted by the writer; try the stage again, backing off
+                // 1 s, 2 s, 4 s … up to a minute, so a refused write is not lost.
+                entry.failures = entry.failures.saturating_add(1);
+                let backoff = Duration::from_secs(1 << (entry.failures - 1).min(6)).min(MAX_RETRY_BACKOFF);
+                self.evaluate_after(&key, backoff, None, rng);
+                return;
+            }
+            Outcome::Written(object) => (object, dirty),
+            // The cached object was stale: match again, on the fresh read if there is one.
+            Outcome::Conflict(object) => (object, true),
+        };
+        entry.failures = 0;
+        let mut again = again;
+        let mut fresh = None;
+        if let Some(obj) = object {
+            let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
+            // A response newer than what the watch delivered is matched now (the watch
+            // event for it will be skipped as already seen). One the watch has already
+            // passed is dropped; one of unknown order too: the watch delivers that version
+            // in its turn, while matching stale state could repeat the stage just written.
+            if version::order(rv, &entry.rv) == Order::Newer {
+                entry.rv = rv.to_owned();
+                entry.set(&obj, key.kind, &mut self.packers);
+                fresh = Some(obj.to_value());
+                again = true;
+            }
+        }
+        if let Some(obj) = &fresh {
+            // What the write made (a node's readiness, a pod's IP) is known from here on:
+            // the watch event of this version is skipped as seen.
+            match self.role(&key) {
+                Role::Node => self.node_applied(&key, obj, rng),
+                Role::Pod => self.pod_applied(&key, obj),
+                Role::Other => {}
+            }
+        }
+        if again {
+            self.evaluate(&key, fresh, rng);
+        }
+    }
+
+    /// Checks every invariant of the module docs over the whole state (tests only: it
+    /// walks every entry).
+    #[cfg(test)]
+    pub fn check_invariants(&self) {
+        let mut scheduled = 0;
+        for (key, entry) in &self.entries {
+            match entry.state {
+                State::Scheduled { timer, .. } => {
+                    scheduled += 1;
+                    assert!(self.wheel.contains(timer), "{key:?}: Scheduled without its timer");
+                }
+                State::InFlight { .. } => {
+                    assert!(self.writing.contains(key), "{key:?}: InFlight with no write out");
+                }
+                State::Ready { .. } => assert!(self.ready.contains(key), "{key:?}: Ready but not queued"),
+                State::Idle | State::Deleted => {}
+            }
+            if !matches!(entry.state, State::InFlight { .. }) {
+                assert!(
+                    !self.writing.contains(key),
+                    "{key:?}: a write out but {:?}",
+                    entry.state
+                );
+            }
+            if entry.has_parsed() {
+                assert!(
+                    matches!(entry.state, State::Scheduled { .. }),
+                    "{key:?}: a parse kept while {:?}",
+                    entry.state
+                );
+            }
+        }
+        assert_eq!(self.wheel.len(), scheduled, "timers without a Scheduled entry");
+        assert!(self.writing.len() <= self.settings.writes_in_flight.max(self.write_limit));
+    }
+
+    /// The state of `key`'s entry, if cached (tests).
+    #[cfg(test)]
+    pub fn state(&self, key: &ObjKey) -> Option<State> {
+        self.entries.get(key).map(|e| e.state)
+    }
+
+    /// The resourceVersion cached for `key` (tests).
+    #[cfg(test)]
+    pub fn cached_rv(&self, key: &ObjKey) -> Option<String> {
+        self.entries.get(key).map(|e| e.rv.clone())
+    }
+
+    /// Writes out now (tests).
+    #[cfg(test)]
+    pub fn writes_out(&self) -> usize {
+        self.writing.len()
+    }
+}
+
+/// Writes a shard may keep in flight: `--writes-in-flight`, or fewer while lease
+/// renewals fall behind (an expired lease makes the node NotReady and tainted, which
+/// costs the same apiserver far more than the writes held back).
+fn write_limit(configured: usize, pressure: Option<Pressure>) -> usize {
+    match pressure {
+        None | Some(Pressure::Calm) => configured,
+        Some(Pressure::Behind) => configured.min(WRITES_WHILE_LEASES_BEHIND),
+        Some(Pressure::AtRisk) => configured.min(WRITES_WHILE_LEASES_AT_RISK),
+    }
+}
+
+/// Counts the run-time failures of `stage`'s selector keys since the last look (a failing
+/// key matches nothing, silently, as in KWOK), and logs the first ones with the key.
+fn report_query_failures(stage: &kwok_engine::stage::Stage, metrics: &Metrics) {
+    let failed = stage.take_query_failures();
+    if failed.count == 0 {
+        return;
+    }
+    let label = StageLabel {
+        stage: stage.name().to_owned(),
+    };
+    metrics.query_failures.get_or_create(&label).inc_by(failed.count);
+    if failed.first {
+        tracing::warn!(
+            stage = stage.name(),
+            key = failed.key.unwrap_or_default(),
+            "a selector key failed at run time, so the stage did not match; \
+             kwok_stage_query_failures_total counts further failures"
+        );
+    }
+}
+
+/// Whether a node's `Ready` condition is `True`.
+fn node_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
