@@ -47,7 +47,7 @@ pub struct Options {
     /// Pods deleted and recreated per second in each step, after its pods run.
     pub churn_rate: u32,
     /// How long each step churns.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "crate::metrics::secs")]
     pub churn: Duration,
     /// Steps at most.
     pub max_steps: u32,
@@ -65,21 +65,6 @@ impl Default for Options {
             max_steps: 40,
             create_rate: 200,
         }
-    }
-}
-
-/// Serde for `Duration` as whole seconds, as the other results write durations.
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs_f64(f64::deserialize(d)?))
     }
 }
 
@@ -185,13 +170,7 @@ pub async fn run_side(
     log_to: &std::path::Path,
     cancel: CancellationToken,
 ) -> Result<CapacityResult> {
-    let name = format!("perf-{}", controller.side);
-    eprintln!(
-        "perf: {}: creating cluster with {}",
-        controller.side,
-        controller.binary.display()
-    );
-    let cluster = Cluster::create(kwokctl, &name, &controller.binary, stages)?;
+    let cluster = Cluster::start(kwokctl, &controller, &[stages.to_owned()])?;
     let client = cluster.client().await?;
     let pid = cluster
         .pid("kwok-controller")

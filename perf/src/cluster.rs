@@ -31,6 +31,17 @@ impl Cluster {
         Self::create_with_configs(kwokctl, name, kwok, &[stages.to_owned()])
     }
 
+    /// The cluster of one side: `perf-<side>`, running the side's kwok with `configs`.
+    pub fn start(kwokctl: &Path, controller: &crate::side::Controller, configs: &[PathBuf]) -> Result<Self> {
+        eprintln!(
+            "perf: {}: creating cluster with {}",
+            controller.side,
+            controller.binary.display()
+        );
+        let name = format!("perf-{}", controller.side);
+        Self::create_with_configs(kwokctl, &name, &controller.binary, configs)
+    }
+
     /// The same with several `--config` files for kwok (stages, Metrics, usages), each
     /// passed as its own `--kwok-controller-config`.
     pub fn create_with_configs(kwokctl: &Path, name: &str, kwok: &Path, configs: &[PathBuf]) -> Result<Self> {

@@ -12,7 +12,7 @@ use kwok_perf::{
     capacity,
     cluster::cache_dir,
     metrics, scenarios,
-    side::{self, Controller, SideResult},
+    side::{self, Controller},
     table,
 };
 use tokio_util::sync::CancellationToken;
@@ -236,6 +236,43 @@ fn sides(flags: &Flags) -> Result<(Vec<Controller>, bool)> {
     Ok((sides, upstream_wanted))
 }
 
+/// The results folder of a run, `<out>/<date>-<name>`, made; and the date.
+fn results_dir(out: &Path, name: &str) -> Result<(String, PathBuf)> {
+    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let dir = out.join(format!("{date}-{name}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    Ok((date, dir))
+}
+
+/// Runs `run` for each side in turn (given the side's kwok log path), writing each
+/// result to `<side>.json`; after an interrupt (Ctrl-C, SIGTERM) the next side is not
+/// started, and what ran is still reported.
+async fn each_side<R: serde::Serialize>(
+    sides: &[Controller],
+    dir: &Path,
+    mut run: impl AsyncFnMut(&Controller, PathBuf, CancellationToken) -> Result<R>,
+) -> Result<Vec<R>> {
+    let cancel = CancellationToken::new();
+    kwok_loadgen::cancel_on_signal(
+        cancel.clone(),
+        "perf: interrupted; stopping and deleting the cluster",
+    );
+    let mut results = Vec::new();
+    for c in sides {
+        let log = dir.join(format!("{}-kwok.log", c.side));
+        let r = run(c, log, cancel.clone()).await?;
+        std::fs::write(
+            dir.join(format!("{}.json", c.side)),
+            serde_json::to_string_pretty(&r)? + "\n",
+        )?;
+        results.push(r);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    Ok(results)
+}
+
 /// The `metrics` scenario: resource metrics served to a metrics-server-like scraper.
 async fn run_metrics(flags: Flags) -> Result<()> {
     let o = metrics::Options {
@@ -248,31 +285,15 @@ async fn run_metrics(flags: Flags) -> Result<()> {
     };
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, _) = sides(&flags)?;
-    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-    let dir = flags.out.join(format!("{date}-{}", metrics::NAME));
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let (date, dir) = results_dir(&flags.out, metrics::NAME)?;
     // Upstream's documents, both kwoks: its stages, its Metric and its usages.
     let mut configs = vec![write_upstream_stages(&dir)?];
     let module = go_mod_cache().join(format!("sigs.k8s.io/kwok@{UPSTREAM_VERSION}"));
     configs.extend(metrics::write_upstream_documents(&module, &dir)?);
-    let cancel = CancellationToken::new();
-    kwok_loadgen::cancel_on_signal(
-        cancel.clone(),
-        "perf: interrupted; stopping and deleting the cluster",
-    );
-    let mut results = Vec::new();
-    for c in &sides {
-        let log = dir.join(format!("{}-kwok.log", c.side));
-        let r = metrics::run_side(&kwokctl, c.clone(), &configs, &o, &log, cancel.clone()).await?;
-        std::fs::write(
-            dir.join(format!("{}.json", c.side)),
-            serde_json::to_string_pretty(&r)? + "\n",
-        )?;
-        results.push(r);
-        if cancel.is_cancelled() {
-            break;
-        }
-    }
+    let mut results = each_side(&sides, &dir, async |c, log, cancel| {
+        metrics::run_side(&kwokctl, c.clone(), &configs, &o, &log, cancel).await
+    })
+    .await?;
     // A side not run this time (`--only`) is read from an earlier run's JSON in the folder.
     for side in ["ours", "upstream"] {
         if results.iter().all(|r| r.controller.side != side)
@@ -319,32 +340,16 @@ async fn run_capacity(flags: Flags) -> Result<()> {
     };
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, upstream_wanted) = sides(&flags)?;
-    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-    let dir = flags.out.join(format!("{date}-{}", capacity::NAME));
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let (date, dir) = results_dir(&flags.out, capacity::NAME)?;
     let stages = if upstream_wanted {
         write_upstream_stages(&dir)?
     } else {
         write_our_stages(&dir)?
     };
-    let cancel = CancellationToken::new();
-    kwok_loadgen::cancel_on_signal(
-        cancel.clone(),
-        "perf: interrupted; stopping and deleting the cluster",
-    );
-    let mut results = Vec::new();
-    for c in &sides {
-        let log = dir.join(format!("{}-kwok.log", c.side));
-        let r = capacity::run_side(&kwokctl, c.clone(), &stages, &o, &log, cancel.clone()).await?;
-        std::fs::write(
-            dir.join(format!("{}.json", c.side)),
-            serde_json::to_string_pretty(&r)? + "\n",
-        )?;
-        results.push(r);
-        if cancel.is_cancelled() {
-            break;
-        }
-    }
+    let results = each_side(&sides, &dir, async |c, log, cancel| {
+        capacity::run_side(&kwokctl, c.clone(), &stages, &o, &log, cancel).await
+    })
+    .await?;
     let find = |side: &str| results.iter().find(|r| r.controller.side == side);
     let summary = format!(
         "# perf {} — {date}\n\n{}\nScenario: steps of {} nodes and {} pods (kept), each churning {} pods/s for {:?} \
@@ -384,34 +389,18 @@ async fn run(flags: Flags) -> Result<()> {
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, upstream_wanted) = sides(&flags)?;
 
-    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-    let dir = flags.out.join(format!("{date}-{}", scenario.name));
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let (date, dir) = results_dir(&flags.out, &scenario.name)?;
     let stages = if upstream_wanted {
         write_upstream_stages(&dir)?
     } else {
         write_our_stages(&dir)?
     };
-    let cancel = CancellationToken::new();
-    kwok_loadgen::cancel_on_signal(
-        cancel.clone(),
-        "perf: interrupted; stopping and deleting the cluster",
-    );
-
-    let mut results: Vec<SideResult> = Vec::new();
-    for c in &sides {
-        let log = dir.join(format!("{}-kwok.log", c.side));
-        let r = side::run(&kwokctl, c.clone(), &stages, &scenario, &log, cancel.clone()).await?;
-        std::fs::write(
-            dir.join(format!("{}.json", c.side)),
-            serde_json::to_string_pretty(&r)? + "\n",
-        )?;
+    let results = each_side(&sides, &dir, async |c, log, cancel| {
+        let r = side::run(&kwokctl, c.clone(), &stages, &scenario, &log, cancel).await?;
         eprintln!("{}", r.report.table());
-        results.push(r);
-        if cancel.is_cancelled() {
-            break;
-        }
-    }
+        Ok(r)
+    })
+    .await?;
     let find = |side: &str| results.iter().find(|r| r.controller.side == side);
     let summary = format!(
         "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods ({:?}), target rate {}/s, churn {}/s for {:?}, hold {:?}.\n\n{}",

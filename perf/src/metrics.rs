@@ -99,7 +99,7 @@ impl Default for Options {
     }
 }
 
-mod secs {
+pub(crate) mod secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -498,13 +498,7 @@ pub async fn run_side(
     log_to: &Path,
     cancel: CancellationToken,
 ) -> Result<MetricsResult> {
-    let name = format!("perf-{}", controller.side);
-    eprintln!(
-        "perf: {}: creating cluster with {}",
-        controller.side,
-        controller.binary.display()
-    );
-    let cluster = Cluster::create_with_configs(kwokctl, &name, &controller.binary, configs)?;
+    let cluster = Cluster::start(kwokctl, &controller, configs)?;
     let result = measure(&cluster, controller, o, cancel).await;
     cluster.copy_kwok_log(log_to);
     drop(cluster);

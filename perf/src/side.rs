@@ -163,13 +163,7 @@ pub async fn run(
     log_to: &std::path::Path,
     cancel: CancellationToken,
 ) -> Result<SideResult> {
-    let name = format!("perf-{}", controller.side);
-    eprintln!(
-        "perf: {}: creating cluster with {}",
-        controller.side,
-        controller.binary.display()
-    );
-    let cluster = Cluster::create(kwokctl, &name, &controller.binary, stages)?;
+    let cluster = Cluster::start(kwokctl, &controller, &[stages.to_owned()])?;
     let client = cluster.client().await?;
     let pid = cluster
         .pid("kwok-controller")
