@@ -72,7 +72,9 @@ pub enum Effect {
     },
     /// Delete the object.
     Delete,
-    /// A step failed to render for this object; the others still apply.
+    /// A step failed to render for this object. A stage with one is not sent at all
+    /// and is tried again later (the partial-failure rule is in `kwok_shards::batcher`'s
+    /// docs): the effects of a stage are one transition, not independent writes.
     Error {
         /// What went wrong, one line.
         message: String,

@@ -6,6 +6,17 @@
 //! (merge or strategic) are deep-merged into one body: both types are "overlay"
 //! patches, so applying the merged body equals applying them in order, except for
 //! `null` deletions followed by re-additions, which keep their last value.
+//!
+//! # Partial failure
+//! A stage's effects are one transition, sent in order ([`Writer::execute`]):
+//! - Before anything is sent, a stage with an effect that failed to render
+//!   ([`Effect::Error`]: a full IP pool, a template error) or a malformed JSON patch is
+//!   refused whole ([`Outcome::Failed`]) and tried again later, backing off.
+//! - Once sending, the first conflict ([`Outcome::Conflict`]), refusal or exhausted
+//!   retries ([`Outcome::Failed`]), or missing object ([`Outcome::Gone`]) stops the
+//!   rest. What was already sent stays (the apiserver has no transactions); the shard
+//!   matches the object again (conflict) or retries the stage from the object's
+//!   newest state (failure), so the effects left out are sent then if still due.
 
 use std::{
     sync::Arc,
@@ -189,6 +200,10 @@ impl Writer {
             warn!(object = %target.name, %message, "stage failed to render; trying again later");
             return Outcome::Failed;
         }
+        if let Some(error) = effects.iter().find_map(malformed_json_patch) {
+            warn!(object = %target.name, %error, "stage has a malformed JSON patch; trying again later");
+            return Outcome::Failed;
+        }
         let api = self.api(target, self.client.clone());
         let (mut last, mut deleted) = (None, false);
         for effect in effects {
@@ -201,8 +216,13 @@ impl Writer {
                 } => match self.client_as(impersonate.as_deref()) {
                     Ok(client) => {
                         let api = self.api(target, client);
-                        self.patch(&api, &target.name, subresource.as_deref(), &to_patch(*ty, body))
-                            .await
+                        match to_patch(*ty, body) {
+                            Ok(patch) => {
+                                self.patch(&api, &target.name, subresource.as_deref(), &patch)
+                                    .await
+                            }
+                            Err(_) => Err(Failure::Other),
+                        }
                     }
                     Err(failure) => Err(failure),
                 },
@@ -219,7 +239,10 @@ impl Writer {
                     Err(failure) => Err(failure),
                 },
                 Effect::Finalizers { .. } => match effect.finalizers_json_patch(&target.object) {
-                    Some(ops) => self.patch(&api, &target.name, None, &json_patch(&ops)).await,
+                    Some(ops) => match json_patch(&ops) {
+                        Ok(patch) => self.patch(&api, &target.name, None, &patch).await,
+                        Err(_) => Err(Failure::Other),
+                    },
                     None => Ok(None),
                 },
                 Effect::Delete => self.delete(target).await.map(|()| None),
@@ -490,18 +513,29 @@ fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
     base + Duration::from_millis(rng.random_range(0..=base.as_millis() as u64 / 2))
 }
 
-fn to_patch(ty: PatchType, body: &Value) -> Patch<Value> {
-    match ty {
-        PatchType::Json => json_patch(body),
+fn to_patch(ty: PatchType, body: &Value) -> Result<Patch<Value>, serde_json::Error> {
+    Ok(match ty {
+        PatchType::Json => json_patch(body)?,
         PatchType::Merge => Patch::Merge(body.clone()),
         PatchType::Strategic => Patch::Strategic(body.clone()),
-    }
+    })
 }
 
-fn json_patch(ops: &Value) -> Patch<Value> {
-    let patch: json_patch::Patch =
-        serde_json::from_value(ops.clone()).unwrap_or(json_patch::Patch(Vec::new()));
-    Patch::Json(patch)
+/// `ops` as a JSON patch; an error if it is not one (never an empty patch in its place).
+fn json_patch(ops: &Value) -> Result<Patch<Value>, serde_json::Error> {
+    serde_json::from_value::<json_patch::Patch>(ops.clone()).map(Patch::Json)
+}
+
+/// Why `effect`'s JSON patch body is not a JSON patch, if it has one that is not.
+fn malformed_json_patch(effect: &Effect) -> Option<serde_json::Error> {
+    match effect {
+        Effect::Patch {
+            ty: PatchType::Json,
+            body,
+            ..
+        } => json_patch(body).err(),
+        _ => None,
+    }
 }
 
 async fn patch_at(
@@ -563,6 +597,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_malformed_json_patch_should_be_an_error_not_an_empty_patch() {
+        let json = |body| Effect::Patch {
+            subresource: None,
+            ty: PatchType::Json,
+            body,
+            impersonate: None,
+        };
+        let good = json(json!([{"op": "remove", "path": "/metadata/finalizers/0"}]));
+        assert!(malformed_json_patch(&good).is_none());
+        assert!(matches!(to_patch(PatchType::Json, &json!([])), Ok(Patch::Json(p)) if p.0.is_empty()));
+        for bad in [
+            json!({"op": "remove"}),
+            json!([{"op": "frobnicate", "path": "/a"}]),
+            json!("x"),
+        ] {
+            assert!(malformed_json_patch(&json(bad.clone())).is_some(), "{bad}");
+            assert!(to_patch(PatchType::Json, &bad).is_err(), "{bad}");
+        }
+        assert!(
+            malformed_json_patch(&status_patch(json!({"op": "remove"}))).is_none(),
+            "not a JSON patch"
+        );
     }
 
     #[test]
