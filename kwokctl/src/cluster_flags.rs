@@ -102,7 +102,7 @@ pub struct ClusterFlags {
     /// half-made cluster is removed [default: none]
     #[arg(long, value_parser = humantime::parse_duration, env = "KWOK_TIMEOUT")]
     pub timeout: Option<Duration>,
-    /// Accepted for upstream compatibility; the binary runtime pulls no images.
+    /// Accepted for upstream compatibility; no runtime pulls images (they are built locally).
     #[arg(long)]
     pub quiet_pull: bool,
 }

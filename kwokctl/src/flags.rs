@@ -188,8 +188,30 @@ pub enum GetCommand {
     Kubeconfig(KubeconfigArgs),
     /// Lists the cluster's components (wide: status, pid and port).
     Components(OutputArgs),
-    /// Lists the binaries a cluster runs, with versions and paths.
-    Artifacts,
+    /// Lists the binaries a cluster runs, with versions and paths (and with a
+    /// container runtime, the images kwokctl builds from them).
+    Artifacts(ArtifactsArgs),
+}
+
+/// `get artifacts` flags.
+#[derive(Debug, Args)]
+pub struct ArtifactsArgs {
+    /// Runtime whose artifacts to list: binary, docker or podman [default: the
+    /// cluster's, else binary]
+    #[arg(long, env = "KWOK_RUNTIME")]
+    pub runtime: Option<String>,
+    /// Only binaries or only images.
+    #[arg(long, value_enum)]
+    pub filter: Option<ArtifactFilter>,
+}
+
+/// What `get artifacts --filter` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArtifactFilter {
+    /// Binaries.
+    Binary,
+    /// Container images.
+    Image,
 }
 
 /// `-o` of `get clusters|components`.
@@ -277,8 +299,8 @@ pub struct LogsArgs {
 /// `create cluster` flags.
 #[derive(Debug, Args)]
 pub struct CreateClusterArgs {
-    /// Runtime: binary (local processes); docker, podman, nerdctl and kind need a
-    /// container engine [default: binary]
+    /// Runtime: binary (local processes), docker or podman (containers from images
+    /// built locally); nerdctl and kind are refused with what they lack [default: binary]
     #[arg(long, env = "KWOK_RUNTIME")]
     pub runtime: Option<String>,
     /// kube-apiserver port (default: a free port).

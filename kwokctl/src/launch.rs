@@ -1,13 +1,10 @@
 //! Starting a cluster's components in order and waiting until each answers healthy.
 //!
 //! # Recovery
-//! [`Launch`] remembers every process it started. If a component dies or a deadline
-//! passes, [`Launch::abort`] stops them all, so a failed start leaves nothing running.
+//! [`Launch`] remembers every component it started. If one dies or a deadline passes,
+//! [`Launch::abort`] stops them all, so a failed start leaves nothing running.
 
-use std::{
-    process::Child,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use tracing::info;
 
@@ -15,7 +12,7 @@ use crate::{
     components::{Component, SEQUENTIAL_PREFIX},
     paths::ClusterDir,
     probe::Prober,
-    runtime::BinaryRuntime,
+    runtime::{Runtime, last_log_line},
 };
 
 /// Errors while bringing components up.
@@ -49,17 +46,6 @@ pub enum Error {
 /// Result of launching.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The last non-empty line of `log`, the likeliest reason a component died.
-fn last_line(log: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("(empty log)")
-        .to_owned()
-}
-
 /// Probe interval while waiting: short, since start-up takes seconds.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -70,16 +56,16 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 /// and `start` said "started" while `get components` showed it stopped.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// Processes started by one kwokctl command.
+/// Components started by one kwokctl command.
 pub struct Launch<'a> {
     dir: &'a ClusterDir,
-    runtime: BinaryRuntime,
-    started: Vec<(String, Child)>,
+    runtime: &'a dyn Runtime,
+    started: Vec<String>,
 }
 
 impl<'a> Launch<'a> {
-    /// A launch into cluster folder `dir`.
-    pub fn new(dir: &'a ClusterDir, runtime: BinaryRuntime) -> Self {
+    /// A launch into cluster folder `dir` by `runtime`.
+    pub fn new(dir: &'a ClusterDir, runtime: &'a dyn Runtime) -> Self {
         Self {
             dir,
             runtime,
@@ -110,9 +96,11 @@ impl<'a> Launch<'a> {
     }
 
     fn start(&mut self, component: &Component) -> Result<()> {
-        info!(component = %component.name, binary = %component.binary.display(), "starting");
-        let child = self.runtime.start(self.dir, component)?;
-        self.started.push((component.name.clone(), child));
+        info!(component = %component.name, binary = %component.binary.display(), runtime = self.runtime.name(), "starting");
+        // Recorded first: a container that was created and then failed to start is
+        // still the launch's to stop.
+        self.started.push(component.name.clone());
+        self.runtime.start(self.dir, component)?;
         Ok(())
     }
 
@@ -153,26 +141,23 @@ impl<'a> Launch<'a> {
     }
 
     fn check_alive(&mut self) -> Result<()> {
-        for (name, child) in &mut self.started {
-            if let Ok(Some(status)) = child.try_wait() {
+        for name in &self.started {
+            if let Some(status) = self.runtime.exited(self.dir, name) {
                 return Err(Error::Died {
                     component: name.clone(),
-                    status: status.to_string(),
-                    last_log_line: last_line(&self.dir.log(name)),
+                    status,
+                    last_log_line: last_log_line(self.runtime, self.dir, name),
                 });
             }
         }
         Ok(())
     }
 
-    /// Stops every process this launch started, newest first.
+    /// Stops every component this launch started, newest first.
     pub fn abort(&mut self) {
-        for (name, mut child) in self.started.drain(..).rev() {
+        for name in self.started.drain(..).rev() {
             info!(component = %name, "stopping after failed start");
             let _ = self.runtime.stop(self.dir, &name);
-            // Reap it: it is our child, and a zombie would look alive to a later check.
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

@@ -62,6 +62,14 @@ impl ClusterDir {
         &self.root
     }
 
+    /// The cluster's name: its folder's.
+    pub fn name(&self) -> String {
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// `kwok.yaml`: the resolved configuration, enough to start the cluster again.
     pub fn config(&self) -> PathBuf {
         self.root.join("kwok.yaml")

@@ -33,19 +33,14 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
     ("create cluster", "dashboard-port", REFUSED),
     ("create cluster", "kueueviz-port", REFUSED),
     ("create cluster", "kube-apiserver-insecure-port", REFUSED),
-    (
-        "get artifacts",
-        "runtime",
-        "only the binary runtime, whose artifacts it lists",
-    ),
-    ("get artifacts", "filter", "only binaries, which it lists"),
     ("snapshot export", "as", EXPORT),
     ("snapshot export", "as-group", EXPORT),
     ("snapshot export", "page-size", EXPORT),
     ("snapshot export", "page-buffer-size", EXPORT),
 ];
 
-const IMAGES: &str = "container runtimes and kind are not run yet (issue 23)";
+const IMAGES: &str =
+    "images are built locally from the binaries (no registry is reachable to pull one); kind is not run";
 const TARS: &str = "binaries are built from pinned Go modules; no release downloads";
 const REFUSED: &str = "a component kwokctl-rs does not run yet: refused in one line";
 const EXPORT: &str = "export reads with the kubeconfig's identity and its own paging";

@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::{
     binaries::{Binary, Finder},
     components::prometheus,
+    flags::{ArtifactFilter, ArtifactsArgs},
     paths::Workdir,
 };
 
@@ -24,10 +25,26 @@ const BINARIES: [Binary; 10] = [
     Binary::MetricsServer,
 ];
 
-pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
+pub(super) fn run(workdir: &Workdir, name: &str, args: &ArtifactsArgs) -> Result<()> {
     // The binaries of the named cluster if it exists, else the ones a new one would get.
     let cluster = super::existing(workdir, name).ok().map(|(_, c)| c);
     let finder = Finder::new(workdir.cache());
+    let runtime = args
+        .runtime
+        .clone()
+        .or_else(|| cluster.as_ref().map(|c| c.options.runtime.clone()))
+        .unwrap_or_else(|| "binary".into());
+    let runtime = crate::runtime::of(&runtime)?;
+    if args.filter != Some(ArtifactFilter::Image) {
+        binaries(&finder, cluster.as_ref());
+    }
+    if args.filter != Some(ArtifactFilter::Binary) {
+        super::images::list(runtime.as_ref(), &finder, cluster.as_ref());
+    }
+    Ok(())
+}
+
+fn binaries(finder: &Finder, cluster: Option<&crate::config::ClusterConfig>) {
     println!("{:<26}{:<16}PATH", "NAME", "VERSION");
     for binary in BINARIES {
         let component = match binary {
@@ -35,7 +52,6 @@ pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
             other => other.name(),
         };
         let used = cluster
-            .as_ref()
             .and_then(|c| c.component(component))
             .map(|c| c.binary.display().to_string());
         let path = match used {
@@ -55,7 +71,6 @@ pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
         println!("{:<26}{:<16}{path}", binary.name(), binary.version());
     }
     let prometheus_path = cluster
-        .as_ref()
         .and_then(|c| c.component(prometheus::NAME))
         .map(|c| c.binary.clone())
         .or_else(|| super::create_files::prometheus_binary(None).ok());
@@ -72,7 +87,6 @@ pub(super) fn run(workdir: &Workdir, name: &str) -> Result<()> {
             "-"
         ),
     }
-    Ok(())
 }
 
 /// The version `prometheus --version` reports ("prometheus, version 2.42.0+ds (…)").

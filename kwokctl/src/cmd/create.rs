@@ -29,7 +29,7 @@ use crate::{
     pki::{self, CLIENTS},
     ports::Allocator,
     probe::Prober,
-    runtime::{self, BinaryRuntime},
+    runtime::{self, Runtime},
     settings::Settings,
     userconfig::UserConfig,
 };
@@ -49,7 +49,11 @@ pub(super) async fn cluster(
     let mut settings = Settings::resolve(&args, &user)?;
     settings.dry_run = dry_run;
     check_inputs(&settings)?;
-    let runtime = runtime::select(&settings.runtime)?;
+    // A dry run asks no engine, as upstream.
+    let runtime = match dry_run {
+        true => runtime::of(&settings.runtime)?,
+        false => runtime::select(&settings.runtime)?,
+    };
     let dir = workdir.cluster(name);
     if dir.root().exists() {
         bail!(
@@ -79,6 +83,10 @@ pub(super) async fn cluster(
     let mut planned = components::plan(&ctx, &binaries);
     planned.retain(|c| settings.runs(&c.name));
     components::apply_patches(&mut planned, &settings.patches)?;
+    // Images are a cache shared by clusters, like binaries: a failed create keeps them.
+    runtime
+        .prepare(&mut planned, settings.dry_run)
+        .map_err(|e| expired(e, timeout, deadline))?;
     let files = extra_files(&ctx, &settings, &planned)?;
     let config = ClusterConfig {
         api_version: API_VERSION.into(),
@@ -92,7 +100,7 @@ pub(super) async fn cluster(
         volumes
             .filter_map(|v| v.create_command())
             .for_each(|c| println!("{c}"));
-        print!("{}", dry_run_script(&dir, &config, &files));
+        print!("{}", dry_run_script(&dir, &config, &files, runtime.as_ref()));
         return Ok(());
     }
     // `*OrCreate` host paths are made now, as the kubelet makes them before a container
@@ -125,8 +133,21 @@ pub(super) async fn cluster(
     if let Some(deadline) = deadline {
         wait_until = wait_until.min(deadline);
     }
-    if let Err(err) = make(&dir, &config, &files, runtime, wait_until, user_kubeconfig).await {
+    if let Err(err) = make(
+        &dir,
+        &config,
+        &files,
+        runtime.as_ref(),
+        wait_until,
+        user_kubeconfig,
+    )
+    .await
+    {
         let _ = kubeconfig::remove_from(user_kubeconfig, name);
+        super::export::save_logs(runtime.as_ref(), &dir, &config);
+        if let Err(e) = runtime.remove_all(&dir) {
+            tracing::warn!(cluster = name, "failed to remove what the runtime made: {e}");
+        }
         let logs = keep_logs(&dir, name);
         let _ = fs::remove_dir_all(dir.root());
         unmake(&made_paths);
@@ -165,7 +186,7 @@ async fn make(
     dir: &ClusterDir,
     config: &ClusterConfig,
     files: &[(PathBuf, String)],
-    runtime: BinaryRuntime,
+    runtime: &dyn Runtime,
     deadline: Instant,
     user_kubeconfig: &Path,
 ) -> Result<()> {

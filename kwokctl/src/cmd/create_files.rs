@@ -16,6 +16,7 @@ use crate::{
     components::{Component, Context, jaeger, metrics_server, prometheus},
     config::ClusterConfig,
     paths::ClusterDir,
+    runtime::Runtime,
     settings::Settings,
 };
 
@@ -118,6 +119,7 @@ pub(super) fn dry_run_script(
     dir: &ClusterDir,
     config: &ClusterConfig,
     files: &[(PathBuf, String)],
+    runtime: &dyn Runtime,
 ) -> String {
     let mut out = String::new();
     let root = dir.root().display();
@@ -142,7 +144,7 @@ pub(super) fn dry_run_script(
     for (path, text) in files {
         let _ = writeln!(out, "cat <<'EOF' >{}\n{}EOF", path.display(), with_newline(text));
     }
-    out.push_str(&start_commands(dir, config));
+    out.push_str(&start_commands(dir, config, runtime));
     if let Some(c) = config.component(metrics_server::NAME) {
         let _ = writeln!(
             out,
@@ -158,23 +160,18 @@ pub(super) fn dry_run_script(
 
 /// The commands that start `config`'s components, as a shell script (`create cluster`
 /// and `start cluster` with `--dry-run`).
-pub(super) fn start_commands(dir: &ClusterDir, config: &ClusterConfig) -> String {
+pub(super) fn start_commands(dir: &ClusterDir, config: &ClusterConfig, runtime: &dyn Runtime) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cd {}", dir.root().display());
     for c in &config.components {
-        let envs: String = c
-            .envs
-            .iter()
-            .map(|e| format!("{}={} ", e.name, crate::shell::quote(&e.value)))
-            .collect();
-        let args: Vec<String> = c.args.iter().map(|a| crate::shell::quote(a)).collect();
-        let _ = writeln!(
-            out,
-            "{envs}{} {} >>{} 2>&1 &",
-            c.binary.display(),
-            args.join(" "),
-            dir.log(&c.name).display()
-        );
+        if let Some(image) = &c.image {
+            let _ = writeln!(
+                out,
+                "# build image {image} from {} unless it holds that binary already",
+                c.binary.display()
+            );
+        }
+        let _ = writeln!(out, "{}", runtime.start_command(dir, c));
     }
     out
 }

@@ -5,7 +5,7 @@ use std::fs;
 use anyhow::{Context as _, Result, bail};
 use tracing::warn;
 
-use crate::{flags::DeleteClusterArgs, kubeconfig, paths::Workdir, runtime::BinaryRuntime, shell};
+use crate::{flags::DeleteClusterArgs, kubeconfig, paths::Workdir, shell};
 
 pub(super) fn clusters(workdir: &Workdir, name: &str, args: &DeleteClusterArgs, dry_run: bool) -> Result<()> {
     let names = if args.all {
@@ -47,8 +47,9 @@ fn cluster(workdir: &Workdir, name: &str, args: &DeleteClusterArgs, dry_run: boo
         .clone()
         .or_else(|| config.ok().and_then(|c| c.options.kubeconfig))
         .unwrap_or_else(kubeconfig::user_kubeconfig_path);
+    let runtime = super::lifecycle::runtime_of(&dir)?;
     if dry_run {
-        print!("{}", super::lifecycle::stop_plan(&dir));
+        print!("{}", super::lifecycle::stop_plan(&dir, runtime.as_ref()));
         println!(
             "kubectl config --kubeconfig {} delete-context {}",
             shell::path(&user_kubeconfig),
@@ -57,7 +58,9 @@ fn cluster(workdir: &Workdir, name: &str, args: &DeleteClusterArgs, dry_run: boo
         println!("rm -rf {}", shell::path(dir.root()));
         return Ok(());
     }
-    if let Err(e) = super::lifecycle::stop_all(&dir, BinaryRuntime) {
+    let stopped =
+        super::lifecycle::stop_all(&dir, runtime.as_ref()).and_then(|()| Ok(runtime.remove_all(&dir)?));
+    if let Err(e) = stopped {
         if !args.force {
             return Err(e.context(format!(
                 "failed to stop cluster {name:?}; `--force` deletes it anyway"

@@ -1,11 +1,18 @@
 //! `kwokctl export logs DIR`: copies a cluster's logs (and its configuration) out.
 
-use std::{fs, path::PathBuf};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 
-use crate::paths::Workdir;
+use crate::{
+    config::ClusterConfig,
+    paths::{ClusterDir, Workdir},
+    runtime::{LogSource, Runtime},
+};
 
 /// `export …`.
 #[derive(Debug, Subcommand)]
@@ -19,7 +26,8 @@ pub enum ExportCommand {
 
 pub(super) fn run(workdir: &Workdir, name: &str, what: ExportCommand) -> Result<()> {
     let ExportCommand::Logs { dir: dest } = what;
-    let (dir, _) = super::existing(workdir, name)?;
+    let (dir, config) = super::existing(workdir, name)?;
+    let runtime = crate::runtime::of(&config.options.runtime)?;
     fs::create_dir_all(&dest).with_context(|| format!("failed to create {}", dest.display()))?;
     let mut copied = 0;
     let logs = dir.logs();
@@ -33,9 +41,46 @@ pub(super) fn run(workdir: &Workdir, name: &str, what: ExportCommand) -> Result<
             .with_context(|| format!("failed to copy {} to {}", source.display(), target.display()))?;
         copied += 1;
     }
+    // A container runtime's component logs are the engine's, not files.
+    for c in &config.components {
+        let target = dest.join(format!("{}.log", c.name));
+        if write_engine_log(runtime.as_ref(), &dir, &c.name, &target)? {
+            copied += 1;
+        }
+    }
     println!(
         "Exported {copied} files of cluster {name:?} to {}",
         dest.display()
     );
     Ok(())
+}
+
+/// Writes component `name`'s log, when the engine keeps it, to `target` (stdout and
+/// stderr interleaved as the engine prints them); whether there was such a log.
+fn write_engine_log(runtime: &dyn Runtime, dir: &ClusterDir, name: &str, target: &Path) -> Result<bool> {
+    let LogSource::Command(mut command) = runtime.log_source(dir, name, false) else {
+        return Ok(false);
+    };
+    let file = fs::File::create(target).with_context(|| format!("failed to create {}", target.display()))?;
+    let status = command
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("failed to read the log of {name}"))?;
+    if !status.success() {
+        bail!(
+            "failed to read the log of {name} from {} ({status}); see {}",
+            runtime.name(),
+            target.display()
+        );
+    }
+    Ok(true)
+}
+
+/// Copies the engine's logs of `config`'s components into the cluster's `logs/`
+/// folder, best effort: a failed create keeps them there after its containers go.
+pub(super) fn save_logs(runtime: &dyn Runtime, dir: &ClusterDir, config: &ClusterConfig) {
+    for c in &config.components {
+        let _ = write_engine_log(runtime, dir, &c.name, &dir.log(&c.name));
+    }
 }

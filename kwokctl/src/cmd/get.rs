@@ -11,7 +11,7 @@ use crate::{
     paths::{ClusterDir, Workdir},
     pki,
     probe::Prober,
-    runtime::{BinaryRuntime, Status},
+    runtime::Status,
 };
 
 pub(super) async fn run(workdir: &Workdir, name: &str, what: GetCommand) -> Result<()> {
@@ -21,7 +21,7 @@ pub(super) async fn run(workdir: &Workdir, name: &str, what: GetCommand) -> Resu
             let (dir, _) = super::existing(workdir, name)?;
             print!("{}", kubeconfig(&dir, &args)?);
         }
-        GetCommand::Artifacts => super::artifacts::run(workdir, name)?,
+        GetCommand::Artifacts(args) => super::artifacts::run(workdir, name, &args)?,
         GetCommand::Components(o) => {
             let (dir, config) = super::existing(workdir, name)?;
             let rows = component_states(&dir, &config).await;
@@ -56,9 +56,11 @@ struct ComponentState {
 async fn component_states(dir: &ClusterDir, config: &crate::config::ClusterConfig) -> Vec<ComponentState> {
     // Without a readable kubeconfig nothing can be probed: running counts as NotReady.
     let prober = Prober::from_kubeconfig(&dir.kubeconfig()).await.ok();
+    let runtime = crate::runtime::of(&config.options.runtime).ok();
     let mut rows = Vec::with_capacity(config.components.len());
     for c in &config.components {
-        let (pid, status) = match BinaryRuntime.status(dir, &c.name) {
+        let state = runtime.as_ref().map(|r| r.status(dir, &c.name));
+        let (pid, status) = match state.unwrap_or(Status::Stopped) {
             Status::Stopped => (None, "Stopped"),
             Status::Running(pid) => {
                 let healthy = match &prober {

@@ -1,9 +1,6 @@
 //! `kwokctl start cluster` and `kwokctl stop cluster`: processes go, data stays.
 
-use std::{
-    fs,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
@@ -13,7 +10,7 @@ use crate::{
     paths::ClusterDir,
     ports,
     probe::Prober,
-    runtime::{self, BinaryRuntime, Status},
+    runtime::{self, Runtime, Status},
 };
 
 /// How long `start cluster` waits for the components to be healthy again unless
@@ -28,7 +25,10 @@ pub(super) async fn start(
 ) -> Result<()> {
     let started = Instant::now();
     let (dir, config) = super::existing(workdir, name)?;
-    let runtime = runtime::select(&config.options.runtime)?;
+    let runtime = match dry_run {
+        true => runtime::of(&config.options.runtime)?,
+        false => runtime::select(&config.options.runtime)?,
+    };
     // The components not running, in start order: all of them after `stop cluster`, or
     // the ones that died or were killed (each restarted with its exact command line).
     let (stopped, running): (Vec<_>, Vec<_>) = config
@@ -51,11 +51,14 @@ pub(super) async fn start(
             components: stopped,
             ..config
         };
-        print!("{}", super::create_files::start_commands(&dir, &plan));
+        print!(
+            "{}",
+            super::create_files::start_commands(&dir, &plan, runtime.as_ref())
+        );
         return Ok(());
     }
     let prober = Prober::from_kubeconfig(&dir.kubeconfig()).await?;
-    let mut launch = Launch::new(&dir, runtime);
+    let mut launch = Launch::new(&dir, runtime.as_ref());
     let mut deadline = started + args.wait.max(START_WAIT);
     if let Some(timeout) = args.timeout {
         deadline = deadline.min(started + timeout);
@@ -82,22 +85,32 @@ pub(super) async fn start(
 }
 
 pub(super) fn stop(workdir: &crate::paths::Workdir, name: &str, dry_run: bool) -> Result<()> {
-    let (dir, _) = super::existing(workdir, name)?;
+    let (dir, config) = super::existing(workdir, name)?;
+    let runtime = runtime::of(&config.options.runtime)?;
     if dry_run {
-        print!("{}", stop_plan(&dir));
+        print!("{}", stop_plan(&dir, runtime.as_ref()));
         return Ok(());
     }
-    stop_all(&dir, BinaryRuntime)?;
+    stop_all(&dir, runtime.as_ref())?;
     println!("Cluster {name:?} stopped");
     Ok(())
 }
 
-/// Stops every process with a pid file in `dir`: the configured components in
-/// reverse start order first (kwok before the apiserver before etcd), then any other.
-/// One that will not stop does not keep the others running: all are tried, and the
-/// error names every one left.
-pub(super) fn stop_all(dir: &ClusterDir, runtime: BinaryRuntime) -> Result<()> {
-    let left: Vec<String> = stop_order(dir)
+/// The runtime of the cluster in `dir` as its configuration names it; the binary
+/// runtime when that cannot be read (a half-made cluster of `delete --force`).
+pub(super) fn runtime_of(dir: &ClusterDir) -> Result<Box<dyn Runtime>> {
+    match crate::config::ClusterConfig::load(&dir.config()) {
+        Ok(config) => Ok(runtime::of(&config.options.runtime)?),
+        Err(_) => Ok(Box::new(runtime::BinaryRuntime::default())),
+    }
+}
+
+/// Stops every component of the cluster in `dir`: the configured ones in reverse
+/// start order first (kwok before the apiserver before etcd), then any other the
+/// runtime knows of. One that will not stop does not keep the others running: all are
+/// tried, and the error names every one left.
+pub(super) fn stop_all(dir: &ClusterDir, runtime: &dyn Runtime) -> Result<()> {
+    let left: Vec<String> = stop_order(dir, runtime)
         .into_iter()
         .filter_map(|name| runtime.stop(dir, &name).err().map(|e| e.to_string()))
         .collect();
@@ -107,29 +120,26 @@ pub(super) fn stop_all(dir: &ClusterDir, runtime: BinaryRuntime) -> Result<()> {
     Ok(())
 }
 
-/// What `stop_all` would do, as shell commands (`kill PID` per running component).
-pub(super) fn stop_plan(dir: &ClusterDir) -> String {
+/// What `stop_all` would do, as shell commands (`kill PID`, `docker stop NAME`).
+pub(super) fn stop_plan(dir: &ClusterDir, runtime: &dyn Runtime) -> String {
     let mut out = String::new();
-    for name in stop_order(dir) {
-        if let Status::Running(pid) = BinaryRuntime.status(dir, &name) {
-            out.push_str(&format!("kill {pid} # {name}\n"));
+    for name in stop_order(dir, runtime) {
+        if let Some(line) = runtime.stop_command(dir, &name) {
+            out.push_str(&line);
+            out.push('\n');
         }
     }
     out
 }
 
-/// Components with a pid file, in stop order.
-fn stop_order(dir: &ClusterDir) -> Vec<String> {
+/// The configured components and those the runtime knows of, in stop order.
+fn stop_order(dir: &ClusterDir, runtime: &dyn Runtime) -> Vec<String> {
     let mut names: Vec<String> = crate::config::ClusterConfig::load(&dir.config())
         .map(|c| c.components.into_iter().rev().map(|c| c.name).collect())
         .unwrap_or_default();
-    if let Ok(entries) = fs::read_dir(dir.root().join("pids")) {
-        for entry in entries.filter_map(|e| e.ok()) {
-            if let Some(stem) = entry.path().file_stem().and_then(|s| s.to_str())
-                && !names.iter().any(|n| n == stem)
-            {
-                names.push(stem.to_owned());
-            }
+    for known in runtime.known(dir) {
+        if !names.contains(&known) {
+            names.push(known);
         }
     }
     names

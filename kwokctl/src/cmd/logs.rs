@@ -1,6 +1,6 @@
 //! `kwokctl logs COMPONENT [--follow]`.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use tokio::{
@@ -8,7 +8,7 @@ use tokio::{
     io::{self, AsyncReadExt, AsyncWriteExt},
 };
 
-use crate::paths::Workdir;
+use crate::{paths::Workdir, runtime::LogSource};
 
 /// How often `--follow` looks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
@@ -19,19 +19,36 @@ pub(super) async fn run(workdir: &Workdir, name: &str, component: &str, follow: 
         if config.options.kube_audit_policy.is_none() {
             bail!("cluster {name:?} has no audit log: create it with --kube-audit-policy FILE");
         }
-    } else if config.component(component).is_none() {
+        return print_file(&dir.audit_log(), follow).await;
+    }
+    if config.component(component).is_none() {
         let names: Vec<&str> = config.components.iter().map(|c| c.name.as_str()).collect();
         bail!(
             "cluster {name:?} has no component {component:?} (it has: {})",
             names.join(", ")
         );
     }
-    let path = if component == "audit" {
-        dir.audit_log()
-    } else {
-        dir.log(component)
-    };
-    let mut file = File::open(&path)
+    let runtime = crate::runtime::of(&config.options.runtime)?;
+    match runtime.log_source(&dir, component, follow) {
+        LogSource::File(path) => print_file(&path, follow).await,
+        LogSource::Command(mut command) => {
+            let status = command
+                .status()
+                .with_context(|| format!("failed to run {}", runtime.name()))?;
+            if !status.success() {
+                bail!(
+                    "{} could not print the log of {component} ({status})",
+                    runtime.name()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints `path`, and with `follow` what is appended to it after.
+async fn print_file(path: &Path, follow: bool) -> Result<()> {
+    let mut file = File::open(path)
         .await
         .with_context(|| format!("failed to open {}", path.display()))?;
     let mut stdout = io::stdout();

@@ -8,6 +8,7 @@ mod create_files;
 mod delete;
 mod export;
 mod get;
+mod images;
 mod lifecycle;
 mod logs;
 mod passthrough;

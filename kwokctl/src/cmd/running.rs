@@ -3,14 +3,12 @@
 
 use anyhow::{Result, bail};
 
-use crate::{
-    paths::ClusterDir,
-    runtime::{BinaryRuntime, Status},
-};
+use crate::{paths::ClusterDir, runtime::Status};
 
 /// Fails unless `component` of cluster `name` runs.
 pub(super) fn ensure(dir: &ClusterDir, name: &str, component: &str) -> Result<()> {
-    if BinaryRuntime.status(dir, component) == Status::Stopped {
+    let runtime = super::lifecycle::runtime_of(dir)?;
+    if runtime.status(dir, component) == Status::Stopped {
         bail!(
             "cluster {name:?} is stopped ({component} is not running); start it with `kwokctl start cluster --name {name}`"
         );

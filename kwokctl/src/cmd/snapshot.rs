@@ -15,7 +15,6 @@ use crate::{
     client,
     flags::{ExportArgs, Format, RecordArgs, ReplayArgs, SnapshotArgs, SnapshotCommand},
     paths::{ClusterDir, Workdir},
-    runtime::BinaryRuntime,
     snapshot::{etcd, k8s, record, replay},
 };
 
@@ -71,7 +70,7 @@ fn plan(workdir: &Workdir, name: &str, what: &SnapshotCommand) -> Result<String>
         ),
         SnapshotCommand::Restore(a) if a.format == Format::Etcd => format!(
             "{}etcdutl snapshot restore {} --data-dir {}\n# start cluster {name:?} on the restored data\n",
-            super::lifecycle::stop_plan(&dir),
+            super::lifecycle::stop_plan(&dir, super::lifecycle::runtime_of(&dir)?.as_ref()),
             crate::shell::path(&a.path),
             crate::shell::path(&dir.etcd_data())
         ),
@@ -267,7 +266,7 @@ async fn restore_etcd(
         let _ = fs::remove_dir_all(&staged);
         return Err(anyhow::Error::from(err).context(format!("cluster {name:?} is unchanged")));
     }
-    super::lifecycle::stop_all(dir, BinaryRuntime)?;
+    super::lifecycle::stop_all(dir, super::lifecycle::runtime_of(dir)?.as_ref())?;
     let _ = fs::remove_dir_all(&old);
     fs::rename(&data, &old).with_context(|| format!("failed to move {} aside", data.display()))?;
     fs::rename(&staged, &data).with_context(|| format!("failed to move {} into place", staged.display()))?;
@@ -278,7 +277,7 @@ async fn restore_etcd(
         }
         Err(err) => {
             // Back to the data the cluster had: the snapshot is the problem, not the cluster.
-            super::lifecycle::stop_all(dir, BinaryRuntime)?;
+            super::lifecycle::stop_all(dir, super::lifecycle::runtime_of(dir)?.as_ref())?;
             fs::remove_dir_all(&data).with_context(|| format!("failed to remove {}", data.display()))?;
             fs::rename(&old, &data).with_context(|| format!("failed to put {} back", old.display()))?;
             let back = super::lifecycle::start(workdir, name, &Default::default(), false).await;

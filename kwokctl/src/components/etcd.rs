@@ -27,6 +27,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         ],
         port: o.etcd_port,
         health_url: format!("{client}/health"),
+        image: None,
         envs: Vec::new(),
     }
 }

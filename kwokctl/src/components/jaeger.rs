@@ -48,6 +48,7 @@ pub(super) fn component(binary: &Path, ports: Ports) -> Component {
         args,
         port: ports.query,
         health_url: format!("http://127.0.0.1:{}/api/services", ports.query),
+        image: None,
         envs: Vec::new(),
     }
 }

@@ -72,6 +72,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, tunnel: bool) -> Compo
         args,
         port: o.kube_apiserver_port,
         health_url: format!("https://127.0.0.1:{}/readyz", o.kube_apiserver_port),
+        image: None,
         envs: Vec::new(),
     }
 }

@@ -26,6 +26,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
         args,
         port,
         health_url: format!("https://127.0.0.1:{port}/healthz"),
+        image: None,
         envs: Vec::new(),
     }
 }

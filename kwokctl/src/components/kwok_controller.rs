@@ -41,6 +41,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> Compone
         port,
         // /healthz needs no client certificate.
         health_url: format!("https://127.0.0.1:{port}/healthz"),
+        image: None,
         envs: Vec::new(),
     }
 }

@@ -72,6 +72,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16, tunnel: boo
         health_url: format!("https://127.0.0.1:{port}/livez"),
         // Go's proxy from the environment: a node at a non-loopback address is reached
         // through kwok (the proxy connection carries the kubelet client certificate).
+        image: None,
         envs: if tunnel {
             vec![EnvVar {
                 name: "HTTPS_PROXY".into(),

@@ -37,6 +37,10 @@ pub struct Component {
     /// Extra environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub envs: Vec<EnvVar>,
+    /// The image a container runtime runs it from (built by kwokctl from `binary`);
+    /// none in the binary runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Binaries resolved for the components.
@@ -389,6 +393,7 @@ mod tests {
             args: vec!["--v=1".into(), "--secure-port=6443".into()],
             port: 1,
             health_url: String::new(),
+            image: None,
             envs: Vec::new(),
         }];
         let arg = |key: &str, value: &str| crate::userconfig::ExtraArg {

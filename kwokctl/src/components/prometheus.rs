@@ -28,6 +28,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> Componen
         ],
         port,
         health_url: format!("http://127.0.0.1:{port}/-/ready"),
+        image: None,
         envs: Vec::new(),
     }
 }
@@ -95,6 +96,7 @@ mod tests {
             args: Vec::new(),
             port,
             health_url: String::new(),
+            image: None,
             envs: Vec::new(),
         }
     }

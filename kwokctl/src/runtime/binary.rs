@@ -9,10 +9,12 @@
 //! whose `kwok.yaml` was never written is cleaned up.
 
 use std::{
+    collections::HashMap,
     fs::{self, OpenOptions},
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -21,29 +23,32 @@ use nix::{
     unistd::Pid,
 };
 
-use super::{Error, Result};
+use super::{Error, LogSource, Result, Runtime, Status};
 use crate::{components::Component, paths::ClusterDir};
 
 /// How long a component gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Runs components as local processes.
-#[derive(Debug, Clone, Copy)]
-pub struct BinaryRuntime;
-
-/// Whether a component's process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Running with this pid.
-    Running(i32),
-    /// Not running.
-    Stopped,
+#[derive(Debug, Default)]
+pub struct BinaryRuntime {
+    /// The processes this value started, by component: kwokctl's children, watched for
+    /// an early exit and reaped when stopped (a zombie would look alive).
+    children: Mutex<HashMap<String, Child>>,
 }
 
-impl BinaryRuntime {
+impl Runtime for BinaryRuntime {
+    fn name(&self) -> &'static str {
+        "binary"
+    }
+
+    fn prepare(&self, _components: &mut [Component], _dry_run: bool) -> Result<()> {
+        Ok(())
+    }
+
     /// Starts `component` detached (own process group, stdin closed, output appended
     /// to its log) and records its pid.
-    pub fn start(&self, dir: &ClusterDir, component: &Component) -> Result<Child> {
+    fn start(&self, dir: &ClusterDir, component: &Component) -> Result<()> {
         let err = |action, source| Error::Process {
             action,
             component: component.name.clone(),
@@ -67,11 +72,18 @@ impl BinaryRuntime {
             .map_err(|e| err("start", e))?;
         fs::write(dir.pid(&component.name), child.id().to_string())
             .map_err(|e| err("record the pid of", e))?;
-        Ok(child)
+        self.children().insert(component.name.clone(), child);
+        Ok(())
+    }
+
+    fn exited(&self, _dir: &ClusterDir, name: &str) -> Option<String> {
+        let mut children = self.children();
+        let status = children.get_mut(name)?.try_wait().ok()??;
+        Some(status.to_string())
     }
 
     /// The status of component `name` from its pid file.
-    pub fn status(&self, dir: &ClusterDir, name: &str) -> Status {
+    fn status(&self, dir: &ClusterDir, name: &str) -> Status {
         match read_pid(&dir.pid(name)) {
             Some(pid) if owned_by(pid, dir.root()) => Status::Running(pid),
             _ => Status::Stopped,
@@ -79,27 +91,88 @@ impl BinaryRuntime {
     }
 
     /// Stops component `name` (SIGTERM, then SIGKILL after a grace period) and removes
-    /// its pid file. Returns whether a process was stopped.
-    pub fn stop(&self, dir: &ClusterDir, name: &str) -> Result<bool> {
+    /// its pid file.
+    fn stop(&self, dir: &ClusterDir, name: &str) -> Result<bool> {
         let pid_file = dir.pid(name);
-        let Status::Running(pid) = self.status(dir, name) else {
-            let _ = fs::remove_file(&pid_file);
-            return Ok(false);
-        };
-        let target = Pid::from_raw(pid);
-        let _ = kill(target, Signal::SIGTERM);
-        if !wait_gone(pid, STOP_GRACE) {
-            let _ = kill(target, Signal::SIGKILL);
-            if !wait_gone(pid, Duration::from_secs(5)) {
-                return Err(Error::Unkillable {
-                    component: name.to_owned(),
-                    pid,
-                });
+        let stopped = match self.status(dir, name) {
+            Status::Stopped => false,
+            Status::Running(pid) => {
+                terminate(name, pid)?;
+                true
             }
-        }
+        };
         let _ = fs::remove_file(&pid_file);
-        Ok(true)
+        if let Some(mut child) = self.children().remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(stopped)
     }
+
+    /// Components with a pid file.
+    fn known(&self, dir: &ClusterDir) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(dir.root().join("pids")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.path().file_stem()?.to_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Processes leave nothing behind but the folder.
+    fn remove_all(&self, _dir: &ClusterDir) -> Result<()> {
+        Ok(())
+    }
+
+    fn log_source(&self, dir: &ClusterDir, name: &str, _follow: bool) -> LogSource {
+        LogSource::File(dir.log(name))
+    }
+
+    fn start_command(&self, dir: &ClusterDir, c: &Component) -> String {
+        let envs: String = c
+            .envs
+            .iter()
+            .map(|e| format!("{}={} ", e.name, crate::shell::quote(&e.value)))
+            .collect();
+        let args: Vec<String> = c.args.iter().map(|a| crate::shell::quote(a)).collect();
+        format!(
+            "{envs}{} {} >>{} 2>&1 &",
+            c.binary.display(),
+            args.join(" "),
+            dir.log(&c.name).display()
+        )
+    }
+
+    fn stop_command(&self, dir: &ClusterDir, name: &str) -> Option<String> {
+        match self.status(dir, name) {
+            Status::Running(pid) => Some(format!("kill {pid} # {name}")),
+            Status::Stopped => None,
+        }
+    }
+}
+
+impl BinaryRuntime {
+    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<String, Child>> {
+        // A panic elsewhere cannot leave the map half-updated: take it as it is.
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// SIGTERM, then SIGKILL after [`STOP_GRACE`].
+fn terminate(name: &str, pid: i32) -> Result<()> {
+    let target = Pid::from_raw(pid);
+    let _ = kill(target, Signal::SIGTERM);
+    if !wait_gone(pid, STOP_GRACE) {
+        let _ = kill(target, Signal::SIGKILL);
+        if !wait_gone(pid, Duration::from_secs(5)) {
+            return Err(Error::Unkillable {
+                component: name.to_owned(),
+                pid,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn read_pid(path: &Path) -> Option<i32> {

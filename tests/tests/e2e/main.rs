@@ -31,6 +31,7 @@ mod completion;
 mod kectl;
 mod loadgen;
 mod record;
+mod runtimes;
 mod scale;
 mod scale_kinds;
 mod snapshot;
