@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane binaries from the Go wrapper modules next to
-# this script into the kwok cache:
+# Builds the control-plane binaries from the Go wrapper modules next to this script
+# (the pinned ones here; kwokctl writes a copy with generated wrappers for another
+# Kubernetes version) into the kwok cache:
 #   ${KWOK_CACHE_DIR:-~/.kwok/cache}/<component>/<version>/<component>
 # A binary already in the cache is skipped. Usage: build.sh [component...]
 # (default: all of etcd etcdctl etcdutl kube-apiserver kube-controller-manager
@@ -14,7 +15,9 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local
 # Two packages at a time keeps a cold Kubernetes build under ~8 GiB.
 export GOFLAGS="${GOFLAGS:-} -p=2 -mod=readonly -trimpath"
 
-modversion() { # <module dir> <module path>
+modversion() { # <module dir> <module path>; nothing for a module not written (kwokctl
+  # writes a generated version's wrapper only for the components it builds)
+  [[ -f "$1/go.mod" ]] || return 0
   awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1/go.mod"
 }
 
@@ -51,6 +54,7 @@ k8s_ldflags() {
 build_one() {
   local c="$1" version dir pkg moddir ldflags start
   version="$(version_of "$c")"
+  [[ -n "$version" ]] || { echo "build.sh: no Go module for $c next to this script" >&2; exit 2; }
   dir="$cache/$c/$version"
   if [[ -x "$dir/$c" ]]; then
     echo "==> $c $version: cached at $dir/$c"

@@ -203,6 +203,10 @@ pub struct ArtifactsArgs {
     /// Only binaries or only images.
     #[arg(long, value_enum)]
     pub filter: Option<ArtifactFilter>,
+    /// The Kubernetes version to list binaries for, when the cluster does not exist
+    /// [default: the pinned one]
+    #[arg(long, env = "KWOK_KUBE_VERSION")]
+    pub kube_version: Option<String>,
 }
 
 /// What `get artifacts --filter` keeps.
@@ -341,16 +345,30 @@ pub struct CreateClusterArgs {
     #[arg(long, hide = true)]
     #[allow(missing_docs)] // reason: hidden, refused (see dashboard_port).
     pub kueueviz_port: Option<String>,
-    /// etcd binary (default: cache, PATH, else built from the pinned Go module).
+    /// Kubernetes version of the control plane: any release the Go module proxy serves
+    /// (downloaded, else built on first use and cached) [default: the pinned one]
+    #[arg(long, env = "KWOK_KUBE_VERSION")]
+    pub kube_version: Option<String>,
+    /// Where Kubernetes release binaries are downloaded from, each beside its `.sha256`
+    /// ("" downloads nothing: they are built from Go modules)
+    /// [default: https://dl.k8s.io/release/<version>/bin/linux/<arch>]
+    #[arg(long, env = "KWOK_KUBE_BINARY_PREFIX")]
+    pub kube_binary_prefix: Option<String>,
+    /// Where etcd's release tarball is downloaded from, beside its SHA256SUMS ("" downloads
+    /// nothing) [default: https://github.com/etcd-io/etcd/releases/download/<version>]
+    #[arg(long, env = "KWOK_ETCD_BINARY_PREFIX")]
+    pub etcd_binary_prefix: Option<String>,
+    /// etcd binary: a path, or a URL (of the binary, or upstream's `<tarball>#etcd`)
+    /// downloaded and checked (default: cache, PATH, else downloaded or built).
     #[arg(long, env = "KWOK_ETCD_BINARY")]
     pub etcd_binary: Option<PathBuf>,
-    /// kube-apiserver binary.
+    /// kube-apiserver binary: a path or a URL (checked against `<URL>.sha256`).
     #[arg(long, env = "KWOK_KUBE_APISERVER_BINARY")]
     pub kube_apiserver_binary: Option<PathBuf>,
-    /// kube-controller-manager binary.
+    /// kube-controller-manager binary: a path or a URL.
     #[arg(long, env = "KWOK_KUBE_CONTROLLER_MANAGER_BINARY")]
     pub kube_controller_manager_binary: Option<PathBuf>,
-    /// kube-scheduler binary.
+    /// kube-scheduler binary: a path or a URL.
     #[arg(long, env = "KWOK_KUBE_SCHEDULER_BINARY")]
     pub kube_scheduler_binary: Option<PathBuf>,
     /// kwok controller binary (default: next to kwokctl, else PATH).

@@ -5,10 +5,12 @@
 use std::{path::PathBuf, time::Duration};
 
 use crate::{
+    binaries::Downloads,
     cluster_flags::ClusterFlags,
     components::{self, ALL_COMPONENTS, DEFAULT_COMPONENTS, REQUIRED_COMPONENTS, prometheus},
     config::{DEFAULT_ETCD_PREFIX, DEFAULT_HEARTBEAT_FACTOR, DEFAULT_NODE_LEASE_DURATION_SECONDS},
     flags::CreateClusterArgs,
+    kube_version::Versions,
     userconfig::{ComponentPatch, ExtraArg, FileOptions, UserConfig},
 };
 
@@ -24,6 +26,9 @@ pub enum Error {
     /// An `--extra-args` value is not `component=key=value`.
     #[error("--extra-args {0:?}: want COMPONENT=KEY=VALUE, e.g. kube-apiserver=v=4")]
     ExtraArg(String),
+    /// `--kube-version` is not a release number.
+    #[error(transparent)]
+    KubeVersion(#[from] crate::kube_version::Malformed),
     /// A value out of range.
     #[error("{flag} {value}: {reason}")]
     Invalid {
@@ -85,6 +90,10 @@ pub struct Settings {
     pub wait: Duration,
     /// Print what would be done and change nothing (the global `--dry-run`).
     pub dry_run: bool,
+    /// The Kubernetes and etcd versions (`--kube-version`).
+    pub versions: Versions,
+    /// Where release binaries are downloaded from.
+    pub downloads: Downloads,
 }
 
 impl Settings {
@@ -190,6 +199,11 @@ impl Settings {
             wait,
             // The global `--dry-run`; the caller sets it.
             dry_run: false,
+            versions: Versions::for_kube(o.kube_version.as_deref())?,
+            downloads: Downloads {
+                kube_prefix: o.kube_binary_prefix,
+                etcd_prefix: o.etcd_binary_prefix,
+            },
         })
     }
 
@@ -236,6 +250,9 @@ pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOpt
         disable_kube_scheduler = c.disable_kube_scheduler.then_some(true),
         disable_kube_controller_manager = c.disable_kube_controller_manager.then_some(true),
         quiet_pull = c.quiet_pull.then_some(true),
+        kube_version = args.kube_version.clone(),
+        kube_binary_prefix = args.kube_binary_prefix.clone(),
+        etcd_binary_prefix = args.etcd_binary_prefix.clone(),
     );
     // Lists from flags add to the file's.
     for (list, extra) in [(&mut o.enable, &c.enable), (&mut o.disable, &c.disable)] {

@@ -151,6 +151,12 @@ pub struct FileOptions {
     pub disable_qps_limits: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet_pull: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_binary_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_binary_prefix: Option<String>,
 }
 
 /// Extra flags and environment for one component.
@@ -328,7 +334,6 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "runtimes",
     "jaegerOtlpGrpcPort",
     "kwokVersion",
-    "kubeVersion",
     "etcdVersion",
     "kectlVersion",
     "dashboardVersion",
@@ -382,12 +387,10 @@ const UPSTREAM_ONLY_OPTIONS: &[&str] = &[
     "kindNodeImagePrefix",
     "kindNodeImage",
     "binSuffix",
-    "kubeBinaryPrefix",
     "kubeApiserverBinary",
     "kubeControllerManagerBinary",
     "kubeSchedulerBinary",
     "kubectlBinary",
-    "etcdBinaryPrefix",
     "etcdctlBinary",
     "etcdutlBinary",
     "kectlBinary",

@@ -41,7 +41,8 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
 
 const IMAGES: &str =
     "images are built locally from the binaries (no registry is reachable to pull one); kind is not run";
-const TARS: &str = "binaries are built from pinned Go modules; no release downloads";
+const TARS: &str =
+    "deprecated upstream: --etcd-binary takes <tarball>#etcd; Prometheus is Debian's, Jaeger built";
 const REFUSED: &str = "a component kwokctl-rs does not run yet: refused in one line";
 const EXPORT: &str = "export reads with the kubeconfig's identity and its own paging";
 

@@ -1,6 +1,6 @@
 //! `kwokctl get artifacts`: which binary runs each component, at which version, from where.
 
-use std::{path::Path, process::Command};
+use std::{fs, path::Path, process::Command};
 
 use anyhow::Result;
 
@@ -8,6 +8,7 @@ use crate::{
     binaries::{Binary, Finder},
     components::prometheus,
     flags::{ArtifactFilter, ArtifactsArgs},
+    kube_version::Versions,
     paths::Workdir,
 };
 
@@ -28,7 +29,10 @@ const BINARIES: [Binary; 10] = [
 pub(super) fn run(workdir: &Workdir, name: &str, args: &ArtifactsArgs) -> Result<()> {
     // The binaries of the named cluster if it exists, else the ones a new one would get.
     let cluster = super::existing(workdir, name).ok().map(|(_, c)| c);
-    let finder = Finder::new(workdir.cache());
+    let finder = match &cluster {
+        Some(config) => super::cluster_finder(workdir, config),
+        None => Finder::new(workdir.cache()).versions(Versions::for_kube(args.kube_version.as_deref())?),
+    };
     let runtime = args
         .runtime
         .clone()
@@ -45,7 +49,7 @@ pub(super) fn run(workdir: &Workdir, name: &str, args: &ArtifactsArgs) -> Result
 }
 
 fn binaries(finder: &Finder, cluster: Option<&crate::config::ClusterConfig>) {
-    println!("{:<26}{:<16}PATH", "NAME", "VERSION");
+    println!("{:<26}{:<16}{:<32}PATH", "NAME", "VERSION", "CACHED VERSIONS");
     for binary in BINARIES {
         let component = match binary {
             Binary::Kwok => "kwok-controller",
@@ -65,10 +69,21 @@ fn binaries(finder: &Finder, cluster: Option<&crate::config::ClusterConfig>) {
                 _ if binary == Binary::MetricsServer => {
                     "(missing: built for the first cluster with --enable metrics-server)".into()
                 }
-                _ => "(missing: `kwokctl install` builds it)".into(),
+                _ => "(missing: `kwokctl install` or the first create downloads or builds it)".into(),
             },
         };
-        println!("{:<26}{:<16}{path}", binary.name(), binary.version());
+        let cached = cached_versions(finder.cache(), binary);
+        let cached = if cached.is_empty() {
+            "-".into()
+        } else {
+            cached.join(",")
+        };
+        println!(
+            "{:<26}{:<16}{:<32}{path}",
+            binary.name(),
+            finder.version_of(binary),
+            cached
+        );
     }
     let prometheus_path = cluster
         .and_then(|c| c.component(prometheus::NAME))
@@ -76,14 +91,16 @@ fn binaries(finder: &Finder, cluster: Option<&crate::config::ClusterConfig>) {
         .or_else(|| super::create_files::prometheus_binary(None).ok());
     match prometheus_path {
         Some(path) => println!(
-            "{:<26}{:<16}{}",
+            "{:<26}{:<16}{:<32}{}",
             prometheus::NAME,
             prometheus_version(&path),
+            "-",
             path.display()
         ),
         None => println!(
-            "{:<26}{:<16}(missing: apt-get install prometheus)",
+            "{:<26}{:<16}{:<32}(missing: apt-get install prometheus)",
             prometheus::NAME,
+            "-",
             "-"
         ),
     }
@@ -103,4 +120,24 @@ fn prometheus_version(path: &Path) -> String {
                 .map(|v| format!("v{v}"))
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The versions of `binary` in the cache (`<cache>/<name>/<version>/<name>`), oldest first.
+fn cached_versions(cache: &Path, binary: Binary) -> Vec<String> {
+    let name = binary.name();
+    let Ok(entries) = fs::read_dir(cache.join(name)) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join(name).is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    versions.sort_by_key(|v| {
+        v.trim_start_matches('v')
+            .split(['.', '-'])
+            .map(|n| n.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    versions
 }

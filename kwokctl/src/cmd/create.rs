@@ -19,7 +19,7 @@ use tracing::info;
 
 use super::create_files::{check_inputs, dry_run_script, extra_files, prometheus_binary};
 use crate::{
-    binaries::{Binary, ETCD_VERSION, Finder, KUBE_VERSION},
+    binaries::{Binary, Finder},
     components::{self, Binaries, Component, Context, jaeger, metrics_server, prometheus},
     config::{API_VERSION, ClusterConfig, KIND, Metadata, Options},
     flags::CreateClusterArgs,
@@ -74,7 +74,11 @@ pub(super) async fn cluster(
         .iter()
         .map(|p| fs::canonicalize(p).with_context(|| format!("--kwok-controller-config {}", p.display())))
         .collect::<Result<_>>()?;
-    let finder = Finder::new(workdir.cache()).deadline(deadline);
+    let finder = Finder::new(workdir.cache())
+        .deadline(deadline)
+        .versions(settings.versions.clone())
+        .downloads(settings.downloads.clone());
+    finder.check_served()?;
     let binaries = resolve_binaries(&finder, &args, &settings).map_err(|e| expired(e, timeout, deadline))?;
     let ctx = Context {
         options: &options,
@@ -284,8 +288,8 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
     };
     Ok(Options {
         runtime: s.runtime.clone(),
-        kube_version: KUBE_VERSION.clone(),
-        etcd_version: ETCD_VERSION.clone(),
+        kube_version: s.versions.kube.clone(),
+        etcd_version: s.versions.etcd.clone(),
         kube_apiserver_port: ports.port("--kube-apiserver-port", p.kube_apiserver)?,
         etcd_port: ports.port("--etcd-port", p.etcd)?,
         etcd_peer_port: ports.port("etcd peer", None)?,

@@ -25,9 +25,10 @@ mod snapshot;
 use anyhow::{Result, bail};
 
 use crate::{
-    binaries::{Binary, Finder},
+    binaries::{Binary, Downloads, Finder},
     config::ClusterConfig,
     flags::{Cli, ClusterOnly, Command, CreateCommand, DeleteCommand, StartCommand},
+    kube_version::Versions,
     paths::{ClusterDir, Workdir},
 };
 
@@ -58,23 +59,37 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `install`: builds the missing pinned binaries, or in a dry run names them.
+/// `install`: downloads, else builds, the missing control-plane binaries (the pinned
+/// versions, or `KWOK_KUBE_VERSION`'s), or in a dry run names them.
 fn install(workdir: &Workdir, dry_run: bool) -> Result<()> {
-    let finder = Finder::new(workdir.cache());
+    let kube = std::env::var("KWOK_KUBE_VERSION").ok();
+    let finder = Finder::new(workdir.cache())
+        .versions(Versions::for_kube(kube.as_deref())?)
+        .downloads(Downloads::from_env());
     if !dry_run {
-        return Ok(finder.build(&Binary::GO_BUILT)?);
+        return Ok(finder.install(&Binary::GO_BUILT)?);
     }
     for binary in Binary::GO_BUILT {
         if finder.find(binary, None)?.is_none() {
             println!(
-                "# build {} {} into {}",
+                "# download or build {} {} into {}",
                 binary.name(),
-                binary.version(),
-                binary.cache_path(finder.cache()).display()
+                finder.version_of(binary),
+                finder.cache_path(binary).display()
             );
         }
     }
     Ok(())
+}
+
+/// A finder for the binaries of an existing cluster, at the versions it was made with.
+fn cluster_finder(workdir: &Workdir, config: &ClusterConfig) -> Finder {
+    Finder::new(workdir.cache())
+        .versions(Versions {
+            kube: config.options.kube_version.clone(),
+            etcd: config.options.etcd_version.clone(),
+        })
+        .downloads(Downloads::from_env())
 }
 
 /// The folder and configuration of an existing cluster.

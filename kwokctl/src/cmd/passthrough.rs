@@ -12,8 +12,8 @@ use crate::{
 };
 
 pub(super) fn kubectl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run: bool) -> Result<()> {
-    let (dir, _) = super::existing(workdir, name)?;
-    let kubectl = Finder::new(workdir.cache()).locate(Binary::Kubectl, None, dry_run)?;
+    let (dir, config) = super::existing(workdir, name)?;
+    let kubectl = super::cluster_finder(workdir, &config).locate(Binary::Kubectl, None, dry_run)?;
     run(
         Command::new(&kubectl)
             .arg(format!("--kubeconfig={}", dir.kubeconfig().display()))
@@ -24,7 +24,7 @@ pub(super) fn kubectl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run:
 
 pub(super) fn etcdctl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run: bool) -> Result<()> {
     let (_, config) = super::existing(workdir, name)?;
-    let etcdctl = Finder::new(workdir.cache()).locate(Binary::Etcdctl, None, dry_run)?;
+    let etcdctl = super::cluster_finder(workdir, &config).locate(Binary::Etcdctl, None, dry_run)?;
     let endpoint = format!("--endpoints=http://127.0.0.1:{}", config.options.etcd_port);
     run(Command::new(&etcdctl).arg(endpoint).args(args), dry_run)
 }

@@ -170,7 +170,7 @@ async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
     match args.format {
         Format::Etcd => {
             super::running::ensure(&dir, name, "etcd")?;
-            let etcdctl = Finder::new(workdir.cache()).find_or_build(Binary::Etcdctl, None)?;
+            let etcdctl = super::cluster_finder(workdir, &config).find_or_build(Binary::Etcdctl, None)?;
             let endpoint = format!("http://127.0.0.1:{}", config.options.etcd_port);
             etcd::save(&etcdctl, &endpoint, &args.path)?;
             println!(

@@ -18,6 +18,7 @@ mod create_options;
 mod errors;
 mod faults;
 mod jaeger;
+mod kube_version;
 mod kubelet_api;
 mod kubelet_crds;
 mod kwok;
