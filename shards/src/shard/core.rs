@@ -16,9 +16,9 @@
 //! - At most `write_limit` writes are started; a stage due beyond that is
 //!   [`State::Ready`] and its key waits in `ready` (a key in `ready` whose entry is no
 //!   longer `Ready` is skipped when popped).
-//! - A write's result applies only to the object it was sent for (same uid); its
-//!   object replaces the cached one only if its resourceVersion is newer
-//!   ([`version::order`]).
+//! - A write's result applies only to the object it was sent for (same uid, both the
+//!   ticket's and the answered object's); its object replaces the cached one only if
+//!   its resourceVersion is newer ([`version::order`]).
 
 use std::{
     cell::RefCell,
@@ -833,7 +833,11 @@ impl Core {
             // event for it will be skipped as already seen). One the watch has already
             // passed is dropped; one of unknown order too: the watch delivers that version
             // in its turn, while matching stale state could repeat the stage just written.
-            if version::order(rv, &entry.rv) == Order::Newer {
+            // A write goes out by name: if the object was deleted and re-created meanwhile
+            // the server applied it to the new one. That answer belongs to another
+            // object; the watch delivers it (and the old one's delete) in turn.
+            let same_object = obj.metadata.uid.as_deref() == Some(entry.uid());
+            if same_object && version::order(rv, &entry.rv) == Order::Newer {
                 entry.rv = rv.to_owned();
                 entry.set(&obj, key.kind, &mut self.packers);
                 fresh = Some(obj.to_value());

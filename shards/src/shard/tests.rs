@@ -286,6 +286,23 @@ fn a_write_response_older_than_the_watch_state_should_not_replace_it() {
     }
 }
 
+/// A write sent by name for `p` (uid p0) that the server applied to `p` re-created
+/// (uid p1) meanwhile: its answer must not become p0's cached state, or p0's later
+/// watch delete would release p1's IP.
+#[test]
+fn a_write_answered_by_a_re_created_object_should_not_be_cached() {
+    let mut h = Harness::new(8);
+    h.apply(POD, pod("p", 0, "10", None, false));
+    h.advance(SECOND);
+    assert_eq!(h.last, [READY]);
+    h.land(
+        0,
+        Outcome::Written(response(pod("p", 1, "20", Some("Running"), false))),
+    );
+    assert_eq!(h.core.cached_rv(&pod_key("p")).as_deref(), Some("10"));
+    assert_eq!(h.state("p"), Some(State::Idle));
+}
+
 #[test]
 fn a_watch_event_older_than_our_write_should_be_skipped() {
     let mut h = Harness::new(8);
