@@ -144,6 +144,15 @@ fn write_our_stages(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The stages both sides run: upstream's own when upstream runs, else ours.
+fn write_stages(upstream_wanted: bool, dir: &Path) -> Result<PathBuf> {
+    if upstream_wanted {
+        write_upstream_stages(dir)
+    } else {
+        write_our_stages(dir)
+    }
+}
+
 /// `$GOMODCACHE`, else `$GOPATH/pkg/mod`, else `~/go/pkg/mod` (Go's defaults).
 fn go_mod_cache() -> PathBuf {
     let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -273,6 +282,14 @@ async fn each_side<R: serde::Serialize>(
     Ok(results)
 }
 
+/// Writes `summary.md` into the results folder and prints it.
+fn write_summary(dir: &Path, summary: &str) -> Result<()> {
+    let path = dir.join("summary.md");
+    std::fs::write(&path, summary).with_context(|| format!("write {}", path.display()))?;
+    println!("{summary}\nresults: {}", dir.display());
+    Ok(())
+}
+
 /// The `metrics` scenario: resource metrics served to a metrics-server-like scraper.
 async fn run_metrics(flags: Flags) -> Result<()> {
     let o = metrics::Options {
@@ -322,8 +339,7 @@ async fn run_metrics(flags: Flags) -> Result<()> {
         o.create_concurrency,
         metrics::markdown(find("ours"), find("upstream")),
     );
-    std::fs::write(dir.join("summary.md"), &summary)?;
-    println!("{summary}\nresults: {}", dir.display());
+    write_summary(&dir, &summary)?;
     Ok(())
 }
 
@@ -341,11 +357,7 @@ async fn run_capacity(flags: Flags) -> Result<()> {
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, upstream_wanted) = sides(&flags)?;
     let (date, dir) = results_dir(&flags.out, capacity::NAME)?;
-    let stages = if upstream_wanted {
-        write_upstream_stages(&dir)?
-    } else {
-        write_our_stages(&dir)?
-    };
+    let stages = write_stages(upstream_wanted, &dir)?;
     let results = each_side(&sides, &dir, async |c, log, cancel| {
         capacity::run_side(&kwokctl, c.clone(), &stages, &o, &log, cancel).await
     })
@@ -365,8 +377,7 @@ async fn run_capacity(flags: Flags) -> Result<()> {
         capacity::STARTUP_P99_SLO,
         capacity::markdown(find("ours"), find("upstream")),
     );
-    std::fs::write(dir.join("summary.md"), &summary)?;
-    println!("{summary}\nresults: {}", dir.display());
+    write_summary(&dir, &summary)?;
     Ok(())
 }
 
@@ -390,11 +401,7 @@ async fn run(flags: Flags) -> Result<()> {
     let (sides, upstream_wanted) = sides(&flags)?;
 
     let (date, dir) = results_dir(&flags.out, &scenario.name)?;
-    let stages = if upstream_wanted {
-        write_upstream_stages(&dir)?
-    } else {
-        write_our_stages(&dir)?
-    };
+    let stages = write_stages(upstream_wanted, &dir)?;
     let results = each_side(&sides, &dir, async |c, log, cancel| {
         let r = side::run(&kwokctl, c.clone(), &stages, &scenario, &log, cancel).await?;
         eprintln!("{}", r.report.table());
@@ -415,8 +422,7 @@ async fn run(flags: Flags) -> Result<()> {
         scenario.hold,
         table::markdown(find("ours"), find("upstream")),
     );
-    std::fs::write(dir.join("summary.md"), &summary)?;
-    println!("{summary}\nresults: {}", dir.display());
+    write_summary(&dir, &summary)?;
     if let Some(r) = results.iter().find(|r| !r.complete) {
         bail!(
             "{} run incomplete: {}",

@@ -748,7 +748,7 @@ fn check(
     })
 }
 
-type Figure = (&'static str, fn(&MetricsResult) -> Option<f64>, &'static str);
+type Figure = crate::table::Figure<MetricsResult>;
 
 const FIGURES: &[Figure] = &[
     ("nodes Ready", |r| Some(r.nodes_ready as f64), "-"),
@@ -805,17 +805,7 @@ const FIGURES: &[Figure] = &[
 /// The Markdown table for the sides that ran, plus each side's check.
 pub fn markdown(ours: Option<&MetricsResult>, upstream: Option<&MetricsResult>) -> String {
     use std::fmt::Write as _;
-    let mut out =
-        String::from("| figure | ours | upstream | ours/upstream | better |\n|---|---:|---:|---:|---|\n");
-    let cell = |v: Option<f64>| v.map_or("-".to_owned(), crate::table::fmt);
-    for (name, get, better) in FIGURES {
-        let (a, b) = (ours.and_then(get), upstream.and_then(get));
-        let ratio = match (a, b) {
-            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
-            _ => "-".into(),
-        };
-        let _ = writeln!(out, "| {name} | {} | {} | {ratio} | {better} |", cell(a), cell(b));
-    }
+    let mut out = crate::table::rows(FIGURES, ours, upstream);
     let _ = writeln!(
         out,
         "\nHTTP version to the scraper: ours {}, upstream {}.\n",

@@ -4,10 +4,12 @@ use std::fmt::Write as _;
 
 use crate::side::SideResult;
 
-type Figure = (&'static str, fn(&SideResult) -> Option<f64>, &'static str);
+/// A compared figure: its name, how to read it from one side's result, and which
+/// direction is better.
+pub type Figure<R> = (&'static str, fn(&R) -> Option<f64>, &'static str);
 
 /// The figures compared, with the direction that is better.
-const FIGURES: &[Figure] = &[
+const FIGURES: &[Figure<SideResult>] = &[
     ("nodes Ready/s", |r| r.nodes_ready_per_second, "higher"),
     ("pods Running/s", |r| r.pods_running_per_second, "higher"),
     ("pod startup p50 (ms)", |r| r.pod_startup_p50_ms, "lower"),
@@ -76,10 +78,16 @@ const FIGURES: &[Figure] = &[
 
 /// The table for `ours` and, when it ran, `upstream`.
 pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> String {
+    rows(FIGURES, ours, upstream)
+}
+
+/// The comparison table of `figures` (any scenario's result type): one row each, both
+/// sides and the ratio.
+pub fn rows<R>(figures: &[Figure<R>], ours: Option<&R>, upstream: Option<&R>) -> String {
     let mut out =
         String::from("| figure | ours | upstream | ours/upstream | better |\n|---|---:|---:|---:|---|\n");
     let cell = |v: Option<f64>| v.map_or("-".to_owned(), fmt);
-    for (name, get, better) in FIGURES {
+    for (name, get, better) in figures {
         let (a, b) = (ours.and_then(get), upstream.and_then(get));
         let ratio = match (a, b) {
             (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
