@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::components::Component;
+use crate::{component::Component, components::ComponentSpec};
 
 /// API version of the configuration document (upstream KWOK's).
 pub const API_VERSION: &str = "config.kwok.x-k8s.io/v1alpha1";
@@ -39,6 +39,18 @@ pub enum Error {
     },
 }
 
+/// A component name that is not one of a cluster's components.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster {cluster:?} has no component {name:?} (it has: {runs})")]
+pub struct NotRunning {
+    /// The cluster.
+    pub cluster: String,
+    /// The name asked for.
+    pub name: String,
+    /// The components it runs, comma-separated.
+    pub runs: String,
+}
+
 /// Result of configuration I/O.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -55,7 +67,7 @@ pub struct ClusterConfig {
     /// Options as resolved from flags and defaults.
     pub options: Options,
     /// The components, in start order, with the exact command lines they run.
-    pub components: Vec<Component>,
+    pub components: Vec<ComponentSpec>,
 }
 
 /// Object metadata.
@@ -241,9 +253,27 @@ impl ClusterConfig {
         })
     }
 
-    /// The component called `name`.
-    pub fn component(&self, name: &str) -> Option<&Component> {
-        self.components.iter().find(|c| c.name == name)
+    /// The spec of `component`, if the cluster runs it.
+    pub fn component(&self, component: Component) -> Option<&ComponentSpec> {
+        self.components.iter().find(|c| c.name == component)
+    }
+
+    /// The spec of the component a user called `name` in cluster `cluster`; an unknown
+    /// name or one the cluster does not run is a one-line error listing what it runs.
+    pub fn running(&self, cluster: &str, name: &str) -> Result<&ComponentSpec, NotRunning> {
+        name.parse()
+            .ok()
+            .and_then(|c| self.component(c))
+            .ok_or_else(|| NotRunning {
+                cluster: cluster.into(),
+                name: name.into(),
+                runs: self
+                    .components
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::{
-    components::{Component, SEQUENTIAL_PREFIX},
+    components::{ComponentSpec, SEQUENTIAL_PREFIX},
     paths::ClusterDir,
     probe::Prober,
     runtime::{Runtime, last_log_line},
@@ -75,7 +75,12 @@ impl<'a> Launch<'a> {
 
     /// Starts `components` (skipping those in `skip`): the first [`SEQUENTIAL_PREFIX`]
     /// one at a time, each healthy before the next, then the rest together.
-    pub async fn run(&mut self, components: &[Component], prober: &Prober, deadline: Instant) -> Result<()> {
+    pub async fn run(
+        &mut self,
+        components: &[ComponentSpec],
+        prober: &Prober,
+        deadline: Instant,
+    ) -> Result<()> {
         let split = SEQUENTIAL_PREFIX.min(components.len());
         let (first, rest) = components.split_at(split);
         for component in first {
@@ -95,23 +100,23 @@ impl<'a> Launch<'a> {
         Ok(())
     }
 
-    fn start(&mut self, component: &Component) -> Result<()> {
+    fn start(&mut self, component: &ComponentSpec) -> Result<()> {
         info!(component = %component.name, binary = %component.binary.display(), runtime = self.runtime.name(), "starting");
         // Recorded first: a container that was created and then failed to start is
         // still the launch's to stop.
-        self.started.push(component.name.clone());
+        self.started.push(component.name.to_string());
         self.runtime.start(self.dir, component)?;
         Ok(())
     }
 
     async fn wait_healthy(
         &mut self,
-        components: &[Component],
+        components: &[ComponentSpec],
         prober: &Prober,
         deadline: Instant,
     ) -> Result<()> {
         let start = Instant::now();
-        let mut pending: Vec<&Component> = components.iter().collect();
+        let mut pending: Vec<&ComponentSpec> = components.iter().collect();
         loop {
             self.check_alive()?;
             let mut still = Vec::new();
@@ -131,7 +136,7 @@ impl<'a> Launch<'a> {
             };
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
-                    component: first.name.clone(),
+                    component: first.name.to_string(),
                     waited: start.elapsed(),
                     last,
                 });

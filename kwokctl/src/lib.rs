@@ -9,6 +9,7 @@ pub mod binaries;
 pub mod client;
 pub mod cluster_flags;
 pub mod cmd;
+pub mod component;
 pub mod components;
 pub mod config;
 pub mod download;

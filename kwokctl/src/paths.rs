@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::pki::PkiPaths;
+use crate::{component::Component, pki::PkiPaths};
 
 /// The kwokctl work dir: `$KWOK_WORKDIR`, else `~/.kwok`.
 #[derive(Debug, Clone)]
@@ -81,7 +81,8 @@ impl ClusterDir {
     }
 
     /// The kubeconfig a control-plane component uses to reach the apiserver.
-    pub fn component_kubeconfig(&self, component: &str) -> PathBuf {
+    pub fn component_kubeconfig(&self, component: impl AsRef<str>) -> PathBuf {
+        let component = component.as_ref();
         self.root.join("kubeconfigs").join(format!("{component}.yaml"))
     }
 
@@ -96,12 +97,14 @@ impl ClusterDir {
     }
 
     /// A component's log file.
-    pub fn log(&self, component: &str) -> PathBuf {
+    pub fn log(&self, component: impl AsRef<str>) -> PathBuf {
+        let component = component.as_ref();
         self.logs().join(format!("{component}.log"))
     }
 
     /// A component's pid file.
-    pub fn pid(&self, component: &str) -> PathBuf {
+    pub fn pid(&self, component: impl AsRef<str>) -> PathBuf {
+        let component = component.as_ref();
         self.root.join("pids").join(format!("{component}.pid"))
     }
 
@@ -143,12 +146,12 @@ impl ClusterDir {
 
     /// Prometheus's data.
     pub fn prometheus_data(&self) -> PathBuf {
-        self.root.join("prometheus")
+        self.root.join(Component::Prometheus.as_str())
     }
 
     /// etcd's data dir.
     pub fn etcd_data(&self) -> PathBuf {
-        self.root.join("etcd")
+        self.root.join(Component::Etcd.as_str())
     }
 
     /// Every folder a new cluster needs.

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::component::Component;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
     IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -96,23 +97,23 @@ pub const CLIENTS: &[ClientIdentity<'static>] = &[
         groups: &[ADMIN_GROUP],
     },
     ClientIdentity {
-        file: "kube-controller-manager",
+        file: Component::KubeControllerManager.as_str(),
         user: "system:kube-controller-manager",
         groups: &[],
     },
     ClientIdentity {
-        file: "kube-scheduler",
+        file: Component::KubeScheduler.as_str(),
         user: "system:kube-scheduler",
         groups: &[],
     },
     ClientIdentity {
-        file: "kwok-controller",
+        file: Component::KwokController.as_str(),
         user: "kwok-controller",
         groups: &["system:masters"],
     },
     // The bootstrap policy lets system:monitoring read /metrics and nothing else.
     ClientIdentity {
-        file: "prometheus",
+        file: Component::Prometheus.as_str(),
         user: "kwok-prometheus",
         groups: &["system:monitoring"],
     },
@@ -126,7 +127,7 @@ pub const CLIENTS: &[ClientIdentity<'static>] = &[
     // metrics-server, to the apiserver and to kwok's kubelet API: what it may do is the
     // RBAC of its manifests (components::metrics_server), bound to this user.
     ClientIdentity {
-        file: "metrics-server",
+        file: Component::MetricsServer.as_str(),
         user: METRICS_SERVER_USER,
         groups: &[],
     },
@@ -224,12 +225,14 @@ impl PkiPaths {
     }
 
     /// Client certificate of `file` (see [`ClientIdentity::file`]).
-    pub fn client_cert(&self, file: &str) -> PathBuf {
+    pub fn client_cert(&self, file: impl AsRef<str>) -> PathBuf {
+        let file = file.as_ref();
         self.dir.join(format!("{file}.crt"))
     }
 
     /// Client key of `file`.
-    pub fn client_key(&self, file: &str) -> PathBuf {
+    pub fn client_key(&self, file: impl AsRef<str>) -> PathBuf {
+        let file = file.as_ref();
         self.dir.join(format!("{file}.key"))
     }
 }

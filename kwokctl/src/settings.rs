@@ -7,7 +7,8 @@ use std::{path::PathBuf, time::Duration};
 use crate::{
     binaries::Downloads,
     cluster_flags::ClusterFlags,
-    components::{self, ALL_COMPONENTS, DEFAULT_COMPONENTS, REQUIRED_COMPONENTS, prometheus},
+    component::Component,
+    components,
     config::{DEFAULT_ETCD_PREFIX, DEFAULT_HEARTBEAT_FACTOR, DEFAULT_NODE_LEASE_DURATION_SECONDS},
     flags::CreateClusterArgs,
     kube_version::Versions,
@@ -63,8 +64,8 @@ pub struct PortRequests {
 #[allow(missing_docs)] // reason: each field is the `create cluster` flag of the same name.
 pub struct Settings {
     pub runtime: String,
-    /// Components that run, in [`ALL_COMPONENTS`] order.
-    pub components: Vec<String>,
+    /// Components that run, in [`Component::ALL`] order.
+    pub components: Vec<Component>,
     pub ports: PortRequests,
     pub disable_qps_limits: bool,
     pub kube_authorization: bool,
@@ -207,9 +208,9 @@ impl Settings {
         })
     }
 
-    /// Whether component `name` runs.
-    pub fn runs(&self, name: &str) -> bool {
-        self.components.iter().any(|c| c == name)
+    /// Whether `component` runs.
+    pub fn runs(&self, component: Component) -> bool {
+        self.components.contains(&component)
     }
 }
 
@@ -266,51 +267,45 @@ pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOpt
 /// The components that run: the base set, plus Prometheus and Jaeger when they have a
 /// port and metrics-server when `enableMetricsServer`, plus `enable`, minus `disable`
 /// and the `disable*` switches.
-fn component_set(o: &FileOptions) -> Result<Vec<String>> {
-    let mut set: Vec<String> = match &o.components {
-        Some(list) => list.clone(),
-        None => DEFAULT_COMPONENTS.iter().map(|s| s.to_string()).collect(),
+fn component_set(o: &FileOptions) -> Result<Vec<Component>> {
+    let mut set: Vec<Component> = match &o.components {
+        Some(list) => list
+            .iter()
+            .map(|name| components::check_name("--components", name))
+            .collect::<Result<_, _>>()?,
+        None => Component::DEFAULT.to_vec(),
     };
-    for name in &set {
-        components::check_name("--components", name)?;
-    }
     if o.prometheus_port.is_some() {
-        set.push(prometheus::NAME.into());
+        set.push(Component::Prometheus);
     }
     if o.jaeger_port.is_some() {
-        set.push(components::jaeger::NAME.into());
+        set.push(Component::Jaeger);
     }
     // Upstream's deprecated switch; a port alone does not enable it (as upstream).
     if o.enable_metrics_server == Some(true) {
-        set.push(components::metrics_server::NAME.into());
+        set.push(Component::MetricsServer);
     }
     for name in o.enable.iter().flatten() {
-        components::check_name("--enable", name)?;
-        set.push(name.clone());
+        set.push(components::check_name("--enable", name)?);
     }
-    let mut off: Vec<&str> = Vec::new();
+    let mut off: Vec<Component> = Vec::new();
     for name in o.disable.iter().flatten() {
-        components::check_name("--disable", name)?;
-        off.push(name);
+        off.push(components::check_name("--disable", name)?);
     }
     if o.disable_kube_scheduler == Some(true) {
-        off.push("kube-scheduler");
+        off.push(Component::KubeScheduler);
     }
     if o.disable_kube_controller_manager == Some(true) {
-        off.push("kube-controller-manager");
+        off.push(Component::KubeControllerManager);
     }
-    if let Some(required) = REQUIRED_COMPONENTS
-        .iter()
-        .find(|r| off.contains(r) || !set.iter().any(|s| s == *r))
+    if let Some(required) = Component::REQUIRED
+        .into_iter()
+        .find(|r| off.contains(r) || !set.contains(r))
     {
-        return Err(components::Error::Required((*required).into()).into());
+        return Err(components::Error::Required(required).into());
     }
-    set.retain(|s| !off.contains(&s.as_str()));
-    Ok(ALL_COMPONENTS
-        .iter()
-        .filter(|name| set.iter().any(|s| s == *name))
-        .map(|s| s.to_string())
-        .collect())
+    set.retain(|c| !off.contains(c));
+    Ok(Component::ALL.into_iter().filter(|c| set.contains(c)).collect())
 }
 
 /// `component=key=value` → a patch with one extra arg.
@@ -353,7 +348,7 @@ mod tests {
     #[test]
     fn defaults_should_run_the_five_components() {
         let s = resolve(&[], &UserConfig::default()).unwrap();
-        assert_eq!(s.components, DEFAULT_COMPONENTS);
+        assert_eq!(s.components, Component::DEFAULT);
         assert_eq!(s.etcd_prefix, "/registry");
         assert!(s.kube_authorization);
     }
@@ -373,10 +368,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.components,
-            ["etcd", "kube-apiserver", "kwok-controller", "prometheus"]
+            [
+                Component::Etcd,
+                Component::KubeApiserver,
+                Component::KwokController,
+                Component::Prometheus
+            ]
         );
         let s = resolve(&["--prometheus-port", "9999"], &UserConfig::default()).unwrap();
-        assert!(s.runs("prometheus"));
+        assert!(s.runs(Component::Prometheus));
     }
 
     #[test]
@@ -406,17 +406,17 @@ mod tests {
             &UserConfig::default(),
         )
         .unwrap();
-        assert!(upstream.runs("metrics-server"));
+        assert!(upstream.runs(Component::MetricsServer));
         assert_eq!(upstream.ports.metrics_server, Some(4443));
         let enabled = resolve(&["--enable", "metrics-server"], &UserConfig::default()).unwrap();
         assert_eq!(enabled.components, upstream.components);
-        assert_eq!(enabled.components.last().unwrap(), "metrics-server");
+        assert_eq!(enabled.components.last(), Some(&Component::MetricsServer));
         let mut user = UserConfig::default();
         user.options.enable_metrics_server = Some(true);
-        assert!(resolve(&[], &user).unwrap().runs("metrics-server"));
+        assert!(resolve(&[], &user).unwrap().runs(Component::MetricsServer));
         let port_only = resolve(&["--metrics-server-port", "4443"], &UserConfig::default()).unwrap();
         assert!(
-            !port_only.runs("metrics-server"),
+            !port_only.runs(Component::MetricsServer),
             "a port alone enables nothing, as upstream"
         );
     }

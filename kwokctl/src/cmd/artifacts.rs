@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::{
     binaries::{Binary, Finder},
-    components::prometheus,
+    component::Component,
     flags::{ArtifactFilter, ArtifactsArgs},
     kube_version::Versions,
     paths::Workdir,
@@ -51,12 +51,9 @@ pub(super) fn run(workdir: &Workdir, name: &str, args: &ArtifactsArgs) -> Result
 fn binaries(finder: &Finder, cluster: Option<&crate::config::ClusterConfig>) {
     println!("{:<26}{:<16}{:<32}PATH", "NAME", "VERSION", "CACHED VERSIONS");
     for binary in BINARIES {
-        let component = match binary {
-            Binary::Kwok => "kwok-controller",
-            other => other.name(),
-        };
         let used = cluster
-            .and_then(|c| c.component(component))
+            .zip(Component::of_binary(binary))
+            .and_then(|(c, component)| c.component(component))
             .map(|c| c.binary.display().to_string());
         let path = match used {
             Some(path) => path,
@@ -86,20 +83,20 @@ fn binaries(finder: &Finder, cluster: Option<&crate::config::ClusterConfig>) {
         );
     }
     let prometheus_path = cluster
-        .and_then(|c| c.component(prometheus::NAME))
+        .and_then(|c| c.component(Component::Prometheus))
         .map(|c| c.binary.clone())
         .or_else(|| super::create_files::prometheus_binary(None).ok());
     match prometheus_path {
         Some(path) => println!(
             "{:<26}{:<16}{:<32}{}",
-            prometheus::NAME,
+            Component::Prometheus,
             prometheus_version(&path),
             "-",
             path.display()
         ),
         None => println!(
             "{:<26}{:<16}{:<32}(missing: apt-get install prometheus)",
-            prometheus::NAME,
+            Component::Prometheus,
             "-",
             "-"
         ),

@@ -20,7 +20,8 @@ use tracing::info;
 use super::create_files::{check_inputs, dry_run_script, extra_files, prometheus_binary};
 use crate::{
     binaries::{Binary, Finder},
-    components::{self, Binaries, Component, Context, jaeger, metrics_server, prometheus},
+    component::Component,
+    components::{self, Binaries, ComponentSpec, Context, metrics_server},
     config::{API_VERSION, ClusterConfig, KIND, Metadata, Options},
     flags::CreateClusterArgs,
     kubeconfig,
@@ -61,7 +62,7 @@ pub(super) async fn cluster(
             dir.root().display()
         );
     }
-    if settings.runs(metrics_server::NAME) {
+    if settings.runs(Component::MetricsServer) {
         // kwok serves the kubelet's resource metrics and each pod's usage by these.
         let defaults = metrics_server::kwok_documents(&settings.kwok_documents, &settings.enable_crds);
         settings.kwok_documents.extend(defaults);
@@ -85,7 +86,7 @@ pub(super) async fn cluster(
         dir: &dir,
     };
     let mut planned = components::plan(&ctx, &binaries);
-    planned.retain(|c| settings.runs(&c.name));
+    planned.retain(|c| settings.runs(c.name));
     components::apply_patches(&mut planned, &settings.patches)?;
     // Images are a cache shared by clusters, like binaries: a failed create keeps them.
     runtime
@@ -219,11 +220,11 @@ async fn start_components(
     prober: &Prober,
     deadline: Instant,
 ) -> Result<()> {
-    let (aggregated, core): (Vec<Component>, Vec<Component>) = config
+    let (aggregated, core): (Vec<ComponentSpec>, Vec<ComponentSpec>) = config
         .components
         .iter()
         .cloned()
-        .partition(|c| c.name == metrics_server::NAME);
+        .partition(|c| c.name == Component::MetricsServer);
     launch.run(&core, prober, deadline).await?;
     let Some(metrics_server) = aggregated.first() else {
         return Ok(());
@@ -267,13 +268,13 @@ fn keep_logs(dir: &ClusterDir, name: &str) -> String {
 
 fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
     let p = &s.ports;
-    let prometheus_port = if s.runs(prometheus::NAME) {
+    let prometheus_port = if s.runs(Component::Prometheus) {
         Some(ports.port("--prometheus-port", p.prometheus)?)
     } else {
         None
     };
     // Upstream gives Jaeger's OTLP/gRPC receiver a free port of its own too.
-    let (jaeger_port, jaeger_otlp_grpc_port) = if s.runs(jaeger::NAME) {
+    let (jaeger_port, jaeger_otlp_grpc_port) = if s.runs(Component::Jaeger) {
         (
             Some(ports.port("--jaeger-port", p.jaeger)?),
             Some(ports.port("jaeger OTLP/gRPC", None)?),
@@ -281,7 +282,7 @@ fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
     } else {
         (None, None)
     };
-    let metrics_server_port = if s.runs(metrics_server::NAME) {
+    let metrics_server_port = if s.runs(Component::MetricsServer) {
         Some(ports.port("--metrics-server-port", p.metrics_server)?)
     } else {
         None
@@ -333,7 +334,7 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
     let find = |binary: Binary, explicit: &Option<PathBuf>| -> Result<PathBuf> {
         Ok(finder.locate(binary, explicit.as_deref(), s.dry_run)?)
     };
-    let prometheus = if s.runs(prometheus::NAME) {
+    let prometheus = if s.runs(Component::Prometheus) {
         Some(prometheus_binary(args.cluster.prometheus_binary.as_deref())?)
     } else {
         None
@@ -351,11 +352,11 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
         kwok,
         prometheus,
         // Built (a long Go build the first time) only for a cluster that runs it.
-        jaeger: match s.runs(jaeger::NAME) {
+        jaeger: match s.runs(Component::Jaeger) {
             true => Some(find(Binary::Jaeger, &args.jaeger_binary)?),
             false => None,
         },
-        metrics_server: match s.runs(metrics_server::NAME) {
+        metrics_server: match s.runs(Component::MetricsServer) {
             true => Some(find(Binary::MetricsServer, &args.metrics_server_binary)?),
             false => None,
         },

@@ -13,7 +13,8 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use crate::{
-    components::{Component, Context, jaeger, metrics_server, prometheus},
+    component::Component,
+    components::{ComponentSpec, Context, jaeger, metrics_server, prometheus},
     config::ClusterConfig,
     paths::ClusterDir,
     runtime::Runtime,
@@ -24,7 +25,7 @@ use crate::{
 pub(super) fn extra_files(
     ctx: &Context<'_>,
     s: &Settings,
-    components: &[Component],
+    components: &[ComponentSpec],
 ) -> Result<Vec<(PathBuf, String)>> {
     let dir = ctx.dir;
     let mut files = Vec::new();
@@ -34,7 +35,7 @@ pub(super) fn extra_files(
     }
     if let Some(path) = &s.kube_scheduler_config {
         let (mut config, _) = read_yaml_mapping("--kube-scheduler-config", path)?;
-        config["clientConnection"]["kubeconfig"] = json!(dir.component_kubeconfig("kube-scheduler"));
+        config["clientConnection"]["kubeconfig"] = json!(dir.component_kubeconfig(Component::KubeScheduler));
         if s.disable_qps_limits {
             config["clientConnection"]["qps"] = json!(5000);
             config["clientConnection"]["burst"] = json!(10000);
@@ -58,7 +59,7 @@ pub(super) fn extra_files(
         let config = jaeger::apiserver_tracing_config(&endpoint);
         files.push((dir.apiserver_tracing_config(), serde_saphyr::to_string(&config)?));
     }
-    if s.runs(prometheus::NAME) {
+    if s.runs(Component::Prometheus) {
         let config = prometheus::scrape_config(ctx, components);
         files.push((dir.prometheus_config(), serde_saphyr::to_string(&config)?));
     }
@@ -145,7 +146,7 @@ pub(super) fn dry_run_script(
         let _ = writeln!(out, "cat <<'EOF' >{}\n{}EOF", path.display(), with_newline(text));
     }
     out.push_str(&start_commands(dir, config, runtime));
-    if let Some(c) = config.component(metrics_server::NAME) {
+    if let Some(c) = config.component(Component::MetricsServer) {
         let _ = writeln!(
             out,
             "# before {} starts: create its RBAC, the ExternalName Service kube-system/metrics-server \

@@ -44,7 +44,7 @@ pub(super) fn run(workdir: &Workdir, name: &str, what: ExportCommand) -> Result<
     // A container runtime's component logs are the engine's, not files.
     for c in &config.components {
         let target = dest.join(format!("{}.log", c.name));
-        if write_engine_log(runtime.as_ref(), &dir, &c.name, &target)? {
+        if write_engine_log(runtime.as_ref(), &dir, c.name.as_str(), &target)? {
             copied += 1;
         }
     }
@@ -81,6 +81,6 @@ fn write_engine_log(runtime: &dyn Runtime, dir: &ClusterDir, name: &str, target:
 /// folder, best effort: a failed create keeps them there after its containers go.
 pub(super) fn save_logs(runtime: &dyn Runtime, dir: &ClusterDir, config: &ClusterConfig) {
     for c in &config.components {
-        let _ = write_engine_log(runtime, dir, &c.name, &dir.log(&c.name));
+        let _ = write_engine_log(runtime, dir, c.name.as_str(), &dir.log(c.name));
     }
 }

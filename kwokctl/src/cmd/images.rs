@@ -5,20 +5,22 @@ use std::path::PathBuf;
 
 use crate::{
     binaries::{Binary, Finder},
+    component::Component,
     config::ClusterConfig,
     runtime::{Runtime, image},
 };
 
-/// The components that run from an image, with the binary each image is made of.
-const IMAGED: [(&str, Option<Binary>); 8] = [
-    ("etcd", Some(Binary::Etcd)),
-    ("kube-apiserver", Some(Binary::KubeApiserver)),
-    ("kube-controller-manager", Some(Binary::KubeControllerManager)),
-    ("kube-scheduler", Some(Binary::KubeScheduler)),
-    ("kwok-controller", Some(Binary::Kwok)),
-    ("jaeger", Some(Binary::Jaeger)),
-    ("metrics-server", Some(Binary::MetricsServer)),
-    (crate::components::prometheus::NAME, None),
+/// The components that run from an image, in the order they are listed (Prometheus,
+/// whose binary is not kwokctl's, last).
+const IMAGED: [Component; 8] = [
+    Component::Etcd,
+    Component::KubeApiserver,
+    Component::KubeControllerManager,
+    Component::KubeScheduler,
+    Component::KwokController,
+    Component::Jaeger,
+    Component::MetricsServer,
+    Component::Prometheus,
 ];
 
 /// Prints one line per image: component, image, state. Nothing for the binary runtime.
@@ -27,8 +29,8 @@ pub(super) fn list(runtime: &dyn Runtime, finder: &Finder, cluster: Option<&Clus
         return;
     };
     println!("{:<26}{:<52}STATE", "IMAGE OF", "IMAGE");
-    for (component, binary) in IMAGED {
-        let binary = binary_of(component, binary, finder, cluster);
+    for component in IMAGED {
+        let binary = binary_of(component, component.binary(), finder, cluster);
         let Some(binary) = binary else {
             println!(
                 "{component:<26}{:<52}(no binary yet: see the binaries above)",
@@ -49,7 +51,7 @@ pub(super) fn list(runtime: &dyn Runtime, finder: &Finder, cluster: Option<&Clus
 
 /// The binary a component's image is made of: the cluster's, else the one found.
 fn binary_of(
-    component: &str,
+    component: Component,
     binary: Option<Binary>,
     finder: &Finder,
     cluster: Option<&ClusterConfig>,
@@ -66,7 +68,7 @@ fn binary_of(
 /// `built`, `stale` or `missing`, with what happens next.
 fn state(
     engine: &crate::runtime::Engine,
-    component: &str,
+    component: Component,
     binary: &std::path::Path,
     reference: &str,
 ) -> String {

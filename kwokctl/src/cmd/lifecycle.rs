@@ -34,7 +34,7 @@ pub(super) async fn start(
     let (stopped, running): (Vec<_>, Vec<_>) = config
         .components
         .iter()
-        .partition(|c| matches!(runtime.status(&dir, &c.name), Status::Stopped));
+        .partition(|c| matches!(runtime.status(&dir, c.name.as_str()), Status::Stopped));
     if stopped.is_empty() {
         let c = running
             .first()
@@ -43,7 +43,7 @@ pub(super) async fn start(
         bail!("cluster {name:?} is already running ({c} and the rest); stop it first");
     }
     for c in &stopped {
-        ports::ensure_free(c.port, &c.name)?;
+        ports::ensure_free(c.port, c.name.as_str())?;
     }
     let stopped: Vec<_> = stopped.into_iter().cloned().collect();
     if dry_run {
@@ -135,7 +135,13 @@ pub(super) fn stop_plan(dir: &ClusterDir, runtime: &dyn Runtime) -> String {
 /// The configured components and those the runtime knows of, in stop order.
 fn stop_order(dir: &ClusterDir, runtime: &dyn Runtime) -> Vec<String> {
     let mut names: Vec<String> = crate::config::ClusterConfig::load(&dir.config())
-        .map(|c| c.components.into_iter().rev().map(|c| c.name).collect())
+        .map(|c| {
+            c.components
+                .into_iter()
+                .rev()
+                .map(|c| c.name.to_string())
+                .collect()
+        })
         .unwrap_or_default();
     for known in runtime.known(dir) {
         if !names.contains(&known) {

@@ -21,15 +21,9 @@ pub(super) async fn run(workdir: &Workdir, name: &str, component: &str, follow: 
         }
         return print_file(&dir.audit_log(), follow).await;
     }
-    if config.component(component).is_none() {
-        let names: Vec<&str> = config.components.iter().map(|c| c.name.as_str()).collect();
-        bail!(
-            "cluster {name:?} has no component {component:?} (it has: {})",
-            names.join(", ")
-        );
-    }
+    let component = config.running(name, component)?.name;
     let runtime = crate::runtime::of(&config.options.runtime)?;
-    match runtime.log_source(&dir, component, follow) {
+    match runtime.log_source(&dir, component.as_str(), follow) {
         LogSource::File(path) => print_file(&path, follow).await,
         LogSource::Command(mut command) => {
             let status = command

@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow};
 
 use crate::{
     binaries::{Binary, Finder},
+    component::Component,
     config::DEFAULT_ETCD_PREFIX,
     paths::Workdir,
 };
@@ -33,7 +34,7 @@ pub(super) fn etcdctl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run:
 /// `KectlInCluster` runs it; built from the pinned module on first use.
 pub(super) fn kectl(workdir: &Workdir, name: &str, args: Vec<String>, dry_run: bool) -> Result<()> {
     let (dir, config) = super::existing(workdir, name)?;
-    super::running::ensure(&dir, name, "etcd")?;
+    super::running::ensure(&dir, name, Component::Etcd)?;
     let kectl = Finder::new(workdir.cache()).locate(Binary::Kectl, None, dry_run)?;
     let args = kectl_args(config.options.etcd_port, &config.options.etcd_prefix, args);
     run(Command::new(&kectl).args(args), dry_run)

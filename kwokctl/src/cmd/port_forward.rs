@@ -6,7 +6,7 @@ use clap::Args;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
-use crate::paths::Workdir;
+use crate::{component::Component, paths::Workdir};
 
 /// `port-forward` arguments.
 #[derive(Debug, Args)]
@@ -23,14 +23,7 @@ pub struct PortForwardArgs {
 
 pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs, dry_run: bool) -> Result<()> {
     let (_, config) = super::existing(workdir, name)?;
-    let Some(component) = config.component(&args.component) else {
-        let names: Vec<&str> = config.components.iter().map(|c| c.name.as_str()).collect();
-        bail!(
-            "cluster {name:?} has no component {:?} (it has: {})",
-            args.component,
-            names.join(", ")
-        );
-    };
+    let component = config.running(name, &args.component)?;
     let (local, remote) = parse_ports(&args.ports, component.port)?;
     let remote = match remote {
         Remote::Number(n) => n,
@@ -95,21 +88,21 @@ fn parse_ports(spec: &str, default: u16) -> Result<(u16, Remote<'_>)> {
 /// The port upstream's components name `name` (each TCP port has a name there).
 fn port_named(
     config: &crate::config::ClusterConfig,
-    component: &crate::components::Component,
+    component: &crate::components::ComponentSpec,
     name: &str,
 ) -> Result<u16> {
-    let main = match component.name.as_str() {
-        "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" => "https",
+    let main = match component.name {
+        Component::KubeApiserver | Component::KubeControllerManager | Component::KubeScheduler => "https",
         _ => "http",
     };
     let mut ports = vec![(main, component.port)];
-    if component.name == "etcd" {
+    if component.name == Component::Etcd {
         ports.push(("peer-http", config.options.etcd_peer_port));
     }
     if let Some(otlp) = config
         .options
         .jaeger_otlp_grpc_port
-        .filter(|_| component.name == "jaeger")
+        .filter(|_| component.name == Component::Jaeger)
     {
         ports.push(("otlp-grpc", otlp));
     }

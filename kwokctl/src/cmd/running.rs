@@ -3,12 +3,12 @@
 
 use anyhow::{Result, bail};
 
-use crate::{paths::ClusterDir, runtime::Status};
+use crate::{component::Component, paths::ClusterDir, runtime::Status};
 
 /// Fails unless `component` of cluster `name` runs.
-pub(super) fn ensure(dir: &ClusterDir, name: &str, component: &str) -> Result<()> {
+pub(super) fn ensure(dir: &ClusterDir, name: &str, component: Component) -> Result<()> {
     let runtime = super::lifecycle::runtime_of(dir)?;
-    if runtime.status(dir, component) == Status::Stopped {
+    if runtime.status(dir, component.as_str()) == Status::Stopped {
         bail!(
             "cluster {name:?} is stopped ({component} is not running); start it with `kwokctl start cluster --name {name}`"
         );

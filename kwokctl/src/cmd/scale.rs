@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::{
     client,
+    component::Component,
     flags::ScaleArgs,
     paths::Workdir,
     scale::{
@@ -52,7 +53,7 @@ pub(super) async fn run(
         .map(|p| Param::compile(p))
         .collect::<Result<Vec<_>, _>>()?;
     let (dir, _) = super::existing(workdir, name)?;
-    super::running::ensure(&dir, name, "kube-apiserver")?;
+    super::running::ensure(&dir, name, Component::KubeApiserver)?;
     let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
     let target = resolve(&client, &user, &args, &params).await?;
     let prefix = args.prefix.clone().unwrap_or_else(|| args.kind.clone());

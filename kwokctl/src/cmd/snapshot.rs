@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     binaries::{Binary, Finder},
     client,
+    component::Component,
     flags::{ExportArgs, Format, RecordArgs, ReplayArgs, SnapshotArgs, SnapshotCommand},
     paths::{ClusterDir, Workdir},
     snapshot::{etcd, k8s, record, replay},
@@ -95,7 +96,7 @@ fn plan(workdir: &Workdir, name: &str, what: &SnapshotCommand) -> Result<String>
 
 async fn record_cmd(workdir: &Workdir, name: &str, args: RecordArgs) -> Result<()> {
     let (dir, _) = super::existing(workdir, name)?;
-    super::running::ensure(&dir, name, "kube-apiserver")?;
+    super::running::ensure(&dir, name, Component::KubeApiserver)?;
     let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
     record_from(client, &format!("cluster {name:?}"), args).await
 }
@@ -150,7 +151,7 @@ async fn stop_signal(duration: Option<std::time::Duration>) {
 async fn replay_cmd(workdir: &Workdir, name: &str, args: ReplayArgs) -> Result<()> {
     let started = Instant::now();
     let (dir, _) = super::existing(workdir, name)?;
-    super::running::ensure(&dir, name, "kube-apiserver")?;
+    super::running::ensure(&dir, name, Component::KubeApiserver)?;
     let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
     let done = replay::replay(client, &args.path, args.snapshot, args.speed).await?;
     println!(
@@ -169,7 +170,7 @@ async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
     let (dir, config) = super::existing(workdir, name)?;
     match args.format {
         Format::Etcd => {
-            super::running::ensure(&dir, name, "etcd")?;
+            super::running::ensure(&dir, name, Component::Etcd)?;
             let etcdctl = super::cluster_finder(workdir, &config).find_or_build(Binary::Etcdctl, None)?;
             let endpoint = format!("http://127.0.0.1:{}", config.options.etcd_port);
             etcd::save(&etcdctl, &endpoint, &args.path)?;
@@ -180,7 +181,7 @@ async fn save(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()> {
             );
         }
         Format::K8s => {
-            super::running::ensure(&dir, name, "kube-apiserver")?;
+            super::running::ensure(&dir, name, Component::KubeApiserver)?;
             let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
             let count = k8s::save(client, &args.filter, &args.path).await?;
             println!(
@@ -234,7 +235,7 @@ async fn restore(workdir: &Workdir, name: &str, args: SnapshotArgs) -> Result<()
             );
         }
         Format::K8s => {
-            super::running::ensure(&dir, name, "kube-apiserver")?;
+            super::running::ensure(&dir, name, Component::KubeApiserver)?;
             let client = client::from_kubeconfig(&dir.kubeconfig()).await?;
             let done = k8s::restore(client, &args.path).await?;
             println!(

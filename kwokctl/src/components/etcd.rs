@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use super::{Component, Context, path_arg};
+use super::{Component, ComponentSpec, Context, path_arg};
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> ComponentSpec {
     let o = ctx.options;
     let client = format!("http://127.0.0.1:{}", o.etcd_port);
     let peer = format!("http://127.0.0.1:{}", o.etcd_peer_port);
-    Component {
-        name: "etcd".into(),
+    ComponentSpec {
+        name: Component::Etcd,
         binary: binary.into(),
         args: vec![
             "--name=node0".into(),

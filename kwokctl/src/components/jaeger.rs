@@ -6,10 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{Component, Context};
-
-/// The component name (upstream kwokctl's).
-pub const NAME: &str = "jaeger";
+use super::{Component, ComponentSpec, Context};
 
 /// The ports of a cluster's Jaeger.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +28,7 @@ const UNUSED_LISTENERS: [&str; 5] = [
     "admin.http.host-port",
 ];
 
-pub(super) fn component(binary: &Path, ports: Ports) -> Component {
+pub(super) fn component(binary: &Path, ports: Ports) -> ComponentSpec {
     let mut args = vec![
         "--collector.otlp.enabled=true".to_owned(),
         format!("--query.http-server.host-port=127.0.0.1:{}", ports.query),
@@ -42,8 +39,8 @@ pub(super) fn component(binary: &Path, ports: Ports) -> Component {
             .iter()
             .map(|flag| format!("--{flag}=127.0.0.1:0")),
     );
-    Component {
-        name: NAME.into(),
+    ComponentSpec {
+        name: Component::Jaeger,
         binary: binary.into(),
         args,
         port: ports.query,

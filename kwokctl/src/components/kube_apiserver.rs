@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Component, Context, feature_gate_args, path_arg};
+use super::{Component, ComponentSpec, Context, feature_gate_args, path_arg};
 use crate::pki::{FRONT_PROXY_CLIENT, KUBELET_CLIENT};
 
 /// How the apiserver reaches a node's kubelet (kwok, for logs, exec, attach,
@@ -12,7 +12,7 @@ use crate::pki::{FRONT_PROXY_CLIENT, KUBELET_CLIENT};
 /// fake node's name resolves nowhere). Upstream's order, which metrics-server uses too.
 pub const KUBELET_ADDRESS_TYPES: &str = "InternalIP,ExternalIP,Hostname";
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path, tunnel: bool) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, tunnel: bool) -> ComponentSpec {
     let o = ctx.options;
     let pki = ctx.dir.pki();
     let mut args = vec![
@@ -66,8 +66,8 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, tunnel: bool) -> Compo
             "--max-mutating-requests-inflight=0".into(),
         ]);
     }
-    Component {
-        name: "kube-apiserver".into(),
+    ComponentSpec {
+        name: Component::KubeApiserver,
         binary: binary.into(),
         args,
         port: o.kube_apiserver_port,

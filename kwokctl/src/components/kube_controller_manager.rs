@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use super::{Component, Context, feature_gate_args, path_arg, secure_serving_args};
+use super::{Component, ComponentSpec, Context, feature_gate_args, path_arg, secure_serving_args};
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> ComponentSpec {
     let port = ctx.options.kube_controller_manager_port;
     let pki = ctx.dir.pki();
-    let mut args = secure_serving_args(ctx, "kube-controller-manager", port);
+    let mut args = secure_serving_args(ctx, Component::KubeControllerManager, port);
     args.extend([
         path_arg("root-ca-file", pki.ca_cert()),
         path_arg("service-account-private-key-file", pki.sa_key()),
@@ -20,8 +20,8 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
     ]);
     args.extend(heartbeat_args(ctx.options.heartbeat_factor));
     args.extend(feature_gate_args(ctx));
-    Component {
-        name: "kube-controller-manager".into(),
+    ComponentSpec {
+        name: Component::KubeControllerManager,
         binary: binary.into(),
         args,
         port,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Component, Context, feature_gate_args, path_arg, secure_serving_args};
+use super::{Component, ComponentSpec, Context, feature_gate_args, path_arg, secure_serving_args};
 
 /// Flags that a configuration file replaces (kube-scheduler ignores them next to --config).
 const SET_BY_CONFIG: [&str; 4] = [
@@ -12,16 +12,16 @@ const SET_BY_CONFIG: [&str; 4] = [
     "--kube-api-burst=",
 ];
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> ComponentSpec {
     let port = ctx.options.kube_scheduler_port;
-    let mut args = secure_serving_args(ctx, "kube-scheduler", port);
+    let mut args = secure_serving_args(ctx, Component::KubeScheduler, port);
     if ctx.options.kube_scheduler_config.is_some() {
         args.retain(|a| !SET_BY_CONFIG.iter().any(|p| a.starts_with(p)));
         args.push(path_arg("config", ctx.dir.scheduler_config()));
     }
     args.extend(feature_gate_args(ctx));
-    Component {
-        name: "kube-scheduler".into(),
+    ComponentSpec {
+        name: Component::KubeScheduler,
         binary: binary.into(),
         args,
         port,

@@ -3,13 +3,16 @@
 
 use std::path::Path;
 
-use super::{Component, Context, path_arg};
+use super::{Component, ComponentSpec, Context, path_arg};
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> ComponentSpec {
     let o = ctx.options;
     let port = o.kwok_controller_port;
     let mut args = vec![
-        path_arg("kubeconfig", ctx.dir.component_kubeconfig("kwok-controller")),
+        path_arg(
+            "kubeconfig",
+            ctx.dir.component_kubeconfig(Component::KwokController.as_str()),
+        ),
         "--manage-all-nodes=true".into(),
         // 40 s by default, as the kubelet; renewed every quarter of it.
         format!("--node-lease-duration-seconds={}", o.node_lease_duration_seconds),
@@ -34,8 +37,8 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> Compone
     if !o.enable_crds.is_empty() {
         args.push(format!("--enable-crds={}", o.enable_crds.join(",")));
     }
-    Component {
-        name: "kwok-controller".into(),
+    ComponentSpec {
+        name: Component::KwokController,
         binary: binary.into(),
         args,
         port,

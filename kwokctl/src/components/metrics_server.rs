@@ -11,14 +11,11 @@ use std::path::Path;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Component, Context, kube_apiserver::KUBELET_ADDRESS_TYPES, path_arg};
+use super::{Component, ComponentSpec, Context, kube_apiserver::KUBELET_ADDRESS_TYPES, path_arg};
 use crate::{
     pki::{FRONT_PROXY_CLIENT, METRICS_SERVER_USER},
     userconfig::EnvVar,
 };
-
-/// The component name (upstream kwokctl's).
-pub const NAME: &str = "metrics-server";
 
 /// The APIService that makes the apiserver proxy `metrics.k8s.io` to it.
 pub const API_SERVICE: &str = "v1beta1.metrics.k8s.io";
@@ -36,9 +33,9 @@ pub const METRICS_RESOURCE: &str = include_str!("metrics/metrics-resource.yaml")
 /// kwok's ClusterResourceUsage reading each pod's usage from its annotations.
 pub const USAGE_FROM_ANNOTATION: &str = include_str!("metrics/usage-from-annotation.yaml");
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16, tunnel: bool) -> Component {
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16, tunnel: bool) -> ComponentSpec {
     let pki = ctx.dir.pki();
-    let kubeconfig = ctx.dir.component_kubeconfig(NAME);
+    let kubeconfig = ctx.dir.component_kubeconfig(Component::MetricsServer);
     let args = vec![
         format!("--kubelet-preferred-address-types={KUBELET_ADDRESS_TYPES}"),
         // The port each node advertises in daemonEndpoints: kwok's.
@@ -60,11 +57,14 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16, tunnel: boo
         // address they advertise, which kwok's certificate cannot name: upstream's
         // --kubelet-insecure-tls. The client certificate is still checked by kwok.
         "--kubelet-insecure-tls".into(),
-        path_arg("kubelet-client-certificate", pki.client_cert(NAME)),
-        path_arg("kubelet-client-key", pki.client_key(NAME)),
+        path_arg(
+            "kubelet-client-certificate",
+            pki.client_cert(Component::MetricsServer),
+        ),
+        path_arg("kubelet-client-key", pki.client_key(Component::MetricsServer)),
     ];
-    Component {
-        name: NAME.into(),
+    ComponentSpec {
+        name: Component::MetricsServer,
         binary: binary.into(),
         args,
         port,
@@ -93,7 +93,7 @@ pub fn manifests(port: u16, ca_pem: &str) -> Vec<Value> {
         "kind": "User",
         "name": METRICS_SERVER_USER,
     }]);
-    let labels = json!({ "k8s-app": NAME });
+    let labels = json!({ "k8s-app": Component::MetricsServer });
     let cluster_role_binding = |name: &str, role: &str| {
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -111,7 +111,7 @@ pub fn manifests(port: u16, ca_pem: &str) -> Vec<Value> {
             "metadata": {
                 "name": "system:aggregated-metrics-reader",
                 "labels": {
-                    "k8s-app": NAME,
+                    "k8s-app": Component::MetricsServer,
                     "rbac.authorization.k8s.io/aggregate-to-admin": "true",
                     "rbac.authorization.k8s.io/aggregate-to-edit": "true",
                     "rbac.authorization.k8s.io/aggregate-to-view": "true",
@@ -228,7 +228,7 @@ mod tests {
     use super::*;
     use crate::config::Options;
 
-    fn component_of(port: u16) -> Component {
+    fn component_of(port: u16) -> ComponentSpec {
         let dir = crate::paths::Workdir::from_env().cluster("t");
         let options = Options::default();
         component(
@@ -254,8 +254,14 @@ mod tests {
             "--bind-address=127.0.0.1".to_owned(),
             "--secure-port=4443".to_owned(),
             "--kubelet-insecure-tls".to_owned(),
-            format!("--kubelet-client-certificate={}", pki.client_cert(NAME).display()),
-            format!("--kubeconfig={}", dir.component_kubeconfig(NAME).display()),
+            format!(
+                "--kubelet-client-certificate={}",
+                pki.client_cert(Component::MetricsServer).display()
+            ),
+            format!(
+                "--kubeconfig={}",
+                dir.component_kubeconfig(Component::MetricsServer).display()
+            ),
             "--requestheader-allowed-names=front-proxy-client".to_owned(),
         ] {
             assert!(c.args.contains(&arg), "{arg} missing from {:?}", c.args);

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    component::{Component, UnknownComponent},
     config::Options,
     paths::ClusterDir,
     userconfig::{ComponentPatch, EnvVar},
@@ -23,9 +24,9 @@ use crate::{
 /// One process of the cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Component {
-    /// Name (`etcd`, `kube-apiserver`, …); also the log and pid file stem.
-    pub name: String,
+pub struct ComponentSpec {
+    /// Which component; its name is also the log and pid file stem.
+    pub name: Component,
     /// Absolute path of the binary.
     pub binary: PathBuf,
     /// Arguments.
@@ -76,83 +77,35 @@ pub struct Context<'a> {
     pub dir: &'a ClusterDir,
 }
 
-/// The components a cluster runs unless told otherwise.
-pub const DEFAULT_COMPONENTS: [&str; 5] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok-controller",
-];
-
-/// Every component kwokctl can run.
-pub const ALL_COMPONENTS: [&str; 8] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok-controller",
-    prometheus::NAME,
-    jaeger::NAME,
-    metrics_server::NAME,
-];
-
-/// Components a cluster cannot do without.
-pub const REQUIRED_COMPONENTS: [&str; 2] = ["etcd", "kube-apiserver"];
-
 /// Errors choosing or patching components.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A name that is no component.
-    #[error("{what}: unknown component {name:?} (known: {})", ALL_COMPONENTS.join(", "))]
-    Unknown {
+    /// A name that is no component (or one upstream runs and kwokctl-rs does not yet).
+    // Not a `#[source]`: the message already holds it, and `{:#}` would repeat it.
+    #[error("{what}: {reason}")]
+    Name {
         /// Where the name came from.
         what: String,
-        /// The name.
-        name: String,
-    },
-    /// A component upstream kwokctl runs and kwokctl-rs does not yet.
-    #[error("{what}: component {name:?} of upstream kwokctl is not supported by kwokctl-rs yet (known: {})", ALL_COMPONENTS.join(", "))]
-    NotYet {
-        /// Where the name came from.
-        what: String,
-        /// The name.
-        name: String,
+        /// Which name, and the known ones.
+        reason: UnknownComponent,
     },
     /// etcd or kube-apiserver was left out.
     #[error("component {0:?} cannot be disabled: every cluster needs etcd and kube-apiserver")]
-    Required(String),
+    Required(Component),
 }
 
-/// Checks that `name` (from `what`) is a component kwokctl knows.
-pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
-    let (what, name) = (what.to_owned(), name.to_owned());
-    if ALL_COMPONENTS.contains(&name.as_str()) {
-        Ok(())
-    } else if UPSTREAM_ONLY_COMPONENTS.contains(&name.as_str()) {
-        Err(Error::NotYet { what, name })
-    } else {
-        Err(Error::Unknown { what, name })
-    }
+/// The component called `name` (from `what`, for the message).
+pub fn check_name(what: &str, name: &str) -> Result<Component, Error> {
+    name.parse().map_err(|reason| Error::Name {
+        what: what.to_owned(),
+        reason,
+    })
 }
-
-/// Components upstream kwokctl can run that kwokctl-rs does not yet.
-const UPSTREAM_ONLY_COMPONENTS: &[&str] = &[
-    "dashboard",
-    "dashboard-metrics-scraper",
-    "kube-scheduler-plugins",
-    "kueue",
-    "kueueviz",
-    "jobset",
-    "lws",
-    "descheduler",
-    "kubectl-proxy",
-];
 
 /// The components of a cluster in start order: etcd, kube-apiserver, then the rest;
 /// Prometheus, Jaeger and metrics-server when they have a binary and a port. The
 /// caller keeps those enabled.
-pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
+pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<ComponentSpec> {
     let mut all = vec![
         etcd::component(ctx, &binaries.etcd),
         kube_apiserver::component(ctx, &binaries.kube_apiserver, binaries.kwok_tunnel),
@@ -178,10 +131,10 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<Component> {
 /// Applies `patches` to the components they name: each extra arg replaces a flag of the
 /// same key or is appended; envs are added. Patches of components that do not run are
 /// dropped; those of unknown components are an error.
-pub fn apply_patches(components: &mut [Component], patches: &[ComponentPatch]) -> Result<(), Error> {
+pub fn apply_patches(components: &mut [ComponentSpec], patches: &[ComponentPatch]) -> Result<(), Error> {
     for patch in patches {
-        check_name("componentsPatches", &patch.name)?;
-        let Some(component) = components.iter_mut().find(|c| c.name == patch.name) else {
+        let name = check_name("componentsPatches", &patch.name)?;
+        let Some(component) = components.iter_mut().find(|c| c.name == name) else {
             continue;
         };
         for arg in &patch.extra_args {
@@ -294,9 +247,9 @@ fn path_arg(flag: &str, path: impl Into<PathBuf>) -> String {
 
 /// Flags shared by the components that serve HTTPS with the cluster's certificate
 /// and authenticate against the apiserver with their own kubeconfig.
-fn secure_serving_args(ctx: &Context<'_>, name: &str, port: u16) -> Vec<String> {
+fn secure_serving_args(ctx: &Context<'_>, name: Component, port: u16) -> Vec<String> {
     let pki = ctx.dir.pki();
-    let kubeconfig = ctx.dir.component_kubeconfig(name);
+    let kubeconfig = ctx.dir.component_kubeconfig(name.as_str());
     vec![
         "--bind-address=127.0.0.1".into(),
         format!("--secure-port={port}"),
@@ -346,7 +299,7 @@ mod tests {
         }
     }
 
-    fn plan_of(disable_qps_limits: bool) -> Vec<Component> {
+    fn plan_of(disable_qps_limits: bool) -> Vec<ComponentSpec> {
         let dir = crate::paths::Workdir::from_env().cluster("t");
         let binaries = binaries();
         plan(
@@ -387,8 +340,8 @@ mod tests {
 
     #[test]
     fn an_override_patch_should_only_replace_an_existing_flag() {
-        let mut components = vec![Component {
-            name: "kube-apiserver".into(),
+        let mut components = vec![ComponentSpec {
+            name: Component::KubeApiserver,
             binary: "a".into(),
             args: vec!["--v=1".into(), "--secure-port=6443".into()],
             port: 1,
@@ -564,7 +517,7 @@ mod tests {
 
     #[test]
     fn components_should_start_with_etcd_then_the_apiserver() {
-        let names: Vec<String> = plan_of(false).into_iter().map(|c| c.name).collect();
+        let names: Vec<Component> = plan_of(false).into_iter().map(|c| c.name).collect();
         assert_eq!(
             names,
             [

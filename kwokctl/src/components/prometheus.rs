@@ -9,17 +9,14 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{Component, Context, path_arg};
+use super::{Component, ComponentSpec, Context, path_arg};
 
 /// How often every target is scraped: often enough that a test sees data in seconds.
 const SCRAPE_INTERVAL: &str = "5s";
 
-/// The component name.
-pub const NAME: &str = "prometheus";
-
-pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> Component {
-    Component {
-        name: NAME.into(),
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> ComponentSpec {
+    ComponentSpec {
+        name: Component::Prometheus,
         binary: binary.into(),
         args: vec![
             path_arg("config.file", ctx.dir.prometheus_config()),
@@ -36,24 +33,24 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> Componen
 /// The scrape configuration for `components` (those that run), plus the per-node
 /// resource-metrics targets kwok lists at `/discovery/prometheus` (upstream's
 /// `kwok-controller-metrics-discovery` job).
-pub fn scrape_config(ctx: &Context<'_>, components: &[Component]) -> Value {
+pub fn scrape_config(ctx: &Context<'_>, components: &[ComponentSpec]) -> Value {
     let pki = ctx.dir.pki();
     let tls = json!({
         "ca_file": pki.ca_cert(),
-        "cert_file": pki.client_cert("prometheus"),
-        "key_file": pki.client_key("prometheus"),
+        "cert_file": pki.client_cert(Component::Prometheus),
+        "key_file": pki.client_key(Component::Prometheus),
     });
     let mut jobs: Vec<Value> = components
         .iter()
         .filter_map(|c| {
-            let https = match c.name.as_str() {
-                "kube-apiserver"
-                | "kube-controller-manager"
-                | "kube-scheduler"
-                | "kwok-controller"
-                | super::metrics_server::NAME => true,
-                "etcd" | NAME => false,
-                _ => return None,
+            let https = match c.name {
+                Component::KubeApiserver
+                | Component::KubeControllerManager
+                | Component::KubeScheduler
+                | Component::KwokController
+                | Component::MetricsServer => true,
+                Component::Etcd | Component::Prometheus => false,
+                Component::Jaeger => return None,
             };
             let mut job = json!({
                 "job_name": c.name,
@@ -66,7 +63,7 @@ pub fn scrape_config(ctx: &Context<'_>, components: &[Component]) -> Value {
             Some(job)
         })
         .collect();
-    if let Some(kwok) = components.iter().find(|c| c.name == "kwok-controller") {
+    if let Some(kwok) = components.iter().find(|c| c.name == Component::KwokController) {
         // The targets carry their own __scheme__ and __metrics_path__; the job's TLS
         // settings serve both the discovery request and the scrapes.
         jobs.push(json!({
@@ -89,10 +86,10 @@ mod tests {
     use super::*;
     use crate::config::Options;
 
-    fn component(name: &str, port: u16) -> Component {
-        Component {
-            name: name.into(),
-            binary: name.into(),
+    fn component(name: Component, port: u16) -> ComponentSpec {
+        ComponentSpec {
+            name,
+            binary: name.as_str().into(),
             args: Vec::new(),
             port,
             health_url: String::new(),
@@ -112,9 +109,9 @@ mod tests {
         let config = scrape_config(
             &ctx,
             &[
-                component("etcd", 1),
-                component("kwok-controller", 2),
-                component("metrics-server", 3),
+                component(Component::Etcd, 1),
+                component(Component::KwokController, 2),
+                component(Component::MetricsServer, 3),
             ],
         );
         let jobs = config["scrape_configs"].as_array().unwrap();

@@ -24,7 +24,7 @@ use nix::{
 };
 
 use super::{Error, LogSource, Result, Runtime, Status};
-use crate::{components::Component, paths::ClusterDir};
+use crate::{components::ComponentSpec, paths::ClusterDir};
 
 /// How long a component gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -42,22 +42,22 @@ impl Runtime for BinaryRuntime {
         "binary"
     }
 
-    fn prepare(&self, _components: &mut [Component], _dry_run: bool) -> Result<()> {
+    fn prepare(&self, _components: &mut [ComponentSpec], _dry_run: bool) -> Result<()> {
         Ok(())
     }
 
     /// Starts `component` detached (own process group, stdin closed, output appended
     /// to its log) and records its pid.
-    fn start(&self, dir: &ClusterDir, component: &Component) -> Result<()> {
+    fn start(&self, dir: &ClusterDir, component: &ComponentSpec) -> Result<()> {
         let err = |action, source| Error::Process {
             action,
-            component: component.name.clone(),
+            component: component.name.to_string(),
             source,
         };
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.log(&component.name))
+            .open(dir.log(component.name))
             .map_err(|e| err("open the log of", e))?;
         let child = Command::new(&component.binary)
             .args(&component.args)
@@ -70,9 +70,9 @@ impl Runtime for BinaryRuntime {
             .process_group(0)
             .spawn()
             .map_err(|e| err("start", e))?;
-        fs::write(dir.pid(&component.name), child.id().to_string())
+        fs::write(dir.pid(component.name), child.id().to_string())
             .map_err(|e| err("record the pid of", e))?;
-        self.children().insert(component.name.clone(), child);
+        self.children().insert(component.name.to_string(), child);
         Ok(())
     }
 
@@ -129,7 +129,7 @@ impl Runtime for BinaryRuntime {
         LogSource::File(dir.log(name))
     }
 
-    fn start_command(&self, dir: &ClusterDir, c: &Component) -> String {
+    fn start_command(&self, dir: &ClusterDir, c: &ComponentSpec) -> String {
         let envs: String = c
             .envs
             .iter()
@@ -140,7 +140,7 @@ impl Runtime for BinaryRuntime {
             "{envs}{} {} >>{} 2>&1 &",
             c.binary.display(),
             args.join(" "),
-            dir.log(&c.name).display()
+            dir.log(c.name).display()
         )
     }
 

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use tracing::info;
 
 use super::{Engine, Error, LogSource, Result, Runtime, Status, image};
-use crate::{components::Component, paths::ClusterDir};
+use crate::{components::ComponentSpec, paths::ClusterDir};
 
 /// Seconds a component gets to exit after SIGTERM before the engine kills it.
 const STOP_GRACE_SECS: u32 = 15;
@@ -82,9 +82,9 @@ impl ContainerRuntime {
     }
 
     /// The `run` arguments of `component` (after the engine's name).
-    fn run_args(&self, dir: &ClusterDir, component: &Component) -> Result<Vec<String>> {
+    fn run_args(&self, dir: &ClusterDir, component: &ComponentSpec) -> Result<Vec<String>> {
         let image = component.image.clone().ok_or_else(|| Error::Image {
-            component: component.name.clone(),
+            component: component.name.to_string(),
             detail: "the cluster's configuration names no image (was it made by the binary runtime?)".into(),
         })?;
         Ok(run_args(
@@ -113,12 +113,12 @@ impl Runtime for ContainerRuntime {
         self.engine.program()
     }
 
-    fn prepare(&self, components: &mut [Component], dry_run: bool) -> Result<()> {
+    fn prepare(&self, components: &mut [ComponentSpec], dry_run: bool) -> Result<()> {
         for component in components {
-            let version = image::version_of(&component.name, &component.binary);
-            let reference = image::reference(&component.name, &version);
+            let version = image::version_of(component.name, &component.binary);
+            let reference = image::reference(component.name, &version);
             if !dry_run {
-                let outcome = image::ensure(&self.engine, &component.name, &component.binary, &reference)?;
+                let outcome = image::ensure(&self.engine, component.name, &component.binary, &reference)?;
                 info!(component = %component.name, image = %reference, ?outcome, "image ready");
             }
             component.image = Some(reference);
@@ -126,15 +126,15 @@ impl Runtime for ContainerRuntime {
         Ok(())
     }
 
-    fn start(&self, dir: &ClusterDir, component: &Component) -> Result<()> {
-        let name = container_name(dir, &component.name);
+    fn start(&self, dir: &ClusterDir, component: &ComponentSpec) -> Result<()> {
+        let name = container_name(dir, component.name.as_str());
         if self.inspect(&name).is_some() {
             self.engine.run(&["start", &name])?;
             return Ok(());
         }
         // The image may be gone since create (`docker image rm`): build it again.
         if let Some(reference) = &component.image {
-            image::ensure(&self.engine, &component.name, &component.binary, reference)?;
+            image::ensure(&self.engine, component.name, &component.binary, reference)?;
         }
         self.engine.run(&self.run_args(dir, component)?)?;
         Ok(())
@@ -196,7 +196,7 @@ impl Runtime for ContainerRuntime {
         LogSource::Command(self.engine.command(&args))
     }
 
-    fn start_command(&self, dir: &ClusterDir, component: &Component) -> String {
+    fn start_command(&self, dir: &ClusterDir, component: &ComponentSpec) -> String {
         match self.run_args(dir, component) {
             Ok(args) => self.engine.shell_line(&args),
             Err(e) => format!("# {e}"),
@@ -234,7 +234,7 @@ fn user() -> String {
 
 /// What `component` reads and writes: the cluster folder, then every other absolute
 /// path an argument names that exists on the host, outermost first, each once.
-fn mounts(dir: &ClusterDir, component: &Component) -> Vec<PathBuf> {
+fn mounts(dir: &ClusterDir, component: &ComponentSpec) -> Vec<PathBuf> {
     let root = dir.root().to_path_buf();
     let mut mounts = vec![root.clone()];
     let named = component
@@ -261,7 +261,7 @@ fn mounts(dir: &ClusterDir, component: &Component) -> Vec<PathBuf> {
 fn run_args(
     engine: &Engine,
     dir: &ClusterDir,
-    component: &Component,
+    component: &ComponentSpec,
     image: &str,
     user: &str,
     mounts: &[PathBuf],
@@ -270,7 +270,7 @@ fn run_args(
     let mut args = vec![
         "run".to_owned(),
         "--detach".into(),
-        format!("--name={}", container_name(dir, &component.name)),
+        format!("--name={}", container_name(dir, component.name.as_str())),
         "--pull=never".into(),
         "--network=host".into(),
         format!("--user={user}"),
@@ -301,11 +301,11 @@ fn run_args(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::EngineKind;
+    use crate::{component::Component, runtime::EngineKind};
 
-    fn component(args: &[&str]) -> Component {
-        Component {
-            name: "kube-scheduler".into(),
+    fn component(args: &[&str]) -> ComponentSpec {
+        ComponentSpec {
+            name: Component::KubeScheduler,
             binary: "/c/kube-scheduler/v1/kube-scheduler".into(),
             args: args.iter().map(|a| a.to_string()).collect(),
             port: 1,

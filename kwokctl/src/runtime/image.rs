@@ -22,6 +22,7 @@ use std::{
 };
 
 use super::{Engine, Error, Result};
+use crate::component::Component;
 
 /// Label with the fingerprint of an image's files.
 pub const FINGERPRINT_LABEL: &str = "io.kwok-rs.fingerprint";
@@ -34,13 +35,13 @@ const BIN_DIR: &str = "/usr/local/bin";
 
 /// The image of `component` at `version`: `localhost/kwok-rs/<component>:<version>`
 /// (the `localhost/` registry keeps docker and podman from looking anywhere else).
-pub fn reference(component: &str, version: &str) -> String {
+pub fn reference(component: Component, version: &str) -> String {
     format!("localhost/kwok-rs/{component}:{version}")
 }
 
 /// The version to tag `binary`'s image with: the cache folder's
 /// (`<cache>/<name>/<version>/<name>`), this project's for its own `kwok`, else `local`.
-pub fn version_of(component: &str, binary: &Path) -> String {
+pub fn version_of(component: Component, binary: &Path) -> String {
     let folder = binary
         .parent()
         .and_then(Path::file_name)
@@ -48,7 +49,7 @@ pub fn version_of(component: &str, binary: &Path) -> String {
         .filter(|n| n.starts_with('v') && n[1..].starts_with(|c: char| c.is_ascii_digit()));
     match folder {
         Some(version) => version.to_owned(),
-        None if component == "kwok-controller" => format!("v{}", crate::binaries::KWOK_VERSION),
+        None if component == Component::KwokController => format!("v{}", crate::binaries::KWOK_VERSION),
         None => "local".into(),
     }
 }
@@ -69,9 +70,9 @@ pub fn entrypoint(binary: &Path) -> PathBuf {
 }
 
 /// The files of `binary`'s image: the binary, then the libraries it loads.
-pub fn files(component: &str, binary: &Path) -> Result<Vec<File>> {
+pub fn files(component: Component, binary: &Path) -> Result<Vec<File>> {
     let err = |detail: String| Error::Image {
-        component: component.to_owned(),
+        component: component.to_string(),
         detail,
     };
     if !binary.is_file() {
@@ -155,10 +156,10 @@ pub fn fingerprint_of(engine: &Engine, reference: &str) -> Option<String> {
 }
 
 /// Makes sure image `reference` holds `binary` (for `component`) as it is now.
-pub fn ensure(engine: &Engine, component: &str, binary: &Path, reference: &str) -> Result<Outcome> {
+pub fn ensure(engine: &Engine, component: Component, binary: &Path, reference: &str) -> Result<Outcome> {
     let files = files(component, binary)?;
     let fingerprint = fingerprint(&files).map_err(|e| Error::Image {
-        component: component.to_owned(),
+        component: component.to_string(),
         detail: format!("failed to read {}: {e}", binary.display()),
     })?;
     if fingerprint_of(engine, reference).as_deref() == Some(fingerprint.as_str()) {
@@ -184,9 +185,15 @@ fn dockerfile(entrypoint: &Path) -> String {
     )
 }
 
-fn build(engine: &Engine, component: &str, files: &[File], fingerprint: &str, reference: &str) -> Result<()> {
+fn build(
+    engine: &Engine,
+    component: Component,
+    files: &[File],
+    fingerprint: &str,
+    reference: &str,
+) -> Result<()> {
     let err = |detail: String| Error::Image {
-        component: component.to_owned(),
+        component: component.to_string(),
         detail,
     };
     let context = std::env::temp_dir().join(format!("kwokctl-image-{component}-{}", std::process::id()));
@@ -257,12 +264,12 @@ mod tests {
     #[test]
     fn version_should_come_from_the_cache_folder() {
         let cached = Path::new("/c/etcd/v3.6.16/etcd");
-        assert_eq!(version_of("etcd", cached), "v3.6.16");
+        assert_eq!(version_of(Component::Etcd, cached), "v3.6.16");
         assert_eq!(
-            version_of("prometheus", Path::new("/usr/bin/prometheus")),
+            version_of(Component::Prometheus, Path::new("/usr/bin/prometheus")),
             "local"
         );
-        let kwok = version_of("kwok-controller", Path::new("/repo/target/debug/kwok"));
+        let kwok = version_of(Component::KwokController, Path::new("/repo/target/debug/kwok"));
         assert_eq!(kwok, format!("v{}", crate::binaries::KWOK_VERSION));
     }
 
@@ -288,7 +295,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("tool");
         fs::write(&script, "#!/bin/sh\n").unwrap();
-        let files = files("tool", &script).unwrap();
+        let files = files(Component::Jaeger, &script).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].image, Path::new("/usr/local/bin/tool"));
     }

@@ -17,7 +17,7 @@ pub use binary::BinaryRuntime;
 pub use container::ContainerRuntime;
 pub use engine::{Engine, EngineKind};
 
-use crate::{components::Component, paths::ClusterDir};
+use crate::{components::ComponentSpec, paths::ClusterDir};
 
 /// Errors selecting or using a runtime.
 #[derive(Debug, thiserror::Error)]
@@ -114,11 +114,11 @@ pub trait Runtime: std::fmt::Debug + Send + Sync {
 
     /// Readies what `components` need before any starts: a container runtime builds
     /// (or finds, up to date) each one's image and records it in
-    /// [`Component::image`]; a dry run only names the images.
-    fn prepare(&self, components: &mut [Component], dry_run: bool) -> Result<()>;
+    /// [`ComponentSpec::image`]; a dry run only names the images.
+    fn prepare(&self, components: &mut [ComponentSpec], dry_run: bool) -> Result<()>;
 
     /// Starts `component` detached: it keeps running after kwokctl exits.
-    fn start(&self, dir: &ClusterDir, component: &Component) -> Result<()>;
+    fn start(&self, dir: &ClusterDir, component: &ComponentSpec) -> Result<()>;
 
     /// How component `name`, started by this value, ended, if it has (`exit status: 1`).
     fn exited(&self, dir: &ClusterDir, name: &str) -> Option<String>;
@@ -141,7 +141,7 @@ pub trait Runtime: std::fmt::Debug + Send + Sync {
     fn log_source(&self, dir: &ClusterDir, name: &str, follow: bool) -> LogSource;
 
     /// The shell line that starts `component` (for `--dry-run`).
-    fn start_command(&self, dir: &ClusterDir, component: &Component) -> String;
+    fn start_command(&self, dir: &ClusterDir, component: &ComponentSpec) -> String;
 
     /// The shell line that stops component `name`, if it runs (for `--dry-run`).
     fn stop_command(&self, dir: &ClusterDir, name: &str) -> Option<String>;
