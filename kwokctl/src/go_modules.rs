@@ -13,7 +13,7 @@ use std::{
     process::Command,
 };
 
-use crate::{binaries::KUBE_VERSION, kube_version::staging_version};
+use crate::{kube_version::staging_version, pinned::KUBE_VERSION};
 
 /// The module path of Kubernetes.
 const KUBERNETES: &str = "k8s.io/kubernetes";

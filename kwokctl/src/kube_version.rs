@@ -1,7 +1,7 @@
 //! Which Kubernetes and etcd versions a cluster runs: the pinned pair by default, or
 //! any Kubernetes release (`--kube-version`) with the etcd upstream kwokctl pairs it with.
 
-use crate::binaries::{ETCD_VERSION, KUBE_VERSION};
+use crate::pinned::{ETCD_VERSION, KUBE_VERSION};
 
 /// A version that is not a Kubernetes release number.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,6 @@
 
 pub mod binaries;
 pub mod client;
-pub mod cluster_flags;
 pub mod cmd;
 pub mod component;
 pub mod components;
@@ -18,7 +17,9 @@ pub mod go_modules;
 pub mod kube_version;
 pub mod kubeconfig;
 pub mod launch;
+pub mod options;
 pub mod paths;
+pub mod pinned;
 pub mod pki;
 pub mod ports;
 pub mod probe;

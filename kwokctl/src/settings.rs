@@ -6,13 +6,12 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::{
     binaries::Downloads,
-    cluster_flags::ClusterFlags,
     component::Component,
-    components,
-    config::{DEFAULT_ETCD_PREFIX, DEFAULT_HEARTBEAT_FACTOR, DEFAULT_NODE_LEASE_DURATION_SECONDS},
-    flags::CreateClusterArgs,
+    components::{self, ComponentPatch, ExtraArg},
+    flags::{ClusterFlags, CreateClusterArgs},
     kube_version::Versions,
-    userconfig::{ComponentPatch, ExtraArg, FileOptions, UserConfig},
+    options::{DEFAULT_ETCD_PREFIX, DEFAULT_HEARTBEAT_FACTOR, DEFAULT_NODE_LEASE_DURATION_SECONDS},
+    userconfig::{FileOptions, UserConfig},
 };
 
 /// How long `create cluster` waits for health by default (`--wait`).
@@ -116,7 +115,7 @@ impl Settings {
             });
         }
         let etcd_quota_backend_bytes = match &o.etcd_quota_backend_size {
-            None => crate::config::DEFAULT_ETCD_QUOTA_BYTES,
+            None => crate::options::DEFAULT_ETCD_QUOTA_BYTES,
             Some(size) => kwok_engine::quantity::parse(size)
                 .filter(|b| b.is_finite() && *b >= 1.0 && b.fract() == 0.0)
                 .map(|b| b as u64)

@@ -3,26 +3,14 @@
 use std::{fs, path::PathBuf};
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 use crate::{
-    flags::{Cli, Command, CreateCommand},
+    flags::{Cli, Command, ConfigCommand, CreateCommand},
     paths::Workdir,
     settings::effective_options,
     userconfig::UserConfig,
 };
-
-/// `config …`.
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Prints the configuration `create cluster` would use: the files (--config, else
-    /// ~/.kwok/kwok.yaml) with the KWOK_* variables laid over them.
-    View,
-    /// Rewrites the files' documents, merged and checked, into ~/.kwok/kwok.yaml.
-    Tidy,
-    /// Removes ~/.kwok/kwok.yaml, back to the defaults.
-    Reset,
-}
 
 pub(super) fn run(workdir: &Workdir, files: &[PathBuf], what: ConfigCommand, dry_run: bool) -> Result<()> {
     let default = workdir.default_config();

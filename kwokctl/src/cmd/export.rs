@@ -5,24 +5,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result, bail};
-use clap::Subcommand;
-
 use crate::{
     config::ClusterConfig,
+    flags::ExportCommand,
     paths::{ClusterDir, Workdir},
     runtime::{LogSource, Runtime},
 };
-
-/// `export …`.
-#[derive(Debug, Subcommand)]
-pub enum ExportCommand {
-    /// Copies every log of the cluster (components and audit) and its kwok.yaml into DIR.
-    Logs {
-        /// Destination folder (created if missing).
-        dir: PathBuf,
-    },
-}
+use anyhow::{Context as _, Result, bail};
 
 pub(super) fn run(workdir: &Workdir, name: &str, what: ExportCommand) -> Result<()> {
     let ExportCommand::Logs { dir: dest } = what;

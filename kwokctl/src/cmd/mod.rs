@@ -14,10 +14,6 @@ mod logs;
 mod passthrough;
 mod port_forward;
 mod register;
-
-pub use config::ConfigCommand;
-pub use export::ExportCommand;
-pub use port_forward::PortForwardArgs;
 mod running;
 mod scale;
 mod snapshot;

@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow};
 use crate::{
     binaries::{Binary, Finder},
     component::Component,
-    config::DEFAULT_ETCD_PREFIX,
+    options::DEFAULT_ETCD_PREFIX,
     paths::Workdir,
 };
 

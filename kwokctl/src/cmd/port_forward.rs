@@ -2,24 +2,10 @@
 //! component's port, until interrupted.
 
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
-use crate::{component::Component, paths::Workdir};
-
-/// `port-forward` arguments.
-#[derive(Debug, Args)]
-pub struct PortForwardArgs {
-    /// The component (e.g. kube-apiserver, etcd, prometheus).
-    pub component: String,
-    /// LOCAL:PORT, or LOCAL to forward to the component's own port; PORT is a number
-    /// or upstream's port name (`https` of kube-apiserver, kube-controller-manager and
-    /// kube-scheduler; `http` of the others; `peer-http` of etcd, `otlp-grpc` of jaeger);
-    /// LOCAL 0 picks a free port.
-    #[arg(value_name = "LOCAL:PORT")]
-    pub ports: String,
-}
+use crate::{component::Component, flags::PortForwardArgs, paths::Workdir};
 
 pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs, dry_run: bool) -> Result<()> {
     let (_, config) = super::existing(workdir, name)?;

@@ -11,11 +11,8 @@ use std::path::Path;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Component, ComponentSpec, Context, kube_apiserver::KUBELET_ADDRESS_TYPES, path_arg};
-use crate::{
-    pki::{FRONT_PROXY_CLIENT, METRICS_SERVER_USER},
-    userconfig::EnvVar,
-};
+use super::{Component, ComponentSpec, Context, EnvVar, kube_apiserver::KUBELET_ADDRESS_TYPES, path_arg};
+use crate::pki::{FRONT_PROXY_CLIENT, METRICS_SERVER_USER};
 
 /// The APIService that makes the apiserver proxy `metrics.k8s.io` to it.
 pub const API_SERVICE: &str = "v1beta1.metrics.k8s.io";
@@ -226,7 +223,7 @@ pub fn unavailable_reason(api_service: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Options;
+    use crate::options::Options;
 
     fn component_of(port: u16) -> ComponentSpec {
         let dir = crate::paths::Workdir::from_env().cluster("t");

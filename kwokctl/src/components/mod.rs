@@ -8,6 +8,7 @@ mod kube_controller_manager;
 mod kube_scheduler;
 pub mod kwok_controller;
 pub mod metrics_server;
+pub mod patch;
 pub mod prometheus;
 
 use std::path::PathBuf;
@@ -16,10 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     component::{Component, UnknownComponent},
-    config::Options,
+    options::Options,
     paths::ClusterDir,
-    userconfig::{ComponentPatch, EnvVar},
 };
+
+pub use patch::{ComponentPatch, EnvVar, ExtraArg, Volume};
 
 /// One process of the cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -349,9 +351,9 @@ mod tests {
             image: None,
             envs: Vec::new(),
         }];
-        let arg = |key: &str, value: &str| crate::userconfig::ExtraArg {
+        let arg = |key: &str, value: &str| crate::components::ExtraArg {
             override_only: true,
-            ..crate::userconfig::ExtraArg::new(key, value)
+            ..crate::components::ExtraArg::new(key, value)
         };
         let patch = ComponentPatch {
             name: "kube-apiserver".into(),
@@ -535,7 +537,7 @@ mod tests {
         let mut components = plan_of(false);
         let patch = ComponentPatch {
             name: "kube-apiserver".into(),
-            extra_args: vec![crate::userconfig::ExtraArg::new("etcd-prefix", "/other")],
+            extra_args: vec![crate::components::ExtraArg::new("etcd-prefix", "/other")],
             extra_envs: vec![EnvVar {
                 name: "A".into(),
                 value: "b".into(),
@@ -620,11 +622,11 @@ mod tests {
         let mut components = plan_of(false);
         let patch = ComponentPatch {
             name: "kube-scheduler".into(),
-            extra_args: vec![crate::userconfig::ExtraArg::new(
+            extra_args: vec![crate::components::ExtraArg::new(
                 "config",
                 "/etc/kubernetes/sched.yaml",
             )],
-            extra_volumes: vec![crate::userconfig::Volume {
+            extra_volumes: vec![crate::components::Volume {
                 host_path: "/tmp/x/sched.yaml".into(),
                 mount_path: Some("/etc/kubernetes/sched.yaml".into()),
                 ..Default::default()

@@ -84,7 +84,7 @@ pub fn scrape_config(ctx: &Context<'_>, components: &[ComponentSpec]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Options;
+    use crate::options::Options;
 
     fn component(name: Component, port: u16) -> ComponentSpec {
         ComponentSpec {

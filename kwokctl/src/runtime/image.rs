@@ -49,7 +49,7 @@ pub fn version_of(component: Component, binary: &Path) -> String {
         .filter(|n| n.starts_with('v') && n[1..].starts_with(|c: char| c.is_ascii_digit()));
     match folder {
         Some(version) => version.to_owned(),
-        None if component == Component::KwokController => format!("v{}", crate::binaries::KWOK_VERSION),
+        None if component == Component::KwokController => format!("v{}", crate::pinned::KWOK_VERSION),
         None => "local".into(),
     }
 }
@@ -270,7 +270,7 @@ mod tests {
             "local"
         );
         let kwok = version_of(Component::KwokController, Path::new("/repo/target/debug/kwok"));
-        assert_eq!(kwok, format!("v{}", crate::binaries::KWOK_VERSION));
+        assert_eq!(kwok, format!("v{}", crate::pinned::KWOK_VERSION));
     }
 
     #[test]

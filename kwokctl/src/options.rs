@@ -1,0 +1,154 @@
+//! A cluster's resolved options: what `create cluster` settled on (every port concrete),
+//! saved as `options:` in the cluster's `kwok.yaml` and read by the component builders.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Resolved options: every port is concrete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Options {
+    /// The runtime (`binary`).
+    pub runtime: String,
+    /// Kubernetes version of the control plane.
+    pub kube_version: String,
+    /// etcd version.
+    pub etcd_version: String,
+    /// kube-apiserver secure port.
+    pub kube_apiserver_port: u16,
+    /// etcd client port.
+    pub etcd_port: u16,
+    /// etcd peer port.
+    pub etcd_peer_port: u16,
+    /// kube-controller-manager secure port.
+    pub kube_controller_manager_port: u16,
+    /// kube-scheduler secure port.
+    pub kube_scheduler_port: u16,
+    /// kwok controller's HTTPS port (`/healthz`, `/readyz`, `/metrics`, the kubelet API).
+    pub kwok_controller_port: u16,
+    /// Lift the client QPS limits of the controller-manager and scheduler and the
+    /// apiserver's in-flight limits (`--disable-qps-limits`).
+    #[serde(default)]
+    pub disable_qps_limits: bool,
+    /// Prometheus port, when Prometheus runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_port: Option<u16>,
+    /// Jaeger's UI and query port, when Jaeger runs (`--jaeger-port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_port: Option<u16>,
+    /// Jaeger's OTLP/gRPC port, where kube-apiserver and kwok send spans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_otlp_grpc_port: Option<u16>,
+    /// metrics-server's secure port, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_server_port: Option<u16>,
+    /// kube-apiserver authorization: Node,RBAC when true, AlwaysAllow when false.
+    #[serde(default = "yes")]
+    pub kube_authorization: bool,
+    /// kube-apiserver runs its default admission plugins (none when false).
+    #[serde(default = "yes")]
+    pub kube_admission: bool,
+    /// etcd's storage quota in bytes.
+    #[serde(default = "default_etcd_quota")]
+    pub etcd_quota_backend_bytes: u64,
+    /// The audit policy, copied into the cluster folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_audit_policy: Option<PathBuf>,
+    /// The kube-scheduler configuration, written into the cluster folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_scheduler_config: Option<PathBuf>,
+    /// `--feature-gates` of the Kubernetes components ("" for none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kube_feature_gates: String,
+    /// kube-apiserver `--runtime-config` ("" for none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kube_runtime_config: String,
+    /// CRDs the kwok controller serves.
+    #[serde(default, rename = "enableCRDs", skip_serializing_if = "Vec::is_empty")]
+    pub enable_crds: Vec<String>,
+    /// Lease duration of the fake nodes (0: no leases).
+    #[serde(default = "default_lease")]
+    pub node_lease_duration_seconds: u32,
+    /// Node heartbeat scale factor.
+    #[serde(default = "default_heartbeat_factor")]
+    pub heartbeat_factor: f64,
+    /// etcd key prefix.
+    #[serde(default = "default_etcd_prefix")]
+    pub etcd_prefix: String,
+    /// Stage and KwokConfiguration documents for kwok, written into the cluster folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kwok_config: Option<PathBuf>,
+    /// The user kubeconfig holding the cluster's context (default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Absolute paths handed to the kwok controller as `--config` (`--kwok-controller-config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kwok_controller_config: Vec<std::path::PathBuf>,
+}
+
+/// Default `--node-lease-duration-seconds`: the kubelet's 40 s.
+pub const DEFAULT_NODE_LEASE_DURATION_SECONDS: u32 = 40;
+/// Default `--heartbeat-factor` (upstream kwokctl's).
+pub const DEFAULT_HEARTBEAT_FACTOR: f64 = 5.0;
+/// Default `--etcd-prefix`: the apiserver's own.
+pub const DEFAULT_ETCD_PREFIX: &str = "/registry";
+
+fn yes() -> bool {
+    true
+}
+
+fn default_lease() -> u32 {
+    DEFAULT_NODE_LEASE_DURATION_SECONDS
+}
+
+fn default_heartbeat_factor() -> f64 {
+    DEFAULT_HEARTBEAT_FACTOR
+}
+
+/// etcd's quota unless `--etcd-quota-backend-size` says otherwise: 8 GiB.
+pub const DEFAULT_ETCD_QUOTA_BYTES: u64 = 8 << 30;
+
+fn default_etcd_quota() -> u64 {
+    DEFAULT_ETCD_QUOTA_BYTES
+}
+
+fn default_etcd_prefix() -> String {
+    DEFAULT_ETCD_PREFIX.into()
+}
+
+impl Default for Options {
+    /// Defaults with every port 0: only for building plans in tests and dry runs.
+    fn default() -> Self {
+        Self {
+            runtime: "binary".into(),
+            kube_version: String::new(),
+            etcd_version: String::new(),
+            kube_apiserver_port: 0,
+            etcd_port: 0,
+            etcd_peer_port: 0,
+            kube_controller_manager_port: 0,
+            kube_scheduler_port: 0,
+            kwok_controller_port: 0,
+            disable_qps_limits: false,
+            prometheus_port: None,
+            jaeger_port: None,
+            jaeger_otlp_grpc_port: None,
+            metrics_server_port: None,
+            kube_authorization: true,
+            kube_admission: true,
+            etcd_quota_backend_bytes: DEFAULT_ETCD_QUOTA_BYTES,
+            kube_audit_policy: None,
+            kube_scheduler_config: None,
+            kube_feature_gates: String::new(),
+            kube_runtime_config: String::new(),
+            enable_crds: Vec::new(),
+            node_lease_duration_seconds: DEFAULT_NODE_LEASE_DURATION_SECONDS,
+            heartbeat_factor: DEFAULT_HEARTBEAT_FACTOR,
+            etcd_prefix: DEFAULT_ETCD_PREFIX.into(),
+            kwok_config: None,
+            kubeconfig: None,
+            kwok_controller_config: Vec::new(),
+        }
+    }
+}
