@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Resolved options: every port is concrete.
+use crate::{kube_version::Versions, ports::Allocator};
+
+/// A cluster's options, resolved from the layers (see `settings::Settings::resolve`):
+/// what the component builders, the runtimes and the saved `kwok.yaml` read. Every port
+/// is concrete once [`Options::allocate_ports`] has run (0 until then: a free one).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Options {
@@ -150,5 +154,46 @@ impl Default for Options {
             kubeconfig: None,
             kwok_controller_config: Vec::new(),
         }
+    }
+}
+
+impl Options {
+    /// The Kubernetes and etcd versions the cluster runs.
+    pub fn versions(&self) -> Versions {
+        Versions {
+            kube: self.kube_version.clone(),
+            etcd: self.etcd_version.clone(),
+        }
+    }
+
+    /// Makes every port concrete: a port left 0 gets a free one, a given one must be free
+    /// and given once. The ports are held by `ports` until it drops.
+    pub fn allocate_ports(&mut self, ports: &mut Allocator) -> crate::ports::Result<()> {
+        let mut take = |what: &str, port: &mut u16| -> crate::ports::Result<()> {
+            *port = ports.port(what, Some(*port))?;
+            Ok(())
+        };
+        if let Some(port) = &mut self.prometheus_port {
+            take("--prometheus-port", port)?;
+        }
+        // Upstream gives Jaeger's OTLP/gRPC receiver a free port of its own too.
+        if let Some(port) = &mut self.jaeger_port {
+            take("--jaeger-port", port)?;
+        }
+        if let Some(port) = &mut self.jaeger_otlp_grpc_port {
+            take("jaeger OTLP/gRPC", port)?;
+        }
+        if let Some(port) = &mut self.metrics_server_port {
+            take("--metrics-server-port", port)?;
+        }
+        take("--kube-apiserver-port", &mut self.kube_apiserver_port)?;
+        take("--etcd-port", &mut self.etcd_port)?;
+        take("etcd peer", &mut self.etcd_peer_port)?;
+        take(
+            "--kube-controller-manager-port",
+            &mut self.kube_controller_manager_port,
+        )?;
+        take("--kube-scheduler-port", &mut self.kube_scheduler_port)?;
+        take("--controller-port", &mut self.kwok_controller_port)
     }
 }

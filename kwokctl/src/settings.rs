@@ -1,6 +1,6 @@
-//! What `create cluster` will do, resolved from its layers: flags and `KWOK_*`
-//! variables over the configuration files over the defaults. Pure: no ports are
-//! taken and no files read here.
+//! What `create cluster` will do, resolved from its layers in one place
+//! ([`Settings::resolve`]): flags over `KWOK_*` variables over the configuration files
+//! over the defaults. Pure: no ports are taken and no files read here.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -8,10 +8,13 @@ use crate::{
     binaries::Downloads,
     component::Component,
     components::{self, ComponentPatch, ExtraArg},
-    flags::{ClusterFlags, CreateClusterArgs},
+    flags::{ClusterOptions, CreateClusterArgs},
     kube_version::Versions,
-    options::{DEFAULT_ETCD_PREFIX, DEFAULT_HEARTBEAT_FACTOR, DEFAULT_NODE_LEASE_DURATION_SECONDS},
-    userconfig::{FileOptions, UserConfig},
+    options::{
+        DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_QUOTA_BYTES, DEFAULT_HEARTBEAT_FACTOR,
+        DEFAULT_NODE_LEASE_DURATION_SECONDS, Options,
+    },
+    userconfig::UserConfig,
 };
 
 /// How long `create cluster` waits for health by default (`--wait`).
@@ -44,139 +47,70 @@ pub enum Error {
 /// Result of resolving settings.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Ports asked for; `None` gets a free one.
-#[derive(Debug, Clone, Default)]
-#[allow(missing_docs)] // reason: one field per component, named after it.
-pub struct PortRequests {
-    pub kube_apiserver: Option<u16>,
-    pub etcd: Option<u16>,
-    pub kube_controller_manager: Option<u16>,
-    pub kube_scheduler: Option<u16>,
-    pub kwok_controller: Option<u16>,
-    pub prometheus: Option<u16>,
-    pub jaeger: Option<u16>,
-    pub metrics_server: Option<u16>,
-}
-
-/// Everything `create cluster` needs besides ports and binaries.
+/// Everything `create cluster` needs besides binaries: the cluster's [`Options`] and
+/// what is not saved with them.
 #[derive(Debug, Clone)]
-#[allow(missing_docs)] // reason: each field is the `create cluster` flag of the same name.
 pub struct Settings {
-    pub runtime: String,
+    /// The resolved options; ports left to pick are 0 until [`Options::allocate_ports`].
+    pub options: Options,
     /// Components that run, in [`Component::ALL`] order.
     pub components: Vec<Component>,
-    pub ports: PortRequests,
-    pub disable_qps_limits: bool,
-    pub kube_authorization: bool,
-    /// kube-apiserver runs its default admission plugins.
-    pub kube_admission: bool,
-    /// etcd's `--quota-backend-bytes`.
-    pub etcd_quota_backend_bytes: u64,
-    pub kube_audit_policy: Option<PathBuf>,
-    pub kube_scheduler_config: Option<PathBuf>,
-    pub kube_feature_gates: String,
-    pub kube_runtime_config: String,
-    pub enable_crds: Vec<String>,
-    pub node_lease_duration_seconds: u32,
-    pub heartbeat_factor: f64,
-    pub etcd_prefix: String,
     /// Patches from the files, then one per `--extra-args`.
     pub patches: Vec<ComponentPatch>,
     /// Stage and KwokConfiguration documents for kwok.
     pub kwok_documents: Vec<String>,
-    /// The user kubeconfig that gets the context.
-    pub kubeconfig: PathBuf,
     /// How long to wait for health (`--wait` bounded by `--timeout`).
     pub wait: Duration,
     /// Print what would be done and change nothing (the global `--dry-run`).
     pub dry_run: bool,
-    /// The Kubernetes and etcd versions (`--kube-version`).
-    pub versions: Versions,
     /// Where release binaries are downloaded from.
     pub downloads: Downloads,
 }
 
 impl Settings {
-    /// Resolves `args` over `user`.
+    /// Resolves a cluster's options from its layers, each over the one before:
+    ///
+    /// 1. the built-in defaults (named in `--help`);
+    /// 2. the configuration files' `options:` (`--config`, else `~/.kwok/kwok.yaml`; a
+    ///    later file over an earlier one), in `user`;
+    /// 3. the `KWOK_*` variables, then
+    /// 4. the command-line flags, both in `args` (clap lets a flag win over its variable).
+    ///
+    /// A field a layer leaves out is the lower layer's; `--enable` and `--disable` add to
+    /// the files' lists. Pure: no ports are taken and no files read here.
     pub fn resolve(args: &CreateClusterArgs, user: &UserConfig) -> Result<Self> {
         let o = effective_options(args, user);
         let mut patches = user.patches.clone();
-        for raw in &args.cluster.extra_args {
+        for raw in &args.extra_args {
             patches.push(parse_extra_arg(raw)?);
         }
         for patch in &patches {
             components::check_name("componentsPatches", &patch.name)?;
         }
-        if o.secure_port == Some(false) {
-            return Err(Error::Invalid {
-                flag: "--secure-port",
-                value: "false".into(),
-                reason: "kube-apiserver always serves HTTPS with authentication (an insecure port needs Kubernetes before 1.13)",
-            });
-        }
-        let etcd_quota_backend_bytes = match &o.etcd_quota_backend_size {
-            None => crate::options::DEFAULT_ETCD_QUOTA_BYTES,
-            Some(size) => kwok_engine::quantity::parse(size)
-                .filter(|b| b.is_finite() && *b >= 1.0 && b.fract() == 0.0)
-                .map(|b| b as u64)
-                .ok_or_else(|| Error::Invalid {
-                    flag: "--etcd-quota-backend-size",
-                    value: size.clone(),
-                    reason: "not a whole number of bytes as a quantity (e.g. 8Gi, 2G)",
-                })?,
-        };
-        let heartbeat_factor = o.heartbeat_factor.unwrap_or(DEFAULT_HEARTBEAT_FACTOR);
-        if !(heartbeat_factor.is_finite() && heartbeat_factor > 0.0) {
-            return Err(Error::Invalid {
-                flag: "--heartbeat-factor",
-                value: heartbeat_factor.to_string(),
-                reason: "must be a positive number",
-            });
-        }
-        for (flag, value) in [
-            ("--dashboard-port", &args.dashboard_port),
-            (
-                "--kube-apiserver-insecure-port",
-                &args.kube_apiserver_insecure_port,
-            ),
-            ("--kueueviz-port", &args.kueueviz_port),
-        ] {
-            if let Some(value) = value {
-                return Err(Error::Invalid {
-                    flag,
-                    value: value.clone(),
-                    reason: "a flag of upstream kwokctl for a component kwokctl-rs does not run yet",
-                });
-            }
-        }
-        // Upstream's `--wait 0s` does not wait: here starting still needs its health
-        // checks, bounded as by default.
-        let asked = match args.wait {
-            d if d.is_zero() => DEFAULT_WAIT,
-            d => d,
-        };
-        let wait = match args.cluster.timeout {
-            Some(timeout) => asked.min(timeout),
-            None => asked,
-        };
-        Ok(Self {
+        refuse_upstream_only(args)?;
+        let components = component_set(&o)?;
+        let runs = |c: Component| components.contains(&c);
+        let versions = Versions::for_kube(o.kube_version.as_deref())?;
+        let heartbeat_factor = heartbeat_factor(&o)?;
+        let options = Options {
             runtime: o.runtime.clone().unwrap_or_else(|| "binary".into()),
-            components: component_set(&o)?,
-            ports: PortRequests {
-                kube_apiserver: o.kube_apiserver_port,
-                etcd: o.etcd_port,
-                kube_controller_manager: o.kube_controller_manager_port,
-                kube_scheduler: o.kube_scheduler_port,
-                kwok_controller: o.kwok_controller_port,
-                prometheus: o.prometheus_port,
-                jaeger: o.jaeger_port,
-                metrics_server: o.metrics_server_port,
-            },
+            kube_version: versions.kube,
+            etcd_version: versions.etcd,
+            kube_apiserver_port: o.kube_apiserver_port.unwrap_or(0),
+            etcd_port: o.etcd_port.unwrap_or(0),
+            etcd_peer_port: 0,
+            kube_controller_manager_port: o.kube_controller_manager_port.unwrap_or(0),
+            kube_scheduler_port: o.kube_scheduler_port.unwrap_or(0),
+            kwok_controller_port: o.kwok_controller_port.unwrap_or(0),
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
+            prometheus_port: runs(Component::Prometheus).then(|| o.prometheus_port.unwrap_or(0)),
+            jaeger_port: runs(Component::Jaeger).then(|| o.jaeger_port.unwrap_or(0)),
+            jaeger_otlp_grpc_port: runs(Component::Jaeger).then_some(0),
+            metrics_server_port: runs(Component::MetricsServer).then(|| o.metrics_server_port.unwrap_or(0)),
             kube_authorization: o.kube_authorization.unwrap_or(true),
             // Upstream's default follows authorization.
             kube_admission: o.kube_admission.unwrap_or(o.kube_authorization.unwrap_or(true)),
-            etcd_quota_backend_bytes,
+            etcd_quota_backend_bytes: etcd_quota_backend_bytes(&o)?,
             kube_audit_policy: o.kube_audit_policy,
             kube_scheduler_config: o.kube_scheduler_config,
             kube_feature_gates: o.kube_feature_gates.unwrap_or_default(),
@@ -189,17 +123,23 @@ impl Settings {
             ) * heartbeat_factor) as u32,
             heartbeat_factor,
             etcd_prefix: o.etcd_prefix.unwrap_or_else(|| DEFAULT_ETCD_PREFIX.into()),
+            // Set by `create cluster` once it knows the cluster's folder.
+            kwok_config: None,
+            kubeconfig: Some(
+                args.kubeconfig
+                    .clone()
+                    .unwrap_or_else(crate::kubeconfig::user_kubeconfig_path),
+            ),
+            kwok_controller_config: Vec::new(),
+        };
+        Ok(Self {
+            options,
+            components,
             patches,
             kwok_documents: user.kwok_documents.clone(),
-            kubeconfig: args
-                .cluster
-                .kubeconfig
-                .clone()
-                .unwrap_or_else(crate::kubeconfig::user_kubeconfig_path),
-            wait,
+            wait: wait(args),
             // The global `--dry-run`; the caller sets it.
             dry_run: false,
-            versions: Versions::for_kube(o.kube_version.as_deref())?,
             downloads: Downloads {
                 kube_prefix: o.kube_binary_prefix,
                 etcd_prefix: o.etcd_binary_prefix,
@@ -211,62 +151,96 @@ impl Settings {
     pub fn runs(&self, component: Component) -> bool {
         self.components.contains(&component)
     }
+
+    /// The user kubeconfig that gets the cluster's context.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.options
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(crate::kubeconfig::user_kubeconfig_path)
+    }
 }
 
-/// The file options with the flags and `KWOK_*` variables that were given laid over them.
-pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> FileOptions {
-    let c: &ClusterFlags = &args.cluster;
-    let mut o = user.options.clone();
-    macro_rules! over {
-        ($($field:ident = $value:expr),* $(,)?) => {$(
-            if let Some(v) = $value { o.$field = Some(v); }
-        )*};
+/// The layers of `create cluster` options, files then `KWOK_*` variables then flags,
+/// merged (see [`Settings::resolve`]); the defaults are not filled in.
+pub fn effective_options(args: &CreateClusterArgs, user: &UserConfig) -> ClusterOptions {
+    user.options.overlay(&args.options, true)
+}
+
+/// `--secure-port=false`, and the flags of components kwokctl-rs does not run, are refused.
+fn refuse_upstream_only(args: &CreateClusterArgs) -> Result<()> {
+    if args.options.secure_port == Some(false) {
+        return Err(Error::Invalid {
+            flag: "--secure-port",
+            value: "false".into(),
+            reason: "kube-apiserver always serves HTTPS with authentication (an insecure port needs Kubernetes before 1.13)",
+        });
     }
-    over!(
-        runtime = args.runtime.clone(),
-        kube_apiserver_port = args.kube_apiserver_port,
-        etcd_port = args.etcd_port,
-        components = c.components.clone(),
-        prometheus_port = c.prometheus_port,
-        jaeger_port = args.jaeger_port,
-        metrics_server_port = args.metrics_server_port,
-        enable_metrics_server = args.enable_metrics_server.then_some(true),
-        kwok_controller_port = c.controller_port,
-        kube_controller_manager_port = c.kube_controller_manager_port,
-        kube_scheduler_port = c.kube_scheduler_port,
-        kube_scheduler_config = c.kube_scheduler_config.clone(),
-        kube_audit_policy = c.kube_audit_policy.clone(),
-        kube_authorization = c.kube_authorization,
-        kube_admission = c.kube_admission,
-        secure_port = c.secure_port,
-        etcd_quota_backend_size = c.etcd_quota_backend_size.clone(),
-        kube_feature_gates = c.kube_feature_gates.clone(),
-        kube_runtime_config = c.kube_runtime_config.clone(),
-        enable_crds = c.enable_crds.clone(),
-        node_lease_duration_seconds = c.node_lease_duration_seconds,
-        heartbeat_factor = c.heartbeat_factor,
-        etcd_prefix = c.etcd_prefix.clone(),
-        disable_qps_limits = args.disable_qps_limits.then_some(true),
-        disable_kube_scheduler = c.disable_kube_scheduler.then_some(true),
-        disable_kube_controller_manager = c.disable_kube_controller_manager.then_some(true),
-        quiet_pull = c.quiet_pull.then_some(true),
-        kube_version = args.kube_version.clone(),
-        kube_binary_prefix = args.kube_binary_prefix.clone(),
-        etcd_binary_prefix = args.etcd_binary_prefix.clone(),
-    );
-    // Lists from flags add to the file's.
-    for (list, extra) in [(&mut o.enable, &c.enable), (&mut o.disable, &c.disable)] {
-        if !extra.is_empty() {
-            list.get_or_insert_with(Vec::new).extend(extra.iter().cloned());
+    for (flag, value) in [
+        ("--dashboard-port", &args.dashboard_port),
+        (
+            "--kube-apiserver-insecure-port",
+            &args.kube_apiserver_insecure_port,
+        ),
+        ("--kueueviz-port", &args.kueueviz_port),
+    ] {
+        if let Some(value) = value {
+            return Err(Error::Invalid {
+                flag,
+                value: value.clone(),
+                reason: "a flag of upstream kwokctl for a component kwokctl-rs does not run yet",
+            });
         }
     }
-    o
+    Ok(())
+}
+
+/// etcd's `--quota-backend-bytes` from `--etcd-quota-backend-size`.
+fn etcd_quota_backend_bytes(o: &ClusterOptions) -> Result<u64> {
+    let Some(size) = &o.etcd_quota_backend_size else {
+        return Ok(DEFAULT_ETCD_QUOTA_BYTES);
+    };
+    kwok_engine::quantity::parse(size)
+        .filter(|b| b.is_finite() && *b >= 1.0 && b.fract() == 0.0)
+        .map(|b| b as u64)
+        .ok_or_else(|| Error::Invalid {
+            flag: "--etcd-quota-backend-size",
+            value: size.clone(),
+            reason: "not a whole number of bytes as a quantity (e.g. 8Gi, 2G)",
+        })
+}
+
+/// `--heartbeat-factor`, checked positive.
+fn heartbeat_factor(o: &ClusterOptions) -> Result<f64> {
+    let factor = o.heartbeat_factor.unwrap_or(DEFAULT_HEARTBEAT_FACTOR);
+    if !(factor.is_finite() && factor > 0.0) {
+        return Err(Error::Invalid {
+            flag: "--heartbeat-factor",
+            value: factor.to_string(),
+            reason: "must be a positive number",
+        });
+    }
+    Ok(factor)
+}
+
+/// How long to wait for health: `--wait`, bounded by `--timeout`.
+fn wait(args: &CreateClusterArgs) -> Duration {
+    // Upstream's `--wait 0s` does not wait: here starting still needs its health
+    // checks, bounded as by default.
+    let asked = match args.wait {
+        d if d.is_zero() => DEFAULT_WAIT,
+        d => d,
+    };
+    match args.timeout {
+        Some(timeout) => asked.min(timeout),
+        None => asked,
+    }
 }
 
 /// The components that run: the base set, plus Prometheus and Jaeger when they have a
 /// port and metrics-server when `enableMetricsServer`, plus `enable`, minus `disable`
 /// and the `disable*` switches.
-fn component_set(o: &FileOptions) -> Result<Vec<Component>> {
+fn component_set(o: &ClusterOptions) -> Result<Vec<Component>> {
     let mut set: Vec<Component> = match &o.components {
         Some(list) => list
             .iter()
@@ -348,8 +322,8 @@ mod tests {
     fn defaults_should_run_the_five_components() {
         let s = resolve(&[], &UserConfig::default()).unwrap();
         assert_eq!(s.components, Component::DEFAULT);
-        assert_eq!(s.etcd_prefix, "/registry");
-        assert!(s.kube_authorization);
+        assert_eq!(s.options.etcd_prefix, "/registry");
+        assert!(s.options.kube_authorization);
     }
 
     #[test]
@@ -406,7 +380,7 @@ mod tests {
         )
         .unwrap();
         assert!(upstream.runs(Component::MetricsServer));
-        assert_eq!(upstream.ports.metrics_server, Some(4443));
+        assert_eq!(upstream.options.metrics_server_port, Some(4443));
         let enabled = resolve(&["--enable", "metrics-server"], &UserConfig::default()).unwrap();
         assert_eq!(enabled.components, upstream.components);
         assert_eq!(enabled.components.last(), Some(&Component::MetricsServer));
@@ -442,6 +416,7 @@ mod tests {
         let lease = |args: &[&str]| {
             resolve(args, &UserConfig::default())
                 .unwrap()
+                .options
                 .node_lease_duration_seconds
         };
         assert_eq!(lease(&[]), 200, "40 s × the default factor 5");
@@ -458,10 +433,144 @@ mod tests {
         user.options.etcd_prefix = Some("/file".into());
         user.options.heartbeat_factor = Some(2.0);
         let s = resolve(&["--etcd-prefix", "/flag"], &user).unwrap();
-        assert_eq!(s.etcd_prefix, "/flag");
-        assert_eq!(s.heartbeat_factor, 2.0);
-        assert_eq!(s.node_lease_duration_seconds, 80, "40 s × 2, as upstream");
+        assert_eq!(s.options.etcd_prefix, "/flag");
+        assert_eq!(s.options.heartbeat_factor, 2.0);
+        assert_eq!(s.options.node_lease_duration_seconds, 80, "40 s × 2, as upstream");
         let s = resolve(&["--extra-args", "kwok-controller=v=4"], &user).unwrap();
         assert_eq!(s.patches[0].extra_args[0].value.as_deref(), Some("4"));
+    }
+
+    /// A file layer setting a scalar, a switch, a bool and both kinds of list.
+    fn file_layer() -> UserConfig {
+        let mut user = UserConfig::default();
+        user.options.etcd_prefix = Some("/file".into());
+        user.options.heartbeat_factor = Some(2.0);
+        user.options.disable_qps_limits = Some(true);
+        user.options.kube_authorization = Some(false);
+        user.options.enable = Some(vec!["prometheus".into()]);
+        user.options.enable_crds = Some(vec!["Stage".into()]);
+        user
+    }
+
+    #[test]
+    fn each_option_should_take_the_default_when_no_layer_sets_it() {
+        let s = resolve(&[], &UserConfig::default()).unwrap();
+        let o = &s.options;
+        assert_eq!(o.etcd_prefix, DEFAULT_ETCD_PREFIX);
+        assert_eq!(o.heartbeat_factor, DEFAULT_HEARTBEAT_FACTOR);
+        assert!(!o.disable_qps_limits && o.kube_authorization && o.kube_admission);
+        assert!(o.enable_crds.is_empty());
+        assert_eq!(o.etcd_quota_backend_bytes, DEFAULT_ETCD_QUOTA_BYTES);
+        assert_eq!(
+            (o.runtime.as_str(), o.kube_apiserver_port, o.prometheus_port),
+            ("binary", 0, None)
+        );
+        assert_eq!(s.components, Component::DEFAULT);
+    }
+
+    #[test]
+    fn the_file_should_win_over_the_defaults() {
+        let s = resolve(&[], &file_layer()).unwrap();
+        let o = &s.options;
+        assert_eq!(o.etcd_prefix, "/file");
+        assert_eq!(o.heartbeat_factor, 2.0);
+        assert!(o.disable_qps_limits);
+        assert!(
+            !o.kube_authorization && !o.kube_admission,
+            "admission follows authorization"
+        );
+        assert_eq!(o.enable_crds, ["Stage"]);
+        assert!(s.runs(Component::Prometheus));
+        assert_eq!(o.prometheus_port, Some(0), "a free port, picked at create");
+    }
+
+    #[test]
+    fn a_later_file_should_win_over_an_earlier_one_and_replace_its_lists() {
+        let mut user = file_layer();
+        let doc = "kind: KwokctlConfiguration\noptions:\n  etcdPrefix: /later\n  enable: [jaeger]\n";
+        user.parse("later.yaml", doc).unwrap();
+        let s = resolve(&[], &user).unwrap();
+        assert_eq!(s.options.etcd_prefix, "/later");
+        assert_eq!(s.options.heartbeat_factor, 2.0, "left to the earlier file");
+        assert!(s.runs(Component::Jaeger) && !s.runs(Component::Prometheus));
+    }
+
+    #[test]
+    fn flags_should_win_over_the_file_and_add_to_its_enable_list() {
+        let s = resolve(
+            &[
+                "--etcd-prefix=/flag",
+                "--disable-qps-limits=false",
+                "--kube-authorization",
+                "--enable-crds=Stage,Attach",
+                "--enable=metrics-server",
+                "--kube-apiserver-port=6443",
+            ],
+            &file_layer(),
+        )
+        .unwrap();
+        let o = &s.options;
+        assert_eq!(o.etcd_prefix, "/flag");
+        assert_eq!(o.heartbeat_factor, 2.0, "not given by flag: the file's");
+        assert!(
+            !o.disable_qps_limits,
+            "--x=false turns off what the file turned on"
+        );
+        assert!(o.kube_authorization && o.kube_admission);
+        assert_eq!(
+            o.enable_crds,
+            ["Stage", "Attach"],
+            "a list flag replaces the file's list"
+        );
+        assert!(s.runs(Component::Prometheus) && s.runs(Component::MetricsServer));
+        assert_eq!(o.kube_apiserver_port, 6443);
+    }
+
+    #[test]
+    fn switches_should_take_a_bare_flag_or_an_explicit_value() {
+        let on = resolve(&["--disable-qps-limits"], &UserConfig::default()).unwrap();
+        assert!(on.options.disable_qps_limits);
+        let off = resolve(&["--disable-kube-scheduler=false"], &UserConfig::default()).unwrap();
+        assert!(off.runs(Component::KubeScheduler));
+        let cli = Cli::try_parse_from(["kwokctl", "create", "cluster", "--disable-qps-limits", "false"]);
+        assert!(cli.is_err(), "as Go's bool flags: a value needs `=`");
+    }
+
+    /// The name of [`env_should_win_over_the_file_and_lose_to_flags`] for the child run.
+    const ENV_TEST: &str = "settings::tests::env_should_win_over_the_file_and_lose_to_flags";
+
+    /// clap reads the `KWOK_*` layer from the process environment, which a threaded test
+    /// must not change: the test runs itself again in a child process with the variables
+    /// set, and that run checks the layers.
+    #[test]
+    fn env_should_win_over_the_file_and_lose_to_flags() {
+        if std::env::var_os("KWOKCTL_TEST_ENV_LAYER").is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", ENV_TEST, "--test-threads=1"])
+                .env("KWOKCTL_TEST_ENV_LAYER", "1")
+                .env("KWOK_ETCD_PREFIX", "/env")
+                .env("KWOK_HEARTBEAT_FACTOR", "3")
+                .env("KWOK_DISABLE_QPS_LIMITS", "false")
+                .env("KWOK_ENABLE", "jaeger,metrics-server")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}");
+            return;
+        }
+        let s = resolve(&["--heartbeat-factor", "4"], &file_layer()).unwrap();
+        let o = &s.options;
+        assert_eq!(o.etcd_prefix, "/env", "the variable over the file");
+        assert_eq!(o.heartbeat_factor, 4.0, "the flag over the variable");
+        assert!(
+            !o.disable_qps_limits,
+            "KWOK_DISABLE_QPS_LIMITS=false over the file's true"
+        );
+        assert!(
+            s.runs(Component::Prometheus) && s.runs(Component::Jaeger) && s.runs(Component::MetricsServer),
+            "KWOK_ENABLE adds to the file's list"
+        );
+        let s = resolve(&["--enable", "jaeger"], &file_layer()).unwrap();
+        assert!(!s.runs(Component::MetricsServer), "a flag replaces its variable");
     }
 }

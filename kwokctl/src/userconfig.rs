@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::{
     components::patch::ComponentPatch,
     config::{API_VERSION, KIND},
+    flags::ClusterOptions,
     scale::{KwokctlResource, RESOURCE_KIND},
 };
 
@@ -79,7 +80,7 @@ pub struct KwokctlConfiguration {
     pub metadata: Option<Value>,
     /// Options, as the `create cluster` flags of the same name.
     #[serde(default)]
-    pub options: FileOptions,
+    pub options: ClusterOptions,
     /// Extra arguments and environment of components.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components_patches: Vec<ComponentPatch>,
@@ -87,77 +88,6 @@ pub struct KwokctlConfiguration {
 
 fn default_api_version() -> String {
     API_VERSION.into()
-}
-
-/// Options of a `KwokctlConfiguration` (upstream field names).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(missing_docs)] // reason: each field is the `create cluster` flag of the same name.
-pub struct FileOptions {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub components: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enable: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disable: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disable_kube_scheduler: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disable_kube_controller_manager: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_apiserver_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub etcd_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jaeger_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_server_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enable_metrics_server: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kwok_controller_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_controller_manager_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_scheduler_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_scheduler_config: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_audit_policy: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_authorization: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_admission: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secure_port: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub etcd_quota_backend_size: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_feature_gates: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_runtime_config: Option<String>,
-    #[serde(rename = "enableCRDs", skip_serializing_if = "Option::is_none")]
-    pub enable_crds: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node_lease_duration_seconds: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heartbeat_factor: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub etcd_prefix: Option<String>,
-    #[serde(rename = "disableQPSLimits", skip_serializing_if = "Option::is_none")]
-    pub disable_qps_limits: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quiet_pull: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kube_binary_prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub etcd_binary_prefix: Option<String>,
 }
 
 /// Options of upstream's `KwokctlConfiguration` that kwokctl-rs does not implement:
@@ -282,7 +212,7 @@ fn drop_upstream_only(file: &str, line: usize, value: &mut Value) {
 #[derive(Debug, Clone, Default)]
 pub struct UserConfig {
     /// Options: a later file's field wins over an earlier one's.
-    pub options: FileOptions,
+    pub options: ClusterOptions,
     /// Component patches, in file order.
     pub patches: Vec<ComponentPatch>,
     /// `Stage` and `KwokConfiguration` documents, verbatim, for the kwok controller.
@@ -354,7 +284,7 @@ impl UserConfig {
     }
 
     fn apply(&mut self, doc: KwokctlConfiguration) {
-        self.options = overlay(&self.options, &doc.options);
+        self.options = self.options.overlay(&doc.options, false);
         self.patches.extend(doc.components_patches);
     }
 
@@ -389,18 +319,6 @@ impl UserConfig {
         }
         out
     }
-}
-
-/// `over`'s set fields over `base`.
-fn overlay(base: &FileOptions, over: &FileOptions) -> FileOptions {
-    let mut merged = serde_json::to_value(base).expect("plain data");
-    let over = serde_json::to_value(over).expect("plain data");
-    if let (Some(m), Some(o)) = (merged.as_object_mut(), over.as_object()) {
-        for (k, v) in o {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    serde_json::from_value(merged).expect("merged options deserialize")
 }
 
 /// Checks a `KwokctlConfiguration`: the field path from the JSON value, the line from the

@@ -26,7 +26,6 @@ use crate::{
     flags::CreateClusterArgs,
     kubeconfig,
     launch::Launch,
-    options::Options,
     paths::{ClusterDir, Workdir},
     pki::{self, CLIENTS},
     ports::Allocator,
@@ -44,7 +43,7 @@ pub(super) async fn cluster(
     dry_run: bool,
 ) -> Result<()> {
     let started = Instant::now();
-    let timeout = args.cluster.timeout;
+    let timeout = args.timeout;
     let deadline = timeout.map(|t| started + t);
     validate_name(name)?;
     let user = UserConfig::load(config_files, &workdir.default_config())?;
@@ -53,8 +52,8 @@ pub(super) async fn cluster(
     check_inputs(&settings)?;
     // A dry run asks no engine, as upstream.
     let runtime = match dry_run {
-        true => runtime::of(&settings.runtime)?,
-        false => runtime::select(&settings.runtime)?,
+        true => runtime::of(&settings.options.runtime)?,
+        false => runtime::select(&settings.options.runtime)?,
     };
     let dir = workdir.cluster(name);
     if dir.root().exists() {
@@ -65,11 +64,13 @@ pub(super) async fn cluster(
     }
     if settings.runs(Component::MetricsServer) {
         // kwok serves the kubelet's resource metrics and each pod's usage by these.
-        let defaults = metrics_server::kwok_documents(&settings.kwok_documents, &settings.enable_crds);
+        let defaults =
+            metrics_server::kwok_documents(&settings.kwok_documents, &settings.options.enable_crds);
         settings.kwok_documents.extend(defaults);
     }
     let mut ports = Allocator::default();
-    let mut options = resolve_options(&mut ports, &settings)?;
+    let mut options = settings.options.clone();
+    options.allocate_ports(&mut ports)?;
     options.kwok_config = (!settings.kwok_documents.is_empty()).then(|| dir.kwok_config());
     options.kwok_controller_config = args
         .kwok_controller_config
@@ -78,7 +79,7 @@ pub(super) async fn cluster(
         .collect::<Result<_>>()?;
     let finder = Finder::new(workdir.cache())
         .deadline(deadline)
-        .versions(settings.versions.clone())
+        .versions(settings.options.versions())
         .downloads(settings.downloads.clone());
     finder.check_served()?;
     let binaries = resolve_binaries(&finder, &args, &settings).map_err(|e| expired(e, timeout, deadline))?;
@@ -134,7 +135,7 @@ pub(super) async fn cluster(
     }
     // Free the held ports just before the components bind them.
     drop(ports);
-    let user_kubeconfig = &settings.kubeconfig;
+    let user_kubeconfig = &settings.kubeconfig();
     let mut wait_until = Instant::now() + settings.wait;
     if let Some(deadline) = deadline {
         wait_until = wait_until.min(deadline);
@@ -267,60 +268,6 @@ fn keep_logs(dir: &ClusterDir, name: &str) -> String {
     }
 }
 
-fn resolve_options(ports: &mut Allocator, s: &Settings) -> Result<Options> {
-    let p = &s.ports;
-    let prometheus_port = if s.runs(Component::Prometheus) {
-        Some(ports.port("--prometheus-port", p.prometheus)?)
-    } else {
-        None
-    };
-    // Upstream gives Jaeger's OTLP/gRPC receiver a free port of its own too.
-    let (jaeger_port, jaeger_otlp_grpc_port) = if s.runs(Component::Jaeger) {
-        (
-            Some(ports.port("--jaeger-port", p.jaeger)?),
-            Some(ports.port("jaeger OTLP/gRPC", None)?),
-        )
-    } else {
-        (None, None)
-    };
-    let metrics_server_port = if s.runs(Component::MetricsServer) {
-        Some(ports.port("--metrics-server-port", p.metrics_server)?)
-    } else {
-        None
-    };
-    Ok(Options {
-        runtime: s.runtime.clone(),
-        kube_version: s.versions.kube.clone(),
-        etcd_version: s.versions.etcd.clone(),
-        kube_apiserver_port: ports.port("--kube-apiserver-port", p.kube_apiserver)?,
-        etcd_port: ports.port("--etcd-port", p.etcd)?,
-        etcd_peer_port: ports.port("etcd peer", None)?,
-        kube_controller_manager_port: ports
-            .port("--kube-controller-manager-port", p.kube_controller_manager)?,
-        kube_scheduler_port: ports.port("--kube-scheduler-port", p.kube_scheduler)?,
-        kwok_controller_port: ports.port("--controller-port", p.kwok_controller)?,
-        disable_qps_limits: s.disable_qps_limits,
-        prometheus_port,
-        jaeger_port,
-        jaeger_otlp_grpc_port,
-        metrics_server_port,
-        kube_authorization: s.kube_authorization,
-        kube_admission: s.kube_admission,
-        etcd_quota_backend_bytes: s.etcd_quota_backend_bytes,
-        kube_audit_policy: s.kube_audit_policy.clone(),
-        kube_scheduler_config: s.kube_scheduler_config.clone(),
-        kube_feature_gates: s.kube_feature_gates.clone(),
-        kube_runtime_config: s.kube_runtime_config.clone(),
-        enable_crds: s.enable_crds.clone(),
-        node_lease_duration_seconds: s.node_lease_duration_seconds,
-        heartbeat_factor: s.heartbeat_factor,
-        etcd_prefix: s.etcd_prefix.clone(),
-        kwok_config: None,
-        kubeconfig: Some(s.kubeconfig.clone()),
-        kwok_controller_config: Vec::new(),
-    })
-}
-
 /// Whether the kwok at `binary` is this project's (its flags name `--client-ca-file`);
 /// one that cannot be asked (a dry run's path not built yet) is taken to be.
 fn serves_tunnel(binary: &Path) -> bool {
@@ -336,7 +283,7 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
         Ok(finder.locate(binary, explicit.as_deref(), s.dry_run)?)
     };
     let prometheus = if s.runs(Component::Prometheus) {
-        Some(prometheus_binary(args.cluster.prometheus_binary.as_deref())?)
+        Some(prometheus_binary(args.prometheus_binary.as_deref())?)
     } else {
         None
     };

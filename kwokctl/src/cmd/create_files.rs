@@ -29,14 +29,14 @@ pub(super) fn extra_files(
 ) -> Result<Vec<(PathBuf, String)>> {
     let dir = ctx.dir;
     let mut files = Vec::new();
-    if let Some(policy) = &s.kube_audit_policy {
+    if let Some(policy) = &s.options.kube_audit_policy {
         let text = read_yaml_mapping("--kube-audit-policy", policy)?.1;
         files.push((dir.audit_policy(), text));
     }
-    if let Some(path) = &s.kube_scheduler_config {
+    if let Some(path) = &s.options.kube_scheduler_config {
         let (mut config, _) = read_yaml_mapping("--kube-scheduler-config", path)?;
         config["clientConnection"]["kubeconfig"] = json!(dir.component_kubeconfig(Component::KubeScheduler));
-        if s.disable_qps_limits {
+        if s.options.disable_qps_limits {
             config["clientConnection"]["qps"] = json!(5000);
             config["clientConnection"]["burst"] = json!(10000);
         }
@@ -68,10 +68,10 @@ pub(super) fn extra_files(
 
 /// Checks the input files early, before any binary is looked for or built.
 pub(super) fn check_inputs(s: &Settings) -> Result<()> {
-    if let Some(policy) = &s.kube_audit_policy {
+    if let Some(policy) = &s.options.kube_audit_policy {
         read_yaml_mapping("--kube-audit-policy", policy)?;
     }
-    if let Some(path) = &s.kube_scheduler_config {
+    if let Some(path) = &s.options.kube_scheduler_config {
         read_yaml_mapping("--kube-scheduler-config", path)?;
     }
     Ok(())

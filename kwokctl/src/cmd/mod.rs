@@ -81,10 +81,7 @@ fn install(workdir: &Workdir, dry_run: bool) -> Result<()> {
 /// A finder for the binaries of an existing cluster, at the versions it was made with.
 fn cluster_finder(workdir: &Workdir, config: &ClusterConfig) -> Finder {
     Finder::new(workdir.cache())
-        .versions(Versions {
-            kube: config.options.kube_version.clone(),
-            etcd: config.options.etcd_version.clone(),
-        })
+        .versions(config.options.versions())
         .downloads(Downloads::from_env())
 }
 

@@ -16,7 +16,7 @@ pub use cluster::{
     Output, OutputArgs, StartClusterArgs, StartCommand,
 };
 pub use completion::CompletionArgs;
-pub use create::{ClusterFlags, CreateClusterArgs, CreateCommand};
+pub use create::{ClusterOptions, CreateClusterArgs, CreateCommand};
 pub use scale::ScaleArgs;
 pub use snapshot::{ExportArgs, Format, RecordArgs, ReplayArgs, SnapshotArgs, SnapshotCommand};
 pub use tools::{ConfigCommand, ExportCommand, LogsArgs, PassThrough, PortForwardArgs};
