@@ -40,8 +40,9 @@
 //! node the other has not yet) never both drive a node; at worst a node waits for the
 //! tables to agree. [`handover`] has the rules by which a Lease changes hands.
 //!
-//! Not yet wired into `kwok` (issue 25's next step): member Leases, the node-name
-//! watch that feeds [`Table::deal`], and the lease worker following [`handover`].
+//! `kwok --scale-out` uses it (`shards/src/lease/`): each kwok renews a member Lease,
+//! deals this table over the live members and the managed node names it watches, and
+//! holds only the node Leases dealt to it, taking them over by [`handover`]'s rules.
 
 pub mod handover;
 mod table;

@@ -30,7 +30,7 @@ use crate::{
     host::SharedIps,
     ipam::Pool,
     kubelet_api::KubeletApi,
-    lease::LeaseWorker,
+    lease::{LeaseWorker, MemberLease},
     metrics::{KindLabel, Metrics},
     object::JsonObject,
     rule_watch::{self, LiveRules, Publisher},
@@ -107,6 +107,15 @@ pub async fn run(
             let shard = dispatch::shard_of(node, ownership_txs.len());
             let _ = ownership_txs[shard].send((node.to_owned(), held));
         });
+        if let Some(member_duration) = settings.member_lease {
+            let member = MemberLease::new(
+                lease_client.clone(),
+                settings.id.clone(),
+                member_duration,
+                metrics.clone(),
+            );
+            tokio::spawn(member.run(tx.clone()));
+        }
         let worker = LeaseWorker::new(
             lease_client,
             settings.id.clone(),
@@ -114,6 +123,7 @@ pub async fn run(
             settings.lease_parallelism,
             metrics.clone(),
             on_ownership,
+            settings.member_lease.is_some(),
         );
         lease_pressure = Some(worker.pressure());
         tokio::spawn(worker.run(rx));

@@ -50,6 +50,15 @@ pub struct Flags {
     /// Lease duration of nodes; 0 disables leases.
     #[arg(long, default_value_t = 40)]
     pub node_lease_duration_seconds: u32,
+    /// Share the managed nodes with the other `kwok`s started with --scale-out against
+    /// this cluster: each renews a member Lease, and drives only the nodes the table
+    /// dealt over the live members gives it (not in upstream KWOK; needs node leases).
+    #[arg(long)]
+    pub scale_out: bool,
+    /// With --scale-out: duration of this kwok's member Lease; a kwok that cannot renew
+    /// it for this long stops driving nodes, and the others deal its nodes away.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+    pub member_lease_duration_seconds: u32,
     /// Lease renewals in flight at once (four times as many while renewals near expiry).
     #[arg(long, default_value_t = 64)]
     pub node_lease_parallelism: usize,

@@ -73,6 +73,16 @@ pub struct Metrics {
     pub lease_pressure: Gauge,
     /// Watch restarts (re-lists and reconnects) per kind.
     pub watch_restarts: Family<KindLabel, Counter>,
+    /// With --scale-out: live members (kwoks sharing the nodes), this one included.
+    pub members: Gauge,
+    /// With --scale-out: managed nodes the table deals to this kwok.
+    pub nodes_dealt: Gauge,
+    /// With --scale-out: node leases let go because the table gave the node to another
+    /// member.
+    pub handovers: Counter,
+    /// With --scale-out: 1 while this kwok's member Lease could not be renewed in time
+    /// (it drives no node then), else 0.
+    pub member_fenced: Gauge,
 }
 
 impl Metrics {
@@ -106,6 +116,10 @@ impl Metrics {
             lease_queue_depth: Gauge::default(),
             lease_pressure: Gauge::default(),
             watch_restarts: Family::default(),
+            members: Gauge::default(),
+            nodes_dealt: Gauge::default(),
+            handovers: Counter::default(),
+            member_fenced: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("kwok");
         r.register(
@@ -174,6 +188,26 @@ impl Metrics {
             m.leases_expired.clone(),
         );
         r.register("leases_held", "Node leases held", m.leases_held.clone());
+        r.register(
+            "members",
+            "Live kwoks sharing the nodes (--scale-out), this one included",
+            m.members.clone(),
+        );
+        r.register(
+            "nodes_dealt",
+            "Managed nodes the member table deals to this kwok (--scale-out)",
+            m.nodes_dealt.clone(),
+        );
+        r.register(
+            "handovers",
+            "Node leases let go because the member table gave the node to another kwok",
+            m.handovers.clone(),
+        );
+        r.register(
+            "member_fenced",
+            "1 while this kwok's member Lease is not renewed in time and it drives no node",
+            m.member_fenced.clone(),
+        );
         r.register(
             "lease_queue_depth",
             "Lease renewals and acquisitions waiting for a request slot",

@@ -47,6 +47,8 @@ pub struct Settings {
     pub lease_seconds: u32,
     /// Lease renewals in flight at once.
     pub lease_parallelism: usize,
+    /// With `--scale-out`: the duration of our member Lease (`None`: not sharing nodes).
+    pub member_lease: Option<std::time::Duration>,
     /// Shard workers.
     pub shards: usize,
     /// Writes in flight per shard at most.
@@ -168,6 +170,7 @@ impl Settings {
             node_port: flags.node_port,
             lease_seconds: flags.node_lease_duration_seconds,
             lease_parallelism: flags.node_lease_parallelism.max(1),
+            member_lease: member_lease(flags)?,
             shards,
             writes_in_flight: flags.writes_in_flight as usize,
             kube_api_qps: flags.kube_api_qps,
@@ -271,6 +274,20 @@ fn string_map(obj: &Value, field: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The member Lease's duration with `--scale-out`, which needs node leases: a node
+/// changes hands between kwoks only through its Lease.
+fn member_lease(flags: &Flags) -> Result<Option<std::time::Duration>> {
+    if !flags.scale_out {
+        return Ok(None);
+    }
+    if flags.node_lease_duration_seconds == 0 {
+        bail!("--scale-out needs node leases: --node-lease-duration-seconds must be above 0");
+    }
+    Ok(Some(std::time::Duration::from_secs(u64::from(
+        flags.member_lease_duration_seconds,
+    ))))
 }
 
 /// `kwok-<hostname>-<n>`: the same after a restart (so a restarted kwok finds its

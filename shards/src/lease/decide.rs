@@ -27,8 +27,11 @@ pub enum OnRead {
 }
 
 /// What to do with the Lease read, `spec` (`None`: there is no Lease), when we are
-/// `holder` and it is `now`.
-pub fn on_read(spec: Option<&LeaseSpec>, holder: &str, now: Timestamp) -> OnRead {
+/// `holder` and it is `now`. With `handover` (`--scale-out`: leases are renewed every
+/// `handover`, and the member table dealt us this node), a Lease another holder has let
+/// go un-renewed past [`kwok_members::handover::may_take_over`] is taken over before
+/// it expires: its holder's table no longer gives it the node.
+pub fn on_read(spec: Option<&LeaseSpec>, holder: &str, now: Timestamp, handover: Option<Duration>) -> OnRead {
     let Some(spec) = spec else {
         return OnRead::Create;
     };
@@ -44,7 +47,17 @@ pub fn on_read(spec: Option<&LeaseSpec>, holder: &str, now: Timestamp) -> OnRead
     match expires {
         Some(expires) if !current.is_empty() && expires > now => {
             let left = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
-            OnRead::LeaveFor(left)
+            let Some(interval) = handover else {
+                return OnRead::LeaveFor(left);
+            };
+            let renewed = spec.renew_time.as_ref().map_or(now, |r| r.0);
+            let since = Duration::try_from(now.duration_since(renewed)).unwrap_or_default();
+            if kwok_members::handover::may_take_over(since, interval) {
+                return OnRead::TakeOver;
+            }
+            // Look again when it would count as let go, unless it expires first.
+            let let_go = interval + kwok_members::handover::margin(interval);
+            OnRead::LeaveFor(left.min(let_go.saturating_sub(since)))
         }
         // No holder, no renewTime, or expired.
         _ => OnRead::TakeOver,
@@ -188,8 +201,36 @@ mod tests {
             ),
         ];
         for (name, spec, want) in cases {
-            assert_eq!(on_read(spec.as_ref(), "us", now), want, "{name}");
+            assert_eq!(on_read(spec.as_ref(), "us", now, None), want, "{name}");
         }
+    }
+
+    /// `--scale-out`: a Lease the member table moved to us is taken over once its
+    /// holder has let it go un-renewed for a renewal interval and a half (15 s for a
+    /// 40 s Lease renewed every 10 s), not only at expiry.
+    #[test]
+    fn on_read_with_handover_should_take_over_a_lease_let_go_before_it_expires() {
+        let now: Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
+        let interval = Some(Duration::from_secs(10));
+        let secs = Duration::from_secs;
+        let cases = [
+            ("renewed 2 s ago", 2, OnRead::LeaveFor(secs(13))),
+            ("renewed 14 s ago", 14, OnRead::LeaveFor(secs(1))),
+            ("renewed 15 s ago", 15, OnRead::TakeOver),
+            ("renewed 30 s ago", 30, OnRead::TakeOver),
+        ];
+        for (name, ago, want) in cases {
+            let spec = spec(Some("them"), Some(ago), Some(40), now);
+            assert_eq!(on_read(Some(&spec), "us", now, interval), want, "{name}");
+        }
+        let ours = spec(Some("us"), Some(2), Some(40), now);
+        assert_eq!(on_read(Some(&ours), "us", now, interval), OnRead::Renew);
+        // A short Lease expires before it counts as let go: looked at again at expiry.
+        let short = spec(Some("them"), Some(2), Some(8), now);
+        assert_eq!(
+            on_read(Some(&short), "us", now, interval),
+            OnRead::LeaveFor(secs(6))
+        );
     }
 
     #[test]

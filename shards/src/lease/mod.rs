@@ -40,12 +40,15 @@
 //! apply to the stored object (a profile at 10,000 nodes put a tenth of its CPU there).
 
 mod decide;
+mod members;
+mod plan;
 mod pressure;
 mod queue;
 mod requests;
 mod state;
 mod worker;
 
+pub use members::MemberLease;
 pub use pressure::{Pressure, PressureGauge};
 pub use worker::LeaseWorker;
 
@@ -70,6 +73,9 @@ pub enum LeaseMsg {
         /// Node name.
         name: String,
     },
+    /// `--scale-out`: the live members now (us included only while our member Lease is
+    /// renewed in time), from the member Lease task.
+    Members(Vec<String>),
 }
 
 /// Called with (node, whether we hold its lease now) whenever that changes.

@@ -51,6 +51,9 @@ pub(super) struct Requests {
     pub(super) holder: String,
     pub(super) duration: Duration,
     pub(super) metrics: Arc<Metrics>,
+    /// With `--scale-out`: the renewal interval, after which (and a margin) a Lease
+    /// not renewed by its holder is taken over (see [`decide::on_read`]).
+    pub(super) handover: Option<Duration>,
 }
 
 impl Requests {
@@ -107,7 +110,12 @@ impl Requests {
         };
         self.metrics.count("get", "200");
         let now = Timestamp::now();
-        let decision = decide::on_read(current.as_ref().and_then(|l| l.spec.as_ref()), &self.holder, now);
+        let decision = decide::on_read(
+            current.as_ref().and_then(|l| l.spec.as_ref()),
+            &self.holder,
+            now,
+            self.handover,
+        );
         let mut lease = match (decision, current) {
             (OnRead::LeaveFor(left), _) => return Renewed::HeldElsewhere(left),
             (OnRead::Renew | OnRead::TakeOver, Some(lease)) => lease,

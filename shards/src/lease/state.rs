@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{
     LeaseMsg,
     decide::{self, Ended},
+    plan::Plan,
     pressure::Pressure,
     queue::Queue,
 };
@@ -116,17 +117,22 @@ pub(super) struct Leases {
     ours: HashMap<String, Box<Lease>>,
     /// How far behind renewals are, as of the last send.
     pressure: Pressure,
+    /// With `--scale-out`: which nodes' Leases the member table lets us hold. Without,
+    /// every managed node's.
+    plan: Option<Plan>,
 }
 
 impl Leases {
     /// No leases yet; leases of `duration`, `parallelism` requests at once (more at
-    /// risk); `ours` are the leases the start-up list showed ours; ticks count from `now`.
+    /// risk); `ours` are the leases the start-up list showed ours; ticks count from `now`;
+    /// `plan`: with `--scale-out`, only the nodes it deals us.
     pub(super) fn new(
         duration: Duration,
         parallelism: usize,
         metrics: Arc<Metrics>,
         ours: HashMap<String, Box<Lease>>,
         now: Instant,
+        plan: Option<Plan>,
     ) -> Self {
         Self {
             duration,
@@ -142,12 +148,22 @@ impl Leases {
             latest: 0.0,
             ours,
             pressure: Pressure::Calm,
+            plan,
         }
     }
 
-    /// The clock the timers count by, and the next timer's tick.
+    /// The clock the timers count by, and the next timer's (or deal's) tick.
     pub(super) fn next_deadline(&self) -> (&Clock, Option<u64>) {
-        (&self.clock, self.wheel.next_deadline())
+        let deal = self
+            .plan
+            .as_ref()
+            .and_then(Plan::due)
+            .map(|at| self.clock.deadline_tick(at));
+        let next = match (self.wheel.next_deadline(), deal) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (&self.clock, next)
     }
 
     /// How far behind renewals are.
@@ -177,6 +193,9 @@ impl Leases {
                 }
                 let timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(now));
                 self.generations += 1;
+                if let Some(plan) = &mut self.plan {
+                    plan.nodes_changed();
+                }
                 let held = Held {
                     generation: self.generations,
                     uid,
@@ -193,14 +212,56 @@ impl Leases {
                 if let Some(h) = self.held.remove(&name) {
                     self.wheel.remove(h.timer);
                     self.owned -= usize::from(h.renewed.is_some());
+                    if let Some(plan) = &mut self.plan {
+                        plan.nodes_changed();
+                    }
                 }
             }
+            LeaseMsg::Members(members) => match &mut self.plan {
+                Some(plan) => plan.members(members),
+                None => debug_assert!(false, "members reported without --scale-out"),
+            },
+        }
+    }
+
+    /// With `--scale-out`, deals the table again when due at `now`, then lets go of the
+    /// leases it gave to other members (they stop being renewed; the new owner takes
+    /// them over) and asks for those it gave us.
+    fn deal(&mut self, now: Instant, out: &mut Vec<Command>) {
+        let Some(plan) = &mut self.plan else { return };
+        if !plan.deal_if_due(now, self.held.keys().map(String::as_str)) {
+            return;
+        }
+        self.metrics.members.set(plan.member_count() as i64);
+        self.metrics.nodes_dealt.set(i64::from(plan.dealt_to_me()));
+        let (mut take, mut let_go) = (Vec::new(), Vec::new());
+        for (name, h) in &self.held {
+            match (plan.mine(name), h.renewed.is_some()) {
+                (true, false) if h.step == Step::Idle => take.push(name.clone()),
+                (false, true) => let_go.push(name.clone()),
+                _ => {}
+            }
+        }
+        for name in let_go {
+            let h = self.held.get_mut(&name).expect("listed above");
+            // The Lease as last written stays: if the table gives the node back before
+            // anyone takes it over, one conditional PUT renews it.
+            h.renewed = None;
+            self.owned -= 1;
+            self.metrics.handovers.inc();
+            out.push(Command::Ownership { name, held: false });
+        }
+        // Now, not at their timers: a node dealt to us waits for nobody but its old
+        // holder (see `decide::on_read`'s handover).
+        for name in take {
+            self.fire(name);
         }
     }
 
     /// Queues a request for every lease whose timer is due at `now`, and sends what
     /// slots allow.
     pub(super) fn fire_due(&mut self, now: Instant, out: &mut Vec<Command>) {
+        self.deal(now, out);
         let tick = self.clock.now_tick(now);
         while let Some(expired) = self.wheel.poll_expired(tick) {
             self.fire(expired.value);
@@ -210,6 +271,10 @@ impl Leases {
 
     /// A lease's timer fired: queue its request by urgency.
     fn fire(&mut self, name: String) {
+        // Not ours to hold (`--scale-out`): no request until a deal gives it to us.
+        if self.plan.as_ref().is_some_and(|plan| !plan.mine(&name)) {
+            return;
+        }
         let Some(h) = self.held.get_mut(&name) else { return };
         if h.step != Step::Idle {
             return;
@@ -288,7 +353,9 @@ impl Leases {
         observe(&self.metrics, self.duration, &mut self.latest, h, sent);
         let was = h.renewed.is_some();
         let next = decide::next(ended, h.renewed, sent, now, self.duration, rng);
-        h.renewed = next.renewed;
+        // Dealt to another member while the request was out: written or not, let go.
+        let mine = self.plan.as_ref().is_none_or(|plan| plan.mine(&name));
+        h.renewed = next.renewed.filter(|_| mine);
         // The lease to write next: as written, or given back by a failed renewal (it
         // was taken when the request was sent); none after a loss, so it is read again.
         h.lease = lease;
@@ -328,14 +395,14 @@ fn observe(metrics: &Metrics, duration: Duration, latest: &mut f64, h: &Held, se
 mod tests {
     use rand::{SeedableRng, rngs::SmallRng};
 
-    use super::*;
+    use super::{super::plan::Plan, *};
 
     const DURATION: Duration = Duration::from_secs(40);
 
     /// No leases, one slot, ticks from `now`.
     fn leases(now: Instant) -> Leases {
         let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
-        Leases::new(DURATION, 1, Arc::new(metrics), HashMap::new(), now)
+        Leases::new(DURATION, 1, Arc::new(metrics), HashMap::new(), now, None)
     }
 
     fn manage(name: &str) -> LeaseMsg {
@@ -504,5 +571,87 @@ mod tests {
             sent(&mut out).1,
             [("node-0".to_owned(), true), ("node-0".to_owned(), false)]
         );
+    }
+
+    /// `--scale-out`: only the nodes the table deals us are asked for; a node dealt
+    /// away is let go at the next deal (no renewal, ownership reported lost), and a
+    /// deal that gives it back asks for it at once.
+    #[test]
+    fn with_scale_out_only_the_nodes_dealt_to_us_should_be_held() {
+        let t0 = Instant::now();
+        let metrics = Arc::new(Metrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let plan = Plan::new("us".into(), t0);
+        let mut leases = Leases::new(DURATION, 64, metrics.clone(), HashMap::new(), t0, Some(plan));
+        let (mut rng, mut out) = (SmallRng::seed_from_u64(1), Vec::new());
+        let names: Vec<String> = (0..20).map(|i| format!("node-{i}")).collect();
+        for name in &names {
+            leases.message(manage(name), t0);
+        }
+        leases.fire_due(t0, &mut out);
+        assert_eq!(
+            sent(&mut out),
+            (vec![], vec![]),
+            "no members known yet: nothing is ours"
+        );
+
+        leases.message(LeaseMsg::Members(vec!["them".into(), "us".into()]), t0);
+        let t1 = t0 + super::super::plan::REDEAL_EVERY;
+        leases.fire_due(t1, &mut out);
+        let (mut ours, _) = sent(&mut out);
+        ours.sort();
+        let table = kwok_members::Table::deal(["us", "them"], &names);
+        let mut want: Vec<String> = names
+            .iter()
+            .filter(|n| table.owner(n) == Some("us"))
+            .cloned()
+            .collect();
+        want.sort();
+        assert_eq!(ours, want, "the nodes the table deals us, and only those");
+        assert!(!ours.is_empty() && ours.len() < names.len());
+        for name in &ours {
+            let generation = leases.held[name].generation;
+            leases.finished(
+                done(name, generation, t1, Ended::Written, Some(Box::default())),
+                t1,
+                &mut rng,
+                &mut out,
+            );
+        }
+        out.clear();
+        assert_eq!(leases.owned, ours.len());
+        assert_eq!(metrics.nodes_dealt.get(), ours.len() as i64);
+
+        // We stop being a member (fenced): everything is let go at the next deal, which
+        // waits for REDEAL_EVERY after the last.
+        leases.message(LeaseMsg::Members(vec!["them".into()]), t1);
+        leases.fire_due(t1, &mut out);
+        assert!(out.is_empty(), "dealt again only a second after the last deal");
+        let t2 = t1 + super::super::plan::REDEAL_EVERY;
+        leases.fire_due(t2, &mut out);
+        let (sends, lost) = sent(&mut out);
+        assert!(sends.is_empty());
+        assert_eq!(lost.len(), ours.len());
+        assert!(lost.iter().all(|(_, held)| !held));
+        assert_eq!(leases.owned, 0);
+        assert_eq!(metrics.handovers.get(), ours.len() as u64);
+        // Their timers fire: no renewal of a node dealt away.
+        leases.fire_due(t2 + DURATION, &mut out);
+        assert_eq!(sent(&mut out), (vec![], vec![]));
+
+        // Back as the only member: every node is asked for at once, ours with our last
+        // write as the precondition.
+        leases.message(LeaseMsg::Members(vec!["us".into()]), t2);
+        let t3 = t2 + DURATION + super::super::plan::REDEAL_EVERY;
+        leases.fire_due(t3, &mut out);
+        let mut again = Vec::new();
+        for command in out.drain(..) {
+            if let Command::Send { name, lease, .. } = command {
+                assert_eq!(lease.is_some(), ours.contains(&name), "{name}");
+                again.push(name);
+            }
+        }
+        assert_eq!(again.len(), names.len());
     }
 }

@@ -9,6 +9,7 @@ use tokio::{sync::mpsc, time::Instant};
 
 use super::{
     LeaseMsg, OnOwnership,
+    plan::Plan,
     pressure::PressureGauge,
     requests::Requests,
     state::{Command, Done, Leases},
@@ -18,13 +19,17 @@ use crate::{metrics::Metrics, wheel::Alarm};
 /// The worker.
 pub struct LeaseWorker {
     requests: Arc<Requests>,
+    /// `--scale-out`: hold only the nodes the member table deals us.
+    scale_out: bool,
     parallelism: usize,
     on_ownership: OnOwnership,
     pressure: PressureGauge,
 }
 
 impl LeaseWorker {
-    /// A worker renewing as `holder` for `duration`, at most `parallelism` requests at once.
+    /// A worker renewing as `holder` for `duration`, at most `parallelism` requests at
+    /// once; with `scale_out`, only the leases of the nodes the member table deals us
+    /// (the members come as [`LeaseMsg::Members`]).
     pub fn new(
         client: Client,
         holder: String,
@@ -32,6 +37,7 @@ impl LeaseWorker {
         parallelism: usize,
         metrics: Arc<Metrics>,
         on_ownership: OnOwnership,
+        scale_out: bool,
     ) -> Self {
         Self {
             requests: Arc::new(Requests {
@@ -39,7 +45,10 @@ impl LeaseWorker {
                 holder,
                 duration,
                 metrics,
+                // Leases are renewed every quarter duration.
+                handover: scale_out.then_some(duration / 4),
             }),
+            scale_out,
             parallelism,
             on_ownership,
             pressure: PressureGauge::default(),
@@ -57,12 +66,15 @@ impl LeaseWorker {
         let requests = self.requests.clone();
         let ours = requests.list_ours().await;
         let metrics = requests.metrics.clone();
+        let now = Instant::now();
+        let plan = self.scale_out.then(|| Plan::new(requests.holder.clone(), now));
         let mut leases = Leases::new(
             requests.duration,
             self.parallelism,
             metrics.clone(),
             ours,
-            Instant::now(),
+            now,
+            plan,
         );
         let mut rng = SmallRng::from_rng(&mut rand::rng());
         let mut alarm = Alarm::new();

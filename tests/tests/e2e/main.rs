@@ -35,5 +35,6 @@ mod record;
 mod runtimes;
 mod scale;
 mod scale_kinds;
+mod scale_out;
 mod snapshot;
 mod volumes;

@@ -1,0 +1,210 @@
+//! `--scale-out`: this kwok's member Lease, and who the live members are.
+//!
+//! Every fifth of its duration the task renews our member Lease (`kwok-member-<id>` in
+//! [`NAMESPACE`], labelled [`MEMBER_LABEL`]), lists the member Leases, and tells the
+//! lease worker the live members: those whose Lease is unexpired, and us only while
+//! our own last successful renewal is younger than the duration
+//! ([`kwok_members::handover::fenced`]). A kwok cut off from the apiserver thus drops
+//! out of its own table, and lets go of every node, by the time the others deal its
+//! nodes away. Polling, not watching: a handful of small objects every two seconds.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
+use tokio::{sync::mpsc, time::Instant};
+use tracing::{info, warn};
+
+use super::{LeaseMsg, NAMESPACE};
+use crate::metrics::Metrics;
+
+/// The label (with value `"true"`) that marks member Leases.
+pub const MEMBER_LABEL: &str = "kwok.x-k8s.io/member";
+
+/// Renews our member Lease and reports the live members.
+pub struct MemberLease {
+    client: Client,
+    me: String,
+    duration: Duration,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl MemberLease {
+    /// The member `me`, with a Lease of `duration`.
+    pub fn new(client: Client, me: String, duration: Duration, metrics: std::sync::Arc<Metrics>) -> Self {
+        Self {
+            client,
+            me,
+            duration,
+            metrics,
+        }
+    }
+
+    /// Runs until the lease worker's channel `tx` closes.
+    pub async fn run(self, tx: mpsc::UnboundedSender<LeaseMsg>) {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let name = lease_name(&self.me);
+        let mut tick = tokio::time::interval(self.duration / 5);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When our last successful renewal was sent.
+        let mut renewed: Option<Instant> = None;
+        let mut others: Vec<String> = Vec::new();
+        let mut reported: Option<Vec<String>> = None;
+        loop {
+            tick.tick().await;
+            // First the fence, from before this renewal: a kwok resumed after a long
+            // stop must not count itself a member on the strength of a renewal that
+            // has not landed yet.
+            let fenced_before = renewed.is_none_or(|r| {
+                kwok_members::handover::fenced(Instant::now().saturating_duration_since(r), self.duration)
+            });
+            if fenced_before && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
+                let without_me: Vec<String> = others.clone();
+                if tx.send(LeaseMsg::Members(without_me.clone())).is_err() {
+                    return;
+                }
+                reported = Some(without_me);
+            }
+            let sent = Instant::now();
+            match self.renew(&api, &name).await {
+                Ok(()) => renewed = Some(sent),
+                Err(e) => warn!(lease = %name, error = %e, "failed to renew the member lease"),
+            }
+            match api
+                .list(&ListParams::default().labels(&format!("{MEMBER_LABEL}=true")))
+                .await
+            {
+                Ok(list) => others = live_others(&list.items, &self.me, Timestamp::now()),
+                Err(e) => warn!(error = %e, "failed to list member leases; keeping the last members seen"),
+            }
+            let fenced = renewed.is_none_or(|r| {
+                kwok_members::handover::fenced(Instant::now().saturating_duration_since(r), self.duration)
+            });
+            self.metrics.member_fenced.set(i64::from(fenced));
+            let mut members = others.clone();
+            if !fenced {
+                members.push(self.me.clone());
+            }
+            members.sort_unstable();
+            if reported.as_ref() != Some(&members) {
+                info!(members = ?members, "kwok members changed");
+                if tx.send(LeaseMsg::Members(members.clone())).is_err() {
+                    return;
+                }
+                reported = Some(members);
+            }
+        }
+    }
+
+    /// Creates or renews our member Lease.
+    async fn renew(&self, api: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
+        let now = MicroTime(Timestamp::now());
+        let seconds = self.duration.as_secs() as i32;
+        match api.get_opt(name).await? {
+            Some(mut lease) => {
+                lease.metadata.managed_fields = None;
+                let spec = lease.spec.get_or_insert_default();
+                if spec.holder_identity.as_deref() != Some(&self.me) {
+                    spec.acquire_time = Some(now.clone());
+                }
+                spec.holder_identity = Some(self.me.clone());
+                spec.lease_duration_seconds = Some(seconds);
+                spec.renew_time = Some(now);
+                api.replace(name, &PostParams::default(), &lease).await?;
+            }
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.to_owned()),
+                        namespace: Some(NAMESPACE.to_owned()),
+                        labels: Some([(MEMBER_LABEL.to_owned(), "true".to_owned())].into()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(self.me.clone()),
+                        lease_duration_seconds: Some(seconds),
+                        acquire_time: Some(now.clone()),
+                        renew_time: Some(now),
+                        ..LeaseSpec::default()
+                    }),
+                };
+                api.create(&PostParams::default(), &lease).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of `member`'s Lease: `kwok-member-` and the identity, lower-cased, with
+/// anything a Lease name cannot hold turned into `-`.
+pub fn lease_name(member: &str) -> String {
+    let cleaned: String = member
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-' | '.') => c,
+            _ => '-',
+        })
+        .collect();
+    format!("kwok-member-{}", cleaned.trim_matches(['-', '.']))
+}
+
+/// The holders of unexpired member Leases in `leases` at `now`, but `me`.
+fn live_others(leases: &[Lease], me: &str, now: Timestamp) -> Vec<String> {
+    let mut live: Vec<String> = leases
+        .iter()
+        .filter_map(|lease| {
+            let spec = lease.spec.as_ref()?;
+            let holder = spec
+                .holder_identity
+                .as_deref()
+                .filter(|h| !h.is_empty() && *h != me)?;
+            let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
+            let expires = spec.renew_time.as_ref()?.0 + Duration::from_secs(seconds);
+            (expires > now).then(|| holder.to_owned())
+        })
+        .collect();
+    live.sort_unstable();
+    live.dedup();
+    live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, renewed_secs_ago: i64, duration: i32, now: Timestamp) -> Lease {
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_owned()),
+                renew_time: Some(MicroTime(now - jiff::SignedDuration::from_secs(renewed_secs_ago))),
+                lease_duration_seconds: Some(duration),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        }
+    }
+
+    #[test]
+    fn live_members_should_be_the_unexpired_holders_but_us() {
+        let now: Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
+        let leases = [
+            lease("kwok-b", 3, 10, now),
+            lease("kwok-a", 1, 10, now),
+            lease("me", 1, 10, now),
+            lease("gone", 11, 10, now),
+            lease("kwok-a", 2, 10, now),
+        ];
+        assert_eq!(live_others(&leases, "me", now), ["kwok-a", "kwok-b"]);
+    }
+
+    #[test]
+    fn lease_names_should_be_valid_object_names() {
+        assert_eq!(lease_name("kwok-host-0"), "kwok-member-kwok-host-0");
+        assert_eq!(lease_name("Kwok_Host:1"), "kwok-member-kwok-host-1");
+    }
+}

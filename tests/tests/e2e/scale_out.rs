@@ -1,0 +1,149 @@
+//! `kwok --scale-out` (issue 25): several kwoks share the managed nodes through the
+//! member table, each holding its share of the node Leases; one killed, its nodes are
+//! driven again by the others before any goes NotReady; one added, they rebalance.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    kwok::{READY, bare_cluster},
+    util::{Cluster, KwokProcess},
+};
+
+const HOLDERS: &str = "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
+const NODES: usize = 30;
+
+/// Node i with its own podCIDR, so pod IPs come from the node, not a kwok's `--cidr`.
+fn node(i: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: so-{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\nspec:\n  podCIDR: 10.{i}.0.0/24\n"
+    )
+}
+
+/// Node Lease holder → how many of the test's nodes it holds.
+fn holders(cluster: &Cluster) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for line in cluster
+        .kubectl(&["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS])
+        .lines()
+    {
+        if let Some((name, holder)) = line.split_once('=')
+            && name.starts_with("so-")
+        {
+            *count.entry(holder.to_owned()).or_insert(0) += 1;
+        }
+    }
+    count
+}
+
+/// Nodes whose Ready condition is not True.
+fn not_ready(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .kubectl(&["get", "nodes", "-o", READY])
+        .lines()
+        .filter(|l| l.starts_with("so-") && !l.ends_with("=True"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls until the leases are held as `want` (holder → count), checking on the way
+/// that every node stays Ready; returns how long it took.
+fn until_held(cluster: &Cluster, want: &[(&str, usize)], within: Duration) -> Duration {
+    let want: BTreeMap<String, usize> = want.iter().map(|(h, n)| ((*h).to_owned(), *n)).collect();
+    let start = Instant::now();
+    loop {
+        let wrong = not_ready(cluster);
+        assert!(
+            wrong.is_empty(),
+            "nodes went NotReady during a handover: {wrong:?}"
+        );
+        let now = holders(cluster);
+        if now == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "leases held {now:?}, not {want:?}, after {within:?}"
+        );
+        sleep(Duration::from_millis(500));
+    }
+}
+
+fn start(cluster: &Cluster, id: &str) -> KwokProcess {
+    KwokProcess::start(cluster, &[&format!("--id={id}"), "--scale-out"])
+}
+
+#[test]
+fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_new_one() {
+    let cluster = bare_cluster("scaleout");
+    let a = start(&cluster, "kwok-a");
+    let b = start(&cluster, "kwok-b");
+    let mut c = start(&cluster, "kwok-c");
+    for i in 0..NODES {
+        cluster.apply(&node(i));
+    }
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(90), |o| {
+        o.lines()
+            .filter(|l| l.starts_with("so-") && l.ends_with("=True"))
+            .count()
+            == NODES
+    });
+    // Three members, 30 nodes: 10 each (the share is the even one plus 2 %, rounded
+    // down, never below the even share rounded up).
+    until_held(
+        &cluster,
+        &[("kwok-a", 10), ("kwok-b", 10), ("kwok-c", 10)],
+        Duration::from_secs(60),
+    );
+    for kwok in [&a, &b, &c] {
+        assert_eq!(kwok.metric("kwok_members"), 3.0);
+        assert_eq!(kwok.metric("kwok_nodes_dealt"), 10.0);
+        assert_eq!(kwok.metric("kwok_leases_held"), 10.0);
+    }
+    // Steady: over three renewal periods no lease changes hands.
+    let before = cluster.kubectl(&["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS]);
+    sleep(Duration::from_secs(25));
+    assert_eq!(
+        before,
+        cluster.kubectl(&["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS]),
+        "leases changed hands while the members did not"
+    );
+
+    // c dies: its member Lease (10 s) expires, a and b deal its nodes between them and
+    // take each over once it has gone 15 s un-renewed, well inside the 40 s node Lease.
+    c.kill();
+    let took = until_held(
+        &cluster,
+        &[("kwok-a", 15), ("kwok-b", 15)],
+        Duration::from_secs(40),
+    );
+    println!("a killed member's nodes held again after {took:?}");
+    assert!(took <= Duration::from_secs(25), "took {took:?}");
+
+    // d joins: a and b let go of a third of their nodes, d takes them over.
+    let d = start(&cluster, "kwok-d");
+    let took = until_held(
+        &cluster,
+        &[("kwok-a", 10), ("kwok-b", 10), ("kwok-d", 10)],
+        Duration::from_secs(40),
+    );
+    println!("rebalanced for a new member after {took:?}");
+    assert!(a.metric("kwok_handovers_total") + b.metric("kwok_handovers_total") >= 10.0);
+
+    // Pods on every node run, each with its own IP, whoever took the node over.
+    for i in 0..NODES {
+        cluster.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p-{i}, namespace: default}}\nspec:\n  nodeName: so-{i}\n  containers: [{{name: c, image: fake}}]\n"
+        ));
+    }
+    let pods = "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}";
+    let out = cluster.eventually(&["get", "pods", "-o", pods], Duration::from_secs(60), |o| {
+        o.lines().filter(|l| l.starts_with("Running ")).count() == NODES
+    });
+    let ips: HashSet<&str> = out.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert_eq!(ips.len(), NODES, "a pod IP given twice: {out}");
+    drop(d);
+}
