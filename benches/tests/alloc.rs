@@ -46,7 +46,10 @@ fn check_evaluate(name: &str, lifecycle: &Lifecycle, obj: &Value) {
     let (host, now, mut rng) = (host(), now(), SmallRng::seed_from_u64(1));
     let mut call = || {
         let stage = lifecycle.select(obj, &mut rng).expect("a stage matches");
-        black_box((stage.delay(obj, now, &mut rng), stage.render(obj, &host)));
+        black_box((
+            stage.delay(obj, now, &mut rng),
+            stage.render(obj, &host).expect("renders"),
+        ));
     };
     call(); // FixedHost remembers the pod's IP on the first call.
     let (one, _) = measure_once(&mut call);

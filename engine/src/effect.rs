@@ -1,4 +1,8 @@
 //! Effects: what a stage asks the runtime to do to one object, in order.
+//!
+//! A stage's effects are one transition: a stage renders whole or fails whole
+//! ([`crate::error::RenderError`] has the rule), so a list of effects never holds a
+//! failed step.
 
 use serde_json::Value;
 
@@ -72,13 +76,6 @@ pub enum Effect {
     },
     /// Delete the object.
     Delete,
-    /// A step failed to render for this object. A stage with one is not sent at all
-    /// and is tried again later (the partial-failure rule is in `kwok_shards::batcher`'s
-    /// docs): the effects of a stage are one transition, not independent writes.
-    Error {
-        /// What went wrong, one line.
-        message: String,
-    },
 }
 
 /// The finalizers `obj` carries now (`metadata.finalizers`), in order.
@@ -87,14 +84,6 @@ pub fn finalizers_of(obj: &Value) -> Vec<&str> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
-}
-
-/// The message of the first effect that failed to render, if any.
-pub fn first_error(effects: &[Effect]) -> Option<&str> {
-    effects.iter().find_map(|e| match e {
-        Effect::Error { message } => Some(message.as_str()),
-        _ => None,
-    })
 }
 
 impl Effect {

@@ -1,6 +1,10 @@
-//! Errors of loading Stages: each renders as one line, `file:line: stage "x": field: reason`.
+//! The engine's errors, each one line: loading a Stage ([`LoadError`],
+//! `file:line: stage "x": field: reason`) and rendering one for an object
+//! ([`RenderError`], `stage "x": field: reason`).
 
 use std::fmt;
+
+use crate::{host::PoolExhausted, patch, template};
 
 /// A problem with one field of a Stage, before the file and stage are known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,4 +73,84 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a stage could not be rendered for one object: the stage, the field of it that
+/// failed, and the cause, as one line:
+/// `stage "pod-ready": spec.next.statusTemplate: line 3: error calling PodIPWith: no
+/// free IP above podCIDR 10.1.0.0/24 of node "n1"`.
+///
+/// # Partial failure
+/// A stage renders whole or not at all: [`Stage::render`](crate::stage::Stage::render)
+/// returns this error instead of effects when any step it would send fails, so none of
+/// the stage's effects goes out (they are one transition, not independent writes). The
+/// controller tries such a stage again ([`RenderError::is_temporary`]): after a backoff
+/// when the pool was full, since addresses come back as pods go; when the object
+/// changes otherwise, since the same template on the same object fails the same way.
+/// Once a rendered stage is being sent, a write that fails part-way stops the rest: that
+/// rule is in `kwok_shards::batcher`'s docs.
+///
+/// The message carries the cause, which is therefore not also a `source` (`{:#}` would
+/// print it twice).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("stage {stage:?}: {field}: {cause}")]
+pub struct RenderError {
+    /// The stage's name.
+    pub stage: String,
+    /// The field whose template failed, e.g. `spec.next.statusTemplate` or
+    /// `spec.steps[1].patch.template`.
+    pub field: String,
+    /// What went wrong.
+    pub cause: RenderCause,
+}
+
+impl RenderError {
+    /// Whether the same stage may render for the same object later: a full IP pool
+    /// frees up as pods go, while a template or patch that fails for an object fails
+    /// again until the object changes.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self.cause, RenderCause::PoolExhausted { .. })
+    }
+}
+
+/// The cause of a [`RenderError`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderCause {
+    /// `PodIP`, `PodIPWith` or `PodIPsWith` found no free address.
+    #[error("line {line}: error calling {func}: {exhausted}")]
+    PoolExhausted {
+        /// 1-based line in the template.
+        line: usize,
+        /// The function.
+        func: &'static str,
+        /// Which pool is full.
+        exhausted: PoolExhausted,
+    },
+    /// The template failed for this object: a function refused its arguments, a field
+    /// was missing where Go fails, the output is not YAML.
+    #[error(transparent)]
+    Template(template::Error),
+    /// The rendered patch is not one, or does not apply to the object (a JSON patch
+    /// that is not a list of operations, a `test` that fails, a strategic merge patch
+    /// the apiserver would refuse).
+    #[error(transparent)]
+    Patch(#[from] patch::Error),
+}
+
+impl From<template::Error> for RenderCause {
+    /// A full pool is lifted out of the template error, so callers match it directly.
+    fn from(e: template::Error) -> Self {
+        match e {
+            template::Error::PoolExhausted {
+                line,
+                func,
+                exhausted,
+            } => RenderCause::PoolExhausted {
+                line,
+                func,
+                exhausted,
+            },
+            e => RenderCause::Template(e),
+        }
+    }
 }

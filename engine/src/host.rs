@@ -13,6 +13,10 @@ use jiff::Timestamp;
 /// The functions of KWOK's template language that depend on the runtime.
 ///
 /// The engine never reads a clock: `now` is the time of this evaluation, passed in.
+///
+/// Every method takes `&self`, so a host that allocates pod IPs or draws random numbers
+/// keeps that state in a cell (`kwok_shards`' `RuntimeHost` says why that stays so for
+/// now).
 pub trait Host {
     /// `Now`: the time of this evaluation.
     fn now(&self) -> Timestamp;
@@ -32,7 +36,7 @@ pub trait Host {
     /// `NodePort`: the configured kubelet port (`--node-port`).
     fn node_port(&self) -> u16;
     /// `PodIP`: a new pod IP from the cluster CIDR; `Err` says which pool is full.
-    fn pod_ip(&self) -> Result<String, String>;
+    fn pod_ip(&self) -> Result<String, PoolExhausted>;
     /// `NodeIPWith nodeName`: the IP of node `node_name`.
     fn node_ip_with(&self, node_name: &str) -> String;
     /// `NodeIPsWith nodeName`: every IP of node `node_name` (default: the one IP).
@@ -44,7 +48,13 @@ pub trait Host {
     /// from the template function itself; hosts never see them.) `Err` when no address
     /// is free, saying which pool is full: the stage fails to render and is tried again,
     /// as a kubelet retries a sandbox its CNI had no address for.
-    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Result<String, String>;
+    fn pod_ip_with(
+        &self,
+        node_name: &str,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Result<String, PoolExhausted>;
     /// `PodIPsWith …`: every IP of the pod (default: the one IP).
     fn pod_ips_with(
         &self,
@@ -52,7 +62,7 @@ pub trait Host {
         uid: &str,
         name: &str,
         namespace: &str,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, PoolExhausted> {
         self.pod_ip_with(node_name, uid, name, namespace)
             .map(|ip| vec![ip])
     }
@@ -69,6 +79,15 @@ pub trait Host {
     fn scale_target(&self) -> Option<&ScaleTarget> {
         None
     }
+}
+
+/// No pod IP is free in the pool a pod draws from. Temporary: addresses come back as
+/// pods go, so a stage that needs one is tried again later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no free IP above {pool}")]
+pub struct PoolExhausted {
+    /// The full pool, as the host names it (`podCIDR 10.1.0.0/24 of node "n1"`).
+    pub pool: String,
 }
 
 /// The object a `kwokctl scale` template is rendered for.
@@ -167,7 +186,7 @@ impl Host for FixedHost {
     fn node_port(&self) -> u16 {
         10250
     }
-    fn pod_ip(&self) -> Result<String, String> {
+    fn pod_ip(&self) -> Result<String, PoolExhausted> {
         let n = self.pods.borrow().len();
         Ok(self.next_pod_ip(&format!("anonymous-{n}")).to_string())
     }
@@ -180,7 +199,7 @@ impl Host for FixedHost {
         uid: &str,
         _name: &str,
         _namespace: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, PoolExhausted> {
         Ok(self.next_pod_ip(uid).to_string())
     }
     fn placeholders(&self) -> bool {

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     delay::Range,
+    error::RenderError,
     host::Host,
     lifecycle::Lifecycle,
     patch::PatchType,
@@ -28,15 +29,15 @@ pub enum Defaults {
     UpstreamTests,
 }
 
-/// The listing of `obj` (of `lifecycle`'s kind) at `now`; `Err` names the stage whose
-/// step failed to render.
+/// The listing of `obj` (of `lifecycle`'s kind) at `now`; `Err` names the stage and
+/// field that failed to render.
 pub fn list(
     lifecycle: &Lifecycle,
     obj: &Value,
     now: Timestamp,
     host: &dyn Host,
     defaults: Defaults,
-) -> Result<Value, String> {
+) -> Result<Value, RenderError> {
     let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
     let mut out = Map::new();
     out.insert("apiGroup".into(), json!(text("/apiVersion")));
@@ -48,9 +49,7 @@ pub fn list(
     let stages = lifecycle
         .possible(obj)
         .into_iter()
-        .map(|stage| {
-            one(stage, obj, now, host, defaults).map_err(|e| format!("stage {:?}: {e}", stage.name()))
-        })
+        .map(|stage| one(stage, obj, now, host, defaults))
         .collect::<Result<Vec<_>, _>>()?;
     out.insert("stages".into(), Value::Array(stages));
     Ok(Value::Object(out))
@@ -62,7 +61,7 @@ fn one(
     now: Timestamp,
     host: &dyn Host,
     defaults: Defaults,
-) -> Result<Value, String> {
+) -> Result<Value, RenderError> {
     let mut out = Map::new();
     out.insert("stage".into(), json!(stage.name()));
     if let Some(range) = stage.delay_range(obj, now) {
@@ -96,7 +95,10 @@ fn one(
             }
             Step::Delete => next.push(json!({"kind": "delete"})),
             Step::Patch(p) => {
-                let data = p.body(obj, host)?.unwrap_or(Value::Null);
+                let data = p
+                    .body(obj, host)
+                    .map_err(|e| stage.render_error(step, e))?
+                    .unwrap_or(Value::Null);
                 let (sub, user) = (p.subresource.as_deref(), p.impersonate.as_deref());
                 let ty = match defaults {
                     Defaults::UpstreamTests if p.defaulted => PatchType::Merge,
@@ -105,7 +107,7 @@ fn one(
                 next.push(request("patch", ty.content_type(), sub, data, user));
             }
             Step::Apply(a) => {
-                let data = a.body(obj, host)?;
+                let data = a.body(obj, host).map_err(|e| stage.render_error(step, e))?;
                 let (sub, user) = (a.subresource.as_deref(), a.impersonate.as_deref());
                 next.push(request("apply", a.ty.content_type(), sub, data, user));
             }

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::{
     effect::{ApplyType, Effect},
-    host::Host,
+    error::RenderError,
+    host::{Host, PoolExhausted},
     lifecycle::Lifecycle,
     patch::{self, PatchType},
 };
@@ -31,7 +32,7 @@ pub struct Step {
 }
 
 /// Why a dry run stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum End {
     /// No stage matched the object.
     NoMatch,
@@ -39,6 +40,9 @@ pub enum End {
     Deleted,
     /// The step limit was reached.
     Limit,
+    /// The stage that matched failed to render (the error names it): none of its
+    /// effects happen, as in the controller, which tries it again later.
+    Failed(RenderError),
 }
 
 /// Runs up to `max_steps` stages on `obj` of `kind`, starting at `now`. The clock
@@ -59,7 +63,10 @@ pub fn run(
         };
         let delay = stage.delay(&obj, now, rng);
         now += delay;
-        let effects = stage.render(&obj, &Clocked { inner: host, now });
+        let effects = match stage.render(&obj, &Clocked { inner: host, now }) {
+            Ok(effects) => effects,
+            Err(error) => return (steps, End::Failed(error)),
+        };
         let deleted = apply_all(&mut obj, kind, &effects, now);
         let object = (!deleted).then(|| obj.clone());
         steps.push(Step {
@@ -101,7 +108,7 @@ impl Host for Clocked<'_> {
     fn node_port(&self) -> u16 {
         self.inner.node_port()
     }
-    fn pod_ip(&self) -> Result<String, String> {
+    fn pod_ip(&self) -> Result<String, PoolExhausted> {
         self.inner.pod_ip()
     }
     fn node_ip_with(&self, node_name: &str) -> String {
@@ -110,7 +117,13 @@ impl Host for Clocked<'_> {
     fn node_ips_with(&self, node_name: &str) -> Vec<String> {
         self.inner.node_ips_with(node_name)
     }
-    fn pod_ip_with(&self, node_name: &str, uid: &str, name: &str, namespace: &str) -> Result<String, String> {
+    fn pod_ip_with(
+        &self,
+        node_name: &str,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Result<String, PoolExhausted> {
         self.inner.pod_ip_with(node_name, uid, name, namespace)
     }
     fn pod_ips_with(
@@ -119,7 +132,7 @@ impl Host for Clocked<'_> {
         uid: &str,
         name: &str,
         namespace: &str,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, PoolExhausted> {
         self.inner.pod_ips_with(node_name, uid, name, namespace)
     }
     fn placeholders(&self) -> bool {
@@ -165,7 +178,7 @@ pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp
                 drop_empty_finalizers(obj);
             }
             Effect::Delete => delete = true,
-            Effect::Event { .. } | Effect::Error { .. } => {}
+            Effect::Event { .. } => {}
         }
     }
     delete && delete_object(obj, now)

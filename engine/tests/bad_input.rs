@@ -1,12 +1,16 @@
 //! Bad Stage input: each class of mistake is one line naming the file, the line, the
-//! stage, the field and the reason; a template that fails for one object is an
-//! [`Effect::Error`] beside the other effects, never a panic.
+//! stage, the field and the reason; a template that fails for one object fails its
+//! stage with a [`RenderError`] naming the stage, field and cause, never a panic.
 
 mod common;
 
 use common::now;
 use kwok_engine::{
-    effect::Effect, error::LoadError, host::FixedHost, lifecycle::Lifecycles, stage::load::Documents,
+    effect::Effect,
+    error::{LoadError, RenderCause, RenderError},
+    host::{FixedHost, Host, PoolExhausted},
+    lifecycle::Lifecycles,
+    stage::load::Documents,
 };
 use serde_json::json;
 
@@ -177,7 +181,7 @@ fn steps_beside_next_and_several_actions_per_step_should_load_as_upstream() {
     let lifecycles = Lifecycles::compile(&docs).unwrap();
     let stage = &lifecycles.for_kind(None, "Pod").unwrap().stages()[0];
     let pod = json!({"kind": "Pod", "metadata": {"name": "p"}});
-    let effects = stage.render(&pod, &FixedHost::new(now()));
+    let effects = stage.render(&pod, &FixedHost::new(now())).unwrap();
     assert!(
         matches!(effects.as_slice(), [Effect::Event { reason, .. }, Effect::Delete] if reason == "Gone"),
         "{effects:?}"
@@ -222,37 +226,129 @@ fn the_first_bad_stage_of_several_files_should_be_reported_with_its_own_file() {
 
 // ===== failing at render time =====
 
-fn render(template: &str, obj: &serde_json::Value) -> Vec<Effect> {
+fn render_with(template: &str, obj: &serde_json::Value, host: &dyn Host) -> Result<Vec<Effect>, RenderError> {
     let text = stage_yaml(&format!(
         "  selector: {{}}\n  next:\n    event:\n      type: Normal\n      reason: Tested\n      message: tested\n    statusTemplate: '{}'\n",
         template.replace('\'', "''")
     ));
     let lcs = common::compile_text("stages.yaml", &text);
     let stage = &lcs.for_kind(None, "Pod").unwrap().stages()[0];
-    stage.render(obj, &FixedHost::new(now()))
+    stage.render(obj, host)
+}
+
+fn render(template: &str, obj: &serde_json::Value) -> Result<Vec<Effect>, RenderError> {
+    render_with(template, obj, &FixedHost::new(now()))
 }
 
 #[test]
-fn a_template_that_fails_for_one_object_should_be_an_error_effect_beside_the_others() {
+fn a_template_that_fails_for_one_object_should_fail_the_whole_stage_naming_stage_and_field() {
     let template = "ready: {{ index .spec.containers 1 }}";
     let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
     let one = json!({"spec": {"containers": [{"name": "a"}]}});
-    let event = Effect::Event {
-        type_: "Normal".into(),
-        reason: "Tested".into(),
-        message: "tested".into(),
-    };
-    assert!(matches!(render(template, &two)[..], [_, Effect::Patch { .. }]));
+    assert!(matches!(
+        render(template, &two).unwrap()[..],
+        [Effect::Event { .. }, Effect::Patch { .. }]
+    ));
+    let err = render(template, &one).unwrap_err();
     assert_eq!(
-        render(template, &one),
-        [
-            event,
-            Effect::Error {
-                message: "stage \"my-stage\": template: line 1: error calling index: \
-                          index out of range: 1 (length 1)"
-                    .into()
-            }
-        ]
+        err.to_string(),
+        "stage \"my-stage\": spec.next.statusTemplate: line 1: error calling index: \
+         index out of range: 1 (length 1)",
+        "the event before the failed step is not sent either"
+    );
+    assert!(matches!(err.cause, RenderCause::Template(_)), "{err:?}");
+    assert!(!err.is_temporary(), "fails the same way until the object changes");
+}
+
+/// A host whose pod IP pools are full.
+struct FullPools(FixedHost);
+
+impl Host for FullPools {
+    fn now(&self) -> jiff::Timestamp {
+        self.0.now()
+    }
+    fn start_time(&self) -> jiff::Timestamp {
+        self.0.start_time()
+    }
+    fn version(&self) -> &str {
+        self.0.version()
+    }
+    fn node_name(&self) -> &str {
+        self.0.node_name()
+    }
+    fn node_ip(&self) -> &str {
+        self.0.node_ip()
+    }
+    fn node_port(&self) -> u16 {
+        self.0.node_port()
+    }
+    fn pod_ip(&self) -> Result<String, PoolExhausted> {
+        Err(PoolExhausted {
+            pool: "--cidr 10.0.0.1/30".into(),
+        })
+    }
+    fn node_ip_with(&self, node_name: &str) -> String {
+        self.0.node_ip_with(node_name)
+    }
+    fn pod_ip_with(&self, _: &str, _: &str, _: &str, _: &str) -> Result<String, PoolExhausted> {
+        self.pod_ip()
+    }
+}
+
+#[test]
+fn a_full_ip_pool_should_be_a_temporary_failure_a_caller_can_match() {
+    let host = FullPools(FixedHost::new(now()));
+    let obj = json!({"metadata": {"uid": "u"}, "spec": {"nodeName": "n"}});
+    for (template, func) in [
+        ("podIP: {{ PodIP }}", "PodIP"),
+        (
+            "\n\npodIP: {{ PodIPWith .spec.nodeName false .metadata.uid \"p\" \"ns\" }}",
+            "PodIPWith",
+        ),
+        (
+            "{{ with .spec }}podIPs: {{ PodIPsWith .nodeName false \"u\" \"p\" \"ns\" | toJson }}{{ end }}",
+            "PodIPsWith",
+        ),
+    ] {
+        let err = render_with(template, &obj, &host).unwrap_err();
+        let RenderCause::PoolExhausted {
+            func: got, exhausted, ..
+        } = &err.cause
+        else {
+            panic!("{template}: {err:?}");
+        };
+        assert_eq!((*got, exhausted.pool.as_str()), (func, "--cidr 10.0.0.1/30"));
+        assert!(err.is_temporary());
+    }
+    assert_eq!(
+        render_with(
+            "\n\npodIP: {{ PodIPWith .spec.nodeName false .metadata.uid \"p\" \"ns\" }}",
+            &obj,
+            &host
+        )
+        .unwrap_err()
+        .to_string(),
+        // (YAML folds the two line breaks of the quoted template into one.)
+        "stage \"my-stage\": spec.next.statusTemplate: line 2: error calling PodIPWith: \
+         no free IP above --cidr 10.0.0.1/30"
+    );
+}
+
+#[test]
+fn a_json_patch_that_does_not_apply_should_be_a_patch_failure_naming_its_template() {
+    let text = stage_yaml(
+        "  selector: {}\n  next:\n    patches:\n    - type: json\n      template: '[{\"op\": \"test\", \"path\": \"/x\", \"value\": 1}]'\n",
+    );
+    let lcs = common::compile_text("stages.yaml", &text);
+    let stage = &lcs.for_kind(None, "Pod").unwrap().stages()[0];
+    let err = stage
+        .render(&json!({"x": 2}), &FixedHost::new(now()))
+        .unwrap_err();
+    assert!(matches!(err.cause, RenderCause::Patch(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("stage \"my-stage\": spec.next.patches[0].template: failed to apply JSON patch: "),
+        "{err}"
     );
 }
 
@@ -267,11 +363,11 @@ fn render_errors_should_be_one_line_for_every_kind_of_failure() {
         "{{ printf \"%s\" }}: [",
         "a: [\n  b: }",
     ] {
-        let effects = render(template, &obj);
-        let Some(Effect::Error { message }) = effects.last() else {
-            panic!("{template}: {effects:?}");
-        };
-        assert!(message.starts_with("stage \"my-stage\": template: "), "{message}");
+        let message = render(template, &obj).unwrap_err().to_string();
+        assert!(
+            message.starts_with("stage \"my-stage\": spec.next.statusTemplate: "),
+            "{message}"
+        );
         assert_eq!(message.lines().count(), 1, "{template}: {message}");
     }
 }

@@ -40,7 +40,9 @@ fn pod(phase: &str) -> Value {
 }
 
 fn render(lc: &Lifecycle, name: &str, obj: &Value) -> Vec<Effect> {
-    stage(lc, name).render(obj, &FixedHost::new(now()))
+    stage(lc, name)
+        .render(obj, &FixedHost::new(now()))
+        .expect("renders")
 }
 
 // ===== "A Stage resource has the following fields" =====
@@ -169,7 +171,10 @@ fn a_delete_stage_with_jitter_from_the_deletion_timestamp_should_delete_before_i
         "{min:?}..{max:?}"
     );
     assert!(max > Duration::from_secs(29), "{max:?}");
-    assert_eq!(s.render(&obj, &FixedHost::new(now())), [Effect::Delete]);
+    assert_eq!(
+        s.render(&obj, &FixedHost::new(now())).expect("renders"),
+        [Effect::Delete]
+    );
 }
 
 #[test]

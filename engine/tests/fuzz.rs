@@ -181,7 +181,7 @@ fn exercise(text: &str, objects: &[(&str, Value)], rng: &mut StdRng) {
             let _ = stage.weight(obj);
             let _ = stage.delay(obj, now(), rng);
             let mut copy = obj.clone();
-            let effects = stage.render(obj, &host);
+            let effects = stage.render(obj, &host).unwrap_or_default();
             simulate::apply_all(&mut copy, kind, &effects, now());
             for effect in &effects {
                 let _ = effect.finalizers_json_patch(obj);

@@ -55,7 +55,9 @@ fn node() -> Value {
 fn ready_node() -> Value {
     let lc = lifecycle(&["node-fast"], "Node");
     let mut node = node();
-    let effects = stage(&lc, "node-initialize").render(&node, &FixedHost::new(now()));
+    let effects = stage(&lc, "node-initialize")
+        .render(&node, &FixedHost::new(now()))
+        .expect("renders");
     assert!(!simulate::apply_all(&mut node, "Node", &effects, now()));
     node
 }
@@ -127,7 +129,9 @@ fn init_pod() -> Value {
 
 /// `obj` after the stage `name` of `lc` ran at `at`.
 fn after(lc: &Lifecycle, name: &str, mut obj: Value, at: jiff::Timestamp) -> Value {
-    let effects = stage(lc, name).render(&obj, &FixedHost::new(at));
+    let effects = stage(lc, name)
+        .render(&obj, &FixedHost::new(at))
+        .expect("renders");
     assert!(!simulate::apply_all(&mut obj, "Pod", &effects, at));
     obj
 }
@@ -191,7 +195,7 @@ fn node_initialize_should_make_a_new_labelled_node_ready_at_once_keeping_its_res
     assert_eq!(selected(&lc, &node), "node-initialize");
     let stage = stage(&lc, "node-initialize");
     assert_eq!(delay_range(stage, &node, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&node, &FixedHost::new(now()));
+    let effects = stage.render(&node, &FixedHost::new(now())).expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Running");
     assert_eq!(condition(status, "Ready").unwrap()["status"], "True");
@@ -221,7 +225,7 @@ fn node_heartbeat_should_refresh_only_the_conditions_every_20_to_25_seconds() {
     let (min, max) = delay_range(stage, &node, 2000);
     assert!(min >= secs(20) && min < secs(21), "{min:?}");
     assert!(max < secs(25) && max > secs(24), "{max:?}");
-    let effects = stage.render(&node, &FixedHost::new(later(22)));
+    let effects = stage.render(&node, &FixedHost::new(later(22))).expect("renders");
     let status = status_patch(&effects);
     let keys: Vec<_> = status.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["conditions"]);
@@ -245,7 +249,7 @@ fn node_heartbeat_with_lease_should_refresh_status_every_600_to_610_seconds() {
     let (min, max) = delay_range(stage, &node, 2000);
     assert!(min >= secs(600) && min < secs(601), "{min:?}");
     assert!(max < secs(610) && max > secs(609), "{max:?}");
-    let effects = stage.render(&node, &FixedHost::new(later(605)));
+    let effects = stage.render(&node, &FixedHost::new(later(605))).expect("renders");
     // Addresses and daemonEndpoints equal what is stored, so only conditions change,
     // but the patch still carries them (the template renders them).
     let status = status_patch(&effects);
@@ -264,7 +268,7 @@ fn node_not_ready_should_win_over_node_heartbeat_for_a_labelled_node() {
     assert_eq!(selected(&lc, &node), "node-not-ready");
     let stage = stage(&lc, "node-not-ready");
     assert_eq!(delay_range(stage, &node, 100), (secs(1), secs(1)));
-    let effects = stage.render(&node, &FixedHost::new(later(1)));
+    let effects = stage.render(&node, &FixedHost::new(later(1))).expect("renders");
     let status = status_patch(&effects);
     let ready = condition(status, "Ready").unwrap();
     assert_eq!(
@@ -285,7 +289,7 @@ fn pod_ready_should_make_a_two_container_pod_running_and_ready_in_one_write() {
     assert_eq!(selected(&lc, &pod), "pod-ready");
     let stage = stage(&lc, "pod-ready");
     assert_eq!(delay_range(stage, &pod, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&pod, &FixedHost::new(now()));
+    let effects = stage.render(&pod, &FixedHost::new(now())).expect("renders");
     assert_eq!(effects.len(), 1, "{effects:?}");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Running");
@@ -314,7 +318,9 @@ fn pod_ready_should_make_a_two_container_pod_running_and_ready_in_one_write() {
 fn pod_ready_should_carry_over_an_existing_pod_scheduled_condition_unchanged() {
     let lc = lifecycle(&["pod-fast"], "Pod");
     let pod = scheduled_pod();
-    let effects = stage(&lc, "pod-ready").render(&pod, &FixedHost::new(now()));
+    let effects = stage(&lc, "pod-ready")
+        .render(&pod, &FixedHost::new(now()))
+        .expect("renders");
     let scheduled = condition(status_patch(&effects), "PodScheduled").expect("kept");
     assert_eq!(
         scheduled,
@@ -328,7 +334,9 @@ fn pod_ready_should_give_a_host_network_pod_the_node_ip() {
     let lc = lifecycle(&["pod-fast"], "Pod");
     let mut pod = pod();
     pod["spec"]["hostNetwork"] = json!(true);
-    let effects = stage(&lc, "pod-ready").render(&pod, &FixedHost::new(now()));
+    let effects = stage(&lc, "pod-ready")
+        .render(&pod, &FixedHost::new(now()))
+        .expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["podIP"], status["hostIP"]);
     assert_eq!(status["podIPs"], json!([{"ip": "196.168.0.1"}]));
@@ -337,7 +345,9 @@ fn pod_ready_should_give_a_host_network_pod_the_node_ip() {
 #[test]
 fn pod_ready_should_complete_init_containers_and_keep_native_sidecars_running() {
     let lc = lifecycle(&["pod-fast"], "Pod");
-    let effects = stage(&lc, "pod-ready").render(&init_pod(), &FixedHost::new(now()));
+    let effects = stage(&lc, "pod-ready")
+        .render(&init_pod(), &FixedHost::new(now()))
+        .expect("renders");
     let init = &status_patch(&effects)["initContainerStatuses"];
     assert_eq!(init[0]["name"], "migrate");
     assert_eq!(init[0]["state"]["terminated"]["reason"], "Completed");
@@ -355,7 +365,7 @@ fn pod_complete_should_let_a_running_job_pod_succeed() {
     assert_eq!(selected(&lc, &pod), "pod-complete");
     let stage = stage(&lc, "pod-complete");
     assert_eq!(delay_range(stage, &pod, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&pod, &FixedHost::new(later(10)));
+    let effects = stage.render(&pod, &FixedHost::new(later(10))).expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Succeeded");
     let terminated = &status["containerStatuses"][0]["state"]["terminated"];
@@ -381,7 +391,7 @@ fn pod_delete_should_drop_every_finalizer_then_delete_at_once() {
     assert_eq!(selected(&lc, &pod), "pod-delete");
     let stage = stage(&lc, "pod-delete");
     assert_eq!(delay_range(stage, &pod, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&pod, &FixedHost::new(now()));
+    let effects = stage.render(&pod, &FixedHost::new(now())).expect("renders");
     assert_eq!(
         effects,
         [
@@ -407,7 +417,7 @@ fn pod_create_should_report_containers_initializing_without_a_finalizer() {
         min >= secs(1) && min < secs(2) && max < secs(5) && max > secs(4),
         "{min:?}..{max:?}"
     );
-    let effects = stage.render(&pod, &FixedHost::new(now()));
+    let effects = stage.render(&pod, &FixedHost::new(now())).expect("renders");
     // No fake finalizer, as upstream v0.8 (it held DaemonSet pods back from deletion).
     assert_eq!(
         effects[..1],
@@ -461,11 +471,6 @@ fn pod_general_should_walk_an_init_container_job_pod_through_every_phase_in_orde
             step.stage,
             step.delay
         );
-        assert!(
-            !step.effects.iter().any(|e| matches!(e, Effect::Error { .. })),
-            "{:?}",
-            step.effects
-        );
     }
     let last = steps.last().unwrap().object.as_ref().unwrap();
     assert_eq!(last["status"]["phase"], "Succeeded");
@@ -513,7 +518,10 @@ fn pod_delete_should_delete_a_pod_within_its_grace_period() {
         min >= secs(1) && min < secs(2) && max < secs(30) && max > secs(29),
         "{min:?}..{max:?}"
     );
-    assert_eq!(delete.render(&gone, &FixedHost::new(now())), [Effect::Delete]);
+    assert_eq!(
+        delete.render(&gone, &FixedHost::new(now())).expect("renders"),
+        [Effect::Delete]
+    );
 }
 
 #[test]
@@ -541,7 +549,9 @@ fn pod_init_container_running_failed_should_fail_the_named_init_container_of_a_l
     let mut running = pending.clone();
     running["status"]["phase"] = json!("Running");
     assert_ne!(selected(&lc, &running), "pod-init-container-running-failed");
-    let effects = stage(&lc, "pod-init-container-running-failed").render(&pending, &FixedHost::new(now()));
+    let effects = stage(&lc, "pod-init-container-running-failed")
+        .render(&pending, &FixedHost::new(now()))
+        .expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Failed");
     let inits = status["initContainerStatuses"].as_array().unwrap();
@@ -573,7 +583,9 @@ fn pvc_provision_should_create_a_volume_for_the_claim_and_bind_the_claim_to_it()
         "status": {"phase": "Pending"}
     });
     assert_eq!(selected(&lc, &claim), "pvc-provision");
-    let effects = stage(&lc, "pvc-provision").render(&claim, &FixedHost::new(now()));
+    let effects = stage(&lc, "pvc-provision")
+        .render(&claim, &FixedHost::new(now()))
+        .expect("renders");
     let Effect::Apply {
         subresource: None,
         body,
@@ -616,7 +628,9 @@ fn pod_container_running_failed_should_fail_the_named_container_of_a_labelled_ru
     assert_eq!(selected(&lc, &running), "pod-container-running-failed");
     let stage = stage(&lc, "pod-container-running-failed");
     assert_eq!(delay_range(stage, &running, 100), (secs(1), secs(1)));
-    let effects = stage.render(&running, &FixedHost::new(later(1)));
+    let effects = stage
+        .render(&running, &FixedHost::new(later(1)))
+        .expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Failed");
     let app = &status["containerStatuses"][0];

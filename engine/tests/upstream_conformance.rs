@@ -73,7 +73,7 @@ fn listing_of(input: &Path, stages: &[PathBuf]) -> Result<Value, String> {
     let host = FixedHost::new(now).with_placeholders();
     // Upstream's golden files give merge patches where its controller sends strategic
     // ones (see `Defaults::UpstreamTests`): compared as upstream's test made them.
-    listing::list(lifecycle, &obj, now, &host, listing::Defaults::UpstreamTests)
+    listing::list(lifecycle, &obj, now, &host, listing::Defaults::UpstreamTests).map_err(|e| e.to_string())
 }
 
 #[test]

@@ -9,14 +9,28 @@
 //!
 //! # Partial failure
 //! A stage's effects are one transition, sent in order ([`Writer::execute`]):
-//! - Before anything is sent, a stage with an effect that failed to render
-//!   ([`Effect::Error`]: a full IP pool, a template error) or a malformed JSON patch is
-//!   refused whole ([`Outcome::Failed`]) and tried again later, backing off.
+//! - A stage that failed to render never gets here: it has no effects, only a
+//!   [`RenderError`](kwok_engine::error::RenderError), whose docs give what the shard
+//!   does with it (a full IP pool: try again later; a template error: when the object
+//!   changes). A JSON patch the writer cannot send (checked again here, though the
+//!   engine already refuses one) fails the stage whole ([`Outcome::Failed`]) before
+//!   anything is sent, and it is tried again later, backing off.
 //! - Once sending, the first conflict ([`Outcome::Conflict`]), refusal or exhausted
 //!   retries ([`Outcome::Failed`]), or missing object ([`Outcome::Gone`]) stops the
 //!   rest. What was already sent stays (the apiserver has no transactions); the shard
 //!   matches the object again (conflict) or retries the stage from the object's
 //!   newest state (failure), so the effects left out are sent then if still due.
+//!
+//! # Which object
+//! Writes go out by name, so each carries the uid of the object it was rendered for, as
+//! the kubelet's pod status patches do: merge and strategic patches set
+//! `metadata.uid`, JSON patches (finalizers too) start with a `test` of
+//! `/metadata/uid`, a delete sends `Preconditions { uid }`. A write that reaches an
+//! object re-created under the same name then fails instead of changing it, and ends
+//! as [`Outcome::Gone`]: the object it was for is gone, whatever the apiserver called
+//! the refusal (409 for a delete precondition, 422 for a changed uid or a failed
+//! `test`), checked by reading the object. (`apply` steps, which may name other objects
+//! and create them, carry none.)
 
 use std::{
     sync::Arc,
@@ -26,7 +40,7 @@ use std::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
     core::{ApiResource, Request, Resource},
 };
 use kwok_engine::{
@@ -194,17 +208,13 @@ impl Writer {
     /// Sends `effects` for `target` in order; stops at the first conflict, failure or
     /// when the object is found gone (see [`Outcome`]).
     pub async fn execute(&self, target: &Target, effects: &[Effect]) -> Outcome {
-        // A stage goes out whole or not at all: one that failed to render (a full IP
-        // pool, a template error) is tried again later, as a failed write is.
-        if let Some(message) = kwok_engine::effect::first_error(effects) {
-            warn!(object = %target.name, %message, "stage failed to render; trying again later");
-            return Outcome::Failed;
-        }
+        // A stage goes out whole or not at all (module docs).
         if let Some(error) = effects.iter().find_map(malformed_json_patch) {
             warn!(object = %target.name, %error, "stage has a malformed JSON patch; trying again later");
             return Outcome::Failed;
         }
         let api = self.api(target, self.client.clone());
+        let uid = target.uid();
         let (mut last, mut deleted) = (None, false);
         for effect in effects {
             let result = match effect {
@@ -216,7 +226,7 @@ impl Writer {
                 } => match self.client_as(impersonate.as_deref()) {
                     Ok(client) => {
                         let api = self.api(target, client);
-                        match to_patch(*ty, body) {
+                        match to_patch(*ty, body, uid) {
                             Ok(patch) => {
                                 self.patch(&api, &target.name, subresource.as_deref(), &patch)
                                     .await
@@ -239,7 +249,7 @@ impl Writer {
                     Err(failure) => Err(failure),
                 },
                 Effect::Finalizers { .. } => match effect.finalizers_json_patch(&target.object) {
-                    Some(ops) => match json_patch(&ops) {
+                    Some(ops) => match json_patch(&with_uid_test(ops, uid)) {
                         Ok(patch) => self.patch(&api, &target.name, None, &patch).await,
                         Err(_) => Err(Failure::Other),
                     },
@@ -254,22 +264,21 @@ impl Writer {
                     self.event(target, type_, reason, message).await;
                     Ok(None)
                 }
-                // Caught before the first write, above.
-                Effect::Error { .. } => Ok(None),
             };
             match result {
                 Ok(Some(obj)) => last = Some(Box::new(obj)),
                 Ok(None) => deleted |= matches!(effect, Effect::Delete),
-                Err(Failure::Conflict) => {
-                    // The cached object is stale: read it so the shard matches the real one.
-                    return match self
+                Err(failure @ (Failure::Conflict | Failure::Invalid(_))) => {
+                    // The cached object is stale, or another object holds the name now:
+                    // read it to tell which.
+                    let fresh = self
                         .send("get", || async { api.get(&target.name).await.map(Some) })
-                        .await
-                    {
-                        Ok(fresh) => Outcome::Conflict(fresh.map(Box::new)),
-                        Err(Failure::NotFound) => Outcome::Gone,
-                        Err(_) => Outcome::Conflict(None),
-                    };
+                        .await;
+                    let outcome = after_refusal(failure, fresh, uid);
+                    if matches!(outcome, Outcome::Failed) {
+                        self.metrics.request_failures.inc();
+                    }
+                    return outcome;
                 }
                 Err(Failure::NotFound) => return Outcome::Gone,
                 Err(Failure::Other) => return Outcome::Failed,
@@ -404,10 +413,7 @@ impl Writer {
     /// not decoded: nothing uses it, and decoding it was a sixth of kwok's CPU while
     /// `small`'s pods were deleted (kube's `Api::delete` decodes it twice).
     async fn delete(&self, target: &Target) -> Result<(), Failure> {
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..DeleteParams::default()
-        };
+        let params = delete_params(target.uid());
         let url = JsonObject::url_path(&target.resource, target.namespace.as_deref());
         self.send("delete", || async {
             let mut request = Request::new(&url)
@@ -476,6 +482,11 @@ impl Writer {
                 Ok(v) => return Ok(v),
                 Err(kube::Error::Api(s)) if s.code == 409 => return Err(Failure::Conflict),
                 Err(kube::Error::Api(s)) if s.code == 404 => return Err(Failure::NotFound),
+                // Possibly our uid precondition; the caller looks (not counted as a
+                // failure, not logged, until it has).
+                Err(kube::Error::Api(s)) if s.code == 422 && verb != "create" => {
+                    return Err(Failure::Invalid(s.message));
+                }
                 Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => {
                     warn!(verb, code = s.code, message = %s.message, "request refused");
                     self.metrics.request_failures.inc();
@@ -501,9 +512,81 @@ impl Writer {
 /// Why a write did not succeed.
 #[derive(Debug)]
 enum Failure {
+    /// 409: a precondition failed or the object changed under us.
     Conflict,
+    /// 404.
     NotFound,
+    /// 422: refused as invalid, which a uid precondition also gives; the message.
+    Invalid(String),
+    /// Anything else, after retries.
     Other,
+}
+
+/// What a write refused with `failure` (a conflict or as invalid) means, given a read
+/// of the object afterwards (`fresh`): another object under the name, or none, means
+/// the one the write was for (of uid `uid`) is gone; else the write conflicted with a
+/// newer state of it (matched again on the read) or was invalid (tried again later).
+fn after_refusal(failure: Failure, fresh: Result<Option<JsonObject>, Failure>, uid: &str) -> Outcome {
+    let fresh = match fresh {
+        Ok(Some(obj)) if uid.is_empty() || obj.metadata.uid.as_deref() == Some(uid) => Some(obj),
+        Ok(Some(_)) | Err(Failure::NotFound) => return Outcome::Gone,
+        Ok(None) | Err(_) => None,
+    };
+    match failure {
+        Failure::Invalid(message) => {
+            warn!(code = 422, %message, "request refused");
+            Outcome::Failed
+        }
+        _ => Outcome::Conflict(fresh.map(Box::new)),
+    }
+}
+
+impl Target {
+    /// The uid of the object the effects are for (empty if unknown).
+    fn uid(&self) -> &str {
+        self.object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// Deletes at once, and only the object of `uid` (none if empty).
+fn delete_params(uid: &str) -> DeleteParams {
+    DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: (!uid.is_empty()).then(|| Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    }
+}
+
+/// `ops` (a JSON patch) starting with a `test` that the object is still `uid` (none if
+/// empty, or if `ops` is not a list: then it is refused as it is).
+fn with_uid_test(mut ops: Value, uid: &str) -> Value {
+    if let (false, Some(list)) = (uid.is_empty(), ops.as_array_mut()) {
+        list.insert(
+            0,
+            serde_json::json!({"op": "test", "path": "/metadata/uid", "value": uid}),
+        );
+    }
+    ops
+}
+
+/// A merge or strategic patch `body` that sets `metadata.uid`, so the apiserver refuses
+/// it on another object of the name (none if `uid` is empty or `body` not a map).
+fn with_uid(mut body: Value, uid: &str) -> Value {
+    if let (false, Some(map)) = (uid.is_empty(), body.as_object_mut()) {
+        let meta = map
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("uid".into(), Value::String(uid.to_owned()));
+        }
+    }
+    body
 }
 
 /// The wait before retry `attempt + 1`: [`BASE_BACKOFF`] doubled per attempt (up to
@@ -513,11 +596,12 @@ fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
     base + Duration::from_millis(rng.random_range(0..=base.as_millis() as u64 / 2))
 }
 
-fn to_patch(ty: PatchType, body: &Value) -> Result<Patch<Value>, serde_json::Error> {
+/// The patch to send for a body of type `ty`, carrying `uid` (module docs).
+fn to_patch(ty: PatchType, body: &Value, uid: &str) -> Result<Patch<Value>, serde_json::Error> {
     Ok(match ty {
-        PatchType::Json => json_patch(body)?,
-        PatchType::Merge => Patch::Merge(body.clone()),
-        PatchType::Strategic => Patch::Strategic(body.clone()),
+        PatchType::Json => json_patch(&with_uid_test(body.clone(), uid))?,
+        PatchType::Merge => Patch::Merge(with_uid(body.clone(), uid)),
+        PatchType::Strategic => Patch::Strategic(with_uid(body.clone(), uid)),
     })
 }
 
@@ -569,19 +653,88 @@ mod tests {
     }
 
     #[test]
-    fn render_error_should_find_a_failed_effect_anywhere_in_the_stage() {
-        let error = Effect::Error {
-            message: "no free IP".into(),
+    fn writes_should_carry_the_uid_of_the_object_they_were_rendered_for() {
+        let body = json!({"status": {"phase": "Running"}});
+        for ty in [PatchType::Merge, PatchType::Strategic] {
+            let (Ok(Patch::Merge(sent)) | Ok(Patch::Strategic(sent))) = to_patch(ty, &body, "u1") else {
+                panic!("{ty:?}");
+            };
+            assert_eq!(
+                sent,
+                json!({"metadata": {"uid": "u1"}, "status": {"phase": "Running"}}),
+                "{ty:?}"
+            );
+        }
+        let ops = json!([{"op": "remove", "path": "/metadata/finalizers/0"}]);
+        let Ok(Patch::Json(sent)) = to_patch(PatchType::Json, &ops, "u1") else {
+            panic!("json");
         };
         assert_eq!(
-            kwok_engine::effect::first_error(&[status_patch(json!({})), Effect::Delete]),
-            None
+            serde_json::to_value(&sent).unwrap(),
+            json!([
+                {"op": "test", "path": "/metadata/uid", "value": "u1"},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+            ])
+        );
+        let finalizers = Effect::Finalizers {
+            add: vec![],
+            remove: vec!["f".into()],
+        };
+        let object = json!({"metadata": {"uid": "u1", "finalizers": ["f"]}});
+        let ops = with_uid_test(finalizers.finalizers_json_patch(&object).unwrap(), "u1");
+        assert_eq!(
+            ops[0],
+            json!({"op": "test", "path": "/metadata/uid", "value": "u1"})
         );
         assert_eq!(
-            kwok_engine::effect::first_error(&[status_patch(json!({})), error.clone(), Effect::Delete]),
-            Some("no free IP"),
-            "a stage with a failed step sends none of its writes"
+            delete_params("u1").preconditions,
+            Some(Preconditions {
+                uid: Some("u1".into()),
+                resource_version: None
+            })
         );
+        assert_eq!(delete_params("u1").grace_period_seconds, Some(0));
+        // An object of unknown uid (none cached) is written without a precondition.
+        assert_eq!(delete_params("").preconditions, None);
+        assert_eq!(with_uid(body.clone(), ""), body);
+    }
+
+    #[test]
+    fn a_write_refused_by_another_object_of_the_name_should_end_as_gone_not_retried() {
+        let obj = |uid: &str| {
+            Ok(Some(JsonObject::new(
+                &json!({"metadata": {"name": "p", "uid": uid, "resourceVersion": "9"}}),
+            )))
+        };
+        let invalid = || Failure::Invalid("metadata.uid: field is immutable".into());
+        // Re-created under the name: whatever the refusal, the object written for is gone.
+        assert!(matches!(
+            after_refusal(Failure::Conflict, obj("u2"), "u1"),
+            Outcome::Gone
+        ));
+        assert!(matches!(after_refusal(invalid(), obj("u2"), "u1"), Outcome::Gone));
+        assert!(matches!(
+            after_refusal(Failure::Conflict, Err(Failure::NotFound), "u1"),
+            Outcome::Gone
+        ));
+        // The same object: a conflict matches its fresh state again; invalid is a failure.
+        assert!(matches!(
+            after_refusal(Failure::Conflict, obj("u1"), "u1"),
+            Outcome::Conflict(Some(_))
+        ));
+        assert!(matches!(
+            after_refusal(invalid(), obj("u1"), "u1"),
+            Outcome::Failed
+        ));
+        // The read failed: nothing known, as before.
+        assert!(matches!(
+            after_refusal(Failure::Conflict, Err(Failure::Other), "u1"),
+            Outcome::Conflict(None)
+        ));
+        assert!(matches!(
+            after_refusal(invalid(), Err(Failure::Other), "u1"),
+            Outcome::Failed
+        ));
     }
 
     #[test]
@@ -609,14 +762,14 @@ mod tests {
         };
         let good = json(json!([{"op": "remove", "path": "/metadata/finalizers/0"}]));
         assert!(malformed_json_patch(&good).is_none());
-        assert!(matches!(to_patch(PatchType::Json, &json!([])), Ok(Patch::Json(p)) if p.0.is_empty()));
+        assert!(matches!(to_patch(PatchType::Json, &json!([]), ""), Ok(Patch::Json(p)) if p.0.is_empty()));
         for bad in [
             json!({"op": "remove"}),
             json!([{"op": "frobnicate", "path": "/a"}]),
             json!("x"),
         ] {
             assert!(malformed_json_patch(&json(bad.clone())).is_some(), "{bad}");
-            assert!(to_patch(PatchType::Json, &bad).is_err(), "{bad}");
+            assert!(to_patch(PatchType::Json, &bad, "u").is_err(), "{bad}");
         }
         assert!(
             malformed_json_patch(&status_patch(json!({"op": "remove"}))).is_none(),

@@ -7,7 +7,7 @@ use clap::Args;
 use jiff::Timestamp;
 use kwok_engine::{
     delay::Range,
-    effect::{Effect, first_error},
+    effect::Effect,
     host::FixedHost,
     lifecycle::{Lifecycle, Lifecycles},
     listing,
@@ -108,9 +108,9 @@ pub fn run(args: &RunArgs) -> Result<String> {
     let (steps, end) = simulate::run(lifecycle, &kind, obj, now, args.steps, &host, &mut rng);
     let text = report(&steps, &end);
     // A stage that fails to render is a broken Stage: say so by the exit code too.
-    if let Some(message) = steps.iter().find_map(|s| first_error(&s.effects)) {
+    if let End::Failed(error) = &end {
         print!("{text}");
-        bail!("{}: {message}", args.object.display());
+        bail!("{}: {error}", args.object.display());
     }
     Ok(text)
 }
@@ -147,6 +147,7 @@ fn report(steps: &[simulate::Step], end: &End) -> String {
         End::NoMatch => "no stage matches",
         End::Deleted => "the object was deleted",
         End::Limit => "the step limit was reached",
+        End::Failed(_) => "the next stage failed to render",
     };
     let _ = writeln!(out, "# stopped after {} step(s): {why}", steps.len());
     out
@@ -164,11 +165,7 @@ fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &FixedHost) -> Result
             Some(Range::Between(from, to)) => format!("{from:#} to {to:#}"),
         };
         let _ = writeln!(out, "stage {:?} weight {weight} delay {delay}", stage.name());
-        let effects = stage.render(obj, host);
-        if let Some(message) = first_error(&effects) {
-            bail!("{message}");
-        }
-        for effect in effects {
+        for effect in stage.render(obj, host)? {
             let _ = writeln!(out, "  - {}", describe(&effect));
             if let Effect::Patch { body, .. } | Effect::Apply { body, .. } = &effect {
                 for line in yaml(body).lines() {
@@ -213,7 +210,6 @@ fn describe(effect: &Effect) -> String {
             ty.content_type()
         ),
         Effect::Delete => "delete".into(),
-        Effect::Error { message } => format!("error: {message}"),
     }
 }
 
@@ -301,5 +297,26 @@ mod tests {
             stages.display()
         );
         assert_eq!(err, expected);
+    }
+
+    #[test]
+    fn a_stage_that_fails_to_render_should_be_one_line_naming_stage_field_and_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let stages = dir.path().join("s.yaml");
+        let bad = "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata: {name: s}\nspec:\n  resourceRef: {kind: Pod}\n  selector: {}\n  next:\n    statusTemplate: 'x: {{ index .spec.containers 3 }}'\n";
+        std::fs::write(&stages, bad).unwrap();
+        for all in [false, true] {
+            let mut a = args(&dir, POD, all);
+            a.config = vec![stages.clone()];
+            let err = format!("{:#}", run(&a).unwrap_err());
+            assert!(
+                err.ends_with(
+                    "stage \"s\": spec.next.statusTemplate: line 1: error calling index: \
+                     index out of range: 3 (length 1)"
+                ),
+                "{err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use kwok_engine::host::Host;
+use kwok_engine::host::{Host, PoolExhausted};
 use serde_json::Value;
 
 use crate::ipam::{Cidr, Pool};
@@ -149,7 +149,7 @@ impl Ips {
     }
 
     /// Pod `uid`'s IP on `node`, allocated on first use; `Err` names the exhausted pool.
-    fn pod_ip(&mut self, node: &str, uid: &str) -> Result<String, String> {
+    fn pod_ip(&mut self, node: &str, uid: &str) -> Result<String, PoolExhausted> {
         if let Some(pod) = self.pods.get(uid) {
             return Ok(pod.ip.to_string());
         }
@@ -159,16 +159,17 @@ impl Ips {
         let (ip, pool) = match self.per_node.get_mut(node) {
             Some(pool) => (
                 pool.get_avoiding(uid, held_elsewhere)
-                    .ok_or_else(|| format!("no free IP above podCIDR {} of node {node:?}", pool.cidr()))?,
+                    .ok_or_else(|| PoolExhausted {
+                        pool: format!("podCIDR {} of node {node:?}", pool.cidr()),
+                    })?,
                 Placement::Node,
             ),
             None => {
-                let ip = global.get_avoiding(uid, held_elsewhere).ok_or_else(|| {
-                    format!(
-                        "no free IP above --cidr {} (node {node:?} has no podCIDR)",
-                        global.cidr()
-                    )
-                })?;
+                let ip = global
+                    .get_avoiding(uid, held_elsewhere)
+                    .ok_or_else(|| PoolExhausted {
+                        pool: format!("--cidr {} (node {node:?} has no podCIDR)", global.cidr()),
+                    })?;
                 (ip, Placement::Global)
             }
         };
@@ -265,7 +266,14 @@ pub struct RuntimeHost<'a> {
     pub node_ip: &'a str,
     /// `NodePort`.
     pub node_port: u16,
-    /// The shard's IPs.
+    /// The shard's IPs, borrowed mutably for this one render.
+    ///
+    /// A `RefCell` because [`Host`] allocates through `&self`. The alternative,
+    /// `&mut self` on `pod_ip`/`pod_ip_with`, works (template functions return owned
+    /// values, so nothing borrows from the host) but changes the public
+    /// `Template::render`/`render_value`, and with it every caller, kwokctl's `scale`
+    /// templates included; left for a change that can touch those. What the cell
+    /// costs: a borrow flag per allocation, on the shard's own thread, never contended.
     pub ips: RefCell<&'a mut Ips>,
     /// (node name, uid) of the object being rendered: who a legacy `PodIP` is for.
     pub subject: (&'a str, &'a str),
@@ -298,7 +306,7 @@ impl Host for RuntimeHost<'_> {
     fn node_port(&self) -> u16 {
         self.node_port
     }
-    fn pod_ip(&self) -> Result<String, String> {
+    fn pod_ip(&self) -> Result<String, PoolExhausted> {
         // Legacy `PodIP` names no pod: the IP goes to the pod being rendered, so it is
         // released with that pod like any other (and stable across renders).
         let (node, uid) = self.subject;
@@ -313,7 +321,7 @@ impl Host for RuntimeHost<'_> {
         uid: &str,
         _name: &str,
         _namespace: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, PoolExhausted> {
         self.ips.borrow_mut().pod_ip(node_name, uid)
     }
 }

@@ -16,7 +16,7 @@ pub use step::Step;
 use crate::{
     delay::Delay,
     effect::Effect,
-    error::{FieldError, LoadError},
+    error::{FieldError, LoadError, RenderError},
     host::Host,
     selector::Selector,
     weight::Weight,
@@ -157,17 +157,25 @@ impl Stage {
     }
 
     /// Renders the [sent steps](Self::steps_sent) against `obj` into effects. Patches
-    /// that would not change the object are left out; a step that fails to render
-    /// becomes [`Effect::Error`].
-    pub fn render(&self, obj: &Value, host: &dyn Host) -> Vec<Effect> {
+    /// that would not change the object are left out. A step that fails fails the
+    /// whole stage (the partial-failure rule is on [`RenderError`]).
+    pub fn render(&self, obj: &Value, host: &dyn Host) -> Result<Vec<Effect>, RenderError> {
         self.steps_sent()
-            .filter_map(|step| step.render(obj, &self.resource.kind, host).transpose())
-            .map(|r| {
-                r.unwrap_or_else(|message| Effect::Error {
-                    message: format!("stage {:?}: {message}", self.name),
-                })
+            .filter_map(|step| {
+                step.render(obj, &self.resource.kind, host)
+                    .map_err(|cause| self.render_error(step, cause))
+                    .transpose()
             })
             .collect()
+    }
+
+    /// `cause` with this stage's name and `step`'s field.
+    pub fn render_error(&self, step: &Step, cause: crate::error::RenderCause) -> RenderError {
+        RenderError {
+            stage: self.name.clone(),
+            field: step.field().to_owned(),
+            cause,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::spec;
 use crate::{
     effect::{ApplyType, Effect},
-    error::FieldError,
+    error::{FieldError, RenderCause},
     host::Host,
     patch::{self, PatchType},
     template::Template,
@@ -42,6 +42,8 @@ pub struct PatchStep {
     pub defaulted: bool,
     /// The body's template.
     pub template: Template,
+    /// Where the template is in the Stage (`spec.next.statusTemplate`), for errors.
+    pub field: String,
     /// User to impersonate.
     pub impersonate: Option<String>,
 }
@@ -55,6 +57,8 @@ pub struct ApplyStep {
     pub ty: ApplyType,
     /// The object's template.
     pub template: Template,
+    /// Where the template is in the Stage (`spec.steps[0].apply.template`), for errors.
+    pub field: String,
     /// User to impersonate.
     pub impersonate: Option<String>,
 }
@@ -67,11 +71,12 @@ pub(super) fn compile(spec: &spec::StageSpec) -> Result<Vec<Step>, FieldError> {
         (Some(steps), _) if !steps.is_empty() => {
             let mut out = Vec::new();
             for (i, s) in steps.iter().enumerate() {
-                out.extend(from_step(s, default_ty).map_err(|e| e.under(&format!("steps[{i}]")))?);
+                let at = format!("spec.steps[{i}]");
+                out.extend(from_step(s, default_ty, &at).map_err(|e| e.under(&format!("steps[{i}]")))?);
             }
             Ok(out)
         }
-        (_, Some(next)) => from_next(next, default_ty).map_err(|e| e.under("next")),
+        (_, Some(next)) => from_next(next, default_ty, "spec.next").map_err(|e| e.under("next")),
         _ => Ok(Vec::new()),
     }
 }
@@ -88,8 +93,8 @@ fn default_patch_type(resource: &spec::ResourceRef) -> PatchType {
 }
 
 /// Upstream's conversion of `next` into steps: event, finalizers, the patches (or,
-/// without patches, the status template), then delete.
-fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>, FieldError> {
+/// without patches, the status template), then delete. `at` is where `next` is.
+fn from_next(next: &spec::StageNext, default_ty: PatchType, at: &str) -> Result<Vec<Step>, FieldError> {
     let mut steps = Vec::new();
     if let Some(event) = &next.event {
         steps.push(Step::Event(event.clone()));
@@ -100,8 +105,9 @@ fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>,
     match (&next.patches, &next.status_template) {
         (Some(patches), _) if !patches.is_empty() => {
             for (i, p) in patches.iter().enumerate() {
+                let at = format!("{at}.patches[{i}]");
                 steps.push(Step::Patch(
-                    patch_step(p, default_ty).map_err(|e| e.under(&format!("patches[{i}]")))?,
+                    patch_step(p, default_ty, &at).map_err(|e| e.under(&format!("patches[{i}]")))?,
                 ));
             }
         }
@@ -111,6 +117,7 @@ fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>,
             ty: default_ty,
             defaulted: true,
             template: template(text, "statusTemplate")?,
+            field: format!("{at}.statusTemplate"),
             impersonate: next.status_patch_as.as_ref().map(|i| i.username.clone()),
         })),
         _ => {}
@@ -121,9 +128,9 @@ fn from_next(next: &spec::StageNext, default_ty: PatchType) -> Result<Vec<Step>,
     Ok(steps)
 }
 
-/// One entry of `steps`: every field set, in upstream's order (event, finalizers,
-/// delete, patch, apply).
-fn from_step(step: &spec::Step, default_ty: PatchType) -> Result<Vec<Step>, FieldError> {
+/// One entry of `steps`, at `at`: every field set, in upstream's order (event,
+/// finalizers, delete, patch, apply).
+fn from_step(step: &spec::Step, default_ty: PatchType, at: &str) -> Result<Vec<Step>, FieldError> {
     let mut out = Vec::new();
     if let Some(e) = &step.event {
         out.push(Step::Event(e.clone()));
@@ -136,7 +143,7 @@ fn from_step(step: &spec::Step, default_ty: PatchType) -> Result<Vec<Step>, Fiel
     }
     if let Some(p) = &step.patch {
         out.push(Step::Patch(
-            patch_step(p, default_ty).map_err(|e| e.under("patch"))?,
+            patch_step(p, default_ty, &format!("{at}.patch")).map_err(|e| e.under("patch"))?,
         ));
     }
     if let Some(a) = &step.apply {
@@ -155,6 +162,7 @@ fn from_step(step: &spec::Step, default_ty: PatchType) -> Result<Vec<Step>, Fiel
             subresource: a.subresource.clone().filter(|s| !s.is_empty()),
             ty,
             template: template(&a.template, "apply.template")?,
+            field: format!("{at}.apply.template"),
             impersonate: a.impersonation.as_ref().map(|i| i.username.clone()),
         }));
     }
@@ -167,7 +175,8 @@ fn from_step(step: &spec::Step, default_ty: PatchType) -> Result<Vec<Step>, Fiel
     Ok(out)
 }
 
-fn patch_step(p: &spec::Patch, default_ty: PatchType) -> Result<PatchStep, FieldError> {
+/// A patch at `at` in the Stage.
+fn patch_step(p: &spec::Patch, default_ty: PatchType, at: &str) -> Result<PatchStep, FieldError> {
     let ty = match p.type_.as_deref() {
         None => default_ty,
         Some("json") => PatchType::Json,
@@ -186,6 +195,7 @@ fn patch_step(p: &spec::Patch, default_ty: PatchType) -> Result<PatchStep, Field
         ty,
         defaulted: p.type_.is_none(),
         template: template(&p.template, "template")?,
+        field: format!("{at}.template"),
         impersonate: p.impersonation.as_ref().map(|i| i.username.clone()),
     })
 }
@@ -195,8 +205,18 @@ fn template(text: &str, field: &str) -> Result<Template, FieldError> {
 }
 
 impl Step {
+    /// Where the step's template is in the Stage, for errors (empty for steps without
+    /// one, which cannot fail).
+    pub fn field(&self) -> &str {
+        match self {
+            Step::Patch(p) => &p.field,
+            Step::Apply(a) => &a.field,
+            Step::Event(_) | Step::Finalizers(_) | Step::Delete => "",
+        }
+    }
+
     /// Renders the step for `obj` of `kind`: `Ok(None)` when it has nothing to do.
-    pub fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, String> {
+    pub fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, RenderCause> {
         match self {
             Step::Event(e) => Ok(Some(Effect::Event {
                 type_: e.type_.clone(),
@@ -221,21 +241,16 @@ impl Step {
 
 impl ApplyStep {
     /// The object the template renders for `obj` (`null` for empty output).
-    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Value, String> {
-        self.template
-            .render_value(obj, host)
-            .map_err(|e| format!("apply: {e}"))
+    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Value, RenderCause> {
+        Ok(self.template.render_value(obj, host)?)
     }
 }
 
 impl PatchStep {
     /// The patch body for `obj` as upstream sends it: the rendered template, under
     /// `root` (a JSON patch's paths prefixed with `/root`); `None` for empty output.
-    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Option<Value>, String> {
-        let rendered = self
-            .template
-            .render_value(obj, host)
-            .map_err(|e| format!("template: {e}"))?;
+    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Option<Value>, RenderCause> {
+        let rendered = self.template.render_value(obj, host)?;
         if rendered.is_null() {
             return Ok(None);
         }
@@ -246,12 +261,12 @@ impl PatchStep {
         }))
     }
 
-    fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, String> {
+    fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, RenderCause> {
         let Some(mut body) = self.body(obj, host)? else {
             return Ok(None);
         };
         patch::prepare(&mut body, kind, self.ty);
-        if !patch::would_change(obj, kind, &body, self.ty).map_err(|e| format!("patch: {e}"))? {
+        if !patch::would_change(obj, kind, &body, self.ty)? {
             return Ok(None);
         }
         Ok(Some(Effect::Patch {
@@ -265,13 +280,14 @@ impl PatchStep {
 
 /// A JSON patch under `root`: `/root` before every op's `path` (and `from`'s, which
 /// upstream leaves alone, so a `move` under a root reads from the top; followed).
-fn prefix_paths(mut ops: Value, root: &str) -> Result<Value, String> {
+fn prefix_paths(mut ops: Value, root: &str) -> Result<Value, patch::Error> {
+    let invalid = |reason: &str| patch::Error::InvalidJsonPatch(reason.into());
     let Some(list) = ops.as_array_mut() else {
-        return Err("patch: a json patch must be a list of operations".into());
+        return Err(invalid("expected a list of operations"));
     };
     for op in list {
         let Some(path) = op.get_mut("path") else {
-            return Err("patch: a json patch operation has no path".into());
+            return Err(invalid("an operation has no path"));
         };
         let joined = format!("/{root}{}", path.as_str().unwrap_or_default());
         *path = Value::String(joined);
@@ -341,7 +357,7 @@ mod tests {
             type_: Some("xml".into()),
             ..Default::default()
         };
-        let err = patch_step(&p, PatchType::Merge).unwrap_err();
+        let err = patch_step(&p, PatchType::Merge, "spec.next.patches[0]").unwrap_err();
         assert_eq!(
             err.to_string(),
             "type: unknown patch type \"xml\" (json, merge or strategic)"
@@ -350,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_step_must_set_an_action() {
-        let err = from_step(&spec::Step::default(), PatchType::Merge).unwrap_err();
+        let err = from_step(&spec::Step::default(), PatchType::Merge, "spec.steps[0]").unwrap_err();
         assert!(err.reason.contains("sets none of"), "{err}");
     }
 

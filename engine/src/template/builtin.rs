@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use super::{
     format::{sprint as sprint_one, write_v},
-    funcs::FnResult,
-    value::{Val, View},
+    value::{FnResult, Val, View},
 };
 
 /// A comparable scalar.

@@ -6,11 +6,11 @@ use super::{
     Error,
     ast::{Arg, Body, Cmd, Cond, Lit, Node, Pipe, Range},
     format::{print_action, sorted_entries},
-    funcs::{FnResult, Func},
+    funcs::Func,
     kwok::write_quote,
     parser::Tree,
     sprig,
-    value::{Val, View},
+    value::{CallError, CallResult, FnResult, Val, View},
 };
 use crate::host::Host;
 
@@ -39,8 +39,16 @@ fn frame<'a>(body: &Body, dot: &Val<'a>) -> Vec<Val<'a>> {
     vars
 }
 
-fn at(line: usize, e: String) -> Error {
-    Error::Render(format!("line {line}: {e}"))
+/// `e` at template line `line`; a full IP pool stays typed.
+fn at(line: usize, e: impl Into<CallError>) -> Error {
+    match e.into() {
+        CallError::Failed(e) => Error::Render(format!("line {line}: {e}")),
+        CallError::PoolExhausted { func, exhausted } => Error::PoolExhausted {
+            line,
+            func,
+            exhausted,
+        },
+    }
 }
 
 /// What a node asks of the enclosing `range`.
@@ -85,7 +93,7 @@ impl<'a> Exec<'a> {
     }
 
     /// Prints a pipeline; `… | Quote` is written straight into `out`.
-    fn action(&mut self, pipe: &'a Pipe, dot: &Val<'a>, out: &mut String) -> Result<(), String> {
+    fn action(&mut self, pipe: &'a Pipe, dot: &Val<'a>, out: &mut String) -> Result<(), CallError> {
         if pipe.decl.is_empty()
             && let Some((Cmd::Call(Func::KQuote, args), init)) = pipe.cmds.split_last()
         {
@@ -228,7 +236,7 @@ impl<'a> Exec<'a> {
         result.map(|_| ())
     }
 
-    fn eval_pipe(&mut self, pipe: &'a Pipe, dot: &Val<'a>) -> FnResult<'a> {
+    fn eval_pipe(&mut self, pipe: &'a Pipe, dot: &Val<'a>) -> CallResult<'a> {
         let v = self.eval_cmds(&pipe.cmds, dot)?.unwrap_or_default();
         for &slot in &pipe.decl {
             if let Some(var) = self.vars.get_mut(slot) {
@@ -239,7 +247,7 @@ impl<'a> Exec<'a> {
     }
 
     /// Runs commands in order, piping each result into the next; `None` for no commands.
-    fn eval_cmds(&mut self, cmds: &'a [Cmd], dot: &Val<'a>) -> Result<Option<Val<'a>>, String> {
+    fn eval_cmds(&mut self, cmds: &'a [Cmd], dot: &Val<'a>) -> Result<Option<Val<'a>>, CallError> {
         let mut piped = None;
         for cmd in cmds {
             piped = Some(match cmd {
@@ -250,22 +258,22 @@ impl<'a> Exec<'a> {
         Ok(piped)
     }
 
-    fn eval_arg(&mut self, arg: &'a Arg, dot: &Val<'a>) -> FnResult<'a> {
+    fn eval_arg(&mut self, arg: &'a Arg, dot: &Val<'a>) -> CallResult<'a> {
         match arg {
             Arg::Dot => Ok(dot.clone()),
             Arg::Nil => Ok(Val::Nil),
             Arg::Lit(l) => Ok(literal(l)),
-            Arg::Field(chain) => walk(dot.clone(), chain),
-            Arg::Var(slot, chain) => walk(self.vars.get(*slot).cloned().unwrap_or_default(), chain),
+            Arg::Field(chain) => Ok(walk(dot.clone(), chain)?),
+            Arg::Var(slot, chain) => Ok(walk(self.vars.get(*slot).cloned().unwrap_or_default(), chain)?),
             Arg::Pipe(p, chain) => {
                 let v = self.eval_pipe(p, dot)?;
-                walk(v, chain)
+                Ok(walk(v, chain)?)
             }
             Arg::Call(f) => self.call(*f, &[], dot, None),
         }
     }
 
-    fn call(&mut self, f: Func, args: &'a [Arg], dot: &Val<'a>, piped: Option<Val<'a>>) -> FnResult<'a> {
+    fn call(&mut self, f: Func, args: &'a [Arg], dot: &Val<'a>, piped: Option<Val<'a>>) -> CallResult<'a> {
         match (f, args.first()) {
             (Func::And | Func::Or, _) => self.short_circuit(f, args, dot, piped),
             (Func::Set | Func::Unset, Some(Arg::Var(slot, chain))) if chain.is_empty() => {
@@ -293,7 +301,7 @@ impl<'a> Exec<'a> {
         args: &'a [Arg],
         dot: &Val<'a>,
         piped: Option<Val<'a>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CallError> {
         debug_assert_eq!(
             buf.len(),
             args.len() + usize::from(piped.is_some()),
@@ -315,7 +323,7 @@ impl<'a> Exec<'a> {
         args: &'a [Arg],
         dot: &Val<'a>,
         piped: Option<Val<'a>>,
-    ) -> FnResult<'a> {
+    ) -> CallResult<'a> {
         if args.is_empty() && piped.is_none() {
             return f.call(&[], self.host);
         }
@@ -339,7 +347,7 @@ impl<'a> Exec<'a> {
         rest: &'a [Arg],
         dot: &Val<'a>,
         piped: Option<Val<'a>>,
-    ) -> FnResult<'a> {
+    ) -> CallResult<'a> {
         let want = if f == Func::Set { 2 } else { 1 };
         let mut vals: [Val<'a>; 2] = Default::default();
         let n = rest.len() + usize::from(piped.is_some());
@@ -356,7 +364,7 @@ impl<'a> Exec<'a> {
             _ => sprig::unset(dict.clone(), &vals[0]),
         };
         *var = result.as_ref().map_or(dict, Val::clone);
-        result.map_err(|e| format!("error calling {}: {e}", f.name()))
+        result.map_err(|e| CallError::Failed(format!("error calling {}: {e}", f.name())))
     }
 }
 

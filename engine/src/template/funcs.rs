@@ -11,12 +11,9 @@ use super::{
     sprig_random::{self as random, Charset},
     sprig_regex::{self as regex, OnBadPattern},
     sprig_semver, sprig_seq,
-    value::Val,
+    value::{CallError, CallResult, FnResult, Val},
 };
 use crate::host::Host;
-
-/// The result of a function.
-pub type FnResult<'a> = Result<Val<'a>, String>;
 
 const ANY: usize = usize::MAX;
 
@@ -217,13 +214,25 @@ impl Func {
     }
 
     /// Calls the function on evaluated arguments.
-    pub fn call<'a>(self, args: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    pub fn call<'a>(self, args: &[Val<'a>], host: &dyn Host) -> CallResult<'a> {
         let (min, max) = self.arity();
         if args.len() < min || args.len() > max {
-            return Err(self.arity_error(args.len()));
+            return Err(CallError::Failed(self.arity_error(args.len())));
         }
-        self.dispatch(args, host)
-            .map_err(|e| format!("error calling {}: {e}", self.name()))
+        let result = match self {
+            _ if host.placeholders() => self.dispatch(args, host).map_err(CallError::Failed),
+            Func::PodIp => host.pod_ip().map(Val::text).map_err(CallError::from),
+            Func::PodIpWith => kwok::pod_ip_with(args, host, false),
+            Func::PodIpsWith => kwok::pod_ip_with(args, host, true),
+            _ => self.dispatch(args, host).map_err(CallError::Failed),
+        };
+        result.map_err(|e| match e {
+            CallError::Failed(e) => CallError::Failed(format!("error calling {}: {e}", self.name())),
+            CallError::PoolExhausted { exhausted, .. } => CallError::PoolExhausted {
+                func: self.name(),
+                exhausted,
+            },
+        })
     }
 
     fn arity_error(self, got: usize) -> String {
@@ -448,11 +457,8 @@ impl Func {
             F::NodeIp => Ok(Val::text(host.node_ip())),
             F::NodeName => Ok(Val::text(host.node_name())),
             F::NodePort => Ok(Val::Int(i64::from(host.node_port()))),
-            F::PodIp => host.pod_ip().map(Val::text),
             F::NodeIpWith => Ok(Val::text(host.node_ip_with(kwok::string_arg(&a[0])?))),
             F::NodeIpsWith => Ok(kwok::strings(host.node_ips_with(kwok::string_arg(&a[0])?))),
-            F::PodIpWith => kwok::pod_ip_with(a, host, false),
-            F::PodIpsWith => kwok::pod_ip_with(a, host, true),
             F::ScaleName => Ok(Val::text(kwok::scale_target(host)?.name.as_str())),
             F::ScaleNamespace => Ok(Val::text(kwok::scale_target(host)?.namespace.as_str())),
             F::ScaleIndex => Ok(Val::Int(kwok::scale_target(host)?.index)),
@@ -487,6 +493,9 @@ mod tests {
     fn a_wrong_argument_count_should_name_the_function() {
         let host = crate::host::FixedHost::new(jiff::Timestamp::UNIX_EPOCH);
         let e = Func::Not.call(&[], &host).unwrap_err();
-        assert_eq!(e, "wrong number of args for not: want 1 got 0");
+        assert_eq!(
+            e,
+            CallError::Failed("wrong number of args for not: want 1 got 0".into())
+        );
     }
 }

@@ -12,10 +12,9 @@ use serde_json::{Value, json};
 
 use super::{
     format::write_go_quote,
-    funcs::FnResult,
     json::{write_json, write_json_str},
     marshal::write_yaml,
-    value::{Val, View},
+    value::{CallResult, FnResult, Val, View},
 };
 use crate::host::{Host, ScaleTarget};
 
@@ -232,8 +231,9 @@ pub fn strings<'a>(list: Vec<String>) -> Val<'a> {
     )))
 }
 
-/// `PodIPWith nodeName hostNetwork uid name namespace` (and `PodIPsWith`).
-pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &dyn Host, all: bool) -> FnResult<'a> {
+/// `PodIPWith nodeName hostNetwork uid name namespace` (and `PodIPsWith`); a full
+/// pool stays typed (`CallError::PoolExhausted`).
+pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &dyn Host, all: bool) -> CallResult<'a> {
     let node = string_arg(&a[0])?;
     let host_network = bool_arg(&a[1])?;
     let (uid, name, namespace) = (string_arg(&a[2])?, string_arg(&a[3])?, string_arg(&a[4])?);

@@ -94,9 +94,20 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// Rendering failed for this object.
+    /// Rendering failed for this object (`line N: ` and Go's reason).
     #[error("{0}")]
     Render(String),
+    /// `PodIP`, `PodIPWith` or `PodIPsWith` found no free address: temporary, unlike
+    /// the other failures, which repeat for the same object.
+    #[error("line {line}: error calling {func}: {exhausted}")]
+    PoolExhausted {
+        /// 1-based line in the template.
+        line: usize,
+        /// The function.
+        func: &'static str,
+        /// Which pool is full (in the message, so not a `source` too).
+        exhausted: crate::host::PoolExhausted,
+    },
 }
 
 /// The result type of this module.

@@ -6,9 +6,8 @@ use serde_json::{Map, Value};
 
 use super::{
     format::{sprint, write_go_quote},
-    funcs::FnResult,
     json::write_json,
-    value::{Val, View},
+    value::{FnResult, Val, View},
 };
 
 /// A string argument (nil and other kinds fail, as Go's conversion to `string`).

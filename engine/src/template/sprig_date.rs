@@ -11,11 +11,10 @@
 use jiff::{SignedDuration, Timestamp, Zoned, tz::TimeZone};
 
 use super::{
-    funcs::FnResult,
     go_duration, go_time,
     go_time::RFC3339_NANO,
     sprig::want_str,
-    value::{Val, View},
+    value::{FnResult, Val, View},
 };
 use crate::host::Host;
 

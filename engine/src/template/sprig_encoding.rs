@@ -4,7 +4,10 @@ use std::sync::LazyLock;
 
 use data_encoding::{BASE32, BASE64, DecodeError, DecodeKind, Encoding};
 
-use super::{funcs::FnResult, sprig::want_str, value::Val};
+use super::{
+    sprig::want_str,
+    value::{FnResult, Val},
+};
 
 /// Which of Go's standard encodings.
 #[derive(Debug, Clone, Copy)]

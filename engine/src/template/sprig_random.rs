@@ -1,7 +1,10 @@
 //! Sprig's random functions: `randAlphaNum`, `randAlpha`, `randNumeric`, `randAscii`,
 //! `randInt` and `uuidv4`, drawing from [`Host::random_u64`] (never a global generator).
 
-use super::{funcs::FnResult, sprig::want_int, value::Val};
+use super::{
+    sprig::want_int,
+    value::{FnResult, Val},
+};
 use crate::host::Host;
 
 /// The longest random string a template may ask for.

@@ -12,9 +12,8 @@ use regex::{NoExpand, Regex};
 use serde_json::Value;
 
 use super::{
-    funcs::FnResult,
     sprig::{want_int, want_str},
-    value::Val,
+    value::{FnResult, Val},
 };
 
 /// Patterns kept per thread; past this the cache starts over (templates use a handful).

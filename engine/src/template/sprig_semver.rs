@@ -14,7 +14,10 @@ use std::{cmp::Ordering, rc::Rc};
 
 use serde_json::{Map, Value};
 
-use super::{funcs::FnResult, sprig::want_str, value::Val};
+use super::{
+    sprig::want_str,
+    value::{FnResult, Val},
+};
 
 /// A parsed version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,10 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::{funcs::FnResult, sprig::want_int, value::Val};
+use super::{
+    sprig::want_int,
+    value::{FnResult, Val},
+};
 
 /// The longest sequence a template may build; beyond it the call fails instead of
 /// exhausting memory.

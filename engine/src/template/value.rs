@@ -4,6 +4,42 @@ use std::rc::Rc;
 
 use serde_json::{Map, Number, Value};
 
+use crate::host::PoolExhausted;
+
+/// The result of a function: Go's error text on failure.
+pub type FnResult<'a> = Result<Val<'a>, String>;
+
+/// Why a call failed, as [`Func::call`](super::funcs::Func::call) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Go's error text (`error calling f: …` once `Func::call` names the function).
+    Failed(String),
+    /// A pod IP function found its pool full: kept typed, so the caller can tell a
+    /// temporary shortage from a template that cannot work.
+    PoolExhausted {
+        /// The function (named by [`Func::call`](super::funcs::Func::call)).
+        func: &'static str,
+        /// Which pool is full.
+        exhausted: PoolExhausted,
+    },
+}
+
+impl From<String> for CallError {
+    fn from(message: String) -> Self {
+        CallError::Failed(message)
+    }
+}
+
+/// The result of `Func::call`.
+pub type CallResult<'a> = Result<Val<'a>, CallError>;
+
+impl From<PoolExhausted> for CallError {
+    /// The function is named by `Func::call`.
+    fn from(exhausted: PoolExhausted) -> Self {
+        CallError::PoolExhausted { func: "", exhausted }
+    }
+}
+
 /// A value during rendering.
 ///
 /// Borrowed variants point into the data or the compiled template and cost nothing to

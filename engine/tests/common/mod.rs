@@ -109,7 +109,6 @@ pub fn effect_json(effect: &Effect) -> Value {
             "body": body,
         }}),
         Effect::Delete => json!("delete"),
-        Effect::Error { message } => json!({"error": message}),
     }
 }
 

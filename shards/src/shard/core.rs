@@ -28,7 +28,7 @@ use std::{
 };
 
 use jiff::Timestamp;
-use kwok_engine::{effect::Effect, kubelet};
+use kwok_engine::{effect::Effect, error::RenderError, kubelet};
 use prometheus_client::metrics::gauge::Gauge;
 use rand::{Rng, rngs::SmallRng};
 use serde_json::Value;
@@ -731,9 +731,13 @@ impl Core {
             subject: (entry.node().unwrap_or_default(), entry.uid()),
             random: std::cell::Cell::new(rng.random()),
         };
-        let (name, mut effects) = match stage {
+        let (name, rendered) = match stage {
             Some(stage) => (stage.name(), stage.render(&obj, &host)),
-            None => (kubelet::RESTORE_READY, vec![kubelet::restore_ready(host.now)]),
+            None => (kubelet::RESTORE_READY, Ok(vec![kubelet::restore_ready(host.now)])),
+        };
+        let mut effects = match rendered {
+            Ok(effects) => effects,
+            Err(error) => return self.render_failed(&key, error, rng),
         };
         if effects.is_empty() {
             entry.state = State::Idle;
@@ -768,6 +772,32 @@ impl Core {
             target,
             effects,
         })));
+    }
+
+    /// `key`'s stage failed to render, so none of it is sent (the rule is on
+    /// [`RenderError`]): a full IP pool is tried again after a backoff; a template or
+    /// patch that fails for this object is tried again when the object changes.
+    fn render_failed(&mut self, key: &ObjKey, error: RenderError, rng: &mut SmallRng) {
+        let entry = self.entries.get_mut(key).expect("fired for a cached entry");
+        entry.state = State::Idle;
+        match error.is_temporary() {
+            true => {
+                tracing::warn!(object = %key.name, %error, "stage failed to render; trying again later");
+                self.retry_later(key, rng);
+            }
+            false => {
+                tracing::warn!(object = %key.name, %error, "stage failed to render; trying again when the object changes");
+            }
+        }
+    }
+
+    /// Matches `key` again after a backoff of 1 s, 2 s, 4 s … up to a minute, counting
+    /// one more failure of its stage.
+    fn retry_later(&mut self, key: &ObjKey, rng: &mut SmallRng) {
+        let entry = self.entries.get_mut(key).expect("present");
+        entry.failures = entry.failures.saturating_add(1);
+        let backoff = Duration::from_secs(1 << (entry.failures - 1).min(6)).min(MAX_RETRY_BACKOFF);
+        self.evaluate_after(key, backoff, None, rng);
     }
 
     /// A write landed: apply its result, then start what waited for a slot.
@@ -813,11 +843,9 @@ impl Core {
                 return;
             }
             Outcome::Failed => {
-                // Logged and counted by the writer; try the stage again, backing off
-                // 1 s, 2 s, 4 s … up to a minute, so a refused write is not lost.
-                entry.failures = entry.failures.saturating_add(1);
-                let backoff = Duration::from_secs(1 << (entry.failures - 1).min(6)).min(MAX_RETRY_BACKOFF);
-                self.evaluate_after(&key, backoff, None, rng);
+                // Logged and counted by the writer; tried again so a refused write is
+                // not lost.
+                self.retry_later(&key, rng);
                 return;
             }
             Outcome::Written(object) => (object, dirty),

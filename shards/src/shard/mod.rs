@@ -181,6 +181,7 @@ pub struct Shard {
 impl Shard {
     /// A shard ready to run.
     pub fn new(ctx: ShardContext) -> Self {
+        // Unbounded, yet never more than --writes-in-flight results (module docs).
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let rng = SmallRng::seed_from_u64(ctx.index as u64 ^ ctx.start.as_nanosecond() as u64);
         let config = core::Config {

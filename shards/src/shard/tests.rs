@@ -22,7 +22,9 @@ use crate::{
 };
 
 /// A node stage due at once and a pod stage due a second after the pod is seen, so a
-/// pending timer can be raced; a deleted pod is deleted at once.
+/// pending timer can be raced; a deleted pod is deleted at once. Pods labelled `test`
+/// get stages that fail to render: `broken` a template error, `ip` a pod IP (from a
+/// pool that [`Harness::with_pool`] can make small).
 const STAGES: &str = r#"
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -45,6 +47,7 @@ spec:
     matchExpressions:
     - {key: .metadata.deletionTimestamp, operator: DoesNotExist}
     - {key: .status.phase, operator: DoesNotExist}
+    - {key: .metadata.labels.test, operator: DoesNotExist}
   delay: {durationMilliseconds: 1000}
   next:
     statusTemplate: |
@@ -60,14 +63,43 @@ spec:
     - {key: .metadata.deletionTimestamp, operator: Exists}
   next:
     delete: true
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: pod-broken}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchLabels: {test: broken}
+    matchExpressions:
+    - {key: .status.phase, operator: DoesNotExist}
+  next:
+    statusTemplate: |
+      phase: {{ index .spec.containers 5 }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: pod-ip}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchLabels: {test: ip}
+    matchExpressions:
+    - {key: .metadata.deletionTimestamp, operator: DoesNotExist}
+    - {key: .status.phase, operator: DoesNotExist}
+  next:
+    statusTemplate: |
+      phase: Running
+      podIP: {{ PodIPWith .spec.nodeName false .metadata.uid .metadata.name .metadata.namespace }}
 "#;
 
 const NODE: usize = 0;
 const POD: usize = 1;
 const SECOND: Duration = Duration::from_secs(1);
 
-/// A core over the stages above with `writes` write slots, its clock at `t0`.
-fn core(writes: u32, t0: Now) -> Core {
+/// A core over the stages above with `writes` write slots, its clock at `t0`, pod IPs
+/// from `cidr`.
+fn core(writes: u32, t0: Now, cidr: &str) -> Core {
     let flags = Flags::try_parse_from([
         "kwok",
         "--manage-all-nodes",
@@ -102,7 +134,7 @@ fn core(writes: u32, t0: Now) -> Core {
         settings: Arc::new(settings),
         metrics: Arc::new(metrics),
         leases: false,
-        shared_ips: SharedIps::new(Pool::new(crate::ipam::Cidr::parse("10.0.0.1/16").unwrap())),
+        shared_ips: SharedIps::new(Pool::new(crate::ipam::Cidr::parse(cidr).unwrap())),
         start: t0.wall,
     };
     Core::new(config, t0)
@@ -123,9 +155,14 @@ impl Harness {
     /// A core with `writes` slots that has listed its (no) pods, with a managed, Running
     /// node `n`.
     fn new(writes: u32) -> Self {
+        Self::with_pool(writes, "10.0.0.1/16")
+    }
+
+    /// As [`Harness::new`], pod IPs from `cidr`.
+    fn with_pool(writes: u32, cidr: &str) -> Self {
         let now = Now::read();
         let mut h = Self {
-            core: core(writes, now),
+            core: core(writes, now, cidr),
             now,
             rng: SmallRng::seed_from_u64(7),
             out: Vec::new(),
@@ -209,6 +246,13 @@ fn pod(name: &str, generation: u32, rv: &str, phase: Option<&str>, deleting: boo
         pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     }
     pod
+}
+
+/// [`pod`] labelled `test: {test}`.
+fn test_pod(name: &str, rv: &str, test: &str) -> Value {
+    let mut p = pod(name, 0, rv, None, false);
+    p["metadata"]["labels"] = json!({ "test": test });
+    p
 }
 
 fn pod_key(name: &str) -> ObjKey {
@@ -411,6 +455,57 @@ fn a_failed_write_should_be_tried_again_backing_off() {
         h.advance(Duration::from_millis(1));
         assert_eq!(h.last, [READY], "not retried after {failures} failures");
     }
+}
+
+#[test]
+fn a_stage_whose_template_fails_should_send_nothing_and_wait_for_the_object_to_change() {
+    let mut h = Harness::new(8);
+    h.apply(POD, test_pod("p", "10", "broken"));
+    h.advance(Duration::ZERO);
+    assert!(h.out.is_empty(), "nothing of a failed stage is sent");
+    assert_eq!(
+        h.state("p"),
+        Some(State::Idle),
+        "no retry timer: it would fail the same way"
+    );
+    assert_eq!(h.core.writes_out(), 0, "no write slot taken");
+    h.advance(SECOND * 120);
+    assert!(h.out.is_empty());
+    // The object changed (here: fixed by hand): matched again.
+    let mut fixed = test_pod("p", "11", "broken");
+    fixed["spec"]["containers"] = json!([{}, {}, {}, {}, {}, {"name": "c5"}]);
+    h.apply(POD, fixed);
+    h.advance(Duration::ZERO);
+    assert_eq!(h.out.len(), 1, "rendered once the template works for the object");
+}
+
+#[test]
+fn a_stage_short_of_pod_ips_should_be_tried_again_until_one_is_free() {
+    // Pools run past their CIDR (as upstream's), so only the top of the address space
+    // fills: three addresses above 255.255.255.252.
+    let mut h = Harness::with_pool(8, "255.255.255.252/30");
+    for (name, rv) in [("a", "10"), ("b", "11"), ("x", "12")] {
+        h.apply(POD, test_pod(name, rv, "ip"));
+    }
+    h.advance(Duration::ZERO);
+    assert_eq!(h.out.len(), 3);
+    for _ in 0..3 {
+        h.land(0, Outcome::Written(None));
+    }
+    h.apply(POD, test_pod("c", "13", "ip"));
+    h.advance(Duration::ZERO);
+    assert!(h.out.is_empty(), "no address left for c");
+    assert!(
+        matches!(h.state("c"), Some(State::Scheduled { .. })),
+        "a full pool frees up: c is tried again, {:?}",
+        h.state("c")
+    );
+    h.advance(SECOND);
+    assert!(h.out.is_empty(), "still none free");
+    h.delete(POD, test_pod("a", "14", "ip"));
+    h.advance(SECOND * 2);
+    assert_eq!(h.out.len(), 1, "c got a's address");
+    assert_eq!(h.out[0].0.key, pod_key("c"));
 }
 
 #[test]
