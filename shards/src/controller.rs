@@ -96,11 +96,17 @@ pub async fn run(
     .with_config(config);
     let shared_ips = SharedIps::new(Pool::new(settings.cidr));
     let start = Timestamp::now();
-    // Which node leases we hold, routed to the node's shard like its events.
+    // Which node leases we hold, routed to the node's shard like its events. Unbounded:
+    // the lease worker reports from inside its renewal loop, and must neither wait on a
+    // shard busy with stages (renewals would lag, nodes go NotReady) nor drop a change;
+    // and shards send to the lease worker too, so two full bounded channels could wait
+    // on each other. At most a few messages per node per lease period.
     let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards).map(|_| mpsc::unbounded_channel()).unzip();
     let mut lease_pressure = None;
     let leases = lease_client.map(|lease_client| {
+        // Shards and the member lease -> lease worker: unbounded for the reason above;
+        // one message per node that appears or goes, one per member-table change.
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
         let on_ownership = Box::new(move |node: &str, held: bool| {

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub transitions: Family<StageLabel, Counter>,
     /// Run-time failures of a stage's selector keys (the stage then does not match).
     pub query_failures: Family<StageLabel, Counter>,
+    /// Renders of a stage that failed (a template error, a full IP pool): nothing of
+    /// the stage was sent.
+    pub render_failures: Family<StageLabel, Counter>,
     /// Effects merged away by the batcher.
     pub effects_merged: Counter,
     /// Apiserver requests by verb and status code.
@@ -98,6 +101,7 @@ impl Metrics {
             managed_objects: Family::default(),
             transitions: Family::default(),
             query_failures: Family::default(),
+            render_failures: Family::default(),
             effects_merged: Counter::default(),
             requests: Family::default(),
             request_seconds: latency(),
@@ -141,6 +145,11 @@ impl Metrics {
             "stage_query_failures",
             "Run-time failures of a stage's selector keys, after which the stage did not match",
             m.query_failures.clone(),
+        );
+        r.register(
+            "stage_render_failures",
+            "Renders of a stage that failed (a template error, a full IP pool), after which nothing of it was sent",
+            m.render_failures.clone(),
         );
         r.register(
             "effects_merged",

@@ -62,6 +62,8 @@ impl LeaseWorker {
 
     /// Runs until `rx` closes.
     pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
+        // Results of the renewals in flight, which `parallelism` bounds; a renewal task
+        // must never wait to report, or its slot would stay taken.
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let requests = self.requests.clone();
         let ours = requests.list_ours().await;

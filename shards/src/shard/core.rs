@@ -778,6 +778,12 @@ impl Core {
     /// [`RenderError`]): a full IP pool is tried again after a backoff; a template or
     /// patch that fails for this object is tried again when the object changes.
     fn render_failed(&mut self, key: &ObjKey, error: RenderError, rng: &mut SmallRng) {
+        self.metrics
+            .render_failures
+            .get_or_create(&StageLabel {
+                stage: error.stage.clone(),
+            })
+            .inc();
         let entry = self.entries.get_mut(key).expect("fired for a cached entry");
         entry.state = State::Idle;
         match error.is_temporary() {
@@ -932,6 +938,15 @@ impl Core {
     #[cfg(test)]
     pub fn cached_rv(&self, key: &ObjKey) -> Option<String> {
         self.entries.get(key).map(|e| e.rv.clone())
+    }
+
+    /// Failed renders counted for `stage` (tests).
+    #[cfg(test)]
+    pub fn render_failures(&self, stage: &str) -> u64 {
+        let label = StageLabel {
+            stage: stage.to_owned(),
+        };
+        self.metrics.render_failures.get_or_create(&label).get()
     }
 
     /// Writes out now (tests).

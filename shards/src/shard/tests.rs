@@ -469,6 +469,7 @@ fn a_stage_whose_template_fails_should_send_nothing_and_wait_for_the_object_to_c
         "no retry timer: it would fail the same way"
     );
     assert_eq!(h.core.writes_out(), 0, "no write slot taken");
+    assert_eq!(h.core.render_failures("pod-broken"), 1);
     h.advance(SECOND * 120);
     assert!(h.out.is_empty());
     // The object changed (here: fixed by hand): matched again.
@@ -502,6 +503,7 @@ fn a_stage_short_of_pod_ips_should_be_tried_again_until_one_is_free() {
     );
     h.advance(SECOND);
     assert!(h.out.is_empty(), "still none free");
+    assert_eq!(h.core.render_failures("pod-ip"), 2, "tried again once");
     h.delete(POD, test_pod("a", "14", "ip"));
     h.advance(SECOND * 2);
     assert_eq!(h.out.len(), 1, "c got a's address");
