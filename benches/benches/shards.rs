@@ -26,9 +26,9 @@ use kube::{api::DynamicObject, core::WatchEvent};
 use kwok_engine::{effect::Effect, patch::PatchType};
 use kwok_shards::{
     batcher,
-    dispatch::{self, Batch, DISPATCH_CHUNK, Dispatcher},
+    dispatch::{self, DISPATCH_CHUNK, Dispatcher},
     object::JsonObject,
-    shard::{EVENT_BATCHES, Input, Role},
+    shard::{Batch, EVENT_BATCHES, Input, Role, hash::shard_of},
     wheel::{Clock, Wheel},
 };
 use serde_json::{Value, json};
@@ -179,12 +179,7 @@ fn route<M: Measurement>(c: &mut Criterion<M>) {
         })
     });
     group.bench_function("shard_of", |b| {
-        b.iter(|| {
-            names
-                .iter()
-                .map(|n| dispatch::shard_of(black_box(n), 8))
-                .sum::<usize>()
-        })
+        b.iter(|| names.iter().map(|n| shard_of(black_box(n), 8)).sum::<usize>())
     });
     group.finish();
 }
@@ -239,7 +234,7 @@ fn legacy_to_value(mut obj: DynamicObject) -> Value {
 /// `IndexMap` lookups (SipHash).
 fn legacy_routing_shard(obj: &Value, shards: usize) -> Option<usize> {
     let node = obj.get("spec")?.get("nodeName")?.as_str()?;
-    (!node.is_empty()).then(|| dispatch::shard_of(node, shards))
+    (!node.is_empty()).then(|| shard_of(node, shards))
 }
 
 /// What the consumer tasks do with what they receive.

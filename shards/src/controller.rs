@@ -24,8 +24,7 @@ use tracing::{info, warn};
 
 use crate::{
     batcher::Writer,
-    dispatch::Batch,
-    dispatch::{self, DISPATCH_CHUNK, Dispatcher},
+    dispatch::{DISPATCH_CHUNK, Dispatcher},
     flags::InitialList,
     host::SharedIps,
     ipam::Pool,
@@ -36,7 +35,7 @@ use crate::{
     rule_watch::{self, LiveRules, Publisher},
     server::{self, ServerState},
     settings::{Settings, default_stages},
-    shard::{EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext, query::Lookup},
+    shard::{Batch, EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext, query::Lookup},
     stages,
 };
 
@@ -110,7 +109,7 @@ pub async fn run(
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
         let on_ownership = Box::new(move |node: &str, held: bool| {
-            let shard = dispatch::shard_of(node, ownership_txs.len());
+            let shard = crate::shard::hash::shard_of(node, ownership_txs.len());
             let _ = ownership_txs[shard].send((node.to_owned(), held));
         });
         if let Some(member_duration) = settings.member_lease {

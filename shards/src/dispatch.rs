@@ -7,16 +7,16 @@ use tokio::sync::mpsc;
 
 use crate::{
     object::JsonObject,
-    shard::{Input, Role},
+    shard::{
+        Batch, Input, Role,
+        hash::{hash, hash_parts},
+    },
 };
 
 /// Most events a watch hands over at once: the events its stream has ready are routed
 /// together and each shard gets them as one message, so a burst (a re-list) costs one
 /// channel send and one wake-up per shard per round, not per event.
 pub const DISPATCH_CHUNK: usize = 256;
-
-/// A shard's channel carries batches of events, in watch order.
-pub type Batch = Vec<Input>;
 
 /// Routes one watched kind's events to the shards' bounded channels, in batches.
 ///
@@ -111,32 +111,12 @@ pub fn routing_shard(role: Role, obj: &JsonObject, shards: usize) -> Option<usiz
     Some((hash % shards as u64) as usize)
 }
 
-/// Hashes `key` (FNV-1a: stable across runs and processes, unlike `RandomState`).
-pub fn hash(key: &str) -> u64 {
-    hash_parts(&[key])
-}
-
-/// The hash of the concatenation of `parts`, without building it.
-fn hash_parts(parts: &[&str]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0100_0000_01b3;
-    parts
-        .iter()
-        .flat_map(|p| p.bytes())
-        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
-}
-
-/// The shard of routing key `key` among `shards`.
-pub fn shard_of(key: &str, shards: usize) -> usize {
-    debug_assert!(shards > 0, "at least one shard");
-    (hash(key) % shards as u64) as usize
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::shard::hash::shard_of;
 
     /// An object as the watch decodes it.
     fn object(value: Value) -> JsonObject {
@@ -183,18 +163,6 @@ mod tests {
             receivers.iter_mut().all(|r| r.try_recv().is_err()),
             "one batch each"
         );
-    }
-
-    #[test]
-    fn shard_of_should_be_stable_and_spread_evenly() {
-        assert_eq!(shard_of("node-1", 4), shard_of("node-1", 4));
-        let mut counts = [0usize; 4];
-        for i in 0..10_000 {
-            counts[shard_of(&format!("node-{i:06}"), 4)] += 1;
-        }
-        for c in counts {
-            assert!((2_200..2_800).contains(&c), "{counts:?}");
-        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 mod cache;
 mod core;
+pub mod hash;
 mod pack;
 pub mod query;
 #[cfg(test)]
@@ -46,7 +47,6 @@ use core::{Command, Core, Event, Ticket, Write};
 
 use crate::{
     batcher::{Outcome, Writer},
-    dispatch::Batch,
     host::SharedIps,
     lease::{LeaseMsg, Pressure, PressureGauge},
     metrics::Metrics,
@@ -54,6 +54,9 @@ use crate::{
     settings::Settings,
     wheel::Alarm,
 };
+
+/// What a shard's event channel carries: batches of events, in watch order.
+pub type Batch = Vec<Input>;
 
 /// Capacity of a shard's event channel, in batches of up to
 /// [`DISPATCH_CHUNK`](crate::dispatch::DISPATCH_CHUNK) events per watched kind (up to

@@ -54,7 +54,7 @@ impl Lookup {
 
     /// The shard of node `name` (where its pods live too).
     pub fn shard_of(&self, name: &str) -> usize {
-        crate::dispatch::shard_of(name, self.senders.len())
+        super::hash::shard_of(name, self.senders.len())
     }
 
     /// Node `name` and its pods; `None` when no shard manages it (or kwok is stopping).
