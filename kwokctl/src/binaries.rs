@@ -704,14 +704,25 @@ const UPSTREAM_KWOK_VERSION_PREFIX: &str = "kwok version v0.8.";
 
 /// Runs `path` with its version flag and checks `expected` is in the output.
 pub fn check_version(binary: Binary, path: &Path, expected: &str) -> Result<()> {
-    let output = Command::new(path)
-        .args(binary.version_args())
-        .output()
-        .map_err(|source| Error::Io {
-            action: "run",
-            path: path.into(),
-            source,
-        })?;
+    // A binary just written may be "busy" for a moment: a process forked meanwhile by
+    // another thread holds its write descriptor until it execs (a known Linux race,
+    // seen in the unit tests). Tried again a few times before it counts as an error.
+    let mut tries = 0;
+    let output = loop {
+        match Command::new(path).args(binary.version_args()).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => {
+                break result.map_err(|source| Error::Io {
+                    action: "run",
+                    path: path.into(),
+                    source,
+                })?;
+            }
+        }
+    };
     let text =
         String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     // etcd prints "3.6.16" without the leading v. Upstream KWOK v0.8's kwok takes the

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::{
-    components::{ComponentSpec, SEQUENTIAL_PREFIX},
+    components::{ComponentSpec, sequential_prefix},
     paths::ClusterDir,
     probe::Prober,
     runtime::{Runtime, last_log_line},
@@ -73,15 +73,16 @@ impl<'a> Launch<'a> {
         }
     }
 
-    /// Starts `components` (skipping those in `skip`): the first [`SEQUENTIAL_PREFIX`]
-    /// one at a time, each healthy before the next, then the rest together.
+    /// Starts `components` (skipping those in `skip`): those up to the apiserver
+    /// ([`sequential_prefix`]) one at a time, each healthy before the next, then the rest
+    /// together.
     pub async fn run(
         &mut self,
         components: &[ComponentSpec],
         prober: &Prober,
         deadline: Instant,
     ) -> Result<()> {
-        let split = SEQUENTIAL_PREFIX.min(components.len());
+        let split = sequential_prefix(components);
         let (first, rest) = components.split_at(split);
         for component in first {
             self.start(component)?;

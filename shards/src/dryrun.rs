@@ -3,7 +3,6 @@
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
 use jiff::Timestamp;
 use kwok_engine::{
     delay::Range,
@@ -14,52 +13,9 @@ use kwok_engine::{
     simulate::{self, End},
 };
 use rand::{SeedableRng, rngs::StdRng};
+
+use crate::flags::{Output, RunArgs};
 use serde_json::Value;
-
-/// `kwok stage run` flags.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Stage files or folders (multi-document YAML); default: the default node and pod stages.
-    #[arg(long = "config", value_name = "STAGES.yaml")]
-    pub config: Vec<PathBuf>,
-    /// The object to run the stages on (YAML or JSON).
-    #[arg(long, value_name = "OBJECT.yaml")]
-    pub object: PathBuf,
-    /// The clock at the start (RFC 3339); default: the object's creationTimestamp, else now.
-    #[arg(long)]
-    pub now: Option<Timestamp>,
-    /// Seed of the random choices (weights, jitter).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Stop after this many stages.
-    #[arg(long, default_value_t = 10)]
-    pub steps: usize,
-    /// List every stage that can apply (upstream's rule: a weight-0 match beside a
-    /// positive weight cannot) with its weight, delay range and requests, instead of running.
-    #[arg(long)]
-    pub all: bool,
-    /// Output of --all: `text`, or `yaml`/`json` in the format of upstream's golden
-    /// stage tests (`kustomize/stage/**/testdata/*.output.yaml`).
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-    /// With --all: render as upstream's stage tests do, so the output diffs against
-    /// their golden files: runtime functions print as stand-ins (`<Now>`,
-    /// `<NodeIPWith("node")>`), the clock reads 2006-01-02T15:04:05Z unless --now is
-    /// given, and patches without a type are merge patches.
-    #[arg(long, requires = "all")]
-    pub golden: bool,
-}
-
-/// `kwok stage run -o`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// For people.
-    Text,
-    /// YAML, upstream's golden format (with --all).
-    Yaml,
-    /// JSON, the same fields.
-    Json,
-}
 
 /// The clock of upstream's stage tests.
 const GOLDEN_NOW: &str = "2006-01-02T15:04:05Z";

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use jiff::Timestamp;
 
 /// kwok makes fake nodes and pods look alive to a real Kubernetes control plane.
 #[derive(Debug, Parser)]
@@ -148,7 +149,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum StageCommand {
     /// Dry-runs stages on one object and prints each step and the object after it.
-    Run(crate::dryrun::RunArgs),
+    Run(RunArgs),
 }
 
 impl Flags {
@@ -202,4 +203,49 @@ mod tests {
         let f = Flags::try_parse_from(["kwok", "--enable-crds=Stage,Metric"]).unwrap();
         assert_eq!(f.enable_crds, ["Stage", "Metric"]);
     }
+}
+
+/// `kwok stage run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stage files or folders (multi-document YAML); default: the default node and pod stages.
+    #[arg(long = "config", value_name = "STAGES.yaml")]
+    pub config: Vec<PathBuf>,
+    /// The object to run the stages on (YAML or JSON).
+    #[arg(long, value_name = "OBJECT.yaml")]
+    pub object: PathBuf,
+    /// The clock at the start (RFC 3339); default: the object's creationTimestamp, else now.
+    #[arg(long)]
+    pub now: Option<Timestamp>,
+    /// Seed of the random choices (weights, jitter).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop after this many stages.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// List every stage that can apply (upstream's rule: a weight-0 match beside a
+    /// positive weight cannot) with its weight, delay range and requests, instead of running.
+    #[arg(long)]
+    pub all: bool,
+    /// Output of --all: `text`, or `yaml`/`json` in the format of upstream's golden
+    /// stage tests (`kustomize/stage/**/testdata/*.output.yaml`).
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// With --all: render as upstream's stage tests do, so the output diffs against
+    /// their golden files: runtime functions print as stand-ins (`<Now>`,
+    /// `<NodeIPWith("node")>`), the clock reads 2006-01-02T15:04:05Z unless --now is
+    /// given, and patches without a type are merge patches.
+    #[arg(long, requires = "all")]
+    pub golden: bool,
+}
+
+/// `kwok stage run -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// YAML, upstream's golden format (with --all).
+    Yaml,
+    /// JSON, the same fields.
+    Json,
 }

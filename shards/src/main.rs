@@ -50,21 +50,21 @@ async fn main() -> ExitCode {
         Ok(docs) => docs,
         Err(err) => {
             eprintln!("kwok: {err:#}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let _otel = match init_logs(&flags) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!("kwok: {err:#}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     match run(flags, docs).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kwok: {err:#}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
 }

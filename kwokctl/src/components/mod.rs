@@ -104,25 +104,28 @@ pub fn check_name(what: &str, name: &str) -> Result<Component, Error> {
     })
 }
 
-/// The components of a cluster in start order: etcd, kube-apiserver, then the rest;
-/// Prometheus, Jaeger and metrics-server when they have a binary and a port. The
-/// caller keeps those enabled.
+/// The components of a cluster in start order: etcd, Jaeger when it runs, kube-apiserver,
+/// then the rest; Prometheus and metrics-server when they have a binary and a port. The
+/// caller keeps those enabled. Jaeger comes before the apiserver and kwok, which send it
+/// their spans from the start: started after them, the apiserver's first exports failed
+/// and its OTLP client backed off, losing the spans of a cluster's first writes (the
+/// jaeger e2e test failed twice so under a loaded machine).
 pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<ComponentSpec> {
-    let mut all = vec![
-        etcd::component(ctx, &binaries.etcd),
-        kube_apiserver::component(ctx, &binaries.kube_apiserver, binaries.kwok_tunnel),
-        kube_controller_manager::component(ctx, &binaries.kube_controller_manager),
-        kube_scheduler::component(ctx, &binaries.kube_scheduler),
-        kwok_controller::component(ctx, &binaries.kwok, binaries.kwok_tunnel),
-    ];
-    if let (Some(binary), Some(port)) = (&binaries.prometheus, ctx.options.prometheus_port) {
-        all.push(prometheus::component(ctx, binary, port));
-    }
     let o = ctx.options;
+    let mut all = vec![etcd::component(ctx, &binaries.etcd)];
     if let (Some(binary), Some(query), Some(otlp_grpc)) =
         (&binaries.jaeger, o.jaeger_port, o.jaeger_otlp_grpc_port)
     {
         all.push(jaeger::component(binary, jaeger::Ports { query, otlp_grpc }));
+    }
+    all.extend([
+        kube_apiserver::component(ctx, &binaries.kube_apiserver, binaries.kwok_tunnel),
+        kube_controller_manager::component(ctx, &binaries.kube_controller_manager),
+        kube_scheduler::component(ctx, &binaries.kube_scheduler),
+        kwok_controller::component(ctx, &binaries.kwok, binaries.kwok_tunnel),
+    ]);
+    if let (Some(binary), Some(port)) = (&binaries.prometheus, o.prometheus_port) {
+        all.push(prometheus::component(ctx, binary, port));
     }
     if let (Some(binary), Some(port)) = (&binaries.metrics_server, o.metrics_server_port) {
         all.push(metrics_server::component(ctx, binary, port, binaries.kwok_tunnel));
@@ -230,9 +233,16 @@ fn feature_gate_args(ctx: &Context<'_>) -> Vec<String> {
     }
 }
 
-/// How many components must be healthy, in order, before the next one starts:
-/// etcd before the apiserver, the apiserver before everything else.
-pub const SEQUENTIAL_PREFIX: usize = 2;
+/// How many of `components` (in [`plan`]'s order) must be healthy, in order, before
+/// the next one starts: those up to kube-apiserver (etcd, Jaeger when it runs, the
+/// apiserver), so the apiserver is up before everything else; all of them, one by one,
+/// when there is no apiserver.
+pub fn sequential_prefix(components: &[ComponentSpec]) -> usize {
+    components
+        .iter()
+        .position(|c| c.name == Component::KubeApiserver)
+        .map_or(components.len(), |i| i + 1)
+}
 
 /// Client limits high enough that the control plane, not its clients, is the limit.
 fn client_qps_args(ctx: &Context<'_>) -> Vec<String> {
