@@ -110,16 +110,18 @@ impl ClusterConfig {
     /// The spec of the component a user called `name` in cluster `cluster`; an unknown
     /// name or one the cluster does not run is a one-line error listing what it runs.
     pub fn running(&self, cluster: &str, name: &str) -> Result<&ComponentSpec, NotRunning> {
-        name.parse()
-            .ok()
-            .and_then(|c| self.component(c))
+        // A replica by its own name (`kwok-controller-1`), else the first of a component.
+        self.components
+            .iter()
+            .find(|c| c.instance() == name)
+            .or_else(|| name.parse().ok().and_then(|c| self.component(c)))
             .ok_or_else(|| NotRunning {
                 cluster: cluster.into(),
                 name: name.into(),
                 runs: self
                     .components
                     .iter()
-                    .map(|c| c.name.as_str())
+                    .map(|c| c.instance())
                     .collect::<Vec<_>>()
                     .join(", "),
             })

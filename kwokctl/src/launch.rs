@@ -102,10 +102,10 @@ impl<'a> Launch<'a> {
     }
 
     fn start(&mut self, component: &ComponentSpec) -> Result<()> {
-        info!(component = %component.name, binary = %component.binary.display(), runtime = self.runtime.name(), "starting");
+        info!(component = %component.instance(), binary = %component.binary.display(), runtime = self.runtime.name(), "starting");
         // Recorded first: a container that was created and then failed to start is
         // still the launch's to stop.
-        self.started.push(component.name.to_string());
+        self.started.push(component.instance());
         self.runtime.start(self.dir, component)?;
         Ok(())
     }
@@ -124,7 +124,7 @@ impl<'a> Launch<'a> {
             let mut last = String::new();
             for component in pending {
                 match prober.get(&component.health_url).await {
-                    Ok(_) => info!(component = %component.name, elapsed = ?start.elapsed(), "healthy"),
+                    Ok(_) => info!(component = %component.instance(), elapsed = ?start.elapsed(), "healthy"),
                     Err(e) => {
                         last = e.to_string();
                         still.push(component);
@@ -137,7 +137,7 @@ impl<'a> Launch<'a> {
             };
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
-                    component: first.name.to_string(),
+                    component: first.instance(),
                     waited: start.elapsed(),
                     last,
                 });

@@ -31,6 +31,13 @@ pub struct Options {
     pub kube_scheduler_port: u16,
     /// kwok controller's HTTPS port (`/healthz`, `/readyz`, `/metrics`, the kubelet API).
     pub kwok_controller_port: u16,
+    /// How many kwok controllers share the nodes (`--kwok-replicas`); left out of
+    /// `kwok.yaml` when 1, the single kwok of every cluster before it.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub kwok_replicas: u32,
+    /// The HTTPS ports of kwok replicas 1..N (replica 0 has `kwok_controller_port`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kwok_replica_ports: Vec<u16>,
     /// Lift the client QPS limits of the controller-manager and scheduler and the
     /// apiserver's in-flight limits (`--disable-qps-limits`).
     #[serde(default)]
@@ -98,6 +105,14 @@ pub const DEFAULT_HEARTBEAT_FACTOR: f64 = 5.0;
 /// Default `--etcd-prefix`: the apiserver's own.
 pub const DEFAULT_ETCD_PREFIX: &str = "/registry";
 
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
 fn yes() -> bool {
     true
 }
@@ -134,6 +149,8 @@ impl Default for Options {
             kube_controller_manager_port: 0,
             kube_scheduler_port: 0,
             kwok_controller_port: 0,
+            kwok_replicas: 1,
+            kwok_replica_ports: Vec::new(),
             disable_qps_limits: false,
             prometheus_port: None,
             jaeger_port: None,
@@ -166,6 +183,14 @@ impl Options {
         }
     }
 
+    /// The HTTPS port of kwok replica `replica` (0 is the single kwok's port).
+    pub fn kwok_port(&self, replica: u32) -> u16 {
+        match replica {
+            0 => self.kwok_controller_port,
+            i => self.kwok_replica_ports.get(i as usize - 1).copied().unwrap_or(0),
+        }
+    }
+
     /// Makes every port concrete: a port left 0 gets a free one, a given one must be free
     /// and given once. The ports are held by `ports` until it drops.
     pub fn allocate_ports(&mut self, ports: &mut Allocator) -> crate::ports::Result<()> {
@@ -194,6 +219,10 @@ impl Options {
             &mut self.kube_controller_manager_port,
         )?;
         take("--kube-scheduler-port", &mut self.kube_scheduler_port)?;
-        take("--controller-port", &mut self.kwok_controller_port)
+        take("--controller-port", &mut self.kwok_controller_port)?;
+        for port in &mut self.kwok_replica_ports {
+            take("--kwok-replicas", port)?;
+        }
+        Ok(())
     }
 }

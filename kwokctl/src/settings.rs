@@ -92,6 +92,7 @@ impl Settings {
         let runs = |c: Component| components.contains(&c);
         let versions = Versions::for_kube(o.kube_version.as_deref())?;
         let heartbeat_factor = heartbeat_factor(&o)?;
+        let kwok_replicas = kwok_replicas(&o)?;
         let options = Options {
             runtime: o.runtime.clone().unwrap_or_else(|| "binary".into()),
             kube_version: versions.kube,
@@ -102,6 +103,9 @@ impl Settings {
             kube_controller_manager_port: o.kube_controller_manager_port.unwrap_or(0),
             kube_scheduler_port: o.kube_scheduler_port.unwrap_or(0),
             kwok_controller_port: o.kwok_controller_port.unwrap_or(0),
+            kwok_replicas,
+            // Free ports, picked at create.
+            kwok_replica_ports: vec![0; kwok_replicas as usize - 1],
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
             prometheus_port: runs(Component::Prometheus).then(|| o.prometheus_port.unwrap_or(0)),
             jaeger_port: runs(Component::Jaeger).then(|| o.jaeger_port.unwrap_or(0)),
@@ -221,6 +225,42 @@ fn heartbeat_factor(o: &ClusterOptions) -> Result<f64> {
         });
     }
     Ok(factor)
+}
+
+/// The most kwoks `--kwok-replicas` runs: each is a process with a port of its own on
+/// this machine, and the member table is measured up to 16.
+const MAX_KWOK_REPLICAS: u32 = 64;
+
+/// `--kwok-replicas`: a whole number from 1 to [`MAX_KWOK_REPLICAS`]; more than one needs node leases
+/// (the replicas deal the nodes by them) and, for now, the binary runtime.
+fn kwok_replicas(o: &ClusterOptions) -> Result<u32> {
+    let Some(raw) = &o.kwok_replicas else {
+        return Ok(1);
+    };
+    let invalid = |reason| Error::Invalid {
+        flag: "--kwok-replicas",
+        value: raw.clone(),
+        reason,
+    };
+    let n: u32 = match raw.trim().parse() {
+        Ok(n) if (1..=MAX_KWOK_REPLICAS).contains(&n) => n,
+        _ => return Err(invalid("must be a whole number from 1 to 64")),
+    };
+    if n == 1 {
+        return Ok(1);
+    }
+    if o.node_lease_duration_seconds == Some(0) {
+        return Err(invalid(
+            "more than one kwok needs node leases (kwok --scale-out deals the nodes by them); \
+             --node-lease-duration-seconds must not be 0",
+        ));
+    }
+    if o.runtime.as_deref().is_some_and(|r| r != "binary") {
+        return Err(invalid(
+            "more than one kwok runs in the binary runtime only, for now",
+        ));
+    }
+    Ok(n)
 }
 
 /// How long to wait for health: `--wait`, bounded by `--timeout`.
@@ -449,6 +489,7 @@ mod tests {
         user.options.kube_authorization = Some(false);
         user.options.enable = Some(vec!["prometheus".into()]);
         user.options.enable_crds = Some(vec!["Stage".into()]);
+        user.options.kwok_replicas = Some("2".into());
         user
     }
 
@@ -461,6 +502,7 @@ mod tests {
         assert!(!o.disable_qps_limits && o.kube_authorization && o.kube_admission);
         assert!(o.enable_crds.is_empty());
         assert_eq!(o.etcd_quota_backend_bytes, DEFAULT_ETCD_QUOTA_BYTES);
+        assert_eq!((o.kwok_replicas, o.kwok_replica_ports.len()), (1, 0));
         assert_eq!(
             (o.runtime.as_str(), o.kube_apiserver_port, o.prometheus_port),
             ("binary", 0, None)
@@ -480,6 +522,7 @@ mod tests {
             "admission follows authorization"
         );
         assert_eq!(o.enable_crds, ["Stage"]);
+        assert_eq!((o.kwok_replicas, o.kwok_replica_ports.as_slice()), (2, &[0][..]));
         assert!(s.runs(Component::Prometheus));
         assert_eq!(o.prometheus_port, Some(0), "a free port, picked at create");
     }
@@ -505,6 +548,7 @@ mod tests {
                 "--enable-crds=Stage,Attach",
                 "--enable=metrics-server",
                 "--kube-apiserver-port=6443",
+                "--kwok-replicas=3",
             ],
             &file_layer(),
         )
@@ -524,6 +568,41 @@ mod tests {
         );
         assert!(s.runs(Component::Prometheus) && s.runs(Component::MetricsServer));
         assert_eq!(o.kube_apiserver_port, 6443);
+        assert_eq!((o.kwok_replicas, o.kwok_replica_ports.len()), (3, 2));
+    }
+
+    #[test]
+    fn kwok_replicas_should_be_read_from_a_file_as_a_number() {
+        let mut user = UserConfig::default();
+        let doc = "kind: KwokctlConfiguration\noptions:\n  kwokReplicas: 4\n";
+        user.parse("r.yaml", doc).unwrap();
+        assert_eq!(resolve(&[], &user).unwrap().options.kwok_replicas, 4);
+    }
+
+    #[test]
+    fn bad_kwok_replicas_should_be_one_line_naming_the_flag() {
+        let err = |argv: &[&str]| resolve(argv, &UserConfig::default()).unwrap_err().to_string();
+        assert_eq!(
+            err(&["--kwok-replicas", "0"]),
+            "--kwok-replicas 0: must be a whole number from 1 to 64"
+        );
+        assert_eq!(
+            err(&["--kwok-replicas", "two"]),
+            "--kwok-replicas two: must be a whole number from 1 to 64"
+        );
+        assert!(err(&["--kwok-replicas", "65"]).ends_with("from 1 to 64"));
+        let no_leases = err(&["--kwok-replicas", "2", "--node-lease-duration-seconds", "0"]);
+        assert!(
+            no_leases.starts_with("--kwok-replicas 2: more than one kwok needs node leases"),
+            "{no_leases}"
+        );
+        let docker = err(&["--kwok-replicas", "2", "--runtime", "docker"]);
+        assert!(docker.contains("binary runtime only"), "{docker}");
+        let one = resolve(
+            &["--kwok-replicas", "1", "--node-lease-duration-seconds", "0"],
+            &UserConfig::default(),
+        );
+        assert_eq!(one.unwrap().options.kwok_replicas, 1, "one kwok needs no leases");
     }
 
     #[test]
@@ -552,6 +631,7 @@ mod tests {
                 .env("KWOK_HEARTBEAT_FACTOR", "3")
                 .env("KWOK_DISABLE_QPS_LIMITS", "false")
                 .env("KWOK_ENABLE", "jaeger,metrics-server")
+                .env("KWOK_KWOK_REPLICAS", "4")
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
@@ -570,7 +650,12 @@ mod tests {
             s.runs(Component::Prometheus) && s.runs(Component::Jaeger) && s.runs(Component::MetricsServer),
             "KWOK_ENABLE adds to the file's list"
         );
-        let s = resolve(&["--enable", "jaeger"], &file_layer()).unwrap();
+        assert_eq!(o.kwok_replicas, 4, "KWOK_KWOK_REPLICAS over the file's 2");
+        let s = resolve(&["--enable", "jaeger", "--kwok-replicas", "5"], &file_layer()).unwrap();
         assert!(!s.runs(Component::MetricsServer), "a flag replaces its variable");
+        assert_eq!(
+            s.options.kwok_replicas, 5,
+            "--kwok-replicas over KWOK_KWOK_REPLICAS"
+        );
     }
 }

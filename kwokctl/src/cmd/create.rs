@@ -83,6 +83,13 @@ pub(super) async fn cluster(
         .downloads(settings.downloads.clone());
     finder.check_served()?;
     let binaries = resolve_binaries(&finder, &args, &settings).map_err(|e| expired(e, timeout, deadline))?;
+    if options.kwok_replicas > 1 && !binaries.kwok_tunnel {
+        bail!(
+            "--kwok-replicas {}: more than one kwok needs this project's kwok (--scale-out), \
+             which --kwok-controller-binary's lacks",
+            options.kwok_replicas
+        );
+    }
     let ctx = Context {
         options: &options,
         dir: &dir,

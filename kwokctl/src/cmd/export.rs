@@ -32,8 +32,8 @@ pub(super) fn run(workdir: &Workdir, name: &str, what: ExportCommand) -> Result<
     }
     // A container runtime's component logs are the engine's, not files.
     for c in &config.components {
-        let target = dest.join(format!("{}.log", c.name));
-        if write_engine_log(runtime.as_ref(), &dir, c.name.as_str(), &target)? {
+        let target = dest.join(format!("{}.log", c.instance()));
+        if write_engine_log(runtime.as_ref(), &dir, &c.instance(), &target)? {
             copied += 1;
         }
     }
@@ -70,6 +70,6 @@ fn write_engine_log(runtime: &dyn Runtime, dir: &ClusterDir, name: &str, target:
 /// folder, best effort: a failed create keeps them there after its containers go.
 pub(super) fn save_logs(runtime: &dyn Runtime, dir: &ClusterDir, config: &ClusterConfig) {
     for c in &config.components {
-        let _ = write_engine_log(runtime, dir, c.name.as_str(), &dir.log(c.name));
+        let _ = write_engine_log(runtime, dir, &c.instance(), &dir.log(c.instance()));
     }
 }

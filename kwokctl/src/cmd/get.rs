@@ -59,7 +59,7 @@ async fn component_states(dir: &ClusterDir, config: &crate::config::ClusterConfi
     let runtime = crate::runtime::of(&config.options.runtime).ok();
     let mut rows = Vec::with_capacity(config.components.len());
     for c in &config.components {
-        let state = runtime.as_ref().map(|r| r.status(dir, c.name.as_str()));
+        let state = runtime.as_ref().map(|r| r.status(dir, &c.instance()));
         let (pid, status) = match state.unwrap_or(Status::Stopped) {
             Status::Stopped => (None, "Stopped"),
             Status::Running(pid) => {
@@ -71,7 +71,7 @@ async fn component_states(dir: &ClusterDir, config: &crate::config::ClusterConfi
             }
         };
         rows.push(ComponentState {
-            name: c.name.to_string(),
+            name: c.instance(),
             status,
             pid,
             port: c.port,

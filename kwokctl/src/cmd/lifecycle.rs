@@ -34,16 +34,16 @@ pub(super) async fn start(
     let (stopped, running): (Vec<_>, Vec<_>) = config
         .components
         .iter()
-        .partition(|c| matches!(runtime.status(&dir, c.name.as_str()), Status::Stopped));
+        .partition(|c| matches!(runtime.status(&dir, &c.instance()), Status::Stopped));
     if stopped.is_empty() {
         let c = running
             .first()
-            .map(|c| c.name.as_str())
-            .unwrap_or("every component");
+            .map(|c| c.instance())
+            .unwrap_or_else(|| "every component".into());
         bail!("cluster {name:?} is already running ({c} and the rest); stop it first");
     }
     for c in &stopped {
-        ports::ensure_free(c.port, c.name.as_str())?;
+        ports::ensure_free(c.port, &c.instance())?;
     }
     let stopped: Vec<_> = stopped.into_iter().cloned().collect();
     if dry_run {
@@ -77,7 +77,7 @@ pub(super) async fn start(
     match running.is_empty() {
         true => println!("Cluster {name:?} started"),
         false => {
-            let names: Vec<&str> = stopped.iter().map(|c| c.name.as_str()).collect();
+            let names: Vec<String> = stopped.iter().map(|c| c.instance()).collect();
             println!("Cluster {name:?} started ({} restarted)", names.join(", "));
         }
     }
@@ -135,13 +135,7 @@ pub(super) fn stop_plan(dir: &ClusterDir, runtime: &dyn Runtime) -> String {
 /// The configured components and those the runtime knows of, in stop order.
 fn stop_order(dir: &ClusterDir, runtime: &dyn Runtime) -> Vec<String> {
     let mut names: Vec<String> = crate::config::ClusterConfig::load(&dir.config())
-        .map(|c| {
-            c.components
-                .into_iter()
-                .rev()
-                .map(|c| c.name.to_string())
-                .collect()
-        })
+        .map(|c| c.components.into_iter().rev().map(|c| c.instance()).collect())
         .unwrap_or_default();
     for known in runtime.known(dir) {
         if !names.contains(&known) {

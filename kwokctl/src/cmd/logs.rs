@@ -21,9 +21,9 @@ pub(super) async fn run(workdir: &Workdir, name: &str, component: &str, follow: 
         }
         return print_file(&dir.audit_log(), follow).await;
     }
-    let component = config.running(name, component)?.name;
+    let component = config.running(name, component)?.instance();
     let runtime = crate::runtime::of(&config.options.runtime)?;
-    match runtime.log_source(&dir, component.as_str(), follow) {
+    match runtime.log_source(&dir, &component, follow) {
         LogSource::File(path) => print_file(&path, follow).await,
         LogSource::Command(mut command) => {
             let status = command

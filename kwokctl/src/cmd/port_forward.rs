@@ -18,7 +18,7 @@ pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs, dr
     if dry_run {
         println!(
             "# forward 127.0.0.1:{local} to {}:127.0.0.1:{remote}",
-            component.name
+            component.instance()
         );
         return Ok(());
     }
@@ -26,7 +26,10 @@ pub(super) async fn run(workdir: &Workdir, name: &str, args: PortForwardArgs, dr
         .await
         .with_context(|| format!("failed to listen on 127.0.0.1:{local}"))?;
     let bound = listener.local_addr()?;
-    println!("Forwarding from {bound} -> {}:127.0.0.1:{remote}", component.name);
+    println!(
+        "Forwarding from {bound} -> {}:127.0.0.1:{remote}",
+        component.instance()
+    );
     loop {
         let (inbound, peer) = listener.accept().await?;
         tokio::spawn(async move {

@@ -10,6 +10,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> ComponentSpec {
     let peer = format!("http://127.0.0.1:{}", o.etcd_peer_port);
     ComponentSpec {
         name: Component::Etcd,
+        replica: 0,
         binary: binary.into(),
         args: vec![
             "--name=node0".into(),

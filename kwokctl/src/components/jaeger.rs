@@ -41,6 +41,7 @@ pub(super) fn component(binary: &Path, ports: Ports) -> ComponentSpec {
     );
     ComponentSpec {
         name: Component::Jaeger,
+        replica: 0,
         binary: binary.into(),
         args,
         port: ports.query,

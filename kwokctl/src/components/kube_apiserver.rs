@@ -68,6 +68,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, tunnel: bool) -> Compo
     }
     ComponentSpec {
         name: Component::KubeApiserver,
+        replica: 0,
         binary: binary.into(),
         args,
         port: o.kube_apiserver_port,

@@ -22,6 +22,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path) -> ComponentSpec {
     args.extend(feature_gate_args(ctx));
     ComponentSpec {
         name: Component::KubeScheduler,
+        replica: 0,
         binary: binary.into(),
         args,
         port,

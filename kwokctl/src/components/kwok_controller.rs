@@ -5,9 +5,18 @@ use std::path::Path;
 
 use super::{Component, ComponentSpec, Context, path_arg};
 
-pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> ComponentSpec {
+/// The kwok controllers: one, or `--kwok-replicas N` sharing the nodes (`--scale-out`),
+/// replica `i` on its own port under its own stable `--id`.
+pub(super) fn replicas(ctx: &Context<'_>, binary: &Path, ours: bool) -> Vec<ComponentSpec> {
+    (0..ctx.options.kwok_replicas.max(1))
+        .map(|i| component(ctx, binary, ours, i))
+        .collect()
+}
+
+/// Replica `replica` of the kwok controller.
+pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool, replica: u32) -> ComponentSpec {
     let o = ctx.options;
-    let port = o.kwok_controller_port;
+    let port = o.kwok_port(replica);
     let mut args = vec![
         path_arg(
             "kubeconfig",
@@ -18,11 +27,19 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> Compone
         format!("--node-lease-duration-seconds={}", o.node_lease_duration_seconds),
         format!("--server-address=127.0.0.1:{port}"),
     ];
-    args.extend(kubelet_server_args(ctx, ours));
+    args.extend(kubelet_server_args(ctx, ours, port));
     // A stable lease holder: a restarted kwok resumes its nodes' Leases at once instead
     // of waiting for them to expire as someone else's (upstream's kwok has no --id).
+    // Replica 0 keeps the single kwok's identity; the others add their number.
     if let Some(cluster) = ctx.dir.root().file_name().filter(|_| ours) {
-        args.push(format!("--id=kwok-{}", cluster.to_string_lossy()));
+        let cluster = cluster.to_string_lossy();
+        args.push(match replica {
+            0 => format!("--id=kwok-{cluster}"),
+            i => format!("--id=kwok-{cluster}-{i}"),
+        });
+    }
+    if o.kwok_replicas > 1 {
+        args.push("--scale-out".into());
     }
     if o.kwok_config.is_some() {
         args.push(path_arg("config", ctx.dir.kwok_config()));
@@ -39,6 +56,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, ours: bool) -> Compone
     }
     ComponentSpec {
         name: Component::KwokController,
+        replica,
         binary: binary.into(),
         args,
         port,
@@ -55,16 +73,16 @@ pub const NODE_IP: &str = "127.0.0.1";
 /// kwok's server as every node's kubelet: HTTPS with the cluster's serving certificate
 /// (the apiserver and metrics-server check it against the cluster CA), client
 /// certificates of that CA required beyond the health endpoints, and each node
-/// advertising `NODE_IP` and kwok's port (`status.addresses`, through the stages'
+/// advertising `NODE_IP` and its kwok's port (`status.addresses`, through the stages'
 /// `NodeIP`/`NodeIPWith`, and `daemonEndpoints.kubeletEndpoint.Port`, through `NodePort`).
 /// Upstream's kwok (`ours` false) gets the same but `--client-ca-file`, which it lacks.
-fn kubelet_server_args(ctx: &Context<'_>, ours: bool) -> Vec<String> {
+fn kubelet_server_args(ctx: &Context<'_>, ours: bool, port: u16) -> Vec<String> {
     let pki = ctx.dir.pki();
     let mut args = vec![
         path_arg("tls-cert-file", pki.serving_cert()),
         path_arg("tls-private-key-file", pki.serving_key()),
         format!("--node-ip={NODE_IP}"),
-        format!("--node-port={}", ctx.options.kwok_controller_port),
+        format!("--node-port={port}"),
     ];
     if ours {
         args.push(path_arg("client-ca-file", pki.ca_cert()));

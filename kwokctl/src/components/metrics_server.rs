@@ -62,6 +62,7 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16, tunnel: boo
     ];
     ComponentSpec {
         name: Component::MetricsServer,
+        replica: 0,
         binary: binary.into(),
         args,
         port,

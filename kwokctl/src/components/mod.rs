@@ -27,8 +27,13 @@ pub use patch::{ComponentPatch, EnvVar, ExtraArg, Volume};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ComponentSpec {
-    /// Which component; its name is also the log and pid file stem.
+    /// Which component. Its [`ComponentSpec::instance`] name is the log, pid file and
+    /// container stem.
     pub name: Component,
+    /// Which replica of the component: 0 but for the kwok controllers of
+    /// `--kwok-replicas N`, numbered 0..N. Left out of `kwok.yaml` when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replica: u32,
     /// Absolute path of the binary.
     pub binary: PathBuf,
     /// Arguments.
@@ -44,6 +49,22 @@ pub struct ComponentSpec {
     /// none in the binary runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl ComponentSpec {
+    /// The name of this process: the component's for replica 0 (upstream's
+    /// `kwok-controller`), `<component>-<replica>` for the others (`kwok-controller-1`).
+    /// Logs, pid files, containers, `kwokctl logs` and Prometheus jobs go by it.
+    pub fn instance(&self) -> String {
+        match self.replica {
+            0 => self.name.as_str().to_owned(),
+            i => format!("{}-{i}", self.name),
+        }
+    }
 }
 
 /// Binaries resolved for the components.
@@ -122,8 +143,12 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<ComponentSpec> {
         kube_apiserver::component(ctx, &binaries.kube_apiserver, binaries.kwok_tunnel),
         kube_controller_manager::component(ctx, &binaries.kube_controller_manager),
         kube_scheduler::component(ctx, &binaries.kube_scheduler),
-        kwok_controller::component(ctx, &binaries.kwok, binaries.kwok_tunnel),
     ]);
+    all.extend(kwok_controller::replicas(
+        ctx,
+        &binaries.kwok,
+        binaries.kwok_tunnel,
+    ));
     if let (Some(binary), Some(port)) = (&binaries.prometheus, o.prometheus_port) {
         all.push(prometheus::component(ctx, binary, port));
     }
@@ -139,34 +164,39 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<ComponentSpec> {
 pub fn apply_patches(components: &mut [ComponentSpec], patches: &[ComponentPatch]) -> Result<(), Error> {
     for patch in patches {
         let name = check_name("componentsPatches", &patch.name)?;
-        let Some(component) = components.iter_mut().find(|c| c.name == name) else {
-            continue;
-        };
-        for arg in &patch.extra_args {
-            if arg.override_only {
-                if !replace_arg(&mut component.args, &arg.key, arg.flag()) {
-                    tracing::warn!(
-                        component = %patch.name,
-                        "componentsPatches: override of --{} matches no flag of the component; ignored",
-                        arg.key
-                    );
-                }
-            } else {
-                set_arg(&mut component.args, &arg.key, arg.flag());
-            }
-        }
-        component.envs.extend(patch.extra_envs.iter().cloned());
-        for volume in &patch.extra_volumes {
-            let Some(mount) = &volume.mount_path else {
-                continue;
-            };
-            let (from, to) = (mount.to_string_lossy(), volume.host_path.to_string_lossy());
-            for arg in &mut component.args {
-                *arg = rewrite_path(arg, &from, &to);
-            }
+        // Every replica of the component gets the patch.
+        for component in components.iter_mut().filter(|c| c.name == name) {
+            apply_patch(component, patch);
         }
     }
     Ok(())
+}
+
+/// One patch applied to one process.
+fn apply_patch(component: &mut ComponentSpec, patch: &ComponentPatch) {
+    for arg in &patch.extra_args {
+        if arg.override_only {
+            if !replace_arg(&mut component.args, &arg.key, arg.flag()) {
+                tracing::warn!(
+                    component = %patch.name,
+                    "componentsPatches: override of --{} matches no flag of the component; ignored",
+                    arg.key
+                );
+            }
+        } else {
+            set_arg(&mut component.args, &arg.key, arg.flag());
+        }
+    }
+    component.envs.extend(patch.extra_envs.iter().cloned());
+    for volume in &patch.extra_volumes {
+        let Some(mount) = &volume.mount_path else {
+            continue;
+        };
+        let (from, to) = (mount.to_string_lossy(), volume.host_path.to_string_lossy());
+        for arg in &mut component.args {
+            *arg = rewrite_path(arg, &from, &to);
+        }
+    }
 }
 
 /// `arg` with each whole-path occurrence of `from` (or of a path below it) replaced by
@@ -351,9 +381,73 @@ mod tests {
     }
 
     #[test]
+    fn one_kwok_should_not_scale_out_and_n_kwoks_should_each_have_a_port_and_an_id() {
+        let one: Vec<ComponentSpec> = plan_of(false)
+            .into_iter()
+            .filter(|c| c.name == Component::KwokController)
+            .collect();
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].instance().as_str(), one[0].port), ("kwok-controller", 6));
+        assert!(
+            !one[0].args.iter().any(|a| a == "--scale-out"),
+            "{:?}",
+            one[0].args
+        );
+        assert!(one[0].args.contains(&"--id=kwok-t".to_owned()));
+
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let options = Options {
+            kwok_replicas: 3,
+            kwok_replica_ports: vec![7, 8],
+            ..options(false)
+        };
+        let ctx = Context {
+            options: &options,
+            dir: &dir,
+        };
+        let mut all = plan(&ctx, &binaries());
+        let patch = ComponentPatch {
+            name: "kwok-controller".into(),
+            extra_args: vec![ExtraArg::new("v", "4")],
+            ..ComponentPatch::default()
+        };
+        apply_patches(&mut all, &[patch]).unwrap();
+        let kwoks: Vec<&ComponentSpec> = all
+            .iter()
+            .filter(|c| c.name == Component::KwokController)
+            .collect();
+        let seen: Vec<(String, u16, u32)> = kwoks.iter().map(|c| (c.instance(), c.port, c.replica)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("kwok-controller".into(), 6, 0),
+                ("kwok-controller-1".into(), 7, 1),
+                ("kwok-controller-2".into(), 8, 2)
+            ]
+        );
+        for (c, id) in kwoks.iter().zip(["kwok-t", "kwok-t-1", "kwok-t-2"]) {
+            let has = |a: String| c.args.contains(&a);
+            assert!(has("--scale-out".into()), "{:?}", c.args);
+            assert!(has(format!("--id={id}")), "{:?}", c.args);
+            assert!(
+                has(format!("--server-address=127.0.0.1:{}", c.port)),
+                "{:?}",
+                c.args
+            );
+            assert!(has(format!("--node-port={}", c.port)), "{:?}", c.args);
+            assert!(has("--v=4".into()), "a patch reaches every replica: {:?}", c.args);
+            assert_eq!(c.health_url, format!("https://127.0.0.1:{}/healthz", c.port));
+        }
+        let yaml = serde_saphyr::to_string(&kwoks[1]).unwrap();
+        assert!(yaml.contains("replica: 1"), "{yaml}");
+        assert!(!serde_saphyr::to_string(&kwoks[0]).unwrap().contains("replica"));
+    }
+
+    #[test]
     fn an_override_patch_should_only_replace_an_existing_flag() {
         let mut components = vec![ComponentSpec {
             name: Component::KubeApiserver,
+            replica: 0,
             binary: "a".into(),
             args: vec!["--v=1".into(), "--secure-port=6443".into()],
             port: 1,
@@ -386,6 +480,7 @@ mod tests {
             },
             "kwok".as_ref(),
             true,
+            0,
         );
         assert_eq!(
             c.args[1..4],
@@ -423,7 +518,7 @@ mod tests {
             options: &o,
             dir: &dir2,
         };
-        let upstream = kwok_controller::component(&ctx, "kwok".as_ref(), false);
+        let upstream = kwok_controller::component(&ctx, "kwok".as_ref(), false, 0);
         assert!(!upstream.args.iter().any(|a| a.starts_with("--client-ca-file")));
         assert!(!upstream.args.iter().any(|a| a.starts_with("--id=")));
         let apiserver = kube_apiserver::component(&ctx, "kube-apiserver".as_ref(), false);

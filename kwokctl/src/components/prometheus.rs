@@ -17,6 +17,7 @@ const SCRAPE_INTERVAL: &str = "5s";
 pub(super) fn component(ctx: &Context<'_>, binary: &Path, port: u16) -> ComponentSpec {
     ComponentSpec {
         name: Component::Prometheus,
+        replica: 0,
         binary: binary.into(),
         args: vec![
             path_arg("config.file", ctx.dir.prometheus_config()),
@@ -53,7 +54,7 @@ pub fn scrape_config(ctx: &Context<'_>, components: &[ComponentSpec]) -> Value {
                 Component::Jaeger => return None,
             };
             let mut job = json!({
-                "job_name": c.name,
+                "job_name": c.instance(),
                 "scheme": if https { "https" } else { "http" },
                 "static_configs": [{ "targets": [format!("127.0.0.1:{}", c.port)] }],
             });
@@ -63,16 +64,17 @@ pub fn scrape_config(ctx: &Context<'_>, components: &[ComponentSpec]) -> Value {
             Some(job)
         })
         .collect();
-    if let Some(kwok) = components.iter().find(|c| c.name == Component::KwokController) {
+    // One per kwok replica: each lists the targets of the nodes it knows.
+    for kwok in components.iter().filter(|c| c.name == Component::KwokController) {
         // The targets carry their own __scheme__ and __metrics_path__; the job's TLS
         // settings serve both the discovery request and the scrapes.
         jobs.push(json!({
-            "job_name": format!("{}-metrics-discovery", kwok.name),
+            "job_name": format!("{}-metrics-discovery", kwok.instance()),
             "http_sd_configs": [{
                 "url": format!("https://127.0.0.1:{}/discovery/prometheus", kwok.port),
-                "tls_config": tls,
+                "tls_config": tls.clone(),
             }],
-            "tls_config": tls,
+            "tls_config": tls.clone(),
         }));
     }
     json!({
@@ -89,6 +91,7 @@ mod tests {
     fn component(name: Component, port: u16) -> ComponentSpec {
         ComponentSpec {
             name,
+            replica: 0,
             binary: name.as_str().into(),
             args: Vec::new(),
             port,

@@ -153,6 +153,16 @@ pub struct ClusterOptions {
     #[arg(long = "controller-port", env = "KWOK_CONTROLLER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kwok_controller_port: Option<u16>,
+    /// How many kwok controllers share the nodes (kwok --scale-out, binary runtime): the
+    /// first is `kwok-controller`, the others `kwok-controller-1`, … each on a free port
+    /// [default: 1]
+    #[arg(long, env = "KWOK_KWOK_REPLICAS")]
+    #[serde(
+        default,
+        deserialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kwok_replicas: Option<String>,
     /// Port of kube-controller-manager [default: a free port]
     #[arg(long, env = "KWOK_KUBE_CONTROLLER_MANAGER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,6 +252,21 @@ pub struct ClusterOptions {
     #[arg(long, env = "KWOK_ETCD_BINARY_PREFIX")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd_binary_prefix: Option<String>,
+}
+
+/// A count given as a number (`kwokReplicas: 2`) or as text, checked when the settings
+/// are resolved so that a bad one is a one-line error naming the flag.
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Text(String),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|raw| match raw {
+        Raw::Number(n) => n.to_string(),
+        Raw::Text(t) => t,
+    }))
 }
 
 impl ClusterOptions {

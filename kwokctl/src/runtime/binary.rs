@@ -51,13 +51,13 @@ impl Runtime for BinaryRuntime {
     fn start(&self, dir: &ClusterDir, component: &ComponentSpec) -> Result<()> {
         let err = |action, source| Error::Process {
             action,
-            component: component.name.to_string(),
+            component: component.instance(),
             source,
         };
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.log(component.name))
+            .open(dir.log(component.instance()))
             .map_err(|e| err("open the log of", e))?;
         let child = Command::new(&component.binary)
             .args(&component.args)
@@ -70,9 +70,9 @@ impl Runtime for BinaryRuntime {
             .process_group(0)
             .spawn()
             .map_err(|e| err("start", e))?;
-        fs::write(dir.pid(component.name), child.id().to_string())
+        fs::write(dir.pid(component.instance()), child.id().to_string())
             .map_err(|e| err("record the pid of", e))?;
-        self.children().insert(component.name.to_string(), child);
+        self.children().insert(component.instance(), child);
         Ok(())
     }
 
@@ -140,7 +140,7 @@ impl Runtime for BinaryRuntime {
             "{envs}{} {} >>{} 2>&1 &",
             c.binary.display(),
             args.join(" "),
-            dir.log(c.name).display()
+            dir.log(c.instance()).display()
         )
     }
 

@@ -127,7 +127,7 @@ impl Runtime for ContainerRuntime {
     }
 
     fn start(&self, dir: &ClusterDir, component: &ComponentSpec) -> Result<()> {
-        let name = container_name(dir, component.name.as_str());
+        let name = container_name(dir, &component.instance());
         if self.inspect(&name).is_some() {
             self.engine.run(&["start", &name])?;
             return Ok(());
@@ -270,7 +270,7 @@ fn run_args(
     let mut args = vec![
         "run".to_owned(),
         "--detach".into(),
-        format!("--name={}", container_name(dir, component.name.as_str())),
+        format!("--name={}", container_name(dir, &component.instance())),
         "--pull=never".into(),
         "--network=host".into(),
         format!("--user={user}"),
@@ -306,6 +306,7 @@ mod tests {
     fn component(args: &[&str]) -> ComponentSpec {
         ComponentSpec {
             name: Component::KubeScheduler,
+            replica: 0,
             binary: "/c/kube-scheduler/v1/kube-scheduler".into(),
             args: args.iter().map(|a| a.to_string()).collect(),
             port: 1,

@@ -253,6 +253,18 @@ fn bad_flags_should_be_refused_with_one_line_and_make_nothing() {
         &["--heartbeat-factor", "0"],
         "--heartbeat-factor 0: must be a positive number",
     );
+    refused(
+        &kwokctl,
+        "f7",
+        &["--kwok-replicas", "0"],
+        "--kwok-replicas 0: must be a whole number from 1 to 64",
+    );
+    refused(
+        &kwokctl,
+        "f8",
+        &["--kwok-replicas", "2", "--node-lease-duration-seconds", "0"],
+        "--kwok-replicas 2: more than one kwok needs node leases",
+    );
     let policy = kwokctl.workdir().with_file_name("policy.yaml");
     fs::write(&policy, "- not\n- a mapping\n").unwrap();
     refused(

@@ -22,6 +22,7 @@ mod kube_version;
 mod kubelet_api;
 mod kubelet_crds;
 mod kwok;
+mod kwok_replicas;
 mod kwok_server;
 mod metrics_server;
 mod upstream_stages;

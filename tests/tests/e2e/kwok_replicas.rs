@@ -1,0 +1,177 @@
+//! `kwokctl create cluster --kwok-replicas N` (issue 25): N kwok controllers, each with
+//! `--scale-out`, its own `--id` and port, share the nodes; `kwok-controller` and
+//! `kwok-controller-1` are components of their own (logs, pid files, stop and start).
+
+use std::{
+    collections::BTreeMap,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use crate::{kwok::READY, util::Cluster};
+
+const HOLDERS: &str = "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
+const NODES: usize = 20;
+
+/// Node i with its own podCIDR.
+fn node(i: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: kr-{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\nspec:\n  podCIDR: 10.{i}.0.0/24\n"
+    )
+}
+
+/// Lease holder → how many of the test's node Leases it holds.
+fn holders(cluster: &Cluster) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    let leases = cluster.kwokctl.run(&[
+        "--name",
+        cluster.name,
+        "kubectl",
+        "-n",
+        "kube-node-lease",
+        "get",
+        "leases",
+        "-o",
+        HOLDERS,
+    ]);
+    for line in String::from_utf8_lossy(&leases.stdout).lines() {
+        if let Some((name, holder)) = line.split_once('=')
+            && name.starts_with("kr-")
+        {
+            *count.entry(holder.to_owned()).or_insert(0) += 1;
+        }
+    }
+    count
+}
+
+/// Waits until both kwoks hold half of the node Leases and every node is Ready.
+fn until_shared(cluster: &Cluster, within: Duration) -> Duration {
+    let want: BTreeMap<String, usize> = [
+        ("kwok-replicas".to_owned(), 10),
+        ("kwok-replicas-1".to_owned(), 10),
+    ]
+    .into();
+    let start = Instant::now();
+    loop {
+        let held = holders(cluster);
+        let ready = cluster
+            .kwokctl
+            .run(&["--name", cluster.name, "kubectl", "get", "nodes", "-o", READY]);
+        let ready = String::from_utf8_lossy(&ready.stdout)
+            .lines()
+            .filter(|l| l.starts_with("kr-") && l.ends_with("=True"))
+            .count();
+        if held == want && ready == NODES {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "after {within:?}: leases held {held:?} (want {want:?}), {ready}/{NODES} nodes Ready; {}",
+            scale_out_metrics(cluster)
+        );
+        sleep(Duration::from_millis(500));
+    }
+}
+
+/// Each kwok's scale-out metrics, for a failure message.
+fn scale_out_metrics(cluster: &Cluster) -> String {
+    let wide = cluster
+        .kwokctl
+        .ok(&["--name", cluster.name, "get", "components", "-o", "wide"]);
+    let pki = cluster.dir().join("pki");
+    let mut out = String::new();
+    for line in wide.lines().filter(|l| l.starts_with("kwok-controller")) {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let port = columns.last().copied().unwrap_or_default();
+        let metrics = std::process::Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg(format!("https://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("curl");
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        let wanted: Vec<&str> = metrics
+            .lines()
+            .filter(|l| {
+                [
+                    "kwok_members",
+                    "kwok_nodes_dealt",
+                    "kwok_leases_held",
+                    "kwok_handovers_total",
+                    "kwok_member_fenced",
+                ]
+                .iter()
+                .any(|m| l.starts_with(m))
+            })
+            .collect();
+        out.push_str(&format!("{}: {} | ", columns[0], wanted.join(", ")));
+    }
+    out
+}
+
+#[test]
+fn two_kwok_replicas_should_share_the_nodes_and_stop_and_start_with_the_cluster() {
+    // 40 s node Leases (the kubelet's): a Lease dealt away is taken over after 15 s. At
+    // the default --heartbeat-factor 5 (200 s Leases) that is 75 s, and a node created
+    // while the replicas still meet each other can be held by the wrong one that long.
+    let cluster = Cluster::create("replicas", &["--kwok-replicas", "2", "--heartbeat-factor", "1"]);
+    let kwokctl = &cluster.kwokctl;
+    let name = cluster.name;
+    let components = kwokctl.ok(&["--name", name, "get", "components"]);
+    for kwok in ["kwok-controller", "kwok-controller-1"] {
+        assert!(
+            components
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(kwok)),
+            "{components}"
+        );
+    }
+    let (a, b) = (cluster.pid("kwok-controller"), cluster.pid("kwok-controller-1"));
+    assert_ne!(a, b);
+    for pid in [a, b] {
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(cmdline.contains("--scale-out"), "{cmdline}");
+    }
+
+    for i in 0..NODES {
+        cluster.apply(&node(i));
+    }
+    let took = until_shared(&cluster, Duration::from_secs(60));
+    println!("20 nodes shared 10/10 and Ready {took:?} after the last was applied");
+
+    // Each replica's own log; the first under upstream's name.
+    let first = kwokctl.ok(&["--name", name, "logs", "kwok-controller"]);
+    let second = kwokctl.ok(&["--name", name, "logs", "kwok-controller-1"]);
+    assert!(!first.is_empty() && !second.is_empty());
+    assert_ne!(first, second);
+
+    kwokctl.ok(&["--name", name, "stop", "cluster"]);
+    assert!(
+        kwokctl.processes().is_empty(),
+        "still running after stop: {:?}",
+        kwokctl.processes()
+    );
+    for kwok in ["kwok-controller", "kwok-controller-1"] {
+        assert!(!cluster.dir().join(format!("pids/{kwok}.pid")).exists(), "{kwok}");
+    }
+    let stopped = kwokctl.ok(&["--name", name, "get", "components", "-o", "wide"]);
+    assert!(
+        stopped
+            .lines()
+            .filter(|l| l.starts_with("kwok-controller"))
+            .all(|l| l.contains("Stopped")),
+        "{stopped}"
+    );
+    let start = Instant::now();
+    kwokctl.ok(&["--name", name, "start", "cluster"]);
+    let started = start.elapsed();
+    let took = until_shared(&cluster, Duration::from_secs(90));
+    println!("started again in {started:?}, shared 10/10 and Ready {took:?} later");
+    assert_ne!(cluster.pid("kwok-controller-1"), b, "a new process");
+    kwokctl.ok(&["delete", "cluster", "--name", name]);
+    assert!(kwokctl.processes().is_empty(), "{:?}", kwokctl.processes());
+}
