@@ -8,41 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{kwok::READY, util::Cluster};
+use crate::{
+    kwok::READY,
+    util::{Cluster, node_with_cidr},
+};
 
-const HOLDERS: &str = "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
 const NODES: usize = 20;
-
-/// Node i with its own podCIDR.
-fn node(i: usize) -> String {
-    format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: kr-{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\nspec:\n  podCIDR: 10.{i}.0.0/24\n"
-    )
-}
-
-/// Lease holder → how many of the test's node Leases it holds.
-fn holders(cluster: &Cluster) -> BTreeMap<String, usize> {
-    let mut count = BTreeMap::new();
-    let leases = cluster.kwokctl.run(&[
-        "--name",
-        cluster.name,
-        "kubectl",
-        "-n",
-        "kube-node-lease",
-        "get",
-        "leases",
-        "-o",
-        HOLDERS,
-    ]);
-    for line in String::from_utf8_lossy(&leases.stdout).lines() {
-        if let Some((name, holder)) = line.split_once('=')
-            && name.starts_with("kr-")
-        {
-            *count.entry(holder.to_owned()).or_insert(0) += 1;
-        }
-    }
-    count
-}
 
 /// Waits until both kwoks hold half of the node Leases and every node is Ready.
 fn until_shared(cluster: &Cluster, within: Duration) -> Duration {
@@ -53,7 +24,7 @@ fn until_shared(cluster: &Cluster, within: Duration) -> Duration {
     .into();
     let start = Instant::now();
     loop {
-        let held = holders(cluster);
+        let held = cluster.lease_holders("kr-");
         let ready = cluster
             .kwokctl
             .run(&["--name", cluster.name, "kubectl", "get", "nodes", "-o", READY]);
@@ -78,22 +49,11 @@ fn scale_out_metrics(cluster: &Cluster) -> String {
     let wide = cluster
         .kwokctl
         .ok(&["--name", cluster.name, "get", "components", "-o", "wide"]);
-    let pki = cluster.dir().join("pki");
     let mut out = String::new();
     for line in wide.lines().filter(|l| l.starts_with("kwok-controller")) {
         let columns: Vec<&str> = line.split_whitespace().collect();
         let port = columns.last().copied().unwrap_or_default();
-        let metrics = std::process::Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("admin.crt"))
-            .arg("--key")
-            .arg(pki.join("admin.key"))
-            .arg(format!("https://127.0.0.1:{port}/metrics"))
-            .output()
-            .expect("curl");
-        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        let metrics = cluster.kwok_get_at(port, "/metrics");
         let wanted: Vec<&str> = metrics
             .lines()
             .filter(|l| {
@@ -138,7 +98,7 @@ fn two_kwok_replicas_should_share_the_nodes_and_stop_and_start_with_the_cluster(
     }
 
     for i in 0..NODES {
-        cluster.apply(&node(i));
+        cluster.apply(&node_with_cidr("kr-", i));
     }
     let took = until_shared(&cluster, Duration::from_secs(60));
     println!("20 nodes shared 10/10 and Ready {took:?} after the last was applied");

@@ -10,34 +10,10 @@ use std::{
 
 use crate::{
     kwok::{READY, bare_cluster},
-    util::{Cluster, KwokProcess},
+    util::{Cluster, KwokProcess, node_with_cidr},
 };
 
-const HOLDERS: &str = "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
 const NODES: usize = 30;
-
-/// Node i with its own podCIDR, so pod IPs come from the node, not a kwok's `--cidr`.
-fn node(i: usize) -> String {
-    format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: so-{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\nspec:\n  podCIDR: 10.{i}.0.0/24\n"
-    )
-}
-
-/// Node Lease holder → how many of the test's nodes it holds.
-fn holders(cluster: &Cluster) -> BTreeMap<String, usize> {
-    let mut count = BTreeMap::new();
-    for line in cluster
-        .kubectl(&["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS])
-        .lines()
-    {
-        if let Some((name, holder)) = line.split_once('=')
-            && name.starts_with("so-")
-        {
-            *count.entry(holder.to_owned()).or_insert(0) += 1;
-        }
-    }
-    count
-}
 
 /// Nodes whose Ready condition is not True.
 fn not_ready(cluster: &Cluster) -> Vec<String> {
@@ -60,7 +36,7 @@ fn until_held(cluster: &Cluster, want: &[(&str, usize)], within: Duration) -> Du
             wrong.is_empty(),
             "nodes went NotReady during a handover: {wrong:?}"
         );
-        let now = holders(cluster);
+        let now = cluster.lease_holders("so-");
         if now == want {
             return start.elapsed();
         }
@@ -83,7 +59,7 @@ fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_ne
     let b = start(&cluster, "kwok-b");
     let mut c = start(&cluster, "kwok-c");
     for i in 0..NODES {
-        cluster.apply(&node(i));
+        cluster.apply(&node_with_cidr("so-", i));
     }
     cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(90), |o| {
         o.lines()
@@ -104,16 +80,25 @@ fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_ne
         assert_eq!(kwok.metric("kwok_leases_held"), 10.0);
     }
     // Steady: over three renewal periods no lease changes hands.
-    let before = cluster.kubectl(&["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS]);
+    // (Handovers before this are expected: nodes came while the kwoks met each other.)
+    let handovers = |kwoks: &[&KwokProcess]| {
+        kwoks
+            .iter()
+            .map(|k| k.metric("kwok_handovers_total"))
+            .sum::<f64>()
+    };
+    let (before, handed) = (cluster.lease_holders("so-"), handovers(&[&a, &b, &c]));
     sleep(Duration::from_secs(25));
+    assert_eq!(before, cluster.lease_holders("so-"));
     assert_eq!(
-        before,
-        cluster.kubectl(&["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS]),
+        handovers(&[&a, &b, &c]),
+        handed,
         "leases changed hands while the members did not"
     );
 
     // c dies: its member Lease (10 s) expires, a and b deal its nodes between them and
     // take each over once it has gone 15 s un-renewed, well inside the 40 s node Lease.
+    let handed_by_a_and_b = handovers(&[&a, &b]);
     c.kill();
     let took = until_held(
         &cluster,
@@ -131,7 +116,7 @@ fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_ne
         Duration::from_secs(40),
     );
     println!("rebalanced for a new member after {took:?}");
-    assert!(a.metric("kwok_handovers_total") + b.metric("kwok_handovers_total") >= 10.0);
+    assert!(handovers(&[&a, &b]) >= handed_by_a_and_b + 10.0);
 
     // Pods on every node run, each with its own IP, whoever took the node over.
     for i in 0..NODES {

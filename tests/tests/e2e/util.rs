@@ -1,7 +1,7 @@
 //! Shared fixtures: a `kwokctl` bound to a throw-away work dir, and process checks.
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     fs,
     io::{Read, Write},
     path::{Path, PathBuf},
@@ -181,7 +181,11 @@ impl Cluster {
     /// GET `path` from the cluster's kwok over HTTPS with the admin client certificate
     /// (kwok asks for one signed by the cluster CA); the body, or empty when refused.
     pub fn kwok_get(&self, path: &str) -> String {
-        let port = self.config_value("kwokControllerPort");
+        self.kwok_get_at(&self.config_value("kwokControllerPort"), path)
+    }
+
+    /// [`Cluster::kwok_get`] from the kwok serving on `port` (one of several replicas).
+    pub fn kwok_get_at(&self, port: &str, path: &str) -> String {
         let pki = self.dir().join("pki");
         let out = Command::new("curl")
             .args(["-sf", "--cacert"])
@@ -222,6 +226,33 @@ impl Cluster {
         let mut all = vec!["--name", self.name, "kubectl"];
         all.extend_from_slice(args);
         self.kwokctl.ok(&all)
+    }
+
+    /// Node Lease holder → how many Leases of nodes named `prefix…` it holds (empty
+    /// while kubectl fails).
+    pub fn lease_holders(&self, prefix: &str) -> BTreeMap<String, usize> {
+        const HOLDERS: &str =
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
+        let leases = self.kwokctl.run(&[
+            "--name",
+            self.name,
+            "kubectl",
+            "-n",
+            "kube-node-lease",
+            "get",
+            "leases",
+            "-o",
+            HOLDERS,
+        ]);
+        let mut count = BTreeMap::new();
+        for line in String::from_utf8_lossy(&leases.stdout).lines() {
+            if let Some((name, holder)) = line.split_once('=')
+                && name.starts_with(prefix)
+            {
+                *count.entry(holder.to_owned()).or_insert(0) += 1;
+            }
+        }
+        count
     }
 
     /// Applies `yaml`, retrying for a while. Right after start-up the apiserver refuses
@@ -291,6 +322,14 @@ impl Cluster {
             sleep(Duration::from_millis(500));
         }
     }
+}
+
+/// A fake node `<prefix><i>` with podCIDR `10.<i>.0.0/24`, so its pods' IPs come from
+/// the node, whichever kwok drives it.
+pub fn node_with_cidr(prefix: &str, i: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {prefix}{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\nspec:\n  podCIDR: 10.{i}.0.0/24\n"
+    )
 }
 
 /// A `kwok` controller started by a test against a cluster, stopped on drop.
