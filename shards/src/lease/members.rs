@@ -60,15 +60,11 @@ impl MemberLease {
             // First the fence, from before this renewal: a kwok resumed after a long
             // stop must not count itself a member on the strength of a renewal that
             // has not landed yet.
-            let fenced_before = renewed.is_none_or(|r| {
-                kwok_members::handover::fenced(Instant::now().saturating_duration_since(r), self.duration)
-            });
-            if fenced_before && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
-                let without_me: Vec<String> = others.clone();
-                if tx.send(LeaseMsg::Members(without_me.clone())).is_err() {
+            if self.fenced(renewed) && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
+                if tx.send(LeaseMsg::Members(others.clone())).is_err() {
                     return;
                 }
-                reported = Some(without_me);
+                reported = Some(others.clone());
             }
             let sent = Instant::now();
             match self.renew(&api, &name).await {
@@ -82,9 +78,7 @@ impl MemberLease {
                 Ok(list) => others = live_others(&list.items, &self.me, Timestamp::now()),
                 Err(e) => warn!(error = %e, "failed to list member leases; keeping the last members seen"),
             }
-            let fenced = renewed.is_none_or(|r| {
-                kwok_members::handover::fenced(Instant::now().saturating_duration_since(r), self.duration)
-            });
+            let fenced = self.fenced(renewed);
             self.metrics.member_fenced.set(i64::from(fenced));
             let mut members = others.clone();
             if !fenced {
@@ -99,6 +93,13 @@ impl MemberLease {
                 reported = Some(members);
             }
         }
+    }
+
+    /// Whether we must stop writing now, our last successful renewal sent at `renewed`.
+    fn fenced(&self, renewed: Option<Instant>) -> bool {
+        renewed.is_none_or(|r| {
+            kwok_members::handover::fenced(Instant::now().saturating_duration_since(r), self.duration)
+        })
     }
 
     /// Creates or renews our member Lease.
