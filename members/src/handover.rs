@@ -30,7 +30,14 @@ pub fn margin(renew_interval: Duration) -> Duration {
 /// `renew_interval`. An expired Lease (or one with no holder) is taken over whatever
 /// this says; this is about Leases not yet expired.
 pub fn may_take_over(since_renewal: Duration, renew_interval: Duration) -> bool {
-    since_renewal >= renew_interval + margin(renew_interval)
+    since_renewal >= held_for(renew_interval)
+}
+
+/// How long after a renewal of a node's Lease its holder may still write for the node:
+/// until a new owner [`may_take_over`] the Lease, which is where the holder's write
+/// fence closes unless a later renewal has landed.
+pub fn held_for(renew_interval: Duration) -> Duration {
+    renew_interval + margin(renew_interval)
 }
 
 /// What the holder of a node's Lease does with it, given the current table.

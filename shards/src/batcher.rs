@@ -51,7 +51,7 @@ use rand::Rng;
 use serde_json::Value;
 use tracing::warn;
 
-use crate::{metrics::Metrics, object::JsonObject};
+use crate::{lease::WriteFence, metrics::Metrics, object::JsonObject};
 
 /// Attempts per request before it counts as failed.
 const MAX_ATTEMPTS: u32 = 6;
@@ -119,6 +119,9 @@ pub struct Target {
     /// The object as last seen, cut to its metadata (`{"metadata": …}`): all that events
     /// and finalizer patches read.
     pub object: Value,
+    /// Checked before each request (retries too): none goes out once another kwok may
+    /// have taken the object's node over.
+    pub fence: WriteFence,
 }
 
 /// What became of an object's effects: exactly one of four ends.
@@ -135,6 +138,9 @@ pub enum Outcome {
     /// A write failed for good (refused, retries used up) or the stage failed to
     /// render: the rest was not sent; try the stage again later.
     Failed,
+    /// The write's fence closed before a request went out (another kwok may hold the
+    /// node now): the rest was not sent.
+    Fenced,
 }
 
 /// (apiVersion, kind) of an object an `apply` step names.
@@ -227,10 +233,7 @@ impl Writer {
                     Ok(client) => {
                         let api = self.api(target, client);
                         match to_patch(*ty, body, uid) {
-                            Ok(patch) => {
-                                self.patch(&api, &target.name, subresource.as_deref(), &patch)
-                                    .await
-                            }
+                            Ok(patch) => self.patch(target, &api, subresource.as_deref(), &patch).await,
                             Err(_) => Err(Failure::Other),
                         }
                     }
@@ -250,7 +253,7 @@ impl Writer {
                 },
                 Effect::Finalizers { .. } => match effect.finalizers_json_patch(&target.object) {
                     Some(ops) => match json_patch(&with_uid_test(ops, uid)) {
-                        Ok(patch) => self.patch(&api, &target.name, None, &patch).await,
+                        Ok(patch) => self.patch(target, &api, None, &patch).await,
                         Err(_) => Err(Failure::Other),
                     },
                     None => Ok(None),
@@ -272,7 +275,9 @@ impl Writer {
                     // The cached object is stale, or another object holds the name now:
                     // read it to tell which.
                     let fresh = self
-                        .send("get", || async { api.get(&target.name).await.map(Some) })
+                        .send(&WriteFence::default(), "get", || async {
+                            api.get(&target.name).await.map(Some)
+                        })
                         .await;
                     let outcome = after_refusal(failure, fresh, uid);
                     if matches!(outcome, Outcome::Failed) {
@@ -281,6 +286,7 @@ impl Writer {
                     return outcome;
                 }
                 Err(Failure::NotFound) => return Outcome::Gone,
+                Err(Failure::Fenced) => return Outcome::Fenced,
                 Err(Failure::Other) => return Outcome::Failed,
             }
         }
@@ -335,21 +341,25 @@ impl Writer {
         };
         let result = match subresource {
             Some(sub) => {
-                self.send("apply", || patch_at(&api, name, Some(sub), &params, &patch))
-                    .await
+                self.send(&target.fence, "apply", || {
+                    patch_at(&api, name, Some(sub), &params, &patch)
+                })
+                .await
             }
             None => {
                 let obj = JsonObject::new(&body);
                 let created = self
-                    .send("create", || async {
+                    .send(&target.fence, "create", || async {
                         api.create(&PostParams::default(), &obj).await.map(Some)
                     })
                     .await;
                 match created {
                     // AlreadyExists.
                     Err(Failure::Conflict) => {
-                        self.send("apply", || patch_at(&api, name, None, &params, &patch))
-                            .await
+                        self.send(&target.fence, "apply", || {
+                            patch_at(&api, name, None, &params, &patch)
+                        })
+                        .await
                     }
                     other => other,
                 }
@@ -399,14 +409,16 @@ impl Writer {
 
     async fn patch(
         &self,
+        target: &Target,
         api: &Api<JsonObject>,
-        name: &str,
         sub: Option<&str>,
         patch: &Patch<Value>,
     ) -> Result<Option<JsonObject>, Failure> {
         let params = PatchParams::default();
-        self.send("patch", || patch_at(api, name, sub, &params, patch))
-            .await
+        self.send(&target.fence, "patch", || {
+            patch_at(api, &target.name, sub, &params, patch)
+        })
+        .await
     }
 
     /// Deletes the object at once. The response (the object's last state) is read but
@@ -415,7 +427,7 @@ impl Writer {
     async fn delete(&self, target: &Target) -> Result<(), Failure> {
         let params = delete_params(target.uid());
         let url = JsonObject::url_path(&target.resource, target.namespace.as_deref());
-        self.send("delete", || async {
+        self.send(&target.fence, "delete", || async {
             let mut request = Request::new(&url)
                 .delete(&target.name, &params)
                 .map_err(kube::Error::BuildRequest)?;
@@ -446,20 +458,31 @@ impl Writer {
         let api: Api<JsonObject> = Api::namespaced_with(self.client.clone(), &namespace, &ar);
         let obj = JsonObject::new(&event);
         let _ = self
-            .send("create", || async {
+            .send(&target.fence, "create", || async {
                 api.create(&PostParams::default(), &obj).await.map(|_| None)
             })
             .await;
     }
 
-    /// Runs `call` under the rate limit, retrying throttling and server errors.
-    async fn send<F, Fut>(&self, verb: &str, call: F) -> Result<Option<JsonObject>, Failure>
+    /// Runs `call` under the rate limit, retrying throttling and server errors, while
+    /// `fence` is open: it is checked right before each attempt goes out (after the
+    /// rate limit's and the retries' waits).
+    async fn send<F, Fut>(
+        &self,
+        fence: &WriteFence,
+        verb: &str,
+        call: F,
+    ) -> Result<Option<JsonObject>, Failure>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Option<JsonObject>, kube::Error>>,
     {
         for attempt in 0..MAX_ATTEMPTS {
             self.limiter.until_ready().await;
+            if !fence.is_open(tokio::time::Instant::now()) {
+                self.metrics.fenced_writes.inc();
+                return Err(Failure::Fenced);
+            }
             // A child of the stage's span; disabled (and free) without --tracing-endpoint.
             let span = tracing::info_span!(
                 target: crate::otel::TARGET,
@@ -520,6 +543,8 @@ enum Failure {
     Invalid(String),
     /// Anything else, after retries.
     Other,
+    /// The write's fence closed before it went out.
+    Fenced,
 }
 
 /// What a write refused with `failure` (a conflict or as invalid) means, given a read
@@ -808,5 +833,74 @@ mod tests {
         ];
         assert_eq!(coalesce(&mut effects), 0);
         assert_eq!(effects.len(), 4);
+    }
+}
+
+/// The write fence, checked at the last moment: against a stand-in apiserver that
+/// counts the requests it gets.
+#[cfg(test)]
+mod fence_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+    use crate::lease::Fence;
+
+    /// A writer whose every request is counted in `calls` and answered with a pod.
+    fn writer(calls: Arc<AtomicUsize>, metrics: Arc<Metrics>) -> Writer {
+        let service = tower::service_fn(move |_request: http::Request<Body>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "2"},
+                "status": {"phase": "Running"},
+            });
+            async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(
+                    pod.to_string().into_bytes(),
+                )))
+            }
+        });
+        Writer::new(Client::new(service, "default"), 100.0, 100, metrics)
+    }
+
+    fn target(fence: &Fence) -> Target {
+        Target {
+            resource: ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
+            namespace: Some("ns".into()),
+            name: "p".into(),
+            object: json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}),
+            fence: WriteFence {
+                node: Some(fence.clone()),
+                member: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_should_go_out_only_while_its_fence_is_open() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let metrics = Arc::new(Metrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let writer = writer(calls.clone(), metrics.clone());
+        let effects = [Effect::Patch {
+            subresource: Some("status".into()),
+            ty: PatchType::Merge,
+            body: json!({"status": {"phase": "Running"}}),
+            impersonate: None,
+        }];
+        let fence = Fence::closed();
+        let outcome = writer.execute(&target(&fence), &effects).await;
+        assert!(matches!(outcome, Outcome::Fenced), "{outcome:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing went out");
+        assert_eq!(metrics.fenced_writes.get(), 1);
+
+        fence.open_until(tokio::time::Instant::now() + Duration::from_secs(10));
+        let outcome = writer.execute(&target(&fence), &effects).await;
+        assert!(matches!(outcome, Outcome::Written(Some(_))), "{outcome:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

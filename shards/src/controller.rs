@@ -29,7 +29,7 @@ use crate::{
     host::SharedIps,
     ipam::Pool,
     kubelet_api::KubeletApi,
-    lease::{LeaseWorker, MemberLease},
+    lease::{Fence, LeaseWorker, MemberLease},
     metrics::{KindLabel, Metrics},
     object::JsonObject,
     rule_watch::{self, LiveRules, Publisher},
@@ -103,14 +103,16 @@ pub async fn run(
     let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards).map(|_| mpsc::unbounded_channel()).unzip();
     let mut lease_pressure = None;
+    // With --scale-out, no write goes out past our member Lease's expiry.
+    let member_fence = settings.member_lease.map(|_| Fence::closed());
     let leases = lease_client.map(|lease_client| {
         // Shards and the member lease -> lease worker: unbounded for the reason above;
         // one message per node that appears or goes, one per member-table change.
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
-        let on_ownership = Box::new(move |node: &str, held: bool| {
+        let on_ownership = Box::new(move |node: &str, fence: Option<Fence>| {
             let shard = crate::shard::hash::shard_of(node, ownership_txs.len());
-            let _ = ownership_txs[shard].send((node.to_owned(), held));
+            let _ = ownership_txs[shard].send((node.to_owned(), fence));
         });
         if let Some(member_duration) = settings.member_lease {
             let member = MemberLease::new(
@@ -118,6 +120,7 @@ pub async fn run(
                 settings.id.clone(),
                 member_duration,
                 metrics.clone(),
+                member_fence.clone().expect("made with --scale-out"),
             );
             tokio::spawn(member.run(tx.clone()));
         }
@@ -149,6 +152,7 @@ pub async fn run(
             shared_ips: shared_ips.clone(),
             start,
             pods_listed: pods_listed.clone(),
+            member_fence: member_fence.clone(),
         };
         tokio::spawn(Shard::new(ctx).run(rx, ownership, queries));
         senders.push(tx);

@@ -86,6 +86,9 @@ pub struct Metrics {
     /// With --scale-out: 1 while this kwok's member Lease could not be renewed in time
     /// (it drives no node then), else 0.
     pub member_fenced: Gauge,
+    /// Stage writes held back because another kwok may hold their node's Lease now (or
+    /// our member Lease expired): fenced, not sent.
+    pub fenced_writes: Counter,
 }
 
 impl Metrics {
@@ -124,6 +127,7 @@ impl Metrics {
             nodes_dealt: Gauge::default(),
             handovers: Counter::default(),
             member_fenced: Gauge::default(),
+            fenced_writes: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("kwok");
         r.register(
@@ -211,6 +215,11 @@ impl Metrics {
             "handovers",
             "Node leases let go because the member table gave the node to another kwok",
             m.handovers.clone(),
+        );
+        r.register(
+            "fenced_writes",
+            "Stage writes held back: another kwok may hold their node's Lease, or our member Lease expired",
+            m.fenced_writes.clone(),
         );
         r.register(
             "member_fenced",

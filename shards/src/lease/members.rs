@@ -20,7 +20,7 @@ use kube::{
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{info, warn};
 
-use super::{LeaseMsg, NAMESPACE};
+use super::{Fence, LeaseMsg, NAMESPACE};
 use crate::metrics::Metrics;
 
 /// The label (with value `"true"`) that marks member Leases.
@@ -32,16 +32,26 @@ pub struct MemberLease {
     me: String,
     duration: Duration,
     metrics: std::sync::Arc<Metrics>,
+    /// Open until our member Lease would expire: every write checks it.
+    fence: Fence,
 }
 
 impl MemberLease {
-    /// The member `me`, with a Lease of `duration`.
-    pub fn new(client: Client, me: String, duration: Duration, metrics: std::sync::Arc<Metrics>) -> Self {
+    /// The member `me`, with a Lease of `duration`; `fence` is opened up to the expiry
+    /// of each renewal that lands.
+    pub fn new(
+        client: Client,
+        me: String,
+        duration: Duration,
+        metrics: std::sync::Arc<Metrics>,
+        fence: Fence,
+    ) -> Self {
         Self {
             client,
             me,
             duration,
             metrics,
+            fence,
         }
     }
 
@@ -68,7 +78,12 @@ impl MemberLease {
             }
             let sent = Instant::now();
             match self.renew(&api, &name).await {
-                Ok(()) => renewed = Some(sent),
+                Ok(()) => {
+                    renewed = Some(sent);
+                    // The others count our expiry from the renewTime written, no
+                    // earlier than `sent`.
+                    self.fence.open_until(sent + self.duration);
+                }
                 Err(e) => warn!(lease = %name, error = %e, "failed to renew the member lease"),
             }
             match api

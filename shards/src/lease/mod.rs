@@ -40,6 +40,7 @@
 //! apply to the stored object (a profile at 10,000 nodes put a tenth of its CPU there).
 
 mod decide;
+mod fence;
 mod members;
 mod plan;
 mod pressure;
@@ -48,6 +49,7 @@ mod requests;
 mod state;
 mod worker;
 
+pub use fence::{Fence, WriteFence};
 pub use members::MemberLease;
 pub use pressure::{Pressure, PressureGauge};
 pub use worker::LeaseWorker;
@@ -78,5 +80,6 @@ pub enum LeaseMsg {
     Members(Vec<String>),
 }
 
-/// Called with (node, whether we hold its lease now) whenever that changes.
-pub type OnOwnership = Box<dyn Fn(&str, bool) + Send + Sync>;
+/// Called with (node, the write fence of its Lease while we hold it, `None` when we
+/// do not) whenever that changes.
+pub type OnOwnership = Box<dyn Fn(&str, Option<Fence>) + Send + Sync>;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{
     LeaseMsg,
     decide::{self, Ended},
+    fence::Fence,
     plan::Plan,
     pressure::Pressure,
     queue::Queue,
@@ -45,6 +46,9 @@ pub(super) struct Held {
     /// resourceVersion is the precondition of the next renewal, so a lease written by
     /// anyone else since is read again rather than overwritten.
     pub(super) lease: Option<Box<Lease>>,
+    /// Open while `renewed` is recent enough that nobody else may have taken the
+    /// Lease over (see [`Leases::hold_window`]); the shards' writes for the node check it.
+    fence: Fence,
 }
 
 /// Where a held lease is between renewals.
@@ -69,8 +73,9 @@ pub(super) enum Command {
         fresh: bool,
         lease: Option<Box<Lease>>,
     },
-    /// Whether we hold node `name`'s lease changed.
-    Ownership { name: String, held: bool },
+    /// Whether we hold node `name`'s lease changed: `Some` with the Lease's write
+    /// fence when we took it, `None` when we lost or let go of it.
+    Ownership { name: String, fence: Option<Fence> },
 }
 
 /// A finished request, back from its task.
@@ -205,11 +210,13 @@ impl Leases {
                     due: now,
                     renewed: None,
                     lease: None,
+                    fence: Fence::closed(),
                 };
                 self.held.insert(name, held);
             }
             LeaseMsg::Release { name } => {
                 if let Some(h) = self.held.remove(&name) {
+                    h.fence.close();
                     self.wheel.remove(h.timer);
                     self.owned -= usize::from(h.renewed.is_some());
                     if let Some(plan) = &mut self.plan {
@@ -247,9 +254,10 @@ impl Leases {
             // The Lease as last written stays: if the table gives the node back before
             // anyone takes it over, one conditional PUT renews it.
             h.renewed = None;
+            h.fence.close();
             self.owned -= 1;
             self.metrics.handovers.inc();
-            out.push(Command::Ownership { name, held: false });
+            out.push(Command::Ownership { name, fence: None });
         }
         // Now, not at their timers: a node dealt to us waits for nobody but its old
         // holder (see `decide::on_read`'s handover).
@@ -356,6 +364,12 @@ impl Leases {
         // Dealt to another member while the request was out: written or not, let go.
         let mine = self.plan.as_ref().is_none_or(|plan| plan.mine(&name));
         h.renewed = next.renewed.filter(|_| mine);
+        match h.renewed {
+            Some(renewed) => h
+                .fence
+                .open_until(renewed + hold_window(self.duration, self.plan.is_some())),
+            None => h.fence.close(),
+        }
         // The lease to write next: as written, or given back by a failed renewal (it
         // was taken when the request was sent); none after a loss, so it is read again.
         h.lease = lease;
@@ -366,8 +380,20 @@ impl Leases {
         h.timer = self.wheel.insert(name.clone(), self.clock.deadline_tick(h.due));
         if was != is {
             self.owned = self.owned + usize::from(is) - usize::from(was);
-            out.push(Command::Ownership { name, held: is });
+            let fence = is.then(|| h.fence.clone());
+            out.push(Command::Ownership { name, fence });
         }
+    }
+}
+
+/// How long after a successful renewal of a Lease of `duration` we may still write for
+/// its node: until another kwok may take the Lease over. Without `--scale-out` that is
+/// its expiry; with it, a member the table dealt the node to takes it over once it has
+/// gone un-renewed for [`kwok_members::handover::held_for`] a renewal interval.
+fn hold_window(duration: Duration, scale_out: bool) -> Duration {
+    match scale_out {
+        true => kwok_members::handover::held_for(duration / 4),
+        false => duration,
     }
 }
 
@@ -429,7 +455,7 @@ mod tests {
         for command in out.drain(..) {
             match command {
                 Command::Send { name, .. } => sends.push(name),
-                Command::Ownership { name, held } => owners.push((name, held)),
+                Command::Ownership { name, fence } => owners.push((name, fence.is_some())),
             }
         }
         (sends, owners)
@@ -460,6 +486,10 @@ mod tests {
             "the freed slot goes to b; a is ours"
         );
         assert_eq!(leases.owned, 1);
+        // a's writes may go out until the Lease would expire, counted from the send.
+        let fence = &leases.held["a"].fence;
+        assert!(fence.is_open(t0 + DURATION - Duration::from_millis(1)));
+        assert!(!fence.is_open(t0 + DURATION), "expired: another may hold it");
         // Nothing is due before the renewal interval (10 s less up to 4 %).
         leases.fire_due(t0 + Duration::from_millis(9_500), &mut out);
         assert!(out.is_empty());
@@ -622,6 +652,12 @@ mod tests {
         out.clear();
         assert_eq!(leases.owned, ours.len());
         assert_eq!(metrics.nodes_dealt.get(), ours.len() as i64);
+        // With scale-out a node's writes stop where a member dealt it may take it
+        // over: one renewal interval and a half after the renewal was sent.
+        let fence = leases.held[&ours[0]].fence.clone();
+        let handover = kwok_members::handover::held_for(DURATION / 4);
+        assert!(fence.is_open(t1 + handover - Duration::from_millis(1)));
+        assert!(!fence.is_open(t1 + handover));
 
         // We stop being a member (fenced): everything is let go at the next deal, which
         // waits for REDEAL_EVERY after the last.
@@ -634,6 +670,7 @@ mod tests {
         assert!(sends.is_empty());
         assert_eq!(lost.len(), ours.len());
         assert!(lost.iter().all(|(_, held)| !held));
+        assert!(!fence.is_open(t2), "a node let go is fenced at once");
         assert_eq!(leases.owned, 0);
         assert_eq!(metrics.handovers.get(), ours.len() as u64);
         // Their timers fire: no renewal of a node dealt away.

@@ -119,7 +119,7 @@ impl LeaseWorker {
                             });
                         });
                     }
-                    Command::Ownership { name, held } => (self.on_ownership)(&name, held),
+                    Command::Ownership { name, fence } => (self.on_ownership)(&name, fence),
                 }
             }
             metrics.leases_held.set(leases.owned as i64);

@@ -43,7 +43,7 @@ use super::{
 use crate::{
     batcher::{self, Outcome, Target},
     host::{Ips, RuntimeHost, SharedIps},
-    lease::{LeaseMsg, Pressure},
+    lease::{Fence, LeaseMsg, Pressure, WriteFence},
     metrics::{Metrics, ShardLabel, StageLabel},
     object::JsonObject,
     settings::Settings,
@@ -71,6 +71,10 @@ const WRITES_WHILE_LEASES_AT_RISK: usize = 2;
 /// the node Ready first, so that it does not take the pod's readiness away again.
 const RESTORE_READY_DELAY: Duration = Duration::from_secs(1);
 
+/// How soon a write held back by its fence ([`WriteFence`]) is tried again: a late
+/// renewal that lands reopens the fence without telling the shards.
+const FENCED_RETRY: Duration = Duration::from_secs(1);
+
 /// What the core is fed.
 #[derive(Debug)]
 pub enum Event {
@@ -83,12 +87,12 @@ pub enum Event {
         /// How it went.
         outcome: Outcome,
     },
-    /// We took (`held`) or lost node `node`'s Lease.
+    /// We took or lost node `node`'s Lease.
     Lease {
         /// Node name.
         node: String,
-        /// Whether we hold it now.
-        held: bool,
+        /// The Lease's write fence while we hold it; `None`: we do not.
+        fence: Option<Fence>,
     },
     /// The wheel's next deadline has passed (see [`Core::next_deadline`]).
     TimersDue,
@@ -144,6 +148,8 @@ pub struct Config {
     pub metrics: Arc<Metrics>,
     /// Whether node leases are on (then only nodes whose Lease we hold are driven).
     pub leases: bool,
+    /// With `--scale-out`: our member Lease's write fence.
+    pub member_fence: Option<Fence>,
     /// The `--cidr` pool and the pod IP holders shared by all shards.
     pub shared_ips: Arc<Mutex<SharedIps>>,
     /// When the controller started.
@@ -157,15 +163,16 @@ pub struct Core {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     leases: bool,
+    member_fence: Option<Fence>,
     start: Timestamp,
     entries: HashMap<ObjKey, Entry>,
     /// Compression of the entries' objects, per kind.
     packers: Packers,
     /// Managed nodes of this shard → pods bound to them.
     nodes: HashMap<String, HashSet<ObjKey>>,
-    /// Managed nodes whose Lease we hold (only consulted when leases are on): a node
-    /// whose lease another controller holds is left alone.
-    held: HashSet<String>,
+    /// Managed nodes whose Lease we hold, with the Lease's write fence (only consulted
+    /// when leases are on): a node whose lease another controller holds is left alone.
+    held: HashMap<String, Fence>,
     /// Pods seen on nodes not (yet) managed, by node name.
     waiting: HashMap<String, HashSet<ObjKey>>,
     /// Managed nodes whose last seen `Ready` condition is `True`.
@@ -222,11 +229,12 @@ impl Core {
             settings: config.settings,
             metrics: config.metrics,
             leases: config.leases,
+            member_fence: config.member_fence,
             start: config.start,
             entries: HashMap::new(),
             packers: Packers::default(),
             nodes: HashMap::new(),
-            held: HashSet::new(),
+            held: HashMap::new(),
             waiting: HashMap::new(),
             ready_nodes: HashSet::new(),
             pods_listed: (false, false),
@@ -247,7 +255,7 @@ impl Core {
         match event {
             Event::Watch(input) => self.handle(input, rng),
             Event::Written { ticket, outcome } => self.written(ticket, outcome, rng),
-            Event::Lease { node, held } => self.lease_changed(node, held, rng),
+            Event::Lease { node, fence } => self.lease_changed(node, fence, rng),
             Event::TimersDue => self.fire_due(rng),
             Event::AllPodsListed => self.all_pods_listed(rng),
             Event::Pressure(pressure) => {
@@ -476,10 +484,13 @@ impl Core {
     }
 
     /// We took or lost a node's Lease: drive it and its pods, or leave them alone.
-    fn lease_changed(&mut self, node: String, held: bool, rng: &mut SmallRng) {
-        let changed = match held {
-            true => self.held.insert(node.clone()),
-            false => self.held.remove(&node),
+    fn lease_changed(&mut self, node: String, fence: Option<Fence>, rng: &mut SmallRng) {
+        let held = fence.is_some();
+        let changed = match fence {
+            // A new fence for a node held already (released and managed again) is
+            // simply the one to check from now on.
+            Some(fence) => self.held.insert(node.clone(), fence).is_none(),
+            None => self.held.remove(&node).is_some(),
         };
         if !changed {
             return;
@@ -506,7 +517,7 @@ impl Core {
     /// Whether this controller drives node `name` now: managed, and its Lease ours
     /// when leases are on.
     fn drives_node(&self, name: &str) -> bool {
-        self.nodes.contains_key(name) && (!self.leases || self.held.contains(name))
+        self.nodes.contains_key(name) && (!self.leases || self.held.contains_key(name))
     }
 
     fn pod_applied(&mut self, key: &ObjKey, obj: &Value) {
@@ -705,6 +716,16 @@ impl Core {
             self.gauges.queue.inc();
             return;
         }
+        let fence = self.write_fence(&key);
+        let entry = self.entries.get_mut(&key).expect("present");
+        if !fence.is_open(self.now.mono) {
+            // Our Lease may have been taken over (renewals late, or we were stopped):
+            // nothing goes out until a renewal lands, or the lease worker says it is lost.
+            self.metrics.fenced_writes.inc();
+            entry.drop_parsed();
+            entry.state = State::Idle;
+            return self.evaluate_after(&key, FENCED_RETRY, None, rng);
+        }
         let kinds = self.kinds.clone();
         let stage = match due {
             Due::Stage(index) => Some(&kinds[key.kind].lifecycle.stages()[index]),
@@ -765,6 +786,7 @@ impl Core {
             name: ticket.key.name.clone(),
             // A write may wait long on a busy apiserver: it holds only what it reads.
             object: cache::metadata_only(obj),
+            fence,
         };
         self.out.push(Command::Write(Box::new(Write {
             ticket,
@@ -772,6 +794,19 @@ impl Core {
             target,
             effects,
         })));
+    }
+
+    /// The fences a write for `key` passes: its node's Lease and our member Lease.
+    fn write_fence(&self, key: &ObjKey) -> WriteFence {
+        let node = match self.role(key) {
+            Role::Node => Some(key.name.as_str()),
+            Role::Pod => self.entries.get(key).and_then(Entry::node),
+            Role::Other => None,
+        };
+        WriteFence {
+            node: node.and_then(|n| self.held.get(n)).cloned(),
+            member: self.member_fence.clone(),
+        }
     }
 
     /// `key`'s stage failed to render, so none of it is sent (the rule is on
@@ -852,6 +887,12 @@ impl Core {
                 // Logged and counted by the writer; tried again so a refused write is
                 // not lost.
                 self.retry_later(&key, rng);
+                return;
+            }
+            Outcome::Fenced => {
+                // Not a failure of the write: tried again soon, when a renewal may
+                // have opened the fence (or the lease worker says the node is lost).
+                self.evaluate_after(&key, FENCED_RETRY, None, rng);
                 return;
             }
             Outcome::Written(object) => (object, dirty),
@@ -940,7 +981,13 @@ impl Core {
         self.entries.get(key).map(|e| e.rv.clone())
     }
 
-    /// Failed renders counted for `stage` (tests).
+    /// Writes held back by their fence so far (tests).
+    #[cfg(test)]
+    pub fn fenced_writes(&self) -> u64 {
+        self.metrics.fenced_writes.get()
+    }
+
+    /// Failures to render `stage` counted so far (tests).
     #[cfg(test)]
     pub fn render_failures(&self, stage: &str) -> u64 {
         let label = StageLabel {

@@ -48,7 +48,7 @@ use core::{Command, Core, Event, Ticket, Write};
 use crate::{
     batcher::{Outcome, Writer},
     host::SharedIps,
-    lease::{LeaseMsg, Pressure, PressureGauge},
+    lease::{Fence, LeaseMsg, Pressure, PressureGauge},
     metrics::Metrics,
     object::JsonObject,
     settings::Settings,
@@ -160,6 +160,8 @@ pub struct ShardContext {
     /// scheduled before every shard has: a pod without an IP rendered before the list
     /// is done could get an address that a pod listed later holds.
     pub pods_listed: Arc<watch::Sender<usize>>,
+    /// With `--scale-out`: our member Lease's write fence.
+    pub member_fence: Option<Fence>,
 }
 
 /// A running shard: the async side around its [`Core`].
@@ -193,6 +195,7 @@ impl Shard {
             settings: ctx.settings.clone(),
             metrics: ctx.metrics,
             leases: ctx.leases.is_some(),
+            member_fence: ctx.member_fence,
             shared_ips: ctx.shared_ips,
             start: ctx.start,
         };
@@ -216,7 +219,7 @@ impl Shard {
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<Batch>,
-        mut ownership: mpsc::UnboundedReceiver<(String, bool)>,
+        mut ownership: mpsc::UnboundedReceiver<(String, Option<Fence>)>,
         mut queries: mpsc::Receiver<query::Query>,
     ) {
         let mut alarm = Alarm::new();
@@ -226,7 +229,7 @@ impl Shard {
             let event = tokio::select! {
                 biased;
                 Some((ticket, outcome)) = self.done_rx.recv() => Event::Written { ticket, outcome },
-                Some((node, held)) = ownership.recv() => Event::Lease { node, held },
+                Some((node, fence)) = ownership.recv() => Event::Lease { node, fence },
                 () = alarm.fired(), if alarm.is_armed() => Event::TimersDue,
                 changed = self.pods_listed_rx.changed(), if !self.core.pods_listed().1 => {
                     let count = changed.is_ok().then(|| *self.pods_listed_rx.borrow_and_update());

@@ -17,8 +17,8 @@ use super::{
     core::{Command, Config, Core, Event, Ticket},
 };
 use crate::{
-    batcher::Outcome, flags::Flags, host::SharedIps, ipam::Pool, metrics::Metrics, object::JsonObject,
-    settings::Settings,
+    batcher::Outcome, flags::Flags, host::SharedIps, ipam::Pool, lease::Fence, metrics::Metrics,
+    object::JsonObject, settings::Settings,
 };
 
 /// A node stage due at once and a pod stage due a second after the pod is seen, so a
@@ -98,8 +98,9 @@ const POD: usize = 1;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// A core over the stages above with `writes` write slots, its clock at `t0`, pod IPs
-/// from `cidr`.
-fn core(writes: u32, t0: Now, cidr: &str) -> Core {
+/// from `cidr`; with `fences`, node leases are on (nodes driven only while held) and
+/// `Some` member fence is our member Lease's.
+fn core(writes: u32, t0: Now, cidr: &str, fences: Option<Option<Fence>>) -> Core {
     let flags = Flags::try_parse_from([
         "kwok",
         "--manage-all-nodes",
@@ -133,7 +134,8 @@ fn core(writes: u32, t0: Now, cidr: &str) -> Core {
         kinds: Arc::new(kinds),
         settings: Arc::new(settings),
         metrics: Arc::new(metrics),
-        leases: false,
+        leases: fences.is_some(),
+        member_fence: fences.flatten(),
         shared_ips: SharedIps::new(Pool::new(crate::ipam::Cidr::parse(cidr).unwrap())),
         start: t0.wall,
     };
@@ -160,9 +162,15 @@ impl Harness {
 
     /// As [`Harness::new`], pod IPs from `cidr`.
     fn with_pool(writes: u32, cidr: &str) -> Self {
+        Self::with_fences(writes, cidr, None)
+    }
+
+    /// As [`Harness::with_pool`], with node leases on when `fences` is `Some` (see
+    /// [`core`]); the node's Lease is not held yet.
+    fn with_fences(writes: u32, cidr: &str, fences: Option<Option<Fence>>) -> Self {
         let now = Now::read();
         let mut h = Self {
-            core: core(writes, now, cidr),
+            core: core(writes, now, cidr, fences),
             now,
             rng: SmallRng::seed_from_u64(7),
             out: Vec::new(),
@@ -626,6 +634,7 @@ proptest! {
                         0 => Outcome::Written(obj),
                         1 => Outcome::Conflict(obj),
                         2 => Outcome::Gone,
+                        3 => Outcome::Fenced,
                         _ => Outcome::Failed,
                     };
                     h.land(i, outcome);
@@ -641,4 +650,76 @@ proptest! {
         }
         prop_assert_eq!(h.core.writes_out(), 0);
     }
+}
+
+/// Issue 25: a write goes out only while its node's Lease fence is open; while it is
+/// closed (renewals late, kwok stopped past them) the stage waits and is tried again
+/// each second, and goes out once a renewal reopens the fence.
+#[test]
+fn a_stage_should_wait_while_its_node_lease_fence_is_closed() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    h.apply(POD, pod("p", 0, "10", None, false));
+    h.advance(SECOND);
+    assert!(h.out.is_empty(), "the node's Lease is not ours yet");
+    h.step(Event::Lease {
+        node: "n".into(),
+        fence: Some(fence.clone()),
+    });
+    h.advance(SECOND);
+    assert!(h.out.is_empty(), "held, but its fence is not open yet");
+    assert_eq!(h.core.fenced_writes(), 1);
+    fence.open_until(h.now.mono + 10 * SECOND);
+    h.advance(SECOND);
+    assert_eq!(h.last, [READY], "a renewal opened the fence");
+    h.land(
+        0,
+        Outcome::Written(response(pod("p", 0, "11", Some("Running"), false))),
+    );
+    // Renewals fall behind: 10 s after the last one a new owner may take the node.
+    h.apply(POD, pod("q", 0, "12", None, false));
+    h.advance(10 * SECOND);
+    assert!(h.out.is_empty(), "fenced: {:?}", h.state("q"));
+    assert_eq!(h.core.fenced_writes(), 2);
+    assert!(
+        scheduled(READY)(h.state("q")),
+        "tried again later: {:?}",
+        h.state("q")
+    );
+    h.advance(SECOND);
+    assert!(h.out.is_empty());
+    fence.open_until(h.now.mono + 10 * SECOND);
+    h.advance(SECOND);
+    assert_eq!(h.last, [READY], "the renewal landed: the stage goes out");
+    // A write already out when its fence closes comes back fenced: tried again.
+    fence.close();
+    h.land(0, Outcome::Fenced);
+    assert!(scheduled(READY)(h.state("q")), "{:?}", h.state("q"));
+    // The lease worker says the node is lost: nothing is tried any more.
+    h.step(Event::Lease {
+        node: "n".into(),
+        fence: None,
+    });
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.advance(5 * SECOND);
+    assert!(h.out.is_empty(), "not ours: {:?}", h.state("q"));
+}
+
+/// Issue 25: with `--scale-out`, nothing goes out once our member Lease's fence has
+/// closed, even for a node whose own Lease fence is open.
+#[test]
+fn no_stage_should_go_out_past_the_member_lease_fence() {
+    let (node, member) = (Fence::closed(), Fence::closed());
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(Some(member.clone())));
+    node.open_until(h.now.mono + 60 * SECOND);
+    h.step(Event::Lease {
+        node: "n".into(),
+        fence: Some(node.clone()),
+    });
+    h.apply(POD, pod("p", 0, "10", None, false));
+    h.advance(SECOND);
+    assert!(h.out.is_empty(), "member Lease not renewed yet");
+    member.open_until(h.now.mono + 10 * SECOND);
+    h.advance(SECOND);
+    assert_eq!(h.last, [READY]);
 }

@@ -132,3 +132,79 @@ fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_ne
     assert_eq!(ips.len(), NODES, "a pod IP given twice: {out}");
     drop(d);
 }
+
+/// A kwok stopped (SIGSTOP) past its member Lease and its nodes' handover resumes with
+/// stage writes overdue for nodes the other kwok has taken over meanwhile: its write
+/// fences stop every one of them, and it writes again only for nodes it holds again.
+#[test]
+fn a_kwok_resumed_after_a_stop_should_not_write_for_nodes_taken_over_meanwhile() {
+    let cluster = bare_cluster("sostop");
+    let a = start(&cluster, "kwok-a");
+    let _b = start(&cluster, "kwok-b");
+    const STOP_NODES: usize = 20;
+    for i in 0..STOP_NODES {
+        cluster.apply(&node_with_cidr("so-", i));
+    }
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(90), |o| {
+        o.lines()
+            .filter(|l| l.starts_with("so-") && l.ends_with("=True"))
+            .count()
+            == STOP_NODES
+    });
+    until_held(
+        &cluster,
+        &[("kwok-a", 10), ("kwok-b", 10)],
+        Duration::from_secs(90),
+    );
+    // Pods on a's nodes whose stage is due 20 s from now: a has a timer for each
+    // when it stops, overdue when it resumes.
+    let a_nodes: Vec<String> = cluster
+        .leases("so-")
+        .into_iter()
+        .filter(|(_, holder)| holder == "kwok-a")
+        .map(|(node, _)| node)
+        .collect();
+    for (i, node) in a_nodes.iter().enumerate() {
+        cluster.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stop-{i}\n  namespace: default\n  annotations: {{pod-ready.stage.kwok.x-k8s.io/delay: 20s}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: fake}}]\n"
+        ));
+    }
+    cluster.eventually(&["get", "pods", "-o", "name"], Duration::from_secs(30), |o| {
+        o.lines().count() == a_nodes.len()
+    });
+    sleep(Duration::from_secs(2));
+    let patches = a.metric_where("kwok_apiserver_requests_total", "verb=\"patch\"");
+    a.signal("STOP");
+    let stopped = Instant::now();
+    // b deals a's nodes to itself once a's member Lease (10 s) expires, and takes each
+    // over 15 s after a's last renewal of it.
+    let took = until_held(&cluster, &[("kwok-b", STOP_NODES)], Duration::from_secs(45));
+    println!("a stopped kwok's nodes held by the other after {took:?}");
+    sleep(Duration::from_secs(25).saturating_sub(stopped.elapsed()));
+    a.signal("CONT");
+    // a's timers are overdue; none of its writes may go out until it holds a node
+    // again, which takes a deal and a 15 s handover.
+    sleep(Duration::from_secs(6));
+    assert_eq!(
+        a.metric_where("kwok_apiserver_requests_total", "verb=\"patch\""),
+        patches,
+        "a wrote after it resumed, for nodes it no longer holds"
+    );
+    // Two things stop them, whichever comes first: the write fences (counted), and a
+    // finding itself out of the member table, which lets go of every node at once.
+    println!(
+        "writes a held back by its fences after it resumed: {}",
+        a.metric("kwok_fenced_writes_total")
+    );
+    // Then they share the nodes again, and every pod runs.
+    until_held(
+        &cluster,
+        &[("kwok-a", 10), ("kwok-b", 10)],
+        Duration::from_secs(60),
+    );
+    cluster.eventually(
+        &["get", "pods", "-o", "jsonpath={.items[*].status.phase}"],
+        Duration::from_secs(60),
+        |o| o.split(' ').filter(|p| *p == "Running").count() == a_nodes.len(),
+    );
+}

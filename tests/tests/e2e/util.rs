@@ -231,6 +231,16 @@ impl Cluster {
     /// Node Lease holder → how many Leases of nodes named `prefix…` it holds (empty
     /// while kubectl fails).
     pub fn lease_holders(&self, prefix: &str) -> BTreeMap<String, usize> {
+        let mut count = BTreeMap::new();
+        for holder in self.leases(prefix).into_values() {
+            *count.entry(holder).or_insert(0) += 1;
+        }
+        count
+    }
+
+    /// Node name → the holder of its Lease, for nodes named `prefix…` (empty while
+    /// kubectl fails).
+    pub fn leases(&self, prefix: &str) -> BTreeMap<String, String> {
         const HOLDERS: &str =
             "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
         let leases = self.kwokctl.run(&[
@@ -244,15 +254,12 @@ impl Cluster {
             "-o",
             HOLDERS,
         ]);
-        let mut count = BTreeMap::new();
-        for line in String::from_utf8_lossy(&leases.stdout).lines() {
-            if let Some((name, holder)) = line.split_once('=')
-                && name.starts_with(prefix)
-            {
-                *count.entry(holder.to_owned()).or_insert(0) += 1;
-            }
-        }
-        count
+        String::from_utf8_lossy(&leases.stdout)
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, holder)| (name.to_owned(), holder.to_owned()))
+            .collect()
     }
 
     /// Applies `yaml`, retrying for a while. Right after start-up the apiserver refuses
@@ -378,11 +385,26 @@ impl KwokProcess {
 
     /// A metric's value summed over its label sets.
     pub fn metric(&self, name: &str) -> f64 {
+        self.metric_where(name, "")
+    }
+
+    /// A metric's value summed over the label sets that contain `label` (such as
+    /// `verb="patch"`).
+    pub fn metric_where(&self, name: &str, label: &str) -> f64 {
         http_get(&self.address, "/metrics")
             .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Sends it `signal` (`STOP`, `CONT`…).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// Its established TCP connections to port `port` (from `/proc`: its socket fds,
