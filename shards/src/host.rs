@@ -106,6 +106,12 @@ impl Ips {
         }
     }
 
+    /// Whether node `name` has its own pool (a podCIDR): then its pods' IPs matter only
+    /// to whoever drives it, and can be adopted when that starts.
+    pub fn has_node_pool(&self, name: &str) -> bool {
+        self.per_node.contains_key(name)
+    }
+
     /// Forgets a node's pool; its pods' IPs stay known and go back into a pool if the
     /// node comes back.
     pub fn forget_node(&mut self, name: &str) {

@@ -89,6 +89,11 @@ pub struct Metrics {
     /// Stage writes held back because another kwok may hold their node's Lease now (or
     /// our member Lease expired): fenced, not sent.
     pub fenced_writes: Counter,
+    /// Pod watch events for pods on nodes another kwok drives (or none here): cached
+    /// and indexed, not parsed.
+    pub events_not_driven: Counter,
+    /// Their size as received (compact JSON bytes).
+    pub bytes_not_driven: Counter,
 }
 
 impl Metrics {
@@ -128,6 +133,8 @@ impl Metrics {
             handovers: Counter::default(),
             member_fenced: Gauge::default(),
             fenced_writes: Counter::default(),
+            events_not_driven: Counter::default(),
+            bytes_not_driven: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("kwok");
         r.register(
@@ -215,6 +222,16 @@ impl Metrics {
             "handovers",
             "Node leases let go because the member table gave the node to another kwok",
             m.handovers.clone(),
+        );
+        r.register(
+            "watch_events_not_driven",
+            "Pod watch events for pods on nodes another kwok drives (or none here): cached, not parsed",
+            m.events_not_driven.clone(),
+        );
+        r.register(
+            "watch_bytes_not_driven",
+            "Bytes of the pod watch events for pods on nodes another kwok drives (or none here)",
+            m.bytes_not_driven.clone(),
         );
         r.register(
             "fenced_writes",

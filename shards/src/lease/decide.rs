@@ -56,7 +56,7 @@ pub fn on_read(spec: Option<&LeaseSpec>, holder: &str, now: Timestamp, handover:
                 return OnRead::TakeOver;
             }
             // Look again when it would count as let go, unless it expires first.
-            let let_go = interval + kwok_members::handover::margin(interval);
+            let let_go = kwok_members::handover::held_for(interval);
             OnRead::LeaveFor(left.min(let_go.saturating_sub(since)))
         }
         // No holder, no renewTime, or expired.

@@ -423,6 +423,24 @@ impl Core {
             entry.state = State::Idle;
         }
         entry.set(&obj, kind, &mut self.packers);
+        // A pod on a node another kwok drives (or no kwok here): cached and indexed under
+        // its node for the day we take the node over (its IP is adopted then), but not
+        // parsed. With N replicas sharing the nodes that is (N-1)/N of the pod events.
+        // Not when the node has no podCIDR: IPs from the shared `--cidr` pool are
+        // adopted whoever drives the node, so that none is handed out twice.
+        if self.leases
+            && self.role(&key) == Role::Pod
+            && let Some(node) = obj.node_name.as_deref()
+            && !self.drives_node(node)
+            && self.ips.has_node_pool(node)
+        {
+            self.metrics.events_not_driven.inc();
+            self.metrics.bytes_not_driven.inc_by(obj.text.len() as u64);
+            self.index_pod(&key, node);
+            self.gauges.objects.set(self.entries.len() as i64);
+            // Cancels a timer left from when we drove the node; parses nothing.
+            return self.evaluate(&key, None, rng);
+        }
         let obj = obj.to_value();
         match self.role(&key) {
             Role::Node => self.node_applied(&key, &obj, rng),
@@ -496,6 +514,11 @@ impl Core {
             return;
         }
         tracing::info!(node = %node, held, "node lease changed hands");
+        if held {
+            // Its pods were cached unparsed while another kwok drove it: their IPs are
+            // taken before any of them is given one.
+            self.adopt_ips(&node);
+        }
         let key = ObjKey {
             kind: self.node_kind(),
             namespace: String::new(),
@@ -520,6 +543,36 @@ impl Core {
         self.nodes.contains_key(name) && (!self.leases || self.held.contains_key(name))
     }
 
+    /// Adopts the IPs of the cached pods of node `node`.
+    fn adopt_ips(&mut self, node: &str) {
+        let Some(pods) = self.nodes.get(node) else { return };
+        for key in pods {
+            let Some(entry) = self.entries.get(key) else {
+                continue;
+            };
+            let obj = entry.object(key.kind, &mut self.packers);
+            let host_network = obj
+                .pointer("/spec/hostNetwork")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
+                self.ips.adopt_pod(node, entry.uid(), ip);
+            }
+        }
+    }
+
+    /// Files pod `key` under node `node`: managed, or waiting until it is.
+    fn index_pod(&mut self, key: &ObjKey, node: &str) {
+        match self.nodes.get_mut(node) {
+            Some(pods) => pods.insert(key.clone()),
+            None => self
+                .waiting
+                .entry(node.to_owned())
+                .or_default()
+                .insert(key.clone()),
+        };
+    }
+
     fn pod_applied(&mut self, key: &ObjKey, obj: &Value) {
         let Some(node) = obj
             .pointer("/spec/nodeName")
@@ -536,10 +589,7 @@ impl Core {
         if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
             self.ips.adopt_pod(&node, uid, ip);
         }
-        match self.nodes.get_mut(&node) {
-            Some(pods) => pods.insert(key.clone()),
-            None => self.waiting.entry(node).or_default().insert(key.clone()),
-        };
+        self.index_pod(key, &node);
     }
 
     /// Whether the object behind `key` is driven by this controller now (before
@@ -979,6 +1029,12 @@ impl Core {
     #[cfg(test)]
     pub fn cached_rv(&self, key: &ObjKey) -> Option<String> {
         self.entries.get(key).map(|e| e.rv.clone())
+    }
+
+    /// Pod events cached unparsed so far, their node driven elsewhere (tests).
+    #[cfg(test)]
+    pub fn events_not_driven(&self) -> u64 {
+        self.metrics.events_not_driven.get()
     }
 
     /// Writes held back by their fence so far (tests).

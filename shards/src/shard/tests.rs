@@ -151,6 +151,8 @@ struct Harness {
     out: Vec<(Ticket, Due)>,
     /// Every command's `Due` of the last step, for assertions.
     last: Vec<Due>,
+    /// The effects of the last step's writes, as JSON text.
+    last_effects: Vec<String>,
 }
 
 impl Harness {
@@ -175,6 +177,7 @@ impl Harness {
             rng: SmallRng::seed_from_u64(7),
             out: Vec::new(),
             last: Vec::new(),
+            last_effects: Vec::new(),
         };
         h.step(Event::Watch(Input::Relisted(POD)));
         h.step(Event::AllPodsListed);
@@ -185,8 +188,10 @@ impl Harness {
 
     fn step(&mut self, event: Event) {
         self.last.clear();
+        self.last_effects.clear();
         for command in self.core.step(event, self.now, &mut self.rng) {
             if let Command::Write(write) = command {
+                self.last_effects.push(format!("{:?}", write.effects));
                 let (ticket, due) = (write.ticket, write.due);
                 assert!(
                     self.out.iter().all(|(t, _)| t.key != ticket.key),
@@ -722,4 +727,40 @@ fn no_stage_should_go_out_past_the_member_lease_fence() {
     member.open_until(h.now.mono + 10 * SECOND);
     h.advance(SECOND);
     assert_eq!(h.last, [READY]);
+}
+
+/// Issue 25: pods on a node another kwok drives are cached unparsed (counted), and
+/// when the node's Lease becomes ours their IPs are adopted before any pod of the node
+/// is given one: no IP is handed out twice across a handover.
+#[test]
+fn pods_of_a_node_driven_elsewhere_should_be_cached_unparsed_and_their_ips_adopted_on_takeover() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    let mut n = node("n", "2", true);
+    n["spec"] = json!({"podCIDR": "10.1.0.0/24"});
+    h.apply(NODE, n);
+    // The other kwok gave p the node pool's first address.
+    let mut p = pod("p", 0, "10", Some("Running"), false);
+    p["status"]["podIP"] = json!("10.1.0.1");
+    h.apply(POD, p);
+    h.apply(POD, test_pod("q", "11", "ip"));
+    assert_eq!(h.core.events_not_driven(), 2);
+    h.advance(SECOND);
+    assert!(h.out.is_empty(), "not ours to drive");
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.step(Event::Lease {
+        node: "n".into(),
+        fence: Some(fence.clone()),
+    });
+    h.advance(SECOND);
+    assert_eq!(h.out.len(), 1, "q's stage went out");
+    let effects = h.last_effects.concat();
+    assert!(effects.contains("10.1.0.2"), "q got the next free IP: {effects}");
+    assert!(
+        !effects.contains("10.1.0.1"),
+        "p's IP handed out again: {effects}"
+    );
+    // Driven now: its pods' events are parsed again.
+    h.apply(POD, pod("r", 0, "12", Some("Running"), false));
+    assert_eq!(h.core.events_not_driven(), 2);
 }
