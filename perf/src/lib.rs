@@ -2,6 +2,7 @@
 //! once with this project's `kwok` and once with upstream KWOK v0.8's. See `perf/README.md`.
 
 pub mod apiserver;
+pub mod audit;
 pub mod capacity;
 pub mod cluster;
 pub mod fake_apiserver;

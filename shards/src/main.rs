@@ -87,7 +87,9 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
         profiling: flags.enable_profiling_handler,
     };
     let listener = server::bind(&flags.server_address, options).await?;
-    let config = kwok_shards::config(&flags).await?;
+    let mut config = kwok_shards::config(&flags).await?;
+    // Every client below is made from this config: all of them name this kwok.
+    kwok_shards::client::identify(&mut config, &settings.id)?;
     let client = kwok_shards::client::build(&config, !flags.tracing_endpoint.is_empty())
         .context("failed to make the API client")?;
     let version = client

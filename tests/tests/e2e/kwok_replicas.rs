@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     kwok::READY,
-    util::{Cluster, node_with_cidr},
+    util::{Cluster, audit_policy, node_with_cidr},
 };
 
 const NODES: usize = 20;
@@ -78,7 +78,18 @@ fn two_kwok_replicas_should_share_the_nodes_and_stop_and_start_with_the_cluster(
     // 40 s node Leases (the kubelet's): a Lease dealt away is taken over after 15 s. At
     // the default --heartbeat-factor 5 (200 s Leases) that is 75 s, and a node created
     // while the replicas still meet each other can be held by the wrong one that long.
-    let cluster = Cluster::create("replicas", &["--kwok-replicas", "2", "--heartbeat-factor", "1"]);
+    let policy = audit_policy();
+    let cluster = Cluster::create(
+        "replicas",
+        &[
+            "--kwok-replicas",
+            "2",
+            "--heartbeat-factor",
+            "1",
+            "--kube-audit-policy",
+            &policy,
+        ],
+    );
     let kwokctl = &cluster.kwokctl;
     let name = cluster.name;
     let components = kwokctl.ok(&["--name", name, "get", "components"]);
@@ -132,6 +143,8 @@ fn two_kwok_replicas_should_share_the_nodes_and_stop_and_start_with_the_cluster(
     let took = until_shared(&cluster, Duration::from_secs(90));
     println!("started again in {started:?}, shared 10/10 and Ready {took:?} later");
     assert_ne!(cluster.pid("kwok-controller-1"), b, "a new process");
+    // Each replica's writes carry its --id (User-Agent); none drove a node of the other.
+    cluster.assert_driven_once(&["kwok-replicas", "kwok-replicas-1"]);
     kwokctl.ok(&["delete", "cluster", "--name", name]);
     assert!(kwokctl.processes().is_empty(), "{:?}", kwokctl.processes());
 }

@@ -9,8 +9,8 @@ use std::{
 };
 
 use crate::{
-    kwok::{READY, bare_cluster},
-    util::{Cluster, KwokProcess, node_with_cidr},
+    kwok::READY,
+    util::{Cluster, KwokProcess, audit_policy, node_with_cidr},
 };
 
 const NODES: usize = 30;
@@ -54,7 +54,9 @@ fn start(cluster: &Cluster, id: &str) -> KwokProcess {
 
 #[test]
 fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_new_one() {
-    let cluster = bare_cluster("scaleout");
+    // The audit log tells afterwards who wrote each node and pod (by User-Agent).
+    let cluster = Cluster::create("scaleout", &["--kube-audit-policy", &audit_policy()]);
+    cluster.kill("kwok-controller");
     let a = start(&cluster, "kwok-a");
     let b = start(&cluster, "kwok-b");
     let mut c = start(&cluster, "kwok-c");
@@ -130,6 +132,20 @@ fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_ne
     });
     let ips: HashSet<&str> = out.lines().filter_map(|l| l.split(' ').nth(1)).collect();
     assert_eq!(ips.len(), NODES, "a pod IP given twice: {out}");
+
+    // No node was driven by two kwoks at once, by the apiserver's own account: c's nodes
+    // went to a and b, a third of theirs to d, each after the one before stopped.
+    let report = cluster.assert_driven_once(&["kwok-a", "kwok-b", "kwok-c", "kwok-d"]);
+    assert!(report.lease_takeovers() >= 20, "{}", report.summary(0));
+    assert!(report.nodes.len() >= NODES, "{}", report.summary(0));
+    let on_pods: usize = report
+        .nodes
+        .values()
+        .flat_map(|n| n.writers.values())
+        .map(|w| w.pods)
+        .sum();
+    assert!(on_pods >= NODES, "pod writes attributed to nodes: {on_pods}");
+    assert_eq!(report.unplaced_pod_writes, 0, "{}", report.summary(0));
     drop(d);
 }
 

@@ -331,6 +331,39 @@ impl Cluster {
     }
 }
 
+/// `--kube-audit-policy` for a cluster whose audit log [`Cluster::drivers`] reads:
+/// the double-drive check's own policy (`perf/audit-policy.yaml`).
+pub fn audit_policy() -> String {
+    repo_root().join("perf/audit-policy.yaml").display().to_string()
+}
+
+impl Cluster {
+    /// Which kwok drove which node, from the cluster's audit log (the cluster made with
+    /// [`audit_policy`], its kwoks with 40 s node Leases); asserts that no node was
+    /// driven by two kwoks at once and that each of `ids` drove some node, so that the
+    /// check cannot pass on a log that names no kwok. Returns the report.
+    pub fn assert_driven_once(&self, ids: &[&str]) -> kwok_perf::audit::Report {
+        let path = self.dir().join("logs/audit.log");
+        let log = fs::File::open(&path).expect("the audit log");
+        let report = kwok_perf::audit::check(std::io::BufReader::new(log), Duration::from_secs(40))
+            .expect("a readable audit log");
+        let summary = report.summary(20);
+        println!("{summary}");
+        assert!(
+            report.findings.is_empty(),
+            "nodes driven twice at once:\n{summary}"
+        );
+        let driven = report.nodes_driven_by();
+        for id in ids {
+            assert!(
+                driven.get(id).is_some_and(|n| *n > 0),
+                "no writes by {id} in the audit log:\n{summary}"
+            );
+        }
+        report
+    }
+}
+
 /// A fake node `<prefix><i>` with podCIDR `10.<i>.0.0/24`, so its pods' IPs come from
 /// the node, whichever kwok drives it.
 pub fn node_with_cidr(prefix: &str, i: usize) -> String {
