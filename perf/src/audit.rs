@@ -171,7 +171,8 @@ pub enum Finding {
         a_again: Timestamp,
     },
     /// `a`'s write of the node (or its pods), received at `a_at`, came after `b` had
-    /// taken the node's Lease (written at `taken_at`) and before `a` took it back.
+    /// taken the node's Lease over (its first Lease write since another's, at
+    /// `taken_at`) and before `a` took it back.
     AfterTakeover {
         node: String,
         a: String,
@@ -528,23 +529,27 @@ fn interleaved(node: &str, drives: &[Drive], lease: Duration) -> Vec<Finding> {
 /// Writes by a kwok received after another kwok's Lease write had taken effect (the
 /// latest Lease write before it was not its own). Only the writes plainly after one:
 /// a write received before a take-over was answered may have been applied before it.
+/// `taken_at` is the first of the holder's run of Lease writes (its take-over), not the
+/// renewal just before.
 fn after_takeover(node: &str, drives: &[Drive], leases: &[LeaseWrite]) -> Vec<Finding> {
+    let mut taken = Vec::with_capacity(leases.len());
+    for (i, write) in leases.iter().enumerate() {
+        let same = i > 0 && leases[i - 1].who == write.who;
+        taken.push(if same { taken[i - 1] } else { write.at });
+    }
     let mut found = Vec::new();
     for drive in drives {
-        let latest = leases.partition_point(|l| l.at < drive.at);
-        let Some(LeaseWrite {
-            at,
-            who: Some(holder),
-        }) = latest.checked_sub(1).map(|i| &leases[i])
-        else {
+        let Some(latest) = leases.partition_point(|l| l.at < drive.at).checked_sub(1) else {
             continue;
         };
-        if *holder != drive.who {
+        if let Some(holder) = &leases[latest].who
+            && *holder != drive.who
+        {
             found.push(Finding::AfterTakeover {
                 node: node.to_owned(),
                 a: drive.who.clone(),
                 b: holder.clone(),
-                taken_at: *at,
+                taken_at: taken[latest],
                 a_at: drive.at,
             });
         }

@@ -106,6 +106,7 @@ fn a_write_after_another_kwok_took_the_lease_should_be_flagged() {
         status("a", "n1", 1.0),
         lease("b", "n1", 60.0),
         status("b", "n1", 61.0),
+        lease("b", "n1", 62.0),
         // a's write comes more than a lease period after its last one, yet b holds it.
         status("a", "n1", 65.0),
     ];
