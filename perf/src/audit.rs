@@ -499,8 +499,11 @@ fn writers(drives: &[Drive], leases: &[LeaseWrite]) -> NodeReport {
 }
 
 /// Writes by one kwok around another's, less than `lease` apart: A, B, A within one
-/// lease period. (A kwok may drive a node again later, after the other's Lease lapsed
-/// or was handed back; that takes longer than a lease period since its own last write.)
+/// lease period. A kwok may drive a node again later, after the other's Lease lapsed
+/// (a lease period) or was dealt back to it; with `--scale-out` a deal back takes two
+/// handovers (15 s each at 40 s Leases), so two member-table changes within ~10 s of
+/// each other could show a proper A, B, A about 30 s apart here: read such a finding
+/// with the Lease writes ([`Finding::AfterTakeover`] is the exact one).
 fn interleaved(node: &str, drives: &[Drive], lease: Duration) -> Vec<Finding> {
     let mut last: HashMap<&str, usize> = HashMap::new();
     let mut found = Vec::new();
