@@ -56,6 +56,19 @@ fn audited_bare_cluster(name: &'static str) -> Cluster {
     cluster
 }
 
+/// Adds nodes `so-0` … `so-{count-1}`, each with a podCIDR, and waits until all are Ready.
+fn add_ready_nodes(cluster: &Cluster, count: usize) {
+    for i in 0..count {
+        cluster.apply(&node_with_cidr("so-", i));
+    }
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(90), |o| {
+        o.lines()
+            .filter(|l| l.starts_with("so-") && l.ends_with("=True"))
+            .count()
+            == count
+    });
+}
+
 fn start(cluster: &Cluster, id: &str) -> KwokProcess {
     KwokProcess::start(cluster, &[&format!("--id={id}"), "--scale-out"])
 }
@@ -66,15 +79,7 @@ fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_ne
     let a = start(&cluster, "kwok-a");
     let b = start(&cluster, "kwok-b");
     let mut c = start(&cluster, "kwok-c");
-    for i in 0..NODES {
-        cluster.apply(&node_with_cidr("so-", i));
-    }
-    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(90), |o| {
-        o.lines()
-            .filter(|l| l.starts_with("so-") && l.ends_with("=True"))
-            .count()
-            == NODES
-    });
+    add_ready_nodes(&cluster, NODES);
     // Three members, 30 nodes: 10 each (the share is the even one plus 2 %, rounded
     // down, never below the even share rounded up).
     until_held(
@@ -164,15 +169,7 @@ fn a_kwok_resumed_after_a_stop_should_not_write_for_nodes_taken_over_meanwhile()
     let a = start(&cluster, "kwok-a");
     let _b = start(&cluster, "kwok-b");
     const STOP_NODES: usize = 20;
-    for i in 0..STOP_NODES {
-        cluster.apply(&node_with_cidr("so-", i));
-    }
-    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(90), |o| {
-        o.lines()
-            .filter(|l| l.starts_with("so-") && l.ends_with("=True"))
-            .count()
-            == STOP_NODES
-    });
+    add_ready_nodes(&cluster, STOP_NODES);
     until_held(
         &cluster,
         &[("kwok-a", 10), ("kwok-b", 10)],
