@@ -47,4 +47,4 @@
 pub mod handover;
 mod table;
 
-pub use table::{SLACK_PERCENT, Table};
+pub use table::{SLACK_PERCENT, Table, owner_of};

@@ -166,6 +166,19 @@ fn share(nodes: u64, members: u64) -> u32 {
     u32::try_from(even.max(slack)).expect("fewer than 2^32 nodes")
 }
 
+/// The member that drives an object that is not bound to a node (a Stage's other
+/// kinds: claims, volumes…), named `key`: plain rendezvous hashing over `members`, so
+/// every replica that sees the same members picks the same one, and a member coming or
+/// going moves only the objects it wins or held. Unbounded: such objects are few beside
+/// nodes and pods, and need no Lease.
+pub fn owner_of<'a>(members: &'a [String], key: &str) -> Option<&'a str> {
+    let hashed = xxh3_64(key.as_bytes());
+    members
+        .iter()
+        .max_by_key(|m| (score(hashed, xxh3_64(m.as_bytes())), m.as_str()))
+        .map(String::as_str)
+}
+
 /// How much the member with `seed` wants the node whose name hashed to `node`.
 fn score(node: u64, seed: u64) -> u64 {
     xxh3_64_with_seed(&node.to_le_bytes(), seed)
@@ -174,6 +187,27 @@ fn score(node: u64, seed: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_off_nodes_should_go_to_one_member_each_and_move_only_with_their_owner() {
+        let members: Vec<String> = (0..4).map(|i| format!("kwok-{i}")).collect();
+        let keys: Vec<String> = (0..4_000).map(|i| format!("ns/claim-{i}")).collect();
+        let owners: Vec<&str> = keys.iter().map(|k| owner_of(&members, k).unwrap()).collect();
+        for m in &members {
+            let n = owners.iter().filter(|o| **o == m).count();
+            assert!((850..=1150).contains(&n), "{m} got {n} of 4,000");
+        }
+        // kwok-3 leaves: only its objects move.
+        let three = &members[..3];
+        for (key, before) in keys.iter().zip(&owners) {
+            let after = owner_of(three, key).unwrap();
+            assert!(
+                *before == "kwok-3" || after == *before,
+                "{key} moved from {before}"
+            );
+        }
+        assert_eq!(owner_of(&[], "ns/x"), None);
+    }
 
     fn names(count: usize) -> Vec<String> {
         (0..count).map(|i| format!("node-{i:06}")).collect()

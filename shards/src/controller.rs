@@ -103,8 +103,11 @@ pub async fn run(
     let (ownership_txs, ownership_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards).map(|_| mpsc::unbounded_channel()).unzip();
     let mut lease_pressure = None;
-    // With --scale-out, no write goes out past our member Lease's expiry.
+    // With --scale-out, no write goes out past our member Lease's expiry, and the
+    // shards hear the live members (for objects not bound to a node).
     let member_fence = settings.member_lease.map(|_| Fence::closed());
+    let (members_tx, members_rx) = watch::channel::<Arc<[String]>>(Arc::from([]));
+    let members_rx = settings.member_lease.map(|_| members_rx);
     let leases = lease_client.map(|lease_client| {
         // Shards and the member lease -> lease worker: unbounded for the reason above;
         // one message per node that appears or goes, one per member-table change.
@@ -121,6 +124,7 @@ pub async fn run(
                 member_duration,
                 metrics.clone(),
                 member_fence.clone().expect("made with --scale-out"),
+                members_tx,
             );
             tokio::spawn(member.run(tx.clone()));
         }
@@ -153,6 +157,7 @@ pub async fn run(
             start,
             pods_listed: pods_listed.clone(),
             member_fence: member_fence.clone(),
+            members: members_rx.clone(),
         };
         tokio::spawn(Shard::new(ctx).run(rx, ownership, queries));
         senders.push(tx);

@@ -8,7 +8,7 @@
 //! out of its own table, and lets go of every node, by the time the others deal its
 //! nodes away. Polling, not watching: a handful of small objects every two seconds.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -17,7 +17,10 @@ use kube::{
     Api, Client,
     api::{ListParams, PostParams},
 };
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 use tracing::{info, warn};
 
 use super::{Fence, LeaseMsg, NAMESPACE};
@@ -31,9 +34,12 @@ pub struct MemberLease {
     client: Client,
     me: String,
     duration: Duration,
-    metrics: std::sync::Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Open until our member Lease would expire: every write checks it.
     fence: Fence,
+    /// The members as last reported, for the shards: they drive the objects not bound
+    /// to a node that [`kwok_members::owner_of`] gives us.
+    shards: watch::Sender<Arc<[String]>>,
 }
 
 impl MemberLease {
@@ -43,8 +49,9 @@ impl MemberLease {
         client: Client,
         me: String,
         duration: Duration,
-        metrics: std::sync::Arc<Metrics>,
+        metrics: Arc<Metrics>,
         fence: Fence,
+        shards: watch::Sender<Arc<[String]>>,
     ) -> Self {
         Self {
             client,
@@ -52,7 +59,15 @@ impl MemberLease {
             duration,
             metrics,
             fence,
+            shards,
         }
+    }
+
+    /// Tells the lease worker (through `tx`) and the shards the live members; false
+    /// once the lease worker is gone.
+    fn report(&self, tx: &mpsc::UnboundedSender<LeaseMsg>, members: &[String]) -> bool {
+        self.shards.send_replace(members.into());
+        tx.send(LeaseMsg::Members(members.to_vec())).is_ok()
     }
 
     /// Runs until the lease worker's channel `tx` closes.
@@ -71,7 +86,7 @@ impl MemberLease {
             // stop must not count itself a member on the strength of a renewal that
             // has not landed yet.
             if self.fenced(renewed) && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
-                if tx.send(LeaseMsg::Members(others.clone())).is_err() {
+                if !self.report(&tx, &others) {
                     return;
                 }
                 reported = Some(others.clone());
@@ -102,7 +117,7 @@ impl MemberLease {
             members.sort_unstable();
             if reported.as_ref() != Some(&members) {
                 info!(members = ?members, "kwok members changed");
-                if tx.send(LeaseMsg::Members(members.clone())).is_err() {
+                if !self.report(&tx, &members) {
                     return;
                 }
                 reported = Some(members);

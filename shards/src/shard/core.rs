@@ -100,6 +100,8 @@ pub enum Event {
     AllPodsListed,
     /// How far behind lease renewals are now (`None`: leases are off).
     Pressure(Option<Pressure>),
+    /// `--scale-out`: the live members now (us only while our member Lease is renewed).
+    Members(Arc<[String]>),
 }
 
 /// Which write a result belongs to.
@@ -164,6 +166,9 @@ pub struct Core {
     metrics: Arc<Metrics>,
     leases: bool,
     member_fence: Option<Fence>,
+    /// With `--scale-out`: the live members, among whom objects not bound to a node are
+    /// dealt ([`kwok_members::owner_of`]); none known yet drives none of them.
+    members: Arc<[String]>,
     start: Timestamp,
     entries: HashMap<ObjKey, Entry>,
     /// Compression of the entries' objects, per kind.
@@ -230,6 +235,7 @@ impl Core {
             metrics: config.metrics,
             leases: config.leases,
             member_fence: config.member_fence,
+            members: Arc::from([]),
             start: config.start,
             entries: HashMap::new(),
             packers: Packers::default(),
@@ -258,6 +264,7 @@ impl Core {
             Event::Lease { node, fence } => self.lease_changed(node, fence, rng),
             Event::TimersDue => self.fire_due(rng),
             Event::AllPodsListed => self.all_pods_listed(rng),
+            Event::Members(members) => self.members_changed(members, rng),
             Event::Pressure(pressure) => {
                 self.write_limit = write_limit(self.settings.writes_in_flight, pressure)
             }
@@ -598,8 +605,31 @@ impl Core {
         match self.role(key) {
             Role::Node => self.drives_node(&key.name),
             Role::Pod => entry.node().is_some_and(|n| self.drives_node(n)),
-            Role::Other => true,
+            Role::Other => self.drives_other(key),
         }
+    }
+
+    /// Whether we drive an object not bound to a node: always, but with `--scale-out`
+    /// only the objects the member table gives us (each to one member).
+    fn drives_other(&self, key: &ObjKey) -> bool {
+        if self.member_fence.is_none() {
+            return true;
+        }
+        let name = format!("{}/{}", key.namespace, key.name);
+        kwok_members::owner_of(&self.members, &name) == Some(self.settings.id.as_str())
+    }
+
+    /// The live members changed: objects not bound to a node are matched again, so the
+    /// ones dealt to us start and the others stop.
+    fn members_changed(&mut self, members: Arc<[String]>, rng: &mut SmallRng) {
+        self.members = members;
+        let others: Vec<ObjKey> = self
+            .entries
+            .keys()
+            .filter(|key| self.role(key) == Role::Other)
+            .cloned()
+            .collect();
+        others.iter().for_each(|key| self.evaluate(key, None, rng));
     }
 
     /// Matches stages for `key` and (re)schedules its timer. `obj` is the cached

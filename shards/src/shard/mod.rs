@@ -162,6 +162,8 @@ pub struct ShardContext {
     pub pods_listed: Arc<watch::Sender<usize>>,
     /// With `--scale-out`: our member Lease's write fence.
     pub member_fence: Option<Fence>,
+    /// With `--scale-out`: the live members, as the member Lease task reports them.
+    pub members: Option<watch::Receiver<Arc<[String]>>>,
 }
 
 /// A running shard: the async side around its [`Core`].
@@ -181,6 +183,16 @@ pub struct Shard {
     shards: usize,
     done_tx: mpsc::UnboundedSender<(Ticket, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(Ticket, Outcome)>,
+    /// With `--scale-out`: the live members.
+    members: Option<watch::Receiver<Arc<[String]>>>,
+}
+
+/// The live members once they change; `None` at once without `--scale-out` (or once the
+/// member task is gone), which disables the `select!` branch that waits on it.
+async fn members_changed(rx: &mut Option<watch::Receiver<Arc<[String]>>>) -> Option<Arc<[String]>> {
+    let rx = rx.as_mut()?;
+    rx.changed().await.ok()?;
+    Some(rx.borrow_and_update().clone())
 }
 
 impl Shard {
@@ -211,6 +223,7 @@ impl Shard {
             shards: ctx.settings.shards,
             done_tx,
             done_rx,
+            members: ctx.members,
         }
     }
 
@@ -231,6 +244,7 @@ impl Shard {
                 Some((ticket, outcome)) = self.done_rx.recv() => Event::Written { ticket, outcome },
                 Some((node, fence)) = ownership.recv() => Event::Lease { node, fence },
                 () = alarm.fired(), if alarm.is_armed() => Event::TimersDue,
+                Some(members) = members_changed(&mut self.members) => Event::Members(members),
                 changed = self.pods_listed_rx.changed(), if !self.core.pods_listed().1 => {
                     let count = changed.is_ok().then(|| *self.pods_listed_rx.borrow_and_update());
                     if count.is_some_and(|n| n < self.shards) {

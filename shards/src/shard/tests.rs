@@ -91,10 +91,21 @@ spec:
     statusTemplate: |
       phase: Running
       podIP: {{ PodIPWith .spec.nodeName false .metadata.uid .metadata.name .metadata.namespace }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: configmap-delete}
+spec:
+  resourceRef: {apiGroup: v1, kind: ConfigMap}
+  selector:
+    matchLabels: {gone: "yes"}
+  next:
+    delete: true
 "#;
 
 const NODE: usize = 0;
 const POD: usize = 1;
+const CONFIGMAP: usize = 2;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// A core over the stages above with `writes` write slots, its clock at `t0`, pod IPs
@@ -106,6 +117,7 @@ fn core(writes: u32, t0: Now, cidr: &str, fences: Option<Option<Fence>>) -> Core
         "--manage-all-nodes",
         "--shards=1",
         "--node-lease-duration-seconds=0",
+        "--id=me",
         &format!("--writes-in-flight={writes}"),
     ])
     .unwrap();
@@ -126,6 +138,12 @@ fn core(writes: u32, t0: Now, cidr: &str, fences: Option<Option<Fence>>) -> Core
             namespaced: true,
             role: Role::Pod,
             lifecycle: lifecycle("Pod"),
+        },
+        Kind {
+            resource: ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            namespaced: true,
+            role: Role::Other,
+            lifecycle: lifecycle("ConfigMap"),
         },
     ];
     let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
@@ -763,4 +781,42 @@ fn pods_of_a_node_driven_elsewhere_should_be_cached_unparsed_and_their_ips_adopt
     // Driven now: its pods' events are parsed again.
     h.apply(POD, pod("r", 0, "12", Some("Running"), false));
     assert_eq!(h.core.events_not_driven(), 2);
+}
+
+/// Issue 25: with `--scale-out`, an object not bound to a node (a Stage's other kinds)
+/// is driven by the one member [`kwok_members::owner_of`] gives it, none before the
+/// members are known; when the members change, the objects dealt to us start.
+#[test]
+fn with_scale_out_objects_off_nodes_should_be_driven_by_one_member_each() {
+    let member = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(Some(member.clone())));
+    member.open_until(h.now.mono + 60 * SECOND);
+    let both: Arc<[String]> = Arc::from(["me".to_owned(), "other".to_owned()]);
+    let name = |owner: &str| {
+        (0..)
+            .map(|i| format!("cm-{i}"))
+            .find(|n| kwok_members::owner_of(&both, &format!("ns/{n}")) == Some(owner))
+            .unwrap()
+    };
+    let (mine, theirs) = (name("me"), name("other"));
+    let configmap = |name: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                         "resourceVersion": "5", "labels": {"gone": "yes"}},
+        })
+    };
+    h.apply(CONFIGMAP, configmap(&mine));
+    h.apply(CONFIGMAP, configmap(&theirs));
+    h.advance(SECOND);
+    assert!(h.out.is_empty(), "no members known yet: no object is ours");
+    h.step(Event::Members(both.clone()));
+    h.advance(SECOND);
+    let written: Vec<&str> = h.out.iter().map(|(t, _)| t.key.name.as_str()).collect();
+    assert_eq!(written, [mine.as_str()], "only the one dealt to us");
+    // The other member leaves: its object is ours now.
+    h.step(Event::Members(Arc::from(["me".to_owned()])));
+    h.advance(SECOND);
+    let written: Vec<&str> = h.out.iter().map(|(t, _)| t.key.name.as_str()).collect();
+    assert_eq!(written, [mine.as_str(), theirs.as_str()]);
 }
