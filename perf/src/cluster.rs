@@ -39,12 +39,23 @@ impl Cluster {
             controller.binary.display()
         );
         let name = format!("perf-{}", controller.side);
-        Self::create_with_configs(kwokctl, &name, &controller.binary, configs)
+        Self::create_replicated(kwokctl, &name, &controller.binary, configs, controller.replicas)
     }
 
     /// The same with several `--config` files for kwok (stages, Metrics, usages), each
     /// passed as its own `--kwok-controller-config`.
     pub fn create_with_configs(kwokctl: &Path, name: &str, kwok: &Path, configs: &[PathBuf]) -> Result<Self> {
+        Self::create_replicated(kwokctl, name, kwok, configs, 1)
+    }
+
+    /// The same with `replicas` kwoks sharing the nodes (`--kwok-replicas`).
+    fn create_replicated(
+        kwokctl: &Path,
+        name: &str,
+        kwok: &Path,
+        configs: &[PathBuf],
+        replicas: u32,
+    ) -> Result<Self> {
         let home = tempfile::Builder::new()
             .prefix("kwok-perf-")
             .tempdir()
@@ -66,6 +77,10 @@ impl Cluster {
             "--kwok-controller-binary".into(),
             kwok,
         ];
+        if replicas > 1 {
+            args.push("--kwok-replicas".into());
+            args.push(replicas.to_string());
+        }
         for c in configs {
             args.push("--kwok-controller-config".into());
             args.push(c.display().to_string());

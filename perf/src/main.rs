@@ -41,6 +41,10 @@ struct Flags {
     /// kwokctl (default: next to this binary).
     #[arg(long)]
     kwokctl: Option<PathBuf>,
+    /// Our kwok as this many processes sharing the nodes (`kwokctl --kwok-replicas`,
+    /// `kwok --scale-out`); upstream's always runs one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    kwok_replicas: u32,
     /// metrics: fake nodes.
     #[arg(long, default_value_t = 10_000)]
     nodes: u32,
@@ -95,14 +99,17 @@ fn version(binary: &Path) -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
-fn controller(side: &str, binary: PathBuf) -> Result<Controller> {
+fn controller(side: &str, binary: PathBuf, replicas: u32) -> Result<Controller> {
     if !binary.is_file() {
         bail!("{side} kwok {} is missing (see perf/README.md)", binary.display());
     }
+    // kwokctl runs it from the cluster's folder: a relative path would not be found.
+    let binary = std::fs::canonicalize(&binary).with_context(|| format!("{}", binary.display()))?;
     Ok(Controller {
         side: side.to_owned(),
         version: version(&binary),
         binary,
+        replicas,
     })
 }
 
@@ -223,7 +230,11 @@ fn machine(controllers: &[Controller]) -> String {
 
 /// The controllers a run compares: ours unless `--only upstream`, upstream as asked.
 fn sides(flags: &Flags) -> Result<(Vec<Controller>, bool)> {
-    let ours = controller("ours", flags.kwok.clone().map_or_else(|| sibling("kwok"), Ok)?)?;
+    let ours = controller(
+        "ours",
+        flags.kwok.clone().map_or_else(|| sibling("kwok"), Ok)?,
+        flags.kwok_replicas,
+    )?;
     let upstream_bin = flags.upstream_kwok.clone().unwrap_or_else(|| {
         cache_dir()
             .join("kwok-upstream")
@@ -240,7 +251,7 @@ fn sides(flags: &Flags) -> Result<(Vec<Controller>, bool)> {
         Only::OursAndUpstreamIfBuilt => upstream_bin.is_file(),
     };
     if upstream_wanted {
-        sides.push(controller("upstream", upstream_bin)?);
+        sides.push(controller("upstream", upstream_bin, 1)?);
     }
     Ok((sides, upstream_wanted))
 }
@@ -382,6 +393,13 @@ async fn run_capacity(flags: Flags) -> Result<()> {
 }
 
 async fn run(flags: Flags) -> Result<()> {
+    if flags.kwok_replicas > 1 && [metrics::NAME, capacity::NAME].contains(&flags.scenario.as_str()) {
+        bail!(
+            "--kwok-replicas {}: the {} scenario measures one kwok process; use a loadgen scenario",
+            flags.kwok_replicas,
+            flags.scenario
+        );
+    }
     if flags.scenario == metrics::NAME {
         return run_metrics(flags).await;
     }

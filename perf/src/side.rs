@@ -19,6 +19,58 @@ pub struct Controller {
     pub binary: PathBuf,
     /// What `kwok --version` printed.
     pub version: String,
+    /// How many kwok processes share the nodes (`kwokctl --kwok-replicas`, ours only:
+    /// upstream's kwok has no `--scale-out`); kwok's CPU is their sum, its peak RSS the
+    /// largest, with each one's in `kwokReplicas` of the result.
+    #[serde(default = "one")]
+    pub replicas: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The components of a side's kwok processes: `kwok-controller`, then
+/// `kwok-controller-1` … for more replicas (kwokctl's names).
+pub fn kwok_components(replicas: u32) -> Vec<String> {
+    (0..replicas.max(1))
+        .map(|i| match i {
+            0 => "kwok-controller".to_owned(),
+            i => format!("kwok-controller-{i}"),
+        })
+        .collect()
+}
+
+/// The usage of several processes as one: CPU summed, RSS (peak and now) summed too;
+/// `None` if any is gone.
+fn usage_of(pids: &[u32]) -> Option<process::Usage> {
+    pids.iter().try_fold(
+        process::Usage {
+            cpu_seconds: 0.0,
+            peak_rss_mib: 0.0,
+            rss_mib: 0.0,
+        },
+        |sum, pid| {
+            let u = process::usage(*pid)?;
+            Some(process::Usage {
+                cpu_seconds: sum.cpu_seconds + u.cpu_seconds,
+                peak_rss_mib: sum.peak_rss_mib + u.peak_rss_mib,
+                rss_mib: sum.rss_mib + u.rss_mib,
+            })
+        },
+    )
+}
+
+/// One replica's share of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaUsage {
+    /// Its kwokctl component.
+    pub component: String,
+    /// CPU seconds over the run.
+    pub cpu_seconds: f64,
+    /// Peak RSS (VmHWM), MiB.
+    pub peak_rss_mib: f64,
 }
 
 /// The figures of one side, plus the raw loadgen report.
@@ -71,6 +123,10 @@ pub struct SideResult {
     pub kwok_idle_cpu_cores: Option<f64>,
     /// kwok's CPU and memory in each loadgen phase, in order.
     pub kwok_by_phase: Vec<PhaseUsage>,
+    /// With several replicas, each one's CPU and peak RSS (then `kwokCpuSeconds` is
+    /// their sum and `kwokPeakRssMib` the largest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kwok_replicas: Vec<ReplicaUsage>,
     /// Whether every node went Ready and every pod Running.
     pub complete: bool,
     /// The loadgen report.
@@ -117,15 +173,16 @@ pub fn control_plane_cpu(cluster: &Cluster) -> BTreeMap<String, f64> {
 /// A phase mark: the phase that starts, when, and kwok's usage then.
 type Mark = (&'static str, std::time::Instant, process::Usage);
 
-/// Samples kwok's usage at every phase mark loadgen sends, until the channel closes.
+/// Samples kwok's usage (all replicas together) at every phase mark loadgen sends,
+/// until the channel closes.
 fn sample_phases(
-    pid: u32,
+    pids: Vec<u32>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
 ) -> tokio::task::JoinHandle<Vec<Mark>> {
     tokio::spawn(async move {
         let mut marks = Vec::new();
         while let Some(phase) = rx.recv().await {
-            if let Some(usage) = process::usage(pid) {
+            if let Some(usage) = usage_of(&pids) {
                 marks.push((phase, std::time::Instant::now(), usage));
             }
         }
@@ -165,15 +222,21 @@ pub async fn run(
 ) -> Result<SideResult> {
     let cluster = Cluster::start(kwokctl, &controller, &[stages.to_owned()])?;
     let client = cluster.client().await?;
-    let pid = cluster
-        .pid("kwok-controller")
-        .context("kwok-controller pid file")?;
-    let before = process::usage(pid).context("kwok-controller is not running")?;
+    let components = kwok_components(controller.replicas);
+    let pids = components
+        .iter()
+        .map(|c| cluster.pid(c).with_context(|| format!("{c} pid file")))
+        .collect::<Result<Vec<u32>>>()?;
+    let before: Vec<process::Usage> = pids
+        .iter()
+        .zip(&components)
+        .map(|(pid, c)| process::usage(*pid).with_context(|| format!("{c} is not running")))
+        .collect::<Result<_>>()?;
     let requests_before = apiserver::requests(&client).await.context("apiserver /metrics")?;
     let control_plane_before = control_plane_cpu(&cluster);
     eprintln!("perf: {}: running scenario {}", controller.side, scenario.name);
     let (phases, marks) = tokio::sync::mpsc::unbounded_channel();
-    let marks = sample_phases(pid, marks);
+    let marks = sample_phases(pids.clone(), marks);
     let options = RunOptions {
         // The cluster is deleted whole afterwards: deleting what was made is measured
         // only where the scenario asks for it, and never after an interrupt.
@@ -187,19 +250,33 @@ pub async fn run(
     let report = kwok_loadgen::run(client.clone(), scenario.clone(), options, cancel).await?;
     let kwok_by_phase = by_phase(started, &marks.await.unwrap_or_default());
     let requests = apiserver::delta(&requests_before, &apiserver::requests(&client).await?);
-    let after = process::usage(pid).context("kwok-controller exited during the run")?;
+    let after: Vec<process::Usage> = pids
+        .iter()
+        .zip(&components)
+        .map(|(pid, c)| process::usage(*pid).with_context(|| format!("{c} exited during the run")))
+        .collect::<Result<_>>()?;
+    let replicas: Vec<ReplicaUsage> = components
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(c, (b, a))| ReplicaUsage {
+            component: c.clone(),
+            cpu_seconds: a.cpu_seconds - b.cpu_seconds,
+            peak_rss_mib: a.peak_rss_mib,
+        })
+        .collect();
     let control_plane = cpu_delta(&control_plane_before, &control_plane_cpu(&cluster));
     cluster.copy_kwok_log(log_to);
     drop(cluster);
     Ok(SideResult::new(
         controller,
         report,
-        after.cpu_seconds - before.cpu_seconds,
-        after.peak_rss_mib,
+        replicas.iter().map(|r| r.cpu_seconds).sum(),
+        replicas.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
         requests,
         kwok_by_phase,
     )
-    .with_control_plane(control_plane))
+    .with_control_plane(control_plane)
+    .with_replicas(replicas))
 }
 
 /// `after - before` for each component running at both ends (a component that
@@ -215,6 +292,14 @@ pub fn cpu_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) 
 }
 
 impl SideResult {
+    /// Adds each replica's usage, when there are several.
+    fn with_replicas(mut self, replicas: Vec<ReplicaUsage>) -> Self {
+        if replicas.len() > 1 {
+            self.kwok_replicas = replicas;
+        }
+        self
+    }
+
     /// Adds the control plane's CPU over the run.
     fn with_control_plane(mut self, cpu: BTreeMap<String, f64>) -> Self {
         let total: f64 = cpu.values().sum();
@@ -265,6 +350,7 @@ impl SideResult {
                 .find(|p| p.phase == "hold")
                 .map(|p| p.cpu_cores),
             kwok_by_phase,
+            kwok_replicas: Vec::new(),
             complete: report.complete,
             controller,
             report,

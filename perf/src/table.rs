@@ -78,7 +78,25 @@ const FIGURES: &[Figure<SideResult>] = &[
 
 /// The table for `ours` and, when it ran, `upstream`.
 pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> String {
-    rows(FIGURES, ours, upstream)
+    let mut out = rows(FIGURES, ours, upstream);
+    if let Some(ours) = ours.filter(|o| !o.kwok_replicas.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nOurs ran as {} kwok processes (`--kwok-replicas`): kwok CPU above is their sum, \
+             peak RSS the largest. Each one:\n\n| replica | CPU s | peak RSS (MiB) |\n|---|---:|---:|",
+            ours.kwok_replicas.len()
+        );
+        for r in &ours.kwok_replicas {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                r.component,
+                fmt(r.cpu_seconds),
+                fmt(r.peak_rss_mib)
+            );
+        }
+    }
+    out
 }
 
 /// The comparison table of `figures` (any scenario's result type): one row each, both
