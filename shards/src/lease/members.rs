@@ -2,11 +2,16 @@
 //!
 //! Every fifth of its duration the task renews our member Lease (`kwok-member-<id>` in
 //! [`NAMESPACE`], labelled [`MEMBER_LABEL`]), lists the member Leases, and tells the
-//! lease worker the live members: those whose Lease is unexpired, and us only while
-//! our own last successful renewal is younger than the duration
-//! ([`kwok_members::handover::fenced`]). A kwok cut off from the apiserver thus drops
-//! out of its own table, and lets go of every node, by the time the others deal its
-//! nodes away. Polling, not watching: a handful of small objects every two seconds.
+//! lease worker the live members: those whose Lease is unexpired, and us while our own
+//! last successful renewal is younger than the duration. Past that we are fenced
+//! ([`kwok_members::handover::fenced`]): no stage write goes out (the member fence),
+//! and our table is frozen as it was, so we keep renewing the node Leases we hold and
+//! nobody takes them over; on a saturated apiserver every member can be late at once,
+//! and letting go then left nodes unrenewed. Only after three durations
+//! ([`kwok_members::handover::leaves`]) do we drop out of our own table and let go of
+//! every node. A kwok cut off from the apiserver renews nothing anyway: the others
+//! take its nodes over as their Leases go un-renewed. Polling, not watching: a handful
+//! of small objects every two seconds.
 
 use std::{sync::Arc, time::Duration};
 
@@ -82,10 +87,9 @@ impl MemberLease {
         let mut reported: Option<Vec<String>> = None;
         loop {
             tick.tick().await;
-            // First the fence, from before this renewal: a kwok resumed after a long
-            // stop must not count itself a member on the strength of a renewal that
-            // has not landed yet.
-            if self.fenced(renewed) && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
+            // First, from before this renewal: a kwok resumed after a long stop must not
+            // count itself a member on the strength of a renewal that has not landed yet.
+            if self.leaves(renewed) && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
                 if !self.report(&tx, &others) {
                     return;
                 }
@@ -110,6 +114,12 @@ impl MemberLease {
             }
             let fenced = self.fenced(renewed);
             self.metrics.member_fenced.set(i64::from(fenced));
+            // Fenced but not gone: the apiserver is likely just slow for every member
+            // at once, so the table is frozen as it was (no node let go, none taken)
+            // until our renewal lands again or we leave.
+            if fenced && !self.leaves(renewed) {
+                continue;
+            }
             let mut members = others.clone();
             if !fenced {
                 members.push(self.me.clone());
@@ -123,6 +133,15 @@ impl MemberLease {
                 reported = Some(members);
             }
         }
+    }
+
+    /// Whether we drop out of our own table now (let go of every node), our last
+    /// successful renewal sent at `renewed`: only well after we are fenced
+    /// ([`kwok_members::handover::leaves`]).
+    fn leaves(&self, renewed: Option<Instant>) -> bool {
+        renewed.is_none_or(|r| {
+            kwok_members::handover::leaves(Instant::now().saturating_duration_since(r), self.duration)
+        })
     }
 
     /// Whether we must stop writing now, our last successful renewal sent at `renewed`.
