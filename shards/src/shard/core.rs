@@ -385,12 +385,7 @@ impl Core {
             return;
         }
         self.pods_listed.1 = true;
-        let pods: Vec<ObjKey> = self
-            .entries
-            .keys()
-            .filter(|k| self.role(k) == Role::Pod)
-            .cloned()
-            .collect();
+        let pods = self.keys_of(Role::Pod);
         tracing::debug!(
             shard = self.index,
             pods = pods.len(),
@@ -401,6 +396,15 @@ impl Core {
 
     fn role(&self, key: &ObjKey) -> Role {
         self.kinds[key.kind].role
+    }
+
+    /// The keys of the cached objects of kinds in `role`.
+    fn keys_of(&self, role: Role) -> Vec<ObjKey> {
+        self.entries
+            .keys()
+            .filter(|k| self.role(k) == role)
+            .cloned()
+            .collect()
     }
 
     fn applied(&mut self, kind: usize, obj: JsonObject, rng: &mut SmallRng) {
@@ -558,13 +562,7 @@ impl Core {
                 continue;
             };
             let obj = entry.object(key.kind, &mut self.packers);
-            let host_network = obj
-                .pointer("/spec/hostNetwork")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
-                self.ips.adopt_pod(node, entry.uid(), ip);
-            }
+            adopt_ip(&mut self.ips, node, entry.uid(), &obj);
         }
     }
 
@@ -588,14 +586,7 @@ impl Core {
         else {
             return;
         };
-        let host_network = obj
-            .pointer("/spec/hostNetwork")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let uid = cache::str_at(obj, "/metadata/uid");
-        if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
-            self.ips.adopt_pod(&node, uid, ip);
-        }
+        adopt_ip(&mut self.ips, &node, cache::str_at(obj, "/metadata/uid"), obj);
         self.index_pod(key, &node);
     }
 
@@ -623,12 +614,7 @@ impl Core {
     /// ones dealt to us start and the others stop.
     fn members_changed(&mut self, members: Arc<[String]>, rng: &mut SmallRng) {
         self.members = members;
-        let others: Vec<ObjKey> = self
-            .entries
-            .keys()
-            .filter(|key| self.role(key) == Role::Other)
-            .cloned()
-            .collect();
+        let others = self.keys_of(Role::Other);
         others.iter().for_each(|key| self.evaluate(key, None, rng));
     }
 
@@ -1118,6 +1104,17 @@ fn report_query_failures(stage: &kwok_engine::stage::Stage, metrics: &Metrics) {
             "a selector key failed at run time, so the stage did not match; \
              kwok_stage_query_failures_total counts further failures"
         );
+    }
+}
+
+/// Records the IP pod `obj` (of `uid`, on `node`) holds, unless it shares its node's.
+fn adopt_ip(ips: &mut Ips, node: &str, uid: &str, obj: &Value) {
+    let host_network = obj
+        .pointer("/spec/hostNetwork")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
+        ips.adopt_pod(node, uid, ip);
     }
 }
 
