@@ -9,21 +9,27 @@ Deployment of M pods; then, until D minutes have passed, one fault after another
   kwok-kill   kill -9 kwok, scale the Deployment by +/-5 % and delete 100 of its pods,
               restart kwok 10 s later
 
-After each fault the invariants of the suite are measured by polling every ~2 s for two
-lease periods + 30 s: seconds until every node is Ready (target: one lease period), then
-until every pod is Running and Ready (target: 30 s more), every later dip (a node or pod
-not Ready again; target: over within a lease period), pod IPs held twice, node and pod
-counts, and whether kwok's pid changed for another component's fault. Prints one JSON line per fault and a Markdown table; writes JSON.
+After each fault the invariants of the suite are measured each second for two lease
+periods + 30 s, counted from the moment the fault ended (the component restarted and
+healthy, or kwok resumed): seconds until every node is Ready (target: one lease
+period), then until every pod is Running and Ready (target: 30 s more), every later dip
+(a node or pod not Ready again; target: over within a lease period), pod IPs held twice,
+node and pod counts, and whether kwok's pid changed for another component's fault. The
+counts come from `readiness-watch` (perf/), which follows nodes and pods by watches.
+Prints one JSON line per fault and a Markdown table; writes JSON (with each fault's
+changes of the not-Ready counts, and with --timeline kwok's own counters each second).
 
     python3 benches/scale/faults.py --nodes 5000 --pods 5000 --minutes 30 [--out DIR]
+        [--faults apiserver,kwok-stop] [--timeline] [--kwok PATH]
 
-Uses kwokctl from $CARGO_TARGET_DIR/dist, else target/dist, and a throw-away
+Uses kwokctl and readiness-watch from $CARGO_TARGET_DIR/dist, else target/dist
+(cargo build --profile dist -p kwokctl -p kwok-shards -p kwok-perf), and a throw-away
 KWOK_WORKDIR.
 """
-import argparse, collections, json, os, signal, sys, time
+import argparse, json, os, re, signal, subprocess, sys, threading, time
 from pathlib import Path
 
-from soak import apply_all, sh, throwaway_cluster
+from soak import KWOKCTL, apply_all, metrics, sh, throwaway_cluster
 
 LEASE = 40  # the node lease and grace period of soak.py's clusters (--heartbeat-factor 1)
 POD_TARGET = 30
@@ -33,6 +39,9 @@ GIVE_UP = 300  # a missed target is still timed, up to this
 class Cluster:
     def __init__(self, env, work):
         self.env, self.dir = env, Path(work, "clusters/faults")
+
+    def kwok_port(self):
+        return re.search(r"kwokControllerPort: (\d+)", (self.dir / "kwok.yaml").read_text()).group(1)
 
     def pid(self, component):
         return int((self.dir / "pids" / f"{component}.pid").read_text())
@@ -48,53 +57,64 @@ class Cluster:
         out = sh(self.env, "start", "cluster", tries=3)
         assert "restarted" in out, out
 
-    def nodes(self):
-        """(count, names not Ready), or None while the apiserver does not answer."""
-        path = '{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}'
-        out = sh(self.env, "kubectl", "get", "nodes", "-o", f"jsonpath={path}", check=False)
-        lines = [l.split() for l in out.splitlines() if l.strip()]
-        if not lines:
+
+
+class Observer(threading.Thread):
+    """`readiness-watch` on the cluster: it follows nodes and the Deployment's pods by
+    watches and prints their counts each second. Listing them with kubectl instead took
+    ~25 s per poll at 5,000 nodes and 5,000 pods on 2 cores, and loaded the apiserver
+    whose recovery was being timed."""
+
+    def __init__(self, env):
+        super().__init__(daemon=True)
+        self.proc = subprocess.Popen([str(KWOKCTL.parent / "readiness-watch"), "--pod-selector", "app=faults"],
+                                     env=env, stdout=subprocess.PIPE, text=True)
+        self.latest, self.at = None, 0.0
+
+    def run(self):
+        for line in self.proc.stdout:
+            self.latest, self.at = json.loads(line), time.time()
+
+    def counts(self):
+        """The latest counts, or None while a watch is down or re-listing."""
+        if self.latest is None or not self.latest["synced"] or time.time() - self.at > 3:
             return None
-        return len(lines), [l[0] for l in lines if l[-1] != "True"]
+        return self.latest["counts"]
 
-    def pods(self):
-        """(count, names not Running and Ready, duplicate IPs), or None."""
-        path = ('{range .items[*]}{.metadata.name} {.status.phase} {.status.conditions[?(@.type=="Ready")].status} '
-                'D{.metadata.deletionTimestamp} {.status.podIP}{"\\n"}{end}')
-        out = sh(self.env, "kubectl", "get", "pods", "-l", "app=faults", "-o", f"jsonpath={path}", check=False)
-        rows = [l.split(" ") for l in out.splitlines() if l.strip()]
-        if not rows and "faults" not in out:
-            return None
-        bad = [r[0] for r in rows if r[1] != "Running" or r[2] != "True" or r[3] != "D"]
-        ips = collections.Counter(r[4] for r in rows if len(r) > 4 and r[4])
-        return len(rows), bad, sum(n - 1 for n in ips.values() if n > 1)
+    def stop(self):
+        self.proc.kill()
 
 
-def measure(c, nodes, replicas):
-    """Polls nodes and pods for two lease periods + 30 s after a fault ended (longer while
-    something is still wrong, up to GIVE_UP): when all nodes were first Ready, when all
-    pods then were Running and Ready, and every later dip (something not Ready again, as
-    when kube-controller-manager marks nodes Unknown late) with how long it lasted."""
+def measure(obs, nodes, replicas):
+    """Looks at nodes and pods each second for two lease periods + 30 s after a fault
+    ended (longer while something is still wrong, up to GIVE_UP): when all nodes were
+    first Ready, when all pods then were Running and Ready, and every later dip
+    (something not Ready again, as when kube-controller-manager marks nodes Unknown
+    late) with how long it lasted. `polls` keeps [t, nodes not Ready, pods not Ready]
+    whenever they change (None: not known, a watch is re-listing)."""
     start = time.time()
     window = 2 * LEASE + 30
-    r = dict(nodes_ready_s=None, pods_ready_s=None, dips=[], duplicate_ips=0, end_ok=False)
+    r = dict(nodes_ready_s=None, pods_ready_s=None, dips=[], duplicate_ips=0, end_ok=False, polls=[])
     dip = None  # (start, worst not-Ready nodes, worst not-Ready pods)
     while True:
         t = time.time() - start
-        n, p = c.nodes(), c.pods()
-        nodes_ok = n is not None and n[0] == nodes and not n[1]
-        pods_ok = p is not None and p[0] == replicas and not p[1]
-        if p is not None:
-            r["duplicate_ips"] = max(r["duplicate_ips"], p[2])
+        s = obs.counts()
+        nodes_ok = s is not None and s["nodes"] == nodes and not s["nodes_not_ready"]
+        pods_ok = s is not None and s["pods"] == replicas and not s["pods_not_ready"]
+        poll = [s["nodes_not_ready"], s["pods_not_ready"]] if s else [None, None]
+        if not r["polls"] or r["polls"][-1][1:] != poll:
+            r["polls"].append([round(t, 1), *poll])
+        if s is not None:
+            r["duplicate_ips"] = max(r["duplicate_ips"], s["duplicate_ips"])
         if r["nodes_ready_s"] is None:
             if nodes_ok:
                 r["nodes_ready_s"] = round(t, 1)
-        elif r["pods_ready_s"] is None:
-            if nodes_ok and pods_ok:
-                r["pods_ready_s"] = round(t, 1)
-        elif not (nodes_ok and pods_ok):
-            bad_nodes = len(n[1]) if n else nodes
-            bad_pods = len(p[1]) if p else replicas
+        elif r["pods_ready_s"] is None and nodes_ok and pods_ok:
+            r["pods_ready_s"] = round(t, 1)
+        # A dip: a node not Ready once all were, or a pod once all were.
+        if (r["nodes_ready_s"] is not None and not nodes_ok) or (r["pods_ready_s"] is not None and not pods_ok):
+            bad_nodes = s["nodes_not_ready"] if s else nodes
+            bad_pods = s["pods_not_ready"] if s else replicas
             dip = (dip[0] if dip else t, max(bad_nodes, dip[1] if dip else 0), max(bad_pods, dip[2] if dip else 0))
         elif dip:
             r["dips"].append(dict(at_s=round(dip[0], 1), lasted_s=round(t - dip[0], 1),
@@ -103,7 +123,7 @@ def measure(c, nodes, replicas):
         r["end_ok"] = nodes_ok and pods_ok
         if (t > window and r["end_ok"]) or t > GIVE_UP:
             break
-        time.sleep(2)
+        time.sleep(1)
     if dip:
         r["dips"].append(dict(at_s=round(dip[0], 1), lasted_s=None, nodes_not_ready=dip[1], pods_not_ready=dip[2]))
     r["held"] = (r["nodes_ready_s"] is not None and r["nodes_ready_s"] <= LEASE
@@ -111,6 +131,47 @@ def measure(c, nodes, replicas):
                  and all(d["lasted_s"] is not None and d["lasted_s"] <= LEASE for d in r["dips"])
                  and r["duplicate_ips"] == 0 and r["end_ok"])
     return r
+
+
+# kwok's own counters sampled each second by --timeline: cheap for the apiserver (the
+# node and pod lists above are not), they show where a slow recovery spends its time.
+TIMELINE = {
+    "pressure": lambda m: m.get("kwok_lease_pressure"),
+    "lease_queue": lambda m: m.get("kwok_lease_queue_depth"),
+    "leases_expired": lambda m: m.get("kwok_leases_expired_total"),
+    "node_init": lambda m: total(m, "kwok_stage_transitions_total", "node-initialize"),
+    "pod_restore": lambda m: total(m, "kwok_stage_transitions_total", "restore"),
+    "writes": lambda m: total(m, "kwok_apiserver_requests_total", 'verb="patch"'),
+    "renewals": lambda m: total(m, "kwok_apiserver_requests_total", 'verb="put"'),
+    "queue": lambda m: total(m, "kwok_batcher_queue_depth", ""),
+}
+
+
+def total(m, name, having):
+    """The sum of metric `name`'s series whose labels contain `having`."""
+    return sum(v for k, v in m.items() if k.startswith(name + "{") and having in k)
+
+
+class Timeline(threading.Thread):
+    """Samples kwok's /metrics each second until stopped: rows of [t, *TIMELINE]."""
+
+    def __init__(self, cluster):
+        super().__init__(daemon=True)
+        self.cluster, self.rows, self.done = cluster, [], threading.Event()
+
+    def run(self):
+        start = time.time()
+        while not self.done.wait(1):
+            try:
+                m = metrics(self.cluster.kwok_port(), self.cluster.dir / "pki")
+            except Exception:
+                continue  # kwok stopped or restarting
+            self.rows.append([round(time.time() - start, 1)] + [f(m) for f in TIMELINE.values()])
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        return dict(columns=["t", *TIMELINE], rows=self.rows)
 
 
 def deployment(replicas):
@@ -126,9 +187,20 @@ def main():
     ap.add_argument("--pods", type=int, default=5000)
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--faults", default="etcd,apiserver,kwok-stop,kwok-kill",
+                    help="the faults to loop over, in order (comma-separated)")
+    ap.add_argument("--kwok", default=None, help="the kwok binary (default: kwokctl's, target/dist/kwok)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="sample kwok's counters each second from each fault's start into the JSON")
     a = ap.parse_args()
-    env, work = throwaway_cluster("faults")
+    faults = a.faults.split(",")
+    unknown = set(faults) - {"etcd", "apiserver", "kwok-stop", "kwok-kill"}
+    if unknown:
+        ap.error(f"--faults: unknown fault(s) {sorted(unknown)}")
+    env, work = throwaway_cluster("faults", *(["--kwok-controller-binary", a.kwok] if a.kwok else []))
     c = Cluster(env, work)
+    obs = Observer(env)
+    obs.start()
     results, replicas = [], a.pods
     try:
         docs = [f"apiVersion: v1\nkind: Node\nmetadata:\n  name: faults-{i}\n  labels: {{type: kwok}}\n"
@@ -136,12 +208,17 @@ def main():
         t0 = time.time()
         apply_all(env, docs)
         sh(env, "kubectl", "apply", "-f", "-", stdin=deployment(replicas), tries=5)
-        setup = measure(c, a.nodes, replicas)
-        print(json.dumps(dict(fault="setup", seconds=round(time.time() - t0), **setup)), flush=True)
-        start, kwok, step = time.time(), c.pid("kwok-controller"), 0
+        setup = measure(obs, a.nodes, replicas)
+        print(json.dumps(dict(fault="setup", seconds=round(time.time() - t0),
+                              **{k: v for k, v in setup.items() if k != "polls"})), flush=True)
+        start, kwok, step, kills = time.time(), c.pid("kwok-controller"), 0, 0
         while time.time() - start < a.minutes * 60:
-            fault = ["etcd", "apiserver", "kwok-stop", "kwok-kill"][step % 4]
+            fault = faults[step % len(faults)]
             step += 1
+            timeline = Timeline(c) if a.timeline else None
+            if timeline:
+                timeline.start()
+            fault_start = time.time()
             if fault == "etcd":
                 c.kill("etcd"); time.sleep(10); c.restart()
             elif fault == "apiserver":
@@ -151,19 +228,24 @@ def main():
                 c.kill("kwok-controller", signal.SIGCONT)
             else:
                 c.kill("kwok-controller")
-                replicas = replicas + a.pods // 20 if step % 8 == 4 else replicas - a.pods // 20
+                kills += 1  # scale up at odd kills, back down at even ones
+                replicas = replicas + a.pods // 20 if kills % 2 else replicas - a.pods // 20
                 sh(env, "kubectl", "scale", "deployment", "faults", f"--replicas={replicas}", tries=5)
                 names = [n for n in sh(env, "kubectl", "get", "pods", "-l", "app=faults", "-o",
                                        "jsonpath={.items[*].metadata.name}").split()][:100]
                 sh(env, "kubectl", "delete", "pod", "--wait=false", *names, tries=3)
                 time.sleep(10); c.restart()
-            r = measure(c, a.nodes, replicas)
+            ended = time.time()
+            r = measure(obs, a.nodes, replicas)
+            r["fault_s"] = round(ended - fault_start, 1)
+            if timeline:
+                r["timeline"] = timeline.stop()
             now_kwok = c.pid("kwok-controller")
             r.update(fault=fault, minute=round((time.time() - start) / 60, 1), replicas=replicas,
                      kwok_restarted_by_other=(now_kwok != kwok and not fault.startswith("kwok")))
             kwok = now_kwok
             results.append(r)
-            print(json.dumps(r), flush=True)
+            print(json.dumps({k: v for k, v in r.items() if k not in ("timeline", "polls")}), flush=True)
         keys = ["minute", "fault", "nodes_ready_s", "pods_ready_s", "dips", "duplicate_ips", "replicas",
                 "kwok_restarted_by_other", "held"]
         print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
@@ -179,6 +261,7 @@ def main():
                      faults=results), indent=1))
         return 0 if held == len(results) else 1
     finally:
+        obs.stop()
         sh(env, "delete", "cluster", check=False)
 
 

@@ -9,7 +9,7 @@ Uses kwokctl from $CARGO_TARGET_DIR/dist, else target/dist (build it first:
 cargo build --profile dist --workspace --bins)
 and a throw-away KWOK_WORKDIR, so it never touches your clusters.
 """
-import argparse, concurrent.futures, json, os, re, subprocess, sys, tempfile, time, urllib.request
+import argparse, concurrent.futures, json, os, re, ssl, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,15 +30,16 @@ def sh(env, *args, stdin=None, check=True, tries=1):
     raise SystemExit(f"kwokctl {' '.join(args)} kept failing")
 
 
-def throwaway_cluster(name):
+def throwaway_cluster(name, *extra):
     """(env, work dir) of a cluster `name` made with --disable-qps-limits and the kubelet's
     40 s node lease and grace period (--heartbeat-factor 1; kwokctl's default 5 gives 200 s,
-    as upstream's) in a throw-away KWOK_WORKDIR, binaries from the usual cache."""
+    as upstream's) in a throw-away KWOK_WORKDIR, binaries from the usual cache; `extra`
+    are more `create cluster` flags."""
     work = tempfile.mkdtemp(prefix=f"kwok-{name}-")
     cache = os.environ.get("KWOK_CACHE_DIR", str(Path.home() / ".kwok/cache"))
     env = dict(os.environ, KWOK_WORKDIR=work, KUBECONFIG=f"{work}/kubeconfig", KWOK_CACHE_DIR=cache,
                KWOK_NAME=name)
-    sh(env, "create", "cluster", "--disable-qps-limits", "--heartbeat-factor", "1")
+    sh(env, "create", "cluster", "--disable-qps-limits", "--heartbeat-factor", "1", *extra)
     return env, work
 
 
@@ -58,8 +59,12 @@ def proc(pid):
     return cpu, kb("VmRSS") / 1024, kb("VmHWM") / 1024
 
 
-def metrics(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+def metrics(port, pki):
+    """kwok's /metrics as {name with labels: value}. kwok serves HTTPS and asks for a
+    client certificate the cluster CA signed: the cluster's admin one, from `pki`."""
+    tls = ssl.create_default_context(cafile=str(Path(pki, "ca.crt")))
+    tls.load_cert_chain(str(Path(pki, "admin.crt")), str(Path(pki, "admin.key")))
+    text = urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", timeout=10, context=tls).read().decode()
     values = {}
     for line in text.splitlines():
         if line.startswith("#") or " " not in line:
@@ -119,7 +124,7 @@ def main():
             elapsed = time.time() - start
             cpu, rss, hwm = proc(kwok)
             apicpu, apirss, _ = proc(api)
-            m = metrics(port)
+            m = metrics(port, Path(work, "clusters/soak/pki"))
             s = dict(minute=round(elapsed / 60, 1), kwok_rss_mb=round(rss, 1), kwok_peak_mb=round(hwm, 1),
                      kwok_cpu_s=round(cpu - cpu0, 1), apiserver_cpu_s=round(apicpu - api0, 1),
                      renewals=int(m.get("kwok_lease_renewal_lateness_seconds_count", 0)),

@@ -182,6 +182,10 @@ pub struct Core {
     waiting: HashMap<String, HashSet<ObjKey>>,
     /// Managed nodes whose last seen `Ready` condition is `True`.
     ready_nodes: HashSet<String>,
+    /// Managed nodes whose last seen `Ready` condition is there but not `True`: the
+    /// control plane marked them lost (their heartbeats stopped), and a write of their
+    /// status is the recovery itself (see [`Core::limit_for`]).
+    lost_nodes: HashSet<String>,
     /// Whether this shard, and every shard, has processed the first list of pods.
     ///
     /// Until then no pod stage is scheduled: a pod without an IP rendered before the
@@ -243,6 +247,7 @@ impl Core {
             held: HashMap::new(),
             waiting: HashMap::new(),
             ready_nodes: HashSet::new(),
+            lost_nodes: HashSet::new(),
             pods_listed: (false, false),
             wheel: Wheel::with_capacity(1024),
             clock: Clock::new(now.mono),
@@ -469,9 +474,14 @@ impl Core {
         if managed {
             self.ips.observe_node(&name, obj);
         }
-        let ready_changed = match managed && node_ready(obj) {
+        let ready = node_ready(obj);
+        let ready_changed = match managed && ready == Some(true) {
             true => self.ready_nodes.insert(name.clone()),
             false => self.ready_nodes.remove(&name),
+        };
+        match managed && ready == Some(false) {
+            true => self.lost_nodes.insert(name.clone()),
+            false => self.lost_nodes.remove(&name),
         };
         if managed && !was {
             let uid = cache::str_at(obj, "/metadata/uid").to_owned();
@@ -747,6 +757,7 @@ impl Core {
                 }
                 self.waiting.remove(&key.name);
                 self.ready_nodes.remove(&key.name);
+                self.lost_nodes.remove(&key.name);
             }
             Role::Pod => {
                 if !entry.uid().is_empty() {
@@ -766,6 +777,7 @@ impl Core {
     /// `key`'s stage `due` came due (its entry is Idle or Ready, not yet Scheduled
     /// again): render the effects and send them, or wait for a write slot.
     fn fire(&mut self, key: ObjKey, due: Due, rng: &mut SmallRng) {
+        let limit = self.limit_for(&key);
         let Some(entry) = self.entries.get_mut(&key) else {
             debug_assert!(false, "fired for {key:?}, which is not cached");
             return;
@@ -774,7 +786,7 @@ impl Core {
             !self.writing.contains(&key),
             "a write is out for an entry not InFlight"
         );
-        if self.writing.len() >= self.write_limit {
+        if self.writing.len() >= limit {
             // A parsed object is not kept for a wait of unknown length.
             entry.drop_parsed();
             entry.state = State::Ready { due };
@@ -860,6 +872,20 @@ impl Core {
             target,
             effects,
         })));
+    }
+
+    /// Writes in flight at most when `key` fires: the lease-pressure limit, except for
+    /// a node the control plane marked lost. Its status write is a heartbeat
+    /// (kube-controller-manager counts a new `lastHeartbeatTime` as it counts a
+    /// renewal) that also makes it Ready again, so holding it back for the renewals
+    /// would only keep it NotReady longer: after kwok was stopped past its Leases,
+    /// every node is lost and all renewals are at risk at once, and at 5,000 nodes the
+    /// throttle kept them NotReady for 46-49 s (`benches/results/2026-12-02-faults`).
+    fn limit_for(&self, key: &ObjKey) -> usize {
+        match self.role(key) == Role::Node && self.lost_nodes.contains(&key.name) {
+            true => self.settings.writes_in_flight,
+            false => self.write_limit,
+        }
     }
 
     /// The fences a write for `key` passes: its node's Lease and our member Lease.
@@ -1118,9 +1144,11 @@ fn adopt_ip(ips: &mut Ips, node: &str, uid: &str, obj: &Value) {
     }
 }
 
-/// Whether a node's `Ready` condition is `True`.
-fn node_ready(node: &Value) -> bool {
+/// Whether a node's `Ready` condition is `True` (`None`: it has none).
+fn node_ready(node: &Value) -> Option<bool> {
     node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["status"] == "True")
 }

@@ -17,8 +17,14 @@ use super::{
     core::{Command, Config, Core, Event, Ticket},
 };
 use crate::{
-    batcher::Outcome, flags::Flags, host::SharedIps, ipam::Pool, lease::Fence, metrics::Metrics,
-    object::JsonObject, settings::Settings,
+    batcher::Outcome,
+    flags::Flags,
+    host::SharedIps,
+    ipam::Pool,
+    lease::{Fence, Pressure},
+    metrics::Metrics,
+    object::JsonObject,
+    settings::Settings,
 };
 
 /// A node stage due at once and a pod stage due a second after the pod is seen, so a
@@ -819,4 +825,30 @@ fn with_scale_out_objects_off_nodes_should_be_driven_by_one_member_each() {
     h.advance(SECOND);
     let written: Vec<&str> = h.out.iter().map(|(t, _)| t.key.name.as_str()).collect();
     assert_eq!(written, [mine.as_str(), theirs.as_str()]);
+}
+
+#[test]
+fn a_lost_nodes_status_should_go_out_past_the_lease_pressure_limit() {
+    let mut h = Harness::new(8);
+    h.step(Event::Pressure(Some(Pressure::AtRisk)));
+    for name in ["a", "b", "c"] {
+        h.apply(POD, pod(name, 0, "10", None, false));
+    }
+    h.advance(SECOND);
+    assert_eq!(h.out.len(), 2, "at risk: two writes per shard");
+    // A new node (no Ready condition) waits for a slot like any stage...
+    h.apply(NODE, node("fresh", "20", false));
+    assert!(h.last.is_empty(), "the new node's stage waits: {:?}", h.last);
+    // ...but a node the control plane marked lost is made Ready again at once: its
+    // status write is the heartbeat the renewals at risk are there to keep.
+    let mut lost = node("lost", "21", false);
+    lost["status"] = json!({"conditions": [{"type": "Ready", "status": "Unknown"}]});
+    h.apply(NODE, lost);
+    assert_eq!(h.last, [Due::Stage(0)], "the lost node's stage went out");
+    assert_eq!(h.out.last().unwrap().0.key.name, "lost");
+    assert_eq!(h.core.writes_out(), 3);
+    // Calm again: everything waiting goes out as slots free.
+    h.step(Event::Pressure(Some(Pressure::Calm)));
+    h.land(0, Outcome::Written(None));
+    assert_eq!(h.out.len(), 4, "the pod and the new node: {:?}", h.last);
 }
