@@ -157,13 +157,15 @@ class Timeline(threading.Thread):
 
     def __init__(self, cluster):
         super().__init__(daemon=True)
-        self.cluster, self.rows, self.done = cluster, [], threading.Event()
+        # kwokctl start keeps kwok's port: read the config once, not every second.
+        self.port, self.pki = cluster.kwok_port(), cluster.dir / "pki"
+        self.rows, self.done = [], threading.Event()
 
     def run(self):
         start = time.time()
         while not self.done.wait(1):
             try:
-                m = metrics(self.cluster.kwok_port(), self.cluster.dir / "pki")
+                m = metrics(self.port, self.pki)
             except Exception:
                 continue  # kwok stopped or restarting
             self.rows.append([round(time.time() - start, 1)] + [f(m) for f in TIMELINE.values()])

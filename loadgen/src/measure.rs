@@ -393,9 +393,19 @@ pub fn pod_key(pod: &Pod) -> String {
     )
 }
 
-fn node_ready(node: &Node) -> bool {
+/// Whether a node's `Ready` condition is `True` (also used by `perf`'s watchers).
+pub fn node_ready(node: &Node) -> bool {
     condition_true(
         node.status.as_ref().and_then(|s| s.conditions.as_deref()),
+        "Ready",
+        |c| (&c.type_, &c.status),
+    )
+}
+
+/// Whether a pod's `Ready` condition is `True`.
+pub fn pod_ready(pod: &Pod) -> bool {
+    condition_true(
+        pod.status.as_ref().and_then(|s| s.conditions.as_deref()),
         "Ready",
         |c| (&c.type_, &c.status),
     )

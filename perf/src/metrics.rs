@@ -34,7 +34,7 @@ use kube::{
 use kwok_loadgen::{
     Scenario,
     driver::Driver,
-    measure::Recorder,
+    measure::{Recorder, node_ready},
     objects::{self, Naming},
 };
 use serde::{Deserialize, Serialize};
@@ -312,13 +312,6 @@ where
         }
     });
     (n, task)
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn pod_running(pod: &Pod) -> bool {

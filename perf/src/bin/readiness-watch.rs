@@ -35,6 +35,7 @@ use kube::{
         watcher,
     },
 };
+use kwok_loadgen::measure::{node_ready, pod_ready};
 use serde::Serialize;
 
 /// Prints the readiness of a cluster's nodes and pods once a second (JSON lines).
@@ -58,22 +59,11 @@ struct Counts {
     duplicate_ips: usize,
 }
 
-/// Whether a node's `Ready` condition is `True`.
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// Whether a pod is Running, Ready and not being deleted.
-fn pod_ready(pod: &Pod) -> bool {
-    let status = pod.status.as_ref();
+fn pod_up(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
-        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        && pod_ready(pod)
 }
 
 fn count<'a>(nodes: impl IntoIterator<Item = &'a Node>, pods: impl IntoIterator<Item = &'a Pod>) -> Counts {
@@ -85,7 +75,7 @@ fn count<'a>(nodes: impl IntoIterator<Item = &'a Node>, pods: impl IntoIterator<
     let mut holders: HashMap<&str, usize> = HashMap::new();
     for pod in pods {
         c.pods += 1;
-        c.pods_not_ready += usize::from(!pod_ready(pod));
+        c.pods_not_ready += usize::from(!pod_up(pod));
         if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) {
             *holders.entry(ip).or_default() += 1;
         }

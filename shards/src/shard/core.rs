@@ -879,8 +879,8 @@ impl Core {
     /// (kube-controller-manager counts a new `lastHeartbeatTime` as it counts a
     /// renewal) that also makes it Ready again, so holding it back for the renewals
     /// would only keep it NotReady longer: after kwok was stopped past its Leases,
-    /// every node is lost and all renewals are at risk at once, and at 5,000 nodes the
-    /// throttle kept them NotReady for 46-49 s (`benches/results/2026-12-02-faults`).
+    /// nodes are lost while all renewals are at risk at once (at 5,000 nodes:
+    /// `benches/results/2026-12-04-faults`).
     fn limit_for(&self, key: &ObjKey) -> usize {
         match self.role(key) == Role::Node && self.lost_nodes.contains(&key.name) {
             true => self.settings.writes_in_flight,
