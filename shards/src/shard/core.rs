@@ -13,9 +13,10 @@
 //!   fires only from `Scheduled` or `Ready`. An object removed while its write is out
 //!   and seen again (re-created) comes back `InFlight { dirty: true }`, so it waits for
 //!   that write to land.
-//! - At most `write_limit` writes are started; a stage due beyond that is
-//!   [`State::Ready`] and its key waits in `ready` (a key in `ready` whose entry is no
-//!   longer `Ready` is skipped when popped).
+//! - At most `write_limit` writes are started (`--writes-in-flight` for a lost node,
+//!   [`Core::limit_for`]); a stage due beyond that is [`State::Ready`] and its key
+//!   waits in `ready`, or in `ready_lost` for a lost node, which goes first (a key in a
+//!   queue whose entry is no longer `Ready` is skipped when popped).
 //! - A write's result applies only to the object it was sent for (same uid, both the
 //!   ticket's and the answered object's); its object replaces the cached one only if
 //!   its resourceVersion is newer ([`version::order`]).
@@ -203,6 +204,9 @@ pub struct Core {
     write_limit: usize,
     /// Objects whose stage came due while every write slot was taken, oldest first.
     ready: VecDeque<ObjKey>,
+    /// Lost nodes whose status write came due while every slot was taken: they take
+    /// the next free slot, before `ready` (see [`Core::limit_for`]).
+    ready_lost: VecDeque<ObjKey>,
     /// The time of the event being handled (from [`Core::step`]).
     now: Now,
     /// Commands of the step being taken.
@@ -253,6 +257,7 @@ impl Core {
             clock: Clock::new(now.mono),
             writing: HashSet::new(),
             ready: VecDeque::new(),
+            ready_lost: VecDeque::new(),
             now,
             out: Vec::new(),
             gauges,
@@ -479,10 +484,18 @@ impl Core {
             true => self.ready_nodes.insert(name.clone()),
             false => self.ready_nodes.remove(&name),
         };
-        match managed && ready == Some(false) {
+        let newly_lost = match managed && ready == Some(false) {
             true => self.lost_nodes.insert(name.clone()),
-            false => self.lost_nodes.remove(&name),
+            false => {
+                self.lost_nodes.remove(&name);
+                false
+            }
         };
+        if newly_lost && matches!(self.entries.get(key).map(|e| e.state), Some(State::Ready { .. })) {
+            // Queued before it was lost: it now goes first (the other place is skipped).
+            self.ready_lost.push_back(key.clone());
+            self.gauges.queue.inc();
+        }
         if managed && !was {
             let uid = cache::str_at(obj, "/metadata/uid").to_owned();
             self.nodes
@@ -790,7 +803,10 @@ impl Core {
             // A parsed object is not kept for a wait of unknown length.
             entry.drop_parsed();
             entry.state = State::Ready { due };
-            self.ready.push_back(key);
+            match self.is_lost_node(&key) {
+                true => self.ready_lost.push_back(key),
+                false => self.ready.push_back(key),
+            }
             self.gauges.queue.inc();
             return;
         }
@@ -881,11 +897,19 @@ impl Core {
     /// would only keep it NotReady longer: after kwok was stopped past its Leases,
     /// nodes are lost while all renewals are at risk at once (at 5,000 nodes:
     /// `benches/results/2026-12-04-faults`).
+    ///
+    /// When slots are short, a lost node also goes first ([`Core::written`]): after kwok
+    /// was stopped past its Leases, thousands of pod writes came due with the nodes,
+    /// and 750 lost nodes waited 20 s behind them (5,000 nodes, 2 cores).
     fn limit_for(&self, key: &ObjKey) -> usize {
-        match self.role(key) == Role::Node && self.lost_nodes.contains(&key.name) {
+        match self.is_lost_node(key) {
             true => self.settings.writes_in_flight,
             false => self.write_limit,
         }
+    }
+
+    fn is_lost_node(&self, key: &ObjKey) -> bool {
+        self.role(key) == Role::Node && self.lost_nodes.contains(&key.name)
     }
 
     /// The fences a write for `key` passes: its node's Lease and our member Lease.
@@ -939,9 +963,14 @@ impl Core {
         debug_assert!(was_out, "a result for a write not out: {ticket:?}");
         self.gauges.queue.dec();
         self.landed(ticket, outcome, rng);
-        // A write slot is free: render what waited for one.
-        while self.writing.len() < self.write_limit {
-            let Some(key) = self.ready.pop_front() else {
+        // A write slot is free: render what waited for one, lost nodes first.
+        loop {
+            let key = match self.ready_lost.front() {
+                Some(_) if self.writing.len() < self.settings.writes_in_flight => self.ready_lost.pop_front(),
+                _ if self.writing.len() < self.write_limit => self.ready.pop_front(),
+                _ => None,
+            };
+            let Some(key) = key else {
                 break;
             };
             self.gauges.queue.dec();
@@ -1039,7 +1068,10 @@ impl Core {
                 State::InFlight { .. } => {
                     assert!(self.writing.contains(key), "{key:?}: InFlight with no write out");
                 }
-                State::Ready { .. } => assert!(self.ready.contains(key), "{key:?}: Ready but not queued"),
+                State::Ready { .. } => assert!(
+                    self.ready.contains(key) || self.ready_lost.contains(key),
+                    "{key:?}: Ready but not queued"
+                ),
                 State::Idle | State::Deleted => {}
             }
             if !matches!(entry.state, State::InFlight { .. }) {

@@ -852,3 +852,33 @@ fn a_lost_nodes_status_should_go_out_past_the_lease_pressure_limit() {
     h.land(0, Outcome::Written(None));
     assert_eq!(h.out.len(), 4, "the pod and the new node: {:?}", h.last);
 }
+
+#[test]
+fn a_lost_node_should_take_the_next_free_slot_before_writes_queued_earlier() {
+    let mut h = Harness::new(2);
+    for name in ["a", "b", "c"] {
+        h.apply(POD, pod(name, 0, "10", None, false));
+    }
+    h.advance(SECOND);
+    assert_eq!(h.out.len(), 2, "two slots");
+    // Queued behind pod c: a new node, and one that is lost by the time a slot frees
+    // (it queued before the control plane marked it), then one lost when it came due.
+    h.apply(NODE, node("fresh", "20", false));
+    h.apply(NODE, node("later-lost", "21", false));
+    h.advance(SECOND);
+    let lost = |name: &str, rv: &str| {
+        let mut lost = node(name, rv, false);
+        lost["status"] = json!({"conditions": [{"type": "Ready", "status": "Unknown"}]});
+        lost
+    };
+    h.apply(NODE, lost("later-lost", "22"));
+    h.apply(NODE, lost("lost", "23"));
+    h.advance(SECOND);
+    assert_eq!(h.core.writes_out(), 2, "no slot is free yet");
+    let mut order = Vec::new();
+    while !h.out.is_empty() {
+        h.land(0, Outcome::Written(None));
+        order.extend(h.last.iter().map(|_| h.out.last().unwrap().0.key.name.clone()));
+    }
+    assert_eq!(order, ["later-lost", "lost", "c", "fresh"]);
+}
