@@ -57,6 +57,52 @@ class Cluster:
         out = sh(self.env, "start", "cluster", tries=3)
         assert "restarted" in out, out
 
+    def log_size(self, component):
+        log = self.dir / "logs" / f"{component}.log"
+        return log.stat().st_size if log.exists() else 0
+
+
+# What kube-controller-manager logs about its watches and the nodes it marks: after an
+# apiserver restart this shows when each of its informers came back.
+KCM_LINE = re.compile(r"^[IWEF]\d{4} (\d\d):(\d\d):(\d\d\.\d+)\s+\d+ (\S+?):\d+\] (.*)$")
+KCM_KINDS = {
+    "watch_failed": re.compile(r"Failed to watch|Failed to list|watch of .* ended", re.I),
+    "node_unresponsive": re.compile(r"unresponsive|Node is NotReady|NodeNotReady|Unknown", re.I),
+}
+
+
+def kcm_summary(cluster, offset, ended):
+    """kube-controller-manager's log lines written since `offset` (bytes), counted by
+    KCM_KINDS with the first and last of each in seconds after `ended` (epoch), and the
+    resources whose informers failed, with the last failure of each."""
+    log = cluster.dir / "logs" / "kube-controller-manager.log"
+    if not log.exists():
+        return None
+    with log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode(errors="replace").splitlines()
+    day = time.gmtime(ended)
+    base = ended - (day.tm_hour * 3600 + day.tm_min * 60 + day.tm_sec + (ended % 1))
+    out = {k: dict(count=0, first_s=None, last_s=None) for k in KCM_KINDS}
+    informers = {}
+    for line in lines:
+        m = KCM_LINE.match(line)
+        if not m:
+            continue
+        t = round(base + int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) - ended, 1)
+        for kind, rx in KCM_KINDS.items():
+            if rx.search(m[5]):
+                o = out[kind]
+                o["count"] += 1
+                o["first_s"] = t if o["first_s"] is None else o["first_s"]
+                o["last_s"] = t
+        r = re.search(r'"(?:Failed to watch|Failed to list)".*?type="([^"]+)"', m[5]) or \
+            re.search(r"(?:Failed to watch|Failed to list) (\*[\w.]+)", m[5])
+        if r:
+            informers[r[1]] = t
+    out["informer_last_failure_s"] = informers
+    return out
+
 
 
 class Observer(threading.Thread):
@@ -221,6 +267,7 @@ def main():
             if timeline:
                 timeline.start()
             fault_start = time.time()
+            kcm_offset = c.log_size("kube-controller-manager")
             if fault == "etcd":
                 c.kill("etcd"); time.sleep(10); c.restart()
             elif fault == "apiserver":
@@ -240,6 +287,7 @@ def main():
             ended = time.time()
             r = measure(obs, a.nodes, replicas)
             r["fault_s"] = round(ended - fault_start, 1)
+            r["kcm_log"] = kcm_summary(c, kcm_offset, ended)
             if timeline:
                 r["timeline"] = timeline.stop()
             now_kwok = c.pid("kwok-controller")

@@ -1,7 +1,8 @@
 //! `--scale-out`: this kwok's member Lease, and who the live members are.
 //!
 //! Every fifth of its duration the task renews our member Lease (`kwok-member-<id>` in
-//! [`NAMESPACE`], labelled [`MEMBER_LABEL`]), lists the member Leases, and tells the
+//! [`NAMESPACE`], labelled [`MEMBER_LABEL`]; one PUT of the Lease as we last wrote it,
+//! as node Leases are renewed), lists the member Leases, and tells the
 //! lease worker the live members: those whose Lease is unexpired, and us while our own
 //! last successful renewal is younger than the duration. Past that we are fenced
 //! ([`kwok_members::handover::fenced`]): no stage write goes out (the member fence),
@@ -83,6 +84,8 @@ impl MemberLease {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When our last successful renewal was sent.
         let mut renewed: Option<Instant> = None;
+        // Our member Lease as our last write left it.
+        let mut last: Option<Lease> = None;
         let mut others: Vec<String> = Vec::new();
         let mut reported: Option<Vec<String>> = None;
         loop {
@@ -96,7 +99,7 @@ impl MemberLease {
                 reported = Some(others.clone());
             }
             let sent = Instant::now();
-            match self.renew(&api, &name).await {
+            match self.renew(&api, &name, &mut last).await {
                 Ok(()) => {
                     renewed = Some(sent);
                     // The others count our expiry from the renewTime written, no
@@ -151,11 +154,29 @@ impl MemberLease {
         })
     }
 
-    /// Creates or renews our member Lease.
-    async fn renew(&self, api: &Api<Lease>, name: &str) -> Result<(), kube::Error> {
+    /// Creates or renews our member Lease, `last` as our last write left it: a PUT of
+    /// it with a new renewTime, its resourceVersion the precondition. Only when there
+    /// is none, or the PUT finds the Lease changed or gone, is it read (and created).
+    async fn renew(&self, api: &Api<Lease>, name: &str, last: &mut Option<Lease>) -> Result<(), kube::Error> {
         let now = MicroTime(Timestamp::now());
+        if let Some(mut lease) = last.take() {
+            lease.spec.get_or_insert_default().renew_time = Some(now.clone());
+            match api.replace(name, &PostParams::default(), &lease).await {
+                Ok(written) => {
+                    *last = Some(without_managed_fields(written));
+                    return Ok(());
+                }
+                // Changed by someone else, or deleted: read it again below.
+                Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
+                Err(e) => {
+                    // Unknown whether it landed: the next PUT conflicts if it did.
+                    *last = Some(lease);
+                    return Err(e);
+                }
+            }
+        }
         let seconds = self.duration.as_secs() as i32;
-        match api.get_opt(name).await? {
+        let written = match api.get_opt(name).await? {
             Some(mut lease) => {
                 lease.metadata.managed_fields = None;
                 let spec = lease.spec.get_or_insert_default();
@@ -165,7 +186,7 @@ impl MemberLease {
                 spec.holder_identity = Some(self.me.clone());
                 spec.lease_duration_seconds = Some(seconds);
                 spec.renew_time = Some(now);
-                api.replace(name, &PostParams::default(), &lease).await?;
+                api.replace(name, &PostParams::default(), &lease).await?
             }
             None => {
                 let lease = Lease {
@@ -183,11 +204,18 @@ impl MemberLease {
                         ..LeaseSpec::default()
                     }),
                 };
-                api.create(&PostParams::default(), &lease).await?;
+                api.create(&PostParams::default(), &lease).await?
             }
-        }
+        };
+        *last = Some(without_managed_fields(written));
         Ok(())
     }
+}
+
+/// A Lease to PUT again: managedFields sent with an update would replace the server's.
+fn without_managed_fields(mut lease: Lease) -> Lease {
+    lease.metadata.managed_fields = None;
+    lease
 }
 
 /// The name of `member`'s Lease: `kwok-member-` and the identity, lower-cased, with
@@ -225,7 +253,103 @@ fn live_others(leases: &[Lease], me: &str, now: Timestamp) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
     use super::*;
+
+    /// A stand-in apiserver holding one Lease: GET, POST and PUT (refused with 409
+    /// unless the resourceVersion matches), each recorded as "METHOD code".
+    #[derive(Clone, Default)]
+    struct StandIn {
+        lease: Arc<Mutex<Option<Value>>>,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl StandIn {
+        fn client(&self) -> Client {
+            let this = self.clone();
+            let service = tower::service_fn(move |request: http::Request<Body>| {
+                let this = this.clone();
+                async move {
+                    let method = request.method().clone();
+                    let body = request.into_body().collect_bytes().await.unwrap();
+                    let mut lease = this.lease.lock().unwrap();
+                    let rv = |l: &Value| l["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
+                    let (code, answer) = match (method.as_str(), lease.as_ref()) {
+                        ("GET", Some(l)) => (200, l.clone()),
+                        ("POST", None) | ("PUT", Some(_)) => {
+                            let mut sent: Value = serde_json::from_slice(&body).unwrap();
+                            let stored = lease.as_ref().map(rv);
+                            if stored.as_ref().is_some_and(|s| *s != rv(&sent)) {
+                                (409, json!({"kind": "Status", "code": 409, "reason": "Conflict"}))
+                            } else {
+                                let next = stored.map_or(1, |s| s.parse::<u64>().unwrap() + 1);
+                                sent["metadata"]["resourceVersion"] = json!(next.to_string());
+                                *lease = Some(sent.clone());
+                                (if method == "POST" { 201 } else { 200 }, sent)
+                            }
+                        }
+                        _ => (404, json!({"kind": "Status", "code": 404, "reason": "NotFound"})),
+                    };
+                    this.calls.lock().unwrap().push(format!("{method} {code}"));
+                    let mut response = http::Response::new(Body::from(answer.to_string().into_bytes()));
+                    *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            Client::new(service, "default")
+        }
+
+        fn calls(&self) -> Vec<String> {
+            std::mem::take(&mut self.calls.lock().unwrap())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_lease_should_be_renewed_by_one_put_and_read_again_only_when_changed() {
+        let apiserver = StandIn::default();
+        let client = apiserver.client();
+        let metrics = Arc::new(Metrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let (shards, _) = watch::channel(Arc::from(Vec::new()));
+        let member = MemberLease::new(
+            client.clone(),
+            "kwok-a".into(),
+            Duration::from_secs(10),
+            metrics,
+            Fence::closed(),
+            shards,
+        );
+        let api: Api<Lease> = Api::namespaced(client, NAMESPACE);
+        let name = lease_name("kwok-a");
+        let mut last = None;
+        member.renew(&api, &name, &mut last).await.unwrap();
+        assert_eq!(apiserver.calls(), ["GET 404", "POST 201"], "created");
+        member.renew(&api, &name, &mut last).await.unwrap();
+        member.renew(&api, &name, &mut last).await.unwrap();
+        assert_eq!(
+            apiserver.calls(),
+            ["PUT 200", "PUT 200"],
+            "renewed without a read"
+        );
+        // Someone else wrote it (another kwok with our identity, or a person): the PUT
+        // is refused, and the Lease is read and written again.
+        let mut stored = apiserver.lease.lock().unwrap().clone().unwrap();
+        stored["metadata"]["resourceVersion"] = json!("100");
+        stored["spec"]["holderIdentity"] = json!("someone");
+        *apiserver.lease.lock().unwrap() = Some(stored);
+        member.renew(&api, &name, &mut last).await.unwrap();
+        assert_eq!(apiserver.calls(), ["PUT 409", "GET 200", "PUT 200"]);
+        let lease = apiserver.lease.lock().unwrap().clone().unwrap();
+        assert_eq!(lease["spec"]["holderIdentity"], "kwok-a");
+        assert_eq!(lease["metadata"]["resourceVersion"], "101");
+        member.renew(&api, &name, &mut last).await.unwrap();
+        assert_eq!(apiserver.calls(), ["PUT 200"]);
+    }
 
     fn lease(holder: &str, renewed_secs_ago: i64, duration: i32, now: Timestamp) -> Lease {
         Lease {
