@@ -66,8 +66,13 @@ class Cluster:
 # apiserver restart this shows when each of its informers came back.
 KCM_LINE = re.compile(r"^[IWEF]\d{4} (\d\d):(\d\d):(\d\d\.\d+)\s+\d+ (\S+?):\d+\] (.*)$")
 KCM_KINDS = {
-    "watch_failed": re.compile(r"Failed to watch|Failed to list|watch of .* ended", re.I),
-    "node_unresponsive": re.compile(r"unresponsive|Node is NotReady|NodeNotReady|Unknown", re.I),
+    "watch_failed": re.compile(r"watch ended with error|Failed to watch|Failed to list"),
+    # Its node lifecycle controller writing a node's status (Unknown), refused: while
+    # the apiserver is down, while its authorizer warms up, or because kwok wrote first.
+    "node_update_refused": re.compile(r'"Error updating node" err=".*(?:connection refused)'),
+    "node_update_forbidden": re.compile(r'"Error updating node" err=".*forbidden'),
+    "node_update_conflict": re.compile(r'"Error updating node" err="Operation cannot be fulfilled'),
+    "disruption": re.compile(r"disruption mode"),
 }
 
 
@@ -96,7 +101,7 @@ def kcm_summary(cluster, offset, ended):
                 o["count"] += 1
                 o["first_s"] = t if o["first_s"] is None else o["first_s"]
                 o["last_s"] = t
-        r = re.search(r'"(?:Failed to watch|Failed to list)".*?type="([^"]+)"', m[5]) or \
+        r = re.search(r'(?:watch ended with error|Failed to watch|Failed to list).*?type="([^"]+)"', m[5]) or \
             re.search(r"(?:Failed to watch|Failed to list) (\*[\w.]+)", m[5])
         if r:
             informers[r[1]] = t
