@@ -84,9 +84,12 @@ def kcm_summary(cluster, offset, ended):
     if not log.exists():
         return None
     with log.open("rb") as f:
-        f.seek(offset)
+        # A log shorter than before was started anew: read it whole.
+        f.seek(offset if log.stat().st_size >= offset else 0)
         lines = f.read().decode(errors="replace").splitlines()
-    day = time.gmtime(ended)
+    # klog stamps the time of day in local time, without the date: counted from the
+    # local midnight before `ended`, then brought within half a day of it.
+    day = time.localtime(ended)
     base = ended - (day.tm_hour * 3600 + day.tm_min * 60 + day.tm_sec + (ended % 1))
     out = {k: dict(count=0, first_s=None, last_s=None) for k in KCM_KINDS}
     informers = {}
@@ -94,7 +97,8 @@ def kcm_summary(cluster, offset, ended):
         m = KCM_LINE.match(line)
         if not m:
             continue
-        t = round(base + int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) - ended, 1)
+        t = base + int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) - ended
+        t = round((t + 43200) % 86400 - 43200, 1)
         for kind, rx in KCM_KINDS.items():
             if rx.search(m[5]):
                 o = out[kind]

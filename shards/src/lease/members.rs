@@ -166,13 +166,15 @@ impl MemberLease {
                     *last = Some(without_managed_fields(written));
                     return Ok(());
                 }
-                // Changed by someone else, or deleted: read it again below.
-                Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
-                Err(e) => {
-                    // Unknown whether it landed: the next PUT conflicts if it did.
+                // Not sent, timed out, or the apiserver busy: unknown whether it landed,
+                // and the next PUT conflicts if it did.
+                Err(e) if !refused(&e) => {
                     *last = Some(lease);
                     return Err(e);
                 }
+                // Changed by someone else, deleted, or refused as it was (a 4xx): read
+                // it again below.
+                Err(_) => {}
             }
         }
         let seconds = self.duration.as_secs() as i32;
@@ -210,6 +212,12 @@ impl MemberLease {
         *last = Some(without_managed_fields(written));
         Ok(())
     }
+}
+
+/// Whether the apiserver refused the request as sent (a 4xx other than 429), so sending
+/// the same again would fail again.
+fn refused(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(e) if (400..500).contains(&e.code) && e.code != 429)
 }
 
 /// A Lease to PUT again: managedFields sent with an update would replace the server's.
@@ -261,11 +269,13 @@ mod tests {
     use super::*;
 
     /// A stand-in apiserver holding one Lease: GET, POST and PUT (refused with 409
-    /// unless the resourceVersion matches), each recorded as "METHOD code".
+    /// unless the resourceVersion matches), each recorded as "METHOD code"; `fail`
+    /// answers the next request with that code instead.
     #[derive(Clone, Default)]
     struct StandIn {
         lease: Arc<Mutex<Option<Value>>>,
         calls: Arc<Mutex<Vec<String>>>,
+        fail: Arc<Mutex<Option<u16>>>,
     }
 
     impl StandIn {
@@ -278,7 +288,12 @@ mod tests {
                     let body = request.into_body().collect_bytes().await.unwrap();
                     let mut lease = this.lease.lock().unwrap();
                     let rv = |l: &Value| l["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
+                    let failure = this.fail.lock().unwrap().take();
                     let (code, answer) = match (method.as_str(), lease.as_ref()) {
+                        _ if failure.is_some() => {
+                            let code = failure.unwrap();
+                            (code, json!({"kind": "Status", "code": code, "reason": "Failure"}))
+                        }
                         ("GET", Some(l)) => (200, l.clone()),
                         ("POST", None) | ("PUT", Some(_)) => {
                             let mut sent: Value = serde_json::from_slice(&body).unwrap();
@@ -341,14 +356,32 @@ mod tests {
         let mut stored = apiserver.lease.lock().unwrap().clone().unwrap();
         stored["metadata"]["resourceVersion"] = json!("100");
         stored["spec"]["holderIdentity"] = json!("someone");
+        let acquired = stored["spec"]["acquireTime"].clone();
         *apiserver.lease.lock().unwrap() = Some(stored);
         member.renew(&api, &name, &mut last).await.unwrap();
         assert_eq!(apiserver.calls(), ["PUT 409", "GET 200", "PUT 200"]);
         let lease = apiserver.lease.lock().unwrap().clone().unwrap();
         assert_eq!(lease["spec"]["holderIdentity"], "kwok-a");
         assert_eq!(lease["metadata"]["resourceVersion"], "101");
+        assert_ne!(
+            lease["spec"]["acquireTime"], acquired,
+            "acquired again after someone held it"
+        );
         member.renew(&api, &name, &mut last).await.unwrap();
         assert_eq!(apiserver.calls(), ["PUT 200"]);
+        // A busy apiserver: the same PUT is tried again, no read.
+        *apiserver.fail.lock().unwrap() = Some(503);
+        assert!(member.renew(&api, &name, &mut last).await.is_err());
+        member.renew(&api, &name, &mut last).await.unwrap();
+        assert_eq!(apiserver.calls(), ["PUT 503", "PUT 200"]);
+        // Refused as sent: read again rather than sending the same.
+        *apiserver.fail.lock().unwrap() = Some(422);
+        member.renew(&api, &name, &mut last).await.unwrap();
+        assert_eq!(apiserver.calls(), ["PUT 422", "GET 200", "PUT 200"]);
+        // Deleted: created again.
+        *apiserver.lease.lock().unwrap() = None;
+        member.renew(&api, &name, &mut last).await.unwrap();
+        assert_eq!(apiserver.calls(), ["PUT 404", "GET 404", "POST 201"]);
     }
 
     fn lease(holder: &str, renewed_secs_ago: i64, duration: i32, now: Timestamp) -> Lease {

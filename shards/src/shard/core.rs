@@ -15,8 +15,9 @@
 //!   that write to land.
 //! - At most `write_limit` writes are started (`--writes-in-flight` for a lost node,
 //!   [`Core::limit_for`]); a stage due beyond that is [`State::Ready`] and its key
-//!   waits in `ready`, or in `ready_lost` for a lost node, which goes first (a key in a
-//!   queue whose entry is no longer `Ready` is skipped when popped).
+//!   waits in `ready`, or in `ready_lost` for a lost node, which goes first. A key may
+//!   be in both (it was queued, then its node was lost); one whose entry is no longer
+//!   `Ready` when popped is skipped, so it fires once.
 //! - A write's result applies only to the object it was sent for (same uid, both the
 //!   ticket's and the answered object's); its object replaces the cached one only if
 //!   its resourceVersion is newer ([`version::order`]).
@@ -900,7 +901,8 @@ impl Core {
     ///
     /// When slots are short, a lost node also goes first ([`Core::written`]): after kwok
     /// was stopped past its Leases, thousands of pod writes came due with the nodes,
-    /// and 750 lost nodes waited 20 s behind them (5,000 nodes, 2 cores).
+    /// and 754 lost nodes made no progress for 8 s behind them; the last came back 43 s
+    /// after SIGCONT (5,000 nodes, 2 cores: `benches/results/2026-12-04-faults`).
     fn limit_for(&self, key: &ObjKey) -> usize {
         match self.is_lost_node(key) {
             true => self.settings.writes_in_flight,
@@ -1091,6 +1093,12 @@ impl Core {
         }
         assert_eq!(self.wheel.len(), scheduled, "timers without a Scheduled entry");
         assert!(self.writing.len() <= self.settings.writes_in_flight.max(self.write_limit));
+        // Each push and each write out counts once, each pop and each landing once.
+        assert_eq!(
+            self.gauges.queue.get() as usize,
+            self.writing.len() + self.ready.len() + self.ready_lost.len(),
+            "the queue gauge drifted"
+        );
     }
 
     /// The state of `key`'s entry, if cached (tests).

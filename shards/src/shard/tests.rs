@@ -878,7 +878,8 @@ fn a_lost_node_should_take_the_next_free_slot_before_writes_queued_earlier() {
     let mut order = Vec::new();
     while !h.out.is_empty() {
         h.land(0, Outcome::Written(None));
-        order.extend(h.last.iter().map(|_| h.out.last().unwrap().0.key.name.clone()));
+        let started = &h.out[h.out.len() - h.last.len()..];
+        order.extend(started.iter().map(|(t, _)| t.key.name.clone()));
     }
     assert_eq!(order, ["later-lost", "lost", "c", "fresh"]);
 }
