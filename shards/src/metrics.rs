@@ -154,7 +154,7 @@ impl Metrics {
         );
         r.register(
             "stage_query_failures",
-            "Run-time failures of a stage's selector keys, after which the stage did not match",
+            "Run-time failures of a stage's selector keys, each taken as having no output",
             m.query_failures.clone(),
         );
         r.register(

@@ -1153,7 +1153,8 @@ fn write_limit(configured: usize, pressure: Option<Pressure>) -> usize {
 }
 
 /// Counts the run-time failures of `stage`'s selector keys since the last look (a failing
-/// key matches nothing, silently, as in KWOK), and logs the first ones with the key.
+/// key is taken as having no output, as in KWOK: `In` and `Exists` fail, `NotIn` and
+/// `DoesNotExist` hold), and logs the first one with the key.
 fn report_query_failures(stage: &kwok_engine::stage::Stage, metrics: &Metrics) {
     let failed = stage.take_query_failures();
     if failed.count == 0 {
@@ -1167,7 +1168,7 @@ fn report_query_failures(stage: &kwok_engine::stage::Stage, metrics: &Metrics) {
         tracing::warn!(
             stage = stage.name(),
             key = failed.key.unwrap_or_default(),
-            "a selector key failed at run time, so the stage did not match; \
+            "a selector key failed at run time and was taken as having no output (as in KWOK); \
              kwok_stage_query_failures_total counts further failures"
         );
     }
