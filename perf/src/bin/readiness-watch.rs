@@ -1,7 +1,10 @@
 //! `readiness-watch`: follows a cluster's nodes and pods through watches and prints,
 //! every second, one JSON line: how many nodes are not Ready, how many of the selected
-//! pods are not Running and Ready (or are being deleted), and how many pod IPs two of
-//! them hold.
+//! pods are not Running and Ready (or are being deleted), how many pod IPs two of
+//! them hold, and how long the longest single spell of a node or pod not Ready has
+//! lasted so far (from its Ready condition's `lastTransitionTime`, or its creation
+//! when it never had one): a count that stays above zero for a minute can be one node
+//! stuck, or a thousand each not Ready for a second, and only the spells tell which.
 //!
 //! The fault soak (`benches/scale/faults.py`) reads it instead of listing every node
 //! and pod with kubectl at each poll: at 5,000 nodes and 5,000 pods one such poll took
@@ -25,7 +28,11 @@ use std::{
 use anyhow::Context;
 use clap::Parser;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::core::v1::{Node, Pod},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+};
 use kube::{
     Api, Client, Resource,
     runtime::{
@@ -57,6 +64,24 @@ struct Counts {
     pods: usize,
     pods_not_ready: usize,
     duplicate_ips: usize,
+    /// Seconds the node not Ready the longest has been so (0 when all are Ready).
+    node_longest_s: f64,
+    /// Seconds the selected pod not up the longest has been so, pods being deleted
+    /// aside (0 when all are up).
+    pod_longest_s: f64,
+}
+
+/// When an object that is not up went so: the last transition `ready_changed` of its
+/// Ready condition when that is not `True`, else (none, one without a time, or a pod
+/// Ready but not Running) the object's creation.
+fn not_ready_since(meta: &ObjectMeta, ready_changed: Option<&Time>) -> Option<Timestamp> {
+    ready_changed.or(meta.creation_timestamp.as_ref()).map(|t| t.0)
+}
+
+/// Seconds from `since` to `now`, never negative (clocks of one machine, but a
+/// condition's time has whole-second precision).
+fn spell(since: Option<Timestamp>, now: Timestamp) -> f64 {
+    since.map_or(0.0, |s| now.duration_since(s).as_secs_f64().max(0.0))
 }
 
 /// Whether a pod is Running, Ready and not being deleted.
@@ -66,16 +91,52 @@ fn pod_up(pod: &Pod) -> bool {
         && pod_ready(pod)
 }
 
-fn count<'a>(nodes: impl IntoIterator<Item = &'a Node>, pods: impl IntoIterator<Item = &'a Pod>) -> Counts {
+fn count<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    pods: impl IntoIterator<Item = &'a Pod>,
+    now: Timestamp,
+) -> Counts {
     let mut c = Counts::default();
     for node in nodes {
         c.nodes += 1;
-        c.nodes_not_ready += usize::from(!node_ready(node));
+        if !node_ready(node) {
+            c.nodes_not_ready += 1;
+            let changed = node
+                .status
+                .as_ref()
+                .and_then(|s| {
+                    s.conditions
+                        .as_ref()?
+                        .iter()
+                        .find(|c| c.type_ == "Ready" && c.status != "True")
+                })
+                .and_then(|c| c.last_transition_time.as_ref());
+            c.node_longest_s = c
+                .node_longest_s
+                .max(spell(not_ready_since(&node.metadata, changed), now));
+        }
     }
     let mut holders: HashMap<&str, usize> = HashMap::new();
     for pod in pods {
         c.pods += 1;
-        c.pods_not_ready += usize::from(!pod_up(pod));
+        if !pod_up(pod) {
+            c.pods_not_ready += 1;
+            if pod.metadata.deletion_timestamp.is_none() {
+                let changed = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| {
+                        s.conditions
+                            .as_ref()?
+                            .iter()
+                            .find(|c| c.type_ == "Ready" && c.status != "True")
+                    })
+                    .and_then(|c| c.last_transition_time.as_ref());
+                c.pod_longest_s = c
+                    .pod_longest_s
+                    .max(spell(not_ready_since(&pod.metadata, changed), now));
+            }
+        }
         if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) {
             *holders.entry(ip).or_default() += 1;
         }
@@ -141,7 +202,11 @@ async fn main() -> anyhow::Result<()> {
     loop {
         tick.tick().await;
         let (n, p) = (nodes.state(), pods.state());
-        let counts = count(n.iter().map(|n| n.as_ref()), p.iter().map(|p| p.as_ref()));
+        let counts = count(
+            n.iter().map(|n| n.as_ref()),
+            p.iter().map(|p| p.as_ref()),
+            Timestamp::now(),
+        );
         let synced = nodes_synced.load(Ordering::Relaxed) && pods_synced.load(Ordering::Relaxed);
         let line = serde_json::json!({
             "t": (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -158,16 +223,32 @@ mod tests {
 
     use super::*;
 
-    fn node(ready: Option<&str>) -> Node {
-        let conditions = ready.map(|s| json!([{"type": "Ready", "status": s}]));
-        serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {"conditions": conditions}}))
-            .unwrap()
+    const NOW: &str = "2026-12-04T12:00:00Z";
+
+    /// A node created 100 s before `NOW` whose Ready condition changed `changed_ago` s before it.
+    fn node(ready: Option<&str>, changed_ago: i64) -> Node {
+        let now: Timestamp = NOW.parse().unwrap();
+        let at = |ago: i64| (now - jiff::SignedDuration::from_secs(ago)).to_string();
+        let conditions =
+            ready.map(|s| json!([{"type": "Ready", "status": s, "lastTransitionTime": at(changed_ago)}]));
+        serde_json::from_value(json!({
+            "metadata": {"name": "n", "creationTimestamp": at(100)},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap()
     }
 
-    fn pod(phase: &str, ready: &str, ip: &str, deleting: bool) -> Pod {
+    /// A pod created 100 s before `NOW` whose Ready condition changed `changed_ago` s before it.
+    fn pod(phase: &str, ready: &str, ip: &str, deleting: bool, changed_ago: i64) -> Pod {
+        let now: Timestamp = NOW.parse().unwrap();
+        let at = |ago: i64| (now - jiff::SignedDuration::from_secs(ago)).to_string();
         let mut pod = json!({
-            "metadata": {"name": "p"},
-            "status": {"phase": phase, "podIP": ip, "conditions": [{"type": "Ready", "status": ready}]},
+            "metadata": {"name": "p", "creationTimestamp": at(100)},
+            "status": {
+                "phase": phase,
+                "podIP": ip,
+                "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": at(changed_ago)}],
+            },
         });
         if deleting {
             pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
@@ -177,23 +258,31 @@ mod tests {
 
     #[test]
     fn counts_should_flag_every_kind_of_not_ready_and_each_extra_holder_of_an_ip() {
-        let nodes = [node(Some("True")), node(Some("Unknown")), node(None)];
+        let now: Timestamp = NOW.parse().unwrap();
+        let nodes = [node(Some("True"), 50), node(Some("Unknown"), 7), node(None, 0)];
         let pods = [
-            pod("Running", "True", "10.0.0.1", false),
-            pod("Running", "False", "10.0.0.1", false),
-            pod("Pending", "True", "10.0.0.2", false),
-            pod("Running", "True", "10.0.0.1", true),
-            pod("Running", "True", "10.0.0.3", false),
+            pod("Running", "True", "10.0.0.1", false, 60),
+            pod("Running", "False", "10.0.0.1", false, 12),
+            pod("Running", "True", "10.0.0.1", true, 70),
+            pod("Running", "True", "10.0.0.3", false, 80),
         ];
         assert_eq!(
-            count(&nodes, &pods),
+            count(&nodes, &pods, now),
             Counts {
                 nodes: 3,
                 nodes_not_ready: 2,
-                pods: 5,
-                pods_not_ready: 3,
+                pods: 4,
+                pods_not_ready: 2,
                 duplicate_ips: 2,
+                // The node with no conditions has been not Ready since its creation.
+                node_longest_s: 100.0,
+                // The pod being deleted is no spell; the not Ready one changed 12 s ago.
+                pod_longest_s: 12.0,
             }
         );
+        // A pod Pending with a Ready condition `True` is not up since its creation.
+        let pending = [pod("Pending", "True", "10.0.0.2", false, 3)];
+        assert_eq!(count(&nodes[..2], &pending, now).pod_longest_s, 100.0);
+        assert_eq!(count(&nodes[..2], &pending, now).node_longest_s, 7.0);
     }
 }
