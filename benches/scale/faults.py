@@ -154,7 +154,8 @@ def measure(obs, nodes, replicas):
     is re-listing)."""
     start = time.time()
     window = 2 * LEASE + 30
-    r = dict(nodes_ready_s=None, pods_ready_s=None, dips=[], duplicate_ips=0, end_ok=False, polls=[])
+    r = dict(nodes_ready_s=None, pods_ready_s=None, dips=[], duplicate_ips=0, end_ok=False, polls=[],
+             node_longest_s=0.0, pod_longest_s=0.0)
     dip = None  # dict(start, nodes, pods, node_s, pod_s): the worst counts and spells seen
     while True:
         t = time.time() - start
@@ -166,6 +167,9 @@ def measure(obs, nodes, replicas):
             r["polls"].append([round(t, 1), *poll])
         if s is not None:
             r["duplicate_ips"] = max(r["duplicate_ips"], s["duplicate_ips"])
+            # Over the whole window, the fault itself included.
+            r["node_longest_s"] = max(r["node_longest_s"], s.get("node_longest_s", 0.0))
+            r["pod_longest_s"] = max(r["pod_longest_s"], s.get("pod_longest_s", 0.0))
         if r["nodes_ready_s"] is None:
             if nodes_ok:
                 r["nodes_ready_s"] = round(t, 1)
