@@ -71,11 +71,23 @@ struct Counts {
     pod_longest_s: f64,
 }
 
-/// When an object that is not up went so: the last transition `ready_changed` of its
-/// Ready condition when that is not `True`, else (none, one without a time, or a pod
-/// Ready but not Running) the object's creation.
-fn not_ready_since(meta: &ObjectMeta, ready_changed: Option<&Time>) -> Option<Timestamp> {
-    ready_changed.or(meta.creation_timestamp.as_ref()).map(|t| t.0)
+/// When an object that is not up went so: the last transition of its Ready condition
+/// when that is not `True`, else (none, one without a time, or a pod Ready but not
+/// Running) the object's creation. `fields` gives a condition's type, status and last
+/// transition (node and pod conditions are different types).
+fn not_up_since<C>(
+    meta: &ObjectMeta,
+    conditions: Option<&[C]>,
+    fields: impl Fn(&C) -> (&str, &str, Option<&Time>),
+) -> Option<Timestamp> {
+    conditions
+        .unwrap_or_default()
+        .iter()
+        .map(fields)
+        .find(|(kind, status, _)| *kind == "Ready" && *status != "True")
+        .and_then(|(_, _, changed)| changed)
+        .or(meta.creation_timestamp.as_ref())
+        .map(|t| t.0)
 }
 
 /// Seconds from `since` to `now`, never negative (clocks of one machine, but a
@@ -101,19 +113,11 @@ fn count<'a>(
         c.nodes += 1;
         if !node_ready(node) {
             c.nodes_not_ready += 1;
-            let changed = node
-                .status
-                .as_ref()
-                .and_then(|s| {
-                    s.conditions
-                        .as_ref()?
-                        .iter()
-                        .find(|c| c.type_ == "Ready" && c.status != "True")
-                })
-                .and_then(|c| c.last_transition_time.as_ref());
-            c.node_longest_s = c
-                .node_longest_s
-                .max(spell(not_ready_since(&node.metadata, changed), now));
+            let conditions = node.status.as_ref().and_then(|s| s.conditions.as_deref());
+            let since = not_up_since(&node.metadata, conditions, |c| {
+                (&c.type_, &c.status, c.last_transition_time.as_ref())
+            });
+            c.node_longest_s = c.node_longest_s.max(spell(since, now));
         }
     }
     let mut holders: HashMap<&str, usize> = HashMap::new();
@@ -122,19 +126,11 @@ fn count<'a>(
         if !pod_up(pod) {
             c.pods_not_ready += 1;
             if pod.metadata.deletion_timestamp.is_none() {
-                let changed = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| {
-                        s.conditions
-                            .as_ref()?
-                            .iter()
-                            .find(|c| c.type_ == "Ready" && c.status != "True")
-                    })
-                    .and_then(|c| c.last_transition_time.as_ref());
-                c.pod_longest_s = c
-                    .pod_longest_s
-                    .max(spell(not_ready_since(&pod.metadata, changed), now));
+                let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref());
+                let since = not_up_since(&pod.metadata, conditions, |c| {
+                    (&c.type_, &c.status, c.last_transition_time.as_ref())
+                });
+                c.pod_longest_s = c.pod_longest_s.max(spell(since, now));
             }
         }
         if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) {
