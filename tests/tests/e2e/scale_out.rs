@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     kwok::READY,
-    util::{Cluster, KwokProcess, audit_policy, node_with_cidr},
+    util::{Cluster, KwokProcess, audit_policy, holder_counts, node_with_cidr},
 };
 
 const NODES: usize = 30;
@@ -25,10 +25,13 @@ fn not_ready(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
-/// Polls until the leases are held as `want` (holder → count), checking on the way
-/// that every node stays Ready; returns how long it took.
-fn until_held(cluster: &Cluster, want: &[(&str, usize)], within: Duration) -> Duration {
-    let want: BTreeMap<String, usize> = want.iter().map(|(h, n)| ((*h).to_owned(), *n)).collect();
+/// Polls the node Leases until `check` finds them as wanted (`Err` says how they are
+/// not), checking on the way that every node stays Ready; returns how long it took.
+fn until_leases(
+    cluster: &Cluster,
+    within: Duration,
+    check: impl Fn(&BTreeMap<String, String>) -> Result<(), String>,
+) -> Duration {
     let start = Instant::now();
     loop {
         let wrong = not_ready(cluster);
@@ -36,16 +39,36 @@ fn until_held(cluster: &Cluster, want: &[(&str, usize)], within: Duration) -> Du
             wrong.is_empty(),
             "nodes went NotReady during a handover: {wrong:?}"
         );
-        let now = cluster.lease_holders("so-");
-        if now == want {
-            return start.elapsed();
+        match check(&cluster.leases("so-")) {
+            Ok(()) => return start.elapsed(),
+            Err(why) => assert!(start.elapsed() < within, "{why}, after {within:?}"),
         }
-        assert!(
-            start.elapsed() < within,
-            "leases held {now:?}, not {want:?}, after {within:?}"
-        );
         sleep(Duration::from_millis(500));
     }
+}
+
+/// Polls until the leases are held as `want` (holder → count), checking on the way
+/// that every node stays Ready; returns how long it took.
+fn until_held(cluster: &Cluster, want: &[(&str, usize)], within: Duration) -> Duration {
+    let want: BTreeMap<String, usize> = want.iter().map(|(h, n)| ((*h).to_owned(), *n)).collect();
+    until_leases(cluster, within, |leases| {
+        let now = holder_counts(leases);
+        if now == want {
+            Ok(())
+        } else {
+            Err(format!("leases held {now:?}, not {want:?}"))
+        }
+    })
+}
+
+/// The nodes whose Lease `holder` holds.
+fn held_by(cluster: &Cluster, holder: &str) -> Vec<String> {
+    cluster
+        .leases("so-")
+        .into_iter()
+        .filter(|(_, h)| h == holder)
+        .map(|(node, _)| node)
+        .collect()
 }
 
 /// A cluster without kwokctl's kwok, whose apiserver's audit log tells afterwards who
@@ -132,32 +155,23 @@ fn kwoks_should_share_nodes_evenly_take_over_a_killed_one_and_rebalance_for_a_ne
     // from 10 to 15, so a node bumped off its first choice may go back to it); those
     // move by the same rule, from the table change on, and are timed apart.
     let handed_by_a_and_b = handovers(&[&a, &b]);
-    let c_nodes: Vec<String> = cluster
-        .leases("so-")
-        .into_iter()
-        .filter(|(_, holder)| holder == "kwok-c")
-        .map(|(node, _)| node)
-        .collect();
+    let c_nodes = held_by(&cluster, "kwok-c");
     assert_eq!(c_nodes.len(), 10);
     c.kill();
     let killed = Instant::now();
-    loop {
-        let wrong = not_ready(&cluster);
-        assert!(wrong.is_empty(), "nodes went NotReady after a kill: {wrong:?}");
-        let leases = cluster.leases("so-");
+    until_leases(&cluster, Duration::from_secs(25), |leases| {
         let orphans: Vec<&String> = c_nodes
             .iter()
             .filter(|n| !matches!(leases.get(*n).map(String::as_str), Some("kwok-a" | "kwok-b")))
             .collect();
         if orphans.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "the killed member's nodes {orphans:?} not yet held by a or b"
+            ))
         }
-        assert!(
-            killed.elapsed() < Duration::from_secs(25),
-            "the killed member's nodes {orphans:?} not yet held by a or b"
-        );
-        sleep(Duration::from_millis(200));
-    }
+    });
     println!("a killed member's nodes held again after {:?}", killed.elapsed());
     until_held(
         &cluster,
@@ -225,12 +239,7 @@ fn a_kwok_resumed_after_a_stop_should_not_write_for_nodes_taken_over_meanwhile()
     );
     // Pods on a's nodes whose stage is due 20 s from now: a has a timer for each
     // when it stops, overdue when it resumes.
-    let a_nodes: Vec<String> = cluster
-        .leases("so-")
-        .into_iter()
-        .filter(|(_, holder)| holder == "kwok-a")
-        .map(|(node, _)| node)
-        .collect();
+    let a_nodes = held_by(&cluster, "kwok-a");
     for (i, node) in a_nodes.iter().enumerate() {
         cluster.apply(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stop-{i}\n  namespace: default\n  annotations: {{pod-ready.stage.kwok.x-k8s.io/delay: 20s}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: fake}}]\n"

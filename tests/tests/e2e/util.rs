@@ -231,11 +231,7 @@ impl Cluster {
     /// Node Lease holder → how many Leases of nodes named `prefix…` it holds (empty
     /// while kubectl fails).
     pub fn lease_holders(&self, prefix: &str) -> BTreeMap<String, usize> {
-        let mut count = BTreeMap::new();
-        for holder in self.leases(prefix).into_values() {
-            *count.entry(holder).or_insert(0) += 1;
-        }
-        count
+        holder_counts(&self.leases(prefix))
     }
 
     /// Node name → the holder of its Lease, for nodes named `prefix…` (empty while
@@ -366,6 +362,15 @@ impl Cluster {
 
 /// A fake node `<prefix><i>` with podCIDR `10.<i>.0.0/24`, so its pods' IPs come from
 /// the node, whichever kwok drives it.
+/// Holder → how many of `leases` (node → holder) it holds.
+pub fn holder_counts(leases: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for holder in leases.values() {
+        *count.entry(holder.clone()).or_insert(0) += 1;
+    }
+    count
+}
+
 pub fn node_with_cidr(prefix: &str, i: usize) -> String {
     format!(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: {prefix}{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\nspec:\n  podCIDR: 10.{i}.0.0/24\n"
