@@ -1,5 +1,6 @@
-//! What a kubelet does for its pods beyond any Stage: it reports their true readiness
-//! again when the control plane took it away.
+//! What a kubelet does beyond any Stage: it reports its pods' true readiness again when
+//! the control plane took it away, and its node's status at once when its Lease
+//! lapsed.
 //!
 //! kube-controller-manager's node lifecycle controller sets a pod's `Ready` condition to
 //! `False` when the pod's node stops reporting (`MarkPodsNotReady`), and touches nothing
@@ -16,6 +17,9 @@ use crate::{effect::Effect, patch::PatchType};
 
 /// Name under which the restore is counted and logged, like a stage's.
 pub const RESTORE_READY: &str = "kubelet-pod-ready";
+
+/// Name under which the node status heartbeat is counted and logged.
+pub const NODE_HEARTBEAT: &str = "kubelet-node-heartbeat";
 
 /// Whether `pod`'s `Ready` condition disagrees with what a kubelet computes for it:
 /// a running pod, not being deleted, whose `ContainersReady` is `True`, whose every
@@ -65,6 +69,28 @@ pub fn restore_ready(now: Timestamp) -> Effect {
             "status": "True",
             "lastProbeTime": null,
             "lastTransitionTime": now.to_string(),
+        }]}}),
+        impersonate: None,
+    }
+}
+
+/// A node status heartbeat: the `Ready` condition's `lastHeartbeatTime` set to `now`,
+/// nothing else (strategic: conditions merge by type).
+///
+/// Sent for a Ready node whose Lease lapsed, as after an apiserver outage longer than
+/// the Lease. kube-controller-manager heard nothing from such a node for longer than
+/// its grace period and, once the apiserver is back, writes `Unknown` into the status
+/// it last saw. A newer heartbeat in the Node makes that write conflict, and on the
+/// re-read the controller counts the heartbeat as a sign of life and leaves the node
+/// Ready. A renewed Lease does not stop it: the controller reads Leases from its own
+/// watch, which returns from the outage later than its first writes.
+pub fn node_heartbeat(now: Timestamp) -> Effect {
+    Effect::Patch {
+        subresource: Some("status".to_owned()),
+        ty: PatchType::Strategic,
+        body: json!({"status": {"conditions": [{
+            "type": "Ready",
+            "lastHeartbeatTime": now.to_string(),
         }]}}),
         impersonate: None,
     }

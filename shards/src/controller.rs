@@ -29,7 +29,7 @@ use crate::{
     host::SharedIps,
     ipam::Pool,
     kubelet_api::KubeletApi,
-    lease::{Fence, LeaseWorker, MemberLease},
+    lease::{Fence, LeaseWorker, MemberLease, Ownership},
     metrics::{KindLabel, Metrics},
     object::JsonObject,
     rule_watch::{self, LiveRules, Publisher},
@@ -113,9 +113,9 @@ pub async fn run(
         // one message per node that appears or goes, one per member-table change.
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
-        let on_ownership = Box::new(move |node: &str, fence: Option<Fence>| {
-            let shard = crate::shard::hash::shard_of(node, ownership_txs.len());
-            let _ = ownership_txs[shard].send((node.to_owned(), fence));
+        let on_ownership = Box::new(move |ownership: Ownership| {
+            let shard = crate::shard::hash::shard_of(&ownership.node, ownership_txs.len());
+            let _ = ownership_txs[shard].send(ownership);
         });
         if let Some(member_duration) = settings.member_lease {
             let member = MemberLease::new(

@@ -82,6 +82,18 @@ pub enum LeaseMsg {
     Members(Vec<String>),
 }
 
-/// Called with (node, the write fence of its Lease while we hold it, `None` when we
-/// do not) whenever that changes.
-pub type OnOwnership = Box<dyn Fn(&str, Option<Fence>) + Send + Sync>;
+/// A change of whether we hold a node's Lease, for the shard that has the node.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    /// Node name.
+    pub node: String,
+    /// The Lease's write fence while we hold it; `None`: we do not.
+    pub fence: Option<Fence>,
+    /// We hold it again after our own renewals ran past its expiry (they failed for
+    /// longer than the Lease lasts, as while the apiserver is away): the control plane
+    /// has heard nothing from the node for that long.
+    pub lapsed: bool,
+}
+
+/// Called with every change of whether we hold a node's Lease.
+pub type OnOwnership = Box<dyn Fn(Ownership) + Send + Sync>;

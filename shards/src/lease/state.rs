@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::{
-    LeaseMsg,
+    LeaseMsg, Ownership,
     decide::{self, Ended},
     fence::Fence,
     plan::Plan,
@@ -49,6 +49,8 @@ pub(super) struct Held {
     /// Open while `renewed` is recent enough that nobody else may have taken the
     /// Lease over (see [`Leases::hold_window`]); the shards' writes for the node check it.
     fence: Fence,
+    /// Our renewals failed past the Lease's expiry, and nobody has written it since.
+    lapsed: bool,
 }
 
 /// Where a held lease is between renewals.
@@ -73,9 +75,8 @@ pub(super) enum Command {
         fresh: bool,
         lease: Option<Box<Lease>>,
     },
-    /// Whether we hold node `name`'s lease changed: `Some` with the Lease's write
-    /// fence when we took it, `None` when we lost or let go of it.
-    Ownership { name: String, fence: Option<Fence> },
+    /// Whether we hold a node's lease changed.
+    Ownership(Ownership),
 }
 
 /// A finished request, back from its task.
@@ -211,6 +212,7 @@ impl Leases {
                     renewed: None,
                     lease: None,
                     fence: Fence::closed(),
+                    lapsed: false,
                 };
                 self.held.insert(name, held);
             }
@@ -257,7 +259,11 @@ impl Leases {
             h.fence.close();
             self.owned -= 1;
             self.metrics.handovers.inc();
-            out.push(Command::Ownership { name, fence: None });
+            out.push(Command::Ownership(Ownership {
+                node: name,
+                fence: None,
+                lapsed: false,
+            }));
         }
         // Now, not at their timers: a node dealt to us waits for nobody but its old
         // holder (see `decide::on_read`'s handover).
@@ -374,6 +380,14 @@ impl Leases {
         // was taken when the request was sent); none after a loss, so it is read again.
         h.lease = lease;
         let is = h.renewed.is_some();
+        // Lost by our own renewals failing past expiry: when a write of ours lands
+        // again, the node has been silent for longer than the Lease, unless another
+        // holder kept it meanwhile (a read after `Lost` tells).
+        h.lapsed = match ended {
+            Ended::Failed => h.lapsed || (was && !is),
+            Ended::Written | Ended::Lost => h.lapsed,
+            Ended::HeldElsewhere(_) => false,
+        };
         h.due = now + next.after;
         // The timer fired before the request went out; removing its stale key is a no-op.
         self.wheel.remove(h.timer);
@@ -381,7 +395,12 @@ impl Leases {
         if was != is {
             self.owned = self.owned + usize::from(is) - usize::from(was);
             let fence = is.then(|| h.fence.clone());
-            out.push(Command::Ownership { name, fence });
+            let lapsed = is && std::mem::take(&mut h.lapsed);
+            out.push(Command::Ownership(Ownership {
+                node: name,
+                fence,
+                lapsed,
+            }));
         }
     }
 }
@@ -455,7 +474,7 @@ mod tests {
         for command in out.drain(..) {
             match command {
                 Command::Send { name, .. } => sends.push(name),
-                Command::Ownership { name, fence } => owners.push((name, fence.is_some())),
+                Command::Ownership(o) => owners.push((o.node, o.fence.is_some())),
             }
         }
         (sends, owners)
@@ -601,6 +620,56 @@ mod tests {
             sent(&mut out).1,
             [("node-0".to_owned(), true), ("node-0".to_owned(), false)]
         );
+    }
+
+    /// Issue 21: a lease our own failed renewals let expire (the apiserver away longer
+    /// than it lasts) is reported lapsed when a write of ours lands again, once; a
+    /// lease held elsewhere meanwhile is not.
+    #[test]
+    fn a_lease_taken_back_after_our_renewals_ran_past_expiry_should_be_reported_lapsed() {
+        let t0 = Instant::now();
+        let (mut leases, mut rng, mut out) = (leases(t0), SmallRng::seed_from_u64(1), Vec::new());
+        leases.message(manage("node-0"), t0);
+        let generation = leases.held["node-0"].generation;
+        let mut apply = |leases: &mut Leases, sent: Instant, now: Instant, ended: Ended| {
+            let lease = leases.held.get_mut("node-0").unwrap().lease.take();
+            let lease = lease.or_else(|| Some(Box::default()));
+            leases.apply(
+                done("node-0", generation, sent, ended, lease),
+                now,
+                &mut rng,
+                &mut out,
+            );
+            out.drain(..)
+                .filter_map(|c| match c {
+                    Command::Ownership(o) => Some((o.fence.is_some(), o.lapsed)),
+                    Command::Send { .. } => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(apply(&mut leases, t0, t0, Ended::Written), [(true, false)]);
+        let before_expiry = t0 + DURATION - Duration::from_secs(1);
+        assert_eq!(
+            apply(&mut leases, before_expiry, before_expiry, Ended::Failed),
+            []
+        );
+        let past = t0 + DURATION + Duration::from_secs(1);
+        assert_eq!(apply(&mut leases, past, past, Ended::Failed), [(false, false)]);
+        assert_eq!(apply(&mut leases, past, past, Ended::Failed), []);
+        // The conditional PUT met a changed lease; the read finds it ours to take.
+        assert_eq!(apply(&mut leases, past, past, Ended::Lost), []);
+        assert_eq!(apply(&mut leases, past, past, Ended::Written), [(true, true)]);
+        // Told once: a later loss and take-back by a read is an ordinary one.
+        assert_eq!(apply(&mut leases, past, past, Ended::Lost), [(false, false)]);
+        assert_eq!(apply(&mut leases, past, past, Ended::Written), [(true, false)]);
+        // Lapsed again, but another holder kept it meanwhile: it sent the heartbeats.
+        let later = past + DURATION + Duration::from_secs(1);
+        assert_eq!(apply(&mut leases, later, later, Ended::Failed), [(false, false)]);
+        assert_eq!(
+            apply(&mut leases, later, later, Ended::HeldElsewhere(DURATION)),
+            []
+        );
+        assert_eq!(apply(&mut leases, later, later, Ended::Written), [(true, false)]);
     }
 
     /// `--scale-out`: only the nodes the table deals us are asked for; a node dealt

@@ -119,7 +119,7 @@ impl LeaseWorker {
                             });
                         });
                     }
-                    Command::Ownership { name, fence } => (self.on_ownership)(&name, fence),
+                    Command::Ownership(ownership) => (self.on_ownership)(ownership),
                 }
             }
             metrics.leases_held.set(leases.owned as i64);

@@ -66,6 +66,20 @@ pub enum Due {
     Stage(usize),
     /// The kubelet's readiness restore ([`kwok_engine::kubelet::restore_ready`]).
     RestoreReady,
+    /// The kubelet's node status heartbeat after its Lease lapsed
+    /// ([`kwok_engine::kubelet::node_heartbeat`]).
+    Heartbeat,
+}
+
+impl Due {
+    /// The stage's name, or the kubelet behaviour's, for logs and metrics.
+    pub fn name(self, stages: &[kwok_engine::stage::Stage]) -> &str {
+        match self {
+            Due::Stage(index) => stages[index].name(),
+            Due::RestoreReady => kwok_engine::kubelet::RESTORE_READY,
+            Due::Heartbeat => kwok_engine::kubelet::NODE_HEARTBEAT,
+        }
+    }
 }
 
 /// Where a cached object is between its stages. Exactly one holds at a time, so no

@@ -13,9 +13,10 @@
 //!   fires only from `Scheduled` or `Ready`. An object removed while its write is out
 //!   and seen again (re-created) comes back `InFlight { dirty: true }`, so it waits for
 //!   that write to land.
-//! - At most `write_limit` writes are started (`--writes-in-flight` for a lost node,
-//!   [`Core::limit_for`]); a stage due beyond that is [`State::Ready`] and its key
-//!   waits in `ready`, or in `ready_lost` for a lost node, which goes first. A key may
+//! - At most `write_limit` writes are started (`--writes-in-flight` for a lost node or
+//!   a lapsed node's heartbeat, [`Core::limit_for`]); a stage due beyond that is
+//!   [`State::Ready`] and its key waits in `ready`, or in `ready_lost` for those, which
+//!   go first. A key may
 //!   be in both (it was queued, then its node was lost); one whose entry is no longer
 //!   `Ready` when popped is skipped, so it fires once.
 //! - A write's result applies only to the object it was sent for (same uid, both the
@@ -45,7 +46,7 @@ use super::{
 use crate::{
     batcher::{self, Outcome, Target},
     host::{Ips, RuntimeHost, SharedIps},
-    lease::{Fence, LeaseMsg, Pressure, WriteFence},
+    lease::{Fence, LeaseMsg, Ownership, Pressure, WriteFence},
     metrics::{Metrics, ShardLabel, StageLabel},
     object::JsonObject,
     settings::Settings,
@@ -89,13 +90,8 @@ pub enum Event {
         /// How it went.
         outcome: Outcome,
     },
-    /// We took or lost node `node`'s Lease.
-    Lease {
-        /// Node name.
-        node: String,
-        /// The Lease's write fence while we hold it; `None`: we do not.
-        fence: Option<Fence>,
-    },
+    /// We took or lost a node's Lease.
+    Lease(Ownership),
     /// The wheel's next deadline has passed (see [`Core::next_deadline`]).
     TimersDue,
     /// Every shard has processed the first list of pods.
@@ -272,7 +268,7 @@ impl Core {
         match event {
             Event::Watch(input) => self.handle(input, rng),
             Event::Written { ticket, outcome } => self.written(ticket, outcome, rng),
-            Event::Lease { node, fence } => self.lease_changed(node, fence, rng),
+            Event::Lease(ownership) => self.lease_changed(ownership, rng),
             Event::TimersDue => self.fire_due(rng),
             Event::AllPodsListed => self.all_pods_listed(rng),
             Event::Members(members) => self.members_changed(members, rng),
@@ -536,8 +532,10 @@ impl Core {
         }
     }
 
-    /// We took or lost a node's Lease: drive it and its pods, or leave them alone.
-    fn lease_changed(&mut self, node: String, fence: Option<Fence>, rng: &mut SmallRng) {
+    /// We took or lost a node's Lease: drive it and its pods, or leave them alone. A
+    /// Ready node whose Lease lapsed sends its status heartbeat first.
+    fn lease_changed(&mut self, ownership: Ownership, rng: &mut SmallRng) {
+        let Ownership { node, fence, lapsed } = ownership;
         let held = fence.is_some();
         let changed = match fence {
             // A new fence for a node held already (released and managed again) is
@@ -560,8 +558,35 @@ impl Core {
             name: node.clone(),
         };
         self.evaluate(&key, None, rng);
+        if held && lapsed && self.ready_nodes.contains(&node) {
+            self.heartbeat_now(&key);
+        }
         let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
         pods.iter().for_each(|p| self.evaluate(p, None, rng));
+    }
+
+    /// Fires node `key`'s status heartbeat at once, in place of the stage it waits for
+    /// (matched again when the heartbeat lands). A node with a write queued or out is
+    /// left to it: that write lands a status too, or the stage after it does.
+    fn heartbeat_now(&mut self, key: &ObjKey) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        let when = self.clock.tick_after(self.now.mono, Duration::ZERO);
+        let timer = match entry.state {
+            State::Scheduled { timer, .. } => {
+                let reset = self.wheel.reset(timer, when);
+                debug_assert!(reset, "a Scheduled entry's timer is in the wheel");
+                timer
+            }
+            State::Idle => self.wheel.insert(key.clone(), when),
+            State::Ready { .. } | State::InFlight { .. } | State::Deleted => return,
+        };
+        entry.drop_parsed();
+        entry.state = State::Scheduled {
+            timer,
+            due: Due::Heartbeat,
+        };
     }
 
     /// Index of the Node kind (always watched).
@@ -791,7 +816,7 @@ impl Core {
     /// `key`'s stage `due` came due (its entry is Idle or Ready, not yet Scheduled
     /// again): render the effects and send them, or wait for a write slot.
     fn fire(&mut self, key: ObjKey, due: Due, rng: &mut SmallRng) {
-        let limit = self.limit_for(&key);
+        let limit = self.limit_for(&key, due);
         let Some(entry) = self.entries.get_mut(&key) else {
             debug_assert!(false, "fired for {key:?}, which is not cached");
             return;
@@ -804,7 +829,7 @@ impl Core {
             // A parsed object is not kept for a wait of unknown length.
             entry.drop_parsed();
             entry.state = State::Ready { due };
-            match self.is_lost_node(&key) {
+            match self.is_lost_node(&key) || due == Due::Heartbeat {
                 true => self.ready_lost.push_back(key),
                 false => self.ready.push_back(key),
             }
@@ -824,7 +849,7 @@ impl Core {
         let kinds = self.kinds.clone();
         let stage = match due {
             Due::Stage(index) => Some(&kinds[key.kind].lifecycle.stages()[index]),
-            Due::RestoreReady => None,
+            Due::RestoreReady | Due::Heartbeat => None,
         };
         let obj = match entry.take_parsed() {
             Some(obj) => obj,
@@ -847,9 +872,11 @@ impl Core {
             subject: (entry.node().unwrap_or_default(), entry.uid()),
             random: std::cell::Cell::new(rng.random()),
         };
-        let (name, rendered) = match stage {
-            Some(stage) => (stage.name(), stage.render(&obj, &host)),
-            None => (kubelet::RESTORE_READY, Ok(vec![kubelet::restore_ready(host.now)])),
+        let name = due.name(kinds[key.kind].lifecycle.stages());
+        let rendered = match (stage, due) {
+            (Some(stage), _) => stage.render(&obj, &host),
+            (None, Due::Heartbeat) => Ok(vec![kubelet::node_heartbeat(host.now)]),
+            (None, _) => Ok(vec![kubelet::restore_ready(host.now)]),
         };
         let mut effects = match rendered {
             Ok(effects) => effects,
@@ -903,8 +930,11 @@ impl Core {
     /// was stopped past its Leases, thousands of pod writes came due with the nodes,
     /// and 754 lost nodes made no progress for 8 s behind them; the last came back 43 s
     /// after SIGCONT (5,000 nodes, 2 cores: `benches/results/2026-12-04-faults`).
-    fn limit_for(&self, key: &ObjKey) -> usize {
-        match self.is_lost_node(key) {
+    ///
+    /// A lapsed node's heartbeat ([`Due::Heartbeat`]) is not held back either: it
+    /// races kube-controller-manager's writes of `Unknown`.
+    fn limit_for(&self, key: &ObjKey, due: Due) -> usize {
+        match self.is_lost_node(key) || due == Due::Heartbeat {
             true => self.settings.writes_in_flight,
             false => self.write_limit,
         }

@@ -34,21 +34,20 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use kube::core::ApiResource;
-use kwok_engine::{kubelet, lifecycle::Lifecycle};
+use kwok_engine::lifecycle::Lifecycle;
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{
     sync::{mpsc, watch},
     time::Instant,
 };
 
-use cache::Due;
 pub use cache::ObjKey;
 use core::{Command, Core, Event, Ticket, Write};
 
 use crate::{
     batcher::{Outcome, Writer},
     host::SharedIps,
-    lease::{Fence, LeaseMsg, Pressure, PressureGauge},
+    lease::{Fence, LeaseMsg, Ownership, Pressure, PressureGauge},
     metrics::Metrics,
     object::JsonObject,
     settings::Settings,
@@ -232,7 +231,7 @@ impl Shard {
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<Batch>,
-        mut ownership: mpsc::UnboundedReceiver<(String, Option<Fence>)>,
+        mut ownership: mpsc::UnboundedReceiver<Ownership>,
         mut queries: mpsc::Receiver<query::Query>,
     ) {
         let mut alarm = Alarm::new();
@@ -242,7 +241,7 @@ impl Shard {
             let event = tokio::select! {
                 biased;
                 Some((ticket, outcome)) = self.done_rx.recv() => Event::Written { ticket, outcome },
-                Some((node, fence)) = ownership.recv() => Event::Lease { node, fence },
+                Some(ownership) = ownership.recv() => Event::Lease(ownership),
                 () = alarm.fired(), if alarm.is_armed() => Event::TimersDue,
                 Some(members) = members_changed(&mut self.members) => Event::Members(members),
                 changed = self.pods_listed_rx.changed(), if !self.core.pods_listed().1 => {
@@ -307,10 +306,7 @@ impl Shard {
             effects,
         } = write;
         let kind = &self.core.kinds()[ticket.key.kind];
-        let stage = match due {
-            Due::Stage(index) => kind.lifecycle.stages()[index].name(),
-            Due::RestoreReady => kubelet::RESTORE_READY,
-        };
+        let stage = due.name(kind.lifecycle.stages());
         // Exported only with --tracing-endpoint; otherwise a disabled span, built from nothing.
         let span = tracing::info_span!(
             target: crate::otel::TARGET,

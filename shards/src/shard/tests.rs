@@ -21,7 +21,7 @@ use crate::{
     flags::Flags,
     host::SharedIps,
     ipam::Pool,
-    lease::{Fence, Pressure},
+    lease::{Fence, Ownership, Pressure},
     metrics::Metrics,
     object::JsonObject,
     settings::Settings,
@@ -302,6 +302,15 @@ fn pod_key(name: &str) -> ObjKey {
 
 fn response(obj: Value) -> Option<Box<JsonObject>> {
     Some(Box::new(JsonObject::new(&obj)))
+}
+
+/// The lease worker's word that we hold node `node`'s Lease (`Some` fence) or not.
+fn held(node: &str, fence: Option<Fence>) -> Event {
+    Event::Lease(Ownership {
+        node: node.into(),
+        fence,
+        lapsed: false,
+    })
 }
 
 fn scheduled(due: Due) -> impl Fn(Option<State>) -> bool {
@@ -691,10 +700,7 @@ fn a_stage_should_wait_while_its_node_lease_fence_is_closed() {
     h.apply(POD, pod("p", 0, "10", None, false));
     h.advance(SECOND);
     assert!(h.out.is_empty(), "the node's Lease is not ours yet");
-    h.step(Event::Lease {
-        node: "n".into(),
-        fence: Some(fence.clone()),
-    });
+    h.step(held("n", Some(fence.clone())));
     h.advance(SECOND);
     assert!(h.out.is_empty(), "held, but its fence is not open yet");
     assert_eq!(h.core.fenced_writes(), 1);
@@ -725,13 +731,69 @@ fn a_stage_should_wait_while_its_node_lease_fence_is_closed() {
     h.land(0, Outcome::Fenced);
     assert!(scheduled(READY)(h.state("q")), "{:?}", h.state("q"));
     // The lease worker says the node is lost: nothing is tried any more.
-    h.step(Event::Lease {
-        node: "n".into(),
-        fence: None,
-    });
+    h.step(held("n", None));
     fence.open_until(h.now.mono + 60 * SECOND);
     h.advance(5 * SECOND);
     assert!(h.out.is_empty(), "not ours: {:?}", h.state("q"));
+}
+
+/// Issue 21: a Ready node whose Lease we take back after our renewals ran past its
+/// expiry (the apiserver away longer than a Lease) sends its status heartbeat at once,
+/// even with every write slot the lease pressure leaves taken; a node held without a
+/// lapse, or not Ready, does not.
+#[test]
+fn a_ready_node_whose_lease_lapsed_should_send_its_status_heartbeat_at_once() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    fence.open_until(h.now.mono + 600 * SECOND);
+    let mut n = node("n", "2", true);
+    n["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    h.apply(NODE, n);
+    let lapsed = |node: &str| {
+        Event::Lease(Ownership {
+            node: node.into(),
+            fence: Some(fence.clone()),
+            lapsed: true,
+        })
+    };
+    h.step(held("n", Some(fence.clone())));
+    h.advance(SECOND);
+    assert!(h.out.is_empty(), "held without a lapse: nothing due");
+    // At risk, the pressure leaves 2 slots; two pods' stages take them.
+    h.step(Event::Pressure(Some(Pressure::AtRisk)));
+    h.apply(POD, pod("p", 0, "10", None, false));
+    h.apply(POD, pod("q", 0, "11", None, false));
+    h.advance(SECOND);
+    assert_eq!(h.last, [READY, READY]);
+    h.step(held("n", None));
+    h.step(lapsed("n"));
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.last, [Due::Heartbeat], "ahead of the slots the pressure leaves");
+    let effects = h.last_effects.concat();
+    assert!(
+        effects.contains("lastHeartbeatTime") && effects.contains("Strategic"),
+        "{effects}"
+    );
+    assert!(
+        !effects.contains("\"status\": String(\"True\")"),
+        "only the heartbeat: {effects}"
+    );
+    let mut beaten = node("n", "3", true);
+    beaten["status"]["conditions"] =
+        json!([{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-12-04T00:00:00Z"}]);
+    let i = h.out.iter().position(|(_, due)| *due == Due::Heartbeat).unwrap();
+    h.land(i, Outcome::Written(response(beaten)));
+    h.advance(SECOND);
+    assert!(h.last.is_empty(), "matched again: nothing due for a Ready node");
+    // A lapsed node the control plane already marked lost gets its stages, not a
+    // heartbeat.
+    h.step(held("n", None));
+    let mut lost = node("n", "4", true);
+    lost["status"]["conditions"] = json!([{"type": "Ready", "status": "Unknown"}]);
+    h.apply(NODE, lost);
+    h.step(lapsed("n"));
+    h.advance(SECOND);
+    assert!(!h.last.contains(&Due::Heartbeat), "{:?}", h.last);
 }
 
 /// Issue 25: with `--scale-out`, nothing goes out once our member Lease's fence has
@@ -741,10 +803,7 @@ fn no_stage_should_go_out_past_the_member_lease_fence() {
     let (node, member) = (Fence::closed(), Fence::closed());
     let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(Some(member.clone())));
     node.open_until(h.now.mono + 60 * SECOND);
-    h.step(Event::Lease {
-        node: "n".into(),
-        fence: Some(node.clone()),
-    });
+    h.step(held("n", Some(node.clone())));
     h.apply(POD, pod("p", 0, "10", None, false));
     h.advance(SECOND);
     assert!(h.out.is_empty(), "member Lease not renewed yet");
@@ -772,10 +831,7 @@ fn pods_of_a_node_driven_elsewhere_should_be_cached_unparsed_and_their_ips_adopt
     h.advance(SECOND);
     assert!(h.out.is_empty(), "not ours to drive");
     fence.open_until(h.now.mono + 60 * SECOND);
-    h.step(Event::Lease {
-        node: "n".into(),
-        fence: Some(fence.clone()),
-    });
+    h.step(held("n", Some(fence.clone())));
     h.advance(SECOND);
     assert_eq!(h.out.len(), 1, "q's stage went out");
     let effects = h.last_effects.concat();
