@@ -74,8 +74,10 @@ pub fn restore_ready(now: Timestamp) -> Effect {
     }
 }
 
-/// A node status heartbeat: the `Ready` condition's `lastHeartbeatTime` set to `now`,
-/// nothing else (strategic: conditions merge by type).
+/// A node status heartbeat, as a kubelet posts when it takes up a node: the `Ready`
+/// condition's `lastHeartbeatTime` set to `now` and, with a `port` (not 0), the
+/// kubelet endpoint the node advertises; nothing else (strategic: conditions merge by
+/// type, so the others and the condition's status stay as they are).
 ///
 /// Sent for a Ready node whose Lease lapsed, as after an apiserver outage longer than
 /// the Lease. kube-controller-manager heard nothing from such a node for longer than
@@ -84,16 +86,32 @@ pub fn restore_ready(now: Timestamp) -> Effect {
 /// re-read the controller counts the heartbeat as a sign of life and leaves the node
 /// Ready. A renewed Lease does not stop it: the controller reads Leases from its own
 /// watch, which returns from the outage later than its first writes.
-pub fn node_heartbeat(now: Timestamp) -> Effect {
+///
+/// Also sent for a node taken over from another kwok replica that advertises that
+/// replica's port: the apiserver sends `kubectl logs/exec` for the node's pods there.
+pub fn node_heartbeat(now: Timestamp, port: u16) -> Effect {
+    let mut body = json!({"status": {"conditions": [{
+        "type": "Ready",
+        "lastHeartbeatTime": now.to_string(),
+    }]}});
+    if port != 0 {
+        body["status"]["daemonEndpoints"] = json!({"kubeletEndpoint": {"Port": port}});
+    }
     Effect::Patch {
         subresource: Some("status".to_owned()),
         ty: PatchType::Strategic,
-        body: json!({"status": {"conditions": [{
-            "type": "Ready",
-            "lastHeartbeatTime": now.to_string(),
-        }]}}),
+        body,
         impersonate: None,
     }
+}
+
+/// The kubelet port node `node` advertises (`status.daemonEndpoints.kubeletEndpoint.Port`),
+/// 0 when it advertises none.
+pub fn advertised_port(node: &Value) -> u16 {
+    node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -232,7 +232,8 @@ fn heartbeat_factor(o: &ClusterOptions) -> Result<f64> {
 const MAX_KWOK_REPLICAS: u32 = 64;
 
 /// `--kwok-replicas`: a whole number from 1 to [`MAX_KWOK_REPLICAS`]; more than one needs node leases
-/// (the replicas deal the nodes by them) and, for now, the binary runtime.
+/// (the replicas deal the nodes by them). Every runtime runs them: processes, or
+/// containers on the host network, each on its own port.
 fn kwok_replicas(o: &ClusterOptions) -> Result<u32> {
     let Some(raw) = &o.kwok_replicas else {
         return Ok(1);
@@ -253,11 +254,6 @@ fn kwok_replicas(o: &ClusterOptions) -> Result<u32> {
         return Err(invalid(
             "more than one kwok needs node leases (kwok --scale-out deals the nodes by them); \
              --node-lease-duration-seconds must not be 0",
-        ));
-    }
-    if o.runtime.as_deref().is_some_and(|r| r != "binary") {
-        return Err(invalid(
-            "more than one kwok runs in the binary runtime only, for now",
         ));
     }
     Ok(n)
@@ -596,8 +592,15 @@ mod tests {
             no_leases.starts_with("--kwok-replicas 2: more than one kwok needs node leases"),
             "{no_leases}"
         );
-        let docker = err(&["--kwok-replicas", "2", "--runtime", "docker"]);
-        assert!(docker.contains("binary runtime only"), "{docker}");
+        let docker = resolve(
+            &["--kwok-replicas", "2", "--runtime", "docker"],
+            &UserConfig::default(),
+        );
+        assert_eq!(
+            docker.unwrap().options.kwok_replicas,
+            2,
+            "containers run replicas too"
+        );
         let one = resolve(
             &["--kwok-replicas", "1", "--node-lease-duration-seconds", "0"],
             &UserConfig::default(),

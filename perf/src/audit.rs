@@ -445,7 +445,9 @@ impl Log {
             let mut leases = self.leases.remove(&node).unwrap_or_default();
             leases.sort_by_key(|l| l.at);
             let mut node_report = writers(&drives, &leases);
-            report.findings.extend(interleaved(&node, &drives, lease));
+            report
+                .findings
+                .extend(interleaved(&node, &drives, &leases, lease));
             report.findings.extend(after_takeover(&node, &drives, &leases));
             node_report.driver_changes = drives.windows(2).filter(|w| w[0].who != w[1].who).count();
             report.nodes.insert(node, node_report);
@@ -501,10 +503,12 @@ fn writers(drives: &[Drive], leases: &[LeaseWrite]) -> NodeReport {
 /// Writes by one kwok around another's, less than `lease` apart: A, B, A within one
 /// lease period. A kwok may drive a node again later, after the other's Lease lapsed
 /// (a lease period) or was dealt back to it; with `--scale-out` a deal back takes two
-/// handovers (15 s each at 40 s Leases), so two member-table changes within ~10 s of
-/// each other could show a proper A, B, A about 30 s apart here: read such a finding
-/// with the Lease writes ([`Finding::AfterTakeover`] is the exact one).
-fn interleaved(node: &str, drives: &[Drive], lease: Duration) -> Vec<Finding> {
+/// handovers (15 s each at 40 s Leases), so two member-table changes (or a replica
+/// killed and started again) within ~10 s of each other show a proper A, B, A about
+/// 30 s apart. Where the Lease writes show both handovers (B took the Lease over before
+/// its write, A took it back before its own) it is not flagged; without Lease writes in
+/// the log it is ([`Finding::AfterTakeover`] is the exact check).
+fn interleaved(node: &str, drives: &[Drive], leases: &[LeaseWrite], lease: Duration) -> Vec<Finding> {
     let mut last: HashMap<&str, usize> = HashMap::new();
     let mut found = Vec::new();
     for (i, drive) in drives.iter().enumerate() {
@@ -513,7 +517,9 @@ fn interleaved(node: &str, drives: &[Drive], lease: Duration) -> Vec<Finding> {
         {
             let (before, other) = (&drives[j], &drives[j + 1]);
             let gap = drive.at.duration_since(before.at);
-            if gap.unsigned_abs() < lease {
+            let handed_over = took_over(leases, &other.who, before.at, other.at)
+                && took_over(leases, &drive.who, other.at, drive.at);
+            if gap.unsigned_abs() < lease && !handed_over {
                 found.push(Finding::Interleaved {
                     node: node.to_owned(),
                     a: drive.who.clone(),
@@ -527,6 +533,17 @@ fn interleaved(node: &str, drives: &[Drive], lease: Duration) -> Vec<Finding> {
         last.insert(&drive.who, i);
     }
     found
+}
+
+/// Whether `who` took the Lease over (wrote it right after another holder's write) in
+/// `(after, until]`.
+fn took_over(leases: &[LeaseWrite], who: &str, after: Timestamp, until: Timestamp) -> bool {
+    leases.windows(2).any(|w| {
+        w[1].who.as_deref() == Some(who)
+            && w[0].who.as_deref() != Some(who)
+            && w[1].at > after
+            && w[1].at <= until
+    })
 }
 
 /// Writes by a kwok received after another kwok's Lease write had taken effect (the

@@ -153,7 +153,7 @@ pub struct ClusterOptions {
     #[arg(long = "controller-port", env = "KWOK_CONTROLLER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kwok_controller_port: Option<u16>,
-    /// How many kwok controllers share the nodes (kwok --scale-out, binary runtime): the
+    /// How many kwok controllers share the nodes (kwok --scale-out; processes or containers): the
     /// first is `kwok-controller`, the others `kwok-controller-1`, … each on a free port
     /// [default: 1]
     #[arg(long, env = "KWOK_KWOK_REPLICAS")]

@@ -161,6 +161,37 @@ fn an_interleave_within_one_lease_period_should_be_flagged_without_leases_in_the
     assert_eq!(report.nodes["n1"].driver_changes, 2);
 }
 
+/// A replica killed, its node taken over, the replica started again and the node dealt
+/// back, all within one lease period: the Lease writes show both handovers.
+#[test]
+fn a_handover_there_and_back_within_a_lease_period_should_pass_when_the_leases_show_it() {
+    let there_and_back = [
+        lease("a", "n1", 0.0),
+        status("a", "n1", 0.5),
+        lease("b", "n1", 15.0),
+        status("b", "n1", 15.1),
+        lease("a", "n1", 30.0),
+        status("a", "n1", 30.1),
+    ];
+    assert_eq!(run(&there_and_back).findings, vec![]);
+    // The same writes with a never taking the Lease back: flagged (both checks).
+    let not_back = [
+        lease("a", "n1", 0.0),
+        status("a", "n1", 0.5),
+        lease("b", "n1", 15.0),
+        status("b", "n1", 15.1),
+        status("a", "n1", 30.1),
+    ];
+    let findings = run(&not_back).findings;
+    assert!(
+        findings.iter().any(|f| matches!(f, Finding::Interleaved { .. }))
+            && findings
+                .iter()
+                .any(|f| matches!(f, Finding::AfterTakeover { .. })),
+        "{findings:?}"
+    );
+}
+
 #[test]
 fn a_kwok_driving_a_node_again_after_a_lease_period_should_pass() {
     let log = [

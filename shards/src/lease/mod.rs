@@ -26,6 +26,13 @@
 //! 2 per shard), so a burst of them (10,000 node heartbeats due in the same minute)
 //! cannot take the apiserver from the renewals. The status write of a node the control
 //! plane already marked lost is not held back: it is a heartbeat too, and the recovery.
+//! Nor is the heartbeat of a node whose Lease we take back after our own renewals ran
+//! past its expiry ([`Ownership::lapsed`]: the apiserver was away longer than a Lease):
+//! kube-controller-manager heard nothing from it for as long, and on the apiserver's
+//! return writes `Unknown` into the Node as it last saw it. Our heartbeat, landing
+//! first, makes that write conflict; it re-reads the Node, sees a fresh heartbeat and
+//! leaves it Ready (5,000 nodes after a 50 s outage: all Ready 0–1 s after the return,
+//! was 36–49 s; `benches/results/2026-12-04-faults-apiserver-heartbeat`).
 //! At risk, the worker also sends [`AT_RISK_PARALLELISM`] times as many renewals at
 //! once: the load may come from other clients (a load generator), which shards cannot
 //! hold back.

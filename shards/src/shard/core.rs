@@ -466,7 +466,13 @@ impl Core {
             Role::Other => {}
         }
         self.gauges.objects.set(self.entries.len() as i64);
+        // Written last by the replica that held the node before us (its write landed
+        // after our takeover, or our cache saw the node Ready only now).
+        let advertise = self.role(&key) == Role::Node && self.advertises_another(&key.name, &obj);
         self.evaluate(&key, Some(obj), rng);
+        if advertise {
+            self.heartbeat_now(&key);
+        }
     }
 
     fn node_applied(&mut self, key: &ObjKey, obj: &Value, rng: &mut SmallRng) {
@@ -533,7 +539,8 @@ impl Core {
     }
 
     /// We took or lost a node's Lease: drive it and its pods, or leave them alone. A
-    /// Ready node whose Lease lapsed sends its status heartbeat first.
+    /// Ready node sends its status heartbeat first when its Lease lapsed, or when it
+    /// advertises another replica's kubelet port (see [`kubelet::node_heartbeat`]).
     fn lease_changed(&mut self, ownership: Ownership, rng: &mut SmallRng) {
         let Ownership { node, fence, lapsed } = ownership;
         let held = fence.is_some();
@@ -558,11 +565,33 @@ impl Core {
             name: node.clone(),
         };
         self.evaluate(&key, None, rng);
-        if held && lapsed && self.ready_nodes.contains(&node) {
+        // (The node is parsed for its port only with --scale-out.)
+        let beat = held
+            && self.ready_nodes.contains(&node)
+            && (lapsed
+                || (self.member_fence.is_some() && {
+                    let obj = self
+                        .entries
+                        .get(&key)
+                        .map(|e| e.object(key.kind, &mut self.packers));
+                    obj.is_some_and(|obj| self.advertises_another(&node, &obj))
+                }));
+        if beat {
             self.heartbeat_now(&key);
         }
         let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
         pods.iter().for_each(|p| self.evaluate(p, None, rng));
+    }
+
+    /// With `--scale-out`: whether `node`, Ready and held by us, advertises a kubelet
+    /// port other than ours in `obj` (its status was last written by another replica).
+    /// A single kwok leaves the port to its stages, as upstream's does.
+    fn advertises_another(&self, node: &str, obj: &Value) -> bool {
+        self.member_fence.is_some()
+            && self.settings.node_port != 0
+            && self.held.contains_key(node)
+            && self.ready_nodes.contains(node)
+            && kubelet::advertised_port(obj) != self.settings.node_port
     }
 
     /// Fires node `key`'s status heartbeat at once, in place of the stage it waits for
@@ -875,7 +904,7 @@ impl Core {
         let name = due.name(kinds[key.kind].lifecycle.stages());
         let rendered = match (stage, due) {
             (Some(stage), _) => stage.render(&obj, &host),
-            (None, Due::Heartbeat) => Ok(vec![kubelet::node_heartbeat(host.now)]),
+            (None, Due::Heartbeat) => Ok(vec![kubelet::node_heartbeat(host.now, host.node_port)]),
             (None, _) => Ok(vec![kubelet::restore_ready(host.now)]),
         };
         let mut effects = match rendered {

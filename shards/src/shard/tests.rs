@@ -796,6 +796,45 @@ fn a_ready_node_whose_lease_lapsed_should_send_its_status_heartbeat_at_once() {
     assert!(!h.last.contains(&Due::Heartbeat), "{:?}", h.last);
 }
 
+/// Issue 25: with `--scale-out`, a Ready node taken over from another replica that
+/// advertises that replica's kubelet port gets our heartbeat, with our port, at once:
+/// the apiserver sends `kubectl logs/exec` to the port a node advertises. One that
+/// advertises ours already is left to its stages.
+#[test]
+fn a_node_taken_over_from_another_replica_should_advertise_our_kubelet_port_at_once() {
+    let (fence, member) = (Fence::closed(), Fence::closed());
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(Some(member.clone())));
+    fence.open_until(h.now.mono + 600 * SECOND);
+    member.open_until(h.now.mono + 600 * SECOND);
+    // kwok's default --node-port.
+    let ours = 10247;
+    for (rv, port, beats) in [("2", 20000, true), ("4", ours, false)] {
+        let mut n = node("n", rv, true);
+        n["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+        n["status"]["daemonEndpoints"] = json!({"kubeletEndpoint": {"Port": port}});
+        h.apply(NODE, n);
+        h.step(held("n", Some(fence.clone())));
+        h.advance(Duration::from_millis(10));
+        match beats {
+            true => {
+                assert_eq!(h.last, [Due::Heartbeat]);
+                let effects = h.last_effects.concat();
+                assert!(effects.contains(&format!("Number({ours})")), "{effects}");
+                h.land(0, Outcome::Written(None));
+                h.step(held("n", None));
+            }
+            false => assert!(h.last.is_empty(), "advertises us already: {:?}", h.last),
+        }
+    }
+    // Held, and a late write of the old holder shows its port again.
+    let mut late = node("n", "6", true);
+    late["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    late["status"]["daemonEndpoints"] = json!({"kubeletEndpoint": {"Port": 20000}});
+    h.apply(NODE, late);
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.last, [Due::Heartbeat]);
+}
+
 /// Issue 25: with `--scale-out`, nothing goes out once our member Lease's fence has
 /// closed, even for a node whose own Lease fence is open.
 #[test]

@@ -17,11 +17,13 @@ const NODES: usize = 20;
 
 /// Waits until both kwoks hold half of the node Leases and every node is Ready.
 fn until_shared(cluster: &Cluster, within: Duration) -> Duration {
-    let want: BTreeMap<String, usize> = [
-        ("kwok-replicas".to_owned(), 10),
-        ("kwok-replicas-1".to_owned(), 10),
-    ]
-    .into();
+    until_held(cluster, &[("kwok-replicas", 10), ("kwok-replicas-1", 10)], within)
+}
+
+/// Waits until the kwoks hold the node Leases as in `want` (holder, count) and every
+/// node is Ready.
+fn until_held(cluster: &Cluster, want: &[(&str, usize)], within: Duration) -> Duration {
+    let want: BTreeMap<String, usize> = want.iter().map(|(h, n)| (h.to_string(), *n)).collect();
     let start = Instant::now();
     loop {
         let held = cluster.lease_holders("kr-");
@@ -39,6 +41,53 @@ fn until_shared(cluster: &Cluster, within: Duration) -> Duration {
             start.elapsed() < within,
             "after {within:?}: leases held {held:?} (want {want:?}), {ready}/{NODES} nodes Ready; {}",
             scale_out_metrics(cluster)
+        );
+        sleep(Duration::from_millis(500));
+    }
+}
+
+/// Waits until every node advertises the kubelet port of the kwok holding its Lease,
+/// where the apiserver sends `kubectl logs/exec` for its pods: a node taken over from
+/// the other replica gets the new holder's heartbeat at once.
+fn until_advertising_holders(cluster: &Cluster, within: Duration) -> Duration {
+    let wide = cluster
+        .kwokctl
+        .ok(&["--name", cluster.name, "get", "components", "-o", "wide"]);
+    let port_of = |component: &str| -> String {
+        let line = wide
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(component))
+            .unwrap_or_else(|| panic!("{component} in {wide}"));
+        line.split_whitespace().last().unwrap().to_owned()
+    };
+    let ports: BTreeMap<String, String> = [
+        ("kwok-replicas".to_owned(), port_of("kwok-controller")),
+        ("kwok-replicas-1".to_owned(), port_of("kwok-controller-1")),
+    ]
+    .into();
+    const PORTS: &str = "jsonpath={range .items[*]}{.metadata.name}={.status.daemonEndpoints.kubeletEndpoint.Port}{\"\\n\"}{end}";
+    let start = Instant::now();
+    loop {
+        let leases = cluster.leases("kr-");
+        let out = cluster
+            .kwokctl
+            .run(&["--name", cluster.name, "kubectl", "get", "nodes", "-o", PORTS]);
+        let advertised: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(n, p)| (n.to_owned(), p.to_owned()))
+            .collect();
+        let wrong: Vec<(&String, &String, Option<&String>)> = leases
+            .iter()
+            .filter(|(node, holder)| advertised.get(*node) != ports.get(*holder))
+            .map(|(node, holder)| (node, holder, advertised.get(node)))
+            .collect();
+        if leases.len() == NODES && wrong.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "after {within:?}: nodes advertising a port other than their holder's (ports {ports:?}): {wrong:?}"
         );
         sleep(Duration::from_millis(500));
     }
@@ -113,6 +162,16 @@ fn two_kwok_replicas_should_share_the_nodes_and_stop_and_start_with_the_cluster(
     }
     let took = until_shared(&cluster, Duration::from_secs(60));
     println!("20 nodes shared 10/10 and Ready {took:?} after the last was applied");
+    let took = until_advertising_holders(&cluster, Duration::from_secs(10));
+    println!("every node advertised its holder's kubelet port {took:?} later");
+    // Replica 1 dies: replica 0 takes its nodes over (1.5 renewal intervals after the
+    // member table drops it), and they advertise replica 0's port from then on.
+    cluster.kill("kwok-controller-1");
+    let took = until_held(&cluster, &[("kwok-replicas", NODES)], Duration::from_secs(60));
+    let port = until_advertising_holders(&cluster, Duration::from_secs(10));
+    println!(
+        "replica 1 killed: its nodes taken over {took:?} later, advertising the new holder {port:?} after that"
+    );
 
     // Each replica's own log; the first under upstream's name.
     let first = kwokctl.ok(&["--name", name, "logs", "kwok-controller"]);
@@ -142,6 +201,7 @@ fn two_kwok_replicas_should_share_the_nodes_and_stop_and_start_with_the_cluster(
     let started = start.elapsed();
     let took = until_shared(&cluster, Duration::from_secs(90));
     println!("started again in {started:?}, shared 10/10 and Ready {took:?} later");
+    until_advertising_holders(&cluster, Duration::from_secs(10));
     assert_ne!(cluster.pid("kwok-controller-1"), b, "a new process");
     // Each replica's writes carry its --id (User-Agent); none drove a node of the other.
     cluster.assert_driven_once(&["kwok-replicas", "kwok-replicas-1"]);

@@ -175,6 +175,77 @@ fn podman_runtime_should_run_a_cluster_of_containers_and_leave_nothing() {
     cluster_life("podman");
 }
 
+/// Issue 25: `--kwok-replicas 2` in containers: two kwok containers, each on its own
+/// port under its own `--id`, share the nodes by their Leases; stop and start bring
+/// both back; delete leaves nothing.
+#[test]
+fn docker_runtime_should_run_kwok_replicas_that_share_the_nodes() {
+    if !engine_answers("docker") {
+        return;
+    }
+    let kwokctl = Kwokctl::new();
+    let c = "rt-replicas";
+    kwokctl.ok(&[
+        "create",
+        "cluster",
+        "--name",
+        c,
+        "--runtime",
+        "docker",
+        "--kwok-replicas",
+        "2",
+    ]);
+    let mut want = expected(c);
+    want.push(format!("kwok-{c}-kwok-controller-1"));
+    want.sort();
+    assert_eq!(containers("docker", c, "running"), want);
+    kwokctl.ok(&["--name", c, "scale", "node", "--replicas", "6"]);
+    let nodes = serial_names("node", 0..6);
+    assert_eq!(
+        until(SETTLE, &nodes, || ready_nodes(&kwokctl, c, NODE_LABEL)),
+        nodes
+    );
+    let holders = |kwokctl: &Kwokctl| {
+        let out = kwokctl.ok(&[
+            "--name",
+            c,
+            "kubectl",
+            "-n",
+            "kube-node-lease",
+            "get",
+            "leases",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.holderIdentity}{\"\\n\"}{end}",
+        ]);
+        let mut holders: Vec<String> = out.lines().map(str::to_owned).collect();
+        holders.sort();
+        holders.dedup();
+        holders
+    };
+    let both = vec![format!("kwok-{c}"), format!("kwok-{c}-1")];
+    let started = Instant::now();
+    while holders(&kwokctl) != both {
+        assert!(
+            started.elapsed() < SETTLE,
+            "leases held by {:?}, want {both:?}",
+            holders(&kwokctl)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    kwokctl.ok(&["stop", "cluster", "--name", c]);
+    assert_eq!(containers("docker", c, "exited"), want);
+    kwokctl.ok(&["start", "cluster", "--name", c]);
+    assert_eq!(containers("docker", c, "running"), want);
+    assert_eq!(
+        until(SETTLE, &nodes, || ready_nodes(&kwokctl, c, NODE_LABEL)),
+        nodes
+    );
+
+    kwokctl.ok(&["delete", "cluster", "--name", c]);
+    assert_eq!(labelled("docker", c), Vec::<String>::new(), "left after delete");
+}
+
 /// A create that fails after its containers started removes them all.
 #[test]
 fn a_failed_container_create_should_remove_every_container() {

@@ -177,7 +177,6 @@ impl Cluster {
             .expect("server port")
     }
 
-    /// The pid of a running component.
     /// GET `path` from the cluster's kwok over HTTPS with the admin client certificate
     /// (kwok asks for one signed by the cluster CA); the body, or empty when refused.
     pub fn kwok_get(&self, path: &str) -> String {
@@ -200,6 +199,7 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The pid of a running component.
     pub fn pid(&self, component: &str) -> u32 {
         fs::read_to_string(self.dir().join("pids").join(format!("{component}.pid")))
             .expect("pid file")
