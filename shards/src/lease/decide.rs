@@ -64,15 +64,6 @@ pub fn on_read(spec: Option<&LeaseSpec>, holder: &str, now: Timestamp, handover:
     }
 }
 
-/// Whether the Lease `spec` had expired at `at` (one without a renewTime has).
-pub fn expired(spec: Option<&LeaseSpec>, at: Timestamp) -> bool {
-    let Some(spec) = spec else { return true };
-    let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
-    spec.renew_time
-        .as_ref()
-        .is_none_or(|r| r.0 + Duration::from_secs(seconds) <= at)
-}
-
 /// How a request for a lease ended (the lease itself, if any, travels beside it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -159,28 +150,6 @@ mod tests {
             renew_time: renewed_secs_ago.map(|s| MicroTime(now - jiff::SignedDuration::from_secs(s))),
             lease_duration_seconds: duration,
             ..LeaseSpec::default()
-        }
-    }
-
-    #[test]
-    fn a_lease_should_count_as_expired_from_its_renew_time_plus_its_duration() {
-        let now: Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
-        let cases = [
-            (
-                "renewed 39 s into 40",
-                Some(spec(Some("us"), Some(39), Some(40), now)),
-                false,
-            ),
-            (
-                "renewed 40 s into 40",
-                Some(spec(Some("us"), Some(40), Some(40), now)),
-                true,
-            ),
-            ("never renewed", Some(spec(Some("us"), None, Some(40), now)), true),
-            ("no spec", None, true),
-        ];
-        for (what, spec, want) in cases {
-            assert_eq!(expired(spec.as_ref(), now), want, "{what}");
         }
     }
 

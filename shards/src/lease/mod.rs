@@ -97,9 +97,8 @@ pub struct Ownership {
     /// The Lease's write fence while we hold it; `None`: we do not.
     pub fence: Option<Fence>,
     /// We hold it again after our own renewals ran past its expiry (they failed for
-    /// longer than the Lease lasts, as while the apiserver is away), or after a restart
-    /// that found it ours and expired: the control plane has heard nothing from the
-    /// node for that long.
+    /// longer than the Lease lasts, as while the apiserver is away): the control plane
+    /// has heard nothing from the node for that long.
     pub lapsed: bool,
 }
 

@@ -4,11 +4,7 @@
 //! what to do as [`Command`]s; the async loop in `worker.rs` sends the requests and
 //! feeds their results back as [`Done`].
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use rand::Rng;
@@ -53,8 +49,7 @@ pub(super) struct Held {
     /// Open while `renewed` is recent enough that nobody else may have taken the
     /// Lease over (see [`Leases::hold_window`]); the shards' writes for the node check it.
     fence: Fence,
-    /// Our renewals failed past the Lease's expiry (or, after a restart, the start-up
-    /// list showed it ours and expired), and nobody has written it since.
+    /// Our renewals failed past the Lease's expiry, and nobody has written it since.
     lapsed: bool,
 }
 
@@ -126,8 +121,6 @@ pub(super) struct Leases {
     /// Leases a list at start-up showed held by our identity (a restarted kwok's), not yet
     /// taken back: their first acquisition is a conditional PUT, not a read and a write.
     ours: HashMap<String, Box<Lease>>,
-    /// Those of `ours` that had expired by then: reported lapsed when taken back.
-    ours_lapsed: HashSet<String>,
     /// How far behind renewals are, as of the last send.
     pressure: Pressure,
     /// With `--scale-out`: which nodes' Leases the member table lets us hold. Without,
@@ -137,14 +130,13 @@ pub(super) struct Leases {
 
 impl Leases {
     /// No leases yet; leases of `duration`, `parallelism` requests at once (more at
-    /// risk); `ours` are the leases the start-up list showed ours, with the names of
-    /// those expired by then; ticks count from `now`; `plan`: with `--scale-out`, only
-    /// the nodes it deals us.
+    /// risk); `ours` are the leases the start-up list showed ours; ticks count from `now`;
+    /// `plan`: with `--scale-out`, only the nodes it deals us.
     pub(super) fn new(
         duration: Duration,
         parallelism: usize,
         metrics: Arc<Metrics>,
-        (ours, ours_lapsed): (HashMap<String, Box<Lease>>, HashSet<String>),
+        ours: HashMap<String, Box<Lease>>,
         now: Instant,
         plan: Option<Plan>,
     ) -> Self {
@@ -161,7 +153,6 @@ impl Leases {
             owned: 0,
             latest: 0.0,
             ours,
-            ours_lapsed,
             pressure: Pressure::Calm,
             plan,
         }
@@ -221,7 +212,7 @@ impl Leases {
                     renewed: None,
                     lease: None,
                     fence: Fence::closed(),
-                    lapsed: self.ours_lapsed.remove(&name),
+                    lapsed: false,
                 };
                 self.held.insert(name, held);
             }
@@ -456,7 +447,7 @@ mod tests {
     /// No leases, one slot, ticks from `now`.
     fn leases(now: Instant) -> Leases {
         let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
-        Leases::new(DURATION, 1, Arc::new(metrics), Default::default(), now, None)
+        Leases::new(DURATION, 1, Arc::new(metrics), HashMap::new(), now, None)
     }
 
     fn manage(name: &str) -> LeaseMsg {
@@ -681,55 +672,6 @@ mod tests {
         assert_eq!(apply(&mut leases, later, later, Ended::Written), [(true, false)]);
     }
 
-    /// Issue 21: a restarted kwok that finds one of its own Leases expired (it was away
-    /// longer than a Lease lasts) reports it lapsed when it takes it back; one still
-    /// current is an ordinary take-back.
-    #[test]
-    fn a_lease_of_ours_expired_at_start_up_should_be_reported_lapsed_when_taken_back() {
-        let t0 = Instant::now();
-        let metrics = Arc::new(Metrics::register(
-            &mut prometheus_client::registry::Registry::default(),
-        ));
-        let ours = ["old", "new"]
-            .map(|name| (name.to_owned(), Box::<Lease>::default()))
-            .into();
-        let lapsed = ["old".to_owned()].into();
-        let mut leases = Leases::new(DURATION, 8, metrics, (ours, lapsed), t0, None);
-        let (mut rng, mut out) = (SmallRng::seed_from_u64(1), Vec::new());
-        leases.message(manage("old"), t0);
-        leases.message(manage("new"), t0);
-        leases.fire_due(t0, &mut out);
-        let mut told = Vec::new();
-        for command in std::mem::take(&mut out) {
-            let Command::Send {
-                name,
-                generation,
-                lease,
-                ..
-            } = command
-            else {
-                continue;
-            };
-            assert!(
-                lease.is_some(),
-                "taken back by a conditional PUT of the listed lease"
-            );
-            leases.finished(
-                done(&name, generation, t0, Ended::Written, lease),
-                t0,
-                &mut rng,
-                &mut out,
-            );
-            for command in out.drain(..) {
-                if let Command::Ownership(o) = command {
-                    told.push((o.node, o.lapsed));
-                }
-            }
-        }
-        told.sort();
-        assert_eq!(told, [("new".to_owned(), false), ("old".to_owned(), true)]);
-    }
-
     /// `--scale-out`: only the nodes the table deals us are asked for; a node dealt
     /// away is let go at the next deal (no renewal, ownership reported lost), and a
     /// deal that gives it back asks for it at once.
@@ -740,7 +682,7 @@ mod tests {
             &mut prometheus_client::registry::Registry::default(),
         ));
         let plan = Plan::new("us".into(), t0);
-        let mut leases = Leases::new(DURATION, 64, metrics.clone(), Default::default(), t0, Some(plan));
+        let mut leases = Leases::new(DURATION, 64, metrics.clone(), HashMap::new(), t0, Some(plan));
         let (mut rng, mut out) = (SmallRng::seed_from_u64(1), Vec::new());
         let names: Vec<String> = (0..20).map(|i| format!("node-{i}")).collect();
         for name in &names {

@@ -8,7 +8,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    LeaseMsg, OnOwnership, decide,
+    LeaseMsg, OnOwnership,
     plan::Plan,
     pressure::PressureGauge,
     requests::Requests,
@@ -67,13 +67,6 @@ impl LeaseWorker {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let requests = self.requests.clone();
         let ours = requests.list_ours().await;
-        // Ours, and expired: this kwok was away longer than a Lease lasts.
-        let listed_at = jiff::Timestamp::now();
-        let lapsed = ours
-            .iter()
-            .filter(|(_, lease)| decide::expired(lease.spec.as_ref(), listed_at))
-            .map(|(name, _)| name.clone())
-            .collect();
         let metrics = requests.metrics.clone();
         let now = Instant::now();
         let plan = self.scale_out.then(|| Plan::new(requests.holder.clone(), now));
@@ -81,7 +74,7 @@ impl LeaseWorker {
             requests.duration,
             self.parallelism,
             metrics.clone(),
-            (ours, lapsed),
+            ours,
             now,
             plan,
         );
