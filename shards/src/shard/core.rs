@@ -16,9 +16,8 @@
 //! - At most `write_limit` writes are started (`--writes-in-flight` for a lost node or
 //!   a lapsed node's heartbeat, [`Core::limit_for`]); a stage due beyond that is
 //!   [`State::Ready`] and its key waits in `ready`, or in `ready_lost` for those, which
-//!   go first. A key may
-//!   be in both (it was queued, then its node was lost); one whose entry is no longer
-//!   `Ready` when popped is skipped, so it fires once.
+//!   go first. A key may be in both (it was queued, then its node was lost); one whose
+//!   entry is no longer `Ready` when popped is skipped, so it fires once.
 //! - A write's result applies only to the object it was sent for (same uid, both the
 //!   ticket's and the answered object's); its object replaces the cached one only if
 //!   its resourceVersion is newer ([`version::order`]).
