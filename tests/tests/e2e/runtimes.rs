@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    util::Kwokctl,
+    util::{Kwokctl, lease_holders},
     wait::{assert_one_line, ready_nodes, running_pods, serial_names, until},
 };
 
@@ -206,18 +206,7 @@ fn docker_runtime_should_run_kwok_replicas_that_share_the_nodes() {
         nodes
     );
     let holders = |kwokctl: &Kwokctl| {
-        let out = kwokctl.ok(&[
-            "--name",
-            c,
-            "kubectl",
-            "-n",
-            "kube-node-lease",
-            "get",
-            "leases",
-            "-o",
-            "jsonpath={range .items[*]}{.spec.holderIdentity}{\"\\n\"}{end}",
-        ]);
-        let mut holders: Vec<String> = out.lines().map(str::to_owned).collect();
+        let mut holders: Vec<String> = lease_holders(kwokctl, c, "node-").into_values().collect();
         holders.sort();
         holders.dedup();
         holders

@@ -237,25 +237,7 @@ impl Cluster {
     /// Node name → the holder of its Lease, for nodes named `prefix…` (empty while
     /// kubectl fails).
     pub fn leases(&self, prefix: &str) -> BTreeMap<String, String> {
-        const HOLDERS: &str =
-            "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
-        let leases = self.kwokctl.run(&[
-            "--name",
-            self.name,
-            "kubectl",
-            "-n",
-            "kube-node-lease",
-            "get",
-            "leases",
-            "-o",
-            HOLDERS,
-        ]);
-        String::from_utf8_lossy(&leases.stdout)
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .filter(|(name, _)| name.starts_with(prefix))
-            .map(|(name, holder)| (name.to_owned(), holder.to_owned()))
-            .collect()
+        lease_holders(&self.kwokctl, self.name, prefix)
     }
 
     /// Applies `yaml`, retrying for a while. Right after start-up the apiserver refuses
@@ -592,4 +574,27 @@ impl Drop for PortForward {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Node name → the holder of its Lease in cluster `cluster`, for nodes named `prefix…`
+/// (empty while kubectl fails).
+pub fn lease_holders(kwokctl: &Kwokctl, cluster: &str, prefix: &str) -> BTreeMap<String, String> {
+    const HOLDERS: &str = "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{\"\\n\"}{end}";
+    let leases = kwokctl.run(&[
+        "--name",
+        cluster,
+        "kubectl",
+        "-n",
+        "kube-node-lease",
+        "get",
+        "leases",
+        "-o",
+        HOLDERS,
+    ]);
+    String::from_utf8_lossy(&leases.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, holder)| (name.to_owned(), holder.to_owned()))
+        .collect()
 }
