@@ -613,6 +613,137 @@ fn pvc_provision_should_create_a_volume_for_the_claim_and_bind_the_claim_to_it()
     );
 }
 
+// ===== node-dra-gpu =====
+
+/// The ResourceSlice an effect list applies.
+fn applied(effects: &[Effect]) -> &Value {
+    match effects.first() {
+        Some(Effect::Apply {
+            subresource: None,
+            body,
+            ..
+        }) => body,
+        other => panic!("not an apply first: {other:?}"),
+    }
+}
+
+#[test]
+fn node_gpu_resource_slice_should_publish_the_labelled_count_once_and_again_with_a_new_generation() {
+    let lc = lifecycle(&["node-fast-with-lease", "node-dra-gpu"], "Node");
+    assert_eq!(
+        selected(&lc, &node()),
+        "node-initialize",
+        "not before the node is Ready"
+    );
+    let mut gpu = node();
+    gpu["metadata"]["labels"]["kwok.x-k8s.io/gpus"] = json!("2");
+    assert_eq!(selected(&lc, &gpu), "node-initialize");
+    let ready = after(&lc, "node-initialize", gpu, now());
+    assert_eq!(
+        selected(&lc, &ready),
+        "node-gpu-resource-slice",
+        "ahead of the heartbeat"
+    );
+    let stage = stage(&lc, "node-gpu-resource-slice");
+    assert_eq!(delay_range(stage, &ready, 100), (secs(0), secs(0)));
+    let effects = stage.render(&ready, &FixedHost::new(now())).expect("renders");
+    let slice = applied(&effects);
+    assert_eq!(slice["apiVersion"], "resource.k8s.io/v1");
+    assert_eq!(slice["kind"], "ResourceSlice");
+    assert_eq!(slice["metadata"]["name"], "kwok-node-0-gpu.kwok.x-k8s.io");
+    assert_eq!(
+        slice["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Node", "name": "kwok-node-0",
+                "uid": "6b1a8a0e-node-0", "controller": true}])
+    );
+    assert_eq!(slice["spec"]["driver"], "gpu.kwok.x-k8s.io");
+    assert_eq!(slice["spec"]["nodeName"], "kwok-node-0");
+    assert_eq!(
+        slice["spec"]["pool"],
+        json!({"name": "kwok-node-0", "generation": 1, "resourceSliceCount": 1})
+    );
+    assert_eq!(
+        slice["spec"]["devices"][1],
+        json!({"name": "gpu-1",
+               "attributes": {"productName": {"string": "KWOK Fake GPU"}, "index": {"int": 1},
+                              "uuid": {"string": "GPU-kwok-node-0-1"}},
+               "capacity": {"memory": {"value": "80Gi"}}})
+    );
+    assert_eq!(slice["spec"]["devices"].as_array().map(Vec::len), Some(2));
+
+    let mut published = ready.clone();
+    assert!(!simulate::apply_all(&mut published, "Node", &effects, now()));
+    let annotations = &published["metadata"]["annotations"];
+    assert_eq!(annotations["kwok.x-k8s.io/gpus-published"], "2");
+    assert_eq!(annotations["kwok.x-k8s.io/gpus-generation"], "1");
+    assert_eq!(
+        selected(&lc, &published),
+        "node-heartbeat-with-lease",
+        "published once"
+    );
+
+    // Asking for more publishes the pool again, one generation on.
+    published["metadata"]["labels"]["kwok.x-k8s.io/gpus"] = json!("8");
+    assert_eq!(selected(&lc, &published), "node-gpu-resource-slice");
+    let effects = stage
+        .render(&published, &FixedHost::new(later(5)))
+        .expect("renders");
+    let slice = applied(&effects);
+    assert_eq!(slice["spec"]["pool"]["generation"], 2);
+    assert_eq!(slice["spec"]["devices"].as_array().map(Vec::len), Some(8));
+    assert!(!simulate::apply_all(&mut published, "Node", &effects, later(5)));
+    assert_eq!(
+        published["metadata"]["annotations"]["kwok.x-k8s.io/gpus-generation"],
+        "2"
+    );
+    assert_eq!(selected(&lc, &published), "node-heartbeat-with-lease");
+    assert!(slice["spec"]["devices"][0].get("taints").is_none());
+
+    // Tainting devices by index publishes again; the effect is NoSchedule unless named.
+    for (tainted, effect) in [("1,3", "NoSchedule"), ("2:NoExecute", "NoExecute")] {
+        published["metadata"]["annotations"]["kwok.x-k8s.io/gpus-tainted"] = json!(tainted);
+        assert_eq!(selected(&lc, &published), "node-gpu-resource-slice", "{tainted}");
+        let effects = stage
+            .render(&published, &FixedHost::new(later(9)))
+            .expect("renders");
+        let devices = applied(&effects)["spec"]["devices"]
+            .as_array()
+            .expect("devices")
+            .clone();
+        let with_taint: Vec<_> = devices
+            .iter()
+            .filter(|d| d.get("taints").is_some())
+            .map(|d| d["name"].as_str().unwrap_or_default())
+            .collect();
+        let wanted: Vec<_> = tainted
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(|i| format!("gpu-{i}"))
+            .collect();
+        assert_eq!(with_taint, wanted, "{tainted}");
+        let taint = &devices
+            .iter()
+            .find(|d| d.get("taints").is_some())
+            .expect("a taint")["taints"];
+        assert_eq!(
+            taint,
+            &json!([{"key": "kwok.x-k8s.io/unhealthy", "value": "true", "effect": effect}])
+        );
+        assert!(!simulate::apply_all(&mut published, "Node", &effects, later(9)));
+        assert_eq!(
+            published["metadata"]["annotations"]["kwok.x-k8s.io/gpus-published-tainted"],
+            tainted
+        );
+        assert_eq!(
+            selected(&lc, &published),
+            "node-heartbeat-with-lease",
+            "{tainted}"
+        );
+    }
+}
+
 #[test]
 fn pod_container_running_failed_should_fail_the_named_container_of_a_labelled_running_pod() {
     let lc = lifecycle(&["pod-fast", "pod-chaos"], "Pod");

@@ -12,6 +12,7 @@ pub mod component;
 pub mod components;
 pub mod config;
 pub mod download;
+pub mod dra;
 pub mod flags;
 pub mod go_modules;
 pub mod kube_version;

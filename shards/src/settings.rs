@@ -247,7 +247,7 @@ pub fn load_stages(mut docs: Documents, leases: bool) -> Result<Lifecycles> {
 
 /// The default node and pod stage sets (node heartbeats through the Lease when
 /// leases are on).
-pub fn default_stages(leases: bool) -> [&'static str; 2] {
+pub fn default_stages(leases: bool) -> [&'static str; 3] {
     if leases {
         kwok_engine::catalog::defaults_with_lease()
     } else {

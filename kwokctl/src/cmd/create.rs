@@ -219,7 +219,7 @@ async fn make(
     Ok(())
 }
 
-/// Starts the components; metrics-server last, once its RBAC, Service and APIService
+/// Starts the components and creates the fake GPU driver's DeviceClass; metrics-server last, once its RBAC, Service and APIService
 /// exist (its health check waits for its informers, which need the RBAC), and then
 /// waits until its APIService is Available.
 async fn start_components(
@@ -235,6 +235,7 @@ async fn start_components(
         .cloned()
         .partition(|c| c.name == Component::MetricsServer);
     launch.run(&core, prober, deadline).await?;
+    super::register::dra_objects(dir).await?;
     let Some(metrics_server) = aggregated.first() else {
         return Ok(());
     };

@@ -1,7 +1,8 @@
-//! Registering the aggregated API servers `create cluster` runs (metrics-server): their
-//! RBAC, Service and APIService are created once the apiserver is up and before they
-//! start, and the cluster is ready only when the apiserver says the APIService is
-//! Available (it reached the server and read its discovery document).
+//! The objects `create cluster` makes once the apiserver is up: the DeviceClass of
+//! kwok's fake GPUs, and what registers the aggregated API servers it runs
+//! (metrics-server). Their RBAC, Service and APIService are created before they start,
+//! and the cluster is ready only when the apiserver says the APIService is Available
+//! (it reached the server and read its discovery document).
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,14 @@ pub(super) async fn metrics_server_objects(dir: &ClusterDir, port: u16) -> Resul
         existing = made.existing,
         "metrics-server registered"
     );
+    Ok(())
+}
+
+/// Creates the DeviceClass of kwok's fake GPU driver (where the apiserver serves DRA).
+pub(super) async fn dra_objects(dir: &ClusterDir) -> Result<()> {
+    let client = crate::client::from_kubeconfig(&dir.kubeconfig()).await?;
+    let outcome = crate::dra::create_gpu_device_class(&client).await?;
+    info!(?outcome, class = crate::dra::GPU_DRIVER, "DRA DeviceClass");
     Ok(())
 }
 

@@ -1,0 +1,279 @@
+//! Fake accelerators through Dynamic Resource Allocation on a kwokctl cluster: nodes
+//! labelled `kwok.x-k8s.io/gpus` publish ResourceSlices (kwok's `node-dra-gpu` stage
+//! set, on by default), kwokctl made the DeviceClass, and the real kube-scheduler and
+//! kube-controller-manager allocate devices to claims of pods that kwok then runs.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::util::Cluster;
+
+const WITHIN: Duration = Duration::from_secs(60);
+const DRIVER: &str = "gpu.kwok.x-k8s.io";
+
+const TEMPLATES: &str = "apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: one-gpu, namespace: default}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly: {deviceClassName: gpu.kwok.x-k8s.io}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: three-gpus, namespace: default}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly: {deviceClassName: gpu.kwok.x-k8s.io, allocationMode: ExactCount, count: 3}
+";
+
+/// A pod whose one container uses a claim made from `template`.
+fn pod(name: &str, template: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  tolerations: [{{operator: Exists}}]
+  resourceClaims: [{{name: gpu, resourceClaimTemplateName: {template}}}]
+  containers: [{{name: app, image: fake, resources: {{claims: [{{name: gpu}}]}}}}]
+"
+    )
+}
+
+fn json(cluster: &Cluster, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&cluster.kubectl(&all)).expect("kubectl prints JSON")
+}
+
+/// Node name → its GPU ResourceSlice.
+fn slices(cluster: &Cluster) -> BTreeMap<String, Value> {
+    json(cluster, &["resourceslices"])["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|s| s["spec"]["driver"] == DRIVER)
+        .map(|s| {
+            (
+                s["spec"]["nodeName"].as_str().unwrap_or_default().to_owned(),
+                s.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Pod name → (phase, node).
+fn pods(cluster: &Cluster) -> BTreeMap<String, (String, String)> {
+    json(cluster, &["pods", "-n", "default"])["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            (
+                text(&p["metadata"]["name"]),
+                (text(&p["status"]["phase"]), text(&p["spec"]["nodeName"])),
+            )
+        })
+        .collect()
+}
+
+/// Pod name → the (pool, device) pairs its claim was allocated, for allocated claims.
+fn allocations(cluster: &Cluster) -> BTreeMap<String, Vec<(String, String)>> {
+    json(cluster, &["resourceclaims", "-n", "default"])["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| {
+            let owner = c["metadata"]["ownerReferences"][0]["name"].as_str()?.to_owned();
+            let results = c["status"]["allocation"]["devices"]["results"].as_array()?;
+            let devices = results
+                .iter()
+                .map(|r| {
+                    assert_eq!(r["driver"], DRIVER, "{r}");
+                    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                    (text(&r["pool"]), text(&r["device"]))
+                })
+                .collect();
+            Some((owner, devices))
+        })
+        .collect()
+}
+
+/// Waits until `pod` has phase `phase`, returning its node.
+fn until_phase(cluster: &Cluster, pod: &str, phase: &str) -> String {
+    let path = "jsonpath={.status.phase} {.spec.nodeName}";
+    let out = cluster.eventually(&["get", "pod", pod, "-o", path], WITHIN, |out| {
+        out.starts_with(&format!("{phase} "))
+    });
+    out.split_whitespace().nth(1).unwrap_or_default().to_owned()
+}
+
+/// No device is allocated twice, and each pod runs on the node whose pool gave its
+/// devices.
+fn assert_allocations_sound(cluster: &Cluster) {
+    let allocations = allocations(cluster);
+    let pods = pods(cluster);
+    let mut seen = BTreeSet::new();
+    for (pod, devices) in &allocations {
+        for device in devices {
+            assert!(
+                seen.insert(device.clone()),
+                "{device:?} allocated twice: {allocations:?}"
+            );
+            if let Some((_, node)) = pods.get(pod).filter(|(_, node)| !node.is_empty()) {
+                assert_eq!(&device.0, node, "pod {pod} runs off its device's node");
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_runs() {
+    let cluster = Cluster::create("dra", &[]);
+    let class = json(&cluster, &["deviceclass", DRIVER]);
+    assert_eq!(
+        class["spec"]["selectors"][0]["cel"]["expression"],
+        format!("device.driver == {DRIVER:?}")
+    );
+    cluster.kwokctl.ok(&[
+        "--name",
+        cluster.name,
+        "scale",
+        "node",
+        "--replicas",
+        "2",
+        "--param",
+        ".metadata.labels[\"kwok.x-k8s.io/gpus\"]=\"2\"",
+    ]);
+    cluster.apply(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: plain, annotations: {kwok.x-k8s.io/node: fake}}\n",
+    );
+    cluster.eventually(&["get", "node", "plain"], WITHIN, |out| out.contains(" Ready "));
+    cluster.eventually(&["get", "resourceslices", "-o", "name"], WITHIN, |out| {
+        out.lines().count() == 2
+    });
+    let published = slices(&cluster);
+    assert_eq!(
+        published.keys().collect::<Vec<_>>(),
+        ["node-000000", "node-000001"],
+        "the unlabelled node has none"
+    );
+    for (node, slice) in &published {
+        let uid = cluster.kubectl(&["get", "node", node, "-o", "jsonpath={.metadata.uid}"]);
+        assert_eq!(slice["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
+        assert_eq!(slice["spec"]["pool"]["name"], node.as_str());
+        assert_eq!(slice["spec"]["pool"]["generation"], 1);
+        assert_eq!(
+            slice["spec"]["devices"].as_array().map(Vec::len),
+            Some(2),
+            "{slice}"
+        );
+    }
+
+    // Four single-GPU pods fill the four devices; a fifth, and one asking for three
+    // GPUs (more than a node has), wait with the scheduler's reason.
+    cluster.apply(TEMPLATES);
+    let single: Vec<String> = (0..5).map(|i| pod(&format!("gpu-{i}"), "one-gpu")).collect();
+    cluster.apply(&single[..4].join("---\n"));
+    for i in 0..4 {
+        until_phase(&cluster, &format!("gpu-{i}"), "Running");
+    }
+    cluster.apply(&single[4]);
+    cluster.apply(&pod("big", "three-gpus"));
+    for name in ["gpu-4", "big"] {
+        cluster.eventually(
+            &[
+                "get",
+                "events",
+                "-n",
+                "default",
+                "--field-selector",
+                &format!("involvedObject.name={name}"),
+            ],
+            WITHIN,
+            |out| out.contains("FailedScheduling") && out.contains("cannot allocate all claims"),
+        );
+    }
+    assert_eq!(pods(&cluster)["gpu-4"].0, "Pending");
+    assert_allocations_sound(&cluster);
+
+    // Deleting a pod frees its device for the waiting one.
+    let freed = pods(&cluster)["gpu-0"].1.clone();
+    cluster.kubectl(&["delete", "pod", "gpu-0", "--wait=false"]);
+    assert_eq!(until_phase(&cluster, "gpu-4", "Running"), freed);
+    assert_allocations_sound(&cluster);
+
+    // Tainted devices are not allocated: free node-000000, taint both its GPUs, and
+    // a new pod waits; untainted, it runs there.
+    let on_first: Vec<String> = pods(&cluster)
+        .into_iter()
+        .filter(|(_, (_, node))| node == "node-000000")
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!on_first.is_empty());
+    cluster.kubectl(&[
+        "annotate",
+        "node",
+        "node-000000",
+        "kwok.x-k8s.io/gpus-tainted=0,1",
+    ]);
+    cluster.eventually(
+        &[
+            "get",
+            "resourceslice",
+            "node-000000-gpu.kwok.x-k8s.io",
+            "-o",
+            "jsonpath={.spec.pool.generation}",
+        ],
+        WITHIN,
+        |out| out == "2",
+    );
+    let slice = &slices(&cluster)["node-000000"];
+    for device in slice["spec"]["devices"].as_array().expect("devices") {
+        assert_eq!(device["taints"][0]["effect"], "NoSchedule", "{device}");
+    }
+    let mut delete = vec!["delete", "pod", "--wait=true"];
+    delete.extend(on_first.iter().map(String::as_str));
+    cluster.kubectl(&delete);
+    cluster.apply(&pod("gpu-5", "one-gpu"));
+    cluster.eventually(
+        &[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            "involvedObject.name=gpu-5",
+        ],
+        WITHIN,
+        |out| out.contains("FailedScheduling"),
+    );
+    assert_eq!(
+        pods(&cluster)["gpu-5"].0,
+        "Pending",
+        "no untainted device is free"
+    );
+    cluster.kubectl(&["annotate", "node", "node-000000", "kwok.x-k8s.io/gpus-tainted-"]);
+    assert_eq!(until_phase(&cluster, "gpu-5", "Running"), "node-000000");
+    assert_eq!(slices(&cluster)["node-000000"]["spec"]["pool"]["generation"], 3);
+    assert_allocations_sound(&cluster);
+
+    // A node's slices go with it (garbage collection through the owner reference).
+    cluster.kubectl(&["delete", "node", "node-000001"]);
+    cluster.eventually(&["get", "resourceslices", "-o", "name"], WITHIN, |out| {
+        out.lines().count() == 1
+    });
+    assert!(slices(&cluster).contains_key("node-000000"));
+}
