@@ -4,6 +4,7 @@
 //! [`run::run`] carries out a [`scenario::Scenario`] and returns a [`report::Report`];
 //! the `loadgen` binary is a thin CLI over it, and `perf/` calls it in-process.
 
+pub mod devices;
 pub mod driver;
 pub mod measure;
 pub mod objects;

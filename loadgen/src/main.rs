@@ -73,6 +73,9 @@ struct Flags {
     /// Send node and pod creates as server-side dry runs: measures the create rate only.
     #[arg(long)]
     dry_run: bool,
+    /// Every pod claims one device of this DeviceClass (Dynamic Resource Allocation).
+    #[arg(long)]
+    device_class: Option<String>,
     /// Leave what was created in place.
     #[arg(long)]
     keep: bool,
@@ -135,6 +138,9 @@ impl Flags {
         }
         s.node_labels.extend(self.node_label.iter().cloned());
         s.dry_run |= self.dry_run;
+        if self.device_class.is_some() {
+            s.device_class = self.device_class.clone();
+        }
         if !self.node_taint.is_empty() {
             s.node_taints = self.node_taint.clone();
         }

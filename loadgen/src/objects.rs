@@ -87,7 +87,7 @@ fn pod_spec(s: &Scenario, restart: &str) -> Value {
         .iter()
         .map(|t| json!({ "key": t.key, "operator": "Exists", "effect": t.effect }))
         .collect();
-    json!({
+    let mut spec = json!({
         "nodeSelector": { "type": "kwok" },
         "tolerations": tolerations,
         "restartPolicy": restart,
@@ -96,7 +96,13 @@ fn pod_spec(s: &Scenario, restart: &str) -> Value {
             "image": "registry.k8s.io/pause:3.10",
             "resources": { "requests": { "cpu": "1m", "memory": "1Mi" } },
         }],
-    })
+    });
+    if s.device_class.is_some() {
+        let (claims, uses) = crate::devices::pod_claims();
+        spec["resourceClaims"] = claims;
+        spec["containers"][0]["resources"]["claims"] = uses;
+    }
+    spec
 }
 
 /// A bare pod.

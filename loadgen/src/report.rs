@@ -172,6 +172,9 @@ pub struct Report {
     pub leases: LeaseReport,
     /// Errors and retries by kind (`retried 429`, `failed 500`, …).
     pub errors: BTreeMap<String, u64>,
+    /// The devices the claims were allocated, when pods claim devices.
+    #[serde(default)]
+    pub devices: Option<crate::devices::DeviceReport>,
 }
 
 impl Report {
@@ -206,6 +209,13 @@ impl Report {
             self.node_create_rate_per_second.unwrap_or_default(),
             self.pod_create_rate_per_second.unwrap_or_default(),
         );
+        if let Some(d) = &self.devices {
+            let _ = writeln!(
+                out,
+                "devices: {} claims, {} allocated, {} devices, {} allocated twice",
+                d.claims, d.allocated_claims, d.devices, d.allocated_twice
+            );
+        }
         let _ = writeln!(
             out,
             "\n{:<24} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

@@ -59,6 +59,8 @@ pub struct RunOptions {
 enum Stop {
     Interrupted,
     Timeout(String),
+    /// A request the run cannot do without was refused.
+    Failed(String),
 }
 
 impl std::fmt::Display for Stop {
@@ -66,6 +68,7 @@ impl std::fmt::Display for Stop {
         match self {
             Stop::Interrupted => f.write_str("interrupted"),
             Stop::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            Stop::Failed(what) => write!(f, "failed to create {what}"),
         }
     }
 }
@@ -115,6 +118,17 @@ pub async fn run(
         phases: options.phases.clone(),
     };
     let outcome = r.load().await;
+    // Read before cleanup deletes the claims with their pods.
+    let devices = match (&r.s.device_class, &outcome) {
+        (Some(_), Ok(())) => match crate::devices::check(&r.client, &r.naming).await {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the ResourceClaims");
+                None
+            }
+        },
+        _ => None,
+    };
     let leases = r
         .rec
         .lock()
@@ -151,6 +165,7 @@ pub async fn run(
         phases: rec.phase_reports(),
         leases,
         errors: rec.errors(),
+        devices,
     })
 }
 
@@ -229,6 +244,14 @@ impl Run {
         })
         .await;
         self.stopped()?;
+        if let Some(class) = &self.s.device_class {
+            for i in 0..self.s.namespaces {
+                let namespace = self.naming.namespace(i);
+                crate::devices::create_template(&self.client, &self.naming, &namespace, class)
+                    .await
+                    .map_err(|e| Stop::Failed(format!("ResourceClaimTemplate in {namespace}: {e}")))?;
+            }
+        }
         // Pods are refused (403) until kube-controller-manager has made the namespace's
         // `default` ServiceAccount; wait for it through a watch.
         for i in 0..self.s.namespaces {

@@ -103,6 +103,10 @@ pub struct Scenario {
     /// Send node and pod creates as server-side dry runs (nothing is stored, nothing
     /// waited for): measures how fast loadgen and the apiserver's front half go.
     pub dry_run: bool,
+    /// A DeviceClass: when set, every pod claims one device of it through Dynamic
+    /// Resource Allocation (a ResourceClaimTemplate per namespace), and the report
+    /// checks from the claims that no device was allocated twice.
+    pub device_class: Option<String>,
 }
 
 impl Default for Scenario {
@@ -131,6 +135,7 @@ impl Default for Scenario {
             timeout: Duration::from_secs(300),
             hold: Duration::ZERO,
             dry_run: false,
+            device_class: None,
         }
     }
 }

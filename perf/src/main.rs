@@ -24,7 +24,7 @@ const UPSTREAM_VERSION: &str = "v0.8.0";
 #[derive(Debug, Parser)]
 #[command(name = "perf", version, about)]
 struct Flags {
-    /// Scenario: smoke, small, large, lease-soak, churn, metrics or capacity.
+    /// Scenario: smoke, small, large, lease-soak, churn, dra, metrics or capacity.
     scenario: String,
     /// Which controllers to run.
     #[arg(long, value_enum, default_value = "both")]
@@ -45,12 +45,12 @@ struct Flags {
     /// `kwok --scale-out`); upstream's always runs one.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     kwok_replicas: u32,
-    /// metrics: fake nodes.
-    #[arg(long, default_value_t = 10_000)]
-    nodes: u32,
-    /// metrics: pods, spread evenly over the nodes.
-    #[arg(long, default_value_t = 100_000)]
-    pods: u32,
+    /// metrics: fake nodes (default 10,000); dra: GPU nodes, 8 pods each (default 1,000).
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// metrics: pods, spread evenly over the nodes (default 100,000).
+    #[arg(long)]
+    pods: Option<u32>,
     /// metrics: scrape rounds measured (after one warm-up round).
     #[arg(long, default_value_t = 4)]
     rounds: u32,
@@ -142,7 +142,7 @@ fn write_upstream_stages(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Our default stage sets (node-fast with leases, pod-fast) for an ours-only run on a
+/// Our default stage sets (node-fast with leases, pod-fast, node-dra-gpu) for an ours-only run on a
 /// machine without the upstream module.
 fn write_our_stages(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("stages.yaml");
@@ -304,8 +304,8 @@ fn write_summary(dir: &Path, summary: &str) -> Result<()> {
 /// The `metrics` scenario: resource metrics served to a metrics-server-like scraper.
 async fn run_metrics(flags: Flags) -> Result<()> {
     let o = metrics::Options {
-        nodes: flags.nodes,
-        pods: flags.pods,
+        nodes: flags.nodes.unwrap_or(10_000),
+        pods: flags.pods.unwrap_or(100_000),
         rounds: flags.rounds,
         scrape_concurrency: flags.scrape_concurrency,
         create_rate: flags.create_rate,
@@ -392,6 +392,69 @@ async fn run_capacity(flags: Flags) -> Result<()> {
     Ok(())
 }
 
+/// The `dra` scenario: GPU nodes and pods that each claim one device, run with our
+/// kwok beside the same load of plain pods (upstream KWOK publishes no devices, so the
+/// peer is the same cluster without DRA): what DRA costs the scheduler.
+async fn run_dra(flags: Flags) -> Result<()> {
+    let named = scenarios::named("dra").context("the dra scenario")?;
+    let with = match flags.nodes {
+        Some(nodes) => scenarios::with_gpu_nodes(&named, nodes),
+        None => named,
+    };
+    let plain = scenarios::without_devices(&with);
+    let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
+    let kwok = flags.kwok.clone().map_or_else(|| sibling("kwok"), Ok)?;
+    let sides = [
+        controller("dra", kwok.clone(), flags.kwok_replicas)?,
+        controller("plain", kwok, flags.kwok_replicas)?,
+    ];
+    let (date, dir) = results_dir(&flags.out, &format!("dra-{}", with.nodes))?;
+    // Ours: with its GPU stages (upstream has none to compare).
+    let stages = write_our_stages(&dir)?;
+    let results = each_side(&sides, &dir, async |c, log, cancel| {
+        let scenario = if c.side == "dra" { &with } else { &plain };
+        let r = side::run(&kwokctl, c.clone(), &stages, scenario, &log, cancel).await?;
+        eprintln!("{}", r.report.table());
+        Ok(r)
+    })
+    .await?;
+    let find = |side: &str| results.iter().find(|r| r.controller.side == side);
+    let devices = find("dra").and_then(|r| r.report.devices.as_ref()).map_or(
+        "not read (the run did not finish)".to_owned(),
+        |d| {
+            format!(
+                "{} claims, {} allocated, {} distinct devices, {} allocated twice",
+                d.claims, d.allocated_claims, d.devices, d.allocated_twice
+            )
+        },
+    );
+    let summary = format!(
+        "# perf dra — {date}\n\n{}\nScenario: {} nodes labelled `{}={}` (kwok publishes a ResourceSlice of {} fake GPUs \
+         each), {} pods ({:?}), target rate {}/s. `dra`: every pod claims one GPU through a ResourceClaimTemplate of \
+         DeviceClass `{}`; `plain`: the same pods without claims.\n\nDevices (read from the claims once every pod \
+         ran): {devices}.\n\n{}",
+        machine(&sides),
+        with.nodes,
+        scenarios::GPUS_LABEL,
+        scenarios::GPUS_PER_NODE,
+        scenarios::GPUS_PER_NODE,
+        with.pods,
+        with.pod_kind,
+        with.rate,
+        scenarios::GPU_CLASS,
+        table::markdown_between(["dra", "plain"], find("dra"), find("plain")),
+    );
+    write_summary(&dir, &summary)?;
+    if let Some(r) = results.iter().find(|r| !r.complete) {
+        bail!(
+            "{} run incomplete: {}",
+            r.controller.side,
+            r.report.stopped_because.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
 async fn run(flags: Flags) -> Result<()> {
     if flags.kwok_replicas > 1 && [metrics::NAME, capacity::NAME].contains(&flags.scenario.as_str()) {
         bail!(
@@ -405,6 +468,9 @@ async fn run(flags: Flags) -> Result<()> {
     }
     if flags.scenario == capacity::NAME {
         return run_capacity(flags).await;
+    }
+    if flags.scenario == "dra" {
+        return run_dra(flags).await;
     }
     let scenario = scenarios::named(&flags.scenario).with_context(|| {
         format!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use kwok_loadgen::{Scenario, scenario::PodKind};
 
 /// Scenario names, in the order `perf --help` lists them.
-pub const NAMES: [&str; 5] = ["smoke", "small", "large", "lease-soak", "churn"];
+pub const NAMES: [&str; 6] = ["smoke", "small", "large", "lease-soak", "churn", "dra"];
 
 /// The scenario called `name`.
 pub fn named(name: &str) -> Option<Scenario> {
@@ -62,9 +62,41 @@ pub fn named(name: &str) -> Option<Scenario> {
             churn_duration: Duration::from_secs(300),
             ..base
         },
+        // Fake GPUs: 8 per node (kwok's `node-dra-gpu` stages publish them), one per
+        // pod, so the pods fill every device; `perf dra` runs it beside [`without_devices`].
+        "dra" => Scenario {
+            nodes: 1_000,
+            pods: 8_000,
+            node_labels: [(GPUS_LABEL.to_owned(), GPUS_PER_NODE.to_string())].into(),
+            device_class: Some(GPU_CLASS.to_owned()),
+            ..base
+        },
         _ => return None,
     };
     Some(s)
+}
+
+/// The node label asking kwok for fake GPUs, and how many each `dra` node gets.
+pub const GPUS_LABEL: &str = "kwok.x-k8s.io/gpus";
+pub const GPUS_PER_NODE: u32 = 8;
+/// The DeviceClass kwokctl makes for them.
+pub const GPU_CLASS: &str = "gpu.kwok.x-k8s.io";
+
+/// `s` with `nodes` nodes and as many pods as their devices, `GPUS_PER_NODE` each.
+pub fn with_gpu_nodes(s: &Scenario, nodes: u32) -> Scenario {
+    Scenario {
+        nodes,
+        pods: nodes * GPUS_PER_NODE,
+        ..s.clone()
+    }
+}
+
+/// The same load with plain pods: the nodes keep their devices, the pods claim none.
+pub fn without_devices(s: &Scenario) -> Scenario {
+    Scenario {
+        device_class: None,
+        ..s.clone()
+    }
 }
 
 /// Whether a run of scenario `name` ends by deleting what it made, measuring pod and
@@ -95,5 +127,15 @@ mod tests {
         assert_eq!(n("large"), (10_000, 100_000));
         assert_eq!(named("lease-soak").unwrap().hold, Duration::from_secs(600));
         assert_eq!(named("churn").unwrap().churn_rate, 500);
+        let dra = named("dra").unwrap();
+        assert_eq!((dra.nodes, dra.pods), (1_000, 8_000));
+        assert_eq!(dra.device_class.as_deref(), Some(GPU_CLASS));
+        assert_eq!(dra.node_labels[GPUS_LABEL], "8");
+        let plain = without_devices(&dra);
+        assert_eq!(
+            (plain.nodes, plain.pods, plain.device_class),
+            (1_000, 8_000, None)
+        );
+        assert_eq!(with_gpu_nodes(&dra, 5_000).pods, 40_000);
     }
 }

@@ -79,6 +79,19 @@ const FIGURES: &[Figure<SideResult>] = &[
 /// The table for `ours` and, when it ran, `upstream`.
 pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> String {
     let mut out = rows(FIGURES, ours, upstream);
+    out += &replicas(ours);
+    out
+}
+
+/// The same figures for two runs of ours, headed by `labels` (a run with a feature
+/// and one without: what the feature costs).
+pub fn markdown_between(labels: [&str; 2], a: Option<&SideResult>, b: Option<&SideResult>) -> String {
+    rows_labelled(FIGURES, labels, a, b)
+}
+
+/// Each replica's share, when ours ran as several.
+fn replicas(ours: Option<&SideResult>) -> String {
+    let mut out = String::new();
     if let Some(ours) = ours.filter(|o| !o.kwok_replicas.is_empty()) {
         let _ = writeln!(
             out,
@@ -102,11 +115,16 @@ pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> Str
 /// The comparison table of `figures` (any scenario's result type): one row each, both
 /// sides and the ratio.
 pub fn rows<R>(figures: &[Figure<R>], ours: Option<&R>, upstream: Option<&R>) -> String {
-    let mut out =
-        String::from("| figure | ours | upstream | ours/upstream | better |\n|---|---:|---:|---:|---|\n");
+    rows_labelled(figures, ["ours", "upstream"], ours, upstream)
+}
+
+/// [`rows`] with other column names than ours and upstream.
+pub fn rows_labelled<R>(figures: &[Figure<R>], labels: [&str; 2], a: Option<&R>, b: Option<&R>) -> String {
+    let [la, lb] = labels;
+    let mut out = format!("| figure | {la} | {lb} | {la}/{lb} | better |\n|---|---:|---:|---:|---|\n");
     let cell = |v: Option<f64>| v.map_or("-".to_owned(), fmt);
     for (name, get, better) in figures {
-        let (a, b) = (ours.and_then(get), upstream.and_then(get));
+        let (a, b) = (a.and_then(get), b.and_then(get));
         let ratio = match (a, b) {
             (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
             _ => "-".into(),
