@@ -12,7 +12,7 @@
 //! | `node-chaos` | `node-not-ready` | nodes labelled `node-not-ready.stage.kwok.x-k8s.io=true` turn NotReady (use with a node set) |
 //! | `pod-chaos` | `pod-container-running-failed`, `pod-init-container-running-failed` | pods labelled `<stage>.stage.kwok.x-k8s.io=true` fail once Running, or while Pending by an init container (use with a pod set) |
 //! | `volume-fast` | `pvc-provision`, `pv-bind`, `pvc-delete`, `pv-delete` | claims of the StorageClass `kwok-volume` get a bound volume at once; a deleted claim's volume is released and deleted |
-//! | `node-dra-gpu` | `node-gpu-resource-slice` | a Ready node labelled `kwok.x-k8s.io/gpus: "<count>"` publishes a DRA ResourceSlice of that many fake GPUs (not upstream's; kwok-rs's own) |
+//! | `dra` | `node-gpu-resource-slice`, `node-partitionable-gpu-resource-slice`, `node-nic-resource-slice`, `resourceclaim-device-status` | a Ready node labelled `kwok.x-k8s.io/gpus`, `…/partitionable-gpus` or `…/nics: "<count>"` publishes DRA ResourceSlices of that many fake devices; claims allocated them get a Ready device status (kwok-rs's own: upstream has no DRA set) |
 //!
 //! Every stage reads per-object overrides from the annotations
 //! `<stage>.stage.kwok.x-k8s.io/weight`, `…/delay` and `…/jitter-delay`
@@ -33,9 +33,10 @@ pub const NODE_CHAOS: &str = include_str!("../stages/node-chaos.yaml");
 pub const POD_CHAOS: &str = include_str!("../stages/pod-chaos.yaml");
 /// `volume-fast`: claims and volumes of the StorageClass `kwok-volume`.
 pub const VOLUME_FAST: &str = include_str!("../stages/volume-fast.yaml");
-/// `node-dra-gpu`: a DRA ResourceSlice of fake GPUs for nodes labelled
-/// `kwok.x-k8s.io/gpus`.
-pub const NODE_DRA_GPU: &str = include_str!("../stages/node-dra-gpu.yaml");
+/// `dra`: DRA ResourceSlices of fake GPUs and NICs for nodes labelled
+/// `kwok.x-k8s.io/gpus`, `…/partitionable-gpus` or `…/nics`, and the device status of
+/// the claims allocated them.
+pub const DRA: &str = include_str!("../stages/dra.yaml");
 
 /// The single `node-heartbeat-with-lease` stage; not a set on its own (it would race
 /// `node-heartbeat`), see [`set`]`("node-fast-with-lease")`.
@@ -59,7 +60,7 @@ pub const SETS: &[&str] = &[
     "node-chaos",
     "pod-chaos",
     "volume-fast",
-    "node-dra-gpu",
+    "dra",
 ];
 
 /// The stages of set `name` as one multi-document YAML text, or `None` if there is no
@@ -89,26 +90,27 @@ pub fn set(name: &str) -> Option<&'static str> {
         "node-chaos" => Some(NODE_CHAOS),
         "pod-chaos" => Some(POD_CHAOS),
         "volume-fast" | "volume" => Some(VOLUME_FAST),
-        "node-dra-gpu" | "dra-gpu" | "dra" => Some(NODE_DRA_GPU),
+        "dra" => Some(DRA),
         _ => None,
     }
 }
 
 /// The sets used when no Stage is configured: `node-fast` and `pod-fast`, as upstream
 /// KWOK's defaults (`node-initialize` + `node-heartbeat`, `pod-ready` + `pod-complete` +
-/// `pod-delete`), and `node-dra-gpu`, which acts only on nodes that ask for GPUs by
-/// label, so nodes without it behave as upstream's.
+/// `pod-delete`), and `dra`, which acts only on nodes that ask for devices by
+/// label and the claims allocated them, so nodes without those labels behave as
+/// upstream's (its claim stage waits where the cluster serves no `resource.k8s.io/v1`).
 ///
 /// Upstream `kwokctl` swaps `node-heartbeat` for `node-heartbeat-with-lease` when node
 /// leases are on; [`defaults_with_lease`] is that choice.
 pub fn defaults() -> [&'static str; 3] {
-    [NODE_FAST, POD_FAST, NODE_DRA_GPU]
+    [NODE_FAST, POD_FAST, DRA]
 }
 
 /// The default sets when node leases are on: `node-fast-with-lease`, `pod-fast` and
-/// `node-dra-gpu`.
+/// `dra`.
 pub fn defaults_with_lease() -> [&'static str; 3] {
-    [NODE_FAST_WITH_LEASE.as_str(), POD_FAST, NODE_DRA_GPU]
+    [NODE_FAST_WITH_LEASE.as_str(), POD_FAST, DRA]
 }
 
 #[cfg(test)]
@@ -147,7 +149,17 @@ mod tests {
             "volume-fast",
             &["pvc-provision", "pv-bind", "pvc-delete", "pv-delete"],
         ),
-        ("node-dra-gpu", &["node-gpu-resource-slice"]),
+        (
+            "dra",
+            &[
+                "node-gpu-resource-slice",
+                "node-partitionable-gpu-resource-slice",
+                "node-nic-resource-slice",
+                "resourceclaim-device-status",
+                "pod-dra-prepare",
+                "pod-dra-prepare-failed",
+            ],
+        ),
     ];
 
     fn parse(name: &str) -> Vec<Stage> {
@@ -222,17 +234,23 @@ mod tests {
 
     #[test]
     /// Node and pod stages use `next` as upstream's do; volume stages use `steps`
-    /// (their apply steps have no `next` form), also as upstream's, and so does the GPU
-    /// slice stage, which creates a ResourceSlice.
+    /// (their apply steps have no `next` form), also as upstream's, and so does the
+    /// `dra` set (its stages create slices, mark pods and send events).
     fn every_stage_should_be_a_v1alpha1_stage_for_a_core_kind_named_after_it() {
         for (set, stage) in all_stages() {
             let at = format!("set {set}: stage {}", stage.metadata.name);
             assert_eq!(stage.api_version, "kwok.x-k8s.io/v1alpha1", "{at}");
             assert_eq!(stage.kind, "Stage", "{at}");
-            assert_eq!(stage.spec.resource_ref.api_group, "v1", "{at}");
             let kind = stage.spec.resource_ref.kind.as_str();
+            let group = match kind {
+                "ResourceClaim" => "resource.k8s.io/v1",
+                _ => "v1",
+            };
+            assert_eq!(stage.spec.resource_ref.api_group, group, "{at}");
             let (prefix, uses_next) = match kind {
-                "Node" if set == "node-dra-gpu" => ("node-", false),
+                "Node" if set == "dra" => ("node-", false),
+                "Pod" if set == "dra" => ("pod-", false),
+                "ResourceClaim" => ("resourceclaim-", false),
                 "Node" => ("node-", true),
                 "Pod" => ("pod-", true),
                 "PersistentVolumeClaim" => ("pvc-", false),
@@ -361,10 +379,10 @@ mod tests {
 
     #[test]
     fn defaults_should_be_node_fast_pod_fast_and_the_gpu_slices() {
-        assert_eq!(defaults(), [NODE_FAST, POD_FAST, NODE_DRA_GPU]);
+        assert_eq!(defaults(), [NODE_FAST, POD_FAST, DRA]);
         assert_eq!(
             defaults_with_lease(),
-            [set("node-fast-with-lease").unwrap(), POD_FAST, NODE_DRA_GPU]
+            [set("node-fast-with-lease").unwrap(), POD_FAST, DRA]
         );
     }
 
@@ -376,7 +394,6 @@ mod tests {
             ("node-fast-lease", "node-fast-with-lease"),
             ("pod", "pod-fast"),
             ("general", "pod-general"),
-            ("dra", "node-dra-gpu"),
         ] {
             assert_eq!(set(alias), set(name), "{alias}");
         }

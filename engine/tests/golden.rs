@@ -613,7 +613,7 @@ fn pvc_provision_should_create_a_volume_for_the_claim_and_bind_the_claim_to_it()
     );
 }
 
-// ===== node-dra-gpu =====
+// ===== dra =====
 
 /// The ResourceSlice an effect list applies.
 fn applied(effects: &[Effect]) -> &Value {
@@ -629,7 +629,7 @@ fn applied(effects: &[Effect]) -> &Value {
 
 #[test]
 fn node_gpu_resource_slice_should_publish_the_labelled_count_once_and_again_with_a_new_generation() {
-    let lc = lifecycle(&["node-fast-with-lease", "node-dra-gpu"], "Node");
+    let lc = lifecycle(&["node-fast-with-lease", "dra"], "Node");
     assert_eq!(
         selected(&lc, &node()),
         "node-initialize",
@@ -742,6 +742,171 @@ fn node_gpu_resource_slice_should_publish_the_labelled_count_once_and_again_with
             "{tainted}"
         );
     }
+}
+
+#[test]
+fn node_partitionable_gpus_should_publish_counters_and_the_devices_drawing_on_them() {
+    let lc = lifecycle(&["node-fast-with-lease", "dra"], "Node");
+    let mut gpu = node();
+    gpu["metadata"]["labels"]["kwok.x-k8s.io/partitionable-gpus"] = json!("2");
+    let ready = after(&lc, "node-initialize", gpu, now());
+    assert_eq!(selected(&lc, &ready), "node-partitionable-gpu-resource-slice");
+    let effects = stage(&lc, "node-partitionable-gpu-resource-slice")
+        .render(&ready, &FixedHost::new(now()))
+        .expect("renders");
+    let bodies: Vec<&Value> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Apply { body, .. } => Some(body),
+            _ => None,
+        })
+        .collect();
+    let [counters, devices] = bodies[..] else {
+        panic!("two slices: {effects:?}")
+    };
+    let pool = json!({"name": "kwok-node-0-partitionable", "generation": 1, "resourceSliceCount": 2});
+    assert_eq!(counters["spec"]["pool"], pool);
+    assert_eq!(devices["spec"]["pool"], pool);
+    assert!(
+        counters["spec"].get("devices").is_none(),
+        "one of devices and counters per slice"
+    );
+    assert_eq!(
+        counters["spec"]["sharedCounters"][1],
+        json!({"name": "gpu-1", "counters": {"memory": {"value": "80Gi"}}})
+    );
+    let devices = devices["spec"]["devices"].as_array().expect("devices");
+    let names: Vec<_> = devices
+        .iter()
+        .map(|d| d["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "gpu-0",
+            "gpu-0-half-0",
+            "gpu-0-half-1",
+            "gpu-1",
+            "gpu-1-half-0",
+            "gpu-1-half-1"
+        ]
+    );
+    assert_eq!(
+        devices[4]["consumesCounters"],
+        json!([{"counterSet": "gpu-1", "counters": {"memory": {"value": "40Gi"}}}])
+    );
+    assert_eq!(devices[4]["attributes"]["partition"], json!({"string": "half"}));
+    assert_eq!(devices[3]["capacity"]["memory"], json!({"value": "80Gi"}));
+    let mut published = ready.clone();
+    assert!(!simulate::apply_all(&mut published, "Node", &effects, now()));
+    assert_eq!(selected(&lc, &published), "node-heartbeat-with-lease");
+}
+
+#[test]
+fn node_nics_should_publish_a_slice_of_the_nic_driver() {
+    let lc = lifecycle(&["node-fast-with-lease", "dra"], "Node");
+    let mut nic = node();
+    nic["metadata"]["labels"]["kwok.x-k8s.io/nics"] = json!("2");
+    let ready = after(&lc, "node-initialize", nic, now());
+    assert_eq!(selected(&lc, &ready), "node-nic-resource-slice");
+    let effects = stage(&lc, "node-nic-resource-slice")
+        .render(&ready, &FixedHost::new(now()))
+        .expect("renders");
+    let slice = applied(&effects);
+    assert_eq!(slice["metadata"]["name"], "kwok-node-0-nic.kwok.x-k8s.io");
+    assert_eq!(slice["spec"]["driver"], "nic.kwok.x-k8s.io");
+    assert_eq!(
+        slice["spec"]["devices"][1],
+        json!({"name": "nic-1",
+               "attributes": {"model": {"string": "KWOK Fake NIC"}, "index": {"int": 1},
+                              "rdma": {"bool": true}, "pciBusID": {"string": "0000:11:00.0"}},
+               "capacity": {"bandwidth": {"value": "100G"}}})
+    );
+    let mut published = ready.clone();
+    assert!(!simulate::apply_all(&mut published, "Node", &effects, now()));
+    assert_eq!(
+        published["metadata"]["annotations"]["kwok.x-k8s.io/nics-published"],
+        "2"
+    );
+    assert_eq!(selected(&lc, &published), "node-heartbeat-with-lease");
+}
+
+#[test]
+fn resourceclaim_device_status_should_report_kwoks_allocated_devices_ready_once_reserved() {
+    let lc = lifecycle(&["dra"], "ResourceClaim");
+    let mut claim = json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "metadata": {"name": "web-0-gpu-x1", "namespace": "default", "uid": "c-1"},
+        "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.kwok.x-k8s.io"}}]}},
+        "status": {"allocation": {"devices": {"results": [
+            {"request": "gpu", "driver": "gpu.kwok.x-k8s.io", "pool": "kwok-node-0", "device": "gpu-1"},
+            {"request": "other", "driver": "gpu.example.com", "pool": "p", "device": "d"}
+        ]}}}
+    });
+    assert!(
+        lc.select(&claim, &mut rng()).is_none(),
+        "not before a pod reserves it"
+    );
+    claim["status"]["reservedFor"] = json!([{"resource": "pods", "name": "web-0", "uid": "p-1"}]);
+    assert_eq!(selected(&lc, &claim), "resourceclaim-device-status");
+    let effects = stage(&lc, "resourceclaim-device-status")
+        .render(&claim, &FixedHost::new(now()))
+        .expect("renders");
+    let mut reported = claim.clone();
+    assert!(!simulate::apply_all(
+        &mut reported,
+        "ResourceClaim",
+        &effects,
+        now()
+    ));
+    assert_eq!(
+        reported["status"]["devices"],
+        json!([{"driver": "gpu.kwok.x-k8s.io", "pool": "kwok-node-0", "device": "gpu-1",
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Prepared",
+                                "message": "prepared by kwok", "lastTransitionTime": NOW}]}]),
+        "only kwok's own devices"
+    );
+    assert!(lc.select(&reported, &mut rng()).is_none(), "reported once");
+}
+
+#[test]
+fn pod_dra_prepare_should_come_before_pod_ready_and_fail_by_the_weight_asked() {
+    let lc = lifecycle(&["pod-fast", "dra"], "Pod");
+    assert_eq!(
+        selected(&lc, &pod()),
+        "pod-ready",
+        "a pod without claims as before"
+    );
+    let mut claiming = pod();
+    claiming["spec"]["resourceClaims"] = json!([{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]);
+    assert_eq!(selected(&lc, &claiming), "pod-dra-prepare");
+    let prepared = after(&lc, "pod-dra-prepare", claiming.clone(), now());
+    assert_eq!(
+        prepared["metadata"]["annotations"]["kwok.x-k8s.io/dra-prepared"],
+        NOW
+    );
+    assert_eq!(selected(&lc, &prepared), "pod-ready");
+
+    // Weights 0 and 1: preparing always fails, reporting what a kubelet would, and the
+    // pod stays as it was, to be tried again after the failure's delay.
+    claiming["metadata"]["annotations"] = json!({
+        "pod-dra-prepare.stage.kwok.x-k8s.io/weight": "0",
+        "pod-dra-prepare-failed.stage.kwok.x-k8s.io/weight": "1",
+    });
+    assert_eq!(selected(&lc, &claiming), "pod-dra-prepare-failed");
+    let failed = stage(&lc, "pod-dra-prepare-failed");
+    assert_eq!(delay_range(failed, &claiming, 100), (secs(1), secs(1)));
+    let effects = failed.render(&claiming, &FixedHost::new(now())).expect("renders");
+    let [Effect::Event { type_, reason, .. }] = &effects[..] else {
+        panic!("one event: {effects:?}")
+    };
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Warning", "FailedPrepareDynamicResources")
+    );
+    let mut after_failure = claiming.clone();
+    assert!(!simulate::apply_all(&mut after_failure, "Pod", &effects, now()));
+    assert_eq!(after_failure, claiming);
 }
 
 #[test]

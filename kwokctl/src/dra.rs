@@ -1,6 +1,7 @@
-//! Dynamic Resource Allocation in kwokctl clusters: the DeviceClass of the fake GPU
-//! driver whose ResourceSlices kwok publishes for nodes labelled `kwok.x-k8s.io/gpus`
-//! (kwok's `node-dra-gpu` stage set), so a ResourceClaim can ask for one by class name.
+//! Dynamic Resource Allocation in kwokctl clusters: the DeviceClasses of the fake
+//! drivers whose ResourceSlices kwok publishes for nodes labelled `kwok.x-k8s.io/gpus`,
+//! `…/partitionable-gpus` or `…/nics` (kwok's `dra` stage set), so a ResourceClaim can
+//! ask for a device by class name.
 
 use kube::{
     Api, Client,
@@ -10,11 +11,18 @@ use serde_json::{Value, json};
 
 /// The driver name in kwok's GPU ResourceSlices, and the name of its DeviceClass.
 pub const GPU_DRIVER: &str = "gpu.kwok.x-k8s.io";
+/// The same for its NICs.
+pub const NIC_DRIVER: &str = "nic.kwok.x-k8s.io";
+/// Every fake driver, each with a DeviceClass of its name.
+pub const DRIVERS: [&str; 2] = [GPU_DRIVER, NIC_DRIVER];
 
-/// The DeviceClass could not be created.
+/// A DeviceClass could not be created.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to create the DeviceClass {GPU_DRIVER:?}: {0}")]
-pub struct Error(String);
+#[error("failed to create the DeviceClass {class:?}: {message}")]
+pub struct Error {
+    class: &'static str,
+    message: String,
+}
 
 /// What became of the DeviceClass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,23 +36,23 @@ pub enum Outcome {
     NotServed,
 }
 
-/// The DeviceClass selecting every device of the fake GPU driver.
-pub fn gpu_device_class() -> Value {
+/// The DeviceClass selecting every device of `driver`, named after it.
+pub fn device_class(driver: &str) -> Value {
     json!({
         "apiVersion": "resource.k8s.io/v1",
         "kind": "DeviceClass",
         "metadata": {
-            "name": GPU_DRIVER,
+            "name": driver,
             "labels": { "app.kubernetes.io/managed-by": "kwokctl" },
         },
         "spec": {
-            "selectors": [{ "cel": { "expression": format!("device.driver == {GPU_DRIVER:?}") } }],
+            "selectors": [{ "cel": { "expression": format!("device.driver == {driver:?}") } }],
         },
     })
 }
 
-/// Creates [`gpu_device_class`] unless it exists or the API is not served.
-pub async fn create_gpu_device_class(client: &Client) -> Result<Outcome, Error> {
+/// Creates the [`device_class`] of `driver` unless it exists or the API is not served.
+pub async fn create_device_class(client: &Client, driver: &'static str) -> Result<Outcome, Error> {
     let resource = ApiResource {
         group: "resource.k8s.io".into(),
         version: "v1".into(),
@@ -53,13 +61,17 @@ pub async fn create_gpu_device_class(client: &Client) -> Result<Outcome, Error> 
         plural: "deviceclasses".into(),
     };
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let error = |message: String| Error {
+        class: driver,
+        message,
+    };
     let object: DynamicObject =
-        serde_json::from_value(gpu_device_class()).map_err(|e| Error(e.to_string()))?;
+        serde_json::from_value(device_class(driver)).map_err(|e| error(e.to_string()))?;
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => Ok(Outcome::Created),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Outcome::Existing),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Outcome::NotServed),
-        Err(e) => Err(Error(e.to_string())),
+        Err(e) => Err(error(e.to_string())),
     }
 }
 
@@ -68,17 +80,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_device_class_should_select_the_driver_of_kwoks_gpu_slices() {
-        let class = gpu_device_class();
+    fn the_device_classes_should_select_the_drivers_of_kwoks_slices() {
+        let class = device_class(GPU_DRIVER);
         assert_eq!(class["metadata"]["name"], GPU_DRIVER);
         assert_eq!(
             class["spec"]["selectors"][0]["cel"]["expression"],
             "device.driver == \"gpu.kwok.x-k8s.io\""
         );
-        // The driver kwok's stage set publishes is this one.
-        assert!(
-            kwok_engine::catalog::NODE_DRA_GPU.contains(&format!("driver: {GPU_DRIVER}")),
-            "the node-dra-gpu set names another driver"
-        );
+        // The drivers kwok's stage set publishes are these.
+        for driver in DRIVERS {
+            assert!(
+                kwok_engine::catalog::DRA.contains(&format!("driver: {driver}")),
+                "the dra set has no slices of {driver}"
+            );
+        }
     }
 }

@@ -142,7 +142,7 @@ fn write_upstream_stages(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Our default stage sets (node-fast with leases, pod-fast, node-dra-gpu) for an ours-only run on a
+/// Our default stage sets (node-fast with leases, pod-fast, dra) for an ours-only run on a
 /// machine without the upstream module.
 fn write_our_stages(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("stages.yaml");

@@ -62,11 +62,14 @@ pub fn named(name: &str) -> Option<Scenario> {
             churn_duration: Duration::from_secs(300),
             ..base
         },
-        // Fake GPUs: 8 per node (kwok's `node-dra-gpu` stages publish them), one per
+        // Fake GPUs: 8 per node (kwok's `dra` stages publish them), one per
         // pod, so the pods fill every device; `perf dra` runs it beside [`without_devices`].
+        // The scheduler allocates a few pods a second at 1,000 nodes (2 cores): 8,000
+        // take most of an hour.
         "dra" => Scenario {
             nodes: 1_000,
             pods: 8_000,
+            timeout: Duration::from_secs(3 * 3600),
             node_labels: [(GPUS_LABEL.to_owned(), GPUS_PER_NODE.to_string())].into(),
             device_class: Some(GPU_CLASS.to_owned()),
             ..base

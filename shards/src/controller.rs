@@ -63,8 +63,9 @@ pub async fn run(
         .context("the Stage watch stopped")?
         .clone()
         .unwrap_or_default();
-    // Stages from files must all be servable; live ones may name kinds that come later.
-    let kinds = Arc::new(kinds(&client, &first, &[], !settings.stage_crd).await?);
+    // Stages from files must all be servable; live ones may name kinds that come later,
+    // and the default sets' DRA stages have nothing to do where DRA is not served.
+    let kinds = Arc::new(kinds(&client, &first, &[], settings.stages_from_files).await?);
     let ready = Arc::new(AtomicBool::new(false));
     // The kubelet API reads nodes and pods from the shards through these queues.
     let (lookup, query_rxs) = Lookup::new(settings.shards);

@@ -65,6 +65,9 @@ pub struct Settings {
     pub initial_list: crate::flags::InitialList,
     /// Stages come from Stage objects in the cluster (`--enable-crds=Stage`).
     pub stage_crd: bool,
+    /// The stages are the user's (`--config`), not the default sets: each kind they
+    /// name must be served (the defaults' DRA stages wait for a cluster that has DRA).
+    pub stages_from_files: bool,
     /// The kubelet API's rules, Metrics and resource usages (from `--config`).
     pub kubelet: KubeletRules,
     /// The rule kinds taken from the cluster's objects instead (`--enable-crds`).
@@ -145,6 +148,7 @@ impl Settings {
         let stage_crd = flags.enable_crds.iter().any(|c| c == "Stage");
         let rule_crds = rule_crds(&flags.enable_crds, &docs)?;
         let kubelet = KubeletRules::from_documents(&docs)?;
+        let stages_from_files = !docs.stages.is_empty();
         let lifecycles = if stage_crd {
             if let Some((_, source)) = docs.stages.first() {
                 bail!(
@@ -178,6 +182,7 @@ impl Settings {
             id: flags.id.clone().unwrap_or_else(default_id),
             lifecycles,
             stage_crd,
+            stages_from_files,
             initial_list: flags.initial_list,
             kubelet,
             rule_crds,

@@ -219,9 +219,10 @@ async fn make(
     Ok(())
 }
 
-/// Starts the components and creates the fake GPU driver's DeviceClass; metrics-server last, once its RBAC, Service and APIService
-/// exist (its health check waits for its informers, which need the RBAC), and then
-/// waits until its APIService is Available.
+/// Starts the components and creates the fake DRA drivers' DeviceClasses;
+/// metrics-server last, once its RBAC, Service and APIService exist (its health check
+/// waits for its informers, which need the RBAC), and then waits until its APIService
+/// is Available.
 async fn start_components(
     dir: &ClusterDir,
     config: &ClusterConfig,

@@ -1,5 +1,5 @@
-//! The objects `create cluster` makes once the apiserver is up: the DeviceClass of
-//! kwok's fake GPUs, and what registers the aggregated API servers it runs
+//! The objects `create cluster` makes once the apiserver is up: the DeviceClasses of
+//! kwok's fake devices, and what registers the aggregated API servers it runs
 //! (metrics-server). Their RBAC, Service and APIService are created before they start,
 //! and the cluster is ready only when the apiserver says the APIService is Available
 //! (it reached the server and read its discovery document).
@@ -36,11 +36,13 @@ pub(super) async fn metrics_server_objects(dir: &ClusterDir, port: u16) -> Resul
     Ok(())
 }
 
-/// Creates the DeviceClass of kwok's fake GPU driver (where the apiserver serves DRA).
+/// Creates the DeviceClasses of kwok's fake DRA drivers (where the apiserver serves DRA).
 pub(super) async fn dra_objects(dir: &ClusterDir) -> Result<()> {
     let client = crate::client::from_kubeconfig(&dir.kubeconfig()).await?;
-    let outcome = crate::dra::create_gpu_device_class(&client).await?;
-    info!(?outcome, class = crate::dra::GPU_DRIVER, "DRA DeviceClass");
+    for class in crate::dra::DRIVERS {
+        let outcome = crate::dra::create_device_class(&client, class).await?;
+        info!(?outcome, class, "DRA DeviceClass");
+    }
     Ok(())
 }
 

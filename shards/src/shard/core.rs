@@ -922,7 +922,10 @@ impl Core {
                 stage: name.to_owned(),
             })
             .inc();
-        entry.state = State::InFlight { dirty: false };
+        // `immediateNextStage`: matched again once the write lands, whatever it returns
+        // (a stage that only sends an event changes nothing the watch would report).
+        let dirty = stage.is_some_and(|s| s.immediate_next_stage());
+        entry.state = State::InFlight { dirty };
         let ticket = Ticket {
             key: key.clone(),
             uid: entry.uid().into(),

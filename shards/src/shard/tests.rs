@@ -30,7 +30,8 @@ use crate::{
 /// A node stage due at once and a pod stage due a second after the pod is seen, so a
 /// pending timer can be raced; a deleted pod is deleted at once. Pods labelled `test`
 /// get stages that fail to render: `broken` a template error, `ip` a pod IP (from a
-/// pool that [`Harness::with_pool`] can make small).
+/// pool that [`Harness::with_pool`] can make small); `nudge` an event every second
+/// that changes nothing (`immediateNextStage`).
 const STAGES: &str = r#"
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -97,6 +98,18 @@ spec:
     statusTemplate: |
       phase: Running
       podIP: {{ PodIPWith .spec.nodeName false .metadata.uid .metadata.name .metadata.namespace }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: pod-nudge}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchLabels: {test: nudge}
+  delay: {durationMilliseconds: 1000}
+  immediateNextStage: true
+  steps:
+  - event: {type: Warning, reason: Nudged, message: again}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -524,6 +537,24 @@ fn a_stage_whose_template_fails_should_send_nothing_and_wait_for_the_object_to_c
     h.apply(POD, fixed);
     h.advance(Duration::ZERO);
     assert_eq!(h.out.len(), 1, "rendered once the template works for the object");
+}
+
+#[test]
+fn an_immediate_next_stage_that_changes_nothing_should_be_matched_again_once_written() {
+    let mut h = Harness::new(8);
+    h.apply(POD, test_pod("p", "10", "nudge"));
+    for _ in 0..3 {
+        h.advance(SECOND);
+        assert_eq!(h.out.len(), 1, "an event each second");
+        assert!(matches!(h.state("p"), Some(State::InFlight { dirty: true })));
+        // An event's write returns no object and no watch event follows.
+        h.land(0, Outcome::Written(None));
+        assert!(
+            matches!(h.state("p"), Some(State::Scheduled { .. })),
+            "{:?}",
+            h.state("p")
+        );
+    }
 }
 
 #[test]

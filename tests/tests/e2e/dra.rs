@@ -1,5 +1,5 @@
 //! Fake accelerators through Dynamic Resource Allocation on a kwokctl cluster: nodes
-//! labelled `kwok.x-k8s.io/gpus` publish ResourceSlices (kwok's `node-dra-gpu` stage
+//! labelled `kwok.x-k8s.io/gpus` publish ResourceSlices (kwok's `dra` stage
 //! set, on by default), kwokctl made the DeviceClass, and the real kube-scheduler and
 //! kube-controller-manager allocate devices to claims of pods that kwok then runs.
 
@@ -89,8 +89,26 @@ fn pods(cluster: &Cluster) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// Pod name → the (pool, device) pairs its claim was allocated, for allocated claims.
+/// Pod name → the (pool, device) pairs its claim was allocated, for allocated claims
+/// (all of kwok's GPU driver).
 fn allocations(cluster: &Cluster) -> BTreeMap<String, Vec<(String, String)>> {
+    allocations_of(cluster)
+        .into_iter()
+        .map(|(pod, devices)| {
+            let devices = devices
+                .into_iter()
+                .map(|(driver, device, pool)| {
+                    assert_eq!(driver, DRIVER, "{pod}");
+                    (pool, device)
+                })
+                .collect();
+            (pod, devices)
+        })
+        .collect()
+}
+
+/// Pod name → the (driver, device, pool) triples of its claim, any driver.
+fn allocations_of(cluster: &Cluster) -> BTreeMap<String, Vec<(String, String, String)>> {
     json(cluster, &["resourceclaims", "-n", "default"])["items"]
         .as_array()
         .expect("items")
@@ -98,13 +116,10 @@ fn allocations(cluster: &Cluster) -> BTreeMap<String, Vec<(String, String)>> {
         .filter_map(|c| {
             let owner = c["metadata"]["ownerReferences"][0]["name"].as_str()?.to_owned();
             let results = c["status"]["allocation"]["devices"]["results"].as_array()?;
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
             let devices = results
                 .iter()
-                .map(|r| {
-                    assert_eq!(r["driver"], DRIVER, "{r}");
-                    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-                    (text(&r["pool"]), text(&r["device"]))
-                })
+                .map(|r| (text(&r["driver"]), text(&r["device"]), text(&r["pool"])))
                 .collect();
             Some((owner, devices))
         })
@@ -208,6 +223,20 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
     }
     assert_eq!(pods(&cluster)["gpu-4"].0, "Pending");
     assert_allocations_sound(&cluster);
+    // kwok reports each allocated device prepared, as the driver would.
+    let status = "jsonpath={range .items[*]}{.status.devices[0].device} \
+                  {.status.devices[0].conditions[0].type}={.status.devices[0].conditions[0].status}{\"\\n\"}{end}";
+    let out = cluster.eventually(
+        &["get", "resourceclaims", "-n", "default", "-o", status],
+        WITHIN,
+        |out| out.lines().filter(|l| l.ends_with(" Ready=True")).count() == 4,
+    );
+    // The waiting pods' claims have no device, so no status either.
+    assert!(
+        out.lines()
+            .all(|l| l.trim() == "=" || (l.starts_with("gpu-") && l.ends_with(" Ready=True"))),
+        "{out}"
+    );
 
     // Deleting a pod frees its device for the waiting one.
     let freed = pods(&cluster)["gpu-0"].1.clone();
@@ -276,4 +305,124 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
         out.lines().count() == 1
     });
     assert!(slices(&cluster).contains_key("node-000000"));
+}
+
+#[test]
+fn partitionable_gpus_and_nics_should_publish_slices_the_apiserver_accepts_and_pods_use() {
+    let cluster = Cluster::create("dra-kinds", &[]);
+    cluster.kwokctl.ok(&[
+        "--name",
+        cluster.name,
+        "scale",
+        "node",
+        "--replicas",
+        "1",
+        "--param",
+        ".metadata.labels[\"kwok.x-k8s.io/partitionable-gpus\"]=\"2\"",
+        "--param",
+        ".metadata.labels[\"kwok.x-k8s.io/nics\"]=\"2\"",
+    ]);
+    // The counters, the devices drawing on them, and the NICs.
+    cluster.eventually(&["get", "resourceslices", "-o", "name"], WITHIN, |out| {
+        out.lines().count() == 3
+    });
+    cluster.apply(
+        "apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: half-gpu, namespace: default}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly:
+          deviceClassName: gpu.kwok.x-k8s.io
+          selectors:
+          - cel: {expression: 'device.attributes[\"gpu.kwok.x-k8s.io\"].partition == \"half\"'}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: one-nic, namespace: default}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly: {deviceClassName: nic.kwok.x-k8s.io}
+",
+    );
+    // Four halves fit the two GPUs' counters; a fifth does not, and a whole GPU
+    // neither once the halves hold them.
+    for i in 0..5 {
+        cluster.apply(&pod(&format!("half-{i}"), "half-gpu"));
+    }
+    cluster.apply(&pod("nic", "one-nic"));
+    for name in ["half-0", "half-1", "half-2", "half-3", "nic"] {
+        until_phase(&cluster, name, "Running");
+    }
+    cluster.eventually(
+        &[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            "involvedObject.name=half-4",
+        ],
+        WITHIN,
+        |out| out.contains("FailedScheduling"),
+    );
+    assert_eq!(pods(&cluster)["half-4"].0, "Pending");
+    let allocations = allocations_of(&cluster);
+    let halves: BTreeSet<&str> = allocations
+        .iter()
+        .filter(|(pod, _)| pod.starts_with("half-"))
+        .flat_map(|(_, devices)| devices.iter().map(|(_, d, _)| d.as_str()))
+        .collect();
+    assert_eq!(
+        halves,
+        ["gpu-0-half-0", "gpu-0-half-1", "gpu-1-half-0", "gpu-1-half-1"].into()
+    );
+    let (driver, _, pool) = &allocations["nic"][0];
+    assert_eq!(
+        (driver.as_str(), pool.as_str()),
+        ("nic.kwok.x-k8s.io", "node-000000")
+    );
+
+    // Preparing that always fails leaves the pod waiting with the kubelet's event, sent
+    // again on every try; given back its share of success, it is tried again and runs.
+    let failing = pod("nic-failing", "one-nic").replace(
+        "namespace: default}",
+        "namespace: default, annotations: {pod-dra-prepare.stage.kwok.x-k8s.io/weight: \"0\", \
+         pod-dra-prepare-failed.stage.kwok.x-k8s.io/weight: \"1\"}}",
+    );
+    cluster.apply(&failing);
+    let tries = "jsonpath={range .items[?(@.reason==\"FailedPrepareDynamicResources\")]}{.count}{end}";
+    cluster.eventually(
+        &[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            "involvedObject.name=nic-failing",
+            "-o",
+            tries,
+        ],
+        WITHIN,
+        |out| out.trim().parse::<u32>().is_ok_and(|n| n >= 2),
+    );
+    let state = "jsonpath={.spec.nodeName} {.status.phase}";
+    assert_eq!(
+        cluster.kubectl(&["get", "pod", "nic-failing", "-o", state]),
+        "node-000000 Pending",
+        "scheduled, never prepared"
+    );
+    cluster.kubectl(&[
+        "annotate",
+        "pod",
+        "nic-failing",
+        "pod-dra-prepare.stage.kwok.x-k8s.io/weight-",
+    ]);
+    until_phase(&cluster, "nic-failing", "Running");
 }
