@@ -744,16 +744,24 @@ fn node_gpu_resource_slice_should_publish_the_labelled_count_once_and_again_with
     }
 }
 
+/// [`node`] labelled `label: value` once Ready, and the effects of the stage chosen for
+/// it then.
+fn first_dra_stage(lc: &Lifecycle, label: &str, value: &str) -> (Value, Vec<Effect>) {
+    let mut labelled = node();
+    labelled["metadata"]["labels"][label] = json!(value);
+    let ready = after(lc, "node-initialize", labelled, now());
+    let name = selected(lc, &ready).to_owned();
+    let effects = stage(lc, &name)
+        .render(&ready, &FixedHost::new(now()))
+        .expect("renders");
+    (ready, effects)
+}
+
 #[test]
 fn node_partitionable_gpus_should_publish_counters_and_the_devices_drawing_on_them() {
     let lc = lifecycle(&["node-fast-with-lease", "dra"], "Node");
-    let mut gpu = node();
-    gpu["metadata"]["labels"]["kwok.x-k8s.io/partitionable-gpus"] = json!("2");
-    let ready = after(&lc, "node-initialize", gpu, now());
+    let (ready, effects) = first_dra_stage(&lc, "kwok.x-k8s.io/partitionable-gpus", "2");
     assert_eq!(selected(&lc, &ready), "node-partitionable-gpu-resource-slice");
-    let effects = stage(&lc, "node-partitionable-gpu-resource-slice")
-        .render(&ready, &FixedHost::new(now()))
-        .expect("renders");
     let bodies: Vec<&Value> = effects
         .iter()
         .filter_map(|e| match e {
@@ -805,13 +813,8 @@ fn node_partitionable_gpus_should_publish_counters_and_the_devices_drawing_on_th
 #[test]
 fn node_nics_should_publish_a_slice_of_the_nic_driver() {
     let lc = lifecycle(&["node-fast-with-lease", "dra"], "Node");
-    let mut nic = node();
-    nic["metadata"]["labels"]["kwok.x-k8s.io/nics"] = json!("2");
-    let ready = after(&lc, "node-initialize", nic, now());
+    let (ready, effects) = first_dra_stage(&lc, "kwok.x-k8s.io/nics", "2");
     assert_eq!(selected(&lc, &ready), "node-nic-resource-slice");
-    let effects = stage(&lc, "node-nic-resource-slice")
-        .render(&ready, &FixedHost::new(now()))
-        .expect("renders");
     let slice = applied(&effects);
     assert_eq!(slice["metadata"]["name"], "kwok-node-0-nic.kwok.x-k8s.io");
     assert_eq!(slice["spec"]["driver"], "nic.kwok.x-k8s.io");

@@ -293,6 +293,18 @@ async fn each_side<R: serde::Serialize>(
     Ok(results)
 }
 
+/// An error naming the first side whose loadgen run did not finish.
+fn complete(results: &[side::SideResult]) -> Result<()> {
+    match results.iter().find(|r| !r.complete) {
+        Some(r) => bail!(
+            "{} run incomplete: {}",
+            r.controller.side,
+            r.report.stopped_because.as_deref().unwrap_or("?")
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Writes `summary.md` into the results folder and prints it.
 fn write_summary(dir: &Path, summary: &str) -> Result<()> {
     let path = dir.join("summary.md");
@@ -445,14 +457,7 @@ async fn run_dra(flags: Flags) -> Result<()> {
         table::markdown_between(["dra", "plain"], find("dra"), find("plain")),
     );
     write_summary(&dir, &summary)?;
-    if let Some(r) = results.iter().find(|r| !r.complete) {
-        bail!(
-            "{} run incomplete: {}",
-            r.controller.side,
-            r.report.stopped_because.as_deref().unwrap_or("?")
-        );
-    }
-    Ok(())
+    complete(&results)
 }
 
 async fn run(flags: Flags) -> Result<()> {
@@ -507,14 +512,7 @@ async fn run(flags: Flags) -> Result<()> {
         table::markdown(find("ours"), find("upstream")),
     );
     write_summary(&dir, &summary)?;
-    if let Some(r) = results.iter().find(|r| !r.complete) {
-        bail!(
-            "{} run incomplete: {}",
-            r.controller.side,
-            r.report.stopped_because.as_deref().unwrap_or("?")
-        );
-    }
-    Ok(())
+    complete(&results)
 }
 
 #[tokio::main]

@@ -15,26 +15,21 @@ use crate::util::Cluster;
 const WITHIN: Duration = Duration::from_secs(60);
 const DRIVER: &str = "gpu.kwok.x-k8s.io";
 
-const TEMPLATES: &str = "apiVersion: resource.k8s.io/v1
+/// A ResourceClaimTemplate `name` whose one request is `exactly` (a flow mapping).
+fn claim_template(name: &str, exactly: &str) -> String {
+    format!(
+        "apiVersion: resource.k8s.io/v1
 kind: ResourceClaimTemplate
-metadata: {name: one-gpu, namespace: default}
+metadata: {{name: {name}, namespace: default}}
 spec:
   spec:
     devices:
       requests:
-      - name: gpu
-        exactly: {deviceClassName: gpu.kwok.x-k8s.io}
----
-apiVersion: resource.k8s.io/v1
-kind: ResourceClaimTemplate
-metadata: {name: three-gpus, namespace: default}
-spec:
-  spec:
-    devices:
-      requests:
-      - name: gpu
-        exactly: {deviceClassName: gpu.kwok.x-k8s.io, allocationMode: ExactCount, count: 3}
-";
+      - name: device
+        exactly: {exactly}
+"
+    )
+}
 
 /// A pod whose one container uses a claim made from `template`.
 fn pod(name: &str, template: &str) -> String {
@@ -199,7 +194,11 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
 
     // Four single-GPU pods fill the four devices; a fifth, and one asking for three
     // GPUs (more than a node has), wait with the scheduler's reason.
-    cluster.apply(TEMPLATES);
+    cluster.apply(&claim_template("one-gpu", "{deviceClassName: gpu.kwok.x-k8s.io}"));
+    cluster.apply(&claim_template(
+        "three-gpus",
+        "{deviceClassName: gpu.kwok.x-k8s.io, allocationMode: ExactCount, count: 3}",
+    ));
     let single: Vec<String> = (0..5).map(|i| pod(&format!("gpu-{i}"), "one-gpu")).collect();
     cluster.apply(&single[..4].join("---\n"));
     for i in 0..4 {
@@ -326,31 +325,9 @@ fn partitionable_gpus_and_nics_should_publish_slices_the_apiserver_accepts_and_p
     cluster.eventually(&["get", "resourceslices", "-o", "name"], WITHIN, |out| {
         out.lines().count() == 3
     });
-    cluster.apply(
-        "apiVersion: resource.k8s.io/v1
-kind: ResourceClaimTemplate
-metadata: {name: half-gpu, namespace: default}
-spec:
-  spec:
-    devices:
-      requests:
-      - name: gpu
-        exactly:
-          deviceClassName: gpu.kwok.x-k8s.io
-          selectors:
-          - cel: {expression: 'device.attributes[\"gpu.kwok.x-k8s.io\"].partition == \"half\"'}
----
-apiVersion: resource.k8s.io/v1
-kind: ResourceClaimTemplate
-metadata: {name: one-nic, namespace: default}
-spec:
-  spec:
-    devices:
-      requests:
-      - name: gpu
-        exactly: {deviceClassName: nic.kwok.x-k8s.io}
-",
-    );
+    let half = r#"{deviceClassName: gpu.kwok.x-k8s.io, selectors: [{cel: {expression: 'device.attributes["gpu.kwok.x-k8s.io"].partition == "half"'}}]}"#;
+    cluster.apply(&claim_template("half-gpu", half));
+    cluster.apply(&claim_template("one-nic", "{deviceClassName: nic.kwok.x-k8s.io}"));
     // Four halves fit the two GPUs' counters; a fifth does not, and a whole GPU
     // neither once the halves hold them.
     for i in 0..5 {
