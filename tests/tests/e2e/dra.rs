@@ -121,6 +121,16 @@ fn allocations_of(cluster: &Cluster) -> BTreeMap<String, Vec<(String, String, St
         .collect()
 }
 
+/// Waits until the scheduler has reported `pod` unschedulable, saying `why`.
+fn until_unschedulable(cluster: &Cluster, pod: &str, why: &str) {
+    let about = format!("involvedObject.name={pod}");
+    cluster.eventually(
+        &["get", "events", "-n", "default", "--field-selector", &about],
+        WITHIN,
+        |out| out.contains("FailedScheduling") && out.contains(why),
+    );
+}
+
 /// Waits until `pod` has phase `phase`, returning its node.
 fn until_phase(cluster: &Cluster, pod: &str, phase: &str) -> String {
     let path = "jsonpath={.status.phase} {.spec.nodeName}";
@@ -207,18 +217,7 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
     cluster.apply(&single[4]);
     cluster.apply(&pod("big", "three-gpus"));
     for name in ["gpu-4", "big"] {
-        cluster.eventually(
-            &[
-                "get",
-                "events",
-                "-n",
-                "default",
-                "--field-selector",
-                &format!("involvedObject.name={name}"),
-            ],
-            WITHIN,
-            |out| out.contains("FailedScheduling") && out.contains("cannot allocate all claims"),
-        );
+        until_unschedulable(&cluster, name, "cannot allocate all claims");
     }
     assert_eq!(pods(&cluster)["gpu-4"].0, "Pending");
     assert_allocations_sound(&cluster);
@@ -276,18 +275,7 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
     delete.extend(on_first.iter().map(String::as_str));
     cluster.kubectl(&delete);
     cluster.apply(&pod("gpu-5", "one-gpu"));
-    cluster.eventually(
-        &[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            "involvedObject.name=gpu-5",
-        ],
-        WITHIN,
-        |out| out.contains("FailedScheduling"),
-    );
+    until_unschedulable(&cluster, "gpu-5", "");
     assert_eq!(
         pods(&cluster)["gpu-5"].0,
         "Pending",
@@ -337,18 +325,7 @@ fn partitionable_gpus_and_nics_should_publish_slices_the_apiserver_accepts_and_p
     for name in ["half-0", "half-1", "half-2", "half-3", "nic"] {
         until_phase(&cluster, name, "Running");
     }
-    cluster.eventually(
-        &[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            "involvedObject.name=half-4",
-        ],
-        WITHIN,
-        |out| out.contains("FailedScheduling"),
-    );
+    until_unschedulable(&cluster, "half-4", "");
     assert_eq!(pods(&cluster)["half-4"].0, "Pending");
     let allocations = allocations_of(&cluster);
     let halves: BTreeSet<&str> = allocations
