@@ -121,6 +121,19 @@ fn allocations_of(cluster: &Cluster) -> BTreeMap<String, Vec<(String, String, St
         .collect()
 }
 
+/// `kwokctl scale node --replicas N` with `labels`, as a user asks for devices.
+fn scale_labelled(cluster: &Cluster, replicas: &str, labels: &[(&str, &str)]) {
+    let params: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| format!(".metadata.labels[{key:?}]={value:?}"))
+        .collect();
+    let mut args = vec!["--name", cluster.name, "scale", "node", "--replicas", replicas];
+    for param in &params {
+        args.extend(["--param", param.as_str()]);
+    }
+    cluster.kwokctl.ok(&args);
+}
+
 /// Waits until the scheduler has reported `pod` unschedulable, saying `why`.
 fn until_unschedulable(cluster: &Cluster, pod: &str, why: &str) {
     let about = format!("involvedObject.name={pod}");
@@ -167,16 +180,7 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
         class["spec"]["selectors"][0]["cel"]["expression"],
         format!("device.driver == {DRIVER:?}")
     );
-    cluster.kwokctl.ok(&[
-        "--name",
-        cluster.name,
-        "scale",
-        "node",
-        "--replicas",
-        "2",
-        "--param",
-        ".metadata.labels[\"kwok.x-k8s.io/gpus\"]=\"2\"",
-    ]);
+    scale_labelled(&cluster, "2", &[("kwok.x-k8s.io/gpus", "2")]);
     cluster.apply(
         "apiVersion: v1\nkind: Node\nmetadata: {name: plain, annotations: {kwok.x-k8s.io/node: fake}}\n",
     );
@@ -297,18 +301,14 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
 #[test]
 fn partitionable_gpus_and_nics_should_publish_slices_the_apiserver_accepts_and_pods_use() {
     let cluster = Cluster::create("dra-kinds", &[]);
-    cluster.kwokctl.ok(&[
-        "--name",
-        cluster.name,
-        "scale",
-        "node",
-        "--replicas",
+    scale_labelled(
+        &cluster,
         "1",
-        "--param",
-        ".metadata.labels[\"kwok.x-k8s.io/partitionable-gpus\"]=\"2\"",
-        "--param",
-        ".metadata.labels[\"kwok.x-k8s.io/nics\"]=\"2\"",
-    ]);
+        &[
+            ("kwok.x-k8s.io/partitionable-gpus", "2"),
+            ("kwok.x-k8s.io/nics", "2"),
+        ],
+    );
     // The counters, the devices drawing on them, and the NICs.
     cluster.eventually(&["get", "resourceslices", "-o", "name"], WITHIN, |out| {
         out.lines().count() == 3
