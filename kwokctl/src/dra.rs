@@ -31,8 +31,9 @@ pub enum Outcome {
     Created,
     /// It was there (a restarted cluster, or made by the user).
     Existing,
-    /// The apiserver does not serve `resource.k8s.io/v1` (Kubernetes before 1.34, or the
-    /// group turned off by `--runtime-config`): there is no DRA to set up.
+    /// The apiserver does not serve `resource.k8s.io/v1` (Kubernetes before 1.34): there
+    /// is no DRA to set up. (On 1.36 the group cannot be turned off: DRA is GA and the
+    /// apiserver does not become ready with `--runtime-config resource.k8s.io/v1=false`.)
     NotServed,
 }
 

@@ -164,8 +164,13 @@ pub async fn run(
         senders.push(tx);
     }
     let senders = Arc::new(senders);
+    // Ready once every kind listed that kwok cannot do without: nodes, pods and the
+    // kinds of the user's stages. The default DRA stages' claims are not among them:
+    // with RBAC written for upstream's kwok (no `resource.k8s.io`) their watch is
+    // refused, and that must not keep kwok from ready.
+    let gates = |kind: &Kind| kind.role != Role::Other || settings.stages_from_files;
     let listed = Arc::new(AtomicUsize::new(0));
-    let total = kinds.len();
+    let total = kinds.iter().filter(|k| gates(k)).count();
     let on_first_list = move || {
         if listed.fetch_add(1, Ordering::SeqCst) + 1 == total {
             ready.store(true, Ordering::SeqCst);
@@ -173,6 +178,8 @@ pub async fn run(
         }
     };
     for (index, kind) in kinds.iter().enumerate() {
+        let gate = gates(kind);
+        let listed_once = on_first_list.clone();
         spawn_watch(
             &client,
             settings.initial_list,
@@ -180,7 +187,11 @@ pub async fn run(
             kind,
             &senders,
             &metrics,
-            on_first_list.clone(),
+            move || {
+                if gate {
+                    listed_once();
+                }
+            },
         );
     }
     if settings.stage_crd {

@@ -239,7 +239,7 @@ fn rule_crds(enable_crds: &[String], docs: &Documents) -> Result<Vec<&'static cr
     Ok(kinds)
 }
 
-/// The stages of `docs`; the default node and pod stages when it has none (with the
+/// The stages of `docs`; the default node, pod and DRA stages when it has none (with the
 /// lease-based node heartbeat when leases are on, as kwokctl does).
 pub fn load_stages(mut docs: Documents, leases: bool) -> Result<Lifecycles> {
     if docs.stages.is_empty() {
@@ -250,7 +250,7 @@ pub fn load_stages(mut docs: Documents, leases: bool) -> Result<Lifecycles> {
     Ok(Lifecycles::compile(&docs)?)
 }
 
-/// The default node and pod stage sets (node heartbeats through the Lease when
+/// The default stage sets: node, pod and DRA (node heartbeats through the Lease when
 /// leases are on).
 pub fn default_stages(leases: bool) -> [&'static str; 3] {
     if leases {
