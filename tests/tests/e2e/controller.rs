@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use crate::util::Cluster;
+use crate::util::{Cluster, metric_sum};
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -154,20 +154,12 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
     // /metrics is OpenMetrics text and counts what happened.
     let metrics = cluster.kwok_get("/metrics");
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
-    let transitions: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("kwok_stage_transitions_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let transitions = metric_sum(&metrics, "kwok_stage_transitions_total", "");
     assert!(transitions >= 10.0, "transitions counted: {metrics}");
     assert!(metrics.contains("kwok_leases_held 2"), "{metrics}");
     // One DELETE per deleted pod: a late update of a pod being deleted does not start
     // the delete stage again.
-    let deletes: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("kwok_apiserver_requests_total{") && l.contains("verb=\"delete\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let deletes = metric_sum(&metrics, "kwok_apiserver_requests_total", "verb=\"delete\"");
     assert!(
         (50.0..=52.0).contains(&deletes),
         "{deletes} DELETEs for 50 deleted pods: {metrics}"

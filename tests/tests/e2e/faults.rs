@@ -19,7 +19,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::util::Cluster;
+use crate::util::{Cluster, metric_sum};
 
 /// The node lease duration the cluster runs with and the controller-manager's grace
 /// period before a silent node goes Unknown: `--heartbeat-factor 0.5` scales upstream's
@@ -207,12 +207,11 @@ fn faults_should_lose_no_node_pod_or_ip() {
     // kwok took the lapsed Leases back and sent those nodes' heartbeats at once, so the
     // controller-manager's writes of Unknown into stale Nodes conflict (how many it
     // still marks first is a race, measured at scale in benches/results).
-    let heartbeats: f64 = cluster
-        .kwok_get("/metrics")
-        .lines()
-        .filter(|l| l.starts_with("kwok_stage_transitions_total{") && l.contains("kubelet-node-heartbeat"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let heartbeats = metric_sum(
+        &cluster.kwok_get("/metrics"),
+        "kwok_stage_transitions_total",
+        "kubelet-node-heartbeat",
+    );
     eprintln!("kube-apiserver killed: {heartbeats} lapsed-lease heartbeats");
     assert!(heartbeats >= 1.0, "no node heartbeat after its Lease lapsed");
 

@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     kwok::READY,
-    util::{Cluster, audit_policy, node_with_cidr},
+    util::{Cluster, audit_policy, kwok_ports, node_with_cidr},
 };
 
 const NODES: usize = 20;
@@ -50,15 +50,12 @@ fn until_held(cluster: &Cluster, want: &[(&str, usize)], within: Duration) -> Du
 /// where the apiserver sends `kubectl logs/exec` for its pods: a node taken over from
 /// the other replica gets the new holder's heartbeat at once.
 fn until_advertising_holders(cluster: &Cluster, within: Duration) -> Duration {
-    let wide = cluster
-        .kwokctl
-        .ok(&["--name", cluster.name, "get", "components", "-o", "wide"]);
+    let kwoks = kwok_ports(cluster);
     let port_of = |component: &str| -> String {
-        let line = wide
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(component))
-            .unwrap_or_else(|| panic!("{component} in {wide}"));
-        line.split_whitespace().last().unwrap().to_owned()
+        kwoks
+            .get(component)
+            .unwrap_or_else(|| panic!("{component} in {kwoks:?}"))
+            .clone()
     };
     let ports: BTreeMap<String, String> = [
         ("kwok-replicas".to_owned(), port_of("kwok-controller")),
@@ -95,14 +92,9 @@ fn until_advertising_holders(cluster: &Cluster, within: Duration) -> Duration {
 
 /// Each kwok's scale-out metrics, for a failure message.
 fn scale_out_metrics(cluster: &Cluster) -> String {
-    let wide = cluster
-        .kwokctl
-        .ok(&["--name", cluster.name, "get", "components", "-o", "wide"]);
     let mut out = String::new();
-    for line in wide.lines().filter(|l| l.starts_with("kwok-controller")) {
-        let columns: Vec<&str> = line.split_whitespace().collect();
-        let port = columns.last().copied().unwrap_or_default();
-        let metrics = cluster.kwok_get_at(port, "/metrics");
+    for (component, port) in kwok_ports(cluster) {
+        let metrics = cluster.kwok_get_at(&port, "/metrics");
         let wanted: Vec<&str> = metrics
             .lines()
             .filter(|l| {
@@ -117,7 +109,7 @@ fn scale_out_metrics(cluster: &Cluster) -> String {
                 .any(|m| l.starts_with(m))
             })
             .collect();
-        out.push_str(&format!("{}: {} | ", columns[0], wanted.join(", ")));
+        out.push_str(&format!("{component}: {} | ", wanted.join(", ")));
     }
     out
 }

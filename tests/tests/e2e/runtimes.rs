@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    util::{Kwokctl, lease_holders},
+    util::{Kwokctl, holder_counts, lease_holders},
     wait::{assert_one_line, ready_nodes, running_pods, serial_names, until},
 };
 
@@ -205,11 +205,10 @@ fn docker_runtime_should_run_kwok_replicas_that_share_the_nodes() {
         until(SETTLE, &nodes, || ready_nodes(&kwokctl, c, NODE_LABEL)),
         nodes
     );
-    let holders = |kwokctl: &Kwokctl| {
-        let mut holders: Vec<String> = lease_holders(kwokctl, c, "node-").into_values().collect();
-        holders.sort();
-        holders.dedup();
-        holders
+    let holders = |kwokctl: &Kwokctl| -> Vec<String> {
+        holder_counts(&lease_holders(kwokctl, c, "node-"))
+            .into_keys()
+            .collect()
     };
     let both = vec![format!("kwok-{c}"), format!("kwok-{c}-1")];
     let started = Instant::now();

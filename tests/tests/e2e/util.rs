@@ -411,11 +411,7 @@ impl KwokProcess {
     /// A metric's value summed over the label sets that contain `label` (such as
     /// `verb="patch"`).
     pub fn metric_where(&self, name: &str, label: &str) -> f64 {
-        http_get(&self.address, "/metrics")
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(&http_get(&self.address, "/metrics"), name, label)
     }
 
     /// Sends it `signal` (`STOP`, `CONT`…).
@@ -574,6 +570,31 @@ impl Drop for PortForward {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Metric `name` in the text of a `/metrics` page, summed over the label sets that
+/// contain `label` (such as `verb="patch"`; empty for all).
+pub fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Each kwok of the cluster (`kwok-controller`, `kwok-controller-1`, …) → its port, as
+/// `get components -o wide` lists them.
+pub fn kwok_ports(cluster: &Cluster) -> BTreeMap<String, String> {
+    let wide = cluster
+        .kwokctl
+        .ok(&["--name", cluster.name, "get", "components", "-o", "wide"]);
+    wide.lines()
+        .filter(|l| l.starts_with("kwok-controller"))
+        .filter_map(|l| {
+            let columns: Vec<&str> = l.split_whitespace().collect();
+            Some((columns.first()?.to_string(), columns.last()?.to_string()))
+        })
+        .collect()
 }
 
 /// Node name → the holder of its Lease in cluster `cluster`, for nodes named `prefix…`
