@@ -165,9 +165,11 @@ pub async fn run(
     }
     let senders = Arc::new(senders);
     // Ready once every kind listed that kwok cannot do without: nodes, pods and the
-    // kinds of the user's stages. The default DRA stages' claims are not among them:
-    // with RBAC written for upstream's kwok (no `resource.k8s.io`) their watch is
-    // refused, and that must not keep kwok from ready.
+    // kinds of `--config` stages. The default DRA stages' claims are not among them
+    // (nor, with `--enable-crds=Stage`, any kind but nodes and pods, as default and
+    // user Stage objects cannot be told apart): with RBAC written for upstream's kwok
+    // (no `resource.k8s.io`) their watch is refused, and that must not keep kwok from
+    // ready.
     let gates = |kind: &Kind| kind.role != Role::Other || settings.stages_from_files;
     let listed = Arc::new(AtomicUsize::new(0));
     let total = kinds.iter().filter(|k| gates(k)).count();

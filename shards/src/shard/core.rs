@@ -564,17 +564,8 @@ impl Core {
             name: node.clone(),
         };
         self.evaluate(&key, None, rng);
-        // (The node is parsed for its port only with --scale-out.)
-        let beat = held
-            && self.ready_nodes.contains(&node)
-            && (lapsed
-                || (self.member_fence.is_some() && {
-                    let obj = self
-                        .entries
-                        .get(&key)
-                        .map(|e| e.object(key.kind, &mut self.packers));
-                    obj.is_some_and(|obj| self.advertises_another(&node, &obj))
-                }));
+        let beat =
+            held && self.ready_nodes.contains(&node) && (lapsed || self.cached_advertises_another(&key));
         if beat {
             self.heartbeat_now(&key);
         }
@@ -586,11 +577,28 @@ impl Core {
     /// port other than ours in `obj` (its status was last written by another replica).
     /// A single kwok leaves the port to its stages, as upstream's does.
     fn advertises_another(&self, node: &str, obj: &Value) -> bool {
+        self.port_checked(node) && kubelet::advertised_port(obj) != self.settings.node_port
+    }
+
+    /// [`Self::advertises_another`] for the cached node `key`, parsed only when its port
+    /// is checked at all (with `--scale-out`).
+    fn cached_advertises_another(&mut self, key: &ObjKey) -> bool {
+        if !self.port_checked(&key.name) {
+            return false;
+        }
+        let Some(entry) = self.entries.get(key) else {
+            return false;
+        };
+        kubelet::advertised_port(&entry.object(key.kind, &mut self.packers)) != self.settings.node_port
+    }
+
+    /// Whether the kubelet port `node` advertises is ours to keep right: with
+    /// `--scale-out` and a port, for a Ready node we hold.
+    fn port_checked(&self, node: &str) -> bool {
         self.member_fence.is_some()
             && self.settings.node_port != 0
             && self.held.contains_key(node)
             && self.ready_nodes.contains(node)
-            && kubelet::advertised_port(obj) != self.settings.node_port
     }
 
     /// Fires node `key`'s status heartbeat at once, in place of the stage it waits for
