@@ -3,6 +3,7 @@
 //! `…/partitionable-gpus` or `…/nics` (kwok's `dra` stage set), so a ResourceClaim can
 //! ask for a device by class name.
 
+use k8s_openapi::api::resource::v1::DeviceClass;
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, PostParams},
@@ -54,13 +55,7 @@ pub fn device_class(driver: &str) -> Value {
 
 /// Creates the [`device_class`] of `driver` unless it exists or the API is not served.
 pub async fn create_device_class(client: &Client, driver: &'static str) -> Result<Outcome, Error> {
-    let resource = ApiResource {
-        group: "resource.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "resource.k8s.io/v1".into(),
-        kind: "DeviceClass".into(),
-        plural: "deviceclasses".into(),
-    };
+    let resource = ApiResource::erase::<DeviceClass>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let error = |message: String| Error {
         class: driver,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, ListParams, PostParams},
@@ -31,16 +32,6 @@ pub struct DeviceReport {
     pub allocated_twice: u64,
 }
 
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "resource.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "resource.k8s.io/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 /// The template asking for one device of `class`; the claims made from it carry the
 /// run label, so [`check`] reads exactly this run's.
 pub fn claim_template(n: &Naming, namespace: &str, class: &str) -> Value {
@@ -60,7 +51,7 @@ pub async fn create_template(client: &Client, n: &Naming, namespace: &str, class
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         namespace,
-        &resource("ResourceClaimTemplate", "resourceclaimtemplates"),
+        &ApiResource::erase::<ResourceClaimTemplate>(&()),
     );
     let object: DynamicObject =
         serde_json::from_value(claim_template(n, namespace, class)).expect("a template is an object");
@@ -81,7 +72,7 @@ pub fn pod_claims() -> (Value, Value) {
 
 /// Reads every claim of the run and counts its allocations.
 pub async fn check(client: &Client, n: &Naming) -> kube::Result<DeviceReport> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("ResourceClaim", "resourceclaims"));
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<ResourceClaim>(&()));
     let mut params = ListParams::default().labels(&n.selector()).limit(500);
     let mut claims = Vec::new();
     loop {
