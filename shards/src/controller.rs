@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::{
     batcher::Writer,
+    claims::ClaimIndex,
     dispatch::{DISPATCH_CHUNK, Dispatcher},
     flags::InitialList,
     host::SharedIps,
@@ -95,6 +96,7 @@ pub async fn run(
     )
     .with_config(config);
     let shared_ips = SharedIps::new(Pool::new(settings.cidr));
+    let claims = Arc::new(ClaimIndex::default());
     let start = Timestamp::now();
     // Which node leases we hold, routed to the node's shard like its events. Unbounded:
     // the lease worker reports from inside its renewal loop, and must neither wait on a
@@ -155,6 +157,7 @@ pub async fn run(
             leases: leases.clone(),
             lease_pressure: lease_pressure.clone(),
             shared_ips: shared_ips.clone(),
+            claims: claims.clone(),
             start,
             pods_listed: pods_listed.clone(),
             member_fence: member_fence.clone(),

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod batcher;
+pub mod claims;
 pub mod client;
 pub mod connect_proxy;
 pub mod controller;

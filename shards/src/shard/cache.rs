@@ -69,6 +69,9 @@ pub enum Due {
     /// The kubelet's node status heartbeat after its Lease lapsed
     /// ([`kwok_engine::kubelet::node_heartbeat`]).
     Heartbeat,
+    /// The kubelet's report of the health of a pod's DRA devices
+    /// ([`kwok_engine::kubelet::resource_health`]).
+    ResourceHealth,
 }
 
 impl Due {
@@ -78,6 +81,7 @@ impl Due {
             Due::Stage(index) => stages[index].name(),
             Due::RestoreReady => kwok_engine::kubelet::RESTORE_READY,
             Due::Heartbeat => kwok_engine::kubelet::NODE_HEARTBEAT,
+            Due::ResourceHealth => kwok_engine::kubelet::resource_health::RESOURCE_HEALTH,
         }
     }
 }

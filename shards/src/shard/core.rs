@@ -30,7 +30,11 @@ use std::{
 };
 
 use jiff::Timestamp;
-use kwok_engine::{effect::Effect, error::RenderError, kubelet};
+use kwok_engine::{
+    effect::Effect,
+    error::RenderError,
+    kubelet::{self, resource_health, resource_health::Report},
+};
 use prometheus_client::metrics::gauge::Gauge;
 use rand::{Rng, rngs::SmallRng};
 use serde_json::Value;
@@ -44,6 +48,7 @@ use super::{
 };
 use crate::{
     batcher::{self, Outcome, Target},
+    claims::ClaimIndex,
     host::{Ips, RuntimeHost, SharedIps},
     lease::{Fence, LeaseMsg, Ownership, Pressure, WriteFence},
     metrics::{Metrics, ShardLabel, StageLabel},
@@ -72,6 +77,10 @@ const WRITES_WHILE_LEASES_AT_RISK: usize = 2;
 /// restores it, once its node is Ready: long enough for kube-controller-manager to see
 /// the node Ready first, so that it does not take the pod's readiness away again.
 const RESTORE_READY_DELAY: Duration = Duration::from_secs(1);
+
+/// How long a pod's device health report waits for a claim not seen yet: the scheduler
+/// allocates a claim before it binds the pod, but the claims' watch is another stream.
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
 
 /// How soon a write held back by its fence ([`WriteFence`]) is tried again: a late
 /// renewal that lands reopens the fence without telling the shards.
@@ -151,6 +160,8 @@ pub struct Config {
     pub member_fence: Option<Fence>,
     /// The `--cidr` pool and the pod IP holders shared by all shards.
     pub shared_ips: Arc<Mutex<SharedIps>>,
+    /// The ResourceClaims' allocations, shared by all shards.
+    pub claims: Arc<ClaimIndex>,
     /// When the controller started.
     pub start: Timestamp,
 }
@@ -179,6 +190,11 @@ pub struct Core {
     waiting: HashMap<String, HashSet<ObjKey>>,
     /// Managed nodes whose last seen `Ready` condition is `True`.
     ready_nodes: HashSet<String>,
+    /// The ResourceClaims' allocations, shared by all shards: the pods' DRA devices.
+    claims: Arc<ClaimIndex>,
+    /// Managed nodes' `kwok.x-k8s.io/gpus-tainted` annotations, where set: which of
+    /// their GPUs their pods report unhealthy.
+    gpus_tainted: HashMap<String, Box<str>>,
     /// Managed nodes whose last seen `Ready` condition is there but not `True`: the
     /// control plane marked them lost (their heartbeats stopped), and a write of their
     /// status is the recovery itself (see [`Core::limit_for`]).
@@ -247,6 +263,8 @@ impl Core {
             held: HashMap::new(),
             waiting: HashMap::new(),
             ready_nodes: HashSet::new(),
+            claims: config.claims,
+            gpus_tainted: HashMap::new(),
             lost_nodes: HashSet::new(),
             pods_listed: (false, false),
             wheel: Wheel::with_capacity(1024),
@@ -462,7 +480,11 @@ impl Core {
         match self.role(&key) {
             Role::Node => self.node_applied(&key, &obj, rng),
             Role::Pod => self.pod_applied(&key, &obj),
-            Role::Other => {}
+            Role::Other => {
+                if ClaimIndex::indexes(&self.kinds[kind].resource) {
+                    self.claims.applied(&key.namespace, &key.name, &obj);
+                }
+            }
         }
         self.gauges.objects.set(self.entries.len() as i64);
         // Written last by the replica that held the node before us (its write landed
@@ -482,6 +504,15 @@ impl Core {
             self.ips.observe_node(&name, obj);
         }
         let ready = node_ready(obj);
+        let tainted = obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(resource_health::GPUS_TAINTED))
+            .and_then(Value::as_str)
+            .filter(|t| managed && !t.is_empty());
+        let gpus_tainted_changed = match tainted {
+            Some(t) => self.gpus_tainted.insert(name.clone(), t.into()).as_deref() != Some(t),
+            None => self.gpus_tainted.remove(&name).is_some(),
+        };
         let ready_changed = match managed && ready == Some(true) {
             true => self.ready_nodes.insert(name.clone()),
             false => self.ready_nodes.remove(&name),
@@ -514,8 +545,9 @@ impl Core {
             pods.iter().for_each(|p| self.evaluate(p, None, rng));
         } else if !managed && was {
             self.unmanage_node(&name);
-        } else if ready_changed && was {
-            // Readiness decides whether pods get theirs back (`kubelet`).
+        } else if (ready_changed || gpus_tainted_changed) && was {
+            // Readiness decides whether pods get theirs back, the tainted GPUs what
+            // they report of their devices (`kubelet`).
             let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
             pods.iter().for_each(|p| self.evaluate(p, None, rng));
         }
@@ -748,6 +780,13 @@ impl Core {
         for stage in lifecycle.stages() {
             report_query_failures(stage, &self.metrics);
         }
+        // What a kubelet reports of the pod's DRA devices, when no stage wants it.
+        let health = match (selected.is_none() && role == Role::Pod, entry.node()) {
+            (true, Some(node)) if self.ready_nodes.contains(node) => {
+                health_report_due(&obj, node, &self.gpus_tainted, &self.claims, &kinds)
+            }
+            _ => None,
+        };
         let (due, delay) = match selected {
             Some(stage) => {
                 let index = lifecycle
@@ -770,6 +809,12 @@ impl Core {
                     return;
                 }
                 (Due::RestoreReady, RESTORE_READY_DELAY)
+            }
+            None if let Some(delay) = health => {
+                if entry.state.due() == Some(Due::ResourceHealth) {
+                    return;
+                }
+                (Due::ResourceHealth, delay)
             }
             None => {
                 self.cancel(key);
@@ -833,6 +878,7 @@ impl Core {
                 self.waiting.remove(&key.name);
                 self.ready_nodes.remove(&key.name);
                 self.lost_nodes.remove(&key.name);
+                self.gpus_tainted.remove(&key.name);
             }
             Role::Pod => {
                 if !entry.uid().is_empty() {
@@ -843,7 +889,11 @@ impl Core {
                     self.waiting.get_mut(node).map(|p| p.remove(key));
                 }
             }
-            Role::Other => {}
+            Role::Other => {
+                if ClaimIndex::indexes(&self.kinds[key.kind].resource) {
+                    self.claims.deleted(&key.namespace, &key.name);
+                }
+            }
         }
         self.gauges.nodes.set(self.nodes.len() as i64);
         self.gauges.objects.set(self.entries.len() as i64);
@@ -885,18 +935,30 @@ impl Core {
         let kinds = self.kinds.clone();
         let stage = match due {
             Due::Stage(index) => Some(&kinds[key.kind].lifecycle.stages()[index]),
-            Due::RestoreReady | Due::Heartbeat => None,
+            Due::RestoreReady | Due::Heartbeat | Due::ResourceHealth => None,
         };
         let obj = match entry.take_parsed() {
             Some(obj) => obj,
             // Deleting (and finalizers, events) reads only the metadata: the rest of the
             // object is not parsed (parsing it was a tenth of kwok's CPU while `small`'s
             // pods were deleted). The kubelet's restore writes without reading.
-            None if stage.is_none_or(|s| s.reads_metadata_only()) => {
+            None if stage.map_or(due != Due::ResourceHealth, |s| s.reads_metadata_only()) => {
                 entry.metadata(key.kind, &mut self.packers)
             }
             None => entry.object(key.kind, &mut self.packers),
         };
+        let health = match (due, entry.node()) {
+            (Due::ResourceHealth, Some(node)) => {
+                let tainted = self.gpus_tainted.get(node).map_or("", |t| t);
+                resource_health::report(&obj, node, tainted, &*self.claims)
+            }
+            _ => Report::UpToDate,
+        };
+        if health == Report::Waiting {
+            // A claim's allocation has not reached us yet: its watch is another stream.
+            entry.state = State::Idle;
+            return self.retry_later(&key, rng);
+        }
         let settings = &self.settings;
         let host = RuntimeHost {
             now: self.now.wall,
@@ -912,6 +974,10 @@ impl Core {
         let rendered = match (stage, due) {
             (Some(stage), _) => stage.render(&obj, &host),
             (None, Due::Heartbeat) => Ok(vec![kubelet::node_heartbeat(host.now, host.node_port)]),
+            (None, Due::ResourceHealth) => Ok(match health {
+                Report::Changed(statuses) => vec![resource_health::report_patch(statuses)],
+                Report::UpToDate | Report::Waiting => Vec::new(),
+            }),
             (None, _) => Ok(vec![kubelet::restore_ready(host.now)]),
         };
         let mut effects = match rendered {
@@ -1218,6 +1284,28 @@ fn write_limit(configured: usize, pressure: Option<Pressure>) -> usize {
         None | Some(Pressure::Calm) => configured,
         Some(Pressure::Behind) => configured.min(WRITES_WHILE_LEASES_BEHIND),
         Some(Pressure::AtRisk) => configured.min(WRITES_WHILE_LEASES_AT_RISK),
+    }
+}
+
+/// How long until the kubelet's report of `pod`'s DRA devices on `node` is due
+/// ([`resource_health`]): at once when it changed, after [`CLAIM_WAIT`] while one of
+/// its claims has not reached us (and is watched at all: a ResourceClaim stage is what
+/// has kwok watch claims); `None` when there is nothing to report.
+fn health_report_due(
+    pod: &Value,
+    node: &str,
+    gpus_tainted: &HashMap<String, Box<str>>,
+    claims: &ClaimIndex,
+    kinds: &[Kind],
+) -> Option<Duration> {
+    let tainted = gpus_tainted.get(node).map_or("", |t| t);
+    match resource_health::report(pod, node, tainted, claims) {
+        Report::UpToDate => None,
+        Report::Changed(_) => Some(Duration::ZERO),
+        Report::Waiting => kinds
+            .iter()
+            .any(|k| ClaimIndex::indexes(&k.resource))
+            .then_some(CLAIM_WAIT),
     }
 }
 

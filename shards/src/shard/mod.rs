@@ -153,6 +153,8 @@ pub struct ShardContext {
     pub lease_pressure: Option<PressureGauge>,
     /// The `--cidr` pool and the pod IP holders shared by all shards.
     pub shared_ips: Arc<Mutex<SharedIps>>,
+    /// The ResourceClaims' allocations, shared by all shards.
+    pub claims: Arc<crate::claims::ClaimIndex>,
     /// When the controller started.
     pub start: Timestamp,
     /// How many shards have processed the first full list of pods. No pod stage is
@@ -208,6 +210,7 @@ impl Shard {
             leases: ctx.leases.is_some(),
             member_fence: ctx.member_fence,
             shared_ips: ctx.shared_ips,
+            claims: ctx.claims,
             start: ctx.start,
         };
         Self {

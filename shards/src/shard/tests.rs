@@ -125,6 +125,7 @@ spec:
 const NODE: usize = 0;
 const POD: usize = 1;
 const CONFIGMAP: usize = 2;
+const CLAIM: usize = 3;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// A core over the stages above with `writes` write slots, its clock at `t0`, pod IPs
@@ -164,6 +165,13 @@ fn core(writes: u32, t0: Now, cidr: &str, fences: Option<Option<Fence>>) -> Core
             role: Role::Other,
             lifecycle: lifecycle("ConfigMap"),
         },
+        // Watched, as the `dra` set's claim stage has kwok watch claims.
+        Kind {
+            resource: ApiResource::erase::<k8s_openapi::api::resource::v1::ResourceClaim>(&()),
+            namespaced: true,
+            role: Role::Other,
+            lifecycle: Default::default(),
+        },
     ];
     let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
     let config = Config {
@@ -174,6 +182,7 @@ fn core(writes: u32, t0: Now, cidr: &str, fences: Option<Option<Fence>>) -> Core
         leases: fences.is_some(),
         member_fence: fences.flatten(),
         shared_ips: SharedIps::new(Pool::new(crate::ipam::Cidr::parse(cidr).unwrap())),
+        claims: Default::default(),
         start: t0.wall,
     };
     Core::new(config, t0)
@@ -1008,4 +1017,79 @@ fn a_lost_node_should_take_the_next_free_slot_before_writes_queued_earlier() {
         order.extend(started.iter().map(|(t, _)| t.key.name.clone()));
     }
     assert_eq!(order, ["later-lost", "lost", "c", "fresh"]);
+}
+
+/// A Ready node `n` (at `rv`) whose `kwok.x-k8s.io/gpus-tainted` annotation is `tainted`.
+fn gpu_node(rv: &str, tainted: Option<&str>) -> Value {
+    let mut n = node("n", rv, true);
+    n["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    if let Some(tainted) = tainted {
+        n["metadata"]["annotations"] = json!({"kwok.x-k8s.io/gpus-tainted": tainted});
+    }
+    n
+}
+
+/// A Running pod `p` on `n` whose container `c` uses claim `gpu`, made from a template
+/// as claim `p-gpu`; `report` is what its container reports.
+fn claiming_pod(rv: &str, report: Option<Value>) -> Value {
+    let mut p = pod("p", 0, rv, Some("Running"), false);
+    p["spec"]["resourceClaims"] = json!([{"name": "gpu", "resourceClaimTemplateName": "t"}]);
+    p["spec"]["containers"] = json!([{"name": "c", "resources": {"claims": [{"name": "gpu"}]}}]);
+    p["status"]["resourceClaimStatuses"] = json!([{"name": "gpu", "resourceClaimName": "p-gpu"}]);
+    p["status"]["containerStatuses"] = json!([{"name": "c", "ready": true}]);
+    if let Some(report) = report {
+        p["status"]["containerStatuses"][0]["allocatedResourcesStatus"] = report;
+    }
+    p
+}
+
+/// See: issue 26. A kubelet reports the health of a pod's DRA devices in its container
+/// statuses; the devices are in the claim, which another watch (and shard) delivers.
+#[test]
+fn a_pod_should_report_its_devices_once_its_claim_is_known_and_again_when_its_node_taints_them() {
+    let mut h = Harness::new(8);
+    h.apply(NODE, gpu_node("2", None));
+    h.apply(POD, claiming_pod("10", None));
+    assert!(scheduled(Due::ResourceHealth)(h.state("p")), "{:?}", h.state("p"));
+    h.advance(SECOND);
+    assert!(h.last.is_empty(), "the claim is not known yet");
+    h.apply(
+        CLAIM,
+        json!({
+            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": "p-gpu", "namespace": "ns", "uid": "uid-c", "resourceVersion": "11"},
+            "status": {"allocation": {"devices": {"results": [
+                {"request": "gpu", "driver": "gpu.kwok.x-k8s.io", "pool": "n", "device": "gpu-1"},
+            ]}}},
+        }),
+    );
+    h.advance(SECOND);
+    assert_eq!(h.last, [Due::ResourceHealth], "tried again after its backoff");
+    let healthy = json!([{"name": "claim:gpu", "resources": [
+        {"resourceID": "gpu.kwok.x-k8s.io/n/gpu-1", "health": "Healthy"},
+    ]}]);
+    assert!(
+        h.last_effects[0].contains("gpu.kwok.x-k8s.io/n/gpu-1"),
+        "{:?}",
+        h.last_effects
+    );
+    h.land(
+        0,
+        Outcome::Written(response(claiming_pod("12", Some(healthy.clone())))),
+    );
+    assert_eq!(h.state("p"), Some(State::Idle), "reported as it should be");
+    // The node taints the GPU: its pods report it unhealthy at once.
+    h.apply(NODE, gpu_node("3", Some("1")));
+    assert!(scheduled(Due::ResourceHealth)(h.state("p")), "{:?}", h.state("p"));
+    h.advance(Duration::ZERO);
+    assert_eq!(h.last, [Due::ResourceHealth]);
+    assert!(h.last_effects[0].contains("Unhealthy"), "{:?}", h.last_effects);
+    h.land(0, Outcome::Written(None));
+    // A deleted claim is forgotten: a pod that still names it waits again.
+    h.delete(
+        CLAIM,
+        json!({"metadata": {"name": "p-gpu", "namespace": "ns", "uid": "uid-c"}}),
+    );
+    h.apply(POD, claiming_pod("13", Some(healthy)));
+    assert!(scheduled(Due::ResourceHealth)(h.state("p")), "{:?}", h.state("p"));
 }

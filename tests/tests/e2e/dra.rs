@@ -153,6 +153,15 @@ fn until_phase(cluster: &Cluster, pod: &str, phase: &str) -> String {
     out.split_whitespace().nth(1).unwrap_or_default().to_owned()
 }
 
+/// Waits until `pod`'s container reports `want`: `<resource name> <resource ID>=<health>`
+/// of its first allocated resource.
+fn until_health(cluster: &Cluster, pod: &str, want: &str) {
+    let path = "jsonpath={.status.containerStatuses[0].allocatedResourcesStatus[0].name} \
+                {.status.containerStatuses[0].allocatedResourcesStatus[0].resources[0].resourceID}=\
+                {.status.containerStatuses[0].allocatedResourcesStatus[0].resources[0].health}";
+    cluster.eventually(&["get", "pod", pod, "-o", path], WITHIN, |out| out == want);
+}
+
 /// No device is allocated twice, and each pod runs on the node whose pool gave its
 /// devices.
 fn assert_allocations_sound(cluster: &Cluster) {
@@ -225,6 +234,15 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
     }
     assert_eq!(pods(&cluster)["gpu-4"].0, "Pending");
     assert_allocations_sound(&cluster);
+    // Each running pod's container reports its claim's device healthy, as a kubelet
+    // reports what the driver's plugin streams (ResourceHealthStatus, beta in 1.36).
+    let allocated = allocations(&cluster);
+    for i in 0..4 {
+        let name = format!("gpu-{i}");
+        let (pool, device) = &allocated[&name][0];
+        let want = format!("claim:gpu {DRIVER}/{pool}/{device}=Healthy");
+        until_health(&cluster, &name, &want);
+    }
     // kwok reports each allocated device prepared, as the driver would.
     let status = "jsonpath={range .items[*]}{.status.devices[0].device} \
                   {.status.devices[0].conditions[0].type}={.status.devices[0].conditions[0].status}{\"\\n\"}{end}";
@@ -275,6 +293,14 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
     for device in slice["spec"]["devices"].as_array().expect("devices") {
         assert_eq!(device["taints"][0]["effect"], "NoSchedule", "{device}");
     }
+    // The pods already using them keep running (NoSchedule) and report them unhealthy.
+    let allocated = allocations(&cluster);
+    for name in &on_first {
+        let (pool, device) = &allocated[name][0];
+        let want = format!("claim:gpu {DRIVER}/{pool}/{device}=Unhealthy");
+        until_health(&cluster, name, &want);
+        assert_eq!(pods(&cluster)[name].0, "Running");
+    }
     let mut delete = vec!["delete", "pod", "--wait=true"];
     delete.extend(on_first.iter().map(String::as_str));
     cluster.kubectl(&delete);
@@ -289,6 +315,29 @@ fn gpu_nodes_should_publish_slices_that_the_scheduler_allocates_to_pods_kwok_run
     assert_eq!(until_phase(&cluster, "gpu-5", "Running"), "node-000000");
     assert_eq!(slices(&cluster)["node-000000"]["spec"]["pool"]["generation"], 3);
     assert_allocations_sound(&cluster);
+
+    // A NoExecute device taint evicts the pods using the device
+    // (kube-controller-manager's device-taint eviction, on with DRADeviceTaints).
+    let (_, device) = allocations(&cluster)["gpu-5"][0].clone();
+    let index = device.trim_start_matches("gpu-");
+    cluster.kubectl(&[
+        "annotate",
+        "node",
+        "node-000000",
+        &format!("kwok.x-k8s.io/gpus-tainted={index}:NoExecute"),
+    ]);
+    cluster.eventually(&["get", "pods", "-n", "default", "-o", "name"], WITHIN, |out| {
+        !out.lines().any(|l| l == "pod/gpu-5")
+    });
+    let evicted = cluster.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        "involvedObject.name=gpu-5",
+    ]);
+    assert!(evicted.contains("DeviceTaintManagerEviction"), "{evicted}");
 
     // A node's slices go with it (garbage collection through the owner reference).
     cluster.kubectl(&["delete", "node", "node-000001"]);

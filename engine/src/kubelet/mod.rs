@@ -10,6 +10,8 @@
 //! sets, upstream's included, have no stage for it, because their `pod-ready` matches
 //! only pods without an IP.
 
+pub mod resource_health;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
