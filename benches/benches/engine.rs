@@ -81,11 +81,11 @@ fn delay(c: &mut Criterion) {
 fn bench_render(c: &mut Criterion, set: &str, kind: &str, name: &str, obj: &Value) {
     let lifecycles = lifecycles(&[set]);
     let stage = stage(lifecycle(&lifecycles, kind), name);
-    let host = host();
+    let mut host = host();
     let mut group = c.benchmark_group("render");
     group.throughput(Throughput::Elements(1));
     group.bench_function(format!("{set}/{name}"), |b| {
-        b.iter(|| black_box(stage.render(black_box(obj), &host)))
+        b.iter(|| black_box(stage.render(black_box(obj), &mut host)))
     });
     group.finish();
 }
@@ -100,14 +100,14 @@ fn render(c: &mut Criterion) {
 fn bench_evaluate(c: &mut Criterion, set: &str, kind: &str, obj: &Value) {
     let lifecycles = lifecycles(&[set]);
     let lifecycle = lifecycle(&lifecycles, kind);
-    let (host, now, mut rng) = (host(), now(), SmallRng::seed_from_u64(1));
+    let (mut host, now, mut rng) = (host(), now(), SmallRng::seed_from_u64(1));
     let mut group = c.benchmark_group("evaluate");
     group.throughput(Throughput::Elements(1));
     group.bench_function(set, |b| {
         b.iter(|| {
             let obj = black_box(obj);
             let stage = lifecycle.select(obj, &mut rng).expect("a stage matches");
-            black_box((stage.delay(obj, now, &mut rng), stage.render(obj, &host)))
+            black_box((stage.delay(obj, now, &mut rng), stage.render(obj, &mut host)))
         })
     });
     group.finish();

@@ -18,26 +18,32 @@ use serde_json::Value;
 
 fn bench_render(c: &mut Criterion, name: &str, src: &str, data: &Value) {
     let template = Template::parse(src).expect("template parses");
-    let host = host();
+    let mut host = host();
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     group.bench_function("render_value", |b| {
-        b.iter(|| black_box(template.render_value(black_box(data), &host).expect("renders")))
+        b.iter(|| {
+            black_box(
+                template
+                    .render_value(black_box(data), &mut host)
+                    .expect("renders"),
+            )
+        })
     });
     group.bench_function("render", |b| {
         let mut out = String::with_capacity(4096);
         b.iter(|| {
             out.clear();
             template
-                .render(black_box(data), &host, &mut out)
+                .render(black_box(data), &mut host, &mut out)
                 .expect("renders");
             black_box(out.len())
         })
     });
     let mut yaml = String::new();
-    template.render(data, &host, &mut yaml).expect("renders");
+    template.render(data, &mut host, &mut yaml).expect("renders");
     let json =
-        serde_json::to_string(&template.render_value(data, &host).expect("renders")).expect("serialises");
+        serde_json::to_string(&template.render_value(data, &mut host).expect("renders")).expect("serialises");
     group.bench_function("serde_json_of_same_value", |b| {
         b.iter(|| black_box(serde_json::from_str::<Value>(black_box(&json)).expect("parses")))
     });

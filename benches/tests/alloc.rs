@@ -43,12 +43,12 @@ fn check_select(name: &str, lifecycle: &Lifecycle, obj: &Value) {
 /// Select, delay and render the chosen stage: the blocks of one call times `CALLS`, nothing
 /// left live.
 fn check_evaluate(name: &str, lifecycle: &Lifecycle, obj: &Value) {
-    let (host, now, mut rng) = (host(), now(), SmallRng::seed_from_u64(1));
+    let (mut host, now, mut rng) = (host(), now(), SmallRng::seed_from_u64(1));
     let mut call = || {
         let stage = lifecycle.select(obj, &mut rng).expect("a stage matches");
         black_box((
             stage.delay(obj, now, &mut rng),
-            stage.render(obj, &host).expect("renders"),
+            stage.render(obj, &mut host).expect("renders"),
         ));
     };
     call(); // FixedHost remembers the pod's IP on the first call.

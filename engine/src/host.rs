@@ -2,11 +2,7 @@
 //! random numbers behind sprig's `randInt`, `randAlpha` and `uuidv4`, and the IP
 //! allocators behind `NodeIP`, `PodIP`, `PodIPWith` and friends.
 
-use std::{
-    cell::{Cell, RefCell},
-    collections::HashMap,
-    net::Ipv4Addr,
-};
+use std::{collections::HashMap, net::Ipv4Addr};
 
 use jiff::Timestamp;
 
@@ -14,9 +10,9 @@ use jiff::Timestamp;
 ///
 /// The engine never reads a clock: `now` is the time of this evaluation, passed in.
 ///
-/// Every method takes `&self`, so a host that allocates pod IPs or draws random numbers
-/// keeps that state in a cell (`kwok_shards`' `RuntimeHost` says why that stays so for
-/// now).
+/// Allocating a pod IP and drawing a random number change the host, so those methods
+/// take `&mut self`: a render that may allocate says so in its signature, and a host
+/// keeps its pools as plain fields.
 pub trait Host {
     /// `Now`: the time of this evaluation.
     fn now(&self) -> Timestamp;
@@ -24,7 +20,7 @@ pub trait Host {
     fn start_time(&self) -> Timestamp;
     /// 64 random bits, for sprig's `randInt`, `randAlphaNum`, `uuidv4` and friends
     /// (default: the thread's CSPRNG, as sprig's `crypto/rand`; tests use a seeded one).
-    fn random_u64(&self) -> u64 {
+    fn random_u64(&mut self) -> u64 {
         rand::random()
     }
     /// `Version`: the kwok version reported in node info.
@@ -36,7 +32,7 @@ pub trait Host {
     /// `NodePort`: the configured kubelet port (`--node-port`).
     fn node_port(&self) -> u16;
     /// `PodIP`: a new pod IP from the cluster CIDR; `Err` says which pool is full.
-    fn pod_ip(&self) -> Result<String, PoolExhausted>;
+    fn pod_ip(&mut self) -> Result<String, PoolExhausted>;
     /// `NodeIPWith nodeName`: the IP of node `node_name`.
     fn node_ip_with(&self, node_name: &str) -> String;
     /// `NodeIPsWith nodeName`: every IP of node `node_name` (default: the one IP).
@@ -49,7 +45,7 @@ pub trait Host {
     /// is free, saying which pool is full: the stage fails to render and is tried again,
     /// as a kubelet retries a sandbox its CNI had no address for.
     fn pod_ip_with(
-        &self,
+        &mut self,
         node_name: &str,
         uid: &str,
         name: &str,
@@ -57,7 +53,7 @@ pub trait Host {
     ) -> Result<String, PoolExhausted>;
     /// `PodIPsWith …`: every IP of the pod (default: the one IP).
     fn pod_ips_with(
-        &self,
+        &mut self,
         node_name: &str,
         uid: &str,
         name: &str,
@@ -101,6 +97,18 @@ pub struct ScaleTarget {
     pub index: i64,
 }
 
+/// One step of SplitMix64 (Steele, Lea and Flood: a counter passed through a mixer)
+/// from `state`: (the next state, a well-mixed 64-bit value). Small and fast for the
+/// few numbers a render draws; not for secrets (neither is anything a fake kubelet
+/// makes up).
+pub fn splitmix64(state: u64) -> (u64, u64) {
+    let state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (state, z ^ (z >> 31))
+}
+
 /// A deterministic [`Host`] for tests, benchmarks and dry runs: a fixed clock, a
 /// seeded random sequence, node IPs `196.168.0.1`, pod IPs handed out in order from
 /// `10.0.0.1` and stable per uid.
@@ -111,10 +119,10 @@ pub struct FixedHost {
     /// The time `StartTime` returns.
     pub start_time: Timestamp,
     /// Pod IPs by pod uid.
-    pods: RefCell<HashMap<String, Ipv4Addr>>,
+    pods: HashMap<String, Ipv4Addr>,
     /// The state of the SplitMix64 sequence behind [`Host::random_u64`]; starts at 0,
     /// so every `FixedHost` draws the same numbers.
-    random: Cell<u64>,
+    random: u64,
     /// Whether runtime functions print as stand-ins ([`Host::placeholders`]).
     placeholders: bool,
     /// The object a `kwokctl scale` template is rendered for ([`Host::scale_target`]).
@@ -127,8 +135,8 @@ impl FixedHost {
         Self {
             now,
             start_time: now,
-            pods: RefCell::default(),
-            random: Cell::new(0),
+            pods: HashMap::new(),
+            random: 0,
             placeholders: false,
             scale_target: None,
         }
@@ -151,10 +159,9 @@ impl FixedHost {
     /// The node IP every node gets.
     pub const NODE_IP: &'static str = "196.168.0.1";
 
-    fn next_pod_ip(&self, uid: &str) -> Ipv4Addr {
-        let mut pods = self.pods.borrow_mut();
-        let next = u32::from(Ipv4Addr::new(10, 0, 0, 1)) + pods.len() as u32;
-        *pods.entry(uid.to_owned()).or_insert(Ipv4Addr::from(next))
+    fn next_pod_ip(&mut self, uid: &str) -> Ipv4Addr {
+        let next = u32::from(Ipv4Addr::new(10, 0, 0, 1)) + self.pods.len() as u32;
+        *self.pods.entry(uid.to_owned()).or_insert(Ipv4Addr::from(next))
     }
 }
 
@@ -165,14 +172,10 @@ impl Host for FixedHost {
     fn start_time(&self) -> Timestamp {
         self.start_time
     }
-    fn random_u64(&self) -> u64 {
-        // SplitMix64 (Steele, Lea and Flood): a counter passed through a mixer.
-        let state = self.random.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.random.set(state);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn random_u64(&mut self) -> u64 {
+        let (state, value) = splitmix64(self.random);
+        self.random = state;
+        value
     }
     fn version(&self) -> &str {
         "kwok-v0.8.0"
@@ -186,15 +189,15 @@ impl Host for FixedHost {
     fn node_port(&self) -> u16 {
         10250
     }
-    fn pod_ip(&self) -> Result<String, PoolExhausted> {
-        let n = self.pods.borrow().len();
+    fn pod_ip(&mut self) -> Result<String, PoolExhausted> {
+        let n = self.pods.len();
         Ok(self.next_pod_ip(&format!("anonymous-{n}")).to_string())
     }
     fn node_ip_with(&self, _node_name: &str) -> String {
         Self::NODE_IP.to_owned()
     }
     fn pod_ip_with(
-        &self,
+        &mut self,
         _node_name: &str,
         uid: &str,
         _name: &str,
@@ -207,5 +210,17 @@ impl Host for FixedHost {
     }
     fn scale_target(&self) -> Option<&ScaleTarget> {
         self.scale_target.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix64_should_match_its_reference_sequence() {
+        let (state, first) = splitmix64(0);
+        assert_eq!(first, 0xe220_a839_7b1d_cdaf);
+        assert_eq!(splitmix64(state).1, 0x6e78_9e6a_a1b9_65f4);
     }
 }

@@ -35,7 +35,7 @@ pub fn list(
     lifecycle: &Lifecycle,
     obj: &Value,
     now: Timestamp,
-    host: &dyn Host,
+    host: &mut dyn Host,
     defaults: Defaults,
 ) -> Result<Value, RenderError> {
     let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
@@ -59,7 +59,7 @@ fn one(
     stage: &Stage,
     obj: &Value,
     now: Timestamp,
-    host: &dyn Host,
+    host: &mut dyn Host,
     defaults: Defaults,
 ) -> Result<Value, RenderError> {
     let mut out = Map::new();

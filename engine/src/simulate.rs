@@ -53,7 +53,7 @@ pub fn run(
     mut obj: Value,
     mut now: Timestamp,
     max_steps: usize,
-    host: &dyn Host,
+    host: &mut dyn Host,
     rng: &mut impl Rng,
 ) -> (Vec<Step>, End) {
     let mut steps = Vec::new();
@@ -63,7 +63,13 @@ pub fn run(
         };
         let delay = stage.delay(&obj, now, rng);
         now += delay;
-        let effects = match stage.render(&obj, &Clocked { inner: host, now }) {
+        let effects = match stage.render(
+            &obj,
+            &mut Clocked {
+                inner: &mut *host,
+                now,
+            },
+        ) {
             Ok(effects) => effects,
             Err(error) => return (steps, End::Failed(error)),
         };
@@ -85,7 +91,7 @@ pub fn run(
 
 /// `inner` with its clock at `now`.
 struct Clocked<'h> {
-    inner: &'h dyn Host,
+    inner: &'h mut dyn Host,
     now: Timestamp,
 }
 
@@ -108,7 +114,7 @@ impl Host for Clocked<'_> {
     fn node_port(&self) -> u16 {
         self.inner.node_port()
     }
-    fn pod_ip(&self) -> Result<String, PoolExhausted> {
+    fn pod_ip(&mut self) -> Result<String, PoolExhausted> {
         self.inner.pod_ip()
     }
     fn node_ip_with(&self, node_name: &str) -> String {
@@ -118,7 +124,7 @@ impl Host for Clocked<'_> {
         self.inner.node_ips_with(node_name)
     }
     fn pod_ip_with(
-        &self,
+        &mut self,
         node_name: &str,
         uid: &str,
         name: &str,
@@ -127,7 +133,7 @@ impl Host for Clocked<'_> {
         self.inner.pod_ip_with(node_name, uid, name, namespace)
     }
     fn pod_ips_with(
-        &self,
+        &mut self,
         node_name: &str,
         uid: &str,
         name: &str,
@@ -138,7 +144,7 @@ impl Host for Clocked<'_> {
     fn placeholders(&self) -> bool {
         self.inner.placeholders()
     }
-    fn random_u64(&self) -> u64 {
+    fn random_u64(&mut self) -> u64 {
         self.inner.random_u64()
     }
 }

@@ -181,7 +181,7 @@ fn steps_beside_next_and_several_actions_per_step_should_load_as_upstream() {
     let lifecycles = Lifecycles::compile(&docs).unwrap();
     let stage = &lifecycles.for_kind(None, "Pod").unwrap().stages()[0];
     let pod = json!({"kind": "Pod", "metadata": {"name": "p"}});
-    let effects = stage.render(&pod, &FixedHost::new(now())).unwrap();
+    let effects = stage.render(&pod, &mut FixedHost::new(now())).unwrap();
     assert!(
         matches!(effects.as_slice(), [Effect::Event { reason, .. }, Effect::Delete] if reason == "Gone"),
         "{effects:?}"
@@ -226,7 +226,11 @@ fn the_first_bad_stage_of_several_files_should_be_reported_with_its_own_file() {
 
 // ===== failing at render time =====
 
-fn render_with(template: &str, obj: &serde_json::Value, host: &dyn Host) -> Result<Vec<Effect>, RenderError> {
+fn render_with(
+    template: &str,
+    obj: &serde_json::Value,
+    host: &mut dyn Host,
+) -> Result<Vec<Effect>, RenderError> {
     let text = stage_yaml(&format!(
         "  selector: {{}}\n  next:\n    event:\n      type: Normal\n      reason: Tested\n      message: tested\n    statusTemplate: '{}'\n",
         template.replace('\'', "''")
@@ -237,7 +241,7 @@ fn render_with(template: &str, obj: &serde_json::Value, host: &dyn Host) -> Resu
 }
 
 fn render(template: &str, obj: &serde_json::Value) -> Result<Vec<Effect>, RenderError> {
-    render_with(template, obj, &FixedHost::new(now()))
+    render_with(template, obj, &mut FixedHost::new(now()))
 }
 
 #[test]
@@ -282,7 +286,7 @@ impl Host for FullPools {
     fn node_port(&self) -> u16 {
         self.0.node_port()
     }
-    fn pod_ip(&self) -> Result<String, PoolExhausted> {
+    fn pod_ip(&mut self) -> Result<String, PoolExhausted> {
         Err(PoolExhausted {
             pool: "--cidr 10.0.0.1/30".into(),
         })
@@ -290,14 +294,14 @@ impl Host for FullPools {
     fn node_ip_with(&self, node_name: &str) -> String {
         self.0.node_ip_with(node_name)
     }
-    fn pod_ip_with(&self, _: &str, _: &str, _: &str, _: &str) -> Result<String, PoolExhausted> {
+    fn pod_ip_with(&mut self, _: &str, _: &str, _: &str, _: &str) -> Result<String, PoolExhausted> {
         self.pod_ip()
     }
 }
 
 #[test]
 fn a_full_ip_pool_should_be_a_temporary_failure_a_caller_can_match() {
-    let host = FullPools(FixedHost::new(now()));
+    let mut host = FullPools(FixedHost::new(now()));
     let obj = json!({"metadata": {"uid": "u"}, "spec": {"nodeName": "n"}});
     for (template, func) in [
         ("podIP: {{ PodIP }}", "PodIP"),
@@ -310,7 +314,7 @@ fn a_full_ip_pool_should_be_a_temporary_failure_a_caller_can_match() {
             "PodIPsWith",
         ),
     ] {
-        let err = render_with(template, &obj, &host).unwrap_err();
+        let err = render_with(template, &obj, &mut host).unwrap_err();
         let RenderCause::PoolExhausted {
             func: got, exhausted, ..
         } = &err.cause
@@ -324,7 +328,7 @@ fn a_full_ip_pool_should_be_a_temporary_failure_a_caller_can_match() {
         render_with(
             "\n\npodIP: {{ PodIPWith .spec.nodeName false .metadata.uid \"p\" \"ns\" }}",
             &obj,
-            &host
+            &mut host
         )
         .unwrap_err()
         .to_string(),
@@ -342,7 +346,7 @@ fn a_json_patch_that_does_not_apply_should_be_a_patch_failure_naming_its_templat
     let lcs = common::compile_text("stages.yaml", &text);
     let stage = &lcs.for_kind(None, "Pod").unwrap().stages()[0];
     let err = stage
-        .render(&json!({"x": 2}), &FixedHost::new(now()))
+        .render(&json!({"x": 2}), &mut FixedHost::new(now()))
         .unwrap_err();
     assert!(matches!(err.cause, RenderCause::Patch(_)), "{err:?}");
     assert!(

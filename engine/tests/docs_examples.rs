@@ -41,7 +41,7 @@ fn pod(phase: &str) -> Value {
 
 fn render(lc: &Lifecycle, name: &str, obj: &Value) -> Vec<Effect> {
     stage(lc, name)
-        .render(obj, &FixedHost::new(now()))
+        .render(obj, &mut FixedHost::new(now()))
         .expect("renders")
 }
 
@@ -172,7 +172,7 @@ fn a_delete_stage_with_jitter_from_the_deletion_timestamp_should_delete_before_i
     );
     assert!(max > Duration::from_secs(29), "{max:?}");
     assert_eq!(
-        s.render(&obj, &FixedHost::new(now())).expect("renders"),
+        s.render(&obj, &mut FixedHost::new(now())).expect("renders"),
         [Effect::Delete]
     );
 }

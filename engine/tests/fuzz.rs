@@ -171,7 +171,7 @@ fn exercise(text: &str, objects: &[(&str, Value)], rng: &mut StdRng) {
     let Ok(lcs) = Lifecycles::compile(&docs) else {
         return;
     };
-    let host = FixedHost::new(now());
+    let mut host = FixedHost::new(now());
     for (kind, obj) in objects {
         let Some(lc) = lcs.for_kind(None, kind) else {
             continue;
@@ -181,14 +181,14 @@ fn exercise(text: &str, objects: &[(&str, Value)], rng: &mut StdRng) {
             let _ = stage.weight(obj);
             let _ = stage.delay(obj, now(), rng);
             let mut copy = obj.clone();
-            let effects = stage.render(obj, &host).unwrap_or_default();
+            let effects = stage.render(obj, &mut host).unwrap_or_default();
             simulate::apply_all(&mut copy, kind, &effects, now());
             for effect in &effects {
                 let _ = effect.finalizers_json_patch(obj);
             }
         }
         let _ = lc.select(obj, rng);
-        let _ = simulate::run(lc, kind, obj.clone(), now(), 2, &host, rng);
+        let _ = simulate::run(lc, kind, obj.clone(), now(), 2, &mut host, rng);
     }
 }
 
@@ -316,7 +316,7 @@ fn fuzz_objects(seed: u64, iterations: usize) {
         .map(|set| common::lifecycles(&[set, "node-chaos", "pod-chaos"]))
         .collect();
     let objects = objects();
-    let host = FixedHost::new(now());
+    let mut host = FixedHost::new(now());
     let mut rng = StdRng::seed_from_u64(seed);
     for iteration in 0..iterations {
         let (kind, mut obj) = objects.choose(&mut rng).unwrap().clone();
@@ -330,9 +330,9 @@ fn fuzz_objects(seed: u64, iterations: usize) {
             };
             for stage in lc.stages() {
                 let _ = stage.delay(&obj, now(), &mut rng);
-                let _ = stage.render(&obj, &host);
+                let _ = stage.render(&obj, &mut host);
             }
-            let _ = simulate::run(lc, kind, obj.clone(), now(), 3, &host, &mut rng);
+            let _ = simulate::run(lc, kind, obj.clone(), now(), 3, &mut host, &mut rng);
         }));
         if let Err(cause) = outcome {
             panic!(

@@ -56,7 +56,7 @@ fn ready_node() -> Value {
     let lc = lifecycle(&["node-fast"], "Node");
     let mut node = node();
     let effects = stage(&lc, "node-initialize")
-        .render(&node, &FixedHost::new(now()))
+        .render(&node, &mut FixedHost::new(now()))
         .expect("renders");
     assert!(!simulate::apply_all(&mut node, "Node", &effects, now()));
     node
@@ -130,7 +130,7 @@ fn init_pod() -> Value {
 /// `obj` after the stage `name` of `lc` ran at `at`.
 fn after(lc: &Lifecycle, name: &str, mut obj: Value, at: jiff::Timestamp) -> Value {
     let effects = stage(lc, name)
-        .render(&obj, &FixedHost::new(at))
+        .render(&obj, &mut FixedHost::new(at))
         .expect("renders");
     assert!(!simulate::apply_all(&mut obj, "Pod", &effects, at));
     obj
@@ -195,7 +195,7 @@ fn node_initialize_should_make_a_new_labelled_node_ready_at_once_keeping_its_res
     assert_eq!(selected(&lc, &node), "node-initialize");
     let stage = stage(&lc, "node-initialize");
     assert_eq!(delay_range(stage, &node, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&node, &FixedHost::new(now())).expect("renders");
+    let effects = stage.render(&node, &mut FixedHost::new(now())).expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Running");
     assert_eq!(condition(status, "Ready").unwrap()["status"], "True");
@@ -225,7 +225,9 @@ fn node_heartbeat_should_refresh_only_the_conditions_every_20_to_25_seconds() {
     let (min, max) = delay_range(stage, &node, 2000);
     assert!(min >= secs(20) && min < secs(21), "{min:?}");
     assert!(max < secs(25) && max > secs(24), "{max:?}");
-    let effects = stage.render(&node, &FixedHost::new(later(22))).expect("renders");
+    let effects = stage
+        .render(&node, &mut FixedHost::new(later(22)))
+        .expect("renders");
     let status = status_patch(&effects);
     let keys: Vec<_> = status.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["conditions"]);
@@ -249,7 +251,9 @@ fn node_heartbeat_with_lease_should_refresh_status_every_600_to_610_seconds() {
     let (min, max) = delay_range(stage, &node, 2000);
     assert!(min >= secs(600) && min < secs(601), "{min:?}");
     assert!(max < secs(610) && max > secs(609), "{max:?}");
-    let effects = stage.render(&node, &FixedHost::new(later(605))).expect("renders");
+    let effects = stage
+        .render(&node, &mut FixedHost::new(later(605)))
+        .expect("renders");
     // Addresses and daemonEndpoints equal what is stored, so only conditions change,
     // but the patch still carries them (the template renders them).
     let status = status_patch(&effects);
@@ -268,7 +272,9 @@ fn node_not_ready_should_win_over_node_heartbeat_for_a_labelled_node() {
     assert_eq!(selected(&lc, &node), "node-not-ready");
     let stage = stage(&lc, "node-not-ready");
     assert_eq!(delay_range(stage, &node, 100), (secs(1), secs(1)));
-    let effects = stage.render(&node, &FixedHost::new(later(1))).expect("renders");
+    let effects = stage
+        .render(&node, &mut FixedHost::new(later(1)))
+        .expect("renders");
     let status = status_patch(&effects);
     let ready = condition(status, "Ready").unwrap();
     assert_eq!(
@@ -289,7 +295,7 @@ fn pod_ready_should_make_a_two_container_pod_running_and_ready_in_one_write() {
     assert_eq!(selected(&lc, &pod), "pod-ready");
     let stage = stage(&lc, "pod-ready");
     assert_eq!(delay_range(stage, &pod, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&pod, &FixedHost::new(now())).expect("renders");
+    let effects = stage.render(&pod, &mut FixedHost::new(now())).expect("renders");
     assert_eq!(effects.len(), 1, "{effects:?}");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Running");
@@ -319,7 +325,7 @@ fn pod_ready_should_carry_over_an_existing_pod_scheduled_condition_unchanged() {
     let lc = lifecycle(&["pod-fast"], "Pod");
     let pod = scheduled_pod();
     let effects = stage(&lc, "pod-ready")
-        .render(&pod, &FixedHost::new(now()))
+        .render(&pod, &mut FixedHost::new(now()))
         .expect("renders");
     let scheduled = condition(status_patch(&effects), "PodScheduled").expect("kept");
     assert_eq!(
@@ -335,7 +341,7 @@ fn pod_ready_should_give_a_host_network_pod_the_node_ip() {
     let mut pod = pod();
     pod["spec"]["hostNetwork"] = json!(true);
     let effects = stage(&lc, "pod-ready")
-        .render(&pod, &FixedHost::new(now()))
+        .render(&pod, &mut FixedHost::new(now()))
         .expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["podIP"], status["hostIP"]);
@@ -346,7 +352,7 @@ fn pod_ready_should_give_a_host_network_pod_the_node_ip() {
 fn pod_ready_should_complete_init_containers_and_keep_native_sidecars_running() {
     let lc = lifecycle(&["pod-fast"], "Pod");
     let effects = stage(&lc, "pod-ready")
-        .render(&init_pod(), &FixedHost::new(now()))
+        .render(&init_pod(), &mut FixedHost::new(now()))
         .expect("renders");
     let init = &status_patch(&effects)["initContainerStatuses"];
     assert_eq!(init[0]["name"], "migrate");
@@ -365,7 +371,9 @@ fn pod_complete_should_let_a_running_job_pod_succeed() {
     assert_eq!(selected(&lc, &pod), "pod-complete");
     let stage = stage(&lc, "pod-complete");
     assert_eq!(delay_range(stage, &pod, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&pod, &FixedHost::new(later(10))).expect("renders");
+    let effects = stage
+        .render(&pod, &mut FixedHost::new(later(10)))
+        .expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Succeeded");
     let terminated = &status["containerStatuses"][0]["state"]["terminated"];
@@ -391,7 +399,7 @@ fn pod_delete_should_drop_every_finalizer_then_delete_at_once() {
     assert_eq!(selected(&lc, &pod), "pod-delete");
     let stage = stage(&lc, "pod-delete");
     assert_eq!(delay_range(stage, &pod, 100), (Duration::ZERO, Duration::ZERO));
-    let effects = stage.render(&pod, &FixedHost::new(now())).expect("renders");
+    let effects = stage.render(&pod, &mut FixedHost::new(now())).expect("renders");
     assert_eq!(
         effects,
         [
@@ -417,7 +425,7 @@ fn pod_create_should_report_containers_initializing_without_a_finalizer() {
         min >= secs(1) && min < secs(2) && max < secs(5) && max > secs(4),
         "{min:?}..{max:?}"
     );
-    let effects = stage.render(&pod, &FixedHost::new(now())).expect("renders");
+    let effects = stage.render(&pod, &mut FixedHost::new(now())).expect("renders");
     // No fake finalizer, as upstream v0.8 (it held DaemonSet pods back from deletion).
     assert_eq!(
         effects[..1],
@@ -450,8 +458,8 @@ fn pod_create_should_report_containers_initializing_without_a_finalizer() {
 #[test]
 fn pod_general_should_walk_an_init_container_job_pod_through_every_phase_in_order() {
     let lc = lifecycle(&["pod-general"], "Pod");
-    let host = FixedHost::new(now());
-    let (steps, end) = simulate::run(&lc, "Pod", init_pod(), now(), 20, &host, &mut rng());
+    let mut host = FixedHost::new(now());
+    let (steps, end) = simulate::run(&lc, "Pod", init_pod(), now(), 20, &mut host, &mut rng());
     let names: Vec<_> = steps.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(
         names,
@@ -486,8 +494,8 @@ fn pod_general_should_walk_an_init_container_job_pod_through_every_phase_in_orde
 #[test]
 fn pod_general_should_take_a_plain_pod_from_pending_to_running_and_stop() {
     let lc = lifecycle(&["pod-general"], "Pod");
-    let host = FixedHost::new(now());
-    let (steps, end) = simulate::run(&lc, "Pod", pod(), now(), 20, &host, &mut rng());
+    let mut host = FixedHost::new(now());
+    let (steps, end) = simulate::run(&lc, "Pod", pod(), now(), 20, &mut host, &mut rng());
     let names: Vec<_> = steps.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(names, ["pod-create", "pod-ready"]);
     assert_eq!(end, End::NoMatch);
@@ -519,7 +527,7 @@ fn pod_delete_should_delete_a_pod_within_its_grace_period() {
         "{min:?}..{max:?}"
     );
     assert_eq!(
-        delete.render(&gone, &FixedHost::new(now())).expect("renders"),
+        delete.render(&gone, &mut FixedHost::new(now())).expect("renders"),
         [Effect::Delete]
     );
 }
@@ -550,7 +558,7 @@ fn pod_init_container_running_failed_should_fail_the_named_init_container_of_a_l
     running["status"]["phase"] = json!("Running");
     assert_ne!(selected(&lc, &running), "pod-init-container-running-failed");
     let effects = stage(&lc, "pod-init-container-running-failed")
-        .render(&pending, &FixedHost::new(now()))
+        .render(&pending, &mut FixedHost::new(now()))
         .expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Failed");
@@ -584,7 +592,7 @@ fn pvc_provision_should_create_a_volume_for_the_claim_and_bind_the_claim_to_it()
     });
     assert_eq!(selected(&lc, &claim), "pvc-provision");
     let effects = stage(&lc, "pvc-provision")
-        .render(&claim, &FixedHost::new(now()))
+        .render(&claim, &mut FixedHost::new(now()))
         .expect("renders");
     let Effect::Apply {
         subresource: None,
@@ -646,7 +654,7 @@ fn node_gpu_resource_slice_should_publish_the_labelled_count_once_and_again_with
     );
     let stage = stage(&lc, "node-gpu-resource-slice");
     assert_eq!(delay_range(stage, &ready, 100), (secs(0), secs(0)));
-    let effects = stage.render(&ready, &FixedHost::new(now())).expect("renders");
+    let effects = stage.render(&ready, &mut FixedHost::new(now())).expect("renders");
     let slice = applied(&effects);
     assert_eq!(slice["apiVersion"], "resource.k8s.io/v1");
     assert_eq!(slice["kind"], "ResourceSlice");
@@ -686,7 +694,7 @@ fn node_gpu_resource_slice_should_publish_the_labelled_count_once_and_again_with
     published["metadata"]["labels"]["kwok.x-k8s.io/gpus"] = json!("8");
     assert_eq!(selected(&lc, &published), "node-gpu-resource-slice");
     let effects = stage
-        .render(&published, &FixedHost::new(later(5)))
+        .render(&published, &mut FixedHost::new(later(5)))
         .expect("renders");
     let slice = applied(&effects);
     assert_eq!(slice["spec"]["pool"]["generation"], 2);
@@ -704,7 +712,7 @@ fn node_gpu_resource_slice_should_publish_the_labelled_count_once_and_again_with
         published["metadata"]["annotations"]["kwok.x-k8s.io/gpus-tainted"] = json!(tainted);
         assert_eq!(selected(&lc, &published), "node-gpu-resource-slice", "{tainted}");
         let effects = stage
-            .render(&published, &FixedHost::new(later(9)))
+            .render(&published, &mut FixedHost::new(later(9)))
             .expect("renders");
         let devices = applied(&effects)["spec"]["devices"]
             .as_array()
@@ -752,7 +760,7 @@ fn first_dra_stage(lc: &Lifecycle, label: &str, value: &str) -> (Value, Vec<Effe
     let ready = after(lc, "node-initialize", labelled, now());
     let name = selected(lc, &ready).to_owned();
     let effects = stage(lc, &name)
-        .render(&ready, &FixedHost::new(now()))
+        .render(&ready, &mut FixedHost::new(now()))
         .expect("renders");
     (ready, effects)
 }
@@ -853,7 +861,7 @@ fn resourceclaim_device_status_should_report_kwoks_allocated_devices_ready_once_
     claim["status"]["reservedFor"] = json!([{"resource": "pods", "name": "web-0", "uid": "p-1"}]);
     assert_eq!(selected(&lc, &claim), "resourceclaim-device-status");
     let effects = stage(&lc, "resourceclaim-device-status")
-        .render(&claim, &FixedHost::new(now()))
+        .render(&claim, &mut FixedHost::new(now()))
         .expect("renders");
     let mut reported = claim.clone();
     assert!(!simulate::apply_all(
@@ -899,7 +907,9 @@ fn pod_dra_prepare_should_come_before_pod_ready_and_fail_by_the_weight_asked() {
     assert_eq!(selected(&lc, &claiming), "pod-dra-prepare-failed");
     let failed = stage(&lc, "pod-dra-prepare-failed");
     assert_eq!(delay_range(failed, &claiming, 100), (secs(1), secs(1)));
-    let effects = failed.render(&claiming, &FixedHost::new(now())).expect("renders");
+    let effects = failed
+        .render(&claiming, &mut FixedHost::new(now()))
+        .expect("renders");
     let [Effect::Event { type_, reason, .. }] = &effects[..] else {
         panic!("one event: {effects:?}")
     };
@@ -928,7 +938,7 @@ fn pod_container_running_failed_should_fail_the_named_container_of_a_labelled_ru
     let stage = stage(&lc, "pod-container-running-failed");
     assert_eq!(delay_range(stage, &running, 100), (secs(1), secs(1)));
     let effects = stage
-        .render(&running, &FixedHost::new(later(1)))
+        .render(&running, &mut FixedHost::new(later(1)))
         .expect("renders");
     let status = status_patch(&effects);
     assert_eq!(status["phase"], "Failed");
@@ -948,8 +958,8 @@ fn pod_container_running_failed_should_fail_the_named_container_of_a_labelled_ru
 #[test]
 fn pod_fast_should_take_a_job_pod_to_succeeded() {
     let lc = lifecycle(&["pod-fast"], "Pod");
-    let host = FixedHost::new(now());
-    let (steps, end) = simulate::run(&lc, "Pod", job_pod(), now(), 10, &host, &mut rng());
+    let mut host = FixedHost::new(now());
+    let (steps, end) = simulate::run(&lc, "Pod", job_pod(), now(), 10, &mut host, &mut rng());
     let names: Vec<_> = steps.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(names, ["pod-ready", "pod-complete"]);
     assert_eq!(end, End::NoMatch);
@@ -965,9 +975,9 @@ fn pod_fast_should_take_a_job_pod_to_succeeded() {
 #[test]
 fn pod_fast_should_delete_a_deleted_pod() {
     let lc = lifecycle(&["pod-fast"], "Pod");
-    let host = FixedHost::new(now());
+    let mut host = FixedHost::new(now());
     let pod = deleting_pod(&["kwok.x-k8s.io/fake"]);
-    let (steps, end) = simulate::run(&lc, "Pod", pod, now(), 10, &host, &mut rng());
+    let (steps, end) = simulate::run(&lc, "Pod", pod, now(), 10, &mut host, &mut rng());
     let names: Vec<_> = steps.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(names, ["pod-delete"]);
     assert_eq!(end, End::Deleted);
@@ -977,8 +987,8 @@ fn pod_fast_should_delete_a_deleted_pod() {
 #[test]
 fn pod_general_should_delete_a_deleted_pod_without_finalizers() {
     let lc = lifecycle(&["pod-general"], "Pod");
-    let host = FixedHost::new(now());
-    let (steps, end) = simulate::run(&lc, "Pod", deleting_pod(&[]), now(), 10, &host, &mut rng());
+    let mut host = FixedHost::new(now());
+    let (steps, end) = simulate::run(&lc, "Pod", deleting_pod(&[]), now(), 10, &mut host, &mut rng());
     let names: Vec<_> = steps.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(names, ["pod-delete"]);
     assert_eq!(end, End::Deleted);
@@ -987,8 +997,8 @@ fn pod_general_should_delete_a_deleted_pod_without_finalizers() {
 #[test]
 fn node_fast_should_initialize_a_node_then_heartbeat_forever() {
     let lc = lifecycle(&["node-fast"], "Node");
-    let host = FixedHost::new(now());
-    let (steps, end) = simulate::run(&lc, "Node", node(), now(), 4, &host, &mut rng());
+    let mut host = FixedHost::new(now());
+    let (steps, end) = simulate::run(&lc, "Node", node(), now(), 4, &mut host, &mut rng());
     let names: Vec<_> = steps.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(
         names,

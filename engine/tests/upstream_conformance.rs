@@ -70,10 +70,11 @@ fn listing_of(input: &Path, stages: &[PathBuf]) -> Result<Value, String> {
         return Err(format!("no stage for {} {}", text("apiVersion"), text("kind")));
     };
     let now = "2006-01-02T15:04:05Z".parse().expect("a time");
-    let host = FixedHost::new(now).with_placeholders();
+    let mut host = FixedHost::new(now).with_placeholders();
     // Upstream's golden files give merge patches where its controller sends strategic
     // ones (see `Defaults::UpstreamTests`): compared as upstream's test made them.
-    listing::list(lifecycle, &obj, now, &host, listing::Defaults::UpstreamTests).map_err(|e| e.to_string())
+    listing::list(lifecycle, &obj, now, &mut host, listing::Defaults::UpstreamTests)
+        .map_err(|e| e.to_string())
 }
 
 #[test]

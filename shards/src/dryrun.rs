@@ -44,24 +44,24 @@ pub fn run(args: &RunArgs) -> Result<String> {
         .or_else(|| args.golden.then(golden_now))
         .or_else(|| creation_time(&obj))
         .unwrap_or_else(Timestamp::now);
-    let host = FixedHost::new(now);
+    let mut host = FixedHost::new(now);
     let mut rng = StdRng::seed_from_u64(args.seed);
     if args.all {
         if args.output == Output::Text {
-            return list_matching(lifecycle, &obj, &host);
+            return list_matching(lifecycle, &obj, &mut host);
         }
-        let (host, defaults) = match args.golden {
+        let (mut host, defaults) = match args.golden {
             true => (host.with_placeholders(), listing::Defaults::UpstreamTests),
             false => (host, listing::Defaults::Controller),
         };
-        let list = listing::list(lifecycle, &obj, now, &host, defaults)
+        let list = listing::list(lifecycle, &obj, now, &mut host, defaults)
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.object.display()))?;
         return Ok(match args.output {
             Output::Json => format!("{}\n", serde_json::to_string_pretty(&list)?),
             _ => kwok_engine::template::to_go_yaml(&list),
         });
     }
-    let (steps, end) = simulate::run(lifecycle, &kind, obj, now, args.steps, &host, &mut rng);
+    let (steps, end) = simulate::run(lifecycle, &kind, obj, now, args.steps, &mut host, &mut rng);
     let text = report(&steps, &end);
     // A stage that fails to render is a broken Stage: say so by the exit code too.
     if let End::Failed(error) = &end {
@@ -109,7 +109,7 @@ fn report(steps: &[simulate::Step], end: &End) -> String {
     out
 }
 
-fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &FixedHost) -> Result<String> {
+fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &mut FixedHost) -> Result<String> {
     let mut out = String::new();
     let mut any = false;
     for stage in lifecycle.possible(obj) {

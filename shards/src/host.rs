@@ -2,14 +2,13 @@
 //! one shard.
 
 use std::{
-    cell::{Cell, RefCell},
     collections::{HashMap, HashSet},
     net::Ipv4Addr,
     sync::{Arc, Mutex},
 };
 
 use jiff::Timestamp;
-use kwok_engine::host::{Host, PoolExhausted};
+use kwok_engine::host::{Host, PoolExhausted, splitmix64};
 use serde_json::Value;
 
 use crate::ipam::{Cidr, Pool};
@@ -272,20 +271,14 @@ pub struct RuntimeHost<'a> {
     pub node_ip: &'a str,
     /// `NodePort`.
     pub node_port: u16,
-    /// The shard's IPs, borrowed mutably for this one render.
-    ///
-    /// A `RefCell` because [`Host`] allocates through `&self`. The alternative,
-    /// `&mut self` on `pod_ip`/`pod_ip_with`, works (template functions return owned
-    /// values, so nothing borrows from the host) but changes the public
-    /// `Template::render`/`render_value`, and with it every caller, kwokctl's `scale`
-    /// templates included; left for a change that can touch those. What the cell
-    /// costs: a borrow flag per allocation, on the shard's own thread, never contended.
-    pub ips: RefCell<&'a mut Ips>,
+    /// The shard's IPs, borrowed mutably for this one render (allocating is the only
+    /// thing a render changes, and [`Host`] says so by taking `&mut self` for it).
+    pub ips: &'a mut Ips,
     /// (node name, uid) of the object being rendered: who a legacy `PodIP` is for.
     pub subject: (&'a str, &'a str),
     /// The state of the random numbers templates draw (`randAlphaNum`, `uuidv4`, …),
     /// seeded by the shard's random source for each render.
-    pub random: Cell<u64>,
+    pub random: u64,
 }
 
 impl Host for RuntimeHost<'_> {
@@ -295,9 +288,9 @@ impl Host for RuntimeHost<'_> {
     fn start_time(&self) -> Timestamp {
         self.start
     }
-    fn random_u64(&self) -> u64 {
-        let (state, value) = splitmix64(self.random.get());
-        self.random.set(state);
+    fn random_u64(&mut self) -> u64 {
+        let (state, value) = splitmix64(self.random);
+        self.random = state;
         value
     }
     fn version(&self) -> &str {
@@ -312,35 +305,24 @@ impl Host for RuntimeHost<'_> {
     fn node_port(&self) -> u16 {
         self.node_port
     }
-    fn pod_ip(&self) -> Result<String, PoolExhausted> {
+    fn pod_ip(&mut self) -> Result<String, PoolExhausted> {
         // Legacy `PodIP` names no pod: the IP goes to the pod being rendered, so it is
         // released with that pod like any other (and stable across renders).
         let (node, uid) = self.subject;
-        self.ips.borrow_mut().pod_ip(node, uid)
+        self.ips.pod_ip(node, uid)
     }
     fn node_ip_with(&self, node_name: &str) -> String {
-        self.ips.borrow().node_ip(node_name)
+        self.ips.node_ip(node_name)
     }
     fn pod_ip_with(
-        &self,
+        &mut self,
         node_name: &str,
         uid: &str,
         _name: &str,
         _namespace: &str,
     ) -> Result<String, PoolExhausted> {
-        self.ips.borrow_mut().pod_ip(node_name, uid)
+        self.ips.pod_ip(node_name, uid)
     }
-}
-
-/// One step of SplitMix64 from `state`: (the next state, a well-mixed 64-bit value).
-/// Small and fast for the few numbers a render draws; not for secrets (neither is
-/// anything a fake kubelet makes up).
-fn splitmix64(state: u64) -> (u64, u64) {
-    let state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (state, z ^ (z >> 31))
 }
 
 #[cfg(test)]
@@ -350,13 +332,6 @@ mod tests {
     use super::*;
     use crate::ipam::Cidr;
 
-    #[test]
-    fn splitmix64_should_match_its_reference_sequence() {
-        let (state, first) = splitmix64(0);
-        assert_eq!(first, 0xe220_a839_7b1d_cdaf);
-        assert_eq!(splitmix64(state).1, 0x6e78_9e6a_a1b9_65f4);
-    }
-
     fn host<'a>(ips: &'a mut Ips, subject: (&'a str, &'a str)) -> RuntimeHost<'a> {
         RuntimeHost {
             now: Timestamp::UNIX_EPOCH,
@@ -364,9 +339,9 @@ mod tests {
             node_name: "",
             node_ip: "196.168.0.1",
             node_port: 10250,
-            ips: RefCell::new(ips),
+            ips,
             subject,
-            random: Cell::new(0),
+            random: 0,
         }
     }
 

@@ -159,7 +159,7 @@ impl Stage {
     /// Renders the [sent steps](Self::steps_sent) against `obj` into effects. Patches
     /// that would not change the object are left out. A step that fails fails the
     /// whole stage (the partial-failure rule is on [`RenderError`]).
-    pub fn render(&self, obj: &Value, host: &dyn Host) -> Result<Vec<Effect>, RenderError> {
+    pub fn render(&self, obj: &Value, host: &mut dyn Host) -> Result<Vec<Effect>, RenderError> {
         self.steps_sent()
             .filter_map(|step| {
                 step.render(obj, &self.resource.kind, host)

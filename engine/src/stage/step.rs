@@ -216,7 +216,12 @@ impl Step {
     }
 
     /// Renders the step for `obj` of `kind`: `Ok(None)` when it has nothing to do.
-    pub fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, RenderCause> {
+    pub fn render(
+        &self,
+        obj: &Value,
+        kind: &str,
+        host: &mut dyn Host,
+    ) -> Result<Option<Effect>, RenderCause> {
         match self {
             Step::Event(e) => Ok(Some(Effect::Event {
                 type_: e.type_.clone(),
@@ -241,7 +246,7 @@ impl Step {
 
 impl ApplyStep {
     /// The object the template renders for `obj` (`null` for empty output).
-    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Value, RenderCause> {
+    pub fn body(&self, obj: &Value, host: &mut dyn Host) -> Result<Value, RenderCause> {
         Ok(self.template.render_value(obj, host)?)
     }
 }
@@ -249,7 +254,7 @@ impl ApplyStep {
 impl PatchStep {
     /// The patch body for `obj` as upstream sends it: the rendered template, under
     /// `root` (a JSON patch's paths prefixed with `/root`); `None` for empty output.
-    pub fn body(&self, obj: &Value, host: &dyn Host) -> Result<Option<Value>, RenderCause> {
+    pub fn body(&self, obj: &Value, host: &mut dyn Host) -> Result<Option<Value>, RenderCause> {
         let rendered = self.template.render_value(obj, host)?;
         if rendered.is_null() {
             return Ok(None);
@@ -261,7 +266,7 @@ impl PatchStep {
         }))
     }
 
-    fn render(&self, obj: &Value, kind: &str, host: &dyn Host) -> Result<Option<Effect>, RenderCause> {
+    fn render(&self, obj: &Value, kind: &str, host: &mut dyn Host) -> Result<Option<Effect>, RenderCause> {
         let Some(mut body) = self.body(obj, host)? else {
             return Ok(None);
         };

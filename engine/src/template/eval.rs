@@ -21,7 +21,7 @@ const MAX_TEMPLATE_DEPTH: usize = 100;
 const INLINE_ARGS: usize = 4;
 
 /// Renders `tree` with `data` as dot and `$`.
-pub fn execute(tree: &Tree, data: &Value, host: &dyn Host, out: &mut String) -> Result<(), Error> {
+pub fn execute(tree: &Tree, data: &Value, host: &mut dyn Host, out: &mut String) -> Result<(), Error> {
     let root = Val::from_data(data);
     let mut exec = Exec {
         tree,
@@ -60,15 +60,15 @@ enum Flow {
 }
 
 /// One rendering: the variable frame of the body being run.
-struct Exec<'a> {
+struct Exec<'a, 'h> {
     tree: &'a Tree,
-    host: &'a dyn Host,
+    host: &'h mut dyn Host,
     /// Variables by slot; `vars[0]` is `$`.
     vars: Vec<Val<'a>>,
     depth: usize,
 }
 
-impl<'a> Exec<'a> {
+impl<'a> Exec<'a, '_> {
     fn run(&mut self, nodes: &'a [Node], dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
         for node in nodes {
             let flow = self.node(node, dot, out)?;
@@ -284,11 +284,11 @@ impl<'a> Exec<'a> {
                 if n <= INLINE_ARGS {
                     let mut buf: [Val<'a>; INLINE_ARGS] = Default::default();
                     self.fill(&mut buf[..n], args, dot, piped)?;
-                    f.call(&buf[..n], self.host)
+                    f.call(&buf[..n], &mut *self.host)
                 } else {
                     let mut buf = vec![Val::Nil; n];
                     self.fill(&mut buf, args, dot, piped)?;
-                    f.call(&buf, self.host)
+                    f.call(&buf, &mut *self.host)
                 }
             }
         }
@@ -325,7 +325,7 @@ impl<'a> Exec<'a> {
         piped: Option<Val<'a>>,
     ) -> CallResult<'a> {
         if args.is_empty() && piped.is_none() {
-            return f.call(&[], self.host);
+            return f.call(&[], &mut *self.host);
         }
         let decides = |v: &Val<'_>| if f == Func::And { !v.truth() } else { v.truth() };
         let mut last = Val::Nil;
@@ -352,7 +352,7 @@ impl<'a> Exec<'a> {
         let mut vals: [Val<'a>; 2] = Default::default();
         let n = rest.len() + usize::from(piped.is_some());
         if n != want {
-            return f.call(&vec![Val::Nil; n + 1], self.host);
+            return f.call(&vec![Val::Nil; n + 1], &mut *self.host);
         }
         self.fill(&mut vals[..n], rest, dot, piped)?;
         let Some(var) = self.vars.get_mut(slot) else {

@@ -214,7 +214,7 @@ impl Func {
     }
 
     /// Calls the function on evaluated arguments.
-    pub fn call<'a>(self, args: &[Val<'a>], host: &dyn Host) -> CallResult<'a> {
+    pub fn call<'a>(self, args: &[Val<'a>], host: &mut dyn Host) -> CallResult<'a> {
         let (min, max) = self.arity();
         if args.len() < min || args.len() > max {
             return Err(CallError::Failed(self.arity_error(args.len())));
@@ -252,7 +252,7 @@ impl Func {
         }
     }
 
-    fn dispatch<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
             F::And => Ok(a.iter().find(|v| !v.truth()).unwrap_or(&a[a.len() - 1]).clone()),
@@ -277,7 +277,7 @@ impl Func {
         }
     }
 
-    fn dispatch_sprig<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch_sprig<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
             F::Default => Ok(sprig::default(a)),
@@ -309,7 +309,7 @@ impl Func {
         }
     }
 
-    fn dispatch_math<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch_math<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
             F::Add => Ok(Val::Int(
@@ -345,7 +345,7 @@ impl Func {
         }
     }
 
-    fn dispatch_collections<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch_collections<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
             F::List => Ok(sprig::list(a)),
@@ -366,7 +366,7 @@ impl Func {
         }
     }
 
-    fn dispatch_regex<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch_regex<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use {Func as F, OnBadPattern::*};
         match self {
             F::RegexMatch => regex::is_match(&a[0], &a[1], Panic),
@@ -386,7 +386,7 @@ impl Func {
         }
     }
 
-    fn dispatch_values<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch_values<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
             F::B64enc => encoding::encode(&a[0], Base::B64),
@@ -408,7 +408,7 @@ impl Func {
         }
     }
 
-    fn dispatch_date<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch_date<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use {Func as F, OnError::*};
         match self {
             F::SprigNow => date::now(host),
@@ -428,7 +428,7 @@ impl Func {
         }
     }
 
-    fn dispatch_kwok<'a>(self, a: &[Val<'a>], host: &dyn Host) -> FnResult<'a> {
+    fn dispatch_kwok<'a>(self, a: &[Val<'a>], host: &mut dyn Host) -> FnResult<'a> {
         use Func as F;
         match self {
             F::Now
@@ -491,8 +491,8 @@ mod tests {
 
     #[test]
     fn a_wrong_argument_count_should_name_the_function() {
-        let host = crate::host::FixedHost::new(jiff::Timestamp::UNIX_EPOCH);
-        let e = Func::Not.call(&[], &host).unwrap_err();
+        let mut host = crate::host::FixedHost::new(jiff::Timestamp::UNIX_EPOCH);
+        let e = Func::Not.call(&[], &mut host).unwrap_err();
         assert_eq!(
             e,
             CallError::Failed("wrong number of args for not: want 1 got 0".into())

@@ -146,7 +146,7 @@ pub fn node_conditions() -> &'static Value {
 }
 
 /// The object a `kwokctl scale` template is rendered for.
-pub fn scale_target(host: &dyn Host) -> Result<&ScaleTarget, String> {
+pub fn scale_target(host: &mut dyn Host) -> Result<&ScaleTarget, String> {
     host.scale_target()
         .ok_or_else(|| "only kwokctl scale templates have an object to name".to_owned())
 }
@@ -233,7 +233,7 @@ pub fn strings<'a>(list: Vec<String>) -> Val<'a> {
 
 /// `PodIPWith nodeName hostNetwork uid name namespace` (and `PodIPsWith`); a full
 /// pool stays typed (`CallError::PoolExhausted`).
-pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &dyn Host, all: bool) -> CallResult<'a> {
+pub fn pod_ip_with<'a>(a: &[Val<'a>], host: &mut dyn Host, all: bool) -> CallResult<'a> {
     let node = string_arg(&a[0])?;
     let host_network = bool_arg(&a[1])?;
     let (uid, name, namespace) = (string_arg(&a[2])?, string_arg(&a[3])?, string_arg(&a[4])?);

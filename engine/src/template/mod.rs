@@ -119,8 +119,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// use kwok_engine::{host::FixedHost, template::Template};
 ///
 /// let t = Template::parse("phase: {{ .phase | default \"Running\" }}").unwrap();
-/// let host = FixedHost::new(jiff::Timestamp::UNIX_EPOCH);
-/// let v = t.render_value(&serde_json::json!({}), &host).unwrap();
+/// let mut host = FixedHost::new(jiff::Timestamp::UNIX_EPOCH);
+/// let v = t.render_value(&serde_json::json!({}), &mut host).unwrap();
 /// assert_eq!(v, serde_json::json!({"phase": "Running"}));
 /// ```
 #[derive(Debug, Clone)]
@@ -146,8 +146,8 @@ impl Template {
     ///
     /// let t = Template::parse_scale("name: {{ Name }}\ncidr: {{ AddCIDR .cidr Index }}").unwrap();
     /// let target = ScaleTarget { name: "n-000002".into(), namespace: String::new(), index: 2 };
-    /// let host = FixedHost::new(jiff::Timestamp::UNIX_EPOCH).with_scale_target(target);
-    /// let v = t.render_value(&serde_json::json!({"cidr": "10.0.0.1/24"}), &host).unwrap();
+    /// let mut host = FixedHost::new(jiff::Timestamp::UNIX_EPOCH).with_scale_target(target);
+    /// let v = t.render_value(&serde_json::json!({"cidr": "10.0.0.1/24"}), &mut host).unwrap();
     /// assert_eq!(v, serde_json::json!({"name": "n-000002", "cidr": "10.0.2.1/24"}));
     /// ```
     pub fn parse_scale(text: &str) -> Result<Self> {
@@ -157,12 +157,12 @@ impl Template {
     }
 
     /// Renders with `data` as dot into `out`.
-    pub fn render(&self, data: &Value, host: &dyn Host, out: &mut String) -> Result<()> {
+    pub fn render(&self, data: &Value, host: &mut dyn Host, out: &mut String) -> Result<()> {
         eval::execute(&self.tree, data, host, out)
     }
 
     /// Renders and converts the YAML output into JSON (`null` for empty output).
-    pub fn render_value(&self, data: &Value, host: &dyn Host) -> Result<Value> {
+    pub fn render_value(&self, data: &Value, host: &mut dyn Host) -> Result<Value> {
         let mut out = String::with_capacity(1024);
         self.render(data, host, &mut out)?;
         yaml::to_json(&out)

@@ -28,8 +28,8 @@ const ALPHANUMERIC: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 const DIGITS: &[u8] = b"0123456789";
 
 impl Charset {
-    fn pick(self, host: &dyn Host) -> char {
-        let from = |set: &[u8]| char::from(set[below(host, set.len() as u64) as usize]);
+    fn pick(self, host: &mut dyn Host) -> char {
+        let mut from = |set: &[u8]| char::from(set[below(host, set.len() as u64) as usize]);
         match self {
             Charset::AlphaNum => from(ALPHANUMERIC),
             Charset::Alpha => from(LETTERS),
@@ -40,7 +40,7 @@ impl Charset {
 }
 
 /// A uniform number in `0..n` (`n > 0`), by rejecting the draws that would bias it.
-fn below(host: &dyn Host, n: u64) -> u64 {
+fn below(host: &mut dyn Host, n: u64) -> u64 {
     debug_assert!(n > 0, "below(0)");
     // The largest multiple of `n` that fits; draws at or past it are redrawn.
     let zone = u64::MAX - (u64::MAX - n + 1) % n;
@@ -54,7 +54,7 @@ fn below(host: &dyn Host, n: u64) -> u64 {
 
 /// `randAlphaNum n` and friends: `n` random characters (`""` for a negative `n`, as
 /// sprig, which drops the error).
-pub fn string<'a>(count: &Val<'a>, charset: Charset, host: &dyn Host) -> FnResult<'a> {
+pub fn string<'a>(count: &Val<'a>, charset: Charset, host: &mut dyn Host) -> FnResult<'a> {
     let n = want_int(count)?;
     if n > MAX_RANDOM_LEN {
         return Err(format!("{n} random characters are more than {MAX_RANDOM_LEN}"));
@@ -64,7 +64,7 @@ pub fn string<'a>(count: &Val<'a>, charset: Charset, host: &dyn Host) -> FnResul
 
 /// `randInt min max`: a number in `min..max`; fails when the range is empty, as Go's
 /// `rand.Intn` panics.
-pub fn int<'a>(min: &Val<'a>, max: &Val<'a>, host: &dyn Host) -> FnResult<'a> {
+pub fn int<'a>(min: &Val<'a>, max: &Val<'a>, host: &mut dyn Host) -> FnResult<'a> {
     let (min, max) = (want_int(min)?, want_int(max)?);
     match max.checked_sub(min) {
         Some(span) if span > 0 => Ok(Val::Int(min + below(host, span as u64) as i64)),
@@ -73,7 +73,7 @@ pub fn int<'a>(min: &Val<'a>, max: &Val<'a>, host: &dyn Host) -> FnResult<'a> {
 }
 
 /// `uuidv4`: a random (version 4) UUID in its hyphenated form.
-pub fn uuid_v4<'a>(host: &dyn Host) -> FnResult<'a> {
+pub fn uuid_v4<'a>(host: &mut dyn Host) -> FnResult<'a> {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&host.random_u64().to_le_bytes());
     bytes[8..].copy_from_slice(&host.random_u64().to_le_bytes());
@@ -92,44 +92,44 @@ mod tests {
 
     #[test]
     fn random_strings_should_draw_only_from_their_charset() {
-        let host = host();
+        let mut host = host();
         let cases = [
             (Charset::AlphaNum, ALPHANUMERIC),
             (Charset::Alpha, LETTERS),
             (Charset::Numeric, DIGITS),
         ];
         for (charset, set) in cases {
-            let s = string(&Val::Int(200), charset, &host).unwrap();
+            let s = string(&Val::Int(200), charset, &mut host).unwrap();
             let s = s.as_str().unwrap();
             assert_eq!(s.len(), 200);
             assert!(s.bytes().all(|b| set.contains(&b)), "{charset:?}: {s}");
         }
-        let s = string(&Val::Int(200), Charset::Ascii, &host).unwrap();
+        let s = string(&Val::Int(200), Charset::Ascii, &mut host).unwrap();
         assert!(s.as_str().unwrap().bytes().all(|b| (b' '..=b'~').contains(&b)));
         assert_eq!(
-            string(&Val::Int(-1), Charset::Alpha, &host).unwrap().as_str(),
+            string(&Val::Int(-1), Charset::Alpha, &mut host).unwrap().as_str(),
             Some("")
         );
     }
 
     #[test]
     fn rand_int_should_stay_in_its_half_open_range() {
-        let host = host();
+        let mut host = host();
         for _ in 0..100 {
-            let Val::Int(i) = int(&Val::Int(-2), &Val::Int(3), &host).unwrap() else {
+            let Val::Int(i) = int(&Val::Int(-2), &Val::Int(3), &mut host).unwrap() else {
                 panic!("not an int");
             };
             assert!((-2..3).contains(&i), "{i}");
         }
         assert_eq!(
-            int(&Val::Int(5), &Val::Int(5), &host).unwrap_err(),
+            int(&Val::Int(5), &Val::Int(5), &mut host).unwrap_err(),
             "invalid argument to Intn"
         );
     }
 
     #[test]
     fn uuid_v4_should_set_the_version_and_variant_bits() {
-        let v = uuid_v4(&host()).unwrap();
+        let v = uuid_v4(&mut host()).unwrap();
         let s = v.as_str().unwrap();
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "4", "{s}");

@@ -16,7 +16,7 @@ fn render(src: &str, data: &Value) -> String {
     let mut out = String::new();
     Template::parse(src)
         .unwrap()
-        .render(data, &host(), &mut out)
+        .render(data, &mut host(), &mut out)
         .unwrap();
     out
 }
@@ -25,7 +25,7 @@ fn render_err(src: &str, data: &Value) -> String {
     let mut out = String::new();
     Template::parse(src)
         .unwrap()
-        .render(data, &host(), &mut out)
+        .render(data, &mut host(), &mut out)
         .unwrap_err()
         .to_string()
 }
@@ -59,7 +59,7 @@ fn missing_keys_nil_and_zero_values_should_behave_as_go_recorded() {
     for case in recorded["cases"].as_array().expect("cases") {
         let (name, src) = (&case["name"], case["template"].as_str().unwrap());
         let mut out = String::new();
-        let got = Template::parse(src).unwrap().render(data, &host(), &mut out);
+        let got = Template::parse(src).unwrap().render(data, &mut host(), &mut out);
         match case.get("error").and_then(Value::as_str) {
             // Go says `executing "t" at <.a.x>: reason`; we say `line 1: reason`.
             Some(err) => {
@@ -299,7 +299,7 @@ fn kwok_quote_and_yaml_should_produce_valid_yaml_scalars() {
     );
     let t = Template::parse("m: {{ YAML .m 1 }}").unwrap();
     assert_eq!(
-        t.render_value(&data, &host()).unwrap(),
+        t.render_value(&data, &mut host()).unwrap(),
         json!({"m": {"a": "True", "b": ["x"]}})
     );
 }
@@ -366,7 +366,7 @@ fn render_errors_should_never_panic_whatever_the_data() {
         json!(true),
     ] {
         let mut out = String::new();
-        let _ = Template::parse(src).unwrap().render(&data, &host(), &mut out);
+        let _ = Template::parse(src).unwrap().render(&data, &mut host(), &mut out);
     }
 }
 
@@ -378,7 +378,7 @@ fn huge_sizes_should_fail_instead_of_exhausting_memory() {
     assert!(
         Template::parse("a: { #")
             .unwrap()
-            .render_value(&json!({}), &host())
+            .render_value(&json!({}), &mut host())
             .is_err()
     );
 }
@@ -387,11 +387,11 @@ fn huge_sizes_should_fail_instead_of_exhausting_memory() {
 fn render_value_should_type_yaml_scalars_and_treat_empty_output_as_null() {
     let t = Template::parse("a: {{ .x }}\nb: \"True\"\nc: True\nd: yes\ne: 1.5\nf: null").unwrap();
     let want = json!({"a": 1, "b": "True", "c": true, "d": "yes", "e": 1.5, "f": null});
-    assert_eq!(t.render_value(&json!({"x": 1}), &host()).unwrap(), want);
+    assert_eq!(t.render_value(&json!({"x": 1}), &mut host()).unwrap(), want);
     assert_eq!(
         Template::parse("  {{/* */}}\n")
             .unwrap()
-            .render_value(&json!({}), &host())
+            .render_value(&json!({}), &mut host())
             .unwrap(),
         Value::Null
     );
@@ -547,7 +547,7 @@ fn pod_ready_should_render_the_running_status() {
         "startTime": NOW,
     });
     let t = Template::parse(POD_READY).unwrap();
-    assert_eq!(t.render_value(&pod, &host()).unwrap(), want);
+    assert_eq!(t.render_value(&pod, &mut host()).unwrap(), want);
 }
 
 #[test]
@@ -581,7 +581,7 @@ fn node_initialize_should_render_a_ready_node() {
         "phase": "Running",
     });
     let t = Template::parse(NODE_INITIALIZE).unwrap();
-    assert_eq!(t.render_value(&node, &host()).unwrap(), want);
+    assert_eq!(t.render_value(&node, &mut host()).unwrap(), want);
 }
 
 #[test]
@@ -601,7 +601,7 @@ fn scale_templates_should_render_the_target_and_offsets() {
         namespace: "ns".into(),
         index: 3,
     };
-    let host = host().with_scale_target(target);
+    let mut host = host().with_scale_target(target);
     let t = Template::parse_scale(
         "{{ Name }} {{ Namespace }} {{ Index }} {{ AddCIDR .cidr Index }} {{ AddIP .ip Index }} {{ AddCIDR \"fd00::/120\" 2 }}",
     )
@@ -609,7 +609,7 @@ fn scale_templates_should_render_the_target_and_offsets() {
     let mut out = String::new();
     t.render(
         &json!({"cidr": "10.0.0.1/24", "ip": "10.0.0.254"}),
-        &host,
+        &mut host,
         &mut out,
     )
     .unwrap();
@@ -617,19 +617,19 @@ fn scale_templates_should_render_the_target_and_offsets() {
     // Outside kwokctl scale there is no object to name: a render error, not a panic.
     let err = {
         let mut out = String::new();
-        t.render(&json!({}), &FixedHost::new(Timestamp::UNIX_EPOCH), &mut out)
+        t.render(&json!({}), &mut FixedHost::new(Timestamp::UNIX_EPOCH), &mut out)
             .unwrap_err()
             .to_string()
     };
     assert!(err.contains("only kwokctl scale templates"), "{err}");
     let bad = Template::parse_scale("{{ AddCIDR \"10.0.0.1\" 1 }}").unwrap();
     let err = bad
-        .render(&json!({}), &host, &mut String::new())
+        .render(&json!({}), &mut host, &mut String::new())
         .unwrap_err()
         .to_string();
     assert!(err.contains("invalid CIDR address: 10.0.0.1"), "{err}");
     let over = Template::parse_scale("{{ AddIP \"255.255.255.255\" 1 }}").unwrap();
-    assert!(over.render(&json!({}), &host, &mut String::new()).is_err());
+    assert!(over.render(&json!({}), &mut host, &mut String::new()).is_err());
 }
 
 // ===== sprig v3 families (outputs recorded from sprig v3.3.0 where they agree) =====

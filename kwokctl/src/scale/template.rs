@@ -191,9 +191,9 @@ impl Template {
                     namespace: namespace.unwrap_or_default().to_owned(),
                     index: i64::try_from(index).unwrap_or(i64::MAX),
                 };
-                let host = FixedHost::new(jiff::Timestamp::now()).with_scale_target(target);
+                let mut host = FixedHost::new(jiff::Timestamp::now()).with_scale_target(target);
                 let object = template
-                    .render_value(parameters, &host)
+                    .render_value(parameters, &mut host)
                     .map_err(|e| Error::Render(e.to_string()))?;
                 if !object.is_object() {
                     return Err(Error::Render(format!("it renders {object}, not an object")));

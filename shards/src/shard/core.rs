@@ -23,7 +23,6 @@
 //!   its resourceVersion is newer ([`version::order`]).
 
 use std::{
-    cell::RefCell,
     collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
@@ -960,19 +959,19 @@ impl Core {
             return self.retry_later(&key, rng);
         }
         let settings = &self.settings;
-        let host = RuntimeHost {
+        let mut host = RuntimeHost {
             now: self.now.wall,
             start: self.start,
             node_name: &settings.node_name,
             node_ip: &settings.node_ip,
             node_port: settings.node_port,
-            ips: RefCell::new(&mut self.ips),
+            ips: &mut self.ips,
             subject: (entry.node().unwrap_or_default(), entry.uid()),
-            random: std::cell::Cell::new(rng.random()),
+            random: rng.random(),
         };
         let name = due.name(kinds[key.kind].lifecycle.stages());
         let rendered = match (stage, due) {
-            (Some(stage), _) => stage.render(&obj, &host),
+            (Some(stage), _) => stage.render(&obj, &mut host),
             (None, Due::Heartbeat) => Ok(vec![kubelet::node_heartbeat(host.now, host.node_port)]),
             (None, Due::ResourceHealth) => Ok(match health {
                 Report::Changed(statuses) => vec![resource_health::report_patch(statuses)],
