@@ -11,8 +11,8 @@
 //!   (kept as they come, or parsed and kept as the shard's cache does): `tokio`, kwok's
 //!   [`Dispatcher`] into bounded tokio channels drained by one task per shard on a
 //!   two-worker runtime, beside `crossbeam`, the same routing and batching into bounded
-//!   crossbeam channels drained by one OS thread per shard (the shape of "shard workers
-//!   on their own threads").
+//!   crossbeam channels drained by one long-lived OS thread per shard (the shape of
+//!   "shard workers on their own threads").
 //!
 //! Wall-clock time by default (what using more cores wins); `BENCH_CPU_TIME=1` measures
 //! the process's CPU time instead (what it costs). Findings: `shards/src/lib.rs`,
@@ -127,7 +127,8 @@ fn take(batch: Batch, how: Take, kept: &mut Vec<Input>, texts: &mut Vec<Box<str>
 /// The hop as kwok runs it: the dispatcher into tokio channels, one task per shard.
 fn tokio_hop(runtime: &tokio::runtime::Runtime, events: Vec<JsonObject>, shards: usize, how: Take) -> usize {
     runtime.block_on(async move {
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(EVENT_BATCHES)).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| mpsc::channel(EVENT_BATCHES)).unzip();
         let consumers: Vec<_> = receivers
             .into_iter()
             .map(|mut rx: mpsc::Receiver<Batch>| {
@@ -158,43 +159,66 @@ fn tokio_hop(runtime: &tokio::runtime::Runtime, events: Vec<JsonObject>, shards:
     })
 }
 
-/// The same routing and batching into crossbeam channels, one OS thread per shard.
-fn crossbeam_hop(events: Vec<JsonObject>, shards: usize, how: Take) -> usize {
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
-        .map(|_| crossbeam_channel::bounded::<Batch>(EVENT_BATCHES))
-        .unzip();
-    let consumers: Vec<_> = receivers
-        .into_iter()
-        .map(|rx| {
-            thread::spawn(move || {
-                let (mut n, mut kept, mut texts) = (0, Vec::new(), Vec::new());
-                for batch in rx {
-                    n += take(batch, how, &mut kept, &mut texts);
-                }
-                n
-            })
-        })
-        .collect();
-    let mut buffers: Vec<Batch> = (0..shards).map(|_| Vec::new()).collect();
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        for obj in events.by_ref().take(DISPATCH_CHUNK) {
-            if let Some(shard) = routing_shard(Role::Pod, &obj, shards) {
-                buffers[shard].push(Input::Applied {
-                    kind: 1,
-                    obj: Box::new(obj),
+/// Shard workers on their own OS threads, fed by bounded crossbeam channels, living
+/// across iterations as a controller's would (and so that [`CpuTime`], which reads the
+/// live threads, counts them). An empty batch ends an iteration: the worker reports how
+/// many events it took and frees what it kept.
+struct CrossbeamShards {
+    senders: Vec<crossbeam_channel::Sender<Batch>>,
+    done: crossbeam_channel::Receiver<usize>,
+}
+
+impl CrossbeamShards {
+    fn start(shards: usize, how: Take) -> Self {
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        let senders = (0..shards)
+            .map(|_| {
+                let (tx, rx) = crossbeam_channel::bounded::<Batch>(EVENT_BATCHES);
+                let done = done_tx.clone();
+                thread::spawn(move || {
+                    let (mut n, mut kept, mut texts) = (0, Vec::new(), Vec::new());
+                    for batch in rx {
+                        if batch.is_empty() {
+                            kept.clear();
+                            texts.clear();
+                            let _ = done.send(std::mem::take(&mut n));
+                        } else {
+                            n += take(batch, how, &mut kept, &mut texts);
+                        }
+                    }
                 });
-            }
-        }
-        for (buffer, sender) in buffers.iter_mut().zip(&senders) {
-            if !buffer.is_empty() {
-                let batch = std::mem::replace(buffer, Vec::with_capacity(buffer.len()));
-                sender.send(batch).expect("the consumer is running");
-            }
-        }
+                tx
+            })
+            .collect();
+        Self { senders, done }
     }
-    drop(senders);
-    consumers.into_iter().map(|c| c.join().expect("a consumer")).sum()
+
+    /// The same routing and batching as the [`Dispatcher`], into these workers.
+    fn hop(&self, events: Vec<JsonObject>) -> usize {
+        let shards = self.senders.len();
+        let mut buffers: Vec<Batch> = (0..shards).map(|_| Vec::new()).collect();
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            for obj in events.by_ref().take(DISPATCH_CHUNK) {
+                if let Some(shard) = routing_shard(Role::Pod, &obj, shards) {
+                    buffers[shard].push(Input::Applied {
+                        kind: 1,
+                        obj: Box::new(obj),
+                    });
+                }
+            }
+            for (buffer, sender) in buffers.iter_mut().zip(&self.senders) {
+                if !buffer.is_empty() {
+                    let batch = std::mem::replace(buffer, Vec::with_capacity(buffer.len()));
+                    sender.send(batch).expect("the worker is running");
+                }
+            }
+        }
+        self.senders
+            .iter()
+            .for_each(|s| s.send(Vec::new()).expect("the worker is running"));
+        (0..shards).map(|_| self.done.recv().expect("a worker")).sum()
+    }
 }
 
 fn hop_row<M: Measurement>(
@@ -231,8 +255,9 @@ fn hop<M: Measurement>(c: &mut Criterion<M>) {
             hop_row(&mut group, &format!("tokio_{label}"), shards, &events, |e| {
                 tokio_hop(&runtime, e, shards, how)
             });
+            let workers = CrossbeamShards::start(shards, how);
             hop_row(&mut group, &format!("crossbeam_{label}"), shards, &events, |e| {
-                crossbeam_hop(e, shards, how)
+                workers.hop(e)
             });
         }
     }

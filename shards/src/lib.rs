@@ -6,13 +6,24 @@
 //! machine fed the time and a random source by a thin async loop that owns the client,
 //! the channels and the timer, so their rules are unit-tested without an apiserver.
 //!
-//! Threads: every shard is a tokio task owning its state, so nothing is locked but the
-//! shared `--cidr` pool. `crossbeam` channels, `rayon` and `dashmap` (named in the
-//! design) are not used: no measurement favours them. A shard wakes on tokio's
-//! channels, timer and write results whatever thread it runs on; the dispatch hop
-//! already runs at 7.5 M events/s against a 5 M/s target (`benches/README.md`); the
-//! watch decodes a list as it streams in, leaving no large batch for `rayon`; and no
-//! map is shared between tasks for `dashmap` to serve.
+//! # Threads and channels
+//! Every shard is a tokio task owning its state, so nothing is locked but the shared
+//! `--cidr` pool and the ResourceClaims' allocations ([`claims`]: written a few times
+//! per claim, read once or twice per pod, so a lock over a map, not `dashmap`).
+//! `crossbeam` channels and `rayon`, named in the design, were tried where they fit and
+//! are not used, because the measurements do not favour them
+//! (`benches/benches/parallel.rs`, 2-core VM, 2026-12-04, median wall / CPU time):
+//! - rayon for the initial list, the one place where cores sit idle (the shards wait
+//!   for it): a 10,000-pod PodList decoded serially as kube's watcher does took 30.2 ms
+//!   (31.9 ms CPU); split into items and decoded on both cores, 32.6 ms (49.9 ms CPU).
+//!   Finding each item's text is a parse of its own (the split alone, then serial:
+//!   44.4 ms), which eats the second core's gain and costs half again the CPU. And
+//!   with the default `--initial-list stream` the list comes as single watch events.
+//! - crossbeam channels into shard workers on their own OS threads, against kwok's
+//!   dispatcher into tokio channels and tasks, 20,000 real pods: 5.56 against 5.32 ms
+//!   (2 shards, kept as they come) and 54.7 against 54.4 ms (parsed as the cache does);
+//!   CPU time likewise within 10 %. No gain, and a shard also waits on its timers and
+//!   write results, which tokio gives it in the same loop.
 #![warn(missing_docs)]
 
 pub mod batcher;
