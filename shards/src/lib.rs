@@ -51,6 +51,7 @@ pub mod settings;
 pub mod shard;
 pub mod stages;
 pub mod tls;
+pub mod watch;
 pub mod wheel;
 
 use anyhow::{Context as _, Result};

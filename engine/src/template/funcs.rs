@@ -219,11 +219,13 @@ impl Func {
         if args.len() < min || args.len() > max {
             return Err(CallError::Failed(self.arity_error(args.len())));
         }
+        // Only the IP functions allocate (and print stand-ins with `placeholders`), so
+        // only they ask the host which: every other call skips that virtual call.
         let result = match self {
-            _ if host.placeholders() => self.dispatch(args, host).map_err(CallError::Failed),
-            Func::PodIp => host.pod_ip().map(Val::text).map_err(CallError::from),
-            Func::PodIpWith => kwok::pod_ip_with(args, host, false),
-            Func::PodIpsWith => kwok::pod_ip_with(args, host, true),
+            Func::PodIp | Func::PodIpWith | Func::PodIpsWith if !host.placeholders() => match self {
+                Func::PodIp => host.pod_ip().map(Val::text).map_err(CallError::from),
+                _ => kwok::pod_ip_with(args, host, self == Func::PodIpsWith),
+            },
             _ => self.dispatch(args, host).map_err(CallError::Failed),
         };
         result.map_err(|e| match e {
