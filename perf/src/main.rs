@@ -57,9 +57,10 @@ struct Flags {
     /// metrics: node scrapes in flight at once.
     #[arg(long, default_value_t = 100)]
     scrape_concurrency: u32,
-    /// metrics: node and pod creates per second.
-    #[arg(long, default_value_t = 300)]
-    create_rate: u32,
+    /// metrics and capacity: node and pod creates per second (default: 300 for metrics,
+    /// 200 for capacity).
+    #[arg(long)]
+    create_rate: Option<u32>,
     /// capacity: nodes added per step.
     #[arg(long, default_value_t = 1_000)]
     step_nodes: u32,
@@ -320,7 +321,7 @@ async fn run_metrics(flags: Flags) -> Result<()> {
         pods: flags.pods.unwrap_or(100_000),
         rounds: flags.rounds,
         scrape_concurrency: flags.scrape_concurrency,
-        create_rate: flags.create_rate,
+        create_rate: flags.create_rate.unwrap_or(metrics::Options::default().create_rate),
         ..metrics::Options::default()
     };
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
@@ -375,7 +376,9 @@ async fn run_capacity(flags: Flags) -> Result<()> {
         churn_rate: flags.churn_rate,
         churn: std::time::Duration::from_secs(flags.churn_seconds),
         max_steps: flags.max_steps,
-        ..capacity::Options::default()
+        create_rate: flags
+            .create_rate
+            .unwrap_or(capacity::Options::default().create_rate),
     };
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, upstream_wanted) = sides(&flags)?;

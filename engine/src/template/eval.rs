@@ -43,10 +43,10 @@ fn frame<'a>(body: &Body, dot: &Val<'a>) -> Vec<Val<'a>> {
 fn at(line: usize, e: impl Into<CallError>) -> Error {
     match e.into() {
         CallError::Failed(e) => Error::Render(format!("line {line}: {e}")),
-        CallError::PoolExhausted { func, exhausted } => Error::PoolExhausted {
+        CallError::PoolExhausted(e) => Error::PoolExhausted {
             line,
-            func,
-            exhausted,
+            func: e.func,
+            exhausted: e.exhausted,
         },
     }
 }

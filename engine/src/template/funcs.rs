@@ -230,10 +230,10 @@ impl Func {
         };
         result.map_err(|e| match e {
             CallError::Failed(e) => CallError::Failed(format!("error calling {}: {e}", self.name())),
-            CallError::PoolExhausted { exhausted, .. } => CallError::PoolExhausted {
-                func: self.name(),
-                exhausted,
-            },
+            CallError::PoolExhausted(mut e) => {
+                e.func = self.name();
+                CallError::PoolExhausted(e)
+            }
         })
     }
 

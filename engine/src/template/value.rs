@@ -15,13 +15,19 @@ pub enum CallError {
     /// Go's error text (`error calling f: …` once `Func::call` names the function).
     Failed(String),
     /// A pod IP function found its pool full: kept typed, so the caller can tell a
-    /// temporary shortage from a template that cannot work.
-    PoolExhausted {
-        /// The function (named by [`Func::call`](super::funcs::Func::call)).
-        func: &'static str,
-        /// Which pool is full.
-        exhausted: PoolExhausted,
-    },
+    /// temporary shortage from a template that cannot work. Boxed, so that a
+    /// `CallError` is no bigger than a `String`: every step of an evaluation returns
+    /// one in its `Result`, and a rare failure should not widen them all.
+    PoolExhausted(Box<Exhausted>),
+}
+
+/// A pod IP function's full pool ([`CallError::PoolExhausted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exhausted {
+    /// The function (named by [`Func::call`](super::funcs::Func::call)).
+    pub func: &'static str,
+    /// Which pool is full.
+    pub exhausted: PoolExhausted,
 }
 
 impl From<String> for CallError {
@@ -36,7 +42,7 @@ pub type CallResult<'a> = Result<Val<'a>, CallError>;
 impl From<PoolExhausted> for CallError {
     /// The function is named by `Func::call`.
     fn from(exhausted: PoolExhausted) -> Self {
-        CallError::PoolExhausted { func: "", exhausted }
+        CallError::PoolExhausted(Box::new(Exhausted { func: "", exhausted }))
     }
 }
 
@@ -288,6 +294,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Every evaluation step returns a `CallResult`: a failure must not widen it.
+    #[test]
+    fn a_call_error_should_be_no_bigger_than_a_string() {
+        assert!(size_of::<CallError>() <= size_of::<String>());
+        assert!(size_of::<CallResult<'_>>() <= size_of::<FnResult<'_>>());
+    }
 
     #[test]
     fn truth_should_follow_go_for_each_kind() {
