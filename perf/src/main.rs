@@ -321,7 +321,9 @@ async fn run_metrics(flags: Flags) -> Result<()> {
         pods: flags.pods.unwrap_or(100_000),
         rounds: flags.rounds,
         scrape_concurrency: flags.scrape_concurrency,
-        create_rate: flags.create_rate.unwrap_or(metrics::Options::default().create_rate),
+        create_rate: flags
+            .create_rate
+            .unwrap_or(metrics::Options::default().create_rate),
         ..metrics::Options::default()
     };
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
