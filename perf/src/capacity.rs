@@ -9,6 +9,7 @@
 //! held.
 
 use std::{
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    apiserver,
     cluster::Cluster,
     process,
     side::{Controller, control_plane_cpu, cpu_delta},
@@ -90,6 +92,12 @@ pub struct Step {
     pub kwok_rss_mib: f64,
     /// Control-plane CPU seconds in the step, all components.
     pub control_plane_cpu_seconds: f64,
+    /// The same by component (kube-apiserver, etcd, …).
+    #[serde(default)]
+    pub control_plane_cpu_by: BTreeMap<String, f64>,
+    /// apiserver requests in the step (all clients) by `verb resource[/subresource]`.
+    #[serde(default)]
+    pub apiserver_requests_by: apiserver::Requests,
     /// Whether the step was held (see the module docs).
     pub held: bool,
     /// Why not, when it was not.
@@ -195,6 +203,7 @@ pub async fn run_side(
             .expired;
         let kwok_before = process::usage(pid).context("kwok-controller exited")?;
         let cp_before = control_plane_cpu(&cluster);
+        let requests_before = apiserver::requests(&client).await.context("apiserver /metrics")?;
         let started = Instant::now();
         let options = RunOptions {
             // What a step made stays for the next; the cluster goes whole at the end.
@@ -212,7 +221,11 @@ pub async fn run_side(
             .expired
             .saturating_sub(expired_before);
         let kwok_after = process::usage(pid).context("kwok-controller exited during a step")?;
-        let cp: f64 = cpu_delta(&cp_before, &control_plane_cpu(&cluster)).values().sum();
+        let cp_by = cpu_delta(&cp_before, &control_plane_cpu(&cluster));
+        let requests = apiserver::delta(
+            &requests_before,
+            &apiserver::requests(&client).await.context("apiserver /metrics")?,
+        );
         nodes += report.counts.nodes_created;
         pods += u64::from(o.step_pods);
         let p99 = report.phase("pod created→running").map(|p| p.latency_ms.p99);
@@ -226,7 +239,9 @@ pub async fn run_side(
             seconds: started.elapsed().as_secs_f64(),
             kwok_cpu_seconds: kwok_after.cpu_seconds - kwok_before.cpu_seconds,
             kwok_rss_mib: kwok_after.rss_mib,
-            control_plane_cpu_seconds: cp,
+            control_plane_cpu_seconds: cp_by.values().sum(),
+            control_plane_cpu_by: cp_by,
+            apiserver_requests_by: requests,
             held: missed.is_none(),
             missed: missed.clone(),
         };
@@ -292,6 +307,60 @@ pub fn markdown(ours: Option<&CapacityResult>, upstream: Option<&CapacityResult>
         }
         out.push('\n');
     }
+    if let (Some(a), Some(b)) = (ours, upstream) {
+        out.push_str(&side_by_side(a, b));
+    }
+    out
+}
+
+/// Where the control plane's work went, per step both sides ran: CPU seconds by
+/// component and apiserver requests, then the requests of the last such step by kind.
+fn side_by_side(ours: &CapacityResult, upstream: &CapacityResult) -> String {
+    use std::fmt::Write as _;
+    const COMPONENTS: [&str; 4] = [
+        "kube-apiserver",
+        "etcd",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ];
+    let mut out = String::from(
+        "Control plane per step, ours / upstream (CPU s; requests are every client's):\n\n\
+         | nodes | kube-apiserver | etcd | kube-controller-manager | kube-scheduler | apiserver requests |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
+    );
+    let pairs: Vec<_> = ours.steps.iter().zip(&upstream.steps).collect();
+    for (a, b) in &pairs {
+        let _ = write!(out, "| {} |", a.nodes);
+        for c in COMPONENTS {
+            let cpu = |s: &Step| s.control_plane_cpu_by.get(c).copied().unwrap_or(0.0);
+            let _ = write!(out, " {:.1} / {:.1} |", cpu(a), cpu(b));
+        }
+        let total = |s: &Step| s.apiserver_requests_by.values().sum::<u64>();
+        let _ = writeln!(out, " {} / {} |", total(a), total(b));
+    }
+    if let Some((a, b)) = pairs.last() {
+        let mut kinds: Vec<(&String, u64, u64)> = a
+            .apiserver_requests_by
+            .keys()
+            .chain(b.apiserver_requests_by.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|k| {
+                let n = |s: &Step| s.apiserver_requests_by.get(k).copied().unwrap_or(0);
+                (k, n(a), n(b))
+            })
+            .collect();
+        kinds.sort_by_key(|(_, x, y)| std::cmp::Reverse(x + y));
+        let _ = writeln!(
+            out,
+            "\nRequests in the step to {} nodes (the 15 most common kinds):\n\n| verb resource | ours | upstream |\n|---|---:|---:|",
+            a.nodes
+        );
+        for (k, x, y) in kinds.into_iter().take(15) {
+            let _ = writeln!(out, "| {k} | {x} | {y} |");
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -312,6 +381,51 @@ mod tests {
         assert_eq!(
             judge(true, Some(5_001.0), 0).unwrap(),
             "pod startup p99 5.0 s > 5 s"
+        );
+    }
+
+    fn step(nodes: u64, apiserver_cpu: f64, patches: u64) -> Step {
+        Step {
+            nodes,
+            pods: 0,
+            complete: true,
+            pod_startup_p99_ms: None,
+            expired_leases: 0,
+            seconds: 1.0,
+            kwok_cpu_seconds: 0.0,
+            kwok_rss_mib: 0.0,
+            control_plane_cpu_seconds: apiserver_cpu,
+            control_plane_cpu_by: [("kube-apiserver".to_owned(), apiserver_cpu)].into(),
+            apiserver_requests_by: [("PATCH nodes/status".to_owned(), patches)].into(),
+            held: true,
+            missed: None,
+        }
+    }
+
+    #[test]
+    fn the_side_by_side_should_pair_steps_and_list_the_last_common_steps_requests() {
+        let side = |name: &str, steps| CapacityResult {
+            controller: Controller {
+                side: name.into(),
+                binary: "kwok".into(),
+                version: String::new(),
+                replicas: 1,
+            },
+            options: Options::default(),
+            nodes_held: 0,
+            steps,
+        };
+        let ours = side("ours", vec![step(1000, 10.0, 5), step(2000, 20.0, 7)]);
+        let upstream = side("upstream", vec![step(1000, 11.0, 6)]);
+        let md = markdown(Some(&ours), Some(&upstream));
+        assert!(md.contains("| 1000 | 10.0 / 11.0 | 0.0 / 0.0 |"), "{md}");
+        assert!(
+            !md.contains("| 2000 | 20.0"),
+            "a step only one side ran is not paired: {md}"
+        );
+        assert!(
+            md.contains("to 1000 nodes") && md.contains("| PATCH nodes/status | 5 | 6 |"),
+            "{md}"
         );
     }
 
