@@ -21,7 +21,11 @@ use kube::{
     Api,
     runtime::{WatchStreamExt, watcher},
 };
-use kwok_loadgen::{RunOptions, Scenario, measure::Recorder, scenario::PodKind};
+use kwok_loadgen::{
+    RunOptions, Scenario,
+    measure::{Phase, Recorder},
+    scenario::PodKind,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +86,12 @@ pub struct Step {
     pub complete: bool,
     /// Pod created → Running p99 in this step, ms.
     pub pod_startup_p99_ms: Option<f64>,
+    /// Of which: created → scheduled (the scheduler's share), p99, ms.
+    #[serde(default)]
+    pub pod_scheduled_p99_ms: Option<f64>,
+    /// And scheduled → Running (kwok's share), p99, ms.
+    #[serde(default)]
+    pub pod_scheduled_to_running_p99_ms: Option<f64>,
     /// Node leases (of any step) that expired during this step.
     pub expired_leases: u64,
     /// Seconds the step took.
@@ -228,13 +238,16 @@ pub async fn run_side(
         );
         nodes += report.counts.nodes_created;
         pods += u64::from(o.step_pods);
-        let p99 = report.phase("pod created→running").map(|p| p.latency_ms.p99);
+        let p99_of = |phase: Phase| report.phase(phase.name()).map(|p| p.latency_ms.p99);
+        let p99 = p99_of(Phase::PodRunning);
         let missed = judge(report.complete, p99, expired);
         let step = Step {
             nodes,
             pods,
             complete: report.complete,
             pod_startup_p99_ms: p99,
+            pod_scheduled_p99_ms: p99_of(Phase::PodScheduled),
+            pod_scheduled_to_running_p99_ms: p99_of(Phase::PodScheduledToRunning),
             expired_leases: expired,
             seconds: started.elapsed().as_secs_f64(),
             kwok_cpu_seconds: kwok_after.cpu_seconds - kwok_before.cpu_seconds,
@@ -287,16 +300,18 @@ pub fn markdown(ours: Option<&CapacityResult>, upstream: Option<&CapacityResult>
     for r in [ours, upstream].into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{}:\n\n| nodes | pods | pod startup p99 (ms) | expired leases | step s | kwok CPU s | kwok RSS MiB | control plane CPU s | held |\n|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "{}:\n\n| nodes | pods | pod startup p99 (ms) | created→scheduled p99 | scheduled→running p99 | expired leases | step s | kwok CPU s | kwok RSS MiB | control plane CPU s | held |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
             r.controller.side
         );
         for s in &r.steps {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:.1} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:.1} | {} |",
                 s.nodes,
                 s.pods,
-                s.pod_startup_p99_ms.map_or("-".into(), |p| format!("{p:.0}")),
+                ms(s.pod_startup_p99_ms),
+                ms(s.pod_scheduled_p99_ms),
+                ms(s.pod_scheduled_to_running_p99_ms),
                 s.expired_leases,
                 s.seconds,
                 s.kwok_cpu_seconds,
@@ -311,6 +326,10 @@ pub fn markdown(ours: Option<&CapacityResult>, upstream: Option<&CapacityResult>
         out.push_str(&side_by_side(a, b));
     }
     out
+}
+
+fn ms(p99: Option<f64>) -> String {
+    p99.map_or("-".into(), |p| format!("{p:.0}"))
 }
 
 /// Where the control plane's work went, per step both sides ran: CPU seconds by
@@ -390,6 +409,8 @@ mod tests {
             pods: 0,
             complete: true,
             pod_startup_p99_ms: None,
+            pod_scheduled_p99_ms: None,
+            pod_scheduled_to_running_p99_ms: None,
             expired_leases: 0,
             seconds: 1.0,
             kwok_cpu_seconds: 0.0,
