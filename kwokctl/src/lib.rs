@@ -23,6 +23,7 @@ pub mod paths;
 pub mod pinned;
 pub mod pki;
 pub mod ports;
+pub mod priority;
 pub mod probe;
 pub mod runtime;
 pub mod scale;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{kube_version::Versions, ports::Allocator};
+use crate::{kube_version::Versions, ports::Allocator, priority::KwokPriority};
 
 /// A cluster's options, resolved from the layers (see `settings::Settings::resolve`):
 /// what the component builders, the runtimes and the saved `kwok.yaml` read. Every port
@@ -38,6 +38,10 @@ pub struct Options {
     /// The HTTPS ports of kwok replicas 1..N (replica 0 has `kwok_controller_port`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kwok_replica_ports: Vec<u16>,
+    /// How kwok's requests are authorized and prioritized (`--kwok-priority`). A
+    /// cluster saved before the flag existed ran kwok in `system:masters`: exempt.
+    #[serde(default = "exempt")]
+    pub kwok_priority: KwokPriority,
     /// Lift the client QPS limits of the controller-manager and scheduler and the
     /// apiserver's in-flight limits (`--disable-qps-limits`).
     #[serde(default)]
@@ -105,6 +109,10 @@ pub const DEFAULT_HEARTBEAT_FACTOR: f64 = 5.0;
 /// Default `--etcd-prefix`: the apiserver's own.
 pub const DEFAULT_ETCD_PREFIX: &str = "/registry";
 
+fn exempt() -> KwokPriority {
+    KwokPriority::Exempt
+}
+
 fn one() -> u32 {
     1
 }
@@ -151,6 +159,7 @@ impl Default for Options {
             kwok_controller_port: 0,
             kwok_replicas: 1,
             kwok_replica_ports: Vec::new(),
+            kwok_priority: KwokPriority::default(),
             disable_qps_limits: false,
             prometheus_port: None,
             jaeger_port: None,

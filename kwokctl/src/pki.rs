@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::component::Component;
+use crate::{component::Component, priority::KwokPriority};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
     IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -88,8 +88,9 @@ pub const ADMIN_USER: &str = "kwok-admin";
 /// The admin kubeconfig's group.
 pub const ADMIN_GROUP: &str = "system:masters";
 
-/// Client identities kwokctl issues. The control-plane ones use the user names the
-/// apiserver's bootstrap RBAC policy already grants their permissions to.
+/// Client identities kwokctl issues besides kwok's ([`clients`]). The control-plane
+/// ones use the user names the apiserver's bootstrap RBAC policy already grants their
+/// permissions to.
 pub const CLIENTS: &[ClientIdentity<'static>] = &[
     ClientIdentity {
         file: "admin",
@@ -105,11 +106,6 @@ pub const CLIENTS: &[ClientIdentity<'static>] = &[
         file: Component::KubeScheduler.as_str(),
         user: "system:kube-scheduler",
         groups: &[],
-    },
-    ClientIdentity {
-        file: Component::KwokController.as_str(),
-        user: "kwok-controller",
-        groups: &["system:masters"],
     },
     // The bootstrap policy lets system:monitoring read /metrics and nothing else.
     ClientIdentity {
@@ -132,6 +128,16 @@ pub const CLIENTS: &[ClientIdentity<'static>] = &[
         groups: &[],
     },
 ];
+
+/// Every client identity kwokctl issues: [`CLIENTS`] and kwok's, whose groups follow
+/// `--kwok-priority` ([`KwokPriority::groups`]).
+pub fn clients(kwok: KwokPriority) -> impl Iterator<Item = ClientIdentity<'static>> {
+    CLIENTS.iter().copied().chain(std::iter::once(ClientIdentity {
+        file: Component::KwokController.as_str(),
+        user: crate::priority::KWOK_USER,
+        groups: kwok.groups(),
+    }))
+}
 
 /// File stem and user of kube-apiserver's client certificate for the kubelet API.
 pub const KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
@@ -237,8 +243,9 @@ impl PkiPaths {
     }
 }
 
-/// Generates the whole PKI into `paths.dir()` (which must exist).
-pub fn generate(paths: &PkiPaths) -> Result<()> {
+/// Generates the whole PKI into `paths.dir()` (which must exist), kwok's certificate
+/// for `kwok`'s priority.
+pub fn generate(paths: &PkiPaths, kwok: KwokPriority) -> Result<()> {
     let ca_key = key("CA key")?;
     let ca = CertifiedIssuer::self_signed(ca_params(CA_NAME), ca_key).map_err(gen_err("CA certificate"))?;
     write(&paths.ca_cert(), &ca.pem())?;
@@ -251,9 +258,9 @@ pub fn generate(paths: &PkiPaths) -> Result<()> {
     write(&paths.serving_cert(), &serving.pem())?;
     write(&paths.serving_key(), &serving_key.serialize_pem())?;
 
-    for client in CLIENTS {
+    for client in clients(kwok) {
         let client_key = key(client.file)?;
-        let cert = client_params(client)
+        let cert = client_params(&client)
             .signed_by(&client_key, &ca)
             .map_err(gen_err(client.file))?;
         write(&paths.client_cert(client.file), &cert.pem())?;
@@ -407,7 +414,7 @@ mod tests {
     fn generate_should_write_every_pem_file() {
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path());
-        generate(&paths).unwrap();
+        generate(&paths, KwokPriority::NodeHigh).unwrap();
         let mut files = vec![
             paths.ca_cert(),
             paths.ca_key(),
@@ -421,7 +428,7 @@ mod tests {
             paths.front_proxy_client_cert(),
             paths.front_proxy_client_key(),
         ]);
-        for client in CLIENTS {
+        for client in clients(KwokPriority::NodeHigh) {
             files.push(paths.client_cert(client.file));
             files.push(paths.client_key(client.file));
         }
@@ -430,6 +437,30 @@ mod tests {
             assert!(text.starts_with("-----BEGIN "), "{} is not PEM", file.display());
         }
         assert!(fs::read_to_string(paths.sa_pub()).unwrap().contains("PUBLIC KEY"));
+    }
+
+    fn names(client: &ClientIdentity<'_>) -> Vec<(DnType, rcgen::DnValue)> {
+        client_params(client)
+            .distinguished_name
+            .iter()
+            .map(|(t, v)| (t.clone(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn kwoks_certificate_should_carry_the_masters_group_only_when_exempt() {
+        let kwok = |p| clients(p).find(|c| c.file == "kwok-controller").unwrap();
+        let node_high = names(&kwok(KwokPriority::NodeHigh));
+        assert!(node_high.contains(&(DnType::CommonName, "kwok-controller".into())));
+        assert!(
+            !node_high.iter().any(|(t, _)| *t == DnType::OrganizationName),
+            "{node_high:?}"
+        );
+        let exempt = names(&kwok(KwokPriority::Exempt));
+        assert!(
+            exempt.contains(&(DnType::OrganizationName, "system:masters".into())),
+            "{exempt:?}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{
         DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_QUOTA_BYTES, DEFAULT_HEARTBEAT_FACTOR,
         DEFAULT_NODE_LEASE_DURATION_SECONDS, Options,
     },
+    priority::KwokPriority,
     userconfig::UserConfig,
 };
 
@@ -106,6 +107,7 @@ impl Settings {
             kwok_replicas,
             // Free ports, picked at create.
             kwok_replica_ports: vec![0; kwok_replicas as usize - 1],
+            kwok_priority: kwok_priority(&o)?,
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
             prometheus_port: runs(Component::Prometheus).then(|| o.prometheus_port.unwrap_or(0)),
             jaeger_port: runs(Component::Jaeger).then(|| o.jaeger_port.unwrap_or(0)),
@@ -225,6 +227,18 @@ fn heartbeat_factor(o: &ClusterOptions) -> Result<f64> {
         });
     }
     Ok(factor)
+}
+
+/// `--kwok-priority`: `node-high` or `exempt`.
+fn kwok_priority(o: &ClusterOptions) -> Result<KwokPriority> {
+    let Some(raw) = &o.kwok_priority else {
+        return Ok(KwokPriority::default());
+    };
+    KwokPriority::parse(raw).ok_or_else(|| Error::Invalid {
+        flag: "--kwok-priority",
+        value: raw.clone(),
+        reason: "must be node-high or exempt",
+    })
 }
 
 /// The most kwoks `--kwok-replicas` runs: each is a process with a port of its own on

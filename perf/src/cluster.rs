@@ -74,6 +74,10 @@ impl Cluster {
             // of 5 gives 200 s, as upstream's), as every earlier run measured.
             "--heartbeat-factor".into(),
             "1".into(),
+            // Upstream kwokctl's identity for kwok (system:masters: no RBAC, no APF
+            // queueing), as every earlier run measured, for both sides alike.
+            "--kwok-priority".into(),
+            "exempt".into(),
             "--kwok-controller-binary".into(),
             kwok,
         ];

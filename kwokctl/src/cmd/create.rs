@@ -27,7 +27,7 @@ use crate::{
     kubeconfig,
     launch::Launch,
     paths::{ClusterDir, Workdir},
-    pki::{self, CLIENTS},
+    pki,
     ports::Allocator,
     probe::Prober,
     runtime::{self, Runtime},
@@ -219,10 +219,11 @@ async fn make(
     Ok(())
 }
 
-/// Starts the components and creates the fake DRA drivers' DeviceClasses;
-/// metrics-server last, once its RBAC, Service and APIService exist (its health check
-/// waits for its informers, which need the RBAC), and then waits until its APIService
-/// is Available.
+/// Starts the components and creates the fake DRA drivers' DeviceClasses: the kwok
+/// controllers once kwok's RBAC and flow schema exist (`--kwok-priority node-high`: its
+/// readiness waits for its first lists, which need the RBAC); metrics-server last, once
+/// its RBAC, Service and APIService exist (its health check waits for its informers,
+/// which need the RBAC), and then waits until its APIService is Available.
 async fn start_components(
     dir: &ClusterDir,
     config: &ClusterConfig,
@@ -235,7 +236,12 @@ async fn start_components(
         .iter()
         .cloned()
         .partition(|c| c.name == Component::MetricsServer);
-    launch.run(&core, prober, deadline).await?;
+    let (kwok, control_plane): (Vec<ComponentSpec>, Vec<ComponentSpec>) = core
+        .into_iter()
+        .partition(|c| c.name == Component::KwokController);
+    launch.run(&control_plane, prober, deadline).await?;
+    super::register::kwok_objects(dir, config.options.kwok_priority).await?;
+    launch.run(&kwok, prober, deadline).await?;
     super::register::dra_objects(dir).await?;
     let Some(metrics_server) = aggregated.first() else {
         return Ok(());
@@ -250,14 +256,15 @@ fn write_files(dir: &ClusterDir, config: &ClusterConfig) -> Result<()> {
         fs::create_dir_all(&folder).with_context(|| format!("failed to create {}", folder.display()))?;
     }
     let pki = dir.pki();
-    pki::generate(&pki)?;
+    let kwok_priority = config.options.kwok_priority;
+    pki::generate(&pki, kwok_priority)?;
     let name = &config.metadata.name;
     let server = format!("https://127.0.0.1:{}", config.options.kube_apiserver_port);
     kubeconfig::write(
         &dir.kubeconfig(),
         &kubeconfig::build(name, &server, &pki, "admin")?,
     )?;
-    for client in CLIENTS.iter().filter(|c| c.file != "admin") {
+    for client in pki::clients(kwok_priority).filter(|c| c.file != "admin") {
         let config = kubeconfig::build(name, &server, &pki, client.file)?;
         kubeconfig::write(&dir.component_kubeconfig(client.file), &config)?;
     }

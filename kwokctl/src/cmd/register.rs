@@ -1,5 +1,5 @@
-//! The objects `create cluster` makes once the apiserver is up: the DeviceClasses of
-//! kwok's fake devices, and what registers the aggregated API servers it runs
+//! The objects `create cluster` makes once the apiserver is up: kwok's RBAC binding and
+//! flow schema (before kwok starts), the DeviceClasses of kwok's fake devices, and what registers the aggregated API servers it runs
 //! (metrics-server). Their RBAC, Service and APIService are created before they start,
 //! and the cluster is ready only when the apiserver says the APIService is Available
 //! (it reached the server and read its discovery document).
@@ -14,7 +14,7 @@ use kube::{
 use serde_json::Value;
 use tracing::info;
 
-use crate::{components::metrics_server, paths::ClusterDir, snapshot::k8s};
+use crate::{components::metrics_server, paths::ClusterDir, priority::KwokPriority, snapshot::k8s};
 
 /// How often the APIService is read while waiting for it.
 const POLL: Duration = Duration::from_millis(500);
@@ -33,6 +33,20 @@ pub(super) async fn metrics_server_objects(dir: &ClusterDir, port: u16) -> Resul
         existing = made.existing,
         "metrics-server registered"
     );
+    Ok(())
+}
+
+/// Creates what kwok's identity needs before it starts ([`KwokPriority::manifests`]).
+pub(super) async fn kwok_objects(dir: &ClusterDir, priority: KwokPriority) -> Result<()> {
+    let docs = priority.manifests();
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let client = crate::client::from_kubeconfig(&dir.kubeconfig()).await?;
+    let made = k8s::create_all(&client, &docs)
+        .await
+        .context("failed to create kwok's RBAC binding and flow schema")?;
+    info!(%priority, created = made.created, existing = made.existing, "kwok's priority");
     Ok(())
 }
 

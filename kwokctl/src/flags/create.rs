@@ -163,6 +163,13 @@ pub struct ClusterOptions {
         skip_serializing_if = "Option::is_none"
     )]
     pub kwok_replicas: Option<String>,
+    /// How kwok's requests reach the apiserver: `node-high` gives kwok a user of its own
+    /// (RBAC cluster-admin) whose requests API Priority and Fairness puts at kubelets'
+    /// priority level; `exempt` runs it in `system:masters` as upstream kwokctl does
+    /// (no queueing, no RBAC) [default: node-high]
+    #[arg(long, env = "KWOK_KWOK_PRIORITY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kwok_priority: Option<String>,
     /// Port of kube-controller-manager [default: a free port]
     #[arg(long, env = "KWOK_KUBE_CONTROLLER_MANAGER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]

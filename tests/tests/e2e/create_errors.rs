@@ -265,6 +265,12 @@ fn bad_flags_should_be_refused_with_one_line_and_make_nothing() {
         &["--kwok-replicas", "2", "--node-lease-duration-seconds", "0"],
         "--kwok-replicas 2: more than one kwok needs node leases",
     );
+    refused(
+        &kwokctl,
+        "f9",
+        &["--kwok-priority", "high"],
+        "--kwok-priority high: must be node-high or exempt",
+    );
     let policy = kwokctl.workdir().with_file_name("policy.yaml");
     fs::write(&policy, "- not\n- a mapping\n").unwrap();
     refused(

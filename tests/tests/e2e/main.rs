@@ -26,6 +26,7 @@ mod kwok;
 mod kwok_replicas;
 mod kwok_server;
 mod metrics_server;
+mod priority;
 mod upstream_stages;
 
 mod cli;

@@ -1,0 +1,145 @@
+//! How kwok's requests are let into the apiserver: as a kubelet's, or exempt.
+//!
+//! Real kubelets authenticate as `system:node:<name>` in `system:nodes`, and API Priority
+//! and Fairness (APF) puts their Lease and status traffic in the `system-nodes` flow
+//! schema at the `node-high` priority level, so a flood of workload requests queues
+//! behind it, not in front of it, yet it is not unlimited either. Upstream kwokctl runs
+//! kwok with the admin identity (`system:masters`), which APF exempts from all queueing
+//! and RBAC never checks: nothing a real cluster does for its kubelets.
+//!
+//! [`KwokPriority::NodeHigh`] (the default) gives kwok a user of its own, `kwok-controller`,
+//! with no group; RBAC binds it to `cluster-admin` (a user's Stages may touch any kind)
+//! and a FlowSchema of the same name puts all its requests at `node-high`, as
+//! `system-nodes` does for kubelets. [`KwokPriority::Exempt`] keeps upstream's set-up
+//! (`system:masters`), for side-by-side runs.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The user of kwok's client certificate.
+pub const KWOK_USER: &str = "kwok-controller";
+
+/// The priority level of kubelets' requests (`system-nodes` flow schema) in every
+/// Kubernetes release with APF.
+pub const NODE_HIGH: &str = "node-high";
+
+/// Just ahead of `system-nodes` (500), so kwok's requests are matched by its own schema
+/// whatever else matches them.
+const MATCHING_PRECEDENCE: u32 = 490;
+
+/// How kwok's requests are authorized and prioritized (`--kwok-priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KwokPriority {
+    /// Its own user, RBAC `cluster-admin`, APF `node-high` like kubelets.
+    #[default]
+    NodeHigh,
+    /// `system:masters`, as upstream kwokctl: exempt from APF and RBAC.
+    Exempt,
+}
+
+impl KwokPriority {
+    /// Every value, as the flag spells them.
+    pub const NAMES: [&str; 2] = ["node-high", "exempt"];
+
+    /// The value `raw` names (as the flag spells it).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim() {
+            "node-high" => Some(Self::NodeHigh),
+            "exempt" => Some(Self::Exempt),
+            _ => None,
+        }
+    }
+
+    /// The groups of kwok's client certificate.
+    pub fn groups(self) -> &'static [&'static str] {
+        match self {
+            Self::NodeHigh => &[],
+            Self::Exempt => &[crate::pki::ADMIN_GROUP],
+        }
+    }
+
+    /// What the apiserver must hold before kwok starts: its RBAC binding and flow schema
+    /// (nothing when exempt).
+    pub fn manifests(self) -> Vec<Value> {
+        match self {
+            Self::Exempt => Vec::new(),
+            Self::NodeHigh => node_high_manifests(),
+        }
+    }
+}
+
+impl fmt::Display for KwokPriority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NodeHigh => "node-high",
+            Self::Exempt => "exempt",
+        })
+    }
+}
+
+fn node_high_manifests() -> Vec<Value> {
+    let labels = json!({ "app.kubernetes.io/managed-by": "kwokctl" });
+    vec![
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": { "name": KWOK_USER, "labels": labels },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KWOK_USER }],
+        }),
+        json!({
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": { "name": KWOK_USER, "labels": labels },
+            "spec": {
+                "priorityLevelConfiguration": { "name": NODE_HIGH },
+                "matchingPrecedence": MATCHING_PRECEDENCE,
+                // One flow per user, as `system-nodes`: all replicas share the user.
+                "distinguisherMethod": { "type": "ByUser" },
+                "rules": [{
+                    "subjects": [{ "kind": "User", "user": { "name": KWOK_USER } }],
+                    "resourceRules": [{
+                        "verbs": ["*"],
+                        "apiGroups": ["*"],
+                        "resources": ["*"],
+                        "clusterScope": true,
+                        "namespaces": ["*"],
+                    }],
+                    "nonResourceRules": [{ "verbs": ["*"], "nonResourceURLs": ["*"] }],
+                }],
+            },
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_should_parse_back_to_its_value() {
+        for name in KwokPriority::NAMES {
+            assert_eq!(KwokPriority::parse(name).unwrap().to_string(), name);
+        }
+        assert_eq!(KwokPriority::parse("high"), None);
+        assert_eq!(KwokPriority::default(), KwokPriority::NodeHigh);
+    }
+
+    #[test]
+    fn node_high_should_bind_and_prioritize_kwoks_user_and_exempt_should_keep_the_masters_group() {
+        let docs = KwokPriority::NodeHigh.manifests();
+        assert_eq!(docs[0]["subjects"][0]["name"], KWOK_USER);
+        assert_eq!(docs[0]["roleRef"]["name"], "cluster-admin");
+        assert_eq!(docs[1]["spec"]["priorityLevelConfiguration"]["name"], NODE_HIGH);
+        assert_eq!(
+            docs[1]["spec"]["rules"][0]["subjects"][0]["user"]["name"],
+            KWOK_USER
+        );
+        assert!(KwokPriority::NodeHigh.groups().is_empty());
+        assert!(KwokPriority::Exempt.manifests().is_empty());
+        assert_eq!(KwokPriority::Exempt.groups(), ["system:masters"]);
+    }
+}
