@@ -448,14 +448,15 @@ mod tests {
     }
 
     #[test]
-    fn kwoks_certificate_should_carry_the_masters_group_only_when_exempt() {
+    fn kwoks_certificate_should_carry_the_masters_group_only_when_exempt_and_monitoring_else() {
         let kwok = |p| clients(p).find(|c| c.file == "kwok-controller").unwrap();
         let node_high = names(&kwok(KwokPriority::NodeHigh));
         assert!(node_high.contains(&(DnType::CommonName, "kwok-controller".into())));
         assert!(
-            !node_high.iter().any(|(t, _)| *t == DnType::OrganizationName),
+            node_high.contains(&(DnType::OrganizationName, "system:monitoring".into())),
             "{node_high:?}"
         );
+        assert!(!node_high.contains(&(DnType::OrganizationName, "system:masters".into())));
         let exempt = names(&kwok(KwokPriority::Exempt));
         assert!(
             exempt.contains(&(DnType::OrganizationName, "system:masters".into())),

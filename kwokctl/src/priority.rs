@@ -8,9 +8,11 @@
 //! and RBAC never checks: nothing a real cluster does for its kubelets.
 //!
 //! [`KwokPriority::NodeHigh`] (the default) gives kwok a user of its own, `kwok-controller`,
-//! with no group; RBAC binds it to `cluster-admin` (a user's Stages may touch any kind)
-//! and a FlowSchema of the same name puts all its requests at `node-high`, as
-//! `system-nodes` does for kubelets. [`KwokPriority::Exempt`] keeps upstream's set-up
+//! in the group `system:monitoring` only (the one group besides `system:masters` whose
+//! incoming trace context the apiserver joins, so kwok's spans and the apiserver's stay
+//! one trace; it may also read `/metrics`). RBAC binds the user to `cluster-admin` (a
+//! user's Stages may touch any kind) and a FlowSchema of the same name puts all its
+//! requests at `node-high`, as `system-nodes` does for kubelets. [`KwokPriority::Exempt`] keeps upstream's set-up
 //! (`system:masters`), for side-by-side runs.
 
 use std::fmt;
@@ -20,6 +22,9 @@ use serde_json::{Value, json};
 
 /// The user of kwok's client certificate.
 pub const KWOK_USER: &str = "kwok-controller";
+
+/// The group the apiserver trusts the trace context of (besides `system:masters`).
+pub const MONITORING_GROUP: &str = "system:monitoring";
 
 /// The priority level of kubelets' requests (`system-nodes` flow schema) in every
 /// Kubernetes release with APF.
@@ -33,7 +38,8 @@ const MATCHING_PRECEDENCE: u32 = 490;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KwokPriority {
-    /// Its own user, RBAC `cluster-admin`, APF `node-high` like kubelets.
+    /// Its own user in `system:monitoring`, RBAC `cluster-admin`, APF `node-high` like
+    /// kubelets.
     #[default]
     NodeHigh,
     /// `system:masters`, as upstream kwokctl: exempt from APF and RBAC.
@@ -56,7 +62,7 @@ impl KwokPriority {
     /// The groups of kwok's client certificate.
     pub fn groups(self) -> &'static [&'static str] {
         match self {
-            Self::NodeHigh => &[],
+            Self::NodeHigh => &[MONITORING_GROUP],
             Self::Exempt => &[crate::pki::ADMIN_GROUP],
         }
     }
@@ -138,7 +144,7 @@ mod tests {
             docs[1]["spec"]["rules"][0]["subjects"][0]["user"]["name"],
             KWOK_USER
         );
-        assert!(KwokPriority::NodeHigh.groups().is_empty());
+        assert_eq!(KwokPriority::NodeHigh.groups(), ["system:monitoring"]);
         assert!(KwokPriority::Exempt.manifests().is_empty());
         assert_eq!(KwokPriority::Exempt.groups(), ["system:masters"]);
     }
