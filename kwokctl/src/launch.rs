@@ -73,10 +73,22 @@ impl<'a> Launch<'a> {
         }
     }
 
-    /// Starts `components` (skipping those in `skip`): those up to the apiserver
-    /// ([`sequential_prefix`]) one at a time, each healthy before the next, then the rest
-    /// together.
+    /// Starts `components`: those up to the apiserver ([`sequential_prefix`]) one at a
+    /// time, each healthy before the next, then the rest together; then waits
+    /// [`SETTLE`] to see that none of them exits once healthy.
     pub async fn run(
+        &mut self,
+        components: &[ComponentSpec],
+        prober: &Prober,
+        deadline: Instant,
+    ) -> Result<()> {
+        self.up(components, prober, deadline).await?;
+        self.settle().await
+    }
+
+    /// [`Launch::run`] without the settling wait: for a first batch whose settling the
+    /// next batch's [`Launch::run`] covers (it checks every component started so far).
+    pub async fn up(
         &mut self,
         components: &[ComponentSpec],
         prober: &Prober,
@@ -92,7 +104,11 @@ impl<'a> Launch<'a> {
         for component in rest {
             self.start(component)?;
         }
-        self.wait_healthy(rest, prober, deadline).await?;
+        self.wait_healthy(rest, prober, deadline).await
+    }
+
+    /// Waits [`SETTLE`], failing if any component started so far exits meanwhile.
+    async fn settle(&mut self) -> Result<()> {
         let settled = Instant::now() + SETTLE;
         while Instant::now() < settled {
             tokio::time::sleep(PROBE_INTERVAL).await;

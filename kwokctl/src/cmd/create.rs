@@ -239,7 +239,7 @@ async fn start_components(
     let (kwok, control_plane): (Vec<ComponentSpec>, Vec<ComponentSpec>) = core
         .into_iter()
         .partition(|c| c.name == Component::KwokController);
-    launch.run(&control_plane, prober, deadline).await?;
+    launch.up(&control_plane, prober, deadline).await?;
     super::register::kwok_objects(dir, config.options.kwok_priority).await?;
     launch.run(&kwok, prober, deadline).await?;
     super::register::dra_objects(dir).await?;
