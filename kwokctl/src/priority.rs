@@ -12,8 +12,8 @@
 //! incoming trace context the apiserver joins, so kwok's spans and the apiserver's stay
 //! one trace; it may also read `/metrics`). RBAC binds the user to `cluster-admin` (a
 //! user's Stages may touch any kind) and a FlowSchema of the same name puts all its
-//! requests at `node-high`, as `system-nodes` does for kubelets. [`KwokPriority::Exempt`] keeps upstream's set-up
-//! (`system:masters`), for side-by-side runs.
+//! requests at `node-high`, as `system-nodes` does for kubelets. [`KwokPriority::Exempt`]
+//! keeps upstream's set-up (`system:masters`), for side-by-side runs.
 
 use std::fmt;
 
@@ -30,8 +30,9 @@ pub const MONITORING_GROUP: &str = "system:monitoring";
 /// Kubernetes release with APF.
 pub const NODE_HIGH: &str = "node-high";
 
-/// Just ahead of `system-nodes` (500), so kwok's requests are matched by its own schema
-/// whatever else matches them.
+/// Just ahead of `system-nodes` (500). Of the bootstrap schemas matched before it
+/// (exempt, probes, leader election) only `probes` can take a kwok request, a health
+/// check.
 const MATCHING_PRECEDENCE: u32 = 490;
 
 /// How kwok's requests are authorized and prioritized (`--kwok-priority`).
