@@ -33,7 +33,7 @@ use crate::{
     apiserver,
     cluster::Cluster,
     process,
-    side::{Controller, control_plane_cpu, cpu_delta},
+    side::{CONTROL_PLANE, Controller, control_plane_cpu, cpu_delta},
 };
 
 /// The scenario's name on the command line.
@@ -336,21 +336,19 @@ fn ms(p99: Option<f64>) -> String {
 /// component and apiserver requests, then the requests of the last such step by kind.
 fn side_by_side(ours: &CapacityResult, upstream: &CapacityResult) -> String {
     use std::fmt::Write as _;
-    const COMPONENTS: [&str; 4] = [
-        "kube-apiserver",
-        "etcd",
-        "kube-controller-manager",
-        "kube-scheduler",
-    ];
     let mut out = String::from(
-        "Control plane per step, ours / upstream (CPU s; requests are every client's):\n\n\
-         | nodes | kube-apiserver | etcd | kube-controller-manager | kube-scheduler | apiserver requests |\n\
-         |---:|---:|---:|---:|---:|---:|\n",
+        "Control plane per step, ours / upstream (CPU s; requests are every client's):\n\n| nodes |",
     );
+    for c in CONTROL_PLANE {
+        let _ = write!(out, " {c} |");
+    }
+    out.push_str(" apiserver requests |\n|---:|");
+    out.push_str(&"---:|".repeat(CONTROL_PLANE.len() + 1));
+    out.push('\n');
     let pairs: Vec<_> = ours.steps.iter().zip(&upstream.steps).collect();
     for (a, b) in &pairs {
         let _ = write!(out, "| {} |", a.nodes);
-        for c in COMPONENTS {
+        for c in CONTROL_PLANE {
             let cpu = |s: &Step| s.control_plane_cpu_by.get(c).copied().unwrap_or(0.0);
             let _ = write!(out, " {:.1} / {:.1} |", cpu(a), cpu(b));
         }

@@ -153,8 +153,8 @@ pub struct PhaseUsage {
 
 /// The control-plane components whose CPU a run reports.
 pub const CONTROL_PLANE: [&str; 4] = [
-    "etcd",
     "kube-apiserver",
+    "etcd",
     "kube-controller-manager",
     "kube-scheduler",
 ];
