@@ -111,7 +111,7 @@ pub const CLIENTS: &[ClientIdentity<'static>] = &[
     ClientIdentity {
         file: Component::Prometheus.as_str(),
         user: "kwok-prometheus",
-        groups: &["system:monitoring"],
+        groups: &[crate::priority::MONITORING_GROUP],
     },
     // How kube-apiserver proves itself to kwok's kubelet API (logs, exec, port-forward,
     // the node proxy); kwok lets in any certificate of the cluster CA.
@@ -466,12 +466,7 @@ mod tests {
 
     #[test]
     fn admin_certificate_should_carry_the_masters_group() {
-        let params = client_params(&CLIENTS[0]);
-        let dn: Vec<_> = params
-            .distinguished_name
-            .iter()
-            .map(|(t, v)| (t.clone(), v.clone()))
-            .collect();
+        let dn = names(&CLIENTS[0]);
         assert!(dn.contains(&(DnType::CommonName, "kwok-admin".into())));
         assert!(dn.contains(&(DnType::OrganizationName, "system:masters".into())));
     }

@@ -48,16 +48,23 @@ pub enum KwokPriority {
 }
 
 impl KwokPriority {
+    /// Every value.
+    const ALL: [Self; 2] = [Self::NodeHigh, Self::Exempt];
+
     /// Every value, as the flag spells them.
-    pub const NAMES: [&str; 2] = ["node-high", "exempt"];
+    pub const NAMES: [&str; 2] = [Self::ALL[0].as_str(), Self::ALL[1].as_str()];
+
+    /// The value as the flag (and `kwok.yaml`) spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NodeHigh => "node-high",
+            Self::Exempt => "exempt",
+        }
+    }
 
     /// The value `raw` names (as the flag spells it).
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw.trim() {
-            "node-high" => Some(Self::NodeHigh),
-            "exempt" => Some(Self::Exempt),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|p| p.as_str() == raw.trim())
     }
 
     /// The groups of kwok's client certificate.
@@ -80,10 +87,7 @@ impl KwokPriority {
 
 impl fmt::Display for KwokPriority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NodeHigh => "node-high",
-            Self::Exempt => "exempt",
-        })
+        f.write_str(self.as_str())
     }
 }
 
