@@ -222,10 +222,10 @@ impl Func {
         // Only the IP functions allocate (and print stand-ins with `placeholders`), so
         // only they ask the host which: every other call skips that virtual call.
         let result = match self {
-            Func::PodIp | Func::PodIpWith | Func::PodIpsWith if !host.placeholders() => match self {
-                Func::PodIp => host.pod_ip().map(Val::text).map_err(CallError::from),
-                _ => kwok::pod_ip_with(args, host, self == Func::PodIpsWith),
-            },
+            Func::PodIp if !host.placeholders() => host.pod_ip().map(Val::text).map_err(CallError::from),
+            Func::PodIpWith | Func::PodIpsWith if !host.placeholders() => {
+                kwok::pod_ip_with(args, host, self == Func::PodIpsWith)
+            }
             _ => self.dispatch(args, host).map_err(CallError::Failed),
         };
         result.map_err(|e| match e {
