@@ -42,6 +42,17 @@ impl Cumulative {
         self.nodes.values().map(|n| n.pods.len()).sum()
     }
 
+    /// The CEL values kept of a pod between scrapes.
+    #[cfg(test)]
+    pub(crate) fn converted(&self, node: &str, namespace: &str, pod: &str) -> Option<&Converted> {
+        let pod = self
+            .nodes
+            .get(node)?
+            .pods
+            .get(&(namespace.to_owned(), pod.to_owned()))?;
+        pod.converted.as_ref().map(|(_, _, c)| c)
+    }
+
     /// The node's state, opened for one scrape.
     pub(crate) fn begin(&mut self, node: &str) -> &mut NodeState {
         let state = self.node(node);
@@ -95,9 +106,11 @@ pub(crate) struct PodState {
     /// Container starts counted so far (see [`starts`]).
     starts: u64,
     seen: u64,
-    /// The pod's CEL values as of `resourceVersion`: converting a pod costs more than
-    /// evaluating every metric of it, and fake pods rarely change once running.
-    pub(crate) converted: Option<(String, Converted)>,
+    /// The pod's CEL values as of `resourceVersion`, of the fields read by the
+    /// expressions whose [`Reads`](super::reads::Reads) hash is the `u64`: converting
+    /// a pod costs more than evaluating every metric of it, and fake pods rarely change
+    /// once running.
+    pub(crate) converted: Option<(String, u64, Converted)>,
 }
 
 /// A pod and its containers (`spec.containers` order) as CEL values.

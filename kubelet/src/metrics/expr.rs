@@ -22,6 +22,7 @@ use cel::functions::FunctionContext;
 use cel::{Context, ExecutionError, Program, Value as CelValue};
 use serde_json::Value;
 
+use super::reads::Reads;
 use super::table::UsageTable;
 
 /// Hidden variables (not CEL identifiers, so no expression can name them) through which
@@ -69,6 +70,8 @@ pub(crate) struct Expr {
     /// the variable (index into [`Scope::json`]) and the fields. Most label
     /// expressions are; reading them off the JSON skips the interpreter.
     path: Option<(usize, Vec<String>)>,
+    /// The fields of `node`, `pod` and `container` it reads.
+    reads: Arc<Reads>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -86,9 +89,15 @@ impl Expr {
         let program =
             Program::compile(source).map_err(|e| kwok_engine::selector::cel_one_line(&e.to_string()))?;
         Ok(Self {
+            reads: Arc::new(Reads::of(program.expression())),
             program: Arc::new(program),
             path: field_path(source),
         })
+    }
+
+    /// The fields of `node`, `pod` and `container` the expression reads.
+    pub(crate) fn reads(&self) -> &Reads {
+        &self.reads
     }
 
     /// The expression's value in `scope`.

@@ -6,6 +6,7 @@ use kwok_engine::stage::load::Source;
 
 use super::LoadError;
 use super::expr::Expr;
+use super::reads::Reads;
 use super::spec::{self, Dimension, MetricConfig, MetricKind, MetricSpec};
 
 /// The `Metric` documents in force, each served at its own path.
@@ -22,6 +23,8 @@ pub struct Metric {
     path: String,
     segments: Vec<Segment>,
     pub(crate) families: Vec<Family>,
+    /// What the families' expressions read, together.
+    pub(crate) reads: Reads,
 }
 
 /// A path segment: literal text, or a `{parameter}`.
@@ -158,12 +161,21 @@ impl Metric {
             .iter()
             .enumerate()
             .map(|(i, m)| Family::compile(m, &format!("spec.metrics[{i}]")).map_err(|(f, r)| fail(f, r)))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<Family>, _>>()?;
+        let mut reads = Reads::default();
+        for family in &families {
+            let exprs = family.labels.iter().map(|(_, e)| e);
+            let exprs = exprs
+                .chain(&family.value)
+                .chain(family.buckets.iter().map(|(_, e, _)| e));
+            exprs.for_each(|e| reads.merge(e.reads()));
+        }
         Ok(Self {
             name: doc.metadata.name,
             segments: segments(&path),
             path,
             families,
+            reads,
         })
     }
 }

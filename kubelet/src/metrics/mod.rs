@@ -43,6 +43,7 @@
 mod cumulative;
 mod expr;
 mod metric;
+mod reads;
 mod render;
 mod scrape;
 mod spec;

@@ -44,7 +44,8 @@ impl Metric {
     /// them) at `now`, advancing the integrals of `state`.
     ///
     /// # Implementation
-    /// The node, the pods and their containers are converted to CEL values once, and
+    /// The node, the pods and their containers are converted to CEL values once (the
+    /// fields the Metric's and the usage rules' expressions read), and
     /// every container's usage is evaluated once, before any family is: each family
     /// then costs its compiled expressions' evaluation per sample.
     pub fn render(
@@ -55,7 +56,9 @@ impl Metric {
         state: &mut Cumulative,
         now: Timestamp,
     ) -> Rendered {
-        let scrape = Scrape::new(node, pods, now, state);
+        let mut reads = self.reads.clone();
+        reads.merge(usages.reads());
+        let scrape = Scrape::new(node, pods, &reads, now, state);
         let mut usage_errors = Vec::new();
         let table = UsageTable::build(&scrape, usages, state, now, &mut usage_errors);
         let mut errors: Vec<RenderError> = usage_errors.into_iter().map(RenderError::from).collect();

@@ -1,7 +1,9 @@
 //! One scrape's inputs as CEL values: the node, its pods and their containers, each
-//! converted once per scrape however many expressions read them.
+//! converted once per scrape however many expressions read them, and only in the
+//! fields the expressions read ([`Reads`]).
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use cel::Value as CelValue;
@@ -15,6 +17,7 @@ use kwok_engine::selector::cel_typed_value;
 
 use super::cumulative::{Converted, Cumulative, NodeState};
 use super::expr::{Object, Scope, Slot};
+use super::reads::Reads;
 use super::table::UsageTable;
 
 /// The converted objects of one scrape.
@@ -39,20 +42,30 @@ pub(crate) struct ScrapePod<'a> {
 }
 
 impl<'a> Scrape<'a> {
-    /// Converts `node` and `pods` for evaluation at `now`, reusing the conversions
-    /// `state` holds of pods whose `resourceVersion` has not changed.
-    pub(crate) fn new(node: &'a Value, pods: &[&'a Value], now: Timestamp, state: &mut Cumulative) -> Self {
+    /// Converts what `reads` names of `node` and `pods` for evaluation at `now`,
+    /// reusing the conversions `state` holds of pods whose `resourceVersion` (and the
+    /// fields read) have not changed.
+    pub(crate) fn new(
+        node: &'a Value,
+        pods: &[&'a Value],
+        reads: &Reads,
+        now: Timestamp,
+        state: &mut Cumulative,
+    ) -> Self {
         let node_name = str_at(node, "/metadata/name");
         let node_state = state.begin(node_name);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        reads.hash(&mut hasher);
+        let reads_hash = hasher.finish();
         Self {
             now: CelTimestamp::from(chrono_of(now)),
-            node: Object::new(Slot::Node, Arc::from(object_val(node))),
+            node: Object::new(Slot::Node, Arc::from(object_val(&reads.node().prune(node)))),
             node_json: node,
             node_name,
             pods: pods
                 .iter()
                 .enumerate()
-                .map(|(i, p)| ScrapePod::new(i, p, node_state))
+                .map(|(i, p)| ScrapePod::new(i, p, node_state, reads, reads_hash))
                 .collect(),
         }
     }
@@ -80,7 +93,7 @@ impl<'a> Scrape<'a> {
 }
 
 impl<'a> ScrapePod<'a> {
-    fn new(index: usize, json: &'a Value, state: &mut NodeState) -> Self {
+    fn new(index: usize, json: &'a Value, state: &mut NodeState, reads: &Reads, reads_hash: u64) -> Self {
         let namespace = str_at(json, "/metadata/namespace");
         let name = str_at(json, "/metadata/name");
         let container_json: Vec<&Value> = json
@@ -92,16 +105,16 @@ impl<'a> ScrapePod<'a> {
         let pod_state = state.pod(namespace, name, json);
         let converted = match &pod_state.converted {
             // Without a resourceVersion (not from an apiserver) nothing tells a change.
-            Some((v, c)) if !version.is_empty() && v == version => c.clone(),
+            Some((v, h, c)) if !version.is_empty() && v == version && *h == reads_hash => c.clone(),
             _ => {
                 let c = Converted {
-                    pod: Arc::from(object_val(json)),
+                    pod: Arc::from(object_val(&reads.pod().prune(json))),
                     containers: container_json
                         .iter()
-                        .map(|c| Arc::from(to_val(cel_typed_value(c))))
+                        .map(|c| Arc::from(to_val(cel_typed_value(&reads.container().prune(c)))))
                         .collect(),
                 };
-                pod_state.converted = Some((version.to_owned(), c.clone()));
+                pod_state.converted = Some((version.to_owned(), reads_hash, c.clone()));
                 c
             }
         };

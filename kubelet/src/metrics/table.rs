@@ -177,7 +177,7 @@ impl Usages {
         resource: &str,
         now: Timestamp,
     ) -> Result<f64, UsageError> {
-        let scrape = Scrape::new(node, &[pod], now, &mut Cumulative::new());
+        let scrape = Scrape::new(node, &[pod], self.reads(), now, &mut Cumulative::new());
         let pod = &scrape.pods[0];
         let c = pod
             .containers

@@ -275,6 +275,51 @@ fn a_pods_own_resource_usage_should_win_and_containers_match_as_upstream() {
 }
 
 #[test]
+fn a_scrape_should_keep_only_the_fields_read_and_convert_again_once_a_rule_reads_more() {
+    let u = upstream();
+    let (metric, _) = u.metrics.route(PATH).unwrap();
+    let mut usages = u.usages.clone();
+    let node = node();
+    let mut p = pod("p1", json!({"kwok.x-k8s.io/usage-memory": "2Mi"}), &["c"]);
+    // With a resourceVersion the conversion is kept between scrapes.
+    p["metadata"]["resourceVersion"] = json!("7");
+    let mut state = Cumulative::new();
+    let has = |state: &Cumulative, field: &str| {
+        let pod = &state.converted("node-1", "default", "p1").unwrap().pod;
+        pod.as_indexer()
+            .unwrap()
+            .get(&cel::common::types::CelString::from(field))
+            .is_ok()
+    };
+    let memory = r#"container_memory_working_set_bytes{container="c",namespace="default",pod="p1"}"#;
+    let first = metric.render(&node, &[&p], &usages, &mut state, t0());
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(sample(&first.text, memory), "2.097152e+06");
+    // Upstream's files read metadata (name, namespace, annotations, creation time) only.
+    assert!(has(&state, "metadata") && !has(&state, "spec") && !has(&state, "status"));
+
+    // A rule that reads the spec: the same pod version is converted again with it.
+    let rule = documents(
+        r#"
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterResourceUsage
+metadata: {name: usage-from-annotation}
+spec:
+  usages:
+  - usage:
+      memory:
+        expression: 'pod.spec.nodeName == "node-1" ? Quantity("3Mi") : Quantity("1Mi")'
+"#,
+    );
+    let (value, source) = &rule.others[0];
+    usages.add(value, source).unwrap();
+    let second = metric.render(&node, &[&p], &usages, &mut state, t0());
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert_eq!(sample(&second.text, memory), "3.145728e+06");
+    assert!(has(&state, "spec") && !has(&state, "status"));
+}
+
+#[test]
 fn rules_should_be_added_and_removed_one_by_one() {
     let docs = documents(RULES);
     let mut usages = Usages::default();

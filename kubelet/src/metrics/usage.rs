@@ -9,6 +9,7 @@ use serde_json::Value;
 use kwok_engine::stage::load::Source;
 
 use super::expr::{Expr, Scope};
+use super::reads::Reads;
 use super::spec::{self, ClusterResourceUsageSpec, ObjectSelector, QuantityText, ResourceUsageSpec};
 use super::{LoadError, UsageError};
 
@@ -26,6 +27,10 @@ pub struct Usages {
     by_pod: HashMap<(String, String), Rule>,
     /// `ClusterResourceUsage`s in load (or arrival) order, with their name.
     cluster: Vec<(String, ObjectSelector, Rule)>,
+    /// What the rules' expressions read, together. A rule added or replaced merges
+    /// into it and a removal computes it again, so a replaced rule's old fields are
+    /// still converted until something is removed: more than needed, never less.
+    reads: Reads,
 }
 
 /// The `usages` of one object.
@@ -84,12 +89,14 @@ impl Usages {
             Some("ResourceUsage") => {
                 let doc = spec::parse::<ResourceUsageSpec>(value, source)?;
                 let rule = Rule::compile(&doc.spec.usages, value, source)?;
+                rule.merge_reads(&mut self.reads);
                 let namespace = doc.metadata.namespace.unwrap_or_else(|| "default".into());
                 self.by_pod.insert((namespace, doc.metadata.name), rule);
             }
             Some("ClusterResourceUsage") => {
                 let doc = spec::parse::<ClusterResourceUsageSpec>(value, source)?;
                 let rule = Rule::compile(&doc.spec.usages, value, source)?;
+                rule.merge_reads(&mut self.reads);
                 let entry = (doc.metadata.name, doc.spec.selector.unwrap_or_default(), rule);
                 match self.cluster.iter_mut().find(|(name, ..)| *name == entry.0) {
                     Some(old) => *old = entry,
@@ -107,14 +114,25 @@ impl Usages {
     /// Removes a `ResourceUsage` (`namespace` given) or a `ClusterResourceUsage`
     /// (`namespace` None); whether it was there.
     pub fn remove(&mut self, namespace: Option<&str>, name: &str) -> bool {
-        match namespace {
+        let removed = match namespace {
             Some(ns) => self.by_pod.remove(&(ns.to_owned(), name.to_owned())).is_some(),
             None => {
                 let before = self.cluster.len();
                 self.cluster.retain(|(n, ..)| n != name);
                 self.cluster.len() != before
             }
+        };
+        if removed {
+            self.reads = Reads::default();
+            let rules = self.by_pod.values().chain(self.cluster.iter().map(|(_, _, r)| r));
+            rules.for_each(|r| r.merge_reads(&mut self.reads));
         }
+        removed
+    }
+
+    /// What the rules' expressions read of `node`, `pod` and `container`.
+    pub(crate) fn reads(&self) -> &Reads {
+        &self.reads
     }
 
     /// Whether no rule is loaded (every usage is then 0).
@@ -154,6 +172,16 @@ impl Rule {
             .map(|(i, u)| Entry::compile(u, &format!("spec.usages[{i}]"), value, source))
             .collect::<Result<_, _>>()?;
         Ok(Self { entries })
+    }
+
+    fn merge_reads(&self, reads: &mut Reads) {
+        for entry in &self.entries {
+            for (_, amount) in &entry.usage {
+                if let Amount::Expression(e) = amount {
+                    reads.merge(e.reads());
+                }
+            }
+        }
     }
 
     /// Upstream's `findUsageInUsages`.
