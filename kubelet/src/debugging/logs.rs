@@ -4,12 +4,12 @@
 //! `kubectl logs`' options. A line in neither format is passed on as it is, so a plain
 //! text file works too.
 
-use std::{path::Path, time::Duration};
+use std::{io::SeekFrom, path::Path, time::Duration};
 
 use jiff::Timestamp;
 use tokio::{
     fs::File,
-    io::{AsyncBufReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader},
 };
 
 /// How often a followed file is checked for new lines: the kubelet waits on inotify;
@@ -148,36 +148,64 @@ pub async fn write_logs(
         path: path.display().to_string(),
         source,
     };
-    let file = File::open(path).await.map_err(read_err)?;
+    let mut file = File::open(path).await.map_err(read_err)?;
+    // The tail counts the file's lines, partial ones too, and comes before `since`, as
+    // the kubelet's reader takes them; it is found from the end, as the kubelet seeks,
+    // so a long log is not read for its last lines.
+    if let Some(n) = opts.tail_lines {
+        let start = tail_start(&mut file, n, TAIL_BLOCK).await.map_err(read_err)?;
+        file.seek(SeekFrom::Start(start)).await.map_err(read_err)?;
+    }
     let mut reader = BufReader::new(file);
     let mut budget = opts.limit_bytes.unwrap_or(u64::MAX);
     let mut pending = Partial::default();
-    // The tail counts the file's lines, partial ones too, and comes before `since`, as
-    // the kubelet's reader takes them.
-    let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     while reader.read_line(&mut line).await.map_err(read_err)? > 0 {
         if !line.ends_with('\n') {
             break; // a line still being written: followed below
         }
-        lines.push(std::mem::take(&mut line));
-    }
-    let skip = opts.tail_lines.map_or(0, |n| {
-        lines
-            .len()
-            .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX))
-    });
-    for raw in &lines[skip..] {
-        if let Some(text) = parse_line(raw, &mut pending).and_then(|e| render(&e, opts))
+        if let Some(text) = parse_line(&line, &mut pending).and_then(|e| render(&e, opts))
             && !emit(out, &text, &mut budget).await?
         {
             return Ok(());
         }
+        line.clear();
     }
     if !opts.follow {
         return Ok(());
     }
     follow(path, &mut reader, line, pending, opts, out, &mut budget).await
+}
+
+/// How much of a file is read at a time, backwards, to find where its tail starts.
+const TAIL_BLOCK: u64 = 64 * 1024;
+
+/// Where the last `lines` complete lines of `file` start: just after the newline that
+/// ends the line before them, or 0 when the file has no more lines than that. Bytes
+/// after the last newline (a line still being written) are not a line.
+async fn tail_start(file: &mut File, lines: u64, block: u64) -> std::io::Result<u64> {
+    let len = file.metadata().await?.len();
+    let mut buf = vec![0; usize::try_from(block).unwrap_or(usize::MAX)];
+    // The newline ending the last complete line is the first met from the end; the
+    // tail starts after the (lines + 1)-th.
+    let mut newlines = 0;
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(block);
+        let chunk = &mut buf[..usize::try_from(end - start).unwrap_or(usize::MAX)];
+        file.seek(SeekFrom::Start(start)).await?;
+        file.read_exact(chunk).await?;
+        for (i, byte) in chunk.iter().enumerate().rev() {
+            if *byte == b'\n' {
+                newlines += 1;
+                if newlines == lines + 1 {
+                    return Ok(start + i as u64 + 1);
+                }
+            }
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Reads on from where `reader` stands as the file grows; a file cut shorter (rotated or
@@ -288,6 +316,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(read(CRI, limited).await, "one\ntw");
+    }
+
+    #[tokio::test]
+    async fn the_tail_should_be_found_from_the_end_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let text = "one\ntwo\nthree\nfour\nhalf";
+        std::fs::write(&path, text).unwrap();
+        let mut file = File::open(&path).await.unwrap();
+        for block in [1, 3, 4, 64 * 1024] {
+            for (lines, want) in [
+                (0, "half"),
+                (1, "four\nhalf"),
+                (3, "two\nthree\nfour\nhalf"),
+                (4, text),
+                (9, text),
+            ] {
+                let start = tail_start(&mut file, lines, block).await.unwrap();
+                assert_eq!(&text[start as usize..], want, "tail {lines}, block {block}");
+            }
+        }
+        // A file ending in a newline: the last line is complete.
+        std::fs::write(&path, "a\nb\n").unwrap();
+        let mut file = File::open(&path).await.unwrap();
+        assert_eq!(tail_start(&mut file, 1, 1).await.unwrap(), 2);
+        assert_eq!(tail_start(&mut file, 0, 1).await.unwrap(), 4);
     }
 
     #[tokio::test]
