@@ -27,7 +27,7 @@ use crate::{
     host::SharedIps,
     ipam::Pool,
     kubelet_api::KubeletApi,
-    lease::{Fence, LeaseWorker, MemberLease, Ownership},
+    lease::{Fence, LeaseOptions, LeaseWorker, MemberLease, Ownership},
     metrics::Metrics,
     rule_watch::{self, LiveRules, Publisher},
     server::{self, ServerState},
@@ -131,11 +131,14 @@ pub async fn run(
         let worker = LeaseWorker::new(
             lease_client,
             settings.id.clone(),
-            duration,
-            settings.lease_parallelism,
+            LeaseOptions {
+                duration,
+                parallelism: settings.lease_parallelism,
+                encoding: settings.lease_encoding,
+                scale_out: settings.member_lease.is_some(),
+            },
             metrics.clone(),
             on_ownership,
-            settings.member_lease.is_some(),
         );
         lease_pressure = Some(worker.pressure());
         tokio::spawn(worker.run(rx));

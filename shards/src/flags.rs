@@ -63,6 +63,10 @@ pub struct Flags {
     /// Lease renewals in flight at once (four times as many while renewals near expiry).
     #[arg(long, default_value_t = 64)]
     pub node_lease_parallelism: usize,
+    /// Encoding of node Lease renewals (PUTs): `json`, as upstream KWOK, or `protobuf`,
+    /// as kubelets (not in upstream KWOK; cheaper for the apiserver to decode and answer).
+    #[arg(long, value_enum, default_value_t = LeaseEncoding::Json)]
+    pub node_lease_encoding: LeaseEncoding,
     /// Number of shard workers (default: number of cores).
     #[arg(long)]
     pub shards: Option<usize>,
@@ -124,6 +128,15 @@ pub struct Flags {
     /// Tools that run instead of the controller.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How node Lease renewals are encoded (`--node-lease-encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LeaseEncoding {
+    /// `application/json`.
+    Json,
+    /// `application/vnd.kubernetes.protobuf`, both ways.
+    Protobuf,
 }
 
 /// How watches fetch the initial state (`--initial-list`).

@@ -47,6 +47,8 @@ pub struct Settings {
     pub lease_seconds: u32,
     /// Lease renewals in flight at once.
     pub lease_parallelism: usize,
+    /// Encoding of Lease renewals.
+    pub lease_encoding: crate::flags::LeaseEncoding,
     /// With `--scale-out`: the duration of our member Lease (`None`: not sharing nodes).
     pub member_lease: Option<std::time::Duration>,
     /// Shard workers.
@@ -174,6 +176,7 @@ impl Settings {
             node_port: flags.node_port,
             lease_seconds: flags.node_lease_duration_seconds,
             lease_parallelism: flags.node_lease_parallelism.max(1),
+            lease_encoding: flags.node_lease_encoding,
             member_lease: member_lease(flags)?,
             shards,
             writes_in_flight: flags.writes_in_flight as usize,

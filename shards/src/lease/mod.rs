@@ -56,12 +56,13 @@ mod pressure;
 mod queue;
 mod requests;
 mod state;
+mod wire;
 mod worker;
 
 pub use fence::{Fence, WriteFence};
 pub use members::MemberLease;
 pub use pressure::{Pressure, PressureGauge};
-pub use worker::LeaseWorker;
+pub use worker::{LeaseOptions, LeaseWorker};
 
 /// Namespace of node leases.
 pub const NAMESPACE: &str = "kube-node-lease";

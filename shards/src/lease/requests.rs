@@ -16,8 +16,9 @@ use tracing::{debug, warn};
 use super::{
     NAMESPACE,
     decide::{self, Ended, OnRead},
+    wire,
 };
-use crate::metrics::Metrics;
+use crate::{flags::LeaseEncoding, metrics::Metrics};
 
 /// Result of one request, sent back to the worker loop.
 #[derive(Debug)]
@@ -50,6 +51,8 @@ pub(super) struct Requests {
     pub(super) client: Client,
     pub(super) holder: String,
     pub(super) duration: Duration,
+    /// How renewals are encoded.
+    pub(super) encoding: LeaseEncoding,
     pub(super) metrics: Arc<Metrics>,
     /// With `--scale-out`: the renewal interval, after which (and a margin) a Lease
     /// not renewed by its holder is taken over (see [`decide::on_read`]).
@@ -140,7 +143,10 @@ impl Requests {
         spec.lease_duration_seconds = Some(self.duration.as_secs() as i32);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
         let start = std::time::Instant::now();
-        let result = api.replace(name, &PostParams::default(), &lease).await;
+        let result = match self.encoding {
+            LeaseEncoding::Json => api.replace(name, &PostParams::default(), &lease).await,
+            LeaseEncoding::Protobuf => wire::replace(&self.client, NAMESPACE, name, &lease).await,
+        };
         let seconds = start.elapsed().as_secs_f64();
         match &result {
             Ok(_) => self.metrics.request("put", "200", seconds),

@@ -14,7 +14,21 @@ use super::{
     requests::Requests,
     state::{Command, Done, Leases},
 };
-use crate::{metrics::Metrics, wheel::Alarm};
+use crate::{flags::LeaseEncoding, metrics::Metrics, wheel::Alarm};
+
+/// How the worker holds its Leases.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseOptions {
+    /// The Leases' duration.
+    pub duration: Duration,
+    /// Requests in flight at most.
+    pub parallelism: usize,
+    /// How renewals are encoded.
+    pub encoding: LeaseEncoding,
+    /// `--scale-out`: hold only the Leases of the nodes the member table deals us (the
+    /// members come as [`LeaseMsg::Members`]).
+    pub scale_out: bool,
+}
 
 /// The worker.
 pub struct LeaseWorker {
@@ -27,29 +41,26 @@ pub struct LeaseWorker {
 }
 
 impl LeaseWorker {
-    /// A worker renewing as `holder` for `duration`, at most `parallelism` requests at
-    /// once; with `scale_out`, only the leases of the nodes the member table deals us
-    /// (the members come as [`LeaseMsg::Members`]).
+    /// A worker renewing as `holder`, as `options` say.
     pub fn new(
         client: Client,
         holder: String,
-        duration: Duration,
-        parallelism: usize,
+        options: LeaseOptions,
         metrics: Arc<Metrics>,
         on_ownership: OnOwnership,
-        scale_out: bool,
     ) -> Self {
         Self {
             requests: Arc::new(Requests {
                 client,
                 holder,
-                duration,
+                duration: options.duration,
+                encoding: options.encoding,
                 metrics,
                 // Leases are renewed every quarter duration.
-                handover: scale_out.then_some(duration / 4),
+                handover: options.scale_out.then_some(options.duration / 4),
             }),
-            scale_out,
-            parallelism,
+            scale_out: options.scale_out,
+            parallelism: options.parallelism,
             on_ownership,
             pressure: PressureGauge::default(),
         }

@@ -25,6 +25,7 @@ mod kubelet_crds;
 mod kwok;
 mod kwok_replicas;
 mod kwok_server;
+mod lease_encoding;
 mod metrics_server;
 mod priority;
 mod upstream_stages;

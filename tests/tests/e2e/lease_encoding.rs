@@ -1,0 +1,67 @@
+//! `kwok --node-lease-encoding protobuf`: node Lease renewals sent and answered in
+//! Kubernetes' protobuf encoding are accepted by the real apiserver, keep what the Lease
+//! carries, and keep nodes Ready.
+
+use std::time::Duration;
+
+use crate::util::{Cluster, metric_sum};
+
+#[test]
+fn protobuf_lease_renewals_should_be_accepted_and_keep_the_lease_whole() {
+    // The kubelet's 40 s lease, renewed every 10 s.
+    let cluster = Cluster::create(
+        "lease-pb",
+        &[
+            "--heartbeat-factor",
+            "1",
+            "--extra-args",
+            "kwok-controller=node-lease-encoding=protobuf",
+        ],
+    );
+    cluster
+        .kwokctl
+        .ok(&["--name", cluster.name, "scale", "node", "--replicas", "2"]);
+    let ready = "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}";
+    cluster.eventually(&["get", "nodes", "-o", ready], Duration::from_secs(60), |out| {
+        out.lines().filter(|l| *l == "True").count() == 2
+    });
+    let node = cluster.kubectl(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].metadata.name} {.items[0].metadata.uid}",
+    ]);
+    let (name, uid) = node.trim().split_once(' ').expect("name and uid");
+
+    // Renewed (each renewal is a PUT in protobuf) at least twice past its creation,
+    // and still owned by its node: the metadata went through the protobuf round trip.
+    let lease = "jsonpath={.spec.holderIdentity} {.spec.renewTime} {.metadata.ownerReferences[0].uid} {.spec.leaseDurationSeconds}";
+    let get = ["-n", "kube-node-lease", "get", "lease", name, "-o", lease];
+    let first = cluster.eventually(&get, Duration::from_secs(30), |o| o.starts_with("kwok-"));
+    let second = cluster.eventually(&get, Duration::from_secs(30), |o| o != first);
+    let third = cluster.eventually(&get, Duration::from_secs(30), |o| o != second);
+    let fields: Vec<&str> = third.split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{third}");
+    assert!(fields[0].starts_with("kwok-"), "{third}");
+    assert_eq!(fields[2], uid, "owner reference lost: {third}");
+    assert_eq!(fields[3], "40", "{third}");
+
+    // kwok counted its PUTs as answered 200 and none refused.
+    let metrics = cluster.kwok_get("/metrics");
+    let ok = metric_sum(
+        &metrics,
+        "kwok_apiserver_requests_total",
+        "verb=\"put\",code=\"200\"",
+    );
+    assert!(ok >= 2.0, "lease PUTs answered 200: {ok}\n{metrics}");
+    let refused: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("kwok_apiserver_requests_total")
+                && l.contains("verb=\"put\"")
+                && !l.contains("code=\"200\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(refused, 0.0, "lease PUTs not answered 200:\n{metrics}");
+}
