@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::create_options::process_of;
 use crate::util::{Cluster, metric_sum};
 
 #[test]
@@ -17,6 +18,12 @@ fn protobuf_lease_renewals_should_be_accepted_and_keep_the_lease_whole() {
             "--extra-args",
             "kwok-controller=node-lease-encoding=protobuf",
         ],
+    );
+    // kwok runs with the flag (so the renewals below are protobuf ones).
+    let (cmdline, _) = process_of(&cluster.dir(), "kwok-controller");
+    assert!(
+        cmdline.iter().any(|a| a == "--node-lease-encoding=protobuf"),
+        "{cmdline:?}"
     );
     cluster
         .kwokctl
