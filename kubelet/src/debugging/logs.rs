@@ -198,7 +198,7 @@ async fn tail_start(file: &mut File, lines: u64, block: u64) -> std::io::Result<
         for (i, byte) in chunk.iter().enumerate().rev() {
             if *byte == b'\n' {
                 newlines += 1;
-                if newlines == lines + 1 {
+                if newlines == lines.saturating_add(1) {
                     return Ok(start + i as u64 + 1);
                 }
             }
@@ -332,6 +332,7 @@ mod tests {
                 (3, "two\nthree\nfour\nhalf"),
                 (4, text),
                 (9, text),
+                (u64::MAX, text),
             ] {
                 let start = tail_start(&mut file, lines, block).await.unwrap();
                 assert_eq!(&text[start as usize..], want, "tail {lines}, block {block}");
