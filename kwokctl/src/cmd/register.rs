@@ -1,8 +1,9 @@
 //! The objects `create cluster` makes once the apiserver is up: kwok's RBAC binding and
 //! flow schema (before kwok starts), the DeviceClasses of kwok's fake devices, and what
-//! registers the aggregated API servers it runs (metrics-server). Their RBAC, Service and APIService are created before they start,
-//! and the cluster is ready only when the apiserver says the APIService is Available
-//! (it reached the server and read its discovery document).
+//! registers the aggregated API servers it runs (metrics-server). Their RBAC, Service
+//! and APIService are created before they start, and the cluster is ready only when the
+//! apiserver says the APIService is Available (it reached the server and read its
+//! discovery document).
 
 use std::time::{Duration, Instant};
 
