@@ -27,7 +27,7 @@ use crate::{
     host::SharedIps,
     ipam::Pool,
     kubelet_api::KubeletApi,
-    lease::{Fence, LeaseOptions, LeaseWorker, MemberLease, Ownership},
+    lease::{Fence, IpSlot, LeaseOptions, LeaseWorker, MemberLease, Ownership},
     metrics::Metrics,
     rule_watch::{self, LiveRules, Publisher},
     server::{self, ServerState},
@@ -92,7 +92,10 @@ pub async fn run(
         metrics.clone(),
     )
     .with_config(config);
-    let shared_ips = SharedIps::new(Pool::new(settings.cidr));
+    let shared_ips = match settings.member_lease {
+        Some(_) => SharedIps::scale_out(settings.cidr),
+        None => SharedIps::new(Pool::new(settings.cidr)),
+    };
     let claims = Arc::new(ClaimIndex::default());
     let start = Timestamp::now();
     // Which node leases we hold, routed to the node's shard like its events. Unbounded:
@@ -118,6 +121,13 @@ pub async fn run(
             let _ = ownership_txs[shard].send(ownership);
         });
         if let Some(member_duration) = settings.member_lease {
+            let slot = IpSlot::new(
+                kube::Api::namespaced(lease_client.clone(), crate::lease::NAMESPACE),
+                settings.id.clone(),
+                member_duration,
+                shared_ips.clone(),
+                metrics.clone(),
+            );
             let member = MemberLease::new(
                 lease_client.clone(),
                 settings.id.clone(),
@@ -125,6 +135,7 @@ pub async fn run(
                 metrics.clone(),
                 member_fence.clone().expect("made with --scale-out"),
                 members_tx,
+                slot,
             );
             tokio::spawn(member.run(tx.clone()));
         }

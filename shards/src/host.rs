@@ -11,16 +11,26 @@ use jiff::Timestamp;
 use kwok_engine::host::{Host, PoolExhausted, splitmix64};
 use serde_json::Value;
 
-use crate::ipam::{Cidr, Pool};
+use crate::ipam::{Cidr, Pool, Stripe};
 
 /// What every shard shares: the `--cidr` pool for nodes without a podCIDR, and the
 /// holder of every pod IP handed out or seen. A node's pool runs past its podCIDR as
 /// upstream's does, into the next node's network; the holders keep such an address
 /// from going to a second pod on another node.
+///
+/// With `--scale-out` several kwoks hand out `--cidr` addresses at once, each unaware of
+/// the others' latest pods: each takes them only from the [`Stripe`] of the IP slot it
+/// holds (`lease::IpSlot`), none while it holds none. `generation` counts slot changes:
+/// an address we handed out from a slot no longer ours, and never seen on its pod, may
+/// go to another pod by the slot's new holder, so it is handed out again.
 #[derive(Debug)]
 pub struct SharedIps {
     global: Pool,
     holders: HashMap<Ipv4Addr, String>,
+    /// Whether `global` may hand out addresses: always for a single kwok; with
+    /// `--scale-out`, while we hold its slot.
+    slot_held: bool,
+    generation: u64,
 }
 
 impl SharedIps {
@@ -29,7 +39,36 @@ impl SharedIps {
         Arc::new(Mutex::new(Self {
             global,
             holders: HashMap::new(),
+            slot_held: true,
+            generation: 0,
         }))
+    }
+
+    /// Shared state over `cidr` for a `--scale-out` member: no address is handed out
+    /// until [`SharedIps::set_slot`] gives it a slot.
+    pub fn scale_out(cidr: Cidr) -> Arc<Mutex<Self>> {
+        let this = Self::new(Pool::new(cidr));
+        this.lock().expect("new lock").slot_held = false;
+        this
+    }
+
+    /// We now hold IP slot `stripe` (`None`: none): `--cidr` addresses come from it,
+    /// the ones already known in it kept from new pods.
+    pub fn set_slot(&mut self, stripe: Option<Stripe>) {
+        let held = stripe.is_some();
+        if let Some(stripe) = stripe
+            && (stripe != self.global.stripe() || !self.slot_held)
+        {
+            let mut pool = Pool::striped(self.global.network(), stripe);
+            for (ip, uid) in &self.holders {
+                pool.adopt(uid, *ip);
+            }
+            self.global = pool;
+            self.generation += 1;
+        } else if !held && self.slot_held {
+            self.generation += 1;
+        }
+        self.slot_held = held;
     }
 }
 
@@ -55,6 +94,10 @@ struct PodIp {
     node: String,
     ip: Ipv4Addr,
     pool: Placement,
+    /// Seen on the pod (a watch event): it is the cluster's now, whoever handed it out.
+    seen: bool,
+    /// [`SharedIps::generation`] when we handed it out.
+    generation: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +171,17 @@ impl Ips {
     /// Records the IP a pod holds (seen on a watch), so it is not handed out again.
     pub fn adopt_pod(&mut self, node: &str, uid: &str, ip: &str) {
         let Ok(ip) = ip.parse::<Ipv4Addr>() else { return };
-        if self.pods.get(uid).is_some_and(|p| p.ip == ip && p.node == node) {
+        if let Some(pod) = self.pods.get_mut(uid)
+            && pod.ip == ip
+            && pod.node == node
+        {
+            pod.seen = true;
             return;
         }
         self.release_pod(uid);
         let pool = self.place(node, uid, ip);
-        self.record(node, uid, ip, pool);
+        self.record(node, uid, ip, pool, 0);
+        self.pods.get_mut(uid).expect("just recorded").seen = true;
     }
 
     /// Releases a pod's IP.
@@ -144,6 +192,8 @@ impl Ips {
         if shared.holders.get(&pod.ip).is_some_and(|h| h == uid) {
             shared.holders.remove(&pod.ip);
         }
+        // A new slot's pool adopted every known address, whatever its placement here.
+        shared.global.release(uid);
         drop(shared);
         if let Some(uids) = self.by_node.get_mut(&pod.node) {
             uids.remove(uid);
@@ -156,10 +206,23 @@ impl Ips {
     /// Pod `uid`'s IP on `node`, allocated on first use; `Err` names the exhausted pool.
     fn pod_ip(&mut self, node: &str, uid: &str) -> Result<String, PoolExhausted> {
         if let Some(pod) = self.pods.get(uid) {
-            return Ok(pod.ip.to_string());
+            let handed_out_from_a_lost_slot = pod.pool == Placement::Global
+                && !pod.seen
+                && pod.generation != self.shared.lock().expect("ip pool lock").generation;
+            if !handed_out_from_a_lost_slot {
+                return Ok(pod.ip.to_string());
+            }
+            tracing::info!(pod = uid, ip = %pod.ip, "pod IP from an IP slot no longer held, not yet written: handing out another");
+            self.release_pod(uid);
         }
         let mut shared = self.shared.lock().expect("ip pool lock");
-        let SharedIps { global, holders } = &mut *shared;
+        let generation = shared.generation;
+        let SharedIps {
+            global,
+            holders,
+            slot_held,
+            ..
+        } = &mut *shared;
         let held_elsewhere = |ip: Ipv4Addr| holders.get(&ip).is_some_and(|h| h != uid);
         let (ip, pool) = match self.per_node.get_mut(node) {
             Some(pool) => (
@@ -169,6 +232,14 @@ impl Ips {
                     })?,
                 Placement::Node,
             ),
+            None if !*slot_held => {
+                return Err(PoolExhausted {
+                    pool: format!(
+                        "--cidr {} (node {node:?} has no podCIDR, and this --scale-out member holds no IP slot yet)",
+                        global.cidr()
+                    ),
+                });
+            }
             None => {
                 let ip = global
                     .get_avoiding(uid, held_elsewhere)
@@ -180,17 +251,24 @@ impl Ips {
         };
         holders.insert(ip, uid.to_owned());
         drop(shared);
-        self.record(node, uid, ip, pool);
+        self.record(node, uid, ip, pool, generation);
         Ok(ip.to_string())
     }
 
-    fn record(&mut self, node: &str, uid: &str, ip: Ipv4Addr, pool: Placement) {
+    fn record(&mut self, node: &str, uid: &str, ip: Ipv4Addr, pool: Placement, generation: u64) {
         self.by_node
             .entry(node.to_owned())
             .or_default()
             .insert(uid.to_owned());
         let node = node.to_owned();
-        self.pods.insert(uid.to_owned(), PodIp { node, ip, pool });
+        let pod = PodIp {
+            node,
+            ip,
+            pool,
+            seen: false,
+            generation,
+        };
+        self.pods.insert(uid.to_owned(), pod);
     }
 
     /// Files `ip` in the first pool that hands out such addresses: the node's, else the
@@ -462,5 +540,62 @@ mod tests {
         // Released, the address goes to the next pod that asks.
         b.release_pod("b1");
         assert_eq!(a.pod_ip("n7", "a257").unwrap(), "10.0.8.1");
+    }
+
+    /// Issue 25: two `--scale-out` members, each its own process (its own shared state),
+    /// hand out `--cidr` addresses only from their slots, so they never give one twice
+    /// even before they see each other's pods.
+    #[test]
+    fn scale_out_members_should_hand_out_cidr_addresses_only_from_their_slots() {
+        let cidr = Cidr::parse("10.0.0.1/24").unwrap();
+        let (shared_a, shared_b) = (SharedIps::scale_out(cidr), SharedIps::scale_out(cidr));
+        let mut a = Ips::new(shared_a.clone(), "196.168.0.1".into());
+        let mut b = Ips::new(shared_b.clone(), "196.168.0.1".into());
+        let err = a.pod_ip("n1", "early").unwrap_err();
+        assert!(err.pool.contains("holds no IP slot yet"), "{}", err.pool);
+        shared_a.lock().unwrap().set_slot(Stripe::slot(0));
+        shared_b.lock().unwrap().set_slot(Stripe::slot(1));
+        let mut seen = HashSet::new();
+        for i in 0..300 {
+            assert!(seen.insert(a.pod_ip("n1", &format!("a{i}")).unwrap()));
+            assert!(seen.insert(b.pod_ip("n2", &format!("b{i}")).unwrap()));
+        }
+        assert!(seen.contains("10.0.0.1") && seen.contains("10.0.1.1") && seen.contains("10.0.65.0"));
+    }
+
+    /// Issue 25: after a stall long enough for its slot to pass to another member, an
+    /// address handed out from it but never seen on its pod is handed out anew from the
+    /// slot held now; one seen on its pod is the cluster's and stays.
+    #[test]
+    fn an_address_from_a_lost_slot_not_yet_written_should_be_handed_out_again() {
+        let shared = SharedIps::scale_out(Cidr::parse("10.0.0.1/24").unwrap());
+        let mut ips = Ips::new(shared.clone(), "196.168.0.1".into());
+        shared.lock().unwrap().set_slot(Stripe::slot(3));
+        assert_eq!(ips.pod_ip("n1", "written").unwrap(), "10.0.3.1");
+        assert_eq!(ips.pod_ip("n1", "pending").unwrap(), "10.0.3.2");
+        ips.adopt_pod("n1", "written", "10.0.3.1");
+        // Lost, then slot 5 claimed.
+        shared.lock().unwrap().set_slot(None);
+        let err = ips.pod_ip("n1", "new").unwrap_err();
+        assert!(err.pool.contains("no IP slot"), "{}", err.pool);
+        shared.lock().unwrap().set_slot(Stripe::slot(5));
+        assert_eq!(
+            ips.pod_ip("n1", "written").unwrap(),
+            "10.0.3.1",
+            "seen on its pod"
+        );
+        assert_eq!(
+            ips.pod_ip("n1", "pending").unwrap(),
+            "10.0.5.1",
+            "from the slot held now"
+        );
+        assert_eq!(ips.pod_ip("n1", "new").unwrap(), "10.0.5.2");
+        // Slot 3's next holder passes over what its pods hold, as every member learns
+        // the --cidr addresses of every pod.
+        let next = SharedIps::scale_out(Cidr::parse("10.0.0.1/24").unwrap());
+        let mut other = Ips::new(next.clone(), "196.168.0.1".into());
+        other.adopt_pod("n1", "written", "10.0.3.1");
+        next.lock().unwrap().set_slot(Stripe::slot(3));
+        assert_eq!(other.pod_ip("n2", "x").unwrap(), "10.0.3.2");
     }
 }

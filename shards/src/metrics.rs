@@ -86,6 +86,8 @@ pub struct Metrics {
     /// With --scale-out: 1 while this kwok's member Lease could not be renewed in time
     /// (it drives no node then), else 0.
     pub member_fenced: Gauge,
+    /// With --scale-out: the IP slot held (its stripe of --cidr), -1 while none is.
+    pub ip_slot: Gauge,
     /// Stage writes held back because another kwok may hold their node's Lease now (or
     /// our member Lease expired): fenced, not sent.
     pub fenced_writes: Counter,
@@ -132,6 +134,7 @@ impl Metrics {
             nodes_dealt: Gauge::default(),
             handovers: Counter::default(),
             member_fenced: Gauge::default(),
+            ip_slot: Gauge::default(),
             fenced_writes: Counter::default(),
             events_not_driven: Counter::default(),
             bytes_not_driven: Counter::default(),
@@ -242,6 +245,11 @@ impl Metrics {
             "member_fenced",
             "1 while this kwok's member Lease is not renewed in time and it drives no node",
             m.member_fenced.clone(),
+        );
+        r.register(
+            "ip_slot",
+            "The IP slot this --scale-out member holds (pod IPs from --cidr come from its stripe), -1 while none",
+            m.ip_slot.clone(),
         );
         r.register(
             "lease_queue_depth",

@@ -29,7 +29,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use super::{Fence, LeaseMsg, NAMESPACE};
+use super::{Fence, IpSlot, LeaseMsg, NAMESPACE};
 use crate::metrics::Metrics;
 
 /// The label (with value `"true"`) that marks member Leases.
@@ -46,6 +46,9 @@ pub struct MemberLease {
     /// The members as last reported, for the shards: they drive the objects not bound
     /// to a node that [`kwok_members::owner_of`] gives us.
     shards: watch::Sender<Arc<[String]>>,
+    /// Our IP slot, renewed before the member Lease: the fence also closes when it
+    /// would expire.
+    slot: IpSlot,
 }
 
 impl MemberLease {
@@ -58,6 +61,7 @@ impl MemberLease {
         metrics: Arc<Metrics>,
         fence: Fence,
         shards: watch::Sender<Arc<[String]>>,
+        slot: IpSlot,
     ) -> Self {
         Self {
             client,
@@ -66,6 +70,7 @@ impl MemberLease {
             metrics,
             fence,
             shards,
+            slot,
         }
     }
 
@@ -77,7 +82,7 @@ impl MemberLease {
     }
 
     /// Runs until the lease worker's channel `tx` closes.
-    pub async fn run(self, tx: mpsc::UnboundedSender<LeaseMsg>) {
+    pub async fn run(mut self, tx: mpsc::UnboundedSender<LeaseMsg>) {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
         let name = lease_name(&self.me);
         let mut tick = tokio::time::interval(self.duration / 5);
@@ -98,13 +103,17 @@ impl MemberLease {
                 }
                 reported = Some(others.clone());
             }
+            // The slot first: one lost while we were away is let go (and its
+            // addresses not yet written handed out anew) before the fence reopens.
+            let slot_until = self.slot.tick().await;
             let sent = Instant::now();
             match self.renew(&api, &name, &mut last).await {
                 Ok(()) => {
                     renewed = Some(sent);
                     // The others count our expiry from the renewTime written, no
-                    // earlier than `sent`.
-                    self.fence.open_until(sent + self.duration);
+                    // earlier than `sent`; an IP slot's holder, likewise from its own.
+                    let until = sent + self.duration;
+                    self.fence.open_until(slot_until.map_or(until, |s| s.min(until)));
                 }
                 Err(e) => warn!(lease = %name, error = %e, "failed to renew the member lease"),
             }
@@ -331,6 +340,14 @@ mod tests {
             &mut prometheus_client::registry::Registry::default(),
         ));
         let (shards, _) = watch::channel(Arc::from(Vec::new()));
+        let cidr = crate::ipam::Cidr::parse("10.0.0.1/24").unwrap();
+        let slot = IpSlot::new(
+            Api::namespaced(client.clone(), NAMESPACE),
+            "kwok-a".into(),
+            Duration::from_secs(10),
+            crate::host::SharedIps::scale_out(cidr),
+            metrics.clone(),
+        );
         let member = MemberLease::new(
             client.clone(),
             "kwok-a".into(),
@@ -338,6 +355,7 @@ mod tests {
             metrics,
             Fence::closed(),
             shards,
+            slot,
         );
         let api: Api<Lease> = Api::namespaced(client, NAMESPACE);
         let name = lease_name("kwok-a");

@@ -50,6 +50,7 @@
 
 mod decide;
 mod fence;
+mod ip_slot;
 mod members;
 mod plan;
 mod pressure;
@@ -60,6 +61,7 @@ mod wire;
 mod worker;
 
 pub use fence::{Fence, WriteFence};
+pub use ip_slot::IpSlot;
 pub use members::MemberLease;
 pub use pressure::{Pressure, PressureGauge};
 pub use worker::{LeaseOptions, LeaseWorker};

@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     kwok::READY,
-    util::{Cluster, audit_policy, kwok_ports, node_with_cidr},
+    util::{Cluster, audit_policy, kwok_ports, metric_sum, node_with_cidr},
 };
 
 const NODES: usize = 20;
@@ -199,4 +199,87 @@ fn two_kwok_replicas_should_share_the_nodes_and_stop_and_start_with_the_cluster(
     cluster.assert_driven_once(&["kwok-replicas", "kwok-replicas-1"]);
     kwokctl.ok(&["delete", "cluster", "--name", name]);
     assert!(kwokctl.processes().is_empty(), "{:?}", kwokctl.processes());
+}
+
+/// Nodes `ip-0` … without a podCIDR: their pods take addresses from kwok's `--cidr`.
+fn node_without_cidr(i: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: ip-{i}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n"
+    )
+}
+
+/// Pods `first..first + count`, spread over `nodes` nodes by `spec.nodeName`.
+fn pods_on_nodes(first: usize, count: usize, nodes: usize) -> String {
+    (first..first + count)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ip-pod-{i}\n  namespace: default\nspec:\n  nodeName: ip-{}\n  containers: [{{name: c, image: x}}]\n---\n",
+                i % nodes
+            )
+        })
+        .collect()
+}
+
+/// Waits until `want` pods are Running with an IP; returns the IPs held by more than
+/// one pod.
+fn running_pods_and_duplicates(cluster: &Cluster, want: usize) -> Vec<(String, usize)> {
+    const IPS: &str = "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}";
+    let out = cluster.eventually(&["get", "pods", "-o", IPS], Duration::from_secs(120), |out| {
+        out.lines()
+            .filter(|l| l.starts_with("Running ") && l.len() > "Running ".len())
+            .count()
+            == want
+    });
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for ip in out.lines().filter_map(|l| l.split_once(' ')).map(|(_, ip)| ip) {
+        *counts.entry(ip.to_owned()).or_default() += 1;
+    }
+    counts.into_iter().filter(|(_, n)| *n > 1).collect()
+}
+
+/// See: issue 25 (three replicas gave 186 of 600 pods an address another pod had: each
+/// filled the shared `--cidr` pool from its lowest free address before it saw the
+/// others' pods). Each replica now hands out addresses from the IP slot it holds.
+#[test]
+fn kwok_replicas_should_never_give_two_pods_one_ip_from_the_shared_cidr() {
+    const NODES: usize = 30;
+    let cluster = Cluster::create(
+        "replicas-ips",
+        &["--kwok-replicas", "3", "--heartbeat-factor", "1"],
+    );
+    let nodes: String = (0..NODES).map(|i| node_without_cidr(i) + "---\n").collect();
+    cluster.apply(&nodes);
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |out| {
+        out.lines()
+            .filter(|l| l.starts_with("ip-") && l.ends_with("=True"))
+            .count()
+            == NODES
+    });
+    // Each replica holds its own slot.
+    let slots: Vec<f64> = kwok_ports(&cluster)
+        .values()
+        .map(|port| metric_sum(&cluster.kwok_get_at(port, "/metrics"), "kwok_ip_slot", ""))
+        .collect();
+    assert_eq!(slots.len(), 3, "{slots:?}");
+    assert!(
+        slots.iter().all(|s| *s >= 0.0),
+        "a replica without a slot: {slots:?}"
+    );
+    let distinct: std::collections::BTreeSet<u64> = slots.iter().map(|s| *s as u64).collect();
+    assert_eq!(distinct.len(), 3, "two replicas in one slot: {slots:?}");
+
+    cluster.apply(&pods_on_nodes(0, 600, NODES));
+    let duplicates = running_pods_and_duplicates(&cluster, 600);
+    assert!(duplicates.is_empty(), "pod IPs held twice: {duplicates:?}");
+
+    // A replica dies; the others take its nodes over and keep handing out addresses
+    // none of the 600 pods holds.
+    cluster.kill("kwok-controller-2");
+    cluster.apply(&pods_on_nodes(600, 300, NODES));
+    let duplicates = running_pods_and_duplicates(&cluster, 900);
+    assert!(
+        duplicates.is_empty(),
+        "pod IPs held twice after a replica died: {duplicates:?}"
+    );
+    cluster.kwokctl.ok(&["delete", "cluster", "--name", cluster.name]);
 }

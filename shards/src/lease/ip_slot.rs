@@ -1,0 +1,359 @@
+//! `--scale-out`: the IP slot this kwok holds, so members never hand out one pod IP twice.
+//!
+//! Pods on nodes without a podCIDR take addresses from `--cidr`, a pool every member
+//! would otherwise fill from its lowest free address, unaware of the pods the others
+//! created in the last few hundred milliseconds: three replicas gave 186 of 600 new pods
+//! an address another pod had. So the pool is dealt into [`Stripe::SLOTS`] interleaved
+//! stripes ([`Stripe`]), and a member hands out addresses only from the stripe of a slot
+//! it holds: a Lease `kwok-ip-slot-<k>` in [`NAMESPACE`] (labelled [`SLOT_LABEL`]), taken
+//! with a create or a conditional PUT, so two members never hold one slot. It is renewed
+//! with the member Lease, and the member's write fence closes when it would expire (see
+//! [`MemberLease`](super::MemberLease)): a member cut off long enough for its slot to
+//! pass to another writes nothing more, and on its return hands out new addresses for
+//! the pods it had not written yet ([`SharedIps`]).
+//!
+//! A member takes back the slot a Lease shows its identity holding (a restarted kwok's
+//! pods have their addresses there), else the lowest slot with no Lease, or whose Lease
+//! expired a margin ago. Every member still learns every `--cidr` address in use (pods
+//! on nodes without a podCIDR are read whoever drives them), so the new holder of a
+//! slot passes over the addresses its last holder gave out.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::NAMESPACE;
+use crate::{host::SharedIps, ipam::Stripe, metrics::Metrics};
+
+/// The label (with value `"true"`) that marks IP-slot Leases.
+pub const SLOT_LABEL: &str = "kwok.x-k8s.io/ip-slot";
+
+/// How long past its expiry a slot's Lease waits before another member takes it: its
+/// holder's fence closed at the expiry, by the same clock on one machine, and a write it
+/// sent just before has landed by then.
+const TAKE_OVER_MARGIN: Duration = Duration::from_secs(2);
+
+/// The name of slot `slot`'s Lease.
+pub fn slot_lease_name(slot: u32) -> String {
+    format!("kwok-ip-slot-{slot}")
+}
+
+/// The IP slot this member holds, renewed with its member Lease.
+pub struct IpSlot {
+    api: Api<Lease>,
+    me: String,
+    duration: Duration,
+    shared: Arc<Mutex<SharedIps>>,
+    metrics: Arc<Metrics>,
+    held: Option<Held>,
+}
+
+/// A slot held: its Lease as our last write left it, and when that write was sent.
+struct Held {
+    slot: u32,
+    lease: Lease,
+    renewed: Instant,
+}
+
+impl IpSlot {
+    /// Slots for member `me` through `api` (Leases in [`NAMESPACE`]), held for
+    /// `duration` per renewal; the slot held is given to `shared`'s `--cidr` pool.
+    pub fn new(
+        api: Api<Lease>,
+        me: String,
+        duration: Duration,
+        shared: Arc<Mutex<SharedIps>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.ip_slot.set(-1);
+        Self {
+            api,
+            me,
+            duration,
+            shared,
+            metrics,
+            held: None,
+        }
+    }
+
+    /// Renews the slot held, or claims one if none is; returns until when the slot held
+    /// is surely ours (`None`: none held, nothing to fence by).
+    pub async fn tick(&mut self) -> Option<Instant> {
+        if let Some(held) = &mut self.held {
+            let sent = Instant::now();
+            match renew(&self.api, &self.me, held.slot, &held.lease).await {
+                Ok(Some(lease)) => {
+                    held.lease = lease;
+                    held.renewed = sent;
+                    return Some(sent + self.duration);
+                }
+                Ok(None) => {
+                    warn!(
+                        slot = held.slot,
+                        "lost the IP slot to another kwok; claiming another"
+                    );
+                    self.held = None;
+                    self.set(None);
+                }
+                Err(e) => {
+                    warn!(slot = held.slot, error = %e, "failed to renew the IP slot");
+                    return Some(held.renewed + self.duration);
+                }
+            }
+        }
+        let sent = Instant::now();
+        match self.claim().await {
+            Ok(Some((slot, lease))) => {
+                info!(
+                    slot,
+                    "holding an IP slot: pod IPs from --cidr come from its stripe"
+                );
+                self.held = Some(Held {
+                    slot,
+                    lease,
+                    renewed: sent,
+                });
+                self.set(Stripe::slot(slot));
+                Some(sent + self.duration)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "failed to claim an IP slot; trying again");
+                None
+            }
+        }
+    }
+
+    fn set(&self, stripe: Option<Stripe>) {
+        self.metrics
+            .ip_slot
+            .set(stripe.map_or(-1, |s| i64::from(s.index())));
+        self.shared.lock().expect("ip pool lock").set_slot(stripe);
+    }
+
+    /// Lists the slot Leases and takes the one [`choose`] picks; `None` when none is
+    /// free or another member took it first.
+    async fn claim(&self) -> Result<Option<(u32, Lease)>, kube::Error> {
+        let listed = self
+            .api
+            .list(&ListParams::default().labels(&format!("{SLOT_LABEL}=true")))
+            .await?;
+        let now = Timestamp::now();
+        let Some(choice) = choose(&listed.items, &self.me, now) else {
+            warn!(
+                slots = Stripe::SLOTS,
+                "every IP slot is held: pods on nodes without a podCIDR wait"
+            );
+            return Ok(None);
+        };
+        let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
+        let spec = |acquired: Option<MicroTime>| LeaseSpec {
+            holder_identity: Some(self.me.clone()),
+            lease_duration_seconds: Some(seconds),
+            acquire_time: acquired.or(Some(MicroTime(now))),
+            renew_time: Some(MicroTime(now)),
+            ..LeaseSpec::default()
+        };
+        let (slot, result) = match choice {
+            Choice::Create(slot) => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(slot_lease_name(slot)),
+                        namespace: Some(NAMESPACE.to_owned()),
+                        labels: Some([(SLOT_LABEL.to_owned(), "true".to_owned())].into()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(spec(None)),
+                };
+                (slot, self.api.create(&PostParams::default(), &lease).await)
+            }
+            Choice::Take(slot, lease) => {
+                let mut lease = *lease;
+                let ours = holder(&lease) == Some(self.me.as_str());
+                let acquired = lease.spec.as_ref().and_then(|s| s.acquire_time.clone());
+                lease.spec = Some(spec(ours.then_some(acquired).flatten()));
+                lease.metadata.managed_fields = None;
+                let name = slot_lease_name(slot);
+                (
+                    slot,
+                    self.api.replace(&name, &PostParams::default(), &lease).await,
+                )
+            }
+        };
+        match result {
+            Ok(mut lease) => {
+                lease.metadata.managed_fields = None;
+                Ok(Some((slot, lease)))
+            }
+            // Another member created or took it between our list and our write.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Renews slot `slot`'s Lease `lease` (a PUT, its resourceVersion the precondition);
+/// after a conflict, reads it and keeps it if it still names us (an earlier PUT
+/// landed unanswered). `Ok(None)`: another member holds it now, or it is gone.
+async fn renew(api: &Api<Lease>, me: &str, slot: u32, lease: &Lease) -> Result<Option<Lease>, kube::Error> {
+    let name = slot_lease_name(slot);
+    let put = |mut lease: Lease| {
+        lease.spec.get_or_insert_default().renew_time = Some(MicroTime(Timestamp::now()));
+        lease.metadata.managed_fields = None;
+        let api = api.clone();
+        let name = name.clone();
+        async move { api.replace(&name, &PostParams::default(), &lease).await }
+    };
+    match put(lease.clone()).await {
+        Ok(lease) => return Ok(Some(lease)),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
+    match api.get_opt(&name).await? {
+        Some(current) if holder(&current) == Some(me) => match put(current).await {
+            Ok(lease) => Ok(Some(lease)),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+            Err(e) => Err(e),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// A slot to claim.
+#[derive(Debug, PartialEq)]
+enum Choice {
+    /// No Lease names it: create one.
+    Create(u32),
+    /// Its Lease is ours from before, or expired: take it over (a conditional PUT).
+    Take(u32, Box<Lease>),
+}
+
+/// The slot to claim among `leases` (the slot Leases listed) at `now`, as member `me`:
+/// the lowest one a Lease shows us holding, else the lowest free one (no Lease, or one
+/// expired for [`TAKE_OVER_MARGIN`]); `None` when every slot is held.
+fn choose(leases: &[Lease], me: &str, now: Timestamp) -> Option<Choice> {
+    let mut by_slot: Vec<Option<&Lease>> = vec![None; Stripe::SLOTS as usize];
+    for lease in leases {
+        let slot = lease
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|n| n.strip_prefix("kwok-ip-slot-"))
+            .and_then(|k| k.parse::<u32>().ok())
+            .filter(|&k| k < Stripe::SLOTS);
+        if let Some(slot) = slot {
+            by_slot[slot as usize] = Some(lease);
+        }
+    }
+    let take = |slot: usize, lease: &Lease| Choice::Take(slot as u32, Box::new(lease.clone()));
+    if let Some((slot, lease)) = by_slot
+        .iter()
+        .enumerate()
+        .find_map(|(k, l)| l.filter(|l| holder(l) == Some(me)).map(|l| (k, l)))
+    {
+        return Some(take(slot, lease));
+    }
+    by_slot.iter().enumerate().find_map(|(slot, lease)| match lease {
+        None => Some(Choice::Create(slot as u32)),
+        Some(lease) if expired(lease, now) => Some(take(slot, lease)),
+        Some(_) => None,
+    })
+}
+
+fn holder(lease: &Lease) -> Option<&str> {
+    lease
+        .spec
+        .as_ref()?
+        .holder_identity
+        .as_deref()
+        .filter(|h| !h.is_empty())
+}
+
+/// Whether `lease` expired at least [`TAKE_OVER_MARGIN`] before `now` (one never
+/// renewed, or without a holder, counts as expired).
+fn expired(lease: &Lease, now: Timestamp) -> bool {
+    let Some(spec) = lease.spec.as_ref() else {
+        return true;
+    };
+    let Some(renewed) = spec.renew_time.as_ref() else {
+        return true;
+    };
+    if holder(lease).is_none() {
+        return true;
+    }
+    let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
+    renewed.0 + Duration::from_secs(seconds) + TAKE_OVER_MARGIN <= now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(slot: u32, holder: &str, renewed_ago: u64, seconds: i32, now: Timestamp) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(slot_lease_name(slot)),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_owned()),
+                lease_duration_seconds: Some(seconds),
+                renew_time: Some(MicroTime(now - Duration::from_secs(renewed_ago))),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    fn slot_of(choice: Option<Choice>) -> Option<(u32, bool)> {
+        choice.map(|c| match c {
+            Choice::Create(k) => (k, true),
+            Choice::Take(k, _) => (k, false),
+        })
+    }
+
+    #[test]
+    fn a_member_should_take_the_lowest_free_slot() {
+        let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        assert_eq!(slot_of(choose(&[], "me", now)), Some((0, true)));
+        let held = [lease(0, "a", 1, 10, now), lease(2, "b", 1, 10, now)];
+        assert_eq!(slot_of(choose(&held, "me", now)), Some((1, true)));
+        // Expired, but not by the margin yet: still its holder's.
+        let just_expired = [lease(0, "a", 11, 10, now), lease(1, "b", 1, 10, now)];
+        assert_eq!(slot_of(choose(&just_expired, "me", now)), Some((2, true)));
+        let long_expired = [lease(0, "a", 13, 10, now), lease(1, "b", 1, 10, now)];
+        assert_eq!(slot_of(choose(&long_expired, "me", now)), Some((0, false)));
+    }
+
+    #[test]
+    fn a_member_should_take_back_the_slot_it_holds_before_a_lower_free_one() {
+        let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let leases = [lease(0, "a", 100, 10, now), lease(5, "me", 100, 10, now)];
+        assert_eq!(slot_of(choose(&leases, "me", now)), Some((5, false)));
+    }
+
+    #[test]
+    fn no_slot_should_be_chosen_when_all_are_held_and_strangers_ignored() {
+        let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let mut leases: Vec<Lease> = (0..Stripe::SLOTS)
+            .map(|k| lease(k, &format!("m{k}"), 1, 10, now))
+            .collect();
+        assert_eq!(choose(&leases, "me", now), None);
+        // A Lease past the last slot, or not named as a slot's, changes nothing.
+        leases.push(lease(Stripe::SLOTS, "x", 100, 10, now));
+        let mut odd = lease(0, "x", 100, 10, now);
+        odd.metadata.name = Some("kwok-ip-slot-zero".into());
+        leases.push(odd);
+        assert_eq!(choose(&leases, "me", now), None);
+    }
+}
