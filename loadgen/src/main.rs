@@ -76,6 +76,10 @@ struct Flags {
     /// Every pod claims one device of this DeviceClass (Dynamic Resource Allocation).
     #[arg(long)]
     device_class: Option<String>,
+    /// Create bare pods bound to the nodes (`spec.nodeName`, round robin), leaving the
+    /// scheduler out.
+    #[arg(long)]
+    bind_pods: bool,
     /// Leave what was created in place.
     #[arg(long)]
     keep: bool,
@@ -138,6 +142,7 @@ impl Flags {
         }
         s.node_labels.extend(self.node_label.iter().cloned());
         s.dry_run |= self.dry_run;
+        s.bind_pods |= self.bind_pods;
         if self.device_class.is_some() {
             s.device_class = self.device_class.clone();
         }

@@ -105,11 +105,15 @@ fn pod_spec(s: &Scenario, restart: &str) -> Value {
     spec
 }
 
-/// A bare pod.
+/// A bare pod; with `bindPods`, bound to node `i mod nodes`.
 pub fn pod(s: &Scenario, n: &Naming, i: u32, generation: u32) -> Pod {
+    let mut spec = pod_spec(s, "Always");
+    if s.bind_pods {
+        spec["nodeName"] = n.node(i % s.nodes.max(1)).into();
+    }
     from(json!({
         "metadata": { "name": n.pod(i, generation), "namespace": n.namespace(i % s.namespaces), "labels": n.labels() },
-        "spec": pod_spec(s, "Always"),
+        "spec": spec,
     }))
 }
 
@@ -192,6 +196,25 @@ mod tests {
             Some("kwok.x-k8s.io/node")
         );
         assert_eq!(spec.node_selector.unwrap()["type"], "kwok");
+    }
+
+    #[test]
+    fn bound_pods_should_go_round_robin_over_the_nodes_and_unbound_to_none() {
+        let s = Scenario {
+            nodes: 4,
+            bind_pods: true,
+            ..Scenario::default()
+        };
+        let node_of = |s: &Scenario, i| pod(s, &naming(), i, 0).spec.unwrap().node_name;
+        assert_eq!(node_of(&s, 6).as_deref(), Some("lg-r1-node-2"));
+        assert_eq!(node_of(&s, 3).as_deref(), Some("lg-r1-node-3"));
+        assert_eq!(node_of(&Scenario::default(), 6), None);
+        let deployment_bound = Scenario {
+            pod_kind: crate::scenario::PodKind::Deployment,
+            ..s
+        };
+        let err = deployment_bound.validate().unwrap_err().to_string();
+        assert!(err.contains("bindPods"), "{err}");
     }
 
     #[test]

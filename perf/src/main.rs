@@ -57,8 +57,8 @@ struct Flags {
     /// metrics: node scrapes in flight at once.
     #[arg(long, default_value_t = 100)]
     scrape_concurrency: u32,
-    /// metrics and capacity: node and pod creates per second (default: 300 for metrics,
-    /// 200 for capacity).
+    /// Node and pod creates per second (default: 300 for metrics, 200 for capacity, the
+    /// scenario's own for the others).
     #[arg(long)]
     create_rate: Option<u32>,
     /// capacity: nodes added per step.
@@ -76,6 +76,11 @@ struct Flags {
     /// capacity: steps at most.
     #[arg(long, default_value_t = 40)]
     max_steps: u32,
+    /// smoke, small, large, lease-soak, churn: create the pods bound to the nodes
+    /// (`spec.nodeName`, round robin), leaving the scheduler out: what the kubelet side
+    /// (kwok, and the apiserver serving it) holds, e.g. with `--kwok-replicas`.
+    #[arg(long)]
+    bind_pods: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -491,6 +496,12 @@ async fn run(flags: Flags) -> Result<()> {
             capacity::NAME
         )
     })?;
+    let scenario = kwok_loadgen::Scenario {
+        bind_pods: flags.bind_pods,
+        rate: flags.create_rate.unwrap_or(scenario.rate),
+        ..scenario
+    };
+    scenario.validate()?;
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, upstream_wanted) = sides(&flags)?;
 
@@ -504,12 +515,17 @@ async fn run(flags: Flags) -> Result<()> {
     .await?;
     let find = |side: &str| results.iter().find(|r| r.controller.side == side);
     let summary = format!(
-        "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods ({:?}), target rate {}/s, churn {}/s for {:?}, hold {:?}.\n\n{}",
+        "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods ({:?}{}), target rate {}/s, churn {}/s for {:?}, hold {:?}.\n\n{}",
         scenario.name,
         machine(&sides),
         scenario.nodes,
         scenario.pods,
         scenario.pod_kind,
+        if scenario.bind_pods {
+            ", bound to the nodes: no scheduler"
+        } else {
+            ""
+        },
         scenario.rate,
         scenario.churn_rate,
         scenario.churn_duration,
