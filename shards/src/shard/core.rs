@@ -460,14 +460,20 @@ impl Core {
         // A pod on a node another kwok drives (or no kwok here): cached and indexed under
         // its node for the day we take the node over (its IP is adopted then), but not
         // parsed. With N replicas sharing the nodes that is (N-1)/N of the pod events.
-        // Not when the node has no podCIDR: IPs from the shared `--cidr` pool are
-        // adopted whoever drives the node, so that none is handed out twice.
+        // When the node has no podCIDR, the pod's `--cidr` address is read (and only
+        // it): such addresses are adopted whoever drives the node, so that the next
+        // holder of the IP slot it came from does not hand it out again.
         if self.leases
             && self.role(&key) == Role::Pod
             && let Some(node) = obj.node_name.as_deref()
             && !self.drives_node(node)
-            && self.ips.has_node_pool(node)
         {
+            if !self.ips.has_node_pool(node)
+                && let Some(ip) = pod_address(&obj.text)
+            {
+                self.ips
+                    .adopt_pod(node, obj.metadata.uid.as_deref().unwrap_or_default(), &ip);
+            }
             self.metrics.events_not_driven.inc();
             self.metrics.bytes_not_driven.inc_by(obj.text.len() as u64);
             self.index_pod(&key, node);
@@ -1339,6 +1345,31 @@ fn adopt_ip(ips: &mut Ips, node: &str, uid: &str, obj: &Value) {
     if let (false, Some(ip)) = (host_network, obj.pointer("/status/podIP").and_then(Value::as_str)) {
         ips.adopt_pod(node, uid, ip);
     }
+}
+
+/// The address a pod's own network holds (`status.podIP`, unless `spec.hostNetwork`),
+/// read from its text without building the rest.
+fn pod_address(text: &str) -> Option<Box<str>> {
+    #[derive(serde::Deserialize)]
+    struct Pod {
+        spec: Option<Spec>,
+        status: Option<Status>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(rename = "hostNetwork")]
+        host_network: Option<bool>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Status {
+        #[serde(rename = "podIP")]
+        pod_ip: Option<Box<str>>,
+    }
+    let pod: Pod = serde_json::from_str(text).ok()?;
+    if pod.spec.and_then(|s| s.host_network).unwrap_or(false) {
+        return None;
+    }
+    pod.status?.pod_ip.filter(|ip| !ip.is_empty())
 }
 
 /// Whether a node's `Ready` condition is `True` (`None`: it has none).

@@ -924,6 +924,31 @@ fn pods_of_a_node_driven_elsewhere_should_be_cached_unparsed_and_their_ips_adopt
     assert_eq!(h.core.events_not_driven(), 2);
 }
 
+/// Issue 25: pods on a node without a podCIDR that another kwok drives are not parsed
+/// either, but their `--cidr` address is read and kept from our own pods.
+#[test]
+fn pods_driven_elsewhere_on_a_node_without_pod_cidr_should_keep_their_address_unparsed() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    h.apply(NODE, node("theirs", "2", true));
+    h.apply(NODE, node("n", "3", true));
+    let mut p = pod("p", 0, "10", Some("Running"), false);
+    p["spec"]["nodeName"] = json!("theirs");
+    p["status"]["podIP"] = json!("10.0.0.1");
+    h.apply(POD, p);
+    assert_eq!(h.core.events_not_driven(), 1);
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.step(held("n", Some(fence.clone())));
+    h.apply(POD, test_pod("q", "11", "ip"));
+    h.advance(SECOND);
+    let effects = h.last_effects.concat();
+    assert!(effects.contains("10.0.0.2"), "q got the next free IP: {effects}");
+    assert!(
+        !effects.contains("10.0.0.1"),
+        "p's IP handed out again: {effects}"
+    );
+}
+
 /// Issue 25: with `--scale-out`, an object not bound to a node (a Stage's other kinds)
 /// is driven by the one member [`kwok_members::owner_of`] gives it, none before the
 /// members are known; when the members change, the objects dealt to us start.
