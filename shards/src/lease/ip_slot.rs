@@ -298,7 +298,122 @@ fn expired(lease: &Lease, now: Timestamp) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use kwok_engine::host::Host as _;
+
+    use crate::{
+        host::{Ips, RuntimeHost},
+        ipam::Cidr,
+        lease::stand_in::StandIn,
+    };
+
+    struct Member {
+        slot: IpSlot,
+        shared: Arc<Mutex<SharedIps>>,
+        metrics: Arc<Metrics>,
+    }
+
+    fn member(apiserver: &StandIn, me: &str) -> Member {
+        let metrics = Arc::new(Metrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let shared = SharedIps::scale_out(Cidr::parse("10.0.0.1/24").unwrap());
+        let api = Api::namespaced(apiserver.client(), NAMESPACE);
+        let slot = IpSlot::new(
+            api,
+            me.into(),
+            Duration::from_secs(10),
+            shared.clone(),
+            metrics.clone(),
+        );
+        Member {
+            slot,
+            shared,
+            metrics,
+        }
+    }
+
+    impl Member {
+        /// The address the next new pod gets.
+        fn next_ip(&self, uid: &str) -> Result<String, String> {
+            let mut ips = Ips::new(self.shared.clone(), "196.168.0.1".into());
+            let mut host = RuntimeHost {
+                now: Timestamp::UNIX_EPOCH,
+                start: Timestamp::UNIX_EPOCH,
+                node_name: "",
+                node_ip: "196.168.0.1",
+                node_port: 10250,
+                ips: &mut ips,
+                subject: ("n", uid),
+                random: 0,
+            };
+            host.pod_ip().map_err(|e| e.pool)
+        }
+    }
+
+    #[tokio::test]
+    async fn members_should_claim_distinct_slots_renew_them_and_claim_another_once_theirs_is_taken() {
+        let apiserver = StandIn::default();
+        let (mut a, mut b) = (member(&apiserver, "kwok-a"), member(&apiserver, "kwok-b"));
+        assert!(a.next_ip("early").unwrap_err().contains("holds no IP slot yet"));
+        assert!(a.slot.tick().await.is_some());
+        assert_eq!(apiserver.calls(), ["GET 200", "POST 201"], "listed, then created");
+        assert!(b.slot.tick().await.is_some());
+        assert_eq!(apiserver.calls(), ["GET 200", "POST 201"]);
+        assert_eq!((a.metrics.ip_slot.get(), b.metrics.ip_slot.get()), (0, 1));
+        assert_eq!(a.next_ip("p").unwrap(), "10.0.0.1");
+        assert_eq!(b.next_ip("q").unwrap(), "10.0.1.1");
+        // Renewed by one PUT each.
+        a.slot.tick().await;
+        assert_eq!(apiserver.calls(), ["PUT 200"]);
+        // A busy apiserver: kept, fenced from the last renewal that landed.
+        *apiserver.fail.lock().unwrap() = Some(503);
+        assert!(a.slot.tick().await.is_some());
+        assert_eq!(apiserver.calls(), ["PUT 503"]);
+        assert_eq!(a.metrics.ip_slot.get(), 0);
+        // A's slot went to another kwok while A was away: A claims the lowest free one.
+        let name = slot_lease_name(0);
+        let mut taken = apiserver.get(&name).unwrap();
+        taken["spec"]["holderIdentity"] = json!("kwok-c");
+        taken["metadata"]["resourceVersion"] = json!("50");
+        apiserver.set(&name, Some(taken));
+        assert!(a.slot.tick().await.is_some());
+        assert_eq!(
+            apiserver.calls(),
+            ["PUT 409", "GET 200", "GET 200", "POST 201"],
+            "refused, read (kwok-c's now), listed, slot 2 created"
+        );
+        assert_eq!(a.metrics.ip_slot.get(), 2);
+        assert_eq!(a.next_ip("r").unwrap(), "10.0.2.1");
+        // An earlier PUT that landed unanswered: the conflict reads the Lease, finds it
+        // ours, and keeps it.
+        let name = slot_lease_name(1);
+        let mut ours = apiserver.get(&name).unwrap();
+        ours["metadata"]["resourceVersion"] = json!("70");
+        apiserver.set(&name, Some(ours));
+        assert!(b.slot.tick().await.is_some());
+        assert_eq!(apiserver.calls(), ["PUT 409", "GET 200", "PUT 200"]);
+        assert_eq!(b.metrics.ip_slot.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_slot_held_by_a_live_member_should_be_passed_over() {
+        let apiserver = StandIn::default();
+        let mut a = member(&apiserver, "kwok-a");
+        apiserver.set(
+            &slot_lease_name(0),
+            Some(
+                json!({"metadata": {"name": slot_lease_name(0), "resourceVersion": "1"},
+                "spec": {"holderIdentity": "kwok-z", "leaseDurationSeconds": 10,
+                         "renewTime": Timestamp::now().to_string()}}),
+            ),
+        );
+        assert!(a.slot.tick().await.is_some());
+        assert_eq!(apiserver.calls(), ["GET 200", "POST 201"]);
+        assert_eq!(a.metrics.ip_slot.get(), 1, "slot 0 is held: the next one");
+    }
 
     fn lease(slot: u32, holder: &str, renewed_ago: u64, seconds: i32, now: Timestamp) -> Lease {
         Lease {

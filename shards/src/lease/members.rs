@@ -270,67 +270,10 @@ fn live_others(leases: &[Lease], me: &str, now: Timestamp) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use kube::client::Body;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
-
-    /// A stand-in apiserver holding one Lease: GET, POST and PUT (refused with 409
-    /// unless the resourceVersion matches), each recorded as "METHOD code"; `fail`
-    /// answers the next request with that code instead.
-    #[derive(Clone, Default)]
-    struct StandIn {
-        lease: Arc<Mutex<Option<Value>>>,
-        calls: Arc<Mutex<Vec<String>>>,
-        fail: Arc<Mutex<Option<u16>>>,
-    }
-
-    impl StandIn {
-        fn client(&self) -> Client {
-            let this = self.clone();
-            let service = tower::service_fn(move |request: http::Request<Body>| {
-                let this = this.clone();
-                async move {
-                    let method = request.method().clone();
-                    let body = request.into_body().collect_bytes().await.unwrap();
-                    let mut lease = this.lease.lock().unwrap();
-                    let rv = |l: &Value| l["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
-                    let failure = this.fail.lock().unwrap().take();
-                    let (code, answer) = match (method.as_str(), lease.as_ref()) {
-                        _ if failure.is_some() => {
-                            let code = failure.unwrap();
-                            (code, json!({"kind": "Status", "code": code, "reason": "Failure"}))
-                        }
-                        ("GET", Some(l)) => (200, l.clone()),
-                        ("POST", None) | ("PUT", Some(_)) => {
-                            let mut sent: Value = serde_json::from_slice(&body).unwrap();
-                            let stored = lease.as_ref().map(rv);
-                            if stored.as_ref().is_some_and(|s| *s != rv(&sent)) {
-                                (409, json!({"kind": "Status", "code": 409, "reason": "Conflict"}))
-                            } else {
-                                let next = stored.map_or(1, |s| s.parse::<u64>().unwrap() + 1);
-                                sent["metadata"]["resourceVersion"] = json!(next.to_string());
-                                *lease = Some(sent.clone());
-                                (if method == "POST" { 201 } else { 200 }, sent)
-                            }
-                        }
-                        _ => (404, json!({"kind": "Status", "code": 404, "reason": "NotFound"})),
-                    };
-                    this.calls.lock().unwrap().push(format!("{method} {code}"));
-                    let mut response = http::Response::new(Body::from(answer.to_string().into_bytes()));
-                    *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            Client::new(service, "default")
-        }
-
-        fn calls(&self) -> Vec<String> {
-            std::mem::take(&mut self.calls.lock().unwrap())
-        }
-    }
+    use crate::lease::stand_in::StandIn;
 
     #[tokio::test]
     async fn a_member_lease_should_be_renewed_by_one_put_and_read_again_only_when_changed() {
@@ -371,14 +314,14 @@ mod tests {
         );
         // Someone else wrote it (another kwok with our identity, or a person): the PUT
         // is refused, and the Lease is read and written again.
-        let mut stored = apiserver.lease.lock().unwrap().clone().unwrap();
+        let mut stored = apiserver.get(&name).unwrap();
         stored["metadata"]["resourceVersion"] = json!("100");
         stored["spec"]["holderIdentity"] = json!("someone");
         let acquired = stored["spec"]["acquireTime"].clone();
-        *apiserver.lease.lock().unwrap() = Some(stored);
+        apiserver.set(&name, Some(stored));
         member.renew(&api, &name, &mut last).await.unwrap();
         assert_eq!(apiserver.calls(), ["PUT 409", "GET 200", "PUT 200"]);
-        let lease = apiserver.lease.lock().unwrap().clone().unwrap();
+        let lease = apiserver.get(&name).unwrap();
         assert_eq!(lease["spec"]["holderIdentity"], "kwok-a");
         assert_eq!(lease["metadata"]["resourceVersion"], "101");
         assert_ne!(
@@ -397,7 +340,7 @@ mod tests {
         member.renew(&api, &name, &mut last).await.unwrap();
         assert_eq!(apiserver.calls(), ["PUT 422", "GET 200", "PUT 200"]);
         // Deleted: created again.
-        *apiserver.lease.lock().unwrap() = None;
+        apiserver.set(&name, None);
         member.renew(&api, &name, &mut last).await.unwrap();
         assert_eq!(apiserver.calls(), ["PUT 404", "GET 404", "POST 201"]);
     }

@@ -56,6 +56,8 @@ mod plan;
 mod pressure;
 mod queue;
 mod requests;
+#[cfg(test)]
+mod stand_in;
 mod state;
 mod wire;
 mod worker;
