@@ -16,7 +16,10 @@
 #
 #   perf/tools/scale-out-soak.sh [--minutes 30] [--nodes 300] [--pods 600]
 #       [--replicas 3] [--churn 20] [--stall-seconds 0] [--ready-delay 20s]
-#       [--bin target/dist] [--suffix NAME] [--keep]
+#       [--no-pod-cidr] [--bin target/dist] [--suffix NAME] [--keep]
+#
+# --no-pod-cidr: the nodes have no podCIDR, so every pod takes its IP from kwok's
+# --cidr, each kwok from the stripe of the IP slot it holds (as in kwokctl's clusters).
 #
 # --ready-delay D: pods become Running D after they are created (the pod-ready stage's
 # delay annotation), so a kwok always has stage timers pending: a stopped one finds them
@@ -24,7 +27,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-MINUTES=30 NODES=300 PODS=600 REPLICAS=3 CHURN=20 STALL=0 READY_DELAY="" BIN="$ROOT/target/dist" SUFFIX="" KEEP=0
+MINUTES=30 NODES=300 PODS=600 REPLICAS=3 CHURN=20 STALL=0 READY_DELAY="" BIN="$ROOT/target/dist" SUFFIX="" KEEP=0 POD_CIDR=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES=$2; shift 2 ;;
@@ -37,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     --bin) BIN=$(cd "$2" && pwd); shift 2 ;;
     --suffix) SUFFIX="-$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --no-pod-cidr) POD_CIDR=0; shift ;;
     *) echo "scale-out-soak: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -124,8 +128,9 @@ not_ready() {
 
 nodes_yaml() {
   for ((i = 0; i < NODES; i++)); do
-    printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: so-%d\n  annotations: {kwok.x-k8s.io/node: fake}\nspec:\n  podCIDR: 10.%d.%d.0/24\n---\n' \
-      "$i" $(( 10 + i / 250 )) $(( i % 250 ))
+    printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: so-%d\n  annotations: {kwok.x-k8s.io/node: fake}\n' "$i"
+    if (( POD_CIDR )); then printf 'spec:\n  podCIDR: 10.%d.%d.0/24\n' $(( 10 + i / 250 )) $(( i % 250 )); fi
+    printf -- '---\n'
   done
 }
 
@@ -225,14 +230,14 @@ mkdir -p "$DIR"
 {
   echo "# Scale-out soak: ${MINUTES}-minute run"
   echo
-  echo "\`perf/tools/scale-out-soak.sh --minutes $MINUTES --nodes $NODES --pods $PODS --replicas $REPLICAS --churn $CHURN --stall-seconds $STALL${READY_DELAY:+ --ready-delay $READY_DELAY} --bin $(realpath --relative-to="$ROOT" "$BIN")\`, started $(date -u -d "@$START" +'%F %T') UTC."
+  echo "\`perf/tools/scale-out-soak.sh --minutes $MINUTES --nodes $NODES --pods $PODS --replicas $REPLICAS --churn $CHURN --stall-seconds $STALL${READY_DELAY:+ --ready-delay $READY_DELAY}$( (( POD_CIDR )) || echo ' --no-pod-cidr') --bin $(realpath --relative-to="$ROOT" "$BIN")\`, started $(date -u -d "@$START" +'%F %T') UTC."
   echo
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- kwok-rs commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- shards perf kwokctl || echo ' + uncommitted changes')"
   echo "- kwok: $("$BIN/kwok" --version 2>/dev/null | head -1) ($BIN); 40 s node Leases; each kwok \`--scale-out --id=soak-N\`"
   echo "- $REPLICAS kwoks at a time; each minute the one started longest ago SIGKILLed, then on odd minutes the same --id restarted, on even minutes a new --id started"
   if (( STALL > 0 )); then echo "- every third minute, instead of a kill, that kwok stopped (SIGSTOP) for $STALL s and continued (\`--stall-seconds $STALL\`)"; fi
-  echo "- $NODES nodes, $PODS pods (set on nodes by spec.nodeName${READY_DELAY:+, Running $READY_DELAY after creation}); every 15 s the $CHURN oldest pods deleted and $CHURN new ones created"
+  echo "- $NODES nodes ($( (( POD_CIDR )) && echo 'each with a podCIDR' || echo 'without podCIDRs: pod IPs from --cidr, by IP slot')), $PODS pods (set on nodes by spec.nodeName${READY_DELAY:+, Running $READY_DELAY after creation}); every 15 s the $CHURN oldest pods deleted and $CHURN new ones created"
   echo
   echo "## Results"
   echo
