@@ -33,7 +33,7 @@ use kube::{
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::NAMESPACE;
+use super::{NAMESPACE, members};
 use crate::{host::SharedIps, ipam::Stripe, metrics::Metrics};
 
 /// The label (with value `"true"`) that marks IP-slot Leases.
@@ -283,17 +283,10 @@ fn holder(lease: &Lease) -> Option<&str> {
 /// Whether `lease` expired at least [`TAKE_OVER_MARGIN`] before `now` (one never
 /// renewed, or without a holder, counts as expired).
 fn expired(lease: &Lease, now: Timestamp) -> bool {
-    let Some(spec) = lease.spec.as_ref() else {
-        return true;
-    };
-    let Some(renewed) = spec.renew_time.as_ref() else {
-        return true;
-    };
-    if holder(lease).is_none() {
-        return true;
+    match (holder(lease), members::expiry(lease)) {
+        (Some(_), Some(expiry)) => expiry + TAKE_OVER_MARGIN <= now,
+        _ => true,
     }
-    let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
-    renewed.0 + Duration::from_secs(seconds) + TAKE_OVER_MARGIN <= now
 }
 
 #[cfg(test)]

@@ -248,6 +248,13 @@ pub fn lease_name(member: &str) -> String {
     format!("kwok-member-{}", cleaned.trim_matches(['-', '.']))
 }
 
+/// When `lease` expires: its renewTime plus its duration (`None` if never renewed).
+pub(super) fn expiry(lease: &Lease) -> Option<Timestamp> {
+    let spec = lease.spec.as_ref()?;
+    let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
+    Some(spec.renew_time.as_ref()?.0 + Duration::from_secs(seconds))
+}
+
 /// The holders of unexpired member Leases in `leases` at `now`, but `me`.
 fn live_others(leases: &[Lease], me: &str, now: Timestamp) -> Vec<String> {
     let mut live: Vec<String> = leases
@@ -258,9 +265,7 @@ fn live_others(leases: &[Lease], me: &str, now: Timestamp) -> Vec<String> {
                 .holder_identity
                 .as_deref()
                 .filter(|h| !h.is_empty() && *h != me)?;
-            let seconds = spec.lease_duration_seconds.unwrap_or(0).max(0) as u64;
-            let expires = spec.renew_time.as_ref()?.0 + Duration::from_secs(seconds);
-            (expires > now).then(|| holder.to_owned())
+            (expiry(lease)? > now).then(|| holder.to_owned())
         })
         .collect();
     live.sort_unstable();
