@@ -17,7 +17,7 @@ use kube::{
 };
 use kwok_engine::{lifecycle::Lifecycles, stage::spec::ResourceRef};
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
@@ -27,12 +27,12 @@ use crate::{
     host::SharedIps,
     ipam::Pool,
     kubelet_api::KubeletApi,
-    lease::{Fence, IpSlot, LeaseOptions, LeaseWorker, MemberLease, Ownership},
+    lease::{Fence, IpSlot, LeaseOptions, LeaseWorker, MemberLease, NodeNews},
     metrics::Metrics,
     rule_watch::{self, LiveRules, Publisher},
     server::{self, ServerState},
     settings::{Settings, default_stages},
-    shard::{Batch, EVENT_BATCHES, Input, Kind, Role, Shard, ShardContext, query::Lookup},
+    shard::{Batch, EVENT_BATCHES, FETCHES_IN_FLIGHT, Input, Kind, Role, Shard, ShardContext, query::Lookup},
     stages,
     watch::spawn_watch,
 };
@@ -116,9 +116,9 @@ pub async fn run(
         // one message per node that appears or goes, one per member-table change.
         let (tx, rx) = mpsc::unbounded_channel();
         let duration = Duration::from_secs(u64::from(settings.lease_seconds));
-        let on_ownership = Box::new(move |ownership: Ownership| {
-            let shard = crate::shard::hash::shard_of(&ownership.node, ownership_txs.len());
-            let _ = ownership_txs[shard].send(ownership);
+        let on_news = Box::new(move |news: NodeNews| {
+            let shard = crate::shard::hash::shard_of(news.node(), ownership_txs.len());
+            let _ = ownership_txs[shard].send(news);
         });
         if let Some(member_duration) = settings.member_lease {
             let slot = IpSlot::new(
@@ -149,13 +149,14 @@ pub async fn run(
                 scale_out: settings.member_lease.is_some(),
             },
             metrics.clone(),
-            on_ownership,
+            on_news,
         );
         lease_pressure = Some(worker.pressure());
         tokio::spawn(worker.run(rx));
         tx
     });
     let pods_listed = Arc::new(watch::channel(0).0);
+    let fetch_slots = Arc::new(Semaphore::new(FETCHES_IN_FLIGHT));
     let mut senders = Vec::with_capacity(settings.shards);
     for (index, (ownership, queries)) in ownership_rxs.into_iter().zip(query_rxs).enumerate() {
         let (tx, rx) = mpsc::channel(EVENT_BATCHES);
@@ -173,6 +174,7 @@ pub async fn run(
             pods_listed: pods_listed.clone(),
             member_fence: member_fence.clone(),
             members: members_rx.clone(),
+            fetch_slots: fetch_slots.clone(),
         };
         tokio::spawn(Shard::new(ctx).run(rx, ownership, queries));
         senders.push(tx);

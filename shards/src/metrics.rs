@@ -91,11 +91,14 @@ pub struct Metrics {
     /// Stage writes held back because another kwok may hold their node's Lease now (or
     /// our member Lease expired): fenced, not sent.
     pub fenced_writes: Counter,
-    /// Pod watch events for pods on nodes another kwok drives (or none here): cached
-    /// and indexed, not parsed.
+    /// Pod watch events for pods on nodes another kwok drives (or none here): not
+    /// parsed; with --scale-out, not cached when the table deals the node elsewhere.
     pub events_not_driven: Counter,
     /// Their size as received (compact JSON bytes).
     pub bytes_not_driven: Counter,
+    /// With --scale-out: lists of one node's pods, made when a node whose pods were
+    /// not cached (dealt to another member) comes to this kwok.
+    pub node_pod_fetches: Counter,
 }
 
 impl Metrics {
@@ -138,6 +141,7 @@ impl Metrics {
             fenced_writes: Counter::default(),
             events_not_driven: Counter::default(),
             bytes_not_driven: Counter::default(),
+            node_pod_fetches: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("kwok");
         r.register(
@@ -228,13 +232,18 @@ impl Metrics {
         );
         r.register(
             "watch_events_not_driven",
-            "Pod watch events for pods on nodes another kwok drives (or none here): cached, not parsed",
+            "Pod watch events for pods on nodes another kwok drives (or none here): not parsed, and not cached when dealt to another member",
             m.events_not_driven.clone(),
         );
         r.register(
             "watch_bytes_not_driven",
             "Bytes of the pod watch events for pods on nodes another kwok drives (or none here)",
             m.bytes_not_driven.clone(),
+        );
+        r.register(
+            "node_pod_fetches",
+            "Lists of one node's pods, made when a node whose pods were not cached (dealt to another member) comes to this kwok",
+            m.node_pod_fetches.clone(),
         );
         r.register(
             "fenced_writes",

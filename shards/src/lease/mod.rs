@@ -6,7 +6,7 @@
 //! it would expire, so two controllers never both drive a node's lease. Renewals
 //! carry the resourceVersion of our last write as a precondition, so a lease taken
 //! over meanwhile is never taken back blindly. Every change of who holds a node's
-//! lease is reported (`on_ownership`), so shards drive only the nodes we hold.
+//! lease is reported (`on_news`), so shards drive only the nodes we hold.
 //!
 //! Requests due wait for one of the `--node-lease-parallelism` slots in a queue with
 //! three ranks: renewals of leases within a quarter duration of expiring (nearest
@@ -107,5 +107,36 @@ pub struct Ownership {
     pub lapsed: bool,
 }
 
-/// Called with every change of whether we hold a node's Lease.
-pub type OnOwnership = Box<dyn Fn(Ownership) + Send + Sync>;
+/// `--scale-out`: the member table now deals a node to another live member
+/// (`elsewhere`), or no longer does. Its pods are then not cached (the other member
+/// drives them), and fetched again before we drive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dealt {
+    /// Node name.
+    pub node: String,
+    /// Dealt to another live member.
+    pub elsewhere: bool,
+}
+
+/// What the lease worker tells the shard that has a node.
+#[derive(Debug, Clone)]
+pub enum NodeNews {
+    /// Whether we hold its Lease changed.
+    Ownership(Ownership),
+    /// To whom the member table deals it changed.
+    Dealt(Dealt),
+}
+
+impl NodeNews {
+    /// The node it is about.
+    pub fn node(&self) -> &str {
+        match self {
+            Self::Ownership(o) => &o.node,
+            Self::Dealt(d) => &d.node,
+        }
+    }
+}
+
+/// Called with every change of whether we hold a node's Lease, and (`--scale-out`) of
+/// whether the table deals it elsewhere.
+pub type OnNodeNews = Box<dyn Fn(NodeNews) + Send + Sync>;

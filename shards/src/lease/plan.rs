@@ -73,6 +73,11 @@ impl Plan {
         true
     }
 
+    /// Whether we are among the live members the table was dealt over.
+    pub(super) fn is_member(&self) -> bool {
+        self.members.binary_search(&self.me).is_ok()
+    }
+
     /// The managed nodes dealt to us.
     pub(super) fn dealt_to_me(&self) -> u32 {
         self.table.load(&self.me)

@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::{
-    LeaseMsg, Ownership,
+    Dealt, LeaseMsg, Ownership,
     decide::{self, Ended},
     fence::Fence,
     plan::Plan,
@@ -51,6 +51,9 @@ pub(super) struct Held {
     fence: Fence,
     /// Our renewals failed past the Lease's expiry, and nobody has written it since.
     lapsed: bool,
+    /// `--scale-out`: the table deals the node to another live member, as last
+    /// reported to its shard ([`Dealt`]).
+    elsewhere: bool,
 }
 
 /// Where a held lease is between renewals.
@@ -77,6 +80,8 @@ pub(super) enum Command {
     },
     /// Whether we hold a node's lease changed.
     Ownership(Ownership),
+    /// `--scale-out`: whether the table deals a node to another member changed.
+    Dealt(Dealt),
 }
 
 /// A finished request, back from its task.
@@ -213,6 +218,7 @@ impl Leases {
                     lease: None,
                     fence: Fence::closed(),
                     lapsed: false,
+                    elsewhere: false,
                 };
                 self.held.insert(name, held);
             }
@@ -244,6 +250,21 @@ impl Leases {
         self.metrics.members.set(plan.member_count() as i64);
         self.metrics.nodes_dealt.set(i64::from(plan.dealt_to_me()));
         let (mut take, mut let_go) = (Vec::new(), Vec::new());
+        // Told only while we are a live member: a member cut off from the others (its
+        // own member Lease late) neither drops nor fetches pods until it is back. Told
+        // after the Leases let go below (a renewal out lets go when it returns).
+        let member = plan.is_member();
+        let mut dealt = Vec::new();
+        for (name, h) in self.held.iter_mut().filter(|_| member) {
+            let elsewhere = !plan.mine(name);
+            if elsewhere != h.elsewhere {
+                h.elsewhere = elsewhere;
+                dealt.push(Dealt {
+                    node: name.clone(),
+                    elsewhere,
+                });
+            }
+        }
         for (name, h) in &self.held {
             match (plan.mine(name), h.renewed.is_some()) {
                 (true, false) if h.step == Step::Idle => take.push(name.clone()),
@@ -265,6 +286,7 @@ impl Leases {
                 lapsed: false,
             }));
         }
+        out.extend(dealt.into_iter().map(Command::Dealt));
         // Now, not at their timers: a node dealt to us waits for nobody but its old
         // holder (see `decide::on_read`'s handover).
         for name in take {
@@ -468,6 +490,19 @@ mod tests {
         }
     }
 
+    /// The nodes `out` reports dealt elsewhere (`true`) or back (`false`), sorted.
+    fn dealt(out: &[Command]) -> Vec<(String, bool)> {
+        let mut dealt: Vec<_> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Dealt(d) => Some((d.node.clone(), d.elsewhere)),
+                _ => None,
+            })
+            .collect();
+        dealt.sort();
+        dealt
+    }
+
     /// The names of the leases `out` sends requests for, and the ownership changes.
     fn sent(out: &mut Vec<Command>) -> (Vec<String>, Vec<(String, bool)>) {
         let (mut sends, mut owners) = (Vec::new(), Vec::new());
@@ -475,6 +510,7 @@ mod tests {
             match command {
                 Command::Send { name, .. } => sends.push(name),
                 Command::Ownership(o) => owners.push((o.node, o.fence.is_some())),
+                Command::Dealt(_) => {}
             }
         }
         (sends, owners)
@@ -643,7 +679,7 @@ mod tests {
             out.drain(..)
                 .filter_map(|c| match c {
                     Command::Ownership(o) => Some((o.fence.is_some(), o.lapsed)),
-                    Command::Send { .. } => None,
+                    Command::Send { .. } | Command::Dealt(_) => None,
                 })
                 .collect::<Vec<_>>()
         };
@@ -698,9 +734,17 @@ mod tests {
         leases.message(LeaseMsg::Members(vec!["them".into(), "us".into()]), t0);
         let t1 = t0 + super::super::plan::REDEAL_EVERY;
         leases.fire_due(t1, &mut out);
+        let told = dealt(&out);
         let (mut ours, _) = sent(&mut out);
         ours.sort();
         let table = kwok_members::Table::deal(["us", "them"], &names);
+        let mut theirs: Vec<(String, bool)> = names
+            .iter()
+            .filter(|n| table.owner(n) == Some("them"))
+            .map(|n| (n.clone(), true))
+            .collect();
+        theirs.sort();
+        assert_eq!(told, theirs, "the shards hear which nodes are dealt elsewhere");
         let mut want: Vec<String> = names
             .iter()
             .filter(|n| table.owner(n) == Some("us"))
@@ -735,6 +779,11 @@ mod tests {
         assert!(out.is_empty(), "dealt again only a second after the last deal");
         let t2 = t1 + super::super::plan::REDEAL_EVERY;
         leases.fire_due(t2, &mut out);
+        assert_eq!(
+            dealt(&out),
+            [],
+            "no longer a member: nothing dealt elsewhere or back"
+        );
         let (sends, lost) = sent(&mut out);
         assert!(sends.is_empty());
         assert_eq!(lost.len(), ours.len());
@@ -751,6 +800,12 @@ mod tests {
         leases.message(LeaseMsg::Members(vec!["us".into()]), t2);
         let t3 = t2 + DURATION + super::super::plan::REDEAL_EVERY;
         leases.fire_due(t3, &mut out);
+        let back: Vec<(String, bool)> = theirs.iter().map(|(n, _)| (n.clone(), false)).collect();
+        assert_eq!(
+            dealt(&out),
+            back,
+            "the nodes dealt elsewhere before are ours again"
+        );
         let mut again = Vec::new();
         for command in out.drain(..) {
             if let Command::Send { name, lease, .. } = command {

@@ -8,7 +8,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
-    LeaseMsg, OnOwnership,
+    LeaseMsg, NodeNews, OnNodeNews,
     plan::Plan,
     pressure::PressureGauge,
     requests::Requests,
@@ -36,7 +36,7 @@ pub struct LeaseWorker {
     /// `--scale-out`: hold only the nodes the member table deals us.
     scale_out: bool,
     parallelism: usize,
-    on_ownership: OnOwnership,
+    on_news: OnNodeNews,
     pressure: PressureGauge,
 }
 
@@ -47,7 +47,7 @@ impl LeaseWorker {
         holder: String,
         options: LeaseOptions,
         metrics: Arc<Metrics>,
-        on_ownership: OnOwnership,
+        on_news: OnNodeNews,
     ) -> Self {
         Self {
             requests: Arc::new(Requests {
@@ -61,7 +61,7 @@ impl LeaseWorker {
             }),
             scale_out: options.scale_out,
             parallelism: options.parallelism,
-            on_ownership,
+            on_news,
             pressure: PressureGauge::default(),
         }
     }
@@ -130,7 +130,8 @@ impl LeaseWorker {
                             });
                         });
                     }
-                    Command::Ownership(ownership) => (self.on_ownership)(ownership),
+                    Command::Ownership(ownership) => (self.on_news)(NodeNews::Ownership(ownership)),
+                    Command::Dealt(dealt) => (self.on_news)(NodeNews::Dealt(dealt)),
                 }
             }
             metrics.leases_held.set(leases.owned as i64);

@@ -49,7 +49,7 @@ use crate::{
     batcher::{self, Outcome, Target},
     claims::ClaimIndex,
     host::{Ips, RuntimeHost, SharedIps},
-    lease::{Fence, LeaseMsg, Ownership, Pressure, WriteFence},
+    lease::{Dealt, Fence, LeaseMsg, Ownership, Pressure, WriteFence},
     metrics::{Metrics, ShardLabel, StageLabel},
     object::JsonObject,
     settings::Settings,
@@ -107,6 +107,17 @@ pub enum Event {
     Pressure(Option<Pressure>),
     /// `--scale-out`: the live members now (us only while our member Lease is renewed).
     Members(Arc<[String]>),
+    /// `--scale-out`: the member table deals a node to another member, or no longer.
+    Dealt(Dealt),
+    /// The pods of `node` as listed for [`Command::FetchPods`] of `generation`.
+    PodsFetched {
+        /// The node.
+        node: String,
+        /// The fetch's generation: a fetch cancelled since is not the one waited for.
+        generation: u64,
+        /// Its pods.
+        pods: Vec<JsonObject>,
+    },
 }
 
 /// Which write a result belongs to.
@@ -128,6 +139,25 @@ pub enum Command {
     Lease(LeaseMsg),
     /// This shard has processed its first full list of pods.
     PodsListed,
+    /// List the pods bound to `node`, no older than resourceVersion `not_older_than`
+    /// (empty: a consistent read), retrying until it succeeds; report
+    /// [`Event::PodsFetched`] with `generation`.
+    FetchPods {
+        /// The node.
+        node: String,
+        /// Returned with the pods.
+        generation: u64,
+        /// The newest pod resourceVersion the shard has seen.
+        not_older_than: String,
+    },
+}
+
+/// A fetch of one node's pods, out.
+#[derive(Debug)]
+struct Fetch {
+    generation: u64,
+    /// uids of the node's pods deleted while it is out: the list may be older.
+    deleted: HashSet<Box<str>>,
 }
 
 /// Effects to send for an object, then report [`Event::Written`] with `ticket`.
@@ -187,6 +217,21 @@ pub struct Core {
     held: HashMap<String, Fence>,
     /// Pods seen on nodes not (yet) managed, by node name.
     waiting: HashMap<String, HashSet<ObjKey>>,
+    /// `--scale-out`: managed nodes the member table deals to another live member.
+    /// While another kwok drives them their pods are not cached, only a `--cidr`
+    /// address one holds: with N members, (N-1)/N of the pods.
+    elsewhere: HashSet<String>,
+    /// Nodes some of whose pods were not cached ([`Self::elsewhere`]): fetched whole
+    /// (one list by `spec.nodeName`, as a kubelet lists) before we drive them.
+    dropped: HashSet<String>,
+    /// Fetches of a node's pods out, by node: its pods' stages wait for it, since a pod
+    /// given an IP before the node's other pods are known could take one of theirs.
+    fetches: HashMap<String, Fetch>,
+    /// Generations of fetches made so far.
+    fetched: u64,
+    /// The newest pod resourceVersion seen: a fetch lists nothing older, so it holds
+    /// every change of the pods not cached (and no pod deleted before it).
+    pods_rv: String,
     /// Managed nodes whose last seen `Ready` condition is `True`.
     ready_nodes: HashSet<String>,
     /// The ResourceClaims' allocations, shared by all shards: the pods' DRA devices.
@@ -261,6 +306,11 @@ impl Core {
             nodes: HashMap::new(),
             held: HashMap::new(),
             waiting: HashMap::new(),
+            elsewhere: HashSet::new(),
+            dropped: HashSet::new(),
+            fetches: HashMap::new(),
+            fetched: 0,
+            pods_rv: String::new(),
             ready_nodes: HashSet::new(),
             claims: config.claims,
             gpus_tainted: HashMap::new(),
@@ -288,6 +338,12 @@ impl Core {
             Event::TimersDue => self.fire_due(rng),
             Event::AllPodsListed => self.all_pods_listed(rng),
             Event::Members(members) => self.members_changed(members, rng),
+            Event::Dealt(dealt) => self.dealt(dealt),
+            Event::PodsFetched {
+                node,
+                generation,
+                pods,
+            } => self.pods_fetched(node, generation, pods, rng),
             Event::Pressure(pressure) => {
                 self.write_limit = write_limit(self.settings.writes_in_flight, pressure)
             }
@@ -367,6 +423,18 @@ impl Core {
         match input {
             Input::Applied { kind, obj } => self.applied(kind, *obj, rng),
             Input::Deleted { kind, obj } => {
+                let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+                if self.kinds[kind].role == Role::Pod {
+                    self.pod_seen(obj.metadata.resource_version.as_deref().unwrap_or_default());
+                    if let Some(fetch) = obj.node_name.as_deref().and_then(|n| self.fetches.get_mut(n)) {
+                        fetch.deleted.insert(uid.into());
+                    }
+                    // Not cached (its node dealt elsewhere): its `--cidr` address, if
+                    // it held one, is free again.
+                    if !uid.is_empty() {
+                        self.ips.release_pod(uid);
+                    }
+                }
                 if let Some(key) = ObjKey::of(kind, &obj.metadata) {
                     self.remove(&key);
                 }
@@ -435,6 +503,16 @@ impl Core {
             return;
         };
         let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
+        if self.role(&key) == Role::Pod {
+            self.pod_seen(rv);
+            if let Some(node) = obj.node_name.as_deref()
+                && self.elsewhere.contains(node)
+                && !self.drives_node(node)
+            {
+                let node = node.to_owned();
+                return self.drop_pod(&key, &node, &obj);
+            }
+        }
         let writing = self.writing.contains(&key);
         let entry = self.entries.entry(key.clone()).or_insert_with(|| match writing {
             // Removed while its write was out, now seen again: that write must land
@@ -457,9 +535,9 @@ impl Core {
             entry.state = State::Idle;
         }
         entry.set(&obj, kind, &mut self.packers);
-        // A pod on a node another kwok drives (or no kwok here): cached and indexed under
-        // its node for the day we take the node over (its IP is adopted then), but not
-        // parsed. With N replicas sharing the nodes that is (N-1)/N of the pod events.
+        // A pod on a node not driven here (yet: its Lease is not ours, or no kwok here):
+        // cached and indexed under its node for the day we take the node over (its IP is
+        // adopted then), but not parsed. (Dealt to another member: not even cached, above.)
         // When the node has no podCIDR, the pod's `--cidr` address is read (and only
         // it): such addresses are adopted whoever drives the node, so that the next
         // holder of the IP slot it came from does not hand it out again.
@@ -566,6 +644,8 @@ impl Core {
         }
         self.waiting.insert(name.to_owned(), pods);
         self.held.remove(name);
+        self.elsewhere.remove(name);
+        self.fetches.remove(name);
         self.ips.forget_node(name);
         if self.leases {
             self.out.push(Command::Lease(LeaseMsg::Release {
@@ -592,8 +672,11 @@ impl Core {
         tracing::info!(node = %node, held, "node lease changed hands");
         if held {
             // Its pods were cached unparsed while another kwok drove it: their IPs are
-            // taken before any of them is given one.
+            // taken before any of them is given one. Pods not cached are fetched first.
             self.adopt_ips(&node);
+            self.fetch_if_dropped(&node);
+        } else if self.elsewhere.contains(&node) {
+            self.drop_pods(&node);
         }
         let key = ObjKey {
             kind: self.node_kind(),
@@ -700,6 +783,19 @@ impl Core {
         };
     }
 
+    /// Takes pod `key` off node `node`'s index (and drops an empty waiting list).
+    fn unindex_pod(&mut self, key: &ObjKey, node: &str) {
+        if let Some(pods) = self.nodes.get_mut(node) {
+            pods.remove(key);
+        }
+        if let Some(pods) = self.waiting.get_mut(node) {
+            pods.remove(key);
+            if pods.is_empty() {
+                self.waiting.remove(node);
+            }
+        }
+    }
+
     fn pod_applied(&mut self, key: &ObjKey, obj: &Value) {
         let Some(node) = obj
             .pointer("/spec/nodeName")
@@ -710,6 +806,135 @@ impl Core {
         };
         adopt_ip(&mut self.ips, &node, cache::str_at(obj, "/metadata/uid"), obj);
         self.index_pod(key, &node);
+    }
+
+    /// A pod event seen at resourceVersion `rv`.
+    fn pod_seen(&mut self, rv: &str) {
+        if version::order(rv, &self.pods_rv) == Order::Newer {
+            // Reuses the buffer: one pod event after another.
+            self.pods_rv.clear();
+            self.pods_rv.push_str(rv);
+        }
+    }
+
+    /// Pod `key` on `node`, which the table deals to another member, changed: not
+    /// cached (and forgotten if it was), only a `--cidr` address it holds is kept.
+    fn drop_pod(&mut self, key: &ObjKey, node: &str, obj: &JsonObject) {
+        if !self.ips.has_node_pool(node)
+            && let Some(ip) = pod_address(&obj.text)
+        {
+            self.ips
+                .adopt_pod(node, obj.metadata.uid.as_deref().unwrap_or_default(), &ip);
+        }
+        self.metrics.events_not_driven.inc();
+        self.metrics.bytes_not_driven.inc_by(obj.text.len() as u64);
+        self.forget_pod(key);
+        self.dropped.insert(node.to_owned());
+        self.gauges.objects.set(self.entries.len() as i64);
+    }
+
+    /// Forgets the cached pods of `node`, dealt to another member and not driven here.
+    fn drop_pods(&mut self, node: &str) {
+        let pods: Vec<ObjKey> = self.nodes.get(node).into_iter().flatten().cloned().collect();
+        if pods.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            node,
+            pods = pods.len(),
+            "node dealt to another member: its pods are not cached"
+        );
+        pods.iter().for_each(|key| self.forget_pod(key));
+        self.dropped.insert(node.to_owned());
+        self.gauges.objects.set(self.entries.len() as i64);
+    }
+
+    /// Removes pod `key` from the cache, as if never seen: unlike a deleted pod's, the
+    /// address it holds from `--cidr` stays taken (the pods on a node with a podCIDR
+    /// matter only to whoever drives it, and are adopted by the fetch before that).
+    fn forget_pod(&mut self, key: &ObjKey) {
+        self.cancel(key);
+        let Some(entry) = self.entries.remove(key) else {
+            return;
+        };
+        if let Some(node) = entry.node() {
+            self.unindex_pod(key, node);
+            if self.ips.has_node_pool(node) && !entry.uid().is_empty() {
+                self.ips.release_pod(entry.uid());
+            }
+        }
+    }
+
+    /// The table deals `node` to another member, or no longer: stop caching its pods,
+    /// or fetch them.
+    fn dealt(&mut self, dealt: Dealt) {
+        let Dealt { node, elsewhere } = dealt;
+        match elsewhere {
+            true if self.nodes.contains_key(&node) => {
+                self.fetches.remove(&node);
+                self.elsewhere.insert(node.clone());
+                // Still ours while a renewal is out: dropped when it lets go.
+                if !self.drives_node(&node) {
+                    self.drop_pods(&node);
+                }
+            }
+            true => {}
+            false => {
+                self.elsewhere.remove(&node);
+                self.fetch_if_dropped(&node);
+            }
+        }
+    }
+
+    /// Fetches `node`'s pods if some were not cached; until they are in, none of its
+    /// pods' stages is scheduled.
+    fn fetch_if_dropped(&mut self, node: &str) {
+        if !self.dropped.contains(node) || self.fetches.contains_key(node) || self.elsewhere.contains(node) {
+            return;
+        }
+        self.fetched += 1;
+        let generation = self.fetched;
+        self.fetches.insert(
+            node.to_owned(),
+            Fetch {
+                generation,
+                deleted: HashSet::new(),
+            },
+        );
+        self.metrics.node_pod_fetches.inc();
+        let pods: Vec<ObjKey> = self.nodes.get(node).into_iter().flatten().cloned().collect();
+        pods.iter().for_each(|key| self.cancel(key));
+        self.out.push(Command::FetchPods {
+            node: node.to_owned(),
+            generation,
+            not_older_than: self.pods_rv.clone(),
+        });
+    }
+
+    /// The pods of `node` are in: cached as if watched (but for those deleted while the
+    /// list was out), and matched.
+    fn pods_fetched(&mut self, node: String, generation: u64, pods: Vec<JsonObject>, rng: &mut SmallRng) {
+        if self.fetches.get(&node).is_none_or(|f| f.generation != generation) {
+            return;
+        }
+        let Some(kind) = self.kinds.iter().position(|k| k.role == Role::Pod) else {
+            return;
+        };
+        tracing::debug!(node, pods = pods.len(), "fetched the pods of a node dealt to us");
+        for obj in pods {
+            let deleted = obj
+                .metadata
+                .uid
+                .as_deref()
+                .is_some_and(|uid| self.fetches[&node].deleted.contains(uid));
+            if !deleted && obj.node_name.as_deref() == Some(node.as_str()) {
+                self.applied(kind, obj, rng);
+            }
+        }
+        self.fetches.remove(&node);
+        self.dropped.remove(&node);
+        let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
+        pods.iter().for_each(|p| self.evaluate(p, None, rng));
     }
 
     /// Whether the object behind `key` is driven by this controller now (before
@@ -763,6 +988,10 @@ impl Core {
         }
         let entry = &self.entries[key];
         if self.role(key) == Role::Pod && !self.pods_listed.1 {
+            return;
+        }
+        if self.role(key) == Role::Pod && entry.node().is_some_and(|n| self.fetches.contains_key(n)) {
+            self.cancel(key);
             return;
         }
         if !self.owned(key, entry) {
@@ -880,7 +1109,9 @@ impl Core {
                 if self.nodes.contains_key(&key.name) {
                     self.unmanage_node(&key.name);
                 }
-                self.waiting.remove(&key.name);
+                // Its pods wait in `waiting` (indexed) until they are deleted too, or
+                // the node comes back.
+                self.dropped.remove(&key.name);
                 self.ready_nodes.remove(&key.name);
                 self.lost_nodes.remove(&key.name);
                 self.gpus_tainted.remove(&key.name);
@@ -890,8 +1121,7 @@ impl Core {
                     self.ips.release_pod(entry.uid());
                 }
                 if let Some(node) = entry.node() {
-                    self.nodes.get_mut(node).map(|p| p.remove(key));
-                    self.waiting.get_mut(node).map(|p| p.remove(key));
+                    self.unindex_pod(key, node);
                 }
             }
             Role::Other => {
@@ -1221,6 +1451,17 @@ impl Core {
                     !self.writing.contains(key),
                     "{key:?}: a write out but {:?}",
                     entry.state
+                );
+            }
+            if let Some(node) = entry.node().filter(|_| self.role(key) == Role::Pod) {
+                assert!(
+                    !(self.fetches.contains_key(node)
+                        && matches!(entry.state, State::Scheduled { .. } | State::Ready { .. })),
+                    "{key:?}: a stage pending while its node's pods are fetched"
+                );
+                assert!(
+                    !self.elsewhere.contains(node) || self.drives_node(node),
+                    "{key:?}: cached while its node is dealt elsewhere"
                 );
             }
             if entry.has_parsed() {

@@ -30,14 +30,21 @@ pub mod query;
 mod tests;
 mod version;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use jiff::Timestamp;
-use kube::core::ApiResource;
+use kube::{
+    Api,
+    api::{ListParams, VersionMatch},
+    core::ApiResource,
+};
 use kwok_engine::lifecycle::Lifecycle;
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{Semaphore, mpsc, watch},
     time::Instant,
 };
 
@@ -47,7 +54,7 @@ use core::{Command, Core, Event, Ticket, Write};
 use crate::{
     batcher::{Outcome, Writer},
     host::SharedIps,
-    lease::{Fence, LeaseMsg, Ownership, Pressure, PressureGauge},
+    lease::{Fence, LeaseMsg, NodeNews, Pressure, PressureGauge},
     metrics::Metrics,
     object::JsonObject,
     settings::Settings,
@@ -165,7 +172,14 @@ pub struct ShardContext {
     pub member_fence: Option<Fence>,
     /// With `--scale-out`: the live members, as the member Lease task reports them.
     pub members: Option<watch::Receiver<Arc<[String]>>>,
+    /// Lists of one node's pods that may be out at once, shared by all shards
+    /// ([`FETCHES_IN_FLIGHT`]).
+    pub fetch_slots: Arc<Semaphore>,
 }
+
+/// Lists of one node's pods out at once, all shards together: a member joining or
+/// leaving moves a share of the nodes at once, and each list is small.
+pub const FETCHES_IN_FLIGHT: usize = 8;
 
 /// A running shard: the async side around its [`Core`].
 pub struct Shard {
@@ -186,6 +200,18 @@ pub struct Shard {
     done_rx: mpsc::UnboundedReceiver<(Ticket, Outcome)>,
     /// With `--scale-out`: the live members.
     members: Option<watch::Receiver<Arc<[String]>>>,
+    fetch_slots: Arc<Semaphore>,
+    /// Fetched pods come back here (unbounded: at most one fetch per node is waited
+    /// for, and a node's pods are few).
+    fetched_tx: mpsc::UnboundedSender<Fetched>,
+    fetched_rx: mpsc::UnboundedReceiver<Fetched>,
+}
+
+/// A node's pods, listed for a fetch of `generation`.
+struct Fetched {
+    node: String,
+    generation: u64,
+    pods: Vec<JsonObject>,
 }
 
 /// The live members once they change; `None` at once without `--scale-out` (or once the
@@ -201,6 +227,7 @@ impl Shard {
     pub fn new(ctx: ShardContext) -> Self {
         // Unbounded, yet never more than --writes-in-flight results (module docs).
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (fetched_tx, fetched_rx) = mpsc::unbounded_channel();
         let rng = SmallRng::seed_from_u64(ctx.index as u64 ^ ctx.start.as_nanosecond() as u64);
         let config = core::Config {
             index: ctx.index,
@@ -226,15 +253,19 @@ impl Shard {
             done_tx,
             done_rx,
             members: ctx.members,
+            fetch_slots: ctx.fetch_slots,
+            fetched_tx,
+            fetched_rx,
         }
     }
 
-    /// Runs until the event channel closes. `ownership` says, per node, whether we
-    /// hold its Lease now (from the lease worker).
+    /// Runs until the event channel closes. `news` says, per node, whether we hold its
+    /// Lease now, and with `--scale-out` whether the table deals it elsewhere (from the
+    /// lease worker).
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<Batch>,
-        mut ownership: mpsc::UnboundedReceiver<Ownership>,
+        mut news: mpsc::UnboundedReceiver<NodeNews>,
         mut queries: mpsc::Receiver<query::Query>,
     ) {
         let mut alarm = Alarm::new();
@@ -244,7 +275,13 @@ impl Shard {
             let event = tokio::select! {
                 biased;
                 Some((ticket, outcome)) = self.done_rx.recv() => Event::Written { ticket, outcome },
-                Some(ownership) = ownership.recv() => Event::Lease(ownership),
+                Some(news) = news.recv() => match news {
+                    NodeNews::Ownership(ownership) => Event::Lease(ownership),
+                    NodeNews::Dealt(dealt) => Event::Dealt(dealt),
+                },
+                Some(Fetched { node, generation, pods }) = self.fetched_rx.recv() => {
+                    Event::PodsFetched { node, generation, pods }
+                }
                 () = alarm.fired(), if alarm.is_armed() => Event::TimersDue,
                 Some(members) = members_changed(&mut self.members) => Event::Members(members),
                 changed = self.pods_listed_rx.changed(), if !self.core.pods_listed().1 => {
@@ -296,8 +333,52 @@ impl Shard {
                     }
                 }
                 Command::PodsListed => self.pods_listed.send_modify(|n| *n += 1),
+                Command::FetchPods {
+                    node,
+                    generation,
+                    not_older_than,
+                } => self.fetch(node, generation, not_older_than),
             }
         }
+    }
+
+    /// Lists `node`'s pods on its own task, in one of the shared fetch slots, until a
+    /// list succeeds; the pods come back on `fetched_rx`.
+    fn fetch(&self, node: String, generation: u64, not_older_than: String) {
+        let Some(kind) = self.core.kinds().iter().find(|k| k.role == Role::Pod) else {
+            return;
+        };
+        let api: Api<JsonObject> = Api::all_with(self.writer.client().clone(), &kind.resource);
+        let mut params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        if !not_older_than.is_empty() {
+            // Served from the watch cache once it has caught up with what we saw.
+            params = params.at(&not_older_than).matching(VersionMatch::NotOlderThan);
+        }
+        let (slots, done) = (self.fetch_slots.clone(), self.fetched_tx.clone());
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(250);
+            loop {
+                let listed = {
+                    let _slot = slots.acquire().await;
+                    api.list(&params).await
+                };
+                match listed {
+                    Ok(list) => {
+                        let _ = done.send(Fetched {
+                            node,
+                            generation,
+                            pods: list.items,
+                        });
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(node, %error, retry_in = ?wait, "listing a node's pods failed");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(4));
+                    }
+                }
+            }
+        });
     }
 
     /// Sends a write on its own task; its result comes back on `done_rx`.

@@ -21,7 +21,7 @@ use crate::{
     flags::Flags,
     host::SharedIps,
     ipam::Pool,
-    lease::{Fence, Ownership, Pressure},
+    lease::{Dealt, Fence, Ownership, Pressure},
     metrics::Metrics,
     object::JsonObject,
     settings::Settings,
@@ -199,6 +199,8 @@ struct Harness {
     last: Vec<Due>,
     /// The effects of the last step's writes, as JSON text.
     last_effects: Vec<String>,
+    /// Fetches of a node's pods asked for: node, generation, resourceVersion.
+    fetches: Vec<(String, u64, String)>,
 }
 
 impl Harness {
@@ -224,6 +226,7 @@ impl Harness {
             out: Vec::new(),
             last: Vec::new(),
             last_effects: Vec::new(),
+            fetches: Vec::new(),
         };
         h.step(Event::Watch(Input::Relisted(POD)));
         h.step(Event::AllPodsListed);
@@ -236,7 +239,14 @@ impl Harness {
         self.last.clear();
         self.last_effects.clear();
         for command in self.core.step(event, self.now, &mut self.rng) {
-            if let Command::Write(write) = command {
+            if let Command::FetchPods {
+                node,
+                generation,
+                not_older_than,
+            } = command
+            {
+                self.fetches.push((node, generation, not_older_than));
+            } else if let Command::Write(write) = command {
                 self.last_effects.push(format!("{:?}", write.effects));
                 let (ticket, due) = (write.ticket, write.due);
                 assert!(
@@ -656,6 +666,15 @@ enum Op {
     /// The node's readiness or management changes.
     NodeGone,
     NodeBack,
+    /// The node's Lease is ours, or no longer.
+    Held(bool),
+    /// The table deals the node elsewhere, or back.
+    Dealt(bool),
+    /// The last fetch asked for (or a stale one) answers with the pods in `listed`.
+    Fetched {
+        stale: bool,
+        listed: Vec<bool>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -669,18 +688,26 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..8usize, 0..4u8, any::<bool>()).prop_map(|(i, outcome, newer)| Op::Land { i, outcome, newer }),
         1 => Just(Op::NodeGone),
         1 => Just(Op::NodeBack),
+        1 => any::<bool>().prop_map(Op::Held),
+        1 => any::<bool>().prop_map(Op::Dealt),
+        1 => (any::<bool>(), proptest::collection::vec(any::<bool>(), 4))
+            .prop_map(|(stale, listed)| Op::Fetched { stale, listed }),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// Whatever the watch, the clock and the apiserver do, in any order: never two
-    /// writes out for one object, never a timer for a deleted or forgotten object, no
-    /// write slot leaked (`Harness::step` and `Core::check_invariants` check each step).
+    /// Whatever the watch, the clock, the apiserver and the lease worker do, in any
+    /// order: never two writes out for one object, never a timer for a deleted or
+    /// forgotten object, no write slot leaked (`Harness::step` and
+    /// `Core::check_invariants` check each step).
     #[test]
     fn random_event_sequences_should_keep_the_invariants(ops in proptest::collection::vec(op(), 1..50), writes in 1..4u32) {
-        let mut h = Harness::new(writes);
+        let fence = Fence::closed();
+        let mut h = Harness::with_fences(writes, "10.0.0.1/16", Some(None));
+        fence.open_until(h.now.mono + 3600 * SECOND);
+        h.step(held("n", Some(fence.clone())));
         let mut rv = 100u64;
         let name = |i: usize| format!("p{i}");
         for op in ops {
@@ -719,6 +746,21 @@ proptest! {
                 }
                 Op::NodeGone => h.delete(NODE, node("n", &rv.to_string(), true)),
                 Op::NodeBack => h.apply(NODE, node("n", &rv.to_string(), true)),
+                Op::Held(yes) => h.step(held("n", yes.then(|| fence.clone()))),
+                Op::Dealt(elsewhere) => h.step(dealt("n", elsewhere)),
+                Op::Fetched { stale, listed } => {
+                    let Some((node, generation, _)) = h.fetches.last().cloned() else {
+                        continue;
+                    };
+                    let pods = listed
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(_, listed)| *listed)
+                        .map(|(i, _)| JsonObject::new(&pod(&name(i), 0, &rv.to_string(), None, false)))
+                        .collect();
+                    let generation = generation + u64::from(stale);
+                    h.step(Event::PodsFetched { node, generation, pods });
+                }
             }
             prop_assert_eq!(h.core.writes_out(), h.out.len(), "writes out, as the core counts them");
         }
@@ -947,6 +989,121 @@ fn pods_driven_elsewhere_on_a_node_without_pod_cidr_should_keep_their_address_un
         !effects.contains("10.0.0.1"),
         "p's IP handed out again: {effects}"
     );
+}
+
+/// The lease worker's word that the table deals `node` elsewhere, or no longer.
+fn dealt(node: &str, elsewhere: bool) -> Event {
+    Event::Dealt(Dealt {
+        node: node.into(),
+        elsewhere,
+    })
+}
+
+/// Issue 25: the pods of a node the table deals to another member are not cached at
+/// all (dropped at the watch, and the cached ones forgotten); when the node is dealt
+/// back they are fetched by one list no older than the newest pod event seen, and no
+/// pod of the node is driven before that list is in: no IP the other member gave out
+/// is handed out again, and a pod deleted while the list was out stays gone.
+#[test]
+fn pods_of_a_node_dealt_elsewhere_should_not_be_cached_and_be_fetched_before_it_is_driven() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    let mut n = node("n", "2", true);
+    n["spec"] = json!({"podCIDR": "10.1.0.0/24"});
+    h.apply(NODE, n);
+    h.apply(POD, pod("p", 0, "10", Some("Running"), false));
+    assert!(h.state("p").is_some(), "cached while nobody is known to drive it");
+    h.step(dealt("n", true));
+    assert_eq!(h.state("p"), None, "forgotten once dealt elsewhere");
+    // The other member gave p the node pool's first address; q arrives.
+    let mut p = pod("p", 0, "11", Some("Running"), false);
+    p["status"]["podIP"] = json!("10.1.0.1");
+    h.apply(POD, p.clone());
+    h.apply(POD, test_pod("q", "12", "ip"));
+    h.apply(POD, pod("x", 0, "13", Some("Running"), false));
+    assert_eq!((h.state("p"), h.state("q")), (None, None), "not cached");
+    assert_eq!(h.core.events_not_driven(), 4, "p twice, q, x: none parsed");
+    assert!(h.fetches.is_empty());
+
+    // Dealt back: one fetch, no older than the newest pod event seen.
+    h.step(dealt("n", false));
+    assert_eq!(h.fetches.len(), 1);
+    let (node, generation, rv) = h.fetches[0].clone();
+    assert_eq!((node.as_str(), rv.as_str()), ("n", "13"));
+    // The Lease is ours before the list is in; a new pod arrives; x is deleted.
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.step(held("n", Some(fence.clone())));
+    h.apply(POD, test_pod("r", "14", "ip"));
+    h.delete(POD, pod("x", 0, "15", Some("Running"), false));
+    h.advance(SECOND);
+    assert!(
+        h.out.is_empty(),
+        "no pod of the node driven before its pods are in"
+    );
+    assert_eq!(h.state("r"), Some(State::Idle));
+
+    // A stale fetch's answer changes nothing.
+    let list = |pods: &[&Value]| pods.iter().map(|p| JsonObject::new(p)).collect::<Vec<_>>();
+    let x = pod("x", 0, "13", Some("Running"), false);
+    let q = test_pod("q", "12", "ip");
+    h.step(Event::PodsFetched {
+        node: "n".into(),
+        generation: generation + 1,
+        pods: list(&[&p, &q, &x]),
+    });
+    assert_eq!(h.state("q"), None);
+    // The list, taken before x's deletion.
+    h.step(Event::PodsFetched {
+        node: "n".into(),
+        generation,
+        pods: list(&[&p, &q, &x]),
+    });
+    assert_eq!(h.state("x"), None, "deleted while the list was out: stays gone");
+    assert!(h.state("p").is_some());
+    h.advance(SECOND);
+    assert_eq!(h.out.len(), 2, "q's and r's stages went out");
+    let effects = h.last_effects.concat();
+    assert!(
+        effects.contains("10.1.0.2") && effects.contains("10.1.0.3"),
+        "q and r got the next free IPs: {effects}"
+    );
+    assert!(
+        !effects.contains("10.1.0.1"),
+        "p's IP handed out again: {effects}"
+    );
+    // Ours now: nothing more is fetched, and its pods' events are cached.
+    h.apply(POD, pod("s", 0, "16", Some("Running"), false));
+    assert!(h.state("s").is_some());
+    assert_eq!(h.fetches.len(), 1);
+}
+
+/// Issue 25: a pod not cached (its node dealt elsewhere) keeps the `--cidr` address it
+/// holds from our pods while it lives, and frees it when it is deleted.
+#[test]
+fn a_pod_not_cached_should_hold_its_cidr_address_until_deleted() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    h.apply(NODE, node("theirs", "2", true));
+    h.step(dealt("theirs", true));
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.step(held("n", Some(fence.clone())));
+    let mut p = pod("p", 0, "10", Some("Running"), false);
+    p["spec"]["nodeName"] = json!("theirs");
+    p["status"]["podIP"] = json!("10.0.0.1");
+    h.apply(POD, p.clone());
+    assert_eq!(h.state("p"), None, "not cached");
+    h.apply(POD, test_pod("q", "11", "ip"));
+    h.advance(SECOND);
+    let effects = h.last_effects.concat();
+    assert!(
+        effects.contains("10.0.0.2"),
+        "q passed over p's address: {effects}"
+    );
+    h.delete(POD, p);
+    h.apply(POD, test_pod("r", "13", "ip"));
+    h.advance(SECOND);
+    let effects = h.last_effects.concat();
+    assert!(effects.contains("10.0.0.1"), "p's address free again: {effects}");
 }
 
 /// Issue 25: with `--scale-out`, an object not bound to a node (a Stage's other kinds)
