@@ -271,6 +271,16 @@ fn kwok_replicas_should_never_give_two_pods_one_ip_from_the_shared_cidr() {
     cluster.apply(&pods_on_nodes(0, 600, NODES));
     let duplicates = running_pods_and_duplicates(&cluster, 600);
     assert!(duplicates.is_empty(), "pod IPs held twice: {duplicates:?}");
+    // Each replica caches the pods of the nodes dealt to it, not all 600 (a third of
+    // them, with the 30 nodes and a few objects off nodes).
+    let ports = kwok_ports(&cluster);
+    for (name, port) in &ports {
+        let cached = metric_sum(&cluster.kwok_get_at(port, "/metrics"), "kwok_managed_objects", "");
+        assert!(
+            (100.0..450.0).contains(&cached),
+            "{name} caches {cached} objects of 600 pods and 30 nodes"
+        );
+    }
 
     // A replica dies; the others take its nodes over and keep handing out addresses
     // none of the 600 pods holds.
@@ -281,5 +291,18 @@ fn kwok_replicas_should_never_give_two_pods_one_ip_from_the_shared_cidr() {
         duplicates.is_empty(),
         "pod IPs held twice after a replica died: {duplicates:?}"
     );
+    // The survivors fetched the pods of the nodes they took over (not cached before).
+    let fetches: f64 = ports
+        .iter()
+        .filter(|(name, _)| *name != "kwok-controller-2")
+        .map(|(_, port)| {
+            metric_sum(
+                &cluster.kwok_get_at(port, "/metrics"),
+                "kwok_node_pod_fetches_total",
+                "",
+            )
+        })
+        .sum();
+    assert!(fetches >= 1.0, "no node's pods fetched on takeover");
     cluster.kwokctl.ok(&["delete", "cluster", "--name", cluster.name]);
 }
