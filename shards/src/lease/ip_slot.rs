@@ -57,6 +57,18 @@ pub struct IpSlot {
     shared: Arc<Mutex<SharedIps>>,
     metrics: Arc<Metrics>,
     held: Option<Held>,
+    /// Every slot was held at the last claim: said once, not at every tick.
+    all_held: bool,
+}
+
+/// How a claim went.
+enum Claimed {
+    /// Slot `.0` is ours, its Lease as written.
+    Slot(u32, Lease),
+    /// Another member created or took the slot chosen first.
+    Raced,
+    /// Every slot is held by a live member.
+    AllHeld,
 }
 
 /// A slot held: its Lease as our last write left it, and when that write was sent.
@@ -84,6 +96,7 @@ impl IpSlot {
             shared,
             metrics,
             held: None,
+            all_held: false,
         }
     }
 
@@ -114,7 +127,17 @@ impl IpSlot {
         }
         let sent = Instant::now();
         match self.claim().await {
-            Ok(Some((slot, lease))) => {
+            Ok(Claimed::AllHeld) => {
+                if !std::mem::replace(&mut self.all_held, true) {
+                    warn!(
+                        slots = Stripe::SLOTS,
+                        "every IP slot is held: pods on nodes without a podCIDR wait until one is free"
+                    );
+                }
+                None
+            }
+            Ok(Claimed::Slot(slot, lease)) => {
+                self.all_held = false;
                 info!(
                     slot,
                     "holding an IP slot: pod IPs from --cidr come from its stripe"
@@ -127,7 +150,7 @@ impl IpSlot {
                 self.set(Stripe::slot(slot));
                 Some(sent + self.duration)
             }
-            Ok(None) => None,
+            Ok(Claimed::Raced) => None,
             Err(e) => {
                 warn!(error = %e, "failed to claim an IP slot; trying again");
                 None
@@ -142,20 +165,15 @@ impl IpSlot {
         self.shared.lock().expect("ip pool lock").set_slot(stripe);
     }
 
-    /// Lists the slot Leases and takes the one [`choose`] picks; `None` when none is
-    /// free or another member took it first.
-    async fn claim(&self) -> Result<Option<(u32, Lease)>, kube::Error> {
+    /// Lists the slot Leases and takes the one [`choose`] picks.
+    async fn claim(&self) -> Result<Claimed, kube::Error> {
         let listed = self
             .api
             .list(&ListParams::default().labels(&format!("{SLOT_LABEL}=true")))
             .await?;
         let now = Timestamp::now();
         let Some(choice) = choose(&listed.items, &self.me, now) else {
-            warn!(
-                slots = Stripe::SLOTS,
-                "every IP slot is held: pods on nodes without a podCIDR wait"
-            );
-            return Ok(None);
+            return Ok(Claimed::AllHeld);
         };
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
         let spec = |acquired: Option<MicroTime>| LeaseSpec {
@@ -194,10 +212,10 @@ impl IpSlot {
         match result {
             Ok(mut lease) => {
                 lease.metadata.managed_fields = None;
-                Ok(Some((slot, lease)))
+                Ok(Claimed::Slot(slot, lease))
             }
             // Another member created or took it between our list and our write.
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Claimed::Raced),
             Err(e) => Err(e),
         }
     }

@@ -9,8 +9,8 @@
 //! and our table is frozen as it was, so we keep renewing the node Leases we hold and
 //! nobody takes them over; on a saturated apiserver every member can be late at once,
 //! and letting go then left nodes unrenewed. Only after three durations
-//! ([`kwok_members::handover::leaves`]) do we drop out of our own table and let go of
-//! every node. A kwok cut off from the apiserver renews nothing anyway: the others
+//! ([`kwok_members::handover::leaves`]), and only while another member is live, do we
+//! drop out of our own table and let go of every node. A kwok cut off from the apiserver renews nothing anyway: the others
 //! take its nodes over as their Leases go un-renewed. Polling, not watching: a handful
 //! of small objects every two seconds.
 
@@ -97,7 +97,7 @@ impl MemberLease {
             tick.tick().await;
             // First, from before this renewal: a kwok resumed after a long stop must not
             // count itself a member on the strength of a renewal that has not landed yet.
-            if self.leaves(renewed) && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
+            if self.leaves(renewed, &others) && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
                 if !self.report(&tx, &others) {
                     return;
                 }
@@ -129,7 +129,7 @@ impl MemberLease {
             // Fenced but not gone: the apiserver is likely just slow for every member
             // at once, so the table is frozen as it was (no node let go, none taken)
             // until our renewal lands again or we leave.
-            if fenced && !self.leaves(renewed) {
+            if fenced && !self.leaves(renewed, &others) {
                 continue;
             }
             let mut members = others.clone();
@@ -149,11 +149,16 @@ impl MemberLease {
 
     /// Whether we drop out of our own table now (let go of every node), our last
     /// successful renewal sent at `renewed`: only well after we are fenced
-    /// ([`kwok_members::handover::leaves`]).
-    fn leaves(&self, renewed: Option<Instant>) -> bool {
-        renewed.is_none_or(|r| {
-            kwok_members::handover::leaves(Instant::now().saturating_duration_since(r), self.duration)
-        })
+    /// ([`kwok_members::handover::leaves`]), and only while `others` are live to take
+    /// our nodes over. With no other member live the apiserver is slow for all of us,
+    /// and letting go would only leave every node un-renewed: 4 kwoks on 10,000 nodes
+    /// all dropped out together 40 s into creating 100,000 pods, and 6,051 node Leases
+    /// expired (`perf/results/2026-12-05-large-bound-replicas-fetch/`).
+    fn leaves(&self, renewed: Option<Instant>, others: &[String]) -> bool {
+        !others.is_empty()
+            && renewed.is_none_or(|r| {
+                kwok_members::handover::leaves(Instant::now().saturating_duration_since(r), self.duration)
+            })
     }
 
     /// Whether we must stop writing now, our last successful renewal sent at `renewed`.
@@ -348,6 +353,67 @@ mod tests {
         apiserver.set(&name, None);
         member.renew(&api, &name, &mut last).await.unwrap();
         assert_eq!(apiserver.calls(), ["PUT 404", "GET 404", "POST 201"]);
+    }
+
+    /// The members reported on `rx` so far.
+    fn reports(rx: &mut mpsc::UnboundedReceiver<LeaseMsg>) -> Vec<Vec<String>> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|msg| match msg {
+                LeaseMsg::Members(members) => Some(members),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A member whose renewals fail for three durations drops out of its own table
+    /// (letting go of every node) only while another member is live to take its nodes
+    /// over; with none live the apiserver is slow for everyone, and it stays.
+    #[tokio::test]
+    async fn a_fenced_member_should_leave_only_while_another_member_is_live() {
+        const DURATION: Duration = Duration::from_millis(400);
+        let apiserver = StandIn::default();
+        let client = apiserver.client();
+        let metrics = Arc::new(Metrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let (shards, _) = watch::channel(Arc::from(Vec::new()));
+        let cidr = crate::ipam::Cidr::parse("10.0.0.1/24").unwrap();
+        let slot = IpSlot::new(
+            Api::namespaced(client.clone(), NAMESPACE),
+            "kwok-a".into(),
+            DURATION,
+            crate::host::SharedIps::scale_out(cidr),
+            metrics.clone(),
+        );
+        let fence = Fence::closed();
+        let member = MemberLease::new(client, "kwok-a".into(), DURATION, metrics, fence, shards, slot);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(member.run(tx));
+        tokio::time::sleep(DURATION).await;
+        assert_eq!(reports(&mut rx), [vec!["kwok-a".to_owned()]]);
+
+        // Every write refused for six durations, nobody else live: no report, so the
+        // lease worker keeps its table (and renews the node Leases it can).
+        apiserver
+            .refuse_writes
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(DURATION * 6).await;
+        assert_eq!(reports(&mut rx), Vec::<Vec<String>>::new());
+
+        // Another member is live: we leave, and it takes our nodes over.
+        let renewed = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        apiserver.set(
+            &lease_name("kwok-b"),
+            Some(json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": lease_name("kwok-b"), "namespace": NAMESPACE,
+                    "labels": {MEMBER_LABEL: "true"}, "resourceVersion": "50"},
+                "spec": {"holderIdentity": "kwok-b", "leaseDurationSeconds": 3600, "renewTime": renewed},
+            })),
+        );
+        tokio::time::sleep(DURATION).await;
+        assert_eq!(reports(&mut rx), [vec!["kwok-b".to_owned()]]);
+        task.abort();
     }
 
     fn lease(holder: &str, renewed_secs_ago: i64, duration: i32, now: Timestamp) -> Lease {

@@ -1,11 +1,14 @@
 //! A stand-in apiserver of Leases for the lease tests: GET (one, or the list), POST
 //! (409 if the name is taken) and PUT (404 if absent, 409 unless the resourceVersion
 //! matches), each recorded as "METHOD code"; `fail` answers the next request with that
-//! code instead.
+//! code instead, and `refuse_writes` every POST and PUT with 503 while set.
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use kube::{Client, client::Body};
@@ -17,6 +20,8 @@ pub(super) struct StandIn {
     calls: Arc<Mutex<Vec<String>>>,
     /// The code to answer the next request with.
     pub(super) fail: Arc<Mutex<Option<u16>>>,
+    /// While set, every write is answered 503 (an apiserver too busy for them).
+    pub(super) refuse_writes: Arc<AtomicBool>,
 }
 
 impl StandIn {
@@ -54,6 +59,9 @@ impl StandIn {
         };
         if let Some(code) = self.fail.lock().unwrap().take() {
             return status(code);
+        }
+        if matches!(method, "POST" | "PUT") && self.refuse_writes.load(Ordering::SeqCst) {
+            return status(503);
         }
         let mut leases = self.leases.lock().unwrap();
         let rv = |l: &Value| l["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();

@@ -20,6 +20,12 @@
 //! hand to a write task. Write results come back on an unbounded channel, so a full
 //! event channel can never block a writer that the shard is waiting for (the writes
 //! out, and so the results, are bounded by `--writes-in-flight`).
+//!
+//! With `--scale-out` the lease worker also says which nodes the member table deals to
+//! another member: the core caches none of their pods (a replica holds its share, not
+//! every pod), and when such a node is dealt back it asks for one list of the node's
+//! pods ([`core::Command::FetchPods`]), which the runner makes in one of
+//! [`FETCHES_IN_FLIGHT`] shared slots, retrying until it succeeds.
 
 mod cache;
 mod core;
