@@ -63,8 +63,8 @@ pub struct IpSlot {
 
 /// How a claim went.
 enum Claimed {
-    /// Slot `.0` is ours, its Lease as written.
-    Slot(u32, Lease),
+    /// Slot `.0` is ours, its Lease as written (boxed: the other variants are empty).
+    Slot(u32, Box<Lease>),
     /// Another member created or took the slot chosen first.
     Raced,
     /// Every slot is held by a live member.
@@ -144,7 +144,7 @@ impl IpSlot {
                 );
                 self.held = Some(Held {
                     slot,
-                    lease,
+                    lease: *lease,
                     renewed: sent,
                 });
                 self.set(Stripe::slot(slot));
@@ -212,7 +212,7 @@ impl IpSlot {
         match result {
             Ok(mut lease) => {
                 lease.metadata.managed_fields = None;
-                Ok(Claimed::Slot(slot, lease))
+                Ok(Claimed::Slot(slot, Box::new(lease)))
             }
             // Another member created or took it between our list and our write.
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Claimed::Raced),
