@@ -221,7 +221,11 @@ IPS=$(kubectl get pods -o 'jsonpath={range .items[*]}{.status.phase} {.status.po
 RUNNING=$(grep -c '^Running ' <<<"$IPS" || true)
 PODS_NOW=$(grep -c . <<<"$IPS" || true)
 DUP_IPS=$(awk '$1 == "Running" && $2 != "" {print $2}' <<<"$IPS" | sort | uniq -d | wc -l)
-AUDIT_LOG="$CDIR/logs/audit.log"
+# kube-apiserver rotates its audit log at 100 MB (lumberjack's default when
+# --audit-log-maxsize is unset), keeping the older part as audit-<time>.log: read them
+# all, oldest first (their names sort by time), then the current one.
+AUDIT_LOG="$WORK/audit-all.log"
+cat $(ls "$CDIR"/logs/audit-*.log 2>/dev/null | sort) "$CDIR/logs/audit.log" >"$AUDIT_LOG"
 AUDIT_RC=0
 "$BIN/audit-check" "$AUDIT_LOG" --lease-seconds 40 >"$WORK/audit-check.txt" 2>&1 || AUDIT_RC=$?
 

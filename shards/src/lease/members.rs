@@ -92,12 +92,17 @@ impl MemberLease {
         // Our member Lease as our last write left it.
         let mut last: Option<Lease> = None;
         let mut others: Vec<String> = Vec::new();
+        // When the member Leases were last listed: `others` older than a duration may
+        // be as late as we are.
+        let mut listed: Option<Instant> = None;
         let mut reported: Option<Vec<String>> = None;
         loop {
             tick.tick().await;
             // First, from before this renewal: a kwok resumed after a long stop must not
             // count itself a member on the strength of a renewal that has not landed yet.
-            if self.leaves(renewed, &others) && reported.as_ref().is_some_and(|r| r.contains(&self.me)) {
+            if self.leaves(renewed, self.known_live(&others, listed))
+                && reported.as_ref().is_some_and(|r| r.contains(&self.me))
+            {
                 if !self.report(&tx, &others) {
                     return;
                 }
@@ -121,7 +126,10 @@ impl MemberLease {
                 .list(&ListParams::default().labels(&format!("{MEMBER_LABEL}=true")))
                 .await
             {
-                Ok(list) => others = live_others(&list.items, &self.me, Timestamp::now()),
+                Ok(list) => {
+                    others = live_others(&list.items, &self.me, Timestamp::now());
+                    listed = Some(Instant::now());
+                }
                 Err(e) => warn!(error = %e, "failed to list member leases; keeping the last members seen"),
             }
             let fenced = self.fenced(renewed);
@@ -129,7 +137,7 @@ impl MemberLease {
             // Fenced but not gone: the apiserver is likely just slow for every member
             // at once, so the table is frozen as it was (no node let go, none taken)
             // until our renewal lands again or we leave.
-            if fenced && !self.leaves(renewed, &others) {
+            if fenced && !self.leaves(renewed, self.known_live(&others, listed)) {
                 continue;
             }
             let mut members = others.clone();
@@ -144,6 +152,15 @@ impl MemberLease {
                 }
                 reported = Some(members);
             }
+        }
+    }
+
+    /// `others`, listed at `listed`, if that was within a duration: the members known
+    /// live now. An older list says nothing (the apiserver may be failing everyone).
+    fn known_live<'a>(&self, others: &'a [String], listed: Option<Instant>) -> &'a [String] {
+        match listed.is_some_and(|at| at.elapsed() < self.duration) {
+            true => others,
+            false => &[],
         }
     }
 
@@ -400,17 +417,26 @@ mod tests {
         tokio::time::sleep(DURATION * 6).await;
         assert_eq!(reports(&mut rx), Vec::<Vec<String>>::new());
 
-        // Another member is live: we leave, and it takes our nodes over.
+        // Another member is live, but every request fails: the last list, from before
+        // the trouble, does not tell who is live now, so we stay.
         let renewed = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        apiserver.set(
-            &lease_name("kwok-b"),
-            Some(json!({
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": lease_name("kwok-b"), "namespace": NAMESPACE,
-                    "labels": {MEMBER_LABEL: "true"}, "resourceVersion": "50"},
-                "spec": {"holderIdentity": "kwok-b", "leaseDurationSeconds": 3600, "renewTime": renewed},
-            })),
-        );
+        let b = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": lease_name("kwok-b"), "namespace": NAMESPACE,
+                "labels": {MEMBER_LABEL: "true"}, "resourceVersion": "50"},
+            "spec": {"holderIdentity": "kwok-b", "leaseDurationSeconds": 3600, "renewTime": renewed},
+        });
+        apiserver.set(&lease_name("kwok-b"), Some(b.clone()));
+        apiserver
+            .refuse_all
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(DURATION * 6).await;
+        assert_eq!(reports(&mut rx), Vec::<Vec<String>>::new());
+        apiserver
+            .refuse_all
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+
+        // Another member is live: we leave, and it takes our nodes over.
         tokio::time::sleep(DURATION).await;
         assert_eq!(reports(&mut rx), [vec!["kwok-b".to_owned()]]);
         task.abort();

@@ -1,7 +1,8 @@
 //! A stand-in apiserver of Leases for the lease tests: GET (one, or the list), POST
 //! (409 if the name is taken) and PUT (404 if absent, 409 unless the resourceVersion
 //! matches), each recorded as "METHOD code"; `fail` answers the next request with that
-//! code instead, and `refuse_writes` every POST and PUT with 503 while set.
+//! code instead, `refuse_writes` every POST and PUT with 503 while set, and `refuse_all`
+//! every request.
 
 use std::{
     collections::BTreeMap,
@@ -22,6 +23,8 @@ pub(super) struct StandIn {
     pub(super) fail: Arc<Mutex<Option<u16>>>,
     /// While set, every write is answered 503 (an apiserver too busy for them).
     pub(super) refuse_writes: Arc<AtomicBool>,
+    /// While set, every request is answered 503.
+    pub(super) refuse_all: Arc<AtomicBool>,
 }
 
 impl StandIn {
@@ -60,7 +63,8 @@ impl StandIn {
         if let Some(code) = self.fail.lock().unwrap().take() {
             return status(code);
         }
-        if matches!(method, "POST" | "PUT") && self.refuse_writes.load(Ordering::SeqCst) {
+        let writes = matches!(method, "POST" | "PUT") && self.refuse_writes.load(Ordering::SeqCst);
+        if writes || self.refuse_all.load(Ordering::SeqCst) {
             return status(503);
         }
         let mut leases = self.leases.lock().unwrap();

@@ -18,6 +18,10 @@
 //!   [`State::Ready`] and its key waits in `ready`, or in `ready_lost` for those, which
 //!   go first. A key may be in both (it was queued, then its node was lost); one whose
 //!   entry is no longer `Ready` when popped is skipped, so it fires once.
+//! - A pod whose node's pods are being fetched has no stage pending; a pod whose node
+//!   the member table deals elsewhere is not cached unless we still drive the node. A
+//!   pod not cached keeps the IP it holds until it is deleted (or found gone by a
+//!   re-list), so no IP is handed out while its pod may still hold it.
 //! - A write's result applies only to the object it was sent for (same uid, both the
 //!   ticket's and the answered object's); its object replaces the cached one only if
 //!   its resourceVersion is newer ([`version::order`]).
@@ -229,9 +233,16 @@ pub struct Core {
     fetches: HashMap<String, Fetch>,
     /// Generations of fetches made so far.
     fetched: u64,
-    /// The newest pod resourceVersion seen: a fetch lists nothing older, so it holds
-    /// every change of the pods not cached (and no pod deleted before it).
+    /// The newest pod resourceVersion seen (watch events and our writes' answers): a
+    /// fetch lists nothing older, so it holds every change of the pods not cached.
+    /// Empty when a resourceVersion was not a number: the fetch is a consistent read.
     pods_rv: String,
+    /// uids of the pods known to exist but not cached (their node dealt elsewhere):
+    /// the IPs they hold stay taken until they are deleted.
+    uncached: HashSet<Box<str>>,
+    /// During a re-list of pods: the `uncached` pods not seen again yet. Those left
+    /// when it ends were deleted while the watch was away, and their IPs are freed.
+    uncached_unseen: Option<HashSet<Box<str>>>,
     /// Managed nodes whose last seen `Ready` condition is `True`.
     ready_nodes: HashSet<String>,
     /// The ResourceClaims' allocations, shared by all shards: the pods' DRA devices.
@@ -311,6 +322,8 @@ impl Core {
             fetches: HashMap::new(),
             fetched: 0,
             pods_rv: String::new(),
+            uncached: HashSet::new(),
+            uncached_unseen: None,
             ready_nodes: HashSet::new(),
             claims: config.claims,
             gpus_tainted: HashMap::new(),
@@ -424,26 +437,43 @@ impl Core {
             Input::Applied { kind, obj } => self.applied(kind, *obj, rng),
             Input::Deleted { kind, obj } => {
                 let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+                let Some(key) = ObjKey::of(kind, &obj.metadata) else {
+                    return;
+                };
                 if self.kinds[kind].role == Role::Pod {
                     self.pod_seen(obj.metadata.resource_version.as_deref().unwrap_or_default());
                     if let Some(fetch) = obj.node_name.as_deref().and_then(|n| self.fetches.get_mut(n)) {
                         fetch.deleted.insert(uid.into());
                     }
-                    // Not cached (its node dealt elsewhere): its `--cidr` address, if
-                    // it held one, is free again.
-                    if !uid.is_empty() {
+                    // Not cached (its node dealt elsewhere): the IP it held is free.
+                    if self.uncached.remove(uid) {
                         self.ips.release_pod(uid);
                     }
+                    // A fetch may have cached a newer pod of the same name before this
+                    // (older) event came off the watch: that one stays.
+                    let other = |e: &Entry| !e.uid().is_empty() && !uid.is_empty() && e.uid() != uid;
+                    if self.entries.get(&key).is_some_and(other) {
+                        return;
+                    }
                 }
-                if let Some(key) = ObjKey::of(kind, &obj.metadata) {
-                    self.remove(&key);
+                self.remove(&key);
+            }
+            Input::Relisting(kind) => {
+                self.entries
+                    .iter_mut()
+                    .filter(|(k, _)| k.kind == kind)
+                    .for_each(|(_, e)| e.stale = true);
+                if self.kinds[kind].role == Role::Pod {
+                    self.uncached_unseen = Some(self.uncached.clone());
+                    // A list out now may be answered from before pods deleted while
+                    // the watch was away: asked again, its answer ignored.
+                    let nodes: Vec<String> = self.fetches.keys().cloned().collect();
+                    for node in nodes {
+                        self.fetches.remove(&node);
+                        self.fetch_if_dropped(&node);
+                    }
                 }
             }
-            Input::Relisting(kind) => self
-                .entries
-                .iter_mut()
-                .filter(|(k, _)| k.kind == kind)
-                .for_each(|(_, e)| e.stale = true),
             Input::Kinds(kinds) => {
                 // Pending stages point into the old stage lists: drop them all and match
                 // every object against the new stages.
@@ -465,6 +495,12 @@ impl Core {
                     .collect();
                 for key in gone {
                     self.remove(&key);
+                }
+                if self.kinds[kind].role == Role::Pod {
+                    for uid in self.uncached_unseen.take().into_iter().flatten() {
+                        self.uncached.remove(&uid);
+                        self.ips.release_pod(&uid);
+                    }
                 }
             }
         }
@@ -505,6 +541,10 @@ impl Core {
         let rv = obj.metadata.resource_version.as_deref().unwrap_or_default();
         if self.role(&key) == Role::Pod {
             self.pod_seen(rv);
+            let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+            if let Some(unseen) = &mut self.uncached_unseen {
+                unseen.remove(uid);
+            }
             if let Some(node) = obj.node_name.as_deref()
                 && self.elsewhere.contains(node)
                 && !self.drives_node(node)
@@ -512,6 +552,7 @@ impl Core {
                 let node = node.to_owned();
                 return self.drop_pod(&key, &node, &obj);
             }
+            self.uncached.remove(uid);
         }
         let writing = self.writing.contains(&key);
         let entry = self.entries.entry(key.clone()).or_insert_with(|| match writing {
@@ -526,7 +567,9 @@ impl Core {
         let same_object = entry.uid() == obj.metadata.uid.as_deref().unwrap_or_default();
         match version::order(rv, &entry.rv) {
             Order::Same if !rv.is_empty() => return,
-            Order::Older if same_object => return,
+            // Of this object, or of one this name had before: an event still queued
+            // behind a fetched list (or our write's answer) of a newer one.
+            Order::Older => return,
             _ => {}
         }
         entry.rv = rv.to_owned();
@@ -642,7 +685,9 @@ impl Core {
         for pod in &pods {
             self.cancel(pod);
         }
-        self.waiting.insert(name.to_owned(), pods);
+        if !pods.is_empty() {
+            self.waiting.insert(name.to_owned(), pods);
+        }
         self.held.remove(name);
         self.elsewhere.remove(name);
         self.fetches.remove(name);
@@ -810,10 +855,15 @@ impl Core {
 
     /// A pod event seen at resourceVersion `rv`.
     fn pod_seen(&mut self, rv: &str) {
-        if version::order(rv, &self.pods_rv) == Order::Newer {
+        match version::order(rv, &self.pods_rv) {
             // Reuses the buffer: one pod event after another.
-            self.pods_rv.clear();
-            self.pods_rv.push_str(rv);
+            Order::Newer => {
+                self.pods_rv.clear();
+                self.pods_rv.push_str(rv);
+            }
+            // Not a number (or none seen yet, which `Newer` covers): no bound to give.
+            Order::Unknown if !rv.is_empty() => self.pods_rv.clear(),
+            _ => {}
         }
     }
 
@@ -829,6 +879,9 @@ impl Core {
         self.metrics.events_not_driven.inc();
         self.metrics.bytes_not_driven.inc_by(obj.text.len() as u64);
         self.forget_pod(key);
+        if let Some(uid) = obj.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+            self.uncached.insert(uid.into());
+        }
         self.dropped.insert(node.to_owned());
         self.gauges.objects.set(self.entries.len() as i64);
     }
@@ -849,19 +902,22 @@ impl Core {
         self.gauges.objects.set(self.entries.len() as i64);
     }
 
-    /// Removes pod `key` from the cache, as if never seen: unlike a deleted pod's, the
-    /// address it holds from `--cidr` stays taken (the pods on a node with a podCIDR
-    /// matter only to whoever drives it, and are adopted by the fetch before that).
+    /// Removes pod `key` from the cache. Unlike a deleted pod's, the IP it holds stays
+    /// taken (until it is deleted): a write of ours handing it out may still be out, or
+    /// landed and not yet in a list.
     fn forget_pod(&mut self, key: &ObjKey) {
         self.cancel(key);
         let Some(entry) = self.entries.remove(key) else {
             return;
         };
+        // Its version may be our write's answer, newer than any watch event.
+        let rv = entry.rv.clone();
+        self.pod_seen(&rv);
+        if !entry.uid().is_empty() {
+            self.uncached.insert(entry.uid().into());
+        }
         if let Some(node) = entry.node() {
             self.unindex_pod(key, node);
-            if self.ips.has_node_pool(node) && !entry.uid().is_empty() {
-                self.ips.release_pod(entry.uid());
-            }
         }
     }
 
@@ -871,10 +927,11 @@ impl Core {
         let Dealt { node, elsewhere } = dealt;
         match elsewhere {
             true if self.nodes.contains_key(&node) => {
-                self.fetches.remove(&node);
                 self.elsewhere.insert(node.clone());
-                // Still ours while a renewal is out: dropped when it lets go.
+                // Held still (the lease worker lets go first, so not expected): its
+                // pods are dropped when it does.
                 if !self.drives_node(&node) {
+                    self.fetches.remove(&node);
                     self.drop_pods(&node);
                 }
             }
@@ -1110,8 +1167,8 @@ impl Core {
                     self.unmanage_node(&key.name);
                 }
                 // Its pods wait in `waiting` (indexed) until they are deleted too, or
-                // the node comes back.
-                self.dropped.remove(&key.name);
+                // the node comes back; so do the ones not cached (`dropped` stays: a
+                // node re-created under its name fetches them).
                 self.ready_nodes.remove(&key.name);
                 self.lost_nodes.remove(&key.name);
                 self.gpus_tainted.remove(&key.name);
@@ -1357,6 +1414,13 @@ impl Core {
 
     fn landed(&mut self, ticket: Ticket, outcome: Outcome, rng: &mut SmallRng) {
         let key = ticket.key;
+        // A fetch must list nothing older than what our own write made, even for a pod
+        // forgotten while the write was out.
+        if let (Role::Pod, Outcome::Written(Some(obj)) | Outcome::Conflict(Some(obj))) =
+            (self.role(&key), &outcome)
+        {
+            self.pod_seen(obj.metadata.resource_version.as_deref().unwrap_or_default());
+        }
         let Some(entry) = self.entries.get_mut(&key) else {
             return;
         };

@@ -1077,6 +1077,91 @@ fn pods_of_a_node_dealt_elsewhere_should_not_be_cached_and_be_fetched_before_it_
     assert_eq!(h.fetches.len(), 1);
 }
 
+/// Issue 25 (review): a pod forgotten while our write giving it an IP is out keeps that
+/// IP, even when the node comes back and its list predates the write; and a deletion of
+/// an older pod of the same name, still queued behind the list, leaves the listed pod
+/// (and its IP) alone.
+#[test]
+fn an_ip_should_stay_taken_across_a_drop_while_its_write_is_out_and_a_stale_delete() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    let mut n = node("n", "2", true);
+    n["spec"] = json!({"podCIDR": "10.1.0.0/24"});
+    h.apply(NODE, n);
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.step(held("n", Some(fence.clone())));
+    h.apply(POD, test_pod("p", "10", "ip"));
+    h.advance(SECOND);
+    assert!(
+        h.last_effects.concat().contains("10.1.0.1"),
+        "p's write gives it .1"
+    );
+    // Dealt away while p's write is out, and back before it lands.
+    h.step(held("n", None));
+    h.step(dealt("n", true));
+    assert_eq!(h.state("p"), None);
+    h.step(dealt("n", false));
+    h.step(held("n", Some(fence.clone())));
+    let (_, generation, _) = h.fetches.last().cloned().unwrap();
+    // The list predates the write: p without an IP; r, re-created as uid r1 after its
+    // first pod r0 (whose deletion is still queued), holds .2.
+    let mut r = pod("r", 1, "12", Some("Running"), false);
+    r["status"]["podIP"] = json!("10.1.0.2");
+    let pods = [test_pod("p", "10", "ip"), r]
+        .iter()
+        .map(JsonObject::new)
+        .collect();
+    h.step(Event::PodsFetched {
+        node: "n".into(),
+        generation,
+        pods,
+    });
+    h.delete(POD, pod("r", 0, "11", Some("Running"), false));
+    assert!(h.state("r").is_some(), "the newer r stays");
+    h.apply(POD, test_pod("q", "13", "ip"));
+    h.advance(SECOND);
+    let effects = h.last_effects.concat();
+    assert!(
+        !effects.contains("10.1.0.1") && !effects.contains("10.1.0.2"),
+        "an IP a pod may hold handed out again: {effects}"
+    );
+}
+
+/// Issue 25 (review): a pod not cached that is deleted while the watch is away (a
+/// re-list) frees its IP when the re-list ends without it.
+#[test]
+fn a_re_list_should_free_the_ips_of_pods_not_cached_that_are_gone() {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    h.apply(NODE, node("theirs", "2", true));
+    h.step(dealt("theirs", true));
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.step(held("n", Some(fence.clone())));
+    let mut p = pod("p", 0, "10", Some("Running"), false);
+    p["spec"]["nodeName"] = json!("theirs");
+    p["status"]["podIP"] = json!("10.0.0.1");
+    h.apply(POD, p.clone());
+    let mut kept = pod("kept", 0, "11", Some("Running"), false);
+    kept["spec"]["nodeName"] = json!("theirs");
+    kept["status"]["podIP"] = json!("10.0.0.2");
+    h.apply(POD, kept.clone());
+    // The watch re-lists: p is gone, `kept` is listed again.
+    h.step(Event::Watch(Input::Relisting(POD)));
+    h.apply(POD, kept);
+    h.step(Event::Watch(Input::Relisted(POD)));
+    h.apply(POD, test_pod("q", "13", "ip"));
+    h.advance(SECOND);
+    let effects = h.last_effects.concat();
+    assert!(effects.contains("10.0.0.1"), "p's address free again: {effects}");
+    h.apply(POD, test_pod("s", "14", "ip"));
+    h.advance(SECOND);
+    let effects = h.last_effects.concat();
+    assert!(
+        effects.contains("10.0.0.3"),
+        "kept's address still taken: {effects}"
+    );
+}
+
 /// Issue 25: a pod not cached (its node dealt elsewhere) keeps the `--cidr` address it
 /// holds from our pods while it lives, and frees it when it is deleted.
 #[test]
