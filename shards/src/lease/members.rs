@@ -302,9 +302,8 @@ mod tests {
     use super::*;
     use crate::lease::stand_in::StandIn;
 
-    #[tokio::test]
-    async fn a_member_lease_should_be_renewed_by_one_put_and_read_again_only_when_changed() {
-        let apiserver = StandIn::default();
+    /// Member `kwok-a` of `duration` (its IP slot too) against `apiserver`.
+    fn member(apiserver: &StandIn, duration: Duration) -> MemberLease {
         let client = apiserver.client();
         let metrics = Arc::new(Metrics::register(
             &mut prometheus_client::registry::Registry::default(),
@@ -314,20 +313,26 @@ mod tests {
         let slot = IpSlot::new(
             Api::namespaced(client.clone(), NAMESPACE),
             "kwok-a".into(),
-            Duration::from_secs(10),
+            duration,
             crate::host::SharedIps::scale_out(cidr),
             metrics.clone(),
         );
-        let member = MemberLease::new(
-            client.clone(),
+        MemberLease::new(
+            client,
             "kwok-a".into(),
-            Duration::from_secs(10),
+            duration,
             metrics,
             Fence::closed(),
             shards,
             slot,
-        );
-        let api: Api<Lease> = Api::namespaced(client, NAMESPACE);
+        )
+    }
+
+    #[tokio::test]
+    async fn a_member_lease_should_be_renewed_by_one_put_and_read_again_only_when_changed() {
+        let apiserver = StandIn::default();
+        let member = member(&apiserver, Duration::from_secs(10));
+        let api: Api<Lease> = Api::namespaced(apiserver.client(), NAMESPACE);
         let name = lease_name("kwok-a");
         let mut last = None;
         member.renew(&api, &name, &mut last).await.unwrap();
@@ -389,21 +394,7 @@ mod tests {
     async fn a_fenced_member_should_leave_only_while_another_member_is_live() {
         const DURATION: Duration = Duration::from_millis(400);
         let apiserver = StandIn::default();
-        let client = apiserver.client();
-        let metrics = Arc::new(Metrics::register(
-            &mut prometheus_client::registry::Registry::default(),
-        ));
-        let (shards, _) = watch::channel(Arc::from(Vec::new()));
-        let cidr = crate::ipam::Cidr::parse("10.0.0.1/24").unwrap();
-        let slot = IpSlot::new(
-            Api::namespaced(client.clone(), NAMESPACE),
-            "kwok-a".into(),
-            DURATION,
-            crate::host::SharedIps::scale_out(cidr),
-            metrics.clone(),
-        );
-        let fence = Fence::closed();
-        let member = MemberLease::new(client, "kwok-a".into(), DURATION, metrics, fence, shards, slot);
+        let member = member(&apiserver, DURATION);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(member.run(tx));
         tokio::time::sleep(DURATION).await;

@@ -51,9 +51,10 @@ pub(super) struct Held {
     fence: Fence,
     /// Our renewals failed past the Lease's expiry, and nobody has written it since.
     lapsed: bool,
-    /// `--scale-out`: the table deals the node to another live member, as last
-    /// reported to its shard ([`Dealt`]).
-    elsewhere: bool,
+    /// `--scale-out`: whether the table deals the node to another live member, as last
+    /// reported to its shard ([`Dealt`]); `None` before the first deal of this entry,
+    /// which always reports (the shard may hold word for the node's previous entry).
+    elsewhere: Option<bool>,
 }
 
 /// Where a held lease is between renewals.
@@ -218,7 +219,7 @@ impl Leases {
                     lease: None,
                     fence: Fence::closed(),
                     lapsed: false,
-                    elsewhere: false,
+                    elsewhere: None,
                 };
                 self.held.insert(name, held);
             }
@@ -257,8 +258,8 @@ impl Leases {
         let mut dealt = Vec::new();
         for (name, h) in self.held.iter_mut().filter(|_| member) {
             let elsewhere = !plan.mine(name);
-            if elsewhere != h.elsewhere {
-                h.elsewhere = elsewhere;
+            if h.elsewhere != Some(elsewhere) {
+                h.elsewhere = Some(elsewhere);
                 dealt.push(Dealt {
                     node: name.clone(),
                     elsewhere,
@@ -738,13 +739,13 @@ mod tests {
         let (mut ours, _) = sent(&mut out);
         ours.sort();
         let table = kwok_members::Table::deal(["us", "them"], &names);
-        let mut theirs: Vec<(String, bool)> = names
+        let mut every: Vec<(String, bool)> = names
             .iter()
-            .filter(|n| table.owner(n) == Some("them"))
-            .map(|n| (n.clone(), true))
+            .map(|n| (n.clone(), table.owner(n) == Some("them")))
             .collect();
-        theirs.sort();
-        assert_eq!(told, theirs, "the shards hear which nodes are dealt elsewhere");
+        every.sort();
+        assert_eq!(told, every, "the shards hear which nodes are dealt elsewhere");
+        let theirs: Vec<(String, bool)> = every.iter().filter(|(_, e)| *e).cloned().collect();
         let mut want: Vec<String> = names
             .iter()
             .filter(|n| table.owner(n) == Some("us"))

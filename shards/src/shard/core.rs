@@ -589,14 +589,7 @@ impl Core {
             && let Some(node) = obj.node_name.as_deref()
             && !self.drives_node(node)
         {
-            if !self.ips.has_node_pool(node)
-                && let Some(ip) = pod_address(&obj.text)
-            {
-                self.ips
-                    .adopt_pod(node, obj.metadata.uid.as_deref().unwrap_or_default(), &ip);
-            }
-            self.metrics.events_not_driven.inc();
-            self.metrics.bytes_not_driven.inc_by(obj.text.len() as u64);
+            self.seen_not_driven(node, &obj);
             self.index_pod(&key, node);
             self.gauges.objects.set(self.entries.len() as i64);
             // Cancels a timer left from when we drove the node; parses nothing.
@@ -870,6 +863,18 @@ impl Core {
     /// Pod `key` on `node`, which the table deals to another member, changed: not
     /// cached (and forgotten if it was), only a `--cidr` address it holds is kept.
     fn drop_pod(&mut self, key: &ObjKey, node: &str, obj: &JsonObject) {
+        self.seen_not_driven(node, obj);
+        self.forget_pod(key);
+        if let Some(uid) = obj.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+            self.uncached.insert(uid.into());
+        }
+        self.dropped.insert(node.to_owned());
+        self.gauges.objects.set(self.entries.len() as i64);
+    }
+
+    /// A pod on `node`, not driven here, changed: its `--cidr` address (when the node has
+    /// no podCIDR) is taken, read without parsing the rest, and the event counted.
+    fn seen_not_driven(&mut self, node: &str, obj: &JsonObject) {
         if !self.ips.has_node_pool(node)
             && let Some(ip) = pod_address(&obj.text)
         {
@@ -878,12 +883,6 @@ impl Core {
         }
         self.metrics.events_not_driven.inc();
         self.metrics.bytes_not_driven.inc_by(obj.text.len() as u64);
-        self.forget_pod(key);
-        if let Some(uid) = obj.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
-            self.uncached.insert(uid.into());
-        }
-        self.dropped.insert(node.to_owned());
-        self.gauges.objects.set(self.entries.len() as i64);
     }
 
     /// Forgets the cached pods of `node`, dealt to another member and not driven here.
