@@ -222,8 +222,8 @@ pub struct Core {
     /// Pods seen on nodes not (yet) managed, by node name.
     waiting: HashMap<String, HashSet<ObjKey>>,
     /// `--scale-out`: managed nodes the member table deals to another live member.
-    /// While another kwok drives them their pods are not cached, only a `--cidr`
-    /// address one holds: with N members, (N-1)/N of the pods.
+    /// While another kwok drives them their pods are not cached, only the IP each
+    /// holds stays taken: with N members, (N-1)/N of the pods.
     elsewhere: HashSet<String>,
     /// Nodes some of whose pods were not cached ([`Self::elsewhere`]): fetched whole
     /// (one list by `spec.nodeName`, as a kubelet lists) before we drive them.
@@ -861,7 +861,7 @@ impl Core {
     }
 
     /// Pod `key` on `node`, which the table deals to another member, changed: not
-    /// cached (and forgotten if it was), only a `--cidr` address it holds is kept.
+    /// cached (and forgotten if it was); only the IP it holds stays taken.
     fn drop_pod(&mut self, key: &ObjKey, node: &str, obj: &JsonObject) {
         self.seen_not_driven(node, obj);
         self.forget_pod(key);
