@@ -10,9 +10,9 @@
 //! nobody takes them over; on a saturated apiserver every member can be late at once,
 //! and letting go then left nodes unrenewed. Only after three durations
 //! ([`kwok_members::handover::leaves`]), and only while another member is live, do we
-//! drop out of our own table and let go of every node. A kwok cut off from the apiserver renews nothing anyway: the others
-//! take its nodes over as their Leases go un-renewed. Polling, not watching: a handful
-//! of small objects every two seconds.
+//! drop out of our own table and let go of every node. A kwok cut off from the
+//! apiserver renews nothing anyway: the others take its nodes over as their Leases go
+//! un-renewed. Polling, not watching: a handful of small objects every two seconds.
 
 use std::{sync::Arc, time::Duration};
 

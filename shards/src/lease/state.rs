@@ -253,7 +253,7 @@ impl Leases {
         let (mut take, mut let_go) = (Vec::new(), Vec::new());
         // Told only while we are a live member: a member cut off from the others (its
         // own member Lease late) neither drops nor fetches pods until it is back. Told
-        // after the Leases let go below (a renewal out lets go when it returns).
+        // after the Leases let go below, so a shard hears of the loss first.
         let member = plan.is_member();
         let mut dealt = Vec::new();
         for (name, h) in self.held.iter_mut().filter(|_| member) {

@@ -552,7 +552,10 @@ impl Core {
                 let node = node.to_owned();
                 return self.drop_pod(&key, &node, &obj);
             }
-            self.uncached.remove(uid);
+            // Empty but with `--scale-out`: no hashing per pod event otherwise.
+            if !self.uncached.is_empty() {
+                self.uncached.remove(uid);
+            }
         }
         let writing = self.writing.contains(&key);
         let entry = self.entries.entry(key.clone()).or_insert_with(|| match writing {
@@ -660,14 +663,14 @@ impl Core {
                     fresh: created.is_some_and(|c: Timestamp| c >= self.start),
                 }));
             }
-            let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
+            let pods = self.pods_of(&name);
             pods.iter().for_each(|p| self.evaluate(p, None, rng));
         } else if !managed && was {
             self.unmanage_node(&name);
         } else if (ready_changed || gpus_tainted_changed) && was {
             // Readiness decides whether pods get theirs back, the tainted GPUs what
             // they report of their devices (`kubelet`).
-            let pods: Vec<ObjKey> = self.nodes[&name].iter().cloned().collect();
+            let pods = self.pods_of(&name);
             pods.iter().for_each(|p| self.evaluate(p, None, rng));
         }
         self.gauges.nodes.set(self.nodes.len() as i64);
@@ -727,7 +730,7 @@ impl Core {
         if beat {
             self.heartbeat_now(&key);
         }
-        let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
+        let pods = self.pods_of(&node);
         pods.iter().for_each(|p| self.evaluate(p, None, rng));
     }
 
@@ -821,6 +824,12 @@ impl Core {
         };
     }
 
+    /// The keys of managed node `node`'s pods (none if it is not managed), taken out so
+    /// that each can be handled with `&mut self`.
+    fn pods_of(&self, node: &str) -> Vec<ObjKey> {
+        self.nodes.get(node).into_iter().flatten().cloned().collect()
+    }
+
     /// Takes pod `key` off node `node`'s index (and drops an empty waiting list).
     fn unindex_pod(&mut self, key: &ObjKey, node: &str) {
         if let Some(pods) = self.nodes.get_mut(node) {
@@ -887,7 +896,7 @@ impl Core {
 
     /// Forgets the cached pods of `node`, dealt to another member and not driven here.
     fn drop_pods(&mut self, node: &str) {
-        let pods: Vec<ObjKey> = self.nodes.get(node).into_iter().flatten().cloned().collect();
+        let pods = self.pods_of(node);
         if pods.is_empty() {
             return;
         }
@@ -958,7 +967,7 @@ impl Core {
             },
         );
         self.metrics.node_pod_fetches.inc();
-        let pods: Vec<ObjKey> = self.nodes.get(node).into_iter().flatten().cloned().collect();
+        let pods = self.pods_of(node);
         pods.iter().for_each(|key| self.cancel(key));
         self.out.push(Command::FetchPods {
             node: node.to_owned(),
@@ -989,7 +998,7 @@ impl Core {
         }
         self.fetches.remove(&node);
         self.dropped.remove(&node);
-        let pods: Vec<ObjKey> = self.nodes.get(&node).into_iter().flatten().cloned().collect();
+        let pods = self.pods_of(&node);
         pods.iter().for_each(|p| self.evaluate(p, None, rng));
     }
 

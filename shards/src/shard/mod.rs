@@ -207,17 +207,10 @@ pub struct Shard {
     /// With `--scale-out`: the live members.
     members: Option<watch::Receiver<Arc<[String]>>>,
     fetch_slots: Arc<Semaphore>,
-    /// Fetched pods come back here (unbounded: at most one fetch per node is waited
-    /// for, and a node's pods are few).
-    fetched_tx: mpsc::UnboundedSender<Fetched>,
-    fetched_rx: mpsc::UnboundedReceiver<Fetched>,
-}
-
-/// A node's pods, listed for a fetch of `generation`.
-struct Fetched {
-    node: String,
-    generation: u64,
-    pods: Vec<JsonObject>,
+    /// Fetched pods come back here as [`Event::PodsFetched`] (unbounded: one answer per
+    /// fetch started, each a node's few pods).
+    fetched_tx: mpsc::UnboundedSender<Event>,
+    fetched_rx: mpsc::UnboundedReceiver<Event>,
 }
 
 /// The live members once they change; `None` at once without `--scale-out` (or once the
@@ -285,9 +278,7 @@ impl Shard {
                     NodeNews::Ownership(ownership) => Event::Lease(ownership),
                     NodeNews::Dealt(dealt) => Event::Dealt(dealt),
                 },
-                Some(Fetched { node, generation, pods }) = self.fetched_rx.recv() => {
-                    Event::PodsFetched { node, generation, pods }
-                }
+                Some(fetched) = self.fetched_rx.recv() => fetched,
                 () = alarm.fired(), if alarm.is_armed() => Event::TimersDue,
                 Some(members) = members_changed(&mut self.members) => Event::Members(members),
                 changed = self.pods_listed_rx.changed(), if !self.core.pods_listed().1 => {
@@ -370,7 +361,7 @@ impl Shard {
                 };
                 match listed {
                     Ok(list) => {
-                        let _ = done.send(Fetched {
+                        let _ = done.send(Event::PodsFetched {
                             node,
                             generation,
                             pods: list.items,
