@@ -974,10 +974,7 @@ fn pods_driven_elsewhere_on_a_node_without_pod_cidr_should_keep_their_address_un
     let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
     h.apply(NODE, node("theirs", "2", true));
     h.apply(NODE, node("n", "3", true));
-    let mut p = pod("p", 0, "10", Some("Running"), false);
-    p["spec"]["nodeName"] = json!("theirs");
-    p["status"]["podIP"] = json!("10.0.0.1");
-    h.apply(POD, p);
+    h.apply(POD, running_on("p", "10", "theirs", "10.0.0.1"));
     assert_eq!(h.core.events_not_driven(), 1);
     fence.open_until(h.now.mono + 60 * SECOND);
     h.step(held("n", Some(fence.clone())));
@@ -989,6 +986,26 @@ fn pods_driven_elsewhere_on_a_node_without_pod_cidr_should_keep_their_address_un
         !effects.contains("10.0.0.1"),
         "p's IP handed out again: {effects}"
     );
+}
+
+/// Pod `name` at `rv`, Running on node `node` with IP `ip` (given by another kwok).
+fn running_on(name: &str, rv: &str, node: &str, ip: &str) -> Value {
+    let mut p = pod(name, 0, rv, Some("Running"), false);
+    p["spec"]["nodeName"] = json!(node);
+    p["status"]["podIP"] = json!(ip);
+    p
+}
+
+/// A harness whose node `n` (no podCIDR) is driven here, beside node `theirs` (no
+/// podCIDR either), which the table deals to another member.
+fn driving_n_beside_theirs() -> Harness {
+    let fence = Fence::closed();
+    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
+    h.apply(NODE, node("theirs", "2", true));
+    h.step(dealt("theirs", true));
+    fence.open_until(h.now.mono + 60 * SECOND);
+    h.step(held("n", Some(fence)));
+    h
 }
 
 /// The lease worker's word that the table deals `node` elsewhere, or no longer.
@@ -1131,19 +1148,9 @@ fn an_ip_should_stay_taken_across_a_drop_while_its_write_is_out_and_a_stale_dele
 /// re-list) frees its IP when the re-list ends without it.
 #[test]
 fn a_re_list_should_free_the_ips_of_pods_not_cached_that_are_gone() {
-    let fence = Fence::closed();
-    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
-    h.apply(NODE, node("theirs", "2", true));
-    h.step(dealt("theirs", true));
-    fence.open_until(h.now.mono + 60 * SECOND);
-    h.step(held("n", Some(fence.clone())));
-    let mut p = pod("p", 0, "10", Some("Running"), false);
-    p["spec"]["nodeName"] = json!("theirs");
-    p["status"]["podIP"] = json!("10.0.0.1");
-    h.apply(POD, p.clone());
-    let mut kept = pod("kept", 0, "11", Some("Running"), false);
-    kept["spec"]["nodeName"] = json!("theirs");
-    kept["status"]["podIP"] = json!("10.0.0.2");
+    let mut h = driving_n_beside_theirs();
+    h.apply(POD, running_on("p", "10", "theirs", "10.0.0.1"));
+    let kept = running_on("kept", "11", "theirs", "10.0.0.2");
     h.apply(POD, kept.clone());
     // The watch re-lists: p is gone, `kept` is listed again.
     h.step(Event::Watch(Input::Relisting(POD)));
@@ -1166,15 +1173,8 @@ fn a_re_list_should_free_the_ips_of_pods_not_cached_that_are_gone() {
 /// holds from our pods while it lives, and frees it when it is deleted.
 #[test]
 fn a_pod_not_cached_should_hold_its_cidr_address_until_deleted() {
-    let fence = Fence::closed();
-    let mut h = Harness::with_fences(8, "10.0.0.1/16", Some(None));
-    h.apply(NODE, node("theirs", "2", true));
-    h.step(dealt("theirs", true));
-    fence.open_until(h.now.mono + 60 * SECOND);
-    h.step(held("n", Some(fence.clone())));
-    let mut p = pod("p", 0, "10", Some("Running"), false);
-    p["spec"]["nodeName"] = json!("theirs");
-    p["status"]["podIP"] = json!("10.0.0.1");
+    let mut h = driving_n_beside_theirs();
+    let p = running_on("p", "10", "theirs", "10.0.0.1");
     h.apply(POD, p.clone());
     assert_eq!(h.state("p"), None, "not cached");
     h.apply(POD, test_pod("q", "11", "ip"));
