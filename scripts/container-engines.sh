@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what `kwokctl create cluster --runtime docker|podman` needs on a
-# Debian machine (used by .ci/run; safe to run again). Found by trying on CI's VM:
+# Debian machine, and what shards/deploy/real-node/ needs beside docker (containerd,
+# iptables, the CNI plugins); used by .ci/run, safe to run again. Found by trying on
+# CI's VM:
 # - Debian's docker.io (Docker Engine 20.10) works with a newer docker CLI on PATH
 #   (the API version is negotiated).
 # - No systemd: dockerd is started here, in the background, without iptables and the
@@ -16,6 +18,10 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
+# A real node for shards/deploy/'s test (shards/deploy/real-node/real-node.sh).
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

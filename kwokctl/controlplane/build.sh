@@ -5,8 +5,8 @@
 #   ${KWOK_CACHE_DIR:-~/.kwok/cache}/<component>/<version>/<component>
 # A binary already in the cache is skipped. Usage: build.sh [component...]
 # (default: all of etcd etcdctl etcdutl kube-apiserver kube-controller-manager
-# kube-scheduler kubectl; kectl, jaeger and metrics-server are built only when
-# named).
+# kube-scheduler kubectl; kectl, jaeger, metrics-server, and kubelet and kube-proxy
+# for shards/deploy/real-node/, are built only when named).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +30,8 @@ metrics_server_version="$(modversion "$here/metrics-server" sigs.k8s.io/metrics-
 version_of() {
   case "$1" in
     etcd | etcdctl | etcdutl) echo "$etcd_version" ;;
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$k8s_version" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kube-proxy)
+      echo "$k8s_version" ;;
     jaeger) echo "$jaeger_version" ;;
     kectl) echo "$kectl_version" ;;
     metrics-server) echo "$metrics_server_version" ;;

@@ -7,10 +7,7 @@ use std::sync::LazyLock;
 /// plane without a source checkout. Paths are relative to `kwokctl/controlplane/`.
 pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("build.sh", include_str!("../controlplane/build.sh")),
-    (
-        "kubernetes/go.mod",
-        include_str!("../controlplane/kubernetes/go.mod"),
-    ),
+    ("kubernetes/go.mod", KUBE_GO_MOD),
     (
         "kubernetes/go.sum",
         include_str!("../controlplane/kubernetes/go.sum"),
@@ -19,7 +16,11 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
         "kubernetes/tools.go",
         include_str!("../controlplane/kubernetes/tools.go"),
     ),
-    ("etcd/go.mod", include_str!("../controlplane/etcd/go.mod")),
+    (
+        "kubernetes/node_tools.go",
+        include_str!("../controlplane/kubernetes/node_tools.go"),
+    ),
+    ("etcd/go.mod", ETCD_GO_MOD),
     ("etcd/go.sum", include_str!("../controlplane/etcd/go.sum")),
     ("etcd/tools.go", include_str!("../controlplane/etcd/tools.go")),
     (
@@ -30,6 +31,11 @@ pub(crate) const SOURCES: &[(&str, &str)] = &[
     ("kectl/go.sum", include_str!("../controlplane/kectl/go.sum")),
     ("kectl/tools.go", include_str!("../controlplane/kectl/tools.go")),
 ];
+
+/// The Kubernetes wrapper module's go.mod (its version is the pinned one).
+const KUBE_GO_MOD: &str = include_str!("../controlplane/kubernetes/go.mod");
+/// etcd's wrapper module's go.mod.
+const ETCD_GO_MOD: &str = include_str!("../controlplane/etcd/go.mod");
 
 /// kectl's wrapper module, which pins the version upstream KWOK v0.8 runs.
 const KECTL_GO_MOD: &str = include_str!("../controlplane/kectl/go.mod");
@@ -67,11 +73,11 @@ pub static JAEGER_VERSION: LazyLock<String> =
 
 /// The pinned Kubernetes version, read from the embedded go.mod.
 pub static KUBE_VERSION: LazyLock<String> =
-    LazyLock::new(|| require_version(SOURCES[1].1, "k8s.io/kubernetes"));
+    LazyLock::new(|| require_version(KUBE_GO_MOD, "k8s.io/kubernetes"));
 
 /// The pinned etcd version, read from the embedded go.mod.
 pub static ETCD_VERSION: LazyLock<String> =
-    LazyLock::new(|| require_version(SOURCES[4].1, "go.etcd.io/etcd/server/v3"));
+    LazyLock::new(|| require_version(ETCD_GO_MOD, "go.etcd.io/etcd/server/v3"));
 
 /// The pinned kectl version, read from the embedded go.mod.
 pub static KECTL_VERSION: LazyLock<String> =

@@ -23,6 +23,11 @@ use serde_json::{Value, json};
 /// The user of kwok's client certificate.
 pub const KWOK_USER: &str = "kwok-controller";
 
+/// The name of the ClusterRoleBinding and FlowSchema kwokctl makes for [`KWOK_USER`]:
+/// prefixed, so a kwok deployed into the cluster (`shards/deploy/`, whose objects are
+/// named `kwok-controller`) does not collide with them.
+pub const KWOKCTL_OBJECTS: &str = "kwokctl-kwok-controller";
+
 /// The group the apiserver trusts the trace context of (besides `system:masters`).
 pub const MONITORING_GROUP: &str = "system:monitoring";
 
@@ -97,14 +102,14 @@ fn node_high_manifests() -> Vec<Value> {
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": { "name": KWOK_USER, "labels": labels },
+            "metadata": { "name": KWOKCTL_OBJECTS, "labels": labels },
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
             "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KWOK_USER }],
         }),
         json!({
             "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
             "kind": "FlowSchema",
-            "metadata": { "name": KWOK_USER, "labels": labels },
+            "metadata": { "name": KWOKCTL_OBJECTS, "labels": labels },
             "spec": {
                 "priorityLevelConfiguration": { "name": NODE_HIGH },
                 "matchingPrecedence": MATCHING_PRECEDENCE,

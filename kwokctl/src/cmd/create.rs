@@ -83,7 +83,7 @@ pub(super) async fn cluster(
         .downloads(settings.downloads.clone());
     finder.check_served()?;
     let binaries = resolve_binaries(&finder, &args, &settings).map_err(|e| expired(e, timeout, deadline))?;
-    if options.kwok_replicas > 1 && !binaries.kwok_tunnel {
+    if options.kwok_replicas > 1 && settings.runs(Component::KwokController) && !binaries.kwok_tunnel {
         bail!(
             "--kwok-replicas {}: more than one kwok needs this project's kwok (--scale-out), \
              which --kwok-controller-binary's lacks",
@@ -240,8 +240,12 @@ async fn start_components(
         .into_iter()
         .partition(|c| c.name == Component::KwokController);
     launch.up(&control_plane, prober, deadline).await?;
-    super::register::kwok_objects(dir, config.options.kwok_priority).await?;
-    launch.run(&kwok, prober, deadline).await?;
+    // Nothing for a kwok that is not run here (`--disable kwok-controller`, e.g. to run
+    // shards/deploy/ in the cluster instead).
+    if !kwok.is_empty() {
+        super::register::kwok_objects(dir, config.options.kwok_priority).await?;
+        launch.run(&kwok, prober, deadline).await?;
+    }
     super::register::dra_objects(dir).await?;
     let Some(metrics_server) = aggregated.first() else {
         return Ok(());
@@ -305,7 +309,9 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
     };
     let kwok = find(Binary::Kwok, &args.kwok_controller_binary)?;
     Ok(Binaries {
-        kwok_tunnel: serves_tunnel(&kwok),
+        // No tunnel without a kwok run here to serve it: the apiserver then reaches nodes
+        // (real kubelets, or a kwok deployed into the cluster) at their own addresses.
+        kwok_tunnel: s.runs(Component::KwokController) && serves_tunnel(&kwok),
         etcd: find(Binary::Etcd, &args.etcd_binary)?,
         kube_apiserver: find(Binary::KubeApiserver, &args.kube_apiserver_binary)?,
         kube_controller_manager: find(

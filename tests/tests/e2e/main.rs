@@ -15,6 +15,7 @@ mod cluster;
 mod controller;
 mod create_errors;
 mod create_options;
+mod deploy;
 mod dra;
 mod errors;
 mod faults;

@@ -40,7 +40,7 @@ fn kwok_should_be_prioritized_as_a_kubelet_by_default_and_exempt_on_request() {
     let schema = cluster.kubectl(&[
         "get",
         "flowschema",
-        "kwok-controller",
+        "kwokctl-kwok-controller",
         "-o",
         "jsonpath={.spec.priorityLevelConfiguration.name}",
     ]);
@@ -48,14 +48,14 @@ fn kwok_should_be_prioritized_as_a_kubelet_by_default_and_exempt_on_request() {
     let role = cluster.kubectl(&[
         "get",
         "clusterrolebinding",
-        "kwok-controller",
+        "kwokctl-kwok-controller",
         "-o",
         "jsonpath={.roleRef.name} {.subjects[0].name}",
     ]);
     assert_eq!(role.trim(), "cluster-admin kwok-controller");
     // kwok's Lease renewals and node writes went through its schema at node-high: it
     // is not in system:masters (which APF exempts and its schema would never see).
-    let node_high = dispatched(&cluster, "kwok-controller", "node-high");
+    let node_high = dispatched(&cluster, "kwokctl-kwok-controller", "node-high");
     assert!(node_high > 0.0, "no kwok request at node-high");
     let config = std::fs::read_to_string(cluster.dir().join("kwok.yaml")).unwrap();
     assert!(config.contains("kwokPriority: node-high"), "{config}");
@@ -68,14 +68,14 @@ fn kwok_should_be_prioritized_as_a_kubelet_by_default_and_exempt_on_request() {
         "kubectl",
         "get",
         "flowschema",
-        "kwok-controller",
+        "kwokctl-kwok-controller",
     ]);
     assert!(
         missing.contains("NotFound") || missing.contains("not found"),
         "{missing}"
     );
     // Upstream's set-up: kwok in system:masters, its requests exempt like the admin's.
-    assert_eq!(dispatched(&exempt, "kwok-controller", "node-high"), 0.0);
+    assert_eq!(dispatched(&exempt, "kwokctl-kwok-controller", "node-high"), 0.0);
     let config = std::fs::read_to_string(exempt.dir().join("kwok.yaml")).unwrap();
     assert!(config.contains("kwokPriority: exempt"), "{config}");
 }
