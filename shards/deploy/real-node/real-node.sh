@@ -138,9 +138,11 @@ EOF
   docker save "$sandbox_image" | ctr_ images import - >/dev/null
 
   # The apiserver's kubelet client certificate is signed by the cluster's CA.
-  "$cache/kubectl/$version/kubectl" --kubeconfig "$kubeconfig" config view --raw --minify \
-    -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$dir/ca.crt"
-  [[ -s "$dir/ca.crt" ]] || die "no certificate-authority-data in $kubeconfig"
+  local ca
+  ca="$("$cache/kubectl/$version/kubectl" --kubeconfig "$kubeconfig" config view --raw --minify \
+    -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' 2>/dev/null)" || true
+  [[ -n "$ca" ]] || die "no certificate-authority-data in $kubeconfig's current context"
+  base64 -d <<<"$ca" >"$dir/ca.crt"
   cat >"$dir/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration

@@ -4,7 +4,7 @@
 //! the in-cluster `kubernetes` Service, and reached by the apiserver at its pod IP as
 //! each fake node's kubelet.
 //!
-//! Needs root, docker, containerd, runc, the CNI plugins and iptables. `.ci/run`
+//! Needs root (or passwordless sudo), docker, containerd, runc, the CNI plugins and iptables. `.ci/run`
 //! installs them and sets `KWOK_E2E_RUNTIMES=required`, under which anything missing
 //! fails the test; elsewhere the test says it was skipped and passes.
 
@@ -37,12 +37,13 @@ fn real_node_possible() -> bool {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let root = is_root()
+        || Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
     let missing: Vec<&str> = [
-        ("root", root),
+        ("root or passwordless sudo", root),
         ("docker", has("docker", "info")),
         ("containerd", has("containerd", "--version")),
         ("runc", has("runc", "--version")),
@@ -63,6 +64,13 @@ fn real_node_possible() -> bool {
     missing.is_empty()
 }
 
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 /// A real node under a temp dir, taken down on drop (before the cluster goes).
 struct RealNode {
     dir: PathBuf,
@@ -70,8 +78,18 @@ struct RealNode {
 }
 
 impl RealNode {
-    fn script() -> PathBuf {
-        repo_root().join("shards/deploy/real-node/real-node.sh")
+    /// `real-node.sh`, as root (through `sudo -n` when the test is not).
+    fn script() -> Command {
+        let script = repo_root().join("shards/deploy/real-node/real-node.sh");
+        let mut command = if is_root() {
+            Command::new("bash")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "--preserve-env=KWOK_CACHE_DIR,HOME", "bash"]);
+            sudo
+        };
+        command.arg(script);
+        command
     }
 
     fn up(kubeconfig: &Path) -> Self {
@@ -92,11 +110,7 @@ impl RealNode {
     }
 
     fn run(&self, args: &[&std::ffi::OsStr]) {
-        let out = Command::new("bash")
-            .arg(Self::script())
-            .args(args)
-            .output()
-            .expect("bash");
+        let out = Self::script().args(args).output().expect("bash");
         assert!(
             out.status.success(),
             "real-node.sh {args:?} failed:\n{}\n{}",
@@ -108,11 +122,7 @@ impl RealNode {
 
 impl Drop for RealNode {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .arg("down")
-            .arg(&self.dir)
-            .status();
+        let _ = Self::script().arg("down").arg(&self.dir).status();
     }
 }
 
