@@ -1,4 +1,5 @@
-//! Request counts from the apiserver's `/metrics` (`apiserver_request_total`).
+//! Request counts from the apiserver's `/metrics` (`apiserver_request_total`), and how
+//! API Priority and Fairness ranked them (`apiserver_flowcontrol_*_requests_total`).
 
 use std::collections::BTreeMap;
 
@@ -7,10 +8,52 @@ pub type Requests = BTreeMap<String, u64>;
 
 /// Scrapes `/metrics` through the admin client.
 pub async fn requests(client: &kube::Client) -> kube::Result<Requests> {
+    Ok(parse(&metrics(client).await?))
+}
+
+/// Requests APF dispatched and rejected, by `dispatched|rejected <flow schema>
+/// <priority level>` (nothing while APF is off).
+pub async fn flows(client: &kube::Client) -> kube::Result<Requests> {
+    Ok(parse_flows(&metrics(client).await?))
+}
+
+async fn metrics(client: &kube::Client) -> kube::Result<String> {
     let req = http::Request::get("/metrics")
         .body(Vec::new())
         .expect("static request");
-    Ok(parse(&client.request_text(req).await?))
+    client.request_text(req).await
+}
+
+/// The value of `name="…"` in a sample's label set.
+fn label(labels: &str, name: &str) -> Option<String> {
+    let key = format!("{name}=\"");
+    labels.find(&key).map(|i| {
+        let rest = &labels[i + key.len()..];
+        rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
+    })
+}
+
+/// Sums the APF counters by what happened, flow schema and priority level.
+pub fn parse_flows(text: &str) -> Requests {
+    let mut out = Requests::new();
+    for (prefix, what) in [
+        ("apiserver_flowcontrol_dispatched_requests_total{", "dispatched"),
+        ("apiserver_flowcontrol_rejected_requests_total{", "rejected"),
+    ] {
+        for line in text.lines().filter(|l| l.starts_with(prefix)) {
+            let Some((labels, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let key = format!(
+                "{what} {} {}",
+                label(labels, "flow_schema").unwrap_or_default(),
+                label(labels, "priority_level").unwrap_or_default()
+            );
+            *out.entry(key).or_default() += value as u64;
+        }
+    }
+    out
 }
 
 /// Sums `apiserver_request_total` samples by verb and resource.
@@ -21,13 +64,7 @@ pub fn parse(text: &str) -> Requests {
             continue;
         };
         let Ok(value) = value.parse::<f64>() else { continue };
-        let label = |name: &str| {
-            let key = format!("{name}=\"");
-            labels.find(&key).map(|i| {
-                let rest = &labels[i + key.len()..];
-                rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
-            })
-        };
+        let label = |name: &str| label(labels, name);
         let mut key = format!(
             "{} {}",
             label("verb").unwrap_or_default(),
@@ -68,5 +105,20 @@ apiserver_request_duration_seconds_bucket{le="1"} 3
         assert_eq!(r.len(), 2);
         let d = delta(&[("POST pods".to_owned(), 5)].into(), &r);
         assert_eq!(d["POST pods"], 7);
+    }
+
+    #[test]
+    fn parse_flows_should_sum_by_schema_and_level() {
+        let text = r#"apiserver_flowcontrol_dispatched_requests_total{flow_schema="service-accounts",priority_level="workload-low"} 40
+apiserver_flowcontrol_dispatched_requests_total{flow_schema="kwokctl-kwok-controller",priority_level="node-high"} 7
+apiserver_flowcontrol_rejected_requests_total{flow_schema="service-accounts",priority_level="workload-low",reason="queue-full"} 3
+apiserver_flowcontrol_rejected_requests_total{flow_schema="service-accounts",priority_level="workload-low",reason="time-out"} 2
+apiserver_request_total{code="201",resource="pods",verb="POST"} 10
+"#;
+        let f = parse_flows(text);
+        assert_eq!(f["dispatched service-accounts workload-low"], 40);
+        assert_eq!(f["dispatched kwokctl-kwok-controller node-high"], 7);
+        assert_eq!(f["rejected service-accounts workload-low"], 5);
+        assert_eq!(f.len(), 3);
     }
 }

@@ -429,6 +429,7 @@ mod tests {
                 binary: "kwok".into(),
                 version: String::new(),
                 replicas: 1,
+                priority: Default::default(),
             },
             options: Options::default(),
             nodes_held: 0,

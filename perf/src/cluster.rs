@@ -6,7 +6,42 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
+
+/// How the apiserver ranks the requests of kwok and of the workload (loadgen).
+///
+/// The default is every earlier run's set-up and upstream kwokctl's: API Priority and
+/// Fairness off with no in-flight limit, kwok in `system:masters`. With `apf`, the
+/// apiserver keeps APF and its default limits (400 reads, 200 writes in flight, shared
+/// out by priority level) and loadgen acts as a ServiceAccount, as in-cluster workload
+/// controllers do (APF's `service-accounts` schema: `workload-low`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Priority {
+    /// API Priority and Fairness on, loadgen as a ServiceAccount.
+    #[serde(default)]
+    pub apf: bool,
+    /// kwokctl's `--kwok-priority` for the side's kwok: `exempt` (`system:masters`) or
+    /// `node-high` (its own user at the kubelets' priority level).
+    #[serde(default = "exempt")]
+    pub kwok: String,
+}
+
+fn exempt() -> String {
+    "exempt".to_owned()
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Self {
+            apf: false,
+            kwok: exempt(),
+        }
+    }
+}
+
+/// The ServiceAccount loadgen runs as under [`Priority::apf`].
+const WORKLOAD_ACCOUNT: &str = "perf-loadgen";
 
 /// The kwok binary cache: `$KWOK_CACHE_DIR`, else `~/.kwok/cache`.
 pub fn cache_dir() -> PathBuf {
@@ -39,13 +74,20 @@ impl Cluster {
             controller.binary.display()
         );
         let name = format!("perf-{}", controller.side);
-        Self::create_replicated(kwokctl, &name, &controller.binary, configs, controller.replicas)
+        Self::create_replicated(
+            kwokctl,
+            &name,
+            &controller.binary,
+            configs,
+            controller.replicas,
+            &controller.priority,
+        )
     }
 
     /// The same with several `--config` files for kwok (stages, Metrics, usages), each
     /// passed as its own `--kwok-controller-config`.
     pub fn create_with_configs(kwokctl: &Path, name: &str, kwok: &Path, configs: &[PathBuf]) -> Result<Self> {
-        Self::create_replicated(kwokctl, name, kwok, configs, 1)
+        Self::create_replicated(kwokctl, name, kwok, configs, 1, &Priority::default())
     }
 
     /// The same with `replicas` kwoks sharing the nodes (`--kwok-replicas`).
@@ -55,6 +97,7 @@ impl Cluster {
         kwok: &Path,
         configs: &[PathBuf],
         replicas: u32,
+        priority: &Priority,
     ) -> Result<Self> {
         let home = tempfile::Builder::new()
             .prefix("kwok-perf-")
@@ -75,12 +118,25 @@ impl Cluster {
             "--heartbeat-factor".into(),
             "1".into(),
             // Upstream kwokctl's identity for kwok (system:masters: no RBAC, no APF
-            // queueing), as every earlier run measured, for both sides alike.
+            // queueing) unless asked otherwise; see `Priority`.
             "--kwok-priority".into(),
-            "exempt".into(),
+            priority.kwok.clone(),
             "--kwok-controller-binary".into(),
             kwok,
         ];
+        if priority.apf {
+            // --disable-qps-limits keeps the clients' QPS lifted, which the control
+            // plane's own controllers need at this scale; the apiserver gets APF and its
+            // default in-flight limits back.
+            for arg in [
+                "enable-priority-and-fairness=true",
+                "max-requests-inflight=400",
+                "max-mutating-requests-inflight=200",
+            ] {
+                args.push("--extra-args".into());
+                args.push(format!("kube-apiserver={arg}"));
+            }
+        }
         if replicas > 1 {
             args.push("--kwok-replicas".into());
             args.push(replicas.to_string());
@@ -135,8 +191,56 @@ impl Cluster {
 
     /// A client for the cluster.
     pub async fn client(&self) -> Result<kube::Client> {
+        Ok(kwok_loadgen::client(self.admin_config().await?)?)
+    }
+
+    async fn admin_config(&self) -> Result<kube::Config> {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        Ok(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)
+    }
+
+    /// A client acting as a workload controller in the cluster does: ServiceAccount
+    /// `default/perf-loadgen`, bound to `cluster-admin`, so APF ranks its requests as
+    /// any ServiceAccount's (`workload-low`) instead of exempting them as the admin's.
+    pub async fn workload_client(&self) -> Result<kube::Client> {
+        use k8s_openapi::api::{
+            authentication::v1::TokenRequest, core::v1::ServiceAccount, rbac::v1::ClusterRoleBinding,
+        };
+        use kube::api::{Api, PostParams};
+        let admin = self.client().await?;
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+        let create = PostParams::default();
+        let exists = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 409);
+        let account = serde_json::from_value(serde_json::json!({"metadata": {"name": WORKLOAD_ACCOUNT}}))?;
+        if let Err(e) = accounts.create(&create, &account).await
+            && !exists(&e)
+        {
+            return Err(e).context("create the workload ServiceAccount");
+        }
+        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": WORKLOAD_ACCOUNT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": WORKLOAD_ACCOUNT, "namespace": "default"}],
+        }))?;
+        if let Err(e) = Api::<ClusterRoleBinding>::all(admin)
+            .create(&create, &binding)
+            .await
+            && !exists(&e)
+        {
+            return Err(e).context("bind the workload ServiceAccount");
+        }
+        let request: TokenRequest = serde_json::from_value(
+            serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 86_400}}),
+        )?;
+        let token = accounts
+            .create_token_request(WORKLOAD_ACCOUNT, &create, &request)
+            .await
+            .context("a token for the workload ServiceAccount")?
+            .status
+            .context("TokenRequest without status")?
+            .token;
+        let mut config = self.admin_config().await?;
+        config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))?;
         Ok(kwok_loadgen::client(config)?)
     }
 

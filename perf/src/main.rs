@@ -81,6 +81,15 @@ struct Flags {
     /// (kwok, and the apiserver serving it) holds, e.g. with `--kwok-replicas`.
     #[arg(long)]
     bind_pods: bool,
+    /// Keep API Priority and Fairness on (with the apiserver's default in-flight limits)
+    /// and run loadgen as a ServiceAccount (`workload-low`), as in-cluster workload
+    /// controllers are; default: APF off and loadgen as the admin, as every earlier run.
+    #[arg(long)]
+    apf: bool,
+    /// How kwokctl runs both sides' kwok: `exempt` (`system:masters`, upstream kwokctl's
+    /// set-up) or `node-high` (its own user at the kubelets' APF priority level).
+    #[arg(long, default_value = "exempt", value_parser = ["exempt", "node-high"])]
+    kwok_priority: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,7 +114,7 @@ fn version(binary: &Path) -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
-fn controller(side: &str, binary: PathBuf, replicas: u32) -> Result<Controller> {
+fn controller(side: &str, binary: PathBuf, replicas: u32, flags: &Flags) -> Result<Controller> {
     if !binary.is_file() {
         bail!("{side} kwok {} is missing (see perf/README.md)", binary.display());
     }
@@ -116,6 +125,10 @@ fn controller(side: &str, binary: PathBuf, replicas: u32) -> Result<Controller> 
         version: version(&binary),
         binary,
         replicas,
+        priority: kwok_perf::cluster::Priority {
+            apf: flags.apf,
+            kwok: flags.kwok_priority.clone(),
+        },
     })
 }
 
@@ -221,6 +234,17 @@ fn machine(controllers: &[Controller]) -> String {
     );
     for c in controllers {
         out += &format!("- {} kwok: {} ({})\n", c.side, c.version, c.binary.display());
+        out += &format!(
+            "- {} priority: APF {}, loadgen as {}, kwok `--kwok-priority {}`\n",
+            c.side,
+            if c.priority.apf { "on" } else { "off" },
+            if c.priority.apf {
+                "a ServiceAccount"
+            } else {
+                "the admin"
+            },
+            c.priority.kwok
+        );
     }
     for (c, v) in [("kube-apiserver", "v1.36.5"), ("etcd", "v3.6.16")] {
         out += &format!(
@@ -240,6 +264,7 @@ fn sides(flags: &Flags) -> Result<(Vec<Controller>, bool)> {
         "ours",
         flags.kwok.clone().map_or_else(|| sibling("kwok"), Ok)?,
         flags.kwok_replicas,
+        flags,
     )?;
     let upstream_bin = flags.upstream_kwok.clone().unwrap_or_else(|| {
         cache_dir()
@@ -257,7 +282,7 @@ fn sides(flags: &Flags) -> Result<(Vec<Controller>, bool)> {
         Only::OursAndUpstreamIfBuilt => upstream_bin.is_file(),
     };
     if upstream_wanted {
-        sides.push(controller("upstream", upstream_bin, 1)?);
+        sides.push(controller("upstream", upstream_bin, 1, flags)?);
     }
     Ok((sides, upstream_wanted))
 }
@@ -427,8 +452,8 @@ async fn run_dra(flags: Flags) -> Result<()> {
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let kwok = flags.kwok.clone().map_or_else(|| sibling("kwok"), Ok)?;
     let sides = [
-        controller("dra", kwok.clone(), flags.kwok_replicas)?,
-        controller("plain", kwok, flags.kwok_replicas)?,
+        controller("dra", kwok.clone(), flags.kwok_replicas, &flags)?,
+        controller("plain", kwok, flags.kwok_replicas, &flags)?,
     ];
     let (date, dir) = results_dir(&flags.out, &format!("dra-{}", with.nodes))?;
     // Ours: with its GPU stages (upstream has none to compare).

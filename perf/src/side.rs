@@ -24,6 +24,9 @@ pub struct Controller {
     /// largest, with each one's in `kwokReplicas` of the result.
     #[serde(default = "one")]
     pub replicas: u32,
+    /// How the apiserver ranks kwok's and loadgen's requests.
+    #[serde(default)]
+    pub priority: crate::cluster::Priority,
 }
 
 fn one() -> u32 {
@@ -118,6 +121,10 @@ pub struct SideResult {
     pub apiserver_requests: u64,
     /// The same by `verb resource`.
     pub apiserver_requests_by: BTreeMap<String, u64>,
+    /// Requests API Priority and Fairness dispatched and rejected during the run, by
+    /// `dispatched|rejected <flow schema> <priority level>` (empty with APF off).
+    #[serde(default)]
+    pub apiserver_flows: BTreeMap<String, u64>,
     /// kwok's average CPU (cores) while the nodes sat idle (the `hold` phase), when
     /// the scenario holds.
     pub kwok_idle_cpu_cores: Option<f64>,
@@ -233,6 +240,7 @@ pub async fn run(
         .map(|(pid, c)| process::usage(*pid).with_context(|| format!("{c} is not running")))
         .collect::<Result<_>>()?;
     let requests_before = apiserver::requests(&client).await.context("apiserver /metrics")?;
+    let flows_before = apiserver::flows(&client).await.context("apiserver /metrics")?;
     let control_plane_before = control_plane_cpu(&cluster);
     eprintln!("perf: {}: running scenario {}", controller.side, scenario.name);
     let (phases, marks) = tokio::sync::mpsc::unbounded_channel();
@@ -247,9 +255,15 @@ pub async fn run(
         phases: Some(phases),
     };
     let started = std::time::Instant::now();
-    let report = kwok_loadgen::run(client.clone(), scenario.clone(), options, cancel).await?;
+    let workload = if controller.priority.apf {
+        cluster.workload_client().await?
+    } else {
+        client.clone()
+    };
+    let report = kwok_loadgen::run(workload, scenario.clone(), options, cancel).await?;
     let kwok_by_phase = by_phase(started, &marks.await.unwrap_or_default());
     let requests = apiserver::delta(&requests_before, &apiserver::requests(&client).await?);
+    let flows = apiserver::delta(&flows_before, &apiserver::flows(&client).await?);
     let after: Vec<process::Usage> = pids
         .iter()
         .zip(&components)
@@ -276,7 +290,8 @@ pub async fn run(
         kwok_by_phase,
     )
     .with_control_plane(control_plane)
-    .with_replicas(replicas))
+    .with_replicas(replicas)
+    .with_flows(flows))
 }
 
 /// `after - before` for each component running at both ends (a component that
@@ -297,6 +312,11 @@ impl SideResult {
         if replicas.len() > 1 {
             self.kwok_replicas = replicas;
         }
+        self
+    }
+
+    fn with_flows(mut self, flows: BTreeMap<String, u64>) -> Self {
+        self.apiserver_flows = flows;
         self
     }
 
@@ -345,6 +365,7 @@ impl SideResult {
             kwok_peak_rss_mib_per_1000_nodes: per_1000(rss, report.counts.nodes_created),
             apiserver_requests: requests.values().sum(),
             apiserver_requests_by: requests,
+            apiserver_flows: BTreeMap::new(),
             kwok_idle_cpu_cores: kwok_by_phase
                 .iter()
                 .find(|p| p.phase == "hold")

@@ -80,6 +80,33 @@ const FIGURES: &[Figure<SideResult>] = &[
 pub fn markdown(ours: Option<&SideResult>, upstream: Option<&SideResult>) -> String {
     let mut out = rows(FIGURES, ours, upstream);
     out += &replicas(ours);
+    for side in [ours, upstream].into_iter().flatten() {
+        out += &flows(side);
+    }
+    out
+}
+
+/// What API Priority and Fairness did with the requests of a side's run, when it was on.
+fn flows(side: &SideResult) -> String {
+    let mut out = String::new();
+    if side.apiserver_flows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nAPI Priority and Fairness, {}: requests by flow schema and priority level\n\n\
+         | requests | flow schema | priority level | count |\n|---|---|---|---:|",
+        side.controller.side
+    );
+    for (key, count) in &side.apiserver_flows {
+        let mut parts = key.splitn(3, ' ');
+        let (what, schema, level) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let _ = writeln!(out, "| {what} | {schema} | {level} | {count} |");
+    }
     out
 }
 
