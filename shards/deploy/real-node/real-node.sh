@@ -51,7 +51,7 @@ ctr_() { ctr --address "$dir/containerd.sock" --namespace k8s.io "$@"; }
 wait_for() { # <seconds> <what> <command...>
   local seconds="$1" what="$2"; shift 2
   for _ in $(seq 1 $((seconds * 2))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
-  die "$what did not come up in ${seconds}s (logs in $dir)"
+  die "$what did not come up in ${seconds}s"
 }
 
 start() { # <name> <command...>: in the background, pid in DIR/<name>.pid, log DIR/<name>.log
@@ -80,6 +80,14 @@ binaries() { # builds (or finds cached) kubelet, kube-proxy and kubectl; prints 
   echo "${KWOK_CACHE_DIR:-$HOME/.kwok/cache}" "$version"
 }
 
+# A failed `up`: its logs kept beside DIR's parent, everything else removed.
+undo_up() {
+  local kept="${TMPDIR:-/tmp}/real-node-logs-$$"
+  mkdir -p "$kept" && cp "$dir"/*.log "$kept"/ 2>/dev/null || true
+  echo "real-node.sh: up failed; logs kept in $kept; removing what it made" >&2
+  down >&2
+}
+
 up() {
   local kubeconfig="$1" gateway cache version
   [[ -f "$kubeconfig" ]] || die "no kubeconfig at $kubeconfig"
@@ -97,7 +105,7 @@ up() {
   read -r cache version < <(binaries)
   gateway="$(gateway_of "$pod_cidr")"
   # From here on a failure removes whatever was made.
-  trap 'echo "real-node.sh: up failed; removing what it made" >&2; down >&2' EXIT
+  trap 'undo_up' EXIT
   mkdir -p "$dir"/{cni,ipam,containerd,kubelet,pod-logs,image}
   kubeconfig="$(cd "$(dirname "$kubeconfig")" && pwd)/$(basename "$kubeconfig")"
 

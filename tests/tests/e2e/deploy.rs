@@ -137,27 +137,23 @@ fn deployment_with(image: &str) -> String {
     manifest.replace(placeholder, &format!("image: {image}"))
 }
 
-const FAKE_NODES: &str = r#"
-apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
+/// A fake node for shards/deploy's kwok (its annotation selector) with a kubelet's labels.
+fn fake_node(name: &str) -> String {
+    format!(
+        "- apiVersion: v1
   kind: Node
   metadata:
-    name: fake-0
-    annotations: {kwok.x-k8s.io/node: fake}
-    labels: {type: kwok, kubernetes.io/hostname: fake-0, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+    name: {name}
+    annotations: {{kwok.x-k8s.io/node: fake}}
+    labels: {{type: kwok, kubernetes.io/hostname: {name}, kubernetes.io/os: linux, kubernetes.io/arch: amd64}}
   spec:
-    taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
-- apiVersion: v1
-  kind: Node
-  metadata:
-    name: fake-1
-    annotations: {kwok.x-k8s.io/node: fake}
-    labels: {type: kwok, kubernetes.io/hostname: fake-1, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
-  spec:
-    taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
-- apiVersion: apps/v1
+    taints: [{{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}}]
+"
+    )
+}
+
+/// Six pods for the fake nodes.
+const FAKE_PODS: &str = r#"- apiVersion: apps/v1
   kind: Deployment
   metadata: {name: fake-pods, namespace: default}
   spec:
@@ -243,7 +239,11 @@ fn shards_deploy_should_run_kwok_as_a_pod_on_a_real_kubelet_and_drive_fake_nodes
     assert!(pod_ip.starts_with("10.244.0."), "kwok's pod IP {pod_ip}");
 
     // kwok, in its pod, drives the fake nodes and their pods.
-    cluster.apply(FAKE_NODES);
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}{}{FAKE_PODS}",
+        fake_node("fake-0"),
+        fake_node("fake-1")
+    ));
     let fakes = until(SETTLE, &vec!["fake-0".to_owned(), "fake-1".to_owned()], || {
         ready_nodes(&cluster.kwokctl, cluster.name, "type=kwok")
     });
