@@ -147,6 +147,9 @@ mod tests {
     #[test]
     fn node_high_should_bind_and_prioritize_kwoks_user_and_exempt_should_keep_the_masters_group() {
         let docs = KwokPriority::NodeHigh.manifests();
+        // Not `kwok-controller`: shards/deploy/'s binding has that name.
+        assert_eq!(docs[0]["metadata"]["name"], KWOKCTL_OBJECTS);
+        assert_eq!(docs[1]["metadata"]["name"], KWOKCTL_OBJECTS);
         assert_eq!(docs[0]["subjects"][0]["name"], KWOK_USER);
         assert_eq!(docs[0]["roleRef"]["name"], "cluster-admin");
         assert_eq!(docs[1]["spec"]["priorityLevelConfiguration"]["name"], NODE_HIGH);
