@@ -288,6 +288,14 @@ impl Harness {
     fn state(&self, name: &str) -> Option<State> {
         self.core.state(&pod_key(name))
     }
+
+    /// A new pod `name` of the `ip` test stage, a second later: the effects rendered
+    /// (they name the address it was given).
+    fn ip_pod_effects(&mut self, name: &str, rv: &str) -> String {
+        self.apply(POD, test_pod(name, rv, "ip"));
+        self.advance(SECOND);
+        self.last_effects.concat()
+    }
 }
 
 fn node(name: &str, rv: &str, running: bool) -> Value {
@@ -978,9 +986,7 @@ fn pods_driven_elsewhere_on_a_node_without_pod_cidr_should_keep_their_address_un
     assert_eq!(h.core.events_not_driven(), 1);
     fence.open_until(h.now.mono + 60 * SECOND);
     h.step(held("n", Some(fence.clone())));
-    h.apply(POD, test_pod("q", "11", "ip"));
-    h.advance(SECOND);
-    let effects = h.last_effects.concat();
+    let effects = h.ip_pod_effects("q", "11");
     assert!(effects.contains("10.0.0.2"), "q got the next free IP: {effects}");
     assert!(
         !effects.contains("10.0.0.1"),
@@ -1107,10 +1113,8 @@ fn an_ip_should_stay_taken_across_a_drop_while_its_write_is_out_and_a_stale_dele
     h.apply(NODE, n);
     fence.open_until(h.now.mono + 60 * SECOND);
     h.step(held("n", Some(fence.clone())));
-    h.apply(POD, test_pod("p", "10", "ip"));
-    h.advance(SECOND);
     assert!(
-        h.last_effects.concat().contains("10.1.0.1"),
+        h.ip_pod_effects("p", "10").contains("10.1.0.1"),
         "p's write gives it .1"
     );
     // Dealt away while p's write is out, and back before it lands.
@@ -1135,9 +1139,7 @@ fn an_ip_should_stay_taken_across_a_drop_while_its_write_is_out_and_a_stale_dele
     });
     h.delete(POD, pod("r", 0, "11", Some("Running"), false));
     assert!(h.state("r").is_some(), "the newer r stays");
-    h.apply(POD, test_pod("q", "13", "ip"));
-    h.advance(SECOND);
-    let effects = h.last_effects.concat();
+    let effects = h.ip_pod_effects("q", "13");
     assert!(
         !effects.contains("10.1.0.1") && !effects.contains("10.1.0.2"),
         "an IP a pod may hold handed out again: {effects}"
@@ -1156,13 +1158,9 @@ fn a_re_list_should_free_the_ips_of_pods_not_cached_that_are_gone() {
     h.step(Event::Watch(Input::Relisting(POD)));
     h.apply(POD, kept);
     h.step(Event::Watch(Input::Relisted(POD)));
-    h.apply(POD, test_pod("q", "13", "ip"));
-    h.advance(SECOND);
-    let effects = h.last_effects.concat();
+    let effects = h.ip_pod_effects("q", "13");
     assert!(effects.contains("10.0.0.1"), "p's address free again: {effects}");
-    h.apply(POD, test_pod("s", "14", "ip"));
-    h.advance(SECOND);
-    let effects = h.last_effects.concat();
+    let effects = h.ip_pod_effects("s", "14");
     assert!(
         effects.contains("10.0.0.3"),
         "kept's address still taken: {effects}"
@@ -1177,17 +1175,13 @@ fn a_pod_not_cached_should_hold_its_cidr_address_until_deleted() {
     let p = running_on("p", "10", "theirs", "10.0.0.1");
     h.apply(POD, p.clone());
     assert_eq!(h.state("p"), None, "not cached");
-    h.apply(POD, test_pod("q", "11", "ip"));
-    h.advance(SECOND);
-    let effects = h.last_effects.concat();
+    let effects = h.ip_pod_effects("q", "11");
     assert!(
         effects.contains("10.0.0.2"),
         "q passed over p's address: {effects}"
     );
     h.delete(POD, p);
-    h.apply(POD, test_pod("r", "13", "ip"));
-    h.advance(SECOND);
-    let effects = h.last_effects.concat();
+    let effects = h.ip_pod_effects("r", "13");
     assert!(effects.contains("10.0.0.1"), "p's address free again: {effects}");
 }
 
