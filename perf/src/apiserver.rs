@@ -11,10 +11,11 @@ pub async fn requests(client: &kube::Client) -> kube::Result<Requests> {
     Ok(parse(&metrics(client).await?))
 }
 
-/// Requests APF dispatched and rejected, by `dispatched|rejected <flow schema>
-/// <priority level>` (nothing while APF is off).
-pub async fn flows(client: &kube::Client) -> kube::Result<Requests> {
-    Ok(parse_flows(&metrics(client).await?))
+/// One scrape of `/metrics`: requests by kind ([`parse`]) and what APF did with them
+/// ([`parse_flows`]).
+pub async fn requests_and_flows(client: &kube::Client) -> kube::Result<(Requests, Requests)> {
+    let text = metrics(client).await?;
+    Ok((parse(&text), parse_flows(&text)))
 }
 
 async fn metrics(client: &kube::Client) -> kube::Result<String> {
@@ -33,7 +34,8 @@ fn label(labels: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Sums the APF counters by what happened, flow schema and priority level.
+/// Sums the APF counters by `dispatched|rejected <flow schema> <priority level>`
+/// (nothing while APF is off).
 pub fn parse_flows(text: &str) -> Requests {
     let mut out = Requests::new();
     for (prefix, what) in [

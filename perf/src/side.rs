@@ -239,8 +239,9 @@ pub async fn run(
         .zip(&components)
         .map(|(pid, c)| process::usage(*pid).with_context(|| format!("{c} is not running")))
         .collect::<Result<_>>()?;
-    let requests_before = apiserver::requests(&client).await.context("apiserver /metrics")?;
-    let flows_before = apiserver::flows(&client).await.context("apiserver /metrics")?;
+    let (requests_before, flows_before) = apiserver::requests_and_flows(&client)
+        .await
+        .context("apiserver /metrics")?;
     let control_plane_before = control_plane_cpu(&cluster);
     eprintln!("perf: {}: running scenario {}", controller.side, scenario.name);
     let (phases, marks) = tokio::sync::mpsc::unbounded_channel();
@@ -262,8 +263,9 @@ pub async fn run(
     };
     let report = kwok_loadgen::run(workload, scenario.clone(), options, cancel).await?;
     let kwok_by_phase = by_phase(started, &marks.await.unwrap_or_default());
-    let requests = apiserver::delta(&requests_before, &apiserver::requests(&client).await?);
-    let flows = apiserver::delta(&flows_before, &apiserver::flows(&client).await?);
+    let (requests_after, flows_after) = apiserver::requests_and_flows(&client).await?;
+    let requests = apiserver::delta(&requests_before, &requests_after);
+    let flows = apiserver::delta(&flows_before, &flows_after);
     let after: Vec<process::Usage> = pids
         .iter()
         .zip(&components)

@@ -176,6 +176,8 @@ EOF
     --root-dir "$dir/kubelet" --cert-dir "$dir/kubelet/pki" --v=1
   wait_for 60 "the kubelet" curl -sf "http://127.0.0.1:$kubelet_healthz_port/healthz"
 
+  # `down` cleans kube-proxy's rules up with this same binary.
+  echo "$cache/kube-proxy/$version/kube-proxy" >"$dir/kube-proxy.bin"
   start kube-proxy "$cache/kube-proxy/$version/kube-proxy" --kubeconfig "$kubeconfig" \
     --hostname-override "$node" --proxy-mode iptables --cluster-cidr "$pod_cidr" \
     --healthz-bind-address "127.0.0.1:$proxy_healthz_port" \
@@ -223,11 +225,9 @@ down() {
   fi
   stop containerd
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id [0-9a-f]* -address $dir/containerd.sock" 2>/dev/null || true
-  if [[ -f "$dir/kube-proxy.pid" ]]; then
-    stop kube-proxy
-    local cache version
-    read -r cache version < <(binaries 2>/dev/null)
-    "$cache/kube-proxy/$version/kube-proxy" --cleanup --proxy-mode iptables >/dev/null 2>&1 || true
+  stop kube-proxy
+  if [[ -f "$dir/kube-proxy.bin" ]]; then
+    "$(cat "$dir/kube-proxy.bin")" --cleanup --proxy-mode iptables >/dev/null 2>&1 || true
   fi
   drop_kubelet_chains
   # Volumes the kubelet mounted (tokens, configmaps) and containerd's rootfs mounts.

@@ -20,7 +20,7 @@ use kwokctl::{
 };
 
 use crate::{
-    util::{Cluster, bin_dir, repo_root},
+    util::{Cluster, bin_dir, repo_root, runnable_unless_required},
     wait::{ready_nodes, running_pods, until},
 };
 
@@ -53,15 +53,7 @@ fn real_node_possible() -> bool {
     .into_iter()
     .filter_map(|(what, ok)| (!ok).then_some(what))
     .collect();
-    let required = std::env::var("KWOK_E2E_RUNTIMES").is_ok_and(|v| v == "required");
-    assert!(
-        missing.is_empty() || !required,
-        "a real node needs {missing:?} and KWOK_E2E_RUNTIMES=required"
-    );
-    if !missing.is_empty() {
-        eprintln!("skipped: a real node needs {missing:?}");
-    }
-    missing.is_empty()
+    runnable_unless_required((!missing.is_empty()).then(|| format!("a real node needs {missing:?}")))
 }
 
 fn is_root() -> bool {

@@ -28,6 +28,19 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".kwok/cache"))
 }
 
+/// Whether a test that needs something this machine may lack can run: `lacking` says
+/// what is missing, if anything. Under `KWOK_E2E_RUNTIMES=required` (CI) that fails the
+/// test; elsewhere it says it was skipped.
+pub fn runnable_unless_required(lacking: Option<String>) -> bool {
+    let Some(why) = lacking else {
+        return true;
+    };
+    let required = std::env::var("KWOK_E2E_RUNTIMES").is_ok_and(|v| v == "required");
+    assert!(!required, "{why} and KWOK_E2E_RUNTIMES=required");
+    eprintln!("skipped: {why}");
+    false
+}
+
 /// Repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
