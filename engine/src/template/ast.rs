@@ -1,6 +1,6 @@
 //! The compiled form of a template: nodes with resolved functions and variable slots.
 
-use super::funcs::Func;
+use super::{funcs::Func, tokens::Text};
 
 /// Index of a variable in the frame of one template body; `$` is always slot 0.
 pub type Slot = usize;
@@ -17,8 +17,8 @@ pub struct Body {
 /// One node of a template body.
 #[derive(Debug, Clone)]
 pub enum Node {
-    /// Literal text.
-    Text(Box<str>),
+    /// Literal text, with its YAML tokens.
+    Text(Box<Text>),
     /// `{{ pipeline }}`: printed unless it declares or assigns variables.
     Action(Pipe),
     /// `if`/`else if`/`else` (`with` when `with` is set: the arm's value becomes dot).

@@ -5,11 +5,11 @@ use serde_json::Value;
 use super::{
     Error,
     ast::{Arg, Body, Cmd, Cond, Lit, Node, Pipe, Range},
-    format::{print_action, sorted_entries},
+    format::sorted_entries,
     funcs::Func,
-    kwok::write_quote,
     parser::Tree,
     sprig,
+    tokens::{Event, Quoted, Text, print_value},
     value::{CallError, CallResult, FnResult, Val, View},
 };
 use crate::host::Host;
@@ -21,7 +21,12 @@ const MAX_TEMPLATE_DEPTH: usize = 100;
 const INLINE_ARGS: usize = 4;
 
 /// Renders `tree` with `data` as dot and `$`.
-pub fn execute(tree: &Tree, data: &Value, host: &mut dyn Host, out: &mut String) -> Result<(), Error> {
+pub fn execute<'a>(
+    tree: &'a Tree,
+    data: &'a Value,
+    host: &mut dyn Host,
+    out: &mut impl Out<'a>,
+) -> Result<(), Error> {
     let root = Val::from_data(data);
     let mut exec = Exec {
         tree,
@@ -51,6 +56,34 @@ fn at(line: usize, e: impl Into<CallError>) -> Error {
     }
 }
 
+/// Where a rendering goes: text, or a record of what it printed ([`Event`]s).
+pub trait Out<'a> {
+    /// A literal text node.
+    fn text(&mut self, text: &'a Text);
+    /// A value an action printed, `quoted` by `Quote`.
+    fn value(&mut self, v: Val<'a>, quoted: Quoted);
+}
+
+impl<'a> Out<'a> for String {
+    fn text(&mut self, text: &'a Text) {
+        self.push_str(&text.raw);
+    }
+
+    fn value(&mut self, v: Val<'a>, quoted: Quoted) {
+        print_value(&v, quoted, self);
+    }
+}
+
+impl<'a> Out<'a> for Vec<Event<'a>> {
+    fn text(&mut self, text: &'a Text) {
+        self.push(Event::Text(text));
+    }
+
+    fn value(&mut self, v: Val<'a>, quoted: Quoted) {
+        self.push(Event::Value(v, quoted));
+    }
+}
+
 /// What a node asks of the enclosing `range`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -69,7 +102,7 @@ struct Exec<'a, 'h> {
 }
 
 impl<'a> Exec<'a, '_> {
-    fn run(&mut self, nodes: &'a [Node], dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+    fn run<O: Out<'a>>(&mut self, nodes: &'a [Node], dot: &Val<'a>, out: &mut O) -> Result<Flow, Error> {
         for node in nodes {
             let flow = self.node(node, dot, out)?;
             if flow != Flow::Normal {
@@ -79,9 +112,9 @@ impl<'a> Exec<'a, '_> {
         Ok(Flow::Normal)
     }
 
-    fn node(&mut self, node: &'a Node, dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+    fn node<O: Out<'a>>(&mut self, node: &'a Node, dot: &Val<'a>, out: &mut O) -> Result<Flow, Error> {
         match node {
-            Node::Text(t) => out.push_str(t),
+            Node::Text(t) => out.text(t),
             Node::Action(pipe) => self.action(pipe, dot, out).map_err(|e| at(pipe.line, e))?,
             Node::Cond(c) => return self.cond(c, dot, out),
             Node::Range(r) => return self.range(r, dot, out),
@@ -93,7 +126,7 @@ impl<'a> Exec<'a, '_> {
     }
 
     /// Prints a pipeline; `… | Quote` is written straight into `out`.
-    fn action(&mut self, pipe: &'a Pipe, dot: &Val<'a>, out: &mut String) -> Result<(), CallError> {
+    fn action<O: Out<'a>>(&mut self, pipe: &'a Pipe, dot: &Val<'a>, out: &mut O) -> Result<(), CallError> {
         if pipe.decl.is_empty()
             && let Some((Cmd::Call(Func::KQuote, args), init)) = pipe.cmds.split_last()
         {
@@ -103,17 +136,17 @@ impl<'a> Exec<'a, '_> {
                 ([], Some(p)) => p,
                 (_, piped) => self.call(Func::KQuote, args, dot, piped)?,
             };
-            write_quote(&arg, out);
+            out.value(arg, true);
             return Ok(());
         }
         let v = self.eval_pipe(pipe, dot)?;
         if pipe.decl.is_empty() {
-            print_action(&v, out);
+            out.value(v, false);
         }
         Ok(())
     }
 
-    fn cond(&mut self, c: &'a Cond, dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+    fn cond<O: Out<'a>>(&mut self, c: &'a Cond, dot: &Val<'a>, out: &mut O) -> Result<Flow, Error> {
         for (pipe, body) in &c.arms {
             let v = self.eval_pipe(pipe, dot).map_err(|e| at(pipe.line, e))?;
             if v.truth() {
@@ -123,7 +156,7 @@ impl<'a> Exec<'a, '_> {
         self.run(&c.otherwise, dot, out)
     }
 
-    fn range(&mut self, r: &'a Range, dot: &Val<'a>, out: &mut String) -> Result<Flow, Error> {
+    fn range<O: Out<'a>>(&mut self, r: &'a Range, dot: &Val<'a>, out: &mut O) -> Result<Flow, Error> {
         let v = self.eval_pipe(&r.pipe, dot).map_err(|e| at(r.pipe.line, e))?;
         let mut looped = false;
         let mut each = |exec: &mut Self, key: Val<'a>, elem: Val<'a>| -> Result<bool, Error> {
@@ -183,12 +216,12 @@ impl<'a> Exec<'a, '_> {
     }
 
     /// Runs the range body once; `false` on `break`.
-    fn iteration(
+    fn iteration<O: Out<'a>>(
         &mut self,
         r: &'a Range,
         key: Val<'a>,
         elem: Val<'a>,
-        out: &mut String,
+        out: &mut O,
     ) -> Result<bool, Error> {
         if let Some(k) = r.key
             && let Some(slot) = self.vars.get_mut(k)
@@ -203,13 +236,13 @@ impl<'a> Exec<'a, '_> {
         Ok(self.run(&r.body, &elem, out)? != Flow::Break)
     }
 
-    fn template(
+    fn template<O: Out<'a>>(
         &mut self,
         index: usize,
         pipe: Option<&'a Pipe>,
         line: usize,
         dot: &Val<'a>,
-        out: &mut String,
+        out: &mut O,
     ) -> Result<(), Error> {
         let tree = self.tree;
         let Some(Some(body)) = tree.defs.get(index) else {

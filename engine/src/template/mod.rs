@@ -18,8 +18,14 @@
 //! - Sprig's families live one per file (`sprig_regex`, `sprig_date`, …); Go's time
 //!   layouts and durations, which the date functions need, in [`go_time`] and
 //!   [`go_duration`].
-//! - [`yaml`] reads the output back with a fast reader for the block YAML templates print,
-//!   falling back to `serde-saphyr` for anything else.
+//! - [`yaml`] reads the output back with a fast reader for the block YAML templates print
+//!   (lines split into tokens, then built into JSON), falling back to `serde-saphyr` for
+//!   anything else.
+//! - [`tokens`] skips the text for [`Template::render_value`]: each text node is split
+//!   into those tokens when parsed, a rendering records its text nodes and values, and
+//!   the record becomes tokens directly (a quoted value is never printed and read back).
+//!   Lines only the text can tell are printed and tokenized; the result equals the text
+//!   path's, which the tests check on every catalog template and on random ones.
 //!
 //! # Differences from Go
 //!
@@ -74,6 +80,7 @@ mod sprig_random;
 mod sprig_regex;
 mod sprig_semver;
 mod sprig_seq;
+mod tokens;
 mod value;
 mod yaml;
 
@@ -162,7 +169,18 @@ impl Template {
     }
 
     /// Renders and converts the YAML output into JSON (`null` for empty output).
+    ///
+    /// Templates whose text is tokenized go straight to the value, without printing
+    /// YAML and reading it back ([`tokens`]); the result is the same.
     pub fn render_value(&self, data: &Value, host: &mut dyn Host) -> Result<Value> {
+        if self.tree.planned {
+            let mut events = Vec::with_capacity(64);
+            eval::execute(&self.tree, data, host, &mut events)?;
+            return match tokens::tokens(&events).and_then(yaml::build) {
+                Ok(v) => Ok(v),
+                Err(yaml::Unsupported) => yaml::to_json(&tokens::print(&events)),
+            };
+        }
         let mut out = String::with_capacity(1024);
         self.render(data, host, &mut out)?;
         yaml::to_json(&out)

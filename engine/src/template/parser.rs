@@ -5,6 +5,7 @@ use super::{
     ast::{Arg, Body, Cmd, Cond, Lit, Node, Pipe, Range, Slot},
     funcs::Func,
     lexer::{Keyword, Number, Tok, Token, lex},
+    tokens::{self, Text},
 };
 
 /// A parsed template: the main body and the `define`d ones.
@@ -16,6 +17,8 @@ pub struct Tree {
     pub defs: Vec<Option<Body>>,
     /// Names of the definitions, same indexes.
     pub names: Vec<Box<str>>,
+    /// Whether every text node has its YAML tokens (see [`tokens`]).
+    pub planned: bool,
 }
 
 /// Parses template text; `scale` admits the functions of `kwokctl scale` templates.
@@ -40,6 +43,7 @@ pub fn parse(src: &str, scale: bool) -> Result<Tree, Error> {
         nodes,
         slots: p.slots,
     };
+    p.tree.planned = tokens::planned(&p.tree);
     Ok(p.tree)
 }
 
@@ -140,7 +144,7 @@ impl Parser {
         let mut nodes = Vec::new();
         while let Some(t) = self.next() {
             match t.tok {
-                Tok::Text(s) => nodes.push(Node::Text(s.into())),
+                Tok::Text(s) => nodes.push(Node::Text(Box::new(Text::new(s)))),
                 Tok::Open => match self.action(t.line)? {
                     Ok(node) => nodes.extend(node),
                     Err(stop) => return Ok((nodes, stop)),

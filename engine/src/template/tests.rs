@@ -765,3 +765,226 @@ fn functions_sprig_lacks_should_stay_parse_errors() {
         assert!(err.ends_with("not defined"), "{src}: {err}");
     }
 }
+
+/// `render_value` (straight to tokens for planned templates) against printing the YAML
+/// and reading it back, which is what it must equal.
+fn assert_same_as_text_path(src: &str, data: &Value) {
+    let template = Template::parse(src).unwrap_or_else(|e| panic!("{e}: {src}"));
+    let direct = template.render_value(data, &mut host());
+    let mut text = String::new();
+    let via_text = template
+        .render(data, &mut host(), &mut text)
+        .and_then(|()| super::yaml::to_json(&text));
+    assert_eq!(
+        direct.map_err(|e| e.to_string()),
+        via_text.map_err(|e| e.to_string()),
+        "template:\n{src}\ndata: {data}\nprinted:\n{text}"
+    );
+}
+
+/// Every `statusTemplate` and `template` string in a catalog set.
+fn catalog_templates() -> Vec<String> {
+    fn collect(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("statusTemplate" | "template", Value::String(s)) => out.push(s.clone()),
+                        _ => collect(v, out),
+                    }
+                }
+            }
+            Value::Array(l) => l.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for set in crate::catalog::SETS {
+        let text = crate::catalog::set(set).unwrap();
+        for doc in text.split("\n---\n") {
+            let doc: Value = serde_saphyr::from_str(doc).unwrap();
+            collect(&doc, &mut out);
+        }
+    }
+    out
+}
+
+#[test]
+fn render_value_should_match_the_text_path_for_every_catalog_template() {
+    let containers = json!([{"name": "app", "image": "busybox"}, {"name": "side", "image": "nginx:1"}]);
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "uid": "u-1",
+                     "creationTimestamp": "2024-05-06T07:00:00Z",
+                     "labels": {"app": "x"}, "annotations": {"a": "1"},
+                     "ownerReferences": [{"kind": "Job", "name": "j"}]},
+        "spec": {"nodeName": "node-0", "containers": containers,
+                 "initContainers": [{"name": "init", "image": "i"},
+                                    {"name": "sidecar", "image": "s", "restartPolicy": "Always"}],
+                 "readinessGates": [{"conditionType": "example.com/gate"}]},
+        "status": {"phase": "Pending", "startTime": "2024-05-06T07:00:01Z",
+                   "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    });
+    let bare_pod = json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "c"}]}});
+    let host_network = json!({"metadata": {"name": "h", "namespace": "kube-system", "uid": "u-2"},
+                              "spec": {"nodeName": "node-1", "hostNetwork": true, "containers": containers}});
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-0", "creationTimestamp": "2024-05-06T07:00:00Z",
+                     "labels": {"kubernetes.io/arch": "arm64", "type": "kwok"},
+                     "annotations": {"kwok.x-k8s.io/node": "fake"}},
+        "spec": {"podCIDR": "10.0.0.0/24", "taints": [{"key": "k", "effect": "NoSchedule"}]}
+    });
+    let filled_node = json!({
+        "metadata": {"name": "node-1"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.1.2.3"}],
+                   "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                   "capacity": {"cpu": "32", "nvidia.com/gpu": "8"},
+                   "nodeInfo": {"architecture": "amd64", "kubeletVersion": "v1.30.0"},
+                   "conditions": [{"type": "Ready", "status": "False", "reason": "x: y"}]}
+    });
+    let objects = [
+        pod,
+        bare_pod,
+        host_network,
+        node,
+        filled_node,
+        json!({}),
+        json!(null),
+    ];
+    let templates = catalog_templates();
+    assert!(templates.len() > 20, "found {} templates", templates.len());
+    for src in &templates {
+        for data in &objects {
+            assert_same_as_text_path(src, data);
+        }
+    }
+}
+
+#[test]
+fn render_value_should_match_the_text_path_for_lines_tokens_cannot_tell() {
+    let data = json!({
+        "a": "x", "colon": "k: v", "hash": "#c", "empty": "", "dash": "- i", "space": " s",
+        "quoted": "\"q\"", "n": 5, "f": 1.5, "t": true, "nil": null, "map": {"b": [1, 2], "c": "d"},
+        "list": ["p", "q"], "multi": "l1\nl2", "odd": "tab\there \u{2028} é \u{7f} \u{1} <&>",
+        "pipe": "|", "key": "dyn"
+    });
+    let templates = [
+        "name: pre-{{ .a }}-post\n",
+        "{{ .key }}: v\nother: {{ .a }}\n",
+        "a: {{ if .t }}1{{ else }}2{{ end }}\nb: {{ if .nil }}x{{ end }}\n",
+        "items:\n{{ YAML .map 1 }}\nafter: 1\n",
+        "items:\n{{ YAML .list 0 }}",
+        "m:\n  {{ range $k, $v := .map }}{{ $k }}: {{ $v | Quote }}\n  {{ end }}\n",
+        "s: |\n  {{ .a }}\n  more\nt: 1\n",
+        "s: |\n  {{ .multi }}\n",
+        "c: {{ .colon }}\nh: {{ .hash }}\ne: {{ .empty }}\nd: {{ .dash }}\nsp: {{ .space }}\nq: {{ .quoted }}\n",
+        "n: {{ .n }}\nf: {{ .f }}\nt: {{ .t }}\nnil: {{ .nil }}\nmissing: {{ .nope }}\nmap: {{ .map }}\n",
+        "qn: {{ .n | Quote }}\nqm: {{ .map | Quote }}\nqnil: {{ .nil | Quote }}\nqodd: {{ .odd | Quote }}\n",
+        "odd: {{ .odd }}\npipe: {{ .pipe }}\nmulti: {{ .multi }}\n",
+        "{{- range .list }}\n- {{ . }}\n{{- end }}\n",
+        "{{ .a }}",
+        "{{ .n }}",
+        "",
+        "   \n\n",
+        "two: {{ .a }} {{ .a }}\nnext: {{ .a }}  # comment\n",
+        "{{ define \"row\" }}- name: {{ .name | Quote }}\n{{ end }}rows:\n{{ template \"row\" dict \"name\" .a }}{{ template \"row\" dict \"name\" .n }}",
+        "- - {{ .a }}\n  - {{ .n }}\n- k: {{ .t }}\n  l:\n  - 1\n",
+        "a:\n  b: {{ .a }}\n   c: {{ .a }}\n",
+        "--- {{ .a }}\n",
+        "a: {{ .a }}\n\tb: 1\n",
+        "k: [{{ .a }}]\n",
+        "k: {}\nl: []\nm: {{ \"{}\" }}\n",
+    ];
+    for src in templates {
+        assert_same_as_text_path(src, &data);
+    }
+}
+
+/// Random templates built from the pieces Stage templates are made of (indentation,
+/// dashes, keys, quoted and printed values, `if`/`range` around lines and inside them,
+/// comments, block scalars): the direct path must read each as the text path does.
+#[test]
+fn render_value_should_match_the_text_path_for_random_templates() {
+    use rand::{Rng, SeedableRng, rngs::SmallRng, seq::IndexedRandom};
+    const ITERATIONS: usize = 3000;
+    let data = json!({
+        "s": "x", "n": 5, "t": true, "nil": null, "colon": "a: b", "hash": "#h", "e": "",
+        "multi": "m1\nm2", "list": ["p", "q"], "map": {"k": "v", "l": [1]}, "sp": " s ",
+        "dash": "- d", "num": "10", "quote": "'q'"
+    });
+    let values = [
+        "{{ .s }}",
+        "{{ .n }}",
+        "{{ .t }}",
+        "{{ .nil }}",
+        "{{ .colon }}",
+        "{{ .hash }}",
+        "{{ .e }}",
+        "{{ .multi }}",
+        "{{ .map }}",
+        "{{ .sp }}",
+        "{{ .dash }}",
+        "{{ .num }}",
+        "{{ .quote }}",
+        "{{ .s | Quote }}",
+        "{{ .n | Quote }}",
+        "{{ .map | Quote }}",
+        "{{ .multi | Quote }}",
+        "{{ .missing }}",
+        "{{ YAML .map 1 }}",
+        "{{ YAML .list 0 }}",
+        "plain",
+        "\"lit\"",
+        "{}",
+        "[]",
+        "|",
+        "1.5",
+        "~",
+        "{{ .s }}-{{ .n }}",
+    ];
+    let mut rng = SmallRng::seed_from_u64(7);
+    for i in 0..ITERATIONS {
+        let mut src = String::new();
+        for _ in 0..rng.random_range(1..8) {
+            let indent = " ".repeat(2 * rng.random_range(0..3));
+            let mut line = indent.clone();
+            for _ in 0..rng.random_range(0..3) {
+                line.push_str("- ");
+            }
+            if rng.random_bool(0.7) {
+                line.push_str(["a", "b", "c", "{{ .s }}"].choose(&mut rng).unwrap());
+                line.push_str(": ");
+            }
+            if rng.random_bool(0.8) {
+                line.push_str(values.choose(&mut rng).unwrap());
+            }
+            if rng.random_bool(0.1) {
+                line.push_str(" # note");
+            }
+            match rng.random_range(0..10) {
+                0 => src.push_str(&format!(
+                    "{indent}{{{{ if .t }}}}\n{line}\n{indent}{{{{ end }}}}\n"
+                )),
+                1 => src.push_str(&format!("{{{{ range .list }}}}\n{line}\n{{{{ end }}}}\n")),
+                2 => src.push_str(&format!("{line}{{{{ if .nil }}}} x{{{{ end }}}}\n")),
+                3 => src.push_str(&format!("{{{{- if .t }}}}\n{line}\n{{{{- end }}}}\n")),
+                4 => src.push_str(&format!("{line}\n\n")),
+                _ => src.push_str(&format!("{line}\n")),
+            }
+        }
+        let template = Template::parse(&src).unwrap_or_else(|e| panic!("iteration {i}: {e}\n{src}"));
+        let direct = template
+            .render_value(&data, &mut host())
+            .map_err(|e| e.to_string());
+        let mut text = String::new();
+        let via_text = template
+            .render(&data, &mut host(), &mut text)
+            .and_then(|()| super::yaml::to_json(&text))
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            direct, via_text,
+            "iteration {i}, template:\n{src}\nprinted:\n{text}"
+        );
+    }
+}

@@ -3,9 +3,11 @@
 //!
 //! # Implementation
 //!
-//! The fast reader handles block mappings and sequences (also `key:\n- item` at the key's
-//! indentation), plain and quoted one-line scalars, empty flow collections `{}`/`[]`, `|`
-//! block scalars and comments. Anything else (anchors, tags, flow content, multi-line plain
+//! The fast reader splits each line into [`Tok`]s (dashes, keys and resolved scalars,
+//! with their columns; [`Lines`]) and builds the value from them by column ([`build`]);
+//! [`super::tokens`] feeds the same builder without printing text. It handles block
+//! mappings and sequences (also `key:\n- item` at the key's indentation), plain and quoted
+//! one-line scalars, empty flow collections `{}`/`[]`, `|` block scalars and comments. Anything else (anchors, tags, flow content, multi-line plain
 //! or quoted scalars, documents markers, tabs in indentation) makes it give up with
 //! [`Unsupported`], and the whole text goes to `serde-saphyr` instead, which is about 50×
 //! slower but complete. Both follow the YAML 1.2 core schema: only `true`/`false` in their
@@ -19,16 +21,24 @@ use super::Error;
 
 /// The fast reader met something it leaves to the full parser.
 #[derive(Debug)]
-struct Unsupported;
+pub struct Unsupported;
 
-type Fast<T> = Result<T, Unsupported>;
+/// The fast reader's result.
+pub type Fast<T> = Result<T, Unsupported>;
 
 /// Converts rendered YAML to JSON; empty or whitespace-only text is `null`.
 pub fn to_json(text: &str) -> Result<Value, Error> {
-    match Reader::new(text).document() {
+    match fast(text) {
         Ok(v) => Ok(v),
         Err(Unsupported) => full_parse(text),
     }
+}
+
+/// The fast reader: the text's line tokens, built into a value.
+fn fast(text: &str) -> Fast<Value> {
+    let mut toks = Vec::new();
+    Lines::new(text).tokens(&mut toks)?;
+    build(toks)
 }
 
 fn full_parse(text: &str) -> Result<Value, Error> {
@@ -133,16 +143,117 @@ fn is_float(s: &str) -> bool {
     mantissa_ok && exp_ok
 }
 
-fn scalar_value(s: &str) -> Fast<Value> {
+fn scalar_value(s: &str) -> Fast<Leaf<'_>> {
     Ok(match plain_scalar(s) {
-        Scalar::Null => Value::Null,
-        Scalar::Bool(b) => Value::Bool(b),
-        Scalar::Int(i) => Value::from(i),
-        Scalar::Uint(u) => Value::from(u),
-        Scalar::Float(f) => Value::Number(Number::from_f64(f).ok_or(Unsupported)?),
+        Scalar::Null => Leaf::Null,
+        Scalar::Bool(b) => Leaf::Bool(b),
+        Scalar::Int(i) => Leaf::Number(i.into()),
+        Scalar::Uint(u) => Leaf::Number(u.into()),
+        Scalar::Float(f) => Leaf::Number(Number::from_f64(f).ok_or(Unsupported)?),
         Scalar::NonFinite => return Err(Unsupported),
-        Scalar::Str => Value::String(s.to_owned()),
+        Scalar::Str => Leaf::Str(Cow::Borrowed(s)),
     })
+}
+
+/// One element of a block YAML line, as the [`Builder`] reads them: a line such as
+/// `- name: x` is a dash, a key and a scalar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tok<'s> {
+    /// The column it starts at.
+    pub col: usize,
+    /// Whether it starts its line (else it follows a dash or key on the same line).
+    pub first: bool,
+    /// What it is.
+    pub kind: Kind<'s>,
+}
+
+/// What a [`Tok`] is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind<'s> {
+    /// `-`: a sequence item.
+    Dash,
+    /// `key:`: a mapping entry.
+    Key(Cow<'s, str>),
+    /// A scalar or empty flow collection, already resolved.
+    Scalar(Leaf<'s>),
+}
+
+/// What the fast reader reads on one line: a scalar or an empty flow collection (kept
+/// small: tokens are moved around a lot, and a `Value` is ten words).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf<'s> {
+    /// A string.
+    Str(Cow<'s, str>),
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(Number),
+    /// `{}`.
+    EmptyMap,
+    /// `[]`.
+    EmptySeq,
+}
+
+impl Leaf<'_> {
+    /// The same leaf owning its string.
+    pub fn into_owned(self) -> Leaf<'static> {
+        match self {
+            Leaf::Str(s) => Leaf::Str(Cow::Owned(s.into_owned())),
+            Leaf::Null => Leaf::Null,
+            Leaf::Bool(b) => Leaf::Bool(b),
+            Leaf::Number(n) => Leaf::Number(n),
+            Leaf::EmptyMap => Leaf::EmptyMap,
+            Leaf::EmptySeq => Leaf::EmptySeq,
+        }
+    }
+
+    /// The same leaf borrowing its string from `self`.
+    pub fn borrowed(&self) -> Leaf<'_> {
+        match self {
+            Leaf::Str(s) => Leaf::Str(Cow::Borrowed(s)),
+            other => other.clone(),
+        }
+    }
+
+    /// As JSON.
+    pub fn into_value(self) -> Value {
+        match self {
+            Leaf::Str(s) => Value::String(s.into_owned()),
+            Leaf::Null => Value::Null,
+            Leaf::Bool(b) => Value::Bool(b),
+            Leaf::Number(n) => Value::Number(n),
+            Leaf::EmptyMap => Value::Object(Map::new()),
+            Leaf::EmptySeq => Value::Array(Vec::new()),
+        }
+    }
+}
+
+impl Tok<'_> {
+    /// The same token owning its key or scalar.
+    pub fn into_owned(self) -> Tok<'static> {
+        let kind = match self.kind {
+            Kind::Dash => Kind::Dash,
+            Kind::Key(k) => Kind::Key(Cow::Owned(k.into_owned())),
+            Kind::Scalar(v) => Kind::Scalar(v.into_owned()),
+        };
+        Tok { kind, ..self }
+    }
+
+    /// The same token borrowing its key or scalar from `self`.
+    pub fn borrowed(&self) -> Tok<'_> {
+        let kind = match &self.kind {
+            Kind::Dash => Kind::Dash,
+            Kind::Key(k) => Kind::Key(Cow::Borrowed(k)),
+            Kind::Scalar(v) => Kind::Scalar(v.borrowed()),
+        };
+        Tok { kind, ..*self }
+    }
+
+    fn is_dash(&self) -> bool {
+        matches!(self.kind, Kind::Dash)
+    }
 }
 
 /// One significant line: indentation and content without the trailing whitespace.
@@ -150,62 +261,53 @@ fn scalar_value(s: &str) -> Fast<Value> {
 struct Line<'s> {
     indent: usize,
     text: &'s str,
-    /// Byte offset just past this line.
-    end: usize,
 }
 
-/// The fast reader. `peeked` may hold a virtual line: the rest of `- key: v` after the dash.
-struct Reader<'s> {
+/// Splits text into the [`Tok`]s of its lines; `|` block scalars read their lines here.
+pub struct Lines<'s> {
     src: &'s str,
     pos: usize,
-    peeked: Option<Line<'s>>,
-    /// Entries of the maps being read, innermost last; each map drains its tail into an
-    /// exactly sized `Map`, so maps never grow while reading.
-    entries: Vec<(String, Value)>,
-    /// Items of the sequences being read, likewise.
-    items: Vec<Value>,
+    /// The text may go on after `src` (a piece of a template's output), so a block scalar
+    /// that runs to its end cannot be read.
+    open_ended: bool,
 }
 
-impl<'s> Reader<'s> {
-    fn new(src: &'s str) -> Self {
+impl<'s> Lines<'s> {
+    /// The lines of a whole document.
+    pub fn new(src: &'s str) -> Self {
         Self {
             src,
             pos: 0,
-            peeked: None,
-            entries: Vec::new(),
-            items: Vec::new(),
+            open_ended: false,
         }
     }
 
-    fn document(&mut self) -> Fast<Value> {
-        let Some(first) = self.peek()? else {
-            return Ok(Value::Null);
-        };
-        let v = self.node(first)?;
-        match self.peek()? {
-            None => Ok(v),
-            Some(_) => Err(Unsupported),
+    /// The lines of a piece of a document: complete lines, but more may follow.
+    pub fn piece(src: &'s str) -> Self {
+        Self {
+            open_ended: true,
+            ..Self::new(src)
         }
     }
 
-    fn peek(&mut self) -> Fast<Option<Line<'s>>> {
-        if self.peeked.is_none() {
-            self.peeked = self.scan()?;
+    /// Appends the tokens of every line.
+    pub fn tokens(mut self, toks: &mut Vec<Tok<'s>>) -> Fast<()> {
+        while let Some(line) = self.next_line()? {
+            tokenize_line(line.indent, line.text, Some(&mut self), toks)?;
         }
-        Ok(self.peeked)
+        Ok(())
     }
 
     /// Finds the next line that is not blank or a comment.
-    fn scan(&mut self) -> Fast<Option<Line<'s>>> {
+    fn next_line(&mut self) -> Fast<Option<Line<'s>>> {
         while self.pos < self.src.len() {
             let rest = &self.src[self.pos..];
             let len = memchr_newline(rest);
-            let end = self.pos + (len + 1).min(rest.len());
+            self.pos += (len + 1).min(rest.len());
             let raw = &rest[..len];
             let indent = raw.bytes().take_while(|&b| b == b' ').count();
             let text = raw[indent..].trim_ascii_end();
             if text.is_empty() || text.starts_with('#') {
-                self.pos = end;
                 continue;
             }
             if text.starts_with('\t')
@@ -214,105 +316,237 @@ impl<'s> Reader<'s> {
             {
                 return Err(Unsupported);
             }
-            return Ok(Some(Line { indent, text, end }));
+            return Ok(Some(Line { indent, text }));
         }
         Ok(None)
     }
 
-    fn consume(&mut self, line: Line<'s>) {
-        self.peeked = None;
-        self.pos = line.end;
+    /// A `|` block scalar whose parent sits at column `n`; reads the raw lines after it.
+    fn literal(&mut self, header: &str, n: usize) -> Fast<String> {
+        let chomp = match strip_comment(header) {
+            "|" => Chomp::Clip,
+            "|-" => Chomp::Strip,
+            "|+" => Chomp::Keep,
+            _ => return Err(Unsupported),
+        };
+        let mut lines: Vec<&str> = Vec::new();
+        let mut content_indent: Option<usize> = None;
+        let mut ended = false;
+        while self.pos < self.src.len() {
+            let rest = &self.src[self.pos..];
+            let len = memchr_newline(rest);
+            let raw = &rest[..len];
+            let indent = raw.bytes().take_while(|&b| b == b' ').count();
+            if !raw.trim().is_empty() {
+                let ci = *content_indent.get_or_insert(indent);
+                if indent <= n || indent < ci {
+                    ended = true;
+                    break;
+                }
+            }
+            let ci = content_indent.unwrap_or(len).min(len);
+            lines.push(&raw[ci..]);
+            self.pos += (len + 1).min(rest.len());
+        }
+        if self.open_ended && !ended {
+            return Err(Unsupported);
+        }
+        Ok(chomp.apply(&lines))
+    }
+}
+
+/// Appends the tokens of one line (`indent` spaces, then `text`). A `|` block scalar
+/// reads its lines from `block`, and is unsupported without it.
+pub fn tokenize_line<'s>(
+    indent: usize,
+    text: &'s str,
+    block: Option<&mut Lines<'s>>,
+    toks: &mut Vec<Tok<'s>>,
+) -> Fast<()> {
+    // `n`: the column of the dash or key that owns what follows (a block scalar's parent).
+    let (mut col, mut rest, mut n, mut first) = (indent, text, indent, true);
+    while is_seq_item(rest) {
+        toks.push(Tok {
+            col,
+            first,
+            kind: Kind::Dash,
+        });
+        let after = rest[1..].trim_start();
+        n = col;
+        col += rest.len() - after.len();
+        first = false;
+        rest = after;
+        if rest.is_empty() || rest.starts_with('#') {
+            return Ok(());
+        }
+    }
+    if let Some((key, after)) = split_key(rest)? {
+        toks.push(Tok {
+            col,
+            first,
+            kind: Kind::Key(key),
+        });
+        if after.is_empty() || after.starts_with('#') {
+            return Ok(());
+        }
+        n = col;
+        col += rest.len() - after.len();
+        first = false;
+        rest = after;
+    }
+    let v = inline(rest, n, block)?;
+    toks.push(Tok {
+        col,
+        first,
+        kind: Kind::Scalar(v),
+    });
+    Ok(())
+}
+
+/// A scalar or empty flow collection written on the current line; `n` is the parent column.
+pub fn inline<'s>(text: &'s str, n: usize, block: Option<&mut Lines<'s>>) -> Fast<Leaf<'s>> {
+    let owned = |s: String| Leaf::Str(Cow::Owned(s));
+    match text.as_bytes()[0] {
+        b'"' => end_of_scalar(double_quoted(text)?, text).map(owned),
+        b'\'' => end_of_scalar(single_quoted(text)?, text).map(owned),
+        b'{' | b'[' => empty_flow(text),
+        b'|' => block.ok_or(Unsupported)?.literal(text, n).map(owned),
+        b'>' | b'&' | b'*' | b'!' | b'%' | b'@' | b'`' | b'?' => Err(Unsupported),
+        b'-' if is_seq_item(text) => Err(Unsupported),
+        _ => {
+            let plain = strip_comment(text);
+            if plain_colon(plain).is_some() {
+                return Err(Unsupported);
+            }
+            scalar_value(plain)
+        }
+    }
+}
+
+/// Builds the value of a whole document from the tokens of its lines (`null` for none).
+pub fn build(toks: Vec<Tok<'_>>) -> Fast<Value> {
+    // Sized once for the deepest case (every token a key or an item), so neither grows.
+    let mut builder = Builder {
+        entries: Vec::with_capacity(toks.len()),
+        items: Vec::with_capacity(toks.len()),
+        toks: toks.into_iter().peekable(),
+    };
+    if builder.toks.peek().is_none() {
+        return Ok(Value::Null);
+    }
+    let v = builder.node()?;
+    match builder.toks.peek() {
+        None => Ok(v),
+        Some(_) => Err(Unsupported),
+    }
+}
+
+/// Reads block mappings and sequences from tokens by their columns.
+struct Builder<'s> {
+    toks: std::iter::Peekable<std::vec::IntoIter<Tok<'s>>>,
+    /// Entries of the maps being read, innermost last; each map drains its tail into an
+    /// exactly sized `Map`, so maps never grow while reading.
+    entries: Vec<(String, Value)>,
+    /// Items of the sequences being read, likewise.
+    items: Vec<Value>,
+}
+
+impl Builder<'_> {
+    /// The node that starts with the next token (the first of its line).
+    fn node(&mut self) -> Fast<Value> {
+        let tok = self.toks.peek().ok_or(Unsupported)?;
+        let col = tok.col;
+        match tok.kind {
+            Kind::Dash => self.seq(col),
+            Kind::Key(_) => self.map(col),
+            Kind::Scalar(_) => {
+                let v = self.scalar()?;
+                self.no_continuation(col)?;
+                Ok(v)
+            }
+        }
     }
 
-    fn node(&mut self, line: Line<'s>) -> Fast<Value> {
-        if is_seq_item(line.text) {
-            self.seq(line.indent)
-        } else if let Some(entry) = split_key(line.text)? {
-            self.map(line.indent, entry)
-        } else {
-            self.consume(line);
-            let v = self.inline(line.text, line.indent)?;
-            self.no_continuation(line.indent)?;
-            Ok(v)
+    /// Takes the next token, which must be a scalar.
+    fn scalar(&mut self) -> Fast<Value> {
+        match self.toks.next() {
+            Some(Tok {
+                kind: Kind::Scalar(v),
+                ..
+            }) => Ok(v.into_value()),
+            _ => Err(Unsupported),
         }
     }
 
     /// A block sequence whose dashes sit at column `n`.
     fn seq(&mut self, n: usize) -> Fast<Value> {
         let mark = self.items.len();
-        while let Some(line) = self.peek()? {
-            if line.indent != n || !is_seq_item(line.text) {
-                if line.indent > n {
+        while let Some(tok) = self.toks.peek() {
+            if tok.col != n || !tok.is_dash() {
+                if tok.col > n {
                     return Err(Unsupported);
                 }
                 break;
             }
-            self.consume(line);
-            let rest = line.text[1..].trim_start();
-            let col = n + (line.text.len() - rest.len());
-            let item = self.item(rest, col, n, line.end)?;
+            self.toks.next();
+            let item = self.item(n)?;
             self.items.push(item);
         }
         Ok(Value::Array(self.items.drain(mark..).collect()))
     }
 
-    /// The value after a `- ` at column `n`; `rest` starts at column `col`.
-    fn item(&mut self, rest: &'s str, col: usize, n: usize, end: usize) -> Fast<Value> {
-        if rest.is_empty() || rest.starts_with('#') {
-            return self.nested(n, false);
+    /// The value after a dash at column `n`: on its line, or on the lines after it.
+    fn item(&mut self, n: usize) -> Fast<Value> {
+        match self.toks.peek() {
+            Some(tok) if !tok.first => {
+                let col = tok.col;
+                match tok.kind {
+                    Kind::Dash => self.seq(col),
+                    Kind::Key(_) => self.map(col),
+                    Kind::Scalar(_) => {
+                        let v = self.scalar()?;
+                        self.no_continuation(n)?;
+                        Ok(v)
+                    }
+                }
+            }
+            _ => self.nested(n, false),
         }
-        if is_seq_item(rest) {
-            self.peeked = Some(Line {
-                indent: col,
-                text: rest,
-                end,
-            });
-            return self.seq(col);
-        }
-        if let Some(entry) = split_key(rest)? {
-            self.peeked = Some(Line {
-                indent: col,
-                text: rest,
-                end,
-            });
-            return self.map(col, entry);
-        }
-        let v = self.inline(rest, n)?;
-        self.no_continuation(n)?;
-        Ok(v)
     }
 
     /// The value on the lines after `key:` or `-` at column `n`.
     fn nested(&mut self, n: usize, seq_at_same_indent: bool) -> Fast<Value> {
-        match self.peek()? {
-            Some(next) if next.indent > n => self.node(next),
-            Some(next) if seq_at_same_indent && next.indent == n && is_seq_item(next.text) => self.seq(n),
+        match self.toks.peek() {
+            Some(next) if next.col > n => self.node(),
+            Some(next) if seq_at_same_indent && next.col == n && next.is_dash() => self.seq(n),
             _ => Ok(Value::Null),
         }
     }
 
-    /// A block mapping whose keys sit at column `n`; `first` is the peeked line, split.
-    fn map(&mut self, n: usize, first: (Cow<'s, str>, &'s str)) -> Fast<Value> {
+    /// A block mapping whose keys sit at column `n`.
+    fn map(&mut self, n: usize) -> Fast<Value> {
         let mark = self.entries.len();
-        let mut first = Some(first);
-        while let Some(line) = self.peek()? {
-            if line.indent != n || is_seq_item(line.text) {
-                if line.indent > n {
+        while let Some(tok) = self.toks.peek() {
+            if tok.col != n || tok.is_dash() {
+                if tok.col > n {
                     return Err(Unsupported);
                 }
                 break;
             }
-            let (key, rest) = match first.take() {
-                Some(entry) => entry,
-                None => split_key(line.text)?.ok_or(Unsupported)?,
+            let Some(Tok {
+                kind: Kind::Key(key), ..
+            }) = self.toks.next()
+            else {
+                // A scalar line among the keys.
+                return Err(Unsupported);
             };
-            self.consume(line);
-            let value = if rest.is_empty() || rest.starts_with('#') {
-                self.nested(n, true)?
-            } else {
-                let v = self.inline(rest, n)?;
-                self.no_continuation(n)?;
-                v
+            let value = match self.toks.peek() {
+                Some(tok) if !tok.first => {
+                    let v = self.scalar()?;
+                    self.no_continuation(n)?;
+                    v
+                }
+                _ => self.nested(n, true)?,
             };
             self.entries.push((key.into_owned(), value));
         }
@@ -325,58 +559,10 @@ impl<'s> Reader<'s> {
 
     /// Fails when the line after a scalar is indented deeper than `n` (a continuation).
     fn no_continuation(&mut self, n: usize) -> Fast<()> {
-        match self.peek()? {
-            Some(next) if next.indent > n => Err(Unsupported),
+        match self.toks.peek() {
+            Some(next) if next.col > n => Err(Unsupported),
             _ => Ok(()),
         }
-    }
-
-    /// A scalar or empty flow collection written on the current line; `n` is the parent column.
-    fn inline(&mut self, text: &'s str, n: usize) -> Fast<Value> {
-        match text.as_bytes()[0] {
-            b'"' => end_of_scalar(double_quoted(text)?, text).map(Value::String),
-            b'\'' => end_of_scalar(single_quoted(text)?, text).map(Value::String),
-            b'{' | b'[' => empty_flow(text),
-            b'|' => self.literal(text, n).map(Value::String),
-            b'>' | b'&' | b'*' | b'!' | b'%' | b'@' | b'`' | b'?' => Err(Unsupported),
-            b'-' if is_seq_item(text) => Err(Unsupported),
-            _ => {
-                let plain = strip_comment(text);
-                if plain_colon(plain).is_some() {
-                    return Err(Unsupported);
-                }
-                scalar_value(plain)
-            }
-        }
-    }
-
-    /// A `|` block scalar whose parent sits at column `n`; reads the raw lines after it.
-    fn literal(&mut self, header: &str, n: usize) -> Fast<String> {
-        let chomp = match strip_comment(header) {
-            "|" => Chomp::Clip,
-            "|-" => Chomp::Strip,
-            "|+" => Chomp::Keep,
-            _ => return Err(Unsupported),
-        };
-        self.peeked = None;
-        let mut lines: Vec<&str> = Vec::new();
-        let mut content_indent: Option<usize> = None;
-        while self.pos < self.src.len() {
-            let rest = &self.src[self.pos..];
-            let len = memchr_newline(rest);
-            let raw = &rest[..len];
-            let indent = raw.bytes().take_while(|&b| b == b' ').count();
-            if !raw.trim().is_empty() {
-                let ci = *content_indent.get_or_insert(indent);
-                if indent <= n || indent < ci {
-                    break;
-                }
-            }
-            let ci = content_indent.unwrap_or(len).min(len);
-            lines.push(&raw[ci..]);
-            self.pos += (len + 1).min(rest.len());
-        }
-        Ok(chomp.apply(&lines))
     }
 }
 
@@ -474,15 +660,15 @@ fn end_of_scalar((s, used): (String, usize), text: &str) -> Fast<String> {
     }
 }
 
-fn empty_flow(text: &str) -> Fast<Value> {
+fn empty_flow(text: &str) -> Fast<Leaf<'static>> {
     let body = strip_comment(text);
     if body.len() < 2 {
         return Err(Unsupported);
     }
     let inner = body[1..body.len() - 1].trim();
     match (body.as_bytes()[0], body.as_bytes()[body.len() - 1]) {
-        (b'{', b'}') if inner.is_empty() => Ok(Value::Object(Map::new())),
-        (b'[', b']') if inner.is_empty() => Ok(Value::Array(Vec::new())),
+        (b'{', b'}') if inner.is_empty() => Ok(Leaf::EmptyMap),
+        (b'[', b']') if inner.is_empty() => Ok(Leaf::EmptySeq),
         _ => Err(Unsupported),
     }
 }
@@ -570,7 +756,7 @@ mod tests {
     use super::*;
 
     fn fast(text: &str) -> Option<Value> {
-        Reader::new(text).document().ok()
+        super::fast(text).ok()
     }
 
     #[test]
