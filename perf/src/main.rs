@@ -61,6 +61,10 @@ struct Flags {
     /// scenario's own for the others).
     #[arg(long)]
     create_rate: Option<u32>,
+    /// smoke, small, large, lease-soak, churn: create requests loadgen keeps in flight
+    /// (default: the scenario's own, 64 for large and 512 for the others).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    in_flight: Option<u32>,
     /// capacity: nodes added per step.
     #[arg(long, default_value_t = 1_000)]
     step_nodes: u32,
@@ -524,6 +528,7 @@ async fn run(flags: Flags) -> Result<()> {
     let scenario = kwok_loadgen::Scenario {
         bind_pods: flags.bind_pods,
         rate: flags.create_rate.unwrap_or(scenario.rate),
+        concurrency: flags.in_flight.unwrap_or(scenario.concurrency),
         ..scenario
     };
     scenario.validate()?;
@@ -540,7 +545,7 @@ async fn run(flags: Flags) -> Result<()> {
     .await?;
     let find = |side: &str| results.iter().find(|r| r.controller.side == side);
     let summary = format!(
-        "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods ({:?}{}), target rate {}/s, churn {}/s for {:?}, hold {:?}.\n\n{}",
+        "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods ({:?}{}), target rate {}/s with {} in flight, churn {}/s for {:?}, hold {:?}.\n\n{}",
         scenario.name,
         machine(&sides),
         scenario.nodes,
@@ -552,6 +557,7 @@ async fn run(flags: Flags) -> Result<()> {
             ""
         },
         scenario.rate,
+        scenario.concurrency,
         scenario.churn_rate,
         scenario.churn_duration,
         scenario.hold,
