@@ -867,7 +867,7 @@ fn render_value_should_match_the_text_path_for_lines_tokens_cannot_tell() {
         "a": "x", "colon": "k: v", "hash": "#c", "empty": "", "dash": "- i", "space": " s",
         "quoted": "\"q\"", "n": 5, "f": 1.5, "t": true, "nil": null, "map": {"b": [1, 2], "c": "d"},
         "list": ["p", "q"], "multi": "l1\nl2", "odd": "tab\there \u{2028} é \u{7f} \u{1} <&>",
-        "pipe": "|", "key": "dyn"
+        "pipe": "|", "key": "dyn", "doc": "--- a", "dots": "... b", "pct": "%p"
     });
     let templates = [
         "name: pre-{{ .a }}-post\n",
@@ -895,6 +895,10 @@ fn render_value_should_match_the_text_path_for_lines_tokens_cannot_tell() {
         "a: {{ .a }}\n\tb: 1\n",
         "k: [{{ .a }}]\n",
         "k: {}\nl: []\nm: {{ \"{}\" }}\n",
+        "{{ .doc }}\n",
+        "{{ .dots }}\n",
+        "{{ .pct }}\n",
+        "a: {{ .doc }}\nb: {{ .dots }}\nc: {{ .pct }}\n",
     ];
     for src in templates {
         assert_same_as_text_path(src, &data);

@@ -323,7 +323,10 @@ fn scalar(v: &Val<'_>, quoted: Quoted, parent: usize) -> Option<Leaf<'static>> {
             }
         },
     };
-    let plain = !text.is_empty() && !text.starts_with('#') && !text.contains('\n') && text.trim() == text;
+    // A line starting with a document marker is the full parser's, even after a prefix.
+    let marker = text.starts_with("---") || text.starts_with("...") || text.starts_with('%');
+    let plain =
+        !text.is_empty() && !text.starts_with('#') && !marker && !text.contains('\n') && text.trim() == text;
     plain
         .then(|| inline(&text, parent, None).ok().map(Leaf::into_owned))
         .flatten()

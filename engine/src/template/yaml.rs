@@ -454,6 +454,13 @@ struct Builder<'s> {
 impl Builder<'_> {
     /// The node that starts with the next token (the first of its line).
     fn node(&mut self) -> Fast<Value> {
+        let col = self.toks.peek().ok_or(Unsupported)?.col;
+        self.node_under(col)
+    }
+
+    /// The node that starts with the next token; a scalar there must not be followed by
+    /// a line deeper than column `n` (a multi-line plain scalar, left to the full parser).
+    fn node_under(&mut self, n: usize) -> Fast<Value> {
         let tok = self.toks.peek().ok_or(Unsupported)?;
         let col = tok.col;
         match tok.kind {
@@ -461,7 +468,7 @@ impl Builder<'_> {
             Kind::Key(_) => self.map(col),
             Kind::Scalar(_) => {
                 let v = self.scalar()?;
-                self.no_continuation(col)?;
+                self.no_continuation(n)?;
                 Ok(v)
             }
         }
@@ -498,18 +505,7 @@ impl Builder<'_> {
     /// The value after a dash at column `n`: on its line, or on the lines after it.
     fn item(&mut self, n: usize) -> Fast<Value> {
         match self.toks.peek() {
-            Some(tok) if !tok.first => {
-                let col = tok.col;
-                match tok.kind {
-                    Kind::Dash => self.seq(col),
-                    Kind::Key(_) => self.map(col),
-                    Kind::Scalar(_) => {
-                        let v = self.scalar()?;
-                        self.no_continuation(n)?;
-                        Ok(v)
-                    }
-                }
-            }
+            Some(tok) if !tok.first => self.node_under(n),
             _ => self.nested(n, false),
         }
     }
