@@ -23,10 +23,19 @@ use crate::host::{Host, ScaleTarget};
 pub fn write_quote(v: &Val<'_>, out: &mut String) {
     match v.view() {
         View::Str(s) => write_json_str(s, out),
+        _ => write_go_quote(&quoted_content(v), out),
+    }
+}
+
+/// The string `Quote v` prints, as YAML reads it back: a string itself, anything else
+/// its JSON text.
+pub fn quoted_content(v: &Val<'_>) -> String {
+    match v.view() {
+        View::Str(s) => s.to_owned(),
         view => {
             let mut json = String::new();
             write_json(view, &mut json);
-            write_go_quote(&json, out);
+            json
         }
     }
 }

@@ -25,11 +25,10 @@ use std::{borrow::Cow, sync::LazyLock};
 use super::{
     ast::Node,
     format::print_action,
-    json::write_json,
-    kwok::write_quote,
+    kwok::{quoted_content, write_quote},
     parser::Tree,
     value::{Val, View},
-    yaml::{Fast, Kind, Leaf, Lines, Tok, Unsupported, inline, tokenize_line},
+    yaml::{Fast, Kind, Leaf, Lines, Tok, Unsupported, inline, is_document_marker, tokenize_line},
 };
 
 /// A literal text node, tokenized when the template is parsed.
@@ -123,7 +122,7 @@ fn prefix(text: &str) -> Option<Prefix> {
             parent: text.len(),
         });
     }
-    let marker = indent == 0 && (rest.starts_with("---") || rest.starts_with("...") || rest.starts_with('%'));
+    let marker = indent == 0 && is_document_marker(rest);
     if rest.len() == text.len() - indent || rest.contains(['#', '\t']) || marker {
         return None;
     }
@@ -302,29 +301,18 @@ impl<'e, 'a> LineMaker<'e, 'a> {
 /// plain scalar on its own (the line is then printed and read as text).
 fn scalar(v: &Val<'_>, quoted: Quoted, parent: usize) -> Option<Leaf<'static>> {
     if quoted {
-        // `Quote` prints JSON string escapes, which YAML's double-quoted style reads back.
-        return Some(Leaf::Str(Cow::Owned(match v.view() {
-            View::Str(s) => s.to_owned(),
-            view => {
-                let mut json = String::new();
-                write_json(view, &mut json);
-                json
-            }
-        })));
+        return Some(Leaf::Str(Cow::Owned(quoted_content(v))));
     }
-    let text: Cow<'_, str> = match v {
-        Val::Nil => Cow::Borrowed("<no value>"),
-        v => match v.view() {
-            View::Str(s) => Cow::Borrowed(s),
-            _ => {
-                let mut out = String::new();
-                print_action(v, &mut out);
-                Cow::Owned(out)
-            }
-        },
+    let text: Cow<'_, str> = match v.view() {
+        View::Str(s) => Cow::Borrowed(s),
+        _ => {
+            let mut out = String::new();
+            print_action(v, &mut out);
+            Cow::Owned(out)
+        }
     };
     // A line starting with a document marker is the full parser's, even after a prefix.
-    let marker = text.starts_with("---") || text.starts_with("...") || text.starts_with('%');
+    let marker = is_document_marker(&text);
     let plain =
         !text.is_empty() && !text.starts_with('#') && !marker && !text.contains('\n') && text.trim() == text;
     plain

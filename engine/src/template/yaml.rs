@@ -310,10 +310,7 @@ impl<'s> Lines<'s> {
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
-            if text.starts_with('\t')
-                || (indent == 0
-                    && (text.starts_with("---") || text.starts_with("...") || text.starts_with('%')))
-            {
+            if text.starts_with('\t') || (indent == 0 && is_document_marker(text)) {
                 return Err(Unsupported);
             }
             return Ok(Some(Line { indent, text }));
@@ -588,6 +585,12 @@ impl Chomp {
         }
         out
     }
+}
+
+/// Whether a line starting with `text` at column 0 is a document marker or directive,
+/// which the fast reader leaves to the full parser.
+pub fn is_document_marker(text: &str) -> bool {
+    text.starts_with("---") || text.starts_with("...") || text.starts_with('%')
 }
 
 fn memchr_newline(s: &str) -> usize {
