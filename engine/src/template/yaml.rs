@@ -422,43 +422,55 @@ pub fn inline<'s>(text: &'s str, n: usize, block: Option<&mut Lines<'s>>) -> Fas
 
 /// Builds the value of a whole document from the tokens of its lines (`null` for none).
 pub fn build(toks: Vec<Tok<'_>>) -> Fast<Value> {
-    // Sized once for the deepest case (every token a key or an item), so neither grows.
     let mut builder = Builder {
-        entries: Vec::with_capacity(toks.len()),
-        items: Vec::with_capacity(toks.len()),
-        toks: toks.into_iter().peekable(),
+        toks: toks.into_iter(),
     };
-    if builder.toks.peek().is_none() {
+    if builder.peek().is_none() {
         return Ok(Value::Null);
     }
     let v = builder.node()?;
-    match builder.toks.peek() {
+    match builder.peek() {
         None => Ok(v),
         Some(_) => Err(Unsupported),
     }
 }
 
 /// Reads block mappings and sequences from tokens by their columns.
+///
+/// Each map and sequence is sized before it is read (see [`Builder::members`]), so its
+/// entries go straight into place: none grows, and no value is moved through a buffer.
 struct Builder<'s> {
-    toks: std::iter::Peekable<std::vec::IntoIter<Tok<'s>>>,
-    /// Entries of the maps being read, innermost last; each map drains its tail into an
-    /// exactly sized `Map`, so maps never grow while reading.
-    entries: Vec<(String, Value)>,
-    /// Items of the sequences being read, likewise.
-    items: Vec<Value>,
+    toks: std::vec::IntoIter<Tok<'s>>,
 }
 
-impl Builder<'_> {
+impl<'s> Builder<'s> {
+    fn peek(&self) -> Option<&Tok<'s>> {
+        self.toks.as_slice().first()
+    }
+
+    /// How many entries (`dash` false: keys; true: dashes) a map or sequence at column
+    /// `n` starting at the next token can have: its own sit at column `n`, before the
+    /// first token to the left of `n` (for a sequence, also before a key at `n`). Never
+    /// fewer than it reads, so it is a capacity that is not exceeded.
+    fn members(&self, n: usize, dash: bool) -> usize {
+        self.toks
+            .as_slice()
+            .iter()
+            .take_while(|t| t.col > n || (t.col == n && (!dash || t.is_dash())))
+            .filter(|t| t.col == n && t.is_dash() == dash)
+            .count()
+    }
+
     /// The node that starts with the next token (the first of its line).
     fn node(&mut self) -> Fast<Value> {
-        let col = self.toks.peek().ok_or(Unsupported)?.col;
+        let col = self.peek().ok_or(Unsupported)?.col;
         self.node_under(col)
     }
 
     /// The node that starts with the next token; a scalar there must not be followed by
     /// a line deeper than column `n` (a multi-line plain scalar, left to the full parser).
     fn node_under(&mut self, n: usize) -> Fast<Value> {
-        let tok = self.toks.peek().ok_or(Unsupported)?;
+        let tok = self.peek().ok_or(Unsupported)?;
         let col = tok.col;
         match tok.kind {
             Kind::Dash => self.seq(col),
@@ -484,8 +496,9 @@ impl Builder<'_> {
 
     /// A block sequence whose dashes sit at column `n`.
     fn seq(&mut self, n: usize) -> Fast<Value> {
-        let mark = self.items.len();
-        while let Some(tok) = self.toks.peek() {
+        let size = self.members(n, true);
+        let mut items = Vec::with_capacity(size);
+        while let Some(tok) = self.peek() {
             if tok.col != n || !tok.is_dash() {
                 if tok.col > n {
                     return Err(Unsupported);
@@ -493,15 +506,15 @@ impl Builder<'_> {
                 break;
             }
             self.toks.next();
-            let item = self.item(n)?;
-            self.items.push(item);
+            items.push(self.item(n)?);
         }
-        Ok(Value::Array(self.items.drain(mark..).collect()))
+        debug_assert!(items.len() <= size, "sized before reading");
+        Ok(Value::Array(items))
     }
 
     /// The value after a dash at column `n`: on its line, or on the lines after it.
     fn item(&mut self, n: usize) -> Fast<Value> {
-        match self.toks.peek() {
+        match self.peek() {
             Some(tok) if !tok.first => self.node_under(n),
             _ => self.nested(n, false),
         }
@@ -509,7 +522,7 @@ impl Builder<'_> {
 
     /// The value on the lines after `key:` or `-` at column `n`.
     fn nested(&mut self, n: usize, seq_at_same_indent: bool) -> Fast<Value> {
-        match self.toks.peek() {
+        match self.peek() {
             Some(next) if next.col > n => self.node(),
             Some(next) if seq_at_same_indent && next.col == n && next.is_dash() => self.seq(n),
             _ => Ok(Value::Null),
@@ -518,8 +531,9 @@ impl Builder<'_> {
 
     /// A block mapping whose keys sit at column `n`.
     fn map(&mut self, n: usize) -> Fast<Value> {
-        let mark = self.entries.len();
-        while let Some(tok) = self.toks.peek() {
+        let size = self.members(n, false);
+        let mut map = Map::with_capacity(size);
+        while let Some(tok) = self.peek() {
             if tok.col != n || tok.is_dash() {
                 if tok.col > n {
                     return Err(Unsupported);
@@ -533,7 +547,7 @@ impl Builder<'_> {
                 // A scalar line among the keys.
                 return Err(Unsupported);
             };
-            let value = match self.toks.peek() {
+            let value = match self.peek() {
                 Some(tok) if !tok.first => {
                     let v = self.scalar()?;
                     self.no_continuation(n)?;
@@ -541,18 +555,15 @@ impl Builder<'_> {
                 }
                 _ => self.nested(n, true)?,
             };
-            self.entries.push((key.into_owned(), value));
+            map.insert(key.into_owned(), value);
         }
-        let mut map = Map::with_capacity(self.entries.len() - mark);
-        for (k, v) in self.entries.drain(mark..) {
-            map.insert(k, v);
-        }
+        debug_assert!(map.len() <= size, "sized before reading");
         Ok(Value::Object(map))
     }
 
     /// Fails when the line after a scalar is indented deeper than `n` (a continuation).
-    fn no_continuation(&mut self, n: usize) -> Fast<()> {
-        match self.toks.peek() {
+    fn no_continuation(&self, n: usize) -> Fast<()> {
+        match self.peek() {
             Some(next) if next.col > n => Err(Unsupported),
             _ => Ok(()),
         }
