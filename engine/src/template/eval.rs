@@ -7,6 +7,7 @@ use super::{
     ast::{Arg, Body, Cmd, Cond, Lit, Node, Pipe, Range},
     format::sorted_entries,
     funcs::Func,
+    kwok,
     parser::Tree,
     sprig,
     tokens::{Event, Quoted, Text, print_value},
@@ -62,6 +63,8 @@ pub trait Out<'a> {
     fn text(&mut self, text: &'a Text);
     /// A value an action printed, `quoted` by `Quote`.
     fn value(&mut self, v: Val<'a>, quoted: Quoted);
+    /// What an action ending in `YAML v levels` printed.
+    fn yaml(&mut self, v: Val<'a>, levels: usize);
 }
 
 impl<'a> Out<'a> for String {
@@ -72,6 +75,10 @@ impl<'a> Out<'a> for String {
     fn value(&mut self, v: Val<'a>, quoted: Quoted) {
         print_value(&v, quoted, self);
     }
+
+    fn yaml(&mut self, v: Val<'a>, levels: usize) {
+        kwok::write_yaml_indented(v.view(), levels, self);
+    }
 }
 
 impl<'a> Out<'a> for Vec<Event<'a>> {
@@ -81,6 +88,10 @@ impl<'a> Out<'a> for Vec<Event<'a>> {
 
     fn value(&mut self, v: Val<'a>, quoted: Quoted) {
         self.push(Event::Value(v, quoted));
+    }
+
+    fn yaml(&mut self, v: Val<'a>, levels: usize) {
+        self.push(Event::Yaml(v, levels));
     }
 }
 
@@ -139,11 +150,45 @@ impl<'a> Exec<'a, '_> {
             out.value(arg, true);
             return Ok(());
         }
+        if pipe.decl.is_empty()
+            && let Some((Cmd::Call(Func::Yaml, args), init)) = pipe.cmds.split_last()
+        {
+            return self.yaml(args, init, dot, out);
+        }
         let v = self.eval_pipe(pipe, dot)?;
         if pipe.decl.is_empty() {
             out.value(v, false);
         }
         Ok(())
+    }
+
+    /// Prints `… | YAML v [indent]` as the value and its indent, so that the tokens can
+    /// be had without marshalling (`Out::yaml`); errors as the call's.
+    fn yaml<O: Out<'a>>(
+        &mut self,
+        args: &'a [Arg],
+        init: &'a [Cmd],
+        dot: &Val<'a>,
+        out: &mut O,
+    ) -> Result<(), CallError> {
+        let piped = self.eval_cmds(init, dot)?;
+        let n = args.len() + usize::from(piped.is_some());
+        if !(1..=2).contains(&n) {
+            // The call reports the wrong number of arguments.
+            return self.call(Func::Yaml, args, dot, piped).map(drop);
+        }
+        let mut buf: [Val<'a>; 2] = Default::default();
+        self.fill(&mut buf[..n], args, dot, piped)?;
+        match kwok::yaml_levels(buf[..n].get(1)) {
+            Ok(levels) => {
+                let [v, _] = buf;
+                out.yaml(v, levels);
+                Ok(())
+            }
+            Err(_) => Func::Yaml
+                .call(&buf[..n], &mut *self.host)
+                .map(|v| out.value(v, false)),
+        }
     }
 
     fn cond<O: Out<'a>>(&mut self, c: &'a Cond, dot: &Val<'a>, out: &mut O) -> Result<Flow, Error> {

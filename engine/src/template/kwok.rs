@@ -82,31 +82,44 @@ const MAX_YAML_INDENT: i64 = 1024;
 /// `YAML v [indent]`: `v` marshalled as YAML; with `indent` > 0, every line is prefixed by
 /// a newline and `2 × indent` spaces (KWOK replaces each `\n` of `"\n" + yaml`).
 pub fn yaml<'a>(v: &Val<'a>, indent: Option<&Val<'a>>) -> FnResult<'a> {
-    let mut doc = String::new();
-    write_yaml(v.view(), &mut doc);
+    let levels = yaml_levels(indent)?;
+    let mut out = String::new();
+    write_yaml_indented(v.view(), levels, &mut out);
+    Ok(Val::text(out))
+}
+
+/// `YAML`'s indent in levels of two spaces (0 without one, or for one below 1).
+pub fn yaml_levels(indent: Option<&Val<'_>>) -> Result<usize, String> {
     let levels = match indent.map(Val::view) {
         None => 0,
         Some(v) => v
             .as_i64()
             .ok_or_else(|| format!("wrong type for value; expected int; got {}", v.type_name()))?,
     };
-    if levels <= 0 {
-        return Ok(Val::text(doc));
-    }
     if levels > MAX_YAML_INDENT {
         return Err(format!("indent {levels} is larger than {MAX_YAML_INDENT}"));
     }
-    let pad = " ".repeat(levels as usize * 2);
-    let mut out = String::with_capacity(doc.len() * 2);
+    Ok(usize::try_from(levels).unwrap_or(0))
+}
+
+/// Writes what `YAML v levels` prints.
+pub fn write_yaml_indented(v: View<'_>, levels: usize, out: &mut String) {
+    if levels == 0 {
+        write_yaml(v, out);
+        return;
+    }
+    let mut doc = String::new();
+    write_yaml(v, &mut doc);
+    let pad = levels * 2;
+    out.reserve(doc.len() * 2);
     out.push('\n');
-    out.push_str(&pad);
+    out.extend(std::iter::repeat_n(' ', pad));
     for c in doc.chars() {
         out.push(c);
         if c == '\n' {
-            out.push_str(&pad);
+            out.extend(std::iter::repeat_n(' ', pad));
         }
     }
-    Ok(Val::text(out))
 }
 
 /// KWOK's default node conditions. As upstream, the times are null: stage templates set

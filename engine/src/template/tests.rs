@@ -775,9 +775,11 @@ fn assert_same_as_text_path(src: &str, data: &Value) {
     let via_text = template
         .render(data, &mut host(), &mut text)
         .and_then(|()| super::yaml::to_json(&text));
+    // As JSON text: a map's key order counts too (`Value`'s equality ignores it).
+    let as_text = |v: Result<Value, super::Error>| v.map(|v| v.to_string()).map_err(|e| e.to_string());
     assert_eq!(
-        direct.map_err(|e| e.to_string()),
-        via_text.map_err(|e| e.to_string()),
+        as_text(direct),
+        as_text(via_text),
         "template:\n{src}\ndata: {data}\nprinted:\n{text}"
     );
 }
@@ -867,7 +869,9 @@ fn render_value_should_match_the_text_path_for_lines_tokens_cannot_tell() {
         "a": "x", "colon": "k: v", "hash": "#c", "empty": "", "dash": "- i", "space": " s",
         "quoted": "\"q\"", "n": 5, "f": 1.5, "t": true, "nil": null, "map": {"b": [1, 2], "c": "d"},
         "list": ["p", "q"], "multi": "l1\nl2", "odd": "tab\there \u{2028} é \u{7f} \u{1} <&>",
-        "pipe": "|", "key": "dyn", "doc": "--- a", "dots": "... b", "pct": "%p"
+        "pipe": "|", "key": "dyn", "doc": "--- a", "dots": "... b", "pct": "%p",
+        "flat": {"cpu": "32", "memory": "256Gi", "on": "off", "e": "1e3", "inf": ".inf", "k: v": "[x]"},
+        "empty_map": {}
     });
     let templates = [
         "name: pre-{{ .a }}-post\n",
@@ -875,6 +879,12 @@ fn render_value_should_match_the_text_path_for_lines_tokens_cannot_tell() {
         "a: {{ if .t }}1{{ else }}2{{ end }}\nb: {{ if .nil }}x{{ end }}\n",
         "items:\n{{ YAML .map 1 }}\nafter: 1\n",
         "items:\n{{ YAML .list 0 }}",
+        "items:\n{{ YAML .flat 1 }}\nafter: 1\n",
+        "items: {{ YAML .flat 1 }}\nafter: 1\n",
+        "- items:\n{{ YAML .flat 2 }}{{ .a }}\n",
+        "items:\n{{ with .flat }}\n{{ YAML . 1 }}\n{{ else }}\n  none: 1\n{{ end }}\nafter: 1\n",
+        "items:\n  {{ YAML .flat 1 }}\n",
+        "items:\n{{ YAML .empty_map 1 }}\n",
         "m:\n  {{ range $k, $v := .map }}{{ $k }}: {{ $v | Quote }}\n  {{ end }}\n",
         "s: |\n  {{ .a }}\n  more\nt: 1\n",
         "s: |\n  {{ .multi }}\n",
@@ -915,7 +925,9 @@ fn render_value_should_match_the_text_path_for_random_templates() {
     let data = json!({
         "s": "x", "n": 5, "t": true, "nil": null, "colon": "a: b", "hash": "#h", "e": "",
         "multi": "m1\nm2", "list": ["p", "q"], "map": {"k": "v", "l": [1]}, "sp": " s ",
-        "dash": "- d", "num": "10", "quote": "'q'"
+        "dash": "- d", "num": "10", "quote": "'q'",
+        "flat": {"cpu": "32", "memory": "256Gi", "b": "true", "c": "x: y", "d": "#", "n": "null",
+                 "f": "1.5", "t": "~", "s": " s", "q": "'q'", "k: v": "-", "h": "0x10", "y": "yes"}
     });
     let values = [
         "{{ .s }}",
@@ -938,6 +950,9 @@ fn render_value_should_match_the_text_path_for_random_templates() {
         "{{ .missing }}",
         "{{ YAML .map 1 }}",
         "{{ YAML .list 0 }}",
+        "{{ YAML .flat 1 }}",
+        "{{ YAML .flat 2 }}",
+        "{{ YAML .flat }}",
         "plain",
         "\"lit\"",
         "{}",

@@ -22,10 +22,12 @@
 
 use std::{borrow::Cow, sync::LazyLock};
 
+use serde_json::Value;
+
 use super::{
     ast::Node,
-    format::print_action,
-    kwok::{quoted_content, write_quote},
+    format::{print_action, sorted_entries},
+    kwok::{quoted_content, write_quote, write_yaml_indented},
     parser::Tree,
     value::{Val, View},
     yaml::{Fast, Kind, Leaf, Lines, Tok, Unsupported, inline, is_document_marker, tokenize_line},
@@ -146,6 +148,8 @@ pub enum Event<'a> {
     Text(&'a Text),
     /// A value an action printed: quoted by `Quote`, or as Go's `{{ . }}` prints it.
     Value(Val<'a>, Quoted),
+    /// What an action ending in `YAML v levels` printed.
+    Yaml(Val<'a>, usize),
 }
 
 /// Whether `Quote` printed a value.
@@ -167,6 +171,7 @@ pub fn print(events: &[Event<'_>]) -> String {
         match event {
             Event::Text(t) => out.push_str(&t.raw),
             Event::Value(v, quoted) => print_value(v, *quoted, &mut out),
+            Event::Yaml(v, levels) => write_yaml_indented(v.view(), *levels, &mut out),
         }
     }
     out
@@ -198,6 +203,7 @@ pub fn tokens<'e>(events: &'e [Event<'_>]) -> Fast<Vec<Tok<'e>>> {
         match event {
             Event::Text(t) => lines.text(t)?,
             Event::Value(v, quoted) => lines.value(v, *quoted),
+            Event::Yaml(v, levels) => lines.yaml(v, *levels)?,
         }
     }
     lines.end_line("")?;
@@ -252,6 +258,40 @@ impl<'e, 'a> LineMaker<'e, 'a> {
         }
     }
 
+    /// `YAML v levels` with `levels` > 0 prints a newline, its lines indented by
+    /// `2 × levels`, and that indentation again. After a line the tokens can end, a
+    /// non-empty map of one-line strings is its sorted keys and strings as the text path
+    /// reads them ([`yaml_entries`]); anything else is printed.
+    fn yaml(&mut self, v: &'e Val<'a>, levels: usize) -> Fast<()> {
+        let ends_line =
+            matches!(self.open, Open::Tail(t) if t.plan.as_ref().is_some_and(|p| p.tail_line.is_some()));
+        match yaml_entries(v) {
+            Some(entries) if levels > 0 && ends_line => {
+                self.end_line("")?;
+                let col = 2 * levels;
+                for (key, s) in entries {
+                    self.toks.push(Tok {
+                        col,
+                        first: true,
+                        kind: Kind::Key(Cow::Borrowed(key)),
+                    });
+                    self.toks.push(Tok {
+                        col: col + key.len() + 2,
+                        first: false,
+                        kind: Kind::Scalar(Leaf::Str(Cow::Borrowed(s))),
+                    });
+                }
+                self.open = Open::Raw;
+                self.raw.extend(std::iter::repeat_n(' ', col));
+            }
+            _ => {
+                self.print_open();
+                write_yaml_indented(v.view(), levels, &mut self.raw);
+            }
+        }
+        Ok(())
+    }
+
     /// Turns the open line into text in `raw`.
     fn print_open(&mut self) {
         match std::mem::replace(&mut self.open, Open::Raw) {
@@ -297,6 +337,25 @@ impl<'e, 'a> LineMaker<'e, 'a> {
     }
 }
 
+/// The entries of a `YAML` value that tokens can give without marshalling: a non-empty
+/// map whose keys and values are strings without control characters (so each entry is
+/// one `key: value` line, quoted by the marshaller where plain would read otherwise), in
+/// the marshaller's key order. `None` for anything else.
+fn yaml_entries<'v>(v: &'v Val<'_>) -> Option<Vec<(&'v str, &'v str)>> {
+    let View::Map(m) = v.view() else { return None };
+    let one_line = |s: &str| !s.is_empty() && !s.chars().any(char::is_control);
+    if m.is_empty() {
+        return None;
+    }
+    sorted_entries(m)
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) if one_line(k) && one_line(s) => Some((k.as_str(), s.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The scalar a value printed after a prefix reads as; `None` when its text is not one
 /// plain scalar on its own (the line is then printed and read as text).
 fn scalar(v: &Val<'_>, quoted: Quoted, parent: usize) -> Option<Leaf<'static>> {
@@ -337,6 +396,30 @@ mod tests {
         assert_eq!(prefix_of("key: v "), None, "a value is there already");
         assert_eq!(prefix_of("key: # c "), None, "a value would be in the comment");
         assert_eq!(prefix_of("--- "), None);
+    }
+
+    #[test]
+    fn a_flat_yaml_map_after_a_line_should_become_tokens_without_printing() {
+        let tree = crate::template::parser::parse("a:\n{{ YAML . 1 }}\nb: 1\n", false).unwrap();
+        let data = serde_json::json!({"y": "2", "x": "1"});
+        let mut host = crate::host::FixedHost::new(jiff::Timestamp::UNIX_EPOCH);
+        let mut events = Vec::new();
+        crate::template::eval::execute(&tree, &data, &mut host, &mut events).unwrap();
+        assert!(matches!(events[1], Event::Yaml(_, 1)), "{events:?}");
+        let toks = tokens(&events).unwrap();
+        // Borrowed keys: read from the value, not from printed text.
+        let keys: Vec<_> = toks
+            .iter()
+            .filter_map(|t| match &t.kind {
+                Kind::Key(k) => Some((t.col, k.as_ref(), matches!(k, Cow::Borrowed(_)))),
+                _ => None,
+            })
+            .collect();
+        // (`a:` ends the line open before the template, so it is printed and read.)
+        assert_eq!(
+            keys,
+            [(0, "a", false), (2, "x", true), (2, "y", true), (0, "b", true)]
+        );
     }
 
     #[test]
