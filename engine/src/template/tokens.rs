@@ -338,9 +338,9 @@ impl<'e, 'a> LineMaker<'e, 'a> {
 }
 
 /// The entries of a `YAML` value that tokens can give without marshalling: a non-empty
-/// map whose keys and values are strings without control characters (so each entry is
-/// one `key: value` line, quoted by the marshaller where plain would read otherwise), in
-/// the marshaller's key order. `None` for anything else.
+/// map whose keys and values are non-empty strings without control characters (so each
+/// entry is one `key: value` line, quoted by the marshaller where plain would read
+/// otherwise), in the marshaller's key order. `None` for anything else.
 fn yaml_entries<'v>(v: &'v Val<'_>) -> Option<Vec<(&'v str, &'v str)>> {
     let View::Map(m) = v.view() else { return None };
     let one_line = |s: &str| !s.is_empty() && !s.chars().any(char::is_control);
