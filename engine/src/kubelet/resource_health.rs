@@ -180,7 +180,7 @@ pub fn report(pod: &Value, node: &str, tainted: &str, claims: &dyn Claims) -> Re
         }
         let mut status = status.clone();
         let had = status.get("allocatedResourcesStatus").cloned();
-        let want = (!entries.is_empty()).then(|| Value::Array(entries));
+        let want = (!entries.is_empty()).then_some(Value::Array(entries));
         if had.as_ref().filter(|h| !h.is_null()) != want.as_ref() {
             changed = true;
             let map: &mut Map<String, Value> =

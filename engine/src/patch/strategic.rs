@@ -227,7 +227,7 @@ fn merge_field(
     delete_list: bool,
 ) -> Result<()> {
     if patch.is_null() {
-        orig.shift_remove(key);
+        orig.remove(key);
         return Ok(());
     }
     match (orig.get_mut(key), patch) {
@@ -257,7 +257,7 @@ fn set_or_remove(orig: &mut Map<String, Value>, key: &str, value: Option<Value>)
             orig.insert(key.to_owned(), v);
         }
         None => {
-            orig.shift_remove(key);
+            orig.remove(key);
         }
     }
 }

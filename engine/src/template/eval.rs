@@ -217,17 +217,9 @@ impl<'a> Exec<'a, '_> {
                 }
             }
             Val::Data(Value::Object(m)) => {
-                if m.keys().is_sorted() {
-                    for (k, e) in m {
-                        if !each(self, Val::Str(k), Val::from_data(e))? {
-                            break;
-                        }
-                    }
-                } else {
-                    for (k, e) in sorted_entries(m) {
-                        if !each(self, Val::Str(k), Val::from_data(e))? {
-                            break;
-                        }
+                for (k, e) in sorted_entries(m) {
+                    if !each(self, Val::Str(k), Val::from_data(e))? {
+                        break;
                     }
                 }
             }
@@ -493,7 +485,6 @@ fn owned_items<'a>(v: &Value) -> Vec<(Val<'a>, Val<'a>)> {
             .map(|(i, e)| (Val::Int(i as i64), Val::from_value(e.clone())))
             .collect(),
         View::Map(m) => sorted_entries(m)
-            .into_iter()
             .map(|(k, e)| (Val::text(k.as_str()), Val::from_value(e.clone())))
             .collect(),
         _ => Vec::new(),

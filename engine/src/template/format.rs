@@ -57,7 +57,7 @@ fn write_list(l: &[Value], out: &mut String) {
 
 fn write_map(m: &Map<String, Value>, out: &mut String) {
     out.push_str("map[");
-    for (i, (k, v)) in sorted_entries(m).into_iter().enumerate() {
+    for (i, (k, v)) in sorted_entries(m).enumerate() {
         if i > 0 {
             out.push(' ');
         }
@@ -68,11 +68,12 @@ fn write_map(m: &Map<String, Value>, out: &mut String) {
     out.push(']');
 }
 
-/// The entries of `m` in Go's map order (sorted by key).
-pub fn sorted_entries(m: &Map<String, Value>) -> Vec<(&String, &Value)> {
-    let mut entries: Vec<_> = m.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    entries
+/// The entries of `m` in Go's map order (sorted by key, bytewise). The workspace builds
+/// `serde_json` without `preserve_order`, so its `Map` is a `BTreeMap` and iterates in
+/// exactly that order; `json_maps_should_iterate_in_go_key_order` fails if a dependency
+/// ever turns the feature on.
+pub fn sorted_entries(m: &Map<String, Value>) -> serde_json::map::Iter<'_> {
+    m.iter()
 }
 
 /// Writes a float like Go's `%v`: shortest digits, exponent form below 1e-4 and from 1e21.
@@ -132,6 +133,17 @@ mod tests {
         let mut out = String::new();
         write_v(view, &mut out);
         out
+    }
+
+    #[test]
+    fn json_maps_should_iterate_in_go_key_order() {
+        // Go sorts map keys bytewise when it ranges or marshals; inserted out of order.
+        let mut m = Map::new();
+        for k in ["é", "b", "aa", "a", "B", "z", "10", "9"] {
+            m.insert(k.to_owned(), Value::Null);
+        }
+        let keys: Vec<&str> = sorted_entries(&m).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["10", "9", "B", "a", "aa", "b", "z", "é"]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn write_json(v: View<'_>, out: &mut String) {
         }
         View::Map(m) => {
             out.push('{');
-            for (i, (k, v)) in sorted_entries(m).into_iter().enumerate() {
+            for (i, (k, v)) in sorted_entries(m).enumerate() {
                 if i > 0 {
                     out.push(',');
                 }

@@ -32,7 +32,7 @@ fn indent(n: usize, out: &mut String) {
 
 /// Writes a mapping at `level`; with `inline`, the first key follows an already written `- `.
 fn write_map(m: &Map<String, Value>, level: usize, inline: bool, out: &mut String) {
-    for (i, (k, v)) in sorted_entries(m).into_iter().enumerate() {
+    for (i, (k, v)) in sorted_entries(m).enumerate() {
         if i > 0 || !inline {
             indent(level, out);
         }

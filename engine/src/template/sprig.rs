@@ -300,7 +300,7 @@ pub fn unset<'a>(dict: Val<'a>, key: &Val<'a>) -> FnResult<'a> {
     let key = want_str(key)?.to_owned();
     let mut rc = into_owned_map(dict)?;
     if let Value::Object(m) = Rc::make_mut(&mut rc) {
-        m.shift_remove(&key);
+        m.remove(&key);
     }
     Ok(Val::Owned(rc))
 }

@@ -348,7 +348,6 @@ fn yaml_entries<'v>(v: &'v Val<'_>) -> Option<Vec<(&'v str, &'v str)>> {
         return None;
     }
     sorted_entries(m)
-        .into_iter()
         .map(|(k, v)| match v {
             Value::String(s) if one_line(k) && one_line(s) => Some((k.as_str(), s.as_str())),
             _ => None,
