@@ -160,11 +160,20 @@ fn two_kwoks_should_split_nodes_and_one_should_take_over_when_the_other_dies() {
     let cluster = bare_cluster("pair");
     // 8 s leases: renewed every 2 s, taken over at most 8 s after the holder dies.
     let lease = "--node-lease-duration-seconds=8";
+    // Which kwok creates a new node's Lease first is a race, so a alone takes the first
+    // four (the takeover below needs a to hold some); both race for the other four.
     let mut a = KwokProcess::start(&cluster, &["--id=kwok-a", lease]);
+    for i in 0..4 {
+        cluster.apply(&node(&format!("fake-{i}"), true, ""));
+    }
+    cluster.eventually(
+        &["-n", "kube-node-lease", "get", "leases", "-o", HOLDERS],
+        Duration::from_secs(30),
+        |o| o.lines().filter(|l| l.ends_with("=kwok-a")).count() == 4,
+    );
     let b = KwokProcess::start(&cluster, &["--id=kwok-b", lease]);
-    let names: Vec<String> = (0..8).map(|i| format!("fake-{i}")).collect();
-    for name in &names {
-        cluster.apply(&node(name, true, ""));
+    for i in 4..8 {
+        cluster.apply(&node(&format!("fake-{i}"), true, ""));
     }
     cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(60), |o| {
         o.lines().filter(|l| l.ends_with("=True")).count() == 8
