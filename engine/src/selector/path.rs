@@ -99,16 +99,10 @@ fn walk(segments: &[Segment], value: &Value, out: &mut Visitor<'_>) -> Result<()
     }
 }
 
-/// Objects at most this long are searched linearly: comparing a few short keys is cheaper than
-/// hashing the key (Kubernetes objects have small maps at every level).
-const LINEAR_SEARCH_MAX: usize = 16;
-
-/// The value at `key` if `value` is an object that has it.
+/// The value at `key` if `value` is an object that has it (`Map` is a `BTreeMap`: its
+/// search stops at the first key past `key`, cheaper than scanning every entry).
 pub(crate) fn lookup<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
     match value {
-        Value::Object(map) if map.len() <= LINEAR_SEARCH_MAX => {
-            map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
-        }
         Value::Object(map) => map.get(key),
         _ => None,
     }

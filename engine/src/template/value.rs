@@ -215,16 +215,10 @@ impl<'a> Val<'a> {
     }
 }
 
-/// Maps up to this size are searched linearly: faster than hashing the key.
-const LINEAR_LOOKUP_MAX: usize = 8;
-
-/// `m[key]`, by a linear scan for small maps.
+/// `m[key]` (`Map` is a `BTreeMap`: its search stops at the first key past `key`,
+/// cheaper than scanning every entry).
 fn lookup<'m>(m: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    if m.len() <= LINEAR_LOOKUP_MAX {
-        m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
-    } else {
-        m.get(key)
-    }
+    m.get(key)
 }
 
 impl<'v> View<'v> {
