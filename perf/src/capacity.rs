@@ -190,6 +190,13 @@ pub async fn run_side(
 ) -> Result<CapacityResult> {
     let cluster = Cluster::start(kwokctl, &controller, &[stages.to_owned()])?;
     let client = cluster.client().await?;
+    // With APF on, loadgen runs as a workload controller would (`workload-low`), as in
+    // the other scenarios; the admin client only reads the metrics.
+    let workload = if controller.priority.apf {
+        cluster.workload_client().await?
+    } else {
+        client.clone()
+    };
     let pid = cluster
         .pid("kwok-controller")
         .context("kwok-controller pid file")?;
@@ -223,7 +230,8 @@ pub async fn run_side(
             run_id: Some(format!("cap{k}")),
             phases: None,
         };
-        let report = kwok_loadgen::run(client.clone(), step_scenario(o, k), options, cancel.clone()).await?;
+        let report =
+            kwok_loadgen::run(workload.clone(), step_scenario(o, k), options, cancel.clone()).await?;
         let expired = leases
             .lock()
             .expect("lease recorder lock")
