@@ -175,7 +175,7 @@ impl<'a> Val<'a> {
     /// two apart: a field chain stops quietly at an absent key but fails on a `null`.
     pub fn entry(&self, key: &str) -> Option<Option<Val<'a>>> {
         match self {
-            Val::Data(Value::Object(m)) => Some(lookup(m, key).map(Val::from_data)),
+            Val::Data(Value::Object(m)) => Some(m.get(key).map(Val::from_data)),
             Val::Owned(v) => match &**v {
                 Value::Object(m) => Some(m.get(key).map(|v| Val::from_value(v.clone()))),
                 _ => None,
@@ -187,7 +187,7 @@ impl<'a> Val<'a> {
     /// Looks up `key` when this is a map; `None` when it is not a map.
     pub fn field(&self, key: &str) -> Option<Val<'a>> {
         match self {
-            Val::Data(Value::Object(m)) => Some(lookup(m, key).map_or(Val::Nil, Val::from_data)),
+            Val::Data(Value::Object(m)) => Some(m.get(key).map_or(Val::Nil, Val::from_data)),
             Val::Owned(v) => match &**v {
                 Value::Object(m) => Some(m.get(key).map_or(Val::Nil, |v| Val::from_value(v.clone()))),
                 _ => None,
@@ -213,12 +213,6 @@ impl<'a> Val<'a> {
     pub fn type_name(&self) -> &'static str {
         self.view().type_name()
     }
-}
-
-/// `m[key]` (`Map` is a `BTreeMap`: its search stops at the first key past `key`,
-/// cheaper than scanning every entry).
-fn lookup<'m>(m: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    m.get(key)
 }
 
 impl<'v> View<'v> {
