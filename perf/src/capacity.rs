@@ -192,11 +192,7 @@ pub async fn run_side(
     let client = cluster.client().await?;
     // With APF on, loadgen runs as a workload controller would (`workload-low`), as in
     // the other scenarios; the admin client only reads the metrics.
-    let workload = if controller.priority.apf {
-        cluster.workload_client().await?
-    } else {
-        client.clone()
-    };
+    let workload = cluster.loadgen_client(&controller.priority, &client).await?;
     let pid = cluster
         .pid("kwok-controller")
         .context("kwok-controller pid file")?;

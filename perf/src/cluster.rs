@@ -199,6 +199,16 @@ impl Cluster {
         Ok(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)
     }
 
+    /// The client loadgen runs as under `priority`: [`Self::workload_client`] with APF
+    /// on, else `admin` (every earlier run's set-up).
+    pub async fn loadgen_client(&self, priority: &Priority, admin: &kube::Client) -> Result<kube::Client> {
+        if priority.apf {
+            self.workload_client().await
+        } else {
+            Ok(admin.clone())
+        }
+    }
+
     /// A client acting as a workload controller in the cluster does: ServiceAccount
     /// `default/perf-loadgen`, bound to `cluster-admin`, so APF ranks its requests as
     /// any ServiceAccount's (`workload-low`) instead of exempting them as the admin's.

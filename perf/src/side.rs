@@ -256,11 +256,7 @@ pub async fn run(
         phases: Some(phases),
     };
     let started = std::time::Instant::now();
-    let workload = if controller.priority.apf {
-        cluster.workload_client().await?
-    } else {
-        client.clone()
-    };
+    let workload = cluster.loadgen_client(&controller.priority, &client).await?;
     let report = kwok_loadgen::run(workload, scenario.clone(), options, cancel).await?;
     let kwok_by_phase = by_phase(started, &marks.await.unwrap_or_default());
     let (requests_after, flows_after) = apiserver::requests_and_flows(&client).await?;
