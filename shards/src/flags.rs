@@ -60,8 +60,10 @@ pub struct Flags {
     /// it for this long stops driving nodes, and the others deal its nodes away.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     pub member_lease_duration_seconds: u32,
-    /// Lease renewals in flight at once (four times as many while renewals near expiry).
-    #[arg(long, default_value_t = 64)]
+    /// Lease renewals in flight at once while they go out on time, as upstream KWOK;
+    /// doubled for every sixteenth of a lease duration the oldest waiting one is late, up
+    /// to 64 times (not in upstream KWOK).
+    #[arg(long, default_value_t = 4)]
     pub node_lease_parallelism: usize,
     /// Encoding of node Lease renewals (PUTs): `json`, as upstream KWOK, or `protobuf`,
     /// as kubelets (not in upstream KWOK; cheaper for the apiserver to decode and answer).

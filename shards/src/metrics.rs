@@ -74,6 +74,8 @@ pub struct Metrics {
     pub lease_queue_depth: Gauge,
     /// How far behind lease renewals are: 0 calm, 1 behind, 2 at risk.
     pub lease_pressure: Gauge,
+    /// Lease requests allowed in flight now (rising as renewals run late).
+    pub lease_slots: Gauge,
     /// Watch restarts (re-lists and reconnects) per kind.
     pub watch_restarts: Family<KindLabel, Counter>,
     /// With --scale-out: live members (kwoks sharing the nodes), this one included.
@@ -132,6 +134,7 @@ impl Metrics {
             leases_held: Gauge::default(),
             lease_queue_depth: Gauge::default(),
             lease_pressure: Gauge::default(),
+            lease_slots: Gauge::default(),
             watch_restarts: Family::default(),
             members: Gauge::default(),
             nodes_dealt: Gauge::default(),
@@ -269,6 +272,11 @@ impl Metrics {
             "lease_pressure",
             "How far behind lease renewals are (0 calm, 1 behind: stage writes held to 4 per shard, 2 at risk: 2 per shard)",
             m.lease_pressure.clone(),
+        );
+        r.register(
+            "lease_slots",
+            "Lease requests allowed in flight now: --node-lease-parallelism, doubled for every sixteenth of a lease duration the oldest waiting renewal is late (up to 64 times)",
+            m.lease_slots.clone(),
         );
         r.register(
             "watch_restarts",

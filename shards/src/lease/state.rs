@@ -23,9 +23,11 @@ use crate::{
     wheel::{self, Clock, Wheel},
 };
 
-/// How many times `--node-lease-parallelism` requests go out while renewals are
-/// [`Pressure::AtRisk`].
-const AT_RISK_PARALLELISM: usize = 4;
+/// Renewal slots double for every sixteenth of a lease duration the renewal waiting
+/// longest is late, this many times at most: from `--node-lease-parallelism` on time
+/// (4, as upstream) to 16 times as many at a quarter duration late ([`Pressure::Behind`])
+/// and 64 times at three eighths ([`Pressure::AtRisk`]).
+const MAX_DOUBLINGS: u32 = 6;
 
 /// One managed node's lease.
 pub(super) struct Held {
@@ -183,16 +185,19 @@ impl Leases {
         self.pressure
     }
 
-    /// Requests in flight at most now: `parallelism`, times [`AT_RISK_PARALLELISM`]
-    /// while renewals are at risk. Other clients may flood the apiserver (a load
-    /// generator with 512 creates in flight; kwokctl turns priority and fairness
-    /// off): a share of a saturated apiserver follows the requests in flight, and
-    /// 10,000 real kubelets would have 10,000.
-    fn slots(&self) -> usize {
-        match self.pressure {
-            Pressure::AtRisk => self.parallelism * AT_RISK_PARALLELISM,
-            Pressure::Calm | Pressure::Behind => self.parallelism,
-        }
+    /// How long the waiting renewal nearest expiry has left at `now`, and the requests
+    /// that may then be in flight (see [`slots`]). Renewals of leases released meanwhile
+    /// are dropped lazily; one on top would count for a lease nobody needs.
+    fn waiting(&mut self, now: Instant) -> (Option<Duration>, usize) {
+        let held = &self.held;
+        self.queue
+            .drop_stale_renewals(|name| held.get(name).is_some_and(|h| h.step == Step::Queued));
+        let left = self.queue.next_expiry().map(|e| e.saturating_duration_since(now));
+        // A renewal is due with three quarters of a duration left (less its jitter).
+        let late = left.map_or(Duration::ZERO, |left| {
+            (self.duration * 3 / 4).saturating_sub(left)
+        });
+        (left, slots(self.parallelism, late, self.duration))
     }
 
     /// A shard's message, at `now`.
@@ -326,7 +331,7 @@ impl Leases {
     /// Sends queued requests, most urgent first, while slots are free; updates the pressure.
     fn send_queued(&mut self, now: Instant, out: &mut Vec<Command>) {
         let urgent = now + self.duration / 4;
-        let slots = self.slots();
+        let (_, slots) = self.waiting(now);
         while self.in_flight < slots {
             let Some(name) = self.queue.pop(urgent) else {
                 break;
@@ -355,14 +360,10 @@ impl Leases {
                 name,
             });
         }
-        // Renewals of leases released meanwhile are dropped lazily; one on top would
-        // raise the pressure for a lease nobody needs.
-        let held = &self.held;
-        self.queue
-            .drop_stale_renewals(|name| held.get(name).is_some_and(|h| h.step == Step::Queued));
-        let left = self.queue.next_expiry().map(|e| e.saturating_duration_since(now));
+        let (left, slots) = self.waiting(now);
         self.pressure = Pressure::from_left(left, self.duration);
         self.metrics.lease_pressure.set(self.pressure as i64);
+        self.metrics.lease_slots.set(slots as i64);
         self.metrics.lease_queue_depth.set(self.queue.len() as i64);
     }
 
@@ -442,6 +443,24 @@ fn hold_window(duration: Duration, scale_out: bool) -> Duration {
 /// Lateness and expiry of `h`'s renewal sent at `sent` (before `h` is updated by its
 /// result): measured when the request left, not when its timer fired, so time spent
 /// waiting for a free slot counts. `latest` is the largest lateness so far.
+/// Requests in flight at most for leases of `duration` when the renewal waiting longest
+/// is `late`: `parallelism`, doubled for every sixteenth of a duration late, at most
+/// [`MAX_DOUBLINGS`] times.
+///
+/// On time, few: renewals on a saturated apiserver then grow late, as upstream's and as
+/// 10,000 kubelets' would not, and the scheduler's and the workload's requests keep
+/// their share of its CPU (`capacity` with APF held 6,000 nodes with 4 in flight, 3,000
+/// with 64: `perf/results/2026-12-05-capacity-apf*`). Late, many: a share of a saturated
+/// apiserver follows the requests in flight, and the load may come from other clients
+/// (a load generator with 512 creates in flight), which the shards cannot hold back;
+/// 10,000 kubelets would have 10,000 out. Doubling per step reaches the old fixed 64
+/// (256 at risk) before a lease is in danger.
+fn slots(parallelism: usize, late: Duration, duration: Duration) -> usize {
+    let step = (duration / 16).max(Duration::from_millis(1));
+    let doublings = (late.as_nanos() / step.as_nanos()).min(u128::from(MAX_DOUBLINGS)) as u32;
+    parallelism << doublings
+}
+
 fn observe(metrics: &Metrics, duration: Duration, latest: &mut f64, h: &Held, sent: Instant) {
     // Only renewals: an acquisition's wait (behind urgent renewals, by design) is not
     // a renewal being late.
@@ -600,6 +619,63 @@ mod tests {
         assert!(h.renewed.is_none() && h.lease.is_none());
         assert_eq!(leases.owned, 0);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn slots_should_double_for_every_sixteenth_of_a_duration_late_up_to_64_times() {
+        let slots = |late_ms| slots(4, Duration::from_millis(late_ms), DURATION);
+        assert_eq!(slots(0), 4, "on time: as upstream");
+        assert_eq!(slots(2_499), 4);
+        assert_eq!(slots(2_500), 8);
+        assert_eq!(slots(5_000), 16);
+        assert_eq!(slots(10_000), 64, "behind: a quarter duration late");
+        assert_eq!(slots(15_000), 256, "at risk: three eighths late");
+        assert_eq!(slots(40_000), 256, "no more past that");
+    }
+
+    #[test]
+    fn more_renewals_should_go_out_at_once_as_they_run_late() {
+        let t0 = Instant::now();
+        let (mut leases, mut rng, mut out) = (leases(t0), SmallRng::seed_from_u64(1), Vec::new());
+        let names = ["a", "b", "c", "d", "e", "f"];
+        for name in names {
+            leases.message(manage(name), t0);
+        }
+        leases.fire_due(t0, &mut out);
+        // One slot: each acquisition's result sends the next.
+        for _ in names {
+            let (sends, _) = sent(&mut out);
+            let [name] = &sends[..] else {
+                panic!("one at a time: {sends:?}")
+            };
+            let generation = leases.held[name].generation;
+            leases.finished(
+                done(name, generation, t0, Ended::Written, Some(Box::default())),
+                t0,
+                &mut rng,
+                &mut out,
+            );
+        }
+        assert_eq!(leases.owned, names.len());
+        let in_flight_after = |leases: &mut Leases, at: Duration, out: &mut Vec<Command>| {
+            leases.fire_due(t0 + at, out);
+            sent(out);
+            leases.in_flight
+        };
+        // All six due by 10 s; the one slot holds while they are under 2.5 s late.
+        assert_eq!(in_flight_after(&mut leases, Duration::from_secs(10), &mut out), 1);
+        assert_eq!(
+            in_flight_after(&mut leases, Duration::from_millis(12_400), &mut out),
+            1
+        );
+        assert_eq!(
+            in_flight_after(&mut leases, Duration::from_millis(12_500), &mut out),
+            2
+        );
+        assert_eq!(in_flight_after(&mut leases, Duration::from_secs(15), &mut out), 4);
+        assert_eq!(leases.pressure(), Pressure::Calm, "two still wait, 5 s late");
+        assert_eq!(in_flight_after(&mut leases, Duration::from_secs(20), &mut out), 6);
+        assert_eq!(leases.queue.len(), 0);
     }
 
     #[test]
