@@ -61,8 +61,8 @@ pub struct Flags {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     pub member_lease_duration_seconds: u32,
     /// Lease renewals in flight at once while they go out on time, as upstream KWOK;
-    /// doubled for every sixteenth of a lease duration the oldest waiting one is late, up
-    /// to 64 times (not in upstream KWOK).
+    /// doubled for every sixteenth of a lease duration the oldest waiting renewal is late
+    /// (or acquisition has waited), up to 64 times (not in upstream KWOK).
     #[arg(long, default_value_t = 4)]
     pub node_lease_parallelism: usize,
     /// Encoding of node Lease renewals (PUTs): `json`, as upstream KWOK, or `protobuf`,

@@ -275,7 +275,7 @@ impl Metrics {
         );
         r.register(
             "lease_slots",
-            "Lease requests allowed in flight now: --node-lease-parallelism, doubled for every sixteenth of a lease duration the oldest waiting renewal is late (up to 64 times)",
+            "Lease requests allowed in flight now: --node-lease-parallelism, doubled for every sixteenth of a lease duration the oldest waiting renewal is late or acquisition has waited (up to 64 times)",
             m.lease_slots.clone(),
         );
         r.register(

@@ -34,8 +34,8 @@
 //! leaves it Ready (5,000 nodes after a 50 s outage: all Ready 0–1 s after the return,
 //! was 36–49 s; `benches/results/2026-12-04-faults-apiserver-heartbeat`).
 //! As renewals run late the worker also sends more at once: `--node-lease-parallelism`
-//! (4) on time, doubled for every sixteenth of a duration late (64 when behind, 256 at
-//! risk; `state::slots`): the load may come from other clients (a load generator),
+//! (4) on time, doubled for every sixteenth of a duration the oldest renewal waiting is
+//! late or acquisition has waited (64 when behind, 256 at risk; `state::slots`): the load may come from other clients (a load generator),
 //! which shards cannot hold back, and on time few leave the apiserver to the others.
 //!
 //! Measured at 10,000 nodes on 2 cores (`perf lease-soak`): the system settles where

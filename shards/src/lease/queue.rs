@@ -20,8 +20,9 @@ pub(super) struct Queue {
     urgent_run: u32,
     /// Renewals by expiry, nearest first (ties by name, so the order is total).
     renewals: BinaryHeap<Reverse<(Instant, String)>>,
-    /// Leases not held yet: acquisitions, and looks at leases held elsewhere.
-    acquisitions: VecDeque<String>,
+    /// Leases not held yet: acquisitions, and looks at leases held elsewhere; with when
+    /// each was queued.
+    acquisitions: VecDeque<(Instant, String)>,
 }
 
 impl Queue {
@@ -29,8 +30,8 @@ impl Queue {
         self.renewals.push(Reverse((expiry, name)));
     }
 
-    pub(super) fn push_acquisition(&mut self, name: String) {
-        self.acquisitions.push_back(name);
+    pub(super) fn push_acquisition(&mut self, now: Instant, name: String) {
+        self.acquisitions.push_back((now, name));
     }
 
     pub(super) fn len(&self) -> usize {
@@ -53,6 +54,12 @@ impl Queue {
         self.renewals.peek().map(|Reverse((expiry, _))| *expiry)
     }
 
+    /// When the acquisition waiting longest was queued (it may have been released since:
+    /// dropped when popped).
+    pub(super) fn oldest_acquisition(&self) -> Option<Instant> {
+        self.acquisitions.front().map(|(queued, _)| *queued)
+    }
+
     /// Whether a renewal expiring by `urgent` waits.
     pub(super) fn has_urgent(&self, urgent: Instant) -> bool {
         self.next_expiry().is_some_and(|expiry| expiry <= urgent)
@@ -69,7 +76,10 @@ impl Queue {
             return renewal(self);
         }
         self.urgent_run = 0;
-        self.acquisitions.pop_front().or_else(|| renewal(self))
+        self.acquisitions
+            .pop_front()
+            .map(|(_, name)| name)
+            .or_else(|| renewal(self))
     }
 }
 
@@ -85,9 +95,9 @@ mod tests {
         let urgent = now + Duration::from_secs(10);
         let mut q = Queue::default();
         q.push_renewal(now + Duration::from_secs(30), "renewed-recently".into());
-        q.push_acquisition("new-node-1".into());
+        q.push_acquisition(now, "new-node-1".into());
         q.push_renewal(now + Duration::from_secs(8), "expires-in-8s".into());
-        q.push_acquisition("new-node-2".into());
+        q.push_acquisition(now, "new-node-2".into());
         q.push_renewal(now + Duration::from_secs(3), "expires-in-3s".into());
         q.push_renewal(now + Duration::from_secs(20), "renewed-a-while-ago".into());
         let order: Vec<_> = std::iter::from_fn(|| q.pop(urgent)).collect();
@@ -111,7 +121,7 @@ mod tests {
         for i in 0..40 {
             q.push_renewal(now + Duration::from_millis(i), format!("urgent-{i}"));
         }
-        q.push_acquisition("new-node".into());
+        q.push_acquisition(now, "new-node".into());
         let order: Vec<_> = std::iter::from_fn(|| q.pop(now + Duration::from_secs(10))).collect();
         let at = order.iter().position(|n| n == "new-node").unwrap();
         assert_eq!(at, ACQUISITION_SHARE as usize - 1, "{order:?}");

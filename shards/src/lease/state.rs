@@ -186,17 +186,25 @@ impl Leases {
     }
 
     /// How long the waiting renewal nearest expiry has left at `now`, and the requests
-    /// that may then be in flight (see [`slots`]). Renewals of leases released meanwhile
-    /// are dropped lazily; one on top would count for a lease nobody needs.
+    /// that may then be in flight (see [`slots`]): by how late that renewal is, or how
+    /// long the oldest acquisition has waited if longer (a restarted kwok takes 10,000
+    /// leases back before they expire; a step of new nodes waits for theirs to be
+    /// driven). Renewals of leases released meanwhile are dropped lazily; one on top
+    /// would count for a lease nobody needs.
     fn waiting(&mut self, now: Instant) -> (Option<Duration>, usize) {
         let held = &self.held;
         self.queue
             .drop_stale_renewals(|name| held.get(name).is_some_and(|h| h.step == Step::Queued));
         let left = self.queue.next_expiry().map(|e| e.saturating_duration_since(now));
         // A renewal is due with three quarters of a duration left (less its jitter).
-        let late = left.map_or(Duration::ZERO, |left| {
+        let renewal_late = left.map_or(Duration::ZERO, |left| {
             (self.duration * 3 / 4).saturating_sub(left)
         });
+        let acquisition_waited = self
+            .queue
+            .oldest_acquisition()
+            .map_or(Duration::ZERO, |queued| now.saturating_duration_since(queued));
+        let late = renewal_late.max(acquisition_waited);
         (left, slots(self.parallelism, late, self.duration))
     }
 
@@ -296,7 +304,7 @@ impl Leases {
         // Now, not at their timers: a node dealt to us waits for nobody but its old
         // holder (see `decide::on_read`'s handover).
         for name in take {
-            self.fire(name);
+            self.fire(name, now);
         }
     }
 
@@ -306,13 +314,14 @@ impl Leases {
         self.deal(now, out);
         let tick = self.clock.now_tick(now);
         while let Some(expired) = self.wheel.poll_expired(tick) {
-            self.fire(expired.value);
+            self.fire(expired.value, now);
         }
         self.send_queued(now, out);
     }
 
-    /// A lease's timer fired: queue its request by urgency.
-    fn fire(&mut self, name: String) {
+    /// A lease's timer fired (or a deal gave it to us) at `now`: queue its request by
+    /// urgency.
+    fn fire(&mut self, name: String, now: Instant) {
         // Not ours to hold (`--scale-out`): no request until a deal gives it to us.
         if self.plan.as_ref().is_some_and(|plan| !plan.mine(&name)) {
             return;
@@ -324,7 +333,7 @@ impl Leases {
         h.step = Step::Queued;
         match h.renewed {
             Some(renewed) => self.queue.push_renewal(renewed + self.duration, name),
-            None => self.queue.push_acquisition(name),
+            None => self.queue.push_acquisition(now, name),
         }
     }
 
@@ -676,6 +685,24 @@ mod tests {
         assert_eq!(leases.pressure(), Pressure::Calm, "two still wait, 5 s late");
         assert_eq!(in_flight_after(&mut leases, Duration::from_secs(20), &mut out), 6);
         assert_eq!(leases.queue.len(), 0);
+    }
+
+    #[test]
+    fn more_acquisitions_should_go_out_at_once_as_they_wait() {
+        let t0 = Instant::now();
+        let (mut leases, mut out) = (leases(t0), Vec::new());
+        for name in ["a", "b", "c", "d", "e"] {
+            leases.message(manage(name), t0);
+        }
+        let mut in_flight_after = |at: Duration| {
+            leases.fire_due(t0 + at, &mut out);
+            leases.in_flight
+        };
+        assert_eq!(in_flight_after(Duration::ZERO), 1, "one slot");
+        assert_eq!(in_flight_after(Duration::from_millis(2_400)), 1);
+        assert_eq!(in_flight_after(Duration::from_millis(2_500)), 2);
+        assert_eq!(in_flight_after(Duration::from_secs(5)), 4);
+        assert_eq!(in_flight_after(Duration::from_secs(8)), 5);
     }
 
     #[test]
