@@ -45,7 +45,8 @@ pub struct Settings {
     pub node_port: u16,
     /// Lease duration; 0 disables leases.
     pub lease_seconds: u32,
-    /// Lease renewals in flight at once.
+    /// Lease renewals in flight at once while they go out on time (up to 64 times as
+    /// many as they run late).
     pub lease_parallelism: usize,
     /// Encoding of Lease renewals.
     pub lease_encoding: crate::flags::LeaseEncoding,

@@ -21,7 +21,8 @@ use crate::{flags::LeaseEncoding, metrics::Metrics, wheel::Alarm};
 pub struct LeaseOptions {
     /// The Leases' duration.
     pub duration: Duration,
-    /// Requests in flight at most.
+    /// Requests in flight at most while renewals go out on time (up to 64 times as many
+    /// as they run late).
     pub parallelism: usize,
     /// How renewals are encoded.
     pub encoding: LeaseEncoding,
@@ -73,7 +74,7 @@ impl LeaseWorker {
 
     /// Runs until `rx` closes.
     pub async fn run(self, mut rx: mpsc::UnboundedReceiver<LeaseMsg>) {
-        // Results of the renewals in flight, which `parallelism` bounds; a renewal task
+        // Results of the renewals in flight, which the slots bound; a renewal task
         // must never wait to report, or its slot would stay taken.
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let requests = self.requests.clone();
