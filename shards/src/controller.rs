@@ -77,9 +77,10 @@ pub async fn run(
     let server = tokio::spawn(server::serve(listener, state, shutdown));
 
     // Renewals keep kube's HTTP/1.1 client, a connection per renewal in flight (up to
-    // 64 times `--node-lease-parallelism` as renewals run late), apart from the stage writes' HTTP/2 connection. Over
-    // one HTTP/2 connection of their own they went out at ~430/s against ~840/s this way,
-    // too few for 10,000 leases (perf/results/2026-11-26-lease-soak-h2/).
+    // 64 times `--node-lease-parallelism` as renewals run late), apart from the stage
+    // writes' HTTP/2 connection. Over one HTTP/2 connection of their own they went out
+    // at ~430/s against ~840/s this way, too few for 10,000 leases
+    // (perf/results/2026-11-26-lease-soak-h2/).
     let lease_client = if settings.lease_seconds > 0 {
         Some(Client::try_from(config.clone()).context("failed to make the lease client")?)
     } else {

@@ -35,8 +35,9 @@
 //! was 36–49 s; `benches/results/2026-12-04-faults-apiserver-heartbeat`).
 //! As renewals run late the worker also sends more at once: `--node-lease-parallelism`
 //! (4) on time, doubled for every sixteenth of a duration the oldest renewal waiting is
-//! late or acquisition has waited (64 when behind, 256 at risk; `state::slots`): the load may come from other clients (a load generator),
-//! which shards cannot hold back, and on time few leave the apiserver to the others.
+//! late or acquisition has waited (64 when behind, 256 at risk; `state::slots`). The
+//! load may come from other clients (a load generator), which shards cannot hold back;
+//! on time, few leave the apiserver to the scheduler and the workload.
 //!
 //! Measured at 10,000 nodes on 2 cores (`perf lease-soak`): the system settles where
 //! the throttle first bites enough. Held at 4 per shard from half a duration, nodes

@@ -449,15 +449,12 @@ fn hold_window(duration: Duration, scale_out: bool) -> Duration {
     }
 }
 
-/// Lateness and expiry of `h`'s renewal sent at `sent` (before `h` is updated by its
-/// result): measured when the request left, not when its timer fired, so time spent
-/// waiting for a free slot counts. `latest` is the largest lateness so far.
-/// Requests in flight at most for leases of `duration` when the renewal waiting longest
+/// Requests in flight at most for leases of `duration` when the oldest waiting request
 /// is `late`: `parallelism`, doubled for every sixteenth of a duration late, at most
 /// [`MAX_DOUBLINGS`] times.
 ///
-/// On time, few: renewals on a saturated apiserver then grow late, as upstream's and as
-/// 10,000 kubelets' would not, and the scheduler's and the workload's requests keep
+/// On time, few: on a saturated apiserver renewals then grow late, as upstream's do
+/// (10,000 kubelets' would not), and the scheduler's and the workload's requests keep
 /// their share of its CPU (`capacity` with APF held 6,000 nodes with 4 in flight, 3,000
 /// with 64: `perf/results/2026-12-05-capacity-apf*`). Late, many: a share of a saturated
 /// apiserver follows the requests in flight, and the load may come from other clients
@@ -467,9 +464,12 @@ fn hold_window(duration: Duration, scale_out: bool) -> Duration {
 fn slots(parallelism: usize, late: Duration, duration: Duration) -> usize {
     let step = (duration / 16).max(Duration::from_millis(1));
     let doublings = (late.as_nanos() / step.as_nanos()).min(u128::from(MAX_DOUBLINGS)) as u32;
-    parallelism << doublings
+    parallelism.saturating_mul(1 << doublings)
 }
 
+/// Lateness and expiry of `h`'s renewal sent at `sent` (before `h` is updated by its
+/// result): measured when the request left, not when its timer fired, so time spent
+/// waiting for a free slot counts. `latest` is the largest lateness so far.
 fn observe(metrics: &Metrics, duration: Duration, latest: &mut f64, h: &Held, sent: Instant) {
     // Only renewals: an acquisition's wait (behind urgent renewals, by design) is not
     // a renewal being late.
@@ -640,6 +640,8 @@ mod tests {
         assert_eq!(slots(10_000), 64, "behind: a quarter duration late");
         assert_eq!(slots(15_000), 256, "at risk: three eighths late");
         assert_eq!(slots(40_000), 256, "no more past that");
+        let huge = super::slots(usize::MAX / 2, Duration::from_secs(40), DURATION);
+        assert_eq!(huge, usize::MAX, "saturates rather than wraps to no slots");
     }
 
     #[test]
