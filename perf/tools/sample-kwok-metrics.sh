@@ -1,6 +1,6 @@
 # usage: sample-kwok-metrics.sh OUT — writes a line of kwok's /metrics every 10 s to OUT
 # (leases held, expired, lease queue, PUTs, PATCHes, batcher queue, worst lateness,
-# lease pressure) while the kwok a perf run started (target-main/release) lives.
+# lease pressure and slots) while the kwok a perf run started (target-main/release) lives.
 OUT=$1; : > $OUT
 while true; do
   P=$(pgrep -f 'target-main/(release|dist)/kwok --kubeconfig' | head -1)
@@ -17,6 +17,7 @@ while kill -0 $P 2>/dev/null; do
   bq=$(echo "$m" | awk '/^kwok_batcher_queue_depth/{s+=$2} END{print s}')
   lm=$(echo "$m" | awk '/^kwok_lease_renewal_lateness_max_seconds/{print $2}')
   pr=$(echo "$m" | awk "/^kwok_lease_pressure/{print \$2}")
-  echo "$(date +%T) held=$h expired=$e leaseq=$q put=$put patch=$pat batchq=$bq latemax=$lm pressure=$pr" >> $OUT
+  sl=$(echo "$m" | awk "/^kwok_lease_slots/{print \$2}")
+  echo "$(date +%T) held=$h expired=$e leaseq=$q put=$put patch=$pat batchq=$bq latemax=$lm pressure=$pr slots=$sl" >> $OUT
   sleep 10
 done
