@@ -519,6 +519,17 @@ mod tests {
         }
     }
 
+    /// `name`'s request, sent at `at`, wrote its lease; its result comes back at `at`.
+    fn written(leases: &mut Leases, name: &str, at: Instant, rng: &mut SmallRng, out: &mut Vec<Command>) {
+        let generation = leases.held[name].generation;
+        leases.finished(
+            done(name, generation, at, Ended::Written, Some(Box::default())),
+            at,
+            rng,
+            out,
+        );
+    }
+
     /// The nodes `out` reports dealt elsewhere (`true`) or back (`false`), sorted.
     fn dealt(out: &[Command]) -> Vec<(String, bool)> {
         let mut dealt: Vec<_> = out
@@ -557,13 +568,7 @@ mod tests {
             (vec!["a".to_owned()], vec![]),
             "one slot: b waits"
         );
-        let generation = leases.held["a"].generation;
-        leases.finished(
-            done("a", generation, t0, Ended::Written, Some(Box::default())),
-            t0,
-            &mut rng,
-            &mut out,
-        );
+        written(&mut leases, "a", t0, &mut rng, &mut out);
         assert_eq!(
             sent(&mut out),
             (vec!["b".to_owned()], vec![("a".to_owned(), true)]),
@@ -659,13 +664,7 @@ mod tests {
             let [name] = &sends[..] else {
                 panic!("one at a time: {sends:?}")
             };
-            let generation = leases.held[name].generation;
-            leases.finished(
-                done(name, generation, t0, Ended::Written, Some(Box::default())),
-                t0,
-                &mut rng,
-                &mut out,
-            );
+            written(&mut leases, name, t0, &mut rng, &mut out);
         }
         assert_eq!(leases.owned, names.len());
         let in_flight_after = |leases: &mut Leases, at: Duration, out: &mut Vec<Command>| {
@@ -860,13 +859,7 @@ mod tests {
         assert_eq!(ours, want, "the nodes the table deals us, and only those");
         assert!(!ours.is_empty() && ours.len() < names.len());
         for name in &ours {
-            let generation = leases.held[name].generation;
-            leases.finished(
-                done(name, generation, t1, Ended::Written, Some(Box::default())),
-                t1,
-                &mut rng,
-                &mut out,
-            );
+            written(&mut leases, name, t1, &mut rng, &mut out);
         }
         out.clear();
         assert_eq!(leases.owned, ours.len());
