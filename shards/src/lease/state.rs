@@ -23,8 +23,8 @@ use crate::{
     wheel::{self, Clock, Wheel},
 };
 
-/// Renewal slots double for every sixteenth of a lease duration the renewal waiting
-/// longest is late, this many times at most: from `--node-lease-parallelism` on time
+/// Renewal slots double for every sixteenth of a lease duration the oldest waiting
+/// request is late (see [`slots`]), this many times at most: from `--node-lease-parallelism` on time
 /// (4, as upstream) to 16 times as many at a quarter duration late ([`Pressure::Behind`])
 /// and 64 times at three eighths ([`Pressure::AtRisk`]).
 const MAX_DOUBLINGS: u32 = 6;
