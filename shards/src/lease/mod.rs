@@ -18,6 +18,9 @@
 //! the nodes already running, whose expiry would mark them NotReady and make
 //! kube-controller-manager taint them: more load on the same apiserver. New nodes
 //! still get one slot in [`ACQUISITION_SHARE`], so they are slowed, never stuck.
+//! A restarted kwok's Leases (listed at start-up as held by its identity) still hold
+//! until they expire: each first request waits as a renewal by that expiry, and is a
+//! PUT with the listed Lease as the precondition.
 //!
 //! The worker reports how far behind renewals are as a [`Pressure`], from the renewal
 //! waiting longest: [`Pressure::Behind`] once it is within half a duration of expiring

@@ -6,6 +6,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use rand::Rng;
 use tokio::time::Instant;
@@ -14,6 +15,7 @@ use super::{
     Dealt, LeaseMsg, Ownership,
     decide::{self, Ended},
     fence::Fence,
+    members,
     plan::Plan,
     pressure::Pressure,
     queue::Queue,
@@ -102,6 +104,32 @@ pub(super) struct Done {
     pub(super) lease: Option<Box<Lease>>,
 }
 
+/// A Lease the start-up list showed held by our identity: a restarted kwok's, to be
+/// taken back with one conditional PUT.
+pub(super) struct Ours {
+    lease: Box<Lease>,
+    /// When it expires by our clock (its renewTime plus its duration, as listed). Its
+    /// first request waits as a renewal by this expiry, not as an acquisition: nearest
+    /// expiry first, and its lateness counts toward the slots.
+    expires: Option<Instant>,
+}
+
+impl Ours {
+    /// `lease` as listed, when the wall clock read `wall` at `now`.
+    pub(super) fn listed(lease: Box<Lease>, wall: Timestamp, now: Instant) -> Self {
+        let expires = members::expiry(&lease).map(|expiry| {
+            let left = expiry.duration_since(wall);
+            let by = Duration::try_from(left.abs()).unwrap_or_default();
+            match left.is_negative() {
+                false => now + by,
+                // Expired while we were away: as late as that, or as late as the clock goes.
+                true => now.checked_sub(by).unwrap_or(now),
+            }
+        });
+        Self { lease, expires }
+    }
+}
+
 /// The leases managed and their renewal timers.
 ///
 /// Invariants: a lease is in the queue only while [`Step::Queued`]; `in_flight` counts
@@ -127,8 +155,8 @@ pub(super) struct Leases {
     /// Largest lateness seen so far.
     latest: f64,
     /// Leases a list at start-up showed held by our identity (a restarted kwok's), not yet
-    /// taken back: their first acquisition is a conditional PUT, not a read and a write.
-    ours: HashMap<String, Box<Lease>>,
+    /// taken back: their first request is a conditional PUT, not a read and a write.
+    ours: HashMap<String, Ours>,
     /// How far behind renewals are, as of the last send.
     pressure: Pressure,
     /// With `--scale-out`: which nodes' Leases the member table lets us hold. Without,
@@ -144,7 +172,7 @@ impl Leases {
         duration: Duration,
         parallelism: usize,
         metrics: Arc<Metrics>,
-        ours: HashMap<String, Box<Lease>>,
+        ours: HashMap<String, Ours>,
         now: Instant,
         plan: Option<Plan>,
     ) -> Self {
@@ -331,8 +359,10 @@ impl Leases {
             return;
         }
         h.step = Step::Queued;
-        match h.renewed {
-            Some(renewed) => self.queue.push_renewal(renewed + self.duration, name),
+        // A restarted kwok's lease is still ours until it expires: renewed by then.
+        let listed = || self.ours.get(&name).and_then(|o| o.expires);
+        match h.renewed.map(|renewed| renewed + self.duration).or_else(listed) {
+            Some(expiry) => self.queue.push_renewal(expiry, name),
             None => self.queue.push_acquisition(now, name),
         }
     }
@@ -360,7 +390,10 @@ impl Leases {
             // still the precondition: if nobody took the lease over meanwhile, one PUT
             // takes it back, as the kubelet's renewal does, without a read first. After
             // a restart, a lease the start-up list showed ours is taken the same way.
-            let lease = h.lease.take().or_else(|| self.ours.remove(&name));
+            let lease = h
+                .lease
+                .take()
+                .or_else(|| self.ours.remove(&name).map(|o| o.lease));
             out.push(Command::Send {
                 generation: h.generation,
                 uid: h.uid.clone(),
@@ -704,6 +737,50 @@ mod tests {
         assert_eq!(in_flight_after(Duration::from_millis(2_500)), 2);
         assert_eq!(in_flight_after(Duration::from_secs(5)), 4);
         assert_eq!(in_flight_after(Duration::from_secs(8)), 5);
+    }
+
+    #[test]
+    fn a_restarted_kwoks_leases_should_wait_as_renewals_by_their_expiry() {
+        use k8s_openapi::{api::coordination::v1::LeaseSpec, apimachinery::pkg::apis::meta::v1::MicroTime};
+        let (t0, wall) = (Instant::now(), Timestamp::now());
+        // Listed as ours: renewed `ago` seconds before the list, for 40 s.
+        let listed = |ago: i64| {
+            let spec = LeaseSpec {
+                holder_identity: Some("kwok".into()),
+                lease_duration_seconds: Some(40),
+                renew_time: Some(MicroTime(wall - jiff::SignedDuration::from_secs(ago))),
+                ..LeaseSpec::default()
+            };
+            let lease = Lease {
+                spec: Some(spec),
+                ..Lease::default()
+            };
+            Ours::listed(Box::new(lease), wall, t0)
+        };
+        let ours = HashMap::from([("a".to_owned(), listed(35)), ("b".to_owned(), listed(12))]);
+        assert_eq!(ours["a"].expires, Some(t0 + Duration::from_secs(5)));
+        assert_eq!(
+            listed(50).expires,
+            Some(t0 - Duration::from_secs(10)),
+            "expired while kwok was away"
+        );
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let mut leases = Leases::new(DURATION, 1, Arc::new(metrics), ours, t0, None);
+        for name in ["c", "b", "a"] {
+            leases.message(manage(name), t0);
+        }
+        let mut out = Vec::new();
+        leases.fire_due(t0, &mut out);
+        let sends: Vec<_> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Send { name, lease, .. } => Some((name.as_str(), lease.is_some())),
+                _ => None,
+            })
+            .collect();
+        // a expires in 5 s, 25 s past its renewal: urgent, and late enough for 64 slots.
+        // Then the acquisition of the new c, then b (28 s left), each of ours a PUT.
+        assert_eq!(sends, [("a", true), ("c", false), ("b", true)]);
     }
 
     #[test]

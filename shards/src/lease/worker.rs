@@ -12,7 +12,7 @@ use super::{
     plan::Plan,
     pressure::PressureGauge,
     requests::Requests,
-    state::{Command, Done, Leases},
+    state::{Command, Done, Leases, Ours},
 };
 use crate::{flags::LeaseEncoding, metrics::Metrics, wheel::Alarm};
 
@@ -80,7 +80,11 @@ impl LeaseWorker {
         let requests = self.requests.clone();
         let ours = requests.list_ours().await;
         let metrics = requests.metrics.clone();
-        let now = Instant::now();
+        let (now, wall) = (Instant::now(), jiff::Timestamp::now());
+        let ours = ours
+            .into_iter()
+            .map(|(name, lease)| (name, Ours::listed(lease, wall, now)))
+            .collect();
         let plan = self.scale_out.then(|| Plan::new(requests.holder.clone(), now));
         let mut leases = Leases::new(
             requests.duration,
