@@ -200,6 +200,8 @@ impl Run {
         }
         let made = self.nodes_made;
         self.wait("nodes Ready", |c| c.nodes_ready >= made).await?;
+        self.wait("nodes schedulable", |c| c.nodes_schedulable >= made)
+            .await?;
         self.mark("pods");
         self.create_pods().await?;
         let target = self.expected_pods();
