@@ -200,8 +200,11 @@ impl Run {
         }
         let made = self.nodes_made;
         self.wait("nodes Ready", |c| c.nodes_ready >= made).await?;
-        self.wait("nodes schedulable", |c| c.nodes_schedulable >= made)
-            .await?;
+        // Pods bound by loadgen skip the scheduler, and taints with it.
+        if self.s.pods > 0 && !self.s.bind_pods {
+            self.wait("nodes schedulable", |c| c.nodes_schedulable >= made)
+                .await?;
+        }
         self.mark("pods");
         self.create_pods().await?;
         let target = self.expected_pods();
