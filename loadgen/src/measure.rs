@@ -410,10 +410,13 @@ pub fn node_ready(node: &Node) -> bool {
     )
 }
 
+/// The prefix of the taints Kubernetes itself puts on nodes.
+pub const CONTROL_PLANE_TAINTS: &str = "node.kubernetes.io/";
+
 /// Whether `node` is ready for pods: `Ready`, not cordoned, and without the taints
-/// Kubernetes itself puts on nodes (`node.kubernetes.io/…`: kube-controller-manager's
-/// `not-ready` until it has seen the node Ready, `unreachable`, pressure taints). The
-/// scenario's own taints are not counted: its pods tolerate them. A node goes Ready
+/// Kubernetes itself puts on nodes ([`CONTROL_PLANE_TAINTS`]: kube-controller-manager's
+/// `not-ready` until it has seen the node Ready, `unreachable`, pressure taints). Other
+/// taints are the scenario's own (`kwok.x-k8s.io/node`), which its pods tolerate. A node goes Ready
 /// before kube-controller-manager lifts `not-ready`; pods created in between are not
 /// scheduled there, and under a burst of creates the lifts themselves wait (1,000 nodes
 /// Ready in 6 s kept 394 tainted 50 s more), so the run waits for this too, as the
@@ -426,7 +429,7 @@ pub fn node_schedulable(node: &Node) -> bool {
             .and_then(|s| s.taints.as_deref())
             .unwrap_or_default()
             .iter()
-            .any(|t| t.key.starts_with("node.kubernetes.io/") && t.effect != "PreferNoSchedule")
+            .any(|t| t.key.starts_with(CONTROL_PLANE_TAINTS) && t.effect != "PreferNoSchedule")
 }
 
 /// Whether a pod's `Ready` condition is `True`.
