@@ -6,7 +6,6 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use rand::Rng;
 use tokio::time::Instant;
@@ -22,6 +21,7 @@ use super::{
 };
 use crate::{
     metrics::Metrics,
+    shard::Now,
     wheel::{self, Clock, Wheel},
 };
 
@@ -115,15 +115,15 @@ pub(super) struct Ours {
 }
 
 impl Ours {
-    /// `lease` as listed, when the wall clock read `wall` at `now`.
-    pub(super) fn listed(lease: Box<Lease>, wall: Timestamp, now: Instant) -> Self {
+    /// `lease` as listed, the clocks read `now` (just after the list).
+    pub(super) fn listed(lease: Box<Lease>, now: Now) -> Self {
         let expires = members::expiry(&lease).map(|expiry| {
-            let left = expiry.duration_since(wall);
+            let left = expiry.duration_since(now.wall);
             let by = Duration::try_from(left.abs()).unwrap_or_default();
             match left.is_negative() {
-                false => now + by,
+                false => now.mono + by,
                 // Expired while we were away: as late as that, or as late as the clock goes.
-                true => now.checked_sub(by).unwrap_or(now),
+                true => now.mono.checked_sub(by).unwrap_or(now.mono),
             }
         });
         Self { lease, expires }
@@ -742,7 +742,8 @@ mod tests {
     #[test]
     fn a_restarted_kwoks_leases_should_wait_as_renewals_by_their_expiry() {
         use k8s_openapi::{api::coordination::v1::LeaseSpec, apimachinery::pkg::apis::meta::v1::MicroTime};
-        let (t0, wall) = (Instant::now(), Timestamp::now());
+        let now = Now::read();
+        let (t0, wall) = (now.mono, now.wall);
         // Listed as ours: renewed `ago` seconds before the list, for 40 s.
         let listed = |ago: i64| {
             let spec = LeaseSpec {
@@ -755,7 +756,7 @@ mod tests {
                 spec: Some(spec),
                 ..Lease::default()
             };
-            Ours::listed(Box::new(lease), wall, t0)
+            Ours::listed(Box::new(lease), now)
         };
         let ours = HashMap::from([("a".to_owned(), listed(35)), ("b".to_owned(), listed(12))]);
         assert_eq!(ours["a"].expires, Some(t0 + Duration::from_secs(5)));

@@ -14,7 +14,7 @@ use super::{
     requests::Requests,
     state::{Command, Done, Leases, Ours},
 };
-use crate::{flags::LeaseEncoding, metrics::Metrics, wheel::Alarm};
+use crate::{flags::LeaseEncoding, metrics::Metrics, shard::Now, wheel::Alarm};
 
 /// How the worker holds its Leases.
 #[derive(Debug, Clone, Copy)]
@@ -80,18 +80,20 @@ impl LeaseWorker {
         let requests = self.requests.clone();
         let ours = requests.list_ours().await;
         let metrics = requests.metrics.clone();
-        let (now, wall) = (Instant::now(), jiff::Timestamp::now());
+        let now = Now::read();
         let ours = ours
             .into_iter()
-            .map(|(name, lease)| (name, Ours::listed(lease, wall, now)))
+            .map(|(name, lease)| (name, Ours::listed(lease, now)))
             .collect();
-        let plan = self.scale_out.then(|| Plan::new(requests.holder.clone(), now));
+        let plan = self
+            .scale_out
+            .then(|| Plan::new(requests.holder.clone(), now.mono));
         let mut leases = Leases::new(
             requests.duration,
             self.parallelism,
             metrics.clone(),
             ours,
-            now,
+            now.mono,
             plan,
         );
         let mut rng = SmallRng::from_rng(&mut rand::rng());
