@@ -56,8 +56,11 @@ class Cluster:
                 time.sleep(0.1)
 
     def restart(self):
+        """`kwokctl start cluster`; the seconds it took to bring the killed component back healthy."""
+        t = time.time()
         out = sh(self.env, "start", "cluster", tries=3)
         assert "restarted" in out, out
+        return round(time.time() - t, 1)
 
     def log_size(self, component):
         log = self.dir / "logs" / f"{component}.log"
@@ -301,12 +304,12 @@ def main():
             timeline = Timeline(c) if a.timeline else None
             if timeline:
                 timeline.start()
-            fault_start = time.time()
+            fault_start, restart_s = time.time(), None
             kcm_offset = c.log_size("kube-controller-manager")
             if fault == "etcd":
-                c.kill("etcd"); time.sleep(10); c.restart()
+                c.kill("etcd"); time.sleep(10); restart_s = c.restart()
             elif fault == "apiserver":
-                c.kill("kube-apiserver"); time.sleep(LEASE + 10); c.restart()
+                c.kill("kube-apiserver"); time.sleep(LEASE + 10); restart_s = c.restart()
             elif fault == "kwok-stop":
                 c.kill("kwok-controller", signal.SIGSTOP); time.sleep(LEASE + 20)
                 c.kill("kwok-controller", signal.SIGCONT)
@@ -318,10 +321,11 @@ def main():
                 names = [n for n in sh(env, "kubectl", "get", "pods", "-l", "app=faults", "-o",
                                        "jsonpath={.items[*].metadata.name}").split()][:100]
                 sh(env, "kubectl", "delete", "pod", "--wait=false", *names, tries=3)
-                time.sleep(10); c.restart()
+                time.sleep(10); restart_s = c.restart()
             ended = time.time()
             r = measure(obs, a.nodes, replicas)
             r["fault_s"] = round(ended - fault_start, 1)
+            r["restart_s"] = restart_s  # of fault_s, `kwokctl start cluster` alone
             r["kcm_log"] = kcm_summary(c, kcm_offset, ended)
             if timeline:
                 r["timeline"] = timeline.stop()
