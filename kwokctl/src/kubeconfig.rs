@@ -40,10 +40,26 @@ pub fn context_name(cluster: &str) -> String {
     format!("kwok-{cluster}")
 }
 
-/// A kubeconfig for `server` authenticating as `client` (a file stem under `pki/`),
-/// with certificates embedded so it can be copied anywhere.
-pub fn build(cluster: &str, server: &str, pki: &PkiPaths, client: &str) -> Result<Value> {
+/// How a kubeconfig's user authenticates.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// The client certificate and key of this file stem under `pki/`.
+    Certificate(&'a str),
+    /// A bearer token.
+    Token(&'a str),
+}
+
+/// A kubeconfig for `server` authenticating with `credential`, with certificates
+/// embedded so it can be copied anywhere.
+pub fn build(cluster: &str, server: &str, pki: &PkiPaths, credential: Credential<'_>) -> Result<Value> {
     let name = context_name(cluster);
+    let user = match credential {
+        Credential::Certificate(client) => json!({
+            "client-certificate-data": base64_file(&pki.client_cert(client))?,
+            "client-key-data": base64_file(&pki.client_key(client))?,
+        }),
+        Credential::Token(token) => json!({ "token": token }),
+    };
     Ok(json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -51,10 +67,7 @@ pub fn build(cluster: &str, server: &str, pki: &PkiPaths, client: &str) -> Resul
             "server": server,
             "certificate-authority-data": base64_file(&pki.ca_cert())?,
         }}],
-        "users": [{ "name": name, "user": {
-            "client-certificate-data": base64_file(&pki.client_cert(client))?,
-            "client-key-data": base64_file(&pki.client_key(client))?,
-        }}],
+        "users": [{ "name": name, "user": user }],
         "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
         "current-context": name,
     }))

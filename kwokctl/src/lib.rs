@@ -5,6 +5,7 @@
 //! ([`runtime`]); binaries come from the cache or are built from pinned Go modules
 //! ([`binaries`]).
 
+pub mod auth;
 pub mod binaries;
 pub mod client;
 pub mod cmd;

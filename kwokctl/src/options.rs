@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{kube_version::Versions, ports::Allocator, priority::KwokPriority};
+use crate::{auth::KwokAuth, kube_version::Versions, ports::Allocator, priority::KwokPriority};
 
 /// A cluster's options, resolved from the layers (see `settings::Settings::resolve`):
 /// what the component builders, the runtimes and the saved `kwok.yaml` read. Every port
@@ -42,6 +42,10 @@ pub struct Options {
     /// cluster saved before the flag existed ran kwok in `system:masters`: exempt.
     #[serde(default = "exempt")]
     pub kwok_priority: KwokPriority,
+    /// How kwok authenticates (`--kwok-auth`). A cluster saved before the flag existed
+    /// gave kwok a client certificate.
+    #[serde(default = "cert")]
+    pub kwok_auth: KwokAuth,
     /// Lift the client QPS limits of the controller-manager and scheduler and the
     /// apiserver's in-flight limits (`--disable-qps-limits`).
     #[serde(default)]
@@ -113,6 +117,10 @@ fn exempt() -> KwokPriority {
     KwokPriority::Exempt
 }
 
+fn cert() -> KwokAuth {
+    KwokAuth::Cert
+}
+
 fn one() -> u32 {
     1
 }
@@ -160,6 +168,7 @@ impl Default for Options {
             kwok_replicas: 1,
             kwok_replica_ports: Vec::new(),
             kwok_priority: KwokPriority::default(),
+            kwok_auth: KwokAuth::default(),
             disable_qps_limits: false,
             prometheus_port: None,
             jaeger_port: None,

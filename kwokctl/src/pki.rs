@@ -230,6 +230,11 @@ impl PkiPaths {
         self.dir.join("front-proxy-client.key")
     }
 
+    /// The apiserver's `--token-auth-file`: kwok's token (`--kwok-auth token`).
+    pub fn token_auth_file(&self) -> PathBuf {
+        self.dir.join("token-auth.csv")
+    }
+
     /// Client certificate of `file` (see [`ClientIdentity::file`]).
     pub fn client_cert(&self, file: impl AsRef<str>) -> PathBuf {
         let file = file.as_ref();

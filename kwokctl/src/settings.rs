@@ -5,6 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use crate::{
+    auth::KwokAuth,
     binaries::Downloads,
     component::Component,
     components::{self, ComponentPatch, ExtraArg},
@@ -108,6 +109,7 @@ impl Settings {
             // Free ports, picked at create.
             kwok_replica_ports: vec![0; kwok_replicas as usize - 1],
             kwok_priority: kwok_priority(&o)?,
+            kwok_auth: kwok_auth(&o)?,
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
             prometheus_port: runs(Component::Prometheus).then(|| o.prometheus_port.unwrap_or(0)),
             jaeger_port: runs(Component::Jaeger).then(|| o.jaeger_port.unwrap_or(0)),
@@ -238,6 +240,18 @@ fn kwok_priority(o: &ClusterOptions) -> Result<KwokPriority> {
         flag: "--kwok-priority",
         value: raw.clone(),
         reason: "must be node-high or exempt",
+    })
+}
+
+/// `--kwok-auth`: `token` or `cert`.
+fn kwok_auth(o: &ClusterOptions) -> Result<KwokAuth> {
+    let Some(raw) = &o.kwok_auth else {
+        return Ok(KwokAuth::default());
+    };
+    KwokAuth::parse(raw).ok_or_else(|| Error::Invalid {
+        flag: "--kwok-auth",
+        value: raw.clone(),
+        reason: "must be token or cert",
     })
 }
 

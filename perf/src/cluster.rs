@@ -25,6 +25,14 @@ pub struct Priority {
     /// `node-high` (its own user at the kubelets' priority level).
     #[serde(default = "exempt")]
     pub kwok: String,
+    /// kwokctl's `--kwok-auth` for the side's kwok: `cert` (a client certificate, as
+    /// upstream kwokctl) or `token` (a bearer token). Runs before it had certificates.
+    #[serde(default = "cert")]
+    pub auth: String,
+}
+
+fn cert() -> String {
+    "cert".to_owned()
 }
 
 fn exempt() -> String {
@@ -36,6 +44,7 @@ impl Default for Priority {
         Self {
             apf: false,
             kwok: exempt(),
+            auth: cert(),
         }
     }
 }
@@ -121,6 +130,9 @@ impl Cluster {
             // queueing) unless asked otherwise; see `Priority`.
             "--kwok-priority".into(),
             priority.kwok.clone(),
+            // Upstream kwokctl's client certificate unless asked otherwise.
+            "--kwok-auth".into(),
+            priority.auth.clone(),
             "--kwok-controller-binary".into(),
             kwok,
         ];

@@ -94,6 +94,10 @@ struct Flags {
     /// set-up) or `node-high` (its own user at the kubelets' APF priority level).
     #[arg(long, default_value = "exempt", value_parser = ["exempt", "node-high"])]
     kwok_priority: String,
+    /// How kwokctl has both sides' kwok authenticate: `cert` (a client certificate,
+    /// upstream kwokctl's set-up) or `token` (a bearer token, kwokctl's default).
+    #[arg(long, default_value = "cert", value_parser = ["cert", "token"])]
+    kwok_auth: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +136,7 @@ fn controller(side: &str, binary: PathBuf, replicas: u32, flags: &Flags) -> Resu
         priority: kwok_perf::cluster::Priority {
             apf: flags.apf,
             kwok: flags.kwok_priority.clone(),
+            auth: flags.kwok_auth.clone(),
         },
     })
 }
@@ -239,7 +244,7 @@ fn machine(controllers: &[Controller]) -> String {
     for c in controllers {
         out += &format!("- {} kwok: {} ({})\n", c.side, c.version, c.binary.display());
         out += &format!(
-            "- {} priority: APF {}, loadgen as {}, kwok `--kwok-priority {}`\n",
+            "- {} priority: APF {}, loadgen as {}, kwok `--kwok-priority {} --kwok-auth {}`\n",
             c.side,
             if c.priority.apf { "on" } else { "off" },
             if c.priority.apf {
@@ -247,7 +252,8 @@ fn machine(controllers: &[Controller]) -> String {
             } else {
                 "the admin"
             },
-            c.priority.kwok
+            c.priority.kwok,
+            c.priority.auth
         );
     }
     for (c, v) in [("kube-apiserver", "v1.36.5"), ("etcd", "v3.6.16")] {

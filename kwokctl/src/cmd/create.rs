@@ -19,12 +19,13 @@ use tracing::info;
 
 use super::create_files::{check_inputs, dry_run_script, extra_files, prometheus_binary};
 use crate::{
+    auth::{self, KwokAuth},
     binaries::{Binary, Finder},
     component::Component,
     components::{self, Binaries, ComponentSpec, Context, metrics_server},
     config::{API_VERSION, ClusterConfig, KIND, Metadata},
     flags::CreateClusterArgs,
-    kubeconfig,
+    kubeconfig::{self, Credential},
     launch::Launch,
     paths::{ClusterDir, Workdir},
     pki,
@@ -266,10 +267,21 @@ fn write_files(dir: &ClusterDir, config: &ClusterConfig) -> Result<()> {
     let server = format!("https://127.0.0.1:{}", config.options.kube_apiserver_port);
     kubeconfig::write(
         &dir.kubeconfig(),
-        &kubeconfig::build(name, &server, &pki, "admin")?,
+        &kubeconfig::build(name, &server, &pki, Credential::Certificate("admin"))?,
     )?;
+    let kwok_token = match config.options.kwok_auth {
+        KwokAuth::Token => Some(
+            auth::write_token_file(&pki.token_auth_file(), kwok_priority)
+                .with_context(|| format!("failed to write {}", pki.token_auth_file().display()))?,
+        ),
+        KwokAuth::Cert => None,
+    };
     for client in pki::clients(kwok_priority).filter(|c| c.file != "admin") {
-        let config = kubeconfig::build(name, &server, &pki, client.file)?;
+        let credential = match &kwok_token {
+            Some(token) if client.file == Component::KwokController.as_str() => Credential::Token(token),
+            _ => Credential::Certificate(client.file),
+        };
+        let config = kubeconfig::build(name, &server, &pki, credential)?;
         kubeconfig::write(&dir.component_kubeconfig(client.file), &config)?;
     }
     config.save(&dir.config())?;

@@ -136,6 +136,13 @@ pub(super) fn dry_run_script(
         out,
         "# generate the CA, serving and client certificates in {root}/pki"
     );
+    if config.options.kwok_auth == crate::auth::KwokAuth::Token {
+        let _ = writeln!(
+            out,
+            "# write kwok's random token to {} (the apiserver's --token-auth-file)",
+            dir.pki().token_auth_file().display()
+        );
+    }
     let _ = writeln!(
         out,
         "# write {} and {root}/kubeconfigs/*.yaml",

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use super::{Component, ComponentSpec, Context, feature_gate_args, path_arg};
-use crate::pki::{FRONT_PROXY_CLIENT, KUBELET_CLIENT};
+use crate::{
+    auth::KwokAuth,
+    pki::{FRONT_PROXY_CLIENT, KUBELET_CLIENT},
+};
 
 /// How the apiserver reaches a node's kubelet (kwok, for logs, exec, attach,
 /// port-forward and the node proxy): at the node's InternalIP first, as
@@ -37,6 +40,10 @@ pub(super) fn component(ctx: &Context<'_>, binary: &Path, tunnel: bool) -> Compo
         path_arg("service-account-signing-key-file", pki.sa_key()),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
     ];
+    if o.kwok_auth == KwokAuth::Token {
+        // kwok's bearer token (see `crate::auth`).
+        args.push(path_arg("token-auth-file", pki.token_auth_file()));
+    }
     args.extend(kubelet_args(ctx, tunnel));
     args.extend(aggregation_args(ctx));
     if !o.kube_admission {

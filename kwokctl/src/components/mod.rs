@@ -312,6 +312,7 @@ fn secure_serving_args(ctx: &Context<'_>, name: Component, port: u16) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::KwokAuth;
 
     fn options(disable_qps_limits: bool) -> Options {
         Options {
@@ -378,6 +379,32 @@ mod tests {
         let apiserver = args_of(true, "kube-apiserver");
         assert!(apiserver.contains(&"--max-requests-inflight=0".to_owned()));
         assert!(apiserver.contains(&"--enable-priority-and-fairness=false".to_owned()));
+    }
+
+    #[test]
+    fn the_apiserver_should_read_kwoks_token_file_only_when_kwok_has_a_token() {
+        let dir = crate::paths::Workdir::from_env().cluster("t");
+        let token_file = format!("--token-auth-file={}", dir.pki().token_auth_file().display());
+        for (auth, expected) in [(KwokAuth::Token, true), (KwokAuth::Cert, false)] {
+            let options = Options {
+                kwok_auth: auth,
+                ..options(false)
+            };
+            let ctx = Context {
+                options: &options,
+                dir: &dir,
+            };
+            let apiserver = plan(&ctx, &binaries())
+                .into_iter()
+                .find(|c| c.name == Component::KubeApiserver)
+                .expect("an apiserver");
+            assert_eq!(
+                apiserver.args.contains(&token_file),
+                expected,
+                "{auth}: {:?}",
+                apiserver.args
+            );
+        }
     }
 
     #[test]

@@ -170,6 +170,13 @@ pub struct ClusterOptions {
     #[arg(long, env = "KWOK_KWOK_PRIORITY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kwok_priority: Option<String>,
+    /// How kwok authenticates to the apiserver: `token` (a bearer token in the
+    /// apiserver's token file: no certificate chain to verify on each request) or `cert`
+    /// (a client certificate, as upstream kwokctl); the same user and groups either way
+    /// [default: token]
+    #[arg(long, env = "KWOK_KWOK_AUTH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kwok_auth: Option<String>,
     /// Port of kube-controller-manager [default: a free port]
     #[arg(long, env = "KWOK_KUBE_CONTROLLER_MANAGER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]

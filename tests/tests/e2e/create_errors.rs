@@ -271,6 +271,12 @@ fn bad_flags_should_be_refused_with_one_line_and_make_nothing() {
         &["--kwok-priority", "high"],
         "--kwok-priority high: must be node-high or exempt",
     );
+    refused(
+        &kwokctl,
+        "f10",
+        &["--kwok-auth", "bearer"],
+        "--kwok-auth bearer: must be token or cert",
+    );
     let policy = kwokctl.workdir().with_file_name("policy.yaml");
     fs::write(&policy, "- not\n- a mapping\n").unwrap();
     refused(

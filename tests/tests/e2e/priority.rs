@@ -79,3 +79,72 @@ fn kwok_should_be_prioritized_as_a_kubelet_by_default_and_exempt_on_request() {
     let config = std::fs::read_to_string(exempt.dir().join("kwok.yaml")).unwrap();
     assert!(config.contains("kwokPriority: exempt"), "{config}");
 }
+
+/// User and groups the apiserver sees for `kubeconfig` (`kubectl auth whoami`).
+fn whoami(cluster: &Cluster, kubeconfig: &std::path::Path) -> String {
+    cluster.kubectl(&[
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ])
+}
+
+#[test]
+fn kwok_should_authenticate_by_token_by_default_and_by_certificate_on_request() {
+    let cluster = Cluster::create("auth", &[]);
+    two_ready_nodes(&cluster);
+    let kubeconfig = cluster.dir().join("kubeconfigs/kwok-controller.yaml");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(
+        text.contains("token:") && !text.contains("client-certificate-data"),
+        "{text}"
+    );
+    // The apiserver knows the token as kwok's user, in the groups of its priority.
+    let who = whoami(&cluster, &kubeconfig);
+    assert!(
+        who.starts_with("kwok-controller ") && who.contains("system:monitoring"),
+        "{who}"
+    );
+    assert_eq!(cluster.config_value("kwokAuth"), "token");
+    // A wrong token is refused: the apiserver reads the file, it does not let anyone in.
+    let forged = cluster.dir().join("forged.yaml");
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .unwrap()
+        .trim();
+    std::fs::write(&forged, text.replace(token, "not-the-token")).unwrap();
+    let refused = cluster.kwokctl.err(&[
+        "--name",
+        cluster.name,
+        "kubectl",
+        "--kubeconfig",
+        &forged.display().to_string(),
+        "get",
+        "nodes",
+    ]);
+    assert!(refused.contains("Unauthorized"), "{refused}");
+    // The token outlives a restart: the apiserver reads the same file again.
+    cluster.kwokctl.ok(&["--name", cluster.name, "stop", "cluster"]);
+    cluster.kwokctl.ok(&["--name", cluster.name, "start", "cluster"]);
+    assert_eq!(whoami(&cluster, &kubeconfig), who);
+
+    let cert = Cluster::create("auth-cert", &["--kwok-auth", "cert", "--kwok-priority", "exempt"]);
+    two_ready_nodes(&cert);
+    let kubeconfig = cert.dir().join("kubeconfigs/kwok-controller.yaml");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(
+        text.contains("client-certificate-data") && !text.contains("token:"),
+        "{text}"
+    );
+    assert!(!cert.dir().join("pki/token-auth.csv").exists());
+    let who = whoami(&cert, &kubeconfig);
+    assert!(
+        who.starts_with("kwok-controller ") && who.contains("system:masters"),
+        "{who}"
+    );
+    assert_eq!(cert.config_value("kwokAuth"), "cert");
+}

@@ -1,35 +1,44 @@
 #!/usr/bin/env bash
-# What kwok's Lease renewal encoding costs the control plane (issue 27's wire-encoding
-# lever): one kwokctl cluster, NODES idle nodes held by one `kwok` (40 s Leases, a PUT
-# per node every 10 s), restarted with the same --id (so it resumes its Leases at once)
-# in alternating phases of `--node-lease-encoding json` and `protobuf`. Each phase
-# settles SETTLE seconds, then measures MEASURE seconds: the CPU of kube-apiserver,
-# etcd and kwok from /proc, and the renewals from kwok's /metrics (PUTs answered 200)
-# and the apiserver's (`apiserver_request_total` PUT leases). Alternating (json,
-# protobuf, json, protobuf, ...) lets drift show as a difference between the repeats.
-# Only a summary is kept: perf/results/<date>-lease-encoding/summary.md.
+# What a choice in how kwok renews its Leases costs the control plane (issue 27): one
+# kwokctl cluster, NODES idle nodes held by one `kwok` (40 s Leases, a PUT per node
+# every 10 s), restarted with the same --id (so it resumes its Leases at once) in
+# alternating phases of the two sides of COMPARE:
+#   encoding  `--node-lease-encoding json` against `protobuf` (the wire-encoding lever)
+#   auth      kwok's client certificate (`cert`) against its bearer token (`token`,
+#             kwokctl's `--kwok-auth`)
+# Each phase settles SETTLE seconds, then measures MEASURE seconds: the CPU of
+# kube-apiserver, etcd and kwok from /proc, and the renewals from kwok's /metrics (PUTs
+# answered 200) and the apiserver's (`apiserver_request_total` PUT leases). Alternating
+# (A, B, A, B, ...) lets drift show as a difference between the repeats. Only a summary
+# is kept: perf/results/<date>-lease-encoding/ or <date>-kwok-auth/summary.md.
 #
-#   perf/tools/lease-encoding-ab.sh [--nodes 5000] [--rounds 2] [--settle 30]
-#       [--measure 120] [--bin target/dist] [--keep]
+#   perf/tools/lease-ab.sh [--compare encoding|auth] [--nodes 5000] [--rounds 2]
+#       [--settle 30] [--measure 120] [--bin target/dist] [--keep]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-NODES=5000 ROUNDS=2 SETTLE=30 MEASURE=120 BIN="$ROOT/target/dist" KEEP=0
+COMPARE=encoding NODES=5000 ROUNDS=2 SETTLE=30 MEASURE=120 BIN="$ROOT/target/dist" KEEP=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --compare) COMPARE=$2; shift 2 ;;
     --nodes) NODES=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --settle) SETTLE=$2; shift 2 ;;
     --measure) MEASURE=$2; shift 2 ;;
     --bin) BIN=$(cd "$2" && pwd); shift 2 ;;
     --keep) KEEP=1; shift ;;
-    *) echo "lease-encoding-ab: unknown argument $1" >&2; exit 2 ;;
+    *) echo "lease-ab: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 for b in kwok kwokctl; do
-  [[ -x "$BIN/$b" ]] || { echo "lease-encoding-ab: $BIN/$b is missing (cargo build --profile dist -p kwok-shards -p kwokctl)" >&2; exit 2; }
+  [[ -x "$BIN/$b" ]] || { echo "lease-ab: $BIN/$b is missing (cargo build --profile dist -p kwok-shards -p kwokctl)" >&2; exit 2; }
 done
-(( NODES <= 62500 )) || { echo "lease-encoding-ab: --nodes at most 62500 (one /24 podCIDR each)" >&2; exit 2; }
+case "$COMPARE" in
+  encoding) PHASES=(json protobuf) AUTH=cert RESULTS=lease-encoding TITLE="Lease renewal encoding, json against protobuf" ;;
+  auth) PHASES=(cert token) AUTH=token RESULTS=kwok-auth TITLE="kwok's Lease renewals with a client certificate against a bearer token" ;;
+  *) echo "lease-ab: --compare $COMPARE: must be encoding or auth" >&2; exit 2 ;;
+esac
+(( NODES <= 62500 )) || { echo "lease-ab: --nodes at most 62500 (one /24 podCIDR each)" >&2; exit 2; }
 
 NAME=leaseab ID=kwok-leaseab
 WORK=$(mktemp -d /tmp/kwok-leaseab-XXXXXX)
@@ -37,7 +46,7 @@ export KWOK_WORKDIR="$WORK/kwok" KUBECONFIG="$WORK/kubeconfig"
 export KWOK_CACHE_DIR="${KWOK_CACHE_DIR:-$HOME/.kwok/cache}"
 unset KWOK_NAME
 CDIR="$KWOK_WORKDIR/clusters/$NAME"
-OUT="$ROOT/perf/results/$(date -u +%Y-%m-%d)-lease-encoding"
+OUT="$ROOT/perf/results/$(date -u +%Y-%m-%d)-$RESULTS"
 mkdir -p "$WORK/logs" "$OUT"
 KWOK_PID="" PORT=""
 
@@ -56,13 +65,23 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # utime + stime of a process, in clock ticks.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# Starts kwok with Lease encoding $1 (stopping the one before) and waits until ready.
+# Starts kwok for phase $1 (stopping the one before) and waits until ready: the phase
+# names its Lease encoding, or its credential (`cert`: a copy of kwok's kubeconfig with
+# its client certificate in place of the token kwokctl gave it).
 start_kwok() {
   if [[ -n "$KWOK_PID" ]]; then kill -TERM "$KWOK_PID"; wait "$KWOK_PID" 2>/dev/null || true; fi
   PORT=$(free_port)
-  "$BIN/kwok" --kubeconfig="$CDIR/kubeconfigs/kwok-controller.yaml" \
+  local kubeconfig="$CDIR/kubeconfigs/kwok-controller.yaml" encoding=json
+  case "$1" in
+    json|protobuf) encoding=$1 ;;
+    cert) kubeconfig="$WORK/kwok-cert.yaml"
+      sed -E "s|^( *)token: .*|\1client-certificate: $CDIR/pki/kwok-controller.crt\n\1client-key: $CDIR/pki/kwok-controller.key|" \
+        "$CDIR/kubeconfigs/kwok-controller.yaml" >"$kubeconfig"
+      grep -q client-certificate "$kubeconfig" || { echo "lease-ab: kwok's kubeconfig has no token to replace" >&2; exit 1; } ;;
+  esac
+  "$BIN/kwok" --kubeconfig="$kubeconfig" \
     --server-address="127.0.0.1:$PORT" --id="$ID" --manage-all-nodes=true \
-    --node-lease-duration-seconds=40 --node-lease-encoding="$1" >>"$WORK/logs/kwok-$1.log" 2>&1 &
+    --node-lease-duration-seconds=40 --node-lease-encoding="$encoding" >>"$WORK/logs/kwok-$1.log" 2>&1 &
   KWOK_PID=$!
   for _ in $(seq 300); do
     [[ "$(curl -s "http://127.0.0.1:$PORT/readyz" || true)" == ok ]] && return
@@ -91,10 +110,10 @@ print(n)'
 }
 
 log "cluster in $WORK"
-"$BIN/kwokctl" create cluster --name "$NAME" --disable-qps-limits >"$WORK/logs/create.log" 2>&1
+"$BIN/kwokctl" create cluster --name "$NAME" --disable-qps-limits --kwok-auth "$AUTH" >"$WORK/logs/create.log" 2>&1
 kill -KILL "$(cat "$CDIR/pids/kwok-controller.pid")"   # the kwok started below drives the nodes
 APISERVER=$(cat "$CDIR/pids/kube-apiserver.pid") ETCD=$(cat "$CDIR/pids/etcd.pid")
-start_kwok json
+start_kwok "${PHASES[0]}"
 for ((i = 0; i < NODES; i++)); do
   printf 'apiVersion: v1\nkind: Node\nmetadata:\n  name: ab-%d\n  annotations: {kwok.x-k8s.io/node: fake}\nspec:\n  podCIDR: 10.%d.%d.0/24\n---\n' \
     "$i" $(( 10 + i / 250 )) $(( i % 250 ))
@@ -110,7 +129,7 @@ log "$NODES nodes Ready"
 HZ=$(getconf CLK_TCK)
 ROWS=""
 for ((r = 1; r <= ROUNDS; r++)); do
-  for enc in json protobuf; do
+  for enc in "${PHASES[@]}"; do
     start_kwok "$enc"
     sleep "$SETTLE"
     a0=$(ticks "$APISERVER") e0=$(ticks "$ETCD") k0=$(ticks "$KWOK_PID") p0=$(kwok_puts) s0=$(apiserver_puts)
@@ -128,15 +147,15 @@ print(f'| $r | $enc | {puts} | {seen} | {puts / m:.0f} | {ms($a1 - $a0):.3f} | {
 done
 
 {
-  echo "# Lease renewal encoding, json against protobuf — $(date -u +%Y-%m-%d)"
+  echo "# $TITLE — $(date -u +%Y-%m-%d)"
   echo
-  echo "\`perf/tools/lease-encoding-ab.sh --nodes $NODES --rounds $ROUNDS --settle $SETTLE --measure $MEASURE\`:"
+  echo "\`perf/tools/lease-ab.sh --compare $COMPARE --nodes $NODES --rounds $ROUNDS --settle $SETTLE --measure $MEASURE\`:"
   echo "one kwokctl cluster (\`--disable-qps-limits\`), $NODES idle nodes with 40 s Leases held by one"
   echo "\`kwok --id=$ID\` (commit $(git -C "$ROOT" rev-parse --short HEAD), \`$BIN/kwok\`), restarted for each"
-  echo "phase with \`--node-lease-encoding\` as given; ${SETTLE} s to settle, then ${MEASURE} s measured."
+  echo "phase as the second column says (\`--node-lease-encoding\`, or kwok's credential); ${SETTLE} s to settle, then ${MEASURE} s measured."
   echo "$(nproc) cores, $("$BIN/kwokctl" --version 2>/dev/null | head -1)."
   echo
-  echo "| round | encoding | PUTs (kwok, 200) | PUTs (apiserver) | PUTs/s | kube-apiserver CPU ms / PUT | etcd CPU ms / PUT | kwok CPU ms / PUT | kube-apiserver cores | leases expired at the end |"
+  echo "| round | $COMPARE | PUTs (kwok, 200) | PUTs (apiserver) | PUTs/s | kube-apiserver CPU ms / PUT | etcd CPU ms / PUT | kwok CPU ms / PUT | kube-apiserver cores | leases expired at the end |"
   echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s' "$ROWS"
 } > "$OUT/summary.md"
