@@ -141,8 +141,11 @@ fn mark_repeated_keys(value: &mut Value, schema: Schema) {
         match (schema.list(name), field) {
             (ListStrategy::MergeByKey(key), Value::Array(items)) => {
                 items.iter_mut().for_each(|item| mark_repeated_keys(item, child));
-                let keys: Vec<&Value> = items.iter().filter_map(|item| item.get(key)).collect();
-                let repeated = keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+                // Lists are short (conditions, addresses): pairs, with nothing collected.
+                let repeated = items.iter().enumerate().any(|(i, item)| {
+                    item.get(key)
+                        .is_some_and(|k| items[..i].iter().any(|before| before.get(key) == Some(k)))
+                });
                 if repeated {
                     items.insert(0, serde_json::json!({PATCH: "replace"}));
                 }

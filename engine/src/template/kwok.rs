@@ -7,7 +7,7 @@ use std::{
     sync::LazyLock,
 };
 
-use jiff::{Timestamp, tz::Offset};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::{
@@ -54,26 +54,10 @@ pub fn rfc3339_nano(t: Timestamp) -> String {
     out
 }
 
-/// Writes Go's `time.RFC3339Nano` of `t` in UTC.
+/// Writes Go's `time.RFC3339Nano` of `t` in UTC: jiff's RFC 3339 printer is that format
+/// for the years Go prints with four digits (every `Now` a template renders).
 pub fn write_rfc3339_nano(t: Timestamp, out: &mut String) {
-    let dt = Offset::UTC.to_datetime(t);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    );
-    let nanos = dt.subsec_nanosecond();
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push('Z');
+    let _ = write!(out, "{t}");
 }
 
 /// The deepest `YAML` indent accepted (in levels of two spaces).
@@ -330,6 +314,16 @@ mod tests {
         assert_eq!(rfc3339_nano(t), "2024-01-02T03:04:05.12Z");
         let t: Timestamp = "2024-01-02T03:04:05Z".parse().unwrap();
         assert_eq!(rfc3339_nano(t), "2024-01-02T03:04:05Z");
+        // Go's time.Time.Format(time.RFC3339Nano) of the same instants.
+        for go in [
+            "0001-01-01T00:00:00Z",
+            "1970-01-01T00:00:00.000000001Z",
+            "2026-12-06T04:23:20.5Z",
+            "2026-12-31T23:59:59.999999999Z",
+            "9999-12-30T12:00:00.01Z",
+        ] {
+            assert_eq!(rfc3339_nano(go.parse().unwrap()), go);
+        }
     }
 
     #[test]
