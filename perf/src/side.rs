@@ -326,6 +326,12 @@ impl SideResult {
         self
     }
 
+    /// Control-plane CPU milliseconds per pod created (`POST pods`, churn's recreations
+    /// included); see [`per_pod_created`].
+    pub fn control_plane_cpu_ms_per_pod_created(&self) -> Option<f64> {
+        per_pod_created(&self.control_plane_cpu_seconds, &self.apiserver_requests_by)
+    }
+
     /// CPU seconds per 1,000 transitions of one control-plane component.
     pub fn component_cpu_per_1000(&self, component: &str) -> Option<f64> {
         let cpu = self.control_plane_cpu_seconds.get(component)?;
@@ -378,6 +384,18 @@ impl SideResult {
 }
 
 /// `v` per 1,000 of `n` (0 when `n` is 0).
+/// The control plane's CPU (all components, seconds) in milliseconds per pod created.
+/// A pod's life (its create, scheduling, binding, status, deletion and events) costs
+/// the control plane far more than a Lease renewal, yet each counts as one transition:
+/// where the two sides' runs mix them differently (`churn` runs as many pods as the
+/// machine allows for a fixed time, and the slower side renews more Leases meanwhile),
+/// this is the figure that compares like with like. `None` without pods or CPU figures.
+fn per_pod_created(cpu: &BTreeMap<String, f64>, requests: &BTreeMap<String, u64>) -> Option<f64> {
+    let pods = *requests.get("POST pods")?;
+    let cpu: f64 = cpu.values().sum();
+    (pods > 0 && cpu > 0.0).then(|| cpu * 1000.0 / pods as f64)
+}
+
 fn per_1000(v: f64, n: u64) -> f64 {
     if n == 0 { 0.0 } else { v * 1000.0 / n as f64 }
 }
@@ -433,5 +451,21 @@ mod tests {
         assert_eq!(d, map(&[("etcd", 4.0), ("kube-apiserver", 30.0)]));
         assert_eq!(per_1000(34.0, 17_000), 2.0);
         assert_eq!(per_1000(34.0, 0), 0.0);
+    }
+
+    #[test]
+    fn cpu_per_pod_created_should_count_every_component_over_the_pod_creates() {
+        let cpu = BTreeMap::from([("etcd".to_owned(), 100.0), ("kube-apiserver".to_owned(), 400.0)]);
+        let requests = BTreeMap::from([
+            ("POST pods".to_owned(), 20_000),
+            ("PUT leases".to_owned(), 90_000),
+        ]);
+        assert_eq!(per_pod_created(&cpu, &requests), Some(25.0));
+        assert_eq!(per_pod_created(&cpu, &BTreeMap::new()), None, "no pods created");
+        assert_eq!(
+            per_pod_created(&BTreeMap::new(), &requests),
+            None,
+            "no CPU figures"
+        );
     }
 }

@@ -44,6 +44,11 @@ const FIGURES: &[Figure<SideResult>] = &[
         "lower",
     ),
     (
+        "control plane CPU ms / pod created",
+        |r| r.control_plane_cpu_ms_per_pod_created(),
+        "lower",
+    ),
+    (
         "etcd CPU s / 1,000 transitions",
         |r| r.component_cpu_per_1000("etcd"),
         "lower",
