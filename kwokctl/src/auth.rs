@@ -13,7 +13,7 @@
 //! either way. [`KwokAuth::Cert`] is upstream kwokctl's set-up, for side-by-side runs.
 //! kwok's certificate is issued in both cases (it is one of the cluster's clients).
 
-use std::{fmt, fs, path::Path};
+use std::{fmt, fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
 
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -77,10 +77,17 @@ pub fn token_line(token: &str, priority: KwokPriority) -> String {
     )
 }
 
-/// Writes kwok's token for `priority`'s groups to `path` and returns the token.
+/// Writes kwok's token for `priority`'s groups to `path`, readable by its owner only
+/// (the token is as good as kwok's cluster-admin binding), and returns the token.
 pub fn write_token_file(path: &Path, priority: KwokPriority) -> std::io::Result<String> {
     let token = new_token();
-    fs::write(path, token_line(&token, priority))?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(token_line(&token, priority).as_bytes())?;
     Ok(token)
 }
 
@@ -115,5 +122,18 @@ mod tests {
             token_line("t", KwokPriority::Exempt),
             "t,kwok-controller,kwok-controller,\"system:masters\"\n"
         );
+    }
+
+    #[test]
+    fn the_token_file_should_be_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token-auth.csv");
+        let token = write_token_file(&path, KwokPriority::NodeHigh).unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            token_line(&token, KwokPriority::NodeHigh)
+        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }
