@@ -231,28 +231,42 @@ fn heartbeat_factor(o: &ClusterOptions) -> Result<f64> {
     Ok(factor)
 }
 
+/// A flag naming one of a few values: `parse`d, the default when not given, or refused
+/// with `reason` (which lists the names).
+fn one_of<T: Default>(
+    raw: &Option<String>,
+    flag: &'static str,
+    parse: fn(&str) -> Option<T>,
+    reason: &'static str,
+) -> Result<T> {
+    let Some(raw) = raw else {
+        return Ok(T::default());
+    };
+    parse(raw).ok_or_else(|| Error::Invalid {
+        flag,
+        value: raw.clone(),
+        reason,
+    })
+}
+
 /// `--kwok-priority`: `node-high` or `exempt`.
 fn kwok_priority(o: &ClusterOptions) -> Result<KwokPriority> {
-    let Some(raw) = &o.kwok_priority else {
-        return Ok(KwokPriority::default());
-    };
-    KwokPriority::parse(raw).ok_or_else(|| Error::Invalid {
-        flag: "--kwok-priority",
-        value: raw.clone(),
-        reason: "must be node-high or exempt",
-    })
+    one_of(
+        &o.kwok_priority,
+        "--kwok-priority",
+        KwokPriority::parse,
+        "must be node-high or exempt",
+    )
 }
 
 /// `--kwok-auth`: `token` or `cert`.
 fn kwok_auth(o: &ClusterOptions) -> Result<KwokAuth> {
-    let Some(raw) = &o.kwok_auth else {
-        return Ok(KwokAuth::default());
-    };
-    KwokAuth::parse(raw).ok_or_else(|| Error::Invalid {
-        flag: "--kwok-auth",
-        value: raw.clone(),
-        reason: "must be token or cert",
-    })
+    one_of(
+        &o.kwok_auth,
+        "--kwok-auth",
+        KwokAuth::parse,
+        "must be token or cert",
+    )
 }
 
 /// The most kwoks `--kwok-replicas` runs: each is a process with a port of its own on
