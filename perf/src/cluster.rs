@@ -26,7 +26,8 @@ pub struct Priority {
     #[serde(default = "exempt")]
     pub kwok: String,
     /// kwokctl's `--kwok-auth` for the side's kwok: `cert` (a client certificate, as
-    /// upstream kwokctl) or `token` (a bearer token). Runs before it had certificates.
+    /// upstream kwokctl) or `token` (a bearer token). Results saved before this field
+    /// existed were runs with certificates.
     #[serde(default = "cert")]
     pub auth: String,
 }
