@@ -383,7 +383,6 @@ impl SideResult {
     }
 }
 
-/// `v` per 1,000 of `n` (0 when `n` is 0).
 /// The control plane's CPU (all components, seconds) in milliseconds per pod created.
 /// A pod's life (its create, scheduling, binding, status, deletion and events) costs
 /// the control plane far more than a Lease renewal, yet each counts as one transition:
@@ -396,6 +395,7 @@ fn per_pod_created(cpu: &BTreeMap<String, f64>, requests: &BTreeMap<String, u64>
     (pods > 0 && cpu > 0.0).then(|| cpu * 1000.0 / pods as f64)
 }
 
+/// `v` per 1,000 of `n` (0 when `n` is 0).
 fn per_1000(v: f64, n: u64) -> f64 {
     if n == 0 { 0.0 } else { v * 1000.0 / n as f64 }
 }
