@@ -270,10 +270,12 @@ fn write_files(dir: &ClusterDir, config: &ClusterConfig) -> Result<()> {
         &kubeconfig::build(name, &server, &pki, Credential::Certificate("admin"))?,
     )?;
     let kwok_token = match config.options.kwok_auth {
-        KwokAuth::Token => Some(
-            auth::write_token_file(&pki.token_auth_file(), kwok_priority)
-                .with_context(|| format!("failed to write {}", pki.token_auth_file().display()))?,
-        ),
+        KwokAuth::Token => {
+            let file = pki.token_auth_file();
+            let token = auth::write_token_file(&file, kwok_priority)
+                .with_context(|| format!("failed to write {}", file.display()))?;
+            Some(token)
+        }
         KwokAuth::Cert => None,
     };
     for client in pki::clients(kwok_priority).filter(|c| c.file != "admin") {
