@@ -55,10 +55,7 @@ fn kwok_should_serve_https_with_the_given_certificate_and_key() {
     let log = fs::File::create(cluster.dir().join("logs/test-kwok-tls.log")).unwrap();
     let mut kwok = Killed(
         Command::new(bin_dir().join("kwok"))
-            .arg(format!(
-                "--kubeconfig={}",
-                cluster.dir().join("kubeconfigs/kwok-controller.yaml").display()
-            ))
+            .arg(format!("--kubeconfig={}", cluster.kwok_kubeconfig().display()))
             .arg(format!("--server-address=127.0.0.1:{port}"))
             .arg(format!("--tls-cert-file={}", pki.join("serving.crt").display()))
             .arg(format!(

@@ -96,7 +96,7 @@ fn whoami(cluster: &Cluster, kubeconfig: &std::path::Path) -> String {
 fn kwok_should_authenticate_by_token_by_default_and_by_certificate_on_request() {
     let cluster = Cluster::create("auth", &[]);
     two_ready_nodes(&cluster);
-    let kubeconfig = cluster.dir().join("kubeconfigs/kwok-controller.yaml");
+    let kubeconfig = cluster.kwok_kubeconfig();
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
     assert!(
         text.contains("token:") && !text.contains("client-certificate-data"),
@@ -134,7 +134,7 @@ fn kwok_should_authenticate_by_token_by_default_and_by_certificate_on_request() 
 
     let cert = Cluster::create("auth-cert", &["--kwok-auth", "cert", "--kwok-priority", "exempt"]);
     two_ready_nodes(&cert);
-    let kubeconfig = cert.dir().join("kubeconfigs/kwok-controller.yaml");
+    let kubeconfig = cert.kwok_kubeconfig();
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
     assert!(
         text.contains("client-certificate-data") && !text.contains("token:"),

@@ -174,10 +174,14 @@ impl Cluster {
         self.kwokctl.cluster_dir(self.name)
     }
 
+    /// The kubeconfig kwok is given.
+    pub fn kwok_kubeconfig(&self) -> PathBuf {
+        self.dir().join("kubeconfigs/kwok-controller.yaml")
+    }
+
     /// The apiserver's port, from the kubeconfig kwok is given.
     pub fn apiserver_port(&self) -> u16 {
-        let kubeconfig = fs::read_to_string(self.dir().join("kubeconfigs/kwok-controller.yaml"))
-            .expect("kwok-controller kubeconfig");
+        let kubeconfig = fs::read_to_string(self.kwok_kubeconfig()).expect("kwok-controller kubeconfig");
         let server = kubeconfig
             .lines()
             .find_map(|l| l.trim().strip_prefix("server:"))
@@ -391,10 +395,7 @@ impl KwokProcess {
         let log =
             fs::File::create(cluster.dir().join("logs").join(format!("test-kwok-{port}.log"))).expect("log");
         let child = Command::new(bin_dir().join("kwok"))
-            .arg(format!(
-                "--kubeconfig={}",
-                cluster.dir().join("kubeconfigs/kwok-controller.yaml").display()
-            ))
+            .arg(format!("--kubeconfig={}", cluster.kwok_kubeconfig().display()))
             .arg(format!("--server-address={address}"))
             .args(args)
             .stdout(log.try_clone().expect("log"))
