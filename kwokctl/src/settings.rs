@@ -12,7 +12,7 @@ use crate::{
     flags::{ClusterOptions, CreateClusterArgs},
     kube_version::Versions,
     options::{
-        DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_QUOTA_BYTES, DEFAULT_HEARTBEAT_FACTOR,
+        DEFAULT_CONTROL_PLANE_GOGC, DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_QUOTA_BYTES, DEFAULT_HEARTBEAT_FACTOR,
         DEFAULT_NODE_LEASE_DURATION_SECONDS, Options,
     },
     priority::KwokPriority,
@@ -110,6 +110,7 @@ impl Settings {
             kwok_replica_ports: vec![0; kwok_replicas as usize - 1],
             kwok_priority: kwok_priority(&o)?,
             kwok_auth: kwok_auth(&o)?,
+            control_plane_gogc: control_plane_gogc(&o)?,
             disable_qps_limits: o.disable_qps_limits.unwrap_or(false),
             prometheus_port: runs(Component::Prometheus).then(|| o.prometheus_port.unwrap_or(0)),
             jaeger_port: runs(Component::Jaeger).then(|| o.jaeger_port.unwrap_or(0)),
@@ -267,6 +268,25 @@ fn kwok_auth(o: &ClusterOptions) -> Result<KwokAuth> {
         KwokAuth::parse,
         "must be token or cert",
     )
+}
+
+/// The largest `--control-plane-gogc`: a heap 1,000 times what is live is as good as
+/// never collected, which GOGC=off says plainly (and a component patch can set).
+const MAX_CONTROL_PLANE_GOGC: u32 = 100_000;
+
+/// `--control-plane-gogc`: a whole number from 1 to [`MAX_CONTROL_PLANE_GOGC`].
+fn control_plane_gogc(o: &ClusterOptions) -> Result<u32> {
+    let Some(raw) = &o.control_plane_gogc else {
+        return Ok(DEFAULT_CONTROL_PLANE_GOGC);
+    };
+    match raw.trim().parse() {
+        Ok(n) if (1..=MAX_CONTROL_PLANE_GOGC).contains(&n) => Ok(n),
+        _ => Err(Error::Invalid {
+            flag: "--control-plane-gogc",
+            value: raw.clone(),
+            reason: "must be a whole number from 1 to 100000 (percent; 100 is Go's default)",
+        }),
+    }
 }
 
 /// The most kwoks `--kwok-replicas` runs: each is a process with a port of its own on
@@ -648,6 +668,29 @@ mod tests {
             &UserConfig::default(),
         );
         assert_eq!(one.unwrap().options.kwok_replicas, 1, "one kwok needs no leases");
+    }
+
+    #[test]
+    fn control_plane_gogc_should_default_to_400_and_be_read_from_flag_or_file() {
+        let gogc = |argv: &[&str], user: &UserConfig| resolve(argv, user).unwrap().options.control_plane_gogc;
+        assert_eq!(gogc(&[], &UserConfig::default()), 400);
+        assert_eq!(
+            gogc(&["--control-plane-gogc", "100"], &UserConfig::default()),
+            100
+        );
+        let mut user = UserConfig::default();
+        let doc = "kind: KwokctlConfiguration\noptions:\n  controlPlaneGogc: 250\n";
+        user.parse("g.yaml", doc).unwrap();
+        assert_eq!(gogc(&[], &user), 250);
+        let err = |argv: &[&str]| resolve(argv, &UserConfig::default()).unwrap_err().to_string();
+        for bad in ["0", "off", "-5", "100001"] {
+            assert_eq!(
+                err(&[&format!("--control-plane-gogc={bad}")]),
+                format!(
+                    "--control-plane-gogc {bad}: must be a whole number from 1 to 100000 (percent; 100 is Go's default)"
+                )
+            );
+        }
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub struct Priority {
     /// existed were runs with certificates.
     #[serde(default = "cert")]
     pub auth: String,
+    /// kwokctl's `--control-plane-gogc` for the side's cluster: 100 (Go's default,
+    /// upstream kwokctl's set-up) or more (less garbage collection, more memory). Results
+    /// saved before this field existed ran with Go's default.
+    #[serde(default = "go_default_gogc")]
+    pub gogc: u32,
+}
+
+fn go_default_gogc() -> u32 {
+    100
 }
 
 fn cert() -> String {
@@ -46,6 +55,7 @@ impl Default for Priority {
             apf: false,
             kwok: exempt(),
             auth: cert(),
+            gogc: go_default_gogc(),
         }
     }
 }
@@ -134,6 +144,9 @@ impl Cluster {
             // Upstream kwokctl's client certificate unless asked otherwise.
             "--kwok-auth".into(),
             priority.auth.clone(),
+            // Go's default for the control plane unless asked otherwise.
+            "--control-plane-gogc".into(),
+            priority.gogc.to_string(),
             "--kwok-controller-binary".into(),
             kwok,
         ];

@@ -98,6 +98,11 @@ struct Flags {
     /// upstream kwokctl's set-up) or `token` (a bearer token, kwokctl's default).
     #[arg(long, default_value = "cert", value_parser = ["cert", "token"])]
     kwok_auth: String,
+    /// GOGC of both sides' Go control plane (kwokctl's `--control-plane-gogc`): 100 is
+    /// Go's default and upstream kwokctl's set-up (every earlier run); kwokctl's own
+    /// default is 400.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    control_plane_gogc: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +142,7 @@ fn controller(side: &str, binary: PathBuf, replicas: u32, flags: &Flags) -> Resu
             apf: flags.apf,
             kwok: flags.kwok_priority.clone(),
             auth: flags.kwok_auth.clone(),
+            gogc: flags.control_plane_gogc,
         },
     })
 }
@@ -244,7 +250,7 @@ fn machine(controllers: &[Controller]) -> String {
     for c in controllers {
         out += &format!("- {} kwok: {} ({})\n", c.side, c.version, c.binary.display());
         out += &format!(
-            "- {} priority: APF {}, loadgen as {}, kwok `--kwok-priority {} --kwok-auth {}`\n",
+            "- {} priority: APF {}, loadgen as {}, kwok `--kwok-priority {} --kwok-auth {}`, control plane `--control-plane-gogc {}`\n",
             c.side,
             if c.priority.apf { "on" } else { "off" },
             if c.priority.apf {
@@ -253,7 +259,8 @@ fn machine(controllers: &[Controller]) -> String {
                 "the admin"
             },
             c.priority.kwok,
-            c.priority.auth
+            c.priority.auth,
+            c.priority.gogc
         );
     }
     for (c, v) in [("kube-apiserver", "v1.36.5"), ("etcd", "v3.6.16")] {

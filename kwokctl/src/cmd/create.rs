@@ -97,6 +97,7 @@ pub(super) async fn cluster(
     };
     let mut planned = components::plan(&ctx, &binaries);
     planned.retain(|c| settings.runs(c.name));
+    components::tune_go_runtime(&mut planned, options.control_plane_gogc, memory_total());
     components::apply_patches(&mut planned, &settings.patches)?;
     // Images are a cache shared by clusters, like binaries: a failed create keeps them.
     runtime
@@ -347,6 +348,19 @@ fn resolve_binaries(finder: &Finder, args: &CreateClusterArgs, s: &Settings) -> 
     })
 }
 
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`); `None` where there is
+/// no such file (the Go control plane then gets no GOMEMLIMIT).
+fn memory_total() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total(&meminfo)
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Cluster names become folder names and kubeconfig entries: DNS labels only.
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -365,6 +379,14 @@ fn validate_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mem_total_should_be_read_in_bytes() {
+        let meminfo = "MemTotal:       24683784 kB\nMemFree:         1000 kB\n";
+        assert_eq!(parse_mem_total(meminfo), Some(24_683_784 * 1024));
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_mem_total("MemTotal: lots\n"), None);
+    }
 
     #[test]
     fn validate_name_should_accept_dns_labels_only() {

@@ -158,6 +158,42 @@ pub fn plan(ctx: &Context<'_>, binaries: &Binaries) -> Vec<ComponentSpec> {
     all
 }
 
+/// The components `--control-plane-gogc` tunes: the Go control plane built from
+/// Kubernetes and etcd (kwok is Rust; Prometheus, Jaeger and metrics-server run as they come).
+const GO_CONTROL_PLANE: [Component; 4] = [
+    Component::Etcd,
+    Component::KubeApiserver,
+    Component::KubeControllerManager,
+    Component::KubeScheduler,
+];
+
+/// Sets GOGC on the Go control plane, and above Go's default also GOMEMLIMIT at a
+/// quarter of `memory` (the machine's bytes, when known): the four together may then
+/// not grow their heaps' garbage past the machine, however big their live heaps get.
+/// Nothing at Go's default (100). Run before [`apply_patches`], so that a patch's
+/// `extraEnvs` still win (the last of a name is the one a process gets).
+pub fn tune_go_runtime(components: &mut [ComponentSpec], gogc: u32, memory: Option<u64>) {
+    if gogc == crate::options::GO_DEFAULT_GOGC {
+        return;
+    }
+    let mut envs = vec![EnvVar {
+        name: "GOGC".into(),
+        value: gogc.to_string(),
+    }];
+    if let Some(bytes) = memory.filter(|_| gogc > crate::options::GO_DEFAULT_GOGC) {
+        envs.push(EnvVar {
+            name: "GOMEMLIMIT".into(),
+            value: (bytes / 4).to_string(),
+        });
+    }
+    for component in components
+        .iter_mut()
+        .filter(|c| GO_CONTROL_PLANE.contains(&c.name))
+    {
+        component.envs.extend(envs.iter().cloned());
+    }
+}
+
 /// Applies `patches` to the components they name: each extra arg replaces a flag of the
 /// same key or is appended; envs are added. Patches of components that do not run are
 /// dropped; those of unknown components are an error.
@@ -405,6 +441,64 @@ mod tests {
                 apiserver.args
             );
         }
+    }
+
+    #[test]
+    fn the_go_control_plane_should_get_gogc_and_a_memory_limit_that_patches_can_override() {
+        let env = |c: &ComponentSpec, name: &str| {
+            // The last of a name is what the process gets.
+            c.envs
+                .iter()
+                .rev()
+                .find(|e| e.name == name)
+                .map(|e| e.value.clone())
+        };
+        let mut all = plan_of(false);
+        tune_go_runtime(&mut all, 400, Some(8 << 30));
+        let patch = ComponentPatch {
+            name: "kube-scheduler".into(),
+            extra_envs: vec![EnvVar {
+                name: "GOGC".into(),
+                value: "50".into(),
+            }],
+            ..ComponentPatch::default()
+        };
+        apply_patches(&mut all, &[patch]).unwrap();
+        for c in &all {
+            let (gogc, limit) = (env(c, "GOGC"), env(c, "GOMEMLIMIT"));
+            match c.name {
+                Component::Etcd | Component::KubeApiserver | Component::KubeControllerManager => {
+                    assert_eq!(gogc.as_deref(), Some("400"), "{}", c.name);
+                    assert_eq!(
+                        limit.as_deref(),
+                        Some("2147483648"),
+                        "{}: a quarter of 8 GiB",
+                        c.name
+                    );
+                }
+                Component::KubeScheduler => assert_eq!(gogc.as_deref(), Some("50"), "the patch wins"),
+                _ => assert_eq!(
+                    (gogc, limit),
+                    (None, None),
+                    "{} is not Go's control plane",
+                    c.name
+                ),
+            }
+        }
+        let mut go_default = plan_of(false);
+        tune_go_runtime(&mut go_default, 100, Some(8 << 30));
+        assert!(
+            go_default.iter().all(|c| c.envs.is_empty()),
+            "Go's default: nothing set"
+        );
+        let mut lower = plan_of(false);
+        tune_go_runtime(&mut lower, 50, Some(8 << 30));
+        let apiserver = lower.iter().find(|c| c.name == Component::KubeApiserver).unwrap();
+        assert_eq!(
+            (env(apiserver, "GOGC").as_deref(), env(apiserver, "GOMEMLIMIT")),
+            (Some("50"), None),
+            "no limit when the heap is kept smaller than Go's default"
+        );
     }
 
     #[test]

@@ -177,6 +177,18 @@ pub struct ClusterOptions {
     #[arg(long, env = "KWOK_KWOK_AUTH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kwok_auth: Option<String>,
+    /// GOGC of etcd, kube-apiserver, kube-controller-manager and kube-scheduler: how far
+    /// each one's heap may grow past what is live before Go collects it, in percent.
+    /// Above 100 each is also held to a quarter of the machine's memory (GOMEMLIMIT).
+    /// 100 is Go's default and upstream kwokctl's set-up (kwokctl then sets neither)
+    /// [default: 400]
+    #[arg(long, env = "KWOK_CONTROL_PLANE_GOGC")]
+    #[serde(
+        default,
+        deserialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub control_plane_gogc: Option<String>,
     /// Port of kube-controller-manager [default: a free port]
     #[arg(long, env = "KWOK_KUBE_CONTROLLER_MANAGER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]

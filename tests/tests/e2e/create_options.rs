@@ -343,6 +343,8 @@ fn kube_options_should_reach_the_components() {
         "1",
         "--node-lease-duration-seconds",
         "20",
+        "--control-plane-gogc",
+        "250",
         "--kubeconfig",
         other_kubeconfig.to_str().unwrap(),
         "--timeout",
@@ -379,6 +381,32 @@ fn kube_options_should_reach_the_components() {
     assert!(
         kwok.iter().any(|a| a == "--node-lease-duration-seconds=20"),
         "{kwok:?}"
+    );
+    // --control-plane-gogc reaches the Go control plane's runtime, with a memory limit;
+    // kwok (Rust) is left alone.
+    for component in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let (_, env) = process_of(&dir, component);
+        assert!(env.iter().any(|e| e == "GOGC=250"), "{component}: {env:?}");
+        let limit = env.iter().find_map(|e| e.strip_prefix("GOMEMLIMIT="));
+        assert!(
+            limit.is_some_and(|l| l.parse::<u64>().is_ok_and(|b| b > 0)),
+            "{component}: {env:?}"
+        );
+    }
+    let (_, kwok_env) = process_of(&dir, "kwok-controller");
+    assert!(!kwok_env.iter().any(|e| e == "GOGC=250"), "{kwok_env:?}");
+    assert!(
+        metrics.lines().any(|l| l == "go_gc_gogc_percent 250"),
+        "the apiserver's Go runtime does not report GOGC 250: {:?}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("go_gc_go"))
+            .collect::<Vec<_>>()
     );
     // --kubeconfig: the context went there, not into $KUBECONFIG.
     let other = fs::read_to_string(&other_kubeconfig).unwrap();
