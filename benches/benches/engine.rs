@@ -1,6 +1,7 @@
 //! The engine's per-object work on the default stage sets: choosing the stage
 //! (`Lifecycle::select`), its delay (`Stage::delay`), rendering its effects
-//! (`Stage::render`), and all three in a row (`evaluate`).
+//! (`Stage::render`), and all three in a row (`evaluate`); `output` is the floor under
+//! `render`: making and dropping a rendered patch body, and writing it as JSON.
 //!
 //! Targets (one core): selection of all pod stages against one pod ≥ 1 000 000/s;
 //! `pod-ready` render ≥ 200 000/s; `node-initialize` render ≥ 100 000/s.
@@ -15,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kwok_benches::{host, lifecycle, lifecycles, new_node, now, scheduled_pod};
-use kwok_engine::{lifecycle::Lifecycle, stage::Stage};
+use kwok_engine::{effect::Effect, lifecycle::Lifecycle, stage::Stage};
 use rand::{SeedableRng, rngs::SmallRng};
 use serde_json::{Value, json};
 
@@ -96,6 +97,27 @@ fn render(c: &mut Criterion) {
     bench_render(c, "node-fast", "Node", "node-initialize", &new_node());
 }
 
+/// What any render that returns a `serde_json::Value` cannot go below: making (here
+/// cloning) and dropping `pod-ready`'s patch body, and what the shard does with it next,
+/// writing it as JSON. Reference rows for the `render` ones, not a target.
+fn output(c: &mut Criterion) {
+    let lifecycles = lifecycles(&["pod-fast"]);
+    let stage = stage(lifecycle(&lifecycles, "Pod"), "pod-ready");
+    let effects = stage.render(&scheduled_pod(), &mut host()).expect("renders");
+    let Some(Effect::Patch { body, .. }) = effects.first() else {
+        panic!("pod-ready renders a patch first: {effects:?}");
+    };
+    let mut group = c.benchmark_group("output");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pod-ready/clone-and-drop", |b| {
+        b.iter(|| black_box(black_box(body).clone()))
+    });
+    group.bench_function("pod-ready/to-json", |b| {
+        b.iter(|| black_box(serde_json::to_vec(black_box(body)).expect("serializes")))
+    });
+    group.finish();
+}
+
 /// What the runtime does per object event: select, then delay and render the chosen stage.
 fn bench_evaluate(c: &mut Criterion, set: &str, kind: &str, obj: &Value) {
     let lifecycles = lifecycles(&[set]);
@@ -119,5 +141,5 @@ fn evaluate(c: &mut Criterion) {
     bench_evaluate(c, "node-fast", "Node", &new_node());
 }
 
-criterion_group!(benches, selection, delay, render, evaluate);
+criterion_group!(benches, selection, delay, render, output, evaluate);
 criterion_main!(benches);
