@@ -274,19 +274,37 @@ fn kwok_auth(o: &ClusterOptions) -> Result<KwokAuth> {
 /// never collected, which GOGC=off says plainly (and a component patch can set).
 const MAX_CONTROL_PLANE_GOGC: u32 = 100_000;
 
-/// `--control-plane-gogc`: a whole number from 1 to [`MAX_CONTROL_PLANE_GOGC`].
-fn control_plane_gogc(o: &ClusterOptions) -> Result<u32> {
-    let Some(raw) = &o.control_plane_gogc else {
-        return Ok(DEFAULT_CONTROL_PLANE_GOGC);
+/// A flag taking a whole number in `range` (text from a flag, a variable or a file):
+/// `default` when not given, or refused with `reason` (which names the range).
+fn whole_number(
+    raw: &Option<String>,
+    flag: &'static str,
+    range: std::ops::RangeInclusive<u32>,
+    default: u32,
+    reason: &'static str,
+) -> Result<u32> {
+    let Some(raw) = raw else {
+        return Ok(default);
     };
     match raw.trim().parse() {
-        Ok(n) if (1..=MAX_CONTROL_PLANE_GOGC).contains(&n) => Ok(n),
+        Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(Error::Invalid {
-            flag: "--control-plane-gogc",
+            flag,
             value: raw.clone(),
-            reason: "must be a whole number from 1 to 100000 (percent; 100 is Go's default)",
+            reason,
         }),
     }
+}
+
+/// `--control-plane-gogc`: a whole number from 1 to [`MAX_CONTROL_PLANE_GOGC`].
+fn control_plane_gogc(o: &ClusterOptions) -> Result<u32> {
+    whole_number(
+        &o.control_plane_gogc,
+        "--control-plane-gogc",
+        1..=MAX_CONTROL_PLANE_GOGC,
+        DEFAULT_CONTROL_PLANE_GOGC,
+        "must be a whole number from 1 to 100000 (percent; 100 is Go's default)",
+    )
 }
 
 /// The most kwoks `--kwok-replicas` runs: each is a process with a port of its own on
@@ -297,26 +315,21 @@ const MAX_KWOK_REPLICAS: u32 = 64;
 /// (the replicas deal the nodes by them). Every runtime runs them: processes, or
 /// containers on the host network, each on its own port.
 fn kwok_replicas(o: &ClusterOptions) -> Result<u32> {
-    let Some(raw) = &o.kwok_replicas else {
-        return Ok(1);
-    };
-    let invalid = |reason| Error::Invalid {
-        flag: "--kwok-replicas",
-        value: raw.clone(),
-        reason,
-    };
-    let n: u32 = match raw.trim().parse() {
-        Ok(n) if (1..=MAX_KWOK_REPLICAS).contains(&n) => n,
-        _ => return Err(invalid("must be a whole number from 1 to 64")),
-    };
-    if n == 1 {
-        return Ok(1);
-    }
-    if o.node_lease_duration_seconds == Some(0) {
-        return Err(invalid(
-            "more than one kwok needs node leases (kwok --scale-out deals the nodes by them); \
-             --node-lease-duration-seconds must not be 0",
-        ));
+    let n = whole_number(
+        &o.kwok_replicas,
+        "--kwok-replicas",
+        1..=MAX_KWOK_REPLICAS,
+        1,
+        "must be a whole number from 1 to 64",
+    )?;
+    if n > 1 && o.node_lease_duration_seconds == Some(0) {
+        return Err(Error::Invalid {
+            flag: "--kwok-replicas",
+            // Given, since it is more than the default.
+            value: o.kwok_replicas.clone().unwrap_or_default(),
+            reason: "more than one kwok needs node leases (kwok --scale-out deals the nodes by them); \
+                     --node-lease-duration-seconds must not be 0",
+        });
     }
     Ok(n)
 }
