@@ -33,7 +33,7 @@ use crate::{
     apiserver,
     cluster::Cluster,
     process,
-    side::{CONTROL_PLANE, Controller, control_plane_cpu, cpu_delta},
+    side::{CONTROL_PLANE, Controller, control_plane_cpu, control_plane_usage, cpu_delta},
 };
 
 /// The scenario's name on the command line.
@@ -105,6 +105,9 @@ pub struct Step {
     /// The same by component (kube-apiserver, etcd, …).
     #[serde(default)]
     pub control_plane_cpu_by: BTreeMap<String, f64>,
+    /// The control plane's resident sets at the end of the step, added up, MiB.
+    #[serde(default)]
+    pub control_plane_rss_mib: f64,
     /// apiserver requests in the step (all clients) by `verb resource[/subresource]`.
     #[serde(default)]
     pub apiserver_requests_by: apiserver::Requests,
@@ -236,6 +239,7 @@ pub async fn run_side(
             .saturating_sub(expired_before);
         let kwok_after = process::usage(pid).context("kwok-controller exited during a step")?;
         let cp_by = cpu_delta(&cp_before, &control_plane_cpu(&cluster));
+        let cp_rss: f64 = control_plane_usage(&cluster, |u| u.rss_mib).values().sum();
         let requests = apiserver::delta(
             &requests_before,
             &apiserver::requests(&client).await.context("apiserver /metrics")?,
@@ -258,6 +262,7 @@ pub async fn run_side(
             kwok_rss_mib: kwok_after.rss_mib,
             control_plane_cpu_seconds: cp_by.values().sum(),
             control_plane_cpu_by: cp_by,
+            control_plane_rss_mib: cp_rss,
             apiserver_requests_by: requests,
             held: missed.is_none(),
             missed: missed.clone(),
@@ -304,13 +309,13 @@ pub fn markdown(ours: Option<&CapacityResult>, upstream: Option<&CapacityResult>
     for r in [ours, upstream].into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{}:\n\n| nodes | pods | pod startup p99 (ms) | created→scheduled p99 | scheduled→running p99 | expired leases | step s | kwok CPU s | kwok RSS MiB | control plane CPU s | held |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "{}:\n\n| nodes | pods | pod startup p99 (ms) | created→scheduled p99 | scheduled→running p99 | expired leases | step s | kwok CPU s | kwok RSS MiB | control plane CPU s | control plane RSS MiB | held |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
             r.controller.side
         );
         for s in &r.steps {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:.1} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:.1} | {} | {} |",
                 s.nodes,
                 s.pods,
                 ms(s.pod_startup_p99_ms),
@@ -321,6 +326,12 @@ pub fn markdown(ours: Option<&CapacityResult>, upstream: Option<&CapacityResult>
                 s.kwok_cpu_seconds,
                 s.kwok_rss_mib,
                 s.control_plane_cpu_seconds,
+                // Steps recorded before the column existed read 0: unknown.
+                if s.control_plane_rss_mib > 0.0 {
+                    format!("{:.0}", s.control_plane_rss_mib)
+                } else {
+                    "-".into()
+                },
                 s.missed.as_deref().unwrap_or("yes")
             );
         }
@@ -419,6 +430,7 @@ mod tests {
             kwok_rss_mib: 0.0,
             control_plane_cpu_seconds: apiserver_cpu,
             control_plane_cpu_by: [("kube-apiserver".to_owned(), apiserver_cpu)].into(),
+            control_plane_rss_mib: 0.0,
             apiserver_requests_by: [("PATCH nodes/status".to_owned(), patches)].into(),
             held: true,
             missed: None,

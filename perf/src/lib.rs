@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod process;
 pub mod scenarios;
 pub mod side;
+pub mod speed;
 pub mod table;

@@ -13,7 +13,7 @@ use kwok_perf::{
     cluster::cache_dir,
     metrics, scenarios,
     side::{self, Controller},
-    table,
+    speed, table,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -225,8 +225,9 @@ fn source_commit() -> String {
     }
 }
 
-/// Machine and version notes for the results folder.
-fn machine(controllers: &[Controller]) -> String {
+/// Machine and version notes for the results folder, with the machine's speed around
+/// each side's run.
+fn machine(controllers: &[Controller], speeds: &[speed::Speed]) -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo");
     let model = cpu
@@ -247,6 +248,7 @@ fn machine(controllers: &[Controller]) -> String {
         model.unwrap_or("unknown CPU"),
         kernel.trim()
     );
+    out += &speed::markdown(speeds);
     for c in controllers {
         out += &format!("- {} kwok: {} ({})\n", c.side, c.version, c.binary.display());
         out += &format!(
@@ -319,26 +321,37 @@ async fn each_side<R: serde::Serialize>(
     sides: &[Controller],
     dir: &Path,
     mut run: impl AsyncFnMut(&Controller, PathBuf, CancellationToken) -> Result<R>,
-) -> Result<Vec<R>> {
+) -> Result<(Vec<R>, Vec<speed::Speed>)> {
     let cancel = CancellationToken::new();
     kwok_loadgen::cancel_on_signal(
         cancel.clone(),
         "perf: interrupted; stopping and deleting the cluster",
     );
-    let mut results = Vec::new();
+    let (mut results, mut speeds) = (Vec::new(), Vec::new());
     for c in sides {
         let log = dir.join(format!("{}-kwok.log", c.side));
+        let before_ms = speed::sort_ms();
         let r = run(c, log, cancel.clone()).await?;
+        let after_ms = speed::sort_ms();
+        eprintln!(
+            "perf: {}: machine speed {before_ms:.1} ms before, {after_ms:.1} ms after",
+            c.side
+        );
         std::fs::write(
             dir.join(format!("{}.json", c.side)),
             serde_json::to_string_pretty(&r)? + "\n",
         )?;
         results.push(r);
+        speeds.push(speed::Speed {
+            side: c.side.clone(),
+            before_ms,
+            after_ms,
+        });
         if cancel.is_cancelled() {
             break;
         }
     }
-    Ok(results)
+    Ok((results, speeds))
 }
 
 /// An error naming the first side whose loadgen run did not finish.
@@ -380,7 +393,7 @@ async fn run_metrics(flags: Flags) -> Result<()> {
     let mut configs = vec![write_upstream_stages(&dir)?];
     let module = go_mod_cache().join(format!("sigs.k8s.io/kwok@{UPSTREAM_VERSION}"));
     configs.extend(metrics::write_upstream_documents(&module, &dir)?);
-    let mut results = each_side(&sides, &dir, async |c, log, cancel| {
+    let (mut results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
         metrics::run_side(&kwokctl, c.clone(), &configs, &o, &log, cancel).await
     })
     .await?;
@@ -400,7 +413,7 @@ async fn run_metrics(flags: Flags) -> Result<()> {
          after a {:?} idle baseline, {} measured scrape rounds (plus one warm-up) every {:?} of every node's \
          `/metrics/nodes/{{node}}/metrics/resource`, {} in flight; creates at {}/s, {} in flight.\n\n{}",
         metrics::NAME,
-        machine(&sides),
+        machine(&sides, &speeds),
         o.nodes,
         o.pods,
         o.pods / o.nodes.max(1),
@@ -433,7 +446,7 @@ async fn run_capacity(flags: Flags) -> Result<()> {
     let (sides, upstream_wanted) = sides(&flags)?;
     let (date, dir) = results_dir(&flags.out, capacity::NAME)?;
     let stages = write_stages(upstream_wanted, &dir)?;
-    let results = each_side(&sides, &dir, async |c, log, cancel| {
+    let (results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
         capacity::run_side(&kwokctl, c.clone(), &stages, &o, &log, cancel).await
     })
     .await?;
@@ -443,7 +456,7 @@ async fn run_capacity(flags: Flags) -> Result<()> {
          after its pods run; creates at {}/s. A step is held when every node is Ready and pod Running, no node \
          Lease in the cluster expired during it and pod startup p99 stayed within {:?}.\n\n{}",
         capacity::NAME,
-        machine(&sides),
+        machine(&sides, &speeds),
         o.step_nodes,
         o.step_pods,
         o.churn_rate,
@@ -475,7 +488,7 @@ async fn run_dra(flags: Flags) -> Result<()> {
     let (date, dir) = results_dir(&flags.out, &format!("dra-{}", with.nodes))?;
     // Ours: with its GPU stages (upstream has none to compare).
     let stages = write_our_stages(&dir)?;
-    let results = each_side(&sides, &dir, async |c, log, cancel| {
+    let (results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
         let scenario = if c.side == "dra" { &with } else { &plain };
         let r = side::run(&kwokctl, c.clone(), &stages, scenario, &log, cancel).await?;
         eprintln!("{}", r.report.table());
@@ -497,7 +510,7 @@ async fn run_dra(flags: Flags) -> Result<()> {
          each), {} pods ({:?}), target rate {}/s. `dra`: every pod claims one GPU through a ResourceClaimTemplate of \
          DeviceClass `{}`; `plain`: the same pods without claims.\n\nDevices (read from the claims once every pod \
          ran): {devices}.\n\n{}",
-        machine(&sides),
+        machine(&sides, &speeds),
         with.nodes,
         scenarios::GPUS_LABEL,
         scenarios::GPUS_PER_NODE,
@@ -550,7 +563,7 @@ async fn run(flags: Flags) -> Result<()> {
 
     let (date, dir) = results_dir(&flags.out, &scenario.name)?;
     let stages = write_stages(upstream_wanted, &dir)?;
-    let results = each_side(&sides, &dir, async |c, log, cancel| {
+    let (results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
         let r = side::run(&kwokctl, c.clone(), &stages, &scenario, &log, cancel).await?;
         eprintln!("{}", r.report.table());
         Ok(r)
@@ -560,7 +573,7 @@ async fn run(flags: Flags) -> Result<()> {
     let summary = format!(
         "# perf {} — {date}\n\n{}\nScenario: {} nodes, {} pods ({:?}{}), target rate {}/s with {} in flight, churn {}/s for {:?}, hold {:?}.\n\n{}",
         scenario.name,
-        machine(&sides),
+        machine(&sides, &speeds),
         scenario.nodes,
         scenario.pods,
         scenario.pod_kind,

@@ -113,6 +113,10 @@ pub struct SideResult {
     /// Their sum per 1,000 transitions.
     #[serde(default)]
     pub control_plane_cpu_seconds_per_1000_transitions: f64,
+    /// Peak resident set (VmHWM) of each control-plane component at the end of the run,
+    /// MiB: what the control plane's memory settings (`--control-plane-gogc`) cost.
+    #[serde(default)]
+    pub control_plane_peak_rss_mib: BTreeMap<String, f64>,
     /// kwok peak RSS (VmHWM), MiB.
     pub kwok_peak_rss_mib: f64,
     /// kwok peak RSS per 1,000 nodes, MiB.
@@ -168,11 +172,16 @@ pub const CONTROL_PLANE: [&str; 4] = [
 
 /// CPU seconds so far of each control-plane component still running.
 pub fn control_plane_cpu(cluster: &Cluster) -> BTreeMap<String, f64> {
+    control_plane_usage(cluster, |u| u.cpu_seconds)
+}
+
+/// `figure` of the usage of each control-plane component still running.
+pub fn control_plane_usage(cluster: &Cluster, figure: fn(&process::Usage) -> f64) -> BTreeMap<String, f64> {
     CONTROL_PLANE
         .iter()
         .filter_map(|c| {
             let usage = process::usage(cluster.pid(c)?)?;
-            Some(((*c).to_owned(), usage.cpu_seconds))
+            Some(((*c).to_owned(), figure(&usage)))
         })
         .collect()
 }
@@ -277,6 +286,7 @@ pub async fn run(
         })
         .collect();
     let control_plane = cpu_delta(&control_plane_before, &control_plane_cpu(&cluster));
+    let control_plane_rss = control_plane_usage(&cluster, |u| u.peak_rss_mib);
     cluster.copy_kwok_log(log_to);
     drop(cluster);
     Ok(SideResult::new(
@@ -287,7 +297,7 @@ pub async fn run(
         requests,
         kwok_by_phase,
     )
-    .with_control_plane(control_plane)
+    .with_control_plane(control_plane, control_plane_rss)
     .with_replicas(replicas)
     .with_flows(flows))
 }
@@ -318,12 +328,20 @@ impl SideResult {
         self
     }
 
-    /// Adds the control plane's CPU over the run.
-    fn with_control_plane(mut self, cpu: BTreeMap<String, f64>) -> Self {
+    /// Adds the control plane's CPU over the run and its peak memory.
+    fn with_control_plane(mut self, cpu: BTreeMap<String, f64>, peak_rss_mib: BTreeMap<String, f64>) -> Self {
         let total: f64 = cpu.values().sum();
         self.control_plane_cpu_seconds_per_1000_transitions = per_1000(total, self.transitions);
         self.control_plane_cpu_seconds = cpu;
+        self.control_plane_peak_rss_mib = peak_rss_mib;
         self
+    }
+
+    /// The control plane's peak resident sets added up (each component's own peak: no
+    /// less than the most they held at once), MiB; `None` when none was read.
+    pub fn control_plane_peak_rss_sum_mib(&self) -> Option<f64> {
+        let rss = &self.control_plane_peak_rss_mib;
+        (!rss.is_empty()).then(|| rss.values().sum())
     }
 
     /// Control-plane CPU milliseconds per pod created (`POST pods`, churn's recreations
@@ -364,6 +382,7 @@ impl SideResult {
             kwok_cpu_seconds: cpu,
             kwok_cpu_seconds_per_1000_transitions: per_1000(cpu, transitions),
             control_plane_cpu_seconds: BTreeMap::new(),
+            control_plane_peak_rss_mib: BTreeMap::new(),
             control_plane_cpu_seconds_per_1000_transitions: 0.0,
             kwok_peak_rss_mib: rss,
             kwok_peak_rss_mib_per_1000_nodes: per_1000(rss, report.counts.nodes_created),

@@ -75,6 +75,16 @@ const FIGURES: &[Figure<SideResult>] = &[
         "lower",
     ),
     (
+        "control plane peak RSS, summed (MiB)",
+        |r| r.control_plane_peak_rss_sum_mib(),
+        "lower",
+    ),
+    (
+        "kube-apiserver peak RSS (MiB)",
+        |r| r.control_plane_peak_rss_mib.get("kube-apiserver").copied(),
+        "lower",
+    ),
+    (
         "apiserver requests",
         |r| Some(r.apiserver_requests as f64),
         "lower",
