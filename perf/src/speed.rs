@@ -10,7 +10,6 @@
 use std::{hint::black_box, time::Instant};
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
-use serde::{Deserialize, Serialize};
 
 /// Numbers sorted per round: 32 MiB, more than the last-level cache a VM's share of a
 /// host gives it, so the work reads memory as well as computing; about 60 ms a round
@@ -20,8 +19,7 @@ const NUMBERS: usize = 1 << 22;
 const ROUNDS: usize = 5;
 
 /// The machine's speed around one side's run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Speed {
     /// The side.
     pub side: String,
