@@ -33,7 +33,7 @@ use crate::{
     apiserver,
     cluster::Cluster,
     process,
-    side::{CONTROL_PLANE, Controller, control_plane_cpu, control_plane_usage, cpu_delta},
+    side::{CONTROL_PLANE, Controller, control_plane_cpu, control_plane_usage, cpu_delta, figure},
 };
 
 /// The scenario's name on the command line.
@@ -238,8 +238,9 @@ pub async fn run_side(
             .expired
             .saturating_sub(expired_before);
         let kwok_after = process::usage(pid).context("kwok-controller exited during a step")?;
-        let cp_by = cpu_delta(&cp_before, &control_plane_cpu(&cluster));
-        let cp_rss: f64 = control_plane_usage(&cluster, |u| u.rss_mib).values().sum();
+        let cp_after = control_plane_usage(&cluster);
+        let cp_by = cpu_delta(&cp_before, &figure(&cp_after, |u| u.cpu_seconds));
+        let cp_rss: f64 = cp_after.values().map(|u| u.rss_mib).sum();
         let requests = apiserver::delta(
             &requests_before,
             &apiserver::requests(&client).await.context("apiserver /metrics")?,

@@ -170,20 +170,25 @@ pub const CONTROL_PLANE: [&str; 4] = [
     "kube-scheduler",
 ];
 
-/// CPU seconds so far of each control-plane component still running.
-pub fn control_plane_cpu(cluster: &Cluster) -> BTreeMap<String, f64> {
-    control_plane_usage(cluster, |u| u.cpu_seconds)
-}
-
-/// `figure` of the usage of each control-plane component still running.
-pub fn control_plane_usage(cluster: &Cluster, figure: fn(&process::Usage) -> f64) -> BTreeMap<String, f64> {
+/// The usage of each control-plane component still running, read once from `/proc`.
+pub fn control_plane_usage(cluster: &Cluster) -> BTreeMap<String, process::Usage> {
     CONTROL_PLANE
         .iter()
-        .filter_map(|c| {
-            let usage = process::usage(cluster.pid(c)?)?;
-            Some(((*c).to_owned(), figure(&usage)))
-        })
+        .filter_map(|c| Some(((*c).to_owned(), process::usage(cluster.pid(c)?)?)))
         .collect()
+}
+
+/// CPU seconds so far of each control-plane component still running.
+pub fn control_plane_cpu(cluster: &Cluster) -> BTreeMap<String, f64> {
+    figure(&control_plane_usage(cluster), |u| u.cpu_seconds)
+}
+
+/// One figure (`of`) of each component's usage.
+pub fn figure(
+    usage: &BTreeMap<String, process::Usage>,
+    of: fn(&process::Usage) -> f64,
+) -> BTreeMap<String, f64> {
+    usage.iter().map(|(c, u)| (c.clone(), of(u))).collect()
 }
 
 /// A phase mark: the phase that starts, when, and kwok's usage then.
@@ -285,8 +290,12 @@ pub async fn run(
             peak_rss_mib: a.peak_rss_mib,
         })
         .collect();
-    let control_plane = cpu_delta(&control_plane_before, &control_plane_cpu(&cluster));
-    let control_plane_rss = control_plane_usage(&cluster, |u| u.peak_rss_mib);
+    let control_plane_after = control_plane_usage(&cluster);
+    let control_plane = cpu_delta(
+        &control_plane_before,
+        &figure(&control_plane_after, |u| u.cpu_seconds),
+    );
+    let control_plane_rss = figure(&control_plane_after, |u| u.peak_rss_mib);
     cluster.copy_kwok_log(log_to);
     drop(cluster);
     Ok(SideResult::new(
