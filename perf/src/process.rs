@@ -18,7 +18,7 @@ pub fn usage(pid: u32) -> Option<Usage> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some(Usage {
-        cpu_seconds: cpu_ticks(&stat)? as f64 / clock_ticks() as f64,
+        cpu_seconds: cpu_ticks(&stat)? as f64 / *CLOCK_TICKS as f64,
         peak_rss_mib: status_kib(&status, "VmHWM:")? as f64 / 1024.0,
         rss_mib: status_kib(&status, "VmRSS:")? as f64 / 1024.0,
     })
@@ -40,6 +40,9 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// Clock ticks per second, asked once: every usage read needs it.
+static CLOCK_TICKS: std::sync::LazyLock<u64> = std::sync::LazyLock::new(clock_ticks);
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux we run on).
 fn clock_ticks() -> u64 {
