@@ -31,10 +31,10 @@ use crate::{
     metrics::Metrics,
     rule_watch::{self, LiveRules, Publisher},
     server::{self, ServerState},
-    settings::{Settings, default_stages},
+    settings::{NodeScope, Settings, default_stages},
     shard::{Batch, EVENT_BATCHES, FETCHES_IN_FLIGHT, Input, Kind, Role, Shard, ShardContext, query::Lookup},
     stages,
-    watch::spawn_watch,
+    watch::{config as watch_config, spawn_watch},
 };
 
 /// Runs the controller until `shutdown` completes.
@@ -201,7 +201,7 @@ pub async fn run(
         let listed_once = on_first_list.clone();
         spawn_watch(
             &client,
-            settings.initial_list,
+            watch_config(settings.initial_list, kind.role, &settings.scope),
             index,
             kind,
             &senders,
@@ -214,10 +214,10 @@ pub async fn run(
         );
     }
     if settings.stage_crd {
-        let initial_list = settings.initial_list;
         tokio::spawn(follow_stages(
             client,
-            initial_list,
+            settings.initial_list,
+            settings.scope.clone(),
             stages_rx,
             kinds,
             senders,
@@ -253,6 +253,7 @@ async fn live_rules(client: &Client, settings: &Settings) -> Result<LiveRules> {
 async fn follow_stages(
     client: Client,
     initial_list: InitialList,
+    scope: NodeScope,
     mut stages_rx: watch::Receiver<Option<Lifecycles>>,
     mut kinds: Arc<Vec<Kind>>,
     senders: Arc<Vec<mpsc::Sender<Batch>>>,
@@ -273,7 +274,8 @@ async fn follow_stages(
             let _ = sender.send(vec![Input::Kinds(next.clone())]).await;
         }
         for (index, kind) in next.iter().enumerate().skip(kinds.len()) {
-            spawn_watch(&client, initial_list, index, kind, &senders, &metrics, || {});
+            let config = watch_config(initial_list, kind.role, &scope);
+            spawn_watch(&client, config, index, kind, &senders, &metrics, || {});
         }
         info!(kinds = next.len(), "applied changed stages");
         kinds = next;

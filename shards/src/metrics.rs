@@ -78,6 +78,8 @@ pub struct Metrics {
     pub lease_slots: Gauge,
     /// Watch restarts (re-lists and reconnects) per kind.
     pub watch_restarts: Family<KindLabel, Counter>,
+    /// Objects the watch of each kind delivered (applied or deleted, initial lists too).
+    pub watch_events: Family<KindLabel, Counter>,
     /// With --scale-out: live members (kwoks sharing the nodes), this one included.
     pub members: Gauge,
     /// With --scale-out: managed nodes the table deals to this kwok.
@@ -136,6 +138,7 @@ impl Metrics {
             lease_pressure: Gauge::default(),
             lease_slots: Gauge::default(),
             watch_restarts: Family::default(),
+            watch_events: Family::default(),
             members: Gauge::default(),
             nodes_dealt: Gauge::default(),
             handovers: Counter::default(),
@@ -282,6 +285,11 @@ impl Metrics {
             "watch_restarts",
             "Watch restarts per kind",
             m.watch_restarts.clone(),
+        );
+        r.register(
+            "watch_events",
+            "Objects each kind's watch delivered, applied or deleted (initial lists too); unbound pods are filtered out by the apiserver",
+            m.watch_events.clone(),
         );
         m
     }

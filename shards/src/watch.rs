@@ -14,14 +14,15 @@ use crate::{
     flags::InitialList,
     metrics::{KindLabel, Metrics},
     object::JsonObject,
-    shard::{Batch, Kind},
+    settings::NodeScope,
+    shard::{Batch, Kind, Role},
 };
 
 /// Starts the watch of `kind` (index `index` into the kinds table), routing its events
 /// to the shards' channels `senders`; `on_first_list` runs once its first list is in.
 pub fn spawn_watch(
     client: &Client,
-    initial_list: InitialList,
+    config: watcher::Config,
     index: usize,
     kind: &Kind,
     senders: &Arc<Vec<mpsc::Sender<Batch>>>,
@@ -30,7 +31,7 @@ pub fn spawn_watch(
 ) {
     info!(kind = %kind.resource.kind, stages = kind.lifecycle.stages().len(), "watching");
     let ctx = WatchContext {
-        initial_list,
+        config,
         label: KindLabel {
             kind: kind.resource.kind.clone(),
         },
@@ -41,8 +42,29 @@ pub fn spawn_watch(
     tokio::spawn(watch(api, ctx, on_first_list));
 }
 
+/// What the watch of a kind of `role` asks the apiserver for: the initial list as
+/// `initial_list` says, and, as upstream KWOK asks, only the objects kwok could drive:
+/// pods bound to a node (`spec.nodeName!=`), or to the one node of
+/// `--manage-single-node` (which is then the only node watched). An unbound pod is
+/// dropped on arrival anyway ([`Dispatcher`] routes pods by their node): filtered at
+/// the apiserver, it is neither encoded nor sent to us. Node selectors by label or
+/// annotation stay ours: a node leaving one would arrive as a deletion.
+pub fn config(initial_list: InitialList, role: Role, scope: &NodeScope) -> watcher::Config {
+    let config = match initial_list {
+        InitialList::Stream => watcher::Config::default().streaming_lists(),
+        InitialList::Paged => watcher::Config::default(),
+        InitialList::Cached => watcher::Config::default().any_semantic(),
+    };
+    match (role, scope) {
+        (Role::Pod, NodeScope::Single(node)) => config.fields(&format!("spec.nodeName={node}")),
+        (Role::Pod, _) => config.fields("spec.nodeName!="),
+        (Role::Node, NodeScope::Single(node)) => config.fields(&format!("metadata.name={node}")),
+        _ => config,
+    }
+}
+
 struct WatchContext {
-    initial_list: InitialList,
+    config: watcher::Config,
     label: KindLabel,
     dispatcher: Dispatcher,
     metrics: Arc<Metrics>,
@@ -52,16 +74,12 @@ struct WatchContext {
 /// re-lists on 410 Gone (kube's watcher), backing off on other errors ([`WatchBackoff`]).
 async fn watch(api: Api<JsonObject>, ctx: WatchContext, mut on_first_list: impl FnMut() + Send) {
     let WatchContext {
-        initial_list,
+        config,
         label,
         mut dispatcher,
         metrics,
     } = ctx;
-    let config = match initial_list {
-        InitialList::Stream => watcher::Config::default().streaming_lists(),
-        InitialList::Paged => watcher::Config::default(),
-        InitialList::Cached => watcher::Config::default().any_semantic(),
-    };
+    let received = metrics.watch_events.get_or_create(&label).clone();
     // What the stream has ready is routed together: one send per shard per chunk.
     let mut stream = watcher(api, config).ready_chunks(DISPATCH_CHUNK).boxed();
     let mut first = true;
@@ -75,8 +93,14 @@ async fn watch(api: Api<JsonObject>, ctx: WatchContext, mut on_first_list: impl 
             }
             match event {
                 Ok(watcher::Event::Init) => dispatcher.relist(false).await,
-                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => dispatcher.applied(obj),
-                Ok(watcher::Event::Delete(obj)) => dispatcher.deleted(obj),
+                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
+                    received.inc();
+                    dispatcher.applied(obj);
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    received.inc();
+                    dispatcher.deleted(obj);
+                }
                 Ok(watcher::Event::InitDone) => {
                     dispatcher.relist(true).await;
                     if std::mem::take(&mut first) {
@@ -141,6 +165,30 @@ mod tests {
     use kube::core::Status;
 
     use super::*;
+
+    #[test]
+    fn pods_should_be_watched_only_once_bound_and_one_node_alone() {
+        let single = NodeScope::Single("n1".into());
+        let fields = |role, scope: &NodeScope| config(InitialList::Stream, role, scope).field_selector;
+        assert_eq!(
+            fields(Role::Pod, &NodeScope::All).as_deref(),
+            Some("spec.nodeName!=")
+        );
+        assert_eq!(fields(Role::Pod, &single).as_deref(), Some("spec.nodeName=n1"));
+        assert_eq!(fields(Role::Node, &single).as_deref(), Some("metadata.name=n1"));
+        let by_label = NodeScope::Selected {
+            annotations: None,
+            labels: crate::selector::parse("type=kwok").unwrap(),
+        };
+        assert_eq!(fields(Role::Node, &by_label), None, "label scopes stay ours");
+        assert_eq!(fields(Role::Node, &NodeScope::All), None);
+        assert_eq!(fields(Role::Other, &single), None);
+        assert_eq!(
+            config(InitialList::Cached, Role::Pod, &NodeScope::All).list_semantic,
+            watcher::ListSemantic::Any,
+            "the initial list as asked"
+        );
+    }
 
     fn status(code: u16) -> watcher::Error {
         watcher::Error::WatchError(Box::new(Status {

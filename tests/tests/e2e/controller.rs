@@ -38,6 +38,27 @@ spec:
         image: fake
 "#;
 
+/// Pods the scheduler can place nowhere.
+const UNSCHEDULABLE_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nowhere
+  namespace: default
+spec:
+  replicas: 20
+  selector:
+    matchLabels: {app: nowhere}
+  template:
+    metadata:
+      labels: {app: nowhere}
+    spec:
+      nodeSelector: {no-such-label: "x"}
+      containers:
+      - name: c
+        image: fake
+"#;
+
 const HOST_NETWORK_POD: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -142,6 +163,33 @@ fn controller_should_make_nodes_ready_run_pods_and_renew_leases() {
         Duration::from_secs(90),
         |o| o == "1",
     );
+
+    // Pods no node takes never reach kwok: its pod watch asks only for bound pods, as
+    // upstream's does. Unfiltered, each would arrive at least twice (created, then
+    // marked unschedulable); a few events of the pods above may still come meanwhile.
+    let pod_events = || {
+        metric_sum(
+            &cluster.kwok_get("/metrics"),
+            "kwok_watch_events_total",
+            "kind=\"Pod\"",
+        )
+    };
+    let before = pod_events();
+    assert!(before >= 50.0, "the Deployment's pods were delivered: {before}");
+    cluster.apply(UNSCHEDULABLE_DEPLOYMENT);
+    let unschedulable =
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"PodScheduled\")].reason}{\"\\n\"}{end}";
+    cluster.eventually(
+        &["get", "pods", "-l", "app=nowhere", "-o", unschedulable],
+        Duration::from_secs(60),
+        |o| o.lines().filter(|l| *l == "Unschedulable").count() == 20,
+    );
+    let during = pod_events() - before;
+    assert!(
+        during < 20.0,
+        "{during} pod events reached kwok for 20 unbound pods"
+    );
+    cluster.kubectl(&["delete", "deployment", "nowhere", "--wait=false"]);
 
     // Deleted pods go away.
     cluster.kubectl(&["delete", "deployment", "web", "--wait=false"]);
