@@ -244,7 +244,7 @@ fn machine(controllers: &[Controller], speeds: &[speed::Speed]) -> String {
     let commit = source_commit();
     let cache = cache_dir();
     let mut out = format!(
-        "- machine: {cores} cores, {}, {mem}, kernel {}\n- kwok-rs commit: {commit}\n",
+        "- machine: {cores} cores, {}, {mem}, kernel {}\n- perf's checkout when run: {commit} (our kwok's own build commit is in its version below)\n",
         model.unwrap_or("unknown CPU"),
         kernel.trim()
     );

@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 
+/// `kwok --version`: the crate's version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KWOK_SOURCE_COMMIT"), ")");
+
 /// kwok makes fake nodes and pods look alive to a real Kubernetes control plane.
 #[derive(Debug, Parser)]
-#[command(name = "kwok", version, about)]
+#[command(name = "kwok", version = VERSION, about)]
 pub struct Flags {
     /// Path to a kubeconfig; default: $KUBECONFIG, ~/.kube/config, or in-cluster config.
     #[arg(long, env = "KUBECONFIG")]
