@@ -115,6 +115,45 @@ fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
     assert_eq!(kwok.connections_to(cluster.apiserver_port()), 1);
 }
 
+/// `--manage-single-node`: kwok drives that node and its pods alone, and the apiserver
+/// sends it nothing else (its pod and node watches select them by field, as upstream's).
+#[test]
+fn kwok_should_drive_its_single_node_and_be_sent_nothing_else() {
+    let cluster = bare_cluster("single");
+    let kwok = KwokProcess::start(&cluster, &["--manage-single-node=solo"]);
+    cluster.apply(&node("solo", false, ""));
+    cluster.apply(&node("other", true, ""));
+    cluster.apply(&bound_pod("on-solo", "single", "solo"));
+    for i in 0..20 {
+        cluster.apply(&bound_pod(&format!("on-other-{i}"), "single", "other"));
+    }
+    let phases = "jsonpath={range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}";
+    cluster.eventually(
+        &["get", "pods", "-l", "app=single", "-o", phases],
+        Duration::from_secs(60),
+        |o| o.contains("on-solo=Running"),
+    );
+    cluster.eventually(&["get", "nodes", "-o", READY], Duration::from_secs(30), |o| {
+        o.contains("solo=True")
+    });
+    sleep(Duration::from_secs(3));
+    assert_eq!(
+        ready(&cluster),
+        [
+            ("other".to_owned(), String::new()),
+            ("solo".to_owned(), "True".to_owned())
+        ],
+        "the annotated node is not this kwok's"
+    );
+    let pods = cluster.kubectl(&["get", "pods", "-l", "app=single", "-o", phases]);
+    assert_eq!(pods.matches("=Running").count(), 1, "{pods}");
+    // Unfiltered, each of the other node's 20 pods would have arrived at least once.
+    // (kwok is ready only once both field-selected watches have listed, so the
+    // apiserver took the selectors.)
+    let pod_events = kwok.metric_where("kwok_watch_events_total", "kind=\"Pod\"");
+    assert!((1.0..10.0).contains(&pod_events), "{pod_events} pod events");
+}
+
 #[test]
 fn kwok_should_take_stages_from_stage_objects_and_apply_changes_live() {
     let cluster = bare_cluster("crds");
