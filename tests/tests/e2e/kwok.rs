@@ -117,10 +117,11 @@ fn kwok_should_drive_annotated_nodes_only_with_stages_from_config() {
 
 /// `--manage-single-node`: kwok drives that node and its pods alone, and the apiserver
 /// sends it nothing else (its pod and node watches select them by field, as upstream's).
+/// Paged initial lists here; the other tests list by streaming.
 #[test]
 fn kwok_should_drive_its_single_node_and_be_sent_nothing_else() {
     let cluster = bare_cluster("single");
-    let kwok = KwokProcess::start(&cluster, &["--manage-single-node=solo"]);
+    let kwok = KwokProcess::start(&cluster, &["--manage-single-node=solo", "--initial-list=paged"]);
     cluster.apply(&node("solo", false, ""));
     cluster.apply(&node("other", true, ""));
     cluster.apply(&bound_pod("on-solo", "single", "solo"));
