@@ -1,5 +1,6 @@
 //! Shard internals: the timer wheel (ours side by side with tokio-util's `DelayQueue`,
-//! schedule then fire, schedule then cancel), the batcher's merge of effects, and the
+//! schedule then fire, schedule then cancel), the batcher's merge of effects and its
+//! writing of a rendered patch (as JSON text and as a value), and the
 //! dispatcher: its routing hash alone, the watch task's work per event, and the whole hop
 //! of decoded objects (`JsonObject`) into the shards' channels; and the decoding of a watch
 //! event, `JsonObject` side by side with kube's `DynamicObject`.
@@ -23,7 +24,10 @@ use cpu_time::CpuTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::Measurement};
 use futures::StreamExt;
 use kube::{api::DynamicObject, core::WatchEvent};
-use kwok_engine::{effect::Effect, patch::PatchType};
+use kwok_engine::{
+    effect::{Body, Effect},
+    patch::PatchType,
+};
 use kwok_shards::{
     batcher,
     dispatch::{self, DISPATCH_CHUNK, Dispatcher},
@@ -144,7 +148,7 @@ fn merge<M: Measurement>(c: &mut Criterion<M>) {
     let patch = |phase: &str| Effect::Patch {
         subresource: Some("status".into()),
         ty: PatchType::Strategic,
-        body: json!({"status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]}}),
+        body: json!({"status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]}}).into(),
         impersonate: None,
     };
     let effects = vec![
@@ -162,6 +166,49 @@ fn merge<M: Measurement>(c: &mut Criterion<M>) {
             BatchSize::SmallInput,
         )
     });
+    group.finish();
+}
+
+/// What the batcher does with `pod-ready`'s rendered status patch before it goes out:
+/// adds the pod's uid and makes the HTTP request (whose body it writes). `text` is the body as the stage now
+/// renders it (JSON text); `value` the same body as a `serde_json::Value`, as before.
+fn send_body<M: Measurement>(c: &mut Criterion<M>) {
+    let lifecycles = kwok_benches::lifecycles(&["pod-fast"]);
+    let stage = kwok_benches::lifecycle(&lifecycles, "Pod")
+        .stages()
+        .iter()
+        .find(|s| s.name() == "pod-ready")
+        .expect("pod-ready");
+    let effects = stage
+        .render(&kwok_benches::scheduled_pod(), &mut kwok_benches::host())
+        .expect("renders");
+    let Some(Effect::Patch { body: text, .. }) = effects.first() else {
+        panic!("pod-ready renders a patch first: {effects:?}");
+    };
+    assert!(
+        matches!(text, Body::Json(_)),
+        "pod-ready's patch is written as text"
+    );
+    let value = Body::Value(text.to_value().into_owned());
+    let uid = "6a1c7f4e-0000-4000-8000-000000000001";
+    let (request, params) = (
+        kube::core::Request::new("/api/v1/namespaces/default/pods"),
+        kube::api::PatchParams::default(),
+    );
+    let mut group = c.benchmark_group("batcher");
+    group.throughput(Throughput::Elements(1));
+    for (name, body) in [("send_body/text", text), ("send_body/value", &value)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let patch = batcher::to_patch(PatchType::Strategic, black_box(body), uid).expect("a patch");
+                black_box(
+                    request
+                        .patch_subresource("status", "p", &params, &patch)
+                        .expect("a request"),
+                )
+            })
+        });
+    }
     group.finish();
 }
 
@@ -500,6 +547,7 @@ fn decode<M: Measurement>(c: &mut Criterion<M>) {
 fn run<M: Measurement>(mut c: Criterion<M>) {
     wheel(&mut c);
     merge(&mut c);
+    send_body(&mut c);
     route(&mut c);
     watch_task(&mut c);
     decode(&mut c);

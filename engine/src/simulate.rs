@@ -160,7 +160,7 @@ pub fn apply_all(obj: &mut Value, kind: &str, effects: &[Effect], now: Timestamp
                 body,
                 ..
             } => {
-                let _ = apply_patch(obj, kind, subresource.as_deref(), body, *ty);
+                let _ = apply_patch(obj, kind, subresource.as_deref(), &body.to_value(), *ty);
             }
             // Another object (a claim's volume) is not simulated; only an apply that
             // names this object changes it.

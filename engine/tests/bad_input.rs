@@ -6,7 +6,7 @@ mod common;
 
 use common::now;
 use kwok_engine::{
-    effect::Effect,
+    effect::{Body, Effect},
     error::{LoadError, RenderCause, RenderError},
     host::{FixedHost, Host, PoolExhausted},
     lifecycle::Lifecycles,
@@ -262,6 +262,37 @@ fn a_template_that_fails_for_one_object_should_fail_the_whole_stage_naming_stage
     );
     assert!(matches!(err.cause, RenderCause::Template(_)), "{err:?}");
     assert!(!err.is_temporary(), "fails the same way until the object changes");
+}
+
+#[test]
+fn a_status_patch_the_merge_refuses_should_fail_at_render_even_when_it_surely_changes_the_pod() {
+    // `phase` alone would change the pod, so the patch could go out as text unchecked;
+    // its condition lacks the merge key `type`, and merging it into the pod's conditions
+    // fails (as in the apiserver): that stays a render error.
+    let pod = json!({"metadata": {"name": "p"}, "status": {"phase": "Pending"}});
+    // (Flow style: the helper puts the template on one line.)
+    let good = "{phase: Running, conditions: [{type: Ready, status: \"True\"}]}";
+    let rendered = render(good, &pod).unwrap();
+    let [_, Effect::Patch { body, .. }] = &rendered[..] else {
+        panic!("{rendered:?}")
+    };
+    assert!(
+        matches!(body, Body::Json(_)),
+        "a patch that surely changes the pod is text"
+    );
+    assert_eq!(
+        *body,
+        json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    );
+    let ready = json!({"metadata": {"name": "p"},
+        "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}});
+    let err = render("{phase: Running, conditions: [{status: \"True\"}]}", &ready).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not contain declared merge key \"type\""),
+        "{err}"
+    );
+    assert!(matches!(err.cause, RenderCause::Patch(_)), "{err:?}");
 }
 
 /// A host whose pod IP pools are full.

@@ -166,13 +166,13 @@ fn selected<'a>(lc: &'a Lifecycle, obj: &Value) -> &'a str {
     first
 }
 
-fn status_patch(effects: &[Effect]) -> &Value {
+fn status_patch(effects: &[Effect]) -> Value {
     effects
         .iter()
         .find_map(|e| match e {
             Effect::Patch {
                 subresource, body, ..
-            } if subresource.as_deref() == Some("status") => Some(&body["status"]),
+            } if subresource.as_deref() == Some("status") => Some(body.to_value()["status"].clone()),
             _ => None,
         })
         .expect("a status patch")
@@ -196,7 +196,7 @@ fn node_initialize_should_make_a_new_labelled_node_ready_at_once_keeping_its_res
     let stage = stage(&lc, "node-initialize");
     assert_eq!(delay_range(stage, &node, 100), (Duration::ZERO, Duration::ZERO));
     let effects = stage.render(&node, &mut FixedHost::new(now())).expect("renders");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["phase"], "Running");
     assert_eq!(condition(status, "Ready").unwrap()["status"], "True");
     assert_eq!(condition(status, "Ready").unwrap()["lastHeartbeatTime"], NOW);
@@ -228,7 +228,7 @@ fn node_heartbeat_should_refresh_only_the_conditions_every_20_to_25_seconds() {
     let effects = stage
         .render(&node, &mut FixedHost::new(later(22)))
         .expect("renders");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     let keys: Vec<_> = status.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["conditions"]);
     let ready = condition(status, "Ready").unwrap();
@@ -256,7 +256,7 @@ fn node_heartbeat_with_lease_should_refresh_status_every_600_to_610_seconds() {
         .expect("renders");
     // Addresses and daemonEndpoints equal what is stored, so only conditions change,
     // but the patch still carries them (the template renders them).
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
     assert_snapshot("golden/node-heartbeat-with-lease", &effects_json(&effects));
 }
@@ -275,7 +275,7 @@ fn node_not_ready_should_win_over_node_heartbeat_for_a_labelled_node() {
     let effects = stage
         .render(&node, &mut FixedHost::new(later(1)))
         .expect("renders");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     let ready = condition(status, "Ready").unwrap();
     assert_eq!(
         (&ready["status"], &ready["reason"]),
@@ -297,7 +297,7 @@ fn pod_ready_should_make_a_two_container_pod_running_and_ready_in_one_write() {
     assert_eq!(delay_range(stage, &pod, 100), (Duration::ZERO, Duration::ZERO));
     let effects = stage.render(&pod, &mut FixedHost::new(now())).expect("renders");
     assert_eq!(effects.len(), 1, "{effects:?}");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["podIP"], "10.0.0.1");
     assert_eq!(status["hostIP"], "196.168.0.1");
@@ -327,7 +327,8 @@ fn pod_ready_should_carry_over_an_existing_pod_scheduled_condition_unchanged() {
     let effects = stage(&lc, "pod-ready")
         .render(&pod, &mut FixedHost::new(now()))
         .expect("renders");
-    let scheduled = condition(status_patch(&effects), "PodScheduled").expect("kept");
+    let status = status_patch(&effects);
+    let scheduled = condition(&status, "PodScheduled").expect("kept");
     assert_eq!(
         scheduled,
         &json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
@@ -343,7 +344,7 @@ fn pod_ready_should_give_a_host_network_pod_the_node_ip() {
     let effects = stage(&lc, "pod-ready")
         .render(&pod, &mut FixedHost::new(now()))
         .expect("renders");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["podIP"], status["hostIP"]);
     assert_eq!(status["podIPs"], json!([{"ip": "196.168.0.1"}]));
 }
@@ -354,7 +355,7 @@ fn pod_ready_should_complete_init_containers_and_keep_native_sidecars_running() 
     let effects = stage(&lc, "pod-ready")
         .render(&init_pod(), &mut FixedHost::new(now()))
         .expect("renders");
-    let init = &status_patch(&effects)["initContainerStatuses"];
+    let init = &status_patch(&effects)["initContainerStatuses"].clone();
     assert_eq!(init[0]["name"], "migrate");
     assert_eq!(init[0]["state"]["terminated"]["reason"], "Completed");
     assert_eq!(init[0]["started"], false);
@@ -374,7 +375,7 @@ fn pod_complete_should_let_a_running_job_pod_succeed() {
     let effects = stage
         .render(&pod, &mut FixedHost::new(later(10)))
         .expect("renders");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["phase"], "Succeeded");
     let terminated = &status["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(
@@ -436,7 +437,7 @@ fn pod_create_should_report_containers_initializing_without_a_finalizer() {
         }]
     );
     assert!(!effects.iter().any(|e| matches!(e, Effect::Finalizers { .. })));
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["phase"], "Pending");
     let initialized = condition(status, "Initialized").unwrap();
     assert_eq!(initialized["status"], "False");
@@ -560,7 +561,7 @@ fn pod_init_container_running_failed_should_fail_the_named_init_container_of_a_l
     let effects = stage(&lc, "pod-init-container-running-failed")
         .render(&pending, &mut FixedHost::new(now()))
         .expect("renders");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["phase"], "Failed");
     let inits = status["initContainerStatuses"].as_array().unwrap();
     let migrate = &inits[0]["state"]["terminated"];
@@ -940,7 +941,7 @@ fn pod_container_running_failed_should_fail_the_named_container_of_a_labelled_ru
     let effects = stage
         .render(&running, &mut FixedHost::new(later(1)))
         .expect("renders");
-    let status = status_patch(&effects);
+    let status = &status_patch(&effects);
     assert_eq!(status["phase"], "Failed");
     let app = &status["containerStatuses"][0];
     assert_eq!(app["state"]["terminated"]["exitCode"], 3);

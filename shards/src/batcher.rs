@@ -44,11 +44,11 @@ use kube::{
     core::{ApiResource, Request, Resource},
 };
 use kwok_engine::{
-    effect::{ApplyType, Effect},
+    effect::{ApplyType, Body, Effect},
     patch::PatchType,
 };
 use rand::Rng;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use tracing::warn;
 
 use crate::{lease::WriteFence, metrics::Metrics, object::JsonObject};
@@ -82,7 +82,9 @@ pub fn coalesce(effects: &mut Vec<Effect>) -> usize {
             && i1 == i2
             && *t1 != PatchType::Json
         {
-            deep_merge(b1, b2.clone());
+            let mut merged = std::mem::replace(b1, Body::Value(Value::Null)).into_value();
+            deep_merge(&mut merged, b2.to_value().into_owned());
+            *b1 = Body::Value(merged);
             continue;
         }
         out.push(effect);
@@ -252,7 +254,7 @@ impl Writer {
                     Err(failure) => Err(failure),
                 },
                 Effect::Finalizers { .. } => match effect.finalizers_json_patch(&target.object) {
-                    Some(ops) => match json_patch(&with_uid_test(ops, uid)) {
+                    Some(ops) => match json_patch::<Value>(&with_uid_test(ops, uid)) {
                         Ok(patch) => self.patch(target, &api, None, &patch).await,
                         Err(_) => Err(Failure::Other),
                     },
@@ -412,7 +414,7 @@ impl Writer {
         target: &Target,
         api: &Api<JsonObject>,
         sub: Option<&str>,
-        patch: &Patch<Value>,
+        patch: &Patch<impl serde::Serialize + std::fmt::Debug>,
     ) -> Result<Option<JsonObject>, Failure> {
         let params = PatchParams::default();
         self.send(&target.fence, "patch", || {
@@ -601,8 +603,80 @@ fn with_uid_test(mut ops: Value, uid: &str) -> Value {
 }
 
 /// A merge or strategic patch `body` that sets `metadata.uid`, so the apiserver refuses
-/// it on another object of the name (none if `uid` is empty or `body` not a map).
-fn with_uid(mut body: Value, uid: &str) -> Value {
+/// it on another object of the name (none if `uid` is empty or `body` not a map). A body
+/// written as JSON text keeps its text: the uid is written before its fields, unless it
+/// has a `metadata` to merge into (then it is read as a value).
+fn with_uid(body: &Body, uid: &str) -> Body {
+    if uid.is_empty() {
+        return body.clone();
+    }
+    if let Body::Json(text) = body
+        && let Some(with) = uid_first(text, uid)
+    {
+        return Body::Json(with);
+    }
+    Body::Value(with_uid_value(body.to_value().into_owned(), uid))
+}
+
+/// `text`, a JSON object without `metadata`, with `"metadata":{"uid":…}` as its first
+/// field; `None` for any other text (or a key with escapes, which cannot be borrowed).
+fn uid_first(text: &RawValue, uid: &str) -> Option<Box<RawValue>> {
+    let fields: Vec<(&str, &RawValue)> = serde_json::from_str::<FieldList<'_>>(text.get()).ok()?.0;
+    if fields.iter().any(|(k, _)| *k == "metadata") {
+        return None;
+    }
+    serde_json::value::to_raw_value(&UidFirst { uid, fields }).ok()
+}
+
+/// A JSON object's top-level fields, in order, their values unread.
+struct FieldList<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for FieldList<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = FieldList<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(2));
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(FieldList(fields))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+/// `metadata` with only a uid.
+#[derive(serde::Serialize)]
+struct Uid<'a> {
+    uid: &'a str,
+}
+
+/// An object written as `{"metadata":{"uid":…}, fields…}`.
+struct UidFirst<'a> {
+    uid: &'a str,
+    fields: Vec<(&'a str, &'a RawValue)>,
+}
+
+impl serde::Serialize for UidFirst<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.fields.len() + 1))?;
+        map.serialize_entry("metadata", &Uid { uid: self.uid })?;
+        for (k, v) in &self.fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// [`with_uid`] on a value.
+fn with_uid_value(mut body: Value, uid: &str) -> Value {
     if let (false, Some(map)) = (uid.is_empty(), body.as_object_mut()) {
         let meta = map
             .entry("metadata")
@@ -622,16 +696,16 @@ fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
 }
 
 /// The patch to send for a body of type `ty`, carrying `uid` (module docs).
-fn to_patch(ty: PatchType, body: &Value, uid: &str) -> Result<Patch<Value>, serde_json::Error> {
+pub fn to_patch(ty: PatchType, body: &Body, uid: &str) -> Result<Patch<Body>, serde_json::Error> {
     Ok(match ty {
-        PatchType::Json => json_patch(&with_uid_test(body.clone(), uid))?,
-        PatchType::Merge => Patch::Merge(with_uid(body.clone(), uid)),
-        PatchType::Strategic => Patch::Strategic(with_uid(body.clone(), uid)),
+        PatchType::Json => json_patch(&with_uid_test(body.to_value().into_owned(), uid))?,
+        PatchType::Merge => Patch::Merge(with_uid(body, uid)),
+        PatchType::Strategic => Patch::Strategic(with_uid(body, uid)),
     })
 }
 
 /// `ops` as a JSON patch; an error if it is not one (never an empty patch in its place).
-fn json_patch(ops: &Value) -> Result<Patch<Value>, serde_json::Error> {
+fn json_patch<P: serde::Serialize>(ops: &Value) -> Result<Patch<P>, serde_json::Error> {
     serde_json::from_value::<json_patch::Patch>(ops.clone()).map(Patch::Json)
 }
 
@@ -642,7 +716,7 @@ fn malformed_json_patch(effect: &Effect) -> Option<serde_json::Error> {
             ty: PatchType::Json,
             body,
             ..
-        } => json_patch(body).err(),
+        } => json_patch::<Value>(&body.to_value()).err(),
         _ => None,
     }
 }
@@ -672,26 +746,46 @@ mod tests {
         Effect::Patch {
             subresource: Some("status".into()),
             ty: PatchType::Strategic,
-            body,
+            body: body.into(),
             impersonate: None,
         }
+    }
+
+    /// `v` as a body of JSON text, as stages write theirs.
+    fn text(v: &Value) -> Body {
+        Body::Json(serde_json::value::to_raw_value(v).unwrap())
     }
 
     #[test]
     fn writes_should_carry_the_uid_of_the_object_they_were_rendered_for() {
         let body = json!({"status": {"phase": "Running"}});
         for ty in [PatchType::Merge, PatchType::Strategic] {
-            let (Ok(Patch::Merge(sent)) | Ok(Patch::Strategic(sent))) = to_patch(ty, &body, "u1") else {
-                panic!("{ty:?}");
-            };
-            assert_eq!(
-                sent,
-                json!({"metadata": {"uid": "u1"}, "status": {"phase": "Running"}}),
-                "{ty:?}"
-            );
+            for body in [Body::Value(body.clone()), text(&body)] {
+                let (Ok(Patch::Merge(sent)) | Ok(Patch::Strategic(sent))) = to_patch(ty, &body, "u1") else {
+                    panic!("{ty:?}");
+                };
+                assert_eq!(
+                    sent,
+                    json!({"metadata": {"uid": "u1"}, "status": {"phase": "Running"}}),
+                    "{ty:?} {body:?}"
+                );
+                // Text stays text, and is not read into a value to add the uid.
+                assert_eq!(matches!(sent, Body::Json(_)), matches!(body, Body::Json(_)));
+            }
         }
+        // Text with a `metadata` of its own: merged into it, as a value.
+        let labelled = json!({"metadata": {"labels": {"a": "b"}}, "spec": {}});
+        let sent = with_uid(&text(&labelled), "u1");
+        assert_eq!(
+            sent,
+            json!({"metadata": {"labels": {"a": "b"}, "uid": "u1"}, "spec": {}})
+        );
+        assert_eq!(
+            with_uid(&text(&json!({})), "u1"),
+            json!({"metadata": {"uid": "u1"}})
+        );
         let ops = json!([{"op": "remove", "path": "/metadata/finalizers/0"}]);
-        let Ok(Patch::Json(sent)) = to_patch(PatchType::Json, &ops, "u1") else {
+        let Ok(Patch::Json(sent)) = to_patch(PatchType::Json, &ops.into(), "u1") else {
             panic!("json");
         };
         assert_eq!(
@@ -721,7 +815,7 @@ mod tests {
         assert_eq!(delete_params("u1").grace_period_seconds, Some(0));
         // An object of unknown uid (none cached) is written without a precondition.
         assert_eq!(delete_params("").preconditions, None);
-        assert_eq!(with_uid(body.clone(), ""), body);
+        assert_eq!(with_uid(&body.clone().into(), ""), body);
     }
 
     #[test]
@@ -785,16 +879,21 @@ mod tests {
             body,
             impersonate: None,
         };
-        let good = json(json!([{"op": "remove", "path": "/metadata/finalizers/0"}]));
+        let good = json(json!([{"op": "remove", "path": "/metadata/finalizers/0"}]).into());
         assert!(malformed_json_patch(&good).is_none());
-        assert!(matches!(to_patch(PatchType::Json, &json!([]), ""), Ok(Patch::Json(p)) if p.0.is_empty()));
+        assert!(
+            matches!(to_patch(PatchType::Json, &json!([]).into(), ""), Ok(Patch::Json(p)) if p.0.is_empty())
+        );
         for bad in [
             json!({"op": "remove"}),
             json!([{"op": "frobnicate", "path": "/a"}]),
             json!("x"),
         ] {
-            assert!(malformed_json_patch(&json(bad.clone())).is_some(), "{bad}");
-            assert!(to_patch(PatchType::Json, &bad, "u").is_err(), "{bad}");
+            assert!(malformed_json_patch(&json(bad.clone().into())).is_some(), "{bad}");
+            assert!(
+                to_patch(PatchType::Json, &bad.clone().into(), "u").is_err(),
+                "{bad}"
+            );
         }
         assert!(
             malformed_json_patch(&status_patch(json!({"op": "remove"}))).is_none(),
@@ -822,7 +921,7 @@ mod tests {
         let json = Effect::Patch {
             subresource: None,
             ty: PatchType::Json,
-            body: json!([]),
+            body: json!([]).into(),
             impersonate: None,
         };
         let mut effects = vec![
@@ -889,7 +988,7 @@ mod fence_tests {
         let effects = [Effect::Patch {
             subresource: Some("status".into()),
             ty: PatchType::Merge,
-            body: json!({"status": {"phase": "Running"}}),
+            body: json!({"status": {"phase": "Running"}}).into(),
             impersonate: None,
         }];
         let fence = Fence::closed();

@@ -123,8 +123,13 @@ fn list_matching(lifecycle: &Lifecycle, obj: &Value, host: &mut FixedHost) -> Re
         let _ = writeln!(out, "stage {:?} weight {weight} delay {delay}", stage.name());
         for effect in stage.render(obj, host)? {
             let _ = writeln!(out, "  - {}", describe(&effect));
-            if let Effect::Patch { body, .. } | Effect::Apply { body, .. } = &effect {
-                for line in yaml(body).lines() {
+            let body = match &effect {
+                Effect::Patch { body, .. } => Some(body.to_value()),
+                Effect::Apply { body, .. } => Some(std::borrow::Cow::Borrowed(body)),
+                _ => None,
+            };
+            if let Some(body) = body {
+                for line in yaml(&body).lines() {
                     let _ = writeln!(out, "      {line}");
                 }
             }

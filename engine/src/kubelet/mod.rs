@@ -71,7 +71,8 @@ pub fn restore_ready(now: Timestamp) -> Effect {
             "status": "True",
             "lastProbeTime": null,
             "lastTransitionTime": now.to_string(),
-        }]}}),
+        }]}})
+        .into(),
         impersonate: None,
     }
 }
@@ -102,7 +103,7 @@ pub fn node_heartbeat(now: Timestamp, port: u16) -> Effect {
     Effect::Patch {
         subresource: Some("status".to_owned()),
         ty: PatchType::Strategic,
-        body,
+        body: body.into(),
         impersonate: None,
     }
 }
@@ -187,7 +188,7 @@ mod tests {
         assert_eq!(subresource.as_deref(), Some("status"));
         assert_eq!(ty, PatchType::Strategic);
         let mut pod = running_pod("False");
-        crate::patch::apply(&mut pod, "Pod", &body, PatchType::Strategic).unwrap();
+        crate::patch::apply(&mut pod, "Pod", &body.to_value(), PatchType::Strategic).unwrap();
         assert!(!ready_taken_away(&pod));
         assert_eq!(pod["status"]["conditions"].as_array().unwrap().len(), 3);
         assert_eq!(pod["status"]["conditions"][1]["status"], "True");

@@ -204,7 +204,7 @@ pub fn report_patch(statuses: Vec<Value>) -> Effect {
     Effect::Patch {
         subresource: Some("status".to_owned()),
         ty: PatchType::Strategic,
-        body: json!({"status": {"containerStatuses": statuses}}),
+        body: json!({"status": {"containerStatuses": statuses}}).into(),
         impersonate: None,
     }
 }

@@ -26,6 +26,8 @@ mod strategic;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::template::Node;
+
 pub use strategic::Reason;
 
 /// How a patch body is interpreted.
@@ -113,9 +115,20 @@ pub fn apply(target: &mut Value, kind: &str, patch: &Value, ty: PatchType) -> Re
 /// Prepares a strategic merge patch of `kind` so the apiserver takes it: a keyed list
 /// whose elements repeat a merge key is sent whole (see
 /// `strategic::replace_lists_with_repeated_keys`). Other patch types are left alone.
-pub fn prepare(patch: &mut Value, kind: &str, ty: PatchType) {
+pub(crate) fn prepare(patch: &mut Node<'_>, kind: &str, ty: PatchType) {
     if ty == PatchType::Strategic {
         strategic::replace_lists_with_repeated_keys(patch, kind);
+    }
+}
+
+/// Whether applying the merge or strategic `patch` to `target` (of `kind`) surely
+/// changes it and cannot fail, told without a `Value` of the patch; `false` when that
+/// takes [`would_change`] (and always for a JSON patch).
+pub(crate) fn surely_changes(target: &Value, kind: &str, patch: &Node<'_>, ty: PatchType) -> bool {
+    match ty {
+        PatchType::Json => false,
+        PatchType::Merge => strategic::surely_changes(target, None, patch),
+        PatchType::Strategic => strategic::surely_changes(target, Some(kind), patch),
     }
 }
 
@@ -169,7 +182,7 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::SmallRng, seq::IndexedRandom};
     use serde_json::{Value, json};
 
-    use super::{Error, PatchType, apply, would_change};
+    use super::{Error, Node, PatchType, apply, surely_changes, would_change};
 
     fn applied(target: &Value, kind: &str, patch: &Value, ty: PatchType) -> Result<Value, Error> {
         let mut t = target.clone();
@@ -405,7 +418,7 @@ mod tests {
     #[test]
     fn would_change_should_agree_with_apply_and_compare() {
         let mut rng = SmallRng::seed_from_u64(42);
-        let mut changed = [0, 0];
+        let (mut changed, mut sure) = ([0, 0], 0);
         for round in 0..3000 {
             let target = document(&mut rng, false);
             // A third of the patches restate the object, for the no-op side.
@@ -415,10 +428,22 @@ mod tests {
                 document(&mut rng, true)
             };
             for ty in [PatchType::Merge, PatchType::Strategic] {
+                let surely = surely_changes(&target, "Node", &Node::from_value(patch.clone()), ty);
                 let Ok(after) = applied(&target, "Node", &patch, ty) else {
+                    assert!(
+                        !surely,
+                        "round {round} {ty:?} fails\n target {target}\n patch  {patch}"
+                    );
                     continue;
                 };
                 let want = after != target;
+                if surely {
+                    assert!(
+                        want,
+                        "round {round} {ty:?} surely changes\n target {target}\n patch  {patch}"
+                    );
+                    sure += 1;
+                }
                 let got = would_change(&target, "Node", &patch, ty);
                 assert_eq!(
                     got,
@@ -437,6 +462,11 @@ mod tests {
         assert!(
             changed[0] > 300 && changed[1] > 300,
             "both outcomes covered: {changed:?}"
+        );
+        assert!(
+            sure > 300,
+            "the fast answer is exercised: {sure} of {}",
+            changed[1]
         );
     }
 

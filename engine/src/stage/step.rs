@@ -2,15 +2,17 @@
 //! event → finalizers → status template and patches, or event → finalizers → delete
 //! (a delete wins over the status template and patches, as in KWOK).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::spec;
 use crate::{
-    effect::{ApplyType, Effect},
+    effect::{ApplyType, Body, Effect},
     error::{FieldError, RenderCause},
     host::Host,
     patch::{self, PatchType},
-    template::Template,
+    template::{Node, Template},
 };
 
 /// One compiled step.
@@ -267,19 +269,43 @@ impl PatchStep {
     }
 
     fn render(&self, obj: &Value, kind: &str, host: &mut dyn Host) -> Result<Option<Effect>, RenderCause> {
-        let Some(mut body) = self.body(obj, host)? else {
-            return Ok(None);
-        };
-        patch::prepare(&mut body, kind, self.ty);
-        if !patch::would_change(obj, kind, &body, self.ty)? {
-            return Ok(None);
-        }
-        Ok(Some(Effect::Patch {
+        let body = self
+            .template
+            .render_node(obj, host, |rendered| self.checked_body(rendered, obj, kind))??;
+        Ok(body.map(|body| Effect::Patch {
             subresource: self.subresource.clone(),
             ty: self.ty,
             body,
             impersonate: self.impersonate.clone(),
         }))
+    }
+
+    /// The body to send for `rendered` (under `root`), `None` when it is empty or would
+    /// change nothing on `obj`. A merge or strategic patch that surely changes `obj` is
+    /// written as JSON text straight from the rendering; the rest are checked whole as a
+    /// `Value` (a patch that changes nothing is not sent).
+    fn checked_body(&self, rendered: Node<'_>, obj: &Value, kind: &str) -> Result<Option<Body>, RenderCause> {
+        if rendered.is_null() {
+            return Ok(None);
+        }
+        let body = match (&self.root, self.ty) {
+            (Some(root), PatchType::Json) => prefix_paths(rendered.into_value(), root)?,
+            (None, PatchType::Json) => rendered.into_value(),
+            (root, _) => {
+                let mut node = match root {
+                    Some(root) => Node::Map(vec![(Cow::Borrowed(root.as_str()), rendered)]),
+                    None => rendered,
+                };
+                patch::prepare(&mut node, kind, self.ty);
+                if patch::surely_changes(obj, kind, &node, self.ty)
+                    && let Ok(text) = serde_json::value::to_raw_value(&node)
+                {
+                    return Ok(Some(Body::Json(text)));
+                }
+                node.into_value()
+            }
+        };
+        Ok(patch::would_change(obj, kind, &body, self.ty)?.then_some(Body::Value(body)))
     }
 }
 

@@ -84,6 +84,8 @@ mod tokens;
 mod value;
 mod yaml;
 
+pub(crate) use yaml::{Leaf, Node};
+
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -184,6 +186,31 @@ impl Template {
         let mut out = String::with_capacity(1024);
         self.render(data, host, &mut out)?;
         yaml::to_json(&out)
+    }
+
+    /// As [`Template::render_value`], but hands the document to `f` as a [`yaml::Node`]
+    /// that borrows its keys and strings from the template and the rendering, so a
+    /// patch can be checked and written as JSON without building a `Value`.
+    pub(crate) fn render_node<R>(
+        &self,
+        data: &Value,
+        host: &mut dyn Host,
+        f: impl FnOnce(yaml::Node<'_>) -> R,
+    ) -> Result<R> {
+        if self.tree.planned {
+            let mut events = Vec::with_capacity(64);
+            eval::execute(&self.tree, data, host, &mut events)?;
+            return match tokens::tokens(&events).and_then(yaml::build) {
+                Ok(node) => Ok(f(node)),
+                Err(yaml::Unsupported) => {
+                    let value = yaml::to_json(&tokens::print(&events))?;
+                    Ok(f(yaml::Node::from_value(value)))
+                }
+            };
+        }
+        let mut out = String::with_capacity(1024);
+        self.render(data, host, &mut out)?;
+        Ok(f(yaml::Node::from_value(yaml::to_json(&out)?)))
     }
 }
 

@@ -775,6 +775,17 @@ fn assert_same_as_text_path(src: &str, data: &Value) {
     let via_text = template
         .render(data, &mut host(), &mut text)
         .and_then(|()| super::yaml::to_json(&text));
+    // The document a patch is written from, as the JSON text a stage sends.
+    let node = template
+        .render_node(data, &mut host(), |node| {
+            serde_json::to_string(&node).expect("writes")
+        })
+        .map(|json| serde_json::from_str::<Value>(&json).expect("reads back"));
+    assert_eq!(
+        node.as_ref().map_err(ToString::to_string),
+        direct.as_ref().map_err(ToString::to_string),
+        "as a node\ntemplate:\n{src}\ndata: {data}"
+    );
     // As JSON text: a map's key order counts too (`Value`'s equality ignores it).
     let as_text = |v: Result<Value, super::Error>| v.map(|v| v.to_string()).map_err(|e| e.to_string());
     assert_eq!(

@@ -13,7 +13,7 @@
 //! slower but complete. Both follow the YAML 1.2 core schema: only `true`/`false` in their
 //! three spellings are booleans, so `yes`, `on` and quoted `"True"` stay strings.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, marker::PhantomData};
 
 use serde_json::{Map, Number, Value};
 
@@ -421,12 +421,13 @@ pub fn inline<'s>(text: &'s str, n: usize, block: Option<&mut Lines<'s>>) -> Fas
 }
 
 /// Builds the value of a whole document from the tokens of its lines (`null` for none).
-pub fn build(toks: Vec<Tok<'_>>) -> Fast<Value> {
+pub fn build<'s, T: Tree<'s>>(toks: Vec<Tok<'s>>) -> Fast<T> {
     let mut builder = Builder {
         toks: toks.into_iter(),
+        tree: PhantomData,
     };
     if builder.peek().is_none() {
-        return Ok(Value::Null);
+        return Ok(T::leaf(Leaf::Null));
     }
     let v = builder.node()?;
     match builder.peek() {
@@ -435,15 +436,166 @@ pub fn build(toks: Vec<Tok<'_>>) -> Fast<Value> {
     }
 }
 
-/// Reads block mappings and sequences from tokens by their columns.
-///
-/// Each map and sequence is sized before it is read (see [`Builder::members`]), so its
-/// entries go straight into place: none grows, and no value is moved through a buffer.
-struct Builder<'s> {
-    toks: std::vec::IntoIter<Tok<'s>>,
+/// What [`build`] makes of the tokens: a [`Value`], or a [`Node`] that borrows its keys
+/// and strings from them.
+pub trait Tree<'s>: Sized {
+    /// A mapping being read.
+    type Map;
+    /// An empty mapping.
+    fn new_map() -> Self::Map;
+    /// A scalar or empty collection.
+    fn leaf(leaf: Leaf<'s>) -> Self;
+    /// A sequence of its items.
+    fn seq(items: Vec<Self>) -> Self;
+    /// Adds an entry to a mapping; a repeated key replaces the earlier value (YAML's
+    /// last-wins, as `serde-saphyr` is told to read it).
+    fn insert(map: &mut Self::Map, key: Cow<'s, str>, value: Self);
+    /// The finished mapping.
+    fn map(map: Self::Map) -> Self;
 }
 
-impl<'s> Builder<'s> {
+impl<'s> Tree<'s> for Value {
+    type Map = Map<String, Value>;
+    fn new_map() -> Self::Map {
+        Map::new()
+    }
+    fn leaf(leaf: Leaf<'s>) -> Self {
+        leaf.into_value()
+    }
+    fn seq(items: Vec<Self>) -> Self {
+        Value::Array(items)
+    }
+    fn insert(map: &mut Self::Map, key: Cow<'s, str>, value: Self) {
+        map.insert(key.into_owned(), value);
+    }
+    fn map(map: Self::Map) -> Self {
+        Value::Object(map)
+    }
+}
+
+/// A rendered document that borrows its keys and strings from the template and the
+/// rendering's record: what a patch is written from as JSON text without building a
+/// [`Value`] key by key (each key and string of which is an allocation).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node<'s> {
+    /// A scalar or empty collection.
+    Leaf(Leaf<'s>),
+    /// A sequence.
+    Seq(Vec<Node<'s>>),
+    /// A mapping, in the order its keys were read, each key once.
+    Map(Vec<(Cow<'s, str>, Node<'s>)>),
+}
+
+/// A mapping's entries as [`Node`] reads them.
+type Entries<'s> = Vec<(Cow<'s, str>, Node<'s>)>;
+
+impl<'s> Tree<'s> for Node<'s> {
+    type Map = Entries<'s>;
+    fn new_map() -> Entries<'s> {
+        // Most of a status's mappings have under eight keys: one allocation, no growth.
+        Vec::with_capacity(8)
+    }
+    fn leaf(leaf: Leaf<'s>) -> Self {
+        Node::Leaf(leaf)
+    }
+    fn seq(items: Vec<Self>) -> Self {
+        Node::Seq(items)
+    }
+    fn insert(map: &mut Entries<'s>, key: Cow<'s, str>, value: Self) {
+        // Mappings are short; a scan beats hashing, and keeps the first key's place.
+        match map.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, old)) => *old = value,
+            None => map.push((key, value)),
+        }
+    }
+    fn map(map: Entries<'s>) -> Self {
+        Node::Map(map)
+    }
+}
+
+impl Node<'_> {
+    /// The node of a value (what the full parser read), owning its text.
+    pub fn from_value(v: Value) -> Node<'static> {
+        match v {
+            Value::Null => Node::Leaf(Leaf::Null),
+            Value::Bool(b) => Node::Leaf(Leaf::Bool(b)),
+            Value::Number(n) => Node::Leaf(Leaf::Number(n)),
+            Value::String(s) => Node::Leaf(Leaf::Str(Cow::Owned(s))),
+            Value::Array(items) => Node::Seq(items.into_iter().map(Node::from_value).collect()),
+            Value::Object(map) => Node::Map(
+                map.into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Node::from_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// `null` (also the empty document).
+    pub fn is_null(&self) -> bool {
+        matches!(self, Node::Leaf(Leaf::Null))
+    }
+
+    /// The value under `key` of a mapping.
+    pub fn get(&self, key: &str) -> Option<&Self> {
+        match self {
+            Node::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// As a [`Value`].
+    pub fn into_value(self) -> Value {
+        match self {
+            Node::Leaf(leaf) => leaf.into_value(),
+            Node::Seq(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
+            Node::Map(entries) => Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_value()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl serde::Serialize for Node<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Node::Leaf(Leaf::Str(v)) => s.serialize_str(v),
+            Node::Leaf(Leaf::Null) => s.serialize_unit(),
+            Node::Leaf(Leaf::Bool(b)) => s.serialize_bool(*b),
+            Node::Leaf(Leaf::Number(n)) => n.serialize(s),
+            Node::Leaf(Leaf::EmptyMap) => s.serialize_map(Some(0))?.end(),
+            Node::Leaf(Leaf::EmptySeq) => s.serialize_seq(Some(0))?.end(),
+            Node::Seq(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Node::Map(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Reads block mappings and sequences from tokens by their columns.
+///
+/// Each sequence is sized before it is read (see [`Builder::dashes`]), so its items go
+/// straight into place.
+struct Builder<'s, T> {
+    toks: std::vec::IntoIter<Tok<'s>>,
+    tree: PhantomData<T>,
+}
+
+impl<'s, T: Tree<'s>> Builder<'s, T> {
     fn peek(&self) -> Option<&Tok<'s>> {
         self.toks.as_slice().first()
     }
@@ -461,14 +613,14 @@ impl<'s> Builder<'s> {
     }
 
     /// The node that starts with the next token (the first of its line).
-    fn node(&mut self) -> Fast<Value> {
+    fn node(&mut self) -> Fast<T> {
         let col = self.peek().ok_or(Unsupported)?.col;
         self.node_under(col)
     }
 
     /// The node that starts with the next token; a scalar there must not be followed by
     /// a line deeper than column `n` (a multi-line plain scalar, left to the full parser).
-    fn node_under(&mut self, n: usize) -> Fast<Value> {
+    fn node_under(&mut self, n: usize) -> Fast<T> {
         let tok = self.peek().ok_or(Unsupported)?;
         let col = tok.col;
         match tok.kind {
@@ -483,18 +635,18 @@ impl<'s> Builder<'s> {
     }
 
     /// Takes the next token, which must be a scalar.
-    fn scalar(&mut self) -> Fast<Value> {
+    fn scalar(&mut self) -> Fast<T> {
         match self.toks.next() {
             Some(Tok {
                 kind: Kind::Scalar(v),
                 ..
-            }) => Ok(v.into_value()),
+            }) => Ok(T::leaf(v)),
             _ => Err(Unsupported),
         }
     }
 
     /// A block sequence whose dashes sit at column `n`.
-    fn seq(&mut self, n: usize) -> Fast<Value> {
+    fn seq(&mut self, n: usize) -> Fast<T> {
         let size = self.dashes(n);
         let mut items = Vec::with_capacity(size);
         while let Some(tok) = self.peek() {
@@ -508,11 +660,11 @@ impl<'s> Builder<'s> {
             items.push(self.item(n)?);
         }
         debug_assert!(items.len() <= size, "sized before reading");
-        Ok(Value::Array(items))
+        Ok(T::seq(items))
     }
 
     /// The value after a dash at column `n`: on its line, or on the lines after it.
-    fn item(&mut self, n: usize) -> Fast<Value> {
+    fn item(&mut self, n: usize) -> Fast<T> {
         match self.peek() {
             Some(tok) if !tok.first => self.node_under(n),
             _ => self.nested(n, false),
@@ -520,20 +672,20 @@ impl<'s> Builder<'s> {
     }
 
     /// The value on the lines after `key:` or `-` at column `n`.
-    fn nested(&mut self, n: usize, seq_at_same_indent: bool) -> Fast<Value> {
+    fn nested(&mut self, n: usize, seq_at_same_indent: bool) -> Fast<T> {
         match self.peek() {
             Some(next) if next.col > n => self.node(),
             Some(next) if seq_at_same_indent && next.col == n && next.is_dash() => self.seq(n),
-            _ => Ok(Value::Null),
+            _ => Ok(T::leaf(Leaf::Null)),
         }
     }
 
-    /// A block mapping whose keys sit at column `n`. Not sized ahead: `Map` is a
-    /// `BTreeMap` (no `preserve_order`), which takes no capacity. (Gathering the entries
-    /// in a `Vec` and building the map from them at once, sorted runs without a search,
-    /// measured 8 % slower: the extra allocation costs more than the comparisons.)
-    fn map(&mut self, n: usize) -> Fast<Value> {
-        let mut map = Map::new();
+    /// A block mapping whose keys sit at column `n`. Not sized ahead: a `Value`'s `Map`
+    /// is a `BTreeMap` (no `preserve_order`), which takes no capacity. (Gathering the
+    /// entries in a `Vec` and building the map from them at once, sorted runs without a
+    /// search, measured 8 % slower: the extra allocation costs more than the comparisons.)
+    fn map(&mut self, n: usize) -> Fast<T> {
+        let mut map = T::new_map();
         while let Some(tok) = self.peek() {
             if tok.col != n || tok.is_dash() {
                 if tok.col > n {
@@ -556,9 +708,9 @@ impl<'s> Builder<'s> {
                 }
                 _ => self.nested(n, true)?,
             };
-            map.insert(key.into_owned(), value);
+            T::insert(&mut map, key, value);
         }
-        Ok(Value::Object(map))
+        Ok(T::map(map))
     }
 
     /// Fails when the line after a scalar is indented deeper than `n` (a continuation).
