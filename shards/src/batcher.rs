@@ -48,7 +48,7 @@ use kwok_engine::{
     patch::PatchType,
 };
 use rand::Rng;
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use tracing::warn;
 
 use crate::{lease::WriteFence, metrics::Metrics, object::JsonObject};
@@ -232,13 +232,13 @@ impl Writer {
                     body,
                     impersonate,
                 } => match self.client_as(impersonate.as_deref()) {
-                    Ok(client) => {
-                        let api = self.api(target, client);
-                        match to_patch(*ty, body, uid) {
-                            Ok(patch) => self.patch(target, &api, subresource.as_deref(), &patch).await,
-                            Err(_) => Err(Failure::Other),
+                    Ok(client) => match patch_body(*ty, body, uid) {
+                        Ok(bytes) => {
+                            self.patch(target, &client, subresource.as_deref(), *ty, bytes)
+                                .await
                         }
-                    }
+                        Err(_) => Err(Failure::Other),
+                    },
                     Err(failure) => Err(failure),
                 },
                 Effect::Apply {
@@ -254,8 +254,11 @@ impl Writer {
                     Err(failure) => Err(failure),
                 },
                 Effect::Finalizers { .. } => match effect.finalizers_json_patch(&target.object) {
-                    Some(ops) => match json_patch::<Value>(&with_uid_test(ops, uid)) {
-                        Ok(patch) => self.patch(target, &api, None, &patch).await,
+                    Some(ops) => match json_patch_bytes(&with_uid_test(ops, uid)) {
+                        Ok(bytes) => {
+                            self.patch(target, &self.client, None, PatchType::Json, bytes)
+                                .await
+                        }
                         Err(_) => Err(Failure::Other),
                     },
                     None => Ok(None),
@@ -409,16 +412,22 @@ impl Writer {
         }
     }
 
+    /// Sends `body`, a patch of type `ty` already written as JSON, to `target` (or its
+    /// subresource `sub`) as `client`.
     async fn patch(
         &self,
         target: &Target,
-        api: &Api<JsonObject>,
+        client: &Client,
         sub: Option<&str>,
-        patch: &Patch<impl serde::Serialize + std::fmt::Debug>,
+        ty: PatchType,
+        body: Vec<u8>,
     ) -> Result<Option<JsonObject>, Failure> {
-        let params = PatchParams::default();
-        self.send(&target.fence, "patch", || {
-            patch_at(api, &target.name, sub, &params, patch)
+        let url = JsonObject::url_path(&target.resource, target.namespace.as_deref());
+        self.send(&target.fence, "patch", || async {
+            let request = patch_request(&url, &target.name, sub, ty, body.clone())?;
+            // Decoded without managedFields, as the watch's objects are: the response
+            // replaces the cached object.
+            client.request::<JsonObject>(request).await.map(Some)
         })
         .await
     }
@@ -602,81 +611,62 @@ fn with_uid_test(mut ops: Value, uid: &str) -> Value {
     ops
 }
 
+/// The PATCH request of type `ty` for `name` (or its subresource `sub`) under `url`, with
+/// `body` (already JSON) as it is: kube writes the URL, query and content type.
+fn patch_request(
+    url: &str,
+    name: &str,
+    sub: Option<&str>,
+    ty: PatchType,
+    body: Vec<u8>,
+) -> Result<http::Request<Vec<u8>>, kube::Error> {
+    let shape: Patch<()> = match ty {
+        PatchType::Json => Patch::Json(json_patch::Patch(Vec::new())),
+        PatchType::Merge => Patch::Merge(()),
+        PatchType::Strategic => Patch::Strategic(()),
+    };
+    let (request, params) = (Request::new(url), PatchParams::default());
+    let mut request = match sub {
+        None => request.patch(name, &params, &shape),
+        Some(sub) => request.patch_subresource(sub, name, &params, &shape),
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    *request.body_mut() = body;
+    // kube's name for the verb, which its metrics and traces read.
+    request.extensions_mut().insert("patch");
+    Ok(request)
+}
+
+/// The request body of a patch effect: `body` as JSON, carrying `uid` (module docs).
+/// A body the stage wrote as text gets `"metadata":{"uid":…}` written before its fields,
+/// unless it has a `metadata` to merge into (then it is read as a value); it is not read.
+pub fn patch_body(ty: PatchType, body: &Body, uid: &str) -> Result<Vec<u8>, serde_json::Error> {
+    match (ty, body) {
+        (PatchType::Json, _) => json_patch_bytes(&with_uid_test(body.to_value().into_owned(), uid)),
+        (_, Body::Json(text)) if uid.is_empty() => Ok(text.as_str().as_bytes().to_vec()),
+        (_, Body::Json(text)) if !text.has_metadata() => Ok(uid_first(text.as_str(), uid)),
+        _ => serde_json::to_vec(&with_uid(body.to_value().into_owned(), uid)),
+    }
+}
+
+/// `object`, the text of a JSON object, with `"metadata":{"uid":…}` as its first field.
+fn uid_first(object: &str, uid: &str) -> Vec<u8> {
+    let fields = object.strip_prefix('{').unwrap_or(object);
+    let mut out = Vec::with_capacity(object.len() + uid.len() + 32);
+    out.extend_from_slice(br#"{"metadata":{"uid":"#);
+    // A uid is a UUID; written by serde_json all the same, in case it is not.
+    let _ = serde_json::to_writer(&mut out, uid);
+    out.extend_from_slice(b"}");
+    if fields != "}" {
+        out.push(b',');
+    }
+    out.extend_from_slice(fields.as_bytes());
+    out
+}
+
 /// A merge or strategic patch `body` that sets `metadata.uid`, so the apiserver refuses
-/// it on another object of the name (none if `uid` is empty or `body` not a map). A body
-/// written as JSON text keeps its text: the uid is written before its fields, unless it
-/// has a `metadata` to merge into (then it is read as a value).
-fn with_uid(body: &Body, uid: &str) -> Body {
-    if uid.is_empty() {
-        return body.clone();
-    }
-    if let Body::Json(text) = body
-        && let Some(with) = uid_first(text, uid)
-    {
-        return Body::Json(with);
-    }
-    Body::Value(with_uid_value(body.to_value().into_owned(), uid))
-}
-
-/// `text`, a JSON object without `metadata`, with `"metadata":{"uid":…}` as its first
-/// field; `None` for any other text (or a key with escapes, which cannot be borrowed).
-fn uid_first(text: &RawValue, uid: &str) -> Option<Box<RawValue>> {
-    let fields: Vec<(&str, &RawValue)> = serde_json::from_str::<FieldList<'_>>(text.get()).ok()?.0;
-    if fields.iter().any(|(k, _)| *k == "metadata") {
-        return None;
-    }
-    serde_json::value::to_raw_value(&UidFirst { uid, fields }).ok()
-}
-
-/// A JSON object's top-level fields, in order, their values unread.
-struct FieldList<'a>(Vec<(&'a str, &'a RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for FieldList<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = FieldList<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(2));
-                while let Some(field) = map.next_entry()? {
-                    fields.push(field);
-                }
-                Ok(FieldList(fields))
-            }
-        }
-        d.deserialize_map(Fields)
-    }
-}
-
-/// `metadata` with only a uid.
-#[derive(serde::Serialize)]
-struct Uid<'a> {
-    uid: &'a str,
-}
-
-/// An object written as `{"metadata":{"uid":…}, fields…}`.
-struct UidFirst<'a> {
-    uid: &'a str,
-    fields: Vec<(&'a str, &'a RawValue)>,
-}
-
-impl serde::Serialize for UidFirst<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.fields.len() + 1))?;
-        map.serialize_entry("metadata", &Uid { uid: self.uid })?;
-        for (k, v) in &self.fields {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-/// [`with_uid`] on a value.
-fn with_uid_value(mut body: Value, uid: &str) -> Value {
+/// it on another object of the name (none if `uid` is empty or `body` not a map).
+fn with_uid(mut body: Value, uid: &str) -> Value {
     if let (false, Some(map)) = (uid.is_empty(), body.as_object_mut()) {
         let meta = map
             .entry("metadata")
@@ -695,18 +685,14 @@ fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
     base + Duration::from_millis(rng.random_range(0..=base.as_millis() as u64 / 2))
 }
 
-/// The patch to send for a body of type `ty`, carrying `uid` (module docs).
-pub fn to_patch(ty: PatchType, body: &Body, uid: &str) -> Result<Patch<Body>, serde_json::Error> {
-    Ok(match ty {
-        PatchType::Json => json_patch(&with_uid_test(body.to_value().into_owned(), uid))?,
-        PatchType::Merge => Patch::Merge(with_uid(body, uid)),
-        PatchType::Strategic => Patch::Strategic(with_uid(body, uid)),
-    })
+/// `ops` as a JSON patch; an error if it is not one (never an empty patch in its place).
+fn json_patch(ops: &Value) -> Result<json_patch::Patch, serde_json::Error> {
+    serde_json::from_value::<json_patch::Patch>(ops.clone())
 }
 
-/// `ops` as a JSON patch; an error if it is not one (never an empty patch in its place).
-fn json_patch<P: serde::Serialize>(ops: &Value) -> Result<Patch<P>, serde_json::Error> {
-    serde_json::from_value::<json_patch::Patch>(ops.clone()).map(Patch::Json)
+/// `ops` as the body of a JSON patch request (an error if it is not one).
+fn json_patch_bytes(ops: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&json_patch(ops)?)
 }
 
 /// Why `effect`'s JSON patch body is not a JSON patch, if it has one that is not.
@@ -716,7 +702,7 @@ fn malformed_json_patch(effect: &Effect) -> Option<serde_json::Error> {
             ty: PatchType::Json,
             body,
             ..
-        } => json_patch::<Value>(&body.to_value()).err(),
+        } => json_patch(&body.to_value()).err(),
         _ => None,
     }
 }
@@ -740,6 +726,7 @@ async fn patch_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kwok_engine::effect::JsonText;
     use serde_json::json;
 
     fn status_patch(body: Value) -> Effect {
@@ -753,47 +740,69 @@ mod tests {
 
     /// `v` as a body of JSON text, as stages write theirs.
     fn text(v: &Value) -> Body {
-        Body::Json(serde_json::value::to_raw_value(v).unwrap())
+        Body::Json(JsonText::from_value(v).expect("an object"))
+    }
+
+    /// The request body for `body` of type `ty` with uid `uid`, read back.
+    fn sent(ty: PatchType, body: &Body, uid: &str) -> Value {
+        serde_json::from_slice(&patch_body(ty, body, uid).expect("a body")).expect("JSON")
     }
 
     #[test]
     fn writes_should_carry_the_uid_of_the_object_they_were_rendered_for() {
         let body = json!({"status": {"phase": "Running"}});
+        let with = json!({"metadata": {"uid": "u1"}, "status": {"phase": "Running"}});
         for ty in [PatchType::Merge, PatchType::Strategic] {
             for body in [Body::Value(body.clone()), text(&body)] {
-                let (Ok(Patch::Merge(sent)) | Ok(Patch::Strategic(sent))) = to_patch(ty, &body, "u1") else {
-                    panic!("{ty:?}");
-                };
-                assert_eq!(
-                    sent,
-                    json!({"metadata": {"uid": "u1"}, "status": {"phase": "Running"}}),
-                    "{ty:?} {body:?}"
-                );
-                // Text stays text, and is not read into a value to add the uid.
-                assert_eq!(matches!(sent, Body::Json(_)), matches!(body, Body::Json(_)));
+                assert_eq!(sent(ty, &body, "u1"), with, "{ty:?} {body:?}");
+                assert_eq!(sent(ty, &body, ""), json!({"status": {"phase": "Running"}}));
             }
         }
+        // Text is written around, not read: the uid goes first, the rest as it was.
+        let bytes = patch_body(PatchType::Strategic, &text(&body), "u1").unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"metadata":{"uid":"u1"},"status":{"phase":"Running"}}"#
+        );
         // Text with a `metadata` of its own: merged into it, as a value.
         let labelled = json!({"metadata": {"labels": {"a": "b"}}, "spec": {}});
-        let sent = with_uid(&text(&labelled), "u1");
         assert_eq!(
-            sent,
+            sent(PatchType::Merge, &text(&labelled), "u1"),
             json!({"metadata": {"labels": {"a": "b"}, "uid": "u1"}, "spec": {}})
         );
         assert_eq!(
-            with_uid(&text(&json!({})), "u1"),
+            sent(PatchType::Merge, &text(&json!({})), "u1"),
             json!({"metadata": {"uid": "u1"}})
         );
         let ops = json!([{"op": "remove", "path": "/metadata/finalizers/0"}]);
-        let Ok(Patch::Json(sent)) = to_patch(PatchType::Json, &ops.into(), "u1") else {
-            panic!("json");
-        };
         assert_eq!(
-            serde_json::to_value(&sent).unwrap(),
+            sent(PatchType::Json, &ops.into(), "u1"),
             json!([
                 {"op": "test", "path": "/metadata/uid", "value": "u1"},
                 {"op": "remove", "path": "/metadata/finalizers/0"},
             ])
+        );
+        // kube writes the URL, query and content type; the body is the one given.
+        let request = patch_request(
+            "/api/v1/namespaces/default/pods",
+            "p",
+            Some("status"),
+            PatchType::Strategic,
+            b"{}".to_vec(),
+        )
+        .unwrap();
+        assert_eq!(request.method(), http::Method::PATCH);
+        assert_eq!(request.uri(), "/api/v1/namespaces/default/pods/p/status?");
+        assert_eq!(
+            request.headers()[http::header::CONTENT_TYPE],
+            "application/strategic-merge-patch+json"
+        );
+        assert_eq!(request.body(), b"{}");
+        let request = patch_request("/api/v1/nodes", "n", None, PatchType::Json, b"[]".to_vec()).unwrap();
+        assert_eq!(request.uri(), "/api/v1/nodes/n?");
+        assert_eq!(
+            request.headers()[http::header::CONTENT_TYPE],
+            "application/json-patch+json"
         );
         let finalizers = Effect::Finalizers {
             add: vec![],
@@ -815,7 +824,7 @@ mod tests {
         assert_eq!(delete_params("u1").grace_period_seconds, Some(0));
         // An object of unknown uid (none cached) is written without a precondition.
         assert_eq!(delete_params("").preconditions, None);
-        assert_eq!(with_uid(&body.clone().into(), ""), body);
+        assert_eq!(with_uid(body.clone(), ""), body);
     }
 
     #[test]
@@ -881,9 +890,7 @@ mod tests {
         };
         let good = json(json!([{"op": "remove", "path": "/metadata/finalizers/0"}]).into());
         assert!(malformed_json_patch(&good).is_none());
-        assert!(
-            matches!(to_patch(PatchType::Json, &json!([]).into(), ""), Ok(Patch::Json(p)) if p.0.is_empty())
-        );
+        assert_eq!(sent(PatchType::Json, &json!([]).into(), ""), json!([]));
         for bad in [
             json!({"op": "remove"}),
             json!([{"op": "frobnicate", "path": "/a"}]),
@@ -891,7 +898,7 @@ mod tests {
         ] {
             assert!(malformed_json_patch(&json(bad.clone().into())).is_some(), "{bad}");
             assert!(
-                to_patch(PatchType::Json, &bad.clone().into(), "u").is_err(),
+                patch_body(PatchType::Json, &bad.clone().into(), "u").is_err(),
                 "{bad}"
             );
         }

@@ -178,6 +178,15 @@ impl Schema {
         self.0?.iter().find(|f| f.name == name)
     }
 
+    /// How the list in field `name` is patched, and the schema of its value: [`Self::list`]
+    /// and [`Self::child`] with one look-up.
+    pub(crate) fn entry(self, name: &str) -> (ListStrategy, Self) {
+        match self.field(name) {
+            Some(f) => (f.list, Self(Some(f.fields))),
+            None => (ListStrategy::Replace, Self(None)),
+        }
+    }
+
     /// The schema of the value of field `name` (for a list, of its elements).
     pub(crate) fn child(self, name: &str) -> Self {
         Self(self.field(name).map(|f| f.fields))

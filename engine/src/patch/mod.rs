@@ -115,21 +115,22 @@ pub fn apply(target: &mut Value, kind: &str, patch: &Value, ty: PatchType) -> Re
 /// Prepares a strategic merge patch of `kind` so the apiserver takes it: a keyed list
 /// whose elements repeat a merge key is sent whole (see
 /// `strategic::replace_lists_with_repeated_keys`). Other patch types are left alone.
-pub(crate) fn prepare(patch: &mut Node<'_>, kind: &str, ty: PatchType) {
-    if ty == PatchType::Strategic {
-        strategic::replace_lists_with_repeated_keys(patch, kind);
+///
+/// Returns whether applying the prepared patch surely cannot fail (always for a merge
+/// patch; never said of a JSON patch), so that [`surely_changes`] may decide alone.
+pub(crate) fn prepare(patch: &mut Node<'_>, kind: &str, ty: PatchType) -> bool {
+    match ty {
+        PatchType::Strategic => strategic::replace_lists_with_repeated_keys(patch, kind),
+        PatchType::Merge => true,
+        PatchType::Json => false,
     }
 }
 
-/// Whether applying the merge or strategic `patch` to `target` (of `kind`) surely
-/// changes it and cannot fail, told without a `Value` of the patch; `false` when that
-/// takes [`would_change`] (and always for a JSON patch).
-pub(crate) fn surely_changes(target: &Value, kind: &str, patch: &Node<'_>, ty: PatchType) -> bool {
-    match ty {
-        PatchType::Json => false,
-        PatchType::Merge => strategic::surely_changes(target, None, patch),
-        PatchType::Strategic => strategic::surely_changes(target, Some(kind), patch),
-    }
+/// Whether applying the merge or strategic `patch`, which [`prepare`] said cannot fail,
+/// surely changes `target`, told without a `Value` of the patch; `false` when that takes
+/// [`would_change`].
+pub(crate) fn surely_changes(target: &Value, patch: &Node<'_>) -> bool {
+    strategic::surely_changes(target, patch)
 }
 
 /// Whether applying `patch` would change `target`.
@@ -182,7 +183,7 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::SmallRng, seq::IndexedRandom};
     use serde_json::{Value, json};
 
-    use super::{Error, Node, PatchType, apply, surely_changes, would_change};
+    use super::{Error, Node, PatchType, apply, prepare, surely_changes, would_change};
 
     fn applied(target: &Value, kind: &str, patch: &Value, ty: PatchType) -> Result<Value, Error> {
         let mut t = target.clone();
@@ -428,7 +429,8 @@ mod tests {
                 document(&mut rng, true)
             };
             for ty in [PatchType::Merge, PatchType::Strategic] {
-                let surely = surely_changes(&target, "Node", &Node::from_value(patch.clone()), ty);
+                let mut node = Node::from_value(patch.clone());
+                let surely = prepare(&mut node, "Node", ty) && surely_changes(&target, &node);
                 let Ok(after) = applied(&target, "Node", &patch, ty) else {
                     assert!(
                         !surely,

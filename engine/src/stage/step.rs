@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::spec;
 use crate::{
-    effect::{ApplyType, Body, Effect},
+    effect::{ApplyType, Body, Effect, JsonText},
     error::{FieldError, RenderCause},
     host::Host,
     patch::{self, PatchType},
@@ -296,11 +296,12 @@ impl PatchStep {
                     Some(root) => Node::Map(vec![(Cow::Borrowed(root.as_str()), rendered)]),
                     None => rendered,
                 };
-                patch::prepare(&mut node, kind, self.ty);
-                if patch::surely_changes(obj, kind, &node, self.ty)
-                    && let Ok(text) = serde_json::value::to_raw_value(&node)
-                {
-                    return Ok(Some(Body::Json(text)));
+                if patch::prepare(&mut node, kind, self.ty) && patch::surely_changes(obj, &node) {
+                    // A status patch of the default stages is 0.5–1.5 KiB.
+                    let mut text = String::with_capacity(1536);
+                    node.write_json(&mut text);
+                    let has_metadata = node.get("metadata").is_some();
+                    return Ok(Some(Body::Json(JsonText::new(text, has_metadata))));
                 }
                 node.into_value()
             }

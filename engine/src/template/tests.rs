@@ -778,7 +778,9 @@ fn assert_same_as_text_path(src: &str, data: &Value) {
     // The document a patch is written from, as the JSON text a stage sends.
     let node = template
         .render_node(data, &mut host(), |node| {
-            serde_json::to_string(&node).expect("writes")
+            let mut json = String::new();
+            node.write_json(&mut json);
+            json
         })
         .map(|json| serde_json::from_str::<Value>(&json).expect("reads back"));
     assert_eq!(

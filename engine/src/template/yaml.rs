@@ -13,7 +13,7 @@
 //! slower but complete. Both follow the YAML 1.2 core schema: only `true`/`false` in their
 //! three spellings are booleans, so `yes`, `on` and quoted `"True"` stay strings.
 
-use std::{borrow::Cow, marker::PhantomData};
+use std::{borrow::Cow, fmt::Write as _, marker::PhantomData};
 
 use serde_json::{Map, Number, Value};
 
@@ -558,31 +558,62 @@ impl Node<'_> {
     }
 }
 
-impl serde::Serialize for Node<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
+impl Node<'_> {
+    /// Appends the node as JSON text. Strings that need no escaping (the common case:
+    /// names, times, addresses) are copied as they are; the rest go through `serde_json`.
+    pub fn write_json(&self, out: &mut String) {
         match self {
-            Node::Leaf(Leaf::Str(v)) => s.serialize_str(v),
-            Node::Leaf(Leaf::Null) => s.serialize_unit(),
-            Node::Leaf(Leaf::Bool(b)) => s.serialize_bool(*b),
-            Node::Leaf(Leaf::Number(n)) => n.serialize(s),
-            Node::Leaf(Leaf::EmptyMap) => s.serialize_map(Some(0))?.end(),
-            Node::Leaf(Leaf::EmptySeq) => s.serialize_seq(Some(0))?.end(),
-            Node::Seq(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
+            Node::Leaf(Leaf::Str(v)) => write_json_str(v, out),
+            Node::Leaf(Leaf::Null) => out.push_str("null"),
+            Node::Leaf(Leaf::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+            Node::Leaf(Leaf::Number(n)) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => out.push_str(itoa::Buffer::new().format(u)),
+                (_, Some(i)) => out.push_str(itoa::Buffer::new().format(i)),
+                // `Number`'s `Display` is its JSON (finite by construction).
+                _ => {
+                    let _ = write!(out, "{n}");
                 }
-                seq.end()
+            },
+            Node::Leaf(Leaf::EmptyMap) => out.push_str("{}"),
+            Node::Leaf(Leaf::EmptySeq) => out.push_str("[]"),
+            Node::Seq(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
             }
             Node::Map(entries) => {
-                let mut map = s.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    map.serialize_entry(k, v)?;
+                out.push('{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_str(k, out);
+                    out.push(':');
+                    v.write_json(out);
                 }
-                map.end()
+                out.push('}');
             }
         }
+    }
+}
+
+fn write_json_str(s: &str, out: &mut String) {
+    // No early exit, so the check is vectorised.
+    let escapes = s
+        .bytes()
+        .fold(false, |any, b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if !escapes {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&Value::from(s).to_string());
     }
 }
 
@@ -984,6 +1015,51 @@ mod tests {
             to_json(text).unwrap(),
             json!({"a": [1, 2], "b": [1, 2], "c": "folded text\n"})
         );
+    }
+
+    #[test]
+    fn nodes_should_write_the_json_of_their_value() {
+        let v = json!({
+            "plain": "kwok-node-0", "escaped": "a\"b\\c\nd\u{1}\u{7f}é",
+            "numbers": [0, 1, -2, 1.5, 1e300, u64::MAX], "others": [true, false, null],
+            "nested": {"k": [{"x": "y"}, [], {}]}
+        });
+        let mut out = String::new();
+        Node::from_value(v.clone()).write_json(&mut out);
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v, "{out}");
+        let empties = Node::Seq(vec![Node::Leaf(Leaf::EmptyMap), Node::Leaf(Leaf::EmptySeq)]);
+        out.clear();
+        empties.write_json(&mut out);
+        assert_eq!(out, "[{},[]]");
+        // A repeated key keeps its first place and its last value, as YAML reads it.
+        let built: Node<'_> = build(vec![
+            key("a", 0),
+            scalar("1", 3),
+            key("b", 0),
+            scalar("2", 3),
+            key("a", 0),
+            scalar("3", 3),
+        ])
+        .unwrap();
+        out.clear();
+        built.write_json(&mut out);
+        assert_eq!(out, r#"{"a":3,"b":2}"#);
+    }
+
+    fn key(k: &'static str, col: usize) -> Tok<'static> {
+        Tok {
+            col,
+            first: true,
+            kind: Kind::Key(Cow::Borrowed(k)),
+        }
+    }
+
+    fn scalar(v: &'static str, col: usize) -> Tok<'static> {
+        Tok {
+            col,
+            first: false,
+            kind: Kind::Scalar(scalar_value(v).unwrap()),
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub fn effect_json(effect: &Effect) -> Value {
             "subresource": subresource,
             "type": patch_type(*ty),
             "impersonate": impersonate,
-            "body": body,
+            "body": body.to_value(),
         }}),
         Effect::Apply {
             subresource,
