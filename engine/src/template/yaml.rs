@@ -426,10 +426,11 @@ pub fn build<'s, T: Tree<'s>>(toks: Vec<Tok<'s>>) -> Fast<T> {
         toks: toks.into_iter(),
         tree: PhantomData,
     };
+    let mut v = T::leaf(Leaf::Null);
     if builder.peek().is_none() {
-        return Ok(T::leaf(Leaf::Null));
+        return Ok(v);
     }
-    let v = builder.node()?;
+    builder.node(&mut v)?;
     match builder.peek() {
         None => Ok(v),
         Some(_) => Err(Unsupported),
@@ -447,9 +448,11 @@ pub trait Tree<'s>: Sized {
     fn leaf(leaf: Leaf<'s>) -> Self;
     /// A sequence of its items.
     fn seq(items: Vec<Self>) -> Self;
-    /// Adds an entry to a mapping; a repeated key replaces the earlier value (YAML's
-    /// last-wins, as `serde-saphyr` is told to read it).
-    fn insert(map: &mut Self::Map, key: Cow<'s, str>, value: Self);
+    /// The place of `key`'s value in a mapping, to be built in: a new entry, or the
+    /// earlier one of a repeated key (YAML's last-wins, as `serde-saphyr` is told to read
+    /// it). Building in place, rather than moving the built value into the mapping,
+    /// spares a copy that stalled the processor on every entry.
+    fn slot<'m>(map: &'m mut Self::Map, key: Cow<'s, str>) -> &'m mut Self;
     /// The finished mapping.
     fn map(map: Self::Map) -> Self;
 }
@@ -465,8 +468,8 @@ impl<'s> Tree<'s> for Value {
     fn seq(items: Vec<Self>) -> Self {
         Value::Array(items)
     }
-    fn insert(map: &mut Self::Map, key: Cow<'s, str>, value: Self) {
-        map.insert(key.into_owned(), value);
+    fn slot<'m>(map: &'m mut Self::Map, key: Cow<'s, str>) -> &'m mut Self {
+        map.entry(key.into_owned()).or_insert(Value::Null)
     }
     fn map(map: Self::Map) -> Self {
         Value::Object(map)
@@ -501,12 +504,16 @@ impl<'s> Tree<'s> for Node<'s> {
     fn seq(items: Vec<Self>) -> Self {
         Node::Seq(items)
     }
-    fn insert(map: &mut Entries<'s>, key: Cow<'s, str>, value: Self) {
+    fn slot<'m>(map: &'m mut Entries<'s>, key: Cow<'s, str>) -> &'m mut Self {
         // Mappings are short; a scan beats hashing, and keeps the first key's place.
-        match map.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, old)) => *old = value,
-            None => map.push((key, value)),
-        }
+        let at = match map.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                map.push((key, Node::Leaf(Leaf::Null)));
+                map.len() - 1
+            }
+        };
+        &mut map[at].1
     }
     fn map(map: Entries<'s>) -> Self {
         Node::Map(map)
@@ -643,24 +650,24 @@ impl<'s, T: Tree<'s>> Builder<'s, T> {
             .count()
     }
 
-    /// The node that starts with the next token (the first of its line).
-    fn node(&mut self) -> Fast<T> {
+    /// The node that starts with the next token (the first of its line), into `out`.
+    fn node(&mut self, out: &mut T) -> Fast<()> {
         let col = self.peek().ok_or(Unsupported)?.col;
-        self.node_under(col)
+        self.node_under(col, out)
     }
 
-    /// The node that starts with the next token; a scalar there must not be followed by
-    /// a line deeper than column `n` (a multi-line plain scalar, left to the full parser).
-    fn node_under(&mut self, n: usize) -> Fast<T> {
+    /// The node that starts with the next token, into `out`; a scalar there must not be
+    /// followed by a line deeper than column `n` (a multi-line plain scalar, left to the
+    /// full parser).
+    fn node_under(&mut self, n: usize, out: &mut T) -> Fast<()> {
         let tok = self.peek().ok_or(Unsupported)?;
         let col = tok.col;
         match tok.kind {
-            Kind::Dash => self.seq(col),
-            Kind::Key(_) => self.map(col),
+            Kind::Dash => self.seq(col, out),
+            Kind::Key(_) => self.map(col, out),
             Kind::Scalar(_) => {
-                let v = self.scalar()?;
-                self.no_continuation(n)?;
-                Ok(v)
+                *out = self.scalar()?;
+                self.no_continuation(n)
             }
         }
     }
@@ -676,10 +683,10 @@ impl<'s, T: Tree<'s>> Builder<'s, T> {
         }
     }
 
-    /// A block sequence whose dashes sit at column `n`.
-    fn seq(&mut self, n: usize) -> Fast<T> {
+    /// A block sequence whose dashes sit at column `n`, into `out`.
+    fn seq(&mut self, n: usize, out: &mut T) -> Fast<()> {
         let size = self.dashes(n);
-        let mut items = Vec::with_capacity(size);
+        let mut items: Vec<T> = Vec::with_capacity(size);
         while let Some(tok) = self.peek() {
             if tok.col != n || !tok.is_dash() {
                 if tok.col > n {
@@ -688,34 +695,40 @@ impl<'s, T: Tree<'s>> Builder<'s, T> {
                 break;
             }
             self.toks.next();
-            items.push(self.item(n)?);
+            items.push(T::leaf(Leaf::Null));
+            let last = items.len() - 1;
+            self.item(n, &mut items[last])?;
         }
         debug_assert!(items.len() <= size, "sized before reading");
-        Ok(T::seq(items))
+        *out = T::seq(items);
+        Ok(())
     }
 
-    /// The value after a dash at column `n`: on its line, or on the lines after it.
-    fn item(&mut self, n: usize) -> Fast<T> {
+    /// The value after a dash at column `n`, into `out`: on its line, or on the lines
+    /// after it.
+    fn item(&mut self, n: usize, out: &mut T) -> Fast<()> {
         match self.peek() {
-            Some(tok) if !tok.first => self.node_under(n),
-            _ => self.nested(n, false),
+            Some(tok) if !tok.first => self.node_under(n, out),
+            _ => self.nested(n, false, out),
         }
     }
 
-    /// The value on the lines after `key:` or `-` at column `n`.
-    fn nested(&mut self, n: usize, seq_at_same_indent: bool) -> Fast<T> {
+    /// The value on the lines after `key:` or `-` at column `n`, into `out` (left null
+    /// when there is none).
+    fn nested(&mut self, n: usize, seq_at_same_indent: bool, out: &mut T) -> Fast<()> {
         match self.peek() {
-            Some(next) if next.col > n => self.node(),
-            Some(next) if seq_at_same_indent && next.col == n && next.is_dash() => self.seq(n),
-            _ => Ok(T::leaf(Leaf::Null)),
+            Some(next) if next.col > n => self.node(out),
+            Some(next) if seq_at_same_indent && next.col == n && next.is_dash() => self.seq(n, out),
+            _ => Ok(()),
         }
     }
 
-    /// A block mapping whose keys sit at column `n`. Not sized ahead: a `Value`'s `Map`
-    /// is a `BTreeMap` (no `preserve_order`), which takes no capacity. (Gathering the
-    /// entries in a `Vec` and building the map from them at once, sorted runs without a
-    /// search, measured 8 % slower: the extra allocation costs more than the comparisons.)
-    fn map(&mut self, n: usize) -> Fast<T> {
+    /// A block mapping whose keys sit at column `n`, into `out`. Not sized ahead: a
+    /// `Value`'s `Map` is a `BTreeMap` (no `preserve_order`), which takes no capacity.
+    /// (Gathering the entries in a `Vec` and building the map from them at once, sorted
+    /// runs without a search, measured 8 % slower: the extra allocation costs more than
+    /// the comparisons.)
+    fn map(&mut self, n: usize, out: &mut T) -> Fast<()> {
         let mut map = T::new_map();
         while let Some(tok) = self.peek() {
             if tok.col != n || tok.is_dash() {
@@ -731,17 +744,19 @@ impl<'s, T: Tree<'s>> Builder<'s, T> {
                 // A scalar line among the keys.
                 return Err(Unsupported);
             };
-            let value = match self.peek() {
+            let slot = T::slot(&mut map, key);
+            // A repeated key's value is replaced whole, not merged.
+            *slot = T::leaf(Leaf::Null);
+            match self.peek() {
                 Some(tok) if !tok.first => {
-                    let v = self.scalar()?;
+                    *slot = self.scalar()?;
                     self.no_continuation(n)?;
-                    v
                 }
-                _ => self.nested(n, true)?,
-            };
-            T::insert(&mut map, key, value);
+                _ => self.nested(n, true, slot)?,
+            }
         }
-        Ok(T::map(map))
+        *out = T::map(map);
+        Ok(())
     }
 
     /// Fails when the line after a scalar is indented deeper than `n` (a continuation).
