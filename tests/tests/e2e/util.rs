@@ -148,10 +148,26 @@ pub struct Cluster {
 
 impl Cluster {
     /// Creates cluster `name` with extra `create cluster` flags.
+    ///
+    /// Tried again (twice at most) when a component found its port taken: kwokctl lets
+    /// a picked port go just before the component binds it, and the tests create many
+    /// clusters at once, so another kwokctl can pick the same port in between. kwokctl
+    /// says so in one line and leaves nothing behind, so trying again is safe.
     pub fn create(name: &'static str, flags: &[&str]) -> Self {
         let kwokctl = Kwokctl::new();
         let mut args = vec!["create", "cluster", "--name", name];
         args.extend_from_slice(flags);
+        for _ in 0..2 {
+            let out = kwokctl.run(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                return Self { kwokctl, name };
+            }
+            if !stderr.contains("Address already in use") {
+                panic!("kwokctl {args:?} failed: {stderr}");
+            }
+            eprintln!("kwokctl {args:?} met a port taken meanwhile; trying again: {stderr}");
+        }
         kwokctl.ok(&args);
         Self { kwokctl, name }
     }
