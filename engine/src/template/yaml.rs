@@ -563,9 +563,7 @@ impl Node<'_> {
             ),
         }
     }
-}
 
-impl Node<'_> {
     /// Appends the node as JSON text. Strings that need no escaping (the common case:
     /// names, times, addresses) are copied as they are; the rest go through `serde_json`.
     pub fn write_json(&self, out: &mut String) {
