@@ -429,7 +429,7 @@ mod tests {
                 document(&mut rng, true)
             };
             for ty in [PatchType::Merge, PatchType::Strategic] {
-                let mut node = Node::from_value(patch.clone());
+                let mut node = Node::owned(patch.clone());
                 let surely = prepare(&mut node, "Node", ty) && surely_changes(&target, &node);
                 let Ok(after) = applied(&target, "Node", &patch, ty) else {
                     assert!(

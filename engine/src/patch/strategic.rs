@@ -938,7 +938,7 @@ mod tests {
     }
 
     fn marked(patch: Value) -> Value {
-        let mut node = Node::from_value(patch);
+        let mut node = Node::owned(patch);
         let clean = replace_lists_with_repeated_keys(&mut node, "Node");
         let value = node.into_value();
         assert_eq!(clean, !value.to_string().contains('$'), "{value}");
@@ -978,7 +978,7 @@ mod tests {
         let mut sure = 0;
         for case in go_cases() {
             let (name, kind) = (&case["name"], case["kind"].as_str().expect("kind"));
-            let mut patch = Node::from_value(case["patch"].clone());
+            let mut patch = Node::owned(case["patch"].clone());
             let clean = replace_lists_with_repeated_keys(&mut patch, kind);
             if !(clean && surely_changes(&case["original"], &patch)) {
                 continue;

@@ -175,17 +175,7 @@ impl Template {
     /// Templates whose text is tokenized go straight to the value, without printing
     /// YAML and reading it back ([`tokens`]); the result is the same.
     pub fn render_value(&self, data: &Value, host: &mut dyn Host) -> Result<Value> {
-        if self.tree.planned {
-            let mut events = Vec::with_capacity(64);
-            eval::execute(&self.tree, data, host, &mut events)?;
-            return match tokens::tokens(&events).and_then(yaml::build) {
-                Ok(v) => Ok(v),
-                Err(yaml::Unsupported) => yaml::to_json(&tokens::print(&events)),
-            };
-        }
-        let mut out = String::with_capacity(1024);
-        self.render(data, host, &mut out)?;
-        yaml::to_json(&out)
+        self.render_tree(data, host, &mut Vec::new())
     }
 
     /// As [`Template::render_value`], but hands the document to `f` as a [`yaml::Node`]
@@ -197,20 +187,29 @@ impl Template {
         host: &mut dyn Host,
         f: impl FnOnce(yaml::Node<'_>) -> R,
     ) -> Result<R> {
+        let mut events = Vec::new();
+        Ok(f(self.render_tree(data, host, &mut events)?))
+    }
+
+    /// The document as a `T`: built from the rendering's record in `events` (which it
+    /// may borrow) for tokenized templates, else read from the printed YAML.
+    fn render_tree<'d, 'e, T: yaml::Tree<'e>>(
+        &'d self,
+        data: &'d Value,
+        host: &mut dyn Host,
+        events: &'e mut Vec<tokens::Event<'d>>,
+    ) -> Result<T> {
         if self.tree.planned {
-            let mut events = Vec::with_capacity(64);
-            eval::execute(&self.tree, data, host, &mut events)?;
-            return match tokens::tokens(&events).and_then(yaml::build) {
-                Ok(node) => Ok(f(node)),
-                Err(yaml::Unsupported) => {
-                    let value = yaml::to_json(&tokens::print(&events))?;
-                    Ok(f(yaml::Node::from_value(value)))
-                }
+            events.reserve(64);
+            eval::execute(&self.tree, data, host, events)?;
+            return match tokens::tokens(events).and_then(yaml::build) {
+                Ok(v) => Ok(v),
+                Err(yaml::Unsupported) => yaml::to_json(&tokens::print(events)).map(T::from_value),
             };
         }
         let mut out = String::with_capacity(1024);
         self.render(data, host, &mut out)?;
-        Ok(f(yaml::Node::from_value(yaml::to_json(&out)?)))
+        yaml::to_json(&out).map(T::from_value)
     }
 }
 

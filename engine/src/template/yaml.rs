@@ -455,6 +455,8 @@ pub trait Tree<'s>: Sized {
     fn slot<'m>(map: &'m mut Self::Map, key: Cow<'s, str>) -> &'m mut Self;
     /// The finished mapping.
     fn map(map: Self::Map) -> Self;
+    /// A whole document the full parser read.
+    fn from_value(v: Value) -> Self;
 }
 
 impl<'s> Tree<'s> for Value {
@@ -473,6 +475,9 @@ impl<'s> Tree<'s> for Value {
     }
     fn map(map: Self::Map) -> Self {
         Value::Object(map)
+    }
+    fn from_value(v: Value) -> Self {
+        v
     }
 }
 
@@ -518,20 +523,23 @@ impl<'s> Tree<'s> for Node<'s> {
     fn map(map: Entries<'s>) -> Self {
         Node::Map(map)
     }
+    fn from_value(v: Value) -> Self {
+        Node::owned(v)
+    }
 }
 
 impl Node<'_> {
     /// The node of a value (what the full parser read), owning its text.
-    pub fn from_value(v: Value) -> Node<'static> {
+    pub fn owned(v: Value) -> Node<'static> {
         match v {
             Value::Null => Node::Leaf(Leaf::Null),
             Value::Bool(b) => Node::Leaf(Leaf::Bool(b)),
             Value::Number(n) => Node::Leaf(Leaf::Number(n)),
             Value::String(s) => Node::Leaf(Leaf::Str(Cow::Owned(s))),
-            Value::Array(items) => Node::Seq(items.into_iter().map(Node::from_value).collect()),
+            Value::Array(items) => Node::Seq(items.into_iter().map(Node::owned).collect()),
             Value::Object(map) => Node::Map(
                 map.into_iter()
-                    .map(|(k, v)| (Cow::Owned(k), Node::from_value(v)))
+                    .map(|(k, v)| (Cow::Owned(k), Node::owned(v)))
                     .collect(),
             ),
         }
@@ -1038,7 +1046,7 @@ mod tests {
             "nested": {"k": [{"x": "y"}, [], {}]}
         });
         let mut out = String::new();
-        Node::from_value(v.clone()).write_json(&mut out);
+        Node::owned(v.clone()).write_json(&mut out);
         assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v, "{out}");
         let empties = Node::Seq(vec![Node::Leaf(Leaf::EmptyMap), Node::Leaf(Leaf::EmptySeq)]);
         out.clear();
