@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::spec;
 use crate::{
@@ -257,14 +257,23 @@ impl PatchStep {
     /// The patch body for `obj` as upstream sends it: the rendered template, under
     /// `root` (a JSON patch's paths prefixed with `/root`); `None` for empty output.
     pub fn body(&self, obj: &Value, host: &mut dyn Host) -> Result<Option<Value>, RenderCause> {
-        let rendered = self.template.render_value(obj, host)?;
+        let rooted = self.template.render_node(obj, host, |rendered| {
+            self.rooted(rendered).map(|body| body.map(Rooted::into_value))
+        })?;
+        Ok(rooted?)
+    }
+
+    /// `rendered` under `root`, `None` when it is empty: a JSON patch with its paths
+    /// prefixed, any other wrapped in a mapping of `root`.
+    fn rooted<'a>(&'a self, rendered: Node<'a>) -> Result<Option<Rooted<'a>>, patch::Error> {
         if rendered.is_null() {
             return Ok(None);
         }
         Ok(Some(match (&self.root, self.ty) {
-            (None, _) => rendered,
-            (Some(root), PatchType::Json) => prefix_paths(rendered, root)?,
-            (Some(root), _) => Value::Object(Map::from_iter([(root.clone(), rendered)])),
+            (None, PatchType::Json) => Rooted::Json(rendered.into_value()),
+            (Some(root), PatchType::Json) => Rooted::Json(prefix_paths(rendered.into_value(), root)?),
+            (None, _) => Rooted::Overlay(rendered),
+            (Some(root), _) => Rooted::Overlay(Node::Map(vec![(Cow::Borrowed(root.as_str()), rendered)])),
         }))
     }
 
@@ -285,17 +294,10 @@ impl PatchStep {
     /// written as JSON text straight from the rendering; the rest are checked whole as a
     /// `Value` (a patch that changes nothing is not sent).
     fn checked_body(&self, rendered: Node<'_>, obj: &Value, kind: &str) -> Result<Option<Body>, RenderCause> {
-        if rendered.is_null() {
-            return Ok(None);
-        }
-        let body = match (&self.root, self.ty) {
-            (Some(root), PatchType::Json) => prefix_paths(rendered.into_value(), root)?,
-            (None, PatchType::Json) => rendered.into_value(),
-            (root, _) => {
-                let mut node = match root {
-                    Some(root) => Node::Map(vec![(Cow::Borrowed(root.as_str()), rendered)]),
-                    None => rendered,
-                };
+        let body = match self.rooted(rendered)? {
+            None => return Ok(None),
+            Some(Rooted::Json(ops)) => ops,
+            Some(Rooted::Overlay(mut node)) => {
                 if patch::prepare(&mut node, kind, self.ty) && patch::surely_changes(obj, &node) {
                     // A status patch of the default stages is 0.5–1.5 KiB.
                     let mut text = String::with_capacity(1536);
@@ -307,6 +309,23 @@ impl PatchStep {
             }
         };
         Ok(patch::would_change(obj, kind, &body, self.ty)?.then_some(Body::Value(body)))
+    }
+}
+
+/// A rendered patch under its step's `root`, as upstream sends it.
+enum Rooted<'a> {
+    /// A JSON patch: its operations, paths prefixed.
+    Json(Value),
+    /// A merge or strategic patch, as the rendering's node.
+    Overlay(Node<'a>),
+}
+
+impl Rooted<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Rooted::Json(ops) => ops,
+            Rooted::Overlay(node) => node.into_value(),
+        }
     }
 }
 
