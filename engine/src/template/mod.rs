@@ -200,7 +200,8 @@ impl Template {
         events: &'e mut Vec<tokens::Event<'d>>,
     ) -> Result<T> {
         if self.tree.planned {
-            events.reserve(64);
+            // Room for the catalog's templates (45–109 events) without growing.
+            events.reserve(128);
             eval::execute(&self.tree, data, host, events)?;
             return match tokens::tokens(events).and_then(yaml::build) {
                 Ok(v) => Ok(v),
