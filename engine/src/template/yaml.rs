@@ -640,13 +640,17 @@ fn needs_escape(s: &[u8]) -> bool {
         below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0
     };
     let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("eight bytes"));
-    if s.len() < 8 {
-        let mut padded = [b' '; 8];
-        padded[..s.len()].copy_from_slice(s);
-        return flagged(u64::from_ne_bytes(padded));
+    let half = |b: &[u8]| u64::from(u32::from_ne_bytes(b.try_into().expect("four bytes")));
+    // Short strings are read in overlapping pieces that cover every byte (copying them
+    // into a padded word stalls the load that follows the copy).
+    let n = s.len();
+    match n {
+        0 => false,
+        1..=3 => flagged(u64::from_ne_bytes([s[0], s[n / 2], s[n - 1], b' ', b' ', b' ', b' ', b' '])),
+        4..=7 => flagged(half(&s[..4]) | half(&s[n - 4..]) << 32),
+        // The last word overlaps the chunks when the length is not a multiple of eight.
+        _ => s.chunks_exact(8).any(|c| flagged(word(c))) || flagged(word(&s[n - 8..])),
     }
-    // The last word overlaps the chunks when the length is not a multiple of eight.
-    s.chunks_exact(8).any(|c| flagged(word(c))) || flagged(word(&s[s.len() - 8..]))
 }
 
 /// Reads block mappings and sequences from tokens by their columns.
