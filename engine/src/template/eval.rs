@@ -318,6 +318,12 @@ impl<'a> Exec<'a, '_> {
 
     /// Runs commands in order, piping each result into the next; `None` for no commands.
     fn eval_cmds(&mut self, cmds: &'a [Cmd], dot: &Val<'a>) -> Result<Option<Val<'a>>, CallError> {
+        // Most pipelines are one command: no result is carried between commands.
+        match cmds {
+            [Cmd::Arg(a)] => return self.eval_arg(a, dot).map(Some),
+            [Cmd::Call(f, args)] => return self.call(*f, args, dot, None).map(Some),
+            _ => {}
+        }
         let mut piped = None;
         for cmd in cmds {
             piped = Some(match cmd {
