@@ -307,7 +307,12 @@ impl<'a> Exec<'a, '_> {
     }
 
     fn eval_pipe(&mut self, pipe: &'a Pipe, dot: &Val<'a>) -> CallResult<'a> {
-        let v = self.eval_cmds(&pipe.cmds, dot)?.unwrap_or_default();
+        // One command, as most pipelines are, without an `Option` around its result.
+        let v = match &pipe.cmds[..] {
+            [Cmd::Arg(a)] => self.eval_arg(a, dot)?,
+            [Cmd::Call(f, args)] => self.call(*f, args, dot, None)?,
+            cmds => self.eval_cmds(cmds, dot)?.unwrap_or_default(),
+        };
         for &slot in &pipe.decl {
             if let Some(var) = self.vars.get_mut(slot) {
                 *var = v.clone();
