@@ -76,6 +76,21 @@ pub enum Val<'a> {
     Owned(Rc<Value>),
 }
 
+/// Objects up to this many keys are searched by a scan that compares lengths first.
+const SCAN_KEYS: usize = 24;
+
+/// `m.get(key)`, for the field chains every template follows. An object's keys are
+/// mostly of different lengths, so a scan that compares lengths first calls `memcmp`
+/// about once, where the tree's search compares each key it passes in full.
+fn lookup<'m>(m: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if m.len() > SCAN_KEYS {
+        return m.get(key);
+    }
+    m.iter()
+        .find(|(k, _)| k.len() == key.len() && k.as_str() == key)
+        .map(|(_, v)| v)
+}
+
 /// What a value is, for functions that dispatch on kind.
 #[derive(Debug, Clone, Copy)]
 pub enum View<'v> {
@@ -175,9 +190,9 @@ impl<'a> Val<'a> {
     /// two apart: a field chain stops quietly at an absent key but fails on a `null`.
     pub fn entry(&self, key: &str) -> Option<Option<Val<'a>>> {
         match self {
-            Val::Data(Value::Object(m)) => Some(m.get(key).map(Val::from_data)),
+            Val::Data(Value::Object(m)) => Some(lookup(m, key).map(Val::from_data)),
             Val::Owned(v) => match &**v {
-                Value::Object(m) => Some(m.get(key).map(|v| Val::from_value(v.clone()))),
+                Value::Object(m) => Some(lookup(m, key).map(|v| Val::from_value(v.clone()))),
                 _ => None,
             },
             _ => None,
@@ -187,9 +202,9 @@ impl<'a> Val<'a> {
     /// Looks up `key` when this is a map; `None` when it is not a map.
     pub fn field(&self, key: &str) -> Option<Val<'a>> {
         match self {
-            Val::Data(Value::Object(m)) => Some(m.get(key).map_or(Val::Nil, Val::from_data)),
+            Val::Data(Value::Object(m)) => Some(lookup(m, key).map_or(Val::Nil, Val::from_data)),
             Val::Owned(v) => match &**v {
-                Value::Object(m) => Some(m.get(key).map_or(Val::Nil, |v| Val::from_value(v.clone()))),
+                Value::Object(m) => Some(lookup(m, key).map_or(Val::Nil, |v| Val::from_value(v.clone()))),
                 _ => None,
             },
             _ => None,
@@ -288,6 +303,21 @@ mod tests {
     fn a_call_error_should_be_no_bigger_than_a_string() {
         assert!(size_of::<CallError>() <= size_of::<String>());
         assert!(size_of::<CallResult<'_>>() <= size_of::<FnResult<'_>>());
+    }
+
+    #[test]
+    fn a_lookup_should_find_what_the_map_holds_on_either_side_of_the_scan_limit() {
+        // Keys that share lengths and prefixes, so neither the length nor the first byte
+        // decides.
+        let keys: Vec<String> = (0..2 * SCAN_KEYS)
+            .map(|i| format!("{}{}", ["a", "ab", "b", ""][i % 4], i / 4))
+            .collect();
+        for size in [0, 1, SCAN_KEYS - 1, SCAN_KEYS, SCAN_KEYS + 1, 2 * SCAN_KEYS] {
+            let m: Map<String, Value> = keys[..size].iter().map(|k| (k.clone(), json!(k))).collect();
+            for key in keys.iter().map(String::as_str).chain(["", "a", "zz", "a10x"]) {
+                assert_eq!(lookup(&m, key), m.get(key), "{key:?} in {size} keys");
+            }
+        }
     }
 
     #[test]
