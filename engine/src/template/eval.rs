@@ -309,8 +309,7 @@ impl<'a> Exec<'a, '_> {
     fn eval_pipe(&mut self, pipe: &'a Pipe, dot: &Val<'a>) -> CallResult<'a> {
         // One command, as most pipelines are, without an `Option` around its result.
         let v = match &pipe.cmds[..] {
-            [Cmd::Arg(a)] => self.eval_arg(a, dot)?,
-            [Cmd::Call(f, args)] => self.call(*f, args, dot, None)?,
+            [first] => self.eval_first(first, dot)?,
             cmds => self.eval_cmds(cmds, dot)?.unwrap_or_default(),
         };
         for &slot in &pipe.decl {
@@ -323,20 +322,27 @@ impl<'a> Exec<'a, '_> {
 
     /// Runs commands in order, piping each result into the next; `None` for no commands.
     fn eval_cmds(&mut self, cmds: &'a [Cmd], dot: &Val<'a>) -> Result<Option<Val<'a>>, CallError> {
-        // Most pipelines are one command: no result is carried between commands.
-        match cmds {
-            [Cmd::Arg(a)] => return self.eval_arg(a, dot).map(Some),
-            [Cmd::Call(f, args)] => return self.call(*f, args, dot, None).map(Some),
-            _ => {}
-        }
-        let mut piped = None;
-        for cmd in cmds {
-            piped = Some(match cmd {
+        let Some((first, rest)) = cmds.split_first() else {
+            return Ok(None);
+        };
+        // The result carried as a value, not in an `Option` taken at each command: the
+        // executor stalled reloading it.
+        let mut piped = self.eval_first(first, dot)?;
+        for cmd in rest {
+            piped = match cmd {
                 Cmd::Arg(a) => self.eval_arg(a, dot)?,
-                Cmd::Call(f, args) => self.call(*f, args, dot, piped.take())?,
-            });
+                Cmd::Call(f, args) => self.call(*f, args, dot, Some(piped))?,
+            };
         }
-        Ok(piped)
+        Ok(Some(piped))
+    }
+
+    /// A pipeline's first command, which nothing is piped into.
+    fn eval_first(&mut self, cmd: &'a Cmd, dot: &Val<'a>) -> CallResult<'a> {
+        match cmd {
+            Cmd::Arg(a) => self.eval_arg(a, dot),
+            Cmd::Call(f, args) => self.call(*f, args, dot, None),
+        }
     }
 
     fn eval_arg(&mut self, arg: &'a Arg, dot: &Val<'a>) -> CallResult<'a> {

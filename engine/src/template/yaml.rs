@@ -646,16 +646,10 @@ fn needs_escape(s: &[u8]) -> bool {
     let n = s.len();
     match n {
         0 => false,
-        1..=3 => flagged(u64::from_ne_bytes([
-            s[0],
-            s[n / 2],
-            s[n - 1],
-            b' ',
-            b' ',
-            b' ',
-            b' ',
-            b' ',
-        ])),
+        1..=3 => {
+            let spaces = u64::from_ne_bytes([b' '; 8]) << 24;
+            flagged(spaces | u64::from(s[0]) | u64::from(s[n / 2]) << 8 | u64::from(s[n - 1]) << 16)
+        }
         4..=7 => flagged(half(&s[..4]) | half(&s[n - 4..]) << 32),
         // The last word overlaps the chunks when the length is not a multiple of eight.
         _ => s.chunks_exact(8).any(|c| flagged(word(c))) || flagged(word(&s[n - 8..])),
