@@ -626,7 +626,7 @@ fn write_json_str(s: &str, out: &mut String) {
     }
 }
 
-/// Whether JSON must escape a byte of `s` (a control character, `"` or `\\`).
+/// Whether JSON must escape a byte of `s` (a control character, `"` or `\`).
 ///
 /// Eight bytes at a time: most strings here are short keys and values, where a byte loop
 /// (even a vectorised one, which leaves them to its scalar tail) costs a compare per byte.
