@@ -200,15 +200,9 @@ impl<'a> Val<'a> {
     }
 
     /// Looks up `key` when this is a map; `None` when it is not a map.
+    /// An absent key is `Nil`, as a `null` is.
     pub fn field(&self, key: &str) -> Option<Val<'a>> {
-        match self {
-            Val::Data(Value::Object(m)) => Some(lookup(m, key).map_or(Val::Nil, Val::from_data)),
-            Val::Owned(v) => match &**v {
-                Value::Object(m) => Some(lookup(m, key).map_or(Val::Nil, |v| Val::from_value(v.clone()))),
-                _ => None,
-            },
-            _ => None,
-        }
+        self.entry(key).map(Option::unwrap_or_default)
     }
 
     /// The `i`th element when this is a list: `None` when it is not a list,
