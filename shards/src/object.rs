@@ -15,7 +15,7 @@
 //! the text, a shard parses it once, and only if the event is news to it (the event
 //! of our own write is not), and caches the text as it came.
 
-use std::{borrow::Cow, fmt, fmt::Write as _};
+use std::{borrow::Cow, fmt};
 
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
 use serde::{
@@ -256,14 +256,8 @@ impl Text {
     fn key(&mut self, key: &str) {
         self.out.push(if self.empty { '{' } else { ',' });
         self.empty = false;
-        if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-            // A string serializes; `write!` to a String cannot fail.
-            let _ = write!(self.out, "{}:", Value::from(key));
-        } else {
-            self.out.push('"');
-            self.out.push_str(key);
-            self.out.push_str("\":");
-        }
+        kwok_engine::template::write_json_string(key, &mut self.out);
+        self.out.push(':');
     }
 
     fn field(&mut self, key: &str, raw: &RawValue) {

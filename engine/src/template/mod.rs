@@ -84,6 +84,7 @@ mod tokens;
 mod value;
 mod yaml;
 
+pub use yaml::write_json_string;
 pub(crate) use yaml::{Leaf, Node};
 
 use std::sync::Arc;

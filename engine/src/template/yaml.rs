@@ -576,7 +576,7 @@ impl Node<'_> {
     /// names, times, addresses) are copied as they are; the rest go through `serde_json`.
     pub fn write_json(&self, out: &mut String) {
         match self {
-            Node::Leaf(Leaf::Str(v)) => write_json_str(v, out),
+            Node::Leaf(Leaf::Str(v)) => write_json_string(v, out),
             Node::Leaf(Leaf::Null) => out.push_str("null"),
             Node::Leaf(Leaf::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
             Node::Leaf(Leaf::Number(n)) => match (n.as_u64(), n.as_i64()) {
@@ -605,7 +605,7 @@ impl Node<'_> {
                     if i > 0 {
                         out.push(',');
                     }
-                    write_json_str(k, out);
+                    write_json_string(k, out);
                     out.push(':');
                     v.write_json(out);
                 }
@@ -615,7 +615,10 @@ impl Node<'_> {
     }
 }
 
-fn write_json_str(s: &str, out: &mut String) {
+/// Appends `s` as a JSON string as `serde_json` writes it: copied as it is when no byte
+/// needs an escape (the common case: names, keys, times, addresses), else through
+/// `serde_json`. (Go's escaping, for templates' `toJson`, is `json::write_json_str`.)
+pub fn write_json_string(s: &str, out: &mut String) {
     if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push('"');
