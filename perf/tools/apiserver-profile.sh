@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Where kube-apiserver's CPU goes in a `perf` run (issue 27), for each side.
 #
-#   perf/tools/apiserver-profile.sh record OUT [SECS]
-#     Run beside `perf <scenario>`: waits for each side's cluster (`perf-ours`, then
-#     `perf-upstream`, under /tmp/kwok-perf-*), and profiles its kube-apiserver from
+#   perf/tools/apiserver-profile.sh record OUT [SECS] [SIDES]
+#     Run beside `perf <scenario>`: waits for each side's cluster in turn (SIDES, default
+#     "ours upstream": `perf-ours`, then `perf-upstream`, the newest under
+#     /tmp/kwok-perf-*), and profiles its kube-apiserver from
 #     ready to deleted in back-to-back SECS-second (default 50) CPU profiles
 #     (`/debug/pprof/profile` with the cluster's admin certificate): OUT/<side>-<n>.pprof,
 #     merged into OUT/<side>.pprof at the end. The profile running when the cluster is
@@ -15,11 +16,11 @@
 set -euo pipefail
 
 record() {
-  local out=${1:?usage: apiserver-profile.sh record OUT [SECS]} secs=${2:-50}
+  local out=${1:?usage: apiserver-profile.sh record OUT [SECS] [SIDES]} secs=${2:-50} sides=${3:-ours upstream}
   mkdir -p "$out"
   local side kc dir server cert key i
-  for side in ours upstream; do
-    until kc=$(ls /tmp/kwok-perf-*/kwok/clusters/perf-$side/kubeconfig.yaml 2>/dev/null | head -1) && [ -n "$kc" ]; do
+  for side in $sides; do
+    until kc=$(ls -t /tmp/kwok-perf-*/kwok/clusters/perf-"$side"/kubeconfig.yaml 2>/dev/null | head -1) && [ -n "$kc" ]; do
       sleep 1
     done
     dir=$(dirname "$kc")
@@ -67,7 +68,7 @@ shares() {
     "allocation||runtime\\.mallocgc\$"
   )
   printf '| %s |' "frame (cumulative CPU s)"
-  for f in "$@"; do printf ' %s |' "$(basename "$f")"; done
+  for f in "$@"; do printf ' %s |' "$f"; done
   printf '\n|---|'
   for _ in "$@"; do printf -- '---:|'; done
   printf '\n'
@@ -77,7 +78,7 @@ shares() {
     printf '| %s |' "$label"
     for f in "$@"; do
       if [ "$regex" = TOTAL ]; then
-        printf ' %s |' "$(go tool pprof -top -nodecount=1 "$f" 2>/dev/null | sed -n 's/.*Total samples = \([0-9.]*s\).*/\1/p')"
+        printf ' %s |' "$(go tool pprof -top -nodecount=1 "$f" 2>/dev/null | sed -n 's/.*Total samples = \([0-9.]*m\{0,1\}s\).*/\1/p')"
       else
         printf ' %s |' "$(cum "$f" "$focus" "$regex")"
       fi
@@ -89,5 +90,5 @@ shares() {
 case ${1:-} in
   record) shift; record "$@" ;;
   shares) shift; shares "$@" ;;
-  *) echo "usage: apiserver-profile.sh record OUT [SECS] | shares PROFILE..." >&2; exit 2 ;;
+  *) echo "usage: apiserver-profile.sh record OUT [SECS] [SIDES] | shares PROFILE..." >&2; exit 2 ;;
 esac
