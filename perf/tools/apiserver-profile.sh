@@ -45,9 +45,11 @@ record() {
 }
 
 # The cumulative seconds of the first frame matching REGEX, within FOCUS if given.
+# FOCUS may be "FOCUS;IGNORE": leave out samples under IGNORE.
 cum() {
-  local file=$1 focus=$2 regex=$3
-  go tool pprof -top -cum -nodecount=600 ${focus:+-focus="$focus"} "$file" 2>/dev/null |
+  local file=$1 focus=${2%%;*} ignore= regex=$3
+  [[ $2 == *";"* ]] && ignore=${2#*;}
+  go tool pprof -top -cum -nodecount=600 ${focus:+-focus="$focus"} ${ignore:+-ignore="$ignore"} "$file" 2>/dev/null |
     awk -v re="$regex" '$6 ~ re { print $4; found = 1; exit } END { if (!found) print "0s" }'
 }
 
@@ -57,7 +59,8 @@ shares() {
     "profiled CPU||TOTAL"
     "watch: encoding, all|watchEncoder|watchEncoder\\)\\.doEncode\$"
     "watch: JSON encoding|watchEncoder|json\\.\\(\\*Serializer\\)\\.doEncode\$"
-    "watch: JSON compaction per watcher|watchEncoder|encoding/json\\.appendCompact\$"
+    "watch: JSON compaction (of marshalers' output)|watchEncoder|encoding/json\\.appendCompact\$"
+    "watch: encoding outside the shared cache|watchEncoder;CacheEncode|watchEncoder\\)\\.doEncode\$"
     "watch: protobuf encoding|watchEncoder|protobuf\\.\\(\\*Serializer\\)\\.doEncode\$"
     "responses: encoding (all formats)||responsewriters\\.SerializeObject\$"
     "watch: serving, all||handlers\\.handleWatch\$"
