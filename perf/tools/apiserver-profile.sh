@@ -37,9 +37,10 @@ record() {
         break
       fi
     done
-    if ls "$out/$side"-*.pprof >/dev/null 2>&1; then
-      go tool pprof -proto "$out/$side"-*.pprof >"$out/$side.pprof" 2>/dev/null
-      echo "$(date +%T) $side: $((i - 1)) profiles merged into $out/$side.pprof"
+    local parts=("$out/$side"-*.pprof)
+    if [ -e "${parts[0]}" ]; then
+      go tool pprof -proto "${parts[@]}" >"$out/$side.pprof" 2>/dev/null
+      echo "$(date +%T) $side: ${#parts[@]} profiles merged into $out/$side.pprof"
     fi
   done
 }
