@@ -1,5 +1,7 @@
 //! Request counts from the apiserver's `/metrics` (`apiserver_request_total`), and how
-//! API Priority and Fairness ranked them (`apiserver_flowcontrol_*_requests_total`).
+//! API Priority and Fairness ranked them (`apiserver_flowcontrol_*_requests_total`), and
+//! the watches it closed because their client fell behind
+//! (`apiserver_terminated_watchers_total`).
 
 use std::collections::BTreeMap;
 
@@ -11,11 +13,36 @@ pub async fn requests(client: &kube::Client) -> kube::Result<Requests> {
     Ok(parse(&metrics(client).await?))
 }
 
-/// One scrape of `/metrics`: requests by kind ([`parse`]) and what APF did with them
-/// ([`parse_flows`]).
-pub async fn requests_and_flows(client: &kube::Client) -> kube::Result<(Requests, Requests)> {
+/// The counters of one scrape of `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests by kind ([`parse`]).
+    pub requests: Requests,
+    /// What APF did with them ([`parse_flows`]).
+    pub flows: Requests,
+    /// Watches closed as unresponsive, by resource ([`parse_unresponsive_watches`]).
+    pub unresponsive_watches: Requests,
+}
+
+impl Counters {
+    /// `after - before` of each counter ([`delta`]).
+    pub fn delta(before: &Self, after: &Self) -> Self {
+        Self {
+            requests: delta(&before.requests, &after.requests),
+            flows: delta(&before.flows, &after.flows),
+            unresponsive_watches: delta(&before.unresponsive_watches, &after.unresponsive_watches),
+        }
+    }
+}
+
+/// One scrape of `/metrics`.
+pub async fn counters(client: &kube::Client) -> kube::Result<Counters> {
     let text = metrics(client).await?;
-    Ok((parse(&text), parse_flows(&text)))
+    Ok(Counters {
+        requests: parse(&text),
+        flows: parse_flows(&text),
+        unresponsive_watches: parse_unresponsive_watches(&text),
+    })
 }
 
 async fn metrics(client: &kube::Client) -> kube::Result<String> {
@@ -54,6 +81,31 @@ pub fn parse_flows(text: &str) -> Requests {
             );
             *out.entry(key).or_default() += value as u64;
         }
+    }
+    out
+}
+
+/// `apiserver_terminated_watchers_total` by resource (`group/resource` outside the core
+/// group): watches the apiserver closed because the client did not take their events
+/// as fast as they came (its buffer for that watcher was full). The client then watches
+/// again from where it was, and each event replayed to it is encoded for it alone,
+/// outside the watch cache's shared encoding.
+pub fn parse_unresponsive_watches(text: &str) -> Requests {
+    let mut out = Requests::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_terminated_watchers_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let resource = label(labels, "resource").unwrap_or_default();
+        let key = match label(labels, "group").filter(|g| !g.is_empty()) {
+            Some(group) => format!("{group}/{resource}"),
+            None => resource,
+        };
+        *out.entry(key).or_default() += value as u64;
     }
     out
 }
@@ -107,6 +159,39 @@ apiserver_request_duration_seconds_bucket{le="1"} 3
         assert_eq!(r.len(), 2);
         let d = delta(&[("POST pods".to_owned(), 5)].into(), &r);
         assert_eq!(d["POST pods"], 7);
+    }
+
+    #[test]
+    fn parse_unresponsive_watches_should_key_by_group_and_resource() {
+        let text = r#"# HELP apiserver_terminated_watchers_total x
+# TYPE apiserver_terminated_watchers_total counter
+apiserver_terminated_watchers_total{group="",resource="pods"} 155
+apiserver_terminated_watchers_total{group="coordination.k8s.io",resource="leases"} 2
+apiserver_request_total{code="200",resource="pods",verb="WATCH"} 154
+"#;
+        let got = parse_unresponsive_watches(text);
+        assert_eq!(
+            got,
+            Requests::from([
+                ("pods".to_owned(), 155),
+                ("coordination.k8s.io/leases".to_owned(), 2)
+            ])
+        );
+        let before = Counters {
+            unresponsive_watches: Requests::from([("pods".to_owned(), 40)]),
+            ..Counters::default()
+        };
+        let after = Counters {
+            unresponsive_watches: got,
+            ..Counters::default()
+        };
+        assert_eq!(
+            Counters::delta(&before, &after).unresponsive_watches,
+            Requests::from([
+                ("pods".to_owned(), 115),
+                ("coordination.k8s.io/leases".to_owned(), 2)
+            ])
+        );
     }
 
     #[test]

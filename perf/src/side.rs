@@ -129,6 +129,12 @@ pub struct SideResult {
     /// `dispatched|rejected <flow schema> <priority level>` (empty with APF off).
     #[serde(default)]
     pub apiserver_flows: BTreeMap<String, u64>,
+    /// Watches the apiserver closed during the run because their client fell behind, by
+    /// resource (`apiserver::parse_unresponsive_watches`): each makes the client watch
+    /// again and the apiserver encode what it replays for that client alone. `None` in
+    /// results from before perf counted them.
+    #[serde(default)]
+    pub apiserver_unresponsive_watches: Option<BTreeMap<String, u64>>,
     /// kwok's average CPU (cores) while the nodes sat idle (the `hold` phase), when
     /// the scenario holds.
     pub kwok_idle_cpu_cores: Option<f64>,
@@ -253,9 +259,7 @@ pub async fn run(
         .zip(&components)
         .map(|(pid, c)| process::usage(*pid).with_context(|| format!("{c} is not running")))
         .collect::<Result<_>>()?;
-    let (requests_before, flows_before) = apiserver::requests_and_flows(&client)
-        .await
-        .context("apiserver /metrics")?;
+    let counters_before = apiserver::counters(&client).await.context("apiserver /metrics")?;
     let control_plane_before = control_plane_cpu(&cluster);
     eprintln!("perf: {}: running scenario {}", controller.side, scenario.name);
     let (phases, marks) = tokio::sync::mpsc::unbounded_channel();
@@ -273,9 +277,11 @@ pub async fn run(
     let workload = cluster.loadgen_client(&controller.priority, &client).await?;
     let report = kwok_loadgen::run(workload, scenario.clone(), options, cancel).await?;
     let kwok_by_phase = by_phase(started, &marks.await.unwrap_or_default());
-    let (requests_after, flows_after) = apiserver::requests_and_flows(&client).await?;
-    let requests = apiserver::delta(&requests_before, &requests_after);
-    let flows = apiserver::delta(&flows_before, &flows_after);
+    let apiserver::Counters {
+        requests,
+        flows,
+        unresponsive_watches,
+    } = apiserver::Counters::delta(&counters_before, &apiserver::counters(&client).await?);
     let after: Vec<process::Usage> = pids
         .iter()
         .zip(&components)
@@ -308,7 +314,7 @@ pub async fn run(
     )
     .with_control_plane(control_plane, control_plane_rss)
     .with_replicas(replicas)
-    .with_flows(flows))
+    .with_counters(flows, unresponsive_watches))
 }
 
 /// `after - before` for each component running at both ends (a component that
@@ -332,8 +338,13 @@ impl SideResult {
         self
     }
 
-    fn with_flows(mut self, flows: BTreeMap<String, u64>) -> Self {
+    fn with_counters(
+        mut self,
+        flows: BTreeMap<String, u64>,
+        unresponsive_watches: BTreeMap<String, u64>,
+    ) -> Self {
         self.apiserver_flows = flows;
+        self.apiserver_unresponsive_watches = Some(unresponsive_watches);
         self
     }
 
@@ -398,6 +409,7 @@ impl SideResult {
             apiserver_requests: requests.values().sum(),
             apiserver_requests_by: requests,
             apiserver_flows: BTreeMap::new(),
+            apiserver_unresponsive_watches: None,
             kwok_idle_cpu_cores: kwok_by_phase
                 .iter()
                 .find(|p| p.phase == "hold")

@@ -89,6 +89,14 @@ const FIGURES: &[Figure<SideResult>] = &[
         |r| Some(r.apiserver_requests as f64),
         "lower",
     ),
+    (
+        "pod watches closed as unresponsive",
+        |r| {
+            let closed = r.apiserver_unresponsive_watches.as_ref()?;
+            Some(closed.get("pods").copied().unwrap_or(0) as f64)
+        },
+        "lower",
+    ),
 ];
 
 /// The table for `ours` and, when it ran, `upstream`.
