@@ -61,6 +61,17 @@ fn label(labels: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The label set and value of each sample of the metric whose lines start with `prefix`
+/// (`name{`); malformed lines are skipped.
+fn samples<'a>(text: &'a str, prefix: &'a str) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+    text.lines()
+        .filter(move |l| l.starts_with(prefix))
+        .filter_map(|line| {
+            let (labels, value) = line.rsplit_once(' ')?;
+            Some((labels, value.parse::<f64>().ok()? as u64))
+        })
+}
+
 /// Sums the APF counters by `dispatched|rejected <flow schema> <priority level>`
 /// (nothing while APF is off).
 pub fn parse_flows(text: &str) -> Requests {
@@ -69,17 +80,13 @@ pub fn parse_flows(text: &str) -> Requests {
         ("apiserver_flowcontrol_dispatched_requests_total{", "dispatched"),
         ("apiserver_flowcontrol_rejected_requests_total{", "rejected"),
     ] {
-        for line in text.lines().filter(|l| l.starts_with(prefix)) {
-            let Some((labels, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else { continue };
+        for (labels, value) in samples(text, prefix) {
             let key = format!(
                 "{what} {} {}",
                 label(labels, "flow_schema").unwrap_or_default(),
                 label(labels, "priority_level").unwrap_or_default()
             );
-            *out.entry(key).or_default() += value as u64;
+            *out.entry(key).or_default() += value;
         }
     }
     out
@@ -92,20 +99,13 @@ pub fn parse_flows(text: &str) -> Requests {
 /// outside the watch cache's shared encoding.
 pub fn parse_unresponsive_watches(text: &str) -> Requests {
     let mut out = Requests::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_terminated_watchers_total{"))
-    {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else { continue };
+    for (labels, value) in samples(text, "apiserver_terminated_watchers_total{") {
         let resource = label(labels, "resource").unwrap_or_default();
         let key = match label(labels, "group").filter(|g| !g.is_empty()) {
             Some(group) => format!("{group}/{resource}"),
             None => resource,
         };
-        *out.entry(key).or_default() += value as u64;
+        *out.entry(key).or_default() += value;
     }
     out
 }
@@ -113,11 +113,7 @@ pub fn parse_unresponsive_watches(text: &str) -> Requests {
 /// Sums `apiserver_request_total` samples by verb and resource.
 pub fn parse(text: &str) -> Requests {
     let mut out = Requests::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else { continue };
+    for (labels, value) in samples(text, "apiserver_request_total{") {
         let label = |name: &str| label(labels, name);
         let mut key = format!(
             "{} {}",
@@ -127,7 +123,7 @@ pub fn parse(text: &str) -> Requests {
         if let Some(sub) = label("subresource").filter(|s| !s.is_empty()) {
             key = format!("{key}/{sub}");
         }
-        *out.entry(key).or_default() += value as u64;
+        *out.entry(key).or_default() += value;
     }
     out
 }
