@@ -12,6 +12,14 @@
 //! serializes everything through the apiserver's one reader and writer for it: lease
 //! renewals, which need many requests per second at 10,000 nodes, stay on kube's
 //! HTTP/1.1 client (`controller.rs`).
+//!
+//! Watches and stage writes take two clients, so two connections: the apiserver writes
+//! a connection's streams in turn (Go's HTTP/2 server, one frame per stream with data
+//! per round), and a watch writes one frame at a time, each waiting for the last. Behind
+//! hundreds of write responses on the same connection kwok's pod watch got a frame per
+//! round, fell behind the events, and the apiserver closed it as unresponsive every few
+//! seconds, to replay its backlog for kwok alone on the next watch
+//! (`perf/results/2026-12-07-watch-connection/`).
 
 use std::time::Duration;
 

@@ -40,6 +40,7 @@ use crate::{
 /// Runs the controller until `shutdown` completes.
 pub async fn run(
     client: Client,
+    writes: Client,
     config: kube::Config,
     settings: Settings,
     listener: server::Server,
@@ -87,7 +88,7 @@ pub async fn run(
         None
     };
     let writer = Writer::new(
-        client.clone(),
+        writes,
         settings.kube_api_qps,
         settings.kube_api_burst,
         metrics.clone(),

@@ -90,14 +90,18 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
     let mut config = kwok_shards::config(&flags).await?;
     // Every client below is made from this config: all of them name this kwok.
     kwok_shards::client::identify(&mut config, &settings.id)?;
-    let client = kwok_shards::client::build(&config, !flags.tracing_endpoint.is_empty())
-        .context("failed to make the API client")?;
+    let traced = !flags.tracing_endpoint.is_empty();
+    let client = kwok_shards::client::build(&config, traced).context("failed to make the API client")?;
+    // Stage writes go over an HTTP/2 connection apart from the watches' (see
+    // `client` module docs: a watch sharing a connection with hundreds of writes falls
+    // behind and the apiserver closes it).
+    let writes = kwok_shards::client::build(&config, traced).context("failed to make the API client")?;
     let version = client
         .apiserver_version()
         .await
         .context("failed to reach the apiserver")?;
     tracing::info!(server_version = %version.git_version, shards = settings.shards, "connected");
-    controller::run(client, config, settings, listener, shutdown()).await
+    controller::run(client, writes, config, settings, listener, shutdown()).await
 }
 
 /// `RUST_LOG` when set, else the `--v` level.
