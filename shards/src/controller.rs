@@ -37,7 +37,9 @@ use crate::{
     watch::{config as watch_config, spawn_watch},
 };
 
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller until `shutdown` completes. `client` watches, discovers and
+/// installs CRDs; `writes`, made apart so it has an HTTP/2 connection of its own (module
+/// docs of `crate::client`), sends the stage writes.
 pub async fn run(
     client: Client,
     writes: Client,

@@ -95,7 +95,8 @@ async fn run(flags: Flags, docs: Documents) -> Result<()> {
     // Stage writes go over an HTTP/2 connection apart from the watches' (see
     // `client` module docs: a watch sharing a connection with hundreds of writes falls
     // behind and the apiserver closes it).
-    let writes = kwok_shards::client::build(&config, traced).context("failed to make the API client")?;
+    let writes =
+        kwok_shards::client::build(&config, traced).context("failed to make the stage writes' API client")?;
     let version = client
         .apiserver_version()
         .await
