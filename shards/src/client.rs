@@ -5,7 +5,8 @@
 //! connection of its own: with hundreds of stage writes and lease renewals in flight,
 //! kwok kept ~500 connections open, each with its read, write and TLS buffers (16 MiB of
 //! live heap in a profile of the `small` shape, and churn for the allocator), and the
-//! apiserver as many. Over HTTP/2 they share one connection.
+//! apiserver as many. Over HTTP/2 the stage writes share one connection (the watches
+//! another, below).
 //!
 //! The apiserver limits the streams per HTTP/2 connection (`--http2-max-streams-per-connection`);
 //! requests beyond that wait in the client for a stream, in order. One connection also
