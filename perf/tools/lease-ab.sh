@@ -6,13 +6,17 @@
 #   encoding  `--node-lease-encoding json` against `protobuf` (the wire-encoding lever)
 #   auth      kwok's client certificate (`cert`) against its bearer token (`token`,
 #             kwokctl's `--kwok-auth`)
+#   managed-fields  `--node-lease-managed-fields keep` against `strip` (the apiserver
+#             tracks managedFields on every renewal of a Lease that has some); each
+#             `keep` phase starts by deleting the Leases, so kwok makes them anew with the
+#             managedFields a create records
 # Each phase settles SETTLE seconds, then measures MEASURE seconds: the CPU of
 # kube-apiserver, etcd and kwok from /proc, and the renewals from kwok's /metrics (PUTs
 # answered 200) and the apiserver's (`apiserver_request_total` PUT leases). Alternating
 # (A, B, A, B, ...) lets drift show as a difference between the repeats. Only a summary
 # is kept: perf/results/<date>-lease-encoding/ or <date>-kwok-auth/summary.md.
 #
-#   perf/tools/lease-ab.sh [--compare encoding|auth] [--nodes 5000] [--rounds 2]
+#   perf/tools/lease-ab.sh [--compare encoding|auth|managed-fields] [--nodes 5000] [--rounds 2]
 #       [--settle 30] [--measure 120] [--bin target/dist] [--keep]
 set -euo pipefail
 
@@ -36,7 +40,8 @@ done
 case "$COMPARE" in
   encoding) PHASES=(json protobuf) AUTH=cert RESULTS=lease-encoding TITLE="Lease renewal encoding, json against protobuf" ;;
   auth) PHASES=(cert token) AUTH=token RESULTS=kwok-auth TITLE="kwok's Lease renewals with a client certificate against a bearer token" ;;
-  *) echo "lease-ab: --compare $COMPARE: must be encoding or auth" >&2; exit 2 ;;
+  managed-fields) PHASES=(keep strip) AUTH=cert RESULTS=lease-managed-fields TITLE="Lease renewals keeping the Leases' managedFields against clearing them" ;;
+  *) echo "lease-ab: --compare $COMPARE: must be encoding, auth or managed-fields" >&2; exit 2 ;;
 esac
 (( NODES <= 62500 )) || { echo "lease-ab: --nodes at most 62500 (one /24 podCIDR each)" >&2; exit 2; }
 
@@ -66,14 +71,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # Starts kwok for phase $1 (stopping the one before) and waits until ready: the phase
-# names its Lease encoding, or its credential (`cert`: a copy of kwok's kubeconfig with
-# its client certificate in place of the token kwokctl gave it).
+# names its Lease encoding, its credential (`cert`: a copy of kwok's kubeconfig with
+# its client certificate in place of the token kwokctl gave it), or what it does with
+# the Leases' managedFields.
 start_kwok() {
   if [[ -n "$KWOK_PID" ]]; then kill -TERM "$KWOK_PID"; wait "$KWOK_PID" 2>/dev/null || true; fi
   PORT=$(free_port)
-  local kubeconfig="$CDIR/kubeconfigs/kwok-controller.yaml" encoding=json
+  local kubeconfig="$CDIR/kubeconfigs/kwok-controller.yaml" encoding=json managed=keep
   case "$1" in
     json|protobuf) encoding=$1 ;;
+    strip) managed=strip ;;
+    keep) kubectl delete --raw /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases >/dev/null ;;
     cert) kubeconfig="$WORK/kwok-cert.yaml"
       sed -E "s|^( *)token: .*|\1client-certificate: $CDIR/pki/kwok-controller.crt\n\1client-key: $CDIR/pki/kwok-controller.key|" \
         "$CDIR/kubeconfigs/kwok-controller.yaml" >"$kubeconfig"
@@ -81,7 +89,8 @@ start_kwok() {
   esac
   "$BIN/kwok" --kubeconfig="$kubeconfig" \
     --server-address="127.0.0.1:$PORT" --id="$ID" --manage-all-nodes=true \
-    --node-lease-duration-seconds=40 --node-lease-encoding="$encoding" >>"$WORK/logs/kwok-$1.log" 2>&1 &
+    --node-lease-duration-seconds=40 --node-lease-encoding="$encoding" \
+    --node-lease-managed-fields="$managed" >>"$WORK/logs/kwok-$1.log" 2>&1 &
   KWOK_PID=$!
   for _ in $(seq 300); do
     [[ "$(curl -s "http://127.0.0.1:$PORT/readyz" || true)" == ok ]] && return
@@ -152,7 +161,7 @@ done
   echo "\`perf/tools/lease-ab.sh --compare $COMPARE --nodes $NODES --rounds $ROUNDS --settle $SETTLE --measure $MEASURE\`:"
   echo "one kwokctl cluster (\`--disable-qps-limits\`), $NODES idle nodes with 40 s Leases held by one"
   echo "\`kwok --id=$ID\` (commit $(git -C "$ROOT" rev-parse --short HEAD), \`$BIN/kwok\`), restarted for each"
-  echo "phase as the second column says (\`--node-lease-encoding\`, or kwok's credential); ${SETTLE} s to settle, then ${MEASURE} s measured."
+  echo "phase as the second column says (\`--node-lease-encoding\`, kwok's credential, or \`--node-lease-managed-fields\`); ${SETTLE} s to settle, then ${MEASURE} s measured."
   echo "$(nproc) cores, $("$BIN/kwokctl" --version 2>/dev/null | head -1)."
   echo
   echo "| round | $COMPARE | PUTs (kwok, 200) | PUTs (apiserver) | PUTs/s | kube-apiserver CPU ms / PUT | etcd CPU ms / PUT | kwok CPU ms / PUT | kube-apiserver cores | leases expired at the end |"

@@ -150,6 +150,7 @@ pub async fn run(
                 duration,
                 parallelism: settings.lease_parallelism,
                 encoding: settings.lease_encoding,
+                managed_fields: settings.lease_managed_fields,
                 scale_out: settings.member_lease.is_some(),
             },
             metrics.clone(),

@@ -72,6 +72,12 @@ pub struct Flags {
     /// as kubelets (not in upstream KWOK; cheaper for the apiserver to decode and answer).
     #[arg(long, value_enum, default_value_t = LeaseEncoding::Json)]
     pub node_lease_encoding: LeaseEncoding,
+    /// Node Leases' `managedFields`: `strip` clears them with kwok's first renewal, so the
+    /// apiserver skips its field manager on every renewal after (it tracks no fields of
+    /// an object that has none); `keep` leaves them as kubelets and upstream KWOK do
+    /// (not in upstream KWOK).
+    #[arg(long, value_enum, default_value_t = LeaseManagedFields::Strip)]
+    pub node_lease_managed_fields: LeaseManagedFields,
     /// Number of shard workers (default: number of cores).
     #[arg(long)]
     pub shards: Option<usize>,
@@ -142,6 +148,16 @@ pub enum LeaseEncoding {
     Json,
     /// `application/vnd.kubernetes.protobuf`, both ways.
     Protobuf,
+}
+
+/// What kwok's renewals do with a node Lease's `managedFields`
+/// (`--node-lease-managed-fields`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LeaseManagedFields {
+    /// Clear them (`managedFields: [{}]`) when a renewal finds any.
+    Strip,
+    /// Leave them to the apiserver, which updates them on every renewal.
+    Keep,
 }
 
 /// How watches fetch the initial state (`--initial-list`).

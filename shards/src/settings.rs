@@ -50,6 +50,8 @@ pub struct Settings {
     pub lease_parallelism: usize,
     /// Encoding of Lease renewals.
     pub lease_encoding: crate::flags::LeaseEncoding,
+    /// What renewals do with a Lease's `managedFields`.
+    pub lease_managed_fields: crate::flags::LeaseManagedFields,
     /// With `--scale-out`: the duration of our member Lease (`None`: not sharing nodes).
     pub member_lease: Option<std::time::Duration>,
     /// Shard workers.
@@ -178,6 +180,7 @@ impl Settings {
             lease_seconds: flags.node_lease_duration_seconds,
             lease_parallelism: flags.node_lease_parallelism.max(1),
             lease_encoding: flags.node_lease_encoding,
+            lease_managed_fields: flags.node_lease_managed_fields,
             member_lease: member_lease(flags)?,
             shards,
             writes_in_flight: flags.writes_in_flight as usize,

@@ -2,11 +2,20 @@
 //! and renewing one. This is the worker's only I/O; what to do with a lease read is
 //! [`decide::on_read`]'s answer.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ManagedFieldsEntry, MicroTime, ObjectMeta, OwnerReference,
+};
 use kube::{
     Api, Client,
     api::{ListParams, PostParams},
@@ -18,7 +27,10 @@ use super::{
     decide::{self, Ended, OnRead},
     wire,
 };
-use crate::{flags::LeaseEncoding, metrics::Metrics};
+use crate::{
+    flags::{LeaseEncoding, LeaseManagedFields},
+    metrics::Metrics,
+};
 
 /// Result of one request, sent back to the worker loop.
 #[derive(Debug)]
@@ -53,6 +65,11 @@ pub(super) struct Requests {
     pub(super) duration: Duration,
     /// How renewals are encoded.
     pub(super) encoding: LeaseEncoding,
+    /// What renewals do with a Lease's `managedFields`.
+    pub(super) managed_fields: LeaseManagedFields,
+    /// Set once the apiserver refused the entry that clears them as invalid (one that
+    /// does not know the reset): renewals keep them from then on.
+    pub(super) clearing_refused: AtomicBool,
     pub(super) metrics: Arc<Metrics>,
     /// With `--scale-out`: the renewal interval, after which (and a margin) a Lease
     /// not renewed by its holder is taken over (see [`decide::on_read`]).
@@ -75,11 +92,10 @@ impl Requests {
                 }
             };
             self.metrics.count("list", "200");
-            for mut lease in page.items {
+            for lease in page.items {
                 let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref());
                 if let (Some(name), true) = (lease.metadata.name.clone(), holder == Some(&self.holder)) {
-                    lease.metadata.managed_fields = None;
-                    ours.insert(name, Box::new(lease));
+                    ours.insert(name, stored(self.managed_fields(), lease));
                 }
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -130,8 +146,16 @@ impl Requests {
             spec.acquire_time = Some(MicroTime(now));
             spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
-        lease.metadata.managed_fields = None;
-        self.put(name, Box::new(lease)).await
+        self.put(name, stored(self.managed_fields(), lease)).await
+    }
+
+    /// `--node-lease-managed-fields`, unless the apiserver refused to clear them.
+    fn managed_fields(&self) -> LeaseManagedFields {
+        if self.clearing_refused.load(Ordering::Relaxed) {
+            LeaseManagedFields::Keep
+        } else {
+            self.managed_fields
+        }
     }
 
     /// Renewal of `lease` as we last wrote it (or read it, when taking it): one PUT
@@ -154,9 +178,16 @@ impl Requests {
             Err(_) => {}
         }
         match result {
-            Ok(written) => Renewed::Ok(stored(written)),
+            Ok(written) => Renewed::Ok(stored(self.managed_fields(), written)),
             // Gone, or written by someone else since our last write: read it again.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Renewed::Lost,
+            Err(kube::Error::Api(s)) if s.code == 422 && lease.metadata.managed_fields.is_some() => {
+                if !self.clearing_refused.swap(true, Ordering::Relaxed) {
+                    warn!(lease = name, error = %s, "the apiserver refused to clear a node Lease's managedFields; renewals keep them from now on");
+                }
+                lease.metadata.managed_fields = None;
+                Renewed::Failed(Some(lease))
+            }
             Err(e) => {
                 warn!(lease = name, error = %e, "failed to renew lease");
                 Renewed::Failed(Some(lease))
@@ -190,7 +221,7 @@ impl Requests {
             Ok(lease) => {
                 debug!(lease = name, "created");
                 self.metrics.count("create", "201");
-                Renewed::Ok(stored(lease))
+                Renewed::Ok(stored(self.managed_fields(), lease))
             }
             // Another controller created it first: read who holds it.
             Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -205,9 +236,71 @@ impl Requests {
     }
 }
 
-/// What we keep of a Lease the apiserver returned: all of it but managedFields, so
-/// the next PUT keeps whatever labels or fields others gave it.
-fn stored(mut lease: Lease) -> Box<Lease> {
-    lease.metadata.managed_fields = None;
+/// What we keep of a Lease the apiserver returned, to PUT next: all of it, so the next
+/// PUT keeps whatever labels or fields others gave it, but its managedFields. A PUT
+/// without them leaves the apiserver's as they are; with `strip`, a Lease that has some
+/// is sent with the one empty entry that clears them (`[{}]`). On an object with none,
+/// the apiserver's field manager tracks nothing on update, which is a sixth of its CPU
+/// per renewal (`perf/results/2026-12-07-lease-managed-fields/`).
+fn stored(managed_fields: LeaseManagedFields, mut lease: Lease) -> Box<Lease> {
+    let has_some = lease
+        .metadata
+        .managed_fields
+        .as_ref()
+        .is_some_and(|m| !m.is_empty());
+    lease.metadata.managed_fields = match managed_fields {
+        LeaseManagedFields::Strip if has_some => Some(vec![ManagedFieldsEntry::default()]),
+        LeaseManagedFields::Strip | LeaseManagedFields::Keep => None,
+    };
     Box::new(lease)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(managed: Option<Vec<ManagedFieldsEntry>>) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                resource_version: Some("7".into()),
+                managed_fields: managed,
+                ..ObjectMeta::default()
+            },
+            spec: None,
+        }
+    }
+
+    fn written_by_kwok() -> Option<Vec<ManagedFieldsEntry>> {
+        Some(vec![ManagedFieldsEntry {
+            manager: Some("kwok".into()),
+            operation: Some("Update".into()),
+            ..ManagedFieldsEntry::default()
+        }])
+    }
+
+    #[test]
+    fn strip_should_send_the_clearing_entry_only_while_the_lease_has_managed_fields() {
+        let next = stored(LeaseManagedFields::Strip, lease(written_by_kwok()));
+        assert_eq!(
+            serde_json::to_value(&next.metadata).unwrap(),
+            serde_json::json!({"name": "n1", "resourceVersion": "7", "managedFields": [{}]}),
+        );
+        // Cleared: the next PUTs send none, and the apiserver tracks none.
+        for none in [None, Some(vec![])] {
+            assert_eq!(
+                stored(LeaseManagedFields::Strip, lease(none))
+                    .metadata
+                    .managed_fields,
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn keep_should_send_no_managed_fields_so_the_apiserver_keeps_its_own() {
+        let next = stored(LeaseManagedFields::Keep, lease(written_by_kwok()));
+        assert_eq!(next.metadata.managed_fields, None);
+        assert_eq!(next.metadata.resource_version.as_deref(), Some("7"));
+    }
 }

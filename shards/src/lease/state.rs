@@ -46,7 +46,8 @@ pub(super) struct Held {
     /// When our last successful renewal was sent (its renewTime, near enough: expiry
     /// counts from it); `Some` means we hold it and can renew without reading.
     pub(super) renewed: Option<Instant>,
-    /// The Lease as our last write left it (without managedFields). Its
+    /// The Lease as our last write left it (its managedFields as the next PUT sends
+    /// them: none, or the entry that clears them). Its
     /// resourceVersion is the precondition of the next renewal, so a lease written by
     /// anyone else since is read again rather than overwritten.
     pub(super) lease: Option<Box<Lease>>,

@@ -9,12 +9,15 @@
 //!
 //! Only the fields a Lease's owner writes or must carry back are converted (name,
 //! namespace, uid, resourceVersion, generation, creation time, labels, annotations,
-//! owner references, finalizers, and the whole spec); `managedFields` are left out, so
-//! the apiserver keeps its own, as with the JSON PUTs.
+//! owner references, finalizers, and the whole spec); of `managedFields` only who wrote
+//! them (not `fieldsV1`): a renewal sends none, so the apiserver keeps its own, as with
+//! the JSON PUTs, or the one empty entry that clears them (`--node-lease-managed-fields`).
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ManagedFieldsEntry, MicroTime, ObjectMeta, OwnerReference, Time,
+};
 use k8s_pb::api::coordination::v1 as pb;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as pb_meta;
 use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
@@ -164,6 +167,20 @@ fn meta_to_pb(m: &ObjectMeta) -> pb_meta::ObjectMeta {
             })
             .collect(),
         finalizers: m.finalizers.clone().unwrap_or_default(),
+        // What kwok sends is none, or the one empty entry that clears them.
+        managed_fields: m
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|f| pb_meta::ManagedFieldsEntry {
+                manager: f.manager.clone(),
+                operation: f.operation.clone(),
+                api_version: f.api_version.clone(),
+                fields_type: f.fields_type.clone(),
+                subresource: f.subresource.clone(),
+                ..pb_meta::ManagedFieldsEntry::default()
+            })
+            .collect(),
         ..pb_meta::ObjectMeta::default()
     }
 }
@@ -195,6 +212,21 @@ fn meta_from_pb(m: pb_meta::ObjectMeta) -> ObjectMeta {
                 .collect()
         }),
         finalizers: (!m.finalizers.is_empty()).then_some(m.finalizers),
+        // Who manages what is not read; that there are entries is
+        // (`--node-lease-managed-fields strip` clears them).
+        managed_fields: (!m.managed_fields.is_empty()).then(|| {
+            m.managed_fields
+                .into_iter()
+                .map(|f| ManagedFieldsEntry {
+                    manager: f.manager,
+                    operation: f.operation,
+                    api_version: f.api_version,
+                    fields_type: f.fields_type,
+                    subresource: f.subresource,
+                    ..ManagedFieldsEntry::default()
+                })
+                .collect()
+        }),
         ..ObjectMeta::default()
     }
 }
@@ -258,6 +290,46 @@ mod tests {
         let body = encode(&lease());
         assert!(body.starts_with(b"k8s\0"));
         assert_eq!(decode(&body).unwrap(), lease());
+    }
+
+    #[test]
+    fn the_entry_that_clears_managed_fields_should_go_as_one_empty_message() {
+        let mut clearing = lease();
+        clearing.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        let raw = Unknown::decode(&encode(&clearing)[4..]).unwrap().raw.unwrap();
+        let sent = pb::Lease::decode(raw.as_slice()).unwrap();
+        // Go reads it as `[]ManagedFieldsEntry{{}}`, the apiserver's reset.
+        assert_eq!(
+            sent.metadata.unwrap().managed_fields,
+            vec![pb_meta::ManagedFieldsEntry::default()]
+        );
+        // Without it, none go.
+        let raw = Unknown::decode(&encode(&lease())[4..]).unwrap().raw.unwrap();
+        assert!(
+            pb::Lease::decode(raw.as_slice())
+                .unwrap()
+                .metadata
+                .unwrap()
+                .managed_fields
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_answer_with_managed_fields_should_say_it_has_some() {
+        let mut answer = lease_to_pb(&lease());
+        answer.metadata.as_mut().unwrap().managed_fields = vec![pb_meta::ManagedFieldsEntry {
+            manager: Some("kwok".into()),
+            operation: Some("Update".into()),
+            fields_v1: Some(pb_meta::FieldsV1 {
+                raw: Some(br#"{"f:spec":{}}"#.to_vec()),
+            }),
+            ..pb_meta::ManagedFieldsEntry::default()
+        }];
+        let read = lease_from_pb(answer).metadata.managed_fields.unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].manager.as_deref(), Some("kwok"));
+        assert_eq!(read[0].fields_v1, None, "which fields is not read");
     }
 
     #[test]

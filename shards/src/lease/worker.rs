@@ -14,7 +14,12 @@ use super::{
     requests::Requests,
     state::{Command, Done, Leases, Ours},
 };
-use crate::{flags::LeaseEncoding, metrics::Metrics, shard::Now, wheel::Alarm};
+use crate::{
+    flags::{LeaseEncoding, LeaseManagedFields},
+    metrics::Metrics,
+    shard::Now,
+    wheel::Alarm,
+};
 
 /// How the worker holds its Leases.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +31,8 @@ pub struct LeaseOptions {
     pub parallelism: usize,
     /// How renewals are encoded.
     pub encoding: LeaseEncoding,
+    /// What renewals do with a Lease's `managedFields`.
+    pub managed_fields: LeaseManagedFields,
     /// `--scale-out`: hold only the Leases of the nodes the member table deals us (the
     /// members come as [`LeaseMsg::Members`]).
     pub scale_out: bool,
@@ -56,6 +63,8 @@ impl LeaseWorker {
                 holder,
                 duration: options.duration,
                 encoding: options.encoding,
+                managed_fields: options.managed_fields,
+                clearing_refused: Default::default(),
                 metrics,
                 // Leases are renewed every quarter duration.
                 handover: options.scale_out.then_some(options.duration / 4),

@@ -27,6 +27,7 @@ mod kwok;
 mod kwok_replicas;
 mod kwok_server;
 mod lease_encoding;
+mod lease_managed_fields;
 mod metrics_server;
 mod priority;
 mod upstream_stages;
