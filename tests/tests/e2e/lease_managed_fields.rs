@@ -47,9 +47,9 @@ fn renew_time(lease: &Value) -> String {
     lease["spec"]["renewTime"].as_str().unwrap_or_default().to_owned()
 }
 
-/// Waits for two renewals after the Lease's first sight; returns the Lease then.
-fn renewed_twice(cluster: &Cluster, node: &str) -> Value {
-    let get = [
+/// The kubectl arguments that print the node Lease's renewTime.
+fn renew_time_of(node: &str) -> [&str; 7] {
+    [
         "-n",
         "kube-node-lease",
         "get",
@@ -57,7 +57,12 @@ fn renewed_twice(cluster: &Cluster, node: &str) -> Value {
         node,
         "-o",
         "jsonpath={.spec.renewTime}",
-    ];
+    ]
+}
+
+/// Waits for two renewals after the Lease's first sight; returns the Lease then.
+fn renewed_twice(cluster: &Cluster, node: &str) -> Value {
+    let get = renew_time_of(node);
     let first = cluster.eventually(&get, Duration::from_secs(30), |o| !o.is_empty());
     let second = cluster.eventually(&get, Duration::from_secs(30), |o| o != first);
     cluster.eventually(&get, Duration::from_secs(30), |o| o != second);
@@ -89,19 +94,7 @@ fn node_leases_should_lose_their_managed_fields_and_stay_renewed_by_default() {
     );
     // And it goes on being renewed without them.
     let before = renew_time(&lease);
-    let again = cluster.eventually(
-        &[
-            "-n",
-            "kube-node-lease",
-            "get",
-            "lease",
-            &node,
-            "-o",
-            "jsonpath={.spec.renewTime}",
-        ],
-        Duration::from_secs(30),
-        |o| o != before,
-    );
+    let again = cluster.eventually(&renew_time_of(&node), Duration::from_secs(30), |o| o != before);
     assert!(!again.is_empty());
     let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
     assert_eq!(
