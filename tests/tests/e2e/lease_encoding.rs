@@ -54,21 +54,11 @@ fn protobuf_lease_renewals_should_be_accepted_and_keep_the_lease_whole() {
     assert_eq!(fields[3], "40", "{third}");
     // The renewals cleared the managedFields kwok's create left (`strip`, the default):
     // the apiserver took the clearing entry in protobuf too.
-    let json = cluster.kubectl(&[
-        "-n",
-        "kube-node-lease",
-        "get",
-        "lease",
-        name,
-        "-o",
-        "json",
-        "--show-managed-fields",
-    ]);
-    let lease: serde_json::Value = serde_json::from_str(&json).expect("kubectl's JSON");
+    let lease = cluster.node_lease(name);
     assert_eq!(
         lease["metadata"].get("managedFields"),
         None,
-        "managedFields left: {json}"
+        "managedFields left: {lease}"
     );
 
     // kwok counted its PUTs as answered 200 and none refused.

@@ -28,36 +28,14 @@ fn cluster_with_a_node(name: &'static str, extra: Option<&str>) -> (Cluster, Str
     (cluster, node.trim().to_owned())
 }
 
-/// The node's Lease, managedFields shown.
-fn lease(cluster: &Cluster, node: &str) -> Value {
-    let text = cluster.kubectl(&[
-        "-n",
-        "kube-node-lease",
-        "get",
-        "lease",
-        node,
-        "-o",
-        "json",
-        "--show-managed-fields",
-    ]);
-    serde_json::from_str(&text).expect("kubectl's JSON")
-}
-
 fn renew_time(lease: &Value) -> String {
     lease["spec"]["renewTime"].as_str().unwrap_or_default().to_owned()
 }
 
 /// The kubectl arguments that print the node Lease's renewTime.
 fn renew_time_of(node: &str) -> [&str; 7] {
-    [
-        "-n",
-        "kube-node-lease",
-        "get",
-        "lease",
-        node,
-        "-o",
-        "jsonpath={.spec.renewTime}",
-    ]
+    let renew = "jsonpath={.spec.renewTime}";
+    ["-n", "kube-node-lease", "get", "lease", node, "-o", renew]
 }
 
 /// Waits for two renewals after the Lease's first sight; returns the Lease then.
@@ -66,7 +44,7 @@ fn renewed_twice(cluster: &Cluster, node: &str) -> Value {
     let first = cluster.eventually(&get, Duration::from_secs(30), |o| !o.is_empty());
     let second = cluster.eventually(&get, Duration::from_secs(30), |o| o != first);
     cluster.eventually(&get, Duration::from_secs(30), |o| o != second);
-    lease(cluster, node)
+    cluster.node_lease(node)
 }
 
 #[test]

@@ -261,6 +261,21 @@ impl Cluster {
         self.kwokctl.ok(&all)
     }
 
+    /// The Lease of node `node` as JSON, its managedFields shown.
+    pub fn node_lease(&self, node: &str) -> serde_json::Value {
+        let text = self.kubectl(&[
+            "-n",
+            "kube-node-lease",
+            "get",
+            "lease",
+            node,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ]);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("kubectl's JSON: {e}: {text}"))
+    }
+
     /// Node Lease holder → how many Leases of nodes named `prefix…` it holds (empty
     /// while kubectl fails).
     pub fn lease_holders(&self, prefix: &str) -> BTreeMap<String, usize> {
