@@ -683,6 +683,8 @@ enum Op {
         stale: bool,
         listed: Vec<bool>,
     },
+    /// The lease worker reports a pressure: none, calm, behind, at risk.
+    Pressure(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -700,6 +702,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::Dealt),
         1 => (any::<bool>(), proptest::collection::vec(any::<bool>(), 4))
             .prop_map(|(stale, listed)| Op::Fetched { stale, listed }),
+        1 => (0..4u8).prop_map(Op::Pressure),
     ]
 }
 
@@ -756,6 +759,10 @@ proptest! {
                 Op::NodeBack => h.apply(NODE, node("n", &rv.to_string(), true)),
                 Op::Held(yes) => h.step(held("n", yes.then(|| fence.clone()))),
                 Op::Dealt(elsewhere) => h.step(dealt("n", elsewhere)),
+                Op::Pressure(level) => {
+                    let pressure = [None, Some(Pressure::Calm), Some(Pressure::Behind), Some(Pressure::AtRisk)];
+                    h.step(Event::Pressure(pressure[usize::from(level)]));
+                }
                 Op::Fetched { stale, listed } => {
                     let Some((node, generation, _)) = h.fetches.last().cloned() else {
                         continue;
