@@ -257,7 +257,10 @@ fn stored(managed_fields: LeaseManagedFields, mut lease: Lease) -> Box<Lease> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
+    use crate::lease::stand_in::StandIn;
 
     fn lease(managed: Option<Vec<ManagedFieldsEntry>>) -> Lease {
         Lease {
@@ -295,6 +298,83 @@ mod tests {
                 None
             );
         }
+    }
+
+    /// Requests as holder `me` to `apiserver`, clearing managedFields.
+    fn stripping(apiserver: &StandIn) -> Requests {
+        Requests {
+            client: apiserver.client(),
+            holder: "me".into(),
+            duration: Duration::from_secs(40),
+            encoding: LeaseEncoding::Json,
+            managed_fields: LeaseManagedFields::Strip,
+            clearing_refused: AtomicBool::new(false),
+            metrics: Arc::new(Metrics::register(
+                &mut prometheus_client::registry::Registry::default(),
+            )),
+            handover: None,
+        }
+    }
+
+    /// Lease `name`, held by `me`, with the entry a write by kwok leaves.
+    fn held_with_managed_fields(name: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": NAMESPACE, "resourceVersion": "1",
+                "managedFields": [{"manager": "kwok", "operation": "Update"}]},
+            "spec": {"holderIdentity": "me", "leaseDurationSeconds": 40},
+        })
+    }
+
+    /// An apiserver that refuses the entry that clears managedFields (422): the renewal
+    /// that sent it fails, and every renewal after, on every Lease, keeps them.
+    #[tokio::test]
+    async fn a_refused_clearing_should_fail_once_then_keep_managed_fields() {
+        let apiserver = StandIn::default();
+        apiserver.refuse_clearing.store(true, Ordering::SeqCst);
+        apiserver.set("n1", Some(held_with_managed_fields("n1")));
+        apiserver.set("n2", Some(held_with_managed_fields("n2")));
+        let requests = stripping(&apiserver);
+        let Renewed::Failed(Some(refused)) = requests.acquire("n1", "u1", false).await else {
+            panic!("the clearing PUT should fail");
+        };
+        assert_eq!(apiserver.calls(), ["GET 200", "PUT 422"]);
+        assert_eq!(refused.metadata.managed_fields, None, "sent again without them");
+        let Renewed::Ok(renewed) = requests.put("n1", refused).await else {
+            panic!("the renewal without managedFields should pass");
+        };
+        assert_eq!(renewed.metadata.managed_fields, None, "kept: none sent");
+        assert!(matches!(requests.put("n1", renewed).await, Renewed::Ok(_)));
+        // Another Lease, read with its entries, is not cleared either.
+        assert!(matches!(
+            requests.acquire("n2", "u2", false).await,
+            Renewed::Ok(_)
+        ));
+        assert_eq!(apiserver.calls(), ["PUT 200", "PUT 200", "GET 200", "PUT 200"]);
+        for name in ["n1", "n2"] {
+            assert_eq!(
+                apiserver.get(name).unwrap()["metadata"]["managedFields"],
+                serde_json::json!([{"manager": "kwok", "operation": "Update"}]),
+                "{name}: the apiserver's entries stay"
+            );
+        }
+    }
+
+    /// The same apiserver without the refusal: the first renewal clears them.
+    #[tokio::test]
+    async fn strip_should_clear_the_stored_managed_fields_with_the_first_renewal() {
+        let apiserver = StandIn::default();
+        apiserver.set("n1", Some(held_with_managed_fields("n1")));
+        let requests = stripping(&apiserver);
+        assert!(matches!(
+            requests.acquire("n1", "u1", false).await,
+            Renewed::Ok(_)
+        ));
+        assert_eq!(apiserver.calls(), ["GET 200", "PUT 200"]);
+        assert_eq!(
+            apiserver.get("n1").unwrap()["metadata"]["managedFields"],
+            Value::Null
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! (409 if the name is taken) and PUT (404 if absent, 409 unless the resourceVersion
 //! matches), each recorded as "METHOD code"; `fail` answers the next request with that
 //! code instead, `refuse_writes` every POST and PUT with 503 while set, and `refuse_all`
-//! every request.
+//! every request. As the apiserver does, a PUT without `managedFields` keeps the stored
+//! ones and one with the single empty entry clears them, unless `refuse_clearing` is
+//! set: then it is answered 422, as an apiserver that does not know the reset would.
 
 use std::{
     collections::BTreeMap,
@@ -25,6 +27,8 @@ pub(super) struct StandIn {
     pub(super) refuse_writes: Arc<AtomicBool>,
     /// While set, every request is answered 503.
     pub(super) refuse_all: Arc<AtomicBool>,
+    /// While set, a PUT clearing `managedFields` is answered 422.
+    pub(super) refuse_clearing: Arc<AtomicBool>,
 }
 
 impl StandIn {
@@ -87,6 +91,23 @@ impl StandIn {
                     ("POST", Some(_)) => return status(409),
                     ("PUT", None) => return status(404),
                     ("PUT", Some(s)) if *s != rv(&sent) => return status(409),
+                    _ => {}
+                }
+                let clearing = sent["metadata"]["managedFields"] == json!([{}]);
+                if clearing && self.refuse_clearing.load(Ordering::SeqCst) {
+                    return (422, json!({"kind": "Status", "code": 422, "reason": "Invalid"}));
+                }
+                match &sent["metadata"]["managedFields"] {
+                    _ if clearing => {
+                        sent["metadata"].as_object_mut().unwrap().remove("managedFields");
+                    }
+                    Value::Null => {
+                        if let Some(kept) = leases.get(&name).map(|l| l["metadata"]["managedFields"].clone())
+                            && !kept.is_null()
+                        {
+                            sent["metadata"]["managedFields"] = kept;
+                        }
+                    }
                     _ => {}
                 }
                 let next = stored.map_or(1, |s| s.parse::<u64>().unwrap() + 1);
