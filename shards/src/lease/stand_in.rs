@@ -93,22 +93,17 @@ impl StandIn {
                     ("PUT", Some(s)) if *s != rv(&sent) => return status(409),
                     _ => {}
                 }
-                let clearing = sent["metadata"]["managedFields"] == json!([{}]);
-                if clearing && self.refuse_clearing.load(Ordering::SeqCst) {
-                    return (422, json!({"kind": "Status", "code": 422, "reason": "Invalid"}));
-                }
-                match &sent["metadata"]["managedFields"] {
-                    _ if clearing => {
-                        sent["metadata"].as_object_mut().unwrap().remove("managedFields");
+                let managed = &sent["metadata"]["managedFields"];
+                if *managed == json!([{}]) {
+                    if self.refuse_clearing.load(Ordering::SeqCst) {
+                        return (422, json!({"kind": "Status", "code": 422, "reason": "Invalid"}));
                     }
-                    Value::Null => {
-                        if let Some(kept) = leases.get(&name).map(|l| l["metadata"]["managedFields"].clone())
-                            && !kept.is_null()
-                        {
-                            sent["metadata"]["managedFields"] = kept;
-                        }
-                    }
-                    _ => {}
+                    sent["metadata"].as_object_mut().unwrap().remove("managedFields");
+                } else if managed.is_null()
+                    && let Some(kept) = leases.get(&name).map(|l| &l["metadata"]["managedFields"])
+                    && !kept.is_null()
+                {
+                    sent["metadata"]["managedFields"] = kept.clone();
                 }
                 let next = stored.map_or(1, |s| s.parse::<u64>().unwrap() + 1);
                 sent["metadata"]["resourceVersion"] = json!(next.to_string());
