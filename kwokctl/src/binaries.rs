@@ -15,6 +15,7 @@ use std::{
 use crate::{
     download, go_modules,
     kube_version::Versions,
+    path_error::{PathError, on},
     pinned::{
         ETCD_VERSION, JAEGER_SOURCES, JAEGER_VERSION, KECTL_VERSION, KUBE_VERSION, KWOK_VERSION,
         METRICS_SERVER_SOURCES, METRICS_SERVER_VERSION, SOURCES,
@@ -79,16 +80,8 @@ pub enum Error {
     #[error(transparent)]
     Module(#[from] go_modules::Error),
     /// An I/O error on a named path.
-    #[error("failed to {action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// How to get a binary kwokctl can build, for a message about a missing one.
@@ -543,11 +536,7 @@ impl Finder {
             Source::File { url } => {
                 download::fetch_verified(url, download::Checksum::Sidecar, dest).map_err(&fail)?;
                 use std::os::unix::fs::PermissionsExt as _;
-                fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).map_err(|source| Error::Io {
-                    action: "chmod",
-                    path: dest.into(),
-                    source,
-                })?;
+                fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).map_err(on("chmod", dest))?;
             }
             Source::Tarball { url, member } => {
                 let tarball = self.cache.join(".downloads").join(download::file_name(url));
@@ -587,11 +576,10 @@ impl Finder {
     /// started together (tests, scripts) would otherwise write the same files at once.
     /// A waiter then finds the binaries there. The lock goes with the file handle.
     fn lock(&self) -> Result<fs::File> {
-        let io = |action, path: PathBuf| move |source| Error::Io { action, path, source };
-        fs::create_dir_all(&self.cache).map_err(io("create", self.cache.clone()))?;
+        fs::create_dir_all(&self.cache).map_err(on("create", &self.cache))?;
         let lock_path = self.cache.join(".build.lock");
-        let lock = fs::File::create(&lock_path).map_err(io("create", lock_path.clone()))?;
-        lock.lock().map_err(io("lock", lock_path))?;
+        let lock = fs::File::create(&lock_path).map_err(on("create", &lock_path))?;
+        lock.lock().map_err(on("lock", &lock_path))?;
         Ok(lock)
     }
 
@@ -603,11 +591,7 @@ impl Finder {
             eprintln!("kwokctl: {note}; building from Go modules instead");
         }
         let names: Vec<&str> = binaries.iter().map(|b| b.name()).collect();
-        let run_err = |source| Error::Io {
-            action: "run",
-            path: src.join("build.sh"),
-            source,
-        };
+        let run_err = |source| on("run", &src.join("build.sh"))(source);
         let mut child = Command::new("bash")
             .arg(src.join("build.sh"))
             .args(&names)
@@ -679,16 +663,8 @@ impl Finder {
             }
             let path = dir.join(rel);
             let parent = path.parent().expect("embedded sources are in folders");
-            fs::create_dir_all(parent).map_err(|source| Error::Io {
-                action: "create",
-                path: parent.into(),
-                source,
-            })?;
-            fs::write(&path, text).map_err(|source| Error::Io {
-                action: "write",
-                path: path.clone(),
-                source,
-            })?;
+            fs::create_dir_all(parent).map_err(on("create", parent))?;
+            fs::write(&path, text).map_err(on("write", &path))?;
         }
         Ok(dir)
     }
@@ -715,11 +691,7 @@ pub fn check_version(binary: Binary, path: &Path, expected: &str) -> Result<()> 
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             result => {
-                break result.map_err(|source| Error::Io {
-                    action: "run",
-                    path: path.into(),
-                    source,
-                })?;
+                break result.map_err(on("run", path))?;
             }
         }
     };

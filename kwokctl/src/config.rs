@@ -5,7 +5,12 @@ use std::{fs, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{component::Component, components::ComponentSpec, options::Options};
+use crate::{
+    component::Component,
+    components::ComponentSpec,
+    options::Options,
+    path_error::{PathError, on},
+};
 
 /// API version of the configuration document (upstream KWOK's).
 pub const API_VERSION: &str = "config.kwok.x-k8s.io/v1alpha1";
@@ -15,17 +20,9 @@ pub const KIND: &str = "KwokctlConfiguration";
 /// Errors reading or writing `kwok.yaml`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be read or written.
-    #[error("failed to {action} {path}: {source}")]
-    Io {
-        /// read or write.
-        action: &'static str,
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O error on a named path.
+    #[error(transparent)]
+    Io(#[from] PathError),
     /// The file is not a valid configuration.
     #[error("{path}: {message}")]
     Parse {
@@ -78,11 +75,7 @@ pub struct Metadata {
 impl ClusterConfig {
     /// Reads `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path).map_err(|source| Error::Io {
-            action: "read",
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = fs::read_to_string(path).map_err(on("read", path))?;
         serde_saphyr::from_str(&text).map_err(|e| Error::Parse {
             path: path.display().to_string(),
             message: one_line(&e.to_string()),
@@ -95,11 +88,7 @@ impl ClusterConfig {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        fs::write(path, text).map_err(|source| Error::Io {
-            action: "write",
-            path: path.display().to_string(),
-            source,
-        })
+        Ok(fs::write(path, text).map_err(on("write", path))?)
     }
 
     /// The spec of `component`, if the cluster runs it.

@@ -12,6 +12,8 @@ use std::{
 
 use sha2::{Digest as _, Sha256};
 
+use crate::path_error::{PathError, on};
+
 /// How long a connection may take to open: a machine without a route to the release
 /// site falls back to building at once rather than after minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,16 +65,8 @@ pub enum Error {
         member: String,
     },
     /// An I/O error on a named path.
-    #[error("failed to {action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 impl Error {
@@ -146,11 +140,7 @@ pub fn fetch_verified(url: &str, checksum: Checksum, dest: &Path) -> Result<()> 
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|source| Error::Io {
-                    action: "start a runtime to download",
-                    path: dest.into(),
-                    source,
-                })?;
+                .map_err(on("start a runtime to download", dest))?;
             runtime.block_on(fetch(url, checksum, dest))
         })
         .join()
@@ -175,16 +165,12 @@ async fn fetch(url: &str, checksum: Checksum, dest: &Path) -> Result<()> {
         ".{}.part",
         dest.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { action, path, source }
-    };
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(io("create", parent))?;
+        fs::create_dir_all(parent).map_err(on("create", parent))?;
     }
     let result = async {
         let mut response = get(&client, url).await.map_err(unavailable)?;
-        let mut file = fs::File::create(&part).map_err(io("create", &part))?;
+        let mut file = fs::File::create(&part).map_err(on("create", &part))?;
         let mut hasher = Sha256::new();
         while let Some(chunk) = response
             .chunk()
@@ -192,9 +178,9 @@ async fn fetch(url: &str, checksum: Checksum, dest: &Path) -> Result<()> {
             .map_err(|e| unavailable(error_chain(&e.without_url())))?
         {
             hasher.update(&chunk);
-            file.write_all(&chunk).map_err(io("write", &part))?;
+            file.write_all(&chunk).map_err(on("write", &part))?;
         }
-        file.sync_all().map_err(io("write", &part))?;
+        file.sync_all().map_err(on("write", &part))?;
         let found = hex(&hasher.finalize());
         let checksum_url = checksum.url(url);
         let no_checksum = |reason: String| Error::NoChecksum {
@@ -219,7 +205,7 @@ async fn fetch(url: &str, checksum: Checksum, dest: &Path) -> Result<()> {
                 found,
             });
         }
-        fs::rename(&part, dest).map_err(io("rename", &part))
+        Ok(fs::rename(&part, dest).map_err(on("rename", &part))?)
     }
     .await;
     if result.is_err() {
@@ -264,17 +250,13 @@ fn hex(bytes: &[u8]) -> String {
 /// tarball at `tarball` to their destinations, each executable; a member missing
 /// leaves none of them.
 pub fn extract(tarball: &Path, url: &str, members: &[(&str, PathBuf)]) -> Result<()> {
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { action, path, source }
-    };
-    let file = fs::File::open(tarball).map_err(io("open", tarball))?;
+    let file = fs::File::open(tarball).map_err(on("open", tarball))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
     let result = (|| {
-        for entry in archive.entries().map_err(io("read", tarball))? {
-            let mut entry = entry.map_err(io("read", tarball))?;
-            let path = entry.path().map_err(io("read", tarball))?.into_owned();
+        for entry in archive.entries().map_err(on("read", tarball))? {
+            let mut entry = entry.map_err(on("read", tarball))?;
+            let path = entry.path().map_err(on("read", tarball))?.into_owned();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -286,12 +268,12 @@ pub fn extract(tarball: &Path, url: &str, members: &[(&str, PathBuf)]) -> Result
             }
             let part = dest.with_file_name(format!(".{name}.part"));
             if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(io("create", parent))?;
+                fs::create_dir_all(parent).map_err(on("create", parent))?;
             }
-            let mut out = fs::File::create(&part).map_err(io("create", &part))?;
-            std::io::copy(&mut entry, &mut out).map_err(io("write", &part))?;
+            let mut out = fs::File::create(&part).map_err(on("create", &part))?;
+            std::io::copy(&mut entry, &mut out).map_err(on("write", &part))?;
             use std::os::unix::fs::PermissionsExt as _;
-            fs::set_permissions(&part, fs::Permissions::from_mode(0o755)).map_err(io("chmod", &part))?;
+            fs::set_permissions(&part, fs::Permissions::from_mode(0o755)).map_err(on("chmod", &part))?;
             written.push((part, dest.clone()));
         }
         for (member, _) in members {
@@ -303,7 +285,7 @@ pub fn extract(tarball: &Path, url: &str, members: &[(&str, PathBuf)]) -> Result
             }
         }
         for (part, dest) in &written {
-            fs::rename(part, dest).map_err(io("rename", part))?;
+            fs::rename(part, dest).map_err(on("rename", part))?;
         }
         Ok(())
     })();

@@ -13,7 +13,11 @@ use std::{
     process::Command,
 };
 
-use crate::{kube_version::staging_version, pinned::KUBE_VERSION};
+use crate::{
+    kube_version::staging_version,
+    path_error::{PathError, on},
+    pinned::KUBE_VERSION,
+};
 
 /// The module path of Kubernetes.
 const KUBERNETES: &str = "k8s.io/kubernetes";
@@ -58,16 +62,8 @@ pub enum Error {
         reason: String,
     },
     /// An I/O error on a named path.
-    #[error("failed to {action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// Result of wrapper generation.
@@ -84,11 +80,7 @@ fn go(dir: &Path, args: &[&str]) -> Result<String> {
         .env("GOFLAGS", "-mod=mod")
         .env("CGO_ENABLED", "0")
         .output()
-        .map_err(|source| Error::Io {
-            action: "run go (Go 1.26 builds the control plane) in",
-            path: dir.into(),
-            source,
-        })?;
+        .map_err(on("run go (Go 1.26 builds the control plane) in", dir))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
@@ -147,11 +139,7 @@ fn kubernetes_go_mod(version: &str) -> Result<String> {
     match go(dir, &["list", "-m", "-f", "{{.GoMod}}", &query]) {
         Ok(path) => {
             let path = PathBuf::from(path.trim());
-            fs::read_to_string(&path).map_err(|source| Error::Io {
-                action: "read",
-                path,
-                source,
-            })
+            fs::read_to_string(&path).map_err(|source| on("read", &path)(source).into())
         }
         Err(Error::Go { reason, .. }) => match served_kube_versions(dir) {
             Ok(available) => Err(Error::NotServed {
@@ -253,11 +241,7 @@ pub fn write_etcd_module(dir: &Path, version: &str) -> Result<()> {
 }
 
 fn create_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|source| Error::Io {
-        action: "create",
-        path: dir.into(),
-        source,
-    })
+    Ok(fs::create_dir_all(dir).map_err(on("create", dir))?)
 }
 
 /// Writes `files` into a fresh `dir`, runs `go mod tidy`, then marks it complete; a
@@ -268,19 +252,11 @@ fn write_module(dir: &Path, files: &[(&str, String)]) -> Result<()> {
         for (rel, text) in files {
             let path = dir.join(rel);
             create_dir(path.parent().unwrap_or(dir))?;
-            fs::write(&path, text).map_err(|source| Error::Io {
-                action: "write",
-                path: path.clone(),
-                source,
-            })?;
+            fs::write(&path, text).map_err(on("write", &path))?;
         }
         go(dir, &["mod", "tidy"])?;
         let marker = dir.join(COMPLETE);
-        fs::write(&marker, "").map_err(|source| Error::Io {
-            action: "write",
-            path: marker,
-            source,
-        })
+        Ok(fs::write(&marker, "").map_err(on("write", &marker))?)
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(dir);

@@ -6,22 +6,17 @@ use std::{fs, path::Path};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::pki::PkiPaths;
+use crate::{
+    path_error::{PathError, on},
+    pki::PkiPaths,
+};
 
 /// Errors on kubeconfig files.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be read or written.
-    #[error("failed to {action} {path}: {source}")]
-    Io {
-        /// read or write.
-        action: &'static str,
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O error on a named path.
+    #[error(transparent)]
+    Io(#[from] PathError),
     /// The user's kubeconfig is not valid YAML.
     #[error("{path}: not a kubeconfig: {message}")]
     Parse {
@@ -80,17 +75,9 @@ pub fn write(path: &Path, config: &Value) -> Result<()> {
         message: e.to_string(),
     })?;
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|source| Error::Io {
-            action: "create",
-            path: parent.display().to_string(),
-            source,
-        })?;
+        fs::create_dir_all(parent).map_err(on("create", parent))?;
     }
-    fs::write(path, text).map_err(|source| Error::Io {
-        action: "write",
-        path: path.display().to_string(),
-        source,
-    })
+    Ok(fs::write(path, text).map_err(on("write", path))?)
 }
 
 /// Reads `path`, or an empty config if it does not exist.
@@ -104,11 +91,7 @@ pub fn read_or_empty(path: &Path) -> Result<Value> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(json!({ "apiVersion": "v1", "kind": "Config" }))
         }
-        Err(source) => Err(Error::Io {
-            action: "read",
-            path: path.display().to_string(),
-            source,
-        }),
+        Err(source) => Err(on("read", path)(source).into()),
     }
 }
 
@@ -168,11 +151,7 @@ fn upsert(target: &mut Value, list: &str, entry: Value) {
 }
 
 fn base64_file(path: &Path) -> Result<String> {
-    let bytes = fs::read(path).map_err(|source| Error::Io {
-        action: "read",
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = fs::read(path).map_err(on("read", path))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 

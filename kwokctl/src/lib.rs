@@ -20,6 +20,7 @@ pub mod kube_version;
 pub mod kubeconfig;
 pub mod launch;
 pub mod options;
+pub mod path_error;
 pub mod paths;
 pub mod pinned;
 pub mod pki;

@@ -2,6 +2,8 @@
 //! `k8s` (a YAML stream of the objects, through the apiserver), and recordings (a k8s
 //! snapshot followed by the changes watched after it, replayed at their offsets).
 
+use crate::path_error::{PathError, on};
+
 pub mod etcd;
 pub mod k8s;
 pub mod objects;
@@ -38,17 +40,9 @@ pub enum Error {
         /// Its last output line.
         message: String,
     },
-    /// A file operation failed.
-    #[error("failed to {action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O error on a named path.
+    #[error(transparent)]
+    Io(#[from] PathError),
     /// The apiserver refused or failed a request.
     #[error("{what}: {message}")]
     Api {
@@ -65,9 +59,10 @@ pub enum Error {
 /// Result of snapshot operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// [`on`] giving this module's [`Error`], for results returned as they are.
 fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
-    let path = path.display().to_string();
-    move |source| Error::Io { action, path, source }
+    let error = on(action, path);
+    move |source| Error::Io(error(source))
 }
 
 /// Writes `bytes` to `path` through a temp file next to it, so a failure never leaves
