@@ -988,9 +988,7 @@ mod fence_tests {
     #[tokio::test]
     async fn a_write_should_go_out_only_while_its_fence_is_open() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let metrics = Arc::new(Metrics::register(
-            &mut prometheus_client::registry::Registry::default(),
-        ));
+        let metrics = Arc::new(Metrics::unregistered());
         let writer = writer(calls.clone(), metrics.clone());
         let effects = [Effect::Patch {
             subresource: Some("status".into()),

@@ -327,9 +327,7 @@ mod tests {
     }
 
     fn member(apiserver: &StandIn, me: &str) -> Member {
-        let metrics = Arc::new(Metrics::register(
-            &mut prometheus_client::registry::Registry::default(),
-        ));
+        let metrics = Arc::new(Metrics::unregistered());
         let shared = SharedIps::scale_out(Cidr::parse("10.0.0.1/24").unwrap());
         let api = Api::namespaced(apiserver.client(), NAMESPACE);
         let slot = IpSlot::new(

@@ -305,9 +305,7 @@ mod tests {
     /// Member `kwok-a` of `duration` (its IP slot too) against `apiserver`.
     fn member(apiserver: &StandIn, duration: Duration) -> MemberLease {
         let client = apiserver.client();
-        let metrics = Arc::new(Metrics::register(
-            &mut prometheus_client::registry::Registry::default(),
-        ));
+        let metrics = Arc::new(Metrics::unregistered());
         let (shards, _) = watch::channel(Arc::from(Vec::new()));
         let cidr = crate::ipam::Cidr::parse("10.0.0.1/24").unwrap();
         let slot = IpSlot::new(

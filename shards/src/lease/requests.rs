@@ -309,9 +309,7 @@ mod tests {
             encoding: LeaseEncoding::Json,
             managed_fields: LeaseManagedFields::Strip,
             clearing_refused: AtomicBool::new(false),
-            metrics: Arc::new(Metrics::register(
-                &mut prometheus_client::registry::Registry::default(),
-            )),
+            metrics: Arc::new(Metrics::unregistered()),
             handover: None,
         }
     }

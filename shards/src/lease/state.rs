@@ -531,7 +531,7 @@ mod tests {
 
     /// No leases, one slot, ticks from `now`.
     fn leases(now: Instant) -> Leases {
-        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let metrics = Metrics::unregistered();
         Leases::new(DURATION, 1, Arc::new(metrics), HashMap::new(), now, None)
     }
 
@@ -766,7 +766,7 @@ mod tests {
             Some(t0 - Duration::from_secs(10)),
             "expired while kwok was away"
         );
-        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let metrics = Metrics::unregistered();
         let mut leases = Leases::new(DURATION, 1, Arc::new(metrics), ours, t0, None);
         for name in ["c", "b", "a"] {
             leases.message(manage(name), t0);
@@ -898,9 +898,7 @@ mod tests {
     #[test]
     fn with_scale_out_only_the_nodes_dealt_to_us_should_be_held() {
         let t0 = Instant::now();
-        let metrics = Arc::new(Metrics::register(
-            &mut prometheus_client::registry::Registry::default(),
-        ));
+        let metrics = Arc::new(Metrics::unregistered());
         let plan = Plan::new("us".into(), t0);
         let mut leases = Leases::new(DURATION, 64, metrics.clone(), HashMap::new(), t0, Some(plan));
         let (mut rng, mut out) = (SmallRng::seed_from_u64(1), Vec::new());

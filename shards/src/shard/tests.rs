@@ -173,7 +173,7 @@ fn core(writes: u32, t0: Now, cidr: &str, fences: Option<Option<Fence>>) -> Core
             lifecycle: Default::default(),
         },
     ];
-    let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+    let metrics = Metrics::unregistered();
     let config = Config {
         index: 0,
         kinds: Arc::new(kinds),
