@@ -68,9 +68,10 @@ pub struct Flags {
     /// (or acquisition has waited), up to 64 times (not in upstream KWOK).
     #[arg(long, default_value_t = 4)]
     pub node_lease_parallelism: usize,
-    /// Encoding of node Lease renewals (PUTs): `json`, as upstream KWOK, or `protobuf`,
-    /// as kubelets (not in upstream KWOK; cheaper for the apiserver to decode and answer).
-    #[arg(long, value_enum, default_value_t = LeaseEncoding::Json)]
+    /// Encoding of node Lease renewals (PUTs): `protobuf`, as kubelets send them (cheaper
+    /// for the apiserver to decode and answer, and for kwok), or `json`, as upstream KWOK
+    /// (not in upstream KWOK).
+    #[arg(long, value_enum, default_value_t = LeaseEncoding::Protobuf)]
     pub node_lease_encoding: LeaseEncoding,
     /// Node Leases' `managedFields`: `strip` clears them with kwok's first renewal, so the
     /// apiserver skips its field manager on every renewal after (it tracks no fields of
@@ -230,6 +231,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("invalid level name \"LOUD\""), "{err}");
+    }
+
+    #[test]
+    fn lease_renewals_should_default_to_protobuf_as_kubelets_send_them() {
+        let f = Flags::try_parse_from(["kwok"]).unwrap();
+        assert_eq!(f.node_lease_encoding, LeaseEncoding::Protobuf);
+        let f = Flags::try_parse_from(["kwok", "--node-lease-encoding=json"]).unwrap();
+        assert_eq!(f.node_lease_encoding, LeaseEncoding::Json);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Lease PUTs in Kubernetes' protobuf encoding (`--lease-encoding protobuf`).
+//! Lease PUTs in Kubernetes' protobuf encoding (`--node-lease-encoding protobuf`, the default).
 //!
 //! Renewals are most of what kwok sends at scale (one PUT per node every quarter lease),
 //! and the apiserver decodes each request body and encodes each response in the

@@ -1,6 +1,6 @@
-//! `kwok --node-lease-encoding protobuf`: node Lease renewals sent and answered in
-//! Kubernetes' protobuf encoding are accepted by the real apiserver, keep what the Lease
-//! carries, and keep nodes Ready.
+//! `kwok --node-lease-encoding`: node Lease renewals sent and answered in Kubernetes'
+//! protobuf encoding (the default, as kubelets send them) or in JSON (upstream KWOK's)
+//! are accepted by the real apiserver, keep what the Lease carries, and keep nodes Ready.
 
 use std::time::Duration;
 
@@ -9,22 +9,34 @@ use crate::util::{Cluster, metric_sum};
 
 #[test]
 fn protobuf_lease_renewals_should_be_accepted_and_keep_the_lease_whole() {
+    renewals_should_keep_the_lease_whole("lease-pb", None);
+}
+
+#[test]
+fn json_lease_renewals_should_be_accepted_and_keep_the_lease_whole() {
+    renewals_should_keep_the_lease_whole("lease-json", Some("json"));
+}
+
+/// Two nodes in a cluster whose kwok renews their Leases in `encoding` (its default when
+/// `None`): Ready, renewed, still whole, every renewal answered 200.
+fn renewals_should_keep_the_lease_whole(name: &'static str, encoding: Option<&str>) {
     // The kubelet's 40 s lease, renewed every 10 s.
-    let cluster = Cluster::create(
-        "lease-pb",
-        &[
-            "--heartbeat-factor",
-            "1",
-            "--extra-args",
-            "kwok-controller=node-lease-encoding=protobuf",
-        ],
-    );
-    // kwok runs with the flag (so the renewals below are protobuf ones).
+    let extra = encoding.map(|e| format!("kwok-controller=node-lease-encoding={e}"));
+    let mut flags = vec!["--heartbeat-factor", "1"];
+    if let Some(extra) = &extra {
+        flags.extend(["--extra-args", extra.as_str()]);
+    }
+    let cluster = Cluster::create(name, &flags);
+    // kwok runs with the flag as given, or none (so the renewals below are the default's).
     let (cmdline, _) = process_of(&cluster.dir(), "kwok-controller");
-    assert!(
-        cmdline.iter().any(|a| a == "--node-lease-encoding=protobuf"),
-        "{cmdline:?}"
-    );
+    let given: Vec<&String> = cmdline
+        .iter()
+        .filter(|a| a.starts_with("--node-lease-encoding"))
+        .collect();
+    match encoding {
+        Some(e) => assert_eq!(given, [&format!("--node-lease-encoding={e}")], "{cmdline:?}"),
+        None => assert!(given.is_empty(), "{cmdline:?}"),
+    }
     cluster
         .kwokctl
         .ok(&["--name", cluster.name, "scale", "node", "--replicas", "2"]);
@@ -40,8 +52,8 @@ fn protobuf_lease_renewals_should_be_accepted_and_keep_the_lease_whole() {
     ]);
     let (name, uid) = node.trim().split_once(' ').expect("name and uid");
 
-    // Renewed (each renewal is a PUT in protobuf) at least twice past its creation,
-    // and still owned by its node: the metadata went through the protobuf round trip.
+    // Renewed (each renewal is a PUT in the encoding) at least twice past its creation,
+    // and still owned by its node: the metadata went through the round trip.
     let lease = "jsonpath={.spec.holderIdentity} {.spec.renewTime} {.metadata.ownerReferences[0].uid} {.spec.leaseDurationSeconds}";
     let get = ["-n", "kube-node-lease", "get", "lease", name, "-o", lease];
     let first = cluster.eventually(&get, Duration::from_secs(30), |o| o.starts_with("kwok-"));
@@ -53,7 +65,7 @@ fn protobuf_lease_renewals_should_be_accepted_and_keep_the_lease_whole() {
     assert_eq!(fields[2], uid, "owner reference lost: {third}");
     assert_eq!(fields[3], "40", "{third}");
     // The renewals cleared the managedFields kwok's create left (`strip`, the default):
-    // the apiserver took the clearing entry in protobuf too.
+    // the apiserver took the clearing entry in either encoding.
     let lease = cluster.node_lease(name);
     assert_eq!(
         lease["metadata"].get("managedFields"),
