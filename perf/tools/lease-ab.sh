@@ -10,6 +10,8 @@
 #             tracks managedFields on every renewal of a Lease that has some); each
 #             `keep` phase starts by deleting the Leases, so kwok makes them anew with the
 #             managedFields a create records
+# Every other flag is at kwok's default (protobuf renewals, managedFields stripped);
+# before 2026-12-07 18:10 UTC the tool ran the encoding and auth phases with `keep`.
 # Each phase settles SETTLE seconds, then measures MEASURE seconds: the CPU of
 # kube-apiserver, etcd and kwok from /proc, and the renewals from kwok's /metrics (PUTs
 # answered 200) and the apiserver's (`apiserver_request_total` PUT leases). Alternating
@@ -77,11 +79,13 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 start_kwok() {
   if [[ -n "$KWOK_PID" ]]; then kill -TERM "$KWOK_PID"; wait "$KWOK_PID" 2>/dev/null || true; fi
   PORT=$(free_port)
-  local kubeconfig="$CDIR/kubeconfigs/kwok-controller.yaml" encoding=json managed=keep
+  # kwok's defaults but for what the phase compares.
+  local kubeconfig="$CDIR/kubeconfigs/kwok-controller.yaml" encoding=protobuf managed=strip
   case "$1" in
     json|protobuf) encoding=$1 ;;
     strip) managed=strip ;;
-    keep) kubectl delete --raw /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases >/dev/null ;;
+    keep) managed=keep
+      kubectl delete --raw /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases >/dev/null ;;
     cert) kubeconfig="$WORK/kwok-cert.yaml"
       sed -E "s|^( *)token: .*|\1client-certificate: $CDIR/pki/kwok-controller.crt\n\1client-key: $CDIR/pki/kwok-controller.key|" \
         "$CDIR/kubeconfigs/kwok-controller.yaml" >"$kubeconfig"
@@ -161,7 +165,8 @@ done
   echo "\`perf/tools/lease-ab.sh --compare $COMPARE --nodes $NODES --rounds $ROUNDS --settle $SETTLE --measure $MEASURE\`:"
   echo "one kwokctl cluster (\`--disable-qps-limits\`), $NODES idle nodes with 40 s Leases held by one"
   echo "\`kwok --id=$ID\` (commit $(git -C "$ROOT" rev-parse --short HEAD), \`$BIN/kwok\`), restarted for each"
-  echo "phase as the second column says (\`--node-lease-encoding\`, kwok's credential, or \`--node-lease-managed-fields\`); ${SETTLE} s to settle, then ${MEASURE} s measured."
+  echo "phase as the second column says (\`--node-lease-encoding\`, kwok's credential, or \`--node-lease-managed-fields\`;"
+  echo "the others at kwok's defaults, protobuf and strip); ${SETTLE} s to settle, then ${MEASURE} s measured."
   echo "$(nproc) cores, $("$BIN/kwokctl" --version 2>/dev/null | head -1)."
   echo
   echo "| round | $COMPARE | PUTs (kwok, 200) | PUTs (apiserver) | PUTs/s | kube-apiserver CPU ms / PUT | etcd CPU ms / PUT | kwok CPU ms / PUT | kube-apiserver cores | leases expired at the end |"
