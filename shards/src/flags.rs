@@ -68,9 +68,9 @@ pub struct Flags {
     /// (or acquisition has waited), up to 64 times (not in upstream KWOK).
     #[arg(long, default_value_t = 4)]
     pub node_lease_parallelism: usize,
-    /// Encoding of node Lease renewals (PUTs): `protobuf`, as kubelets send them (cheaper
-    /// for the apiserver to decode and answer, and for kwok), or `json`, as upstream KWOK
-    /// (not in upstream KWOK).
+    /// Encoding of node Lease renewals (PUTs), a flag upstream KWOK lacks: `protobuf`, as
+    /// kubelets send them (cheaper for the apiserver to decode and answer, and for kwok),
+    /// or `json`, what upstream KWOK sends.
     #[arg(long, value_enum, default_value_t = LeaseEncoding::Protobuf)]
     pub node_lease_encoding: LeaseEncoding,
     /// Node Leases' `managedFields`: `strip` clears them with kwok's first renewal, so the
