@@ -139,7 +139,7 @@ fn kubernetes_go_mod(version: &str) -> Result<String> {
     match go(dir, &["list", "-m", "-f", "{{.GoMod}}", &query]) {
         Ok(path) => {
             let path = PathBuf::from(path.trim());
-            fs::read_to_string(&path).map_err(|source| on("read", &path)(source).into())
+            Ok(fs::read_to_string(&path).map_err(on("read", &path))?)
         }
         Err(Error::Go { reason, .. }) => match served_kube_versions(dir) {
             Ok(available) => Err(Error::NotServed {
