@@ -10,11 +10,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use kwok_perf::{
     capacity,
-    cluster::cache_dir,
+    cluster::{Priority, cache_dir},
     metrics, scenarios,
     side::{self, Controller},
     speed, table,
 };
+use kwokctl::{auth::KwokAuth, options, priority::KwokPriority};
 use tokio_util::sync::CancellationToken;
 
 /// Upstream KWOK version built by `perf/upstream/build.sh`.
@@ -90,19 +91,37 @@ struct Flags {
     /// controllers are; default: APF off and loadgen as the admin, as every earlier run.
     #[arg(long)]
     apf: bool,
+    /// Whose set-up each side's cluster gets: `same` (the three flags below apply to both
+    /// sides: the like-for-like comparison, every earlier run's) or `shipped` (each side
+    /// as its own kwokctl sets a cluster up by default: ours with kwokctl's defaults for
+    /// kwok's priority, credential and the control plane's GOGC, upstream's as upstream
+    /// kwokctl: `exempt`, `cert`, 100). `--apf` applies to both sides either way.
+    #[arg(long, value_enum, default_value = "same")]
+    setup: Setup,
     /// How kwokctl runs both sides' kwok: `exempt` (`system:masters`, upstream kwokctl's
-    /// set-up) or `node-high` (its own user at the kubelets' APF priority level).
-    #[arg(long, default_value = "exempt", value_parser = ["exempt", "node-high"])]
-    kwok_priority: String,
+    /// set-up; the default) or `node-high` (its own user at the kubelets' APF priority
+    /// level). Only with `--setup same`.
+    #[arg(long, value_parser = KwokPriority::NAMES)]
+    kwok_priority: Option<String>,
     /// How kwokctl has both sides' kwok authenticate: `cert` (a client certificate,
-    /// upstream kwokctl's set-up) or `token` (a bearer token, kwokctl's default).
-    #[arg(long, default_value = "cert", value_parser = ["cert", "token"])]
-    kwok_auth: String,
-    /// GOGC of both sides' Go control plane (kwokctl's `--control-plane-gogc`): 100 is
-    /// Go's default and upstream kwokctl's set-up (every earlier run); kwokctl's own
-    /// default is 400.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    control_plane_gogc: u32,
+    /// upstream kwokctl's set-up; the default) or `token` (a bearer token, kwokctl's
+    /// default). Only with `--setup same`.
+    #[arg(long, value_parser = KwokAuth::NAMES)]
+    kwok_auth: Option<String>,
+    /// GOGC of both sides' Go control plane (kwokctl's `--control-plane-gogc`): 100 (the
+    /// default) is Go's and upstream kwokctl's set-up (every earlier run); kwokctl's own
+    /// default is 400. Only with `--setup same`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    control_plane_gogc: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Setup {
+    /// Both sides' clusters set up alike, by `--kwok-priority`, `--kwok-auth` and
+    /// `--control-plane-gogc`.
+    Same,
+    /// Each side's cluster as its kwokctl sets one up by default.
+    Shipped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,11 +157,41 @@ fn controller(side: &str, binary: PathBuf, replicas: u32, flags: &Flags) -> Resu
         version: version(&binary),
         binary,
         replicas,
-        priority: kwok_perf::cluster::Priority {
+        priority: priority(side, flags)?,
+    })
+}
+
+/// How `side`'s cluster ranks, authenticates and collects: the flags' under `--setup
+/// same`, else the side's own kwokctl's defaults.
+fn priority(side: &str, flags: &Flags) -> Result<Priority> {
+    let same = Priority::default();
+    Ok(match (flags.setup, side) {
+        (Setup::Same, _) => Priority {
             apf: flags.apf,
-            kwok: flags.kwok_priority.clone(),
-            auth: flags.kwok_auth.clone(),
-            gogc: flags.control_plane_gogc,
+            kwok: flags.kwok_priority.clone().unwrap_or(same.kwok),
+            auth: flags.kwok_auth.clone().unwrap_or(same.auth),
+            gogc: flags.control_plane_gogc.unwrap_or(same.gogc),
+        },
+        (Setup::Shipped, _)
+            if flags.kwok_priority.is_some()
+                || flags.kwok_auth.is_some()
+                || flags.control_plane_gogc.is_some() =>
+        {
+            bail!(
+                "--setup shipped sets each side's --kwok-priority, --kwok-auth and --control-plane-gogc itself: drop them or use --setup same"
+            )
+        }
+        (Setup::Shipped, "ours") => Priority {
+            apf: flags.apf,
+            kwok: KwokPriority::default().as_str().to_owned(),
+            auth: KwokAuth::default().as_str().to_owned(),
+            gogc: options::DEFAULT_CONTROL_PLANE_GOGC,
+        },
+        // Upstream kwokctl: kwok in system:masters with a client certificate, and no GOGC
+        // set for the control plane.
+        (Setup::Shipped, _) => Priority {
+            apf: flags.apf,
+            ..same
         },
     })
 }
@@ -608,5 +657,61 @@ async fn main() -> ExitCode {
             eprintln!("perf: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(argv: &[&str]) -> Flags {
+        Flags::try_parse_from(std::iter::once("perf").chain(argv.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn same_setup_should_give_both_sides_the_flags_or_upstream_kwokctls_defaults() {
+        let plain = flags(&["small"]);
+        for side in ["ours", "upstream"] {
+            assert_eq!(priority(side, &plain).unwrap(), Priority::default());
+        }
+        let set = flags(&[
+            "small",
+            "--apf",
+            "--kwok-auth",
+            "token",
+            "--control-plane-gogc",
+            "250",
+        ]);
+        for side in ["ours", "upstream"] {
+            let p = priority(side, &set).unwrap();
+            assert_eq!(
+                (p.apf, p.kwok.as_str(), p.auth.as_str(), p.gogc),
+                (true, "exempt", "token", 250)
+            );
+        }
+    }
+
+    #[test]
+    fn shipped_setup_should_give_each_side_its_own_kwokctls_defaults() {
+        let shipped = flags(&["small", "--setup", "shipped", "--apf"]);
+        let ours = priority("ours", &shipped).unwrap();
+        assert_eq!(
+            (ours.apf, ours.kwok.as_str(), ours.auth.as_str(), ours.gogc),
+            (true, "node-high", "token", 400)
+        );
+        let upstream = priority("upstream", &shipped).unwrap();
+        assert_eq!(
+            upstream,
+            Priority {
+                apf: true,
+                ..Priority::default()
+            }
+        );
+        let err = priority(
+            "ours",
+            &flags(&["small", "--setup", "shipped", "--kwok-auth", "cert"]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--setup shipped"), "{err}");
     }
 }
