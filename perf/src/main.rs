@@ -95,7 +95,8 @@ struct Flags {
     /// sides: the like-for-like comparison, every earlier run's) or `shipped` (each side
     /// as its own kwokctl sets a cluster up by default: ours with kwokctl's defaults for
     /// kwok's priority, credential and the control plane's GOGC, upstream's as upstream
-    /// kwokctl: `exempt`, `cert`, 100). `--apf` applies to both sides either way.
+    /// kwokctl: `exempt`, `cert`, 100). Only where the two kwokctls' defaults differ:
+    /// `--apf` and what perf sets for both (40 s leases, lifted QPS limits) stay alike.
     #[arg(long, value_enum, default_value = "same")]
     setup: Setup,
     /// How kwokctl runs both sides' kwok: `exempt` (`system:masters`, upstream kwokctl's
