@@ -37,16 +37,17 @@ pub struct Priority {
     pub gogc: u32,
 }
 
+// Upstream kwokctl's set-up, in kwokctl's own spelling.
 fn go_default_gogc() -> u32 {
-    100
+    kwokctl::options::GO_DEFAULT_GOGC
 }
 
 fn cert() -> String {
-    "cert".to_owned()
+    kwokctl::auth::KwokAuth::Cert.as_str().to_owned()
 }
 
 fn exempt() -> String {
-    "exempt".to_owned()
+    kwokctl::priority::KwokPriority::Exempt.as_str().to_owned()
 }
 
 impl Default for Priority {
