@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kwok_loadgen::{
     RunOptions, Scenario,
-    scenario::{PodKind, Taint},
+    scenario::{PodKind, PodsUntil, Taint},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +80,10 @@ struct Flags {
     /// scheduler out.
     #[arg(long)]
     bind_pods: bool,
+    /// How far pods are taken: `running` or `scheduled` (bound, then deleted at once
+    /// with nothing asked of a kubelet: for kwok without pod stages).
+    #[arg(long, value_enum)]
+    pods_until: Option<PodsUntil>,
     /// Leave what was created in place.
     #[arg(long)]
     keep: bool,
@@ -136,7 +140,7 @@ impl Flags {
             rate,
             concurrency
         );
-        set!(churn_rate, churn_duration, hold, timeout);
+        set!(churn_rate, churn_duration, hold, timeout, pods_until);
         if !self.node_capacity.is_empty() {
             s.node_capacity = self.node_capacity.iter().cloned().collect();
         }

@@ -75,6 +75,8 @@ pub struct Counts {
     pub nodes_gone: u64,
     /// Pods seen (created by loadgen or by a controller).
     pub pods_seen: u64,
+    /// Pods seen bound to a node.
+    pub pods_scheduled: u64,
     /// Pods seen Running with all containers ready (or Succeeded, for Jobs).
     pub pods_running: u64,
     /// Pods seen gone.
@@ -265,6 +267,7 @@ impl Recorder {
         let mut phases = Vec::new();
         if t.scheduled.is_none() && pod_scheduled(pod) {
             t.scheduled = Some(at);
+            self.counts.pods_scheduled += 1;
             phases.push((Phase::PodScheduled, created));
         }
         if !t.done && pod_running(pod) {

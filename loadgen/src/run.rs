@@ -23,7 +23,7 @@ use crate::{
     measure::{CONTROL_PLANE_TAINTS, Counts, Recorder},
     objects::{self, Naming},
     report::{CountReport, Report},
-    scenario::{PodKind, Scenario},
+    scenario::{PodKind, PodsUntil, Scenario},
 };
 
 static POST: LazyLock<PostParams> = LazyLock::new(PostParams::default);
@@ -32,6 +32,12 @@ static POST_DRY_RUN: LazyLock<PostParams> = LazyLock::new(|| PostParams {
     ..Default::default()
 });
 static DELETE: LazyLock<DeleteParams> = LazyLock::new(DeleteParams::default);
+/// Pods that only wait for the scheduler ([`PodsUntil::Scheduled`]) have no kubelet to
+/// finish a graceful deletion: they go at once.
+static DELETE_NOW: LazyLock<DeleteParams> = LazyLock::new(|| DeleteParams {
+    grace_period_seconds: Some(0),
+    ..Default::default()
+});
 
 /// How often waits look at the recorder's counts (in memory, not the apiserver).
 const WAIT_TICK: Duration = Duration::from_millis(50);
@@ -211,7 +217,13 @@ impl Run {
         self.mark("pods");
         self.create_pods().await?;
         let target = self.expected_pods();
-        self.wait("pods Running", |c| c.pods_running >= target).await?;
+        match self.s.pods_until {
+            PodsUntil::Running => self.wait("pods Running", |c| c.pods_running >= target).await?,
+            PodsUntil::Scheduled => {
+                self.wait("pods scheduled", |c| c.pods_scheduled >= target)
+                    .await?
+            }
+        }
         self.mark("churn");
         self.churn().await?;
         self.mark("hold");
@@ -400,13 +412,17 @@ impl Run {
 
     async fn delete_pods(&self, keys: Vec<String>) -> u64 {
         let (d, rec, client) = (&self.driver, &self.rec, &self.client);
+        let params: &DeleteParams = match self.s.pods_until {
+            PodsUntil::Running => &DELETE,
+            PodsUntil::Scheduled => &DELETE_NOW,
+        };
         d.each(keys, |key| async move {
             let (ns, name) = key.split_once('/').expect("pod keys are namespace/name");
             let api: Api<Pod> = Api::namespaced(client.clone(), ns);
             rec.lock()
                 .expect("recorder lock")
                 .pod_delete_sent(&key, Instant::now());
-            d.call("delete pod", || api.delete(name, &DELETE)).await
+            d.call("delete pod", || api.delete(name, params)).await
         })
         .await
     }

@@ -49,6 +49,19 @@ pub enum PodKind {
     Job,
 }
 
+/// How far loadgen takes each pod before it counts the pods phase done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PodsUntil {
+    /// Running with every container ready: the kubelet side's (kwok's) work included.
+    #[default]
+    Running,
+    /// Bound to a node by the scheduler, and deleted at once (grace period 0) with
+    /// nothing asked of a kubelet: the control plane's work that no kwok can take away,
+    /// for kwok without pod stages.
+    Scheduled,
+}
+
 /// A taint put on every fake node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +124,8 @@ pub struct Scenario {
     /// scheduler is left out, for runs that measure the kubelet side alone (on 2 cores
     /// it takes a core for ~30 pods/s at 10,000 nodes).
     pub bind_pods: bool,
+    /// How far pods are taken: `running` (the default) or `scheduled`.
+    pub pods_until: PodsUntil,
 }
 
 impl Default for Scenario {
@@ -141,6 +156,7 @@ impl Default for Scenario {
             dry_run: false,
             device_class: None,
             bind_pods: false,
+            pods_until: PodsUntil::Running,
         }
     }
 }
@@ -192,6 +208,25 @@ impl Scenario {
                 field: "bindPods",
                 reason: "only bare pods can be created bound to a node".into(),
             });
+        }
+        if self.pods_until == PodsUntil::Scheduled {
+            let refused = [
+                (
+                    self.pod_kind != PodKind::Bare,
+                    "only bare pods (controllers' pods wait for their kubelet)",
+                ),
+                (
+                    self.bind_pods,
+                    "not with bindPods (the scheduler is what it measures)",
+                ),
+                (self.churn_rate > 0, "not with churn (it replaces running pods)"),
+            ];
+            if let Some((_, reason)) = refused.into_iter().find(|(refused, _)| *refused) {
+                return Err(Error::Invalid {
+                    field: "podsUntil",
+                    reason: format!("scheduled: {reason}"),
+                });
+            }
         }
         if self.churn_rate > 0 && self.churn_duration.is_zero() {
             return Err(Error::Invalid {
@@ -274,6 +309,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("churnDuration"), "{err}");
+        let err = Scenario::parse("s.yaml", "podsUntil: scheduled\nbindPods: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("scenario: podsUntil: scheduled: not with bindPods"),
+            "{err}"
+        );
+        let err = Scenario::parse(
+            "s.yaml",
+            "podsUntil: scheduled\nchurnRate: 1\nchurnDuration: 1s\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not with churn"), "{err}");
+        let s = Scenario::parse("s.yaml", "podsUntil: scheduled\n").unwrap();
+        assert_eq!(s.pods_until, PodsUntil::Scheduled);
         let err = Scenario::parse("s.yaml", "churnDuration: soon\n")
             .unwrap_err()
             .to_string();

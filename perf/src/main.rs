@@ -8,6 +8,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use kwok_loadgen::scenario::PodsUntil;
 use kwok_perf::{
     capacity,
     cluster::{Priority, cache_dir},
@@ -86,6 +87,13 @@ struct Flags {
     /// (kwok, and the apiserver serving it) holds, e.g. with `--kwok-replicas`.
     #[arg(long)]
     bind_pods: bool,
+    /// smoke, small, large, lease-soak: the control plane's floor. Each side's kwok runs
+    /// its node stages only; pods are only scheduled, then deleted with grace period 0.
+    /// What the control plane spends per pod then is what no kwok's pod handling can
+    /// take away (its status write, its final delete, and what they set off); a normal
+    /// run's figure less this one is what the side's kwok costs it per pod.
+    #[arg(long, conflicts_with = "bind_pods")]
+    floor: bool,
     /// Keep API Priority and Fairness on (with the apiserver's default in-flight limits)
     /// and run loadgen as a ServiceAccount (`workload-low`), as in-cluster workload
     /// controllers are; default: APF off and loadgen as the admin, as every earlier run.
@@ -197,20 +205,22 @@ fn priority(side: &str, flags: &Flags) -> Result<Priority> {
     })
 }
 
-/// Upstream KWOK v0.8's own fast stages (node-initialize, node-heartbeat-with-lease,
-/// pod-ready, pod-complete, pod-delete), read from its Go module, so both controllers run
-/// the very same Stage documents; ours must accept them unchanged.
-fn write_upstream_stages(dir: &Path) -> Result<PathBuf> {
+/// Upstream KWOK v0.8's own fast stages (node-initialize, node-heartbeat-with-lease, and
+/// with `pods` pod-ready, pod-complete, pod-delete), read from its Go module, so both
+/// controllers run the very same Stage documents; ours must accept them unchanged.
+fn write_upstream_stages(dir: &Path, pods: bool) -> Result<PathBuf> {
     let root = go_mod_cache().join(format!("sigs.k8s.io/kwok@{UPSTREAM_VERSION}/kustomize/stage"));
-    let files = [
+    let nodes = [
         "node/fast/node-initialize.yaml",
         "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    ];
+    let pod_files = [
         "pod/fast/pod-ready.yaml",
         "pod/fast/pod-complete.yaml",
         "pod/fast/pod-delete.yaml",
     ];
     let mut docs = Vec::new();
-    for f in files {
+    for f in nodes.iter().chain(pod_files.iter().filter(|_| pods)) {
         let path = root.join(f);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -226,21 +236,27 @@ fn write_upstream_stages(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Our default stage sets (node-fast with leases, pod-fast, dra) for an ours-only run on a
-/// machine without the upstream module.
-fn write_our_stages(dir: &Path) -> Result<PathBuf> {
+/// Our default stage sets (node-fast with leases, pod-fast, dra; without `pods`, the
+/// node set alone) for an ours-only run on a machine without the upstream module.
+fn write_our_stages(dir: &Path, pods: bool) -> Result<PathBuf> {
     let path = dir.join("stages.yaml");
-    let text = kwok_engine::catalog::defaults_with_lease().join("\n---\n");
+    let sets = kwok_engine::catalog::defaults_with_lease();
+    let text = match pods {
+        true => sets.join("\n---\n"),
+        // The first default set is the nodes'.
+        false => sets[0].to_owned(),
+    };
     std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
     Ok(path)
 }
 
-/// The stages both sides run: upstream's own when upstream runs, else ours.
-fn write_stages(upstream_wanted: bool, dir: &Path) -> Result<PathBuf> {
+/// The stages both sides run: upstream's own when upstream runs, else ours; without
+/// `pods`, the node stages alone.
+fn write_stages(upstream_wanted: bool, dir: &Path, pods: bool) -> Result<PathBuf> {
     if upstream_wanted {
-        write_upstream_stages(dir)
+        write_upstream_stages(dir, pods)
     } else {
-        write_our_stages(dir)
+        write_our_stages(dir, pods)
     }
 }
 
@@ -441,7 +457,7 @@ async fn run_metrics(flags: Flags) -> Result<()> {
     let (sides, _) = sides(&flags)?;
     let (date, dir) = results_dir(&flags.out, metrics::NAME)?;
     // Upstream's documents, both kwoks: its stages, its Metric and its usages.
-    let mut configs = vec![write_upstream_stages(&dir)?];
+    let mut configs = vec![write_upstream_stages(&dir, true)?];
     let module = go_mod_cache().join(format!("sigs.k8s.io/kwok@{UPSTREAM_VERSION}"));
     configs.extend(metrics::write_upstream_documents(&module, &dir)?);
     let (mut results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
@@ -496,7 +512,7 @@ async fn run_capacity(flags: Flags) -> Result<()> {
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, upstream_wanted) = sides(&flags)?;
     let (date, dir) = results_dir(&flags.out, capacity::NAME)?;
-    let stages = write_stages(upstream_wanted, &dir)?;
+    let stages = write_stages(upstream_wanted, &dir, true)?;
     let (results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
         capacity::run_side(&kwokctl, c.clone(), &stages, &o, &log, cancel).await
     })
@@ -538,7 +554,7 @@ async fn run_dra(flags: Flags) -> Result<()> {
     ];
     let (date, dir) = results_dir(&flags.out, &format!("dra-{}", with.nodes))?;
     // Ours: with its GPU stages (upstream has none to compare).
-    let stages = write_our_stages(&dir)?;
+    let stages = write_our_stages(&dir, true)?;
     let (results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
         let scenario = if c.side == "dra" { &with } else { &plain };
         let r = side::run(&kwokctl, c.clone(), &stages, scenario, &log, cancel).await?;
@@ -584,6 +600,12 @@ async fn run(flags: Flags) -> Result<()> {
             flags.scenario
         );
     }
+    if flags.floor && [metrics::NAME, capacity::NAME, "dra"].contains(&flags.scenario.as_str()) {
+        bail!(
+            "--floor: the {} scenario has no floor run; use a loadgen scenario",
+            flags.scenario
+        );
+    }
     if flags.scenario == metrics::NAME {
         return run_metrics(flags).await;
     }
@@ -604,16 +626,23 @@ async fn run(flags: Flags) -> Result<()> {
     })?;
     let scenario = kwok_loadgen::Scenario {
         bind_pods: flags.bind_pods,
+        pods_until: match flags.floor {
+            true => PodsUntil::Scheduled,
+            false => PodsUntil::Running,
+        },
         rate: flags.create_rate.unwrap_or(scenario.rate),
         concurrency: flags.in_flight.unwrap_or(scenario.concurrency),
         ..scenario
     };
-    scenario.validate()?;
+    scenario.validate().with_context(|| match flags.floor {
+        true => format!("--floor with scenario {}", scenario.name),
+        false => format!("scenario {}", scenario.name),
+    })?;
     let kwokctl = flags.kwokctl.clone().map_or_else(|| sibling("kwokctl"), Ok)?;
     let (sides, upstream_wanted) = sides(&flags)?;
 
     let (date, dir) = results_dir(&flags.out, &scenario.name)?;
-    let stages = write_stages(upstream_wanted, &dir)?;
+    let stages = write_stages(upstream_wanted, &dir, scenario.pods_until == PodsUntil::Running)?;
     let (results, speeds) = each_side(&sides, &dir, async |c, log, cancel| {
         let r = side::run(&kwokctl, c.clone(), &stages, &scenario, &log, cancel).await?;
         eprintln!("{}", r.report.table());
@@ -628,10 +657,12 @@ async fn run(flags: Flags) -> Result<()> {
         scenario.nodes,
         scenario.pods,
         scenario.pod_kind,
-        if scenario.bind_pods {
-            ", bound to the nodes: no scheduler"
-        } else {
-            ""
+        match (scenario.bind_pods, scenario.pods_until) {
+            (true, _) => ", bound to the nodes: no scheduler",
+            (false, PodsUntil::Scheduled) => {
+                "; floor: kwok without pod stages, pods only scheduled, then deleted with grace 0"
+            }
+            (false, PodsUntil::Running) => "",
         },
         scenario.rate,
         scenario.concurrency,

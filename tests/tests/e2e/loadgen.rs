@@ -114,6 +114,72 @@ fn loadgen_tiny_scenario_should_report_exact_counts_and_ordered_percentiles() {
 }
 
 #[test]
+fn loadgen_pods_until_scheduled_should_need_no_kubelet_and_leave_nothing() {
+    // kwok with its node stages alone: nodes go Ready, pods are bound and never run.
+    let dir = tempfile::tempdir().unwrap();
+    let stages = dir.path().join("nodes.yaml");
+    std::fs::write(&stages, kwok_engine::catalog::defaults_with_lease()[0]).unwrap();
+    let kwokctl = Kwokctl::new();
+    kwokctl.ok(&[
+        "create",
+        "cluster",
+        "--name",
+        "lgf",
+        "--kwok-controller-config",
+        stages.to_str().unwrap(),
+    ]);
+    let kubeconfig = kwokctl.cluster_dir("lgf").join("kubeconfig.yaml");
+    let out = run(Command::new(bin_dir().join("loadgen")).args([
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--nodes=10",
+        "--pods=100",
+        "--namespaces=2",
+        "--pods-until=scheduled",
+        "--timeout=120s",
+        "--output=json",
+    ]));
+    let r: Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(r["complete"], true, "{r:#}");
+    assert_eq!(u(&r, "/counts/nodesReady"), 10);
+    assert_eq!(u(&r, "/counts/podsCreated"), 100);
+    assert_eq!(
+        u(&r, "/counts/podsRunning"),
+        0,
+        "no pod stages: nothing runs them"
+    );
+    // Deleted with grace period 0: gone without a kubelet to finish them.
+    assert_eq!(u(&r, "/counts/podsDeleted"), 100, "{r:#}");
+    let phases = r["phases"].as_array().expect("phases");
+    let scheduled = phases
+        .iter()
+        .find(|p| p["name"] == "pod created→scheduled")
+        .expect("scheduled phase");
+    assert_eq!(scheduled["count"], 100);
+    assert!(
+        phases.iter().all(|p| p["name"] != "pod created→running"),
+        "{phases:#?}"
+    );
+    let pods = kwokctl.ok(&["--name", "lgf", "kubectl", "get", "pods", "-A", "-o", "name"]);
+    assert_eq!(pods.trim(), "", "pods left behind");
+}
+
+#[test]
+fn perf_floor_should_refuse_a_churn_scenario_in_one_line() {
+    let out = Command::new(bin_dir().join("perf"))
+        .args(["churn", "--floor", "--only", "ours"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--floor with scenario churn") && err.contains("podsUntil"),
+        "{err}"
+    );
+}
+
+#[test]
 fn loadgen_bad_scenario_file_should_be_a_one_line_error_naming_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.yaml");
