@@ -42,24 +42,35 @@ fn assert_percentiles_ordered(p: &Value, what: &str) {
     assert!(values[0] > 0.0, "{what}: zero latency: {values:?}");
 }
 
+/// Runs loadgen with `args` against cluster `name` and returns its JSON report, checked
+/// complete.
+fn loadgen_report(kwokctl: &Kwokctl, name: &str, args: &[&str]) -> Value {
+    let kubeconfig = kwokctl.cluster_dir(name).join("kubeconfig.yaml");
+    let out = run(Command::new(bin_dir().join("loadgen"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(args)
+        .args(["--timeout=120s", "--output=json"]));
+    let r: Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(r["complete"], true, "{r:#}");
+    r
+}
+
 #[test]
 fn loadgen_tiny_scenario_should_report_exact_counts_and_ordered_percentiles() {
     let kwokctl = Kwokctl::new();
     kwokctl.ok(&["create", "cluster", "--name", "lg"]);
-    let kubeconfig = kwokctl.cluster_dir("lg").join("kubeconfig.yaml");
-    let out = run(Command::new(bin_dir().join("loadgen")).args([
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--nodes=20",
-        "--pods=200",
-        "--namespaces=3",
-        "--churn-rate=10",
-        "--churn-duration=10s",
-        "--timeout=120s",
-        "--output=json",
-    ]));
-    let r: Value = serde_json::from_str(&out).expect("JSON report");
-    assert_eq!(r["complete"], true, "{r:#}");
+    let r = loadgen_report(
+        &kwokctl,
+        "lg",
+        &[
+            "--nodes=20",
+            "--pods=200",
+            "--namespaces=3",
+            "--churn-rate=10",
+            "--churn-duration=10s",
+        ],
+    );
     assert_eq!(u(&r, "/counts/nodesCreated"), 20);
     assert_eq!(u(&r, "/counts/nodesReady"), 20);
     assert_eq!(u(&r, "/counts/nodesDeleted"), 20);
@@ -128,19 +139,16 @@ fn loadgen_pods_until_scheduled_should_need_no_kubelet_and_leave_nothing() {
         "--kwok-controller-config",
         stages.to_str().unwrap(),
     ]);
-    let kubeconfig = kwokctl.cluster_dir("lgf").join("kubeconfig.yaml");
-    let out = run(Command::new(bin_dir().join("loadgen")).args([
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--nodes=10",
-        "--pods=100",
-        "--namespaces=2",
-        "--pods-until=scheduled",
-        "--timeout=120s",
-        "--output=json",
-    ]));
-    let r: Value = serde_json::from_str(&out).expect("JSON report");
-    assert_eq!(r["complete"], true, "{r:#}");
+    let r = loadgen_report(
+        &kwokctl,
+        "lgf",
+        &[
+            "--nodes=10",
+            "--pods=100",
+            "--namespaces=2",
+            "--pods-until=scheduled",
+        ],
+    );
     assert_eq!(u(&r, "/counts/nodesReady"), 10);
     assert_eq!(u(&r, "/counts/podsCreated"), 100);
     assert_eq!(
