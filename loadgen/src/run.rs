@@ -523,6 +523,8 @@ struct Bars {
     multi: MultiProgress,
     nodes: ProgressBar,
     pods: ProgressBar,
+    /// How far the pods bar counts them.
+    pods_until: PodsUntil,
 }
 
 impl Bars {
@@ -544,6 +546,7 @@ impl Bars {
         Self {
             nodes: bar("nodes", s.nodes),
             pods: bar("pods", s.pods),
+            pods_until: s.pods_until,
             multi,
         }
     }
@@ -554,10 +557,14 @@ impl Bars {
             "ready, {} created, {} gone",
             c.nodes_created, c.nodes_gone
         ));
+        let (done, what) = match self.pods_until {
+            PodsUntil::Running => (c.pods_running, "running"),
+            PodsUntil::Scheduled => (c.pods_scheduled, "scheduled"),
+        };
         self.pods
-            .set_position(c.pods_running.min(self.pods.length().unwrap_or(u64::MAX)));
+            .set_position(done.min(self.pods.length().unwrap_or(u64::MAX)));
         self.pods
-            .set_message(format!("running, {} seen, {} gone", c.pods_seen, c.pods_gone));
+            .set_message(format!("{what}, {} seen, {} gone", c.pods_seen, c.pods_gone));
     }
 
     fn finish(&self) {

@@ -240,11 +240,11 @@ fn write_upstream_stages(dir: &Path, pods: bool) -> Result<PathBuf> {
 /// node set alone) for an ours-only run on a machine without the upstream module.
 fn write_our_stages(dir: &Path, pods: bool) -> Result<PathBuf> {
     let path = dir.join("stages.yaml");
-    let sets = kwok_engine::catalog::defaults_with_lease();
     let text = match pods {
-        true => sets.join("\n---\n"),
-        // The first default set is the nodes'.
-        false => sets[0].to_owned(),
+        true => kwok_engine::catalog::defaults_with_lease().join("\n---\n"),
+        false => kwok_engine::catalog::set("node-fast-with-lease")
+            .context("the catalog's node-fast-with-lease set")?
+            .to_owned(),
     };
     std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
     Ok(path)
