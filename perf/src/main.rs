@@ -87,7 +87,7 @@ struct Flags {
     /// (kwok, and the apiserver serving it) holds, e.g. with `--kwok-replicas`.
     #[arg(long)]
     bind_pods: bool,
-    /// smoke, small, large, lease-soak: the control plane's floor. Each side's kwok runs
+    /// small, large, lease-soak: the control plane's floor. Each side's kwok runs
     /// its node stages only; pods are only scheduled, then deleted with grace period 0.
     /// What the control plane spends per pod then is what no kwok's pod handling can
     /// take away (its status write, its final delete, and what they set off); a normal
