@@ -129,7 +129,8 @@ fn loadgen_pods_until_scheduled_should_need_no_kubelet_and_leave_nothing() {
     // kwok with its node stages alone: nodes go Ready, pods are bound and never run.
     let dir = tempfile::tempdir().unwrap();
     let stages = dir.path().join("nodes.yaml");
-    std::fs::write(&stages, kwok_engine::catalog::defaults_with_lease()[0]).unwrap();
+    let nodes = kwok_engine::catalog::set("node-fast-with-lease").expect("the catalog's node set");
+    std::fs::write(&stages, nodes).unwrap();
     let kwokctl = Kwokctl::new();
     kwokctl.ok(&[
         "create",
